@@ -1,0 +1,77 @@
+"""Settings from the environment (and flags, through `Settings.from_env(**overrides)`)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PRESETS_DIR = PROJECT_ROOT / "presets"
+
+
+def parse_server_urls(raw: str) -> list[str]:
+    """Split a comma-separated COMFYUI_API_URL into normalised http(s) base URLs.
+
+    Raises ValueError for anything that is not an http(s) URL with a host.
+    """
+    urls: list[str] = []
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        parsed = urlparse(part)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"COMFYUI_API_URL entries must be http(s) URLs, got {part!r}.")
+        urls.append(part.rstrip("/"))
+    return urls
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the engine, with the environment variable that sets it."""
+
+    comfyui_urls: list[str] = field(default_factory=lambda: [DEFAULT_COMFYUI_URL])  # COMFYUI_API_URL
+    comfyui_dir: Path | None = None  # COMFYUI_DIR
+    enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS
+    output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
+    models_dir: Path | None = None  # GATOR_MODELS_DIR
+    tiny_model_dir: Path | None = None  # GATOR_TINY_MODEL_DIR (where the built-in model is cached)
+    health_interval_s: float = 2.0  # GATOR_HEALTH_INTERVAL
+    health_timeout_s: float = 2.0  # GATOR_HEALTH_TIMEOUT
+    comfyui_timeout_s: float = 600.0  # GATOR_COMFYUI_TIMEOUT: longest wait for one ComfyUI job
+    enable_comfyui: bool = True  # GATOR_ENABLE_COMFYUI=0 disables the ComfyUI backend entirely
+    allow_downloads: bool = False  # GATOR_ALLOW_DOWNLOADS=1 lets diffusers fetch hub weights
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        settings = cls(
+            comfyui_urls=parse_server_urls(env.get("COMFYUI_API_URL", DEFAULT_COMFYUI_URL)),
+            comfyui_dir=Path(env["COMFYUI_DIR"]) if env.get("COMFYUI_DIR") else None,
+            enable_cloud_apis=_env_bool("ENABLE_CLOUD_APIS"),
+            output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
+            models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
+            tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
+            health_interval_s=float(env.get("GATOR_HEALTH_INTERVAL", 2.0)),
+            health_timeout_s=float(env.get("GATOR_HEALTH_TIMEOUT", 2.0)),
+            comfyui_timeout_s=float(env.get("GATOR_COMFYUI_TIMEOUT", 600.0)),
+            enable_comfyui=_env_bool("GATOR_ENABLE_COMFYUI", True),
+            allow_downloads=_env_bool("GATOR_ALLOW_DOWNLOADS"),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def tiny_dir(self) -> Path:
+        """Where the built-in tiny model is saved (built on first use)."""
+        if self.tiny_model_dir:
+            return self.tiny_model_dir
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "tiny-model"

@@ -1,0 +1,67 @@
+"""The one event stream every generation speaks, whichever backend runs it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The request waits behind `position` others."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """A backend has begun work on the request."""
+
+    backend: str  # "comfyui" | "diffusers"
+    model: str
+    server: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One denoising step finished; `preview` is a small RGB image of the current latents."""
+
+    step: int
+    total: int
+    preview: Image.Image | None = None
+    backend: str = ""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The first-choice backend failed; the request continues on another one."""
+
+    reason: str
+    to_backend: str = "diffusers"
+
+
+@dataclass(frozen=True)
+class Done:
+    """The request finished; `result` is the same dict `generate_image` returns."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request ended without an image; `error` is a sentence fit for the user."""
+
+    error: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+Event = Union[Queued, Started, Progress, Fallback, Done, Failed]
+
+
+@dataclass(frozen=True)
+class Produced:
+    """Internal: a backend's finished image, before the manager saves and wraps it."""
+
+    image: Image.Image
+    info: dict[str, Any] = field(default_factory=dict)
