@@ -1,0 +1,127 @@
+"""ComfyUI workflow templates (presets/workflows/*.json) and structural parameter binding.
+
+A template file holds an API-format `graph`, `bindings` that name where each parameter lives
+(`{"seed": [["31", "seed"]], ...}`: a list of [node_id, input_name] paths; an empty list means the
+template accepts the parameter but has no use for it) and `defaults` applied before the caller's
+values. Binding deep-copies the graph and assigns values into it; no text is ever substituted, so
+any prompt text survives exactly.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import PRESETS_DIR
+from .errors import GatorError
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = PRESETS_DIR / "workflows"
+
+
+class WorkflowError(GatorError, ValueError):
+    """A template is malformed, missing, or was given a parameter it does not know."""
+
+
+@dataclass(frozen=True)
+class WorkflowTemplate:
+    """One API-format graph plus where its parameters go."""
+
+    name: str
+    graph: dict[str, Any]
+    bindings: dict[str, list[tuple[str, str]]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def accepts(self, key: str) -> bool:
+        """True when `key` is a parameter of this template (even one it ignores)."""
+        return key in self.bindings
+
+    def node_ids(self, class_type: str) -> list[str]:
+        """Ids of the nodes of one class, in graph order."""
+        return [nid for nid, node in self.graph.items() if node.get("class_type") == class_type]
+
+
+def _check_paths(name: str, graph: Mapping[str, Any], bindings: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    checked: dict[str, list[tuple[str, str]]] = {}
+    for key, paths in bindings.items():
+        if not isinstance(paths, list):
+            raise WorkflowError(f"Workflow {name!r}: binding {key!r} must be a list of [node_id, input] pairs.")
+        out: list[tuple[str, str]] = []
+        for path in paths:
+            if not (isinstance(path, (list, tuple)) and len(path) == 2):
+                raise WorkflowError(f"Workflow {name!r}: binding {key!r} has a malformed path {path!r}.")
+            node_id, input_name = str(path[0]), str(path[1])
+            node = graph.get(node_id)
+            if not isinstance(node, dict):
+                raise WorkflowError(f"Workflow {name!r}: binding {key!r} points at node {node_id}, which the graph lacks.")
+            if input_name not in node.get("inputs", {}):
+                raise WorkflowError(
+                    f"Workflow {name!r}: binding {key!r} points at input {input_name!r} of node {node_id} "
+                    f"({node.get('class_type')}), which that node lacks.")
+            out.append((node_id, input_name))
+        checked[key] = out
+    return checked
+
+
+def template_from_dict(name: str, data: Mapping[str, Any]) -> WorkflowTemplate:
+    """Build and check a template from its JSON data."""
+    graph = data.get("graph")
+    if not isinstance(graph, dict) or not graph:
+        raise WorkflowError(f"Workflow {name!r} has no graph.")
+    for node_id, node in graph.items():
+        if not isinstance(node, dict) or "class_type" not in node or not isinstance(node.get("inputs"), dict):
+            raise WorkflowError(f"Workflow {name!r}: node {node_id} needs a class_type and an inputs object.")
+    bindings = _check_paths(name, graph, data.get("bindings") or {})
+    defaults = dict(data.get("defaults") or {})
+    unknown = sorted(set(defaults) - set(bindings))
+    if unknown:
+        raise WorkflowError(f"Workflow {name!r}: defaults for unknown parameters {unknown}.")
+    return WorkflowTemplate(name=name, graph=graph, bindings=bindings, defaults=defaults,
+                            description=str(data.get("description", "")))
+
+
+def list_templates(directory: Path | None = None) -> list[str]:
+    """Names of the templates found in `directory` (default presets/workflows)."""
+    directory = Path(directory or TEMPLATES_DIR)
+    return sorted(p.stem for p in directory.glob("*.json"))
+
+
+def load_template(name: str, directory: Path | None = None) -> WorkflowTemplate:
+    """Read presets/workflows/<name>.json; raise WorkflowError when missing or malformed."""
+    directory = Path(directory or TEMPLATES_DIR)
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise WorkflowError(f"{name!r} is not a workflow template name.")
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        raise WorkflowError(f"Workflow template {name!r} was not found in {directory}.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkflowError(f"Workflow template {name!r} could not be read: {exc}.") from exc
+    return template_from_dict(name, data)
+
+
+def bind(template: WorkflowTemplate, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh API-format graph with the template's defaults, then `values`, assigned in place.
+
+    Values of None are skipped (the template's own value stays). Unknown keys raise WorkflowError.
+    """
+    unknown = sorted(k for k in values if k not in template.bindings)
+    if unknown:
+        raise WorkflowError(
+            f"Workflow {template.name!r} has no parameter {', '.join(map(repr, unknown))} "
+            f"(it accepts {', '.join(sorted(template.bindings))}).")
+    graph = copy.deepcopy(template.graph)
+    merged = {**template.defaults, **{k: v for k, v in values.items() if v is not None}}
+    for key, value in merged.items():
+        for node_id, input_name in template.bindings[key]:
+            node = graph.get(node_id)
+            if node is None or input_name not in node.get("inputs", {}):
+                raise WorkflowError(f"Workflow {template.name!r}: node {node_id} input {input_name!r} is missing.")
+            node["inputs"][input_name] = copy.deepcopy(value)
+    return graph
