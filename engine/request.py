@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import InvalidRequest
+from .registry import load_samplers
 
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_STEPS = 150
@@ -78,6 +79,9 @@ def validation_errors(req: GenerationRequest) -> list[str]:
                 problems.append(f"Guidance scale must be between 0 and 50 (got {req.guidance_scale!r}).")
     if req.seed is not None and not (_is_int(req.seed) and -1 <= int(req.seed) <= MAX_SEED):
         problems.append(f"Seed must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {req.seed!r}).")
+    samplers = load_samplers()
+    if req.sampler not in samplers:
+        problems.append(f"Sampler must be one of {', '.join(samplers)} (got {req.sampler!r}).")
     if req.backend not in BACKENDS:
         problems.append(f"Backend must be one of {', '.join(BACKENDS)} (got {req.backend!r}).")
     return problems

@@ -1,0 +1,133 @@
+"""The model catalogue (presets/models.yaml), the hardware probe, and choosing the best model that fits."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from .config import PRESETS_DIR
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalogue entry; see presets/models.yaml for the meaning of each field."""
+
+    id: str
+    label: str
+    engine: str  # comfyui | diffusers | tiny
+    family: str
+    rank: int = 0
+    hub_id: str | None = None
+    single_file: str | None = None
+    pipeline: str = "StableDiffusionPipeline"
+    size_gb: float = 0.0
+    min_vram_gb: float = 0.0
+    min_ram_gb: float = 0.0
+    default_steps: int = 20
+    default_guidance: float = 7.0
+    native_size: int = 512
+    comfyui: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def local(self) -> bool:
+        """True for models the diffusers backend runs on this machine."""
+        return self.engine in ("diffusers", "tiny")
+
+
+@lru_cache(maxsize=None)
+def load_catalogue() -> tuple[ModelSpec, ...]:
+    """Every model in presets/models.yaml, best first."""
+    data = yaml.safe_load((PRESETS_DIR / "models.yaml").read_text())
+    specs = [ModelSpec(**entry) for entry in data["models"]]
+    return tuple(sorted(specs, key=lambda s: -s.rank))
+
+
+def find_model(model_id: str) -> ModelSpec | None:
+    """The catalogue entry whose id or label matches `model_id` (case-insensitive)."""
+    key = model_id.strip().lower()
+    for spec in load_catalogue():
+        if key in (spec.id.lower(), spec.label.lower()):
+            return spec
+    return None
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this machine offers for local generation."""
+
+    device: str  # cuda | mps | cpu
+    device_name: str
+    vram_gb: float  # free-able GPU memory (total for CUDA); 0 on CPU
+    ram_gb: float
+
+    def describe(self) -> str:
+        if self.device == "cpu":
+            return f"CPU, {self.ram_gb:.0f} GiB RAM"
+        return f"{self.device_name} ({self.vram_gb:.0f} GiB), {self.ram_gb:.0f} GiB RAM"
+
+
+def _ram_gb() -> float:
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total / GIB
+    except ImportError:  # pragma: no cover - psutil is a requirement, this is belt and braces
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+
+
+def probe_hardware() -> Hardware:
+    """Look at CUDA, MPS and RAM. Never raises."""
+    import torch
+
+    ram = _ram_gb()
+    try:
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            return Hardware("cuda", props.name, props.total_memory / GIB, ram)
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            # Apple silicon shares memory with the CPU.
+            return Hardware("mps", "Apple GPU", ram * 0.75, ram)
+    except Exception as err:  # a broken driver must not stop the app
+        logger.warning("GPU probe failed (%s); using the CPU.", err)
+    return Hardware("cpu", "CPU", 0.0, ram)
+
+
+def fits(spec: ModelSpec, hw: Hardware) -> bool:
+    """Whether `spec` can run locally on `hw` (GPU memory for accelerators, RAM always)."""
+    if spec.engine == "tiny":
+        return True
+    if hw.device == "cpu":
+        # On the CPU a model needs its RAM and is slow, but it runs: honour min_ram_gb only.
+        return hw.ram_gb >= spec.min_ram_gb
+    return hw.vram_gb >= spec.min_vram_gb and hw.ram_gb >= spec.min_ram_gb * 0.5
+
+
+def needs_offload(spec: ModelSpec, hw: Hardware) -> bool:
+    """True when the model fits only with `enable_model_cpu_offload` (GPU memory is tight)."""
+    return hw.device == "cuda" and spec.engine != "tiny" and hw.vram_gb < spec.size_gb * 1.6
+
+
+def best_local_model(hw: Hardware, available: set[str] | None = None) -> ModelSpec:
+    """The highest-ranked local model that fits `hw` (and whose weights are available, when given)."""
+    for spec in load_catalogue():
+        if not spec.local or not fits(spec, hw):
+            continue
+        if available is not None and spec.id not in available and spec.engine != "tiny":
+            continue
+        return spec
+    return next(s for s in load_catalogue() if s.engine == "tiny")
+
+
+@lru_cache(maxsize=None)
+def load_samplers() -> dict[str, dict[str, Any]]:
+    """Sampler names and their meaning per backend (presets/samplers.yaml)."""
+    return yaml.safe_load((PRESETS_DIR / "samplers.yaml").read_text())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Gator Studio: `./launch.sh` runs the app (creating .venv on first run); `./launch.sh test` runs the suite.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${GATOR_VENV:-.venv}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "Creating $VENV ..."
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+
+stamp="$VENV/.requirements.sha"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  # torch first and pinned: a CPU wheel where there is no GPU; an existing torch is kept.
+  if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "Installing torch ..."
+    "$PY" -m pip install -q "torch==${GATOR_TORCH_VERSION:-2.13.0}"
+  fi
+  echo "Installing requirements ..."
+  "$PY" -m pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  if [ ! -x /usr/bin/chromium ] && [ -z "${GATOR_SKIP_BROWSER:-}" ]; then
+    echo "Browser tests need Debian's chromium: apt-get install -y chromium" >&2
+  fi
+  exec "$PY" -m pytest "$@"
+fi
+exec "$PY" app.py "$@"

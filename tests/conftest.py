@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny diffusers model (built once per session) and managers around it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from engine.config import Settings  # noqa: E402
+from engine.manager import AIModelManager  # noqa: E402
+from engine.registry import Hardware  # noqa: E402
+from engine.tiny_model import ensure_tiny_model  # noqa: E402
+
+CPU = Hardware(device="cpu", device_name="CPU", vram_gb=0.0, ram_gb=16.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny model saved with save_pretrained, shared by every test of the session."""
+    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_model_dir) -> Settings:
+    """Settings for a local-only manager writing into this test's tmp folder."""
+    return Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
+                    tiny_model_dir=tiny_model_dir, models_dir=tmp_path / "models")
+
+
+@pytest.fixture
+async def manager(settings):
+    """An initialized AIModelManager on the tiny model, no ComfyUI."""
+    mgr = AIModelManager(settings, hardware=CPU)
+    await mgr.initialize_models()
+    yield mgr
+    mgr.shutdown()

@@ -1,0 +1,28 @@
+"""Latent -> RGB previews: per-family factors as data, FLUX unpacking, cost per step."""
+from __future__ import annotations
+
+import torch
+
+from engine.previews import latent_format, latents_to_preview, unpack_flux_latents
+
+
+def test_factor_tables_have_one_row_per_channel():
+    assert latent_format("sd15")[0].shape == (4, 3)
+    assert latent_format("sdxl")[0].shape == (4, 3) and latent_format("sdxl")[1].abs().sum() > 0
+    assert latent_format("flux")[0].shape == (16, 3)
+
+
+def test_projection_matches_the_factors():
+    latents = torch.zeros(1, 4, 2, 2)
+    latents[0, 0] = 1.0  # only channel 0 lit: the pixel is row 0 of the factors
+    r, g, b = latents_to_preview(latents, "sd15").getpixel((0, 0))
+    expected = [(v + 1) * 127.5 for v in (0.3512, 0.2297, 0.3227)]
+    assert all(abs(a - e) <= 1 for a, e in zip((r, g, b), expected))
+
+
+def test_flux_packed_latents_unpack_to_16_channels():
+    packed = torch.randn(1, (128 // 16) * (96 // 16), 64)  # 128x96 image, diffusers' packing
+    unpacked = unpack_flux_latents(packed, height=128, width=96)
+    assert unpacked.shape == (1, 16, 16, 12)
+    assert latents_to_preview(unpacked, "flux").size == (12, 16)
+
