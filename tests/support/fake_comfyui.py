@@ -1,0 +1,753 @@
+"""A fake ComfyUI 0.3.64: a real aiohttp HTTP + WebSocket server on 127.0.0.1 for tests and benchmarks.
+
+It answers with the JSON shapes and websocket message order of the recorded transcripts in
+shared/comfyui/ and runs in a background thread with its own event loop, so sync tests, async
+tests and a Gradio app in the same process can all talk to it.
+
+    with FakeComfyUI(step_delay_s=0.01) as fake:      # or fake = FakeComfyUI(); fake.start(); ...; fake.close()
+        url = fake.url                                  # http://127.0.0.1:<port>
+        fake.stop(); fake.restart()                     # port closed (refused), then back on the same port
+        fake.hang = True                                # accepts connections, never answers
+        fake.fail_next_prompt()                         # next POST /prompt -> 400 with node_errors
+        fake.drop_socket_after_step(2)                  # next run: ws torn down after step 2
+        fake.garbage_view = True                        # /view returns bytes that are not an image
+        fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
+        fake.prompts, fake.view_requests, ...           # what clients did
+
+CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import colorsys
+import copy
+import io
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from PIL import Image, PngImagePlugin
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.3.64"
+FLUX_SPLIT_FILES = {"unets": ["flux1-dev.safetensors"], "clips": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
+                    "vaes": ["ae.safetensors"]}
+SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+            "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
+            "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+            "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
+            "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+            "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
+            "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2"]
+SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal", "linear_quadratic",
+              "kl_optimal"]
+# Every node class the fake knows how to "execute"; anything else is missing_node_type.
+KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
+                 "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
+                 "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
+                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage"}
+SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
+PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _combo(options: list[str], extra: dict | None = None) -> list:
+    return [list(options), extra] if extra is not None else [list(options)]
+
+
+@dataclass
+class _Client:
+    sid: str
+    ws: web.WebSocketResponse
+    request: web.Request
+    metadata_previews: bool = False
+
+
+@dataclass
+class _Job:
+    number: int
+    prompt_id: str
+    prompt: dict[str, Any]
+    extra: dict[str, Any]
+    outputs: list[str]
+    interrupted: bool = False
+
+    def queue_item(self) -> list:
+        return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
+
+
+@dataclass
+class FakeComfyUI:
+    """Controllable fake ComfyUI server; every public knob may be changed from any thread."""
+
+    checkpoints: list[str] = field(default_factory=lambda: ["tiny-sd15.safetensors"])
+    unets: list[str] = field(default_factory=list)
+    clips: list[str] = field(default_factory=list)
+    vaes: list[str] = field(default_factory=list)
+    step_delay_s: float = 0.01
+    node_delay_s: float = 0.0
+    history_delay_s: float = 0.0  # >0: /history gets the entry this long after `executing` null
+    device_name: str = "cpu"
+    vram_total: int = 25276502016
+    vram_free: int = 24270999552
+    port: int = 0
+    hang: bool = False
+    garbage_view: bool = False
+    preview_size: int = 64
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._fail_next: dict[str, Any] | None = None
+        self._fail_exec_next: str | None = None
+        self._drop_after: int | None = None
+        self._reset_state()
+        # counters for assertions
+        self.prompts: list[dict[str, Any]] = []          # every graph POSTed to /prompt, accepted or not
+        self.prompt_ids: list[str] = []                  # ids of accepted prompts
+        self.view_requests: list[str] = []               # filenames asked of /view
+        self.deletes: list[str] = []                     # ids sent to POST /queue {"delete"}
+        self.interrupts: list[dict[str, Any] | None] = []  # bodies of POST /interrupt
+        self.feature_flags_received = 0
+        self.ws_connections = 0
+        self.system_stats_calls = 0
+
+    # ---------------------------------------------------------------- control
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    def start(self) -> "FakeComfyUI":
+        """Start the loop thread (once) and listen; returns self."""
+        if self._thread is None:
+            self._loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="fake-comfyui", daemon=True)
+            self._thread.start()
+            ready.wait()
+        self._call(self._serve())
+        return self
+
+    def stop(self) -> None:
+        """Close the port and every connection (clients then see connection refused); the job in flight is lost."""
+        if self._thread is not None:
+            self._call(self._shutdown())
+
+    def restart(self) -> None:
+        """Come back on the same port with an empty queue and history, like a restarted ComfyUI."""
+        self.stop()
+        self.hang = False
+        self._reset_state()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and end the background thread."""
+        if self._thread is None:
+            return
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._thread = None
+
+    def __enter__(self) -> "FakeComfyUI":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def install_flux(self) -> None:
+        """Make the FLUX.1-dev split files appear in UNETLoader/DualCLIPLoader/VAELoader lists."""
+        for key, files in FLUX_SPLIT_FILES.items():
+            lst = getattr(self, key)
+            lst.extend(f for f in files if f not in lst)
+
+    def fail_next_prompt(self, node_errors: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+        """The next POST /prompt answers 400 with these node_errors (default: a missing checkpoint)."""
+        if node_errors is None and error is None:
+            node_errors = {"4": _node_error("CheckpointLoaderSimple", "ckpt_name", "missing.safetensors",
+                                            self.checkpoints)}
+        self._fail_next = {"error": error or _validation_error(), "node_errors": node_errors or {}}
+
+    def fail_next_execution(self, message: str = "Allocation on device failed") -> None:
+        """The next job fails in its sampler with an `execution_error` message."""
+        self._fail_exec_next = message
+
+    def drop_socket_after_step(self, n: int) -> None:
+        """During the next job, tear down the job's websocket right after step n (the job then stops)."""
+        self._drop_after = n
+
+    @property
+    def queue_remaining(self) -> int:
+        return len(self._pending) + (1 if self._current else 0)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until nothing is queued or running."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.queue_remaining == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # ---------------------------------------------------------------- loop plumbing
+    def _thread_main(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(ready.set)
+        self._loop.run_forever()
+
+    def _call(self, coro) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def _reset_state(self) -> None:
+        self._pending: list[_Job] = []
+        self._current: _Job | None = None
+        self._history: dict[str, dict[str, Any]] = {}
+        self._files: dict[tuple[str, str, str], bytes] = {}
+        self._clients: dict[str, _Client] = {}
+        self._counter = 0
+        self._file_counter: dict[str, int] = {}
+        self._worker: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._jobs_done = 0
+
+    async def _serve(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application(middlewares=[self._hang_middleware], client_max_size=64 * 2**20)
+        r = app.router
+        r.add_get("/ws", self._ws)
+        r.add_get("/system_stats", self._system_stats)
+        r.add_get("/features", self._features)
+        r.add_get("/prompt", self._get_prompt)
+        r.add_post("/prompt", self._post_prompt)
+        r.add_get("/queue", self._get_queue)
+        r.add_post("/queue", self._post_queue)
+        r.add_post("/interrupt", self._interrupt)
+        r.add_get("/history", self._history_all)
+        r.add_get("/history/{prompt_id}", self._history_one)
+        r.add_get("/view", self._view)
+        r.add_get("/object_info", self._object_info_all)
+        r.add_get("/object_info/{node_class}", self._object_info_one)
+        r.add_get("/models", self._models)
+        r.add_get("/models/{folder}", self._models_folder)
+        r.add_post("/free", self._free)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self._sock = sock
+        self._wake = asyncio.Event()
+        self._worker = asyncio.ensure_future(self._work())
+
+    async def _shutdown(self) -> None:
+        if self._runner is None:
+            return
+        if self._worker:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except BaseException:
+                pass
+        for client in list(self._clients.values()):
+            transport = client.request.transport
+            if transport is not None:
+                transport.abort()
+        self._clients.clear()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._current = None
+
+    @web.middleware
+    async def _hang_middleware(self, request: web.Request, handler):
+        while self.hang:
+            await asyncio.sleep(0.05)
+        return await handler(request)
+
+    # ---------------------------------------------------------------- websocket
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        client = _Client(sid=sid, ws=ws, request=request)
+        self._clients[sid] = client
+        self.ws_connections += 1
+        try:
+            await ws.send_json({"type": "status", "data": {"status": self._exec_info(), "sid": sid}})
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and data.get("type") == "feature_flags":
+                    self.feature_flags_received += 1
+                    flags = data.get("data") or {}
+                    client.metadata_previews = bool(flags.get("supports_preview_metadata"))
+                    await ws.send_json({"type": "feature_flags",
+                                        "data": {"supports_preview_metadata": True, "max_upload_size": 104857600}})
+        finally:
+            if self._clients.get(sid) is client:
+                del self._clients[sid]
+        return ws
+
+    async def _send(self, sid: str | None, type_: str, data: dict[str, Any]) -> None:
+        """Like ComfyUI's send_sync: to one client id, or to everyone when sid is None."""
+        targets = [self._clients[sid]] if sid in self._clients else ([] if sid else list(self._clients.values()))
+        for c in targets:
+            try:
+                await c.ws.send_json({"type": type_, "data": data})
+            except Exception:  # a socket that went away
+                pass
+
+    def _exec_info(self) -> dict[str, Any]:
+        return {"exec_info": {"queue_remaining": self.queue_remaining}}
+
+    async def _broadcast_status(self) -> None:
+        await self._send(None, "status", {"status": self._exec_info()})
+
+    # ---------------------------------------------------------------- HTTP: info
+    async def _system_stats(self, request: web.Request) -> web.Response:
+        self.system_stats_calls += 1
+        return web.json_response({
+            "system": {"os": "posix", "ram_total": 25276502016, "ram_free": 24270999552, "comfyui_version": VERSION,
+                       "required_frontend_version": "1.27.10", "installed_templates_version": "0.1.95",
+                       "required_templates_version": "0.1.95", "python_version": "3.11.7 (fake)",
+                       "pytorch_version": "2.9.1+cu128", "embedded_python": False,
+                       "argv": ["main.py", "--listen", "127.0.0.1", "--port", str(self.port)]},
+            "devices": [{"name": self.device_name, "type": self.device_name.split(":")[0], "index": None,
+                         "vram_total": self.vram_total, "vram_free": self.vram_free,
+                         "torch_vram_total": self.vram_total, "torch_vram_free": self.vram_free}],
+        })
+
+    async def _features(self, request: web.Request) -> web.Response:
+        return web.json_response({"supports_preview_metadata": True, "max_upload_size": 104857600})
+
+    async def _get_prompt(self, request: web.Request) -> web.Response:
+        return web.json_response(self._exec_info())
+
+    async def _free(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    def _object_infos(self) -> dict[str, dict[str, Any]]:
+        def entry(name: str, required: dict, output: list[str], optional: dict | None = None) -> dict:
+            inp: dict[str, Any] = {"required": required}
+            order: dict[str, Any] = {"required": list(required)}
+            if optional:
+                inp["optional"] = optional
+                order["optional"] = list(optional)
+            return {"input": inp, "input_order": order, "output": output, "output_is_list": [False] * len(output),
+                    "output_name": output, "name": name, "display_name": name, "description": "",
+                    "python_module": "nodes", "category": "loaders", "output_node": name == "SaveImage"}
+        return {
+            "CheckpointLoaderSimple": entry("CheckpointLoaderSimple", {"ckpt_name": _combo(
+                self.checkpoints, {"tooltip": "The name of the checkpoint (model) to load."})}, ["MODEL", "CLIP", "VAE"]),
+            "UNETLoader": entry("UNETLoader", {"unet_name": _combo(self.unets), "weight_dtype": _combo(
+                ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"])}, ["MODEL"]),
+            "DualCLIPLoader": entry("DualCLIPLoader", {"clip_name1": _combo(self.clips), "clip_name2": _combo(self.clips),
+                                                       "type": _combo(["sdxl", "sd3", "flux", "hunyuan_video", "hidream",
+                                                                       "hunyuan_image"])}, ["CLIP"],
+                                    {"device": _combo(["default", "cpu"], {"advanced": True})}),
+            "CLIPLoader": entry("CLIPLoader", {"clip_name": _combo(self.clips)}, ["CLIP"]),
+            "VAELoader": entry("VAELoader", {"vae_name": _combo(self.vaes + ["pixel_space"])}, ["VAE"]),
+            "KSampler": entry("KSampler", {"model": ["MODEL", {}], "seed": ["INT", {"default": 0}],
+                                           "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+                                           "cfg": ["FLOAT", {"default": 8.0}], "sampler_name": _combo(SAMPLERS),
+                                           "scheduler": _combo(SCHEDULERS)}, ["LATENT"]),
+            "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
+                               []),
+        }
+
+    async def _object_info_all(self, request: web.Request) -> web.Response:
+        return web.json_response(self._object_infos())
+
+    async def _object_info_one(self, request: web.Request) -> web.Response:
+        name = request.match_info["node_class"]
+        infos = self._object_infos()
+        return web.json_response({name: infos[name]} if name in infos else {})
+
+    _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
+                "text_encoders": "clips", "clip": "clips", "vae": "vaes"}
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(sorted(self._FOLDERS))
+
+    async def _models_folder(self, request: web.Request) -> web.Response:
+        attr = self._FOLDERS.get(request.match_info["folder"])
+        if attr is None:
+            return web.Response(status=404, text="404: Not Found")
+        return web.json_response(list(getattr(self, attr)))
+
+    # ---------------------------------------------------------------- HTTP: prompts and queue
+    def _validate(self, prompt: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(error, node_errors) as ComfyUI's validate_prompt reports them; (None, {}) when valid."""
+        if not isinstance(prompt, dict):
+            return ({"type": "invalid_prompt", "message": "Cannot execute because the prompt is not an object.",
+                     "details": "", "extra_info": {}}, {})
+        for nid, node in prompt.items():
+            if not isinstance(node, dict) or "class_type" not in node:
+                return ({"type": "invalid_prompt",
+                         "message": "Cannot execute because a node is missing the class_type property.",
+                         "details": f"Node ID '#{nid}'", "extra_info": {}}, {})
+            if node["class_type"] not in KNOWN_CLASSES:
+                ct = node["class_type"]
+                return ({"type": "missing_node_type",
+                         "message": f"Node '{ct}' not found. The custom node may not be installed.",
+                         "details": f"Node ID '#{nid}'", "extra_info": {"node_id": nid, "class_type": ct,
+                                                                         "node_title": ct}}, {})
+        outputs = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
+        if not outputs:
+            return ({"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "",
+                     "extra_info": {}}, {})
+        lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
+                 "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
+                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS}
+        node_errors: dict[str, Any] = {}
+        for nid, node in prompt.items():
+            inputs = node.get("inputs") or {}
+            errors = []
+            for name in reversed(list(inputs)):
+                if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
+                    errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
+            if errors:
+                node_errors[nid] = {"errors": errors, "dependent_outputs": outputs, "class_type": node["class_type"]}
+        if node_errors:
+            return _validation_error(), node_errors
+        return None, {}
+
+    async def _post_prompt(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": {"type": "invalid_prompt", "message": "Invalid JSON",
+                                                "details": "", "extra_info": {}}, "node_errors": {}}, status=400)
+        prompt = body.get("prompt")
+        self.prompts.append(copy.deepcopy(prompt))
+        if self._fail_next is not None:
+            failure, self._fail_next = self._fail_next, None
+            return web.json_response(failure, status=400)
+        error, node_errors = self._validate(prompt)
+        if error is not None:
+            return web.json_response({"error": error, "node_errors": node_errors}, status=400)
+        prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        self._counter += 1
+        number = -self._counter if body.get("front") else self._counter
+        extra = dict(body.get("extra_data") or {})
+        if body.get("client_id"):
+            extra["client_id"] = body["client_id"]
+        outputs = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
+        self._pending.append(_Job(number, prompt_id, prompt, extra, outputs))
+        self._pending.sort(key=lambda j: j.number)
+        self.prompt_ids.append(prompt_id)
+        await self._broadcast_status()
+        self._wake.set()
+        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+
+    async def _get_queue(self, request: web.Request) -> web.Response:
+        return web.json_response({"queue_running": [self._current.queue_item()] if self._current else [],
+                                  "queue_pending": [j.queue_item() for j in self._pending]})
+
+    async def _post_queue(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("clear"):
+            self._pending.clear()
+        for pid in body.get("delete") or []:
+            self.deletes.append(pid)
+            self._pending = [j for j in self._pending if j.prompt_id != pid]
+        await self._broadcast_status()
+        return web.Response(status=200)
+
+    async def _interrupt(self, request: web.Request) -> web.Response:
+        body = None
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+        self.interrupts.append(body)
+        target = (body or {}).get("prompt_id") if isinstance(body, dict) else None
+        if self._current is not None and (target is None or target == self._current.prompt_id):
+            self._current.interrupted = True
+        return web.Response(status=200)
+
+    async def _history_all(self, request: web.Request) -> web.Response:
+        return web.json_response(self._history)
+
+    async def _history_one(self, request: web.Request) -> web.Response:
+        pid = request.match_info["prompt_id"]
+        return web.json_response({pid: self._history[pid]} if pid in self._history else {})
+
+    async def _view(self, request: web.Request) -> web.Response:
+        q = request.query
+        filename, subfolder, type_ = q.get("filename", ""), q.get("subfolder", ""), q.get("type", "output")
+        self.view_requests.append(filename)
+        data = self._files.get((filename, subfolder, type_))
+        if data is None:
+            return web.Response(status=404, text="404: Not Found")
+        if self.garbage_view:
+            data = b"<html><body>502 Bad Gateway</body></html>"
+        return web.Response(body=data, content_type="image/png",
+                            headers={"Content-Disposition": f'filename="{filename}"'})
+
+    # ---------------------------------------------------------------- execution
+    async def _work(self) -> None:
+        while True:
+            while not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            job = self._pending.pop(0)
+            self._current = job
+            try:
+                await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one job kill the worker
+                log.exception("fake ComfyUI job failed")
+            finally:
+                self._current = None
+                self._jobs_done += 1
+
+    async def _execute(self, job: _Job) -> None:
+        sid = job.extra.get("client_id")
+        pid = job.prompt_id
+        messages: list[list[Any]] = []
+
+        async def event(type_: str, data: dict[str, Any], to: str | None = sid, record: bool = False) -> None:
+            if record:
+                messages.append([type_, data])
+            await self._send(to, type_, data)
+
+        await self._broadcast_status()
+        await event("execution_start", {"prompt_id": pid, "timestamp": _now_ms()}, record=True)
+        await event("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": _now_ms()}, record=True)
+        order = _execution_order(job.prompt, job.outputs)
+        states: dict[str, dict[str, Any]] = {}
+        executed: list[str] = []
+        outputs: dict[str, Any] = {}
+        meta: dict[str, Any] = {}
+        drop_after, self._drop_after = self._drop_after, None
+        fail_exec, self._fail_exec_next = self._fail_exec_next, None
+
+        async def progress_state(nid: str, value: float, max_: float, state: str) -> None:
+            states[nid] = {"value": value, "max": max_, "state": state, "node_id": nid, "prompt_id": pid,
+                           "display_node_id": nid, "parent_node_id": None, "real_node_id": nid}
+            await event("progress_state", {"prompt_id": pid, "nodes": copy.deepcopy(states)}, to=sid)
+
+        async def finish(status_str: str) -> None:
+            await self._broadcast_status_after(job)
+            await event("executing", {"node": None, "prompt_id": pid})
+            entry = {"prompt": [job.number, pid, job.prompt, job.extra, job.outputs], "outputs": outputs,
+                     "status": {"status_str": status_str, "completed": status_str == "success", "messages": messages},
+                     "meta": meta}
+            if self.history_delay_s > 0:
+                asyncio.get_running_loop().call_later(self.history_delay_s, self._history.__setitem__, pid, entry)
+            else:
+                self._history[pid] = entry
+
+        for nid in order:
+            node = job.prompt[nid]
+            ct = node["class_type"]
+            await progress_state(nid, 0.0, 1.0, "running")
+            await event("executing", {"node": nid, "display_node": nid, "prompt_id": pid})
+            if self.node_delay_s:
+                await asyncio.sleep(self.node_delay_s)
+            if ct in SAMPLER_CLASSES:
+                total = _steps_of(job.prompt, nid)
+                for step in range(1, total + 1):
+                    await asyncio.sleep(self.step_delay_s)
+                    while self.hang:
+                        await asyncio.sleep(0.05)
+                    if job.interrupted:
+                        data = {"prompt_id": pid, "node_id": nid, "node_type": ct, "executed": list(executed),
+                                "timestamp": _now_ms()}
+                        await event("execution_interrupted", data, record=True)
+                        await finish("error")
+                        return
+                    if fail_exec is not None:
+                        data = {"prompt_id": pid, "node_id": nid, "node_type": ct, "executed": list(executed),
+                                "exception_message": fail_exec, "exception_type": "torch.OutOfMemoryError",
+                                "traceback": ["  File \"execution.py\", line 1, in fake\n"],
+                                "current_inputs": {}, "current_outputs": list(executed), "timestamp": _now_ms()}
+                        await event("execution_error", data, record=True)
+                        await finish("error")
+                        return
+                    await progress_state(nid, step, total, "running")
+                    await self._step_messages(job, sid, nid, step, total)
+                    if drop_after is not None and step >= drop_after:
+                        client = self._clients.get(sid)
+                        if client is not None and client.request.transport is not None:
+                            client.request.transport.abort()
+                        return  # the job dies with its socket (nothing reaches /history)
+            if ct in ("SaveImage", "PreviewImage"):
+                images = self._save_images(job, nid)
+                outputs[nid] = {"images": images}
+                meta[nid] = {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                await event("executed", {"node": nid, "display_node": nid, "output": {"images": images},
+                                         "prompt_id": pid})
+            executed.append(nid)
+            await progress_state(nid, 1.0, 1.0, "finished")
+        await event("execution_success", {"prompt_id": pid, "timestamp": _now_ms()}, record=True)
+        await finish("success")
+
+    async def _broadcast_status_after(self, job: _Job) -> None:
+        remaining = len(self._pending)
+        await self._send(None, "status", {"status": {"exec_info": {"queue_remaining": remaining}}})
+
+    async def _step_messages(self, job: _Job, sid: str | None, nid: str, step: int, total: int) -> None:
+        pid = job.prompt_id
+        progress = {"value": step, "max": total, "prompt_id": pid, "node": nid}
+        image = _preview_jpeg(step, total, self.preview_size)
+        meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
+                "real_node_id": nid, "image_type": "image/jpeg"}
+        targets = [self._clients[sid]] if sid in self._clients else ([] if sid else list(self._clients.values()))
+        for c in targets:
+            try:
+                if c.metadata_previews:  # recorded order: metadata frame first, then progress
+                    head = json.dumps(meta).encode()
+                    await c.ws.send_bytes(struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(head)) + head + image)
+                    await c.ws.send_json({"type": "progress", "data": progress})
+                else:  # legacy order: progress first, then the bare JPEG frame
+                    await c.ws.send_json({"type": "progress", "data": progress})
+                    await c.ws.send_bytes(struct.pack(">II", PREVIEW_IMAGE, 1) + image)
+            except Exception:
+                pass
+
+    def _save_images(self, job: _Job, nid: str) -> list[dict[str, str]]:
+        prompt = job.prompt
+        prefix = str(prompt[nid]["inputs"].get("filename_prefix", "ComfyUI"))
+        type_ = "output" if prompt[nid]["class_type"] == "SaveImage" else "temp"
+        subfolder, _, base = prefix.rpartition("/")
+        width, height, seed = _image_params(prompt)
+        n = self._file_counter.get(prefix, 0) + 1
+        self._file_counter[prefix] = n
+        filename = f"{base}_{n:05d}_.png"
+        hue = (zlib.crc32(f"{seed}".encode()) % 360) / 360.0
+        r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.6, 0.9))
+        img = Image.new("RGB", (width, height), (r, g, b))
+        info = PngImagePlugin.PngInfo()
+        info.add_text("prompt", json.dumps(prompt))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", pnginfo=info)
+        self._files[(filename, subfolder, type_)] = buf.getvalue()
+        return [{"filename": filename, "subfolder": subfolder, "type": type_}]
+
+
+# -------------------------------------------------------------------- helpers
+def _validation_error() -> dict[str, Any]:
+    return {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+            "details": "", "extra_info": {}}
+
+
+def _node_error(class_type: str, input_name: str, received: str, allowed: list[str]) -> dict[str, Any]:
+    """One node's entry of node_errors for a value not in its list, shaped like the recordings."""
+    return {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                        "details": f"{input_name}: '{received}' not in {list(allowed)!r}",
+                        "extra_info": {"input_name": input_name, "input_config": [list(allowed), {}],
+                                       "received_value": received}}],
+            "dependent_outputs": ["9"], "class_type": class_type}
+
+
+def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(nid: str) -> None:
+        if nid in seen or nid not in prompt:
+            return
+        seen.add(nid)
+        for value in (prompt[nid].get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                visit(str(value[0]))
+        order.append(nid)
+
+    for out in outputs:
+        visit(out)
+    return order
+
+
+def _steps_of(prompt: dict[str, Any], nid: str) -> int:
+    inputs = prompt[nid].get("inputs") or {}
+    if isinstance(inputs.get("steps"), int):
+        return max(1, inputs["steps"])
+    sigmas = inputs.get("sigmas")
+    if isinstance(sigmas, list) and sigmas and str(sigmas[0]) in prompt:
+        steps = (prompt[str(sigmas[0])].get("inputs") or {}).get("steps")
+        if isinstance(steps, int):
+            return max(1, steps)
+    return 20
+
+
+def _image_params(prompt: dict[str, Any]) -> tuple[int, int, int]:
+    width = height = 512
+    seed = 0
+    for node in prompt.values():
+        inputs = node.get("inputs") or {}
+        if node.get("class_type") in ("EmptyLatentImage", "EmptySD3LatentImage"):
+            width, height = int(inputs.get("width", 512)), int(inputs.get("height", 512))
+        for key in ("seed", "noise_seed"):
+            if isinstance(inputs.get(key), int):
+                seed = inputs[key]
+    return width, height, seed
+
+
+def _preview_jpeg(step: int, total: int, size: int) -> bytes:
+    shade = int(255 * step / max(total, 1))
+    img = Image.new("RGB", (size, size), (shade, 128, 255 - shade))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake ComfyUI server until Ctrl-C.")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--flux", action="store_true", help="install the FLUX.1-dev split files")
+    parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
+    parser.add_argument("--checkpoint", action="append", help="installed checkpoint (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay,
+                       checkpoints=args.checkpoint or ["tiny-sd15.safetensors"])
+    if args.flux:
+        fake.install_flux()
+    fake.start()
+    log.info("fake ComfyUI listening on %s", fake.url)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.close()
+
+
+if __name__ == "__main__":
+    main()
