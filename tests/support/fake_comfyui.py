@@ -11,6 +11,7 @@ tests and a Gradio app in the same process can all talk to it.
         fake.fail_next_prompt()                         # next POST /prompt -> 400 with node_errors
         fake.drop_socket_after_step(2)                  # next run: ws torn down after step 2
         fake.garbage_view = True                        # /view returns bytes that are not an image
+        fake.supports_feature_flags = False             # old server: legacy preview frames only
         fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
         fake.prompts, fake.view_requests, ...           # what clients did
 
@@ -107,6 +108,7 @@ class FakeComfyUI:
     hang: bool = False
     garbage_view: bool = False
     preview_size: int = 64
+    supports_feature_flags: bool = True  # False: an older server that ignores feature_flags (legacy frames)
 
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -308,7 +310,7 @@ class FakeComfyUI:
                     data = json.loads(msg.data)
                 except ValueError:
                     continue
-                if isinstance(data, dict) and data.get("type") == "feature_flags":
+                if isinstance(data, dict) and data.get("type") == "feature_flags" and self.supports_feature_flags:
                     self.feature_flags_received += 1
                     flags = data.get("data") or {}
                     client.metadata_previews = bool(flags.get("supports_preview_metadata"))

@@ -1,0 +1,606 @@
+"""Async client for one ComfyUI server: HTTP API, websocket progress and preview frames, results.
+
+Every call opens its own aiohttp session inside the running loop, so one client object works from
+any event loop (successive `asyncio.run` calls, Gradio's loop, a test's loop). Every failure
+becomes a `BackendUnavailable` (or a subclass) whose text is one clear sentence for the user.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import struct
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+from PIL import Image, UnidentifiedImageError
+
+from .errors import BackendUnavailable, GenerationCancelled
+from .events import Progress, Produced
+
+log = logging.getLogger(__name__)
+
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+PREVIEW_IMAGE = 1                # legacy frame: uint32 type, uint32 image format (1 JPEG, 2 PNG), image
+PREVIEW_IMAGE_WITH_METADATA = 4  # uint32 type, uint32 metadata length, JSON metadata, image
+
+# Which loader input lists which kind of model file.
+MODEL_INPUTS: dict[str, dict[str, str]] = {
+    "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},
+    "UNETLoader": {"unet_name": "unets"},
+    "DualCLIPLoader": {"clip_name1": "clips", "clip_name2": "clips"},
+    "CLIPLoader": {"clip_name": "clips"},
+    "VAELoader": {"vae_name": "vaes"},
+}
+# Workflow input name -> InstalledModels attribute that must contain its value.
+FILE_KEYS: dict[str, str] = {"ckpt_name": "checkpoints", "unet_name": "unets", "clip_name": "clips",
+                             "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes"}
+NOT_FILES = {"pixel_space"}  # VAELoader offers this built-in choice beside real files
+
+
+class ComfyUIValidationError(BackendUnavailable):
+    """ComfyUI refused the workflow (HTTP 400), typically because a model file is not installed."""
+
+    def __init__(self, message: str, *, node_errors: Mapping[str, Any] | None = None,
+                 error: Mapping[str, Any] | None = None, missing_files: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.node_errors = dict(node_errors or {})
+        self.error = dict(error or {})
+        self.missing_files = list(missing_files or [])
+
+
+class ComfyUIExecutionError(BackendUnavailable):
+    """A node raised while ComfyUI ran the workflow (`execution_error`, e.g. out of memory)."""
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = dict(details or {})
+
+
+@dataclass
+class InstalledModels:
+    """Model files a server offers, from its loaders' input lists in /object_info."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    unets: list[str] = field(default_factory=list)
+    clips: list[str] = field(default_factory=list)
+    vaes: list[str] = field(default_factory=list)
+
+    def has_files(self, files: Mapping[str, str]) -> bool:
+        """True when every {input_name: filename} (ckpt_name, unet_name, clip_name1, vae_name...) is installed."""
+        for key, filename in files.items():
+            attr = FILE_KEYS.get(key)
+            if attr is None or filename not in getattr(self, attr):
+                return False
+        return True
+
+    def copy(self) -> "InstalledModels":
+        return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes))
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """Prompt ids running and waiting on a server (from GET /queue)."""
+
+    running: list[str]
+    pending: list[str]
+
+    @property
+    def remaining(self) -> int:
+        return len(self.running) + len(self.pending)
+
+
+def combo_options(spec: Any) -> list[str]:
+    """The choices of a combo input spec: `[[...], {...}]` (classic) or `["COMBO", {"options": [...]}]`."""
+    if isinstance(spec, list) and spec:
+        if isinstance(spec[0], list):
+            return [str(x) for x in spec[0]]
+        if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+            return [str(x) for x in spec[1].get("options", [])]
+    return []
+
+
+def installed_models_from_object_info(infos: Mapping[str, Any]) -> InstalledModels:
+    """Build InstalledModels from {node_class: object_info entry}; missing classes count as empty."""
+    found = InstalledModels()
+    for node_class, inputs in MODEL_INPUTS.items():
+        entry = infos.get(node_class)
+        if not isinstance(entry, dict):
+            continue
+        spec = entry.get("input") or {}
+        for input_name, attr in inputs.items():
+            options = combo_options((spec.get("required") or {}).get(input_name)
+                                    or (spec.get("optional") or {}).get(input_name))
+            target = getattr(found, attr)
+            target.extend(o for o in options if o not in NOT_FILES and o not in target)
+    return found
+
+
+def _node_sort_key(node_id: str) -> tuple[int, Any]:
+    return (0, int(node_id)) if str(node_id).isdigit() else (1, str(node_id))
+
+
+def describe_validation_error(body: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """One sentence for a 400 /prompt body, and the model files it says are missing."""
+    parts: list[str] = []
+    missing: list[str] = []
+    node_errors = body.get("node_errors") or {}
+    for node_id in sorted(node_errors, key=_node_sort_key):
+        node = node_errors[node_id] or {}
+        class_type = node.get("class_type", "node")
+        for err in node.get("errors") or []:
+            extra = err.get("extra_info") or {}
+            input_name = extra.get("input_name")
+            received = extra.get("received_value")
+            where = f'{class_type} "{input_name}" on node {node_id}' if input_name else f"{class_type} on node {node_id}"
+            if err.get("type") == "value_not_in_list" and input_name in FILE_KEYS and received is not None:
+                missing.append(str(received))
+                parts.append(f"{received} is not installed ({where})")
+            elif err.get("type") == "value_not_in_list" and received is not None:
+                parts.append(f"{received!r} is not an accepted value ({where})")
+            else:
+                text = err.get("message") or err.get("type") or "invalid input"
+                if err.get("details"):
+                    text = f"{text}: {err['details']}"
+                parts.append(f"{text} ({where})")
+    if not parts:
+        error = body.get("error") or {}
+        if isinstance(error, str):
+            parts.append(error)
+        else:
+            text = error.get("message") or error.get("type") or "the server rejected it"
+            if error.get("details"):
+                text = f"{text} ({error['details']})"
+            parts.append(text)
+    sentence = "ComfyUI cannot run this workflow: " + "; ".join(p.rstrip(".") for p in parts) + "."
+    return sentence, missing
+
+
+def decode_preview_frame(data: bytes) -> tuple[int, dict[str, Any] | None, Image.Image | None]:
+    """(event type, metadata or None, image or None) of a binary websocket frame, in either layout."""
+    if len(data) < 8:
+        return -1, None, None
+    event_type, second = struct.unpack(">II", data[:8])
+    metadata: dict[str, Any] | None = None
+    if event_type == PREVIEW_IMAGE:
+        payload = data[8:]
+    elif event_type == PREVIEW_IMAGE_WITH_METADATA:
+        try:
+            metadata = json.loads(data[8:8 + second].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            metadata = {}
+        payload = data[8 + second:]
+    else:
+        return event_type, None, None
+    try:
+        image = Image.open(io.BytesIO(payload))
+        image.load()
+        return event_type, metadata, image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        log.debug("undecodable preview frame (%d bytes)", len(payload))
+        return event_type, metadata, None
+
+
+@dataclass
+class _Run:
+    """What one run has seen so far on the websocket."""
+
+    prompt_id: str
+    step: int = 0
+    total: int = 0
+    started: bool = False
+    metadata_previews: bool = False
+    held: Progress | None = None          # legacy layout: progress waits for the frame after it
+    stashed: Image.Image | None = None    # metadata layout: the frame arrives before its progress
+    done: bool = False
+    cancel_requested: bool = False
+
+    def where(self) -> str:
+        return f"step {self.step}/{self.total}" if self.total else "before the first step"
+
+
+class ComfyUIClient:
+    """Talks to one ComfyUI server at `base_url`."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0, request_timeout_s: float = 10.0,
+                 stall_s: float = 30.0, history_wait_s: float = 5.0, poll_s: float = 0.05) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = float(timeout_s)            # longest one job may take, queue wait included
+        self.request_timeout_s = float(request_timeout_s)  # longest one HTTP call / ws handshake may take
+        self.stall_s = float(stall_s)                # websocket silence after which the server is probed
+        self.history_wait_s = float(history_wait_s)  # how long /history may lag behind the done signal
+        self.poll_s = float(poll_s)                  # how often the cancel flag is looked at
+
+    def __repr__(self) -> str:
+        return f"ComfyUIClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+    def _session(self) -> aiohttp.ClientSession:
+        t = self.request_timeout_s
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=t, sock_connect=t))
+
+    def _unreachable(self, exc: BaseException, action: str) -> BackendUnavailable:
+        if isinstance(exc, asyncio.TimeoutError):
+            return BackendUnavailable(f"ComfyUI at {self.base_url} did not answer {action} within "
+                                      f"{self.request_timeout_s:g} s.")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return BackendUnavailable(f"ComfyUI at {self.base_url} refused the connection (is it running?).")
+            return BackendUnavailable(f"ComfyUI at {self.base_url} is not reachable ({exc.os_error}).")
+        if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)):
+            return BackendUnavailable(f"ComfyUI at {self.base_url} closed the connection during {action}.")
+        return BackendUnavailable(f"ComfyUI at {self.base_url} failed during {action} ({exc.__class__.__name__}: {exc}).")
+
+    async def _request(self, session: aiohttp.ClientSession, method: str, path: str, *,
+                       json_body: Any = None, params: Mapping[str, str] | None = None,
+                       want: str = "json", timeout: float | None = None) -> Any:
+        """One HTTP call; returns parsed JSON, bytes (want="bytes") or None (want="none")."""
+        action = f"{method} {path}"
+        kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout or self.request_timeout_s)}
+        if json_body is not None:
+            kwargs["json"] = json_body
+        if params is not None:
+            kwargs["params"] = dict(params)
+        try:
+            async with session.request(method, self.base_url + path, **kwargs) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc, action) from exc
+        if path == "/prompt" and method == "POST" and status == 400:
+            self._raise_validation(body)
+        if status >= 400:
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} answered HTTP {status} to {action}.")
+        if want == "bytes":
+            return body
+        if want == "none":
+            return None
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} sent an answer to {action} that is not JSON.") from exc
+
+    def _raise_validation(self, body: bytes) -> None:
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            text = body.decode("utf-8", "replace").strip()[:200]
+            raise ComfyUIValidationError(f"ComfyUI cannot run this workflow: {text or 'HTTP 400'}.") from None
+        if not isinstance(data, dict):
+            raise ComfyUIValidationError(f"ComfyUI cannot run this workflow: {str(data)[:200]}.")
+        sentence, missing = describe_validation_error(data)
+        error = data.get("error") if isinstance(data.get("error"), dict) else {"message": data.get("error")}
+        raise ComfyUIValidationError(sentence, node_errors=data.get("node_errors") or {}, error=error,
+                                     missing_files=missing)
+
+    # ------------------------------------------------------------------ simple calls
+    async def system_stats(self) -> dict[str, Any]:
+        """GET /system_stats: {"system": {...comfyui_version...}, "devices": [{name, vram_total, vram_free...}]}."""
+        async with self._session() as s:
+            return await self._request(s, "GET", "/system_stats")
+
+    async def queue_info(self) -> QueueInfo:
+        """GET /queue as the ids running and pending."""
+        async with self._session() as s:
+            return _queue_from(await self._request(s, "GET", "/queue"))
+
+    async def object_info(self, node_class: str) -> dict[str, Any]:
+        """GET /object_info/{node_class}: that class's entry, or {} when the server lacks the class."""
+        async with self._session() as s:
+            data = await self._request(s, "GET", f"/object_info/{node_class}")
+        return (data or {}).get(node_class) or {}
+
+    async def installed_models(self) -> InstalledModels:
+        """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader)."""
+        async with self._session() as s:
+            answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
+        infos: dict[str, Any] = {}
+        for answer in answers:
+            if isinstance(answer, dict):
+                infos.update(answer)
+        return installed_models_from_object_info(infos)
+
+    async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:
+        """POST /prompt; returns the prompt id or raises ComfyUIValidationError on HTTP 400."""
+        async with self._session() as s:
+            return await self._submit(s, graph, client_id)
+
+    async def _submit(self, session: aiohttp.ClientSession, graph: Mapping[str, Any], client_id: str) -> str:
+        data = await self._request(session, "POST", "/prompt", json_body={"prompt": graph, "client_id": client_id})
+        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
+        if not prompt_id:
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} accepted the workflow but returned no prompt id.")
+        if data.get("node_errors"):
+            log.warning("ComfyUI %s queued %s with node errors: %s", self.base_url, prompt_id, data["node_errors"])
+        return str(prompt_id)
+
+    async def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The /history entry of one prompt, or None while the server has none."""
+        async with self._session() as s:
+            data = await self._request(s, "GET", f"/history/{prompt_id}")
+        return (data or {}).get(prompt_id)
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """POST /interrupt (only the given prompt when it is the one running; everything when None)."""
+        async with self._session() as s:
+            await self._request(s, "POST", "/interrupt", want="none",
+                                json_body={"prompt_id": prompt_id} if prompt_id else {})
+
+    async def delete(self, prompt_ids: list[str]) -> None:
+        """POST /queue {"delete": ids}: drop pending prompts."""
+        async with self._session() as s:
+            await self._request(s, "POST", "/queue", json_body={"delete": list(prompt_ids)}, want="none")
+
+    async def cancel(self, prompt_id: str) -> None:
+        """Delete the prompt if pending, interrupt it if running; errors are logged, not raised."""
+        async with self._session() as s:
+            await self._cancel(s, prompt_id)
+
+    # ------------------------------------------------------------------ the job
+    async def run(self, graph: Mapping[str, Any], cancel: Any = None) -> AsyncIterator[Progress | Produced]:
+        """Queue `graph` and yield Progress per sampler step, then one Produced per output image.
+
+        `cancel` is anything with `is_set()` (asyncio.Event or threading.Event); once set, the job is
+        deleted or interrupted on the server and GenerationCancelled is raised.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        client_id = uuid.uuid4().hex
+        async with self._session() as session:
+            try:
+                ws = await asyncio.wait_for(
+                    session.ws_connect(f"{self.base_url}/ws", params={"clientId": client_id},
+                                       autoping=True, max_msg_size=0),
+                    self.request_timeout_s)
+            except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise self._unreachable(exc, "the websocket handshake") from exc
+            run: _Run | None = None
+            finished = False
+            try:
+                try:
+                    await ws.send_json(FEATURE_FLAGS)
+                except (aiohttp.ClientError, OSError, ConnectionError) as exc:
+                    raise self._unreachable(exc, "the websocket handshake") from exc
+                if _is_set(cancel):
+                    raise GenerationCancelled("Generation cancelled.")
+                run = _Run(await self._submit(session, graph, client_id))
+                log.info("ComfyUI %s queued prompt %s", self.base_url, run.prompt_id)
+                async for progress in self._follow(ws, session, run, cancel, deadline):
+                    yield progress
+                entry = await self._wait_history(session, run)
+                for ref in _image_refs(entry):
+                    image = await self._view(session, ref)
+                    yield Produced(image=image, info={"prompt_id": run.prompt_id, "server": self.base_url, **ref})
+                finished = True
+            except (GeneratorExit, asyncio.CancelledError):
+                if run is not None and not run.done:
+                    await self._abandon(session, run.prompt_id)
+                raise
+            finally:
+                if not finished:
+                    log.debug("ComfyUI %s run ended early (prompt %s)", self.base_url, run and run.prompt_id)
+                await ws.close()
+
+    async def _follow(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession, run: _Run,
+                      cancel: Any, deadline: float) -> AsyncIterator[Progress]:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        lost_probes = 0
+        receiving: asyncio.Future | None = None
+        try:
+            while not run.done:
+                now = loop.time()
+                if _is_set(cancel):
+                    run.cancel_requested = True
+                    await self._cancel(session, run.prompt_id)
+                    raise GenerationCancelled("Generation cancelled.")
+                if now >= deadline:
+                    await self._abandon(session, run.prompt_id)
+                    raise BackendUnavailable(f"ComfyUI at {self.base_url} did not finish the job within "
+                                             f"{self.timeout_s:g} s ({run.where()}).")
+                if now - last_heard >= self.stall_s:
+                    entry_done, lost = await self._probe(session, run)
+                    if entry_done:
+                        run.done = True
+                        break
+                    lost_probes = lost_probes + 1 if lost else 0
+                    if lost_probes >= 2:
+                        raise BackendUnavailable(f"ComfyUI at {self.base_url} lost the job ({run.where()}): it is "
+                                                 "neither queued nor finished.")
+                    last_heard = loop.time()
+                if receiving is None:
+                    receiving = asyncio.ensure_future(ws.receive())
+                wait = min(self.poll_s if cancel is not None else 1.0, max(deadline - now, 0.0),
+                           max(self.stall_s - (now - last_heard), 0.0))
+                done, _ = await asyncio.wait({receiving}, timeout=max(wait, 0.001))
+                if not done:
+                    continue
+                try:
+                    msg = receiving.result()
+                    msg_type, msg_data = msg.type, msg.data
+                except (aiohttp.ClientError, OSError, ConnectionError):
+                    msg_type, msg_data = aiohttp.WSMsgType.ERROR, None
+                receiving = None
+                last_heard = loop.time()
+                if msg_type == aiohttp.WSMsgType.TEXT:
+                    for progress in self._on_text(run, msg_data):
+                        yield progress
+                elif msg_type == aiohttp.WSMsgType.BINARY:
+                    for progress in self._on_binary(run, msg_data):
+                        yield progress
+                elif msg_type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.ERROR):
+                    await self._abandon(session, run.prompt_id, timeout=1.0)
+                    raise BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
+                                             f"({run.where()}): the connection was closed.")
+            if run.held is not None:
+                yield run.held
+                run.held = None
+        finally:
+            if receiving is not None and not receiving.done():
+                receiving.cancel()
+
+    def _on_text(self, run: _Run, raw: str) -> list[Progress]:
+        out: list[Progress] = []
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return out
+        if not isinstance(message, dict):
+            return out
+        kind, data = message.get("type"), message.get("data") or {}
+        if not isinstance(data, dict):
+            return out
+        if run.held is not None:  # legacy layout: no frame followed the progress message
+            out.append(run.held)
+            run.held = None
+        if kind == "feature_flags":
+            run.metadata_previews = bool(data.get("supports_preview_metadata"))
+            return out
+        ours = data.get("prompt_id") == run.prompt_id
+        if kind == "progress" and (ours or ("prompt_id" not in data and run.started)):
+            run.started = True
+            run.step, run.total = int(data.get("value", 0)), int(data.get("max", 0))
+            if run.metadata_previews:
+                out.append(Progress(run.step, run.total, preview=run.stashed, backend="comfyui"))
+                run.stashed = None
+            else:
+                run.held = Progress(run.step, run.total, preview=None, backend="comfyui")
+        elif not ours:
+            return out
+        elif kind in ("execution_start", "execution_cached"):
+            run.started = True
+        elif kind == "executing":
+            if data.get("node") is None:
+                run.done = True
+            else:
+                run.started = True
+        elif kind == "execution_error":
+            node = data.get("node_id")
+            node_type = data.get("node_type") or "node"
+            text = str(data.get("exception_message") or data.get("exception_type") or "unknown error").strip()
+            raise ComfyUIExecutionError(f"ComfyUI at {self.base_url} failed while running {node_type} "
+                                        f"(node {node}): {text.rstrip('.')}.", details=data)
+        elif kind == "execution_interrupted":
+            if run.cancel_requested:
+                raise GenerationCancelled("Generation cancelled.")
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} interrupted the job ({run.where()}); someone "
+                                     "stopped it on the server.")
+        return out
+
+    def _on_binary(self, run: _Run, data: bytes) -> list[Progress]:
+        out: list[Progress] = []
+        event_type, metadata, image = decode_preview_frame(data)
+        if event_type == PREVIEW_IMAGE_WITH_METADATA:
+            if (metadata or {}).get("prompt_id") not in (None, run.prompt_id):
+                return out
+            if run.held is not None:  # this frame belongs to the next step, not the held one
+                out.append(run.held)
+                run.held = None
+            run.metadata_previews = True
+            run.stashed = image
+        elif event_type == PREVIEW_IMAGE:
+            if run.held is not None:
+                out.append(Progress(run.held.step, run.held.total, preview=image, backend="comfyui"))
+                run.held = None
+            elif run.metadata_previews and run.started:
+                run.stashed = image
+        return out
+
+    async def _probe(self, session: aiohttp.ClientSession, run: _Run) -> tuple[bool, bool]:
+        """After a silent spell: (finished per /history, neither queued nor finished)."""
+        try:
+            data = await self._request(session, "GET", f"/history/{run.prompt_id}")
+            if (data or {}).get(run.prompt_id):
+                return True, False
+            queue = _queue_from(await self._request(session, "GET", "/queue"))
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
+                                     f"({run.where()}).") from exc
+        return False, run.prompt_id not in queue.running + queue.pending
+
+    async def _wait_history(self, session: aiohttp.ClientSession, run: _Run) -> dict[str, Any]:
+        """The finished job's /history entry; it can lag a moment behind the websocket."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.history_wait_s
+        delay = 0.02
+        while True:
+            data = await self._request(session, "GET", f"/history/{run.prompt_id}")
+            entry = (data or {}).get(run.prompt_id)
+            if entry:
+                break
+            if loop.time() >= give_up:
+                raise BackendUnavailable(f"ComfyUI at {self.base_url} finished the job but kept no result for it "
+                                         f"(no /history entry after {self.history_wait_s:g} s).")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        status = entry.get("status") or {}
+        if status.get("status_str") == "error":
+            for kind, data in status.get("messages") or []:
+                if kind == "execution_error":
+                    self._on_text(run, json.dumps({"type": kind, "data": data}))
+                if kind == "execution_interrupted":
+                    self._on_text(run, json.dumps({"type": kind, "data": data}))
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} reports the job failed.")
+        if not _image_refs(entry):
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} finished the job without producing an image.")
+        return entry
+
+    async def _view(self, session: aiohttp.ClientSession, ref: Mapping[str, str]) -> Image.Image:
+        params = {"filename": ref["filename"], "subfolder": ref.get("subfolder", ""), "type": ref.get("type", "output")}
+        data = await self._request(session, "GET", "/view", params=params, want="bytes")
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise BackendUnavailable(f"ComfyUI at {self.base_url} sent something that is not an image for "
+                                     f"{ref['filename']} ({len(data)} bytes).") from exc
+        return image
+
+    async def _cancel(self, session: aiohttp.ClientSession, prompt_id: str, timeout: float | None = None) -> None:
+        """Delete the prompt if still pending, interrupt it if running; best effort."""
+        t = min(timeout or self.request_timeout_s, self.request_timeout_s)
+        try:
+            queue = _queue_from(await self._request(session, "GET", "/queue", timeout=t))
+            if prompt_id in queue.pending:
+                await self._request(session, "POST", "/queue", json_body={"delete": [prompt_id]}, want="none",
+                                    timeout=t)
+                queue = _queue_from(await self._request(session, "GET", "/queue", timeout=t))  # it may have started
+            if prompt_id in queue.running:
+                await self._request(session, "POST", "/interrupt", json_body={"prompt_id": prompt_id},
+                                    want="none", timeout=t)
+        except BackendUnavailable as exc:
+            log.warning("could not cancel prompt %s on %s: %s", prompt_id, self.base_url, exc)
+
+    async def _abandon(self, session: aiohttp.ClientSession, prompt_id: str, timeout: float = 2.0) -> None:
+        """Best-effort cancel of a job nobody will collect."""
+        try:
+            await asyncio.wait_for(self._cancel(session, prompt_id, timeout), timeout * 3)
+        except (asyncio.TimeoutError, Exception) as exc:  # never mask the original error
+            log.debug("abandoning %s on %s failed: %r", prompt_id, self.base_url, exc)
+
+
+def _is_set(cancel: Any) -> bool:
+    return cancel is not None and bool(cancel.is_set())
+
+
+def _queue_from(data: Any) -> QueueInfo:
+    def ids(items: Any) -> list[str]:
+        return [str(item[1]) for item in items or [] if isinstance(item, list) and len(item) > 1]
+    data = data if isinstance(data, dict) else {}
+    return QueueInfo(running=ids(data.get("queue_running")), pending=ids(data.get("queue_pending")))
+
+
+def _image_refs(entry: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every saved image of a /history entry ({filename, subfolder, type, node}); previews only if nothing was saved."""
+    refs: list[dict[str, str]] = []
+    for node_id, output in (entry.get("outputs") or {}).items():
+        for image in (output or {}).get("images") or []:
+            if isinstance(image, dict) and isinstance(image.get("filename"), str) and image["filename"]:
+                refs.append({"filename": image["filename"], "subfolder": str(image.get("subfolder") or ""),
+                             "type": str(image.get("type") or "output"), "node": str(node_id)})
+    saved = [r for r in refs if r["type"] == "output"]
+    return saved or refs
