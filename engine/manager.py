@@ -169,6 +169,7 @@ class AIModelManager:
             "models": self.available_models() if self._initialized else [],
             "notices": list(self.notices),
             "output_dir": str(self.settings.output_dir),
+            "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
         }
 
