@@ -310,8 +310,10 @@ class FakeComfyUI:
                     data = json.loads(msg.data)
                 except ValueError:
                     continue
-                if isinstance(data, dict) and data.get("type") == "feature_flags" and self.supports_feature_flags:
+                if isinstance(data, dict) and data.get("type") == "feature_flags":
                     self.feature_flags_received += 1
+                    if not self.supports_feature_flags:
+                        continue
                     flags = data.get("data") or {}
                     client.metadata_previews = bool(flags.get("supports_preview_metadata"))
                     await ws.send_json({"type": "feature_flags",
