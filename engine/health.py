@@ -1,0 +1,272 @@
+"""Background health monitor for a pool of ComfyUI servers.
+
+Each server is polled (GET /system_stats, then GET /prompt for the queue and, when it comes up and
+every `models_refresh_s`, its loaders' /object_info for the installed models) from a daemon thread
+with a plain synchronous HTTP client, so it works whichever asyncio loop the app runs. Requests
+never wait on the network for health: they read `snapshot()`.
+
+Hysteresis: a server that is up goes down after `down_after` consecutive failed polls; a server that
+is down (or not yet known) goes up after `up_after` consecutive good polls. A server whose state is
+still unknown is marked down by its first failed poll, so startup does not wait.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
+
+import httpx
+
+from .comfyui import MODEL_INPUTS, InstalledModels, installed_models_from_object_info
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[str, "ServerState", "ServerState"], None]
+
+
+@dataclass
+class ServerState:
+    """What the monitor knows about one server; `snapshot()` hands out copies."""
+
+    url: str
+    up: bool | None = None            # None until the first poll
+    since: float = field(default_factory=time.time)  # when `up` last changed (epoch seconds)
+    latency_ms: float | None = None   # of the last good /system_stats
+    device: str | None = None
+    vram_total: int | None = None
+    vram_free: int | None = None
+    comfyui_version: str | None = None
+    queue_remaining: int | None = None
+    models: InstalledModels | None = None
+    models_checked_at: float | None = None  # monotonic time of the last /object_info refresh
+    last_error: str | None = None     # why the last failed poll failed
+    last_poll: float | None = None    # epoch seconds
+    failures: int = 0                 # consecutive failed polls
+    successes: int = 0                # consecutive good polls
+
+    def copy(self) -> "ServerState":
+        return replace(self, models=self.models.copy() if self.models else None)
+
+
+@dataclass
+class _Poll:
+    ok: bool
+    reason: str
+    latency_ms: float | None = None
+    stats: dict[str, Any] | None = None
+    queue_remaining: int | None = None
+    models: InstalledModels | None = None
+
+
+class HealthMonitor:
+    """Polls every server in `urls` and keeps an up/down state per server."""
+
+    def __init__(self, urls: Iterable[str], interval_s: float = 2.0, timeout_s: float = 2.0, down_after: int = 2,
+                 up_after: int = 1, models_refresh_s: float = 30.0, history_size: int = 200) -> None:
+        self.urls = [u.rstrip("/") for u in urls]
+        self.interval_s = float(interval_s)
+        self.timeout_s = float(timeout_s)
+        self.down_after = max(1, int(down_after))
+        self.up_after = max(1, int(up_after))
+        self.models_refresh_s = float(models_refresh_s)
+        self._states = {u: ServerState(u) for u in self.urls}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._poll_locks = {u: threading.Lock() for u in self.urls}
+        self._subscribers: list[Callback] = []
+        self._history: deque[tuple[float, str, bool, str]] = deque(maxlen=history_size)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> "HealthMonitor":
+        """A monitor for settings.comfyui_urls with the settings' interval and timeout."""
+        return cls(settings.comfyui_urls, interval_s=settings.health_interval_s,
+                   timeout_s=settings.health_timeout_s, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "HealthMonitor":
+        """Start one daemon polling thread per server (no-op when running)."""
+        if self.running:
+            return self
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._loop, args=(u,), name=f"comfyui-health {u}", daemon=True)
+                         for u in self.urls]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the threads to end and wait for them (each ends after at most its poll in flight)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout if timeout is not None else self.timeout_s * 6 + 1)
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def __enter__(self) -> "HealthMonitor":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self) -> dict[str, ServerState]:
+        """Copies of every server's state, keyed by URL, in configured order."""
+        with self._lock:
+            return {u: s.copy() for u, s in self._states.items()}
+
+    def state(self, url: str) -> ServerState:
+        with self._lock:
+            return self._states[url.rstrip("/")].copy()
+
+    def up_servers(self) -> list[str]:
+        """URLs currently considered up, in configured order."""
+        with self._lock:
+            return [u for u, s in self._states.items() if s.up]
+
+    @property
+    def history(self) -> list[tuple[float, str, bool, str]]:
+        """Up/down changes as (epoch time, url, up, reason), oldest first, bounded."""
+        with self._lock:
+            return list(self._history)
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call `callback(url, old_state, new_state)` (copies) on every up/down change; returns an unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+        return unsubscribe
+
+    def wait_for(self, url: str, up: bool, timeout: float) -> bool:
+        """Block until `url` is up (or down); False on timeout."""
+        url = url.rstrip("/")
+        with self._changed:
+            return self._changed.wait_for(lambda: self._states[url].up is up, timeout)
+
+    # ------------------------------------------------------------------ polling
+    def poll_now(self) -> dict[str, ServerState]:
+        """Poll every server once, concurrently, in the calling thread's time; returns the snapshot."""
+        if len(self.urls) == 1:
+            self._poll_and_record(self.urls[0])
+        elif self.urls:
+            with ThreadPoolExecutor(max_workers=len(self.urls), thread_name_prefix="comfyui-poll") as pool:
+                list(pool.map(self._poll_and_record, self.urls))
+        return self.snapshot()
+
+    def refresh_models(self, url: str) -> None:
+        """Make the next poll of `url` re-read its installed models."""
+        with self._lock:
+            self._states[url.rstrip("/")].models_checked_at = None
+
+    def report_failure(self, url: str, reason: str) -> None:
+        """Count a failure seen elsewhere (e.g. a job's socket dropped) like a failed poll."""
+        url = url.rstrip("/")
+        if url in self._states:
+            self._record(url, _Poll(ok=False, reason=reason))
+
+    def _loop(self, url: str) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._poll_and_record(url)
+            except Exception:  # a bug here must not kill monitoring
+                log.exception("health poll of %s failed unexpectedly", url)
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def _poll_and_record(self, url: str) -> None:
+        with self._poll_locks[url]:
+            with self._lock:
+                st = self._states[url]
+                stale = (st.up is not True or st.models is None or st.models_checked_at is None
+                         or time.monotonic() - st.models_checked_at >= self.models_refresh_s)
+            self._record(url, self._poll(url, want_models=stale))
+
+    def _poll(self, url: str, want_models: bool) -> _Poll:
+        with httpx.Client(timeout=self.timeout_s, trust_env=False,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            t0 = time.perf_counter()
+            try:
+                resp = client.get(url + "/system_stats")
+                resp.raise_for_status()
+                stats = resp.json()
+                if not isinstance(stats, dict) or "system" not in stats:
+                    raise ValueError("the answer is not ComfyUI's /system_stats")
+            except httpx.TimeoutException:
+                return _Poll(False, f"no answer within {self.timeout_s:g} s")
+            except httpx.ConnectError as exc:
+                text = str(exc).lower()
+                return _Poll(False, "connection refused" if "refused" in text else f"cannot connect ({exc})")
+            except httpx.HTTPStatusError as exc:
+                return _Poll(False, f"HTTP {exc.response.status_code} from /system_stats")
+            except (httpx.HTTPError, ValueError) as exc:
+                return _Poll(False, f"bad answer ({exc.__class__.__name__}: {exc})")
+            latency = (time.perf_counter() - t0) * 1000
+            poll = _Poll(True, f"answered in {latency:.0f} ms", latency_ms=latency, stats=stats)
+            try:
+                info = client.get(url + "/prompt").json()
+                poll.queue_remaining = int(info["exec_info"]["queue_remaining"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                log.debug("queue of %s unknown: %r", url, exc)
+            if want_models:
+                try:
+                    infos: dict[str, Any] = {}
+                    for node_class in MODEL_INPUTS:
+                        r = client.get(f"{url}/object_info/{node_class}")
+                        r.raise_for_status()
+                        data = r.json()
+                        if isinstance(data, dict):
+                            infos.update(data)
+                    poll.models = installed_models_from_object_info(infos)
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("could not read installed models of %s: %r", url, exc)
+            return poll
+
+    def _record(self, url: str, poll: _Poll) -> None:
+        notify: list[tuple[Callback, ServerState, ServerState]] = []
+        with self._changed:
+            st = self._states[url]
+            old = st.copy()
+            st.last_poll = time.time()
+            if poll.ok:
+                st.failures, st.successes = 0, st.successes + 1
+                st.latency_ms = poll.latency_ms
+                st.last_error = None
+                devices = (poll.stats or {}).get("devices") or [{}]
+                dev = devices[0] if isinstance(devices[0], dict) else {}
+                st.device = dev.get("name")
+                st.vram_total, st.vram_free = dev.get("vram_total"), dev.get("vram_free")
+                st.comfyui_version = ((poll.stats or {}).get("system") or {}).get("comfyui_version")
+                if poll.queue_remaining is not None:
+                    st.queue_remaining = poll.queue_remaining
+                if poll.models is not None:
+                    st.models, st.models_checked_at = poll.models, time.monotonic()
+                flip = st.up is not True and st.successes >= self.up_after
+            else:
+                st.successes, st.failures = 0, st.failures + 1
+                st.last_error = poll.reason
+                flip = st.up is None or (st.up and st.failures >= self.down_after)
+            if flip:
+                st.up = poll.ok
+                st.since = time.time()
+                self._history.append((st.since, url, poll.ok, poll.reason))
+                log.info("ComfyUI %s is %s (%s)", url, "up" if poll.ok else "down", poll.reason)
+                new = st.copy()
+                notify = [(cb, old, new) for cb in self._subscribers]
+                self._changed.notify_all()
+        for cb, o, n in notify:
+            try:
+                cb(url, o, n)
+            except Exception:
+                log.exception("health subscriber %r failed", cb)

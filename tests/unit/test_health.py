@@ -1,0 +1,168 @@
+"""engine.health against fake ComfyUI servers: detection timing, hysteresis, discovery."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.config import Settings
+from engine.health import HealthMonitor, ServerState
+from tests.support.fake_comfyui import FakeComfyUI
+
+INTERVAL, TIMEOUT = 0.2, 0.2
+SLACK = 0.5  # scheduling slack on a loaded machine
+
+
+@pytest.fixture
+def fake():
+    with FakeComfyUI() as server:
+        yield server
+
+
+def test_poll_now_reads_state(fake):
+    monitor = HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT)
+    changes = []
+    monitor.subscribe(lambda url, old, new: changes.append((url, old.up, new.up)))
+    snap = monitor.poll_now()
+    st = snap[fake.url]
+    assert isinstance(st, ServerState)
+    assert st.up is True and st.latency_ms is not None and st.latency_ms >= 0
+    assert st.device == "cpu" and st.vram_total == fake.vram_total and st.vram_free == fake.vram_free
+    assert st.comfyui_version == "0.3.64" and st.queue_remaining == 0
+    assert st.models.checkpoints == ["tiny-sd15.safetensors"] and st.models.unets == []
+    assert monitor.up_servers() == [fake.url]
+    assert changes == [(fake.url, None, True)]
+    (when, url, up, reason), = monitor.history
+    assert url == fake.url and up is True and "answered" in reason
+
+
+def test_unknown_server_goes_down_at_first_failure(fake):
+    fake.stop()
+    monitor = HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT)
+    assert monitor.snapshot()[fake.url].up is None
+    st = monitor.poll_now()[fake.url]
+    assert st.up is False and st.last_error == "connection refused"
+    assert monitor.up_servers() == []
+
+
+def test_snapshot_is_a_copy(fake):
+    monitor = HealthMonitor([fake.url])
+    snap = monitor.poll_now()
+    snap[fake.url].up = False
+    snap[fake.url].models.checkpoints.append("x")
+    assert monitor.state(fake.url).up is True
+    assert monitor.state(fake.url).models.checkpoints == ["tiny-sd15.safetensors"]
+
+
+def test_hysteresis_one_dropped_poll_does_not_flip(fake):
+    monitor = HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT, down_after=2)
+    changes = []
+    monitor.subscribe(lambda url, old, new: changes.append(new.up))
+    assert monitor.poll_now()[fake.url].up is True
+    fake.stop()
+    st = monitor.poll_now()[fake.url]
+    assert st.up is True and st.failures == 1 and st.last_error == "connection refused"
+    fake.restart()
+    st = monitor.poll_now()[fake.url]
+    assert st.up is True and st.failures == 0
+    fake.stop()
+    monitor.poll_now()
+    assert monitor.poll_now()[fake.url].up is False
+    assert changes == [True, False]
+    fake.restart()
+    assert monitor.poll_now()[fake.url].up is True  # up_after=1
+    assert [h[2] for h in monitor.history] == [True, False, True]
+
+
+def test_up_after_needs_consecutive_successes(fake):
+    monitor = HealthMonitor([fake.url], up_after=2)
+    assert monitor.poll_now()[fake.url].up is None
+    assert monitor.poll_now()[fake.url].up is True
+
+
+def test_report_failure_counts_like_a_poll(fake):
+    monitor = HealthMonitor([fake.url], down_after=2)
+    monitor.poll_now()
+    monitor.report_failure(fake.url, "socket dropped during a job")
+    assert monitor.state(fake.url).up is True
+    monitor.report_failure(fake.url, "socket dropped during a job")
+    st = monitor.state(fake.url)
+    assert st.up is False and st.last_error == "socket dropped during a job"
+
+
+def test_background_detects_down_and_up_in_time(fake):
+    with HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT, down_after=2) as monitor:
+        assert monitor.wait_for(fake.url, True, INTERVAL + TIMEOUT + SLACK)
+        t0 = time.monotonic()
+        fake.stop()
+        assert monitor.wait_for(fake.url, False, 2 * INTERVAL + TIMEOUT + SLACK)
+        down_s = time.monotonic() - t0
+        assert down_s >= INTERVAL * 0.9  # it took a second failed poll, not the first
+        t0 = time.monotonic()
+        fake.restart()
+        assert monitor.wait_for(fake.url, True, INTERVAL + TIMEOUT + SLACK)
+        assert time.monotonic() - t0 <= INTERVAL + TIMEOUT + SLACK
+    assert not monitor.running
+
+
+def test_hanging_server_goes_down(fake):
+    with HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT) as monitor:
+        assert monitor.wait_for(fake.url, True, 2)
+        fake.hang = True
+        t0 = time.monotonic()
+        assert monitor.wait_for(fake.url, False, 2 * INTERVAL + TIMEOUT + SLACK)
+        assert time.monotonic() - t0 < 2 * INTERVAL + 2 * TIMEOUT + SLACK
+        assert "no answer within" in monitor.state(fake.url).last_error
+        fake.hang = False
+
+
+def test_one_hung_server_does_not_delay_another():
+    with FakeComfyUI() as a, FakeComfyUI() as b:
+        with HealthMonitor([a.url, b.url], interval_s=INTERVAL, timeout_s=1.0) as monitor:
+            assert monitor.wait_for(a.url, True, 2) and monitor.wait_for(b.url, True, 2)
+            a.hang = True
+            b.stop()
+            t0 = time.monotonic()
+            assert monitor.wait_for(b.url, False, 2 * INTERVAL + SLACK)
+            assert time.monotonic() - t0 < 2 * INTERVAL + SLACK
+            a.hang = False
+
+
+def test_models_refresh_and_queue(fake):
+    fake.step_delay_s = 0.05
+    with HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT, models_refresh_s=0.3) as monitor:
+        assert monitor.wait_for(fake.url, True, 2)
+        assert monitor.state(fake.url).models.unets == []
+        fake.install_flux()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not monitor.state(fake.url).models.unets:
+            time.sleep(0.05)
+        assert monitor.state(fake.url).models.unets == ["flux1-dev.safetensors"]
+
+
+def test_subscriber_errors_do_not_stop_monitoring(fake):
+    monitor = HealthMonitor([fake.url])
+    seen = []
+    monitor.subscribe(lambda *a: 1 / 0)
+    unsubscribe = monitor.subscribe(lambda url, old, new: seen.append(new.up))
+    monitor.poll_now()
+    unsubscribe()
+    fake.stop()
+    monitor.poll_now(), monitor.poll_now()
+    assert seen == [True] and monitor.state(fake.url).up is False
+
+
+def test_history_is_bounded(fake):
+    monitor = HealthMonitor([fake.url], down_after=1, history_size=3)
+    for _ in range(4):
+        monitor.poll_now()
+        monitor.report_failure(fake.url, "x")
+    assert len(monitor.history) == 3
+
+
+def test_from_settings():
+    settings = Settings(comfyui_urls=["http://127.0.0.1:1", "http://127.0.0.1:2/"], health_interval_s=0.5,
+                        health_timeout_s=0.25)
+    monitor = HealthMonitor.from_settings(settings)
+    assert monitor.urls == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert (monitor.interval_s, monitor.timeout_s) == (0.5, 0.25)
