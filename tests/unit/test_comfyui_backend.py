@@ -1,0 +1,278 @@
+"""engine.comfyui_backend over a pool of fake ComfyUI servers: discovery, dispatch, binding, failover."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from engine.comfyui import ComfyUIClient, ComfyUIValidationError
+from engine.comfyui_backend import ComfyUIBackend, comfy_sampler, guess_family, load_comfyui_catalogue
+from engine.config import Settings
+from engine.errors import BackendUnavailable, GenerationCancelled
+from engine.events import Progress, Produced, Started
+from engine.health import HealthMonitor
+from engine.request import GenerationRequest
+from engine.workflows import bind, load_template
+from tests.support.fake_comfyui import FakeComfyUI
+
+TINY = "comfyui:tiny-sd15.safetensors"
+
+
+@pytest.fixture
+def pool():
+    """Two fake servers, a monitor (polled by hand) and a backend with short timeouts."""
+    with FakeComfyUI(step_delay_s=0.005) as a, FakeComfyUI(step_delay_s=0.005) as b:
+        settings = Settings(comfyui_urls=[a.url, b.url], comfyui_timeout_s=10)
+        monitor = HealthMonitor.from_settings(settings, down_after=1)
+        backend = ComfyUIBackend(settings, monitor, request_timeout_s=1.0, stall_s=1.0)
+        monitor.poll_now()
+        yield {a.url: a, b.url: b}, monitor, backend, (a, b)
+
+
+def request(**kw) -> GenerationRequest:
+    base = dict(prompt="a cat", width=64, height=64, num_inference_steps=3, seed=7)
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+async def collect(backend: ComfyUIBackend, req: GenerationRequest, model: str, cancel=None) -> list:
+    return [e async for e in backend.stream(req, model, cancel)]
+
+
+# ---------------------------------------------------------------------------- discovery
+def test_catalogue_reads_flux_variants():
+    flux = next(m for m in load_comfyui_catalogue() if m["id"] == "flux.1-dev")
+    assert [v["workflow"] for v in flux["comfyui"]] == ["flux1_dev_split", "flux1_dev_fp8_checkpoint"]
+
+
+def test_flux_offered_only_when_files_installed(pool):
+    fakes, monitor, backend, (a, b) = pool
+    models = backend.available_models()
+    assert [m["id"] for m in models] == [TINY]
+    assert models[0]["family"] == "sd15" and models[0]["engine"] == "comfyui"
+    assert sorted(models[0]["servers"]) == sorted([a.url, b.url])
+    assert not backend.has_model("flux.1-dev")
+    b.install_flux()
+    for url in fakes:
+        monitor.refresh_models(url)
+    monitor.poll_now()
+    models = backend.available_models()
+    assert [m["id"] for m in models] == ["flux.1-dev", TINY]
+    assert models[0]["servers"] == [b.url] and models[0]["family"] == "flux" and models[0]["label"] == "FLUX.1-dev"
+    assert backend.servers_for("flux.1-dev") == [b.url]
+
+
+def test_partial_flux_files_are_not_enough(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.unets.append("flux1-dev.safetensors")
+    a.vaes.append("ae.safetensors")  # no text encoders
+    monitor.refresh_models(a.url)
+    monitor.poll_now()
+    assert not backend.has_model("flux.1-dev")
+
+
+def test_fp8_checkpoint_variant(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.checkpoints.extend(["flux1-dev-fp8.safetensors", "sd_xl_base_1.0.safetensors"])
+    monitor.refresh_models(a.url)
+    monitor.poll_now()
+    ids = [m["id"] for m in backend.available_models()]
+    assert ids[0] == "flux.1-dev"
+    assert "comfyui:flux1-dev-fp8.safetensors" not in ids  # offered as FLUX.1-dev already
+    assert "comfyui:sd_xl_base_1.0.safetensors" in ids
+    plan = backend.plan_for("flux.1-dev", monitor.state(a.url).models)
+    assert plan.workflow == "flux1_dev_fp8_checkpoint" and plan.files == {"ckpt_name": "flux1-dev-fp8.safetensors"}
+
+
+def test_nothing_offered_when_servers_down(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.stop(), b.stop()
+    monitor.poll_now()
+    assert backend.available_models() == []
+    assert backend.pick_server(TINY) is None
+
+
+def test_family_and_sampler_mapping():
+    assert guess_family("flux1-schnell.safetensors") == "flux"
+    assert guess_family("sd_xl_base_1.0.safetensors") == "sdxl"
+    assert guess_family("ponyDiffusionV6XL.safetensors") == "sdxl"
+    assert guess_family("v1-5-pruned-emaonly.safetensors") == "sd15"
+    assert comfy_sampler("euler") == ("euler", None)
+    assert comfy_sampler(None) == ("euler", None)
+    assert comfy_sampler("Euler a") == ("euler_ancestral", None)
+    assert comfy_sampler("DPM++ 2M Karras") == ("dpmpp_2m", "karras")
+    assert comfy_sampler("dpmpp_2m_sde") == ("dpmpp_2m_sde", None)
+    assert comfy_sampler("UniPC") == ("uni_pc", None)
+    assert comfy_sampler("ddim") == ("ddim", None)
+    assert comfy_sampler("warp drive") == ("euler", None)
+
+
+# ---------------------------------------------------------------------------- dispatch
+def test_pick_shortest_queue_and_round_robin(pool):
+    fakes, monitor, backend, (a, b) = pool
+    first = [backend.pick_server(TINY) for _ in range(4)]
+    assert sorted(first) == sorted([a.url, b.url] * 2) and first[0] != first[1]  # ties alternate
+    a.step_delay_s = 0.05
+    busy = ComfyUIClient(a.url)
+    ids = [asyncio.run(busy.submit(bind(load_template("checkpoint_generic"), {
+        "ckpt_name": "tiny-sd15.safetensors", "steps": 100, "width": 64, "height": 64}), "other")) for _ in range(2)]
+    monitor.poll_now()
+    assert monitor.state(a.url).queue_remaining == 2
+    assert {backend.pick_server(TINY) for _ in range(3)} == {b.url}
+    assert backend.pick_server(TINY, exclude=[b.url]) == a.url
+    for pid in ids:
+        asyncio.run(busy.delete([pid]))
+        asyncio.run(busy.interrupt(pid))
+
+
+def test_only_servers_with_the_model(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.install_flux()
+    a.step_delay_s = 0.05
+    monitor.refresh_models(a.url)
+    busy = ComfyUIClient(a.url)
+    pid = asyncio.run(busy.submit(bind(load_template("checkpoint_generic"), {
+        "ckpt_name": "tiny-sd15.safetensors", "steps": 100, "width": 64, "height": 64}), "other"))
+    monitor.poll_now()
+    assert backend.pick_server("flux.1-dev") == a.url  # busier, but the only one with the files
+    asyncio.run(busy.interrupt(pid))
+
+
+def test_in_flight_jobs_spread_concurrent_requests(pool):
+    fakes, monitor, backend, (a, b) = pool
+    for f in fakes.values():
+        f.step_delay_s = 0.02
+
+    async def both():
+        return await asyncio.gather(*(collect(backend, request(seed=i, num_inference_steps=5), TINY)
+                                      for i in range(2)))
+
+    results = asyncio.run(both())
+    servers = {next(e.server for e in events if isinstance(e, Started)) for events in results}
+    assert servers == {a.url, b.url}
+
+
+# ---------------------------------------------------------------------------- one request
+TRICKY = 'a "fox" {in} the\nsnow — 狐 🦊 \\ %s ${x}  '
+
+
+@pytest.mark.asyncio
+async def test_stream_checkpoint_binds_request(pool):
+    fakes, monitor, backend, (a, b) = pool
+    req = request(prompt=TRICKY, negative_prompt="no {dogs}", guidance_scale=5.5, sampler="DPM++ 2M Karras",
+                  width=96, height=64, seed=1234, num_inference_steps=4)
+    events = await collect(backend, req, TINY)
+    started = events[0]
+    assert isinstance(started, Started) and started.backend == "comfyui" and started.model == TINY
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3, 4]
+    produced = events[-1]
+    assert isinstance(produced, Produced) and produced.image.size == (96, 64)
+    assert produced.info["server"] == started.server and produced.info["model"] == TINY
+    assert produced.info["seed"] == 1234 and produced.info["workflow"] == "checkpoint_generic"
+    graph = fakes[started.server].prompts[-1]
+    assert graph["6"]["inputs"]["text"] == TRICKY  # exactly, trailing spaces included
+    assert graph["7"]["inputs"]["text"] == "no {dogs}"
+    ks = graph["3"]["inputs"]
+    assert (ks["seed"], ks["steps"], ks["cfg"], ks["sampler_name"], ks["scheduler"]) == (1234, 4, 5.5, "dpmpp_2m", "karras")
+    assert graph["5"]["inputs"] == {"width": 96, "height": 64, "batch_size": 1}
+    assert graph["4"]["inputs"]["ckpt_name"] == "tiny-sd15.safetensors"
+
+
+@pytest.mark.asyncio
+async def test_stream_checkpoint_default_cfg_and_random_seed(pool):
+    fakes, monitor, backend, (a, b) = pool
+    events = await collect(backend, request(seed=None, guidance_scale=None), TINY)
+    graph = fakes[events[0].server].prompts[-1]
+    assert graph["3"]["inputs"]["cfg"] == 7.5 and graph["3"]["inputs"]["sampler_name"] == "euler"
+    assert isinstance(graph["3"]["inputs"]["seed"], int) and events[-1].info["seed"] == graph["3"]["inputs"]["seed"]
+
+
+@pytest.mark.asyncio
+async def test_stream_flux_guidance_goes_to_flux_guidance(pool):
+    fakes, monitor, backend, (a, b) = pool
+    b.install_flux()
+    monitor.refresh_models(b.url)
+    await asyncio.to_thread(monitor.poll_now)
+    events = await collect(backend, request(guidance_scale=2.5), "flux.1-dev")
+    assert events[0].server == b.url and isinstance(events[-1], Produced)
+    graph = b.prompts[-1]
+    assert graph["35"]["class_type"] == "FluxGuidance" and graph["35"]["inputs"]["guidance"] == 2.5
+    assert graph["31"]["inputs"]["cfg"] == 1.0 and graph["31"]["inputs"]["scheduler"] == "simple"
+    assert graph["10"]["inputs"]["unet_name"] == "flux1-dev.safetensors"
+    assert graph["11"]["inputs"]["clip_name1"] == "clip_l.safetensors"
+    events = await collect(backend, request(guidance_scale=None), "flux.1-dev")
+    assert b.prompts[-1]["35"]["inputs"]["guidance"] == 3.5
+
+
+# ---------------------------------------------------------------------------- failures
+@pytest.mark.asyncio
+async def test_failover_when_server_stops_mid_run(pool):
+    fakes, monitor, backend, (a, b) = pool
+    for f in fakes.values():
+        f.step_delay_s = 0.03
+    events = []
+    async for event in backend.stream(request(num_inference_steps=10), TINY):
+        events.append(event)
+        if isinstance(event, Progress) and len([e for e in events if isinstance(e, Started)]) == 1:
+            await asyncio.to_thread(fakes[events[0].server].stop)
+    starts = [e for e in events if isinstance(e, Started)]
+    assert len(starts) == 2 and starts[0].server != starts[1].server
+    assert isinstance(events[-1], Produced) and events[-1].info["server"] == starts[1].server
+    assert monitor.state(starts[0].server).up is False  # the failure was reported to the monitor
+
+
+@pytest.mark.asyncio
+async def test_failover_exhausted_gives_clear_reason(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.drop_socket_after_step(1)
+    b.drop_socket_after_step(1)
+    with pytest.raises(BackendUnavailable) as info:
+        await collect(backend, request(), TINY)
+    text = str(info.value)
+    assert "stopped answering during generation (step 1/3)" in text
+    assert text.endswith("No other ComfyUI server with tiny-sd15 (ComfyUI) is available.")
+    assert len(a.prompt_ids) == 1 and len(b.prompt_ids) == 1  # at most once per server
+
+
+@pytest.mark.asyncio
+async def test_validation_error_is_not_retried(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.fail_next_prompt()
+    b.fail_next_prompt()
+    with pytest.raises(ComfyUIValidationError, match="ComfyUI cannot run this workflow: missing.safetensors is not installed"):
+        await collect(backend, request(), TINY)
+    assert len(a.prompts) + len(b.prompts) == 1
+
+
+@pytest.mark.asyncio
+async def test_no_server_up(pool):
+    fakes, monitor, backend, (a, b) = pool
+    a.stop(), b.stop()
+    await asyncio.to_thread(monitor.poll_now)
+    with pytest.raises(BackendUnavailable, match=r"No ComfyUI server is reachable: .* is down \(connection refused\)"):
+        await collect(backend, request(), TINY)
+
+
+@pytest.mark.asyncio
+async def test_model_not_installed(pool):
+    fakes, monitor, backend, (a, b) = pool
+    with pytest.raises(BackendUnavailable, match=r"FLUX.1-dev is not installed on any running ComfyUI server "
+                                                 r"\(it needs flux1-dev.safetensors"):
+        await collect(backend, request(), "flux.1-dev")
+    with pytest.raises(BackendUnavailable, match="sdxl-1.0 is not a ComfyUI model"):
+        await collect(backend, request(), "sdxl-1.0")
+
+
+@pytest.mark.asyncio
+async def test_cancel_is_not_failover(pool):
+    fakes, monitor, backend, (a, b) = pool
+    for f in fakes.values():
+        f.step_delay_s = 0.05
+    cancel = threading.Event()
+    with pytest.raises(GenerationCancelled):
+        async for event in backend.stream(request(num_inference_steps=30), TINY, cancel):
+            if isinstance(event, Progress):
+                cancel.set()
+    assert len(a.prompt_ids) + len(b.prompt_ids) == 1
+    assert len(a.interrupts) + len(b.interrupts) == 1
