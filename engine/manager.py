@@ -68,6 +68,7 @@ class AIModelManager:
         logger.info("Hardware: %s", self.hardware.describe())
         self.local = DiffusersBackend(self.hardware)
         ensure_tiny_model(self.settings.tiny_dir)
+        import diffusers.pipelines  # noqa: F401  (imported now so a fallback never waits on it)
         for spec in load_catalogue():
             if spec.local:
                 self.weights[spec.id] = locate_weights(spec, self.settings.models_dir, self.settings.tiny_dir,
