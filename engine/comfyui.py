@@ -12,6 +12,7 @@ import json
 import logging
 import struct
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
@@ -368,8 +369,9 @@ class ComfyUIClient:
                     raise GenerationCancelled("Generation cancelled.")
                 run = _Run(await self._submit(session, graph, client_id))
                 log.info("ComfyUI %s queued prompt %s", self.base_url, run.prompt_id)
-                async for progress in self._follow(ws, session, run, cancel, deadline):
-                    yield progress
+                async with aclosing(self._follow(ws, session, run, cancel, deadline)) as steps:
+                    async for progress in steps:
+                        yield progress
                 entry = await self._wait_history(session, run)
                 for ref in _image_refs(entry):
                     image = await self._view(session, ref)

@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import threading
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Mapping
@@ -258,12 +259,13 @@ class ComfyUIBackend:
                 self._in_flight[url] = self._in_flight.get(url, 0) + 1
             try:
                 yield Started(backend="comfyui", model=model_id, server=url)
-                async for event in self._client(url).run(graph, cancel):
-                    if isinstance(event, Produced):
-                        produced = True
-                        event = replace(event, info={**event.info, "model": model_id, "workflow": plan.workflow,
-                                                     "seed": request.seed})
-                    yield event
+                async with aclosing(self._client(url).run(graph, cancel)) as events:  # closes the job if we stop early
+                    async for event in events:
+                        if isinstance(event, Produced):
+                            produced = True
+                            event = replace(event, info={**event.info, "model": model_id, "workflow": plan.workflow,
+                                                         "seed": request.seed})
+                        yield event
                 return
             except ComfyUIValidationError as exc:
                 if exc.missing_files:

@@ -276,3 +276,20 @@ async def test_cancel_is_not_failover(pool):
                 cancel.set()
     assert len(a.prompt_ids) + len(b.prompt_ids) == 1
     assert len(a.interrupts) + len(b.interrupts) == 1
+
+
+@pytest.mark.asyncio
+async def test_in_flight_counts_and_abandoned_job_is_stopped(pool):
+    fakes, monitor, backend, (a, b) = pool
+    for f in fakes.values():
+        f.step_delay_s = 0.05
+    gen = backend.stream(request(num_inference_steps=40), TINY)
+    started = await gen.__anext__()
+    other = b.url if started.server == a.url else a.url
+    assert {backend.pick_server(TINY) for _ in range(3)} == {other}
+    assert isinstance(await gen.__anext__(), Progress)
+    await gen.aclose()  # the consumer walked away: the job must not keep the server busy
+    busy = fakes[started.server]
+    assert busy.interrupts == [{"prompt_id": busy.prompt_ids[-1]}]
+    assert await asyncio.to_thread(busy.wait_idle, 1.0)
+    assert {backend.pick_server(TINY) for _ in range(2)} == {a.url, b.url}

@@ -357,3 +357,13 @@ async def test_cancel_before_submit(fake):
     with pytest.raises(GenerationCancelled):
         await collect(ComfyUIClient(fake.url), sd_graph(), cancel)
     assert fake.prompts == []
+
+
+@pytest.mark.asyncio
+async def test_consumer_walking_away_stops_the_job(fake):
+    fake.step_delay_s = 0.05
+    steps = ComfyUIClient(fake.url).run(sd_graph(steps=40))
+    assert isinstance(await steps.__anext__(), Progress)
+    await steps.aclose()
+    assert fake.interrupts == [{"prompt_id": fake.prompt_ids[-1]}]
+    assert await asyncio.to_thread(fake.wait_idle, 1.0)
