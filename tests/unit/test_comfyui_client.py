@@ -367,3 +367,46 @@ async def test_consumer_walking_away_stops_the_job(fake):
     await steps.aclose()
     assert fake.interrupts == [{"prompt_id": fake.prompt_ids[-1]}]
     assert await asyncio.to_thread(fake.wait_idle, 1.0)
+
+
+@pytest.mark.asyncio
+async def test_fake_runs_one_prompt_at_a_time(fake):
+    """Concurrent prompts queue up (queue_remaining counts them) and each still gets its own result."""
+    fake.step_delay_s = 0.02
+    client = ComfyUIClient(fake.url)
+    first = asyncio.ensure_future(collect(client, sd_graph(steps=10, seed=1)))
+    second = asyncio.ensure_future(collect(client, sd_graph(steps=10, seed=2)))
+    while len(fake.prompt_ids) < 2:
+        await asyncio.sleep(0.005)
+    q = await client.queue_info()
+    assert len(q.running) == 1 and len(q.pending) == 1 and q.remaining == 2
+    a, b = await asyncio.gather(first, second)
+    assert a[-1].info["prompt_id"] != b[-1].info["prompt_id"]
+    assert [e.step for e in a if isinstance(e, Progress)] == list(range(1, 11))
+    assert [e.step for e in b if isinstance(e, Progress)] == list(range(1, 11))
+
+
+@pytest.mark.asyncio
+async def test_fake_answers_in_recorded_shapes(fake):
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.get(fake.url + "/prompt") as r:
+            assert await r.json() == {"exec_info": {"queue_remaining": 0}}
+        async with s.get(fake.url + "/queue") as r:
+            assert await r.json() == {"queue_running": [], "queue_pending": []}
+        async with s.get(fake.url + "/models/checkpoints") as r:
+            assert await r.json() == ["tiny-sd15.safetensors"]
+        async with s.get(fake.url + "/system_stats") as r:
+            stats = await r.json()
+            assert set(stats) == {"system", "devices"} and stats["system"]["comfyui_version"] == "0.3.64"
+        async with s.post(fake.url + "/prompt", json={"prompt": sd_graph(steps=50), "client_id": "x"}) as r:
+            body = await r.json()
+            assert set(body) == {"prompt_id", "number", "node_errors"} and body["node_errors"] == {}
+        async with s.get(fake.url + "/queue") as r:
+            running = (await r.json())["queue_running"]
+            number, pid, prompt, extra, outputs = running[0]
+            assert pid == body["prompt_id"] and extra == {"client_id": "x"} and outputs == ["9"]
+        async with s.post(fake.url + "/interrupt", json={"prompt_id": pid}) as r:
+            assert r.status == 200 and await r.read() == b""
+        async with s.get(fake.url + "/view", params={"filename": "nope.png", "subfolder": "", "type": "output"}) as r:
+            assert r.status == 404
