@@ -90,7 +90,7 @@ class _Job:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
 
 
-@dataclass
+@dataclass(eq=False)
 class FakeComfyUI:
     """Controllable fake ComfyUI server; every public knob may be changed from any thread."""
 
@@ -166,6 +166,7 @@ class FakeComfyUI:
         """Stop and end the background thread."""
         if self._thread is None:
             return
+        self.hang = False
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -289,7 +290,7 @@ class FakeComfyUI:
 
     @web.middleware
     async def _hang_middleware(self, request: web.Request, handler):
-        while self.hang:
+        while self.hang and self._runner is not None:
             await asyncio.sleep(0.05)
         return await handler(request)
 
