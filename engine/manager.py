@@ -220,7 +220,9 @@ class AIModelManager:
         if not self.comfyui_up():
             return f"ComfyUI is unreachable ({urls})."
         if model_id:
-            return f"{model_id} is not installed on any reachable ComfyUI server ({urls})."
+            spec = find_model(model_id)
+            label = spec.label if spec else model_id
+            return f"{label} is not installed on any reachable ComfyUI server ({urls})."
         return f"No model is installed on ComfyUI ({urls})."
 
     def _local_choice(self, requested: ModelSpec | None) -> tuple[ModelSpec, WeightSource, list[str]]:

@@ -1,0 +1,143 @@
+"""Backend choice and automatic fallback through AIModelManager, against the fake ComfyUI (real sockets)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from engine.config import Settings
+from engine.events import Done, Fallback, Progress, Started
+from engine.manager import AIModelManager
+from engine.outputs import read_parameters
+from tests.conftest import CPU
+from tests.support.fake_comfyui import FakeComfyUI
+
+SMALL = dict(width=64, height=64, num_inference_steps=3, seed=11)
+
+
+@pytest.fixture
+def fake():
+    server = FakeComfyUI(step_delay_s=0.01).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def comfy_manager(fake, tmp_path, tiny_model_dir):
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
+    mgr = AIModelManager(settings, hardware=CPU)
+    await mgr.initialize_models()
+    yield mgr
+    mgr.shutdown()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+async def events_of(mgr, **kwargs):
+    return [e async for e in mgr.stream_image("a quiet harbour at dawn", **{**SMALL, **kwargs})]
+
+
+async def test_comfyui_first_when_up(comfy_manager, fake):
+    events = await events_of(comfy_manager)
+    assert isinstance(events[0], Started) and events[0].backend == "comfyui" and events[0].server == fake.url
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3]
+    result = events[-1].result
+    assert result["workflow"] == "comfyui" and result["server"] == fake.url and result["prompt_id"] in fake.prompt_ids
+    assert result["fallback_reason"] is None
+    assert read_parameters(result["path"])["workflow"] == "comfyui"
+    assert comfy_manager.active_backend()["backend"] == "comfyui"
+
+
+async def test_down_falls_back_without_waiting(comfy_manager, fake):
+    fake.stop()
+    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    events = await events_of(comfy_manager)
+    assert any(isinstance(e, Fallback) and "unreachable" in e.reason for e in events)
+    result = events[-1].result
+    assert result["status"] == "success" and result["workflow"] == "diffusers"
+    assert "unreachable" in result["fallback_reason"]
+    assert comfy_manager.active_backend()["label"].startswith("tiny demo model")
+    fake.restart()
+    assert wait_until(comfy_manager.comfyui_up)
+    assert (await comfy_manager.generate_image("back again", **SMALL))["workflow"] == "comfyui"
+
+
+async def test_missing_model_file_falls_back_with_the_reason(comfy_manager, fake):
+    fake.fail_next_prompt()
+    result = await comfy_manager.generate_image("a cat", **SMALL)
+    assert result["status"] == "success" and result["workflow"] == "diffusers"
+    assert "missing.safetensors" in result["fallback_reason"] and "not installed" in result["fallback_reason"]
+
+
+async def test_socket_dropped_mid_generation_falls_back(comfy_manager, fake):
+    fake.drop_socket_after_step(1)
+    events = await events_of(comfy_manager)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("Fallback") > kinds.index("Progress"), kinds  # ComfyUI had started stepping
+    starts = [e.backend for e in events if isinstance(e, Started)]
+    assert starts == ["comfyui", "diffusers"]
+    result = events[-1].result
+    assert isinstance(events[-1], Done) and result["workflow"] == "diffusers"
+    assert "stopped answering" in result["fallback_reason"]
+
+
+async def test_hanging_server_ends_in_fallback(comfy_manager, fake):
+    fake.hang = True
+    result = await comfy_manager.generate_image("a cat", **SMALL)
+    assert result["status"] == "success" and result["workflow"] == "diffusers"
+    assert result["fallback_reason"]
+
+
+async def test_forced_comfyui_fails_clearly(comfy_manager, fake):
+    fake.fail_next_prompt()
+    result = await comfy_manager.generate_image("a cat", backend="comfyui", **SMALL)
+    assert result["status"] == "error" and "missing.safetensors is not installed" in result["error"]
+    fake.stop()
+    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    result = await comfy_manager.generate_image("a cat", backend="comfyui", **SMALL)
+    assert result["status"] == "error" and "unreachable" in result["error"].lower()
+    assert not list(comfy_manager.settings.output_dir.rglob("*.png"))
+
+
+async def test_flux_only_when_its_files_are_installed(comfy_manager, fake):
+    assert "flux.1-dev" not in {m["id"] for m in comfy_manager.comfyui_models()}
+    result = await comfy_manager.generate_image("a fox", model="flux.1-dev", **SMALL)
+    assert result["workflow"] == "diffusers" and "FLUX.1-dev" in result["fallback_reason"]
+    fake.install_flux()
+    comfy_manager.monitor.refresh_models(fake.url)
+    assert wait_until(lambda: "flux.1-dev" in {m["id"] for m in comfy_manager.comfyui_models()})
+    assert comfy_manager.active_backend()["label"] == "ComfyUI · FLUX.1-dev"
+    result = await comfy_manager.generate_image("a fox", model="flux.1-dev", guidance_scale=3.5, **SMALL)
+    assert result["workflow"] == "comfyui", result.get("fallback_reason")
+    graph = fake.prompts[-1]
+    by_class = {node["class_type"]: node["inputs"] for node in graph.values()}
+    assert by_class["FluxGuidance"]["guidance"] == 3.5 and by_class["KSampler"]["cfg"] == 1.0
+    assert by_class["UNETLoader"]["unet_name"] == "flux1-dev.safetensors"
+
+
+async def test_local_model_choice_skips_comfyui(comfy_manager, fake):
+    before = len(fake.prompts)
+    result = await comfy_manager.generate_image("a cat", model="tiny", **SMALL)
+    assert result["workflow"] == "diffusers" and result["fallback_reason"] is None
+    result = await comfy_manager.generate_image("a cat", backend="diffusers", **SMALL)
+    assert result["workflow"] == "diffusers"
+    assert len(fake.prompts) == before
+
+
+async def test_status_reports_servers_and_switches(comfy_manager, fake):
+    status = comfy_manager.status()
+    server = status["servers"][0]
+    assert server["url"] == fake.url and server["up"] is True and server["device"] == "cpu"
+    fake.stop()
+    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    events = [s["event"] for s in comfy_manager.status()["switches"]]
+    assert f"ComfyUI {fake.url} is down" in events
