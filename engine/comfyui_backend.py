@@ -258,13 +258,16 @@ class ComfyUIBackend:
             with self._lock:  # counted before anything yields, so a concurrent pick sees it
                 self._in_flight[url] = self._in_flight.get(url, 0) + 1
             try:
-                yield Started(backend="comfyui", model=model_id, server=url)
+                yield Started(backend="comfyui", model=self._label(model_id), server=url)
                 async with aclosing(self._client(url).run(graph, cancel)) as events:  # closes the job if we stop early
                     async for event in events:
                         if isinstance(event, Produced):
                             produced = True
-                            event = replace(event, info={**event.info, "model": model_id, "workflow": plan.workflow,
-                                                         "seed": request.seed})
+                            guidance = (request.guidance_scale if request.guidance_scale is not None
+                                        else plan.default_guidance)
+                            event = replace(event, info={**event.info, "model": self._label(model_id),
+                                                         "model_id": model_id, "workflow": plan.workflow,
+                                                         "seed": request.seed, "guidance": guidance})
                         yield event
                 return
             except ComfyUIValidationError as exc:

@@ -323,6 +323,7 @@ class AIModelManager:
             "workflow": backend_info.get("workflow", "diffusers"),
             "server": backend_info.get("server") or info.get("server"),
             "prompt_id": info.get("prompt_id"),
+            "comfyui_workflow": info.get("workflow") if backend_info.get("workflow") == "comfyui" else None,
             "prompt": req.prompt, "negative_prompt": req.negative_prompt, "seed": req.seed,
             "width": produced.image.width, "height": produced.image.height,
             "steps": req.num_inference_steps, "guidance": guidance, "sampler": req.sampler,

@@ -164,7 +164,7 @@ async def test_stream_checkpoint_binds_request(pool):
                   width=96, height=64, seed=1234, num_inference_steps=4)
     events = await collect(backend, req, TINY)
     started = events[0]
-    assert isinstance(started, Started) and started.backend == "comfyui" and started.model == TINY
+    assert isinstance(started, Started) and started.backend == "comfyui" and started.model == "tiny-sd15 (ComfyUI)"
     assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3, 4]
     produced = events[-1]
     assert isinstance(produced, Produced) and produced.image.size == (96, 64)
