@@ -168,7 +168,7 @@ async def test_stream_checkpoint_binds_request(pool):
     assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3, 4]
     produced = events[-1]
     assert isinstance(produced, Produced) and produced.image.size == (96, 64)
-    assert produced.info["server"] == started.server and produced.info["model"] == TINY
+    assert produced.info["server"] == started.server and produced.info["model_id"] == TINY
     assert produced.info["seed"] == 1234 and produced.info["workflow"] == "checkpoint_generic"
     graph = fakes[started.server].prompts[-1]
     assert graph["6"]["inputs"]["text"] == TRICKY  # exactly, trailing spaces included
