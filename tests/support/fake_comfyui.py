@@ -168,6 +168,7 @@ class FakeComfyUI:
             return
         self.hang = False
         self.stop()
+        self._call(self._cancel_leftover_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
@@ -218,6 +219,14 @@ class FakeComfyUI:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(ready.set)
         self._loop.run_forever()
+
+    @staticmethod
+    async def _cancel_leftover_tasks() -> None:
+        """Cancel handlers still parked (hang mode, dropped clients) so the loop closes cleanly."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _call(self, coro) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
