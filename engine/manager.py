@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from .config import Settings
@@ -25,6 +26,16 @@ from .tiny_model import ensure_tiny_model
 from .weights import Missing, WeightSource, locate_weights
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Run:
+    """What one request has gathered so far: the image, where it ran, warnings, why it fell back."""
+
+    produced: Produced | None = None
+    backend: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    fallback_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -245,105 +256,103 @@ class AIModelManager:
         """Generate one image as a stream of events: Started, Progress..., (Fallback), Done or Failed."""
         started_at = time.perf_counter()
         await self.initialize_models()
-        raw = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
+        req = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                 model=model, backend=backend, sampler=sampler or "euler", extra=dict(extra or {}))
         try:
-            req = raw.validated()
+            req = req.validated()
             plan = self._plan(req)
-        except GatorError as err:
-            yield Failed(str(err), self._error_result(raw, str(err)))
-            return
-
-        produced: Produced | None = None
-        fallback_reason = plan.fallback_note
-        backend_info: dict[str, Any] = {}
-        if plan.comfyui_model:
-            try:
-                async for event in self.comfyui.stream(req, plan.comfyui_model, cancel):
-                    if isinstance(event, Produced):
-                        produced = event
-                    else:
-                        if isinstance(event, Started):
-                            backend_info = {"workflow": "comfyui", "model": event.model, "server": event.server}
-                        yield event
-            except GenerationCancelled as err:
-                yield Failed(f"Cancelled: {err}", self._error_result(req, f"Cancelled: {err}"))
-                return
-            except BackendUnavailable as err:
-                if req.backend == "comfyui":
-                    yield Failed(str(err), self._error_result(req, str(err)))
-                    return
-                fallback_reason = str(err)
-                produced = None
-        if produced is None and fallback_reason and self.comfyui is not None:
-            self._record_switch("Fell back to diffusers", fallback_reason)
-            yield Fallback(fallback_reason)
-
-        warnings: list[str] = []
-        if produced is None:
-            spec, source, warnings = self._local_choice(plan.local_model)
-            backend_info = {"workflow": "diffusers", "model": spec.label, "model_id": spec.id, "server": None}
-            yield Started(backend="diffusers", model=spec.label)
-            for attempt in range(2):
+            run = _Run(fallback_reason=plan.fallback_note)
+            if plan.comfyui_model:
                 try:
-                    async for event in self.local.stream(req, spec, source, cancel, previews=previews):
+                    async with aclosing(self._comfyui_events(req, plan.comfyui_model, cancel, run)) as events:
+                        async for event in events:
+                            yield event
+                except BackendUnavailable as err:
+                    if req.backend == "comfyui":
+                        raise
+                    run.fallback_reason = str(err)
+            if run.produced is None:
+                if run.fallback_reason and self.comfyui is not None:
+                    self._record_switch("Fell back to diffusers", run.fallback_reason)
+                    yield Fallback(run.fallback_reason)
+                async with aclosing(self._local_events(req, plan.local_model, cancel, run, previews)) as events:
+                    async for event in events:
+                        yield event
+            yield Done(await self._finish(req, run, started_at))
+        except GenerationCancelled as err:
+            yield Failed(f"Cancelled: {err}", self._error_result(req, f"Cancelled: {err}"))
+        except GatorError as err:
+            yield Failed(str(err), self._error_result(req, str(err)))
+        except Exception as err:  # anything unexpected still ends as a sentence, not a traceback
+            logger.exception("Generation failed")
+            message = f"Generation failed: {err}"
+            yield Failed(message, self._error_result(req, message))
+
+    async def _comfyui_events(self, req: GenerationRequest, model_id: str, cancel: Any,
+                              run: "_Run") -> AsyncIterator[Event]:
+        """ComfyUI's events; its image lands in `run`. Raises BackendUnavailable when it cannot finish."""
+        async with aclosing(self.comfyui.stream(req, model_id, cancel)) as events:
+            async for event in events:
+                if isinstance(event, Produced):
+                    run.produced = event
+                    continue
+                if isinstance(event, Started):
+                    run.backend = {"workflow": "comfyui", "model": event.model, "model_id": model_id,
+                                   "server": event.server}
+                yield event
+
+    async def _local_events(self, req: GenerationRequest, requested: ModelSpec | None, cancel: Any,
+                            run: "_Run", previews: bool) -> AsyncIterator[Event]:
+        """The local pipeline's events; real weights that fail to load are replaced by the tiny model."""
+        spec, source, run.warnings = self._local_choice(requested)
+        yield Started(backend="diffusers", model=spec.label)
+        while True:
+            run.backend = {"workflow": "diffusers", "model": spec.label, "model_id": spec.id, "server": None}
+            try:
+                async with aclosing(self.local.stream(req, spec, source, cancel, previews=previews)) as events:
+                    async for event in events:
                         if isinstance(event, Produced):
-                            produced = event
+                            run.produced = event
                         else:
                             yield event
-                    break
-                except GenerationCancelled as err:
-                    yield Failed(f"Cancelled: {err}", self._error_result(req, f"Cancelled: {err}"))
-                    return
-                except BackendUnavailable as err:  # real weights that do not load: the tiny model still works
-                    if spec.engine == "tiny" or attempt:
-                        yield Failed(str(err), self._error_result(req, str(err)))
-                        return
-                    spec = next(s for s in load_catalogue() if s.engine == "tiny")
-                    source = self.weights[spec.id]
-                    warnings.append(f"{err} Used the tiny demo model instead.")
-                    backend_info.update(model=spec.label, model_id=spec.id)
-                except Exception as err:  # anything unexpected still ends as a sentence, not a traceback
-                    logger.exception("Local generation failed")
-                    message = f"Generation failed on {spec.label}: {err}"
-                    yield Failed(message, self._error_result(req, message))
-                    return
-        if produced is None:
-            message = "The backend finished without producing an image."
-            yield Failed(message, self._error_result(req, message))
-            return
+                return
+            except BackendUnavailable as err:
+                if spec.engine == "tiny":
+                    raise
+                run.warnings.append(f"{err} Used the tiny demo model instead.")
+                spec = next(s for s in load_catalogue() if s.engine == "tiny")
+                source = self.weights[spec.id]
 
-        info = produced.info
-        guidance = info.get("guidance", req.guidance_scale)
+    async def _finish(self, req: GenerationRequest, run: "_Run", started_at: float) -> dict[str, Any]:
+        """Build the result dict and save the image with its parameters (before anyone sees it)."""
+        if run.produced is None:
+            raise BackendUnavailable("The backend finished without producing an image.")
+        info, image = run.produced.info, run.produced.image
         result: dict[str, Any] = {
             "status": "success", "error": None,
-            "model": backend_info.get("model") or info.get("model"),
-            "model_id": backend_info.get("model_id") or info.get("model_id") or plan.comfyui_model,
-            "workflow": backend_info.get("workflow", "diffusers"),
-            "server": backend_info.get("server") or info.get("server"),
+            "model": run.backend.get("model") or info.get("model"),
+            "model_id": run.backend.get("model_id") or info.get("model_id"),
+            "workflow": run.backend.get("workflow", "diffusers"),
+            "server": run.backend.get("server") or info.get("server"),
             "prompt_id": info.get("prompt_id"),
-            "comfyui_workflow": info.get("workflow") if backend_info.get("workflow") == "comfyui" else None,
+            "comfyui_workflow": info.get("workflow") if run.backend.get("workflow") == "comfyui" else None,
             "prompt": req.prompt, "negative_prompt": req.negative_prompt, "seed": req.seed,
-            "width": produced.image.width, "height": produced.image.height,
-            "steps": req.num_inference_steps, "guidance": guidance, "sampler": req.sampler,
-            "fallback_reason": fallback_reason,
-            "warnings": warnings + list(info.get("warnings", [])),
+            "width": image.width, "height": image.height,
+            "steps": req.num_inference_steps, "guidance": info.get("guidance", req.guidance_scale),
+            "sampler": req.sampler, "fallback_reason": run.fallback_reason,
+            "warnings": run.warnings + list(info.get("warnings", [])),
         }
         save_started = time.perf_counter()
         params = {k: v for k, v in result.items() if k not in ("status", "error", "warnings")}
-        try:
-            path = await asyncio.to_thread(save_image, produced.image, params, self.settings.output_dir)
-        except GatorError as err:
-            yield Failed(str(err), self._error_result(req, str(err)))
-            return
+        path = await asyncio.to_thread(save_image, image, params, self.settings.output_dir)
         now = time.perf_counter()
-        result.update(image=produced.image, path=str(path), timings={
+        result.update(image=image, path=str(path), timings={
             "total_s": round(now - started_at, 4),
-            "generation_s": round(info.get("generation_s", now - started_at), 4),
+            "generation_s": round(info.get("generation_s", save_started - started_at), 4),
             "save_s": round(now - save_started, 4),
         })
-        yield Done(result)
+        return result
 
     async def generate_image(self, prompt: str, negative_prompt: str = "", width: int = 1024, height: int = 1024,
                              num_inference_steps: int = 20, guidance_scale: float | None = None,
