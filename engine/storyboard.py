@@ -1,0 +1,321 @@
+"""Storyboards: scenes, global video settings, seed policies, quality presets, YAML/JSON files.
+
+A storyboard is data only; engine/video.py turns one into keyframes and an mp4.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .config import PRESETS_DIR
+from .errors import InvalidRequest
+
+TRANSITIONS = ("cut", "crossfade", "seed_travel")
+SEED_POLICIES = ("fixed", "per_scene", "increment")
+TRANSITION_ALIASES = {
+    "none": "cut", "hard_cut": "cut",
+    "fade": "crossfade", "cross_fade": "crossfade", "dissolve": "crossfade", "blend": "crossfade",
+    "travel": "seed_travel", "interpolate": "seed_travel", "interpolation": "seed_travel",
+    "latent_interpolation": "seed_travel", "latent": "seed_travel",
+}
+POLICY_ALIASES = {"perscene": "per_scene", "scene": "per_scene", "same": "fixed", "incremental": "increment"}
+
+MAX_TOTAL_S = 600.0  # ten minutes
+MIN_FPS, MAX_FPS = 1, 60
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_STEPS = 150
+MAX_SEED = 2**32 - 1
+DEFAULT_DURATION_S = 2.0
+DEFAULT_TRANSITION_S = 0.5
+DEFAULT_QUALITY = "standard"
+IGNORED_KEYS = ("render", "version")  # written beside a video; not part of the storyboard itself
+
+
+@lru_cache(maxsize=None)
+def quality_presets() -> dict[str, dict[str, Any]]:
+    """presets/video_quality.yaml: name -> {steps, width, height, fps, crf_quality, max_travel_inbetweens}."""
+    data = yaml.safe_load((PRESETS_DIR / "video_quality.yaml").read_text())
+    return {str(name): dict(values) for name, values in data.items()}
+
+
+def _canonical(name: Any, aliases: dict[str, str]) -> Any:
+    """Lower-case, `-`/space to `_`, then the alias table; non-strings pass through for validate()."""
+    if not isinstance(name, str):
+        return name
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return aliases.get(key, key)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+def _seconds(total: float) -> str:
+    if total < 60:
+        return f"{total:g} s"
+    minutes, secs = divmod(total, 60)
+    return f"{int(minutes)} min {secs:.0f} s"
+
+
+def frame_counts(durations: Iterable[float], fps: float) -> list[int]:
+    """Frames per scene, rounded on the running total so the whole video lasts exactly sum(durations)."""
+    counts, elapsed, start = [], 0.0, 0
+    for duration in durations:
+        elapsed += duration
+        end = math.floor(elapsed * fps + 0.5)
+        counts.append(end - start)
+        start = end
+    return counts
+
+
+@dataclass
+class Scene:
+    """One shot: what it shows, how long it lasts, and how it hands over to the next scene."""
+
+    prompt: str
+    negative_prompt: str = ""
+    duration: float = DEFAULT_DURATION_S
+    transition: str = "cut"  # to the next scene: cut | crossfade | seed_travel
+    transition_duration: float = DEFAULT_TRANSITION_S
+    seed: int | None = None  # used by the per_scene seed policy; None or -1 is random
+
+    def __post_init__(self) -> None:
+        self.transition = _canonical(self.transition, TRANSITION_ALIASES)
+
+
+@dataclass
+class Storyboard:
+    """Scenes plus global settings; None fields come from the quality preset."""
+
+    scenes: list[Scene] = field(default_factory=list)
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    quality: str = DEFAULT_QUALITY  # draft | standard | high (presets/video_quality.yaml)
+    seed_policy: str = "increment"  # fixed | per_scene | increment
+    seed: int | None = None  # base seed of fixed/increment; None or -1 is random
+    steps: int | None = None
+    guidance_scale: float | None = None
+    model: str | None = None
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        self.seed_policy = _canonical(self.seed_policy, POLICY_ALIASES)
+        self.quality = _canonical(self.quality, {})
+
+    # -- building ------------------------------------------------------------------------------
+    @classmethod
+    def from_prompts(cls, prompts: str | Iterable[str], *, duration: float = DEFAULT_DURATION_S,
+                     transition: str = "crossfade", transition_duration: float = DEFAULT_TRANSITION_S,
+                     negative_prompt: str = "", **settings: Any) -> "Storyboard":
+        """One scene per prompt (a string is split into lines, blank lines dropped); `settings` are Storyboard fields."""
+        if isinstance(prompts, str):
+            prompts = [line for line in prompts.splitlines() if line.strip()]
+        elif prompts is None:
+            prompts = []
+        scenes = [Scene(prompt=p, negative_prompt=negative_prompt, duration=duration, transition=transition,
+                        transition_duration=transition_duration) for p in prompts]
+        return cls(scenes=scenes, **settings)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Storyboard":
+        """Build from a parsed YAML/JSON mapping; scenes may be mappings or plain prompt strings.
+
+        Raises InvalidRequest for a wrong shape or an unknown field (values are checked by validate()).
+        """
+        if not isinstance(data, dict):
+            raise InvalidRequest("A storyboard must be a mapping with a 'scenes' list.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - set(IGNORED_KEYS))
+        if unknown:
+            raise InvalidRequest(f"Unknown storyboard field(s): {', '.join(unknown)}. "
+                                 f"Known fields: {', '.join(sorted(known))}.")
+        raw_scenes = data.get("scenes")
+        if not isinstance(raw_scenes, list):
+            raise InvalidRequest("A storyboard needs a 'scenes' list (one entry per scene).")
+        scene_fields = {f.name for f in fields(Scene)}
+        scenes = []
+        for number, item in enumerate(raw_scenes, start=1):
+            if isinstance(item, str):
+                item = {"prompt": item}
+            if not isinstance(item, dict):
+                raise InvalidRequest(f"Scene {number} must be a prompt or a mapping with a 'prompt'.")
+            bad = sorted(set(item) - scene_fields)
+            if bad:
+                raise InvalidRequest(f"Scene {number} has unknown field(s): {', '.join(bad)}. "
+                                     f"Known fields: {', '.join(sorted(scene_fields))}.")
+            scenes.append(Scene(**{"prompt": "", **item}))
+        settings = {k: v for k, v in data.items() if k in known and k != "scenes"}
+        return cls(scenes=scenes, **settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping that from_dict reads back to an equal storyboard."""
+        return asdict(self)
+
+    # -- files ---------------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> "Storyboard":
+        """Read YAML or JSON text (JSON is YAML, so one parser reads both)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise InvalidRequest(f"The storyboard is not valid YAML or JSON: {err}") from err
+        return cls.from_dict(data)
+
+    def dumps(self, fmt: str = "yaml") -> str:
+        """The storyboard as YAML (default) or JSON text."""
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Storyboard":
+        """Load a .yaml/.yml/.json storyboard file (also the JSON saved beside a video)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise InvalidRequest(f"Could not read the storyboard {path}: {err.strerror or err}.") from err
+        if path.suffix.lower() == ".json":
+            try:
+                return cls.from_dict(json.loads(text))
+            except json.JSONDecodeError as err:
+                raise InvalidRequest(f"The storyboard {path.name} is not valid JSON: {err}.") from err
+        return cls.parse(text)
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON for a .json path, else YAML; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.dumps("json" if path.suffix.lower() == ".json" else "yaml"), encoding="utf-8")
+        return path
+
+    # -- settings ------------------------------------------------------------------------------
+    @property
+    def preset(self) -> dict[str, Any]:
+        return quality_presets().get(self.quality, quality_presets()[DEFAULT_QUALITY])
+
+    def resolved(self) -> "Storyboard":
+        """A copy with fps, size and steps filled in from the quality preset where they were None."""
+        preset = self.preset
+        return replace(
+            self, scenes=[replace(s) for s in self.scenes],
+            fps=preset["fps"] if self.fps is None else self.fps,
+            width=preset["width"] if self.width is None else self.width,
+            height=preset["height"] if self.height is None else self.height,
+            steps=preset["steps"] if self.steps is None else self.steps,
+        )
+
+    @property
+    def total_duration(self) -> float:
+        return float(sum(s.duration for s in self.scenes if _is_number(s.duration)))
+
+    def frame_counts(self) -> list[int]:
+        """Frames per scene at this storyboard's (resolved) fps."""
+        return frame_counts([s.duration for s in self.scenes], float(self.resolved().fps))
+
+    def validate(self) -> "Storyboard":
+        """Return the resolved storyboard, or raise InvalidRequest naming every problem found."""
+        problems = self.problems()
+        if problems:
+            raise InvalidRequest(" ".join(problems))
+        return self.resolved()
+
+    def problems(self) -> list[str]:
+        """Every problem with this storyboard, each as a sentence; empty when it can be rendered."""
+        out: list[str] = []
+        if self.quality not in quality_presets():
+            out.append(f"Quality must be one of {', '.join(quality_presets())} (got {self.quality!r}).")
+        if self.seed_policy not in SEED_POLICIES:
+            out.append(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {self.seed_policy!r}).")
+        board = self.resolved()
+        fps_ok = _is_number(board.fps) and MIN_FPS <= board.fps <= MAX_FPS
+        if not fps_ok:
+            out.append(f"Frames per second must be between {MIN_FPS} and {MAX_FPS} (got {board.fps!r}).")
+        for name, value in (("Width", board.width), ("Height", board.height)):
+            if not _is_int(value):
+                out.append(f"{name} must be a whole number of pixels (got {value!r}).")
+            elif not MIN_SIDE <= int(value) <= MAX_SIDE:
+                out.append(f"{name} must be between {MIN_SIDE} and {MAX_SIDE} pixels (got {int(value)}).")
+            elif int(value) % 8:
+                out.append(f"{name} must be a multiple of 8 (got {int(value)}; try {int(value) // 8 * 8}).")
+        if not _is_int(board.steps) or not 1 <= board.steps <= MAX_STEPS:
+            out.append(f"Steps must be a whole number from 1 to {MAX_STEPS} (got {board.steps!r}).")
+        if board.guidance_scale is not None and not (_is_number(board.guidance_scale)
+                                                     and 0 <= board.guidance_scale <= 50):
+            out.append(f"Guidance scale must be between 0 and 50 (got {board.guidance_scale!r}).")
+        if not _valid_seed(self.seed):
+            out.append(f"The storyboard seed must be -1 (random) or a whole number from 0 to {MAX_SEED} "
+                       f"(got {self.seed!r}).")
+        if not isinstance(self.title, str):
+            out.append("The title must be text.")
+        if not self.scenes:
+            out.append("The storyboard has no scenes: add at least one scene with a prompt.")
+            return out
+        out += self._scene_problems(board.fps if fps_ok else None)
+        total = self.total_duration
+        if total > MAX_TOTAL_S:
+            out.append(f"The storyboard lasts {_seconds(total)}; the longest video is "
+                       f"{_seconds(MAX_TOTAL_S)}. Shorten or remove scenes.")
+        return out
+
+    def _scene_problems(self, fps: float | None) -> list[str]:
+        out: list[str] = []
+        for number, scene in enumerate(self.scenes, start=1):
+            if not isinstance(scene.prompt, str) or not scene.prompt.strip():
+                out.append(f"Scene {number} has an empty prompt: describe what the scene shows.")
+            if not isinstance(scene.negative_prompt, str):
+                out.append(f"Scene {number}'s negative prompt must be text.")
+            if not _is_number(scene.duration):
+                out.append(f"Scene {number}'s duration must be a number of seconds (got {scene.duration!r}).")
+            elif scene.duration <= 0:
+                out.append(f"Scene {number}'s duration must be more than 0 seconds (got {scene.duration:g}).")
+            elif scene.duration > MAX_TOTAL_S:
+                out.append(f"Scene {number} lasts {_seconds(scene.duration)}; the longest video is "
+                           f"{_seconds(MAX_TOTAL_S)}.")
+            elif fps is not None and scene.duration * fps < 1:
+                out.append(f"Scene {number} lasts {scene.duration:g} s, shorter than one frame at {fps:g} fps; "
+                           f"make it at least {1 / fps:.3g} s.")
+            if scene.transition not in TRANSITIONS:
+                out.append(f"Scene {number}'s transition must be one of {', '.join(TRANSITIONS)} "
+                           f"(got {scene.transition!r}).")
+            if not _is_number(scene.transition_duration) or scene.transition_duration < 0:
+                out.append(f"Scene {number}'s transition duration must be 0 or more seconds "
+                           f"(got {scene.transition_duration!r}).")
+            if not _valid_seed(scene.seed):
+                out.append(f"Scene {number}'s seed must be -1 (random) or a whole number from 0 to {MAX_SEED} "
+                           f"(got {scene.seed!r}).")
+        return out
+
+    # -- seeds ---------------------------------------------------------------------------------
+    def resolve_seeds(self, rng: random.Random | None = None) -> list[int]:
+        """One concrete seed per scene: fixed (all the base seed), per_scene (scene seed or random),
+        increment (base + scene index). A missing or -1 seed is drawn from `rng`."""
+        rng = rng or random.Random()
+
+        def concrete(seed: int | None) -> int:
+            return rng.randint(0, MAX_SEED) if seed is None or int(seed) == -1 else int(seed)
+
+        if self.seed_policy == "per_scene":
+            return [concrete(scene.seed) for scene in self.scenes]
+        base = concrete(self.seed)
+        if self.seed_policy == "fixed":
+            return [base] * len(self.scenes)
+        if self.seed_policy == "increment":
+            return [(base + i) % (MAX_SEED + 1) for i in range(len(self.scenes))]
+        raise InvalidRequest(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {self.seed_policy!r}).")
+
+
+def _valid_seed(seed: Any) -> bool:
+    return seed is None or (_is_int(seed) and -1 <= int(seed) <= MAX_SEED)
