@@ -153,8 +153,8 @@ def describe_validation_error(body: Mapping[str, Any]) -> tuple[str, list[str]]:
             parts.append(error)
         else:
             text = error.get("message") or error.get("type") or "the server rejected it"
-            if error.get("details"):
-                text = f"{text} ({error['details']})"
+            if error.get("details"):  # "Cannot execute because node X does not exist." + "Node ID '#3'"
+                text = f"{text.rstrip('.')} ({error['details']})"
             parts.append(text)
     sentence = "ComfyUI cannot run this workflow: " + "; ".join(p.rstrip(".") for p in parts) + "."
     return sentence, missing

@@ -52,7 +52,7 @@ SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp"
             "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2"]
 SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal", "linear_quadratic",
               "kl_optimal"]
-# Every node class the fake knows how to "execute"; anything else is missing_node_type.
+# Every node class the fake knows how to "execute"; anything else is refused like an unknown node.
 KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
@@ -107,7 +107,7 @@ class FakeComfyUI:
     port: int = 0
     hang: bool = False
     garbage_view: bool = False
-    preview_size: int = 64
+    preview_size: int = 512  # like --preview-size: previews are scaled to fit this square, aspect kept
     supports_feature_flags: bool = True  # False: an older server that ignores feature_flags (legacy frames)
 
     def __post_init__(self) -> None:
@@ -433,10 +433,8 @@ class FakeComfyUI:
                          "details": f"Node ID '#{nid}'", "extra_info": {}}, {})
             if node["class_type"] not in KNOWN_CLASSES:
                 ct = node["class_type"]
-                return ({"type": "missing_node_type",
-                         "message": f"Node '{ct}' not found. The custom node may not be installed.",
-                         "details": f"Node ID '#{nid}'", "extra_info": {"node_id": nid, "class_type": ct,
-                                                                         "node_title": ct}}, {})
+                return ({"type": "invalid_prompt", "message": f"Cannot execute because node {ct} does not exist.",
+                         "details": f"Node ID '#{nid}'", "extra_info": {}}, {})
         outputs = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
         if not outputs:
             return ({"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "",
@@ -461,8 +459,8 @@ class FakeComfyUI:
         try:
             body = await request.json()
         except ValueError:
-            return web.json_response({"error": {"type": "invalid_prompt", "message": "Invalid JSON",
-                                                "details": "", "extra_info": {}}, "node_errors": {}}, status=400)
+            # 0.3.64 does not catch this: aiohttp's bare 500 page
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
         prompt = body.get("prompt")
         self.prompts.append(copy.deepcopy(prompt))
         if self._fail_next is not None:
@@ -638,7 +636,8 @@ class FakeComfyUI:
     async def _step_messages(self, job: _Job, sid: str | None, nid: str, step: int, total: int) -> None:
         pid = job.prompt_id
         progress = {"value": step, "max": total, "prompt_id": pid, "node": nid}
-        image = _preview_jpeg(step, total, self.preview_size)
+        width, height, _ = _image_params(job.prompt)
+        image = _preview_jpeg(step, total, self.preview_size, width, height)
         meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
                 "real_node_id": nid, "image_type": "image/jpeg"}
         targets = [self._clients[sid]] if sid in self._clients else ([] if sid else list(self._clients.values()))
@@ -732,9 +731,15 @@ def _image_params(prompt: dict[str, Any]) -> tuple[int, int, int]:
     return width, height, seed
 
 
-def _preview_jpeg(step: int, total: int, size: int) -> bytes:
+def _preview_jpeg(step: int, total: int, size: int, width: int | None = None, height: int | None = None) -> bytes:
+    """A JPEG step preview scaled, as ComfyUI does (ImageOps.contain), to fit size x size with the image's aspect."""
+    width, height = width or size, height or size
+    if width >= height:
+        dims = (size, max(1, round(height * size / width)))
+    else:
+        dims = (max(1, round(width * size / height)), size)
     shade = int(255 * step / max(total, 1))
-    img = Image.new("RGB", (size, size), (shade, 128, 255 - shade))
+    img = Image.new("RGB", dims, (shade, 128, 255 - shade))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
     return buf.getvalue()

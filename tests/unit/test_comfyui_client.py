@@ -215,7 +215,7 @@ async def test_other_400_bodies(fake):
     client = ComfyUIClient(fake.url)
     graph = sd_graph()
     graph["3"]["class_type"] = "NoSuchSampler"
-    with pytest.raises(ComfyUIValidationError, match=r"Node 'NoSuchSampler' not found"):
+    with pytest.raises(ComfyUIValidationError, match=r"Cannot execute because node NoSuchSampler does not exist \(Node ID '#3'\)"):
         await collect(client, graph)
     no_output = {k: v for k, v in sd_graph().items() if k != "9"}
     with pytest.raises(ComfyUIValidationError, match="Prompt has no outputs"):
