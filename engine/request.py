@@ -38,12 +38,21 @@ class GenerationRequest:
         seed = self.seed
         if seed is None or int(seed) == -1:
             seed = random.randint(0, MAX_SEED)
-        return replace(self, prompt=self.prompt.strip(), seed=int(seed),
+        return replace(self, prompt=self.prompt.strip(), seed=int(seed), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def sampler_key(name: Any) -> str:
+    """The samplers.yaml key for a key or a label ("dpmpp_2m_karras" or "DPM++ 2M Karras")."""
+    text = str(name or "euler").strip()
+    for key, entry in load_samplers().items():
+        if text.lower() in (key, str(entry.get("label", "")).lower()):
+            return key
+    return text
 
 
 def _is_int(value: Any) -> bool:
@@ -80,7 +89,7 @@ def validation_errors(req: GenerationRequest) -> list[str]:
     if req.seed is not None and not (_is_int(req.seed) and -1 <= int(req.seed) <= MAX_SEED):
         problems.append(f"Seed must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {req.seed!r}).")
     samplers = load_samplers()
-    if req.sampler not in samplers:
+    if sampler_key(req.sampler) not in samplers:
         problems.append(f"Sampler must be one of {', '.join(samplers)} (got {req.sampler!r}).")
     if req.backend not in BACKENDS:
         problems.append(f"Backend must be one of {', '.join(BACKENDS)} (got {req.backend!r}).")

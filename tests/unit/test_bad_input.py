@@ -50,3 +50,10 @@ async def test_unwritable_output_folder_is_a_clear_error(manager, tmp_path):
     result = await manager.generate_image(**GOOD)
     assert result["status"] == "error"
     assert "Could not save the image" in result["error"] and "GATOR_OUTPUT_DIR" in result["error"]
+
+
+async def test_sampler_by_label_or_key(manager):
+    by_label = await manager.generate_image(**{**GOOD, "sampler": "DPM++ 2M Karras"})
+    by_key = await manager.generate_image(**{**GOOD, "sampler": "dpmpp_2m_karras"})
+    assert by_label["status"] == by_key["status"] == "success"
+    assert by_label["sampler"] == by_key["sampler"] == "dpmpp_2m_karras"
