@@ -1,10 +1,47 @@
-"""Gator Studio entry point (the UI lands in ui/; until then this starts the engine and reports)."""
+"""Gator Studio: the web app at http://127.0.0.1:7860 (module-level `demo` for Hugging Face Spaces).
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--auth user:pass]
+"""
 import asyncio
 import logging
+import os
 
-from engine import AIModelManager
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from engine import AIModelManager  # noqa: E402
+from engine.config import Settings  # noqa: E402
+from ui.app import QUEUE_OPTIONS, build_demo, launch_options  # noqa: E402
+from ui.launcher import parse_args, serve, settings_overrides  # noqa: E402
+
+logging.basicConfig(level=os.environ.get("GATOR_LOG_LEVEL", "INFO"),
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger("gator.app")
+
+
+def _use_zerogpu(manager: AIModelManager) -> bool:
+    """On a ZeroGPU Space (the `spaces` package is present) run local pipelines under `spaces.GPU`."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    backend = getattr(manager, "local", None)
+    if backend is None or not hasattr(backend, "_generate"):
+        return False
+    backend._generate = spaces.GPU(duration=120)(backend._generate)
+    logger.info("ZeroGPU: local generation runs under spaces.GPU")
+    return True
+
+
+args = parse_args()
+manager = AIModelManager(Settings.from_env(**settings_overrides(args)))
+asyncio.run(manager.initialize_models())
+_use_zerogpu(manager)
+demo = build_demo(manager, browse_outputs=not args.share)
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    status = asyncio.run(AIModelManager().initialize_models())
-    print(status["active"]["label"])
+    demo.queue(**QUEUE_OPTIONS)
+    logger.info("Backend now: %s", manager.status()["active"]["label"])
+    try:
+        serve(demo, args, launch_options(manager))
+    finally:
+        manager.shutdown()

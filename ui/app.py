@@ -1,0 +1,81 @@
+"""The whole app: header with the live backend badge, the Image, Video storyboard and System status tabs."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from .api import register_api
+from .badge import badge_html
+from .image_tab import build_image_tab
+from .models import choices_key, model_choices
+from .sessions import CancelSwitches
+from .status_tab import build_status_tab
+from .theme import CSS, theme
+
+BADGE_REFRESH_S = 1.0
+QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 64}
+
+
+def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator Studio") -> gr.Blocks:
+    """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load)."""
+    switches = CancelSwitches()
+
+    def read_status() -> dict[str, Any]:
+        return manager.status()
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        seen = gr.State({})
+        with gr.Row(elem_id="gator-header"):
+            gr.HTML(f"<h1>🐊 {title}</h1>", elem_id="gator-title", padding=False)
+            badge = gr.HTML(badge_html(read_status().get("active")), elem_id="badge-slot", padding=False)
+        with gr.Tabs(elem_id="gator-tabs"):
+            with gr.Tab("Image", id="image", elem_id="tab-image"):
+                image_tab = build_image_tab(manager, switches, browse_outputs=browse_outputs)
+            with gr.Tab("Video storyboard", id="video", elem_id="tab-video"):
+                _build_video_tab(manager, switches)
+            with gr.Tab("System status", id="status", elem_id="tab-status"):
+                status_view, render_status = build_status_tab(read_status)
+
+        def tick(last: dict[str, Any] | None):
+            """Badge and model list from the monitor's snapshot; unchanged parts are skipped."""
+            last = dict(last or {})
+            try:
+                status = read_status()
+            except Exception as err:  # a transient engine error must not break the page
+                return gr.skip(), gr.skip(), last if last else {"error": str(err)}
+            active = status.get("active") or {}
+            badge_key = f"{active.get('backend')}|{active.get('label')}|{active.get('reason')}"
+            choices = model_choices(status.get("models") or [])
+            models_key = choices_key(choices)
+            badge_out = badge_html(active) if badge_key != last.get("badge") else gr.skip()
+            model_out = gr.update(choices=choices) if models_key != last.get("models") else gr.skip()
+            return badge_out, model_out, {"badge": badge_key, "models": models_key}
+
+        async def on_load(last: dict[str, Any] | None):
+            await manager.initialize_models()
+            return (*tick(last), render_status())
+
+        timer = gr.Timer(BADGE_REFRESH_S)
+        timer.tick(tick, inputs=seen, outputs=[badge, image_tab.model, seen], queue=False,
+                   api_visibility="private", show_progress="hidden")
+        demo.load(on_load, inputs=seen, outputs=[badge, image_tab.model, seen, status_view],
+                  api_visibility="private", show_progress="hidden")
+        register_api(manager, switches)
+    demo.queue(**QUEUE_OPTIONS)
+    return demo
+
+
+def _build_video_tab(manager: Any, switches: CancelSwitches) -> None:
+    try:
+        from .video_tab import build_video_tab
+    except ImportError:
+        gr.Markdown("The storyboard video tab is not available in this build.")
+        return
+    build_video_tab(manager, switches)
+
+
+def launch_options(manager: Any) -> dict[str, Any]:
+    """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, and the outputs folder."""
+    output_dir = str(manager.settings.output_dir)
+    return {"theme": theme(), "css": CSS, "allowed_paths": [output_dir]}

@@ -1,0 +1,386 @@
+"""The Image tab: prompt and settings, streamed step previews, Stop, this session's history, reuse parameters.
+
+Every handler renders the engine's event stream (Queued, Started, Progress, Fallback, Done, Failed); it
+never knows which backend ran. Results live in the session's gr.State, never in module globals.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.outputs import read_parameters
+
+from .models import AUTO, model_choices, model_defaults
+from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
+from .preview import display_preview
+from .sessions import CancelSwitches
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 8
+HISTORY_LIMIT = 100
+OUTPUTS_LIMIT = 60
+BACKEND_CHOICES = [("auto", "auto"), ("ComfyUI", "comfyui"), ("diffusers (local)", "diffusers")]
+GENERATE_CONCURRENCY = "generate"
+
+
+@dataclass
+class ImageTab:
+    """The components other parts of the app touch (the badge timer refreshes the model list)."""
+
+    model: gr.Dropdown
+    generate_event: Any
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def _seed_value(seed: Any) -> Any:
+    """None for "random" (-1 or empty); anything else goes to the engine, which explains bad values."""
+    if seed is None or seed == "":
+        return None
+    try:
+        as_float = float(seed)
+    except (TypeError, ValueError):
+        return seed
+    if as_float == -1:
+        return None
+    return int(as_float) if as_float.is_integer() else seed
+
+
+def _number(value: Any) -> Any:
+    """Whole floats become ints (gr.Number may hand over 64.0); other values pass through for validation."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _caption(entry: dict[str, Any]) -> str:
+    return f"seed {entry.get('seed')} · {entry.get('model') or ''} · {entry.get('workflow') or ''}".strip(" ·")
+
+
+def gallery_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(entry["path"], _caption(entry)) for entry in history]
+
+
+def history_entry(result: dict[str, Any]) -> dict[str, Any]:
+    """What the session keeps of a result: where it is saved and how it was made (no image in memory)."""
+    keys = ("path", "seed", "prompt", "negative_prompt", "model", "model_id", "workflow", "server", "width",
+            "height", "steps", "guidance", "sampler", "fallback_reason")
+    return {k: result.get(k) for k in keys}
+
+
+def details_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"**Seed** `{result.get('seed')}` · **Model** {result.get('model')} (`{result.get('model_id')}`) · "
+        f"**Backend** {result.get('workflow')}" + (f" on `{result.get('server')}`" if result.get("server") else ""),
+        f"**Size** {result.get('width')}×{result.get('height')} · **Steps** {result.get('steps')} · "
+        f"**Guidance** {result.get('guidance')} · **Sampler** {result.get('sampler')}",
+        f"Saved to `{result.get('path')}`",
+    ]
+    if result.get("fallback_reason"):
+        lines.append(f"⚠️ Fell back to local diffusers: {result['fallback_reason']}")
+    for warning in result.get("warnings") or []:
+        lines.append(f"⚠️ {warning}")
+    return "\n\n".join(lines)
+
+
+def progress_line(event: Any, index: int, count: int, state: dict[str, str]) -> str | None:
+    """The one-line progress text for `event` (None when the event changes nothing visible)."""
+    prefix = f"Image {index + 1}/{count} · " if count > 1 else ""
+    where = " · ".join(x for x in (state.get("backend"), state.get("model")) if x)
+    if isinstance(event, Queued):
+        return f"{prefix}⏳ Waiting for the {state.get('backend') or 'backend'}: position {event.position} in line"
+    if isinstance(event, Started):
+        return f"{prefix}▶️ Started on {where}"
+    if isinstance(event, Fallback):
+        return f"{prefix}⚠️ {event.reason} Continuing on {event.to_backend}."
+    if isinstance(event, Progress):
+        return f"{prefix}Step {event.step}/{event.total} · {where}"
+    return None
+
+
+class ImageTabHandlers:
+    """The tab's event handlers, bound to one engine manager and the app's cancel switches."""
+
+    def __init__(self, manager: Any, switches: CancelSwitches) -> None:
+        self.manager = manager
+        self.switches = switches
+
+    # -- generate ------------------------------------------------------------------------------
+    async def generate(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any,
+                       height: Any, steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any,
+                       history: list[dict[str, Any]] | None, request: gr.Request = None):
+        """Stream one or more images: previews and a progress line per step, then each final image."""
+        c = self.components
+        history = list(history or [])
+        try:
+            count = max(1, min(MAX_BATCH, int(batch or 1)))
+        except (TypeError, ValueError):
+            count = 1
+        styled, negative_styled = apply_style(style, prompt or "", negative or "")
+        base_seed = _seed_value(seed)
+        try:
+            with self.switches.request(_session(request)) as cancel:
+                for index in range(count):
+                    image_seed = base_seed + index if isinstance(base_seed, int) and base_seed >= 0 else base_seed
+                    state: dict[str, str] = {}
+                    async for event in self.manager.stream_image(
+                            styled, negative_styled, width=_number(width), height=_number(height),
+                            num_inference_steps=_number(steps),
+                            guidance_scale=float(guidance) if guidance is not None else None,
+                            seed=image_seed, model=model or AUTO, backend=backend or "auto",
+                            sampler=sampler or "euler", cancel=cancel):
+                        if isinstance(event, Started):
+                            state = {"backend": event.backend, "model": event.model}
+                        elif isinstance(event, Progress) and event.backend:
+                            state["backend"] = event.backend
+                        elif isinstance(event, Fallback):
+                            state["backend"] = event.to_backend
+                        if isinstance(event, Done):
+                            result = event.result
+                            history.insert(0, history_entry(result))
+                            del history[HISTORY_LIMIT:]
+                            timing = (result.get("timings") or {}).get("total_s")
+                            took = f" in {timing:.2f} s" if isinstance(timing, (int, float)) else ""
+                            prefix = f"Image {index + 1}/{count} · " if count > 1 else ""
+                            yield {
+                                c["image"]: result["path"],
+                                c["progress"]: f"{prefix}✅ Done{took} · {result.get('workflow')} · "
+                                               f"{result.get('model')} · seed {result.get('seed')}",
+                                c["details"]: details_markdown(result),
+                                c["gallery"]: gallery_items(history),
+                                c["history"]: history,
+                                c["last_seed"]: result.get("seed"),
+                                c["download"]: gr.update(value=result["path"], visible=True),
+                            }
+                        elif isinstance(event, Failed):
+                            yield {c["progress"]: self._failure_line(event.error)}
+                            if not event.error.startswith("Cancelled"):
+                                gr.Warning(event.error)
+                            return
+                        else:
+                            line = progress_line(event, index, count, state)
+                            update: dict[Any, Any] = {}
+                            if line:
+                                update[c["progress"]] = line
+                            if isinstance(event, Progress) and event.preview is not None:
+                                update[c["image"]] = display_preview(event.preview)
+                            if update:
+                                yield update
+                    if cancel.is_set():
+                        yield {c["progress"]: "⏹ Stopped."}
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # never a traceback in the browser
+            logger.exception("Image generation failed in the UI")
+            message = f"Something went wrong: {err}"
+            gr.Warning(message)
+            yield {c["progress"]: f"❌ {message}"}
+
+    @staticmethod
+    def _failure_line(error: str) -> str:
+        if error.startswith("Cancelled"):
+            return f"⏹ Stopped. {error[len('Cancelled:'):].strip()}".strip()
+        return f"❌ {error}"
+
+    async def stop(self, request: gr.Request = None) -> str:
+        asked = self.switches.cancel(_session(request))
+        return "⏹ Stopped." if asked else "Nothing is running."
+
+    # -- settings helpers ----------------------------------------------------------------------
+    def on_model(self, model: str):
+        d = model_defaults(self.manager, model)
+        return d["steps"], d["guidance"]
+
+    @staticmethod
+    def on_aspect(aspect: str, width: Any, height: Any):
+        size = size_for_aspect(aspect, width, height)
+        if size is None:
+            return gr.skip(), gr.skip()
+        return size
+
+    @staticmethod
+    def on_quality(quality: str, guidance: Any):
+        preset = quality_presets().get(quality)
+        if not preset:
+            return gr.skip(), gr.skip()
+        return preset["steps"], preset["guidance"] if preset.get("guidance") is not None else gr.skip()
+
+    @staticmethod
+    def reuse_seed(last_seed: Any):
+        if last_seed is None:
+            gr.Info("No image yet in this session: the seed stays as it is.")
+            return gr.skip()
+        return last_seed
+
+    # -- history -------------------------------------------------------------------------------
+    @staticmethod
+    def pick(history: list[dict[str, Any]] | None, evt: gr.SelectData):
+        history = history or []
+        index = evt.index if isinstance(evt.index, int) else None
+        if index is None or not 0 <= index < len(history):
+            return None, "Nothing picked."
+        entry = history[index]
+        return entry["path"], f"Picked: seed `{entry.get('seed')}` · {entry.get('prompt', '')[:80]}"
+
+    @staticmethod
+    def pick_saved(saved: list[str] | None, evt: gr.SelectData):
+        saved = saved or []
+        index = evt.index if isinstance(evt.index, int) else None
+        if index is None or not 0 <= index < len(saved):
+            return None, "Nothing picked."
+        return saved[index], f"Picked: `{Path(saved[index]).name}`"
+
+    def reuse(self, picked: str | None):
+        """Fill the settings from a picked image's saved parameters."""
+        c = self.components
+        if not picked:
+            gr.Warning("Pick an image in the history (or the outputs folder) first.")
+            return {}
+        try:
+            params = read_parameters(picked)
+        except Exception as err:
+            gr.Warning(f"Could not read the parameters of {Path(picked).name}: {err}")
+            return {}
+        if not params:
+            gr.Warning(f"{Path(picked).name} carries no generation parameters.")
+            return {}
+        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
+        mapping = {"prompt": "prompt", "negative_prompt": "negative", "width": "width", "height": "height",
+                   "steps": "steps", "guidance": "guidance", "seed": "seed", "sampler": "sampler"}
+        for key, comp in mapping.items():
+            if params.get(key) is not None:
+                update[c[comp]] = params[key]
+        model_id = params.get("model_id") or params.get("model")
+        if model_id:
+            update[c["model"]] = model_id
+        gr.Info(f"Parameters of {Path(picked).name} loaded.")
+        return update
+
+    async def list_outputs(self):
+        folder = Path(self.manager.settings.output_dir)
+
+        def scan() -> list[str]:
+            if not folder.exists():
+                return []
+            files = sorted(folder.rglob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
+            return [str(p) for p in files[:OUTPUTS_LIMIT]]
+
+        paths = await asyncio.to_thread(scan)
+        if not paths:
+            gr.Info(f"No saved images in {folder} yet.")
+        return paths, paths
+
+
+def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
+    """Lay out the tab inside the current gr.Tab and wire its events."""
+    h = ImageTabHandlers(manager, switches)
+    defaults = model_defaults(manager, AUTO)
+    status_models = manager.available_models() if getattr(manager, "_initialized", False) else []
+    samplers = _sampler_choices()
+
+    history = gr.State([])
+    last_seed = gr.State(None)
+    picked = gr.State(None)
+    saved = gr.State([])
+
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
+                                elem_id="prompt")
+            negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
+                                  elem_id="negative-prompt")
+            with gr.Row():
+                style = gr.Dropdown(list(styles()), value=NO_STYLE, label="Style", elem_id="style")
+                quality = gr.Dropdown(list(quality_presets()), value=None, label="Quality preset",
+                                      elem_id="quality")
+            with gr.Row():
+                model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
+                                    allow_custom_value=True, elem_id="model")
+                backend = gr.Radio(BACKEND_CHOICES, value="auto", label="Backend", elem_id="backend")
+            with gr.Row():
+                aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
+                                     elem_id="aspect")
+                width = gr.Number(defaults["width"], label="Width", precision=0, step=8, elem_id="width")
+                height = gr.Number(defaults["height"], label="Height", precision=0, step=8, elem_id="height")
+            with gr.Row():
+                steps = gr.Slider(1, 150, value=defaults["steps"], step=1, label="Steps", elem_id="steps")
+                guidance = gr.Slider(0, 30, value=defaults["guidance"], step=0.5, label="Guidance (CFG)",
+                                     elem_id="guidance")
+            with gr.Row(equal_height=True):
+                seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="seed", scale=3)
+                random_seed = gr.Button("🎲 Random", size="sm", elem_id="seed-random", scale=1)
+                reuse_seed = gr.Button("♻️ Last seed", size="sm", elem_id="seed-reuse", scale=1)
+            with gr.Row():
+                sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
+                                      else samplers[0][1], label="Sampler", elem_id="sampler")
+                batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count", elem_id="batch")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Column(scale=6):
+            progress = gr.Markdown("Ready.", elem_id="progress-line")
+            image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
+                             buttons=["download", "fullscreen"], elem_id="image-output")
+            download = gr.DownloadButton("Download PNG (with parameters)", visible=False, elem_id="download")
+            details = gr.Markdown("", elem_id="result-details")
+
+    with gr.Accordion("History", open=True):
+        with gr.Tabs():
+            with gr.Tab("This session"):
+                gallery = gr.Gallery(label="This session's images", columns=6, height=240, allow_preview=False,
+                                     interactive=False, elem_id="history")
+            if browse_outputs:
+                with gr.Tab("Outputs folder"):
+                    load_saved = gr.Button("Show the newest saved images", size="sm", elem_id="load-outputs")
+                    saved_gallery = gr.Gallery(label="Saved images", columns=6, height=240, allow_preview=False,
+                                               interactive=False, elem_id="outputs-gallery")
+        with gr.Row():
+            picked_info = gr.Markdown("Pick an image, then reuse its parameters.", elem_id="picked-info")
+            reuse = gr.Button("Reuse parameters", size="sm", scale=0, elem_id="reuse-parameters")
+
+    h.components = {
+        "prompt": prompt, "negative": negative, "style": style, "model": model, "backend": backend,
+        "aspect": aspect, "width": width, "height": height, "steps": steps, "guidance": guidance, "seed": seed,
+        "sampler": sampler, "batch": batch, "progress": progress, "image": image, "details": details,
+        "gallery": gallery, "history": history, "last_seed": last_seed, "download": download,
+    }
+
+    inputs = [prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler, batch, history]
+    outputs = [image, progress, details, gallery, history, last_seed, download]
+    gen_event = gr.on([generate.click, prompt.submit], h.generate, inputs=inputs, outputs=outputs,
+                      api_visibility="private", show_progress="hidden", concurrency_limit=4,
+                      concurrency_id=GENERATE_CONCURRENCY)
+    stop.click(h.stop, outputs=progress, cancels=[gen_event], queue=False, api_visibility="private")
+
+    model.input(h.on_model, inputs=model, outputs=[steps, guidance], queue=False, api_visibility="private")
+    aspect.input(h.on_aspect, inputs=[aspect, width, height], outputs=[width, height], queue=False,
+                 api_visibility="private")
+    quality.input(h.on_quality, inputs=[quality, guidance], outputs=[steps, guidance], queue=False,
+                  api_visibility="private")
+    random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
+    reuse_seed.click(h.reuse_seed, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+
+    gallery.select(h.pick, inputs=history, outputs=[picked, picked_info], queue=False, api_visibility="private")
+    if browse_outputs:
+        load_saved.click(h.list_outputs, outputs=[saved_gallery, saved], api_visibility="private")
+        saved_gallery.select(h.pick_saved, inputs=saved, outputs=[picked, picked_info], queue=False,
+                             api_visibility="private")
+    reuse.click(h.reuse, inputs=picked, outputs=[prompt, negative, style, model, aspect, width, height, steps,
+                                                 guidance, seed, sampler], queue=False, api_visibility="private")
+    return ImageTab(model=model, generate_event=gen_event)
+
+
+def _sampler_choices() -> list[tuple[str, str]]:
+    from engine.registry import load_samplers
+
+    return [(str(spec.get("label") or name), name) for name, spec in load_samplers().items()]

@@ -1,0 +1,87 @@
+"""Command-line flags and environment for app.py, and launching with a share link that may fail offline."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any, Sequence
+
+logger = logging.getLogger("gator.app")
+
+
+def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
+    """"user:pass" (or several, comma-separated) -> [(user, pass), ...]; None when empty.
+
+    Raises ValueError with a sentence for anything else.
+    """
+    if not text or not text.strip():
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth / GATOR_AUTH must be user:password (several separated by commas).")
+        pairs.append((user, password))
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="app.py", description="Gator Studio: AI images and storyboard videos.")
+    parser.add_argument("--host", default=env.get("GATOR_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=int(env.get("GATOR_PORT") or env.get("GRADIO_SERVER_PORT")
+                                                       or 7860), help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", default=env.get("GATOR_SHARE", "") in ("1", "true", "yes"),
+                        help="also create a temporary public gradio.live link (needs internet)")
+    parser.add_argument("--auth", default=env.get("GATOR_AUTH"), metavar="USER:PASS",
+                        help="require a login (or GATOR_AUTH); several as u1:p1,u2:p2")
+    parser.add_argument("--comfyui-url", default=None, metavar="URL[,URL...]",
+                        help="ComfyUI server(s), overrides COMFYUI_API_URL")
+    parser.add_argument("--output-dir", default=None, help="where results are saved, overrides GATOR_OUTPUT_DIR")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Flags (unknown ones are ignored so `gradio app.py` reload mode and Spaces runners still work)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        logger.debug("Ignoring arguments: %s", " ".join(unknown))
+    try:
+        args.auth_pairs = parse_auth(args.auth)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from engine.config import parse_server_urls
+
+    overrides: dict[str, Any] = {}
+    if args.comfyui_url:
+        overrides["comfyui_urls"] = parse_server_urls(args.comfyui_url)
+    if args.output_dir:
+        overrides["output_dir"] = Path(args.output_dir)
+    return overrides
+
+
+def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *, block: bool = True) -> Any:
+    """Launch `demo`. `--share` without auth warns; a share link that cannot be made leaves the app local."""
+    if args.share and not args.auth_pairs:
+        logger.warning("--share makes this app reachable by anyone with the link; consider --auth user:pass.")
+    result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth_pairs,
+                         auth_message="Gator Studio: please log in." if args.auth_pairs else None,
+                         prevent_thread_lock=True, ssr_mode=False, **launch_options)
+    if share_failed(demo, args):
+        logger.warning("Could not create a share link (no internet?); still serving locally at %s", demo.local_url)
+    if block:
+        demo.block_thread()
+    return result
+
+
+def share_failed(demo: Any, args: argparse.Namespace) -> bool:
+    """True when a share link was asked for but none could be made (the app still serves locally)."""
+    return bool(args.share and not getattr(demo, "share_url", None))

@@ -1,0 +1,79 @@
+"""Styles, quality and aspect-ratio presets (presets/*.yaml) and what applying each one means."""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+NO_STYLE = "None"
+CUSTOM_SIZE = "Custom"
+MIN_SIDE, MAX_SIDE = 64, 2048
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = PRESETS_DIR / name
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+@lru_cache(maxsize=None)
+def styles() -> dict[str, dict[str, str]]:
+    """Style name -> {"prompt": template with {prompt}, "negative": text}; "None" always first."""
+    loaded = {str(k): {"prompt": str(v.get("prompt") or "{prompt}"), "negative": str(v.get("negative") or "")}
+              for k, v in _load("styles.yaml").items()}
+    return {NO_STYLE: {"prompt": "{prompt}", "negative": ""}, **{k: v for k, v in loaded.items() if k != NO_STYLE}}
+
+
+@lru_cache(maxsize=None)
+def quality_presets() -> dict[str, dict[str, Any]]:
+    """Quality name -> {"steps": int, "guidance": float | None}."""
+    return {str(k): {"steps": int(v["steps"]), "guidance": v.get("guidance")} for k, v in _load("quality.yaml").items()}
+
+
+@lru_cache(maxsize=None)
+def aspect_ratios() -> dict[str, tuple[int, int]]:
+    """Aspect name -> (w, h) ratio."""
+    return {str(k): (int(v[0]), int(v[1])) for k, v in _load("aspect_ratios.yaml").items()}
+
+
+def apply_style(style: str | None, prompt: str, negative: str) -> tuple[str, str]:
+    """The prompt and negative prompt with `style` applied (unknown or "None" leaves them unchanged)."""
+    spec = styles().get(style or NO_STYLE)
+    if spec is None or style == NO_STYLE or not (prompt or "").strip():
+        return prompt, negative
+    styled = spec["prompt"].replace("{prompt}", prompt.strip())
+    extra = spec["negative"].strip()
+    if extra and extra not in (negative or ""):
+        negative = f"{negative.strip()}, {extra}" if (negative or "").strip() else extra
+    return styled, negative
+
+
+def _round_side(value: float, step: int) -> int:
+    return int(min(MAX_SIDE, max(MIN_SIDE, round(value / step) * step)))
+
+
+def size_for_aspect(aspect: str, width: Any, height: Any) -> tuple[int, int] | None:
+    """A width and height with the preset's ratio and about as many pixels as width x height.
+
+    None for an unknown preset ("Custom"). Sides are multiples of 8 (of 64 from 512 px up), 64..2048.
+    """
+    ratio = aspect_ratios().get(aspect)
+    if ratio is None:
+        return None
+    try:
+        area = float(width) * float(height)
+    except (TypeError, ValueError):
+        area = 0.0
+    if not area or area != area or area <= 0:
+        area = 1024.0 * 1024.0
+    base = math.sqrt(area)
+    step = 64 if base >= 512 else 8
+    rw, rh = ratio
+    w = base * math.sqrt(rw / rh)
+    h = base * math.sqrt(rh / rw)
+    return _round_side(w, step), _round_side(h, step)

@@ -1,0 +1,28 @@
+"""Make engine results and status JSON-safe for the API and the browser (no images, no dataclasses)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+DROP_KEYS = {"image"}
+
+
+def jsonable(value: Any) -> Any:
+    """A copy of `value` made only of dicts, lists, strings, numbers, booleans and None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items() if k not in DROP_KEYS}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if hasattr(value, "size") and hasattr(value, "mode"):  # a PIL image that slipped through
+        return None
+    return str(value)

@@ -1,0 +1,152 @@
+"""The System status tab: ComfyUI servers, this machine, models, outputs and recent backend switches.
+
+Everything comes from `manager.status()` (the health monitor's snapshot); nothing here touches the network.
+"""
+from __future__ import annotations
+
+import html
+import time
+from typing import Any, Callable
+
+import gradio as gr
+
+from .serialize import jsonable
+
+REFRESH_S = 2.0
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _gib(nbytes: Any) -> str:
+    try:
+        return f"{float(nbytes) / 1024**3:.1f} GiB"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def _ago(epoch: Any) -> str:
+    try:
+        seconds = max(0.0, time.time() - float(epoch))
+    except (TypeError, ValueError):
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _table(headers: list[str], rows: list[list[str]], elem_id: str) -> str:
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="gator-table" id="{elem_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _installed(models: Any) -> str:
+    if not models:
+        return "–"
+    models = jsonable(models)
+    parts = []
+    for kind in ("checkpoints", "unets", "clips", "vaes"):
+        files = models.get(kind) or []
+        if files:
+            parts.append(f"<b>{kind}</b>: {_e(', '.join(files))}")
+    return "<br>".join(parts) or "none"
+
+
+def _state(up: Any) -> str:
+    if up is True:
+        return '<span class="gator-up">up</span>'
+    if up is False:
+        return '<span class="gator-down">down</span>'
+    return '<span class="gator-unknown">checking…</span>'
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The whole tab as HTML."""
+    active = status.get("active") or {}
+    out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(active.get("label"))}</b>'
+           + (f" — {_e(active.get('reason'))}" if active.get("reason") else "") + "</p>"]
+
+    servers = status.get("servers") or []
+    out.append("<h3>ComfyUI servers</h3>")
+    if servers:
+        rows = []
+        for s in servers:
+            latency = s.get("latency_ms")
+            vram = (f"{_gib(s.get('vram_free'))} free of {_gib(s.get('vram_total'))}"
+                    if s.get("vram_total") else "–")
+            rows.append([
+                f"<code>{_e(s.get('url'))}</code>",
+                _state(s.get("up")) + f"<br><small>since {_e(_ago(s.get('since')))}</small>",
+                f"{latency:.0f} ms" if isinstance(latency, (int, float)) else "–",
+                _e(s.get("device") or "–") + (f"<br><small>ComfyUI {_e(s.get('comfyui_version'))}</small>"
+                                              if s.get("comfyui_version") else ""),
+                vram,
+                _e(s.get("queue_remaining") if s.get("queue_remaining") is not None else "–"),
+                _installed(s.get("models")),
+                _e(s.get("last_error") or ""),
+            ])
+        out.append(_table(["server", "state", "latency", "device", "VRAM", "queue", "installed models",
+                           "last error"], rows, "status-servers"))
+    else:
+        out.append('<p id="status-servers">No ComfyUI server configured (or ComfyUI is disabled).</p>')
+
+    hw = status.get("hardware") or {}
+    vram = f"{hw.get('vram_gb')} GiB" if hw.get("vram_gb") else "–"
+    out.append("<h3>This machine</h3>")
+    out.append(_table(["device", "name", "RAM", "VRAM", "loaded diffusers model"], [[
+        _e(hw.get("device") or "–"), _e(hw.get("name") or hw.get("summary") or "–"),
+        f"{_e(hw.get('ram_gb'))} GiB" if hw.get("ram_gb") is not None else "–", _e(vram),
+        _e(status.get("loaded_model") or "none yet"),
+    ]], "status-local"))
+
+    models = status.get("models") or []
+    if models:
+        out.append("<h3>Models</h3>")
+        out.append(_table(["model", "id", "engine", "available", "note"], [[
+            _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>",
+            "ComfyUI" if m.get("engine") == "comfyui" else _e(m.get("engine")),
+            "yes" if m.get("available") else "no", _e(m.get("note") or ""),
+        ] for m in models], "status-models"))
+
+    notices = status.get("notices") or []
+    if notices:
+        out.append("<h3>Notices</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notices) + "</ul>")
+
+    out.append("<h3>Folders</h3>")
+    folders = [["outputs", f'<code id="status-output-dir">{_e(status.get("output_dir"))}</code>']]
+    if status.get("comfyui_dir"):
+        folders.append(["ComfyUI", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
+    out.append(_table(["what", "where"], folders, "status-folders"))
+
+    switches = status.get("switches") or []
+    out.append("<h3>Recent backend switches</h3>")
+    if switches:
+        out.append(_table(["time", "event", "reason", "badge then"], [[
+            _e(s.get("time")), _e(s.get("event")), _e(s.get("reason") or ""), _e(s.get("backend") or ""),
+        ] for s in switches[:20]], "status-switches"))
+    else:
+        out.append('<p id="status-switches">No switches since start-up.</p>')
+    return '<div id="system-status">' + "".join(out) + "</div>"
+
+
+def build_status_tab(read_status: Callable[[], dict[str, Any]]) -> tuple[gr.HTML, Callable[[], str]]:
+    """The tab's contents inside the current gr.Tab; refreshed by its own timer and a button."""
+
+    def refresh() -> str:
+        try:
+            return render_status(read_status())
+        except Exception as err:  # the tab must never show a traceback
+            return f'<div id="system-status"><p>Status is unavailable right now: {_e(err)}</p></div>'
+
+    with gr.Row():
+        refresh_btn = gr.Button("Refresh", size="sm", scale=0, elem_id="status-refresh")
+        gr.Markdown(f"Updated every {REFRESH_S:.0f} s from the background health monitor.")
+    view = gr.HTML(refresh(), elem_id="status-view")
+    timer = gr.Timer(REFRESH_S)
+    timer.tick(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
+    refresh_btn.click(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
+    return view, refresh
