@@ -288,9 +288,8 @@ class _Render:
     # -- keyframes ------------------------------------------------------------------------------
     async def keyframes(self) -> AsyncIterator[Event | VideoProgress]:
         board, total = self.board, len(self.board.scenes)
-        travel = sum(1 for s in board.scenes[:-1] if s.transition == "seed_travel")
-        self.planned = total + travel * int(board.preset.get("max_travel_inbetweens", 0)) if self.use_ai else total
         counts = board.frame_counts()
+        self.planned = total + (self._travel_estimate(counts) if self.use_ai else 0)
         start = 0
         for i, scene in enumerate(board.scenes):
             self.check_cancel(f"before scene {i + 1}")
@@ -324,6 +323,12 @@ class _Render:
             self.images.append(image)
             self.made += 1
             yield Progress(step=self.made, total=self.planned, preview=image, backend=info["workflow"])
+
+    def _travel_estimate(self, counts: list[int]) -> int:
+        """In-betweens seed travel will need if every transition can travel (the Progress total)."""
+        most = int(self.board.preset.get("max_travel_inbetweens", 0))
+        return sum(min(most, transition_frame_count(counts[i], s.transition_duration, float(self.board.fps)))
+                   for i, s in enumerate(self.board.scenes[:-1]) if s.transition == "seed_travel")
 
     def _save_card(self, image: Image.Image, path: Path) -> None:
         try:

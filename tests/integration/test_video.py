@@ -1,0 +1,347 @@
+"""Storyboard videos end to end: real mp4/GIF files, title cards, the real manager, fallback, cancel."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.config import PROJECT_ROOT, Settings
+from engine.events import Done, Failed, Fallback, Progress
+from engine.manager import AIModelManager
+from engine.outputs import read_parameters
+from engine.storyboard import Scene, Storyboard
+from engine.video import VideoProgress, generate_video, render_storyboard
+from tests.conftest import CPU
+from tests.support.fake_comfyui import FakeComfyUI
+
+SMALL = dict(width=64, height=64, steps=2, quality="draft")
+
+
+def decode(path: str) -> list[np.ndarray]:
+    """Every frame of a video as an RGB array."""
+    reader = imageio_ffmpeg.read_frames(path)
+    meta = next(reader)
+    w, h = meta["size"]
+    return [np.frombuffer(frame, np.uint8).reshape(h, w, 3).astype(np.float32) for frame in reader]
+
+
+def mean_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+async def events_of(agen) -> list:
+    return [event async for event in agen]
+
+
+def cards(*scenes: Scene, **kwargs) -> Storyboard:
+    return Storyboard(scenes=list(scenes), **{"quality": "draft", "width": 128, "height": 96, **kwargs})
+
+
+# -- title cards: no model at all ---------------------------------------------------------------
+async def test_mp4_frame_count_and_duration_match_the_storyboard(tmp_path):
+    sb = cards(Scene("a fox in the snow", duration=1.5, transition="crossfade"),
+               Scene("a harbour at dawn", duration=1.0, transition="cut"),
+               Scene("the end", duration=0.75), fps=8)
+    events = await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False))
+    done = events[-1]
+    assert isinstance(done, Done), events[-1]
+    result = done.result
+    frames, secs = imageio_ffmpeg.count_frames_and_secs(result["video"])
+    assert frames == result["frames"] == round(3.25 * 8) == 26
+    assert secs == pytest.approx(3.25, abs=1 / 8) and result["duration_s"] == pytest.approx(3.25)
+    assert [s["frames"] for s in result["scenes"]] == [12, 8, 6]
+    assert [s["start_frame"] for s in result["scenes"]] == [0, 12, 20]
+    assert result["backends"] == ["title_card"] * 3 and result["fps"] == 8
+    assert (result["width"], result["height"]) == (128, 96)
+    assert [Path(p).name for p in result["keyframes"]] == ["scene-01.png", "scene-02.png", "scene-03.png"]
+    assert all(Path(p).is_file() for p in result["keyframes"])
+    # one Progress per keyframe, then encoding progress up to every frame, then Done
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [(p.step, p.total) for p in progress] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(p.preview, Image.Image) and p.backend == "title_card" for p in progress)
+    encoding = [e for e in events if isinstance(e, VideoProgress) and e.phase == "encoding"]
+    assert encoding and encoding[-1].done == encoding[-1].total == 26
+    # the video lives under output_dir/YYYY-MM-DD with its storyboard beside it
+    video = Path(result["video"])
+    assert video.parent.parent == tmp_path and video.suffix == ".mp4"
+    saved = Path(result["storyboard_path"])
+    assert saved.parent == video.parent and saved.stem == video.stem
+    assert Storyboard.load(saved) == sb.validate()
+    assert json.loads(saved.read_text())["render"]["video"] == result["video"]
+
+
+async def test_mp4_is_h264_yuv420p_with_the_duration_at_other_rates(tmp_path):
+    sb = cards(Scene("one", duration=0.5), Scene("two", duration=0.5), fps=24, width=72, height=64)
+    result = (await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False)))[-1].result
+    assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 24
+    meta = next(imageio_ffmpeg.read_frames(result["video"]))
+    assert meta["codec"] == "h264" and "yuv420p" in meta["pix_fmt"]
+    assert tuple(meta["size"]) == (64, 64)  # 72 px cut to a multiple of 16, not stretched
+
+
+async def test_crossfade_frames_are_blends_of_their_neighbours(tmp_path):
+    # scene 1 holds 8 frames at 8 fps; its last 4 fade into scene 2 at alpha 1/5 .. 4/5
+    sb = cards(Scene("deep ocean", duration=1.0, transition="crossfade", transition_duration=0.5),
+               Scene("sunrise", duration=1.0), fps=8, width=128, height=128)
+    result = (await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False)))[-1].result
+    assert result["transitions"][0] | {"inbetweens": []} == {"from": 1, "to": 2, "requested": "crossfade",
+                                                             "used": "crossfade", "frames": 4, "inbetweens": []}
+    frames = decode(result["video"])
+    assert len(frames) == 16
+    a = np.asarray(Image.open(result["keyframes"][0]).convert("RGB"), np.float32)
+    b = np.asarray(Image.open(result["keyframes"][1]).convert("RGB"), np.float32)
+    assert mean_diff(a, b) > 30  # the two scenes really differ, so a blend is distinguishable
+    assert mean_diff(frames[0], a) < 3 and mean_diff(frames[3], a) < 3 and mean_diff(frames[8], b) < 3
+    for k, frame in enumerate(frames[4:8], start=1):
+        alpha = k / 5
+        expected = (1 - alpha) * a + alpha * b
+        assert mean_diff(frame, expected) < 2.5, (k, mean_diff(frame, expected))
+        assert mean_diff(frame, a) > 6 and mean_diff(frame, b) > 6
+    # the blend is also exact between the decoded neighbours (the codec's own error aside)
+    assert mean_diff(frames[6], 0.4 * frames[3] + 0.6 * frames[8]) < 3
+
+
+async def test_gif_has_every_frame(tmp_path):
+    sb = cards(Scene("one", duration=0.5, transition="crossfade"), Scene("two", duration=0.5), fps=8)
+    events = await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False, make_gif=True))
+    result = events[-1].result
+    assert result["frames"] == 8
+    with Image.open(result["gif"]) as gif:  # identical neighbours are merged; the running time is kept
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+        assert sum(durations) == pytest.approx(1000, abs=40) and gif.info["loop"] == 0
+        assert gif.n_frames >= 1 + 1 + 2  # scene 1, scene 2 and the crossfade's own frames
+    assert [e.phase for e in events if isinstance(e, VideoProgress)][-1] == "gif"
+
+
+def test_title_card_mode_needs_no_model(tmp_path):
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from engine.config import Settings
+        from engine.video import generate_video
+        result = asyncio.run(generate_video(None, Settings(output_dir={str(tmp_path)!r}, enable_comfyui=False),
+                                            prompt=["a fox", "a harbour"], quality="draft",
+                                            use_ai_generation=False))
+        assert result["status"] == "success", result
+        print("diffusers" in sys.modules, "transformers" in sys.modules, result["backends"])
+    """)
+    run = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False False ['title_card', 'title_card']"
+    assert len(list(tmp_path.rglob("*.mp4"))) == 1
+
+
+async def test_seed_travel_in_a_title_card_preview_is_a_crossfade(tmp_path):
+    sb = cards(Scene("a", duration=1, transition="seed_travel"), Scene("b", duration=1), fps=8)
+    result = (await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False)))[-1].result
+    assert result["transitions"][0]["used"] == "crossfade" and result["inbetweens"] == []
+    assert "seed travel needs AI keyframes" in result["warnings"][0]
+
+
+# -- bad input ----------------------------------------------------------------------------------
+class CountingImages:
+    """A stand-in image generator that only counts calls; bad input must never reach it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, **kwargs):
+        self.calls += 1
+        yield Failed("should not be called")
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(prompt=[]), "no scenes"),
+    (dict(prompt=None), "no scenes"),
+    (dict(prompt=["a fox", ""]), "Scene 2 has an empty prompt"),
+    (dict(prompt=["a fox"], duration=0), "Scene 1's duration must be more than 0 seconds"),
+    (dict(prompt=["a fox"] * 3, duration=250), "the longest video is 10 min"),
+    (dict(prompt=["a fox"], fps=0), "Frames per second must be between 1 and 60"),
+    (dict(prompt=["a fox"], fps=75), "Frames per second must be between 1 and 60"),
+    (dict(prompt=["a fox"], width=100), "Width must be a multiple of 8"),
+    (dict(prompt=["a fox"], transition="wipe"), "transition must be one of"),
+    (dict(prompt=["a fox"], seed_policy="chaos"), "Seed policy must be one of"),
+    (dict(prompt=["a fox"], quality="ultra"), "Quality must be one of"),
+    (dict(prompt=["a fox"], video_type="single"), "video_type must be one of"),
+    (dict(prompt=["a fox"], storyboard={"scenes": ["b"]}), "either a list of prompts or a storyboard"),
+    (dict(storyboard={"scenes": []}), "no scenes"),
+    (dict(storyboard="scenes: [a, b"), "not valid YAML"),
+    (dict(prompt=["a fox"], frames=3), "Unknown video option(s): frames"),
+])
+async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs, expected):
+    images = CountingImages()
+    result = await generate_video(images, Settings(output_dir=tmp_path), **kwargs)
+    assert result["status"] == "error" and expected in result["error"], result["error"]
+    assert result["keyframes"] == [] and result["video"] is None
+    assert images.calls == 0 and not any(tmp_path.iterdir())
+
+
+async def test_storyboard_file_and_overrides(tmp_path):
+    path = cards(Scene("a fox", duration=1), Scene("a harbour", duration=1), fps=4).save(tmp_path / "b.yaml")
+    result = await generate_video(None, Settings(output_dir=tmp_path / "out"), storyboard=str(path),
+                                  use_ai_generation=False, fps=6, title="Trip")
+    assert result["status"] == "success" and result["fps"] == 6 and result["frames"] == 12
+    assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 12
+    assert "trip" in Path(result["video"]).name
+    assert Storyboard.load(path).fps == 4  # the caller's file and object are left alone
+
+
+# -- cancel and failures ------------------------------------------------------------------------
+async def test_cancel_keeps_the_keyframes_made(tmp_path):
+    cancel = asyncio.Event()
+    sb = cards(*(Scene(f"scene {n}", duration=0.5) for n in range(1, 6)), fps=8)
+    events = []
+    async for event in render_storyboard(sb, None, tmp_path, use_ai_generation=False, cancel=cancel):
+        events.append(event)
+        if isinstance(event, Progress) and event.step == 2:
+            cancel.set()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.error.startswith("Cancelled")
+    result = failed.result
+    assert result["status"] == "cancelled" and result["video"] is None
+    assert [Path(p).name for p in result["keyframes"]] == ["scene-01.png", "scene-02.png"]
+    assert all(Path(p).is_file() for p in result["keyframes"])
+    assert not list(tmp_path.rglob("*.mp4"))
+    saved = json.loads(Path(result["storyboard_path"]).read_text())
+    assert saved["render"]["status"] == "cancelled" and saved["render"]["keyframes"] == result["keyframes"]
+
+
+async def test_cancel_while_encoding_leaves_no_partial_video(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.video.ENCODE_CHUNK", 4)
+    cancel = asyncio.Event()
+    sb = cards(Scene("one", duration=2), Scene("two", duration=2), fps=8)
+    events = []
+    async for event in render_storyboard(sb, None, tmp_path, use_ai_generation=False, cancel=cancel):
+        events.append(event)
+        if isinstance(event, VideoProgress) and event.phase == "encoding" and event.done >= 8:
+            cancel.set()
+    assert isinstance(events[-1], Failed) and events[-1].result["status"] == "cancelled"
+    assert len(events[-1].result["keyframes"]) == 2
+    assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("*.part*"))
+
+
+class FailingOnSecond:
+    """An image generator that makes plain images and fails on its second call, like a dead backend."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.calls = folder, 0
+
+    async def __call__(self, prompt: str, width: int, height: int, seed: int, **kwargs):
+        self.calls += 1
+        if self.calls == 2:
+            yield Failed("The GPU ran out of memory.")
+            return
+        image = Image.new("RGB", (width, height), (self.calls * 40, 0, 0))
+        path = self.folder / f"{self.calls}.png"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        yield Done({"status": "success", "image": image, "path": str(path), "seed": seed,
+                    "workflow": "diffusers", "model": "plain", "model_id": "plain"})
+
+
+async def test_failed_keyframe_keeps_the_earlier_ones(tmp_path):
+    images = FailingOnSecond(tmp_path / "imgs")
+    sb = cards(Scene("a"), Scene("b"), Scene("c"), fps=4)
+    failed = (await events_of(render_storyboard(sb, images, tmp_path / "out")))[-1]
+    assert isinstance(failed, Failed) and "Scene 2/3 failed: The GPU ran out of memory." in failed.error
+    assert failed.result["status"] == "error" and failed.result["keyframes"] == [str(tmp_path / "imgs" / "1.png")]
+    assert images.calls == 2
+
+
+# -- through the real manager (tiny diffusers model) --------------------------------------------
+async def test_ai_keyframes_through_the_manager(manager):
+    sb = Storyboard(scenes=[Scene("a red fox", duration=0.5, transition="crossfade"),
+                            Scene("a blue harbour", duration=0.5, transition="cut"),
+                            Scene("a green forest", duration=0.25)],
+                    fps=8, seed_policy="increment", seed=100, **SMALL)
+    events = await events_of(render_storyboard(sb, manager.stream_image, manager.settings.output_dir))
+    result = events[-1].result
+    assert isinstance(events[-1], Done), result.get("error")
+    assert result["backends"] == ["diffusers"] * 3 and result["seeds"] == [100, 101, 102]
+    saved = [read_parameters(p) for p in result["keyframes"]]
+    assert [(p["prompt"], p["seed"], p["width"], p["steps"]) for p in saved] == [
+        ("a red fox", 100, 64, 2), ("a blue harbour", 101, 64, 2), ("a green forest", 102, 64, 2)]
+    assert imageio_ffmpeg.count_frames_and_secs(result["video"]) == (10, pytest.approx(1.25, abs=0.13))
+    assert [s["model"] for s in result["scenes"]] == ["Tiny demo model"] * 3
+    assert all(s["seconds"] > 0 for s in result["scenes"])
+    steps = [e for e in events if isinstance(e, VideoProgress) and e.phase == "denoising"]
+    assert len(steps) == 6 and steps[0].message == "Scene 1/3"
+
+
+async def test_seed_travel_through_the_manager(manager):
+    # 8 frames of scene 1, the last 4 travel: 4 in-betweens at t = 1/5 .. 4/5 (standard allows 6)
+    sb = Storyboard(scenes=[Scene("a red fox", duration=1, transition="seed_travel", transition_duration=0.5),
+                            Scene("a blue harbour", duration=0.5)],
+                    fps=8, seed_policy="per_scene", width=64, height=64, steps=2, quality="standard")
+    sb.scenes[0].seed, sb.scenes[1].seed = 1, 2
+    seen = []
+    result = await generate_video(manager.stream_image, manager.settings, storyboard=sb, on_event=seen.append)
+    assert result["status"] == "success", result.get("error")
+    assert result["transitions"][0]["used"] == "seed_travel" and len(result["inbetweens"]) == 4
+    assert [(e.step, e.total) for e in seen if isinstance(e, Progress)] == [(n, 6) for n in range(1, 7)]
+    assert result["warnings"] == []
+    travelled = [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in result["inbetweens"]]
+    assert all(read_parameters(p)["workflow"] == "diffusers" for p in result["inbetweens"])
+    a = np.asarray(Image.open(result["keyframes"][0]).convert("RGB"), np.float32)
+    b = np.asarray(Image.open(result["keyframes"][1]).convert("RGB"), np.float32)
+    frames = decode(result["video"])
+    assert len(frames) == 12
+    candidates = [a, *travelled, b]
+    for k, image in enumerate(travelled, start=1):
+        # the video shows the generated in-between: its decoded frame is nearest to it of all images
+        distances = [mean_diff(frames[3 + k], c) for c in candidates]
+        assert int(np.argmin(distances)) == k, distances
+        crossfade = (1 - k / 5) * a + k / 5 * b
+        assert mean_diff(image, crossfade) > 1  # and it is not a plain blend of the two keyframes
+
+
+# -- ComfyUI failing mid-video ------------------------------------------------------------------
+@pytest.fixture
+def fake():
+    server = FakeComfyUI(step_delay_s=0.0).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def comfy_manager(fake, tmp_path, tiny_model_dir):
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
+    mgr = AIModelManager(settings, hardware=CPU)
+    await mgr.initialize_models()
+    yield mgr
+    mgr.shutdown()
+
+
+async def test_comfyui_failure_mid_video_falls_back_and_keeps_order(comfy_manager, fake):
+    sb = Storyboard(scenes=[Scene("scene one", duration=0.5, transition="seed_travel"),
+                            Scene("scene two", duration=0.5, transition="crossfade"),
+                            Scene("scene three", duration=0.5)], fps=8, seed=5, **SMALL)
+    events = []
+    async for event in render_storyboard(sb, comfy_manager.stream_image, comfy_manager.settings.output_dir):
+        events.append(event)
+        if isinstance(event, Progress) and event.step == 1:
+            fake.fail_next_prompt()  # scene 2's ComfyUI job is refused (a missing checkpoint)
+    result = events[-1].result
+    assert isinstance(events[-1], Done), result.get("error")
+    assert result["backends"] == ["comfyui", "diffusers", "comfyui"]
+    fallbacks = [e for e in events if isinstance(e, Fallback)]
+    assert len(fallbacks) == 1 and fallbacks[0].reason.startswith("Scene 2/3: ")
+    assert "missing.safetensors" in result["scenes"][1]["fallback_reason"]
+    assert [read_parameters(p)["prompt"] for p in result["keyframes"]] == ["scene one", "scene two", "scene three"]
+    assert [p.step for p in events if isinstance(p, Progress)] == [1, 2, 3]
+    assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 12
+    # seed travel from a ComfyUI keyframe is not possible: that transition became a crossfade
+    assert result["transitions"][0]["used"] == "crossfade"
+    assert any("scene 1 ran on comfyui" in w for w in result["warnings"])
