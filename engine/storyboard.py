@@ -119,7 +119,7 @@ class Storyboard:
     def from_prompts(cls, prompts: str | Iterable[str], *, duration: float = DEFAULT_DURATION_S,
                      transition: str = "crossfade", transition_duration: float = DEFAULT_TRANSITION_S,
                      negative_prompt: str = "", **settings: Any) -> "Storyboard":
-        """One scene per prompt (a string is split into lines, blank lines dropped); `settings` are Storyboard fields."""
+        """One scene per prompt (a string is split into lines, blank ones dropped); `settings` are Storyboard fields."""
         if isinstance(prompts, str):
             prompts = [line for line in prompts.splitlines() if line.strip()]
         elif prompts is None:

@@ -513,8 +513,8 @@ def write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
 
 
 # -- public API ---------------------------------------------------------------------------------
-async def render_storyboard(storyboard: Storyboard, stream_image: StreamImage | None, output_dir: str | Path, *,
-                            use_ai_generation: bool = True, make_gif: bool = False,
+async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_image: StreamImage | None,
+                            output_dir: str | Path, *, use_ai_generation: bool = True, make_gif: bool = False,
                             cancel: asyncio.Event | None = None, rng: Any = None
                             ) -> AsyncIterator[Event | VideoProgress]:
     """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
@@ -527,6 +527,8 @@ async def render_storyboard(storyboard: Storyboard, stream_image: StreamImage | 
     """
     started = time.perf_counter()
     try:
+        if isinstance(storyboard, dict):
+            storyboard = Storyboard.from_dict(storyboard)
         board = storyboard.validate()
         if use_ai_generation and stream_image is None:
             raise InvalidRequest("AI generation needs an image generator; use title cards "

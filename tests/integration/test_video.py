@@ -279,6 +279,33 @@ async def test_ai_keyframes_through_the_manager(manager):
     assert len(steps) == 6 and steps[0].message == "Scene 1/3"
 
 
+async def test_manager_generate_video_keeps_the_seed_signature(manager):
+    result = await manager.generate_video(prompt=["a red fox", "a blue harbour"], video_type="multi_frame",
+                                          quality="draft", use_ai_generation=True, fps=4, width=64, height=64,
+                                          steps=2, duration=1.0)
+    assert result["status"] == "success", result.get("error")
+    assert result["backends"] == ["diffusers", "diffusers"] and result["quality"] == "draft"
+    assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 8
+    assert [t["used"] for t in result["transitions"]] == ["crossfade"]
+    bad = await manager.generate_video(prompt=["a red fox", " "], quality="draft")
+    assert bad["status"] == "error" and "Scene 2 has an empty prompt" in bad["error"]
+
+
+async def test_cancel_during_a_keyframe_through_the_manager(manager):
+    cancel = asyncio.Event()
+    sb = Storyboard(scenes=[Scene("one"), Scene("two"), Scene("three")], fps=4, width=64, height=64, steps=6)
+    events = []
+    async for event in render_storyboard(sb, manager.stream_image, manager.settings.output_dir, cancel=cancel):
+        events.append(event)
+        if isinstance(event, VideoProgress) and event.message == "Scene 2/3" and event.done == 2:
+            cancel.set()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.result["status"] == "cancelled", failed
+    assert len(failed.result["keyframes"]) == 1 and read_parameters(failed.result["keyframes"][0])["prompt"] == "one"
+    assert max(e.done for e in events if isinstance(e, VideoProgress) and e.message == "Scene 2/3") < 6
+    assert not list(manager.settings.output_dir.rglob("*.mp4"))
+
+
 async def test_seed_travel_through_the_manager(manager):
     # 8 frames of scene 1, the last 4 travel: 4 in-betweens at t = 1/5 .. 4/5 (standard allows 6)
     sb = Storyboard(scenes=[Scene("a red fox", duration=1, transition="seed_travel", transition_duration=0.5),
