@@ -316,10 +316,11 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
                 steps = gr.Slider(1, 150, value=defaults["steps"], step=1, label="Steps", elem_id="steps")
                 guidance = gr.Slider(0, 30, value=defaults["guidance"], step=0.5, label="Guidance (CFG)",
                                      elem_id="guidance")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False):
                 seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="seed", scale=3)
-                random_seed = gr.Button("🎲 Random", size="sm", elem_id="seed-random", scale=1)
-                reuse_seed = gr.Button("♻️ Last seed", size="sm", elem_id="seed-reuse", scale=1)
+                with gr.Column(scale=1, min_width=120):
+                    random_seed = gr.Button("🎲 Random", size="sm", elem_id="seed-random")
+                    reuse_seed = gr.Button("♻️ Last seed", size="sm", elem_id="seed-reuse")
             with gr.Row():
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
@@ -337,13 +338,15 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
     with gr.Accordion("History", open=True):
         with gr.Tabs():
             with gr.Tab("This session"):
-                gallery = gr.Gallery(label="This session's images", columns=6, height=240, allow_preview=False,
-                                     interactive=False, elem_id="history")
+                gallery = gr.Gallery(label="This session's images", columns=8, height=220, allow_preview=False,
+                                     interactive=False, fit_columns=False, object_fit="contain",
+                                     elem_id="history")
             if browse_outputs:
                 with gr.Tab("Outputs folder"):
                     load_saved = gr.Button("Show the newest saved images", size="sm", elem_id="load-outputs")
-                    saved_gallery = gr.Gallery(label="Saved images", columns=6, height=240, allow_preview=False,
-                                               interactive=False, elem_id="outputs-gallery")
+                    saved_gallery = gr.Gallery(label="Saved images", columns=8, height=220, allow_preview=False,
+                                               interactive=False, fit_columns=False, object_fit="contain",
+                                               elem_id="outputs-gallery")
         with gr.Row():
             picked_info = gr.Markdown("Pick an image, then reuse its parameters.", elem_id="picked-info")
             reuse = gr.Button("Reuse parameters", size="sm", scale=0, elem_id="reuse-parameters")

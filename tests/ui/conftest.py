@@ -1,0 +1,164 @@
+"""Browser-test fixtures: the real app on a free port (tiny model, optional fake ComfyUI) and Debian's chromium.
+
+Every test that uses `ui_page` (or `new_page`) leaves a screenshot in artifacts/screenshots/<test>.png.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from engine.config import Settings  # noqa: E402
+from engine.manager import AIModelManager  # noqa: E402
+from tests.conftest import CPU  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
+
+
+@dataclass
+class RunningApp:
+    url: str
+    manager: AIModelManager
+    demo: Any
+    output_dir: Path
+
+    def saved_images(self) -> list[Path]:
+        return sorted(self.output_dir.rglob("*.png")) if self.output_dir.exists() else []
+
+
+def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
+    from ui.app import build_demo, launch_options
+
+    manager = AIModelManager(settings, hardware=CPU)
+    # In a thread of its own: the sync Playwright API may already own an event loop in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, manager.initialize_models()).result()
+    demo = build_demo(manager, browse_outputs=browse_outputs)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
+                            quiet=True, **launch_options(manager))
+    return RunningApp(url=url, manager=manager, demo=demo, output_dir=Path(settings.output_dir))
+
+
+def stop_app(app: RunningApp) -> None:
+    app.demo.close()
+    app.manager.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
+    """The app on the tiny model only (ComfyUI disabled)."""
+    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path_factory.mktemp("ui-outputs"),
+                        tiny_model_dir=tiny_model_dir, models_dir=tmp_path_factory.mktemp("no-models"))
+    app = start_app(settings)
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _shot_name(request, suffix: str = "") -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    return SCREENSHOTS / f"{name}{suffix}.png"
+
+
+@pytest.fixture
+def new_page(chromium_browser, request) -> Iterator[Callable[[], Any]]:
+    """A factory of pages, each in its own browser context (its own Gradio session)."""
+    contexts, pages = [], []
+
+    def make():
+        context = chromium_browser.new_context(viewport={"width": 1280, "height": 1000})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        contexts.append(context)
+        pages.append(page)
+        return page
+
+    yield make
+    for i, page in enumerate(pages):
+        try:
+            page.screenshot(path=str(_shot_name(request, "" if len(pages) == 1 else f"-page{i + 1}")), full_page=True)
+        except Exception:  # a screenshot must never hide the test's own result
+            pass
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def ui_page(new_page):
+    return new_page()
+
+
+# -- helpers the tests share -----------------------------------------------------------------------
+
+def open_app(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#backend-badge")
+    page.wait_for_selector("#generate")
+
+
+def set_number(page, elem_id: str, value: Any) -> None:
+    """Type into a gr.Number or the number box of a gr.Slider, then leave the field so Gradio takes it."""
+    locator = page.locator(f"#{elem_id} input[type=number]").first
+    locator.fill(str(value))
+    locator.press("Tab")
+
+
+def fill_image_form(page, prompt: str, *, width: int = 64, height: int = 64, steps: int = 3, seed: int = -1,
+                    backend: str | None = None) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    set_number(page, "width", width)
+    set_number(page, "height", height)
+    set_number(page, "steps", steps)
+    set_number(page, "seed", seed)
+    if backend:
+        page.locator(f"#backend input[value={backend}]").check()
+
+
+def progress_text(page) -> str:
+    return page.locator("#progress-line").inner_text()
+
+
+def wait_progress(page, needle: str, timeout_ms: int = 30_000) -> str:
+    page.wait_for_function("(n) => document.querySelector('#progress-line').innerText.includes(n)", arg=needle,
+                           timeout=timeout_ms)
+    return progress_text(page)
+
+
+def history_count(page) -> int:
+    return page.locator("#history .thumbnail-item").count()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
