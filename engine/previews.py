@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 import yaml
 from PIL import Image
 
 from .config import PRESETS_DIR
 
+if TYPE_CHECKING:  # torch is imported where latents exist, so engine imports stay light
+    import torch
+
 
 @lru_cache(maxsize=None)
 def latent_format(family: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(factors [C, 3], bias [3]) for a model family; unknown families use SD 1.5's."""
+    import torch
+
     table = yaml.safe_load((PRESETS_DIR / "latent_formats.yaml").read_text())
     entry = table.get(family) or table["sd15"]
     factors = torch.tensor(entry["factors"], dtype=torch.float32)
@@ -31,6 +36,8 @@ def unpack_flux_latents(latents: torch.Tensor, height: int, width: int, vae_scal
 
 def latents_to_preview(latents: torch.Tensor, family: str) -> Image.Image:
     """Project the first latent of a batch [B, C, h, w] to a small RGB image (one pixel per latent)."""
+    import torch
+
     factors, bias = latent_format(family)
     x = latents[0].detach().to("cpu", torch.float32)
     if x.shape[0] != factors.shape[0]:

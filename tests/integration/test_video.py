@@ -133,12 +133,12 @@ def test_title_card_mode_needs_no_model(tmp_path):
                                             prompt=["a fox", "a harbour"], quality="draft",
                                             use_ai_generation=False))
         assert result["status"] == "success", result
-        print("diffusers" in sys.modules, "transformers" in sys.modules, result["backends"])
+        print("torch" in sys.modules, "diffusers" in sys.modules, "transformers" in sys.modules, result["backends"])
     """)
     run = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "False False ['title_card', 'title_card']"
+    assert run.stdout.strip() == "False False False ['title_card', 'title_card']"
     assert len(list(tmp_path.rglob("*.mp4"))) == 1
 
 
