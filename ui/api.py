@@ -13,7 +13,8 @@ from gradio.data_classes import FileData
 from .image_tab import GENERATE_CONCURRENCY, _seed_value
 from .models import AUTO, model_defaults
 from .presets import apply_style
-from .serialize import jsonable
+from .serialize import api_safe, jsonable
+from .video_tab import video_request
 from .sessions import CancelSwitches
 
 
@@ -43,14 +44,38 @@ def register_api(manager: Any, switches: CancelSwitches) -> None:
                 sampler=sampler or "euler", cancel=cancel)
         if result.get("status") != "success" or not result.get("path"):
             raise gr.Error(result.get("error") or "The image could not be generated.", print_exception=False)
-        info = jsonable(result)
-        # A dict with a "path" key reads as a file to Gradio; the server-side location is `saved_path`.
-        info["saved_path"] = info.pop("path", None)
-        return FileData(path=result["path"]), info
+        return FileData(path=result["path"]), api_safe(result)
+
+    async def generate_video(prompts: str = "", storyboard: str = "", quality: str = "draft",
+                             use_ai_generation: bool = True, make_gif: bool = False, duration: float | None = None,
+                             transition: str = "crossfade", transition_duration: float | None = None,
+                             width: int | None = None, height: int | None = None, fps: float | None = None,
+                             steps: int | None = None, seed: int = -1, seed_policy: str = "increment",
+                             model: str = AUTO, negative_prompt: str = "", title: str = "",
+                             request: gr.Request = None) -> tuple[FileData, dict]:
+        """Render a storyboard video: `prompts` one scene per line, or `storyboard` as YAML/JSON text.
+
+        Empty sizes, fps and steps come from the quality preset (draft, standard, high). With
+        use_ai_generation=False the keyframes are title cards (no model). Returns the mp4 and a dict:
+        status, frames, duration_s, fps, width, height, keyframes, scenes, seeds, gif, storyboard_path,
+        backends, warnings, timings. Bad input raises an error whose message says what to fix.
+        """
+        try:
+            kwargs = video_request(prompts, negative_prompt, storyboard, quality, duration, transition,
+                                   transition_duration, width, height, fps, steps, seed, seed_policy, model, title)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(f"Check the numbers: {err}", print_exception=False) from None
+        with switches.request(getattr(request, "session_hash", None)) as cancel:
+            result = await manager.generate_video(use_ai_generation=use_ai_generation, make_gif=make_gif,
+                                                  cancel=cancel, **kwargs)
+        if result.get("status") != "success" or not result.get("video"):
+            raise gr.Error(result.get("error") or "The video could not be made.", print_exception=False)
+        return FileData(path=result["video"]), api_safe(result)
 
     def status() -> dict:
         """What the System status tab shows: active backend, ComfyUI servers, hardware, models, switches."""
         return jsonable(manager.status())
 
     gr.api(generate_image, api_name="generate_image", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)

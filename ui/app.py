@@ -12,6 +12,7 @@ from .models import choices_key, model_choices
 from .sessions import CancelSwitches
 from .status_tab import build_status_tab
 from .theme import CSS, theme
+from .video_tab import build_video_tab
 
 BADGE_REFRESH_S = 1.0
 QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 64}
@@ -33,7 +34,7 @@ def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator
             with gr.Tab("Image", id="image", elem_id="tab-image"):
                 image_tab = build_image_tab(manager, switches, browse_outputs=browse_outputs)
             with gr.Tab("Video storyboard", id="video", elem_id="tab-video"):
-                _build_video_tab(manager, switches)
+                video_model = build_video_tab(manager, switches)
             with gr.Tab("System status", id="status", elem_id="tab-status"):
                 status_view, render_status = build_status_tab(read_status)
 
@@ -43,36 +44,28 @@ def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator
             try:
                 status = read_status()
             except Exception as err:  # a transient engine error must not break the page
-                return gr.skip(), gr.skip(), last if last else {"error": str(err)}
+                return gr.skip(), gr.skip(), gr.skip(), last if last else {"error": str(err)}
             active = status.get("active") or {}
             badge_key = f"{active.get('backend')}|{active.get('label')}|{active.get('reason')}"
             choices = model_choices(status.get("models") or [])
             models_key = choices_key(choices)
             badge_out = badge_html(active) if badge_key != last.get("badge") else gr.skip()
             model_out = gr.update(choices=choices) if models_key != last.get("models") else gr.skip()
-            return badge_out, model_out, {"badge": badge_key, "models": models_key}
+            return badge_out, model_out, model_out, {"badge": badge_key, "models": models_key}
 
         async def on_load(last: dict[str, Any] | None):
             await manager.initialize_models()
             return (*tick(last), render_status())
 
         timer = gr.Timer(BADGE_REFRESH_S)
-        timer.tick(tick, inputs=seen, outputs=[badge, image_tab.model, seen], queue=False,
+        model_lists = [image_tab.model, video_model]
+        timer.tick(tick, inputs=seen, outputs=[badge, *model_lists, seen], queue=False,
                    api_visibility="private", show_progress="hidden")
-        demo.load(on_load, inputs=seen, outputs=[badge, image_tab.model, seen, status_view],
+        demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],
                   api_visibility="private", show_progress="hidden")
         register_api(manager, switches)
     demo.queue(**QUEUE_OPTIONS)
     return demo
-
-
-def _build_video_tab(manager: Any, switches: CancelSwitches) -> None:
-    try:
-        from .video_tab import build_video_tab
-    except ImportError:
-        gr.Markdown("The storyboard video tab is not available in this build.")
-        return
-    build_video_tab(manager, switches)
 
 
 def launch_options(manager: Any) -> dict[str, Any]:

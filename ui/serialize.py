@@ -26,3 +26,17 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "size") and hasattr(value, "mode"):  # a PIL image that slipped through
         return None
     return str(value)
+
+
+def api_safe(value: Any) -> Any:
+    """`jsonable(value)` with every "path" key renamed "saved_path".
+
+    Gradio treats any dict with a "path" key as a file to upload or download; results name files on
+    the server, which an API client should see as plain strings.
+    """
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {("saved_path" if k == "path" else k): api_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [api_safe(v) for v in value]
+    return value
