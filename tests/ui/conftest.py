@@ -69,8 +69,10 @@ def local_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
     stop_app(app)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser():
+    """Chromium for one test module: the sync Playwright API holds an event loop on this thread while it
+    runs, so it is closed again before later modules' asyncio tests."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright

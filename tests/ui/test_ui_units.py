@@ -1,0 +1,157 @@
+"""UI pieces without a browser: presets, per-session cancel switches, badge, status rendering, flags."""
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from ui.badge import badge_html
+from ui.launcher import parse_args, parse_auth, serve
+from ui.models import model_choices
+from ui.presets import apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
+from ui.preview import display_preview
+from ui.serialize import api_safe
+from ui.sessions import CancelSwitches
+from ui.status_tab import render_status
+
+UI_DIR = Path(__file__).resolve().parents[2] / "ui"
+FORBIDDEN = {"torch", "diffusers", "httpx"}
+
+
+def test_ui_never_imports_torch_diffusers_or_httpx():
+    for path in UI_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            assert not {n.split(".")[0] for n in names} & FORBIDDEN, f"{path.name} imports {names}"
+
+
+def test_presets_load_and_apply():
+    assert list(styles())[0] == "None" and "Cinematic" in styles()
+    assert apply_style("None", "a fox", "") == ("a fox", "")
+    prompt, negative = apply_style("Cinematic", "  a fox ", "blurry")
+    assert prompt.startswith("cinematic film still of a fox") and negative.startswith("blurry, ")
+    assert apply_style("Cinematic", "", "x") == ("", "x")  # an empty prompt stays empty: the engine says so
+    assert all(v["steps"] > 0 for v in quality_presets().values())
+    assert "16:9 widescreen" in aspect_ratios()
+
+
+@pytest.mark.parametrize("aspect,w,h,expected", [
+    ("1:1 square", 1024, 1024, (1024, 1024)),
+    ("16:9 widescreen", 1024, 1024, (1344, 768)),
+    ("9:16 phone", 1024, 1024, (768, 1344)),
+    ("4:3 landscape", 256, 256, (296, 224)),
+    ("4:3 landscape", 64, 64, (72, 64)),  # never below 64 px
+    ("Custom", 300, 200, None),
+])
+def test_size_for_aspect(aspect, w, h, expected):
+    size = size_for_aspect(aspect, w, h)
+    assert size == expected
+    if size:
+        assert all(side % 8 == 0 and 64 <= side <= 2048 for side in size)
+
+
+def test_previews_are_scaled_up_crisply():
+    tiny = Image.new("RGB", (8, 6), "red")
+    tiny.putpixel((0, 0), (0, 0, 255))
+    big = display_preview(tiny)
+    assert big.size == (256, 192) and big.getpixel((31, 31)) == (0, 0, 255) and big.getpixel((32, 32)) == (255, 0, 0)
+    assert display_preview(None) is None
+
+
+def test_cancel_switches_are_per_session():
+    switches = CancelSwitches()
+    with switches.request("a") as a1, switches.request("a") as a2, switches.request("b") as b:
+        assert switches.cancel("a") == 2
+        assert a1.is_set() and a2.is_set() and not b.is_set()
+        assert switches.cancel("nobody") == 0
+    assert switches.running("a") == 0 and switches.running("b") == 0
+
+
+def test_badge_escapes_and_marks_the_backend():
+    html = badge_html({"backend": "comfyui", "label": "ComfyUI · <FLUX>", "reason": ""})
+    assert 'data-backend="comfyui"' in html and "&lt;FLUX&gt;" in html
+    assert "starting" in badge_html(None)
+
+
+def test_model_choices_mark_comfyui_and_skip_unavailable():
+    choices = model_choices([
+        {"id": "flux.1-dev", "label": "FLUX.1-dev", "engine": "comfyui", "available": True},
+        {"id": "sdxl-1.0", "label": "SDXL 1.0", "engine": "diffusers", "available": False},
+        {"id": "tiny", "label": "Tiny demo model", "engine": "tiny", "available": True},
+    ])
+    assert [v for _, v in choices] == ["auto", "flux.1-dev", "tiny"]
+    assert "ComfyUI" in choices[1][0] and "local" in choices[2][0]
+
+
+def test_status_renders_servers_and_switches():
+    html = render_status({
+        "active": {"backend": "diffusers", "label": "diffusers · SDXL 1.0 (fallback: ComfyUI unreachable)",
+                   "reason": "ComfyUI unreachable"},
+        "servers": [{"url": "http://gpu:8188", "up": False, "since": 0, "latency_ms": None, "device": "cuda:0 RTX",
+                     "vram_total": 24 * 1024**3, "vram_free": 20 * 1024**3, "queue_remaining": 2,
+                     "models": {"checkpoints": ["a.safetensors"], "unets": [], "clips": [], "vaes": []},
+                     "last_error": "connection refused <x>"}],
+        "hardware": {"device": "cuda", "name": "RTX 4090", "vram_gb": 24.0, "ram_gb": 64.0},
+        "loaded_model": "sdxl-1.0", "models": [], "notices": ["SD 1.5 weights not found"],
+        "output_dir": "/data/outputs", "switches": [{"time": "12:00:00", "event": "ComfyUI http://gpu:8188 is down",
+                                                      "reason": "connection refused", "backend": "x"}],
+    })
+    for needle in ("http://gpu:8188", "gator-down", "20.0 GiB free of 24.0 GiB", "a.safetensors",
+                   "connection refused &lt;x&gt;", "RTX 4090", "sdxl-1.0", "/data/outputs", "is down",
+                   "SD 1.5 weights not found"):
+        assert needle in html
+    assert "No ComfyUI server configured" in render_status({"servers": []})
+
+
+def test_api_results_name_no_file_objects():
+    safe = api_safe({"path": "/x.png", "image": object(), "scenes": [{"path": "/k.png"}], "n": float("nan")})
+    assert safe == {"saved_path": "/x.png", "scenes": [{"saved_path": "/k.png"}], "n": None}
+
+
+def test_flags_and_auth(monkeypatch):
+    monkeypatch.delenv("GATOR_AUTH", raising=False)
+    args = parse_args([])
+    assert (args.host, args.port, args.share, args.auth_pairs) == ("127.0.0.1", 7860, False, None)
+    args = parse_args(["--host", "0.0.0.0", "--port", "9000", "--share", "--auth", "ann:pw1,bob:pw:2"])
+    assert (args.host, args.port, args.share) == ("0.0.0.0", 9000, True)
+    assert args.auth_pairs == [("ann", "pw1"), ("bob", "pw:2")]
+    monkeypatch.setenv("GATOR_AUTH", "env:secret")
+    assert parse_args([]).auth_pairs == [("env", "secret")]
+    with pytest.raises(ValueError):
+        parse_auth("no-colon")
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", ":nouser"])
+
+
+class _FakeDemo:
+    def __init__(self, share_url):
+        self.share_url, self.local_url, self.launched = share_url, "http://127.0.0.1:7860/", {}
+
+    def launch(self, **kwargs):
+        self.launched = kwargs
+        return None, self.local_url, self.share_url
+
+    def block_thread(self):  # pragma: no cover - serve(block=False) never calls it
+        raise AssertionError
+
+
+def test_share_without_auth_warns_and_a_failed_share_keeps_serving(caplog):
+    caplog.set_level(logging.WARNING, logger="gator.app")
+    args = SimpleNamespace(host="127.0.0.1", port=7860, share=True, auth_pairs=None)
+    demo = _FakeDemo(share_url=None)
+    serve(demo, args, {"css": ""}, block=False)
+    assert demo.launched["share"] is True and demo.launched["auth"] is None and demo.launched["css"] == ""
+    text = caplog.text
+    assert "consider --auth" in text and "Could not create a share link" in text
+    caplog.clear()
+    serve(_FakeDemo(share_url="https://x.gradio.live"), SimpleNamespace(host="h", port=1, share=True,
+                                                                        auth_pairs=[("u", "p")]), {}, block=False)
+    assert "consider --auth" not in caplog.text and "Could not create" not in caplog.text
