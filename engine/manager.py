@@ -67,6 +67,8 @@ class AIModelManager:
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
         """Probe the hardware, find weights, build the tiny model, start the ComfyUI monitor. Idempotent."""
+        if self._initialized:  # the common case takes no lock (requests may come from another event loop)
+            return self.status()
         async with self._init_lock:
             if not self._initialized:
                 await asyncio.to_thread(self._initialize_sync)
