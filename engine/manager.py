@@ -257,7 +257,8 @@ class AIModelManager:
                            extra: dict[str, Any] | None = None, previews: bool = True) -> AsyncIterator[Event]:
         """Generate one image as a stream of events: Started, Progress..., (Fallback), Done or Failed."""
         started_at = time.perf_counter()
-        await self.initialize_models()
+        if not self._initialized:
+            await self.initialize_models()
         req = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                 model=model, backend=backend, sampler=sampler or "euler", extra=dict(extra or {}))
