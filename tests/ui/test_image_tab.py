@@ -139,3 +139,33 @@ def test_two_pages_never_see_each_others_results(new_page, local_app):
     c = new_page()
     open_app(c, local_app.url)
     assert history_count(c) == 0 and "Ready" in progress_text(c)
+
+
+def pick_option(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_aspect_and_quality_presets_and_the_outputs_folder(new_page, local_app):
+    page = new_page()
+    open_app(page, local_app.url)
+    fill_image_form(page, "a tall lighthouse", width=1024, height=1024, steps=3)
+    pick_option(page, "aspect", "16:9 widescreen")
+    assert wait_until(lambda: page.locator("#width input").input_value() == "1344", 5)
+    assert page.locator("#height input").input_value() == "768"
+    pick_option(page, "quality", "High")
+    assert wait_until(lambda: page.locator("#steps input[type=number]").input_value() == "30", 5)
+    fill_image_form(page, "a saved harbour", steps=2, seed=31337)
+    page.click("#generate")
+    wait_progress(page, "Done")
+    # another visitor finds it in the outputs folder and takes its parameters from there
+    other = new_page()
+    open_app(other, local_app.url)
+    other.get_by_role("tab", name="Outputs folder").click()
+    other.click("#load-outputs")
+    other.wait_for_selector("#outputs-gallery .thumbnail-item")
+    other.locator("#outputs-gallery .thumbnail-item").first.click()
+    assert wait_until(lambda: "31337" in other.locator("#picked-info").inner_text(), 5)
+    other.click("#reuse-parameters")
+    assert wait_until(lambda: other.locator("#prompt textarea").input_value() == "a saved harbour", 5)
+    assert other.locator("#seed input").input_value() == "31337"
