@@ -1,0 +1,114 @@
+"""Pool scaling: images/s through AIModelManager with 1, 2 and 4 fake ComfyUI servers.
+
+Each fake runs one prompt at a time with a fixed service time (steps x step_delay_s). With N
+servers, N clients each send requests back to back (closed loop) through one AIModelManager whose
+COMFYUI_API_URL lists all N servers; throughput is images finished / wall time. Pool sizes are
+measured in alternation (rounds), so drift on the shared machine hits them all alike.
+Target: throughput(N) >= 0.9 x N x throughput(1).
+Run: .venv/bin/python bench/pool_scaling.py [--rounds 5] [--per-client 8] [--size 64 --preview 64]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import statistics
+import time
+
+from common import CPU, row, tiny_settings
+
+from engine.manager import AIModelManager
+from tests.support.fake_comfyui import FakeComfyUI
+
+POOLS = (1, 2, 4)
+DIAG = "4, pick by in-flight only"
+
+
+def pick_by_in_flight(backend):
+    """Diagnostic: the backend's pick_server without the monitor's (up to one interval old) /queue counts."""
+    def pick_server(model_id, exclude=()):
+        candidates = [u for u in backend.servers_for(model_id) if u not in set(exclude)]
+        if not candidates:
+            return None
+        with backend._lock:
+            load = {u: backend._in_flight.get(u, 0) for u in candidates}
+            tied = [u for u in candidates if load[u] == min(load.values())]
+            return tied[next(backend._turn) % len(tied)]
+    backend.pick_server = pick_server
+
+
+async def batch(manager: AIModelManager, clients: int, per_client: int, seeds, **kwargs) -> float:
+    """Wall time for `clients` concurrent clients to get `per_client` images each."""
+    async def client() -> None:
+        for _ in range(per_client):
+            result = await manager.generate_image("a tide pool at noon", seed=next(seeds), backend="comfyui", **kwargs)
+            assert result["status"] == "success" and result["workflow"] == "comfyui", result["error"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-client", type=int, default=8, help="images each client asks for, per round")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--step-delay", type=float, default=0.015)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--preview", type=int, default=64, help="the fakes' preview size (px)")
+    parser.add_argument("--no-diagnostic", dest="diagnostic", action="store_false",
+                        help="leave out the 4-server row that picks servers by our in-flight count only")
+    parser.add_argument("--interval", type=float, default=2.0, help="health poll interval (s)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+
+    fakes = [FakeComfyUI(step_delay_s=args.step_delay, preview_size=args.preview).start() for _ in range(max(POOLS))]
+    loop = asyncio.new_event_loop()
+    cases = [(str(n), n) for n in POOLS] + ([(DIAG, 4)] if args.diagnostic else [])
+    managers: dict[str, AIModelManager] = {}
+    for name, n in cases:
+        m = AIModelManager(tiny_settings(comfyui_urls=[f.url for f in fakes[:n]], enable_comfyui=True,
+                                         health_interval_s=args.interval), hardware=CPU)
+        loop.run_until_complete(m.initialize_models())
+        assert len(m.monitor.up_servers()) == n
+        if name == DIAG:
+            pick_by_in_flight(m.comfyui)
+        managers[name] = m
+    seeds = itertools.count(1)
+    kwargs = dict(width=args.size, height=args.size, num_inference_steps=args.steps)
+    for name, n in cases:  # warm-up
+        loop.run_until_complete(batch(managers[name], n, 1, seeds, **kwargs))
+
+    rates: dict[str, list[float]] = {name: [] for name, _ in cases}
+    shares: dict[str, list[int]] = {name: [0] * n for name, n in cases}
+    for r in range(args.rounds):
+        for name, n in (cases if r % 2 == 0 else cases[::-1]):
+            before = [len(f.prompt_ids) for f in fakes[:n]]
+            wall = loop.run_until_complete(batch(managers[name], n, args.per_client, seeds, **kwargs))
+            rates[name].append(n * args.per_client / wall)
+            for i, f in enumerate(fakes[:n]):
+                shares[name][i] += len(f.prompt_ids) - before[i]
+
+    service = args.steps * args.step_delay
+    print(f"<!-- {args.size}x{args.size} images, {args.preview} px previews, service {args.steps} x "
+          f"{args.step_delay * 1000:g} ms per image (ideal {1 / service:.2f} images/s per server); {args.rounds} rounds "
+          f"x {args.per_client} images per client; health interval {args.interval:g} s -->")
+    print(row("servers", "concurrent requests", "images/s (median of rounds)", "ratio vs 1 server", "target",
+              "jobs per server"))
+    print(row(*["---"] * 6))
+    base = statistics.median(rates["1"])
+    for name, n in cases:
+        rate = statistics.median(rates[name])
+        print(row(name, n, f"{rate:.2f}", f"{rate / base:.2f}x", f">= {0.9 * n:.1f}x",
+                  " / ".join(map(str, shares[name]))))
+    for m in managers.values():
+        m.shutdown()
+    for f in fakes:
+        f.close()
+    loop.close()
+
+
+if __name__ == "__main__":
+    main()
