@@ -28,7 +28,7 @@ from contextlib import aclosing
 import aiohttp
 from PIL import Image
 
-from common import CPU, ROOT, row, tiny_settings
+from common import CPU, row, tiny_settings
 
 from engine.comfyui import ComfyUIClient
 from engine.events import Produced
