@@ -22,20 +22,6 @@ from engine.manager import AIModelManager
 from tests.support.fake_comfyui import FakeComfyUI
 
 POOLS = (1, 2, 4)
-DIAG = "4, pick by in-flight only"
-
-
-def pick_by_in_flight(backend):
-    """Diagnostic: the backend's pick_server without the monitor's (up to one interval old) /queue counts."""
-    def pick_server(model_id, exclude=()):
-        candidates = [u for u in backend.servers_for(model_id) if u not in set(exclude)]
-        if not candidates:
-            return None
-        with backend._lock:
-            load = {u: backend._in_flight.get(u, 0) for u in candidates}
-            tied = [u for u in candidates if load[u] == min(load.values())]
-            return tied[next(backend._turn) % len(tied)]
-    backend.pick_server = pick_server
 
 
 async def batch(manager: AIModelManager, clients: int, per_client: int, seeds, **kwargs) -> float:
@@ -58,23 +44,19 @@ def main() -> None:
     parser.add_argument("--step-delay", type=float, default=0.015)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--preview", type=int, default=64, help="the fakes' preview size (px)")
-    parser.add_argument("--no-diagnostic", dest="diagnostic", action="store_false",
-                        help="leave out the 4-server row that picks servers by our in-flight count only")
     parser.add_argument("--interval", type=float, default=2.0, help="health poll interval (s)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
     fakes = [FakeComfyUI(step_delay_s=args.step_delay, preview_size=args.preview).start() for _ in range(max(POOLS))]
     loop = asyncio.new_event_loop()
-    cases = [(str(n), n) for n in POOLS] + ([(DIAG, 4)] if args.diagnostic else [])
+    cases = [(str(n), n) for n in POOLS]
     managers: dict[str, AIModelManager] = {}
     for name, n in cases:
         m = AIModelManager(tiny_settings(comfyui_urls=[f.url for f in fakes[:n]], enable_comfyui=True,
                                          health_interval_s=args.interval), hardware=CPU)
         loop.run_until_complete(m.initialize_models())
         assert len(m.monitor.up_servers()) == n
-        if name == DIAG:
-            pick_by_in_flight(m.comfyui)
         managers[name] = m
     seeds = itertools.count(1)
     kwargs = dict(width=args.size, height=args.size, num_inference_steps=args.steps)

@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import threading
+import time
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CATALOGUE_PATH = PRESETS_DIR / "models.yaml"
 CHECKPOINT_PREFIX = "comfyui:"
+JOB_MEMORY_S = 120.0  # how long our finished jobs are remembered, to read stale queue polls right
 DEFAULT_GUIDANCE = {"flux": 3.5, "sdxl": 7.0, "sd15": 7.5}
 COMFY_SAMPLERS = {"euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
                   "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde",
@@ -101,7 +103,7 @@ class ComfyUIBackend:
         self.request_timeout_s = request_timeout_s
         self.stall_s = stall_s
         self._lock = threading.Lock()
-        self._in_flight: dict[str, int] = {}
+        self._jobs: dict[str, list[_Job]] = {}  # our recent jobs per server, to tell our load from others'
         self._turn = itertools.count()
         self._templates: dict[str, WorkflowTemplate] = {}
 
@@ -162,18 +164,35 @@ class ComfyUIBackend:
         return out
 
     def pick_server(self, model_id: str, exclude: Iterable[str] = ()) -> str | None:
-        """The up server with the model and the shortest queue (its queue plus our jobs in flight there);
-        ties go round-robin."""
+        """The up server with the model and the shortest queue; ties go round-robin.
+
+        A server's load is our jobs on it now plus other clients' jobs as of the last poll (the polled
+        queue length minus our jobs that were there at that moment), so a stale poll never counts our own
+        finished jobs twice.
+        """
         skip = set(exclude)
         snap = self.monitor.snapshot()
         candidates = [u for u in self.servers_for(model_id) if u not in skip]
         if not candidates:
             return None
         with self._lock:
-            load = {u: (snap[u].queue_remaining or 0) + self._in_flight.get(u, 0) for u in candidates}
+            load = {u: self._load(u, snap[u].queue_remaining or 0, snap[u].last_poll) for u in candidates}
             best = min(load.values())
             tied = [u for u in candidates if load[u] == best]
             return tied[next(self._turn) % len(tied)]
+
+    def _load(self, url: str, polled_queue: int, polled_at: float | None) -> int:
+        jobs = self._jobs.get(url, [])
+        ours_now = sum(1 for job in jobs if job.ended is None)
+        ours_then = sum(1 for job in jobs if polled_at is not None and job.running_at(polled_at))
+        return ours_now + max(0, polled_queue - ours_then)
+
+    def _job_started(self, url: str) -> "_Job":
+        job = _Job(started=time.time())
+        with self._lock:  # counted before anything yields, so a concurrent pick sees it
+            horizon = job.started - JOB_MEMORY_S
+            self._jobs[url] = [j for j in self._jobs.get(url, []) if j.ended is None or j.ended > horizon] + [job]
+        return job
 
     # ------------------------------------------------------------------ one request
     def _template(self, name: str) -> WorkflowTemplate:
@@ -255,8 +274,7 @@ class ComfyUIBackend:
                 continue
             graph = self.build_graph(request, plan)
             produced = False
-            with self._lock:  # counted before anything yields, so a concurrent pick sees it
-                self._in_flight[url] = self._in_flight.get(url, 0) + 1
+            job = self._job_started(url)
             try:
                 yield Started(backend="comfyui", model=self._label(model_id), server=url)
                 async with aclosing(self._client(url).run(graph, cancel)) as events:  # closes the job if we stop early
@@ -283,8 +301,18 @@ class ComfyUIBackend:
                 self.monitor.report_failure(url, last_error)
                 log.warning("ComfyUI job failed on %s (%s); trying another server", url, exc)
             finally:
-                with self._lock:
-                    self._in_flight[url] -= 1
+                job.ended = time.time()
+
+
+@dataclass
+class _Job:
+    """One of our jobs on a server: when it was submitted and when it ended (epoch seconds)."""
+
+    started: float
+    ended: float | None = None
+
+    def running_at(self, moment: float) -> bool:
+        return self.started <= moment and (self.ended is None or self.ended > moment)
 
 
 def _float(value: Any) -> float | None:
