@@ -24,10 +24,7 @@ def _use_zerogpu(manager: AIModelManager) -> bool:
         import spaces  # type: ignore[import-not-found]
     except ImportError:
         return False
-    backend = getattr(manager, "local", None)
-    if backend is None or not hasattr(backend, "_generate"):
-        return False
-    backend._generate = spaces.GPU(duration=120)(backend._generate)
+    manager.use_gpu_decorator(spaces.GPU(duration=120))
     logger.info("ZeroGPU: local generation runs under spaces.GPU")
     return True
 

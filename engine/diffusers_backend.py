@@ -45,6 +45,10 @@ class DiffusersBackend:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="diffusers")
         self.loads = 0  # how many times a pipeline was loaded from disk (cache reuse is observable)
 
+    def wrap_generation(self, decorator: Any) -> None:
+        """Run every local generation through `decorator` (e.g. a Hugging Face ZeroGPU `spaces.GPU(...)`)."""
+        self._generate = decorator(self._generate)
+
     # -- device and loading -------------------------------------------------------------------
     def device_and_dtype(self, spec: ModelSpec) -> tuple[str, Any]:
         """cuda fp16, mps fp16, cpu fp32; the tiny model always runs on the CPU in fp32."""

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator
 
 from .config import Settings
@@ -116,6 +116,10 @@ class AIModelManager:
         self.switches.appendleft({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "event": what, "reason": reason,
                                   "backend": self.active_backend()["label"] if self._initialized else ""})
 
+    def use_gpu_decorator(self, decorator: Any) -> None:
+        """Wrap local pipeline calls, e.g. with `spaces.GPU(duration=120)` on a ZeroGPU Space."""
+        self.local.wrap_generation(decorator)
+
     def shutdown(self) -> None:
         """Stop the background monitor."""
         if self.monitor is not None:
@@ -168,10 +172,7 @@ class AIModelManager:
 
     def status(self) -> dict[str, Any]:
         """Everything the System status tab shows."""
-        servers = []
-        if self.monitor is not None:
-            for url, state in self.monitor.snapshot().items():
-                servers.append(state.as_dict() if hasattr(state, "as_dict") else dict(vars(state)))
+        servers = [asdict(state) for state in self.monitor.snapshot().values()] if self.monitor else []
         local = self.local
         return {
             "active": self.active_backend() if self._initialized else {"backend": "", "label": "starting…", "reason": ""},

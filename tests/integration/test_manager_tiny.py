@@ -120,3 +120,18 @@ async def test_concurrent_requests_queue_and_all_finish(manager):
     assert [r["status"] for r in results] == ["success"] * 4
     assert [r["prompt"] for r in results] == [f"prompt {i}" for i in range(4)]
     assert len({r["path"] for r in results}) == 4
+
+
+async def test_local_generation_runs_through_a_gpu_decorator(manager):
+    """The hook a ZeroGPU Space uses (`spaces.GPU`) wraps every local pipeline call."""
+    calls = []
+
+    def decorator(fn):
+        def wrapped(*args, **kwargs):
+            calls.append(args[0].prompt)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    manager.use_gpu_decorator(decorator)
+    result = await manager.generate_image("under the decorator", width=64, height=64, num_inference_steps=2, seed=1)
+    assert result["status"] == "success" and calls == ["under the decorator"]
