@@ -13,7 +13,7 @@ from .events import Event, Produced, Progress, Queued
 from .previews import latents_to_preview
 from .registry import Hardware, ModelSpec, load_samplers, needs_offload
 from .request import GenerationRequest
-from .weights import Missing, WeightSource
+from .weights import WeightSource
 
 logger = logging.getLogger(__name__)
 

@@ -3,31 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-GOOD = dict(prompt="a cat", width=64, height=64, num_inference_steps=2, seed=1)
-
-CASES = [
-    ("width not a multiple of 8", dict(width=100), "Width must be a multiple of 8"),
-    ("height not a multiple of 8", dict(height=65), "Height must be a multiple of 8"),
-    ("width below 64", dict(width=32), "Width must be between 64 and 2048"),
-    ("height above 2048", dict(height=4096), "Height must be between 64 and 2048"),
-    ("width not a number", dict(width="wide"), "Width must be a whole number"),
-    ("zero steps", dict(num_inference_steps=0), "Steps must be a whole number from 1 to 150"),
-    ("too many steps", dict(num_inference_steps=151), "Steps must be a whole number from 1 to 150"),
-    ("negative guidance", dict(guidance_scale=-1), "Guidance scale must be between 0 and 50"),
-    ("guidance not a number", dict(guidance_scale="lots"), "Guidance scale must be a number"),
-    ("empty prompt", dict(prompt=""), "The prompt is empty"),
-    ("blank prompt", dict(prompt="   \n "), "The prompt is empty"),
-    ("unknown model", dict(model="no-such-model"), "Unknown model 'no-such-model'"),
-    ("unknown backend", dict(backend="cloud"), "Backend must be one of auto, comfyui, diffusers"),
-    ("unknown sampler", dict(sampler="magic"), "Sampler must be one of"),
-    ("seed out of range", dict(seed=2**40), "Seed must be -1 (random)"),
-    ("FLUX forced onto diffusers", dict(model="flux.1-dev", backend="diffusers"), "runs on ComfyUI only"),
-    ("local model forced onto ComfyUI", dict(model="tiny", backend="comfyui"), "is a local diffusers model"),
-    ("ComfyUI forced while disabled", dict(backend="comfyui"), "ComfyUI is disabled"),
-]
+from tests.support.bad_inputs import BAD_INPUTS, GOOD
 
 
-@pytest.mark.parametrize("label,change,message", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("label,change,message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 async def test_bad_input_gives_a_clear_error(manager, label, change, message):
     result = await manager.generate_image(**{**GOOD, **change})
     assert result["status"] == "error"
