@@ -1,7 +1,6 @@
 """Backend choice and automatic fallback through AIModelManager, against the fake ComfyUI (real sockets)."""
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from engine.events import Done, Failed, Progress, Started
