@@ -1,6 +1,6 @@
 """Pool scaling: images/s through AIModelManager with 1, 2 and 4 fake ComfyUI servers.
 
-Each fake runs one prompt at a time with a fixed service time (steps x step_delay_s). With N
+Each fake runs in a process of its own (as real servers do) and runs one prompt at a time with a fixed service time (steps x step_delay_s). With N
 servers, N clients each send requests back to back (closed loop) through one AIModelManager whose
 COMFYUI_API_URL lists all N servers; throughput is images finished / wall time. Pool sizes are
 measured in alternation (rounds), so drift on the shared machine hits them all alike.
@@ -13,27 +13,58 @@ import argparse
 import asyncio
 import itertools
 import logging
+import socket
 import statistics
+import subprocess
+import sys
 import time
 
-from common import CPU, row, tiny_settings
+import httpx
+
+from common import CPU, ROOT, row, tiny_settings
 
 from engine.manager import AIModelManager
-from tests.support.fake_comfyui import FakeComfyUI
 
 POOLS = (1, 2, 4)
 
 
-async def batch(manager: AIModelManager, clients: int, per_client: int, seeds, **kwargs) -> float:
-    """Wall time for `clients` concurrent clients to get `per_client` images each."""
+async def batch(manager: AIModelManager, clients: int, per_client: int, seeds, **kwargs) -> tuple[float, list[str]]:
+    """Wall time for `clients` concurrent clients to get `per_client` images each, and the servers used."""
+    servers: list[str] = []
+
     async def client() -> None:
         for _ in range(per_client):
             result = await manager.generate_image("a tide pool at noon", seed=next(seeds), backend="comfyui", **kwargs)
             assert result["status"] == "success" and result["workflow"] == "comfyui", result["error"]
+            servers.append(result["server"])
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, servers
+
+
+def start_fakes(count: int, step_delay: float, preview: int) -> tuple[list[str], list[subprocess.Popen]]:
+    """Fake ComfyUI servers, each in a process of its own like real servers (so they do not share our GIL)."""
+    urls, procs = [], []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(port), "--step-delay", str(step_delay),
+             "--preview-size", str(preview)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/system_stats", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    return urls, procs
 
 
 def main() -> None:
@@ -48,12 +79,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
-    fakes = [FakeComfyUI(step_delay_s=args.step_delay, preview_size=args.preview).start() for _ in range(max(POOLS))]
+    urls, procs = start_fakes(max(POOLS), args.step_delay, args.preview)
     loop = asyncio.new_event_loop()
     cases = [(str(n), n) for n in POOLS]
     managers: dict[str, AIModelManager] = {}
     for name, n in cases:
-        m = AIModelManager(tiny_settings(comfyui_urls=[f.url for f in fakes[:n]], enable_comfyui=True,
+        m = AIModelManager(tiny_settings(comfyui_urls=urls[:n], enable_comfyui=True,
                                          health_interval_s=args.interval), hardware=CPU)
         loop.run_until_complete(m.initialize_models())
         assert len(m.monitor.up_servers()) == n
@@ -67,11 +98,10 @@ def main() -> None:
     shares: dict[str, list[int]] = {name: [0] * n for name, n in cases}
     for r in range(args.rounds):
         for name, n in (cases if r % 2 == 0 else cases[::-1]):
-            before = [len(f.prompt_ids) for f in fakes[:n]]
-            wall = loop.run_until_complete(batch(managers[name], n, args.per_client, seeds, **kwargs))
+            wall, used = loop.run_until_complete(batch(managers[name], n, args.per_client, seeds, **kwargs))
             rates[name].append(n * args.per_client / wall)
-            for i, f in enumerate(fakes[:n]):
-                shares[name][i] += len(f.prompt_ids) - before[i]
+            for i, url in enumerate(urls[:n]):
+                shares[name][i] += used.count(url)
 
     service = args.steps * args.step_delay
     print(f"<!-- {args.size}x{args.size} images, {args.preview} px previews, service {args.steps} x "
@@ -87,8 +117,9 @@ def main() -> None:
                   " / ".join(map(str, shares[name]))))
     for m in managers.values():
         m.shutdown()
-    for f in fakes:
-        f.close()
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)
     loop.close()
 
 

@@ -750,10 +750,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--flux", action="store_true", help="install the FLUX.1-dev split files")
     parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
+    parser.add_argument("--preview-size", type=int, default=512, help="longest side of the step previews (px)")
     parser.add_argument("--checkpoint", action="append", help="installed checkpoint (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay,
+    fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"])
     if args.flux:
         fake.install_flux()
