@@ -25,7 +25,8 @@ from .config import PRESETS_DIR
 from .errors import BackendUnavailable
 from .events import Event, Produced, Started
 from .health import HealthMonitor
-from .request import MAX_SEED, GenerationRequest
+from .registry import load_samplers
+from .request import MAX_SEED, GenerationRequest, sampler_key
 from .workflows import WorkflowError, WorkflowTemplate, bind, load_template
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,12 @@ SAMPLER_ALIASES = {"euler_a": "euler_ancestral", "eulera": "euler_ancestral", "d
 def comfy_sampler(name: str | None) -> tuple[str, str | None]:
     """Map a sampler name ("euler", "Euler a", "DPM++ 2M Karras", "dpmpp_2m"...) to ComfyUI's (sampler, scheduler).
 
-    The scheduler is None unless the name asks for one (karras, exponential); unknown names give euler.
+    The app's samplers (presets/samplers.yaml) map as that file says; other ComfyUI names pass through.
+    The scheduler is None (the workflow's own) unless the name asks for one; unknown names give euler.
     """
+    entry = load_samplers().get(sampler_key(name))
+    if entry is not None:
+        return entry["comfyui"]["sampler_name"], entry["comfyui"].get("scheduler")
     n = (name or "euler").strip().lower().replace("++", "pp").replace(" ", "_").replace("-", "_")
     scheduler = None
     for suffix in ("karras", "exponential"):

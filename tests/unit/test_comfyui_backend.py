@@ -104,7 +104,7 @@ def test_family_and_sampler_mapping():
     assert comfy_sampler("DPM++ 2M Karras") == ("dpmpp_2m", "karras")
     assert comfy_sampler("dpmpp_2m_sde") == ("dpmpp_2m_sde", None)
     assert comfy_sampler("UniPC") == ("uni_pc", None)
-    assert comfy_sampler("ddim") == ("ddim", None)
+    assert comfy_sampler("ddim") == ("ddim", "ddim_uniform")
     assert comfy_sampler("warp drive") == ("euler", None)
 
 
