@@ -35,8 +35,9 @@ def slerp(a, b, t: float):
 class DiffusersBackend:
     """Runs diffusers pipelines on this machine, one generation at a time per device."""
 
-    def __init__(self, hardware: Hardware) -> None:
+    def __init__(self, hardware: Hardware, allow_downloads: bool = False) -> None:
         self.hardware = hardware
+        self.allow_downloads = allow_downloads  # a single .safetensors file may fetch its config from the hub
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -88,7 +89,9 @@ class DiffusersBackend:
         kwargs: dict[str, Any] = {"dtype": dtype}
         try:
             if source.kind == "single_file":
-                pipe = cls.from_single_file(source.location, local_files_only=True, **kwargs)
+                # The file holds the weights; the pipeline's config comes from the Hugging Face cache
+                # (or the hub, when downloads are allowed).
+                pipe = cls.from_single_file(source.location, local_files_only=not self.allow_downloads, **kwargs)
             elif source.kind == "hub_download":
                 pipe = cls.from_pretrained(source.location, **kwargs)
             else:

@@ -79,7 +79,7 @@ class AIModelManager:
         if self.hardware is None:
             self.hardware = probe_hardware()
         logger.info("Hardware: %s", self.hardware.describe())
-        self.local = DiffusersBackend(self.hardware)
+        self.local = DiffusersBackend(self.hardware, allow_downloads=self.settings.allow_downloads)
         ensure_tiny_model(self.settings.tiny_dir)
         import diffusers.pipelines  # noqa: F401  (imported now so a fallback never waits on it)
         for spec in load_catalogue():
