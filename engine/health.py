@@ -8,6 +8,11 @@ never wait on the network for health: they read `snapshot()`.
 Hysteresis: a server that is up goes down after `down_after` consecutive failed polls; a server that
 is down (or not yet known) goes up after `up_after` consecutive good polls. A server whose state is
 still unknown is marked down by its first failed poll, so startup does not wait.
+
+So that hysteresis costs no detection time, a first failure of an up server is confirmed at once by
+another poll, and a poll still unanswered after half the timeout is hedged by a second request: a
+hung server is then seen down within one interval plus one timeout, while one lost request never
+flips the state.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
@@ -56,6 +62,7 @@ class ServerState:
 class _Poll:
     ok: bool
     reason: str
+    failures: int = 1  # how many failed polls this one counts as (a hedged poll whose both requests failed: 2)
     latency_ms: float | None = None
     stats: dict[str, Any] | None = None
     queue_remaining: int | None = None
@@ -83,6 +90,7 @@ class HealthMonitor:
         self._threads: list[threading.Thread] = []
         # One HTTP client per server, reused across polls (building one costs ~15 ms of CPU for its SSL
         # context); keep-alive is off so every poll opens a fresh connection and sees a dead server at once.
+        self._hedges = ThreadPoolExecutor(max_workers=2 * max(1, len(self.urls)), thread_name_prefix="health")
         self._clients = {u: httpx.Client(timeout=self.timeout_s, trust_env=False,
                                          limits=httpx.Limits(max_keepalive_connections=0)) for u in self.urls}
 
@@ -202,17 +210,40 @@ class HealthMonitor:
                          or time.monotonic() - st.models_checked_at >= self.models_refresh_s)
             self._record(url, self._poll(url, want_models=stale))
 
+    def _system_stats(self, url: str) -> httpx.Response:
+        """GET /system_stats; unanswered after half the timeout, a second request races the first.
+
+        Raises the first request's error when both fail, with `hedged_failure` set on it.
+        """
+        client = self._clients[url]
+        first = self._hedges.submit(client.get, url + "/system_stats")
+        try:
+            return first.result(timeout=self.timeout_s / 2)
+        except FutureTimeout:
+            pass
+        second = self._hedges.submit(client.get, url + "/system_stats", timeout=self.timeout_s / 2)
+        errors: list[BaseException] = []
+        for done in as_completed([first, second]):
+            try:
+                return done.result()
+            except httpx.HTTPError as exc:
+                errors.append(exc)
+        error = next((e for e in errors if isinstance(e, httpx.TimeoutException)), errors[0])
+        error.hedged_failure = True  # type: ignore[attr-defined]
+        raise error
+
     def _poll(self, url: str, want_models: bool) -> _Poll:
         client = self._clients[url]
         t0 = time.perf_counter()
         try:
-            resp = client.get(url + "/system_stats")
+            resp = self._system_stats(url)
             resp.raise_for_status()
             stats = resp.json()
             if not isinstance(stats, dict) or "system" not in stats:
                 raise ValueError("the answer is not ComfyUI's /system_stats")
-        except httpx.TimeoutException:
-            return _Poll(False, f"no answer within {self.timeout_s:g} s")
+        except httpx.TimeoutException as exc:
+            return _Poll(False, f"no answer within {self.timeout_s:g} s",
+                         failures=self.down_after if getattr(exc, "hedged_failure", False) else 1)
         except httpx.ConnectError as exc:
             text = str(exc).lower()
             return _Poll(False, "connection refused" if "refused" in text else f"cannot connect ({exc})")
@@ -262,7 +293,7 @@ class HealthMonitor:
                     st.models, st.models_checked_at = poll.models, time.monotonic()
                 flip = st.up is not True and st.successes >= self.up_after
             else:
-                st.successes, st.failures = 0, st.failures + 1
+                st.successes, st.failures = 0, st.failures + (0 if poll.ok else poll.failures)
                 st.last_error = poll.reason
                 flip = st.up is None or (st.up and st.failures >= self.down_after)
             if flip:
