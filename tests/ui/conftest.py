@@ -208,6 +208,14 @@ def wait_progress(page, needle: str, timeout_ms: int = 30_000) -> str:
     return progress_text(page)
 
 
+def wait_step(page, at_least: int, timeout_ms: int = 60_000) -> str:
+    """Wait until the progress line shows step `at_least` or later (fast steps may skip any one value)."""
+    page.wait_for_function(
+        "(n) => { const m = document.querySelector('#progress-line').innerText.match(/Step (\\d+)\\//);"
+        " return m !== null && Number(m[1]) >= n; }", arg=at_least, timeout=timeout_ms)
+    return progress_text(page)
+
+
 def history_count(page) -> int:
     return page.locator("#history .thumbnail-item").count()
 

@@ -5,7 +5,8 @@ import pytest
 
 from engine.config import Settings
 from tests.support.fake_comfyui import FakeComfyUI
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, progress_text, start_app, stop_app, wait_progress
+from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, progress_text, start_app, stop_app,
+                               wait_progress, wait_step)
 
 pytestmark = needs_chromium
 
@@ -47,7 +48,7 @@ def test_badge_flips_when_comfyui_stops_and_returns(ui_page, comfy_app, fake):
     # a long local generation keeps running while the badge flips twice
     fill_image_form(page, "a windmill in a storm", steps=150, seed=3, backend="diffusers")
     page.click("#generate")
-    wait_progress(page, "Step 2/150")
+    wait_step(page, 2)
     try:
         fake.stop()
         text = wait_badge(page, "unreachable")

@@ -5,7 +5,7 @@ import re
 import time
 
 from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text, wait_progress,
-                               wait_until)
+                               wait_step, wait_until)
 
 pytestmark = needs_chromium
 
@@ -54,7 +54,7 @@ def test_stop_cancels_within_a_step(ui_page, local_app):
     before = len(local_app.saved_images())
     fill_image_form(page, "an endless staircase", steps=150, seed=5)
     page.click("#generate")
-    wait_progress(page, "Step 3/150")
+    wait_step(page, 3)
     page.click("#stop")
     wait_progress(page, "Stopped", timeout_ms=10_000)
     time.sleep(1.0)
