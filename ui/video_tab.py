@@ -1,28 +1,37 @@
-"""The Video storyboard tab: scenes (one prompt per line, or a storyboard in YAML), streamed keyframes, the mp4.
+"""The Video storyboard tab: an editable scene table (or a storyboard in YAML), streamed keyframes, the mp4.
 
-The handler runs the engine's `generate_video` and renders its event stream (keyframe step previews,
-finished keyframes, encoding progress, Done/Failed) as it arrives.
+The table's rows become an engine storyboard (ui/scene_table.py); the handler runs the engine's
+`generate_video` and renders its event stream (keyframe step previews, each finished keyframe as a
+thumbnail, encoding progress, Done/Failed) as it arrives. Bad input ends as the engine's sentence.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from engine.errors import InvalidRequest
 from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.storyboard import Storyboard
 from engine.storyboard import quality_presets as video_quality_presets
 
 from .models import AUTO, model_choices
 from .preview import display_preview
+from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
+                          rows_from_storyboard, rows_of, scenes_of)
 from .sessions import CancelSwitches
 
 logger = logging.getLogger(__name__)
 
-TRANSITIONS = [("crossfade", "crossfade"), ("cut", "cut"), ("seed travel", "seed_travel")]
 SEED_POLICIES = [("a new seed per scene (base + n)", "increment"), ("the same seed everywhere", "fixed"),
-                 ("each scene's own seed (YAML)", "per_scene")]
+                 ("each scene's own seed (empty: random)", "per_scene")]
+TRANSITIONS = [("crossfade", "crossfade"), ("cut", "cut"), ("seed travel", "seed travel")]
+THUMB_SIDE = 256
 EXAMPLE_YAML = """title: A day at the harbour
 quality: draft
 fps: 8
@@ -96,29 +105,190 @@ def video_details(result: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
+def table_storyboard(table: Any, negative: str, quality: str, transition_duration: Any, width: Any, height: Any,
+                     fps: Any, steps: Any, seed: Any, seed_policy: str, model: str, title: str,
+                     rng: random.Random | None = None) -> dict[str, Any]:
+    """The storyboard mapping (Storyboard.from_dict) for the scene table and the form's settings."""
+    if transition_duration not in (None, ""):
+        transition_duration = float(transition_duration)
+    scenes = scenes_of(rows_of(table), negative, transition_duration)
+    base = _opt_int(seed)
+    base, policy = apply_seed_policy(scenes, None if base == -1 else base, seed_policy or "increment", rng)
+    board: dict[str, Any] = {"scenes": scenes, "quality": quality or "draft", "seed_policy": policy}
+    if base is not None:
+        board["seed"] = base
+    for key, value in (("width", width), ("height", height), ("steps", steps)):
+        value = _opt_int(value)
+        if value not in (None, 0):
+            board[key] = value
+    if fps not in (None, "", 0):
+        board["fps"] = float(fps)
+    if model and model != AUTO:
+        board["model"] = model
+    if title and title.strip():
+        board["title"] = title.strip()
+    return board
+
+
+def table_request(table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
+                  width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str,
+                  title: str, rng: random.Random | None = None) -> dict[str, Any]:
+    """The keyword arguments of `manager.generate_video` for the tab: the YAML storyboard when one is
+    filled in, else the scene table as a storyboard."""
+    if (storyboard_yaml or "").strip():
+        return video_request("", "", storyboard_yaml, quality, None, "", None, None, None, fps, None, None, "",
+                             AUTO, "")
+    board = table_storyboard(table, negative, quality, transition_duration, width, height, fps, steps, seed,
+                             seed_policy, model, title, rng)
+    return {"storyboard": board, "video_type": "storyboard"}
+
+
+def scene_prompts(kwargs: dict[str, Any]) -> list[str] | None:
+    """The prompts of the scenes a request renders, in order (None when the YAML cannot be read)."""
+    board = kwargs.get("storyboard")
+    if isinstance(board, dict):
+        return [str(s.get("prompt") or "") for s in board.get("scenes") or []]
+    try:
+        return [str(s.prompt) for s in Storyboard.parse(board).scenes]
+    except (InvalidRequest, TypeError, AttributeError):
+        return None
+
+
+def scene_caption(number: int, prompt: str, limit: int = 40) -> str:
+    prompt = " ".join(str(prompt or "").split())
+    return f"{number}. {prompt if len(prompt) <= limit else prompt[:limit - 1] + '…'}"
+
+
+def thumbnail(image: Any) -> Any:
+    """A small RGB copy of a finished keyframe for the gallery while the render goes on."""
+    image = image.convert("RGB")
+    if max(image.size) > THUMB_SIDE:
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return image
+
+
+def selection_text(rows: list[list[str]], selected: int | None) -> str:
+    if selected is None or not 0 <= selected < len(rows):
+        return "Click a row to select it; the buttons act on the selected scene (Remove: the last one if none)."
+    return f"Selected: **{scene_caption(selected + 1, rows[selected][PROMPT] or '(no prompt yet)', 60)}**"
+
+
+def save_storyboard_file(board: dict[str, Any]) -> Path:
+    """The storyboard as YAML in a fresh temporary folder (Gradio serves it from there)."""
+    folder = Path(tempfile.mkdtemp(prefix="gator-storyboard-"))
+    return Storyboard.from_dict(board).save(folder / "storyboard.yaml")
+
+
+def board_settings(board: Storyboard) -> dict[str, Any]:
+    """The form values a loaded storyboard sets (transition seconds from its first scene)."""
+    first = board.scenes[0] if board.scenes else None
+    return {"quality": board.quality, "transition_duration": first.transition_duration if first else None,
+            "width": board.width, "height": board.height, "fps": board.fps, "steps": board.steps,
+            "seed": -1 if board.seed is None else board.seed, "seed_policy": board.seed_policy,
+            "model": board.model or AUTO, "title": board.title or ""}
+
+
 class VideoTabHandlers:
     def __init__(self, manager: Any, switches: CancelSwitches) -> None:
         self.manager = manager
         self.switches = switches
         self.components: dict[str, Any] = {}
 
-    async def render(self, prompts: str, negative: str, storyboard_yaml: str, quality: str, duration: Any,
-                     transition: str, transition_duration: Any, width: Any, height: Any, fps: Any, steps: Any,
-                     seed: Any, seed_policy: str, model: str, title: str, use_ai: bool, make_gif: bool,
-                     request: gr.Request = None):
+    # -- the scene table ---------------------------------------------------------------------------
+    @staticmethod
+    def select(table: Any, evt: gr.SelectData):
+        rows = rows_of(table)
+        index = evt.index
+        row = index[0] if isinstance(index, (list, tuple)) else index
+        selected = row if isinstance(row, int) and 0 <= row < len(rows) else None
+        return selected, selection_text(rows, selected)
+
+    @staticmethod
+    def add(table: Any, selected: Any):
+        rows, selected = add_row(rows_of(table), selected)
+        return rows, selected, selection_text(rows, selected)
+
+    @staticmethod
+    def remove(table: Any, selected: Any):
+        rows, selected = remove_row(rows_of(table), selected)
+        return rows, selected, selection_text(rows, selected)
+
+    @staticmethod
+    def move_up(table: Any, selected: Any):
+        rows, selected = move_row(rows_of(table), selected, -1)
+        return rows, selected, selection_text(rows, selected)
+
+    @staticmethod
+    def move_down(table: Any, selected: Any):
+        rows, selected = move_row(rows_of(table), selected, +1)
+        return rows, selected, selection_text(rows, selected)
+
+    @staticmethod
+    def paste(text: str, seconds: Any, transition: str, table: Any, append: bool):
+        new = rows_from_prompts(text, 2 if seconds in (None, "") else seconds, transition or "crossfade")
+        if not new:
+            return gr.skip(), gr.skip(), gr.skip(), "❌ Paste at least one prompt (one scene per line)."
+        rows = (rows_of(table) if append else []) + new
+        return rows, None, selection_text(rows, None), f"{len(new)} scene(s) {'added' if append else 'in the table'}."
+
+    def load_yaml(self, storyboard_yaml: str):
+        c = self.components
+        if not (storyboard_yaml or "").strip():
+            return {c["progress"]: "❌ The YAML box is empty: paste a storyboard or insert the example first."}
+        try:
+            board = Storyboard.parse(storyboard_yaml)
+        except InvalidRequest as err:
+            return {c["progress"]: f"❌ {err}"}
+        rows = rows_from_storyboard(board)
+        update: dict[Any, Any] = {c["table"]: rows, c["selected"]: None, c["selection"]: selection_text(rows, None),
+                                  c["yaml"]: "",
+                                  c["progress"]: f"Loaded {len(rows)} scene(s) into the table; the YAML box is "
+                                                 "cleared so the table is what renders."}
+        for key, value in board_settings(board).items():
+            update[c[key]] = value
+        return update
+
+    def save(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
+             width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str, title: str):
         c = self.components
         try:
-            kwargs = video_request(prompts, negative, storyboard_yaml, quality, duration, transition,
-                                   transition_duration, width, height, fps, steps, seed, seed_policy, model, title)
+            if (storyboard_yaml or "").strip():
+                board = Storyboard.parse(storyboard_yaml)
+            else:
+                board = Storyboard.from_dict(table_storyboard(table, negative, quality, transition_duration, width,
+                                                              height, fps, steps, seed, seed_policy, model, title))
+            problems = board.problems()
+            if problems:
+                raise InvalidRequest(" ".join(problems))
+            path = save_storyboard_file(board.to_dict())
+        except InvalidRequest as err:
+            return {c["progress"]: f"❌ {err}", c["saved"]: gr.update(value=None, visible=False)}
+        except (TypeError, ValueError, OSError) as err:
+            return {c["progress"]: f"❌ The storyboard could not be saved: {err}",
+                    c["saved"]: gr.update(value=None, visible=False)}
+        return {c["progress"]: f"Storyboard saved: {len(board.scenes)} scene(s), {board.total_duration:g} s.",
+                c["saved"]: gr.update(value=str(path), visible=True)}
+
+    # -- rendering ---------------------------------------------------------------------------------
+    async def render(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
+                     width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str,
+                     title: str, use_ai: bool, make_gif: bool, request: gr.Request = None):
+        c = self.components
+        try:
+            kwargs = table_request(table, negative, storyboard_yaml, quality, transition_duration, width, height,
+                                   fps, steps, seed, seed_policy, model, title)
         except (TypeError, ValueError) as err:
             message = f"Check the numbers in the form: {err}"
             gr.Warning(message)
             yield {c["progress"]: f"❌ {message}"}
             return
-        keyframes: list[tuple[str, str]] = []
+        prompts = scene_prompts(kwargs)
+        keyframes: list[tuple[Any, str]] = []
         queue: asyncio.Queue = asyncio.Queue()
-        yield {c["progress"]: "Starting…", c["video"]: None, c["gif"]: gr.update(value=None, visible=False),
-               c["storyboard"]: gr.update(value=None, visible=False), c["keyframes"]: [], c["details"]: ""}
+        hidden = gr.update(value=None, visible=False)
+        source = " from the YAML storyboard" if (storyboard_yaml or "").strip() else ""
+        yield {c["progress"]: f"Starting{source}…", c["video"]: None, c["mp4"]: hidden, c["gif"]: hidden,
+               c["storyboard"]: hidden, c["keyframes"]: [], c["details"]: ""}
         with self.switches.request(getattr(request, "session_hash", None)) as cancel:
             task = asyncio.create_task(self.manager.generate_video(
                 use_ai_generation=bool(use_ai), make_gif=bool(make_gif), cancel=cancel,
@@ -129,7 +299,7 @@ class VideoTabHandlers:
                     event = await queue.get()
                     if event is _END:
                         break
-                    update = self._render_event(event, keyframes)
+                    update = self._render_event(event, keyframes, prompts)
                     if update:
                         yield update
                 result = task.result()
@@ -143,15 +313,18 @@ class VideoTabHandlers:
                 gr.Warning(message)
                 yield {c["progress"]: f"❌ {message}"}
                 return
+        saved_board = gr.update(value=result.get("storyboard_path"), visible=bool(result.get("storyboard_path")))
         if result.get("status") == "success" and result.get("video"):
+            scenes = result.get("scenes") or []
             yield {
                 c["progress"]: f"✅ Video ready: {result.get('frames')} frames, {result.get('duration_s')} s "
                                f"in {(result.get('timings') or {}).get('total_s', 0):.1f} s",
                 c["video"]: result["video"],
+                c["mp4"]: gr.update(value=result["video"], visible=True),
                 c["gif"]: gr.update(value=result.get("gif"), visible=bool(result.get("gif"))),
-                c["storyboard"]: gr.update(value=result.get("storyboard_path"),
-                                           visible=bool(result.get("storyboard_path"))),
-                c["keyframes"]: [(p, f"scene {i + 1}") for i, p in enumerate(result.get("keyframes") or [])],
+                c["storyboard"]: saved_board,
+                c["keyframes"]: [(p, scene_caption(i + 1, (scenes[i] if i < len(scenes) else {}).get("prompt", "")))
+                                 for i, p in enumerate(result.get("keyframes") or [])],
                 c["details"]: video_details(result),
             }
             return
@@ -159,11 +332,10 @@ class VideoTabHandlers:
         stopped = result.get("status") == "cancelled" or error.startswith("Cancelled")
         if not stopped:
             gr.Warning(error)
-        yield {c["progress"]: ("⏹ " if stopped else "❌ ") + error,
-               c["storyboard"]: gr.update(value=result.get("storyboard_path"),
-                                          visible=bool(result.get("storyboard_path")))}
+        yield {c["progress"]: ("⏹ " if stopped else "❌ ") + error, c["storyboard"]: saved_board}
 
-    def _render_event(self, event: Any, keyframes: list[tuple[str, str]]) -> dict[Any, Any] | None:
+    def _render_event(self, event: Any, keyframes: list[tuple[Any, str]],
+                      prompts: list[str] | None = None) -> dict[Any, Any] | None:
         c = self.components
         phase = getattr(event, "phase", None)
         if phase is not None:  # engine.video.VideoProgress
@@ -174,10 +346,15 @@ class VideoTabHandlers:
                 return update
             what = "Encoding the video" if phase == "encoding" else "Making the GIF"
             return {c["progress"]: f"{what}: frame {event.done}/{event.total}"}
-        if isinstance(event, Progress):  # a finished keyframe
+        if isinstance(event, Progress):  # a finished keyframe: the scenes' come first, then any in-betweens
             update = {c["progress"]: f"Keyframe {event.step}/{event.total} done · {event.backend}"}
             if event.preview is not None:
                 update[c["preview"]] = display_preview(event.preview)
+                if prompts is None or len(keyframes) < len(prompts):
+                    number = len(keyframes) + 1
+                    prompt = prompts[number - 1] if prompts else ""
+                    keyframes.append((thumbnail(event.preview), scene_caption(number, prompt)))
+                    update[c["keyframes"]] = list(keyframes)
             return update
         if isinstance(event, Fallback):
             return {c["progress"]: f"⚠️ {event.reason} Continuing on {event.to_backend}."}
@@ -201,19 +378,39 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
     quality_choices = [(f"{v.get('label', k)} ({v.get('width')}×{v.get('height')}, {v.get('steps')} steps, "
                         f"{v.get('fps')} fps)", k) for k, v in presets.items()]
     models = manager.available_models() if getattr(manager, "_initialized", False) else []
+    private = {"queue": False, "api_visibility": "private"}
 
     with gr.Row(equal_height=False):
-        with gr.Column(scale=5):
-            prompts = gr.Textbox(label="Scenes: one prompt per line", lines=5, elem_id="video-prompts",
-                                 placeholder="a quiet harbour at dawn\nfishing boats leaving the harbour\n"
-                                             "the harbour at night, lanterns on the water")
-            negative = gr.Textbox(label="Negative prompt (every scene)", lines=1, elem_id="video-negative")
+        with gr.Column(scale=6):
+            table = gr.Dataframe(value=[], headers=HEADERS, datatype="str", type="array", column_count=len(HEADERS),
+                                 interactive=True,
+                                 label="Scenes (transition: cut, crossfade or seed travel to the next scene; "
+                                       "seed empty or -1: from the seed policy)",
+                                 show_row_numbers=True, wrap=True, max_height=420,
+                                 column_widths=["205px", "100px", "80px", "100px", "70px"], elem_id="video-scenes")
+            selected = gr.State(None)
+            with gr.Row(elem_id="video-scene-buttons"):
+                add = gr.Button("+ Add scene", size="sm", min_width=60, elem_id="video-add-scene")
+                remove = gr.Button("− Remove scene", size="sm", min_width=60, elem_id="video-remove-scene")
+                up = gr.Button("↑ Move up", size="sm", min_width=60, elem_id="video-move-up")
+                down = gr.Button("↓ Move down", size="sm", min_width=60, elem_id="video-move-down")
+            selection = gr.Markdown(selection_text([], None), elem_id="video-selection")
+            with gr.Accordion("Paste prompts (one per line)", open=False, elem_id="video-paste-box"):
+                paste_text = gr.Textbox(label="Prompts: one scene per line", lines=4, elem_id="video-paste",
+                                        placeholder="a quiet harbour at dawn\nfishing boats leaving the harbour\n"
+                                                    "the harbour at night, lanterns on the water")
+                with gr.Row():
+                    paste_seconds = gr.Number(2, label="Seconds each", minimum=0, elem_id="video-paste-seconds")
+                    paste_transition = gr.Dropdown(TRANSITIONS, value="crossfade", label="Transition",
+                                                   elem_id="video-paste-transition")
+                with gr.Row():
+                    paste_replace = gr.Button("Replace the table", size="sm", elem_id="video-paste-replace")
+                    paste_append = gr.Button("Add to the table", size="sm", elem_id="video-paste-append")
+            negative = gr.Textbox(label="Negative prompt (scenes without their own)", lines=1,
+                                  elem_id="video-negative")
             with gr.Row():
                 quality = gr.Dropdown(quality_choices, value="draft" if "draft" in presets else None,
                                       label="Quality", elem_id="video-quality")
-                transition = gr.Radio(TRANSITIONS, value="crossfade", label="Transition", elem_id="video-transition")
-            with gr.Row():
-                duration = gr.Slider(0.5, 10, value=2, step=0.5, label="Seconds per scene", elem_id="video-duration")
                 transition_duration = gr.Slider(0, 3, value=0.5, step=0.25, label="Transition seconds",
                                                 elem_id="video-transition-duration")
             with gr.Row():
@@ -237,34 +434,65 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
                     model = gr.Dropdown(model_choices(models), value=AUTO, label="Model", allow_custom_value=True,
                                         elem_id="video-model")
                     title = gr.Textbox(label="Title", elem_id="video-title")
-            with gr.Accordion("Storyboard in YAML (used instead of the lines above when filled)", open=False):
-                storyboard_yaml = gr.Code(value="", language="yaml", label="Storyboard", elem_id="video-yaml")
-                gr.Button("Insert an example", size="sm").click(lambda: EXAMPLE_YAML, outputs=storyboard_yaml,
-                                                                 queue=False, api_visibility="private")
+            with gr.Accordion("Storyboard file (YAML): load, save, or render from YAML", open=False,
+                              elem_id="video-yaml-box"):
+                storyboard_yaml = gr.Code(value="", language="yaml", label="Storyboard (rendered instead of the "
+                                                                           "table while filled)",
+                                          elem_id="video-yaml")
+                with gr.Row():
+                    example = gr.Button("Insert an example", size="sm", elem_id="video-yaml-example")
+                    load = gr.Button("Load into the table", size="sm", elem_id="video-yaml-load")
+                    save = gr.Button("Save storyboard (YAML)", size="sm", elem_id="video-save")
+                saved = gr.File(label="Saved storyboard", visible=False, interactive=False, elem_id="video-saved")
             with gr.Row():
                 render = gr.Button("Render video", variant="primary", elem_id="video-render")
                 stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
-        with gr.Column(scale=6):
+        with gr.Column(scale=5):
             progress = gr.Markdown("Ready.", elem_id="video-progress")
             preview = gr.Image(label="Keyframe preview", type="pil", format="png", interactive=False, height=240,
                                elem_id="video-preview")
             video = gr.Video(label="Video", format="mp4", interactive=False, autoplay=False, loop=True, height=360,
-                             elem_id="video-output")
+                             buttons=["download"], elem_id="video-output")
             with gr.Row():
-                gif = gr.DownloadButton("Download GIF", visible=False, elem_id="video-gif-download")
-                storyboard = gr.DownloadButton("Download storyboard (JSON)", visible=False,
+                mp4 = gr.DownloadButton("Download mp4", visible=False, size="sm", elem_id="video-mp4-download")
+                gif = gr.DownloadButton("Download GIF", visible=False, size="sm", elem_id="video-gif-download")
+                storyboard = gr.DownloadButton("Download storyboard (JSON)", visible=False, size="sm",
                                                elem_id="video-storyboard-download")
-            keyframes = gr.Gallery(label="Keyframes", columns=6, height=160, allow_preview=True, interactive=False,
-                                   fit_columns=False, object_fit="contain", elem_id="video-keyframes")
+            keyframes = gr.Gallery(label="Keyframes (one per scene, as they are made)", columns=6, height=200,
+                                   allow_preview=True, interactive=False, fit_columns=False, object_fit="contain",
+                                   elem_id="video-keyframes")
             details = gr.Markdown("", elem_id="video-details")
 
-    h.components = {"progress": progress, "preview": preview, "video": video, "gif": gif, "storyboard": storyboard,
-                    "keyframes": keyframes, "details": details}
-    inputs = [prompts, negative, storyboard_yaml, quality, duration, transition, transition_duration, width, height,
-              fps, steps, seed, seed_policy, model, title, use_ai, make_gif]
-    event = render.click(h.render, inputs=inputs, outputs=[progress, preview, video, gif, storyboard, keyframes,
-                                                           details],
+    h.components = {"progress": progress, "preview": preview, "video": video, "mp4": mp4, "gif": gif,
+                    "storyboard": storyboard, "keyframes": keyframes, "details": details, "table": table,
+                    "selected": selected, "selection": selection, "yaml": storyboard_yaml, "saved": saved,
+                    "quality": quality, "transition_duration": transition_duration, "width": width,
+                    "height": height, "fps": fps, "steps": steps, "seed": seed, "seed_policy": seed_policy,
+                    "model": model, "title": title}
+
+    edit_outputs = [table, selected, selection]
+    table.select(h.select, inputs=table, outputs=[selected, selection], **private, show_progress="hidden")
+    table.input(lambda rows, i: selection_text(rows_of(rows), i), inputs=[table, selected], outputs=selection,
+                **private, show_progress="hidden")
+    add.click(h.add, inputs=[table, selected], outputs=edit_outputs, **private)
+    remove.click(h.remove, inputs=[table, selected], outputs=edit_outputs, **private)
+    up.click(h.move_up, inputs=[table, selected], outputs=edit_outputs, **private)
+    down.click(h.move_down, inputs=[table, selected], outputs=edit_outputs, **private)
+    paste_inputs = [paste_text, paste_seconds, paste_transition, table]
+    paste_replace.click(lambda *a: h.paste(*a, append=False), inputs=paste_inputs,
+                        outputs=[*edit_outputs, progress], **private)
+    paste_append.click(lambda *a: h.paste(*a, append=True), inputs=paste_inputs,
+                       outputs=[*edit_outputs, progress], **private)
+    example.click(lambda: EXAMPLE_YAML, outputs=storyboard_yaml, **private)
+    load.click(h.load_yaml, inputs=storyboard_yaml,
+               outputs=[table, selected, selection, storyboard_yaml, progress, quality, transition_duration, width,
+                        height, fps, steps, seed, seed_policy, model, title], **private)
+    form = [table, negative, storyboard_yaml, quality, transition_duration, width, height, fps, steps, seed,
+            seed_policy, model, title]
+    save.click(h.save, inputs=form, outputs=[progress, saved], **private)
+    event = render.click(h.render, inputs=[*form, use_ai, make_gif],
+                         outputs=[progress, preview, video, mp4, gif, storyboard, keyframes, details],
                          api_visibility="private", show_progress="hidden", concurrency_limit=2,
                          concurrency_id="generate_video")
-    stop.click(h.stop, outputs=progress, cancels=[event], queue=False, api_visibility="private")
+    stop.click(h.stop, outputs=progress, cancels=[event], **private)
     return model

@@ -1,10 +1,109 @@
-"""The Video storyboard tab in a real browser: keyframes stream in, the mp4 plays in Chromium."""
+"""The Video storyboard tab: the scene table's data, and in a real browser the table's editing, keyframes
+streaming in scene by scene, the mp4 playing in Chromium and the three downloads."""
 from __future__ import annotations
 
+import random
+
+import pytest
+import yaml
+
+from engine.storyboard import Storyboard
 from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress
+from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
+                            rows_of, scenes_of)
+from ui.video_tab import EXAMPLE_YAML, scene_prompts, table_request, table_storyboard
 
-pytestmark = needs_chromium
 
+# -- the scene table as data (no browser) ------------------------------------------------------------
+
+def test_table_rows_edit_and_reorder():
+    rows = rows_from_prompts("one\n\n  two \nthree\n", 1.5, "cut")
+    assert rows == [["one", "", "1.5", "cut", ""], ["two", "", "1.5", "cut", ""], ["three", "", "1.5", "cut", ""]]
+    assert rows_of([["a", None, 2.0, "cut", float("nan")], ["", "", "", "", ""], ["b"]]) == [
+        ["a", "", "2", "cut", ""], ["b", "", "", "", ""]]
+    assert rows_of({"data": [["x", "", "1", "", ""]], "headers": []}) == [["x", "", "1", "", ""]]
+    moved, sel = move_row(rows, 2, -1)
+    assert [r[0] for r in moved] == ["one", "three", "two"] and sel == 1
+    moved, sel = move_row(moved, 0, -1)  # already first: stays
+    assert [r[0] for r in moved] == ["one", "three", "two"] and sel == 0
+    assert move_row(rows, None, 1) == (rows, None)
+    added, sel = add_row(rows, 0)
+    assert [r[0] for r in added] == ["one", "", "two", "three"] and sel == 1
+    added, sel = add_row(rows, None)
+    assert sel == 3 and added[3] == ["", "", "2", "crossfade", ""]
+    removed, sel = remove_row(rows, 1)
+    assert [r[0] for r in removed] == ["one", "three"] and sel == 1
+    removed, sel = remove_row(rows, None)
+    assert [r[0] for r in removed] == ["one", "two"] and sel is None
+    assert remove_row([], 0) == ([], None)
+
+
+def test_table_becomes_the_engines_storyboard():
+    table = [["a harbour", "", "1.5", "crossfade", ""], ["boats", "blurry", "2", "seed travel", ""]]
+    board = table_storyboard(table, "text", "draft", 0.25, 64.0, 64.0, 8.0, 2.0, 7.0, "increment", "auto", " T ")
+    assert board == {"scenes": [
+        {"prompt": "a harbour", "negative_prompt": "text", "duration": 1.5, "transition": "crossfade",
+         "transition_duration": 0.25, "seed": None},
+        {"prompt": "boats", "negative_prompt": "blurry", "duration": 2, "transition": "seed travel",
+         "transition_duration": 0.25, "seed": None}],
+        "quality": "draft", "seed_policy": "increment", "seed": 7, "width": 64, "height": 64, "steps": 2,
+        "fps": 8.0, "title": "T"}
+    parsed = Storyboard.from_dict(board).validate()
+    assert [s.transition for s in parsed.scenes] == ["crossfade", "seed_travel"]
+    assert parsed.total_duration == 3.5
+    # the form's request: the table, unless the YAML box is filled
+    kwargs = table_request(table, "", "", "draft", 0.5, None, None, None, None, -1, "increment", "auto", "")
+    assert kwargs["video_type"] == "storyboard" and "seed" not in kwargs["storyboard"]
+    assert scene_prompts(kwargs) == ["a harbour", "boats"]
+    kwargs = table_request(table, "", EXAMPLE_YAML, "draft", 0.5, None, None, 12.0, None, -1, "increment", "", "")
+    assert kwargs == {"storyboard": EXAMPLE_YAML, "video_type": "storyboard", "fps": 12.0}
+    assert len(scene_prompts(kwargs)) == 2
+
+
+def test_a_seed_in_a_row_wins_and_the_rest_follow_the_policy():
+    scenes = scenes_of([["a", "", "", "", ""], ["b", "", "", "", "42"], ["c", "", "", "", "-1"]])
+    assert [s["seed"] for s in scenes] == [None, 42, None] and "duration" not in scenes[0]
+    assert apply_seed_policy(scenes, 100, "increment") == (100, "per_scene")
+    assert [s["seed"] for s in scenes] == [100, 42, 102]
+    scenes = scenes_of([["a", "", "", "", ""], ["b", "", "", "", "42"]])
+    base, policy = apply_seed_policy(scenes, None, "fixed", random.Random(1))
+    assert policy == "per_scene" and [s["seed"] for s in scenes] == [base, 42]
+    scenes = scenes_of([["a", "", "", "", ""]])
+    assert apply_seed_policy(scenes, None, "fixed") == (None, "fixed")  # no row seeds: untouched
+
+
+@pytest.mark.parametrize("row, sentence", [
+    (["", "", "2", "cut", ""], "Scene 1 has an empty prompt"),
+    (["a", "", "abc", "cut", ""], "Scene 1's duration must be a number of seconds (got 'abc')"),
+    (["a", "", "0", "cut", ""], "Scene 1's duration must be more than 0 seconds"),
+    (["a", "", "-2", "cut", ""], "Scene 1's duration must be more than 0 seconds"),
+    (["a", "", "2", "wipe", ""], "Scene 1's transition must be one of cut, crossfade, seed_travel (got 'wipe')"),
+    (["a", "", "2", "cut", "1.5"], "Scene 1's seed must be -1 (random) or a whole number"),
+])
+def test_bad_rows_get_the_engines_sentence(row, sentence):
+    board = table_storyboard([row], "", "draft", 0.5, None, None, None, None, -1, "increment", "auto", "")
+    problems = " ".join(Storyboard.from_dict(board).problems())
+    assert sentence in problems, problems
+    empty = table_storyboard([], "", "draft", 0.5, None, None, None, None, -1, "increment", "auto", "")
+    assert "no scenes" in " ".join(Storyboard.from_dict(empty).problems())
+
+
+def test_yaml_round_trips_through_the_table():
+    board = Storyboard.parse(EXAMPLE_YAML)
+    rows = rows_from_storyboard(board)
+    assert rows == [["a quiet harbour at dawn, mist over the water", "", "2", "crossfade", ""],
+                    ["fishing boats leaving the harbour, golden light", "", "2", "cut", ""]]
+    again = table_storyboard(rows, "", board.quality, 0.5, None, None, board.fps, None, -1, board.seed_policy,
+                             "auto", board.title)
+    data = yaml.safe_load(Storyboard.from_dict(again).dumps())
+    assert [s["prompt"] for s in data["scenes"]] == [s.prompt for s in board.scenes]
+    assert data["fps"] == 8 and data["title"] == "A day at the harbour"
+    per_scene = Storyboard.from_dict({"seed_policy": "per_scene", "scenes": [{"prompt": "x", "seed": 5},
+                                                                             {"prompt": "y", "seed": -1}]})
+    assert [r[4] for r in rows_from_storyboard(per_scene)] == ["5", ""]
+
+
+# -- in the browser ------------------------------------------------------------------------------------
 
 def open_video_tab(page, url: str) -> None:
     open_app(page, url)
@@ -12,38 +111,68 @@ def open_video_tab(page, url: str) -> None:
     page.wait_for_selector("#video-render")
 
 
-def fill_small_video(page, prompts: str) -> None:
-    page.locator("#video-prompts textarea").fill(prompts)
+def cell(page, row: int, col: int):
+    return page.locator(f'#video-scenes [data-testid="cell-{row}-{col}"]')
+
+
+def set_cell(page, row: int, col: int, text: str) -> None:
+    target = cell(page, row, col)
+    target.dblclick()
+    editor = target.locator("textarea")
+    editor.fill(text)
+    editor.press("Enter")
+    page.wait_for_function("([r, c, t]) => document.querySelector("
+                           "`#video-scenes [data-testid=\"cell-${r}-${c}\"] span[data-editable]`)?.innerText.trim() === t",
+                           arg=[row, col, text])
+
+
+def table_prompts(page) -> list[str]:
+    return page.evaluate("""() => [...document.querySelectorAll('#video-scenes [role=gridcell][data-col="0"] span[data-editable]')]
+        .map(c => c.innerText.trim())""")
+
+
+def click_and_wait_rows(page, button: str, expected: list[str]) -> None:
+    page.click(button)
+    page.wait_for_function("""(want) => JSON.stringify([...document.querySelectorAll(
+        '#video-scenes [role=gridcell][data-col="0"] span[data-editable]')].map(c => c.innerText.trim()))
+        === JSON.stringify(want)""",
+                           arg=expected)
+
+
+def small_settings(page, steps: int = 2) -> None:
     page.locator("#video-more").get_by_text("More settings").click()
     set_number(page, "video-width", 64)
     set_number(page, "video-height", 64)
     set_number(page, "video-fps", 8)
-    set_number(page, "video-steps", 2)
-    set_number(page, "video-duration", 1)
+    set_number(page, "video-steps", steps)
+
+
+def paste_prompts(page, prompts: str, seconds: float = 1) -> None:
+    page.locator("#video-paste-box").get_by_text("Paste prompts").click()
+    page.locator("#video-paste textarea").fill(prompts)
+    set_number(page, "video-paste-seconds", seconds)
+    page.click("#video-paste-replace")
+    count = len([p for p in prompts.splitlines() if p.strip()])
+    page.wait_for_selector(f'#video-scenes [data-testid="cell-{count - 1}-0"]')
 
 
 def video_progress(page) -> str:
     return page.locator("#video-progress").inner_text()
 
 
-def test_storyboard_renders_a_playable_video(ui_page, local_app):
-    page = ui_page
-    open_video_tab(page, local_app.url)
-    fill_small_video(page, "a harbour at dawn\nboats leaving the harbour\nthe harbour at night")
-    page.evaluate("""() => { window.__lines = [];
-        new MutationObserver(() => { const t = document.querySelector('#video-progress').innerText.trim();
-            if (window.__lines[window.__lines.length - 1] !== t) window.__lines.push(t); })
-        .observe(document.querySelector('#video-progress'), {subtree: true, childList: true, characterData: true}); }""")
-    page.click("#video-render")
-    page.wait_for_function("() => document.querySelector('#video-progress').innerText.includes('Video ready')",
-                           timeout=60_000)
-    lines = page.evaluate("window.__lines")
-    assert any("Keyframe 3/3" in line for line in lines), lines
-    assert any("step" in line for line in lines), lines
-    assert "24 frames" in video_progress(page)
-    # the <video> element loads and plays the mp4
+def wait_video_progress(page, needle: str, timeout_ms: int = 20_000) -> str:
+    page.wait_for_function("(n) => document.querySelector('#video-progress').innerText.includes(n)", arg=needle,
+                           timeout=timeout_ms)
+    return video_progress(page)
+
+
+def keyframe_captions(page) -> list[str]:
+    return page.locator("#video-keyframes .grid-container .caption-label").all_inner_texts()
+
+
+def play_video(page) -> dict:
     page.wait_for_selector("#video-output video")
-    state = page.evaluate("""async () => {
+    return page.evaluate("""async () => {
         const v = document.querySelector('#video-output video');
         v.muted = true;
         if (v.readyState < 1) await new Promise(r => { v.addEventListener('loadedmetadata', r, {once: true});
@@ -52,33 +181,154 @@ def test_storyboard_renders_a_playable_video(ui_page, local_app):
         await new Promise(r => setTimeout(r, 600));
         return {duration: v.duration, time: v.currentTime, width: v.videoWidth, src: v.currentSrc, error: v.error};
     }""")
+
+
+@needs_chromium
+def test_scene_table_edit_reorder_render_and_download(ui_page, local_app):
+    page = ui_page
+    open_video_tab(page, local_app.url)
+    for n in range(3):
+        page.click("#video-add-scene")
+        page.wait_for_selector(f'#video-scenes [data-testid="cell-{n}-0"]')
+    for row, (prompt, seconds) in enumerate([("alpha", "1"), ("bravo", "2"), ("charlie", "1.5")]):
+        set_cell(page, row, 0, prompt)
+        set_cell(page, row, 2, seconds)
+    set_cell(page, 1, 3, "cut")
+    # select charlie, move it up; then select alpha and move it down
+    cell(page, 2, 0).click()
+    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('3. charlie')")
+    click_and_wait_rows(page, "#video-move-up", ["alpha", "charlie", "bravo"])
+    cell(page, 0, 0).click()
+    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('1. alpha')")
+    click_and_wait_rows(page, "#video-move-down", ["charlie", "alpha", "bravo"])
+    # a scene added after the selection, then removed again
+    click_and_wait_rows(page, "#video-add-scene", ["charlie", "alpha", "", "bravo"])
+    set_cell(page, 2, 0, "delta")
+    cell(page, 2, 0).click()
+    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('3. delta')")
+    click_and_wait_rows(page, "#video-remove-scene", ["charlie", "alpha", "bravo"])
+
+    small_settings(page)
+    page.locator("#video-use-ai input").uncheck()
+    page.locator("#video-gif input").check()
+    page.click("#video-render")
+    assert "36 frames" in wait_video_progress(page, "Video ready")  # (1.5 + 1 + 2) s at 8 fps
+    state = play_video(page)
+    assert state.get("error") is None, state
+    assert abs(state["duration"] - 4.5) < 0.3 and state["width"] == 64 and state["time"] > 0, state
+    assert keyframe_captions(page) == ["1. charlie", "2. alpha", "3. bravo"]
+    assert page.locator("#video-keyframes .grid-container .thumbnail-item").count() == 3
+    for button in ("#video-mp4-download", "#video-gif-download", "#video-storyboard-download"):
+        assert page.locator(button).is_visible(), button
+    # each download serves its file
+    for button, suffix in (("#video-mp4-download", ".mp4"), ("#video-gif-download", ".gif"),
+                           ("#video-storyboard-download", ".json")):
+        with page.expect_download() as info:
+            page.click(button)
+        assert info.value.suggested_filename.endswith(suffix), info.value.suggested_filename
+    saved = sorted(local_app.output_dir.rglob("*.json"), key=lambda p: p.stat().st_mtime)[-1]
+    assert [s["prompt"] for s in yaml.safe_load(saved.read_text())["scenes"]] == ["charlie", "alpha", "bravo"]
+
+
+@needs_chromium
+def test_storyboard_streams_keyframes_and_plays(ui_page, local_app):
+    page = ui_page
+    open_video_tab(page, local_app.url)
+    paste_prompts(page, "a harbour at dawn\nboats leaving the harbour\nthe harbour at night")
+    assert table_prompts(page) == ["a harbour at dawn", "boats leaving the harbour", "the harbour at night"]
+    small_settings(page)
+    page.evaluate("""() => { window.__lines = []; window.__counts = [];
+        const note = () => { const t = document.querySelector('#video-progress').innerText.trim();
+            if (window.__lines[window.__lines.length - 1] !== t) window.__lines.push(t);
+            const n = document.querySelectorAll('#video-keyframes .grid-container .thumbnail-item').length;
+            if (window.__counts[window.__counts.length - 1] !== n) window.__counts.push(n); };
+        new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    page.click("#video-render")
+    wait_video_progress(page, "Video ready", timeout_ms=60_000)
+    lines, counts = page.evaluate("window.__lines"), page.evaluate("window.__counts")
+    assert any("Keyframe 3/3" in line for line in lines), lines
+    assert any("step" in line for line in lines), lines
+    assert "24 frames" in video_progress(page)
+    # the thumbnails came in one scene at a time, before the video was ready
+    assert counts[:4] == [0, 1, 2, 3], counts
+    state = play_video(page)
     assert state.get("error") is None, state
     assert abs(state["duration"] - 3.0) < 0.3 and state["width"] == 64 and state["time"] > 0, state
     assert state["src"].endswith(".mp4")
-    assert page.locator("#video-keyframes .thumbnail-item").count() == 3
+    assert keyframe_captions(page) == ["1. a harbour at dawn", "2. boats leaving the harbour",
+                                       "3. the harbour at night"]
+    assert page.locator("#video-mp4-download").is_visible()
     assert page.locator("#video-storyboard-download").is_visible()
+    assert not page.locator("#video-gif-download").is_visible()  # no GIF asked for
 
 
-def test_storyboard_bad_input_and_title_cards(ui_page, local_app):
+@needs_chromium
+def test_bad_table_input_says_what_to_fix(ui_page, local_app):
     page = ui_page
     open_video_tab(page, local_app.url)
     page.click("#video-render")
-    page.wait_for_function("() => document.querySelector('#video-progress').innerText.includes('no scenes')")
+    wait_video_progress(page, "no scenes")
+    page.click("#video-add-scene")
+    page.click("#video-render")
+    wait_video_progress(page, "Scene 1 has an empty prompt")
+    set_cell(page, 0, 0, "Chapter one")
+    set_cell(page, 0, 2, "soon")
+    page.click("#video-render")
+    wait_video_progress(page, "Scene 1's duration must be a number of seconds (got 'soon')")
+    set_cell(page, 0, 2, "0")
+    set_cell(page, 0, 3, "wipe")
+    page.click("#video-render")
+    text = wait_video_progress(page, "transition must be one of")
+    assert "more than 0 seconds" in text and "'wipe'" in text
     assert "Traceback" not in page.locator("body").inner_text()
-    # title cards need no model and still give a video
-    fill_small_video(page, "Chapter one\nChapter two")
+    # fixed: title cards need no model and still give a video
+    set_cell(page, 0, 2, "1")
+    set_cell(page, 0, 3, "seed travel")
+    page.click("#video-add-scene")
+    page.wait_for_selector('#video-scenes [data-testid="cell-1-0"]')
+    set_cell(page, 1, 0, "Chapter two")
+    small_settings(page)
     page.locator("#video-use-ai input").uncheck()
     page.click("#video-render")
-    page.wait_for_function("() => document.querySelector('#video-progress').innerText.includes('Video ready')",
-                           timeout=30_000)
-    assert page.locator("#video-keyframes .thumbnail-item").count() == 2
+    assert "24 frames" in wait_video_progress(page, "Video ready")  # 1 s + 2 s at 8 fps
+    assert keyframe_captions(page) == ["1. Chapter one", "2. Chapter two"]
 
 
+@needs_chromium
+def test_yaml_loads_into_the_table_and_the_table_saves_as_yaml(ui_page, local_app):
+    page = ui_page
+    open_video_tab(page, local_app.url)
+    page.locator("#video-yaml-box").get_by_text("Storyboard file (YAML)").click()
+    page.click("#video-save")
+    wait_video_progress(page, "no scenes")
+    page.click("#video-yaml-example")
+    page.wait_for_function("() => document.querySelector('#video-yaml').innerText.includes('harbour')")
+    page.click("#video-yaml-load")
+    wait_video_progress(page, "Loaded 2 scene(s)")
+    assert table_prompts(page) == ["a quiet harbour at dawn, mist over the water",
+                                   "fishing boats leaving the harbour, golden light"]
+    assert "harbour" not in page.locator("#video-yaml").inner_text()  # cleared: the table renders now
+    page.locator("#video-more").get_by_text("More settings").click()
+    assert page.locator("#video-title textarea").input_value() == "A day at the harbour"
+    assert page.locator("#video-fps input").input_value() == "8"
+    set_cell(page, 1, 2, "3")
+    page.click("#video-save")
+    wait_video_progress(page, "Storyboard saved: 2 scene(s), 5 s")
+    link = page.locator("#video-saved a").first
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    data = yaml.safe_load(open(info.value.path()).read())
+    assert [s["duration"] for s in data["scenes"]] == [2, 3] and data["title"] == "A day at the harbour"
+
+
+@needs_chromium
 def test_stop_ends_a_video_render(ui_page, local_app):
     page = ui_page
     open_video_tab(page, local_app.url)
-    fill_small_video(page, "scene one\nscene two\nscene three")
-    set_number(page, "video-steps", 150)
+    paste_prompts(page, "scene one\nscene two\nscene three")
+    small_settings(page, steps=150)
     before = {p.name for p in local_app.output_dir.rglob("*.mp4")}
     page.click("#video-render")
     page.wait_for_function("() => /step [3-9]\\/150/.test(document.querySelector('#video-progress').innerText)",
