@@ -30,7 +30,8 @@ def test_generate_streams_previews_then_the_final_image(ui_page, local_app):
     page = ui_page
     open_app(page, local_app.url)
     assert "tiny demo model" in page.locator("#backend-badge").inner_text()
-    fill_image_form(page, "a lighthouse at dusk", steps=24, seed=77)
+    # 256 px: steps slow enough (~80 ms) that a busy browser still paints most of them
+    fill_image_form(page, "a lighthouse at dusk", width=256, height=256, steps=24, seed=77)
     page.evaluate(WATCH_JS)
     page.click("#generate")
     text = wait_progress(page, "Done")
