@@ -1,0 +1,155 @@
+"""UI overhead: one image through the running app with gradio_client vs the raw diffusers pipeline call.
+
+Same tiny model, arguments and seed (guidance 5.0, seed 1) for every variant, measured side by side in
+one run, interleaved, medians:
+
+- raw: the very pipeline object the manager runs, called in the bench's thread;
+- manager: `AIModelManager.generate_image` (step previews, saving the PNG with its parameters);
+- app /generate_image: `Client.predict(..., api_name="/generate_image")` on the app as `app.py` builds it
+  (`build_demo`, queue, launched on 127.0.0.1), PNG downloaded by the client;
+- app streaming: the Image tab's own generate event (what the browser runs: a preview image and a
+  progress line per step, then the final image, details, gallery and history), followed through
+  `Client.submit` until done, every streamed update (and its preview file) received by the client;
+- app streaming, files not fetched: the same, with `Client(download_files=False)`: every update still
+  arrives, but the client does not download each preview PNG (a browser fetches them in a process of
+  its own; here the client shares the bench's process, its GIL and the 2 cores with the app).
+
+Each round runs the variants in a rotated order, so none always follows the same one.
+
+Run: .venv/bin/python bench/ui_overhead.py [--repeat 5] [--sizes 64,256] [--steps 4,20]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import torch  # noqa: E402
+
+from common import CPU, row, tiny_settings  # noqa: E402
+
+from engine.manager import AIModelManager  # noqa: E402
+from engine.registry import find_model  # noqa: E402
+
+PROMPT = "a red fox"
+SEED = 1
+GUIDANCE = 5.0
+
+
+def rotated(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median times of the variants after one warm-up each; round r starts at variant r (mod n)."""
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeat):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def ui_generate_endpoint(client):
+    """The Image tab's generate event on the client: found by its function name, as the browser calls it.
+
+    The tab keeps it out of the API page (api_visibility="private"), so gradio_client marks it invalid;
+    the server still serves it (the browser's own queue/join is the same call), so the bench switches the
+    client-side flag back on for this one endpoint.
+    """
+    for index, dependency in enumerate(client.config["dependencies"]):
+        if dependency.get("api_name") == "generate" and dependency.get("api_visibility") == "private":
+            fn_index = dependency.get("id", index)
+            client.endpoints[fn_index].is_valid = True
+            return fn_index
+    raise SystemExit("The Image tab's generate event was not found in the app's config.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--sizes", default="64,256")
+    parser.add_argument("--steps", default="4,20")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    step_counts = [int(s) for s in args.steps.split(",")]
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    from gradio_client import Client
+
+    from ui.app import build_demo, launch_options
+
+    settings = tiny_settings()
+    manager = AIModelManager(settings, hardware=CPU)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(manager.initialize_models())
+    pipe = manager.local.pipeline(find_model("tiny"), manager.weights["tiny"])  # the very pipeline it runs
+
+    demo = build_demo(manager)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
+                            quiet=True, **launch_options(manager))
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="gator-bench-client-"))
+    light_client = Client(url, verbose=False, download_files=False)
+    stream_fn = ui_generate_endpoint(client)
+    ui_generate_endpoint(light_client)
+    streamed: list[int] = []
+
+    print(f"<!-- tiny model on CPU, torch threads {torch.get_num_threads()}; prompt {PROMPT!r}, seed {SEED}, "
+          f"guidance {GUIDANCE}; {args.repeat} runs per variant after one warm-up, interleaved in rotated order -->")
+    print(row("size", "steps", "raw (s)", "manager (s)", "app /generate_image (s)", "app streaming (s)",
+              "app streaming, files not fetched (s)", "manager / raw", "app / raw", "streaming / raw",
+              "streaming, not fetched / raw", "updates streamed"))
+    print(row(*["---"] * 12))
+    try:
+        for size in sizes:
+            for steps in step_counts:
+                kwargs = dict(width=size, height=size, num_inference_steps=steps, guidance_scale=GUIDANCE)
+
+                def raw():
+                    pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(SEED), **kwargs).images[0]
+
+                def managed():
+                    result = loop.run_until_complete(manager.generate_image(PROMPT, seed=SEED, **kwargs))
+                    assert result["status"] == "success", result["error"]
+
+                def app_predict():
+                    path, info = client.predict(PROMPT, "", size, size, steps, GUIDANCE, SEED,
+                                                api_name="/generate_image")
+                    assert info["status"] == "success" and os.path.exists(path), info
+
+                def app_stream(c=client):
+                    # prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler,
+                    # batch (the session's history is a gr.State: the client fills it in). job.result() waits
+                    # on the job's future; iterating the Job instead polls its outputs every 1 ms.
+                    job = c.submit(PROMPT, "", "None", "auto", "auto", size, size, steps, GUIDANCE, SEED,
+                                   "euler", 1, fn_index=stream_fn)
+                    final = job.result()
+                    assert job.status().success and final[0], (job.status(), final)
+                    streamed.append(len(job.outputs()))
+
+                streamed.clear()
+                times = rotated({"raw": raw, "manager": managed, "predict": app_predict, "stream": app_stream,
+                                 "light": lambda: app_stream(light_client)}, args.repeat)
+                base = times["raw"]
+                print(row(f"{size} px", steps, f"{base:.4f}", f"{times['manager']:.4f}", f"{times['predict']:.4f}",
+                          f"{times['stream']:.4f}", f"{times['light']:.4f}", f"{times['manager'] / base:.3f}x",
+                          f"{times['predict'] / base:.3f}x", f"{times['stream'] / base:.3f}x",
+                          f"{times['light'] / base:.3f}x", max(streamed)), flush=True)
+    finally:
+        client.close()
+        light_client.close()
+        demo.close()
+        manager.shutdown()
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()
