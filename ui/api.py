@@ -41,7 +41,7 @@ def register_api(manager: Any, switches: CancelSwitches) -> None:
                 height=defaults["height"] if height is None else height,
                 num_inference_steps=defaults["steps"] if steps is None else steps,
                 guidance_scale=guidance, seed=_seed_value(seed), model=model or AUTO, backend=backend or "auto",
-                sampler=sampler or "euler", cancel=cancel)
+                sampler=sampler or "euler", cancel=cancel, previews=False)
         if result.get("status") != "success" or not result.get("path"):
             raise gr.Error(result.get("error") or "The image could not be generated.", print_exception=False)
         return FileData(path=result["path"]), api_safe(result)

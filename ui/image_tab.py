@@ -121,6 +121,7 @@ class ImageTabHandlers:
         """Stream one or more images: previews and a progress line per step, then each final image."""
         c = self.components
         history = list(history or [])
+        yield {c["finished"]: None}
         try:
             count = max(1, min(MAX_BATCH, int(batch or 1)))
         except (TypeError, ValueError):
@@ -151,18 +152,17 @@ class ImageTabHandlers:
                             timing = (result.get("timings") or {}).get("total_s")
                             took = f" in {timing:.2f} s" if isinstance(timing, (int, float)) else ""
                             prefix = f"Image {index + 1}/{count} · " if count > 1 else ""
-                            yield {
-                                c["image"]: result["path"],
-                                c["progress"]: f"{prefix}✅ Done{took} · {result.get('workflow')} · "
-                                               f"{result.get('model')} · seed {result.get('seed')}",
-                                c["details"]: details_markdown(result),
-                                c["gallery"]: gallery_items(history),
-                                c["history"]: history,
-                                c["last_seed"]: result.get("seed"),
-                                c["download"]: gr.update(value=result["path"], visible=True),
+                            finished = {
+                                "line": f"{prefix}✅ Done{took} · {result.get('workflow')} · "
+                                        f"{result.get('model')} · seed {result.get('seed')}",
+                                "details": details_markdown(result), "path": result["path"],
                             }
+                            # the final image now; the Done line, details, gallery and download follow in
+                            # `show_finished` (outputs left out of the step stream keep each step cheap)
+                            yield {c["image"]: result["path"], c["history"]: history,
+                                   c["last_seed"]: result.get("seed"), c["finished"]: finished}
                         elif isinstance(event, Failed):
-                            yield {c["progress"]: self._failure_line(event.error)}
+                            yield {c["progress"]: self._failure_line(event.error), c["finished"]: None}
                             if not event.error.startswith("Cancelled"):
                                 gr.Warning(event.error)
                             return
@@ -185,6 +185,14 @@ class ImageTabHandlers:
             message = f"Something went wrong: {err}"
             gr.Warning(message)
             yield {c["progress"]: f"❌ {message}"}
+
+    @staticmethod
+    def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):
+        """After a run: the Done line, details, gallery and download of its last finished image."""
+        if not finished:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (finished["line"], finished["details"], gallery_items(list(history or [])),
+                gr.update(value=finished["path"], visible=True))
 
     @staticmethod
     def _failure_line(error: str) -> str:
@@ -290,6 +298,7 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
 
     history = gr.State([])
     last_seed = gr.State(None)
+    finished = gr.State(None)  # the last finished image of the running request
     picked = gr.State(None)
     saved = gr.State([])
 
@@ -356,13 +365,16 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
         "aspect": aspect, "width": width, "height": height, "steps": steps, "guidance": guidance, "seed": seed,
         "sampler": sampler, "batch": batch, "progress": progress, "image": image, "details": details,
         "gallery": gallery, "history": history, "last_seed": last_seed, "download": download,
+        "finished": finished,
     }
 
     inputs = [prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler, batch, history]
-    outputs = [image, progress, details, gallery, history, last_seed, download]
+    outputs = [image, progress, history, last_seed, finished]
     gen_event = gr.on([generate.click, prompt.submit], h.generate, inputs=inputs, outputs=outputs,
                       api_visibility="private", show_progress="hidden", concurrency_limit=4,
                       concurrency_id=GENERATE_CONCURRENCY)
+    gen_event.then(h.show_finished, inputs=[finished, history], outputs=[progress, details, gallery, download],
+                   queue=False, show_progress="hidden", api_visibility="private")
     stop.click(h.stop, outputs=progress, cancels=[gen_event], queue=False, api_visibility="private")
 
     model.input(h.on_model, inputs=model, outputs=[steps, guidance], queue=False, api_visibility="private")
