@@ -12,6 +12,7 @@ from engine.config import Settings  # noqa: E402
 from engine.manager import AIModelManager  # noqa: E402
 from engine.registry import Hardware  # noqa: E402
 from engine.tiny_model import ensure_tiny_model  # noqa: E402
+from tests.support.fake_comfyui import FakeComfyUI  # noqa: E402
 
 CPU = Hardware(device="cpu", device_name="CPU", vram_gb=0.0, ram_gb=16.0)
 
@@ -32,6 +33,25 @@ def settings(tmp_path, tiny_model_dir) -> Settings:
 @pytest.fixture
 async def manager(settings):
     """An initialized AIModelManager on the tiny model, no ComfyUI."""
+    mgr = AIModelManager(settings, hardware=CPU)
+    await mgr.initialize_models()
+    yield mgr
+    mgr.shutdown()
+
+
+@pytest.fixture
+def fake(request):
+    """A fake ComfyUI on a free port; a test module may set FAKE_STEP_DELAY_S (default 0.01 s a step)."""
+    server = FakeComfyUI(step_delay_s=getattr(request.module, "FAKE_STEP_DELAY_S", 0.01)).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def comfy_manager(fake, tmp_path, tiny_model_dir):
+    """An initialized AIModelManager whose ComfyUI is `fake`, with short health and job timeouts."""
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
     mgr = AIModelManager(settings, hardware=CPU)
     await mgr.initialize_models()
     yield mgr

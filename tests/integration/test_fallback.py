@@ -3,33 +3,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from engine.config import Settings
 from engine.events import Done, Fallback, Progress, Started
-from engine.manager import AIModelManager
 from engine.outputs import read_parameters
-from tests.conftest import CPU
-from tests.support.fake_comfyui import FakeComfyUI
 
 SMALL = dict(width=64, height=64, num_inference_steps=3, seed=11)
-
-
-@pytest.fixture
-def fake():
-    server = FakeComfyUI(step_delay_s=0.01).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def comfy_manager(fake, tmp_path, tiny_model_dir):
-    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
-                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
-    mgr = AIModelManager(settings, hardware=CPU)
-    await mgr.initialize_models()
-    yield mgr
-    mgr.shutdown()
 
 
 def wait_until(predicate, timeout: float = 5.0) -> bool:

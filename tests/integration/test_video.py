@@ -15,12 +15,9 @@ from PIL import Image
 
 from engine.config import PROJECT_ROOT, Settings
 from engine.events import Done, Failed, Fallback, Progress
-from engine.manager import AIModelManager
 from engine.outputs import read_parameters
 from engine.storyboard import Scene, Storyboard
 from engine.video import VideoProgress, generate_video, render_storyboard
-from tests.conftest import CPU
-from tests.support.fake_comfyui import FakeComfyUI
 
 SMALL = dict(width=64, height=64, steps=2, quality="draft")
 
@@ -334,21 +331,8 @@ async def test_seed_travel_through_the_manager(manager):
 
 
 # -- ComfyUI failing mid-video ------------------------------------------------------------------
-@pytest.fixture
-def fake():
-    server = FakeComfyUI(step_delay_s=0.0).start()
-    yield server
-    server.close()
+FAKE_STEP_DELAY_S = 0.0  # the `fake` fixture's service time per step
 
-
-@pytest.fixture
-async def comfy_manager(fake, tmp_path, tiny_model_dir):
-    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
-                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
-    mgr = AIModelManager(settings, hardware=CPU)
-    await mgr.initialize_models()
-    yield mgr
-    mgr.shutdown()
 
 
 async def test_comfyui_failure_mid_video_falls_back_and_keeps_order(comfy_manager, fake):

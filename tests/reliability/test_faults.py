@@ -5,33 +5,15 @@ import asyncio
 import threading
 import time
 
-import pytest
 from PIL import Image
 
 from engine.config import Settings
-from engine.manager import AIModelManager
 from engine.outputs import read_parameters
-from tests.conftest import CPU
-from tests.support.fake_comfyui import FakeComfyUI
 
 SMALL = dict(width=64, height=64, num_inference_steps=2)
+FAKE_STEP_DELAY_S = 0.02
 
 
-@pytest.fixture
-def fake():
-    server = FakeComfyUI(step_delay_s=0.02).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def mgr(fake, tmp_path, tiny_model_dir):
-    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
-                        health_interval_s=0.2, health_timeout_s=0.3, comfyui_timeout_s=3.0)
-    manager = AIModelManager(settings, hardware=CPU)
-    await manager.initialize_models()
-    yield manager
-    manager.shutdown()
 
 
 def check_outcome(result: dict, prompt: str, seed: int) -> str:
@@ -46,7 +28,7 @@ def check_outcome(result: dict, prompt: str, seed: int) -> str:
     return result["workflow"]
 
 
-async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(mgr, fake):
+async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(comfy_manager, fake):
     done = 0
     outcomes: list[str] = []
 
@@ -54,7 +36,7 @@ async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(mgr,
         nonlocal done
         for i in range(4):
             prompt, seed = f"client {c} request {i}", 1000 * c + i
-            result = await mgr.generate_image(prompt, seed=seed, **SMALL)
+            result = await comfy_manager.generate_image(prompt, seed=seed, **SMALL)
             outcomes.append(check_outcome(result, prompt, seed))
             done += 1
             if done == 10:
@@ -64,11 +46,11 @@ async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(mgr,
     assert len(outcomes) == 20
     assert "comfyui" in outcomes and "diffusers" in outcomes, outcomes
     assert "error" not in outcomes  # auto mode: ComfyUI dying is absorbed by the fallback
-    paths = list(mgr.settings.output_dir.rglob("*.png"))
+    paths = list(comfy_manager.settings.output_dir.rglob("*.png"))
     assert len(paths) == 20
 
 
-async def test_flapping_server_for_thirty_seconds(mgr, fake):
+async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
     stop = threading.Event()
 
     def flap() -> None:
@@ -83,7 +65,7 @@ async def test_flapping_server_for_thirty_seconds(mgr, fake):
     i = 0
     try:
         while time.monotonic() < deadline:
-            result = await mgr.generate_image(f"flap {i}", seed=i, **SMALL)
+            result = await comfy_manager.generate_image(f"flap {i}", seed=i, **SMALL)
             outcomes.append(check_outcome(result, f"flap {i}", i))
             i += 1
             await asyncio.sleep(0.05)
@@ -91,35 +73,35 @@ async def test_flapping_server_for_thirty_seconds(mgr, fake):
         stop.set()
         flapper.join()
     assert "error" not in outcomes
-    assert len(outcomes) == len(list(mgr.settings.output_dir.rglob("*.png")))
-    flips = [h for h in mgr.monitor.history if h[1] == fake.url]
+    assert len(outcomes) == len(list(comfy_manager.settings.output_dir.rglob("*.png")))
+    flips = [h for h in comfy_manager.monitor.history if h[1] == fake.url]
     # one recorded flip per real change at most (the server changed state ~30 times; ~150 polls ran)
     assert 2 <= len(flips) <= 32
 
 
-async def test_garbage_from_view_falls_back(mgr, fake):
+async def test_garbage_from_view_falls_back(comfy_manager, fake):
     fake.garbage_view = True
-    result = await mgr.generate_image("garbage", seed=1, **SMALL)
+    result = await comfy_manager.generate_image("garbage", seed=1, **SMALL)
     assert check_outcome(result, "garbage", 1) == "diffusers"
     assert "image" in result["fallback_reason"].lower()
-    forced = await mgr.generate_image("garbage", seed=1, backend="comfyui", **SMALL)
+    forced = await comfy_manager.generate_image("garbage", seed=1, backend="comfyui", **SMALL)
     assert forced["status"] == "error" and "image" in forced["error"].lower()
 
 
-async def test_refused_prompt_names_the_node(mgr, fake):
+async def test_refused_prompt_names_the_node(comfy_manager, fake):
     fake.fail_next_prompt(node_errors={"3": {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
                                                            "details": "sampler_name: 'warp' not in [...]",
                                                            "extra_info": {"input_name": "sampler_name",
                                                                           "received_value": "warp"}}],
                                               "dependent_outputs": ["9"], "class_type": "KSampler"}})
-    result = await mgr.generate_image("refused", seed=2, backend="comfyui", **SMALL)
+    result = await comfy_manager.generate_image("refused", seed=2, backend="comfyui", **SMALL)
     assert result["status"] == "error"
     assert "KSampler" in result["error"] and "sampler_name" in result["error"]
 
 
-async def test_unwritable_output_folder(mgr, tmp_path):
+async def test_unwritable_output_folder(comfy_manager, tmp_path):
     blocker = tmp_path / "blocked"
     blocker.write_text("not a folder")
-    mgr.settings = Settings(**{**mgr.settings.__dict__, "output_dir": blocker})
-    result = await mgr.generate_image("nowhere to go", seed=3, **SMALL)
+    comfy_manager.settings = Settings(**{**comfy_manager.settings.__dict__, "output_dir": blocker})
+    result = await comfy_manager.generate_image("nowhere to go", seed=3, **SMALL)
     assert result["status"] == "error" and "Could not save the image" in result["error"]
