@@ -166,7 +166,7 @@ class ImageTabHandlers:
                             if not event.error.startswith("Cancelled"):
                                 gr.Warning(event.error)
                             return
-                        else:
+                        elif not cancel.is_set():  # after Stop, no late step line hides "Stopped"
                             line = progress_line(event, index, count, state)
                             update: dict[Any, Any] = {}
                             if line:

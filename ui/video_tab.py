@@ -300,7 +300,7 @@ class VideoTabHandlers:
                     if event is _END:
                         break
                     update = self._render_event(event, keyframes, prompts)
-                    if update:
+                    if update and not cancel.is_set():  # after Stop, no late step line hides "Stopped"
                         yield update
                 result = task.result()
             except asyncio.CancelledError:
@@ -332,7 +332,7 @@ class VideoTabHandlers:
         stopped = result.get("status") == "cancelled" or error.startswith("Cancelled")
         if not stopped:
             gr.Warning(error)
-        yield {c["progress"]: ("⏹ " if stopped else "❌ ") + error, c["storyboard"]: saved_board}
+        yield {c["progress"]: (f"⏹ Stopped. {error}" if stopped else f"❌ {error}"), c["storyboard"]: saved_board}
 
     def _render_event(self, event: Any, keyframes: list[tuple[Any, str]],
                       prompts: list[str] | None = None) -> dict[Any, Any] | None:
