@@ -204,7 +204,7 @@ class AIModelManager:
             return Plan(None, None, note if self.comfyui is not None else None)
         if model.startswith("comfyui:") or (self.comfyui is not None and self.comfyui.has_model(model)
                                             and not (find_model(model) and find_model(model).local)):
-            return self._plan_comfyui(req, model, local=None)
+            return self._plan_comfyui(req, model)
         spec = find_model(model)
         if spec is None:
             known = ", ".join(m["id"] for m in self.available_models() if m.get("available"))
@@ -213,19 +213,20 @@ class AIModelManager:
             if req.backend == "diffusers":
                 raise InvalidRequest(f"{spec.label} runs on ComfyUI only; choose backend auto or comfyui, "
                                      "or a local model.")
-            return self._plan_comfyui(req, spec.id, local=None)
+            return self._plan_comfyui(req, spec.id)
         if req.backend == "comfyui":
             raise InvalidRequest(f"{spec.label} is a local diffusers model; choose backend auto or diffusers, "
                                  "or a ComfyUI model.")
         return Plan(None, spec)
 
-    def _plan_comfyui(self, req: GenerationRequest, model_id: str, local: ModelSpec | None) -> Plan:
+    def _plan_comfyui(self, req: GenerationRequest, model_id: str) -> Plan:
+        """ComfyUI first when a server has `model_id`; otherwise the best local model (auto) or an error."""
         if self.comfyui is not None and self.comfyui.pick_server(model_id):
-            return Plan(model_id, local)
+            return Plan(model_id, None)
         reason = self._comfyui_unavailable_reason(model_id)
         if req.backend == "comfyui":
             raise BackendUnavailable(reason)
-        return Plan(None, local, reason)
+        return Plan(None, None, reason)
 
     def _comfyui_unavailable_reason(self, model_id: str | None) -> str:
         if self.comfyui is None:
