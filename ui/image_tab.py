@@ -200,9 +200,10 @@ class ImageTabHandlers:
             return f"⏹ Stopped. {error[len('Cancelled:'):].strip()}".strip()
         return f"❌ {error}"
 
-    async def stop(self, request: gr.Request = None) -> str:
+    async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
+        """Stop this session's run: say so, show the images it finished, and let nothing later say "Done"."""
         asked = self.switches.cancel(_session(request))
-        return "⏹ Stopped." if asked else "Nothing is running."
+        return ("⏹ Stopped." if asked else "Nothing is running."), None, gallery_items(list(history or []))
 
     # -- settings helpers ----------------------------------------------------------------------
     def on_model(self, model: str):
@@ -375,7 +376,8 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
                       concurrency_id=GENERATE_CONCURRENCY)
     gen_event.then(h.show_finished, inputs=[finished, history], outputs=[progress, details, gallery, download],
                    queue=False, show_progress="hidden", api_visibility="private")
-    stop.click(h.stop, outputs=progress, cancels=[gen_event], queue=False, api_visibility="private")
+    stop.click(h.stop, inputs=history, outputs=[progress, finished, gallery], cancels=[gen_event], queue=False,
+               api_visibility="private")
 
     model.input(h.on_model, inputs=model, outputs=[steps, guidance], queue=False, api_visibility="private")
     aspect.input(h.on_aspect, inputs=[aspect, width, height], outputs=[width, height], queue=False,

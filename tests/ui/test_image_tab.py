@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 import time
 
-from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text, wait_progress,
-                               wait_step, wait_until)
+from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text, set_number,
+                               wait_progress, wait_step, wait_until)
 
 pytestmark = needs_chromium
 
@@ -170,3 +170,20 @@ def test_aspect_and_quality_presets_and_the_outputs_folder(new_page, local_app):
     other.click("#reuse-parameters")
     assert wait_until(lambda: other.locator("#prompt textarea").input_value() == "a saved harbour", 5)
     assert other.locator("#seed input").input_value() == "31337"
+
+
+def test_stop_during_a_batch_keeps_the_finished_image_and_says_stopped(ui_page, local_app):
+    page = ui_page
+    open_app(page, local_app.url)
+    before = len(local_app.saved_images())
+    fill_image_form(page, "a row of lanterns", steps=60, seed=9)
+    set_number(page, "batch", 3)
+    page.click("#generate")
+    wait_progress(page, "Image 2/3", timeout_ms=60_000)
+    page.click("#stop")
+    wait_progress(page, "Stopped", timeout_ms=10_000)
+    time.sleep(1.5)  # nothing that arrives late may replace the line
+    last = progress_text(page)
+    assert "Stopped" in last and "Done" not in last, last
+    assert len(local_app.saved_images()) == before + 1  # the first image was finished and saved
+    assert history_count(page) == 1
