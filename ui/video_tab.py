@@ -367,8 +367,9 @@ class VideoTabHandlers:
         return None
 
     async def stop(self, request: gr.Request = None) -> str:
+        """Ask this session's render to stop; its own stream then says "Stopped", after its last step line."""
         asked = self.switches.cancel(getattr(request, "session_hash", None))
-        return "⏹ Stopped." if asked else "Nothing is running."
+        return "⏹ Stopping…" if asked else "Nothing is running."
 
 
 def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
@@ -490,9 +491,9 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
     form = [table, negative, storyboard_yaml, quality, transition_duration, width, height, fps, steps, seed,
             seed_policy, model, title]
     save.click(h.save, inputs=form, outputs=[progress, saved], **private)
-    event = render.click(h.render, inputs=[*form, use_ai, make_gif],
-                         outputs=[progress, preview, video, mp4, gif, storyboard, keyframes, details],
-                         api_visibility="private", show_progress="hidden", concurrency_limit=2,
-                         concurrency_id="generate_video")
-    stop.click(h.stop, outputs=progress, cancels=[event], **private)
+    render.click(h.render, inputs=[*form, use_ai, make_gif],
+                     outputs=[progress, preview, video, mp4, gif, storyboard, keyframes, details],
+                     api_visibility="private", show_progress="hidden", concurrency_limit=2,
+                     concurrency_id="generate_video")
+    stop.click(h.stop, outputs=progress, **private)
     return model
