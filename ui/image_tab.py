@@ -201,10 +201,13 @@ class ImageTabHandlers:
         return f"❌ {error}"
 
     async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
-        """Ask this session's run to stop (the engine stops within a step, and the run's own stream
-        then says "Stopped", after its last step line); show the images it finished."""
-        asked = self.switches.cancel(_session(request))
-        return ("⏹ Stopping…" if asked else "Nothing is running."), None, gallery_items(list(history or []))
+        """Ask this session's run to stop and show the images it finished.
+
+        The engine stops within a step; the run's own stream then writes "Stopped" after its last step
+        line (this handler writes no progress line: its answer and the stream's may arrive in any order).
+        """
+        self.switches.cancel(_session(request))
+        return None, gallery_items(list(history or []))
 
     # -- settings helpers ----------------------------------------------------------------------
     def on_model(self, model: str):
@@ -377,7 +380,7 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
                       concurrency_id=GENERATE_CONCURRENCY)
     gen_event.then(h.show_finished, inputs=[finished, history], outputs=[progress, details, gallery, download],
                    queue=False, show_progress="hidden", api_visibility="private")
-    stop.click(h.stop, inputs=history, outputs=[progress, finished, gallery], queue=False, api_visibility="private")
+    stop.click(h.stop, inputs=history, outputs=[finished, gallery], queue=False, api_visibility="private")
 
     model.input(h.on_model, inputs=model, outputs=[steps, guidance], queue=False, api_visibility="private")
     aspect.input(h.on_aspect, inputs=[aspect, width, height], outputs=[width, height], queue=False,

@@ -366,10 +366,10 @@ class VideoTabHandlers:
             return None
         return None
 
-    async def stop(self, request: gr.Request = None) -> str:
-        """Ask this session's render to stop; its own stream then says "Stopped", after its last step line."""
-        asked = self.switches.cancel(getattr(request, "session_hash", None))
-        return "⏹ Stopping…" if asked else "Nothing is running."
+    async def stop(self, request: gr.Request = None) -> None:
+        """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
+        (this handler writes no progress line: its answer and the stream's may arrive in any order)."""
+        self.switches.cancel(getattr(request, "session_hash", None))
 
 
 def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
@@ -495,5 +495,5 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
                      outputs=[progress, preview, video, mp4, gif, storyboard, keyframes, details],
                      api_visibility="private", show_progress="hidden", concurrency_limit=2,
                      concurrency_id="generate_video")
-    stop.click(h.stop, outputs=progress, **private)
+    stop.click(h.stop, **private)
     return model
