@@ -202,10 +202,15 @@ def progress_text(page) -> str:
     return page.locator("#progress-line").inner_text()
 
 
-def wait_progress(page, needle: str, timeout_ms: int = 30_000) -> str:
-    page.wait_for_function("(n) => document.querySelector('#progress-line').innerText.includes(n)", arg=needle,
+def wait_text(page, elem_id: str, needle: str, timeout_ms: int = 30_000) -> str:
+    """Wait until the element `#elem_id` shows `needle`; return its text."""
+    page.wait_for_function("([id, n]) => document.getElementById(id).innerText.includes(n)", arg=[elem_id, needle],
                            timeout=timeout_ms)
-    return progress_text(page)
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_progress(page, needle: str, timeout_ms: int = 30_000) -> str:
+    return wait_text(page, "progress-line", needle, timeout_ms)
 
 
 def wait_step(page, at_least: int, timeout_ms: int = 60_000) -> str:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.storyboard import Storyboard
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress
+from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress, wait_text
 from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
                             rows_of, scenes_of)
 from ui.video_tab import EXAMPLE_YAML, scene_prompts, table_request, table_storyboard
@@ -161,9 +161,7 @@ def video_progress(page) -> str:
 
 
 def wait_video_progress(page, needle: str, timeout_ms: int = 20_000) -> str:
-    page.wait_for_function("(n) => document.querySelector('#video-progress').innerText.includes(n)", arg=needle,
-                           timeout=timeout_ms)
-    return video_progress(page)
+    return wait_text(page, "video-progress", needle, timeout_ms)
 
 
 def keyframe_captions(page) -> list[str]:
