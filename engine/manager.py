@@ -155,10 +155,9 @@ class AIModelManager:
 
     def active_backend(self) -> dict[str, str]:
         """What a request with default settings would run on now: the live badge's content."""
-        comfy_model = self.default_comfyui_model()
-        if comfy_model:
-            label = next((m["label"] for m in self.comfyui_models() if m["id"] == comfy_model), comfy_model)
-            return {"backend": "comfyui", "label": f"ComfyUI · {label}", "reason": ""}
+        comfy_models = self.comfyui_models()  # the first is what default_comfyui_model() picks
+        if comfy_models:
+            return {"backend": "comfyui", "label": f"ComfyUI · {comfy_models[0]['label']}", "reason": ""}
         if self.comfyui is not None and self.comfyui_up():
             reason = "no model installed on ComfyUI"
         elif self.comfyui is not None:
