@@ -171,6 +171,9 @@ class Storyboard:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise InvalidRequest(f"The storyboard is not valid YAML or JSON: {err}") from err
+        if isinstance(data, str):  # one line of text: maybe a file name, which is never opened
+            raise InvalidRequest("The storyboard must be YAML or JSON text with a 'scenes' list; a file name is "
+                                 "not opened: paste the file's text or upload the file.")
         return cls.from_dict(data)
 
     def dumps(self, fmt: str = "yaml") -> str:

@@ -617,13 +617,12 @@ def _coerce_storyboard(prompt: Any, storyboard: Any, video_type: str, quality: s
         board = copy.deepcopy(storyboard)
     elif isinstance(storyboard, dict):
         board = Storyboard.from_dict(storyboard)
-    elif isinstance(storyboard, Path) or (isinstance(storyboard, str) and "\n" not in storyboard
-                                          and storyboard.strip().lower().endswith((".json", ".yaml", ".yml"))):
+    elif isinstance(storyboard, Path):  # only a Python caller can hand over a path object
         board = Storyboard.load(storyboard)
-    elif isinstance(storyboard, str):
+    elif isinstance(storyboard, str):  # always text, never a file name: web callers cannot read server files
         board = Storyboard.parse(storyboard)
     else:
-        raise InvalidRequest("The storyboard must be a Storyboard, a mapping, YAML/JSON text or a file path.")
+        raise InvalidRequest("The storyboard must be a Storyboard, a mapping, YAML/JSON text or a pathlib.Path.")
     known = set(Storyboard.__dataclass_fields__) - {"scenes"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -643,7 +642,8 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
                          on_event: Callable[[Any], Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Render a list of prompts (the seed's signature) or a storyboard; return the result dict.
 
-    `storyboard` may be a Storyboard, a mapping, YAML/JSON text or a .yaml/.json path; `quality` applies
+    `storyboard` may be a Storyboard, a mapping, YAML/JSON text or a `pathlib.Path` of a .yaml/.json file
+    (a string is always text, never opened as a file, so web callers cannot read the server's files); `quality` applies
     to a list of prompts (a storyboard keeps its own). `overrides` set Storyboard fields (width, height,
     seed, seed_policy, steps, guidance_scale, model, title) and, for prompts, duration, transition,
     transition_duration and negative_prompt. `on_event` (sync or async) sees every event. Never raises

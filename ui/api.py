@@ -53,7 +53,8 @@ def register_api(manager: Any, switches: CancelSwitches) -> None:
                              steps: int | None = None, seed: int = -1, seed_policy: str = "increment",
                              model: str = AUTO, negative_prompt: str = "", title: str = "",
                              request: gr.Request = None) -> tuple[FileData, dict]:
-        """Render a storyboard video: `prompts` one scene per line, or `storyboard` as YAML/JSON text.
+        """Render a storyboard video: `prompts` one scene per line, or `storyboard` as YAML/JSON text (the text
+        itself: a file name is never opened on the server).
 
         Empty sizes, fps and steps come from the quality preset (draft, standard, high). With
         use_ai_generation=False the keyframes are title cards (no model). Returns the mp4 and a dict:

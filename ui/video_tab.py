@@ -32,6 +32,7 @@ SEED_POLICIES = [("a new seed per scene (base + n)", "increment"), ("the same se
                  ("each scene's own seed (empty: random)", "per_scene")]
 TRANSITIONS = [("crossfade", "crossfade"), ("cut", "cut"), ("seed travel", "seed travel")]
 THUMB_SIDE = 256
+MAX_STORYBOARD_BYTES = 256 * 1024
 EXAMPLE_YAML = """title: A day at the harbour
 quality: draft
 fps: 8
@@ -248,6 +249,24 @@ class VideoTabHandlers:
             update[c[key]] = value
         return update
 
+    @staticmethod
+    def open_file(upload: Any):
+        """The text of an uploaded storyboard file, into the YAML box (the server's own files are never read)."""
+        path = getattr(upload, "name", upload)
+        if not path:
+            return gr.skip(), "❌ No file was uploaded."
+        try:
+            data = Path(path).read_bytes()[:MAX_STORYBOARD_BYTES + 1]
+        except OSError:
+            return gr.skip(), "❌ The uploaded file could not be read; upload it again."
+        if len(data) > MAX_STORYBOARD_BYTES:
+            return gr.skip(), f"❌ A storyboard file is at most {MAX_STORYBOARD_BYTES // 1024} KB."
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return gr.skip(), "❌ The uploaded file is not UTF-8 text; upload a .yaml or .json storyboard."
+        return text, "Storyboard file opened in the YAML box: render it, or load it into the table."
+
     def save(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
              width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str, title: str):
         c = self.components
@@ -444,6 +463,8 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
                     example = gr.Button("Insert an example", size="sm", elem_id="video-yaml-example")
                     load = gr.Button("Load into the table", size="sm", elem_id="video-yaml-load")
                     save = gr.Button("Save storyboard (YAML)", size="sm", elem_id="video-save")
+                    upload = gr.UploadButton("Open a storyboard file", file_types=[".yaml", ".yml", ".json"],
+                                             size="sm", elem_id="video-yaml-upload")
                 saved = gr.File(label="Saved storyboard", visible=False, interactive=False, elem_id="video-saved")
             with gr.Row():
                 render = gr.Button("Render video", variant="primary", elem_id="video-render")
@@ -488,6 +509,7 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
     load.click(h.load_yaml, inputs=storyboard_yaml,
                outputs=[table, selected, selection, storyboard_yaml, progress, quality, transition_duration, width,
                         height, fps, steps, seed, seed_policy, model, title], **private)
+    upload.upload(h.open_file, inputs=upload, outputs=[storyboard_yaml, progress], **private)
     form = [table, negative, storyboard_yaml, quality, transition_duration, width, height, fps, steps, seed,
             seed_policy, model, title]
     save.click(h.save, inputs=form, outputs=[progress, saved], **private)

@@ -186,7 +186,7 @@ async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs
 
 async def test_storyboard_file_and_overrides(tmp_path):
     path = cards(Scene("a fox", duration=1), Scene("a harbour", duration=1), fps=4).save(tmp_path / "b.yaml")
-    result = await generate_video(None, Settings(output_dir=tmp_path / "out"), storyboard=str(path),
+    result = await generate_video(None, Settings(output_dir=tmp_path / "out"), storyboard=path,
                                   use_ai_generation=False, fps=6, title="Trip")
     assert result["status"] == "success" and result["fps"] == 6 and result["frames"] == 12
     assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 12
