@@ -103,7 +103,8 @@ def main() -> None:
     manager = AIModelManager(tiny_settings(comfyui_urls=[fake.url], enable_comfyui=True), hardware=CPU)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(manager.initialize_models())
-    model_id = manager.default_comfyui_model()
+    comfyui = manager.backends["comfyui"]
+    model_id = comfyui.default_model().id if comfyui.default_model() else None
     assert model_id, "the fake's checkpoint was not discovered"
     client = ComfyUIClient(fake.url, timeout_s=60)
     encode_ms = statistics.median(_timed(lambda: _preview_jpeg(5, 10, fake.preview_size, SIZE, SIZE))
@@ -120,8 +121,8 @@ def main() -> None:
         fake.step_delay_s = delay
         req = GenerationRequest(prompt="a lighthouse in fog", width=SIZE, height=SIZE, num_inference_steps=steps,
                                 seed=7, model=model_id).validated()
-        plan = manager.comfyui.plan_for(model_id, manager.monitor.state(fake.url).models)
-        graph = manager.comfyui.build_graph(req, plan)
+        variant = comfyui.variant_for(comfyui.find(model_id), comfyui.monitor.state(fake.url).models)
+        graph = comfyui.build_graph(req, variant)
 
         variants = {f"raw poll {p * 1000:g}ms": (lambda p=p: raw_poll(fake.url, graph, p)) for p in polls}
         variants["client (ws)"] = lambda: via_client(client, graph)

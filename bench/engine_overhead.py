@@ -26,7 +26,8 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     loop.run_until_complete(manager.initialize_models())
     loop.run_until_complete(manager.generate_image("warm", width=64, height=64, num_inference_steps=1, seed=0))
-    pipe = manager.local.pipeline(find_model("tiny"), manager.weights["tiny"])  # the very pipeline it runs
+    local = manager.router.last_resort
+    pipe = local.pipeline(find_model("tiny"), local.weights["tiny"])  # the very pipeline it runs
 
     print(row("size", "steps", "raw pipeline (s)", "manager, previews on (s)", "manager, previews off (s)",
               "ratio on", "ratio off"))

@@ -73,9 +73,9 @@ def down_vs_disabled(loop, fake: MarkedFake, repeat: int) -> None:
     down = AIModelManager(tiny_settings(comfyui_urls=[fake.url], enable_comfyui=True), hardware=CPU)  # 2 s / 2 s
     for m in (off, down):
         loop.run_until_complete(m.initialize_models())
-    assert down.comfyui_up()
+    assert down.backends["comfyui"].up()
     fake.stop()
-    assert down.monitor.wait_for(fake.url, False, 10.0)
+    assert down.backends["comfyui"].monitor.wait_for(fake.url, False, 10.0)
     managers = {"ComfyUI disabled (GATOR_ENABLE_COMFYUI=0)": off, "ComfyUI down, monitor knows": down}
     samples: dict[str, dict[str, list[float]]] = {name: {"started": [], "progress": [], "done": []} for name in managers}
     for m in managers.values():
@@ -126,7 +126,8 @@ def mid_request(loop, fake: MarkedFake, repeat: int, at_step: int = 2) -> None:
              f"server stopped after step {at_step}": stop_server}
     for i in range(repeat):
         for name, case in (list(cases.items()) if i % 2 == 0 else list(cases.items())[::-1]):
-            if not manager.monitor.wait_for(fake.url, True, 10.0) or not manager.default_comfyui_model():
+            comfyui = manager.backends["comfyui"]
+            if not comfyui.monitor.wait_for(fake.url, True, 10.0) or not comfyui.default_model():
                 raise RuntimeError("ComfyUI did not come back between trials")
             marks = case()
             assert marks["workflow"] == "diffusers" and "dead" in marks, marks

@@ -91,7 +91,8 @@ def main() -> None:
     manager = AIModelManager(settings, hardware=CPU)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(manager.initialize_models())
-    pipe = manager.local.pipeline(find_model("tiny"), manager.weights["tiny"])  # the very pipeline it runs
+    local = manager.router.last_resort
+    pipe = local.pipeline(find_model("tiny"), local.weights["tiny"])  # the very pipeline it runs
 
     demo = build_demo(manager)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,

@@ -18,7 +18,7 @@ class Queued:
 class Started:
     """A backend has begun work on the request."""
 
-    backend: str  # "comfyui" | "diffusers"
+    backend: str  # the backend's name (engine/backends/)
     model: str
     server: str | None = None
 
@@ -38,7 +38,7 @@ class Fallback:
     """The first-choice backend failed; the request continues on another one."""
 
     reason: str
-    to_backend: str = "diffusers"
+    to_backend: str
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ class ModelSpec:
 
     id: str
     label: str
-    engine: str  # comfyui | diffusers | tiny
+    backend: str  # the name of the backend that runs it (engine/backends/)
     family: str
     rank: int = 0
     hub_id: str | None = None
@@ -33,12 +33,8 @@ class ModelSpec:
     default_steps: int = 20
     default_guidance: float = 7.0
     native_size: int = 512
-    comfyui: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def local(self) -> bool:
-        """True for models the diffusers backend runs on this machine."""
-        return self.engine in ("diffusers", "tiny")
+    comfyui: list[dict[str, Any]] = field(default_factory=list)  # ComfyUI workflow variants: {workflow, files}
+    builtin: bool = False  # made from config with random weights (the tiny demo model): runs anywhere
 
 
 @lru_cache(maxsize=None)
@@ -103,7 +99,7 @@ def probe_hardware() -> Hardware:
 
 def fits(spec: ModelSpec, hw: Hardware) -> bool:
     """Whether `spec` can run locally on `hw` (GPU memory for accelerators, RAM always)."""
-    if spec.engine == "tiny":
+    if spec.builtin:
         return True
     if hw.device == "cpu":
         # On the CPU a model needs its RAM and is slow, but it runs: honour min_ram_gb only.
@@ -113,18 +109,17 @@ def fits(spec: ModelSpec, hw: Hardware) -> bool:
 
 def needs_offload(spec: ModelSpec, hw: Hardware) -> bool:
     """True when the model fits only with `enable_model_cpu_offload` (GPU memory is tight)."""
-    return hw.device == "cuda" and spec.engine != "tiny" and hw.vram_gb < spec.size_gb * 1.6
+    return hw.device == "cuda" and not spec.builtin and hw.vram_gb < spec.size_gb * 1.6
 
 
-def best_local_model(hw: Hardware, available: set[str] | None = None) -> ModelSpec:
-    """The highest-ranked local model that fits `hw` (and whose weights are available, when given)."""
-    for spec in load_catalogue():
-        if not spec.local or not fits(spec, hw):
-            continue
-        if available is not None and spec.id not in available and spec.engine != "tiny":
-            continue
-        return spec
-    return next(s for s in load_catalogue() if s.engine == "tiny")
+def builtin_model() -> ModelSpec:
+    """The model that always runs (the tiny demo model)."""
+    return next(s for s in load_catalogue() if s.builtin)
+
+
+def catalogue_for(backend: str) -> list[ModelSpec]:
+    """The catalogue entries a backend runs, best first."""
+    return [s for s in load_catalogue() if s.backend == backend]
 
 
 @lru_cache(maxsize=None)

@@ -1,46 +1,52 @@
-"""A generation request and the checks that keep bad input away from the backends."""
+"""A generation request, validated once into a typed object (the limits and sentences come from engine/params.py)."""
 from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
+from . import params as P
 from .errors import InvalidRequest
 from .registry import load_samplers
 
-MIN_SIDE, MAX_SIDE = 64, 2048
-MAX_STEPS = 150
-MAX_SEED = 2**32 - 1
-BACKENDS = ("auto", "comfyui", "diffusers")
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """Everything one image needs. `seed=None` or -1 means "pick one at random"."""
+    """Everything one image (or a batch of them) needs. `seed=None` or -1 means "pick one at random"."""
 
     prompt: str
     negative_prompt: str = ""
-    width: int = 1024
-    height: int = 1024
-    num_inference_steps: int = 20
-    guidance_scale: float | None = None
+    width: int = P.WIDTH.default
+    height: int = P.HEIGHT.default
+    num_inference_steps: int = P.STEPS.default
+    guidance_scale: float | None = P.GUIDANCE.default
     seed: int | None = None
     model: str | None = None
-    backend: str = "auto"
-    sampler: str = "euler"
+    backend: str = AUTO
+    sampler: str = P.SAMPLER.default
+    batch_count: int = P.BATCH_COUNT.default
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def validated(self) -> "GenerationRequest":
-        """Return a copy with a concrete seed, or raise InvalidRequest with every problem found."""
-        problems = validation_errors(self)
+    def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None) -> "GenerationRequest":
+        """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
+
+        `backends` are the backend names a request may ask for (besides auto).
+        """
+        problems = validation_errors(self, backends)
         if problems:
             raise InvalidRequest(" ".join(problems))
-        seed = self.seed
-        if seed is None or int(seed) == -1:
-            seed = random.randint(0, MAX_SEED)
-        return replace(self, prompt=self.prompt.strip(), seed=int(seed), sampler=sampler_key(self.sampler),
+        return replace(self, prompt=self.prompt.strip(), negative_prompt=self.negative_prompt or "",
+                       seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
-                       num_inference_steps=int(self.num_inference_steps))
+                       num_inference_steps=int(self.num_inference_steps),
+                       guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
+                       model=(self.model or "").strip() or None, batch_count=int(self.batch_count))
+
+    def for_image(self, index: int) -> "GenerationRequest":
+        """The request of image `index` of the batch: its own seed, batch of one."""
+        return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,49 +54,33 @@ class GenerationRequest:
 
 def sampler_key(name: Any) -> str:
     """The samplers.yaml key for a key or a label ("dpmpp_2m_karras" or "DPM++ 2M Karras")."""
-    text = str(name or "euler").strip()
+    text = str(name or P.SAMPLER.default).strip()
     for key, entry in load_samplers().items():
         if text.lower() in (key, str(entry.get("label", "")).lower()):
             return key
     return text
 
 
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and value.is_integer()
-
-
-def validation_errors(req: GenerationRequest) -> list[str]:
+def validation_errors(req: GenerationRequest, backends: Sequence[str] = ()) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
     problems: list[str] = []
-    if not isinstance(req.prompt, str) or not req.prompt.strip():
+    if not isinstance(req.prompt, str):
+        problems.append("The prompt must be text.")
+    elif not req.prompt.strip():
         problems.append("The prompt is empty: describe the image you want.")
-    for name, value in (("Width", req.width), ("Height", req.height)):
-        if not _is_int(value):
-            problems.append(f"{name} must be a whole number of pixels (got {value!r}).")
-        elif not MIN_SIDE <= int(value) <= MAX_SIDE:
-            problems.append(f"{name} must be between {MIN_SIDE} and {MAX_SIDE} pixels (got {int(value)}).")
-        elif int(value) % 8:
-            problems.append(f"{name} must be a multiple of 8 (got {int(value)}; try {int(value) // 8 * 8}).")
-    steps = req.num_inference_steps
-    if not _is_int(steps) or not 1 <= int(steps) <= MAX_STEPS:
-        problems.append(f"Steps must be a whole number from 1 to {MAX_STEPS} (got {steps!r}).")
-    if req.guidance_scale is not None:
-        try:
-            g = float(req.guidance_scale)
-        except (TypeError, ValueError):
-            problems.append(f"Guidance scale must be a number (got {req.guidance_scale!r}).")
-        else:
-            if g != g or g < 0 or g > 50:
-                problems.append(f"Guidance scale must be between 0 and 50 (got {req.guidance_scale!r}).")
-    if req.seed is not None and not (_is_int(req.seed) and -1 <= int(req.seed) <= MAX_SEED):
-        problems.append(f"Seed must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {req.seed!r}).")
+    if req.negative_prompt is not None and not isinstance(req.negative_prompt, str):
+        problems.append("The negative prompt must be text.")
+    for param, value in ((P.WIDTH, req.width), (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps),
+                         (P.GUIDANCE, req.guidance_scale), (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count)):
+        problem = param.problem(value)
+        if problem:
+            problems.append(problem)
     samplers = load_samplers()
     if sampler_key(req.sampler) not in samplers:
         problems.append(f"Sampler must be one of {', '.join(samplers)} (got {req.sampler!r}).")
-    if req.backend not in BACKENDS:
-        problems.append(f"Backend must be one of {', '.join(BACKENDS)} (got {req.backend!r}).")
+    if req.model is not None and not isinstance(req.model, str):
+        problems.append("The model must be a model name.")
+    choices = (AUTO, *backends)
+    if req.backend not in choices:
+        problems.append(f"Backend must be one of {', '.join(choices)} (got {req.backend!r}).")
     return problems

@@ -10,12 +10,13 @@ import random
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
 from .config import PRESETS_DIR
 from .errors import InvalidRequest
+from .params import GUIDANCE, HEIGHT, SEED, STEPS, WIDTH, concrete_seed, is_number, seed_after
 
 TRANSITIONS = ("cut", "crossfade", "seed_travel")
 SEED_POLICIES = ("fixed", "per_scene", "increment")
@@ -29,9 +30,6 @@ POLICY_ALIASES = {"perscene": "per_scene", "scene": "per_scene", "same": "fixed"
 
 MAX_TOTAL_S = 600.0  # ten minutes
 MIN_FPS, MAX_FPS = 1, 60
-MIN_SIDE, MAX_SIDE = 64, 2048
-MAX_STEPS = 150
-MAX_SEED = 2**32 - 1
 DEFAULT_DURATION_S = 2.0
 DEFAULT_TRANSITION_S = 0.5
 DEFAULT_QUALITY = "standard"
@@ -53,19 +51,29 @@ def _canonical(name: Any, aliases: dict[str, str]) -> Any:
     return aliases.get(key, key)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return _is_number(value) and float(value).is_integer()
-
-
 def _seconds(total: float) -> str:
     if total < 60:
         return f"{total:g} s"
     minutes, secs = divmod(total, 60)
     return f"{int(minutes)} min {secs:.0f} s"
+
+
+def _policy_problem(policy: Any) -> str | None:
+    if policy in SEED_POLICIES:
+        return None
+    return f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {policy!r})."
+
+
+def scene_seeds(policy: str, base: Any, own: Sequence[Any], rng: random.Random | None = None) -> list[int]:
+    """One concrete seed per scene under a seed policy: fixed gives every scene the base seed, increment gives
+    scene n base + n, per_scene gives each scene its `own` seed. A random (-1 or None) seed is drawn from `rng`."""
+    rng = rng or random.Random()
+    if policy == "per_scene":
+        return [concrete_seed(seed, rng) for seed in own]
+    if problem := _policy_problem(policy):
+        raise InvalidRequest(problem)
+    first = concrete_seed(base, rng)
+    return [first if policy == "fixed" else seed_after(first, n) for n in range(len(own))]
 
 
 def frame_counts(durations: Iterable[float], fps: float) -> list[int]:
@@ -159,6 +167,18 @@ class Storyboard:
         settings = {k: v for k, v in data.items() if k in known and k != "scenes"}
         return cls(scenes=scenes, **settings)
 
+    def with_overrides(self, **overrides: Any) -> "Storyboard":
+        """A copy with these settings replaced (any field but scenes); the original is left alone.
+
+        Raises InvalidRequest naming unknown settings (values are checked by validate()).
+        """
+        known = {f.name for f in fields(self)} - {"scenes"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InvalidRequest(f"Unknown video option(s): {', '.join(unknown)}. "
+                                 f"Known options: {', '.join(sorted(known))}.")
+        return replace(self, scenes=[replace(s) for s in self.scenes], **overrides)
+
     def to_dict(self) -> dict[str, Any]:
         """A plain mapping that from_dict reads back to an equal storyboard."""
         return asdict(self)
@@ -222,7 +242,7 @@ class Storyboard:
 
     @property
     def total_duration(self) -> float:
-        return float(sum(s.duration for s in self.scenes if _is_number(s.duration)))
+        return float(sum(s.duration for s in self.scenes if is_number(s.duration)))
 
     def frame_counts(self) -> list[int]:
         """Frames per scene at this storyboard's (resolved) fps."""
@@ -240,27 +260,15 @@ class Storyboard:
         out: list[str] = []
         if self.quality not in quality_presets():
             out.append(f"Quality must be one of {', '.join(quality_presets())} (got {self.quality!r}).")
-        if self.seed_policy not in SEED_POLICIES:
-            out.append(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {self.seed_policy!r}).")
+        if problem := _policy_problem(self.seed_policy):
+            out.append(problem)
         board = self.resolved()
-        fps_ok = _is_number(board.fps) and MIN_FPS <= board.fps <= MAX_FPS
+        fps_ok = is_number(board.fps) and MIN_FPS <= board.fps <= MAX_FPS
         if not fps_ok:
             out.append(f"Frames per second must be between {MIN_FPS} and {MAX_FPS} (got {board.fps!r}).")
-        for name, value in (("Width", board.width), ("Height", board.height)):
-            if not _is_int(value):
-                out.append(f"{name} must be a whole number of pixels (got {value!r}).")
-            elif not MIN_SIDE <= int(value) <= MAX_SIDE:
-                out.append(f"{name} must be between {MIN_SIDE} and {MAX_SIDE} pixels (got {int(value)}).")
-            elif int(value) % 8:
-                out.append(f"{name} must be a multiple of 8 (got {int(value)}; try {int(value) // 8 * 8}).")
-        if not _is_int(board.steps) or not 1 <= board.steps <= MAX_STEPS:
-            out.append(f"Steps must be a whole number from 1 to {MAX_STEPS} (got {board.steps!r}).")
-        if board.guidance_scale is not None and not (_is_number(board.guidance_scale)
-                                                     and 0 <= board.guidance_scale <= 50):
-            out.append(f"Guidance scale must be between 0 and 50 (got {board.guidance_scale!r}).")
-        if not _valid_seed(self.seed):
-            out.append(f"The storyboard seed must be -1 (random) or a whole number from 0 to {MAX_SEED} "
-                       f"(got {self.seed!r}).")
+        out += [problem for problem in (WIDTH.problem(board.width), HEIGHT.problem(board.height),
+                                        STEPS.problem(board.steps), GUIDANCE.problem(board.guidance_scale),
+                                        SEED.problem(self.seed, "The storyboard seed")) if problem]
         if not isinstance(self.title, str):
             out.append("The title must be text.")
         if not self.scenes:
@@ -280,7 +288,7 @@ class Storyboard:
                 out.append(f"Scene {number} has an empty prompt: describe what the scene shows.")
             if not isinstance(scene.negative_prompt, str):
                 out.append(f"Scene {number}'s negative prompt must be text.")
-            if not _is_number(scene.duration):
+            if not is_number(scene.duration):
                 out.append(f"Scene {number}'s duration must be a number of seconds (got {scene.duration!r}).")
             elif scene.duration <= 0:
                 out.append(f"Scene {number}'s duration must be more than 0 seconds (got {scene.duration:g}).")
@@ -293,32 +301,14 @@ class Storyboard:
             if scene.transition not in TRANSITIONS:
                 out.append(f"Scene {number}'s transition must be one of {', '.join(TRANSITIONS)} "
                            f"(got {scene.transition!r}).")
-            if not _is_number(scene.transition_duration) or scene.transition_duration < 0:
+            if not is_number(scene.transition_duration) or scene.transition_duration < 0:
                 out.append(f"Scene {number}'s transition duration must be 0 or more seconds "
                            f"(got {scene.transition_duration!r}).")
-            if not _valid_seed(scene.seed):
-                out.append(f"Scene {number}'s seed must be -1 (random) or a whole number from 0 to {MAX_SEED} "
-                           f"(got {scene.seed!r}).")
+            if problem := SEED.problem(scene.seed, f"Scene {number}'s seed"):
+                out.append(problem)
         return out
 
     # -- seeds ---------------------------------------------------------------------------------
     def resolve_seeds(self, rng: random.Random | None = None) -> list[int]:
-        """One concrete seed per scene: fixed (all the base seed), per_scene (scene seed or random),
-        increment (base + scene index). A missing or -1 seed is drawn from `rng`."""
-        rng = rng or random.Random()
-
-        def concrete(seed: int | None) -> int:
-            return rng.randint(0, MAX_SEED) if seed is None or int(seed) == -1 else int(seed)
-
-        if self.seed_policy == "per_scene":
-            return [concrete(scene.seed) for scene in self.scenes]
-        base = concrete(self.seed)
-        if self.seed_policy == "fixed":
-            return [base] * len(self.scenes)
-        if self.seed_policy == "increment":
-            return [(base + i) % (MAX_SEED + 1) for i in range(len(self.scenes))]
-        raise InvalidRequest(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {self.seed_policy!r}).")
-
-
-def _valid_seed(seed: Any) -> bool:
-    return seed is None or (_is_int(seed) and -1 <= int(seed) <= MAX_SEED)
+        """One concrete seed per scene under this storyboard's seed policy (see scene_seeds)."""
+        return scene_seeds(self.seed_policy, self.seed, [scene.seed for scene in self.scenes], rng)

@@ -1,4 +1,4 @@
-"""Storyboard -> keyframes -> frame timeline with transitions -> H.264 mp4 (and optional GIF).
+"""Storyboard -> keyframes -> frame timeline with transitions -> H.264 mp4 (and optional GIF), as a stream of events.
 
 Every keyframe goes through the manager's `stream_image` (passed in as a callable, so this module never
 imports the manager), which picks ComfyUI or diffusers per frame and falls back on its own. With
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import colorsys
-import copy
 import hashlib
 import json
 import logging
 import math
 import re
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from .storyboard import Storyboard
 logger = logging.getLogger(__name__)
 
 StreamImage = Callable[..., AsyncIterator[Event]]
-VIDEO_TYPES = ("multi_frame", "storyboard")
+VIDEO_TYPES = ("multi_frame", "storyboard")  # how a text prompt is read: one scene per line, or storyboard YAML/JSON
 MACRO_BLOCK = 16
 ENCODE_CHUNK = 24  # frames handed to ffmpeg per thread hop (progress and cancel granularity)
 GIF_MAX_SIDE = 512
@@ -237,6 +237,7 @@ class _Render:
     seeds: list[int]
     use_ai: bool
     cancel: asyncio.Event | None
+    video_type: str = "storyboard"
     scenes: list[dict[str, Any]] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)  # scene keyframes, then in-betweens
     transitions: list[dict[str, Any]] = field(default_factory=list)
@@ -269,7 +270,8 @@ class _Render:
             "width": board.width, "height": board.height,
             "scenes": [dict(s) for s in self.scenes], "transitions": [dict(t) for t in self.transitions],
             "seeds": list(self.seeds), "quality": board.quality, "seed_policy": board.seed_policy,
-            "use_ai_generation": self.use_ai, "warnings": list(self.warnings), "timings": dict(self.timings),
+            "video_type": self.video_type, "use_ai_generation": self.use_ai, "warnings": list(self.warnings),
+            "timings": dict(self.timings),
             **extra,
         }
 
@@ -307,7 +309,7 @@ class _Render:
                                                   model=board.model):
                     yield event
                 image = done["image"]
-                info.update(workflow=done.get("workflow") or "diffusers", model=done.get("model"),
+                info.update(workflow=done.get("workflow"), model=done.get("model"),
                             model_id=done.get("model_id"), path=done.get("path"),
                             fallback_reason=done.get("fallback_reason"))
                 self.warnings += [f"Scene {i + 1}: {w}" for w in done.get("warnings") or []]
@@ -392,11 +394,8 @@ class _Render:
         a, b = self.scenes[i], self.scenes[i + 1]
         if not self.use_ai:
             return "seed travel needs AI keyframes (title-card preview)"
-        for scene in (a, b):
-            if scene["workflow"] != "diffusers":
-                return f"seed travel needs diffusers keyframes, and scene {scene['index']} ran on {scene['workflow']}"
-        if a.get("model_id") != b.get("model_id"):
-            return "seed travel needs both scenes on the same model"
+        if (a["workflow"], a.get("model_id")) != (b["workflow"], b.get("model_id")):
+            return "seed travel needs both scenes on the same backend and model"
         return None
 
     async def _travel(self, plan: dict[str, Any]) -> AsyncIterator[Event | VideoProgress]:
@@ -412,7 +411,7 @@ class _Render:
             try:
                 async for event in self._generate(
                         label, done, prompt=a.prompt, negative_prompt=a.negative_prompt, seed=self.seeds[i],
-                        model=self.scenes[i].get("model_id"), backend="diffusers",
+                        model=self.scenes[i].get("model_id"), backend=self.scenes[i]["workflow"],
                         extra={"interpolate": {"seed_b": self.seeds[i + 1], "prompt_b": b.prompt,
                                                "negative_prompt_b": b.negative_prompt, "t": t}}):
                     yield event
@@ -421,17 +420,11 @@ class _Render:
                 plan.update(used="crossfade", anchors=[])
                 self.planned -= m - j + 1
                 return
-            if done.get("workflow") not in (None, "diffusers"):
-                self.warnings.append(f"{label} ran on {done['workflow']}, not diffusers; "
-                                     f"used a crossfade for scene {i + 1} → {i + 2} instead.")
-                plan.update(used="crossfade", anchors=[])
-                self.planned -= m - j + 1
-                return
             anchors.append((t, len(self.images)))
             self.images.append(done["image"])
             plan["inbetweens"].append(done.get("path"))
             self.made += 1
-            yield Progress(step=self.made, total=self.planned, preview=done["image"], backend="diffusers")
+            yield Progress(step=self.made, total=self.planned, preview=done["image"], backend=done.get("workflow") or "")
         anchors.append((1.0, i + 1))
         plan["anchors"] = anchors
         plan["seconds"] = round(time.perf_counter() - began, 4)
@@ -513,9 +506,14 @@ def write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
 
 
 # -- public API ---------------------------------------------------------------------------------
+def _error_result(message: str, **extra: Any) -> dict[str, Any]:
+    """The result of a render that made nothing."""
+    return {"status": "error", "error": message, "keyframes": [], "video": None, **extra}
+
+
 async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_image: StreamImage | None,
                             output_dir: str | Path, *, use_ai_generation: bool = True, make_gif: bool = False,
-                            cancel: asyncio.Event | None = None, rng: Any = None
+                            cancel: asyncio.Event | None = None, rng: Any = None, video_type: str = "storyboard"
                             ) -> AsyncIterator[Event | VideoProgress]:
     """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
 
@@ -523,7 +521,7 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
     (a keyframe fell back), Progress(step=keyframe, total=keyframes, preview=keyframe, backend=workflow)
     per finished keyframe, and finally Done(result) or Failed(error, result). A bad storyboard fails
     before anything is generated; a cancel or a failed keyframe keeps the keyframes made so far
-    (listed in the result and in the storyboard JSON).
+    (listed in the result and in the storyboard JSON). `video_type` is recorded in the result.
     """
     started = time.perf_counter()
     try:
@@ -534,12 +532,12 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
             raise InvalidRequest("AI generation needs an image generator; use title cards "
                                  "(use_ai_generation=False) to preview without a model.")
     except InvalidRequest as err:
-        yield Failed(str(err), {"status": "error", "error": str(err), "keyframes": [], "video": None})
+        yield Failed(str(err), _error_result(str(err), video_type=video_type))
         return
     folder = Path(output_dir) / datetime.now().strftime("%Y-%m-%d")
     label = board.title or board.scenes[0].prompt
     job = _Render(board=board, stream_image=stream_image, folder=folder, stem=_new_stem(folder, label),
-                  seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel)
+                  seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel, video_type=video_type)
     phase = "keyframes"
     try:
         job.save_json(job.result("rendering"))
@@ -599,22 +597,26 @@ def _finish_failed(job: _Render, status: str, message: str, started: float) -> d
     return result
 
 
+SCENE_OPTIONS = ("duration", "transition", "transition_duration", "negative_prompt")  # for prompts only
+
+
 def _coerce_storyboard(prompt: Any, storyboard: Any, video_type: str, quality: str, fps: float | None,
                        overrides: dict[str, Any]) -> Storyboard:
-    """The Storyboard a generate_video call describes; raises InvalidRequest for a bad combination."""
+    """The Storyboard a stream_video call describes (a copy: the caller's is left alone); raises InvalidRequest."""
     if video_type not in VIDEO_TYPES:
         raise InvalidRequest(f"video_type must be one of {', '.join(VIDEO_TYPES)} (got {video_type!r}).")
     if storyboard is not None and prompt is not None:
         raise InvalidRequest("Give either a list of prompts or a storyboard, not both.")
+    if storyboard is None and video_type == "storyboard" and isinstance(prompt, str):
+        storyboard, prompt = prompt, None  # the prompt is the storyboard's YAML/JSON text
     if storyboard is None:
-        if prompt is None or (not isinstance(prompt, str) and not isinstance(prompt, (list, tuple))):
+        if not isinstance(prompt, (str, list, tuple)):
             raise InvalidRequest("The storyboard has no scenes: give a list of prompts (one per scene) "
                                  "or a storyboard.")
-        scene_keys = {k: overrides.pop(k) for k in ("duration", "transition", "transition_duration",
-                                                    "negative_prompt") if k in overrides}
-        board = Storyboard.from_prompts(prompt, quality=quality, **scene_keys)
+        scene_options = {k: overrides.pop(k) for k in SCENE_OPTIONS if k in overrides}
+        board = Storyboard.from_prompts(prompt, quality=quality, **scene_options)
     elif isinstance(storyboard, Storyboard):
-        board = copy.deepcopy(storyboard)
+        board = storyboard
     elif isinstance(storyboard, dict):
         board = Storyboard.from_dict(storyboard)
     elif isinstance(storyboard, Path):  # only a Python caller can hand over a path object
@@ -623,46 +625,50 @@ def _coerce_storyboard(prompt: Any, storyboard: Any, video_type: str, quality: s
         board = Storyboard.parse(storyboard)
     else:
         raise InvalidRequest("The storyboard must be a Storyboard, a mapping, YAML/JSON text or a pathlib.Path.")
-    known = set(Storyboard.__dataclass_fields__) - {"scenes"}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise InvalidRequest(f"Unknown video option(s): {', '.join(unknown)}.")
-    for key, value in overrides.items():
-        setattr(board, key, value)
     if fps is not None:
-        board.fps = fps
-    board.__post_init__()
-    return board
+        overrides["fps"] = fps
+    return board.with_overrides(**overrides)
+
+
+async def stream_video(stream_image: StreamImage | None, output_dir: str | Path, *, prompt: Any = None,
+                       storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
+                       use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
+                       cancel: asyncio.Event | None = None, **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
+    """Render a list of prompts or a storyboard to an mp4, as the events of render_storyboard.
+
+    `prompt`: a list of prompts (one scene each) or text, read per `video_type`: "multi_frame" one scene per
+    line, "storyboard" storyboard YAML/JSON. `storyboard`: a Storyboard, a mapping, YAML/JSON text (a string is
+    always text, never opened as a file, so web callers cannot read the server's files) or a `pathlib.Path`
+    of a .yaml/.json file. `quality` applies to prompts (a storyboard keeps its own). `overrides` set
+    Storyboard settings (width, height, seed, seed_policy, steps, guidance_scale, model, title) and, for
+    prompts, duration, transition, transition_duration and negative_prompt. Bad input ends the stream with
+    one Failed(sentence, result) before anything is generated.
+    """
+    try:
+        board = _coerce_storyboard(prompt, storyboard, video_type, quality, fps, dict(overrides))
+    except InvalidRequest as err:
+        yield Failed(str(err), _error_result(str(err), video_type=video_type))
+        return
+    async with aclosing(render_storyboard(board, stream_image, output_dir, use_ai_generation=use_ai_generation,
+                                          make_gif=make_gif, cancel=cancel, video_type=video_type)) as events:
+        async for event in events:
+            yield event
 
 
 async def generate_video(stream_image: StreamImage | None, settings: Any, prompt: Any = None,
                          storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                          use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
-                         cancel: asyncio.Event | None = None,
-                         on_event: Callable[[Any], Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Render a list of prompts (the seed's signature) or a storyboard; return the result dict.
+                         cancel: asyncio.Event | None = None, **overrides: Any) -> dict[str, Any]:
+    """stream_video (see there for the arguments) run to its end: the result dict of its Done or Failed.
 
-    `storyboard` may be a Storyboard, a mapping, YAML/JSON text or a `pathlib.Path` of a .yaml/.json file
-    (a string is always text, never opened as a file, so web callers cannot read the server's files); `quality` applies
-    to a list of prompts (a storyboard keeps its own). `overrides` set Storyboard fields (width, height,
-    seed, seed_policy, steps, guidance_scale, model, title) and, for prompts, duration, transition,
-    transition_duration and negative_prompt. `on_event` (sync or async) sees every event. Never raises
-    for bad input: returns {"status": "error", "error": sentence, ...} before any generation.
+    Never raises for bad input: returns {"status": "error", "error": sentence, ...} before any generation.
     """
-    try:
-        board = _coerce_storyboard(prompt, storyboard, video_type, quality, fps, dict(overrides))
-    except InvalidRequest as err:
-        return {"status": "error", "error": str(err), "keyframes": [], "video": None}
-    final: dict[str, Any] = {"status": "error", "error": "The video render ended without a result.",
-                             "keyframes": [], "video": None}
-    async for event in render_storyboard(board, stream_image, settings.output_dir,
-                                         use_ai_generation=use_ai_generation, make_gif=make_gif, cancel=cancel):
-        if on_event is not None:
-            outcome = on_event(event)
-            if asyncio.iscoroutine(outcome):
-                await outcome
+    final = _error_result("The video render ended without a result.")
+    async for event in stream_video(stream_image, settings.output_dir, prompt=prompt, storyboard=storyboard,
+                                    video_type=video_type, quality=quality, use_ai_generation=use_ai_generation,
+                                    fps=fps, make_gif=make_gif, cancel=cancel, **overrides):
         if isinstance(event, Done):
             final = event.result
         elif isinstance(event, Failed):
-            final = event.result or {"status": "error", "error": event.error, "keyframes": [], "video": None}
+            final = event.result or _error_result(event.error)
     return final

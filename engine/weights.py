@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WeightSource:
-    """How to load one model: `kind` is folder | single_file | hub_cache | hub_download | tiny."""
+    """How to load one model: `kind` is folder | single_file | hub_cache | hub_download | builtin."""
 
     kind: str
     location: str
@@ -40,10 +40,8 @@ def _hub_cached(hub_id: str) -> bool:
 def locate_weights(spec: ModelSpec, models_dir: Path | None, tiny_dir: Path,
                    allow_downloads: bool = False) -> WeightSource | Missing:
     """Find `spec`'s weights without touching the network (unless `allow_downloads`)."""
-    if spec.engine == "tiny":
-        return WeightSource("tiny", str(tiny_dir))
-    if spec.engine != "diffusers":
-        return Missing(f"{spec.label} runs on ComfyUI, not locally.")
+    if spec.builtin:
+        return WeightSource("builtin", str(tiny_dir))
     looked: list[str] = []
     if models_dir:
         folder = Path(models_dir) / spec.id

@@ -10,38 +10,45 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from .image_tab import GENERATE_CONCURRENCY, _seed_value
-from .models import AUTO, model_defaults
+from engine import params as P
+from engine.manager import AIModelManager
+from engine.request import AUTO
+
+from .image_tab import GENERATE_CONCURRENCY
 from .presets import apply_style
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
 from .sessions import CancelSwitches
 
 
-def register_api(manager: Any, switches: CancelSwitches) -> None:
+def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
     """Add the endpoints to the current gr.Blocks."""
 
-    async def generate_image(prompt: str, negative_prompt: str = "", width: int | None = None,
-                             height: int | None = None, steps: int | None = None, guidance: float | None = None,
-                             seed: int = -1, model: str = AUTO, backend: str = "auto", sampler: str = "euler",
+    async def generate_image(prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,
+                             height: int | None = None, num_inference_steps: int | None = None,
+                             guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
+                             model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                             sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
                              style: str = "None", request: gr.Request = None) -> tuple[FileData, dict]:
-        """Generate one image. Sizes, steps and guidance left empty use the chosen model's defaults.
+        """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
+        guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's.
 
-        Returns the PNG (with its parameters in text chunks) and a dict: status, seed, model, model_id,
-        workflow (comfyui or diffusers), server, width, height, steps, guidance, sampler,
-        fallback_reason, warnings, saved_path (on the server), timings. Bad input raises an error whose
-        message says what to fix.
+        Returns the (first) PNG (with its parameters in text chunks) and a dict: status, seed, model, model_id,
+        workflow (the backend that ran it), server, width, height, steps, guidance, sampler, fallback_reason,
+        warnings, saved_path (on the server), timings; for a batch, "batch" lists every image's dict. Bad
+        input raises an error whose message says what to fix.
         """
-        defaults = model_defaults(manager, model)
-        styled, negative = apply_style(style, prompt or "", negative_prompt or "")
+        defaults = manager.model_defaults(model)
+        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         with switches.request(getattr(request, "session_hash", None)) as cancel:
             result = await manager.generate_image(
-                styled, negative,
+                styled if isinstance(prompt, str) else prompt, negative,
                 width=defaults["width"] if width is None else width,
                 height=defaults["height"] if height is None else height,
-                num_inference_steps=defaults["steps"] if steps is None else steps,
-                guidance_scale=guidance, seed=_seed_value(seed), model=model or AUTO, backend=backend or "auto",
-                sampler=sampler or "euler", cancel=cancel, previews=False)
+                num_inference_steps=defaults["steps"] if num_inference_steps is None else num_inference_steps,
+                guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
+                backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
+                cancel=cancel, previews=False)
         if result.get("status") != "success" or not result.get("path"):
             raise gr.Error(result.get("error") or "The image could not be generated.", print_exception=False)
         return FileData(path=result["path"]), api_safe(result)

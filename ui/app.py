@@ -70,5 +70,5 @@ def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator
 
 def launch_options(manager: Any) -> dict[str, Any]:
     """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, and the outputs folder."""
-    output_dir = str(manager.settings.output_dir)
+    output_dir = str(manager.output_dir)
     return {"theme": theme(), "css": CSS, "allowed_paths": [output_dir]}

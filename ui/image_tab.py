@@ -13,20 +13,22 @@ from typing import Any
 
 import gradio as gr
 
-from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine import params as P
+from engine.events import Done, Failed, Progress
+from engine.manager import AIModelManager
 from engine.outputs import read_parameters
+from engine.request import AUTO
 
-from .models import AUTO, model_choices, model_defaults
+from .models import model_choices
+from .presenter import STOPPED, Presenter, batch_label, is_stopped
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
 from .sessions import CancelSwitches
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 8
 HISTORY_LIMIT = 100
 OUTPUTS_LIMIT = 60
-BACKEND_CHOICES = [("auto", "auto"), ("ComfyUI", "comfyui"), ("diffusers (local)", "diffusers")]
 GENERATE_CONCURRENCY = "generate"
 
 
@@ -40,19 +42,6 @@ class ImageTab:
 
 def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
-
-
-def _seed_value(seed: Any) -> Any:
-    """None for "random" (-1 or empty); anything else goes to the engine, which explains bad values."""
-    if seed is None or seed == "":
-        return None
-    try:
-        as_float = float(seed)
-    except (TypeError, ValueError):
-        return seed
-    if as_float == -1:
-        return None
-    return int(as_float) if as_float.is_integer() else seed
 
 
 def _number(value: Any) -> Any:
@@ -92,25 +81,10 @@ def details_markdown(result: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
-def progress_line(event: Any, index: int, count: int, state: dict[str, str]) -> str | None:
-    """The one-line progress text for `event` (None when the event changes nothing visible)."""
-    prefix = f"Image {index + 1}/{count} · " if count > 1 else ""
-    where = " · ".join(x for x in (state.get("backend"), state.get("model")) if x)
-    if isinstance(event, Queued):
-        return f"{prefix}⏳ Waiting for the {state.get('backend') or 'backend'}: position {event.position} in line"
-    if isinstance(event, Started):
-        return f"{prefix}▶️ Started on {where}"
-    if isinstance(event, Fallback):
-        return f"{prefix}⚠️ {event.reason} Continuing on {event.to_backend}."
-    if isinstance(event, Progress):
-        return f"{prefix}Step {event.step}/{event.total} · {where}"
-    return None
-
-
 class ImageTabHandlers:
     """The tab's event handlers, bound to one engine manager and the app's cancel switches."""
 
-    def __init__(self, manager: Any, switches: CancelSwitches) -> None:
+    def __init__(self, manager: AIModelManager, switches: CancelSwitches) -> None:
         self.manager = manager
         self.switches = switches
 
@@ -122,62 +96,46 @@ class ImageTabHandlers:
         c = self.components
         history = list(history or [])
         yield {c["finished"]: None}
-        try:
-            count = max(1, min(MAX_BATCH, int(batch or 1)))
-        except (TypeError, ValueError):
-            count = 1
+        count = _number(batch) if batch not in (None, "") else 1
+        count = count if isinstance(count, int) else 1
         styled, negative_styled = apply_style(style, prompt or "", negative or "")
-        base_seed = _seed_value(seed)
         try:
             with self.switches.request(_session(request)) as cancel:
-                for index in range(count):
-                    image_seed = base_seed + index if isinstance(base_seed, int) and base_seed >= 0 else base_seed
-                    state: dict[str, str] = {}
-                    async for event in self.manager.stream_image(
-                            styled, negative_styled, width=_number(width), height=_number(height),
-                            num_inference_steps=_number(steps),
-                            guidance_scale=float(guidance) if guidance is not None else None,
-                            seed=image_seed, model=model or AUTO, backend=backend or "auto",
-                            sampler=sampler or "euler", cancel=cancel):
-                        if isinstance(event, Started):
-                            state = {"backend": event.backend, "model": event.model}
-                        elif isinstance(event, Progress) and event.backend:
-                            state["backend"] = event.backend
-                        elif isinstance(event, Fallback):
-                            state["backend"] = event.to_backend
-                        if isinstance(event, Done):
-                            result = event.result
-                            history.insert(0, history_entry(result))
-                            del history[HISTORY_LIMIT:]
-                            timing = (result.get("timings") or {}).get("total_s")
-                            took = f" in {timing:.2f} s" if isinstance(timing, (int, float)) else ""
-                            prefix = f"Image {index + 1}/{count} · " if count > 1 else ""
-                            finished = {
-                                "line": f"{prefix}✅ Done{took} · {result.get('workflow')} · "
-                                        f"{result.get('model')} · seed {result.get('seed')}",
-                                "details": details_markdown(result), "path": result["path"],
-                            }
-                            # the final image now; the Done line, details, gallery and download follow in
-                            # `show_finished` (outputs left out of the step stream keep each step cheap)
-                            yield {c["image"]: result["path"], c["history"]: history,
-                                   c["last_seed"]: result.get("seed"), c["finished"]: finished}
-                        elif isinstance(event, Failed):
-                            yield {c["progress"]: self._failure_line(event.error), c["finished"]: None}
-                            if not event.error.startswith("Cancelled"):
-                                gr.Warning(event.error)
-                            return
-                        elif not cancel.is_set():  # after Stop, no late step line hides "Stopped"
-                            line = progress_line(event, index, count, state)
-                            update: dict[Any, Any] = {}
-                            if line:
-                                update[c["progress"]] = line
-                            if isinstance(event, Progress) and event.preview is not None:
-                                update[c["image"]] = display_preview(event.preview)
-                            if update:
-                                yield update
-                    if cancel.is_set():
-                        yield {c["progress"]: "⏹ Stopped."}
+                index = 0
+                presenter = Presenter(label=batch_label(index, count))
+                async for event in self.manager.stream_image(
+                        styled, negative_styled, width=_number(width), height=_number(height),
+                        num_inference_steps=_number(steps),
+                        guidance_scale=float(guidance) if guidance is not None else None,
+                        seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
+                        sampler=sampler or P.SAMPLER.default, batch_count=count, cancel=cancel):
+                    line = presenter.line(event)
+                    if isinstance(event, Done):
+                        result = event.result
+                        history.insert(0, history_entry(result))
+                        del history[HISTORY_LIMIT:]
+                        finished = {"line": line, "details": details_markdown(result), "path": result["path"]}
+                        # the final image now; the Done line, details, gallery and download follow in
+                        # `show_finished` (outputs left out of the step stream keep each step cheap)
+                        yield {c["image"]: result["path"], c["history"]: history,
+                               c["last_seed"]: result.get("seed"), c["finished"]: finished}
+                        index += 1
+                        presenter = Presenter(label=batch_label(index, count))
+                    elif isinstance(event, Failed):
+                        yield {c["progress"]: line, c["finished"]: None}
+                        if not is_stopped(event):
+                            gr.Warning(event.error)
                         return
+                    elif not cancel.is_set():  # after Stop, no late step line hides "Stopped"
+                        update: dict[Any, Any] = {}
+                        if line:
+                            update[c["progress"]] = line
+                        if isinstance(event, Progress) and event.preview is not None:
+                            update[c["image"]] = display_preview(event.preview)
+                        if update:
+                            yield update
+                if cancel.is_set():
+                    yield {c["progress"]: STOPPED}
         except asyncio.CancelledError:
             raise
         except Exception as err:  # never a traceback in the browser
@@ -194,12 +152,6 @@ class ImageTabHandlers:
         return (finished["line"], finished["details"], gallery_items(list(history or [])),
                 gr.update(value=finished["path"], visible=True))
 
-    @staticmethod
-    def _failure_line(error: str) -> str:
-        if error.startswith("Cancelled"):
-            return f"⏹ Stopped. {error[len('Cancelled:'):].strip()}".strip()
-        return f"❌ {error}"
-
     async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
         """Ask this session's run to stop and show the images it finished.
 
@@ -211,7 +163,7 @@ class ImageTabHandlers:
 
     # -- settings helpers ----------------------------------------------------------------------
     def on_model(self, model: str):
-        d = model_defaults(self.manager, model)
+        d = self.manager.model_defaults(model)
         return d["steps"], d["guidance"]
 
     @staticmethod
@@ -280,7 +232,7 @@ class ImageTabHandlers:
         return update
 
     async def list_outputs(self):
-        folder = Path(self.manager.settings.output_dir)
+        folder = self.manager.output_dir
 
         def scan() -> list[str]:
             if not folder.exists():
@@ -294,11 +246,11 @@ class ImageTabHandlers:
         return paths, paths
 
 
-def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
+def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
     """Lay out the tab inside the current gr.Tab and wire its events."""
     h = ImageTabHandlers(manager, switches)
-    defaults = model_defaults(manager, AUTO)
-    status_models = manager.available_models() if getattr(manager, "_initialized", False) else []
+    defaults = manager.model_defaults(AUTO)
+    status_models = manager.available_models() if manager.initialized else []
     samplers = _sampler_choices()
 
     history = gr.State([])
@@ -320,25 +272,24 @@ def build_image_tab(manager: Any, switches: CancelSwitches, *, browse_outputs: b
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, elem_id="model")
-                backend = gr.Radio(BACKEND_CHOICES, value="auto", label="Backend", elem_id="backend")
+                backend = gr.Radio(manager.backend_choices(), **_widget(P.BACKEND), elem_id="backend")
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
                                      elem_id="aspect")
-                width = gr.Number(defaults["width"], label="Width", precision=0, step=8, elem_id="width")
-                height = gr.Number(defaults["height"], label="Height", precision=0, step=8, elem_id="height")
+                width = gr.Number(**_number_box(P.WIDTH, defaults["width"]), precision=0, elem_id="width")
+                height = gr.Number(**_number_box(P.HEIGHT, defaults["height"]), precision=0, elem_id="height")
             with gr.Row():
-                steps = gr.Slider(1, 150, value=defaults["steps"], step=1, label="Steps", elem_id="steps")
-                guidance = gr.Slider(0, 30, value=defaults["guidance"], step=0.5, label="Guidance (CFG)",
-                                     elem_id="guidance")
+                steps = gr.Slider(**_widget(P.STEPS, defaults["steps"]), elem_id="steps")
+                guidance = gr.Slider(**_widget(P.GUIDANCE, defaults["guidance"]), elem_id="guidance")
             with gr.Row(equal_height=False):
-                seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="seed", scale=3)
+                seed = gr.Number(**_number_box(P.SEED), precision=0, elem_id="seed", scale=3)
                 with gr.Column(scale=1, min_width=120):
                     random_seed = gr.Button("🎲 Random", size="sm", elem_id="seed-random")
                     reuse_seed = gr.Button("♻️ Last seed", size="sm", elem_id="seed-reuse")
             with gr.Row():
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
-                batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count", elem_id="batch")
+                batch = gr.Slider(**_widget(P.BATCH_COUNT), elem_id="batch")
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -404,3 +355,20 @@ def _sampler_choices() -> list[tuple[str, str]]:
     from engine.registry import load_samplers
 
     return [(str(spec.get("label") or name), name) for name, spec in load_samplers().items()]
+
+
+def _widget(param: P.Param, value: Any = None) -> dict[str, Any]:
+    """A widget's range, step, label, help and value, as the parameter schema declares them."""
+    args = param.widget()
+    if value is not None:
+        args["value"] = value
+    return args
+
+
+def _number_box(param: P.Param, value: Any = None) -> dict[str, Any]:
+    """A number box: as `_widget`, but out-of-range values reach the engine, whose sentence says what to fix
+    (the range is in the help text)."""
+    args = _widget(param, value)
+    args.pop("minimum", None)
+    args.pop("maximum", None)
+    return args

@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 from typing import Any, Iterable
 
-from engine.storyboard import MAX_SEED, Storyboard
+from engine.params import SEED as SEED_PARAM
+from engine.params import concrete_seed, is_random_seed, seed_input
+from engine.storyboard import Storyboard, scene_seeds
 
 HEADERS = ["prompt", "negative prompt", "seconds", "transition", "seed"]
 PROMPT, NEGATIVE, SECONDS, TRANSITION, SEED = range(len(HEADERS))
@@ -111,10 +113,8 @@ def _number(cell: str) -> Any:
 
 
 def _seed(cell: str) -> Any:
-    value = _number(cell)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return None if value in (None, -1) else value
+    """A seed cell: None for random (empty, -1), whole numbers as ints, anything else as typed."""
+    return seed_input(_number(cell))
 
 
 def scenes_of(rows: Iterable[Row], negative: str = "", transition_duration: Any = None) -> list[dict[str, Any]]:
@@ -141,18 +141,17 @@ def apply_seed_policy(scenes: list[dict[str, Any]], base: Any, policy: str,
     """A seed typed in a row wins; the other rows take theirs from `policy` and the base seed.
 
     The engine uses scene seeds only with the per_scene policy, so when any row has one the board
-    becomes per_scene and the empty rows get what the chosen policy would have given them (a random
-    base seed is drawn here for that). Returns the board's (seed, seed_policy).
+    becomes per_scene and the empty rows get the seeds engine.storyboard.scene_seeds gives them under the
+    chosen policy (a random base seed is drawn here for that). Returns the board's (seed, seed_policy).
     """
     if not any(s.get("seed") is not None for s in scenes):
         return base, policy
-    if policy not in ("fixed", "increment") or not (base is None or isinstance(base, int)):
+    if policy not in ("fixed", "increment") or SEED_PARAM.problem(base):
         return base, "per_scene"  # per_scene: empty rows stay random; a bad base seed is the engine's to name
-    if base is None or base == -1:
-        base = (rng or random.Random()).randint(0, MAX_SEED)
-    for i, scene in enumerate(scenes):
+    base = concrete_seed(base, rng or random.Random())
+    for scene, seed in zip(scenes, scene_seeds(policy, base, [None] * len(scenes))):
         if scene.get("seed") is None:
-            scene["seed"] = base if policy == "fixed" else (base + i) % (MAX_SEED + 1)
+            scene["seed"] = seed
     return base, "per_scene"
 
 
@@ -160,7 +159,7 @@ def rows_from_storyboard(board: Storyboard) -> list[Row]:
     """The table for a parsed storyboard (scene seeds only where the board uses them)."""
     rows = []
     for scene in board.scenes:
-        seed = scene.seed if board.seed_policy == "per_scene" and scene.seed not in (None, -1) else ""
+        seed = scene.seed if board.seed_policy == "per_scene" and not is_random_seed(scene.seed) else ""
         transition = TRANSITION_NAMES.get(scene.transition, scene.transition)
         rows.append([_text(scene.prompt), _text(scene.negative_prompt), _text(scene.duration), _text(transition),
                      _text(seed)])

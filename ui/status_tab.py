@@ -70,8 +70,16 @@ def render_status(status: dict[str, Any]) -> str:
     out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(active.get("label"))}</b>'
            + (f" — {_e(active.get('reason'))}" if active.get("reason") else "") + "</p>"]
 
+    backends = status.get("backends") or []
+    out.append("<h3>Backends</h3>")
+    out.append(_table(["backend", "state", "summary", "models now"], [[
+        f"<b>{_e(b.get('label'))}</b> <code>{_e(b.get('name'))}</code>",
+        _state(b.get("ready")) if b.get("enabled") else '<span class="gator-unknown">disabled</span>',
+        _e(b.get("summary")), _e(len(b.get("models") or [])),
+    ] for b in backends], "status-backends"))
+
     servers = status.get("servers") or []
-    out.append("<h3>ComfyUI servers</h3>")
+    out.append("<h3>Servers</h3>")
     if servers:
         rows = []
         for s in servers:
@@ -92,7 +100,7 @@ def render_status(status: dict[str, Any]) -> str:
         out.append(_table(["server", "state", "latency", "device", "VRAM", "queue", "installed models",
                            "last error"], rows, "status-servers"))
     else:
-        out.append('<p id="status-servers">No ComfyUI server configured (or ComfyUI is disabled).</p>')
+        out.append('<p id="status-servers">No server configured (or every server backend is disabled).</p>')
 
     hw = status.get("hardware") or {}
     vram = f"{hw.get('vram_gb')} GiB" if hw.get("vram_gb") else "–"
@@ -106,9 +114,8 @@ def render_status(status: dict[str, Any]) -> str:
     models = status.get("models") or []
     if models:
         out.append("<h3>Models</h3>")
-        out.append(_table(["model", "id", "engine", "available", "note"], [[
-            _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>",
-            "ComfyUI" if m.get("engine") == "comfyui" else _e(m.get("engine")),
+        out.append(_table(["model", "id", "backend", "available", "note"], [[
+            _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("backend_label") or m.get("backend")),
             "yes" if m.get("available") else "no", _e(m.get("note") or ""),
         ] for m in models], "status-models"))
 
@@ -119,7 +126,7 @@ def render_status(status: dict[str, Any]) -> str:
     out.append("<h3>Folders</h3>")
     folders = [["outputs", f'<code id="status-output-dir">{_e(status.get("output_dir"))}</code>']]
     if status.get("comfyui_dir"):
-        folders.append(["ComfyUI", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
+        folders.append(["ComfyUI install (COMFYUI_DIR)", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
     out.append(_table(["what", "where"], folders, "status-folders"))
 
     switches = status.get("switches") or []

@@ -18,9 +18,9 @@ CSS = """
 .gator-badge { display: inline-flex; align-items: center; gap: .5rem; padding: .35rem .8rem;
   border-radius: 999px; font-weight: 600; font-size: .95rem; border: 1px solid transparent; }
 .gator-dot { width: .65rem; height: .65rem; border-radius: 50%; display: inline-block; background: currentColor; }
-.gator-badge-comfyui { background: #e7f7ec; color: #176b34; border-color: #9bd8ae; }
-.gator-badge-diffusers { background: #fff6e0; color: #8a5a00; border-color: #f0cf7a; }
-.gator-badge-tiny { background: #fdecec; color: #9b1c1c; border-color: #f2aaaa; }
+.gator-badge-live { background: #e7f7ec; color: #176b34; border-color: #9bd8ae; }
+.gator-badge-fallback { background: #fff6e0; color: #8a5a00; border-color: #f0cf7a; }
+.gator-badge-demo { background: #fdecec; color: #9b1c1c; border-color: #f2aaaa; }
 .gator-badge-starting { background: #eef0f3; color: #4a5568; }
 #progress-line { min-height: 1.6rem; }
 .gator-table { border-collapse: collapse; width: 100%; font-size: .9rem; margin-bottom: 1rem; }

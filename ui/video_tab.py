@@ -1,8 +1,8 @@
 """The Video storyboard tab: an editable scene table (or a storyboard in YAML), streamed keyframes, the mp4.
 
-The table's rows become an engine storyboard (ui/scene_table.py); the handler runs the engine's
-`generate_video` and renders its event stream (keyframe step previews, each finished keyframe as a
-thumbnail, encoding progress, Done/Failed) as it arrives. Bad input ends as the engine's sentence.
+The table's rows become an engine storyboard (ui/scene_table.py); the handler consumes the engine's
+`stream_video` and shows its events as they arrive (keyframe step previews, each finished keyframe as a
+thumbnail, the progress line from ui/presenter.py). Bad input ends as the engine's sentence.
 """
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from typing import Any
 import gradio as gr
 
 from engine.errors import InvalidRequest
-from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.events import Done, Failed, Progress
+from engine.params import RANDOM_SEED, is_random_seed, seed_input
+from engine.request import AUTO
 from engine.storyboard import Storyboard
 from engine.storyboard import quality_presets as video_quality_presets
 
-from .models import AUTO, model_choices
+from .models import model_choices
+from .presenter import Presenter, is_stopped
 from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
@@ -44,7 +47,6 @@ scenes:
   - prompt: fishing boats leaving the harbour, golden light
     duration: 2
 """
-_END = object()
 
 
 def _opt_int(value: Any) -> int | None:
@@ -60,7 +62,8 @@ def _opt_int(value: Any) -> int | None:
 def video_request(prompts: str, negative: str, storyboard_yaml: str, quality: str, duration: Any,
                   transition: str, transition_duration: Any, width: Any, height: Any, fps: Any, steps: Any,
                   seed: Any, seed_policy: str, model: str, title: str) -> dict[str, Any]:
-    """The keyword arguments of `manager.generate_video` for the form's values (empty fields: preset values)."""
+    """The keyword arguments of `manager.stream_video` (or generate_video) for the form's values (empty fields:
+    preset values)."""
     if (storyboard_yaml or "").strip():
         kwargs: dict[str, Any] = {"storyboard": storyboard_yaml, "video_type": "storyboard"}
         if fps not in (None, "", 0):
@@ -80,8 +83,8 @@ def video_request(prompts: str, negative: str, storyboard_yaml: str, quality: st
             kwargs[key] = value
     if fps not in (None, "", 0):
         kwargs["fps"] = float(fps)
-    seed = _opt_int(seed)
-    if seed is not None and seed != -1:
+    seed = seed_input(seed)
+    if seed is not None:
         kwargs["seed"] = seed
     if seed_policy:
         kwargs["seed_policy"] = seed_policy
@@ -113,8 +116,7 @@ def table_storyboard(table: Any, negative: str, quality: str, transition_duratio
     if transition_duration not in (None, ""):
         transition_duration = float(transition_duration)
     scenes = scenes_of(rows_of(table), negative, transition_duration)
-    base = _opt_int(seed)
-    base, policy = apply_seed_policy(scenes, None if base == -1 else base, seed_policy or "increment", rng)
+    base, policy = apply_seed_policy(scenes, seed_input(seed), seed_policy or "increment", rng)
     board: dict[str, Any] = {"scenes": scenes, "quality": quality or "draft", "seed_policy": policy}
     if base is not None:
         board["seed"] = base
@@ -134,7 +136,7 @@ def table_storyboard(table: Any, negative: str, quality: str, transition_duratio
 def table_request(table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
                   width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str,
                   title: str, rng: random.Random | None = None) -> dict[str, Any]:
-    """The keyword arguments of `manager.generate_video` for the tab: the YAML storyboard when one is
+    """The keyword arguments of `manager.stream_video` for the tab: the YAML storyboard when one is
     filled in, else the scene table as a storyboard."""
     if (storyboard_yaml or "").strip():
         return video_request("", "", storyboard_yaml, quality, None, "", None, None, None, fps, None, None, "",
@@ -185,7 +187,7 @@ def board_settings(board: Storyboard) -> dict[str, Any]:
     first = board.scenes[0] if board.scenes else None
     return {"quality": board.quality, "transition_duration": first.transition_duration if first else None,
             "width": board.width, "height": board.height, "fps": board.fps, "steps": board.steps,
-            "seed": -1 if board.seed is None else board.seed, "seed_policy": board.seed_policy,
+            "seed": RANDOM_SEED if is_random_seed(board.seed) else board.seed, "seed_policy": board.seed_policy,
             "model": board.model or AUTO, "title": board.title or ""}
 
 
@@ -292,6 +294,7 @@ class VideoTabHandlers:
     async def render(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
                      width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str,
                      title: str, use_ai: bool, make_gif: bool, request: gr.Request = None):
+        """Stream a render: the progress line, step previews and each keyframe, then the video or the error."""
         c = self.components
         try:
             kwargs = table_request(table, negative, storyboard_yaml, quality, transition_duration, width, height,
@@ -303,28 +306,25 @@ class VideoTabHandlers:
             return
         prompts = scene_prompts(kwargs)
         keyframes: list[tuple[Any, str]] = []
-        queue: asyncio.Queue = asyncio.Queue()
+        presenter = Presenter(video=True)
+        final: Done | Failed | None = None
         hidden = gr.update(value=None, visible=False)
         source = " from the YAML storyboard" if (storyboard_yaml or "").strip() else ""
         yield {c["progress"]: f"Starting{source}…", c["video"]: None, c["mp4"]: hidden, c["gif"]: hidden,
                c["storyboard"]: hidden, c["keyframes"]: [], c["details"]: ""}
         with self.switches.request(getattr(request, "session_hash", None)) as cancel:
-            task = asyncio.create_task(self.manager.generate_video(
-                use_ai_generation=bool(use_ai), make_gif=bool(make_gif), cancel=cancel,
-                on_event=queue.put_nowait, **kwargs))
-            task.add_done_callback(lambda _t: queue.put_nowait(_END))
+            events = self.manager.stream_video(use_ai_generation=bool(use_ai), make_gif=bool(make_gif),
+                                               cancel=cancel, **kwargs)
             try:
-                while True:
-                    event = await queue.get()
-                    if event is _END:
-                        break
-                    update = self._render_event(event, keyframes, prompts)
+                async for event in events:
+                    if isinstance(event, (Done, Failed)):
+                        final = event
+                        continue
+                    update = self._show(event, presenter, keyframes, prompts)
                     if update and not cancel.is_set():  # after Stop, no late step line hides "Stopped"
                         yield update
-                result = task.result()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):  # the browser went away: stop the render too
                 cancel.set()
-                task.cancel()
                 raise
             except Exception as err:  # never a traceback in the browser
                 logger.exception("Video generation failed in the UI")
@@ -332,12 +332,39 @@ class VideoTabHandlers:
                 gr.Warning(message)
                 yield {c["progress"]: f"❌ {message}"}
                 return
+            finally:
+                await events.aclose()
+        yield self._finish(final, presenter)
+
+    def _show(self, event: Any, presenter: Presenter, keyframes: list[tuple[Any, str]],
+              prompts: list[str] | None) -> dict[Any, Any]:
+        """The updates one event makes: the progress line, the preview, a finished keyframe's thumbnail."""
+        c = self.components
+        update: dict[Any, Any] = {}
+        line = presenter.line(event)
+        if line:
+            update[c["progress"]] = line
+        preview = getattr(event, "preview", None)
+        if preview is not None:
+            update[c["preview"]] = display_preview(preview)
+        # a finished keyframe: the scenes' come first (one thumbnail each), then any in-betweens
+        if isinstance(event, Progress) and preview is not None and (prompts is None or len(keyframes) < len(prompts)):
+            number = len(keyframes) + 1
+            keyframes.append((thumbnail(preview), scene_caption(number, prompts[number - 1] if prompts else "")))
+            update[c["keyframes"]] = list(keyframes)
+        return update
+
+    def _finish(self, final: Done | Failed | None, presenter: Presenter) -> dict[Any, Any]:
+        """The updates of a finished render: the video and its downloads, or the error (or Stopped)."""
+        c = self.components
+        if final is None:
+            final = Failed("The video could not be made.")
+        result = final.result or {}
         saved_board = gr.update(value=result.get("storyboard_path"), visible=bool(result.get("storyboard_path")))
-        if result.get("status") == "success" and result.get("video"):
+        if isinstance(final, Done) and result.get("video"):
             scenes = result.get("scenes") or []
-            yield {
-                c["progress"]: f"✅ Video ready: {result.get('frames')} frames, {result.get('duration_s')} s "
-                               f"in {(result.get('timings') or {}).get('total_s', 0):.1f} s",
+            return {
+                c["progress"]: presenter.line(final),
                 c["video"]: result["video"],
                 c["mp4"]: gr.update(value=result["video"], visible=True),
                 c["gif"]: gr.update(value=result.get("gif"), visible=bool(result.get("gif"))),
@@ -346,44 +373,11 @@ class VideoTabHandlers:
                                  for i, p in enumerate(result.get("keyframes") or [])],
                 c["details"]: video_details(result),
             }
-            return
-        error = result.get("error") or "The video could not be made."
-        stopped = result.get("status") == "cancelled" or error.startswith("Cancelled")
-        if not stopped:
-            gr.Warning(error)
-        yield {c["progress"]: (f"⏹ Stopped. {error}" if stopped else f"❌ {error}"), c["storyboard"]: saved_board}
-
-    def _render_event(self, event: Any, keyframes: list[tuple[Any, str]],
-                      prompts: list[str] | None = None) -> dict[Any, Any] | None:
-        c = self.components
-        phase = getattr(event, "phase", None)
-        if phase is not None:  # engine.video.VideoProgress
-            if phase == "denoising":
-                update = {c["progress"]: f"{event.message} · step {event.done}/{event.total}"}
-                if event.preview is not None:
-                    update[c["preview"]] = display_preview(event.preview)
-                return update
-            what = "Encoding the video" if phase == "encoding" else "Making the GIF"
-            return {c["progress"]: f"{what}: frame {event.done}/{event.total}"}
-        if isinstance(event, Progress):  # a finished keyframe: the scenes' come first, then any in-betweens
-            update = {c["progress"]: f"Keyframe {event.step}/{event.total} done · {event.backend}"}
-            if event.preview is not None:
-                update[c["preview"]] = display_preview(event.preview)
-                if prompts is None or len(keyframes) < len(prompts):
-                    number = len(keyframes) + 1
-                    prompt = prompts[number - 1] if prompts else ""
-                    keyframes.append((thumbnail(event.preview), scene_caption(number, prompt)))
-                    update[c["keyframes"]] = list(keyframes)
-            return update
-        if isinstance(event, Fallback):
-            return {c["progress"]: f"⚠️ {event.reason} Continuing on {event.to_backend}."}
-        if isinstance(event, Queued):
-            return {c["progress"]: f"⏳ Waiting for the backend: position {event.position} in line"}
-        if isinstance(event, Started):
-            return {c["progress"]: f"▶️ Keyframe on {event.backend} · {event.model}"}
-        if isinstance(event, (Done, Failed)):
-            return None
-        return None
+        if isinstance(final, Done):  # a success without a video should not happen; say so plainly
+            final = Failed(result.get("error") or "The video could not be made.", result)
+        if not is_stopped(final):
+            gr.Warning(final.error)
+        return {c["progress"]: presenter.line(final), c["storyboard"]: saved_board}
 
     async def stop(self, request: gr.Request = None) -> None:
         """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
@@ -393,12 +387,18 @@ class VideoTabHandlers:
 
 def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
     """Lay out the tab inside the current gr.Tab and wire its events; returns the model dropdown."""
-    h = VideoTabHandlers(manager, switches)
+    handlers = VideoTabHandlers(manager, switches)
+    handlers.components = layout_video_tab(manager)
+    wire_video_tab(handlers)
+    return handlers.components["model"]
+
+
+def layout_video_tab(manager: Any) -> dict[str, Any]:
+    """Lay out the tab's components inside the current gr.Tab; returns them by name."""
     presets = video_quality_presets()
     quality_choices = [(f"{v.get('label', k)} ({v.get('width')}×{v.get('height')}, {v.get('steps')} steps, "
                         f"{v.get('fps')} fps)", k) for k, v in presets.items()]
-    models = manager.available_models() if getattr(manager, "_initialized", False) else []
-    private = {"queue": False, "api_visibility": "private"}
+    models = manager.available_models() if manager.initialized else []
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
@@ -485,37 +485,43 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
                                    elem_id="video-keyframes")
             details = gr.Markdown("", elem_id="video-details")
 
-    h.components = {"progress": progress, "preview": preview, "video": video, "mp4": mp4, "gif": gif,
-                    "storyboard": storyboard, "keyframes": keyframes, "details": details, "table": table,
-                    "selected": selected, "selection": selection, "yaml": storyboard_yaml, "saved": saved,
-                    "quality": quality, "transition_duration": transition_duration, "width": width,
-                    "height": height, "fps": fps, "steps": steps, "seed": seed, "seed_policy": seed_policy,
-                    "model": model, "title": title}
+    return {"table": table, "selected": selected, "add": add, "remove": remove, "up": up, "down": down,
+            "selection": selection, "paste_text": paste_text, "paste_seconds": paste_seconds,
+            "paste_transition": paste_transition, "paste_replace": paste_replace, "paste_append": paste_append,
+            "negative": negative, "quality": quality, "transition_duration": transition_duration, "use_ai": use_ai,
+            "make_gif": make_gif, "width": width, "height": height, "fps": fps, "steps": steps, "seed": seed,
+            "seed_policy": seed_policy, "model": model, "title": title, "yaml": storyboard_yaml,
+            "example": example, "load": load, "save": save, "upload": upload, "saved": saved, "render": render,
+            "stop": stop, "progress": progress, "preview": preview, "video": video, "mp4": mp4, "gif": gif,
+            "storyboard": storyboard, "keyframes": keyframes, "details": details}
 
+
+def wire_video_tab(h: VideoTabHandlers) -> None:
+    """Connect the laid-out components (h.components) to the handlers."""
+    c = h.components
+    private = {"queue": False, "api_visibility": "private"}
+    table, selected, selection, progress = c["table"], c["selected"], c["selection"], c["progress"]
     edit_outputs = [table, selected, selection]
     table.select(h.select, inputs=table, outputs=[selected, selection], **private, show_progress="hidden")
     table.input(lambda rows, i: selection_text(rows_of(rows), i), inputs=[table, selected], outputs=selection,
                 **private, show_progress="hidden")
-    add.click(h.add, inputs=[table, selected], outputs=edit_outputs, **private)
-    remove.click(h.remove, inputs=[table, selected], outputs=edit_outputs, **private)
-    up.click(h.move_up, inputs=[table, selected], outputs=edit_outputs, **private)
-    down.click(h.move_down, inputs=[table, selected], outputs=edit_outputs, **private)
-    paste_inputs = [paste_text, paste_seconds, paste_transition, table]
-    paste_replace.click(lambda *a: h.paste(*a, append=False), inputs=paste_inputs,
-                        outputs=[*edit_outputs, progress], **private)
-    paste_append.click(lambda *a: h.paste(*a, append=True), inputs=paste_inputs,
-                       outputs=[*edit_outputs, progress], **private)
-    example.click(lambda: EXAMPLE_YAML, outputs=storyboard_yaml, **private)
-    load.click(h.load_yaml, inputs=storyboard_yaml,
-               outputs=[table, selected, selection, storyboard_yaml, progress, quality, transition_duration, width,
-                        height, fps, steps, seed, seed_policy, model, title], **private)
-    upload.upload(h.open_file, inputs=upload, outputs=[storyboard_yaml, progress], **private)
-    form = [table, negative, storyboard_yaml, quality, transition_duration, width, height, fps, steps, seed,
-            seed_policy, model, title]
-    save.click(h.save, inputs=form, outputs=[progress, saved], **private)
-    render.click(h.render, inputs=[*form, use_ai, make_gif],
-                     outputs=[progress, preview, video, mp4, gif, storyboard, keyframes, details],
-                     api_visibility="private", show_progress="hidden", concurrency_limit=2,
-                     concurrency_id="generate_video")
-    stop.click(h.stop, **private)
-    return model
+    for button, handler in (("add", h.add), ("remove", h.remove), ("up", h.move_up), ("down", h.move_down)):
+        c[button].click(handler, inputs=[table, selected], outputs=edit_outputs, **private)
+    paste_inputs = [c["paste_text"], c["paste_seconds"], c["paste_transition"], table]
+    c["paste_replace"].click(lambda *a: h.paste(*a, append=False), inputs=paste_inputs,
+                             outputs=[*edit_outputs, progress], **private)
+    c["paste_append"].click(lambda *a: h.paste(*a, append=True), inputs=paste_inputs,
+                            outputs=[*edit_outputs, progress], **private)
+    c["example"].click(lambda: EXAMPLE_YAML, outputs=c["yaml"], **private)
+    settings = [c[key] for key in ("quality", "transition_duration", "width", "height", "fps", "steps", "seed",
+                                   "seed_policy", "model", "title")]
+    c["load"].click(h.load_yaml, inputs=c["yaml"], outputs=[*edit_outputs, c["yaml"], progress, *settings], **private)
+    c["upload"].upload(h.open_file, inputs=c["upload"], outputs=[c["yaml"], progress], **private)
+    form = [table, c["negative"], c["yaml"], *settings]
+    c["save"].click(h.save, inputs=form, outputs=[progress, c["saved"]], **private)
+    c["render"].click(h.render, inputs=[*form, c["use_ai"], c["make_gif"]],
+                      outputs=[c[key] for key in ("progress", "preview", "video", "mp4", "gif", "storyboard",
+                                                  "keyframes", "details")],
+                      api_visibility="private", show_progress="hidden", concurrency_limit=2,
+                      concurrency_id="generate_video")
+    c["stop"].click(h.stop, **private)

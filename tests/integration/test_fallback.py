@@ -35,7 +35,7 @@ async def test_comfyui_first_when_up(comfy_manager, fake):
 
 async def test_down_falls_back_without_waiting(comfy_manager, fake):
     fake.stop()
-    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    assert wait_until(lambda: not comfy_manager.backends["comfyui"].up())
     events = await events_of(comfy_manager)
     assert any(isinstance(e, Fallback) and "unreachable" in e.reason for e in events)
     result = events[-1].result
@@ -43,7 +43,7 @@ async def test_down_falls_back_without_waiting(comfy_manager, fake):
     assert "unreachable" in result["fallback_reason"]
     assert comfy_manager.active_backend()["label"].startswith("tiny demo model")
     fake.restart()
-    assert wait_until(comfy_manager.comfyui_up)
+    assert wait_until(comfy_manager.backends["comfyui"].up)
     assert (await comfy_manager.generate_image("back again", **SMALL))["workflow"] == "comfyui"
 
 
@@ -78,19 +78,19 @@ async def test_forced_comfyui_fails_clearly(comfy_manager, fake):
     result = await comfy_manager.generate_image("a cat", backend="comfyui", **SMALL)
     assert result["status"] == "error" and "missing.safetensors is not installed" in result["error"]
     fake.stop()
-    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    assert wait_until(lambda: not comfy_manager.backends["comfyui"].up())
     result = await comfy_manager.generate_image("a cat", backend="comfyui", **SMALL)
     assert result["status"] == "error" and "unreachable" in result["error"].lower()
     assert not list(comfy_manager.settings.output_dir.rglob("*.png"))
 
 
 async def test_flux_only_when_its_files_are_installed(comfy_manager, fake):
-    assert "flux.1-dev" not in {m["id"] for m in comfy_manager.comfyui_models()}
+    assert "flux.1-dev" not in {m.id for m in comfy_manager.backends["comfyui"].models()}
     result = await comfy_manager.generate_image("a fox", model="flux.1-dev", **SMALL)
     assert result["workflow"] == "diffusers" and "FLUX.1-dev" in result["fallback_reason"]
     fake.install_flux()
-    comfy_manager.monitor.refresh_models(fake.url)
-    assert wait_until(lambda: "flux.1-dev" in {m["id"] for m in comfy_manager.comfyui_models()})
+    comfy_manager.backends["comfyui"].monitor.refresh_models(fake.url)
+    assert wait_until(lambda: "flux.1-dev" in {m.id for m in comfy_manager.backends["comfyui"].models()})
     assert comfy_manager.active_backend()["label"] == "ComfyUI · FLUX.1-dev"
     result = await comfy_manager.generate_image("a fox", model="flux.1-dev", guidance_scale=3.5, **SMALL)
     assert result["workflow"] == "comfyui", result.get("fallback_reason")
@@ -114,6 +114,6 @@ async def test_status_reports_servers_and_switches(comfy_manager, fake):
     server = status["servers"][0]
     assert server["url"] == fake.url and server["up"] is True and server["device"] == "cpu"
     fake.stop()
-    assert wait_until(lambda: not comfy_manager.comfyui_up())
+    assert wait_until(lambda: not comfy_manager.backends["comfyui"].up())
     events = [s["event"] for s in comfy_manager.status()["switches"]]
     assert f"ComfyUI {fake.url} is down" in events

@@ -51,8 +51,8 @@ async def test_same_seed_same_pixels_and_random_seed_when_unset(manager):
 async def test_pipeline_is_loaded_once(manager):
     await manager.generate_image("one", width=64, height=64, num_inference_steps=2, seed=1)
     await manager.generate_image("two", width=64, height=64, num_inference_steps=2, seed=2)
-    assert manager.local.loads == 1
-    assert manager.local.loaded_model == "tiny"
+    assert manager.backends["diffusers"].loads == 1
+    assert manager.backends["diffusers"].loaded_model == "tiny"
 
 
 async def test_cancel_stops_within_one_step(manager):
@@ -77,10 +77,10 @@ async def test_closing_the_stream_stops_the_worker(manager):
             break
     await agen.aclose()
     for _ in range(100):  # the worker thread stops at its next step and frees the device
-        if not manager.local._run_lock.locked():
+        if not manager.backends["diffusers"]._run_lock.locked():
             break
         await asyncio.sleep(0.02)
-    assert not manager.local._run_lock.locked()
+    assert not manager.backends["diffusers"]._run_lock.locked()
     result = await manager.generate_image("next", width=64, height=64, num_inference_steps=2, seed=4)
     assert result["status"] == "success"
 

@@ -17,7 +17,7 @@ from engine.config import PROJECT_ROOT, Settings
 from engine.events import Done, Failed, Fallback, Progress
 from engine.outputs import read_parameters
 from engine.storyboard import Scene, Storyboard
-from engine.video import VideoProgress, generate_video, render_storyboard
+from engine.video import VideoProgress, generate_video, render_storyboard, stream_video
 
 SMALL = dict(width=64, height=64, steps=2, quality="draft")
 
@@ -146,6 +146,43 @@ async def test_seed_travel_in_a_title_card_preview_is_a_crossfade(tmp_path):
     assert "seed travel needs AI keyframes" in result["warnings"][0]
 
 
+# -- stream_video: prompts or a storyboard in, events out ---------------------------------------
+async def test_stream_video_yields_one_keyframe_per_scene_then_done(tmp_path):
+    events = await events_of(stream_video(None, tmp_path, prompt="a fox\n\na harbour\nthe end", quality="draft",
+                                          use_ai_generation=False, fps=8, width=64, height=64, duration=0.5))
+    keyframes = [e for e in events if isinstance(e, Progress)]
+    assert [(e.step, e.total) for e in keyframes] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(e.preview, Image.Image) and e.preview.size == (64, 64) for e in keyframes)
+    done = events[-1]
+    assert isinstance(done, Done) and not any(isinstance(e, (Done, Failed)) for e in events[:-1])
+    assert [s["prompt"] for s in done.result["scenes"]] == ["a fox", "a harbour", "the end"]
+    assert done.result["video_type"] == "multi_frame" and done.result["frames"] == 12
+    assert imageio_ffmpeg.count_frames_and_secs(done.result["video"])[0] == 12
+
+
+async def test_video_type_storyboard_reads_the_prompt_as_storyboard_text(tmp_path):
+    text = "title: Harbour\nfps: 4\nwidth: 64\nheight: 64\nscenes:\n  - a harbour at dawn\n  - boats at sea\n"
+    result = await generate_video(None, Settings(output_dir=tmp_path), prompt=text, video_type="storyboard",
+                                  use_ai_generation=False)
+    assert result["status"] == "success", result.get("error")
+    assert [s["prompt"] for s in result["scenes"]] == ["a harbour at dawn", "boats at sea"]
+    assert result["video_type"] == "storyboard" and result["frames"] == 16 and "harbour" in Path(result["video"]).name
+    # as multi_frame the same text is one scene per line
+    lines = await generate_video(None, Settings(output_dir=tmp_path), prompt="a harbour\nboats", fps=4, width=64,
+                                 height=64, quality="draft", use_ai_generation=False)
+    assert [s["prompt"] for s in lines["scenes"]] == ["a harbour", "boats"] and lines["video_type"] == "multi_frame"
+
+
+async def test_a_path_shaped_storyboard_prompt_is_never_opened(tmp_path):
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("scenes:\n  - SECRET-SCENE\n")
+    events = await events_of(stream_video(None, tmp_path / "out", prompt=str(secret), video_type="storyboard",
+                                          use_ai_generation=False))
+    assert len(events) == 1 and isinstance(events[0], Failed), events
+    assert "file name is not opened" in events[0].error and "SECRET" not in events[0].error
+    assert not (tmp_path / "out").exists()
+
+
 # -- bad input ----------------------------------------------------------------------------------
 class CountingImages:
     """A stand-in image generator that only counts calls; bad input must never reach it."""
@@ -182,16 +219,24 @@ async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs
     assert result["status"] == "error" and expected in result["error"], result["error"]
     assert result["keyframes"] == [] and result["video"] is None
     assert images.calls == 0 and not any(tmp_path.iterdir())
+    # the stream behind it ends with that one Failed
+    events = await events_of(stream_video(images, tmp_path, **kwargs))
+    assert len(events) == 1 and isinstance(events[0], Failed) and events[0].error == result["error"]
+    assert images.calls == 0 and not any(tmp_path.iterdir())
 
 
 async def test_storyboard_file_and_overrides(tmp_path):
-    path = cards(Scene("a fox", duration=1), Scene("a harbour", duration=1), fps=4).save(tmp_path / "b.yaml")
+    board = cards(Scene("a fox", duration=1), Scene("a harbour", duration=1), fps=4)
+    path = board.save(tmp_path / "b.yaml")
     result = await generate_video(None, Settings(output_dir=tmp_path / "out"), storyboard=path,
                                   use_ai_generation=False, fps=6, title="Trip")
     assert result["status"] == "success" and result["fps"] == 6 and result["frames"] == 12
     assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 12
     assert "trip" in Path(result["video"]).name
-    assert Storyboard.load(path).fps == 4  # the caller's file and object are left alone
+    again = await generate_video(None, Settings(output_dir=tmp_path / "out"), storyboard=board,
+                                 use_ai_generation=False, fps=2, seed=5)
+    assert again["fps"] == 2 and again["seeds"] == [5, 6]
+    assert Storyboard.load(path).fps == 4 and board.fps == 4 and board.seed is None  # the caller's are left alone
 
 
 # -- cancel and failures ------------------------------------------------------------------------
@@ -288,6 +333,20 @@ async def test_manager_generate_video_keeps_the_seed_signature(manager):
     assert bad["status"] == "error" and "Scene 2 has an empty prompt" in bad["error"]
 
 
+async def test_manager_stream_video_streams_keyframes(manager):
+    events = await events_of(manager.stream_video(prompt="a red fox\na blue harbour", quality="draft", fps=4,
+                                                  width=64, height=64, steps=2, duration=0.5, seed=3))
+    done = events[-1]
+    assert isinstance(done, Done), getattr(done, "error", done)
+    keyframes = [e for e in events if isinstance(e, Progress)]
+    assert [(e.step, e.total, e.backend) for e in keyframes] == [(1, 2, "diffusers"), (2, 2, "diffusers")]
+    assert all(isinstance(e.preview, Image.Image) for e in keyframes)
+    assert [read_parameters(p)["prompt"] for p in done.result["keyframes"]] == ["a red fox", "a blue harbour"]
+    assert done.result["seeds"] == [3, 4] and done.result["video_type"] == "multi_frame"
+    assert [e.message for e in events if isinstance(e, VideoProgress) and e.phase == "denoising"] == \
+        ["Scene 1/2"] * 2 + ["Scene 2/2"] * 2
+
+
 async def test_cancel_during_a_keyframe_through_the_manager(manager):
     cancel = asyncio.Event()
     sb = Storyboard(scenes=[Scene("one"), Scene("two"), Scene("three")], fps=4, width=64, height=64, steps=6)
@@ -309,9 +368,9 @@ async def test_seed_travel_through_the_manager(manager):
                             Scene("a blue harbour", duration=0.5)],
                     fps=8, seed_policy="per_scene", width=64, height=64, steps=2, quality="standard")
     sb.scenes[0].seed, sb.scenes[1].seed = 1, 2
-    seen = []
-    result = await generate_video(manager.stream_image, manager.settings, storyboard=sb, on_event=seen.append)
-    assert result["status"] == "success", result.get("error")
+    seen = await events_of(stream_video(manager.stream_image, manager.settings.output_dir, storyboard=sb))
+    result = seen[-1].result
+    assert isinstance(seen[-1], Done), result.get("error")
     assert result["transitions"][0]["used"] == "seed_travel" and len(result["inbetweens"]) == 4
     assert [(e.step, e.total) for e in seen if isinstance(e, Progress)] == [(n, 6) for n in range(1, 7)]
     assert result["warnings"] == []
@@ -355,4 +414,4 @@ async def test_comfyui_failure_mid_video_falls_back_and_keeps_order(comfy_manage
     assert imageio_ffmpeg.count_frames_and_secs(result["video"])[0] == 12
     # seed travel from a ComfyUI keyframe is not possible: that transition became a crossfade
     assert result["transitions"][0]["used"] == "crossfade"
-    assert any("scene 1 ran on comfyui" in w for w in result["warnings"])
+    assert any("seed travel needs both scenes on the same backend and model" in w for w in result["warnings"])

@@ -74,7 +74,7 @@ async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
         flapper.join()
     assert "error" not in outcomes
     assert len(outcomes) == len(list(comfy_manager.settings.output_dir.rglob("*.png")))
-    flips = [h for h in comfy_manager.monitor.history if h[1] == fake.url]
+    flips = [h for h in comfy_manager.backends["comfyui"].monitor.history if h[1] == fake.url]
     # one recorded flip per real change at most (the server changed state ~30 times; ~150 polls ran)
     assert 2 <= len(flips) <= 32
 

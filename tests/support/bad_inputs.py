@@ -15,23 +15,22 @@ BAD_INPUTS = [
     ("width not a number", dict(width="wide"), "Width must be a whole number"),
     ("zero steps", dict(num_inference_steps=0), "Steps must be a whole number from 1 to 150"),
     ("too many steps", dict(num_inference_steps=151), "Steps must be a whole number from 1 to 150"),
-    ("negative guidance", dict(guidance_scale=-1), "Guidance scale must be between 0 and 50"),
+    ("negative guidance", dict(guidance_scale=-1), "Guidance scale must be between 0 and 30"),
     ("guidance not a number", dict(guidance_scale="lots"), "Guidance scale must be a number"),
+    ("prompt not text", dict(prompt=7), "The prompt must be text"),
     ("empty prompt", dict(prompt=""), "The prompt is empty"),
     ("blank prompt", dict(prompt="   \n "), "The prompt is empty"),
     ("unknown model", dict(model="no-such-model"), "Unknown model 'no-such-model'"),
     ("unknown backend", dict(backend="cloud"), "Backend must be one of auto, comfyui, diffusers"),
     ("unknown sampler", dict(sampler="magic"), "Sampler must be one of"),
     ("seed out of range", dict(seed=2**40), "Seed must be -1 (random)"),
-    ("FLUX forced onto diffusers", dict(model="flux.1-dev", backend="diffusers"), "runs on ComfyUI only"),
-    ("local model forced onto ComfyUI", dict(model="tiny", backend="comfyui"), "is a local diffusers model"),
+    ("FLUX forced onto diffusers", dict(model="flux.1-dev", backend="diffusers"), "runs on ComfyUI, not diffusers"),
+    ("local model forced onto ComfyUI", dict(model="tiny", backend="comfyui"), "runs on diffusers, not ComfyUI"),
     ("ComfyUI forced while disabled", dict(backend="comfyui"), "ComfyUI is disabled"),
 ]
 
-# The app's /generate_image endpoint names two parameters differently from the engine.
-API_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}
 
 
 def api_kwargs(change: dict) -> dict:
-    """A good request with `change`, in the app's /generate_image parameter names."""
-    return {API_NAMES.get(k, k): v for k, v in {**GOOD, **change}.items()}
+    """A good request with `change`: the app's /generate_image takes the engine's own parameter names."""
+    return {**GOOD, **change}

@@ -20,7 +20,7 @@ def test_named_endpoints(client):
 
 
 def test_generate_image_returns_the_png_and_its_parameters(client):
-    path, info = client.predict("a red fox in the snow", width=64, height=64, steps=2, seed=42,
+    path, info = client.predict("a red fox in the snow", width=64, height=64, num_inference_steps=2, seed=42,
                                 api_name="/generate_image")
     assert info["status"] == "success" and info["seed"] == 42 and info["workflow"] == "diffusers"
     assert info["saved_path"].endswith(".png") and "image" not in info
@@ -29,14 +29,14 @@ def test_generate_image_returns_the_png_and_its_parameters(client):
 
 
 def test_generate_image_style_and_model_defaults(client):
-    _, info = client.predict("a castle", width=64, height=64, steps=1, style="Watercolor", api_name="/generate_image")
+    _, info = client.predict("a castle", width=64, height=64, num_inference_steps=1, style="Watercolor", api_name="/generate_image")
     assert info["prompt"].startswith("watercolor painting of a castle")
     assert "photograph" in info["negative_prompt"]
 
 
 def test_bad_input_is_a_clear_error(client):
     with pytest.raises(Exception) as err:
-        client.predict("a cat", width=100, height=64, steps=2, api_name="/generate_image")
+        client.predict("a cat", width=100, height=64, num_inference_steps=2, api_name="/generate_image")
     assert "multiple of 8" in str(err.value)
     with pytest.raises(Exception) as err:
         client.predict("", api_name="/generate_image")
@@ -52,6 +52,6 @@ def test_generate_video(client):
 
 def test_status(client, local_app):
     status = client.predict(api_name="/status")
-    assert status["active"]["backend"] == "tiny" and "tiny demo model" in status["active"]["label"]
+    assert status["active"]["demo"] and "tiny demo model" in status["active"]["label"]
     assert status["output_dir"] == str(local_app.output_dir)
     assert any(m["id"] == "tiny" and m["available"] for m in status["models"])

@@ -31,4 +31,4 @@ def test_auth_from_the_environment(run_app):
     url, _ = run_app(GATOR_AUTH="ann:secret")
     assert httpx.get(url + "config", timeout=5).status_code == 401
     status = Client(url, auth=("ann", "secret"), verbose=False).predict(api_name="/status")
-    assert status["active"]["backend"] == "tiny"
+    assert status["active"]["demo"] and "tiny demo model" in status["active"]["label"]

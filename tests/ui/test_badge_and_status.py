@@ -52,7 +52,7 @@ def test_badge_flips_when_comfyui_stops_and_returns(ui_page, comfy_app, fake):
     try:
         fake.stop()
         text = wait_badge(page, "unreachable")
-        assert "ComfyUI unreachable" in text and page.locator("#backend-badge").get_attribute("data-backend") == "tiny"
+        assert "ComfyUI unreachable" in text and page.locator("#backend-badge").get_attribute("data-tone") == "demo"
         assert "Step" in progress_text(page) and "Done" not in progress_text(page)
     finally:
         fake.restart()

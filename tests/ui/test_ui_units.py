@@ -83,12 +83,15 @@ def test_badge_escapes_and_marks_the_backend():
 
 def test_model_choices_mark_comfyui_and_skip_unavailable():
     choices = model_choices([
-        {"id": "flux.1-dev", "label": "FLUX.1-dev", "engine": "comfyui", "available": True},
-        {"id": "sdxl-1.0", "label": "SDXL 1.0", "engine": "diffusers", "available": False},
-        {"id": "tiny", "label": "Tiny demo model", "engine": "tiny", "available": True},
+        {"id": "flux.1-dev", "label": "FLUX.1-dev", "backend": "comfyui", "backend_label": "ComfyUI",
+         "available": True},
+        {"id": "sdxl-1.0", "label": "SDXL 1.0", "backend": "diffusers", "backend_label": "diffusers",
+         "available": False},
+        {"id": "tiny", "label": "Tiny demo model", "backend": "diffusers", "backend_label": "diffusers",
+         "available": True},
     ])
     assert [v for _, v in choices] == ["auto", "flux.1-dev", "tiny"]
-    assert "ComfyUI" in choices[1][0] and "local" in choices[2][0]
+    assert "ComfyUI" in choices[1][0] and "diffusers" in choices[2][0]
 
 
 def test_status_renders_servers_and_switches():
@@ -108,7 +111,7 @@ def test_status_renders_servers_and_switches():
                    "connection refused &lt;x&gt;", "RTX 4090", "sdxl-1.0", "/data/outputs", "is down",
                    "SD 1.5 weights not found"):
         assert needle in html
-    assert "No ComfyUI server configured" in render_status({"servers": []})
+    assert "No server configured" in render_status({"servers": []})
 
 
 def test_api_results_name_no_file_objects():

@@ -7,7 +7,7 @@ import random
 import pytest
 import yaml
 
-from engine.storyboard import Storyboard
+from engine.storyboard import Storyboard, scene_seeds
 from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress, wait_text
 from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
                             rows_of, scenes_of)
@@ -70,6 +70,21 @@ def test_a_seed_in_a_row_wins_and_the_rest_follow_the_policy():
     assert policy == "per_scene" and [s["seed"] for s in scenes] == [base, 42]
     scenes = scenes_of([["a", "", "", "", ""]])
     assert apply_seed_policy(scenes, None, "fixed") == (None, "fixed")  # no row seeds: untouched
+
+
+@pytest.mark.parametrize("policy", ["fixed", "increment"])
+@pytest.mark.parametrize("base", [7, -1])
+def test_the_table_and_the_engine_give_the_same_seeds(policy, base):
+    typed = [["a", "", "", "", ""], ["b", "", "", "", "42"], ["c", "", "", "", ""]]
+    plain = [row[:4] + [""] for row in typed]
+    args = ("", "draft", 0.5, None, None, None, None, base, policy, "auto", "")
+    # no typed seed: the board keeps the policy and the engine draws the seeds
+    engine_seeds = Storyboard.from_dict(table_storyboard(plain, *args)).resolve_seeds(random.Random(4))
+    assert engine_seeds == scene_seeds(policy, base, [None] * 3, random.Random(4))
+    # a typed seed: the table fills the other rows with the very seeds the engine would have used
+    board = table_storyboard(typed, *args, rng=random.Random(4))
+    assert board["seed_policy"] == "per_scene"
+    assert Storyboard.from_dict(board).resolve_seeds() == [engine_seeds[0], 42, engine_seeds[2]]
 
 
 @pytest.mark.parametrize("row, sentence", [

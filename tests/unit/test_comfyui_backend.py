@@ -1,4 +1,4 @@
-"""engine.comfyui_backend over a pool of fake ComfyUI servers: discovery, dispatch, binding, failover."""
+"""engine.backends.comfyui over a pool of fake ComfyUI servers: discovery, dispatch, binding, failover."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from engine.comfyui import ComfyUIClient, ComfyUIValidationError
-from engine.comfyui_backend import ComfyUIBackend, comfy_sampler, guess_family, load_comfyui_catalogue
+from engine.backends.comfyui import ComfyUIBackend, comfy_sampler, comfyui_catalogue, guess_family
 from engine.config import Settings
 from engine.errors import BackendUnavailable, GenerationCancelled
 from engine.events import Progress, Produced, Started
@@ -36,31 +36,40 @@ def request(**kw) -> GenerationRequest:
     return GenerationRequest(**base)
 
 
+def planned(backend: ComfyUIBackend, req: GenerationRequest, model: str):
+    """The router's part: a target planned once for `model`."""
+    return backend.plan(req, backend.find(model))
+
+
+def pick(backend: ComfyUIBackend, model: str, exclude=()) -> str | None:
+    return backend.pick_server(backend.find(model), exclude=exclude)
+
+
 async def collect(backend: ComfyUIBackend, req: GenerationRequest, model: str, cancel=None) -> list:
-    return [e async for e in backend.stream(req, model, cancel)]
+    return [e async for e in backend.stream(req, planned(backend, req, model), cancel)]
 
 
 # ---------------------------------------------------------------------------- discovery
 def test_catalogue_reads_flux_variants():
-    flux = next(m for m in load_comfyui_catalogue() if m["id"] == "flux.1-dev")
-    assert [v["workflow"] for v in flux["comfyui"]] == ["flux1_dev_split", "flux1_dev_fp8_checkpoint"]
+    flux = next(m for m in comfyui_catalogue() if m.id == "flux.1-dev")
+    assert [v["workflow"] for v in flux.comfyui] == ["flux1_dev_split", "flux1_dev_fp8_checkpoint"]
 
 
 def test_flux_offered_only_when_files_installed(pool):
     fakes, monitor, backend, (a, b) = pool
-    models = backend.available_models()
-    assert [m["id"] for m in models] == [TINY]
-    assert models[0]["family"] == "sd15" and models[0]["engine"] == "comfyui"
-    assert sorted(models[0]["servers"]) == sorted([a.url, b.url])
-    assert not backend.has_model("flux.1-dev")
+    models = backend.models()
+    assert [m.id for m in models] == [TINY]
+    assert models[0].family == "sd15" and models[0].backend == "comfyui"
+    assert sorted(backend.servers_for(models[0])) == sorted([a.url, b.url])
+    assert backend.why_not(backend.find("flux.1-dev")) is not None
     b.install_flux()
     for url in fakes:
         monitor.refresh_models(url)
     monitor.poll_now()
-    models = backend.available_models()
-    assert [m["id"] for m in models] == ["flux.1-dev", TINY]
-    assert models[0]["servers"] == [b.url] and models[0]["family"] == "flux" and models[0]["label"] == "FLUX.1-dev"
-    assert backend.servers_for("flux.1-dev") == [b.url]
+    models = backend.models()
+    assert [m.id for m in models] == ["flux.1-dev", TINY]
+    assert models[0].family == "flux" and models[0].label == "FLUX.1-dev"
+    assert backend.servers_for(models[0]) == [b.url]
 
 
 def test_partial_flux_files_are_not_enough(pool):
@@ -69,7 +78,7 @@ def test_partial_flux_files_are_not_enough(pool):
     a.vaes.append("ae.safetensors")  # no text encoders
     monitor.refresh_models(a.url)
     monitor.poll_now()
-    assert not backend.has_model("flux.1-dev")
+    assert not backend.servers_for(backend.find("flux.1-dev"))
 
 
 def test_fp8_checkpoint_variant(pool):
@@ -77,11 +86,11 @@ def test_fp8_checkpoint_variant(pool):
     a.checkpoints.extend(["flux1-dev-fp8.safetensors", "sd_xl_base_1.0.safetensors"])
     monitor.refresh_models(a.url)
     monitor.poll_now()
-    ids = [m["id"] for m in backend.available_models()]
+    ids = [m.id for m in backend.models()]
     assert ids[0] == "flux.1-dev"
     assert "comfyui:flux1-dev-fp8.safetensors" not in ids  # offered as FLUX.1-dev already
     assert "comfyui:sd_xl_base_1.0.safetensors" in ids
-    plan = backend.plan_for("flux.1-dev", monitor.state(a.url).models)
+    plan = backend.variant_for(backend.find("flux.1-dev"), monitor.state(a.url).models)
     assert plan.workflow == "flux1_dev_fp8_checkpoint" and plan.files == {"ckpt_name": "flux1-dev-fp8.safetensors"}
 
 
@@ -89,8 +98,8 @@ def test_nothing_offered_when_servers_down(pool):
     fakes, monitor, backend, (a, b) = pool
     a.stop(), b.stop()
     monitor.poll_now()
-    assert backend.available_models() == []
-    assert backend.pick_server(TINY) is None
+    assert backend.models() == []
+    assert pick(backend, TINY) is None
 
 
 def test_family_and_sampler_mapping():
@@ -111,7 +120,7 @@ def test_family_and_sampler_mapping():
 # ---------------------------------------------------------------------------- dispatch
 def test_pick_shortest_queue_and_round_robin(pool):
     fakes, monitor, backend, (a, b) = pool
-    first = [backend.pick_server(TINY) for _ in range(4)]
+    first = [pick(backend, TINY) for _ in range(4)]
     assert sorted(first) == sorted([a.url, b.url] * 2) and first[0] != first[1]  # ties alternate
     a.step_delay_s = 0.05
     busy = ComfyUIClient(a.url)
@@ -119,8 +128,8 @@ def test_pick_shortest_queue_and_round_robin(pool):
         "ckpt_name": "tiny-sd15.safetensors", "steps": 100, "width": 64, "height": 64}), "other")) for _ in range(2)]
     monitor.poll_now()
     assert monitor.state(a.url).queue_remaining == 2
-    assert {backend.pick_server(TINY) for _ in range(3)} == {b.url}
-    assert backend.pick_server(TINY, exclude=[b.url]) == a.url
+    assert {pick(backend, TINY) for _ in range(3)} == {b.url}
+    assert pick(backend, TINY, exclude=[b.url]) == a.url
     for pid in ids:
         asyncio.run(busy.delete([pid]))
         asyncio.run(busy.interrupt(pid))
@@ -135,7 +144,7 @@ def test_only_servers_with_the_model(pool):
     pid = asyncio.run(busy.submit(bind(load_template("checkpoint_generic"), {
         "ckpt_name": "tiny-sd15.safetensors", "steps": 100, "width": 64, "height": 64}), "other"))
     monitor.poll_now()
-    assert backend.pick_server("flux.1-dev") == a.url  # busier, but the only one with the files
+    assert pick(backend, "flux.1-dev") == a.url  # busier, but the only one with the files
     asyncio.run(busy.interrupt(pid))
 
 
@@ -182,7 +191,7 @@ async def test_stream_checkpoint_binds_request(pool):
 @pytest.mark.asyncio
 async def test_stream_checkpoint_default_cfg_and_random_seed(pool):
     fakes, monitor, backend, (a, b) = pool
-    events = await collect(backend, request(seed=None, guidance_scale=None), TINY)
+    events = await collect(backend, request(seed=None, guidance_scale=None).validated(), TINY)
     graph = fakes[events[0].server].prompts[-1]
     assert graph["3"]["inputs"]["cfg"] == 7.5 and graph["3"]["inputs"]["sampler_name"] == "euler"
     assert isinstance(graph["3"]["inputs"]["seed"], int) and events[-1].info["seed"] == graph["3"]["inputs"]["seed"]
@@ -212,7 +221,8 @@ async def test_failover_when_server_stops_mid_run(pool):
     for f in fakes.values():
         f.step_delay_s = 0.03
     events = []
-    async for event in backend.stream(request(num_inference_steps=10), TINY):
+    req = request(num_inference_steps=10)
+    async for event in backend.stream(req, planned(backend, req, TINY)):
         events.append(event)
         if isinstance(event, Progress) and len([e for e in events if isinstance(e, Started)]) == 1:
             await asyncio.to_thread(fakes[events[0].server].stop)
@@ -260,8 +270,7 @@ async def test_model_not_installed(pool):
     with pytest.raises(BackendUnavailable, match=r"FLUX.1-dev is not installed on any running ComfyUI server "
                                                  r"\(it needs flux1-dev.safetensors"):
         await collect(backend, request(), "flux.1-dev")
-    with pytest.raises(BackendUnavailable, match="sdxl-1.0 is not a ComfyUI model"):
-        await collect(backend, request(), "sdxl-1.0")
+    assert backend.find("sdxl-1.0") is None  # not a ComfyUI model: the router says so
 
 
 @pytest.mark.asyncio
@@ -271,7 +280,8 @@ async def test_cancel_is_not_failover(pool):
         f.step_delay_s = 0.05
     cancel = threading.Event()
     with pytest.raises(GenerationCancelled):
-        async for event in backend.stream(request(num_inference_steps=30), TINY, cancel):
+        req = request(num_inference_steps=30)
+        async for event in backend.stream(req, planned(backend, req, TINY), cancel):
             if isinstance(event, Progress):
                 cancel.set()
     assert len(a.prompt_ids) + len(b.prompt_ids) == 1
@@ -283,13 +293,14 @@ async def test_in_flight_counts_and_abandoned_job_is_stopped(pool):
     fakes, monitor, backend, (a, b) = pool
     for f in fakes.values():
         f.step_delay_s = 0.05
-    gen = backend.stream(request(num_inference_steps=40), TINY)
+    req = request(num_inference_steps=40)
+    gen = backend.stream(req, planned(backend, req, TINY))
     started = await gen.__anext__()
     other = b.url if started.server == a.url else a.url
-    assert {backend.pick_server(TINY) for _ in range(3)} == {other}
+    assert {pick(backend, TINY) for _ in range(3)} == {other}
     assert isinstance(await gen.__anext__(), Progress)
     await gen.aclose()  # the consumer walked away: the job must not keep the server busy
     busy = fakes[started.server]
     assert busy.interrupts == [{"prompt_id": busy.prompt_ids[-1]}]
     assert await asyncio.to_thread(busy.wait_idle, 1.0)
-    assert {backend.pick_server(TINY) for _ in range(2)} == {a.url, b.url}
+    assert {pick(backend, TINY) for _ in range(2)} == {a.url, b.url}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from engine.errors import InvalidRequest
-from engine.storyboard import MAX_SEED, Scene, Storyboard, frame_counts, quality_presets
+from engine.params import MAX_SEED
+from engine.storyboard import Scene, Storyboard, frame_counts, quality_presets, scene_seeds
 from engine.video import FrameSpec, build_timeline, render_frame, transition_frame_count, video_size
 
 
@@ -40,6 +41,8 @@ def error_of(sb: Storyboard) -> str:
     (board(seed_policy="chaos"), "Seed policy must be one of fixed, per_scene, increment (got 'chaos')"),
     (board(quality="ultra"), "Quality must be one of draft, standard, high (got 'ultra')"),
     (board(steps=0), "Steps must be a whole number from 1 to 150"),
+    (board(height="tall"), "Height must be a whole number of pixels (got 'tall')"),
+    (board(guidance_scale=31), "Guidance scale must be between 0 and 30 (got 31)"),
     (board(seed=2**40), "storyboard seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", seed=-5)]), "Scene 1's seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", duration=0.05)], fps=8), "shorter than one frame at 8 fps"),
@@ -140,6 +143,19 @@ def test_unreadable_files_are_invalid_requests(tmp_path):
         Storyboard.parse("scenes: [a, b\n")
 
 
+def test_with_overrides_is_a_copy_and_leaves_the_original_alone():
+    original = full_board()
+    before = original.to_dict()
+    changed = original.with_overrides(fps=24, seed_policy="Fixed", title="Other")
+    assert (changed.fps, changed.seed_policy, changed.title) == (24, "fixed", "Other")
+    assert changed.scenes == original.scenes and changed.scenes[0] is not original.scenes[0]
+    changed.scenes[0].prompt = "a wolf"
+    assert original.to_dict() == before
+    with pytest.raises(InvalidRequest, match=r"Unknown video option\(s\): frames, scenes\. Known options: fps, "):
+        original.with_overrides(frames=3, scenes=[], fps=1)
+    assert original.to_dict() == before
+
+
 def test_from_prompts_splits_text_into_scenes():
     sb = Storyboard.from_prompts("a fox\n\n  \na harbour\n", duration=3, transition="cut", fps=10)
     assert [s.prompt for s in sb.scenes] == ["a fox", "a harbour"]
@@ -167,6 +183,16 @@ def test_per_scene_policy_uses_scene_seeds_or_random():
     assert seeds[0] == 5 and seeds[3] == 9
     assert all(0 <= s <= MAX_SEED for s in seeds) and seeds[1] != seeds[2]
     assert sb.resolve_seeds(random.Random(3)) == seeds  # reproducible with the same generator
+
+
+def test_scene_seeds_is_the_one_policy_rule():
+    assert scene_seeds("fixed", 7, [1, 2, 3]) == [7, 7, 7]  # scene seeds count only under per_scene
+    assert scene_seeds("increment", MAX_SEED - 1, [None] * 3) == [MAX_SEED - 1, MAX_SEED, 0]
+    drawn = random.Random(2)  # -1 and None are drawn from the generator, in scene order
+    expected = [5, drawn.randint(0, MAX_SEED), drawn.randint(0, MAX_SEED)]
+    assert scene_seeds("per_scene", 7, [5, None, -1], random.Random(2)) == expected
+    with pytest.raises(InvalidRequest, match="Seed policy must be one of fixed, per_scene, increment"):
+        scene_seeds("chaos", 7, [None])
 
 
 # -- frame arithmetic and the timeline ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Local generation with diffusers: one pipeline kept loaded, device/dtype choice, step previews, cancel."""
+"""The local backend: diffusers pipelines on this machine. One pipeline kept loaded, device/dtype choice,
+step previews, cancel; real weights that are missing or fail to load are replaced by the built-in tiny model."""
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
-from .errors import BackendUnavailable, GenerationCancelled
-from .events import Event, Produced, Progress, Queued
-from .previews import latents_to_preview
-from .registry import Hardware, ModelSpec, load_samplers, needs_offload
-from .request import GenerationRequest
-from .weights import WeightSource
+from ..errors import BackendUnavailable, GenerationCancelled
+from ..events import Event, Produced, Progress, Queued, Started
+from ..previews import latents_to_preview
+from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, find_model, fits, load_samplers,
+                        needs_offload)
+from ..request import GenerationRequest
+from ..tiny_model import ensure_tiny_model
+from ..weights import Missing, WeightSource, locate_weights
+from . import register_backend
+from .base import Backend, BackendContext, BackendState, Target
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +37,23 @@ def slerp(a, b, t: float):
     return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
 
 
-class DiffusersBackend:
+class DiffusersBackend(Backend):
     """Runs diffusers pipelines on this machine, one generation at a time per device."""
 
-    def __init__(self, hardware: Hardware, allow_downloads: bool = False) -> None:
+    name = "diffusers"
+    label = "diffusers"
+    priority = 0
+    local = True
+    features = frozenset({"interpolate"})
+
+    def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
+                 tiny_dir: Any = None) -> None:
         self.hardware = hardware
         self.allow_downloads = allow_downloads  # a single .safetensors file may fetch its config from the hub
+        self.models_dir = models_dir
+        self.tiny_dir = tiny_dir
+        self.weights: dict[str, WeightSource | Missing] = {}
+        self.notices: list[str] = []  # why real weights are not available
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -45,6 +61,59 @@ class DiffusersBackend:
         self._waiting = 0
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="diffusers")
         self.loads = 0  # how many times a pipeline was loaded from disk (cache reuse is observable)
+
+    # -- what it can run ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the tiny model if needed and find every catalogue model's weights (offline, instant)."""
+        ensure_tiny_model(self.tiny_dir)
+        import diffusers.pipelines  # noqa: F401  (imported now so a fallback never waits on it)
+        for spec in catalogue_for(self.name):
+            self.weights[spec.id] = locate_weights(spec, self.models_dir, self.tiny_dir, self.allow_downloads)
+        self.notices = [w.reason for w in self.weights.values() if isinstance(w, Missing)]
+        for notice in self.notices:
+            logger.warning("%s", notice)
+        if self.best().builtin:
+            logger.warning("No real diffusers weights found: local generation uses the tiny demo model.")
+
+    def models(self) -> list[ModelSpec]:
+        """Models whose weights are here and that fit this machine, best first (the tiny model last)."""
+        return [spec for spec in catalogue_for(self.name)
+                if isinstance(self.weights.get(spec.id), WeightSource) and fits(spec, self.hardware)]
+
+    def missing(self) -> list[tuple[ModelSpec, str]]:
+        return [(spec, source.reason) for spec in catalogue_for(self.name)
+                if isinstance(source := self.weights.get(spec.id), Missing)]
+
+    def best(self) -> ModelSpec:
+        """The best model this machine runs now (the tiny model at worst)."""
+        return next(iter(self.models()), builtin_model())
+
+    def find(self, model_id: str) -> ModelSpec | None:
+        spec = find_model(model_id)
+        return spec if spec is not None and spec.backend == self.name else None
+
+    def why_not(self, model: ModelSpec | None) -> str | None:
+        return None  # a model without weights runs as the tiny model, with a warning
+
+    def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
+        """The requested model when its weights are here; otherwise the tiny model, saying why."""
+        if model is None:
+            return Target(self.name, self.best())
+        source = self.weights.get(model.id)
+        if isinstance(source, WeightSource):
+            return Target(self.name, model)
+        reason = source.reason if isinstance(source, Missing) else f"{model.label} is not a local model."
+        return Target(self.name, builtin_model(), warnings=(f"{reason} Used the tiny demo model instead.",))
+
+    def state(self) -> BackendState:
+        best = self.best()
+        return BackendState(name=self.name, label=self.label, enabled=True, ready=True,
+                            summary=f"{best.label} on {self.hardware.describe()}"
+                                    + (f" (loaded: {self.loaded_model})" if self.loaded_model else ""),
+                            short_reason="" if not best.builtin else "no real weights found",
+                            models=[m.id for m in self.models()],
+                            details={"demo": best.builtin, "notices": list(self.notices),
+                                     "loaded_model": self.loaded_model})
 
     def wrap_generation(self, decorator: Any) -> None:
         """Run every local generation through `decorator` (e.g. a Hugging Face ZeroGPU `spaces.GPU(...)`)."""
@@ -55,7 +124,7 @@ class DiffusersBackend:
         """cuda fp16, mps fp16, cpu fp32; the tiny model always runs on the CPU in fp32."""
         import torch
 
-        if spec.engine == "tiny" or self.hardware.device == "cpu":
+        if spec.builtin or self.hardware.device == "cpu":
             return "cpu", torch.float32
         return self.hardware.device, torch.float16
 
@@ -110,8 +179,29 @@ class DiffusersBackend:
         return pipe
 
     # -- generation ---------------------------------------------------------------------------
-    async def stream(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
-                     cancel: Any = None, previews: bool = True) -> AsyncIterator[Event | Produced]:
+    async def stream(self, req: GenerationRequest, target: Target, cancel: Any = None,
+                     previews: bool = True) -> AsyncIterator[Event | Produced]:
+        """Started, Queued (when waiting), Progress per step, then Produced. Real weights that fail to load
+        are replaced by the tiny model (a warning in the result). Raises on failure or cancel."""
+        spec, warnings = target.model, list(target.warnings)
+        yield Started(backend=self.name, model=spec.label)
+        while True:
+            try:
+                async for item in self._run(req, spec, self.weights[spec.id], cancel, previews):
+                    if isinstance(item, Produced):
+                        item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id,
+                                                     "server": None,
+                                                     "warnings": warnings + list(item.info.get("warnings", []))})
+                    yield item
+                return
+            except BackendUnavailable as err:
+                if spec.builtin:
+                    raise
+                warnings.append(f"{err} Used the tiny demo model instead.")
+                spec = builtin_model()
+
+    async def _run(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
+                   cancel: Any, previews: bool) -> AsyncIterator[Event | Produced]:
         """Yield Queued (when waiting), Progress per step, then Produced. Raises on failure or cancel."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -174,7 +264,7 @@ class DiffusersBackend:
             if stopped():
                 raise GenerationCancelled(f"Stopped at step {index + 1}/{total}.")
             preview = latents_to_preview(tensors["latents"], spec.family) if previews else None
-            push(Progress(step=index + 1, total=total, preview=preview, backend="diffusers"))
+            push(Progress(step=index + 1, total=total, preview=preview, backend=self.name))
             return tensors
 
         started = time.perf_counter()
@@ -237,3 +327,12 @@ class DiffusersBackend:
             if ta is not None and tb is not None:
                 out[name] = torch.lerp(ta, tb, t)
         return out
+
+
+def _build(context: BackendContext) -> DiffusersBackend:
+    settings = context.settings
+    return DiffusersBackend(context.hardware, allow_downloads=settings.allow_downloads,
+                            models_dir=settings.models_dir, tiny_dir=settings.tiny_dir)
+
+
+register_backend(DiffusersBackend.name, _build)

@@ -1,0 +1,111 @@
+"""The protocol every backend implements, and what the router hands it (a Target).
+
+A backend says which models it can run now, why it cannot run a given one (a sentence), turns a request
+into a Target once (the router's plan), and streams a Target into the engine's events:
+Started, Queued, Progress..., then one Produced (the manager saves and wraps it). It raises
+BackendUnavailable when it cannot finish (auto mode then falls back) and GenerationCancelled on cancel.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, ClassVar
+
+from ..config import Settings
+from ..events import Event, Produced
+from ..registry import Hardware, ModelSpec
+from ..request import GenerationRequest
+
+OnChange = Callable[[str, str], None]  # (what happened, why): the status tab's switch log
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend factory gets: the settings, this machine, and where to report state changes."""
+
+    settings: Settings
+    hardware: Hardware
+    on_change: OnChange = lambda what, why: None
+    start_monitor: bool = True  # False in tests that poll by hand
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one request runs, decided once by the router: the backend, the model, and the backend's own
+    choice (a server, a workflow variant, weights), plus warnings the result should carry."""
+
+    backend: str
+    model: ModelSpec
+    server: str | None = None
+    detail: Any = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """What the badge and the status tab show of a backend."""
+
+    name: str
+    label: str
+    enabled: bool
+    ready: bool  # it can run at least one model now
+    summary: str  # one line: "2 of 2 servers up", "unreachable", "disabled"
+    short_reason: str = ""  # why it is not ready, for the badge ("ComfyUI unreachable")
+    models: list[str] = field(default_factory=list)
+    servers: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One way to generate images. Subclasses set `name`, `label` and `priority` (auto tries higher first);
+    `local` marks the backend that runs on this machine and is auto's last resort."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    priority: ClassVar[int] = 0
+    local: ClassVar[bool] = False
+    features: ClassVar[frozenset[str]] = frozenset()  # e.g. "interpolate" (seed travel in-betweens)
+
+    def start(self) -> None:
+        """Begin background work (health polling); called once by the manager."""
+
+    def shutdown(self) -> None:
+        """Stop background work."""
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    @abstractmethod
+    def models(self) -> list[ModelSpec]:
+        """The models this backend can run now, best first."""
+
+    @abstractmethod
+    def find(self, model_id: str) -> ModelSpec | None:
+        """The model named `model_id` (id or label) if this backend knows it, runnable now or not."""
+
+    @abstractmethod
+    def why_not(self, model: ModelSpec | None) -> str | None:
+        """None when `model` (None: any model) can run now; otherwise a sentence saying why not."""
+
+    @abstractmethod
+    def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
+        """Decide where `request` runs (None: this backend's best model). Raises BackendUnavailable."""
+
+    @abstractmethod
+    def stream(self, request: GenerationRequest, target: Target, cancel: Any = None,
+               previews: bool = True) -> AsyncIterator[Event | Produced]:
+        """Started, Queued?, Progress..., Produced for `target`."""
+
+    @abstractmethod
+    def state(self) -> BackendState:
+        """What the badge and the status tab show."""
+
+    def missing(self) -> list[tuple[ModelSpec, str]]:
+        """Known models this backend cannot run here, each with why (e.g. weights not found)."""
+        return []
+
+    def default_model(self) -> ModelSpec | None:
+        """The model auto would use here now."""
+        models = self.models()
+        return models[0] if models else None

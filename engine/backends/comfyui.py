@@ -1,0 +1,389 @@
+"""The ComfyUI backend: which models the pool really has, which server runs a request, and failover.
+
+Models come from what the health monitor discovered on the servers that are up: a catalogue model
+(presets/models.yaml entries with a `comfyui:` list of {workflow, files} variants) is offered when
+all files of one variant are installed on some up server; every installed checkpoint is offered as
+"comfyui:<filename>". Nothing here touches the network except the job itself.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from contextlib import aclosing
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+from ..comfyui import ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels
+from ..errors import BackendUnavailable
+from ..events import Event, Produced, Started
+from ..health import HealthMonitor
+from ..registry import ModelSpec, find_model, load_catalogue, load_samplers
+from ..request import GenerationRequest, sampler_key
+from ..workflows import WorkflowError, WorkflowTemplate, bind, load_template
+from . import register_backend
+from .base import Backend, BackendContext, BackendState, Target
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "comfyui:"
+JOB_MEMORY_S = 120.0  # how long our finished jobs are remembered, to read stale queue polls right
+DEFAULT_GUIDANCE = {"flux": 3.5, "sdxl": 7.0, "sd15": 7.5}
+NATIVE_SIZE = {"flux": 1024, "sdxl": 1024, "sd15": 512}
+COMFY_SAMPLERS = {"euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+                  "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde",
+                  "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm", "ipndm", "ipndm_v", "deis",
+                  "res_multistep", "gradient_estimation", "er_sde", "ddim", "uni_pc", "uni_pc_bh2"}
+SAMPLER_ALIASES = {"euler_a": "euler_ancestral", "eulera": "euler_ancestral", "dpm2": "dpm_2",
+                   "dpm2_a": "dpm_2_ancestral", "dpm_2_a": "dpm_2_ancestral", "unipc": "uni_pc",
+                   "dpmpp_2s_a": "dpmpp_2s_ancestral", "dpmsolver": "dpmpp_2m", "dpm_solver": "dpmpp_2m",
+                   "dpmsolvermultistep": "dpmpp_2m", "lcm_scheduler": "lcm", "heun_discrete": "heun"}
+
+
+def comfy_sampler(name: str | None) -> tuple[str, str | None]:
+    """Map a sampler name ("euler", "Euler a", "DPM++ 2M Karras", "dpmpp_2m"...) to ComfyUI's (sampler, scheduler).
+
+    The app's samplers (presets/samplers.yaml) map as that file says; other ComfyUI names pass through.
+    The scheduler is None (the workflow's own) unless the name asks for one; unknown names give euler.
+    """
+    entry = load_samplers().get(sampler_key(name))
+    if entry is not None:
+        return entry["comfyui"]["sampler_name"], entry["comfyui"].get("scheduler")
+    n = (name or "euler").strip().lower().replace("++", "pp").replace(" ", "_").replace("-", "_")
+    scheduler = None
+    for suffix in ("karras", "exponential"):
+        if n.endswith("_" + suffix):
+            n, scheduler = n[: -len(suffix) - 1], suffix
+    n = SAMPLER_ALIASES.get(n, n)
+    if n not in COMFY_SAMPLERS:
+        log.warning("sampler %r is unknown to ComfyUI; using euler", name)
+        return "euler", scheduler
+    return n, scheduler
+
+
+def guess_family(filename: str) -> str:
+    """flux, sdxl or sd15, from a checkpoint's file name."""
+    n = filename.lower()
+    if "flux" in n:
+        return "flux"
+    if re.search(r"xl|pony|illustrious|playground", n):
+        return "sdxl"
+    return "sd15"
+
+
+def comfyui_catalogue() -> list[ModelSpec]:
+    """Catalogue models that can run on ComfyUI (those with a `comfyui:` list of workflow variants)."""
+    return [spec for spec in load_catalogue() if spec.comfyui]
+
+
+def checkpoint_model(filename: str) -> ModelSpec:
+    """The model a checkpoint file installed on a ComfyUI server is offered as."""
+    family = guess_family(filename)
+    workflow = "flux1_dev_fp8_checkpoint" if family == "flux" else "checkpoint_generic"
+    return ModelSpec(id=CHECKPOINT_PREFIX + filename, label=_checkpoint_label(filename), backend=ComfyUIBackend.name,
+                     family=family, default_guidance=DEFAULT_GUIDANCE.get(family, 7.0),
+                     native_size=NATIVE_SIZE.get(family, 512),
+                     comfyui=[{"workflow": workflow, "files": {"ckpt_name": filename}}])
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How one model runs on one server: the workflow template and the model files to bind."""
+
+    model: ModelSpec
+    workflow: str
+    files: dict[str, str]
+
+
+class ComfyUIBackend(Backend):
+    """Runs requests on the ComfyUI pool watched by `monitor`."""
+
+    name = "comfyui"
+    label = "ComfyUI"
+    priority = 100
+
+    def __init__(self, settings: Any, monitor: HealthMonitor | None, *, catalogue: list[ModelSpec] | None = None,
+                 request_timeout_s: float = 10.0, stall_s: float = 30.0, poll_in_background: bool = True) -> None:
+        self.settings = settings
+        self.poll_in_background = poll_in_background  # False: tests poll the monitor by hand
+        self.monitor = monitor  # None: disabled (GATOR_ENABLE_COMFYUI=0 or no URL)
+        self.catalogue = catalogue if catalogue is not None else comfyui_catalogue()
+        self.request_timeout_s = request_timeout_s
+        self.stall_s = stall_s
+        self._lock = threading.Lock()
+        self._jobs: dict[str, list[_Job]] = {}  # our recent jobs per server, to tell our load from others'
+        self._turn = itertools.count()
+        self._templates: dict[str, WorkflowTemplate] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.monitor is not None
+
+    def start(self) -> None:
+        if self.monitor is not None and self.poll_in_background:
+            self.monitor.poll_now()
+            self.monitor.start()
+
+    def shutdown(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    # ------------------------------------------------------------------ what the pool has
+    def _up_states(self) -> list[Any]:
+        if self.monitor is None:
+            return []
+        return [st for st in self.monitor.snapshot().values() if st.up and st.models is not None]
+
+    def up(self) -> bool:
+        """True when at least one server answers."""
+        return bool(self.monitor is not None and self.monitor.up_servers())
+
+    def _entry(self, model_id: str) -> ModelSpec | None:
+        return next((m for m in self.catalogue if m.id == model_id), None)
+
+    def find(self, model_id: str) -> ModelSpec | None:
+        key = (model_id or "").strip()
+        if key.startswith(CHECKPOINT_PREFIX):
+            return checkpoint_model(key[len(CHECKPOINT_PREFIX):])
+        spec = self._entry(key) or find_model(key)
+        if spec is not None and spec.comfyui:
+            return spec
+        installed = {c for st in self._up_states() for c in st.models.checkpoints}
+        return checkpoint_model(key) if key in installed else None
+
+    def variant_for(self, model: ModelSpec, models: InstalledModels | None) -> Variant | None:
+        """How `model` would run on a server with `models` installed; None when it cannot."""
+        if models is None:
+            return None
+        for variant in model.comfyui:
+            files = {str(k): str(v) for k, v in (variant.get("files") or {}).items()}
+            if models.has_files(files):
+                return Variant(model, str(variant["workflow"]), files)
+        return None
+
+    def servers_for(self, model: ModelSpec) -> list[str]:
+        """Up servers that have every file `model` needs, in configured order."""
+        return [st.url for st in self._up_states() if self.variant_for(model, st.models)]
+
+    def models(self) -> list[ModelSpec]:
+        """Models runnable now: catalogue models whose files are installed, then every other installed checkpoint."""
+        states = self._up_states()
+        out: list[ModelSpec] = []
+        claimed: set[str] = set()
+        for spec in sorted(self.catalogue, key=lambda m: -m.rank):
+            variants = [self.variant_for(spec, st.models) for st in states]
+            if not any(variants):
+                continue
+            claimed.update(v.files["ckpt_name"] for v in variants if v and "ckpt_name" in v.files)
+            out.append(spec)
+        checkpoints = sorted({c for st in states for c in st.models.checkpoints} - claimed, key=str.lower)
+        return out + [checkpoint_model(ckpt) for ckpt in checkpoints]
+
+    def why_not(self, model: ModelSpec | None) -> str | None:
+        if self.monitor is None:
+            return "ComfyUI is disabled (GATOR_ENABLE_COMFYUI=0)."
+        urls = ", ".join(self.monitor.snapshot())
+        if not self.up():
+            return f"ComfyUI is unreachable ({urls})."
+        if model is None:
+            return None if self.models() else f"No model is installed on ComfyUI ({urls})."
+        if self.servers_for(model):
+            return None
+        return f"{model.label} is not installed on any reachable ComfyUI server ({urls})."
+
+    def state(self) -> BackendState:
+        servers = [asdict(st) for st in self.monitor.snapshot().values()] if self.monitor else []
+        up = sum(1 for s in servers if s["up"])
+        models = self.models()
+        if self.monitor is None:
+            summary, short = "disabled (GATOR_ENABLE_COMFYUI=0)", "ComfyUI disabled"
+        elif not up:
+            summary, short = f"unreachable ({len(servers)} server(s) down)", "ComfyUI unreachable"
+        elif not models:
+            summary, short = f"{up} of {len(servers)} server(s) up, no model installed", "no model installed on ComfyUI"
+        else:
+            summary, short = f"{up} of {len(servers)} server(s) up", ""
+        return BackendState(name=self.name, label=self.label, enabled=self.enabled, ready=bool(models),
+                            summary=summary, short_reason=short, models=[m.id for m in models], servers=servers)
+
+    def pick_server(self, model: ModelSpec, exclude: Iterable[str] = ()) -> str | None:
+        """The up server with the model and the shortest queue; ties go round-robin.
+
+        A server's load is our jobs on it now plus other clients' jobs as of the last poll (the polled
+        queue length minus our jobs that were there at that moment), so a stale poll never counts our own
+        finished jobs twice.
+        """
+        skip = set(exclude)
+        snap = self.monitor.snapshot()
+        candidates = [u for u in self.servers_for(model) if u not in skip]
+        if not candidates:
+            return None
+        with self._lock:
+            load = {u: self._load(u, snap[u].queue_remaining or 0, snap[u].last_poll) for u in candidates}
+            best = min(load.values())
+            tied = [u for u in candidates if load[u] == best]
+            return tied[next(self._turn) % len(tied)]
+
+    def _load(self, url: str, polled_queue: int, polled_at: float | None) -> int:
+        jobs = self._jobs.get(url, [])
+        ours_now = sum(1 for job in jobs if job.ended is None)
+        ours_then = sum(1 for job in jobs if polled_at is not None and job.running_at(polled_at))
+        return ours_now + max(0, polled_queue - ours_then)
+
+    def _job_started(self, url: str) -> "_Job":
+        job = _Job(started=time.time())
+        with self._lock:  # counted before anything yields, so a concurrent pick sees it
+            horizon = job.started - JOB_MEMORY_S
+            self._jobs[url] = [j for j in self._jobs.get(url, []) if j.ended is None or j.ended > horizon] + [job]
+        return job
+
+    # ------------------------------------------------------------------ one request
+    def _template(self, name: str) -> WorkflowTemplate:
+        if name not in self._templates:
+            self._templates[name] = load_template(name)
+        return self._templates[name]
+
+    def build_graph(self, request: GenerationRequest, variant: Variant) -> dict[str, Any]:
+        """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg)."""
+        model = variant.model
+        try:
+            template = self._template(variant.workflow)
+            sampler, scheduler = comfy_sampler(request.sampler)
+            values: dict[str, Any] = {
+                "prompt": request.prompt, "seed": int(request.seed), "steps": int(request.num_inference_steps),
+                "width": int(request.width), "height": int(request.height), "sampler": sampler, **variant.files,
+            }
+            optional: dict[str, Any] = {"negative_prompt": request.negative_prompt, "scheduler": scheduler,
+                                        "filename_prefix": "gator-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.id)}
+            if template.bindings.get("guidance"):  # guidance-distilled (FLUX): cfg stays at the template's 1.0
+                optional["guidance"] = _guidance(request, model)
+            else:
+                optional["cfg"] = _guidance(request, model)
+            values.update({k: v for k, v in optional.items() if template.accepts(k)})
+            return bind(template, values)
+        except WorkflowError as exc:
+            raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
+
+    def _client(self, url: str) -> ComfyUIClient:
+        return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
+                             request_timeout_s=self.request_timeout_s, stall_s=self.stall_s)
+
+    def _unavailable(self, model: ModelSpec) -> str:
+        """Why no server can take `model` now, naming each server's state."""
+        snap = self.monitor.snapshot() if self.monitor else {}
+        if not any(st.up for st in snap.values()):
+            reasons = "; ".join(f"{st.url} {'is down' if st.up is False else 'is not checked yet'}"
+                                + (f" ({st.last_error})" if st.last_error else "") for st in snap.values())
+            return f"No ComfyUI server is reachable: {reasons}." if reasons else "No ComfyUI server is configured."
+        if self._entry(model.id) is not None:
+            needs = ", ".join((model.comfyui[0].get("files") or {}).values())
+            return f"{model.label} is not installed on any running ComfyUI server (it needs {needs})."
+        return f"{model.label} is not installed on any running ComfyUI server."
+
+    def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
+        """The server for `request`: an up server with the model and the shortest queue (ties take turns)."""
+        if self.monitor is None:
+            raise BackendUnavailable(self.why_not(model) or "ComfyUI is disabled.")
+        model = model or self.default_model()
+        if model is None:
+            raise BackendUnavailable(self.why_not(None) or "No model is installed on ComfyUI.")
+        url = self.pick_server(model)
+        if url is None:
+            raise BackendUnavailable(self._unavailable(model))
+        return Target(self.name, model, server=url)
+
+    async def stream(self, request: GenerationRequest, target: Target, cancel: Any = None,
+                     previews: bool = True) -> AsyncIterator[Event | Produced]:
+        """Started, Progress..., Produced on the planned server; if that server dies before an image, the next
+        best server with the model takes the job (each server at most once).
+
+        Raises BackendUnavailable (ComfyUIValidationError for a refused workflow) when it cannot finish,
+        GenerationCancelled when `cancel` is set.
+        """
+        model = target.model
+        tried: list[str] = []
+        last_error: str | None = None
+        url: str | None = target.server
+        while True:
+            if url is None:
+                url = self.pick_server(model, exclude=tried)
+            if url is None:
+                if last_error:
+                    raise BackendUnavailable(f"{last_error} No other ComfyUI server with {model.label} "
+                                             "is available.")
+                raise BackendUnavailable(self._unavailable(model))
+            tried.append(url)
+            variant = self.variant_for(model, self.monitor.state(url).models)
+            if variant is None:  # the server's model list changed between the plan and now
+                url = None
+                continue
+            graph = self.build_graph(request, variant)
+            produced = False
+            job = self._job_started(url)
+            try:
+                yield Started(backend=self.name, model=model.label, server=url)
+                async with aclosing(self._client(url).run(graph, cancel)) as events:  # closes the job if we stop early
+                    async for event in events:
+                        if isinstance(event, Produced):
+                            produced = True
+                            event = replace(event, info={**event.info, "model": model.label, "model_id": model.id,
+                                                         "workflow": variant.workflow, "seed": request.seed,
+                                                         "guidance": _guidance(request, model), "server": url})
+                        yield event
+                return
+            except ComfyUIValidationError as exc:
+                if exc.missing_files:
+                    self.monitor.refresh_models(url)
+                raise
+            except ComfyUIExecutionError:
+                raise
+            except BackendUnavailable as exc:
+                if produced:
+                    raise
+                last_error = str(exc)
+                self.monitor.report_failure(url, last_error)
+                log.warning("ComfyUI job failed on %s (%s); trying another server", url, exc)
+                url = None
+            finally:
+                job.ended = time.time()
+
+
+@dataclass
+class _Job:
+    """One of our jobs on a server: when it was submitted and when it ended (epoch seconds)."""
+
+    started: float
+    ended: float | None = None
+
+    def running_at(self, moment: float) -> bool:
+        return self.started <= moment and (self.ended is None or self.ended > moment)
+
+
+def _guidance(request: GenerationRequest, model: ModelSpec) -> float:
+    return request.guidance_scale if request.guidance_scale is not None else model.default_guidance
+
+
+def _checkpoint_label(filename: str) -> str:
+    stem = Path(filename).stem
+    return f"{stem} (ComfyUI)"
+
+
+def _build(context: BackendContext) -> ComfyUIBackend:
+    settings = context.settings
+    monitor = None
+    if settings.enable_comfyui and settings.comfyui_urls:
+        monitor = HealthMonitor(settings.comfyui_urls, interval_s=settings.health_interval_s,
+                                timeout_s=settings.health_timeout_s)
+
+        def on_server_change(url: str, old: Any, new: Any) -> None:
+            state = "up" if getattr(new, "up", False) else "down"
+            context.on_change(f"ComfyUI {url} is {state}", getattr(new, "last_error", None) or "")
+
+        monitor.subscribe(on_server_change)
+    return ComfyUIBackend(settings, monitor, poll_in_background=context.start_monitor)
+
+
+register_backend(ComfyUIBackend.name, _build)

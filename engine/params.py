@@ -1,0 +1,198 @@
+"""Every generation parameter declared once: its name, type, default, limits, step, label, help text and
+A1111 metadata key. The declarations drive the validation sentences, the UI widgets' ranges and defaults,
+the API endpoints' parameters, the PNG metadata and "reuse parameters"; the seed rules live here too.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+RANDOM_SEED = -1
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter. `kind` is "text", "int", "pixels" (int with a multiple), "float", "seed" or "choice"."""
+
+    name: str
+    kind: str
+    default: Any
+    label: str
+    help: str = ""  # may name {minimum}, {maximum} and {multiple_of}
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    multiple_of: int | None = None
+    a1111_key: str | None = None
+    aliases: tuple[str, ...] = ()
+    optional: bool = False  # None is accepted (means "the model's default")
+
+    def problem(self, value: Any, subject: str | None = None) -> str | None:
+        """A sentence saying what is wrong with `value`, or None when it is acceptable."""
+        subject = subject or self.label
+        if value is None and self.optional:
+            return None
+        check = _CHECKS.get(self.kind)
+        return check(self, value, subject) if check else None
+
+    def widget(self) -> dict[str, Any]:
+        """Keyword arguments for a UI number or slider: minimum, maximum, step, value, label, info."""
+        out: dict[str, Any] = {"label": self.label}
+        info = self.help.format(minimum=_number_text(self.minimum), maximum=_number_text(self.maximum),
+                                multiple_of=self.multiple_of) if self.help else None
+        for key, value in (("minimum", self.minimum), ("maximum", self.maximum), ("step", self.step),
+                           ("info", info)):
+            if value is not None:
+                out[key] = value
+        if self.default is not None:
+            out["value"] = self.default
+        return out
+
+
+def is_whole(value: Any) -> bool:
+    """True for ints and whole floats (never bools, NaN or infinities)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_text(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _check_text(p: Param, value: Any, subject: str) -> str | None:
+    if not isinstance(value, str):
+        return f"The {subject.lower()} must be text."
+    return None
+
+
+def _check_int(p: Param, value: Any, subject: str) -> str | None:
+    if not is_whole(value) or not p.minimum <= int(value) <= p.maximum:
+        return f"{subject} must be a whole number from {_number_text(p.minimum)} to {_number_text(p.maximum)} " \
+               f"(got {value!r})."
+    return None
+
+
+def _check_pixels(p: Param, value: Any, subject: str) -> str | None:
+    if not is_whole(value):
+        return f"{subject} must be a whole number of pixels (got {value!r})."
+    value = int(value)
+    if not p.minimum <= value <= p.maximum:
+        return f"{subject} must be between {p.minimum} and {p.maximum} pixels (got {value})."
+    if p.multiple_of and value % p.multiple_of:
+        return f"{subject} must be a multiple of {p.multiple_of} (got {value}; " \
+               f"try {value // p.multiple_of * p.multiple_of})."
+    return None
+
+
+def _check_float(p: Param, value: Any, subject: str) -> str | None:
+    if isinstance(value, bool):
+        return f"{subject} must be a number (got {value!r})."
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"{subject} must be a number (got {value!r})."
+    if not math.isfinite(number) or not p.minimum <= number <= p.maximum:
+        return f"{subject} must be between {_number_text(p.minimum)} and {_number_text(p.maximum)} (got {value!r})."
+    return None
+
+
+def _check_seed(p: Param, value: Any, subject: str) -> str | None:
+    if value is None or (is_whole(value) and RANDOM_SEED <= int(value) <= MAX_SEED):
+        return None
+    return f"{subject} must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {value!r})."
+
+
+_CHECKS: dict[str, Callable[[Param, Any, str], str | None]] = {
+    "text": _check_text, "int": _check_int, "pixels": _check_pixels, "float": _check_float, "seed": _check_seed,
+}
+
+# -- the declarations ------------------------------------------------------------------------------
+PROMPT = Param("prompt", "text", "", "Prompt", "What the image shows.")
+NEGATIVE_PROMPT = Param("negative_prompt", "text", "", "Negative prompt", "What the image should avoid.",
+                        a1111_key="Negative prompt")
+PIXELS_HELP = "{minimum} to {maximum} pixels, a multiple of {multiple_of}."
+WIDTH = Param("width", "pixels", 1024, "Width", PIXELS_HELP, minimum=64, maximum=2048, step=8, multiple_of=8)
+HEIGHT = Param("height", "pixels", 1024, "Height", PIXELS_HELP, minimum=64, maximum=2048, step=8, multiple_of=8)
+STEPS = Param("num_inference_steps", "int", 20, "Steps", "Denoising steps: more is slower and finer.",
+              minimum=1, maximum=150, step=1, a1111_key="Steps", aliases=("steps",))
+GUIDANCE = Param("guidance_scale", "float", None, "Guidance scale",
+                 "How closely the image follows the prompt (CFG; FLUX guidance). Empty: the model's default.",
+                 minimum=0.0, maximum=30.0, step=0.5, a1111_key="CFG scale", aliases=("guidance", "cfg"),
+                 optional=True)
+SEED = Param("seed", "seed", RANDOM_SEED, "Seed", "-1 draws a random seed; the same seed repeats an image "
+             "(0 to {maximum}).",
+             minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Seed", optional=True)
+SAMPLER = Param("sampler", "choice", "euler", "Sampler", "How each denoising step is taken.", a1111_key="Sampler")
+MODEL = Param("model", "choice", "auto", "Model", "auto picks the best model available now.", a1111_key="Model")
+BACKEND = Param("backend", "choice", "auto", "Backend", "auto: the first backend that can run the model.",
+                a1111_key="Backend")
+BATCH_COUNT = Param("batch_count", "int", 1, "Batch count",
+                    "Images one after another; each takes the previous seed + 1.", minimum=1, maximum=8, step=1)
+
+# In the order of the public signatures (generate_image, the /generate_image endpoint).
+PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
+                             BATCH_COUNT)
+BY_NAME = {p.name: p for p in PARAMS}
+ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
+
+
+def canonical_names(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with aliases (steps, guidance, cfg) renamed to the parameters' own names."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out[ALIASES.get(key, key)] = value
+    return out
+
+
+# -- seeds -------------------------------------------------------------------------------------------
+def is_random_seed(seed: Any) -> bool:
+    """None, "" and -1 ask for a random seed."""
+    if seed is None or seed == "":
+        return True
+    return is_whole(seed) and int(seed) == RANDOM_SEED
+
+
+def concrete_seed(seed: Any, rng: random.Random | None = None) -> int:
+    """The seed itself, or one drawn from `rng` when `seed` asks for a random one."""
+    if is_random_seed(seed):
+        return (rng or random).randint(0, MAX_SEED)
+    return int(seed)
+
+
+def seed_after(seed: int, offset: int) -> int:
+    """The seed `offset` places after `seed` (batches, increment policies), wrapping past MAX_SEED."""
+    return (int(seed) + offset) % (MAX_SEED + 1)
+
+
+def batch_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of a batch: the first image's seed, then +1 each."""
+    return [seed_after(seed, i) for i in range(count)]
+
+
+def seed_input(value: Any) -> Any:
+    """A seed as a form or API hands it over: None for random (-1, empty), whole floats as ints; anything
+    else passes through for validation to name."""
+    if is_random_seed(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    if number == RANDOM_SEED:
+        return None
+    return int(number) if number.is_integer() else value
+
+
+def a1111_keys(params: Iterable[Param] = PARAMS) -> dict[str, str]:
+    """A1111 metadata key -> parameter name."""
+    return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -1,0 +1,92 @@
+"""The router: decides ONCE where a validated request runs (which backend, which model, which server) and
+what to fall back to, and hands that plan to the backends. Backends never re-plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .backends.base import Backend, Target
+from .errors import BackendUnavailable, InvalidRequest
+from .request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Targets in order (the first choice, then what auto mode falls back to), and why a backend that would
+    have come first was passed over (the result's `fallback_reason`)."""
+
+    targets: tuple[Target, ...]
+    skipped: str | None = None
+
+
+class Router:
+    """Plans requests over `backends` (highest priority first; the `local` one is auto's last resort)."""
+
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self.backends = sorted(backends, key=lambda b: -b.priority)
+        self.by_name = {b.name: b for b in self.backends}
+        self.last_resort = next(b for b in self.backends if b.local)
+
+    def names(self) -> list[str]:
+        return [b.name for b in self.backends]
+
+    def plan(self, req: GenerationRequest) -> Plan:
+        """The plan for `req`. Raises InvalidRequest (an impossible request) or BackendUnavailable (a forced
+        backend that cannot run it now)."""
+        needs = _needed_features(req)
+        forced = self.by_name.get(req.backend)
+        if forced is not None and not needs <= forced.features:
+            missing = ", ".join(FEATURES[name] for name in sorted(needs - forced.features))
+            raise InvalidRequest(f"{forced.label} cannot make {missing}.")
+        candidates = [b for b in self.backends if needs <= b.features]
+        model_id = req.model if req.model and req.model.lower() != "auto" else None
+        if model_id is None:
+            if forced is not None:
+                return Plan((self._plan_on(forced, req, None),))
+            return self._first_that_runs(req, [(b, None) for b in candidates if not b.local])
+        owners = [(b, b.find(model_id)) for b in candidates]
+        owners = [(b, spec) for b, spec in owners if spec is not None]
+        if not owners:
+            known = ", ".join(m.id for b in candidates for m in b.models())
+            raise InvalidRequest(f"Unknown model {model_id!r}. Available models: {known}.")
+        if forced is not None:
+            spec = forced.find(model_id)
+            if spec is None:
+                owner, owned = owners[0]
+                raise InvalidRequest(f"{owned.label} runs on {owner.label}, not {forced.label}; choose backend auto "
+                                     f"or {owner.name}, or a {forced.label} model.")
+            return Plan((self._plan_on(forced, req, spec),))
+        return self._first_that_runs(req, owners)
+
+    @staticmethod
+    def _plan_on(backend: Backend, req: GenerationRequest, spec) -> Target:
+        why = backend.why_not(spec)
+        if why:
+            raise BackendUnavailable(why)
+        return backend.plan(req, spec)
+
+    def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
+        """The first (backend, model) that runs now, then the local backend; the first reason a wanted
+        backend was passed over is kept."""
+        skipped: str | None = None
+        for backend, spec in options:
+            why = backend.why_not(spec)
+            if why is None:
+                try:
+                    first = backend.plan(req, spec)
+                except BackendUnavailable as err:
+                    skipped = skipped or str(err)
+                    continue
+                if backend.local:
+                    return Plan((first,), skipped)
+                return Plan((first, self.last_resort.plan(req, None)), skipped)
+            if backend.enabled:
+                skipped = skipped or why
+        return Plan((self.last_resort.plan(req, None),), skipped)
+
+
+FEATURES = {"interpolate": "seed-travel in-betweens"}  # what a request's `extra` may ask of a backend
+
+
+def _needed_features(req: GenerationRequest) -> frozenset[str]:
+    return frozenset(name for name in FEATURES if req.extra.get(name))

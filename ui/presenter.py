@@ -1,0 +1,92 @@
+"""Engine events as the progress line of the Image and Video tabs: every event's text is written here once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.video import VideoProgress
+
+STOPPED = "⏹ Stopped."
+
+
+def batch_label(index: int, count: int) -> str:
+    """The label of image `index` (from 0) of a batch: "Image 2/3"; empty for a single image."""
+    return f"Image {index + 1}/{count}" if count > 1 else ""
+
+
+def is_stopped(event: Failed) -> bool:
+    """True when a Failed event is the end of a Stop, not an error."""
+    return event.error.startswith("Cancelled") or (event.result or {}).get("status") == "cancelled"
+
+
+def _join(*parts: Any) -> str:
+    """The parts that are set, joined by " · "."""
+    return " · ".join(str(part) for part in parts if part)
+
+
+def _line(*parts: Any) -> str:
+    """A progress line: the parts that are set, joined by " · ", beginning with a capital letter."""
+    text = _join(*parts)
+    return text[:1].upper() + text[1:]
+
+
+@dataclass
+class Presenter:
+    """The progress line of one run, and the backend and model that run it now (from Started, Fallback and
+    Progress). `label` leads every line ("Image 2/3"); with `video` a Progress is a finished keyframe and
+    Done a finished video."""
+
+    label: str = ""
+    video: bool = False
+    backend: str | None = None
+    model: str | None = None
+
+    @property
+    def where(self) -> str:
+        """ "diffusers · Tiny demo model": what runs now, as far as the events said."""
+        return _join(self.backend, self.model)
+
+    def note(self, event: Any) -> None:
+        """Remember the backend and model `event` names."""
+        if isinstance(event, Started):
+            self.backend, self.model = event.backend, event.model
+        elif isinstance(event, Progress) and event.backend:
+            self.backend = event.backend
+        elif isinstance(event, Fallback):
+            self.backend = event.to_backend
+
+    def line(self, event: Any) -> str | None:
+        """Note `event`, then its progress line (None for an event that changes nothing visible)."""
+        self.note(event)
+        if isinstance(event, Queued):
+            where = self.backend or "backend"
+            return _line(self.label, f"⏳ Waiting for the {where}: position {event.position} in line")
+        if isinstance(event, Started):
+            return _line(self.label, f"▶️ Started on {self.where}")
+        if isinstance(event, Fallback):
+            return _line(self.label, f"⚠️ {event.reason} Continuing on {event.to_backend}.")
+        if isinstance(event, VideoProgress):
+            if event.phase == "denoising":
+                return _line(self.label, event.message, f"step {event.done}/{event.total}", self.where)
+            return _line(self.label, event.message, f"frame {event.done}/{event.total}")
+        if isinstance(event, Progress):
+            if self.video:
+                return _line(self.label, f"Keyframe {event.step}/{event.total} done", event.backend)
+            return _line(self.label, f"Step {event.step}/{event.total}", self.where)
+        if isinstance(event, Done):
+            return self._done(event.result)
+        if isinstance(event, Failed):
+            if is_stopped(event):
+                return f"{STOPPED} {event.error.removeprefix('Cancelled:').strip()}".strip()
+            return f"❌ {event.error}"
+        return None
+
+    def _done(self, result: dict[str, Any]) -> str:
+        took = (result.get("timings") or {}).get("total_s")
+        took = took if isinstance(took, (int, float)) else None
+        if self.video:
+            return _line(self.label, f"✅ Video ready: {result.get('frames')} frames, {result.get('duration_s')} s"
+                                     + (f" in {took:.1f} s" if took is not None else ""))
+        return _line(self.label, "✅ Done" + (f" in {took:.2f} s" if took is not None else ""),
+                     result.get("workflow"), result.get("model"), f"seed {result.get('seed')}")
