@@ -43,9 +43,9 @@ class Fallback:
 
 @dataclass(frozen=True)
 class Done:
-    """The request finished; `result` is the same dict `generate_image` returns."""
+    """The image is saved; `result` is the ImageResult `generate_image` returns (a video's result dict)."""
 
-    result: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Failed:
     """The request ended without an image; `error` is a sentence fit for the user."""
 
     error: str
-    result: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
 
 
 Event = Union[Queued, Started, Progress, Fallback, Done, Failed]

@@ -25,6 +25,7 @@ from .outputs import save_image
 from .params import ALIASES
 from .registry import Hardware, ModelSpec, probe_hardware
 from .request import AUTO, GenerationRequest
+from .result import ImageResult, error_result
 from .router import Router
 
 logger = logging.getLogger(__name__)
@@ -244,49 +245,45 @@ class AIModelManager:
             return
 
     async def _finish(self, req: GenerationRequest, produced: Produced, target: Target, fallback_reason: str | None,
-                      started_at: float) -> dict[str, Any]:
-        """Build the result dict and save the image with its parameters (before anyone sees it)."""
+                      started_at: float) -> ImageResult:
+        """The typed result, saved with its parameters (before anyone sees it)."""
         info, image = produced.info, produced.image
-        result: dict[str, Any] = {
-            "status": "success", "error": None,
-            "model": info.get("model"), "model_id": info.get("model_id"), "workflow": target.backend,
-            "server": info.get("server"), "prompt_id": info.get("prompt_id"),
-            "comfyui_workflow": info.get("workflow"),
-            "prompt": req.prompt, "negative_prompt": req.negative_prompt, "seed": req.seed,
-            "width": image.width, "height": image.height,
-            "steps": req.num_inference_steps, "guidance": info.get("guidance", req.guidance_scale),
-            "sampler": req.sampler, "fallback_reason": fallback_reason,
-            "warnings": list(info.get("warnings", [])),
-        }
+        result = ImageResult(
+            status="success", prompt=req.prompt, negative_prompt=req.negative_prompt, width=image.width,
+            height=image.height, num_inference_steps=req.num_inference_steps,
+            guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
+            model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
+            prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
+            warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()
-        params = {k: v for k, v in result.items() if k not in ("status", "error", "warnings")}
-        path = await asyncio.to_thread(save_image, image, params, self.settings.output_dir)
+        path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir)
         now = time.perf_counter()
-        result.update(image=image, path=str(path), timings={
-            "total_s": round(now - started_at, 4),
-            "generation_s": round(info.get("generation_s", save_started - started_at), 4),
-            "save_s": round(now - save_started, 4),
-        })
+        result.path = str(path)
+        result.timings = {"total_s": round(now - started_at, 4),
+                          "generation_s": round(info.get("generation_s", save_started - started_at), 4),
+                          "save_s": round(now - save_started, 4)}
         return result
 
     async def generate_image(self, prompt: str, negative_prompt: str = "", width: int = 1024, height: int = 1024,
                              num_inference_steps: int = 20, guidance_scale: float | None = None,
                              seed: int | None = None, model: str | None = None, backend: str = AUTO,
-                             **kwargs: Any) -> dict[str, Any]:
-        """Generate one image (or a batch) and return its result dict (status "success" or "error", never
-        raises). For a batch, the first image's result lists every image's result under "batch"."""
-        results: list[dict[str, Any]] = []
-        failed: dict[str, Any] | None = None
+                             **kwargs: Any) -> ImageResult:
+        """Generate one image (or a batch) and return its result (status "success" or "error", never raises).
+        For a batch, the first image's result lists every image's result in `batch`."""
+        results: list[ImageResult] = []
+        failed: ImageResult | None = None
         async for event in self.stream_image(prompt, negative_prompt, width, height, num_inference_steps,
                                              guidance_scale, seed, model, backend, **kwargs):
             if isinstance(event, Done):
                 results.append(event.result)
             elif isinstance(event, Failed):
-                failed = event.result or {"status": "error", "error": event.error}
+                failed = event.result or error_result(event.error)
             elif isinstance(event, Fallback):
                 logger.info("Fallback: %s", event.reason)
-        final = failed or (results[0] if results else {"status": "error", "error": "No result."})
-        return {**final, "batch": results} if len(results) > 1 or (failed and results) else final
+        final = failed or (results[0] if results else error_result("No result."))
+        if len(results) > 1 or (failed and results):
+            final.batch = results
+        return final
 
     async def stream_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",
                            use_ai_generation: bool = True, **kwargs: Any) -> AsyncIterator[Any]:
@@ -310,9 +307,9 @@ class AIModelManager:
                                     quality=quality, use_ai_generation=use_ai_generation, **kwargs)
 
     @staticmethod
-    def _error_result(req: GenerationRequest, message: str) -> dict[str, Any]:
-        return {"status": "error", "error": message, "model": req.model, "workflow": None, "image": None,
-                "path": None, "seed": req.seed, "prompt": req.prompt, "timings": {}}
+    def _error_result(req: GenerationRequest, message: str) -> ImageResult:
+        known = {"prompt": req.prompt, "seed": req.seed} if isinstance(req.prompt, str) else {"seed": req.seed}
+        return error_result(message, model=req.model if isinstance(req.model, str) else None, **known)
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from . import params as P
 from .errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -28,20 +29,22 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].strip("-") or "image"
 
 
+A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "backend")
+LEGACY_KEYS = {"workflow": "backend"}  # names PNGs saved by earlier versions used
+
+
 def a1111_parameters(params: dict[str, Any]) -> str:
-    """The A1111 `parameters` text: prompt, `Negative prompt:` line, then `Key: value` pairs."""
+    """The A1111 `parameters` text: prompt, `Negative prompt:` line, then `Key: value` pairs (keys from
+    engine/params.py)."""
     lines = [params.get("prompt", "")]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
-    pairs = [
-        ("Steps", params.get("steps")),
-        ("Sampler", params.get("sampler", "euler")),
-        ("CFG scale", params.get("guidance")),
-        ("Seed", params.get("seed")),
-        ("Size", f"{params.get('width')}x{params.get('height')}"),
-        ("Model", params.get("model")),
-        ("Backend", params.get("workflow")),
-    ]
+    pairs = []
+    for name in A1111_ORDER:
+        if name == "size":
+            pairs.append(("Size", f"{params.get('width')}x{params.get('height')}"))
+        else:
+            pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
     lines.append(", ".join(f"{k}: {v}" for k, v in pairs if v is not None))
     return "\n".join(lines)
 
@@ -88,16 +91,16 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             line = line[len("Negative prompt:"):].lstrip()
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, Any] = {"prompt": "\n".join(prompt_lines), "negative_prompt": "\n".join(negative_lines)}
-    keys = {"Steps": ("steps", int), "Sampler": ("sampler", str), "CFG scale": ("guidance", float),
-            "Seed": ("seed", int), "Model": ("model", str), "Backend": ("workflow", str)}
+    keys = P.a1111_keys()
+    casts = {"int": int, "seed": int, "pixels": int, "float": float}
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), value.strip()
         if key == "Size":
             w, _, h = value.partition("x")
             result["width"], result["height"] = int(w), int(h)
         elif key in keys:
-            name, cast = keys[key]
-            result[name] = cast(value)
+            param = P.BY_NAME[keys[key]]
+            result[param.name] = casts.get(param.kind, str)(value)
     return result
 
 
@@ -110,7 +113,8 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
         text = dict(getattr(img, "text", {}) or {})
     if JSON_CHUNK in text:
         try:
-            return json.loads(text[JSON_CHUNK])
+            saved = json.loads(text[JSON_CHUNK])
+            return {LEGACY_KEYS.get(k, k): v for k, v in P.canonical_names(saved).items()}
         except json.JSONDecodeError:
             logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
     if "parameters" in text:

@@ -264,7 +264,7 @@ class _Render:
             "status": status, "error": error,
             "video": None, "gif": None, "storyboard_path": str(self.json_path),
             "keyframes": [s["path"] for s in self.scenes if s.get("path")],
-            "backends": [s["workflow"] for s in self.scenes],
+            "backends": [s["backend"] for s in self.scenes],
             "inbetweens": [p for t in self.transitions for p in t["inbetweens"]],
             "frames": 0, "duration_s": round(board.total_duration, 4), "fps": board.fps,
             "width": board.width, "height": board.height,
@@ -309,7 +309,7 @@ class _Render:
                                                   model=board.model):
                     yield event
                 image = done["image"]
-                info.update(workflow=done.get("workflow"), model=done.get("model"),
+                info.update(backend=done.get("backend"), model=done.get("model"),
                             model_id=done.get("model_id"), path=done.get("path"),
                             fallback_reason=done.get("fallback_reason"))
                 self.warnings += [f"Scene {i + 1}: {w}" for w in done.get("warnings") or []]
@@ -319,12 +319,12 @@ class _Render:
                                    title=board.title)
                 path = self.folder / f"{self.stem}-cards" / f"scene-{i + 1:02d}.png"
                 await asyncio.to_thread(self._save_card, image, path)
-                info.update(workflow=TITLE_CARD, model=None, model_id=None, path=str(path), fallback_reason=None)
+                info.update(backend=TITLE_CARD, model=None, model_id=None, path=str(path), fallback_reason=None)
             info["seconds"] = round(time.perf_counter() - began, 4)
             self.scenes.append(info)
             self.images.append(image)
             self.made += 1
-            yield Progress(step=self.made, total=self.planned, preview=image, backend=info["workflow"])
+            yield Progress(step=self.made, total=self.planned, preview=image, backend=info["backend"])
 
     def _travel_estimate(self, counts: list[int]) -> int:
         """In-betweens seed travel will need if every transition can travel (the Progress total)."""
@@ -394,7 +394,7 @@ class _Render:
         a, b = self.scenes[i], self.scenes[i + 1]
         if not self.use_ai:
             return "seed travel needs AI keyframes (title-card preview)"
-        if (a["workflow"], a.get("model_id")) != (b["workflow"], b.get("model_id")):
+        if (a["backend"], a.get("model_id")) != (b["backend"], b.get("model_id")):
             return "seed travel needs both scenes on the same backend and model"
         return None
 
@@ -411,7 +411,7 @@ class _Render:
             try:
                 async for event in self._generate(
                         label, done, prompt=a.prompt, negative_prompt=a.negative_prompt, seed=self.seeds[i],
-                        model=self.scenes[i].get("model_id"), backend=self.scenes[i]["workflow"],
+                        model=self.scenes[i].get("model_id"), backend=self.scenes[i]["backend"],
                         extra={"interpolate": {"seed_b": self.seeds[i + 1], "prompt_b": b.prompt,
                                                "negative_prompt_b": b.negative_prompt, "t": t}}):
                     yield event
@@ -424,7 +424,7 @@ class _Render:
             self.images.append(done["image"])
             plan["inbetweens"].append(done.get("path"))
             self.made += 1
-            yield Progress(step=self.made, total=self.planned, preview=done["image"], backend=done.get("workflow") or "")
+            yield Progress(step=self.made, total=self.planned, preview=done["image"], backend=done.get("backend") or "")
         anchors.append((1.0, i + 1))
         plan["anchors"] = anchors
         plan["seconds"] = round(time.perf_counter() - began, 4)
@@ -518,7 +518,7 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
     """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
 
     Yields Queued/Started (passed through), VideoProgress (keyframe steps, encoding, GIF), Fallback
-    (a keyframe fell back), Progress(step=keyframe, total=keyframes, preview=keyframe, backend=workflow)
+    (a keyframe fell back), Progress(step=keyframe, total=keyframes, preview=keyframe, backend=the keyframe's backend)
     per finished keyframe, and finally Done(result) or Failed(error, result). A bad storyboard fails
     before anything is generated; a cancel or a failed keyframe keeps the keyframes made so far
     (listed in the result and in the storyboard JSON). `video_type` is recorded in the result.

@@ -33,9 +33,10 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
         guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's.
 
-        Returns the (first) PNG (with its parameters in text chunks) and a dict: status, seed, model, model_id,
-        workflow (the backend that ran it), server, width, height, steps, guidance, sampler, fallback_reason,
-        warnings, saved_path (on the server), timings; for a batch, "batch" lists every image's dict. Bad
+        Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
+        (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
+        status, model, model_id, backend (the one that ran it), server, fallback_reason, warnings,
+        saved_path (on the server), timings; for a batch, "batch" lists every image's dict. Bad
         input raises an error whose message says what to fix.
         """
         defaults = manager.model_defaults(model)
@@ -49,9 +50,9 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
                 guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                 backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
                 cancel=cancel, previews=False)
-        if result.get("status") != "success" or not result.get("path"):
-            raise gr.Error(result.get("error") or "The image could not be generated.", print_exception=False)
-        return FileData(path=result["path"]), api_safe(result)
+        if result.status != "success" or not result.path:
+            raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
+        return FileData(path=result.path), api_safe(result.to_dict())
 
     async def generate_video(prompts: str = "", storyboard: str = "", quality: str = "draft",
                              use_ai_generation: bool = True, make_gif: bool = False, duration: float | None = None,

@@ -61,21 +61,21 @@ def gallery_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def history_entry(result: dict[str, Any]) -> dict[str, Any]:
     """What the session keeps of a result: where it is saved and how it was made (no image in memory)."""
-    keys = ("path", "seed", "prompt", "negative_prompt", "model", "model_id", "workflow", "server", "width",
-            "height", "steps", "guidance", "sampler", "fallback_reason")
+    keys = ("path", "seed", "prompt", "negative_prompt", "model", "model_id", "backend", "server", "width",
+            "height", "num_inference_steps", "guidance_scale", "sampler", "fallback_reason")
     return {k: result.get(k) for k in keys}
 
 
 def details_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"**Seed** `{result.get('seed')}` · **Model** {result.get('model')} (`{result.get('model_id')}`) · "
-        f"**Backend** {result.get('workflow')}" + (f" on `{result.get('server')}`" if result.get("server") else ""),
-        f"**Size** {result.get('width')}×{result.get('height')} · **Steps** {result.get('steps')} · "
-        f"**Guidance** {result.get('guidance')} · **Sampler** {result.get('sampler')}",
+        f"**Backend** {result.get('backend')}" + (f" on `{result.get('server')}`" if result.get("server") else ""),
+        f"**Size** {result.get('width')}×{result.get('height')} · **Steps** {result.get('num_inference_steps')} · "
+        f"**Guidance** {result.get('guidance_scale')} · **Sampler** {result.get('sampler')}",
         f"Saved to `{result.get('path')}`",
     ]
     if result.get("fallback_reason"):
-        lines.append(f"⚠️ Fell back to local diffusers: {result['fallback_reason']}")
+        lines.append(f"⚠️ Fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
         lines.append(f"⚠️ {warning}")
     return "\n\n".join(lines)
@@ -220,11 +220,9 @@ class ImageTabHandlers:
             gr.Warning(f"{Path(picked).name} carries no generation parameters.")
             return {}
         update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
-        mapping = {"prompt": "prompt", "negative_prompt": "negative", "width": "width", "height": "height",
-                   "steps": "steps", "guidance": "guidance", "seed": "seed", "sampler": "sampler"}
-        for key, comp in mapping.items():
-            if params.get(key) is not None:
-                update[c[comp]] = params[key]
+        for name, component in self.param_components.items():
+            if params.get(name) is not None:
+                update[component] = params[name]
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
@@ -323,6 +321,9 @@ def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse
         "gallery": gallery, "history": history, "last_seed": last_seed, "download": download,
         "finished": finished,
     }
+    h.param_components = {P.PROMPT.name: prompt, P.NEGATIVE_PROMPT.name: negative, P.WIDTH.name: width,
+                          P.HEIGHT.name: height, P.STEPS.name: steps, P.GUIDANCE.name: guidance, P.SEED.name: seed,
+                          P.SAMPLER.name: sampler}
 
     inputs = [prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler, batch, history]
     outputs = [image, progress, history, last_seed, finished]

@@ -89,4 +89,4 @@ class Presenter:
             return _line(self.label, f"✅ Video ready: {result.get('frames')} frames, {result.get('duration_s')} s"
                                      + (f" in {took:.1f} s" if took is not None else ""))
         return _line(self.label, "✅ Done" + (f" in {took:.2f} s" if took is not None else ""),
-                     result.get("workflow"), result.get("model"), f"seed {result.get('seed')}")
+                     result.get("backend"), result.get("model"), f"seed {result.get('seed')}")

@@ -85,7 +85,7 @@ async def test_a_backend_registered_from_a_test_is_routed_badged_and_listed(soli
         assert isinstance(events[0], Started) and events[0].backend == "solid"
         assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3]
         result = events[-1].result
-        assert isinstance(events[-1], Done) and result["workflow"] == "solid" and result["model_id"] == "solid-red"
+        assert isinstance(events[-1], Done) and result["backend"] == "solid" and result["model_id"] == "solid-red"
         assert Image.open(result["path"]).getpixel((10, 10)) == RED
         assert manager.active_backend()["label"] == "Solid colour · Solid red"
         status = manager.status()
@@ -93,7 +93,7 @@ async def test_a_backend_registered_from_a_test_is_routed_badged_and_listed(soli
         assert ("Solid colour", "solid") in manager.backend_choices()
         # a local model still runs locally, and forcing the other backend is refused by the router
         local = await manager.generate_image("a cat", width=64, height=64, num_inference_steps=2, model="tiny")
-        assert local["workflow"] == "diffusers"
+        assert local["backend"] == "diffusers"
         refused = await manager.generate_image("a cat", model="tiny", backend="solid")
         assert "runs on diffusers, not Solid colour" in refused["error"]
     finally:
@@ -110,7 +110,7 @@ async def test_a_failing_backend_falls_back_with_its_reason(settings):
         fallback = next(e for e in events if isinstance(e, Fallback))
         assert fallback.reason == "The colour service hung up." and fallback.to_backend == "diffusers"
         result = events[-1].result
-        assert result["workflow"] == "diffusers" and result["fallback_reason"] == "The colour service hung up."
+        assert result["backend"] == "diffusers" and result["fallback_reason"] == "The colour service hung up."
         assert manager.switches[0]["event"] == "Fell back to diffusers"
     finally:
         unregister_backend(SolidColour.name)
@@ -128,7 +128,7 @@ async def test_round_robin_spreads_requests_over_two_idle_servers(tmp_path, tiny
             for n in range(4):
                 result = await manager.generate_image("a harbour", width=64, height=64, num_inference_steps=2,
                                                       seed=n, model="comfyui:tiny-sd15.safetensors")
-                assert result["workflow"] == "comfyui", result.get("error")
+                assert result["backend"] == "comfyui", result.get("error")
                 servers.append(result["server"])
             assert servers[0] != servers[1] and servers[::2] == [servers[0]] * 2 and servers[1::2] == [servers[1]] * 2
             assert {len(a.prompt_ids), len(b.prompt_ids)} == {2}
@@ -148,7 +148,7 @@ async def test_a_batch_is_the_engines(manager):
 
 async def test_aliases_steps_and_guidance_are_the_same_parameters(manager):
     result = await manager.generate_image("a fox", width=64, height=64, steps=2, guidance=3.5, seed=1)
-    assert result["steps"] == 2 and result["guidance"] == 3.5
+    assert result["num_inference_steps"] == 2 and result["guidance_scale"] == 3.5
 
 
 BACKEND_NAMES = {"comfyui", "diffusers", "tiny"}

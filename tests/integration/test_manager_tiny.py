@@ -17,7 +17,7 @@ async def collect(agen):
 async def test_generate_image_end_to_end(manager):
     result = await manager.generate_image("a red fox in the snow", width=64, height=64, num_inference_steps=3, seed=7)
     assert result["status"] == "success", result.get("error")
-    assert result["workflow"] == "diffusers"
+    assert result["backend"] == "diffusers"
     assert result["model"] == "Tiny demo model"
     assert result["seed"] == 7
     assert isinstance(result["image"], Image.Image) and result["image"].size == (64, 64)
@@ -98,8 +98,8 @@ async def test_metadata_round_trip(manager):
     params = read_parameters(result["path"])
     assert params["prompt"] == result["prompt"]
     assert params["negative_prompt"] == "blurry"
-    assert (params["seed"], params["steps"], params["width"], params["height"]) == (99, 3, 64, 72)
-    assert params["guidance"] == 6.5 and params["workflow"] == "diffusers"
+    assert (params["seed"], params["num_inference_steps"], params["width"], params["height"]) == (99, 3, 64, 72)
+    assert params["guidance_scale"] == 6.5 and params["backend"] == "diffusers"
     text = Image.open(result["path"]).text["parameters"]
     assert "Negative prompt: blurry" in text
     assert "Steps: 3, Sampler: euler, CFG scale: 6.5, Seed: 99, Size: 64x72, Model: Tiny demo model, Backend: diffusers" in text

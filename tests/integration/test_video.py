@@ -289,7 +289,7 @@ class FailingOnSecond:
         self.folder.mkdir(parents=True, exist_ok=True)
         image.save(path)
         yield Done({"status": "success", "image": image, "path": str(path), "seed": seed,
-                    "workflow": "diffusers", "model": "plain", "model_id": "plain"})
+                    "backend": "diffusers", "model": "plain", "model_id": "plain"})
 
 
 async def test_failed_keyframe_keeps_the_earlier_ones(tmp_path):
@@ -312,7 +312,7 @@ async def test_ai_keyframes_through_the_manager(manager):
     assert isinstance(events[-1], Done), result.get("error")
     assert result["backends"] == ["diffusers"] * 3 and result["seeds"] == [100, 101, 102]
     saved = [read_parameters(p) for p in result["keyframes"]]
-    assert [(p["prompt"], p["seed"], p["width"], p["steps"]) for p in saved] == [
+    assert [(p["prompt"], p["seed"], p["width"], p["num_inference_steps"]) for p in saved] == [
         ("a red fox", 100, 64, 2), ("a blue harbour", 101, 64, 2), ("a green forest", 102, 64, 2)]
     assert imageio_ffmpeg.count_frames_and_secs(result["video"]) == (10, pytest.approx(1.25, abs=0.13))
     assert [s["model"] for s in result["scenes"]] == ["Tiny demo model"] * 3
@@ -375,7 +375,7 @@ async def test_seed_travel_through_the_manager(manager):
     assert [(e.step, e.total) for e in seen if isinstance(e, Progress)] == [(n, 6) for n in range(1, 7)]
     assert result["warnings"] == []
     travelled = [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in result["inbetweens"]]
-    assert all(read_parameters(p)["workflow"] == "diffusers" for p in result["inbetweens"])
+    assert all(read_parameters(p)["backend"] == "diffusers" for p in result["inbetweens"])
     a = np.asarray(Image.open(result["keyframes"][0]).convert("RGB"), np.float32)
     b = np.asarray(Image.open(result["keyframes"][1]).convert("RGB"), np.float32)
     frames = decode(result["video"])

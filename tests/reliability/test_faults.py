@@ -23,9 +23,9 @@ def check_outcome(result: dict, prompt: str, seed: int) -> str:
         return "error"
     assert result["prompt"] == prompt and result["seed"] == seed
     saved = read_parameters(result["path"])
-    assert saved["prompt"] == prompt and saved["seed"] == seed and saved["workflow"] == result["workflow"]
+    assert saved["prompt"] == prompt and saved["seed"] == seed and saved["backend"] == result["backend"]
     assert Image.open(result["path"]).size == (64, 64)
-    return result["workflow"]
+    return result["backend"]
 
 
 async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(comfy_manager, fake):

@@ -22,7 +22,7 @@ def test_named_endpoints(client):
 def test_generate_image_returns_the_png_and_its_parameters(client):
     path, info = client.predict("a red fox in the snow", width=64, height=64, num_inference_steps=2, seed=42,
                                 api_name="/generate_image")
-    assert info["status"] == "success" and info["seed"] == 42 and info["workflow"] == "diffusers"
+    assert info["status"] == "success" and info["seed"] == 42 and info["backend"] == "diffusers"
     assert info["saved_path"].endswith(".png") and "image" not in info
     params = read_parameters(path)
     assert params["seed"] == 42 and params["prompt"] == "a red fox in the snow" and params["width"] == 64

@@ -20,9 +20,9 @@ def test_an_image_run_line_by_line():
     assert p.line(Started("diffusers", "Tiny demo model")) == "▶️ Started on diffusers · Tiny demo model"
     assert p.line(Progress(1, 24, backend="diffusers")) == "Step 1/24 · diffusers · Tiny demo model"
     assert p.where == "diffusers · Tiny demo model"
-    done = Done({"workflow": "diffusers", "model": "Tiny demo model", "seed": 77, "timings": {"total_s": 1.234}})
+    done = Done({"backend": "diffusers", "model": "Tiny demo model", "seed": 77, "timings": {"total_s": 1.234}})
     assert p.line(done) == "✅ Done in 1.23 s · diffusers · Tiny demo model · seed 77"
-    assert p.line(Done({"workflow": "diffusers", "model": "Tiny", "seed": 1})) == "✅ Done · diffusers · Tiny · seed 1"
+    assert p.line(Done({"backend": "diffusers", "model": "Tiny", "seed": 1})) == "✅ Done · diffusers · Tiny · seed 1"
     assert p.line(object()) is None
 
 
@@ -32,7 +32,7 @@ def test_a_batch_labels_each_line():
     assert p.line(Queued(1)) == "Image 2/3 · ⏳ Waiting for the backend: position 1 in line"
     p.line(Started("diffusers", "Tiny demo model"))
     assert p.line(Progress(5, 60)) == "Image 2/3 · Step 5/60 · diffusers · Tiny demo model"
-    assert p.line(Done({"workflow": "diffusers", "model": "Tiny", "seed": 9})).startswith("Image 2/3 · ✅ Done")
+    assert p.line(Done({"backend": "diffusers", "model": "Tiny", "seed": 9})).startswith("Image 2/3 · ✅ Done")
 
 
 def test_stopped_and_failed():

@@ -1,0 +1,87 @@
+"""The result of one image: a typed object, saved with its parameters before anyone sees it.
+
+Its fields use the parameter schema's names (engine/params.py) from request to result to PNG to API.
+`to_dict()` is the API's JSON (no image); `result["seed"]` and `result.get("path")` read the same fields
+for callers of the dict-returning API.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from PIL import Image
+
+# What the PNG's parameters carry besides the request's own values.
+SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
+                "sampler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
+                "fallback_reason")
+
+
+@dataclass
+class ImageResult:
+    """One generated image (status "success") or why there is none (status "error", `error` a sentence)."""
+
+    status: str
+    error: str | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    sampler: str | None = None
+    model: str | None = None  # the model's label
+    model_id: str | None = None
+    backend: str | None = None  # the backend that made it
+    server: str | None = None
+    prompt_id: str | None = None
+    comfyui_workflow: str | None = None
+    fallback_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    path: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    image: Image.Image | None = field(default=None, repr=False)
+    batch: list["ImageResult"] = field(default_factory=list)  # a batch's results, on the first one
+
+    def parameters(self) -> dict[str, Any]:
+        """What is saved in the PNG and read back by "reuse parameters"."""
+        return {name: getattr(self, name) for name in SAVED_FIELDS}
+
+    def to_dict(self, with_batch: bool = True) -> dict[str, Any]:
+        """JSON-ready: every field but the image; a batch as a list of dicts."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("image", "batch")}
+        out["warnings"] = list(self.warnings)
+        out["timings"] = dict(self.timings)
+        if self.batch and with_batch:
+            out["batch"] = [item.to_dict(with_batch=False) for item in self.batch]
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _NAMES:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _NAMES and (key != "batch" or bool(self.batch))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+    def keys(self) -> list[str]:
+        return [name for name in _NAMES if name != "batch" or self.batch]
+
+
+_NAMES = frozenset(f.name for f in fields(ImageResult))
+
+
+def error_result(message: str, **known: Any) -> ImageResult:
+    """A result with no image: `message` says why."""
+    return ImageResult(status="error", error=message, **known)
+
+
+__all__ = ["ImageResult", "error_result", "SAVED_FIELDS"]
