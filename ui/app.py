@@ -5,6 +5,8 @@ from typing import Any
 
 import gradio as gr
 
+from engine.manager import AIModelManager
+
 from .api import register_api
 from .badge import badge_html
 from .image_tab import build_image_tab
@@ -18,7 +20,7 @@ BADGE_REFRESH_S = 1.0
 QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 64}
 
 
-def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator Studio") -> gr.Blocks:
+def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: str = "Gator Studio") -> gr.Blocks:
     """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load)."""
     switches = CancelSwitches()
 
@@ -68,7 +70,7 @@ def build_demo(manager: Any, *, browse_outputs: bool = True, title: str = "Gator
     return demo
 
 
-def launch_options(manager: Any) -> dict[str, Any]:
+def launch_options(manager: AIModelManager) -> dict[str, Any]:
     """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, and the outputs folder."""
     output_dir = str(manager.output_dir)
     return {"theme": theme(), "css": CSS, "allowed_paths": [output_dir]}

@@ -244,9 +244,8 @@ class ImageTabHandlers:
         return paths, paths
 
 
-def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
-    """Lay out the tab inside the current gr.Tab and wire its events."""
-    h = ImageTabHandlers(manager, switches)
+def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) -> dict[str, Any]:
+    """Lay out the tab's components inside the current gr.Tab; returns them by name."""
     defaults = manager.model_defaults(AUTO)
     status_models = manager.available_models() if manager.initialized else []
     samplers = _sampler_choices()
@@ -313,43 +312,59 @@ def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse
         with gr.Row():
             picked_info = gr.Markdown("Pick an image, then reuse its parameters.", elem_id="picked-info")
             reuse = gr.Button("Reuse parameters", size="sm", scale=0, elem_id="reuse-parameters")
+    components = dict(
+        prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
+        width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
+        reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
+        image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
+        finished=finished, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse)
+    if browse_outputs:
+        components.update(load_saved=load_saved, saved_gallery=saved_gallery)
+    return components
 
-    h.components = {
-        "prompt": prompt, "negative": negative, "style": style, "model": model, "backend": backend,
-        "aspect": aspect, "width": width, "height": height, "steps": steps, "guidance": guidance, "seed": seed,
-        "sampler": sampler, "batch": batch, "progress": progress, "image": image, "details": details,
-        "gallery": gallery, "history": history, "last_seed": last_seed, "download": download,
-        "finished": finished,
-    }
-    h.param_components = {P.PROMPT.name: prompt, P.NEGATIVE_PROMPT.name: negative, P.WIDTH.name: width,
-                          P.HEIGHT.name: height, P.STEPS.name: steps, P.GUIDANCE.name: guidance, P.SEED.name: seed,
-                          P.SAMPLER.name: sampler}
 
-    inputs = [prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler, batch, history]
-    outputs = [image, progress, history, last_seed, finished]
-    gen_event = gr.on([generate.click, prompt.submit], h.generate, inputs=inputs, outputs=outputs,
+def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
+    """Lay out the tab inside the current gr.Tab and wire its events."""
+    handlers = ImageTabHandlers(manager, switches)
+    handlers.components = layout_image_tab(manager, browse_outputs=browse_outputs)
+    return wire_image_tab(handlers, browse_outputs=browse_outputs)
+
+
+def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> ImageTab:
+    """Connect the laid-out components to the handlers."""
+    c = h.components
+    h.param_components = {P.PROMPT.name: c["prompt"], P.NEGATIVE_PROMPT.name: c["negative"],
+                          P.WIDTH.name: c["width"], P.HEIGHT.name: c["height"], P.STEPS.name: c["steps"],
+                          P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"]}
+    private = {"queue": False, "api_visibility": "private"}
+    inputs = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
+                                   "guidance", "seed", "sampler", "batch", "history")]
+    outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished")]
+    gen_event = gr.on([c["generate"].click, c["prompt"].submit], h.generate, inputs=inputs, outputs=outputs,
                       api_visibility="private", show_progress="hidden", concurrency_limit=4,
                       concurrency_id=GENERATE_CONCURRENCY)
-    gen_event.then(h.show_finished, inputs=[finished, history], outputs=[progress, details, gallery, download],
-                   queue=False, show_progress="hidden", api_visibility="private")
-    stop.click(h.stop, inputs=history, outputs=[finished, gallery], queue=False, api_visibility="private")
+    gen_event.then(h.show_finished, inputs=[c["finished"], c["history"]],
+                   outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
+                   **private)
+    c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"]], **private)
 
-    model.input(h.on_model, inputs=model, outputs=[steps, guidance], queue=False, api_visibility="private")
-    aspect.input(h.on_aspect, inputs=[aspect, width, height], outputs=[width, height], queue=False,
-                 api_visibility="private")
-    quality.input(h.on_quality, inputs=[quality, guidance], outputs=[steps, guidance], queue=False,
-                  api_visibility="private")
-    random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
-    reuse_seed.click(h.reuse_seed, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+    c["model"].input(h.on_model, inputs=c["model"], outputs=[c["steps"], c["guidance"]], **private)
+    c["aspect"].input(h.on_aspect, inputs=[c["aspect"], c["width"], c["height"]], outputs=[c["width"], c["height"]],
+                      **private)
+    c["quality"].input(h.on_quality, inputs=[c["quality"], c["guidance"]], outputs=[c["steps"], c["guidance"]],
+                       **private)
+    c["random_seed"].click(lambda: P.RANDOM_SEED, outputs=c["seed"], **private)
+    c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=c["seed"], **private)
 
-    gallery.select(h.pick, inputs=history, outputs=[picked, picked_info], queue=False, api_visibility="private")
+    c["gallery"].select(h.pick, inputs=c["history"], outputs=[c["picked"], c["picked_info"]], **private)
     if browse_outputs:
-        load_saved.click(h.list_outputs, outputs=[saved_gallery, saved], api_visibility="private")
-        saved_gallery.select(h.pick_saved, inputs=saved, outputs=[picked, picked_info], queue=False,
-                             api_visibility="private")
-    reuse.click(h.reuse, inputs=picked, outputs=[prompt, negative, style, model, aspect, width, height, steps,
-                                                 guidance, seed, sampler], queue=False, api_visibility="private")
-    return ImageTab(model=model, generate_event=gen_event)
+        c["load_saved"].click(h.list_outputs, outputs=[c["saved_gallery"], c["saved"]], api_visibility="private")
+        c["saved_gallery"].select(h.pick_saved, inputs=c["saved"], outputs=[c["picked"], c["picked_info"]],
+                                  **private)
+    reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
+                                   "guidance", "seed", "sampler")]
+    c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
+    return ImageTab(model=c["model"], generate_event=gen_event)
 
 
 def _sampler_choices() -> list[tuple[str, str]]:

@@ -8,10 +8,11 @@ from typing import Any
 
 import yaml
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+from engine.config import PRESETS_DIR
+from engine.params import WIDTH
+
 NO_STYLE = "None"
 CUSTOM_SIZE = "Custom"
-MIN_SIDE, MAX_SIDE = 64, 2048
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -54,13 +55,14 @@ def apply_style(style: str | None, prompt: str, negative: str) -> tuple[str, str
 
 
 def _round_side(value: float, step: int) -> int:
-    return int(min(MAX_SIDE, max(MIN_SIDE, round(value / step) * step)))
+    return int(min(WIDTH.maximum, max(WIDTH.minimum, round(value / step) * step)))
 
 
 def size_for_aspect(aspect: str, width: Any, height: Any) -> tuple[int, int] | None:
     """A width and height with the preset's ratio and about as many pixels as width x height.
 
-    None for an unknown preset ("Custom"). Sides are multiples of 8 (of 64 from 512 px up), 64..2048.
+    None for an unknown preset ("Custom"). Sides are multiples of 8 (of 64 from 512 px up), within the
+    schema's limits.
     """
     ratio = aspect_ratios().get(aspect)
     if ratio is None:

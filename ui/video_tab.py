@@ -17,6 +17,7 @@ import gradio as gr
 
 from engine.errors import InvalidRequest
 from engine.events import Done, Failed, Progress
+from engine.manager import AIModelManager
 from engine.params import RANDOM_SEED, is_random_seed, seed_input
 from engine.request import AUTO
 from engine.storyboard import Storyboard
@@ -192,7 +193,7 @@ def board_settings(board: Storyboard) -> dict[str, Any]:
 
 
 class VideoTabHandlers:
-    def __init__(self, manager: Any, switches: CancelSwitches) -> None:
+    def __init__(self, manager: AIModelManager, switches: CancelSwitches) -> None:
         self.manager = manager
         self.switches = switches
         self.components: dict[str, Any] = {}
@@ -385,7 +386,7 @@ class VideoTabHandlers:
         self.switches.cancel(getattr(request, "session_hash", None))
 
 
-def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
+def build_video_tab(manager: AIModelManager, switches: CancelSwitches) -> gr.Dropdown:
     """Lay out the tab inside the current gr.Tab and wire its events; returns the model dropdown."""
     handlers = VideoTabHandlers(manager, switches)
     handlers.components = layout_video_tab(manager)
@@ -393,7 +394,7 @@ def build_video_tab(manager: Any, switches: CancelSwitches) -> gr.Dropdown:
     return handlers.components["model"]
 
 
-def layout_video_tab(manager: Any) -> dict[str, Any]:
+def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
     """Lay out the tab's components inside the current gr.Tab; returns them by name."""
     presets = video_quality_presets()
     quality_choices = [(f"{v.get('label', k)} ({v.get('width')}×{v.get('height')}, {v.get('steps')} steps, "
