@@ -60,7 +60,7 @@ async def timeline(manager: AIModelManager, on_event=None, **kwargs) -> dict[str
             raise RuntimeError(event.error)
         elif isinstance(event, Done):
             marks["done"] = now
-            marks["workflow"] = event.result["workflow"]
+            marks["backend"] = event.result["backend"]
     return marks
 
 
@@ -84,7 +84,7 @@ def down_vs_disabled(loop, fake: MarkedFake, repeat: int) -> None:
     for i in range(repeat):
         for name in (names if i % 2 == 0 else names[::-1]):
             marks = loop.run_until_complete(timeline(managers[name]))
-            assert marks["workflow"] == "diffusers"
+            assert marks["backend"] == "diffusers"
             for key in ("started", "progress", "done"):
                 samples[name][key].append(marks[key] - marks["start"])
     base = samples[names[0]]
@@ -130,7 +130,7 @@ def mid_request(loop, fake: MarkedFake, repeat: int, at_step: int = 2) -> None:
             if not comfyui.monitor.wait_for(fake.url, True, 10.0) or not comfyui.default_model():
                 raise RuntimeError("ComfyUI did not come back between trials")
             marks = case()
-            assert marks["workflow"] == "diffusers" and "dead" in marks, marks
+            assert marks["backend"] == "diffusers" and "dead" in marks, marks
             s = samples.setdefault(name, {"started": [], "progress": []})
             s["started"].append(marks["started"] - marks["dead"])
             s["progress"].append(marks["progress"] - marks["dead"])
@@ -159,7 +159,7 @@ def badge_flips(loop, fake: MarkedFake, interval: float, timeout: float, trials:
         downs, ups = [], []
         for _ in range(n):
             assert manager.active_backend()["backend"] == "comfyui"
-            downs.append(flip(down_action, "tiny"))
+            downs.append(flip(down_action, "diffusers"))
             ups.append(flip(up_action, "comfyui"))
         return downs, ups
 

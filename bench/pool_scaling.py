@@ -35,7 +35,7 @@ async def batch(manager: AIModelManager, clients: int, per_client: int, seeds, *
     async def client() -> None:
         for _ in range(per_client):
             result = await manager.generate_image("a tide pool at noon", seed=next(seeds), backend="comfyui", **kwargs)
-            assert result["status"] == "success" and result["workflow"] == "comfyui", result["error"]
+            assert result["status"] == "success" and result["backend"] == "comfyui", result["error"]
             servers.append(result["server"])
 
     started = time.perf_counter()

@@ -12,18 +12,19 @@ import logging
 import time
 from collections import deque
 from contextlib import aclosing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from .backends import Backend, BackendContext, build_backends
-from .backends.base import Target
+from .backends.base import INTERPOLATE, Target
 from .config import Settings
 from .errors import BackendUnavailable, GatorError, GenerationCancelled
 from .events import Done, Event, Failed, Fallback, Produced
 from .outputs import save_image
+from . import params as P
 from .params import ALIASES
-from .registry import Hardware, ModelSpec, probe_hardware
+from .registry import Hardware, ModelSpec, builtin_model, probe_hardware
 from .request import AUTO, GenerationRequest
 from .result import ImageResult, error_result
 from .router import Router
@@ -74,7 +75,8 @@ class AIModelManager:
 
     def use_gpu_decorator(self, decorator: Any) -> None:
         """Wrap local pipeline calls, e.g. with `spaces.GPU(duration=120)` on a ZeroGPU Space."""
-        self.router.last_resort.wrap_generation(decorator)
+        for backend in self.router.backends:
+            backend.wrap_generation(decorator)
 
     def shutdown(self) -> None:
         """Stop every backend's background work."""
@@ -96,6 +98,11 @@ class AIModelManager:
         """(label, name) of every backend a request may name, after auto."""
         return [(AUTO, AUTO)] + [(b.label, b.name) for b in self.backends.values()]
 
+    def can_interpolate(self, backend: str) -> bool:
+        """Whether `backend` can make seed-travel in-betweens (video transitions)."""
+        found = self.backends.get(backend)
+        return found is not None and INTERPOLATE in found.features
+
     def available_models(self) -> list[dict[str, Any]]:
         """Every model a request can name now (highest-priority backend first), then known models that are
         not available here, with why."""
@@ -115,41 +122,30 @@ class AIModelManager:
 
     def active_backend(self) -> dict[str, Any]:
         """What a request with default settings would run on now: the live badge's content."""
-        reasons = []
-        for backend in self.backends.values():
-            if backend.local:
-                break
-            state = backend.state()
-            model = backend.default_model() if state.ready else None
-            if model is not None:
-                return {"backend": backend.name, "label": f"{backend.label} · {model.label}", "reason": "",
-                        "demo": False}
-            reasons.append(state.short_reason)
-        local = self.router.last_resort
-        best = local.default_model()
-        reason = next((r for r in reasons if r), "")
-        if best is None or best.builtin:
-            label = f"{(best.label if best else 'demo model').lower()} (no real weights found" \
-                    + (f"; {reason})" if reason else ")")
-            return {"backend": local.name, "label": label, "reason": reason, "demo": True}
-        return {"backend": local.name, "label": f"{local.label} · {best.label}" + (f" (fallback: {reason})"
-                                                                                   if reason else ""),
-                "reason": reason, "demo": False}
+        backend, passed_over = self.router.default_choice()
+        reason = passed_over.state().short_reason if passed_over is not None else ""
+        model = backend.default_model()
+        if not backend.local:
+            return {"backend": backend.name, "label": f"{backend.label} · {model.label}", "reason": "", "demo": False}
+        if model is None or model.builtin:
+            name = (model.label if model else "demo model").lower()
+            label = f"{name} (no real weights found" + (f"; {reason})" if reason else ")")
+            return {"backend": backend.name, "label": label, "reason": reason, "demo": True}
+        return {"backend": backend.name, "label": f"{backend.label} · {model.label}"
+                + (f" (fallback: {reason})" if reason else ""), "reason": reason, "demo": False}
 
     def model_defaults(self, model_id: str | None) -> dict[str, Any]:
-        """Width, height, steps and guidance a request for `model_id` ("auto": what auto picks now) starts from."""
-        spec = None
+        """Width, height, steps and guidance a request for `model_id` ("auto": what auto picks now) starts
+        from, under the parameters' own names."""
         key = (model_id or AUTO).strip()
+        spec = builtin_model()  # before start-up, and for names no backend knows
         if self._initialized:
             if key == AUTO:
-                active = self.backends.get(self.active_backend()["backend"])
-                spec = active.default_model() if active else None
+                spec = self.router.default_choice()[0].default_model() or spec
             else:
-                spec = next((found for b in self.backends.values() if (found := b.find(key)) is not None), None)
-        if spec is None:
-            return {"width": 512, "height": 512, "steps": 20, "guidance": 7.0}
-        return {"width": spec.native_size, "height": spec.native_size, "steps": spec.default_steps,
-                "guidance": spec.default_guidance}
+                spec = next((found for b in self.router.backends if (found := b.find(key)) is not None), spec)
+        return {P.WIDTH.name: spec.native_size, P.HEIGHT.name: spec.native_size,
+                P.STEPS.name: spec.default_steps, P.GUIDANCE.name: spec.default_guidance}
 
     def status(self) -> dict[str, Any]:
         """Everything the System status tab shows."""
@@ -157,7 +153,7 @@ class AIModelManager:
             return {"active": {"backend": "", "label": "starting…", "reason": ""}, "backends": [], "servers": [],
                     "hardware": {}, "loaded_model": None, "models": [], "notices": [],
                     "output_dir": str(self.settings.output_dir), "comfyui_dir": None, "switches": []}
-        states = [b.state() for b in self.backends.values()]
+        states = [b.state() for b in self.router.backends]
         local = self.router.last_resort.state()
         return {
             "active": self.active_backend(),
@@ -168,17 +164,19 @@ class AIModelManager:
                          "summary": self.hardware.describe()},
             "loaded_model": local.details.get("loaded_model"),
             "models": self.available_models(),
-            "notices": list(local.details.get("notices") or []),
+            "notices": [notice for st in states for notice in st.details.get("notices") or []],
             "output_dir": str(self.settings.output_dir),
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
         }
 
     # -- generation ----------------------------------------------------------------------------
-    async def stream_image(self, prompt: str, negative_prompt: str = "", width: int = 1024, height: int = 1024,
-                           num_inference_steps: int = 20, guidance_scale: float | None = None,
-                           seed: int | None = None, model: str | None = None, backend: str = AUTO,
-                           sampler: str = "euler", batch_count: int = 1, cancel: asyncio.Event | None = None,
+    async def stream_image(self, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                           width: int = P.WIDTH.default, height: int = P.HEIGHT.default,
+                           num_inference_steps: int = P.STEPS.default, guidance_scale: float | None = P.GUIDANCE.default,
+                           seed: int | None = None, model: str | None = None, backend: str = P.BACKEND.default,
+                           sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
+                           cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
@@ -191,7 +189,8 @@ class AIModelManager:
             await self.initialize_models()
         values = dict(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-                      model=model, backend=backend or AUTO, sampler=sampler or "euler", batch_count=batch_count)
+                      model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
+                      batch_count=batch_count)
         for alias, value in aliases.items():
             if alias not in ALIASES:
                 raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
@@ -264,9 +263,11 @@ class AIModelManager:
                           "save_s": round(now - save_started, 4)}
         return result
 
-    async def generate_image(self, prompt: str, negative_prompt: str = "", width: int = 1024, height: int = 1024,
-                             num_inference_steps: int = 20, guidance_scale: float | None = None,
-                             seed: int | None = None, model: str | None = None, backend: str = AUTO,
+    async def generate_image(self, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                             width: int = P.WIDTH.default, height: int = P.HEIGHT.default,
+                             num_inference_steps: int = P.STEPS.default,
+                             guidance_scale: float | None = P.GUIDANCE.default, seed: int | None = None,
+                             model: str | None = None, backend: str = P.BACKEND.default,
                              **kwargs: Any) -> ImageResult:
         """Generate one image (or a batch) and return its result (status "success" or "error", never raises).
         For a batch, the first image's result lists every image's result in `batch`."""
@@ -282,7 +283,7 @@ class AIModelManager:
                 logger.info("Fallback: %s", event.reason)
         final = failed or (results[0] if results else error_result("No result."))
         if len(results) > 1 or (failed and results):
-            final.batch = results
+            final = replace(final, batch=results)  # a copy: the batch's first result is not its own item
         return final
 
     async def stream_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",
@@ -293,7 +294,8 @@ class AIModelManager:
         await self.initialize_models()
         async with aclosing(stream_video(self.stream_image, self.settings.output_dir, prompt=prompt,
                                          video_type=video_type, quality=quality,
-                                         use_ai_generation=use_ai_generation, **kwargs)) as events:
+                                         use_ai_generation=use_ai_generation, can_interpolate=self.can_interpolate,
+                                         **kwargs)) as events:
             async for event in events:
                 yield event
 
@@ -304,7 +306,8 @@ class AIModelManager:
 
         await self.initialize_models()
         return await generate_video(self.stream_image, self.settings, prompt=prompt, video_type=video_type,
-                                    quality=quality, use_ai_generation=use_ai_generation, **kwargs)
+                                    quality=quality, use_ai_generation=use_ai_generation,
+                                    can_interpolate=self.can_interpolate, **kwargs)
 
     @staticmethod
     def _error_result(req: GenerationRequest, message: str) -> ImageResult:

@@ -30,7 +30,6 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "backend")
-LEGACY_KEYS = {"workflow": "backend"}  # names PNGs saved by earlier versions used
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:
@@ -114,7 +113,7 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     if JSON_CHUNK in text:
         try:
             saved = json.loads(text[JSON_CHUNK])
-            return {LEGACY_KEYS.get(k, k): v for k, v in P.canonical_names(saved).items()}
+            return {P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}
         except json.JSONDecodeError:
             logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
     if "parameters" in text:

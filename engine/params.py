@@ -75,6 +75,14 @@ def _check_text(p: Param, value: Any, subject: str) -> str | None:
     return None
 
 
+def _check_prompt(p: Param, value: Any, subject: str) -> str | None:
+    if not isinstance(value, str):
+        return f"The {subject.lower()} must be text."
+    if not value.strip():
+        return f"The {subject.lower()} is empty: describe the image you want."
+    return None
+
+
 def _check_int(p: Param, value: Any, subject: str) -> str | None:
     if not is_whole(value) or not p.minimum <= int(value) <= p.maximum:
         return f"{subject} must be a whole number from {_number_text(p.minimum)} to {_number_text(p.maximum)} " \
@@ -95,29 +103,26 @@ def _check_pixels(p: Param, value: Any, subject: str) -> str | None:
 
 
 def _check_float(p: Param, value: Any, subject: str) -> str | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{subject} must be a number (got {value!r})."
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return f"{subject} must be a number (got {value!r})."
+    number = float(value)
     if not math.isfinite(number) or not p.minimum <= number <= p.maximum:
         return f"{subject} must be between {_number_text(p.minimum)} and {_number_text(p.maximum)} (got {value!r})."
     return None
 
 
 def _check_seed(p: Param, value: Any, subject: str) -> str | None:
-    if value is None or (is_whole(value) and RANDOM_SEED <= int(value) <= MAX_SEED):
+    if is_random_seed(value) or (is_whole(value) and RANDOM_SEED <= int(value) <= MAX_SEED):
         return None
     return f"{subject} must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {value!r})."
 
 
 _CHECKS: dict[str, Callable[[Param, Any, str], str | None]] = {
-    "text": _check_text, "int": _check_int, "pixels": _check_pixels, "float": _check_float, "seed": _check_seed,
+    "text": _check_text, "prompt": _check_prompt, "int": _check_int, "pixels": _check_pixels, "float": _check_float, "seed": _check_seed,
 }
 
 # -- the declarations ------------------------------------------------------------------------------
-PROMPT = Param("prompt", "text", "", "Prompt", "What the image shows.")
+PROMPT = Param("prompt", "prompt", "", "Prompt", "What the image shows.")
 NEGATIVE_PROMPT = Param("negative_prompt", "text", "", "Negative prompt", "What the image should avoid.",
                         a1111_key="Negative prompt")
 PIXELS_HELP = "{minimum} to {maximum} pixels, a multiple of {multiple_of}."
@@ -127,7 +132,7 @@ STEPS = Param("num_inference_steps", "int", 20, "Steps", "Denoising steps: more 
               minimum=1, maximum=150, step=1, a1111_key="Steps", aliases=("steps",))
 GUIDANCE = Param("guidance_scale", "float", None, "Guidance scale",
                  "How closely the image follows the prompt (CFG; FLUX guidance). Empty: the model's default.",
-                 minimum=0.0, maximum=30.0, step=0.5, a1111_key="CFG scale", aliases=("guidance", "cfg"),
+                 minimum=0.0, maximum=50.0, step=0.5, a1111_key="CFG scale", aliases=("guidance", "cfg"),
                  optional=True)
 SEED = Param("seed", "seed", RANDOM_SEED, "Seed", "-1 draws a random seed; the same seed repeats an image "
              "(0 to {maximum}).",
@@ -144,14 +149,7 @@ PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUID
                              BATCH_COUNT)
 BY_NAME = {p.name: p for p in PARAMS}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
-
-
-def canonical_names(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with aliases (steps, guidance, cfg) renamed to the parameters' own names."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        out[ALIASES.get(key, key)] = value
-    return out
+RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 
 
 # -- seeds -------------------------------------------------------------------------------------------

@@ -64,13 +64,7 @@ def sampler_key(name: Any) -> str:
 def validation_errors(req: GenerationRequest, backends: Sequence[str] = ()) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
     problems: list[str] = []
-    if not isinstance(req.prompt, str):
-        problems.append("The prompt must be text.")
-    elif not req.prompt.strip():
-        problems.append("The prompt is empty: describe the image you want.")
-    if req.negative_prompt is not None and not isinstance(req.negative_prompt, str):
-        problems.append("The negative prompt must be text.")
-    for param, value in ((P.WIDTH, req.width), (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps),
+    for param, value in ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width), (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps),
                          (P.GUIDANCE, req.guidance_scale), (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count)):
         problem = param.problem(value)
         if problem:

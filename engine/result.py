@@ -2,7 +2,7 @@
 
 Its fields use the parameter schema's names (engine/params.py) from request to result to PNG to API.
 `to_dict()` is the API's JSON (no image); `result["seed"]` and `result.get("path")` read the same fields
-for callers of the dict-returning API.
+for callers of the dict-returning API (the earlier names workflow, steps and guidance read too).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from PIL import Image
+
+from .params import RESULT_ALIASES
 
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
@@ -58,11 +60,13 @@ class ImageResult:
         return out
 
     def __getitem__(self, key: str) -> Any:
+        key = RESULT_ALIASES.get(key, key)
         if key not in _NAMES:
             raise KeyError(key)
         return getattr(self, key)
 
     def __contains__(self, key: object) -> bool:
+        key = RESULT_ALIASES.get(key, key) if isinstance(key, str) else key
         return key in _NAMES and (key != "batch" or bool(self.batch))
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -2,12 +2,16 @@
 what to fall back to, and hands that plan to the backends. Backends never re-plan."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from .backends.base import Backend, Target
+from .backends import auto_order
+from .backends.base import INTERPOLATE, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .request import GenerationRequest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,9 +27,12 @@ class Router:
     """Plans requests over `backends` (highest priority first; the `local` one is auto's last resort)."""
 
     def __init__(self, backends: Sequence[Backend]) -> None:
-        self.backends = sorted(backends, key=lambda b: -b.priority)
+        self.backends = auto_order(backends)
         self.by_name = {b.name: b for b in self.backends}
-        self.last_resort = next(b for b in self.backends if b.local)
+        local = [b for b in self.backends if b.local]
+        if not local:
+            raise ValueError("No local backend is registered: auto mode needs one to fall back to.")
+        self.last_resort = local[0]
 
     def names(self) -> list[str]:
         return [b.name for b in self.backends]
@@ -42,7 +49,7 @@ class Router:
         model_id = req.model if req.model and req.model.lower() != "auto" else None
         if model_id is None:
             if forced is not None:
-                return Plan((self._plan_on(forced, req, None),))
+                return _logged(Plan((self._plan_on(forced, req, None),)))
             return self._first_that_runs(req, [(b, None) for b in candidates if not b.local])
         owners = [(b, b.find(model_id)) for b in candidates]
         owners = [(b, spec) for b, spec in owners if spec is not None]
@@ -55,7 +62,7 @@ class Router:
                 owner, owned = owners[0]
                 raise InvalidRequest(f"{owned.label} runs on {owner.label}, not {forced.label}; choose backend auto "
                                      f"or {owner.name}, or a {forced.label} model.")
-            return Plan((self._plan_on(forced, req, spec),))
+            return _logged(Plan((self._plan_on(forced, req, spec),)))
         return self._first_that_runs(req, owners)
 
     @staticmethod
@@ -64,6 +71,19 @@ class Router:
         if why:
             raise BackendUnavailable(why)
         return backend.plan(req, spec)
+
+    def default_choice(self) -> tuple[Backend, Backend | None]:
+        """The backend a default request runs on now (auto, no model), and the enabled backend that would
+        have come first but cannot run now (None when none was passed over). Plans nothing."""
+        passed_over = None
+        for backend in self.backends:
+            if backend.local:
+                break
+            if backend.why_not(None) is None and backend.default_model() is not None:
+                return backend, passed_over
+            if backend.enabled and passed_over is None:
+                passed_over = backend
+        return self.last_resort, passed_over
 
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
         """The first (backend, model) that runs now, then the local backend; the first reason a wanted
@@ -78,14 +98,21 @@ class Router:
                     skipped = skipped or str(err)
                     continue
                 if backend.local:
-                    return Plan((first,), skipped)
-                return Plan((first, self.last_resort.plan(req, None)), skipped)
+                    return _logged(Plan((first,), skipped))
+                return _logged(Plan((first, self.last_resort.plan(req, None)), skipped))
             if backend.enabled:
                 skipped = skipped or why
-        return Plan((self.last_resort.plan(req, None),), skipped)
+        return _logged(Plan((self.last_resort.plan(req, None),), skipped))
 
 
-FEATURES = {"interpolate": "seed-travel in-betweens"}  # what a request's `extra` may ask of a backend
+def _logged(plan: Plan) -> Plan:
+    logger.debug("Plan: %s%s", " -> ".join(f"{t.backend}:{t.model.id}" + (f"@{t.server}" if t.server else "")
+                                           for t in plan.targets),
+                 f" (passed over: {plan.skipped})" if plan.skipped else "")
+    return plan
+
+
+FEATURES = {INTERPOLATE: "seed-travel in-betweens"}  # what a request's `extra` may ask of a backend
 
 
 def _needed_features(req: GenerationRequest) -> frozenset[str]:

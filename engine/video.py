@@ -237,6 +237,7 @@ class _Render:
     seeds: list[int]
     use_ai: bool
     cancel: asyncio.Event | None
+    can_interpolate: Callable[[str], bool] | None = None  # can this backend make seed-travel in-betweens?
     video_type: str = "storyboard"
     scenes: list[dict[str, Any]] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)  # scene keyframes, then in-betweens
@@ -396,6 +397,8 @@ class _Render:
             return "seed travel needs AI keyframes (title-card preview)"
         if (a["backend"], a.get("model_id")) != (b["backend"], b.get("model_id")):
             return "seed travel needs both scenes on the same backend and model"
+        if self.can_interpolate is not None and not self.can_interpolate(a["backend"]):
+            return f"seed travel needs a backend that can interpolate, and {a['backend']} cannot"
         return None
 
     async def _travel(self, plan: dict[str, Any]) -> AsyncIterator[Event | VideoProgress]:
@@ -416,7 +419,7 @@ class _Render:
                                                "negative_prompt_b": b.negative_prompt, "t": t}}):
                     yield event
             except _KeyframeFailed as err:
-                self.warnings.append(f"{err}; used a crossfade for scene {i + 1} → {i + 2} instead.")
+                self.warnings.append(f"{str(err).rstrip('.')}; used a crossfade for scene {i + 1} → {i + 2} instead.")
                 plan.update(used="crossfade", anchors=[])
                 self.planned -= m - j + 1
                 return
@@ -513,7 +516,8 @@ def _error_result(message: str, **extra: Any) -> dict[str, Any]:
 
 async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_image: StreamImage | None,
                             output_dir: str | Path, *, use_ai_generation: bool = True, make_gif: bool = False,
-                            cancel: asyncio.Event | None = None, rng: Any = None, video_type: str = "storyboard"
+                            cancel: asyncio.Event | None = None, rng: Any = None, video_type: str = "storyboard",
+                            can_interpolate: Callable[[str], bool] | None = None
                             ) -> AsyncIterator[Event | VideoProgress]:
     """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
 
@@ -537,7 +541,8 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
     folder = Path(output_dir) / datetime.now().strftime("%Y-%m-%d")
     label = board.title or board.scenes[0].prompt
     job = _Render(board=board, stream_image=stream_image, folder=folder, stem=_new_stem(folder, label),
-                  seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel, video_type=video_type)
+                  seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel, video_type=video_type,
+                  can_interpolate=can_interpolate)
     phase = "keyframes"
     try:
         job.save_json(job.result("rendering"))
@@ -633,7 +638,8 @@ def _coerce_storyboard(prompt: Any, storyboard: Any, video_type: str, quality: s
 async def stream_video(stream_image: StreamImage | None, output_dir: str | Path, *, prompt: Any = None,
                        storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                        use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
-                       cancel: asyncio.Event | None = None, **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
+                       cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
+                       **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
     """Render a list of prompts or a storyboard to an mp4, as the events of render_storyboard.
 
     `prompt`: a list of prompts (one scene each) or text, read per `video_type`: "multi_frame" one scene per
@@ -650,7 +656,8 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
         yield Failed(str(err), _error_result(str(err), video_type=video_type))
         return
     async with aclosing(render_storyboard(board, stream_image, output_dir, use_ai_generation=use_ai_generation,
-                                          make_gif=make_gif, cancel=cancel, video_type=video_type)) as events:
+                                          make_gif=make_gif, cancel=cancel, video_type=video_type,
+                                          can_interpolate=can_interpolate)) as events:
         async for event in events:
             yield event
 
@@ -658,7 +665,8 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
 async def generate_video(stream_image: StreamImage | None, settings: Any, prompt: Any = None,
                          storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                          use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
-                         cancel: asyncio.Event | None = None, **overrides: Any) -> dict[str, Any]:
+                         cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
+                         **overrides: Any) -> dict[str, Any]:
     """stream_video (see there for the arguments) run to its end: the result dict of its Done or Failed.
 
     Never raises for bad input: returns {"status": "error", "error": sentence, ...} before any generation.
@@ -666,7 +674,8 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
     final = _error_result("The video render ended without a result.")
     async for event in stream_video(stream_image, settings.output_dir, prompt=prompt, storyboard=storyboard,
                                     video_type=video_type, quality=quality, use_ai_generation=use_ai_generation,
-                                    fps=fps, make_gif=make_gif, cancel=cancel, **overrides):
+                                    fps=fps, make_gif=make_gif, cancel=cancel, can_interpolate=can_interpolate,
+                                    **overrides):
         if isinstance(event, Done):
             final = event.result
         elif isinstance(event, Failed):

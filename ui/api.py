@@ -5,8 +5,6 @@
     image_path, info = client.predict("a red fox in the snow", api_name="/generate_image")
 """
 
-from typing import Any
-
 import gradio as gr
 from gradio.data_classes import FileData
 
@@ -15,7 +13,7 @@ from engine.manager import AIModelManager
 from engine.request import AUTO
 
 from .image_tab import GENERATE_CONCURRENCY
-from .presets import apply_style
+from .presets import NO_STYLE, apply_style
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
 from .sessions import CancelSwitches
@@ -28,10 +26,12 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
                              height: int | None = None, num_inference_steps: int | None = None,
                              guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                              model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                             sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
-                             style: str = "None", request: gr.Request = None) -> tuple[FileData, dict]:
+                             sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                             batch_count: int = P.BATCH_COUNT.default, steps: int | None = None,
+                             guidance: float | None = None, request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
-        guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's.
+        guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's
+        (`steps` and `guidance` are accepted for num_inference_steps and guidance_scale).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -39,17 +39,16 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
         saved_path (on the server), timings; for a batch, "batch" lists every image's dict. Bad
         input raises an error whose message says what to fix.
         """
-        defaults = manager.model_defaults(model)
+        given = {P.WIDTH.name: width, P.HEIGHT.name: height,
+                 P.STEPS.name: num_inference_steps if num_inference_steps is not None else steps}
+        values = {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
+        values[P.GUIDANCE.name] = guidance_scale if guidance_scale is not None else guidance
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         with switches.request(getattr(request, "session_hash", None)) as cancel:
             result = await manager.generate_image(
-                styled if isinstance(prompt, str) else prompt, negative,
-                width=defaults["width"] if width is None else width,
-                height=defaults["height"] if height is None else height,
-                num_inference_steps=defaults["steps"] if num_inference_steps is None else num_inference_steps,
-                guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
-                backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                cancel=cancel, previews=False)
+                styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed),
+                model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
+                batch_count=batch_count, cancel=cancel, previews=False, **values)
         if result.status != "success" or not result.path:
             raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
         return FileData(path=result.path), api_safe(result.to_dict())
@@ -58,7 +57,7 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
                              use_ai_generation: bool = True, make_gif: bool = False, duration: float | None = None,
                              transition: str = "crossfade", transition_duration: float | None = None,
                              width: int | None = None, height: int | None = None, fps: float | None = None,
-                             steps: int | None = None, seed: int = -1, seed_policy: str = "increment",
+                             steps: int | None = None, seed: int = P.SEED.default, seed_policy: str = "increment",
                              model: str = AUTO, negative_prompt: str = "", title: str = "",
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Render a storyboard video: `prompts` one scene per line, or `storyboard` as YAML/JSON text (the text

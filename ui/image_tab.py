@@ -52,7 +52,7 @@ def _number(value: Any) -> Any:
 
 
 def _caption(entry: dict[str, Any]) -> str:
-    return f"seed {entry.get('seed')} · {entry.get('model') or ''} · {entry.get('workflow') or ''}".strip(" ·")
+    return f"seed {entry.get('seed')} · {entry.get('model') or ''} · {entry.get('backend') or ''}".strip(" ·")
 
 
 def gallery_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -164,7 +164,7 @@ class ImageTabHandlers:
     # -- settings helpers ----------------------------------------------------------------------
     def on_model(self, model: str):
         d = self.manager.model_defaults(model)
-        return d["steps"], d["guidance"]
+        return d[P.STEPS.name], d[P.GUIDANCE.name]
 
     @staticmethod
     def on_aspect(aspect: str, width: Any, height: Any):
@@ -273,11 +273,11 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
                                      elem_id="aspect")
-                width = gr.Number(**_number_box(P.WIDTH, defaults["width"]), precision=0, elem_id="width")
-                height = gr.Number(**_number_box(P.HEIGHT, defaults["height"]), precision=0, elem_id="height")
+                width = gr.Number(**_number_box(P.WIDTH, defaults[P.WIDTH.name]), precision=0, elem_id="width")
+                height = gr.Number(**_number_box(P.HEIGHT, defaults[P.HEIGHT.name]), precision=0, elem_id="height")
             with gr.Row():
-                steps = gr.Slider(**_widget(P.STEPS, defaults["steps"]), elem_id="steps")
-                guidance = gr.Slider(**_widget(P.GUIDANCE, defaults["guidance"]), elem_id="guidance")
+                steps = gr.Slider(**_widget(P.STEPS, defaults[P.STEPS.name]), elem_id="steps")
+                guidance = gr.Slider(**_widget(P.GUIDANCE, defaults[P.GUIDANCE.name]), elem_id="guidance")
             with gr.Row(equal_height=False):
                 seed = gr.Number(**_number_box(P.SEED), precision=0, elem_id="seed", scale=3)
                 with gr.Column(scale=1, min_width=120):

@@ -23,13 +23,18 @@ def unregister_backend(name: str) -> None:
 
 
 def build_backends(context: BackendContext) -> list[Backend]:
-    """Every registered backend, highest priority first."""
+    """Every registered backend, in the order auto mode tries them."""
     built = []
     for name, factory in _FACTORIES.items():
         backend = factory(context)
         logger.info("Backend %s: %s", name, backend.state().summary)
         built.append(backend)
-    return sorted(built, key=lambda b: -b.priority)
+    return auto_order(built)
+
+
+def auto_order(backends: list[Backend]) -> list[Backend]:
+    """The order auto mode tries backends in: remote ones by priority, then the local one(s)."""
+    return sorted(backends, key=lambda b: (b.local, -b.priority))
 
 
 def _register_builtin() -> None:
@@ -39,4 +44,4 @@ def _register_builtin() -> None:
 _register_builtin()
 
 __all__ = ["Backend", "BackendContext", "BackendState", "Target", "register_backend", "unregister_backend",
-           "build_backends"]
+           "build_backends", "auto_order"]

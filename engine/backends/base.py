@@ -17,6 +17,7 @@ from ..registry import Hardware, ModelSpec
 from ..request import GenerationRequest
 
 OnChange = Callable[[str, str], None]  # (what happened, why): the status tab's switch log
+INTERPOLATE = "interpolate"  # a feature: seed-travel in-betweens (a request's extra["interpolate"])
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Backend(ABC):
     label: ClassVar[str]
     priority: ClassVar[int] = 0
     local: ClassVar[bool] = False
-    features: ClassVar[frozenset[str]] = frozenset()  # e.g. "interpolate" (seed travel in-betweens)
+    features: ClassVar[frozenset[str]] = frozenset()  # e.g. INTERPOLATE
 
     def start(self) -> None:
         """Begin background work (health polling); called once by the manager."""
@@ -100,6 +101,10 @@ class Backend(ABC):
     @abstractmethod
     def state(self) -> BackendState:
         """What the badge and the status tab show."""
+
+    def wrap_generation(self, decorator: Any) -> None:
+        """Run this backend's work on this machine through `decorator` (ZeroGPU's `spaces.GPU`); backends
+        that run elsewhere ignore it."""
 
     def missing(self) -> list[tuple[ModelSpec, str]]:
         """Known models this backend cannot run here, each with why (e.g. weights not found)."""

@@ -253,8 +253,8 @@ class ComfyUIBackend(Backend):
             template = self._template(variant.workflow)
             sampler, scheduler = comfy_sampler(request.sampler)
             values: dict[str, Any] = {
-                "prompt": request.prompt, "seed": int(request.seed), "steps": int(request.num_inference_steps),
-                "width": int(request.width), "height": int(request.height), "sampler": sampler, **variant.files,
+                "prompt": request.prompt, "seed": request.seed, "steps": request.num_inference_steps,
+                "width": request.width, "height": request.height, "sampler": sampler, **variant.files,
             }
             optional: dict[str, Any] = {"negative_prompt": request.negative_prompt, "scheduler": scheduler,
                                         "filename_prefix": "gator-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.id)}

@@ -18,7 +18,7 @@ from ..request import GenerationRequest
 from ..tiny_model import ensure_tiny_model
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
-from .base import Backend, BackendContext, BackendState, Target
+from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class DiffusersBackend(Backend):
     label = "diffusers"
     priority = 0
     local = True
-    features = frozenset({"interpolate"})
+    features = frozenset({INTERPOLATE})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None) -> None:
@@ -254,7 +254,7 @@ class DiffusersBackend(Backend):
             generator=torch.Generator("cpu").manual_seed(req.seed),
         )
         warnings += self._truncation_warnings(pipe, req)
-        interpolate = req.extra.get("interpolate")
+        interpolate = req.extra.get(INTERPOLATE)
         if interpolate:
             kwargs.update(self._interpolated_inputs(pipe, req, spec, guidance, interpolate))
         else:

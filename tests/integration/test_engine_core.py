@@ -167,3 +167,45 @@ def test_no_backend_is_named_outside_its_own_modules():
                     and node.value.strip().lower() in BACKEND_NAMES:
                 found.append(f"{rel}:{node.lineno} {node.value!r}")
     assert found == []
+
+
+class PlainPriority(SolidColour):
+    """The same backend with the default priority, equal to the local backend's."""
+
+    priority = 0
+
+
+async def test_the_badge_and_the_router_agree_whatever_the_priority(settings):
+    register_backend(SolidColour.name, lambda context: PlainPriority())
+    manager = AIModelManager(settings, hardware=CPU)
+    try:
+        await manager.initialize_models()
+        result = await manager.generate_image("a red square", width=64, height=64, num_inference_steps=2)
+        assert result.backend == "solid" and manager.active_backend()["backend"] == "solid"
+        assert manager.model_defaults("auto")[P.WIDTH.name] == SolidColour.MODEL.native_size
+    finally:
+        unregister_backend(SolidColour.name)
+        manager.shutdown()
+
+
+async def test_seed_travel_needs_a_backend_that_interpolates(solid_backend, settings):
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        result = await manager.generate_video(["a red dawn", "a red dusk"], quality="draft", width=64, height=64,
+                                              steps=2, fps=4, duration=1, transition="seed_travel")
+        assert result["status"] == "success" and result["backends"] == ["solid", "solid"]
+        assert result["transitions"][0]["used"] == "crossfade"
+        assert any("needs a backend that can interpolate, and solid cannot" in w for w in result["warnings"])
+    finally:
+        manager.shutdown()
+
+
+async def test_results_read_by_their_earlier_names_and_a_batch_serialises(manager):
+    from ui.serialize import jsonable
+
+    result = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=2, seed=3, batch_count=2)
+    assert result["workflow"] == result.backend == "diffusers" and result["steps"] == result.num_inference_steps
+    assert "guidance" in result and result.get("guidance") == result.guidance_scale
+    data = jsonable(result.to_dict())
+    assert [item["seed"] for item in data["batch"]] == [3, 4] and "batch" not in data["batch"][0]

@@ -42,7 +42,7 @@ def error_of(sb: Storyboard) -> str:
     (board(quality="ultra"), "Quality must be one of draft, standard, high (got 'ultra')"),
     (board(steps=0), "Steps must be a whole number from 1 to 150"),
     (board(height="tall"), "Height must be a whole number of pixels (got 'tall')"),
-    (board(guidance_scale=31), "Guidance scale must be between 0 and 30 (got 31)"),
+    (board(guidance_scale=51), "Guidance scale must be between 0 and 50 (got 51)"),
     (board(seed=2**40), "storyboard seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", seed=-5)]), "Scene 1's seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", duration=0.05)], fps=8), "shorter than one frame at 8 fps"),
