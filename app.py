@@ -10,7 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from engine import AIModelManager  # noqa: E402
 from engine.config import Settings  # noqa: E402
-from ui.app import QUEUE_OPTIONS, build_demo, launch_options  # noqa: E402
+from ui.app import build_demo, launch_options  # noqa: E402
 from ui.launcher import parse_args, serve, settings_overrides  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("GATOR_LOG_LEVEL", "INFO"),
@@ -36,7 +36,6 @@ _use_zerogpu(manager)
 demo = build_demo(manager, browse_outputs=not args.share)
 
 if __name__ == "__main__":
-    demo.queue(**QUEUE_OPTIONS)
     logger.info("Backend now: %s", manager.status()["active"]["label"])
     try:
         serve(demo, args, launch_options(manager))

@@ -87,7 +87,7 @@ def main() -> None:
         m = AIModelManager(tiny_settings(comfyui_urls=urls[:n], enable_comfyui=True,
                                          health_interval_s=args.interval), hardware=CPU)
         loop.run_until_complete(m.initialize_models())
-        assert len(m.monitor.up_servers()) == n
+        assert len(m.backends["comfyui"].monitor.up_servers()) == n
         managers[name] = m
     seeds = itertools.count(1)
     kwargs = dict(width=args.size, height=args.size, num_inference_steps=args.steps)

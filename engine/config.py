@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .limits import Limits
+
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRESETS_DIR = PROJECT_ROOT / "presets"
@@ -50,6 +52,7 @@ class Settings:
     comfyui_timeout_s: float = 600.0  # GATOR_COMFYUI_TIMEOUT: longest wait for one ComfyUI job
     enable_comfyui: bool = True  # GATOR_ENABLE_COMFYUI=0 disables the ComfyUI backend entirely
     allow_downloads: bool = False  # GATOR_ALLOW_DOWNLOADS=1 lets diffusers fetch hub weights
+    limits: Limits = field(default_factory=Limits)  # per-request work limits (engine/limits.py)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -66,6 +69,7 @@ class Settings:
             comfyui_timeout_s=float(env.get("GATOR_COMFYUI_TIMEOUT", 600.0)),
             enable_comfyui=_env_bool("GATOR_ENABLE_COMFYUI", True),
             allow_downloads=_env_bool("GATOR_ALLOW_DOWNLOADS"),
+            limits=Limits.from_env(),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -21,7 +21,9 @@ from .backends.base import INTERPOLATE, Target
 from .config import Settings
 from .errors import BackendUnavailable, GatorError, GenerationCancelled
 from .events import Done, Event, Failed, Fallback, Produced
-from .outputs import save_image
+from .limits import Limits
+from .logs import keep_log_lines_short
+from .outputs import SweepReport, save_image, saved_images as find_saved_images, sweep_leftovers
 from . import params as P
 from .params import ALIASES
 from .registry import Hardware, ModelSpec, builtin_model, probe_hardware
@@ -45,6 +47,7 @@ class AIModelManager:
         self._start_monitor = start_monitor
         self._init_lock = asyncio.Lock()
         self._initialized = False
+        self._leftovers: SweepReport | None = None  # what start-up cleaned up after an interrupted run
 
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
@@ -58,6 +61,10 @@ class AIModelManager:
         return self.status()
 
     def _initialize_sync(self) -> None:
+        import diffusers.utils.logging  # noqa: F401  (its handler exists now, so the next line can shorten it)
+
+        keep_log_lines_short()
+        self._leftovers = sweep_leftovers(self.settings.output_dir)  # after a crash: partial files, "rendering" JSONs
         if self.hardware is None:
             self.hardware = probe_hardware()
         logger.info("Hardware: %s", self.hardware.describe())
@@ -87,6 +94,11 @@ class AIModelManager:
     def initialized(self) -> bool:
         """True once initialize_models() has finished."""
         return self._initialized
+
+    @property
+    def limits(self) -> Limits:
+        """How much work one request may ask for (engine/limits.py)."""
+        return self.settings.limits
 
     @property
     def output_dir(self) -> Path:
@@ -164,7 +176,8 @@ class AIModelManager:
                          "summary": self.hardware.describe()},
             "loaded_model": local.details.get("loaded_model"),
             "models": self.available_models(),
-            "notices": [notice for st in states for notice in st.details.get("notices") or []],
+            "notices": [notice for st in states for notice in st.details.get("notices") or []]
+            + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
             "output_dir": str(self.settings.output_dir),
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
@@ -197,7 +210,7 @@ class AIModelManager:
             values[ALIASES[alias]] = value
         req = GenerationRequest(**values, extra=dict(extra or {}))
         try:
-            req = req.validated(self.router.names())
+            req = req.validated(self.router.names(), limits=self.settings.limits)
             for index in range(req.batch_count):
                 async with aclosing(self._one_image(req.for_image(index), cancel, previews, started_at)) as events:
                     async for event in events:
@@ -295,7 +308,7 @@ class AIModelManager:
         async with aclosing(stream_video(self.stream_image, self.settings.output_dir, prompt=prompt,
                                          video_type=video_type, quality=quality,
                                          use_ai_generation=use_ai_generation, can_interpolate=self.can_interpolate,
-                                         **kwargs)) as events:
+                                         limits=self.settings.limits, **kwargs)) as events:
             async for event in events:
                 yield event
 
@@ -307,12 +320,17 @@ class AIModelManager:
         await self.initialize_models()
         return await generate_video(self.stream_image, self.settings, prompt=prompt, video_type=video_type,
                                     quality=quality, use_ai_generation=use_ai_generation,
-                                    can_interpolate=self.can_interpolate, **kwargs)
+                                    can_interpolate=self.can_interpolate, limits=self.settings.limits, **kwargs)
 
     @staticmethod
     def _error_result(req: GenerationRequest, message: str) -> ImageResult:
         known = {"prompt": req.prompt, "seed": req.seed} if isinstance(req.prompt, str) else {"seed": req.seed}
         return error_result(message, model=req.model if isinstance(req.model, str) else None, **known)
+
+    def saved_images(self, limit: int = 60) -> list[Path]:
+        """The newest saved images in the outputs folder, newest first: regular files whose real path is inside
+        it, never a symlink."""
+        return find_saved_images(self.settings.output_dir, limit)
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

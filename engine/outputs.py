@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image, PngImagePlugin
 
@@ -119,3 +121,171 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     if "parameters" in text:
         return parse_a1111_parameters(text["parameters"])
     return {}
+
+
+# -- the outputs folder as a whole --------------------------------------------------------------
+PARTIAL_SUFFIXES = (".png.part", ".part.mp4", ".part.gif", ".json.part")  # what our writers leave mid-write
+IMAGE_SUFFIXES = (".png",)
+STORYBOARD_JSON_MAX_BYTES = 16 * 1024 * 1024  # a storyboard JSON is a few kB; larger files are not ours
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What `sweep_leftovers` did: partial files removed, storyboards marked interrupted, files it could not handle."""
+
+    removed: tuple[Path, ...] = ()
+    removed_bytes: int = 0
+    interrupted: tuple[Path, ...] = ()
+    failed: tuple[Path, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        """True when there was anything to clean up (or that could not be cleaned up)."""
+        return bool(self.removed or self.interrupted or self.failed)
+
+    @property
+    def notice(self) -> str:
+        """One sentence for the log and the status tab ("" when nothing was found); it names no path."""
+        if not self.found:
+            return ""
+        done = []
+        if self.removed:
+            done.append(f"removed {_count(len(self.removed), 'partial file')} ({_size(self.removed_bytes)})")
+        if self.interrupted:
+            done.append(f"marked {_count(len(self.interrupted), 'storyboard')} interrupted")
+        text = "Cleaned up after an interrupted run: " + (", ".join(done) if done else "nothing removed")
+        if self.failed:
+            text += f"; {_count(len(self.failed), 'file')} could not be cleaned up (see the log)"
+        return text + "."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return _count(nbytes, "byte")
+
+
+def _regular_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every regular file under `root` with its lstat: symlinks (to files or folders) are neither followed nor
+    listed; an unreadable folder is logged and skipped."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except OSError as err:
+            logger.warning("Could not list %s: %s", folder, err.strerror or err)
+            continue
+        for entry in found:
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    yield Path(entry.path), entry.stat(follow_symlinks=False)
+            except OSError as err:
+                logger.warning("Could not read %s: %s", entry.path, err.strerror or err)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when the real path of `path` is inside the (resolved) folder `root`."""
+    try:
+        return path.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _resolved_folder(output_dir: str | Path) -> Path | None:
+    try:
+        root = Path(output_dir).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return root if root.is_dir() else None
+
+
+def _mark_interrupted(path: Path, when: str) -> bool:
+    """Rewrite a storyboard JSON whose render is still "rendering" as "interrupted" (atomically, via a temp file).
+
+    Returns False when the file is not such a storyboard. Raises OSError / ValueError when it cannot be read or
+    written.
+    """
+    raw = path.read_bytes()
+    if b'"rendering"' not in raw:
+        return False
+    data = json.loads(raw.decode("utf-8"))
+    render = data.get("render") if isinstance(data, dict) else None
+    if not isinstance(render, dict) or render.get("status") != "rendering":
+        return False
+    render["status"] = "interrupted"
+    render["interrupted_at"] = when
+    render["error"] = render.get("error") or "The app stopped before this render finished."
+    tmp = path.with_suffix(".json.part")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def sweep_leftovers(output_dir: str | Path) -> SweepReport:
+    """Clean up after a run that was killed mid-write: delete partial files (*.png.part, *.part.mp4, *.part.gif,
+    *.json.part) and mark storyboard JSONs still "rendering" as "interrupted" with the time.
+
+    Only regular files inside `output_dir` are touched; symlinks are never followed. Never raises: a file that
+    cannot be read or changed is logged and listed in the report's `failed`.
+    """
+    removed: list[Path] = []
+    interrupted: list[Path] = []
+    failed: list[Path] = []
+    removed_bytes = 0
+    try:
+        root = _resolved_folder(output_dir)
+        if root is None:
+            return SweepReport()
+        when = datetime.now().astimezone().isoformat(timespec="seconds")
+        for path, st in list(_regular_files(root)):
+            name = path.name
+            try:
+                if not _inside(path, root):
+                    continue
+                if name.endswith(PARTIAL_SUFFIXES):
+                    path.unlink()
+                    removed.append(path)
+                    removed_bytes += st.st_size
+                    logger.debug("Removed the partial file %s", path)
+                elif name.endswith(".json") and st.st_size <= STORYBOARD_JSON_MAX_BYTES:
+                    if _mark_interrupted(path, when):
+                        interrupted.append(path)
+                        logger.debug("Marked the storyboard %s interrupted", path)
+            except OSError as err:  # unreadable or not writable: leave it, say so
+                logger.warning("Could not clean up %s: %s", path, err.strerror or err)
+                failed.append(path)
+            except ValueError as err:  # not UTF-8 or not JSON: not a storyboard of ours
+                logger.info("Left %s alone: it is not a storyboard JSON (%s).", path, err)
+    except Exception:  # the sweep must never stop the app from starting
+        logger.exception("The clean-up of the outputs folder stopped early")
+    report = SweepReport(tuple(removed), removed_bytes, tuple(interrupted), tuple(failed))
+    if report.found:
+        logger.warning("%s", report.notice)
+    return report
+
+
+def saved_images(output_dir: str | Path, limit: int = 60) -> list[Path]:
+    """The newest saved images under `output_dir` (newest first, at most `limit`): regular files only, never a
+    symlink, and only files whose real path is inside the outputs folder."""
+    root = _resolved_folder(output_dir)
+    if root is None or limit <= 0:
+        return []
+    found = [(st.st_mtime, path) for path, st in _regular_files(root)
+             if path.name.lower().endswith(IMAGE_SUFFIXES) and _inside(path, root)]
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [path for _, path in found[:limit]]

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from . import params as P
 from .errors import InvalidRequest
+from .limits import Limits
 from .registry import load_samplers
 
 AUTO = "auto"
@@ -29,12 +30,13 @@ class GenerationRequest:
     batch_count: int = P.BATCH_COUNT.default
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None) -> "GenerationRequest":
+    def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
+                  limits: Limits | None = None) -> "GenerationRequest":
         """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
 
-        `backends` are the backend names a request may ask for (besides auto).
+        `backends` are the backend names a request may ask for (besides auto); `limits` the work it may ask for.
         """
-        problems = validation_errors(self, backends)
+        problems = validation_errors(self, backends, limits or Limits())
         if problems:
             raise InvalidRequest(" ".join(problems))
         return replace(self, prompt=self.prompt.strip(), negative_prompt=self.negative_prompt or "",
@@ -61,12 +63,20 @@ def sampler_key(name: Any) -> str:
     return text
 
 
-def validation_errors(req: GenerationRequest, backends: Sequence[str] = ()) -> list[str]:
+def validation_errors(req: GenerationRequest, backends: Sequence[str] = (), limits: Limits | None = None) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
-    problems: list[str] = []
+    limits = limits or Limits()
+    problems = limits.prompt_problems([("prompt", req.prompt), ("negative prompt", req.negative_prompt)])
+    if problems:  # a huge text is not worth checking further (nor echoing back)
+        return problems
     for param, value in ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width), (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps),
                          (P.GUIDANCE, req.guidance_scale), (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count)):
         problem = param.problem(value)
+        if problem:
+            problems.append(problem)
+    if not problems:
+        problem = limits.image_problem(int(req.width), int(req.height), int(req.num_inference_steps),
+                                       int(req.batch_count))
         if problem:
             problems.append(problem)
     samplers = load_samplers()

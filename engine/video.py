@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import GatorError, GenerationCancelled, InvalidRequest, OutputError
 from .events import Done, Event, Failed, Fallback, Progress, Queued, Started
+from .limits import Limits
 from .storyboard import Storyboard
 
 logger = logging.getLogger(__name__)
@@ -517,7 +518,7 @@ def _error_result(message: str, **extra: Any) -> dict[str, Any]:
 async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_image: StreamImage | None,
                             output_dir: str | Path, *, use_ai_generation: bool = True, make_gif: bool = False,
                             cancel: asyncio.Event | None = None, rng: Any = None, video_type: str = "storyboard",
-                            can_interpolate: Callable[[str], bool] | None = None
+                            can_interpolate: Callable[[str], bool] | None = None, limits: Limits | None = None
                             ) -> AsyncIterator[Event | VideoProgress]:
     """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
 
@@ -532,6 +533,9 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
         if isinstance(storyboard, dict):
             storyboard = Storyboard.from_dict(storyboard)
         board = storyboard.validate()
+        over = _over_budget(board, limits or Limits(), use_ai_generation)
+        if over:
+            raise InvalidRequest(" ".join(over))
         if use_ai_generation and stream_image is None:
             raise InvalidRequest("AI generation needs an image generator; use title cards "
                                  "(use_ai_generation=False) to preview without a model.")
@@ -591,6 +595,14 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
         yield Failed(message, _finish_failed(job, "error", message, started))
 
 
+def _over_budget(board: Storyboard, limits: Limits, use_ai: bool) -> list[str]:
+    """Sentences for a (validated) storyboard that asks for more work than `limits` allow."""
+    texts = [(f"scene {n}'s {name}", text) for n, scene in enumerate(board.scenes, start=1)
+             for name, text in (("prompt", scene.prompt), ("negative prompt", scene.negative_prompt))]
+    return limits.prompt_problems(texts) + limits.video_problems(
+        len(board.scenes), int(board.width), int(board.height), int(board.steps), sum(board.frame_counts()), use_ai)
+
+
 def _finish_failed(job: _Render, status: str, message: str, started: float) -> dict[str, Any]:
     job.timings["total_s"] = round(time.perf_counter() - started, 4)
     result = job.result(status, message)
@@ -639,7 +651,7 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
                        storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                        use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
                        cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
-                       **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
+                       limits: Limits | None = None, **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
     """Render a list of prompts or a storyboard to an mp4, as the events of render_storyboard.
 
     `prompt`: a list of prompts (one scene each) or text, read per `video_type`: "multi_frame" one scene per
@@ -651,13 +663,17 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
     one Failed(sentence, result) before anything is generated.
     """
     try:
+        text = storyboard if isinstance(storyboard, str) else prompt if isinstance(prompt, str) else ""
+        too_long = (limits or Limits()).storyboard_problem(text)
+        if too_long:
+            raise InvalidRequest(too_long)
         board = _coerce_storyboard(prompt, storyboard, video_type, quality, fps, dict(overrides))
     except InvalidRequest as err:
         yield Failed(str(err), _error_result(str(err), video_type=video_type))
         return
     async with aclosing(render_storyboard(board, stream_image, output_dir, use_ai_generation=use_ai_generation,
                                           make_gif=make_gif, cancel=cancel, video_type=video_type,
-                                          can_interpolate=can_interpolate)) as events:
+                                          can_interpolate=can_interpolate, limits=limits)) as events:
         async for event in events:
             yield event
 
@@ -666,7 +682,7 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
                          storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                          use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
                          cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
-                         **overrides: Any) -> dict[str, Any]:
+                         limits: Limits | None = None, **overrides: Any) -> dict[str, Any]:
     """stream_video (see there for the arguments) run to its end: the result dict of its Done or Failed.
 
     Never raises for bad input: returns {"status": "error", "error": sentence, ...} before any generation.
@@ -675,7 +691,7 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
     async for event in stream_video(stream_image, settings.output_dir, prompt=prompt, storyboard=storyboard,
                                     video_type=video_type, quality=quality, use_ai_generation=use_ai_generation,
                                     fps=fps, make_gif=make_gif, cancel=cancel, can_interpolate=can_interpolate,
-                                    **overrides):
+                                    limits=limits, **overrides):
         if isinstance(event, Done):
             final = event.result
         elif isinstance(event, Failed):

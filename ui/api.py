@@ -16,10 +16,10 @@ from .image_tab import GENERATE_CONCURRENCY
 from .presets import NO_STYLE, apply_style
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
-from .sessions import CancelSwitches
+from .sessions import Jobs, TooManyJobs
 
 
-def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
+def register_api(manager: AIModelManager, jobs: Jobs) -> None:
     """Add the endpoints to the current gr.Blocks."""
 
     async def generate_image(prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,
@@ -44,11 +44,14 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
         values = {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
         values[P.GUIDANCE.name] = guidance_scale if guidance_scale is not None else guidance
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
-        with switches.request(getattr(request, "session_hash", None)) as cancel:
-            result = await manager.generate_image(
-                styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed),
-                model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                batch_count=batch_count, cancel=cancel, previews=False, **values)
+        try:
+            async with jobs.job(request) as cancel:
+                result = await manager.generate_image(
+                    styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed),
+                    model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
+                    batch_count=batch_count, cancel=cancel, previews=False, **values)
+        except TooManyJobs as err:
+            raise gr.Error(str(err), print_exception=False) from None
         if result.status != "success" or not result.path:
             raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
         return FileData(path=result.path), api_safe(result.to_dict())
@@ -73,9 +76,12 @@ def register_api(manager: AIModelManager, switches: CancelSwitches) -> None:
                                    transition_duration, width, height, fps, steps, seed, seed_policy, model, title)
         except (TypeError, ValueError) as err:
             raise gr.Error(f"Check the numbers: {err}", print_exception=False) from None
-        with switches.request(getattr(request, "session_hash", None)) as cancel:
-            result = await manager.generate_video(use_ai_generation=use_ai_generation, make_gif=make_gif,
-                                                  cancel=cancel, **kwargs)
+        try:
+            async with jobs.job(request) as cancel:
+                result = await manager.generate_video(use_ai_generation=use_ai_generation, make_gif=make_gif,
+                                                      cancel=cancel, **kwargs)
+        except TooManyJobs as err:
+            raise gr.Error(str(err), print_exception=False) from None
         if result.get("status") != "success" or not result.get("video"):
             raise gr.Error(result.get("error") or "The video could not be made.", print_exception=False)
         return FileData(path=result["video"]), api_safe(result)

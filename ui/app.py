@@ -11,18 +11,19 @@ from .api import register_api
 from .badge import badge_html
 from .image_tab import build_image_tab
 from .models import choices_key, model_choices
-from .sessions import CancelSwitches
+from .sessions import Jobs
 from .status_tab import build_status_tab
 from .theme import CSS, theme
 from .video_tab import build_video_tab
 
 BADGE_REFRESH_S = 1.0
-QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 64}
+# Room for many clients: each client's extra jobs are refused as soon as they are dequeued (ui/sessions.py).
+QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 512}
 
 
 def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: str = "Gator Studio") -> gr.Blocks:
     """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load)."""
-    switches = CancelSwitches()
+    jobs = Jobs()
 
     def read_status() -> dict[str, Any]:
         return manager.status()
@@ -34,9 +35,9 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             badge = gr.HTML(badge_html(read_status().get("active")), elem_id="badge-slot", padding=False)
         with gr.Tabs(elem_id="gator-tabs"):
             with gr.Tab("Image", id="image", elem_id="tab-image"):
-                image_tab = build_image_tab(manager, switches, browse_outputs=browse_outputs)
+                image_tab = build_image_tab(manager, jobs, browse_outputs=browse_outputs)
             with gr.Tab("Video storyboard", id="video", elem_id="tab-video"):
-                video_model = build_video_tab(manager, switches)
+                video_model = build_video_tab(manager, jobs)
             with gr.Tab("System status", id="status", elem_id="tab-status"):
                 status_view, render_status = build_status_tab(read_status)
 
@@ -65,8 +66,9 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
                    api_visibility="private", show_progress="hidden")
         demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],
                   api_visibility="private", show_progress="hidden")
-        register_api(manager, switches)
+        register_api(manager, jobs)
     demo.queue(**QUEUE_OPTIONS)
+    jobs.attach(demo)
     return demo
 
 

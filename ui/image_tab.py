@@ -23,7 +23,7 @@ from .models import model_choices
 from .presenter import STOPPED, Presenter, batch_label, is_stopped
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
-from .sessions import CancelSwitches
+from .sessions import Jobs, TooManyJobs
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ def details_markdown(result: dict[str, Any]) -> str:
 
 
 class ImageTabHandlers:
-    """The tab's event handlers, bound to one engine manager and the app's cancel switches."""
+    """The tab's event handlers, bound to one engine manager and the app's jobs."""
 
-    def __init__(self, manager: AIModelManager, switches: CancelSwitches) -> None:
+    def __init__(self, manager: AIModelManager, jobs: Jobs) -> None:
         self.manager = manager
-        self.switches = switches
+        self.jobs = jobs
 
     # -- generate ------------------------------------------------------------------------------
     async def generate(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any,
@@ -100,7 +100,7 @@ class ImageTabHandlers:
         count = count if isinstance(count, int) else 1
         styled, negative_styled = apply_style(style, prompt or "", negative or "")
         try:
-            with self.switches.request(_session(request)) as cancel:
+            async with self.jobs.job(request) as cancel:
                 index = 0
                 presenter = Presenter(label=batch_label(index, count))
                 async for event in self.manager.stream_image(
@@ -136,6 +136,9 @@ class ImageTabHandlers:
                             yield update
                 if cancel.is_set():
                     yield {c["progress"]: STOPPED}
+        except TooManyJobs as err:
+            gr.Warning(str(err))
+            yield {c["progress"]: f"❌ {err}"}
         except asyncio.CancelledError:
             raise
         except Exception as err:  # never a traceback in the browser
@@ -158,7 +161,7 @@ class ImageTabHandlers:
         The engine stops within a step; the run's own stream then writes "Stopped" after its last step
         line (this handler writes no progress line: its answer and the stream's may arrive in any order).
         """
-        self.switches.cancel(_session(request))
+        self.jobs.cancel(_session(request))
         return None, gallery_items(list(history or []))
 
     # -- settings helpers ----------------------------------------------------------------------
@@ -230,17 +233,11 @@ class ImageTabHandlers:
         return update
 
     async def list_outputs(self):
-        folder = self.manager.output_dir
-
-        def scan() -> list[str]:
-            if not folder.exists():
-                return []
-            files = sorted(folder.rglob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
-            return [str(p) for p in files[:OUTPUTS_LIMIT]]
-
-        paths = await asyncio.to_thread(scan)
+        """The newest saved images (regular files inside the outputs folder only, never a symlink)."""
+        files = await asyncio.to_thread(self.manager.saved_images, OUTPUTS_LIMIT)
+        paths = [str(p) for p in files]
         if not paths:
-            gr.Info(f"No saved images in {folder} yet.")
+            gr.Info("No saved images in the outputs folder yet.")
         return paths, paths
 
 
@@ -323,9 +320,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
     return components
 
 
-def build_image_tab(manager: AIModelManager, switches: CancelSwitches, *, browse_outputs: bool = True) -> ImageTab:
+def build_image_tab(manager: AIModelManager, jobs: Jobs, *, browse_outputs: bool = True) -> ImageTab:
     """Lay out the tab inside the current gr.Tab and wire its events."""
-    handlers = ImageTabHandlers(manager, switches)
+    handlers = ImageTabHandlers(manager, jobs)
     handlers.components = layout_image_tab(manager, browse_outputs=browse_outputs)
     return wire_image_tab(handlers, browse_outputs=browse_outputs)
 

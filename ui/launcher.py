@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any, Sequence
 
+from .login import LoginGuard
+
 logger = logging.getLogger("gator.app")
 
 
@@ -72,7 +74,8 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
     """Launch `demo`. `--share` without auth warns; a share link that cannot be made leaves the app local."""
     if args.share and not args.auth_pairs:
         logger.warning("--share makes this app reachable by anyone with the link; consider --auth user:pass.")
-    result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth_pairs,
+    auth = LoginGuard.from_env(args.auth_pairs).check if args.auth_pairs else None
+    result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                          auth_message="Gator Studio: please log in." if args.auth_pairs else None,
                          prevent_thread_lock=True, ssr_mode=False, **launch_options)
     if share_failed(demo, args):

@@ -28,7 +28,7 @@ from .presenter import Presenter, is_stopped
 from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
-from .sessions import CancelSwitches
+from .sessions import Jobs, TooManyJobs
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ SEED_POLICIES = [("a new seed per scene (base + n)", "increment"), ("the same se
                  ("each scene's own seed (empty: random)", "per_scene")]
 TRANSITIONS = [("crossfade", "crossfade"), ("cut", "cut"), ("seed travel", "seed travel")]
 THUMB_SIDE = 256
-MAX_STORYBOARD_BYTES = 256 * 1024
 EXAMPLE_YAML = """title: A day at the harbour
 quality: draft
 fps: 8
@@ -193,9 +192,9 @@ def board_settings(board: Storyboard) -> dict[str, Any]:
 
 
 class VideoTabHandlers:
-    def __init__(self, manager: AIModelManager, switches: CancelSwitches) -> None:
+    def __init__(self, manager: AIModelManager, jobs: Jobs) -> None:
         self.manager = manager
-        self.switches = switches
+        self.jobs = jobs
         self.components: dict[str, Any] = {}
 
     # -- the scene table ---------------------------------------------------------------------------
@@ -252,22 +251,23 @@ class VideoTabHandlers:
             update[c[key]] = value
         return update
 
-    @staticmethod
-    def open_file(upload: Any):
+    def open_file(self, upload: Any):
         """The text of an uploaded storyboard file, into the YAML box (the server's own files are never read)."""
         path = getattr(upload, "name", upload)
         if not path:
             return gr.skip(), "❌ No file was uploaded."
+        limit = self.manager.limits.max_storyboard_chars
         try:
-            data = Path(path).read_bytes()[:MAX_STORYBOARD_BYTES + 1]
+            data = Path(path).read_bytes()[:4 * limit + 1]
         except OSError:
             return gr.skip(), "❌ The uploaded file could not be read; upload it again."
-        if len(data) > MAX_STORYBOARD_BYTES:
-            return gr.skip(), f"❌ A storyboard file is at most {MAX_STORYBOARD_BYTES // 1024} KB."
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return gr.skip(), "❌ The uploaded file is not UTF-8 text; upload a .yaml or .json storyboard."
+        too_long = self.manager.limits.storyboard_problem(text)
+        if too_long:
+            return gr.skip(), f"❌ {too_long}"
         return text, "Storyboard file opened in the YAML box: render it, or load it into the table."
 
     def save(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
@@ -313,28 +313,33 @@ class VideoTabHandlers:
         source = " from the YAML storyboard" if (storyboard_yaml or "").strip() else ""
         yield {c["progress"]: f"Starting{source}…", c["video"]: None, c["mp4"]: hidden, c["gif"]: hidden,
                c["storyboard"]: hidden, c["keyframes"]: [], c["details"]: ""}
-        with self.switches.request(getattr(request, "session_hash", None)) as cancel:
-            events = self.manager.stream_video(use_ai_generation=bool(use_ai), make_gif=bool(make_gif),
-                                               cancel=cancel, **kwargs)
-            try:
-                async for event in events:
-                    if isinstance(event, (Done, Failed)):
-                        final = event
-                        continue
-                    update = self._show(event, presenter, keyframes, prompts)
-                    if update and not cancel.is_set():  # after Stop, no late step line hides "Stopped"
-                        yield update
-            except (asyncio.CancelledError, GeneratorExit):  # the browser went away: stop the render too
-                cancel.set()
-                raise
-            except Exception as err:  # never a traceback in the browser
-                logger.exception("Video generation failed in the UI")
-                message = f"Something went wrong: {err}"
-                gr.Warning(message)
-                yield {c["progress"]: f"❌ {message}"}
-                return
-            finally:
-                await events.aclose()
+        try:
+            async with self.jobs.job(request) as cancel:
+                events = self.manager.stream_video(use_ai_generation=bool(use_ai), make_gif=bool(make_gif),
+                                                   cancel=cancel, **kwargs)
+                try:
+                    async for event in events:
+                        if isinstance(event, (Done, Failed)):
+                            final = event
+                            continue
+                        update = self._show(event, presenter, keyframes, prompts)
+                        if update and not cancel.is_set():  # after Stop, no late step line hides "Stopped"
+                            yield update
+                except (asyncio.CancelledError, GeneratorExit):  # the browser went away: stop the render too
+                    cancel.set()
+                    raise
+                except Exception as err:  # never a traceback in the browser
+                    logger.exception("Video generation failed in the UI")
+                    message = f"Something went wrong: {err}"
+                    gr.Warning(message)
+                    yield {c["progress"]: f"❌ {message}"}
+                    return
+                finally:
+                    await events.aclose()
+        except TooManyJobs as err:
+            gr.Warning(str(err))
+            yield {c["progress"]: f"❌ {err}"}
+            return
         yield self._finish(final, presenter)
 
     def _show(self, event: Any, presenter: Presenter, keyframes: list[tuple[Any, str]],
@@ -383,12 +388,12 @@ class VideoTabHandlers:
     async def stop(self, request: gr.Request = None) -> None:
         """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
         (this handler writes no progress line: its answer and the stream's may arrive in any order)."""
-        self.switches.cancel(getattr(request, "session_hash", None))
+        self.jobs.cancel(getattr(request, "session_hash", None))
 
 
-def build_video_tab(manager: AIModelManager, switches: CancelSwitches) -> gr.Dropdown:
+def build_video_tab(manager: AIModelManager, jobs: Jobs) -> gr.Dropdown:
     """Lay out the tab inside the current gr.Tab and wire its events; returns the model dropdown."""
-    handlers = VideoTabHandlers(manager, switches)
+    handlers = VideoTabHandlers(manager, jobs)
     handlers.components = layout_video_tab(manager)
     wire_video_tab(handlers)
     return handlers.components["model"]

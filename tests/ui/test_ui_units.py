@@ -15,7 +15,7 @@ from ui.models import model_choices
 from ui.presets import apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from ui.preview import display_preview
 from ui.serialize import api_safe
-from ui.sessions import CancelSwitches
+from ui.sessions import JobLimits, Jobs, TooManyJobs
 from ui.status_tab import render_status
 
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
@@ -66,13 +66,30 @@ def test_previews_are_scaled_up_crisply():
     assert display_preview(None) is None
 
 
-def test_cancel_switches_are_per_session():
-    switches = CancelSwitches()
-    with switches.request("a") as a1, switches.request("a") as a2, switches.request("b") as b:
-        assert switches.cancel("a") == 2
+class FakeClient:
+    """What the job counter reads of a Gradio request: its session, login and address."""
+
+    def __init__(self, session: str, ip: str = "10.0.0.1", username: str | None = None) -> None:
+        self.session_hash, self.username = session, username
+        self.client = type("Address", (), {"host": ip})()
+
+
+async def test_jobs_have_per_session_stop_switches_and_limits():
+    jobs = Jobs(JobLimits(per_session=2, per_login=3, per_ip=4))
+    async with jobs.job(FakeClient("a")) as a1, jobs.job(FakeClient("a")) as a2, jobs.job(FakeClient("b")) as b:
+        assert jobs.cancel("a") == 2
         assert a1.is_set() and a2.is_set() and not b.is_set()
-        assert switches.cancel("nobody") == 0
-    assert switches.running("a") == 0 and switches.running("b") == 0
+        assert jobs.cancel("nobody") == 0
+        with pytest.raises(TooManyJobs, match="This session already has 2 jobs running or waiting"):
+            async with jobs.job(FakeClient("a")):
+                pass
+        async with jobs.job(FakeClient("c")):  # a fourth job from the same address is still allowed
+            with pytest.raises(TooManyJobs, match="Your address already has 4 jobs"):
+                async with jobs.job(FakeClient("d")):
+                    pass
+    assert jobs.running("a") == 0 and jobs.running("b") == 0
+    async with jobs.job(FakeClient("a")), jobs.job(FakeClient("a")):  # the counts were given back
+        pass
 
 
 def test_badge_escapes_and_marks_the_backend():

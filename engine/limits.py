@@ -1,0 +1,76 @@
+"""How much work one request may ask for: a budget per image request and per video, and the longest prompt.
+
+The defaults fit what people make every day (1024² × 30 steps × a batch of 8; 2048² × 60 steps; a
+ten-minute 720p storyboard) and refuse what would hold the machine for hours. Each is set by an
+environment variable; a request over a limit gets a sentence naming the limit and what to lower.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits; 0 turns one off."""
+
+    max_pixel_steps: int = 2**28  # GATOR_MAX_PIXEL_STEPS: width × height × steps × batch count (268 million)
+    max_prompt_chars: int = 5000  # GATOR_MAX_PROMPT_CHARS: a prompt or negative prompt
+    max_video_pixel_steps: int = 2**32  # GATOR_MAX_VIDEO_PIXEL_STEPS: keyframes × width × height × steps
+    max_video_pixels: int = 2**35  # GATOR_MAX_VIDEO_PIXELS: frames × width × height of the video (34 billion)
+    max_storyboard_chars: int = 256 * 1024  # GATOR_MAX_STORYBOARD_CHARS: storyboard YAML/JSON text or file
+
+    ENV = {"max_pixel_steps": "GATOR_MAX_PIXEL_STEPS", "max_prompt_chars": "GATOR_MAX_PROMPT_CHARS",
+           "max_video_pixel_steps": "GATOR_MAX_VIDEO_PIXEL_STEPS", "max_video_pixels": "GATOR_MAX_VIDEO_PIXELS",
+           "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS"}
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        values = {name: int(float(os.environ[var])) for name, var in cls.ENV.items() if os.environ.get(var)}
+        return cls(**values)
+
+    def prompt_problems(self, texts: Iterable[tuple[str, Any]]) -> list[str]:
+        """Sentences for (name, text) pairs longer than the prompt limit."""
+        if not self.max_prompt_chars:
+            return []
+        return [f"The {name} is too long: {len(text):,} characters; the limit is {self.max_prompt_chars:,} "
+                f"({self.ENV['max_prompt_chars']})."
+                for name, text in texts if isinstance(text, str) and len(text) > self.max_prompt_chars]
+
+    def storyboard_problem(self, text: str) -> str | None:
+        """A sentence when a storyboard's text is longer than the limit."""
+        if not self.max_storyboard_chars or len(text) <= self.max_storyboard_chars:
+            return None
+        return (f"The storyboard is too long: {len(text):,} characters; the limit is {self.max_storyboard_chars:,} "
+                f"({self.ENV['max_storyboard_chars']}).")
+
+    def image_problem(self, width: int, height: int, steps: int, count: int) -> str | None:
+        """A sentence when width × height × steps × count is over the budget."""
+        work = width * height * steps * count
+        if not self.max_pixel_steps or work <= self.max_pixel_steps:
+            return None
+        images = f"{count} images" if count > 1 else "1 image"
+        return (f"This request is too large: {width}×{height} pixels × {steps} steps × {images} = "
+                f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_pixel_steps)} "
+                f"({self.ENV['max_pixel_steps']}). Use a smaller size, fewer steps or a smaller batch.")
+
+    def video_problems(self, keyframes: int, width: int, height: int, steps: int, frames: int,
+                       ai_keyframes: bool) -> list[str]:
+        """Sentences for a video over its keyframe budget or its frame budget."""
+        out = []
+        work = keyframes * width * height * steps
+        if ai_keyframes and self.max_video_pixel_steps and work > self.max_video_pixel_steps:
+            out.append(f"This video is too large: {keyframes} keyframes × {width}×{height} pixels × {steps} steps = "
+                       f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_video_pixel_steps)} "
+                       f"({self.ENV['max_video_pixel_steps']}). Use fewer scenes, a smaller size or fewer steps.")
+        pixels = frames * width * height
+        if self.max_video_pixels and pixels > self.max_video_pixels:
+            out.append(f"This video is too large: {frames:,} frames × {width}×{height} pixels = {_millions(pixels)} "
+                       f"pixels; the limit is {_millions(self.max_video_pixels)} ({self.ENV['max_video_pixels']}). "
+                       "Use a shorter video, fewer frames per second or a smaller size.")
+        return out
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.1f} million"

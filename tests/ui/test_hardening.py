@@ -1,0 +1,119 @@
+"""Hardening, through the running app: logins slowed and locked, and the other limits of README's
+"Security and limits"."""
+from __future__ import annotations
+
+import time
+
+import httpx
+
+
+def login(url: str, password: str) -> int:
+    return httpx.post(url + "login", data={"username": "ann", "password": password}, timeout=30).status_code
+
+
+def test_repeated_bad_logins_are_slowed_then_locked_out(run_app):
+    url, log = run_app(GATOR_AUTH="ann:secret", GATOR_LOGIN_MAX_FAILURES="3", GATOR_LOGIN_LOCKOUT_S="3",
+                       GATOR_LOGIN_DELAY_S="0.4")
+    started = time.monotonic()
+    assert [login(url, f"guess{n}") for n in range(3)] == [400, 400, 400]
+    assert time.monotonic() - started >= 1.2  # each failure answers late: no guessing at speed
+    assert login(url, "secret") == 400  # locked out, even with the right password
+    time.sleep(3.2)
+    assert login(url, "secret") == 200  # the lock-out ends
+    text = log.read_text()
+    assert "locked for 3 s after 3 failed attempts" in text and "secret" not in text and "guess" not in text
+
+
+# -- bounded work per request, fair queueing, cancel when the client leaves -----------------------------
+
+def test_over_budget_requests_get_a_sentence_at_once(local_app):
+    from gradio_client import Client
+
+    client = Client(local_app.url, verbose=False)
+    cases = [
+        (dict(prompt="a cat", width=2048, height=2048, num_inference_steps=150), "generate_image",
+         "This request is too large: 2048×2048 pixels × 150 steps × 1 image"),
+        (dict(prompt="a cat " * 20_000, width=64, height=64), "generate_image", "The prompt is too long: 120,000"),
+        (dict(prompts="a harbour", width=2048, height=2048, fps=60, duration=600, use_ai_generation=False),
+         "generate_video", "This video is too large: 36,000 frames × 2048×2048 pixels"),
+    ]
+    for kwargs, api, sentence in cases:
+        started = time.monotonic()
+        try:
+            client.predict(**kwargs, api_name=f"/{api}")
+        except Exception as err:  # gradio_client raises the app's gr.Error
+            message = str(err)
+        else:
+            raise AssertionError(f"{api} accepted {sentence}")
+        assert sentence in message and time.monotonic() - started < 1.0, message
+        assert "a cat a cat a cat" not in message  # a long prompt is not echoed back
+
+
+def test_a_flood_from_one_client_is_refused_and_another_client_is_served(local_app):
+    from gradio_client import Client
+
+    flood = Client(local_app.url, verbose=False)
+    jobs = [flood.submit("flood", width=64, height=64, num_inference_steps=30, seed=n, api_name="/generate_image")
+            for n in range(16)]
+    time.sleep(0.5)
+    started = time.monotonic()
+    _, info = Client(local_app.url, verbose=False).predict("another client", width=64, height=64,
+                                                           num_inference_steps=2, api_name="/generate_image")
+    assert info["status"] == "success" and time.monotonic() - started < 15
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=120)
+            outcomes.append("done")
+        except Exception as err:
+            outcomes.append(str(err))
+    refused = [o for o in outcomes if "This session already has 2 jobs running or waiting" in o]
+    assert len(refused) >= 10 and outcomes.count("done") >= 2, outcomes
+
+
+LONG_JOB = dict(prompt="a long job nobody waits for", width=256, height=256, num_inference_steps=150)
+
+
+def join_generate_image(url: str, session: str, **kwargs) -> None:
+    """Queue /generate_image as a raw HTTP client does: join, without reading the result stream yet."""
+    config = httpx.get(url + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate_image")
+    names = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "model",
+             "backend", "sampler", "style", "batch_count", "steps", "guidance"]
+    defaults = {"negative_prompt": "", "seed": -1, "model": "auto", "backend": "auto", "sampler": "euler",
+                "style": "None", "batch_count": 1}
+    data = [kwargs.get(name, defaults.get(name)) for name in names]
+    answer = httpx.post(url + "gradio_api/queue/join", timeout=10,
+                        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                              "trigger_id": None})
+    assert answer.status_code == 200, answer.text
+
+
+def small_request_seconds(url: str) -> float:
+    """How long a small image takes now: long if the engine is still busy with someone else's job."""
+    from gradio_client import Client
+
+    started = time.monotonic()
+    Client(url, verbose=False).predict("a quick one", width=64, height=64, num_inference_steps=2,
+                                       api_name="/generate_image")
+    return time.monotonic() - started
+
+
+def test_a_dropped_stream_stops_its_job(run_app):
+    url, log = run_app()
+    join_generate_image(url, "dropper", **LONG_JOB)
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": "dropper"}, timeout=30) as stream:
+        for line in stream.iter_lines():
+            if "process_starts" in line:
+                break
+    time.sleep(1.0)  # a few of its steps run, then the client is gone
+    assert small_request_seconds(url) < 5  # the 150-step job (about 12 s here) no longer holds the engine
+    assert "its stream was dropped" in log.read_text()
+
+
+def test_a_stream_nobody_reads_stops_its_job(run_app):
+    url, log = run_app(GATOR_UNREAD_STREAM_S="1")
+    join_generate_image(url, "never-reads", **LONG_JOB)
+    time.sleep(2.5)
+    assert small_request_seconds(url) < 5
+    assert "nobody reads its stream" in log.read_text()
