@@ -38,6 +38,6 @@ demo = build_demo(manager, browse_outputs=not args.share)
 if __name__ == "__main__":
     logger.info("Backend now: %s", manager.status()["active"]["label"])
     try:
-        serve(demo, args, launch_options(manager))
+        serve(demo, args, launch_options(manager, demo))
     finally:
         manager.shutdown()

@@ -96,7 +96,7 @@ def main() -> None:
 
     demo = build_demo(manager)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
-                            quiet=True, **launch_options(manager))
+                            quiet=True, **launch_options(manager, demo))
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="gator-bench-client-"))
     light_client = Client(url, verbose=False, download_files=False)
     stream_fn = ui_generate_endpoint(client)

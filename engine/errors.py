@@ -1,4 +1,5 @@
 """Exceptions that carry a sentence fit for the user."""
+import errno
 
 
 class GatorError(Exception):
@@ -22,3 +23,25 @@ class GenerationCancelled(GatorError):
 
 class OutputError(GatorError):
     """A result could not be written to the output folder."""
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def os_reason(err: BaseException) -> str:
+    """Why a disk operation failed, in words and without a path: "no space left", "permission denied"..."""
+    if isinstance(err, OSError) and err.errno in NO_SPACE:
+        return "no space left"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return type(err).__name__
+
+
+def output_error(what: str, err: BaseException) -> OutputError:
+    """The sentence for a failed write to the output folder (`what`: "The image", "The video"...), never naming
+    a server path or a command line; callers log the details."""
+    if os_reason(err) == "no space left":
+        return OutputError(f"No space left on the output folder: {what.lower()} could not be saved. Free some "
+                           "space, or set GATOR_OUTPUT_DIR to a bigger disk.")
+    return OutputError(f"Could not save {what.lower()} to the output folder ({os_reason(err)}). Check that the "
+                       "output folder (GATOR_OUTPUT_DIR) exists and is writable.")

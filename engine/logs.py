@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 MAX_CHARS = 500
-LIBRARY_LOGGERS = ("", "diffusers", "transformers")  # the root, and libraries with handlers of their own
 
 
 class ShortMessages(logging.Filter):
@@ -19,9 +18,10 @@ class ShortMessages(logging.Filter):
         return True
 
 
-def keep_log_lines_short() -> None:
-    """Put the filter on every handler of the root logger and of the libraries that log prompts."""
-    for name in LIBRARY_LOGGERS:
+def keep_log_lines_short(*libraries: str) -> None:
+    """Put the filter on every handler of the root logger and of `libraries` (loggers with handlers of
+    their own, such as a pipeline library that echoes prompts)."""
+    for name in ("", *libraries):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, ShortMessages) for f in handler.filters):
                 handler.addFilter(ShortMessages())

@@ -61,8 +61,6 @@ class AIModelManager:
         return self.status()
 
     def _initialize_sync(self) -> None:
-        import diffusers.utils.logging  # noqa: F401  (its handler exists now, so the next line can shorten it)
-
         keep_log_lines_short()
         self._leftovers = sweep_leftovers(self.settings.output_dir)  # after a crash: partial files, "rendering" JSONs
         if self.hardware is None:
@@ -139,9 +137,11 @@ class AIModelManager:
         model = backend.default_model()
         if not backend.local:
             return {"backend": backend.name, "label": f"{backend.label} · {model.label}", "reason": "", "demo": False}
-        if model is None or model.builtin:
-            name = (model.label if model else "demo model").lower()
-            label = f"{name} (no real weights found" + (f"; {reason})" if reason else ")")
+        if model is None:
+            return {"backend": backend.name, "label": "no model can run now (see System status)",
+                    "reason": backend.why_not(None) or reason, "demo": True}
+        if model.builtin:
+            label = f"{model.label.lower()} (no real weights found" + (f"; {reason})" if reason else ")")
             return {"backend": backend.name, "label": label, "reason": reason, "demo": True}
         return {"backend": backend.name, "label": f"{backend.label} · {model.label}"
                 + (f" (fallback: {reason})" if reason else ""), "reason": reason, "demo": False}
@@ -222,7 +222,7 @@ class AIModelManager:
             yield Failed(str(err), self._error_result(req, str(err)))
         except Exception as err:  # anything unexpected still ends as a sentence, not a traceback
             logger.exception("Generation failed")
-            message = f"Generation failed: {err}"
+            message = f"Generation failed ({type(err).__name__}); the server log has the details."
             yield Failed(message, self._error_result(req, message))
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,

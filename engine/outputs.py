@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from PIL import Image, PngImagePlugin
 
 from . import params as P
-from .errors import OutputError
+from .errors import output_error
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path) -> 
         image.save(tmp, format="PNG", pnginfo=info)
         tmp.replace(path)
     except OSError as err:
-        raise OutputError(f"Could not save the image to {folder}: {err.strerror or err}. "
-                          "Check that the output folder (GATOR_OUTPUT_DIR) exists, is writable and has free space.") from err
+        logger.error("Could not save an image in %s: %s", folder, err)
+        raise output_error("The image", err) from err
     logger.info("Saved %s", path)
     return path
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import colorsys
+import errno
 import hashlib
 import json
 import logging
 import math
 import re
+import shutil
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import GatorError, GenerationCancelled, InvalidRequest, OutputError
+from .errors import GatorError, GenerationCancelled, InvalidRequest, OutputError, os_reason, output_error
 from .events import Done, Event, Failed, Fallback, Progress, Queued, Started
 from .limits import Limits
 from .storyboard import Storyboard
@@ -35,6 +37,7 @@ VIDEO_TYPES = ("multi_frame", "storyboard")  # how a text prompt is read: one sc
 MACRO_BLOCK = 16
 ENCODE_CHUNK = 24  # frames handed to ffmpeg per thread hop (progress and cancel granularity)
 GIF_MAX_SIDE = 512
+DISK_FULL_BYTES = 1024 * 1024  # less free space than this after a failed write: the disk was full
 TITLE_CARD = "title_card"
 
 
@@ -286,8 +289,8 @@ class _Render:
             tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
             tmp.replace(self.json_path)
         except OSError as err:
-            raise OutputError(f"Could not save the storyboard to {self.folder}: {err.strerror or err}. "
-                              "Check that the output folder (GATOR_OUTPUT_DIR) is writable.") from err
+            logger.error("Could not save the storyboard in %s: %s", self.folder, err)
+            raise output_error("The storyboard", err) from err
 
     # -- keyframes ------------------------------------------------------------------------------
     async def keyframes(self) -> AsyncIterator[Event | VideoProgress]:
@@ -339,8 +342,8 @@ class _Render:
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path, format="PNG")
         except OSError as err:
-            raise OutputError(f"Could not save a title card to {path.parent}: {err.strerror or err}. "
-                              "Check that the output folder (GATOR_OUTPUT_DIR) is writable.") from err
+            logger.error("Could not save a title card in %s: %s", path.parent, err)
+            raise output_error("A title card", err) from err
 
     async def _generate(self, label: str, done: dict[str, Any], **kwargs: Any) -> AsyncIterator[Event | VideoProgress]:
         """One image through stream_image; its Done result lands in `done`. Raises on failure or cancel."""
@@ -462,10 +465,18 @@ class _Render:
                 yield VideoProgress("encoding", first + len(chunk), total, "Encoding the mp4")
             await asyncio.to_thread(writer.close)
             part.replace(final)
-        except BaseException:
+        except (GenerationCancelled, asyncio.CancelledError, GeneratorExit):
             await asyncio.to_thread(_close_quietly, writer)
             part.unlink(missing_ok=True)
             raise
+        except Exception as err:  # ffmpeg's errors carry its command line: log them, say a sentence
+            await asyncio.to_thread(_close_quietly, writer)
+            part.unlink(missing_ok=True)
+            logger.error("Encoding %s failed: %s", part, err)
+            if _disk_full(self.folder, err):
+                raise output_error("The video", OSError(errno.ENOSPC, "No space left on device")) from err
+            raise OutputError("The video could not be encoded: ffmpeg stopped while writing it (the server log "
+                              "has the details).") from err
         self.video_path = final
 
     async def gif(self, specs: list[FrameSpec], pixels: list[np.ndarray]) -> AsyncIterator[VideoProgress]:
@@ -473,9 +484,23 @@ class _Render:
         self.check_cancel("before the GIF")
         path = self.folder / f"{self.stem}.gif"
         yield VideoProgress("gif", 0, len(specs), "Writing the GIF")
-        await asyncio.to_thread(write_gif, path, (render_frame(s, pixels) for s in specs), float(self.board.fps))
+        try:
+            await asyncio.to_thread(write_gif, path, (render_frame(s, pixels) for s in specs), float(self.board.fps))
+        except OSError as err:
+            logger.error("Writing %s failed: %s", path, err)
+            raise output_error("The GIF", err) from err
         self.gif_path = path
         yield VideoProgress("gif", len(specs), len(specs), "Writing the GIF")
+
+
+def _disk_full(folder: Path, err: BaseException) -> bool:
+    """Whether a failed write ran out of space (ffmpeg reports it only as a broken pipe)."""
+    if isinstance(err, OSError) and os_reason(err) == "no space left":
+        return True
+    try:
+        return shutil.disk_usage(folder).free < DISK_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _write_chunk(writer: Any, specs: list[FrameSpec], pixels: list[np.ndarray]) -> None:
@@ -591,7 +616,7 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
         yield Failed(message, _finish_failed(job, "error", message, started))
     except Exception as err:  # anything unexpected still ends as a sentence
         logger.exception("Video render failed during %s", phase)
-        message = f"The video failed during {phase}: {err}."
+        message = f"The video failed during {phase} ({type(err).__name__}); the server log has the details."
         yield Failed(message, _finish_failed(job, "error", message, started))
 
 

@@ -12,6 +12,7 @@ from engine import params as P
 from engine.manager import AIModelManager
 from engine.request import AUTO
 
+from .api_guard import endpoint_spec
 from .image_tab import GENERATE_CONCURRENCY
 from .presets import NO_STYLE, apply_style
 from .serialize import api_safe, jsonable
@@ -19,8 +20,8 @@ from .video_tab import video_request
 from .sessions import Jobs, TooManyJobs
 
 
-def register_api(manager: AIModelManager, jobs: Jobs) -> None:
-    """Add the endpoints to the current gr.Blocks."""
+def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[str, bool]]]:
+    """Add the endpoints to the current gr.Blocks; returns each one's values (for ui/api_guard.py)."""
 
     async def generate_image(prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,
                              height: int | None = None, num_inference_steps: int | None = None,
@@ -93,3 +94,4 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> None:
     gr.api(generate_image, api_name="generate_image", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
+    return {"generate_image": endpoint_spec(generate_image), "generate_video": endpoint_spec(generate_video)}

@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from engine.manager import AIModelManager
 
 from .api import register_api
+from .api_guard import ApiArguments
 from .badge import badge_html
 from .image_tab import build_image_tab
 from .models import choices_key, model_choices
@@ -66,13 +68,19 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
                    api_visibility="private", show_progress="hidden")
         demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],
                   api_visibility="private", show_progress="hidden")
-        register_api(manager, jobs)
+        api_specs = register_api(manager, jobs)
     demo.queue(**QUEUE_OPTIONS)
     jobs.attach(demo)
+    demo.gator_api_specs = api_specs  # read by launch_options
     return demo
 
 
-def launch_options(manager: AIModelManager) -> dict[str, Any]:
-    """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, and the outputs folder."""
-    output_dir = str(manager.output_dir)
-    return {"theme": theme(), "css": CSS, "allowed_paths": [output_dir]}
+def launch_options(manager: AIModelManager, demo: gr.Blocks) -> dict[str, Any]:
+    """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, the outputs folder, and the
+    check that gives malformed API calls a sentence."""
+    def fn_names() -> dict[int, str]:
+        return {index: fn.api_name for index, fn in demo.fns.items() if getattr(fn, "api_name", None)}
+
+    guard = Middleware(ApiArguments, specs=getattr(demo, "gator_api_specs", {}), fn_names=fn_names)
+    return {"theme": theme(), "css": CSS, "allowed_paths": [str(manager.output_dir)],
+            "app_kwargs": {"middleware": [guard]}}

@@ -143,7 +143,7 @@ class ImageTabHandlers:
             raise
         except Exception as err:  # never a traceback in the browser
             logger.exception("Image generation failed in the UI")
-            message = f"Something went wrong: {err}"
+            message = f"Something went wrong ({type(err).__name__}); the server log has the details."
             gr.Warning(message)
             yield {c["progress"]: f"❌ {message}"}
 

@@ -330,7 +330,7 @@ class VideoTabHandlers:
                     raise
                 except Exception as err:  # never a traceback in the browser
                     logger.exception("Video generation failed in the UI")
-                    message = f"Something went wrong: {err}"
+                    message = f"Something went wrong ({type(err).__name__}); the server log has the details."
                     gr.Warning(message)
                     yield {c["progress"]: f"❌ {message}"}
                     return

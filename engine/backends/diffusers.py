@@ -9,8 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
-from ..errors import BackendUnavailable, GenerationCancelled
+from ..errors import BackendUnavailable, GenerationCancelled, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
+from ..logs import keep_log_lines_short
 from ..previews import latents_to_preview
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, find_model, fits, load_samplers,
                         needs_offload)
@@ -65,14 +66,24 @@ class DiffusersBackend(Backend):
     # -- what it can run ------------------------------------------------------------------------
     def start(self) -> None:
         """Build the tiny model if needed and find every catalogue model's weights (offline, instant)."""
-        ensure_tiny_model(self.tiny_dir)
         import diffusers.pipelines  # noqa: F401  (imported now so a fallback never waits on it)
+
+        keep_log_lines_short("diffusers", "transformers")  # they echo over-long prompts when they truncate them
         for spec in catalogue_for(self.name):
             self.weights[spec.id] = locate_weights(spec, self.models_dir, self.tiny_dir, self.allow_downloads)
+        try:
+            ensure_tiny_model(self.tiny_dir)
+        except OSError as err:  # a full or read-only disk: the app still starts and says why
+            logger.error("Could not build the tiny demo model in %s: %s", self.tiny_dir, err)
+            self.weights[builtin_model().id] = Missing(
+                f"The tiny demo model is unavailable: its files could not be written to its cache folder "
+                f"({os_reason(err)}). Free some space there or set GATOR_TINY_MODEL_DIR.")
         self.notices = [w.reason for w in self.weights.values() if isinstance(w, Missing)]
         for notice in self.notices:
             logger.warning("%s", notice)
-        if self.best().builtin:
+        if not self.models():
+            logger.error("No local model can run: %s", " ".join(self.notices))
+        elif self.best().builtin:
             logger.warning("No real diffusers weights found: local generation uses the tiny demo model.")
 
     def models(self) -> list[ModelSpec]:
@@ -93,10 +104,17 @@ class DiffusersBackend(Backend):
         return spec if spec is not None and spec.backend == self.name else None
 
     def why_not(self, model: ModelSpec | None) -> str | None:
-        return None  # a model without weights runs as the tiny model, with a warning
+        """None while any local model runs (a model without weights runs as the tiny model, with a warning)."""
+        if self.models():
+            return None
+        tiny = self.weights.get(builtin_model().id)
+        return tiny.reason if isinstance(tiny, Missing) else "No local model is available."
 
     def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         """The requested model when its weights are here; otherwise the tiny model, saying why."""
+        why = self.why_not(model)
+        if why:
+            raise BackendUnavailable(why)
         if model is None:
             return Target(self.name, self.best())
         source = self.weights.get(model.id)
@@ -107,6 +125,10 @@ class DiffusersBackend(Backend):
 
     def state(self) -> BackendState:
         best = self.best()
+        if not self.models():
+            return BackendState(name=self.name, label=self.label, enabled=True, ready=False,
+                                summary="no model can run", short_reason="no local model",
+                                details={"demo": False, "notices": list(self.notices), "loaded_model": None})
         return BackendState(name=self.name, label=self.label, enabled=True, ready=True,
                             summary=f"{best.label} on {self.hardware.describe()}"
                                     + (f" (loaded: {self.loaded_model})" if self.loaded_model else ""),
@@ -336,3 +358,4 @@ def _build(context: BackendContext) -> DiffusersBackend:
 
 
 register_backend(DiffusersBackend.name, _build)
+

@@ -55,7 +55,7 @@ def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
         pool.submit(asyncio.run, manager.initialize_models()).result()
     demo = build_demo(manager, browse_outputs=browse_outputs)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
-                            quiet=True, **launch_options(manager))
+                            quiet=True, **launch_options(manager, demo))
     return RunningApp(url=url, manager=manager, demo=demo, output_dir=Path(settings.output_dir))
 
 

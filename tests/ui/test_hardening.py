@@ -2,9 +2,13 @@
 "Security and limits"."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 
 def login(url: str, password: str) -> int:
@@ -117,3 +121,92 @@ def test_a_stream_nobody_reads_stops_its_job(run_app):
     time.sleep(2.5)
     assert small_request_seconds(url) < 5
     assert "nobody reads its stream" in log.read_text()
+
+
+# -- full disks: sentences, and the app still starts -----------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mounted tmpfs of 512 KiB (skips where mounting is not allowed)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("these tests mount a small tmpfs, which needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path, leave: int = 0) -> None:
+    """Fill the disk of `folder`, leaving about `leave` bytes free."""
+    free = shutil.disk_usage(folder).free - leave
+    try:
+        (folder / "filler").write_bytes(b"\0" * max(0, free))
+    except OSError:
+        pass
+
+
+def test_a_full_disk_while_encoding_a_video_is_a_sentence(run_app, small_disk):
+    url, log = run_app(GATOR_OUTPUT_DIR=str(small_disk))
+    from gradio_client import Client
+
+    fill(small_disk, leave=96 * 1024)  # the title cards fit; the video does not
+    with pytest.raises(Exception) as err:
+        Client(url, verbose=False).predict(prompts="a harbour at dawn\nboats at sea\nthe harbour at night",
+                                           use_ai_generation=False, width=512, height=288, fps=24, duration=20,
+                                           transition_duration=3, api_name="/generate_video")
+    message = str(err.value)
+    assert "No space left on the output folder: the video could not be saved" in message, message
+    for leak in ("Errno", "ffmpeg -", "Broken pipe", str(small_disk)):
+        assert leak not in message
+    assert not list(small_disk.rglob("*.part.mp4"))
+
+
+def test_a_full_disk_at_start_leaves_the_app_running_and_says_why(run_app, small_disk):
+    fill(small_disk)
+    url, log = run_app(GATOR_TINY_MODEL_DIR=str(small_disk / "tiny"))
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    status = client.predict(api_name="/status")
+    notice = "The tiny demo model is unavailable: its files could not be written to its cache folder (no space left)"
+    assert any(notice in n for n in status["notices"]), status["notices"]
+    with pytest.raises(Exception) as err:
+        client.predict("a cat", width=64, height=64, num_inference_steps=2, api_name="/generate_image")
+    assert notice in str(err.value) and "Traceback" not in log.read_text()
+
+
+# -- malformed API calls get a sentence ---------------------------------------------------------------
+
+GOOD_CALL = ["a cat", "", 64, 64, 2, None, 1, "auto", "auto", "euler", "None", 1, None, None]
+
+
+def raw_call(url: str, data) -> tuple[int, str]:
+    """POST /gradio_api/call/generate_image as a raw HTTP client; (status, the error sentence or the result)."""
+    answer = httpx.post(url + "gradio_api/call/generate_image", json={"data": data}, timeout=30)
+    if answer.status_code != 200:
+        return answer.status_code, answer.json().get("error") or answer.text
+    event = answer.json()["event_id"]
+    stream = httpx.get(url + f"gradio_api/call/generate_image/{event}", timeout=60).text
+    return 200, stream
+
+
+@pytest.mark.parametrize("data,sentence", [
+    (GOOD_CALL[:7], "/generate_image takes 14 values in this order: prompt, negative_prompt, width, height, "
+                    "num_inference_steps, guidance_scale, seed, model, backend, sampler, style, batch_count, steps, "
+                    "guidance; got 7."),
+    (GOOD_CALL + ["extra"], "/generate_image takes 14 values"),
+    ([["a", "list"]] + GOOD_CALL[1:], "The prompt must be text, not a list."),
+    ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}] + GOOD_CALL[1:], "The prompt must be text, not a file."),
+    (["a cat", 7] + GOOD_CALL[2:], "The negative prompt must be text, not a number."),
+])
+def test_malformed_api_calls_get_a_sentence(local_app, data, sentence):
+    status, text = raw_call(local_app.url, data)
+    assert status == 422 and sentence in text, (status, text)
+
+
+def test_a_well_formed_raw_call_still_works(local_app):
+    status, text = raw_call(local_app.url, GOOD_CALL)
+    assert status == 200 and "event: complete" in text and ".png" in text
+    status, text = raw_call(local_app.url, ["a cat", "", "64"] + GOOD_CALL[3:])
+    assert status == 200 and "Width must be a whole number of pixels (got '64')." in text  # the engine's sentence

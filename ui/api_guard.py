@@ -1,0 +1,101 @@
+"""A sentence for malformed calls of the app's API endpoints (too few or too many values, a list or a file
+where text belongs), before Gradio's own processing answers them with an empty error."""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from typing import Any, Callable
+
+CALL_PATH = re.compile(r"^/gradio_api/call/([A-Za-z0-9_]+)/?$")
+JOIN_PATH = "/gradio_api/queue/join"
+MAX_BODY = 64 * 1024 * 1024  # larger bodies go to Gradio untouched (its own limits apply)
+
+
+def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, bool]]:
+    """(name, takes text) of each value an endpoint function takes, in order (the gr.Request left out)."""
+    spec = []
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "request":
+            continue
+        spec.append((name, param.annotation in (str, "str")))
+    return spec
+
+
+def problem_with(api_name: str, spec: list[tuple[str, bool]], data: Any) -> tuple[str, str] | None:
+    """(the value, a sentence) saying what is wrong with the values `data` for endpoint `api_name`, or None."""
+    names = ", ".join(name for name, _ in spec)
+    if not isinstance(data, list):
+        return "data", f"/{api_name} takes a list of values ({names})."
+    if len(data) != len(spec):
+        return "data", f"/{api_name} takes {len(spec)} values in this order: {names}; got {len(data)}."
+    for (name, text), value in zip(spec, data):
+        if text and value is not None and not isinstance(value, str):
+            return name, f"The {name.replace('_', ' ')} must be text, not {_kind(value)}."
+    return None
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict) and "path" in value:
+        return "a file"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "that"
+
+
+class ApiArguments:
+    """ASGI middleware: checks calls of the endpoints in `specs` ({api_name: endpoint_spec(fn)}); `fn_names`
+    maps Gradio's fn_index to an api_name for queue joins."""
+
+    def __init__(self, app: Any, specs: dict[str, list[tuple[str, bool]]],
+                 fn_names: Callable[[], dict[int, str]]) -> None:
+        self.app = app
+        self.specs = specs
+        self.fn_names = fn_names
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        path = scope.get("path", "")
+        call = CALL_PATH.match(path) if scope.get("type") == "http" and scope.get("method") == "POST" else None
+        if call is None and not (scope.get("type") == "http" and scope.get("method") == "POST" and path == JOIN_PATH):
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more and len(body) <= MAX_BODY:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        problem = self._problem(call.group(1) if call else None, body) if not more else None
+        if problem:
+            name, sentence = problem  # "detail" as gradio_client reads a validation failure
+            payload = json.dumps({"error": sentence, "detail": [{"__type__": "validate", "is_valid": False,
+                                                                 "parameter_name": name, "message": sentence}]})
+            payload = payload.encode()
+            await send({"type": "http.response.start", "status": 422,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _problem(self, api_name: str | None, body: bytes) -> tuple[str, str] | None:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return None  # Gradio answers malformed JSON itself
+        if not isinstance(payload, dict):
+            return None
+        if api_name is None:
+            index = payload.get("fn_index")
+            api_name = self.fn_names().get(index) if isinstance(index, int) else None
+        spec = self.specs.get(api_name or "")
+        return problem_with(api_name, spec, payload.get("data")) if spec is not None else None
