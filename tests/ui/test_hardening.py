@@ -210,3 +210,15 @@ def test_a_well_formed_raw_call_still_works(local_app):
     assert status == 200 and "event: complete" in text and ".png" in text
     status, text = raw_call(local_app.url, ["a cat", "", "64"] + GOOD_CALL[3:])
     assert status == 200 and "Width must be a whole number of pixels (got '64')." in text  # the engine's sentence
+
+
+def test_no_log_line_prints_a_whole_prompt(run_app):
+    from gradio_client import Client
+
+    url, log = run_app()
+    prompt = "a lighthouse on a cliff, " * 180  # 4,500 characters: within the limit, far past CLIP's 77 tokens
+    _, info = Client(url, verbose=False).predict(prompt, width=64, height=64, num_inference_steps=1,
+                                                 api_name="/generate_image")
+    assert info["status"] == "success" and any("cut off" in w for w in info["warnings"])
+    text = log.read_text()
+    assert prompt not in text and max(len(line) for line in text.splitlines()) < 700
