@@ -2,7 +2,9 @@
 
 Every call opens its own aiohttp session inside the running loop, so one client object works from
 any event loop (successive `asyncio.run` calls, Gradio's loop, a test's loop). Every failure
-becomes a `BackendUnavailable` (or a subclass) whose text is one clear sentence for the user.
+becomes a `BackendUnavailable` (or a subclass) whose text is one clear sentence for the user. Every
+JSON answer and websocket message is checked against its declared shape (engine/comfyui_answers.py)
+before it is read: a wrong shape is an `UnexpectedAnswer`, never a TypeError deep in the client.
 """
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ from typing import Any, AsyncIterator, Mapping
 import aiohttp
 from PIL import Image, UnidentifiedImageError
 
+from .comfyui_answers import (
+    WS_DATA, ExecutionErrorData, FeatureFlags, HistoryEntry, ObjectInfo, PreviewMetadata, ProgressData,
+    PromptAccepted, PromptRefused, QueueAnswer, SystemStats, UnexpectedAnswer, WsMessage, WsScoped, check, mapping,
+    parse_json,
+)
 from .errors import BackendUnavailable, GenerationCancelled
 from .events import Progress, Produced
 
@@ -131,7 +138,7 @@ def describe_validation_error(body: Mapping[str, Any]) -> tuple[str, list[str]]:
     node_errors = body.get("node_errors") or {}
     for node_id in sorted(node_errors, key=_node_sort_key):
         node = node_errors[node_id] or {}
-        class_type = node.get("class_type", "node")
+        class_type = node.get("class_type") or "node"
         for err in node.get("errors") or []:
             extra = err.get("extra_info") or {}
             input_name = extra.get("input_name")
@@ -259,10 +266,11 @@ class ComfyUIClient:
             return body
         if want == "none":
             return None
-        try:
-            return json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BackendUnavailable(f"ComfyUI at {self.base_url} sent an answer to {action} that is not JSON.") from exc
+        return parse_json(body, server=self.base_url, what=f"answer to {action}")
+
+    def _check(self, shape: Any, data: Any, what: str, subject: str = "the answer") -> Any:
+        """`data` as `shape`, or UnexpectedAnswer naming this server and `what` it sent."""
+        return check(shape, data, server=self.base_url, what=what, subject=subject)
 
     def _raise_validation(self, body: bytes) -> None:
         try:
@@ -270,8 +278,7 @@ class ComfyUIClient:
         except (ValueError, UnicodeDecodeError):
             text = body.decode("utf-8", "replace").strip()[:200]
             raise ComfyUIValidationError(f"ComfyUI cannot run this workflow: {text or 'HTTP 400'}.") from None
-        if not isinstance(data, dict):
-            raise ComfyUIValidationError(f"ComfyUI cannot run this workflow: {str(data)[:200]}.")
+        self._check(PromptRefused, data, "answer to POST /prompt (HTTP 400)")
         sentence, missing = describe_validation_error(data)
         error = data.get("error") if isinstance(data.get("error"), dict) else {"message": data.get("error")}
         raise ComfyUIValidationError(sentence, node_errors=data.get("node_errors") or {}, error=error,
@@ -281,27 +288,30 @@ class ComfyUIClient:
     async def system_stats(self) -> dict[str, Any]:
         """GET /system_stats: {"system": {...comfyui_version...}, "devices": [{name, vram_total, vram_free...}]}."""
         async with self._session() as s:
-            return await self._request(s, "GET", "/system_stats")
+            data = await self._request(s, "GET", "/system_stats")
+        self._check(SystemStats, data, "answer to GET /system_stats")
+        return data
 
     async def queue_info(self) -> QueueInfo:
         """GET /queue as the ids running and pending."""
         async with self._session() as s:
-            return _queue_from(await self._request(s, "GET", "/queue"))
+            return self._queue(await self._request(s, "GET", "/queue"))
 
     async def object_info(self, node_class: str) -> dict[str, Any]:
         """GET /object_info/{node_class}: that class's entry, or {} when the server lacks the class."""
         async with self._session() as s:
             data = await self._request(s, "GET", f"/object_info/{node_class}")
-        return (data or {}).get(node_class) or {}
+        self._check(ObjectInfo, data, f"answer to GET /object_info/{node_class}")
+        return data.get(node_class) or {}
 
     async def installed_models(self) -> InstalledModels:
         """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader)."""
         async with self._session() as s:
             answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
         infos: dict[str, Any] = {}
-        for answer in answers:
-            if isinstance(answer, dict):
-                infos.update(answer)
+        for node_class, answer in zip(MODEL_INPUTS, answers):
+            self._check(ObjectInfo, answer, f"answer to GET /object_info/{node_class}")
+            infos.update(answer)
         return installed_models_from_object_info(infos)
 
     async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:
@@ -311,18 +321,31 @@ class ComfyUIClient:
 
     async def _submit(self, session: aiohttp.ClientSession, graph: Mapping[str, Any], client_id: str) -> str:
         data = await self._request(session, "POST", "/prompt", json_body={"prompt": graph, "client_id": client_id})
-        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
-        if not prompt_id:
-            raise BackendUnavailable(f"ComfyUI at {self.base_url} accepted the workflow but returned no prompt id.")
-        if data.get("node_errors"):
-            log.warning("ComfyUI %s queued %s with node errors: %s", self.base_url, prompt_id, data["node_errors"])
-        return str(prompt_id)
+        accepted: PromptAccepted = self._check(PromptAccepted, data, "answer to POST /prompt")
+        if accepted.node_errors:
+            log.warning("ComfyUI %s queued %s with node errors: %s", self.base_url, accepted.prompt_id,
+                        str(accepted.node_errors)[:200])
+        return accepted.prompt_id
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
-        """The /history entry of one prompt, or None while the server has none."""
+        """The /history entry of one prompt (checked), or None while the server has none."""
         async with self._session() as s:
             data = await self._request(s, "GET", f"/history/{prompt_id}")
-        return (data or {}).get(prompt_id)
+        return None if self._history_entry(data, prompt_id) is None else data[prompt_id]
+
+    def _history_entry(self, data: Any, prompt_id: str) -> HistoryEntry | None:
+        """The checked entry of `prompt_id` in a /history answer; None while there is none."""
+        what = f"answer to GET /history/{prompt_id}"
+        raw = mapping(data, server=self.base_url, what=what).get(prompt_id)
+        if raw is None:
+            return None
+        return self._check(HistoryEntry, raw, what, subject="the prompt's entry")
+
+    def _queue(self, data: Any) -> QueueInfo:
+        """A checked GET /queue answer as the ids running and pending."""
+        answer: QueueAnswer = self._check(QueueAnswer, data, "answer to GET /queue")
+        return QueueInfo(running=[str(item[1]) for item in answer.queue_running],
+                         pending=[str(item[1]) for item in answer.queue_pending])
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """POST /interrupt (only the given prompt when it is the one running; everything when None)."""
@@ -427,17 +450,23 @@ class ComfyUIClient:
                     msg_type, msg_data = aiohttp.WSMsgType.ERROR, None
                 receiving = None
                 last_heard = loop.time()
-                if msg_type == aiohttp.WSMsgType.TEXT:
-                    for progress in self._on_text(run, msg_data):
-                        yield progress
-                elif msg_type == aiohttp.WSMsgType.BINARY:
-                    for progress in self._on_binary(run, msg_data):
-                        yield progress
-                elif msg_type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                                  aiohttp.WSMsgType.ERROR):
+                if msg_type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.ERROR):
                     await self._abandon(session, run.prompt_id, timeout=1.0)
                     raise BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
                                              f"({run.where()}): the connection was closed.")
+                try:
+                    if msg_type == aiohttp.WSMsgType.TEXT:
+                        progresses = self._on_text(run, msg_data)
+                    elif msg_type == aiohttp.WSMsgType.BINARY:
+                        progresses = self._on_binary(run, msg_data)
+                    else:  # ping/pong and the like
+                        progresses = []
+                except UnexpectedAnswer:  # nonsense about our job: stop it on the server, fail it here
+                    await self._abandon(session, run.prompt_id, timeout=1.0)
+                    raise
+                for progress in progresses:
+                    yield progress
             if run.held is not None:
                 yield run.held
                 run.held = None
@@ -446,46 +475,49 @@ class ComfyUIClient:
                 receiving.cancel()
 
     def _on_text(self, run: _Run, raw: str) -> list[Progress]:
+        """Act on one text frame; UnexpectedAnswer when it, or a message about our job, has the wrong shape."""
         out: list[Progress] = []
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            return out
-        if not isinstance(message, dict):
-            return out
-        kind, data = message.get("type"), message.get("data") or {}
-        if not isinstance(data, dict):
-            return out
+        message: WsMessage = self._check(WsMessage, parse_json(raw, server=self.base_url, what="websocket message"),
+                                         "websocket message", subject="the message")
         if run.held is not None:  # legacy layout: no frame followed the progress message
             out.append(run.held)
             run.held = None
+        kind = message.type
+        if kind not in WS_DATA:  # status, executed, progress_state, custom nodes' messages...: not ours to read
+            return out
+        what = f'"{kind}" message'
         if kind == "feature_flags":
-            run.metadata_previews = bool(data.get("supports_preview_metadata"))
+            flags: FeatureFlags = self._check(FeatureFlags, message.data, what, subject="data")
+            run.metadata_previews = flags.supports_preview_metadata
             return out
-        ours = data.get("prompt_id") == run.prompt_id
-        if kind == "progress" and (ours or ("prompt_id" not in data and run.started)):
-            run.started = True
-            run.step, run.total = int(data.get("value", 0)), int(data.get("max", 0))
-            if run.metadata_previews:
-                out.append(Progress(run.step, run.total, preview=run.stashed, backend="comfyui"))
-                run.stashed = None
-            else:
-                run.held = Progress(run.step, run.total, preview=None, backend="comfyui")
-        elif not ours:
+        scope: WsScoped = self._check(WsScoped, message.data, what, subject="data")
+        ours = scope.prompt_id == run.prompt_id
+        if kind == "progress":  # progress without a prompt_id (old servers) is ours once our job has started
+            if ours or (scope.prompt_id is None and run.started):
+                step: ProgressData = self._check(ProgressData, message.data, what, subject="data")
+                run.started = True
+                run.step, run.total = step.value, step.max
+                if run.metadata_previews:
+                    out.append(Progress(run.step, run.total, preview=run.stashed, backend="comfyui"))
+                    run.stashed = None
+                else:
+                    run.held = Progress(run.step, run.total, preview=None, backend="comfyui")
             return out
-        elif kind in ("execution_start", "execution_cached"):
+        if not ours:
+            return out
+        data = self._check(WS_DATA[kind], message.data, what, subject="data")
+        if kind in ("execution_start", "execution_cached"):
             run.started = True
         elif kind == "executing":
-            if data.get("node") is None:
+            if data.node is None:
                 run.done = True
             else:
                 run.started = True
         elif kind == "execution_error":
-            node = data.get("node_id")
-            node_type = data.get("node_type") or "node"
-            text = str(data.get("exception_message") or data.get("exception_type") or "unknown error").strip()
-            raise ComfyUIExecutionError(f"ComfyUI at {self.base_url} failed while running {node_type} "
-                                        f"(node {node}): {text.rstrip('.')}.", details=data)
+            error: ExecutionErrorData = data
+            text = str(error.exception_message or error.exception_type or "unknown error").strip()[:200]
+            raise ComfyUIExecutionError(f"ComfyUI at {self.base_url} failed while running {error.node_type or 'node'} "
+                                        f"(node {error.node_id}): {text.rstrip('.')}.", details=message.data)
         elif kind == "execution_interrupted":
             if run.cancel_requested:
                 raise GenerationCancelled("Generation cancelled.")
@@ -497,7 +529,9 @@ class ComfyUIClient:
         out: list[Progress] = []
         event_type, metadata, image = decode_preview_frame(data)
         if event_type == PREVIEW_IMAGE_WITH_METADATA:
-            if (metadata or {}).get("prompt_id") not in (None, run.prompt_id):
+            head: PreviewMetadata = self._check(PreviewMetadata, {} if metadata is None else metadata,
+                                                "preview frame", subject="its metadata")
+            if head.prompt_id not in (None, run.prompt_id):
                 return out
             if run.held is not None:  # this frame belongs to the next step, not the held one
                 out.append(run.held)
@@ -515,36 +549,35 @@ class ComfyUIClient:
     async def _probe(self, session: aiohttp.ClientSession, run: _Run) -> tuple[bool, bool]:
         """After a silent spell: (finished per /history, neither queued nor finished)."""
         try:
-            data = await self._request(session, "GET", f"/history/{run.prompt_id}")
-            if (data or {}).get(run.prompt_id):
+            if self._history_entry(await self._request(session, "GET", f"/history/{run.prompt_id}"),
+                                   run.prompt_id) is not None:
                 return True, False
-            queue = _queue_from(await self._request(session, "GET", "/queue"))
+            queue = self._queue(await self._request(session, "GET", "/queue"))
+        except UnexpectedAnswer:
+            raise
         except BackendUnavailable as exc:
             raise BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
                                      f"({run.where()}).") from exc
         return False, run.prompt_id not in queue.running + queue.pending
 
-    async def _wait_history(self, session: aiohttp.ClientSession, run: _Run) -> dict[str, Any]:
-        """The finished job's /history entry; it can lag a moment behind the websocket."""
+    async def _wait_history(self, session: aiohttp.ClientSession, run: _Run) -> HistoryEntry:
+        """The finished job's /history entry (checked); it can lag a moment behind the websocket."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.history_wait_s
         delay = 0.02
         while True:
-            data = await self._request(session, "GET", f"/history/{run.prompt_id}")
-            entry = (data or {}).get(run.prompt_id)
-            if entry:
+            entry = self._history_entry(await self._request(session, "GET", f"/history/{run.prompt_id}"),
+                                        run.prompt_id)
+            if entry is not None:
                 break
             if loop.time() >= give_up:
                 raise BackendUnavailable(f"ComfyUI at {self.base_url} finished the job but kept no result for it "
                                          f"(no /history entry after {self.history_wait_s:g} s).")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        status = entry.get("status") or {}
-        if status.get("status_str") == "error":
-            for kind, data in status.get("messages") or []:
-                if kind == "execution_error":
-                    self._on_text(run, json.dumps({"type": kind, "data": data}))
-                if kind == "execution_interrupted":
+        if entry.status is not None and entry.status.status_str == "error":
+            for kind, data in entry.status.messages:
+                if kind in ("execution_error", "execution_interrupted"):
                     self._on_text(run, json.dumps({"type": kind, "data": data}))
             raise BackendUnavailable(f"ComfyUI at {self.base_url} reports the job failed.")
         if not _image_refs(entry):
@@ -566,11 +599,11 @@ class ComfyUIClient:
         """Delete the prompt if still pending, interrupt it if running; best effort."""
         t = min(timeout or self.request_timeout_s, self.request_timeout_s)
         try:
-            queue = _queue_from(await self._request(session, "GET", "/queue", timeout=t))
+            queue = self._queue(await self._request(session, "GET", "/queue", timeout=t))
             if prompt_id in queue.pending:
                 await self._request(session, "POST", "/queue", json_body={"delete": [prompt_id]}, want="none",
                                     timeout=t)
-                queue = _queue_from(await self._request(session, "GET", "/queue", timeout=t))  # it may have started
+                queue = self._queue(await self._request(session, "GET", "/queue", timeout=t))  # it may have started
             if prompt_id in queue.running:
                 await self._request(session, "POST", "/interrupt", json_body={"prompt_id": prompt_id},
                                     want="none", timeout=t)
@@ -589,20 +622,13 @@ def _is_set(cancel: Any) -> bool:
     return cancel is not None and bool(cancel.is_set())
 
 
-def _queue_from(data: Any) -> QueueInfo:
-    def ids(items: Any) -> list[str]:
-        return [str(item[1]) for item in items or [] if isinstance(item, list) and len(item) > 1]
-    data = data if isinstance(data, dict) else {}
-    return QueueInfo(running=ids(data.get("queue_running")), pending=ids(data.get("queue_pending")))
-
-
-def _image_refs(entry: Mapping[str, Any]) -> list[dict[str, str]]:
+def _image_refs(entry: HistoryEntry) -> list[dict[str, str]]:
     """Every saved image of a /history entry ({filename, subfolder, type, node}); previews only if nothing was saved."""
     refs: list[dict[str, str]] = []
-    for node_id, output in (entry.get("outputs") or {}).items():
-        for image in (output or {}).get("images") or []:
-            if isinstance(image, dict) and isinstance(image.get("filename"), str) and image["filename"]:
-                refs.append({"filename": image["filename"], "subfolder": str(image.get("subfolder") or ""),
-                             "type": str(image.get("type") or "output"), "node": str(node_id)})
+    for node_id, output in entry.outputs.items():
+        for image in output.images:
+            if image.filename:
+                refs.append({"filename": image.filename, "subfolder": image.subfolder, "type": image.type or "output",
+                             "node": str(node_id)})
     saved = [r for r in refs if r["type"] == "output"]
     return saved or refs

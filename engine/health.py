@@ -9,6 +9,10 @@ Hysteresis: a server that is up goes down after `down_after` consecutive failed 
 is down (or not yet known) goes up after `up_after` consecutive good polls. A server whose state is
 still unknown is marked down by its first failed poll, so startup does not wait.
 
+Every answer is checked against its declared shape (engine/comfyui_answers.py): a /system_stats of the
+wrong shape is a failed poll whose `last_error` says what was wrong; a wrong /prompt (queue) or
+/object_info (models) answer is logged and leaves that part unknown.
+
 So that hysteresis costs no detection time, a first failure of an up server is confirmed at once by
 another poll, and a poll still unanswered after half the timeout is hedged by a second request: a
 hung server is then seen down within one interval plus one timeout, while one lost request never
@@ -28,6 +32,7 @@ from typing import Any, Callable, Iterable
 import httpx
 
 from .comfyui import MODEL_INPUTS, InstalledModels, installed_models_from_object_info
+from .comfyui_answers import ObjectInfo, PromptQueueInfo, SystemStats, UnexpectedAnswer, check, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ class _Poll:
     reason: str
     failures: int = 1  # how many failed polls this one counts as (a hedged poll whose both requests failed: 2)
     latency_ms: float | None = None
-    stats: dict[str, Any] | None = None
+    stats: SystemStats | None = None
     queue_remaining: int | None = None
     models: InstalledModels | None = None
 
@@ -238,9 +243,9 @@ class HealthMonitor:
         try:
             resp = self._system_stats(url)
             resp.raise_for_status()
-            stats = resp.json()
-            if not isinstance(stats, dict) or "system" not in stats:
-                raise ValueError("the answer is not ComfyUI's /system_stats")
+            stats = _checked(SystemStats, resp, url, "/system_stats")
+        except UnexpectedAnswer as exc:
+            return _Poll(False, str(exc))
         except httpx.TimeoutException as exc:
             return _Poll(False, f"no answer within {self.timeout_s:g} s",
                          failures=self.down_after if getattr(exc, "hedged_failure", False) else 1)
@@ -254,21 +259,22 @@ class HealthMonitor:
         latency = (time.perf_counter() - t0) * 1000
         poll = _Poll(True, f"answered in {latency:.0f} ms", latency_ms=latency, stats=stats)
         try:
-            info = client.get(url + "/prompt").json()
-            poll.queue_remaining = int(info["exec_info"]["queue_remaining"])
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            log.debug("queue of %s unknown: %r", url, exc)
+            resp = client.get(url + "/prompt")
+            resp.raise_for_status()
+            poll.queue_remaining = _checked(PromptQueueInfo, resp, url, "/prompt").exec_info.queue_remaining
+        except (UnexpectedAnswer, httpx.HTTPError) as exc:  # every poll: not worth a warning each time
+            log.debug("queue of %s unknown: %s", url, exc)
         if want_models:
             try:
                 infos: dict[str, Any] = {}
                 for node_class in MODEL_INPUTS:
                     r = client.get(f"{url}/object_info/{node_class}")
                     r.raise_for_status()
-                    data = r.json()
-                    if isinstance(data, dict):
-                        infos.update(data)
+                    infos.update(_checked(ObjectInfo, r, url, f"/object_info/{node_class}", raw=True))
                 poll.models = installed_models_from_object_info(infos)
-            except (httpx.HTTPError, ValueError) as exc:
+            except UnexpectedAnswer as exc:
+                log.warning("could not read installed models of %s: %s", url, exc)
+            except httpx.HTTPError as exc:
                 log.warning("could not read installed models of %s: %r", url, exc)
         return poll
 
@@ -282,11 +288,11 @@ class HealthMonitor:
                 st.failures, st.successes = 0, st.successes + 1
                 st.latency_ms = poll.latency_ms
                 st.last_error = None
-                devices = (poll.stats or {}).get("devices") or [{}]
-                dev = devices[0] if isinstance(devices[0], dict) else {}
-                st.device = dev.get("name")
-                st.vram_total, st.vram_free = dev.get("vram_total"), dev.get("vram_free")
-                st.comfyui_version = ((poll.stats or {}).get("system") or {}).get("comfyui_version")
+                if poll.stats is not None:
+                    dev = poll.stats.devices[0] if poll.stats.devices else None
+                    st.device = dev.name if dev else None
+                    st.vram_total, st.vram_free = (dev.vram_total, dev.vram_free) if dev else (None, None)
+                    st.comfyui_version = poll.stats.system.comfyui_version
                 if poll.queue_remaining is not None:
                     st.queue_remaining = poll.queue_remaining
                 if poll.models is not None:
@@ -309,3 +315,11 @@ class HealthMonitor:
                 cb(url, o, n)
             except Exception:
                 log.exception("health subscriber %r failed", cb)
+
+
+def _checked(shape: Any, resp: httpx.Response, url: str, path: str, raw: bool = False) -> Any:
+    """The JSON body of `resp` as `shape` (or as parsed, once checked, with `raw`), or UnexpectedAnswer."""
+    what = f"answer to GET {path}"
+    data = parse_json(resp.content, server=url, what=what)
+    checked = check(shape, data, server=url, what=what)
+    return data if raw else checked

@@ -10,6 +10,10 @@ tests and a Gradio app in the same process can all talk to it.
         fake.hang = True                                # accepts connections, never answers
         fake.fail_next_prompt()                         # next POST /prompt -> 400 with node_errors
         fake.drop_socket_after_step(2)                  # next run: ws torn down after step 2
+        fake.answer_next("/history", {"<id>": {"outputs": "nope"}})  # next GET /history/{id} gets this JSON
+        fake.answer_next("/prompt", {"prompt_id": 7}, method="POST", times=None)  # every POST /prompt, until
+        fake.clear_answers()                            # ... the canned answers are dropped
+        fake.send_after_step(1, {"type": "progress", "data": {"value": "x", "prompt_id": "<id>"}})  # next run's ws
         fake.garbage_view = True                        # /view returns bytes that are not an image
         fake.supports_feature_flags = False             # old server: legacy preview frames only
         fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
@@ -59,6 +63,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage"}
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
+PROMPT_ID = "<id>"  # in a canned answer or injected message: replaced by the prompt id it is about
 
 
 def _now_ms() -> int:
@@ -90,6 +95,21 @@ class _Job:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
 
 
+@dataclass
+class _Canned:
+    """A JSON answer served instead of the real one, `times` more times (None: until cleared)."""
+
+    route: str
+    body: Any
+    method: str | None
+    status: int
+    times: int | None
+
+    def matches(self, method: str, path: str) -> bool:
+        route = self.route.rstrip("/")
+        return (self.method is None or self.method == method) and (path == route or path.startswith(route + "/"))
+
+
 @dataclass(eq=False)
 class FakeComfyUI:
     """Controllable fake ComfyUI server; every public knob may be changed from any thread."""
@@ -119,6 +139,8 @@ class FakeComfyUI:
         self._fail_next: dict[str, Any] | None = None
         self._fail_exec_next: str | None = None
         self._drop_after: int | None = None
+        self._canned: list[_Canned] = []
+        self._inject_next: tuple[int, Any] | None = None
         self._reset_state()
         # counters for assertions
         self.prompts: list[dict[str, Any]] = []          # every graph POSTed to /prompt, accepted or not
@@ -129,6 +151,7 @@ class FakeComfyUI:
         self.feature_flags_received = 0
         self.ws_connections = 0
         self.system_stats_calls = 0
+        self.canned_served: list[str] = []               # "METHOD /path" of every canned answer served
 
     # ---------------------------------------------------------------- control
     @property
@@ -201,6 +224,27 @@ class FakeComfyUI:
         """During the next job, tear down the job's websocket right after step n (the job then stops)."""
         self._drop_after = n
 
+    def answer_next(self, route: str, body: Any, *, method: str | None = None, status: int = 200,
+                    times: int | None = 1) -> None:
+        """Answer the next `times` requests to `route` (and the paths under it: "/history" covers
+        "/history/{id}") with `body` as JSON (bytes: as they are) instead of the real answer; None: every
+        one until `clear_answers()`. PROMPT_ID ("<id>") in the body, as a key or a value, becomes the
+        prompt id of the path. `method` (e.g. "POST") limits it to that method: the health monitor
+        GETs /prompt too.
+        """
+        with self._lock:
+            self._canned.append(_Canned(route, copy.deepcopy(body), method, status, times))
+
+    def clear_answers(self) -> None:
+        """Drop every canned answer not served yet."""
+        with self._lock:
+            self._canned.clear()
+
+    def send_after_step(self, n: int, message: Any) -> None:
+        """During the next job, send `message` to the job's websocket right after step n's own messages:
+        as JSON (PROMPT_ID becomes the job's id), or a str as the raw text frame."""
+        self._inject_next = (n, copy.deepcopy(message))
+
     @property
     def queue_remaining(self) -> int:
         return len(self._pending) + (1 if self._current else 0)
@@ -246,7 +290,8 @@ class FakeComfyUI:
     async def _serve(self) -> None:
         if self._runner is not None:
             return
-        app = web.Application(middlewares=[self._hang_middleware], client_max_size=64 * 2**20)
+        app = web.Application(middlewares=[self._hang_middleware, self._canned_middleware],
+                              client_max_size=64 * 2**20)
         r = app.router
         r.add_get("/ws", self._ws)
         r.add_get("/system_stats", self._system_stats)
@@ -302,6 +347,22 @@ class FakeComfyUI:
         while self.hang and self._runner is not None:
             await asyncio.sleep(0.05)
         return await handler(request)
+
+    @web.middleware
+    async def _canned_middleware(self, request: web.Request, handler):
+        with self._lock:
+            canned = next((c for c in self._canned if c.matches(request.method, request.path)), None)
+            if canned is not None and canned.times is not None:
+                canned.times -= 1
+                if canned.times <= 0:
+                    self._canned.remove(canned)
+        if canned is None:
+            return await handler(request)
+        self.canned_served.append(f"{request.method} {request.path}")
+        if isinstance(canned.body, bytes):
+            return web.Response(body=canned.body, status=canned.status, content_type="text/html")
+        body = _with_prompt_id(canned.body, request.match_info.get("prompt_id"))
+        return web.json_response(body, status=canned.status)
 
     # ---------------------------------------------------------------- websocket
     async def _ws(self, request: web.Request) -> web.StreamResponse:
@@ -566,6 +627,7 @@ class FakeComfyUI:
         outputs: dict[str, Any] = {}
         meta: dict[str, Any] = {}
         drop_after, self._drop_after = self._drop_after, None
+        inject, self._inject_next = self._inject_next, None
         fail_exec, self._fail_exec_next = self._fail_exec_next, None
 
         async def progress_state(nid: str, value: float, max_: float, state: str) -> None:
@@ -613,6 +675,13 @@ class FakeComfyUI:
                         return
                     await progress_state(nid, step, total, "running")
                     await self._step_messages(job, sid, nid, step, total)
+                    if inject is not None and step == inject[0] and sid in self._clients:
+                        try:
+                            message = inject[1]
+                            text = message if isinstance(message, str) else json.dumps(_with_prompt_id(message, pid))
+                            await self._clients[sid].ws.send_str(text)
+                        except Exception:  # a socket that went away
+                            pass
                     if drop_after is not None and step >= drop_after:
                         client = self._clients.get(sid)
                         if client is not None and client.request.transport is not None:
@@ -674,6 +743,17 @@ class FakeComfyUI:
 
 
 # -------------------------------------------------------------------- helpers
+def _with_prompt_id(value: Any, prompt_id: str | None) -> Any:
+    """`value` with every PROMPT_ID key or string replaced by `prompt_id` (unchanged when there is none)."""
+    if prompt_id is None:
+        return value
+    if isinstance(value, dict):
+        return {(prompt_id if k == PROMPT_ID else k): _with_prompt_id(v, prompt_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_prompt_id(v, prompt_id) for v in value]
+    return prompt_id if value == PROMPT_ID else value
+
+
 def _validation_error() -> dict[str, Any]:
     return {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
             "details": "", "extra_info": {}}

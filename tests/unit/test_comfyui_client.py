@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,10 +17,16 @@ from engine.comfyui import (
     ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, decode_preview_frame,
     describe_validation_error, installed_models_from_object_info,
 )
+from engine.comfyui_answers import (
+    WS_DATA, FeatureFlags, HistoryEntry, ObjectInfo, PreviewMetadata, ProgressData, PromptAccepted, PromptQueueInfo,
+    PromptRefused, QueueAnswer, SystemStats, UnexpectedAnswer, WsMessage, check,
+)
 from engine.errors import BackendUnavailable, GenerationCancelled
 from engine.events import Progress, Produced
 from engine.workflows import bind, load_template
-from tests.support.fake_comfyui import FakeComfyUI
+from tests.support.fake_comfyui import PROMPT_ID, FakeComfyUI
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # The 400 body ComfyUI 0.3.64 sent for the FLUX.1-dev split-files graph on a server without the files.
 RECORDED_FLUX_400 = {
@@ -410,3 +418,215 @@ async def test_fake_answers_in_recorded_shapes(fake):
             assert r.status == 200 and await r.read() == b""
         async with s.get(fake.url + "/view", params={"filename": "nope.png", "subfolder": "", "type": "output"}) as r:
             assert r.status == 404
+
+
+# ---------------------------------------------------------------------------- answer shapes
+RECORDINGS = next((p for p in (Path(os.environ.get("GATOR_COMFYUI_RECORDINGS", "/nonexistent")),
+                               ROOT / "shared" / "comfyui", ROOT.parent / "shared" / "comfyui") if p.is_dir()), None)
+needs_recordings = pytest.mark.skipif(RECORDINGS is None, reason="the recorded ComfyUI transcripts (shared/comfyui/) "
+                                                                 "are not on this machine")
+# Recordings that hold no answer the client or the monitor reads, and why.
+NOT_READ = {"flux1_dev_api.json": "graphs we send, not answers", "free.json": "POST /free answers are empty",
+            "models_checkpoints.json": "GET /models/checkpoints is not read (models come from /object_info)",
+            "object_info_node_names.json": "a list of node names made by the recorder",
+            "view_output_png.json": "GET /view answers an image, not JSON"}
+
+
+def _ws_answers(messages: list[dict]) -> list[tuple[object, object]]:
+    out: list[tuple[object, object]] = []
+    for m in messages:
+        if m["ws"] == "text":
+            out.append((WsMessage, {"type": m["type"], "data": m["data"]}))
+            if m["type"] in WS_DATA:
+                out.append((WS_DATA[m["type"]], m["data"]))
+        elif "metadata" in m:
+            out.append((PreviewMetadata, m["metadata"]))
+    return out
+
+
+def recorded_answers(name: str, doc) -> list[tuple[object, object]]:
+    """(shape, answer) for every answer in one recording that our code reads."""
+    if name in ("history_prompt.json", "interrupt.json"):
+        keys = ("history_p1", "history_p2_deleted", "history_p3")
+        bodies = [doc["body"]] if name == "history_prompt.json" else [doc[k] for k in keys]
+        answers = [(dict[str, HistoryEntry], body) for body in bodies]
+        if name == "interrupt.json":
+            answers += [(QueueAnswer, doc["queue_after"]["body"])] + _ws_answers(doc["ws_messages"])
+        return answers
+    if name.startswith("ws_sequence_"):
+        return _ws_answers(doc["messages"])
+    table = {
+        "system_stats.json": lambda: [(SystemStats, doc["body"])],
+        "get_prompt_queue_info.json": lambda: [(PromptQueueInfo, doc["body"])],
+        "queue_idle.json": lambda: [(QueueAnswer, doc["body"])],
+        "queue_busy.json": lambda: [(QueueAnswer, doc["body"])] + [(PromptAccepted, r) for r in doc["post_responses"]],
+        "post_prompt_valid.json": lambda: [(PromptAccepted, doc["body"])],
+        "object_info_selected.json": lambda: [(ObjectInfo, doc["entries"])],
+        "flux_validation_no_models.json": lambda: [(PromptRefused, case["body"]) for case in doc.values()],
+        "features.json": lambda: [(FeatureFlags, doc["body"])],
+    }
+    return table[name]()
+
+
+@needs_recordings
+def test_every_recording_is_classified():
+    names = {p.name for p in RECORDINGS.glob("*.json")}
+    read = {n for n in names if n not in NOT_READ}
+    assert names >= set(NOT_READ)
+    for name in sorted(read):
+        assert recorded_answers(name, json.loads((RECORDINGS / name).read_text())), name
+
+
+@needs_recordings
+@pytest.mark.parametrize("name", sorted(p.name for p in (RECORDINGS or Path("/nonexistent")).glob("*.json")
+                                        if p.name not in NOT_READ))
+def test_recorded_real_answers_pass_their_shapes(name):
+    answers = recorded_answers(name, json.loads((RECORDINGS / name).read_text()))
+    for shape, answer in answers:
+        checked = check(shape, answer, server="http://recorded", what=f"answer in {name}")
+        assert checked is not None
+    if name == "history_prompt.json":
+        entry = next(iter(check(dict[str, HistoryEntry], answers[0][1], server="x", what="y").values()))
+        assert entry.outputs["9"].images[0].filename == "probe_main_00003_.png" and entry.status.status_str == "success"
+    if name == "queue_busy.json":
+        assert len(check(QueueAnswer, answers[0][1], server="x", what="y").queue_pending) == 2
+    if name == "object_info_selected.json":
+        assert installed_models_from_object_info(answers[0][1]).checkpoints == ["tiny-sd15.safetensors"]
+
+
+SERVER = "http://127.0.0.1:8188"
+
+
+@pytest.mark.parametrize("shape, answer, sentence", [
+    (HistoryEntry, {"outputs": "nope", "status": 7},
+     'answer to GET /history/p: outputs must be a mapping (got "nope"); status must be a mapping (got 7).'),
+    (HistoryEntry, {"outputs": {"9": {"images": [{"subfolder": ""}]}}},
+     "answer to GET /history/p: outputs.9.images[0].filename is missing."),
+    (HistoryEntry, {"outputs": {}, "status": {"messages": [["execution_error"]]}},
+     "answer to GET /history/p: status.messages[0][1] is missing."),
+    (PromptAccepted, {"prompt_id": ""}, 'answer to GET /history/p: prompt_id must not be empty (got "").'),
+    (QueueAnswer, {"queue_running": [], "queue_pending": [[1, 2]]},
+     "answer to GET /history/p: queue_pending[0] must be a list [number, prompt_id, ...] (got a list of 2)."),
+    (PromptQueueInfo, {"exec_info": {"queue_remaining": "3"}},
+     'answer to GET /history/p: exec_info.queue_remaining must be a whole number (got "3").'),
+    (SystemStats, {"system": {}, "devices": {"name": "cpu"}},
+     "answer to GET /history/p: devices must be a list (got a mapping)."),
+    (PromptRefused, {"error": 5, "node_errors": {"4": {"errors": "x"}}},
+     'answer to GET /history/p: error must be a mapping (got 5); node_errors.4.errors must be a list (got "x").'),
+    (ObjectInfo, {"CheckpointLoaderSimple": {"input": {"required": ["ckpt_name"]}}},
+     "answer to GET /history/p: CheckpointLoaderSimple.input.required must be a mapping (got a list of 1)."),
+])
+def test_a_wrong_shape_is_one_short_sentence(shape, answer, sentence):
+    with pytest.raises(UnexpectedAnswer) as info:
+        check(shape, answer, server=SERVER, what="answer to GET /history/p")
+    assert str(info.value) == f"ComfyUI at {SERVER} sent an unexpected {sentence}"
+    assert isinstance(info.value, BackendUnavailable)
+
+
+def test_the_sentence_never_dumps_a_large_body():
+    huge = {"outputs": {str(n): {"images": "x" * 10_000} for n in range(50)}, "status": "y" * 10_000}
+    with pytest.raises(UnexpectedAnswer) as info:
+        check(HistoryEntry, huge, server=SERVER, what="answer to GET /history/p")
+    text = str(info.value)
+    detail = text.split(": ", 1)[1]
+    assert len(detail) <= 201 and "xxxxxxxx" not in text
+    assert detail.startswith("outputs.0.images must be a list (got a string of 10000 characters)")
+    assert detail.endswith("more).")
+
+
+def test_lenient_where_real_servers_vary():
+    entry = check(HistoryEntry, {"outputs": {"9": {"images": [{"filename": "a.png"}], "animated": [False]},
+                                             "12": {"text": ["hello"]}}, "status": None, "extra": 1},
+                  server=SERVER, what="answer")
+    assert entry.outputs["9"].images[0].subfolder == "" and entry.outputs["12"].images == [] and entry.status is None
+    assert check(ProgressData, {"value": 3.0, "max": 10}, server=SERVER, what="message").value == 3
+    assert check(SystemStats, {"system": {}}, server=SERVER, what="answer").devices == []
+
+
+@pytest.mark.asyncio
+async def test_client_checks_every_http_answer(fake):
+    client = ComfyUIClient(fake.url)
+    cases = [
+        ("/system_stats", {"system": 7}, client.system_stats(), "GET /system_stats: system must be a mapping (got 7)."),
+        ("/queue", {"queue_running": [], "queue_pending": None}, client.queue_info(),
+         "GET /queue: queue_pending must be a list (got null)."),
+        ("/object_info", {"KSampler": 7}, client.object_info("KSampler"),
+         "GET /object_info/KSampler: KSampler must be a mapping (got 7)."),
+        ("/object_info", [], client.installed_models(), "the answer must be a mapping (got an empty list)."),
+        ("/history", {PROMPT_ID: {"outputs": []}}, client.history("abc"),
+         "GET /history/abc: outputs must be a mapping (got an empty list)."),
+        ("/prompt", {"prompt_id": ["a"]}, client.submit(sd_graph(), "me"),
+         "POST /prompt: prompt_id must be a string (got a list of 1)."),
+    ]
+    for route, body, call, ending in cases:
+        fake.answer_next(route, body)
+        with pytest.raises(UnexpectedAnswer) as info:
+            await call
+        assert str(info.value).startswith(f"ComfyUI at {fake.url} sent an unexpected answer to ")
+        assert str(info.value).endswith(ending), str(info.value)
+    assert len(fake.canned_served) == len(cases)
+    assert (await client.history("abc")) is None  # the real answer again: no entry yet
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_of_the_wrong_shape_is_unexpected_not_a_crash(fake):
+    fake.answer_next("/prompt", {"error": {"message": 3}, "node_errors": {}}, method="POST", status=400)
+    with pytest.raises(UnexpectedAnswer, match=r"answer to POST /prompt \(HTTP 400\): error\.message must be a string"):
+        await collect(ComfyUIClient(fake.url), sd_graph())
+
+
+@pytest.mark.asyncio
+async def test_wrong_shaped_history_entry_fails_the_job(fake):
+    fake.answer_next("/history", {PROMPT_ID: {"outputs": "nope", "status": 7}})
+    with pytest.raises(UnexpectedAnswer,
+                       match=r"unexpected answer to GET /history/[0-9a-f-]+: outputs must be a mapping"):
+        await collect(ComfyUIClient(fake.url), sd_graph(steps=1))
+    assert fake.view_requests == []
+
+
+@pytest.mark.asyncio
+async def test_wrong_shaped_message_for_our_job_stops_it(fake):
+    fake.step_delay_s = 0.05
+    fake.send_after_step(1, {"type": "progress", "data": {"value": 1, "max": [20], "prompt_id": PROMPT_ID}})
+    with pytest.raises(UnexpectedAnswer, match=r'sent an unexpected "progress" message: max must be a whole number '
+                                               r"\(got a list of 1\)\."):
+        await collect(ComfyUIClient(fake.url), sd_graph(steps=20))
+    assert {"prompt_id": fake.prompt_ids[-1]} in fake.interrupts  # the job was stopped on the server
+    assert await asyncio.to_thread(fake.wait_idle, 2.0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("message", [
+    {"type": "my_custom_node.status", "data": [1, 2, 3]},                                   # a type we do not read
+    {"type": "status", "data": "busy"},                                                      # nor this one
+    {"type": "progress", "data": {"value": "x", "max": 2, "prompt_id": "someone-else"}},     # not our job
+    {"type": "execution_error", "data": {"prompt_id": "someone-else", "node_type": 7}},
+])
+async def test_messages_we_do_not_read_are_ignored(fake, message):
+    fake.send_after_step(1, message)
+    events = await collect(ComfyUIClient(fake.url), sd_graph(steps=2))
+    assert isinstance(events[-1], Produced)
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("message, detail", [
+    (["a", "list"], "websocket message: the message must be a mapping (got a list of 2)."),
+    ({"data": {}}, "websocket message: type is missing."),
+    ({"type": "executing", "data": ["3"]}, '"executing" message: data must be a mapping (got a list of 1).'),
+    ({"type": "execution_start", "data": {"prompt_id": 7}},
+     '"execution_start" message: prompt_id must be a string (got 7).'),
+])
+async def test_malformed_messages_fail_the_job(fake, message, detail):
+    fake.send_after_step(1, message)
+    with pytest.raises(UnexpectedAnswer) as info:
+        await collect(ComfyUIClient(fake.url), sd_graph(steps=3))
+    assert str(info.value) == f"ComfyUI at {fake.url} sent an unexpected {detail}"
+
+
+@pytest.mark.asyncio
+async def test_a_text_frame_that_is_not_json_fails_the_job(fake):
+    fake.send_after_step(1, "<html>502 Bad Gateway</html>")
+    with pytest.raises(UnexpectedAnswer) as info:
+        await collect(ComfyUIClient(fake.url), sd_graph(steps=3))
+    assert str(info.value) == f"ComfyUI at {fake.url} sent a websocket message that is not JSON."

@@ -179,3 +179,58 @@ def test_from_settings():
     monitor = HealthMonitor.from_settings(settings)
     assert monitor.urls == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
     assert (monitor.interval_s, monitor.timeout_s) == (0.5, 0.25)
+
+
+# ---------------------------------------------------------------------------- answers of the wrong shape
+def test_wrong_shaped_system_stats_marks_the_server_down_with_a_sentence(fake):
+    monitor = HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT)
+    fake.answer_next("/system_stats", {"system": 7, "devices": []})
+    st = monitor.poll_now()[fake.url]
+    assert st.up is False
+    assert st.last_error == (f"ComfyUI at {fake.url} sent an unexpected answer to GET /system_stats: "
+                             "system must be a mapping (got 7).")
+    assert monitor.history[-1][3] == st.last_error
+    st = monitor.poll_now()[fake.url]  # the real answer again
+    assert st.up is True and st.last_error is None and st.device == "cpu"
+
+
+def test_system_stats_that_is_not_json_or_not_a_mapping_is_a_sentence_too(fake):
+    monitor = HealthMonitor([fake.url])
+    fake.answer_next("/system_stats", b"<html>502 Bad Gateway</html>")
+    assert monitor.poll_now()[fake.url].last_error == (f"ComfyUI at {fake.url} sent an answer to GET /system_stats "
+                                                      "that is not JSON.")
+    fake.answer_next("/system_stats", "<html>")
+    assert monitor.poll_now()[fake.url].last_error.endswith(
+        'GET /system_stats: the answer must be a mapping (got "<html>").')
+
+
+def test_monitor_thread_survives_wrong_shapes_and_recovers(fake):
+    with HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT, down_after=2) as monitor:
+        assert monitor.wait_for(fake.url, True, 2)
+        wrong = {"system": {}, "devices": [{"name": "cpu", "vram_total": "lots"}]}
+        fake.answer_next("/system_stats", wrong, times=None)
+        assert monitor.wait_for(fake.url, False, INTERVAL + TIMEOUT + SLACK)
+        assert monitor.state(fake.url).last_error.endswith(
+            'devices[0].vram_total must be a whole number (got "lots").')
+        assert monitor.running
+        fake.clear_answers()
+        assert monitor.wait_for(fake.url, True, INTERVAL + TIMEOUT + SLACK)
+    assert fake.canned_served and set(fake.canned_served) == {"GET /system_stats"}
+
+
+def test_wrong_shaped_queue_and_models_leave_them_unknown_not_the_server(fake):
+    monitor = HealthMonitor([fake.url])
+    fake.answer_next("/prompt", {"exec_info": {"queue_remaining": "two"}}, method="GET")
+    fake.answer_next("/object_info/UNETLoader", {"UNETLoader": {"input": "unet_name"}})
+    st = monitor.poll_now()[fake.url]
+    assert st.up is True and st.last_error is None
+    assert st.queue_remaining is None and st.models is None
+    assert set(fake.canned_served) == {"GET /prompt", "GET /object_info/UNETLoader"}
+    st = monitor.poll_now()[fake.url]  # models are read again at the next poll while unknown
+    assert st.queue_remaining == 0 and st.models.checkpoints == ["tiny-sd15.safetensors"]
+
+
+def test_devices_and_version_come_from_the_checked_answer(fake):
+    fake.answer_next("/system_stats", {"system": {"comfyui_version": "0.4.0", "os": "nt"}, "devices": []})
+    st = HealthMonitor([fake.url]).poll_now()[fake.url]
+    assert st.up is True and st.comfyui_version == "0.4.0" and st.device is None and st.vram_total is None
