@@ -185,10 +185,10 @@ class ImageTabHandlers:
 
     @staticmethod
     def reuse_seed(last_seed: Any):
+        """The last image's seed into the seed box; before any image, the progress line says why not."""
         if last_seed is None:
-            gr.Info("No image yet in this session: the seed stays as it is.")
-            return gr.skip()
-        return last_seed
+            return gr.skip(), "No image yet in this session: the seed stays as it is."
+        return last_seed, f"Seed {last_seed} of the last image is set."
 
     # -- history -------------------------------------------------------------------------------
     @staticmethod
@@ -209,19 +209,20 @@ class ImageTabHandlers:
         return saved[index], f"Picked: `{Path(saved[index]).name}`"
 
     def reuse(self, picked: str | None):
-        """Fill the settings from a picked image's saved parameters."""
+        """Fill the settings from a picked image's saved parameters; the line under the history says what
+        happened (a handler outside the queue cannot show pop-up messages)."""
         c = self.components
         if not picked:
-            gr.Warning("Pick an image in the history (or the outputs folder) first.")
-            return {}
+            return {c["picked_info"]: "Pick an image in the history (or the outputs folder) first, then reuse its "
+                                      "parameters."}
+        name = Path(picked).name
         try:
             params = read_parameters(picked)
-        except Exception as err:
-            gr.Warning(f"Could not read the parameters of {Path(picked).name}: {err}")
-            return {}
+        except Exception as err:  # an unreadable or foreign file: say so, keep the settings
+            logger.warning("Could not read the parameters of %s: %s", picked, err)
+            return {c["picked_info"]: f"Could not read the parameters of {name}."}
         if not params:
-            gr.Warning(f"{Path(picked).name} carries no generation parameters.")
-            return {}
+            return {c["picked_info"]: f"{name} carries no generation parameters."}
         update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
         for name, component in self.param_components.items():
             if params.get(name) is not None:
@@ -229,7 +230,7 @@ class ImageTabHandlers:
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
-        gr.Info(f"Parameters of {Path(picked).name} loaded.")
+        update[c["picked_info"]] = f"Parameters of {name} loaded into the settings."
         return update
 
     async def list_outputs(self):
@@ -351,7 +352,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["quality"].input(h.on_quality, inputs=[c["quality"], c["guidance"]], outputs=[c["steps"], c["guidance"]],
                        **private)
     c["random_seed"].click(lambda: P.RANDOM_SEED, outputs=c["seed"], **private)
-    c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=c["seed"], **private)
+    c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=[c["seed"], c["progress"]], **private)
 
     c["gallery"].select(h.pick, inputs=c["history"], outputs=[c["picked"], c["picked_info"]], **private)
     if browse_outputs:
@@ -359,7 +360,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
         c["saved_gallery"].select(h.pick_saved, inputs=c["saved"], outputs=[c["picked"], c["picked_info"]],
                                   **private)
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler")]
+                                   "guidance", "seed", "sampler", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
     return ImageTab(model=c["model"], generate_event=gen_event)
 

@@ -5,7 +5,7 @@ import re
 import time
 
 from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text, set_number,
-                               wait_progress, wait_step, wait_until)
+                               wait_progress, wait_step, wait_text, wait_until)
 
 pytestmark = needs_chromium
 
@@ -188,3 +188,20 @@ def test_stop_during_a_batch_keeps_the_finished_image_and_says_stopped(ui_page, 
     assert "Stopped" in last and "Done" not in last, last
     assert len(local_app.saved_images()) == before + 1  # the first image was finished and saved
     assert history_count(page) == 1
+
+
+@needs_chromium
+def test_reuse_and_last_seed_with_nothing_yet_say_so_without_error_overlays(ui_page, local_app):
+    page = ui_page
+    open_app(page, local_app.url)
+    page.click("#reuse-parameters")
+    wait_text(page, "picked-info", "Pick an image in the history (or the outputs folder) first")
+    page.click("#seed-reuse")
+    wait_progress(page, "No image yet in this session: the seed stays as it is.")
+    page.wait_for_timeout(500)
+    assert page.locator(".error").count() == 0 and page.get_by_text("Error", exact=True).count() == 0
+    # and a run afterwards is not marked with stale errors either
+    fill_image_form(page, "after the clicks", steps=2, seed=5)
+    page.click("#generate")
+    wait_progress(page, "Done")
+    assert page.locator(".error").count() == 0 and page.get_by_text("Error", exact=True).count() == 0
