@@ -63,14 +63,17 @@ def sampler_key(name: Any) -> str:
     return text
 
 
-def validation_errors(req: GenerationRequest, backends: Sequence[str] = (), limits: Limits | None = None) -> list[str]:
+def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
+                      limits: Limits | None = None) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
     limits = limits or Limits()
     problems = limits.prompt_problems([("prompt", req.prompt), ("negative prompt", req.negative_prompt)])
     if problems:  # a huge text is not worth checking further (nor echoing back)
         return problems
-    for param, value in ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width), (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps),
-                         (P.GUIDANCE, req.guidance_scale), (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count)):
+    checked = ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width),
+               (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps), (P.GUIDANCE, req.guidance_scale),
+               (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count))
+    for param, value in checked:
         problem = param.problem(value)
         if problem:
             problems.append(problem)
