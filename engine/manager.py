@@ -33,6 +33,8 @@ from .router import Router
 
 logger = logging.getLogger(__name__)
 
+SEE_STATUS = " — see System status"  # ends the demo model's badge label: the status tab says how to get a real one
+
 
 class AIModelManager:
     """Generate images and storyboard videos on whichever backend can run them (engine/backends/)."""
@@ -75,8 +77,14 @@ class AIModelManager:
         self.router = Router(backends)
 
     def _record_switch(self, what: str, reason: str = "") -> None:
-        self.switches.appendleft({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "event": what, "reason": reason,
-                                  "backend": self.active_backend()["label"] if self._initialized else ""})
+        """A row of the status tab's switch log: a change of state (a server up or down, a request that failed
+        over mid-run), never a copy of the newest row."""
+        row = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "event": what, "reason": reason,
+               "backend": self.active_backend()["label"] if self._initialized else ""}
+        newest = self.switches[0] if self.switches else {}
+        if all(newest.get(key) == row[key] for key in ("event", "reason", "backend")):
+            return
+        self.switches.appendleft(row)
 
     def use_gpu_decorator(self, decorator: Any) -> None:
         """Wrap local pipeline calls, e.g. with `spaces.GPU(duration=120)` on a ZeroGPU Space."""
@@ -142,7 +150,8 @@ class AIModelManager:
                     "reason": backend.why_not(None) or reason, "demo": True}
         if model.builtin:
             label = f"{model.label.lower()} (no real weights found" + (f"; {reason})" if reason else ")")
-            return {"backend": backend.name, "label": label, "reason": reason, "demo": True}
+            return {"backend": backend.name, "label": label + SEE_STATUS, "reason": reason, "demo": True,
+                    "hint": SEE_STATUS}
         return {"backend": backend.name, "label": f"{backend.label} · {model.label}"
                 + (f" (fallback: {reason})" if reason else ""), "reason": reason, "demo": False}
 
@@ -181,7 +190,30 @@ class AIModelManager:
             "output_dir": str(self.settings.output_dir),
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
+            "normal_path": self._normal_path(),
         }
+
+    def _local_is_normal(self) -> bool:
+        """True when every backend auto would try before the local one is off or has not been up since start-up
+        (details["ever_up"] False): local generation is then the normal path, not a fallback."""
+        return all(not st.enabled or not st.details.get("ever_up", True)
+                   for st in (b.state() for b in self.router.backends if not b.local))
+
+    def _normal_path(self) -> str:
+        """The status tab's one sentence saying local generation is the normal path (empty when it is not)."""
+        if not self._local_is_normal():
+            return ""
+        local = self.router.last_resort
+        remote = [b for b in self.router.backends if not b.local]
+        off = [b.label for b in remote if not b.enabled]
+        silent = [b.label for b in remote if b.enabled]
+        why = [f"{' and '.join(off)} is off"] if off else []
+        why += [f"{' and '.join(silent)} has not answered since start-up"] if silent else []
+        sentence = f"Local generation on this machine ({local.label}) is the normal path"
+        if not why:
+            return sentence + "."
+        sentence += f": {' and '.join(why)}, so results made here carry no fallback warning."
+        return sentence + (f" Start {' or '.join(silent)} and the badge switches within seconds." if silent else "")
 
     # -- generation ----------------------------------------------------------------------------
     async def stream_image(self, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
@@ -230,8 +262,9 @@ class AIModelManager:
         """One image along the router's plan: each target in turn until one produces an image."""
         plan = self.router.plan(req)
         reason = plan.skipped
-        if reason:
-            self._record_switch(f"Fell back to {plan.targets[0].backend}", reason)
+        if reason and (req.model or AUTO).lower() == AUTO and self._local_is_normal():
+            reason = None  # nothing was ever up to fall back from: the status tab says so once
+        if reason:  # a plan, not a change of state: the switch log has the server's own up/down rows
             yield Fallback(reason, to_backend=plan.targets[0].backend)
         for number, target in enumerate(plan.targets, start=1):
             produced: Produced | None = None

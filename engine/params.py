@@ -35,8 +35,14 @@ class Param:
         subject = subject or self.label
         if value is None and self.optional:
             return None
+        if is_empty(value) and not self.optional and self.kind in EMPTY_HINTS:
+            return f"{subject} is empty: enter {self.empty_hint()}."
         check = _CHECKS.get(self.kind)
         return check(self, value, subject) if check else None
+
+    def empty_hint(self) -> str:
+        """What to enter in an empty field: "a number of pixels", "a whole number from 1 to 150"."""
+        return EMPTY_HINTS[self.kind].format(minimum=_number_text(self.minimum), maximum=_number_text(self.maximum))
 
     def widget(self) -> dict[str, Any]:
         """Keyword arguments for a UI number or slider: minimum, maximum, step, value, label, info."""
@@ -50,6 +56,16 @@ class Param:
         if self.default is not None:
             out["value"] = self.default
         return out
+
+
+# What to enter in an empty field, by kind (a sentence's end: "Width is empty: enter a number of pixels.").
+EMPTY_HINTS = {"pixels": "a number of pixels", "int": "a whole number from {minimum} to {maximum}",
+               "float": "a number from {minimum} to {maximum}"}
+
+
+def is_empty(value: Any) -> bool:
+    """True for None and blank text: a field left empty."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def is_whole(value: Any) -> bool:

@@ -55,7 +55,18 @@ def _seconds(total: float) -> str:
     if total < 60:
         return f"{total:g} s"
     minutes, secs = divmod(total, 60)
-    return f"{int(minutes)} min {secs:.0f} s"
+    return f"{int(minutes)} min" + (f" {secs:.0f} s" if round(secs) else "")
+
+
+def transition_name(name: str) -> str:
+    """A transition as the UI shows it: "seed travel" for seed_travel."""
+    return name.replace("_", " ")
+
+
+def _one_of(names: Sequence[str]) -> str:
+    """ "cut, crossfade or seed travel": names as the UI shows them."""
+    shown = [transition_name(n) for n in names]
+    return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else "".join(shown)
 
 
 def _policy_problem(policy: Any) -> str | None:
@@ -276,7 +287,8 @@ class Storyboard:
             return out
         out += self._scene_problems(board.fps if fps_ok else None)
         total = self.total_duration
-        if total > MAX_TOTAL_S:
+        too_long = any(is_number(s.duration) and s.duration > MAX_TOTAL_S for s in self.scenes)
+        if total > MAX_TOTAL_S and not too_long:  # a scene over the limit already said so: one message
             out.append(f"The storyboard lasts {_seconds(total)}; the longest video is "
                        f"{_seconds(MAX_TOTAL_S)}. Shorten or remove scenes.")
         return out
@@ -299,7 +311,7 @@ class Storyboard:
                 out.append(f"Scene {number} lasts {scene.duration:g} s, shorter than one frame at {fps:g} fps; "
                            f"make it at least {1 / fps:.3g} s.")
             if scene.transition not in TRANSITIONS:
-                out.append(f"Scene {number}'s transition must be one of {', '.join(TRANSITIONS)} "
+                out.append(f"Scene {number}'s transition must be one of {_one_of(TRANSITIONS)} "
                            f"(got {scene.transition!r}).")
             if not is_number(scene.transition_duration) or scene.transition_duration < 0:
                 out.append(f"Scene {number}'s transition duration must be 0 or more seconds "

@@ -15,7 +15,7 @@ from .image_tab import build_image_tab
 from .models import choices_key, model_choices
 from .sessions import Jobs
 from .status_tab import build_status_tab
-from .theme import CSS, theme
+from .theme import CSS, LOGO_SVG, theme
 from .video_tab import build_video_tab
 
 BADGE_REFRESH_S = 1.0
@@ -33,7 +33,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         seen = gr.State({})
         with gr.Row(elem_id="gator-header"):
-            gr.HTML(f"<h1>🐊 {title}</h1>", elem_id="gator-title", padding=False)
+            gr.HTML(f"<h1>{LOGO_SVG}<span>{title}</span></h1>", elem_id="gator-title", padding=False)
             badge = gr.HTML(badge_html(read_status().get("active")), elem_id="badge-slot", padding=False)
         with gr.Tabs(elem_id="gator-tabs"):
             with gr.Tab("Image", id="image", elem_id="tab-image"):

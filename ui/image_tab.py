@@ -75,9 +75,9 @@ def details_markdown(result: dict[str, Any]) -> str:
         f"Saved to `{result.get('path')}`",
     ]
     if result.get("fallback_reason"):
-        lines.append(f"⚠️ Fell back to {result.get('backend')}: {result['fallback_reason']}")
+        lines.append(f"Warning: fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
-        lines.append(f"⚠️ {warning}")
+        lines.append(f"Warning: {warning}")
     return "\n\n".join(lines)
 
 
@@ -138,14 +138,14 @@ class ImageTabHandlers:
                     yield {c["progress"]: STOPPED}
         except TooManyJobs as err:
             gr.Warning(str(err))
-            yield {c["progress"]: f"❌ {err}"}
+            yield {c["progress"]: f"Failed: {err}"}
         except asyncio.CancelledError:
             raise
         except Exception as err:  # never a traceback in the browser
             logger.exception("Image generation failed in the UI")
             message = f"Something went wrong ({type(err).__name__}); the server log has the details."
             gr.Warning(message)
-            yield {c["progress"]: f"❌ {message}"}
+            yield {c["progress"]: f"Failed: {message}"}
 
     @staticmethod
     def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):
@@ -279,8 +279,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
             with gr.Row(equal_height=False):
                 seed = gr.Number(**_number_box(P.SEED), precision=0, elem_id="seed", scale=3)
                 with gr.Column(scale=1, min_width=120):
-                    random_seed = gr.Button("🎲 Random", size="sm", elem_id="seed-random")
-                    reuse_seed = gr.Button("♻️ Last seed", size="sm", elem_id="seed-reuse")
+                    random_seed = gr.Button("Random", size="sm", elem_id="seed-random")
+                    reuse_seed = gr.Button("Last seed", size="sm", elem_id="seed-reuse")
             with gr.Row():
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
@@ -338,12 +338,14 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     inputs = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "batch", "history")]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished")]
+    # Gradio keeps a hidden status tracker (with its "0.0s" timer text) inside every output an event shows
+    # progress on, even with show_progress="hidden": events that write the progress line show it on a State.
     gen_event = gr.on([c["generate"].click, c["prompt"].submit], h.generate, inputs=inputs, outputs=outputs,
-                      api_visibility="private", show_progress="hidden", concurrency_limit=4,
-                      concurrency_id=GENERATE_CONCURRENCY)
+                      api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
+                      concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gen_event.then(h.show_finished, inputs=[c["finished"], c["history"]],
                    outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
-                   **private)
+                   show_progress_on=c["finished"], **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"]], **private)
 
     c["model"].input(h.on_model, inputs=c["model"], outputs=[c["steps"], c["guidance"]], **private)
@@ -352,7 +354,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["quality"].input(h.on_quality, inputs=[c["quality"], c["guidance"]], outputs=[c["steps"], c["guidance"]],
                        **private)
     c["random_seed"].click(lambda: P.RANDOM_SEED, outputs=c["seed"], **private)
-    c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=[c["seed"], c["progress"]], **private)
+    c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=[c["seed"], c["progress"]],
+                          show_progress="hidden", show_progress_on=c["last_seed"], **private)
 
     c["gallery"].select(h.pick, inputs=c["history"], outputs=[c["picked"], c["picked_info"]], **private)
     if browse_outputs:

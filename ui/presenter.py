@@ -7,7 +7,7 @@ from typing import Any
 from engine.events import Done, Failed, Fallback, Progress, Queued, Started
 from engine.video import VideoProgress
 
-STOPPED = "⏹ Stopped."
+STOPPED = "Stopped."
 
 
 def batch_label(index: int, count: int) -> str:
@@ -41,6 +41,9 @@ class Presenter:
     video: bool = False
     backend: str | None = None
     model: str | None = None
+    reached: int = 0  # the highest step shown for the image (or keyframe) being made now
+    held: bool = False  # the image restarted: its steps are not shown until they pass `reached`
+    fallback: str | None = None  # the reason of that restart's Fallback, kept in view meanwhile
 
     @property
     def where(self) -> str:
@@ -57,36 +60,60 @@ class Presenter:
             self.backend = event.to_backend
 
     def line(self, event: Any) -> str | None:
-        """Note `event`, then its progress line (None for an event that changes nothing visible)."""
+        """Note `event`, then its progress line (None for an event that changes nothing visible).
+
+        After a Fallback the line keeps its reason until the next backend's steps pass the highest step
+        shown, so the step counter of one image never goes backwards."""
         self.note(event)
         if isinstance(event, Queued):
             where = self.backend or "backend"
-            return _line(self.label, f"⏳ Waiting for the {where}: position {event.position} in line")
+            return _line(self.label, f"Waiting for the {where}: position {event.position} in line")
         if isinstance(event, Started):
-            return _line(self.label, f"▶️ Started on {self.where}")
+            if self.fallback is not None:
+                return self._fallback_line(self.where)
+            again = self.reached > 0  # the same image again: another server took it over
+            self.held = self.held or again
+            return _line(self.label, f"Started on {self.where}" + (" again" if again else ""))
         if isinstance(event, Fallback):
-            return _line(self.label, f"⚠️ {event.reason} Continuing on {event.to_backend}.")
+            self.fallback, self.held = event.reason, True
+            return self._fallback_line(event.to_backend)
         if isinstance(event, VideoProgress):
             if event.phase == "denoising":
+                if not self._advance(event.done):
+                    return None
                 return _line(self.label, event.message, f"step {event.done}/{event.total}", self.where)
             return _line(self.label, event.message, f"frame {event.done}/{event.total}")
         if isinstance(event, Progress):
             if self.video:
+                self.reached, self.held, self.fallback = 0, False, None  # the next keyframe counts from 0
                 return _line(self.label, f"Keyframe {event.step}/{event.total} done", event.backend)
+            if not self._advance(event.step):
+                return None
             return _line(self.label, f"Step {event.step}/{event.total}", self.where)
         if isinstance(event, Done):
             return self._done(event.result)
         if isinstance(event, Failed):
             if is_stopped(event):
                 return f"{STOPPED} {event.error.removeprefix('Cancelled:').strip()}".strip()
-            return f"❌ {event.error}"
+            return f"Failed: {event.error}"
         return None
+
+    def _fallback_line(self, where: str) -> str:
+        return _line(self.label, f"Warning: {self.fallback} Continuing on {where}.")
+
+    def _advance(self, step: int) -> bool:
+        """True when `step` may be shown: no restart is held, or it passed every step shown before."""
+        if self.held and step <= self.reached:
+            return False
+        self.held, self.fallback = False, None
+        self.reached = max(self.reached, step)
+        return True
 
     def _done(self, result: dict[str, Any]) -> str:
         took = (result.get("timings") or {}).get("total_s")
         took = took if isinstance(took, (int, float)) else None
         if self.video:
-            return _line(self.label, f"✅ Video ready: {result.get('frames')} frames, {result.get('duration_s')} s"
+            return _line(self.label, f"Video ready: {result.get('frames')} frames, {result.get('duration_s')} s"
                                      + (f" in {took:.1f} s" if took is not None else ""))
-        return _line(self.label, "✅ Done" + (f" in {took:.2f} s" if took is not None else ""),
+        return _line(self.label, "Done" + (f" in {took:.2f} s" if took is not None else ""),
                      result.get("backend"), result.get("model"), f"seed {result.get('seed')}")

@@ -47,10 +47,26 @@ def apply_style(style: str | None, prompt: str, negative: str) -> tuple[str, str
     if spec is None or style == NO_STYLE or not (prompt or "").strip():
         return prompt, negative
     styled = spec["prompt"].replace("{prompt}", prompt.strip())
-    extra = spec["negative"].strip()
-    if extra and extra not in (negative or ""):
-        negative = f"{negative.strip()}, {extra}" if (negative or "").strip() else extra
-    return styled, negative
+    return styled, merge_negative(negative, spec["negative"])
+
+
+def _terms(text: str) -> list[str]:
+    """The comma-separated terms of a negative prompt, stripped, blanks dropped."""
+    return [term.strip() for term in (text or "").split(",") if term.strip()]
+
+
+def merge_negative(negative: str, extra: str) -> str:
+    """`negative` followed by the terms of `extra` it does not have yet (compared without case): no term twice."""
+    have = {term.lower() for term in _terms(negative)}
+    added = []
+    for term in _terms(extra):
+        if term.lower() not in have:
+            have.add(term.lower())
+            added.append(term)
+    if not added:
+        return negative
+    kept = (negative or "").strip().rstrip(",").strip()
+    return ", ".join([kept, *added] if kept else added)
 
 
 def _round_side(value: float, step: int) -> int:

@@ -64,11 +64,50 @@ def _state(up: Any) -> str:
     return '<span class="gator-unknown">checking…</span>'
 
 
+MODELS_HELP = ("To use a real model, put its weights in the folder GATOR_MODELS_DIR names: a diffusers folder named "
+               "after the model's id (for example sdxl-1.0/) or a single file (sd_xl_base_1.0.safetensors, "
+               "v1-5-pruned-emaonly.safetensors), then restart the app; or start ComfyUI with a checkpoint "
+               "installed, and the badge switches to it within seconds.")
+
+
+def _last_seen(server: dict[str, Any], text: str) -> str:
+    """`text` (what a server said when it was last up) marked as old: "last seen 2 min ago: ..."."""
+    return f'<span class="gator-stale"><small>last seen {_e(_ago(server.get("since")))}:</small> {text}</span>'
+
+
+def _server_row(s: dict[str, Any]) -> list[str]:
+    """One server's cells; a server that is not up shows no latency or queue, and its device, VRAM and
+    models as last seen."""
+    current = s.get("up") is True
+    latency = s.get("latency_ms")
+    vram = (f"{_gib(s.get('vram_free'))} free of {_gib(s.get('vram_total'))}" if s.get("vram_total") else "–")
+    device = _e(s.get("device") or "–") + (f"<br><small>ComfyUI {_e(s.get('comfyui_version'))}</small>"
+                                           if s.get("comfyui_version") else "")
+    models = _installed(s.get("models"))
+    if not current:
+        vram = _last_seen(s, vram) if s.get("vram_total") else "–"
+        device = _last_seen(s, device) if s.get("device") else "–"
+        models = _last_seen(s, models) if s.get("models") else "–"
+    return [
+        f"<code>{_e(s.get('url'))}</code>",
+        _state(s.get("up")) + f"<br><small>since {_e(_ago(s.get('since')))}</small>",
+        f"{latency:.0f} ms" if current and isinstance(latency, (int, float)) else "–",
+        device,
+        vram,
+        _e(s.get("queue_remaining")) if current and s.get("queue_remaining") is not None else "–",
+        models,
+        _e(s.get("last_error") or ""),
+    ]
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The whole tab as HTML."""
     active = status.get("active") or {}
-    out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(active.get("label"))}</b>'
+    label = str(active.get("label") or "").removesuffix(str(active.get("hint") or "")) or None
+    out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(label)}</b>'
            + (f" — {_e(active.get('reason'))}" if active.get("reason") else "") + "</p>"]
+    if status.get("normal_path"):
+        out.append(f'<p id="status-normal-path">{_e(status["normal_path"])}</p>')
 
     backends = status.get("backends") or []
     out.append("<h3>Backends</h3>")
@@ -81,22 +120,7 @@ def render_status(status: dict[str, Any]) -> str:
     servers = status.get("servers") or []
     out.append("<h3>Servers</h3>")
     if servers:
-        rows = []
-        for s in servers:
-            latency = s.get("latency_ms")
-            vram = (f"{_gib(s.get('vram_free'))} free of {_gib(s.get('vram_total'))}"
-                    if s.get("vram_total") else "–")
-            rows.append([
-                f"<code>{_e(s.get('url'))}</code>",
-                _state(s.get("up")) + f"<br><small>since {_e(_ago(s.get('since')))}</small>",
-                f"{latency:.0f} ms" if isinstance(latency, (int, float)) else "–",
-                _e(s.get("device") or "–") + (f"<br><small>ComfyUI {_e(s.get('comfyui_version'))}</small>"
-                                              if s.get("comfyui_version") else ""),
-                vram,
-                _e(s.get("queue_remaining") if s.get("queue_remaining") is not None else "–"),
-                _installed(s.get("models")),
-                _e(s.get("last_error") or ""),
-            ])
+        rows = [_server_row(s) for s in servers]
         out.append(_table(["server", "state", "latency", "device", "VRAM", "queue", "installed models",
                            "last error"], rows, "status-servers"))
     else:
@@ -112,8 +136,11 @@ def render_status(status: dict[str, Any]) -> str:
     ]], "status-local"))
 
     models = status.get("models") or []
+    if models or active.get("demo"):
+        out.append('<h3 id="status-models-section">Models</h3>')
+        if active.get("demo"):
+            out.append(f'<p id="status-models-help">{_e(MODELS_HELP)}</p>')
     if models:
-        out.append("<h3>Models</h3>")
         out.append(_table(["model", "id", "backend", "available", "note"], [[
             _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("backend_label") or m.get("backend")),
             "yes" if m.get("available") else "no", _e(m.get("note") or ""),

@@ -96,7 +96,12 @@ def video_request(prompts: str, negative: str, storyboard_yaml: str, quality: st
 
 
 def video_details(result: dict[str, Any]) -> str:
-    lines = [f"**{len(result.get('keyframes') or [])} keyframes** · {result.get('frames')} frames · "
+    """The finished video's details: every keyframe rendered (scenes and seed-travel in-betweens), frames,
+    backends, seeds and files."""
+    scenes, inbetweens = len(result.get("keyframes") or []), len(result.get("inbetweens") or [])
+    rendered = f"**{scenes + inbetweens} keyframes**" + (f" ({scenes} scenes + {inbetweens} in-betweens)"
+                                                          if inbetweens else "")
+    lines = [f"{rendered} · {result.get('frames')} frames · "
              f"{result.get('duration_s')} s at {result.get('fps')} fps · {result.get('width')}×{result.get('height')}",
              f"Backends: {', '.join(result.get('backends') or []) or '–'} · seeds {result.get('seeds')}",
              f"Video `{result.get('video')}`"]
@@ -105,7 +110,7 @@ def video_details(result: dict[str, Any]) -> str:
     if result.get("storyboard_path"):
         lines.append(f"Storyboard `{result['storyboard_path']}`")
     for warning in result.get("warnings") or []:
-        lines.append(f"⚠️ {warning}")
+        lines.append(f"Warning: {warning}")
     return "\n\n".join(lines)
 
 
@@ -230,18 +235,18 @@ class VideoTabHandlers:
     def paste(text: str, seconds: Any, transition: str, table: Any, append: bool):
         new = rows_from_prompts(text, 2 if seconds in (None, "") else seconds, transition or "crossfade")
         if not new:
-            return gr.skip(), gr.skip(), gr.skip(), "❌ Paste at least one prompt (one scene per line)."
+            return gr.skip(), gr.skip(), gr.skip(), "Failed: Paste at least one prompt (one scene per line)."
         rows = (rows_of(table) if append else []) + new
         return rows, None, selection_text(rows, None), f"{len(new)} scene(s) {'added' if append else 'in the table'}."
 
     def load_yaml(self, storyboard_yaml: str):
         c = self.components
         if not (storyboard_yaml or "").strip():
-            return {c["progress"]: "❌ The YAML box is empty: paste a storyboard or insert the example first."}
+            return {c["progress"]: "Failed: The YAML box is empty: paste a storyboard or insert the example first."}
         try:
             board = Storyboard.parse(storyboard_yaml)
         except InvalidRequest as err:
-            return {c["progress"]: f"❌ {err}"}
+            return {c["progress"]: f"Failed: {err}"}
         rows = rows_from_storyboard(board)
         update: dict[Any, Any] = {c["table"]: rows, c["selected"]: None, c["selection"]: selection_text(rows, None),
                                   c["yaml"]: "",
@@ -255,19 +260,19 @@ class VideoTabHandlers:
         """The text of an uploaded storyboard file, into the YAML box (the server's own files are never read)."""
         path = getattr(upload, "name", upload)
         if not path:
-            return gr.skip(), "❌ No file was uploaded."
+            return gr.skip(), "Failed: No file was uploaded."
         limit = self.manager.limits.max_storyboard_chars
         try:
             data = Path(path).read_bytes()[:4 * limit + 1]
         except OSError:
-            return gr.skip(), "❌ The uploaded file could not be read; upload it again."
+            return gr.skip(), "Failed: The uploaded file could not be read; upload it again."
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return gr.skip(), "❌ The uploaded file is not UTF-8 text; upload a .yaml or .json storyboard."
+            return gr.skip(), "Failed: The uploaded file is not UTF-8 text; upload a .yaml or .json storyboard."
         too_long = self.manager.limits.storyboard_problem(text)
         if too_long:
-            return gr.skip(), f"❌ {too_long}"
+            return gr.skip(), f"Failed: {too_long}"
         return text, "Storyboard file opened in the YAML box: render it, or load it into the table."
 
     def save(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
@@ -284,9 +289,9 @@ class VideoTabHandlers:
                 raise InvalidRequest(" ".join(problems))
             path = save_storyboard_file(board.to_dict())
         except InvalidRequest as err:
-            return {c["progress"]: f"❌ {err}", c["saved"]: gr.update(value=None, visible=False)}
+            return {c["progress"]: f"Failed: {err}", c["saved"]: gr.update(value=None, visible=False)}
         except (TypeError, ValueError, OSError) as err:
-            return {c["progress"]: f"❌ The storyboard could not be saved: {err}",
+            return {c["progress"]: f"Failed: The storyboard could not be saved: {err}",
                     c["saved"]: gr.update(value=None, visible=False)}
         return {c["progress"]: f"Storyboard saved: {len(board.scenes)} scene(s), {board.total_duration:g} s.",
                 c["saved"]: gr.update(value=str(path), visible=True)}
@@ -303,7 +308,7 @@ class VideoTabHandlers:
         except (TypeError, ValueError) as err:
             message = f"Check the numbers in the form: {err}"
             gr.Warning(message)
-            yield {c["progress"]: f"❌ {message}"}
+            yield {c["progress"]: f"Failed: {message}"}
             return
         prompts = scene_prompts(kwargs)
         keyframes: list[tuple[Any, str]] = []
@@ -332,13 +337,13 @@ class VideoTabHandlers:
                     logger.exception("Video generation failed in the UI")
                     message = f"Something went wrong ({type(err).__name__}); the server log has the details."
                     gr.Warning(message)
-                    yield {c["progress"]: f"❌ {message}"}
+                    yield {c["progress"]: f"Failed: {message}"}
                     return
                 finally:
                     await events.aclose()
         except TooManyJobs as err:
             gr.Warning(str(err))
-            yield {c["progress"]: f"❌ {err}"}
+            yield {c["progress"]: f"Failed: {err}"}
             return
         yield self._finish(final, presenter)
 
@@ -505,12 +510,14 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
 def wire_video_tab(h: VideoTabHandlers) -> None:
     """Connect the laid-out components (h.components) to the handlers."""
     c = h.components
-    private = {"queue": False, "api_visibility": "private"}
     table, selected, selection, progress = c["table"], c["selected"], c["selection"], c["progress"]
+    # Gradio keeps a hidden status tracker (with its "0.0s" timer text) inside the outputs an event shows
+    # progress on, even when hidden: every event here shows it on a State, so the progress line stays clean.
+    private = {"queue": False, "api_visibility": "private", "show_progress": "hidden", "show_progress_on": selected}
     edit_outputs = [table, selected, selection]
-    table.select(h.select, inputs=table, outputs=[selected, selection], **private, show_progress="hidden")
+    table.select(h.select, inputs=table, outputs=[selected, selection], **private)
     table.input(lambda rows, i: selection_text(rows_of(rows), i), inputs=[table, selected], outputs=selection,
-                **private, show_progress="hidden")
+                **private)
     for button, handler in (("add", h.add), ("remove", h.remove), ("up", h.move_up), ("down", h.move_down)):
         c[button].click(handler, inputs=[table, selected], outputs=edit_outputs, **private)
     paste_inputs = [c["paste_text"], c["paste_seconds"], c["paste_transition"], table]
@@ -528,6 +535,6 @@ def wire_video_tab(h: VideoTabHandlers) -> None:
     c["render"].click(h.render, inputs=[*form, c["use_ai"], c["make_gif"]],
                       outputs=[c[key] for key in ("progress", "preview", "video", "mp4", "gif", "storyboard",
                                                   "keyframes", "details")],
-                      api_visibility="private", show_progress="hidden", concurrency_limit=2,
-                      concurrency_id="generate_video")
+                      api_visibility="private", show_progress="hidden", show_progress_on=selected,
+                      concurrency_limit=2, concurrency_id="generate_video")
     c["stop"].click(h.stop, **private)

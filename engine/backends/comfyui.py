@@ -195,8 +195,11 @@ class ComfyUIBackend(Backend):
         return f"{model.label} is not installed on any reachable ComfyUI server ({urls})."
 
     def state(self) -> BackendState:
+        """The pool for the badge and the status tab; details["ever_up"]: some server has been up since start-up
+        (until then, local generation is the normal path, not a fallback)."""
         servers = [asdict(st) for st in self.monitor.snapshot().values()] if self.monitor else []
         up = sum(1 for s in servers if s["up"])
+        ever_up = bool(up) or any(was_up for _, _, was_up, _ in (self.monitor.history if self.monitor else []))
         models = self.models()
         if self.monitor is None:
             summary, short = "disabled (GATOR_ENABLE_COMFYUI=0)", "ComfyUI disabled"
@@ -207,7 +210,8 @@ class ComfyUIBackend(Backend):
         else:
             summary, short = f"{up} of {len(servers)} server(s) up", ""
         return BackendState(name=self.name, label=self.label, enabled=self.enabled, ready=bool(models),
-                            summary=summary, short_reason=short, models=[m.id for m in models], servers=servers)
+                            summary=summary, short_reason=short, models=[m.id for m in models], servers=servers,
+                            details={"ever_up": ever_up})
 
     def pick_server(self, model: ModelSpec, exclude: Iterable[str] = ()) -> str | None:
         """The up server with the model and the shortest queue; ties go round-robin.

@@ -219,6 +219,7 @@ def test_no_log_line_prints_a_whole_prompt(run_app):
     prompt = "a lighthouse on a cliff, " * 180  # 4,500 characters: within the limit, far past CLIP's 77 tokens
     _, info = Client(url, verbose=False).predict(prompt, width=64, height=64, num_inference_steps=1,
                                                  api_name="/generate_image")
-    assert info["status"] == "success" and any("cut off" in w for w in info["warnings"])
+    assert info["status"] == "success"
     text = log.read_text()
     assert prompt not in text and max(len(line) for line in text.splitlines()) < 700
+    assert "characters in all)" in text  # the pipeline's truncation notice was logged, cut short

@@ -92,7 +92,7 @@ def test_the_table_and_the_engine_give_the_same_seeds(policy, base):
     (["a", "", "abc", "cut", ""], "Scene 1's duration must be a number of seconds (got 'abc')"),
     (["a", "", "0", "cut", ""], "Scene 1's duration must be more than 0 seconds"),
     (["a", "", "-2", "cut", ""], "Scene 1's duration must be more than 0 seconds"),
-    (["a", "", "2", "wipe", ""], "Scene 1's transition must be one of cut, crossfade, seed_travel (got 'wipe')"),
+    (["a", "", "2", "wipe", ""], "Scene 1's transition must be one of cut, crossfade or seed travel (got 'wipe')"),
     (["a", "", "2", "cut", "1.5"], "Scene 1's seed must be -1 (random) or a whole number"),
 ])
 def test_bad_rows_get_the_engines_sentence(row, sentence):

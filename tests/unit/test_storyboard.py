@@ -37,7 +37,7 @@ def error_of(sb: Storyboard) -> str:
     (board(width=100), "Width must be a multiple of 8 (got 100; try 96)"),
     (board(height=32), "Height must be between 64 and 2048 pixels (got 32)"),
     (board(width=4096), "Width must be between 64 and 2048"),
-    (board(transition="wipe"), "Scene 1's transition must be one of cut, crossfade, seed_travel (got 'wipe')"),
+    (board(transition="wipe"), "Scene 1's transition must be one of cut, crossfade or seed travel (got 'wipe')"),
     (board(seed_policy="chaos"), "Seed policy must be one of fixed, per_scene, increment (got 'chaos')"),
     (board(quality="ultra"), "Quality must be one of draft, standard, high (got 'ultra')"),
     (board(steps=0), "Steps must be a whole number from 1 to 150"),
