@@ -1,6 +1,6 @@
 """Gator Studio: the web app at http://127.0.0.1:7860 (module-level `demo` for Hugging Face Spaces).
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--auth user:pass]
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--auth user:pass] [--admin user]
 """
 import asyncio
 import logging
@@ -30,7 +30,7 @@ def _use_zerogpu(manager: AIModelManager) -> bool:
 
 
 args = parse_args()
-manager = AIModelManager(Settings.from_env(**settings_overrides(args)))
+manager = AIModelManager(Settings.from_env(**settings_overrides(args)), admins=args.admins)
 asyncio.run(manager.initialize_models())
 _use_zerogpu(manager)
 demo = build_demo(manager, browse_outputs=not args.share)

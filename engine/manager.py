@@ -13,8 +13,9 @@ import time
 from collections import deque
 from contextlib import aclosing
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
 from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, Target
@@ -40,8 +41,9 @@ class AIModelManager:
     """Generate images and storyboard videos on whichever backend can run them (engine/backends/)."""
 
     def __init__(self, settings: Settings | None = None, hardware: Hardware | None = None,
-                 *, start_monitor: bool = True) -> None:
+                 *, start_monitor: bool = True, admins: Iterable[str] = ()) -> None:
         self.settings = settings or Settings.from_env()
+        self.admins = frozenset(admins)  # logins whose outputs listing shows everyone's results
         self.hardware = hardware
         self.backends: dict[str, Backend] = {}
         self.router: Router | None = None
@@ -223,11 +225,12 @@ class AIModelManager:
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
                            cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
-                           **aliases: Any) -> AsyncIterator[Event]:
+                           owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
 
         A batch (`batch_count` > 1) is that many images one after another, each with the previous seed + 1.
-        `steps` and `guidance` are accepted for num_inference_steps and guidance_scale.
+        `steps` and `guidance` are accepted for num_inference_steps and guidance_scale. `owner` (a login) saves
+        the images under outputs/<owner>/ instead of the outputs folder itself.
         """
         started_at = time.perf_counter()
         if not self._initialized:
@@ -244,7 +247,8 @@ class AIModelManager:
         try:
             req = req.validated(self.router.names(), limits=self.settings.limits)
             for index in range(req.batch_count):
-                async with aclosing(self._one_image(req.for_image(index), cancel, previews, started_at)) as events:
+                async with aclosing(self._one_image(req.for_image(index), cancel, previews, started_at,
+                                                    owner)) as events:
                     async for event in events:
                         yield event
                 started_at = time.perf_counter()
@@ -258,7 +262,7 @@ class AIModelManager:
             yield Failed(message, self._error_result(req, message))
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,
-                         started_at: float) -> AsyncIterator[Event]:
+                         started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
         """One image along the router's plan: each target in turn until one produces an image."""
         plan = self.router.plan(req)
         reason = plan.skipped
@@ -286,11 +290,11 @@ class AIModelManager:
                 continue
             if produced is None:
                 raise BackendUnavailable("The backend finished without producing an image.")
-            yield Done(await self._finish(req, produced, target, reason, started_at))
+            yield Done(await self._finish(req, produced, target, reason, started_at, owner))
             return
 
     async def _finish(self, req: GenerationRequest, produced: Produced, target: Target, fallback_reason: str | None,
-                      started_at: float) -> ImageResult:
+                      started_at: float, owner: str | None = None) -> ImageResult:
         """The typed result, saved with its parameters (before anyone sees it)."""
         info, image = produced.info, produced.image
         result = ImageResult(
@@ -301,7 +305,7 @@ class AIModelManager:
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()
-        path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir)
+        path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner)
         now = time.perf_counter()
         result.path = str(path)
         result.timings = {"total_s": round(now - started_at, 4),
@@ -333,37 +337,46 @@ class AIModelManager:
         return final
 
     async def stream_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",
-                           use_ai_generation: bool = True, **kwargs: Any) -> AsyncIterator[Any]:
-        """Render a storyboard (or a list of prompts) to an mp4 as a stream of events; see engine/video.py."""
+                           use_ai_generation: bool = True, owner: str | None = None,
+                           **kwargs: Any) -> AsyncIterator[Any]:
+        """Render a storyboard (or a list of prompts) to an mp4 as a stream of events; see engine/video.py.
+        `owner` (a login) saves the video and its keyframes under outputs/<owner>/."""
         from .video import stream_video
 
         await self.initialize_models()
-        async with aclosing(stream_video(self.stream_image, self.settings.output_dir, prompt=prompt,
+        async with aclosing(stream_video(self._image_stream(owner), self.settings.output_dir, prompt=prompt,
                                          video_type=video_type, quality=quality,
                                          use_ai_generation=use_ai_generation, can_interpolate=self.can_interpolate,
-                                         limits=self.settings.limits, **kwargs)) as events:
+                                         limits=self.settings.limits, owner=owner, **kwargs)) as events:
             async for event in events:
                 yield event
 
     async def generate_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",
-                             use_ai_generation: bool = True, **kwargs: Any) -> dict[str, Any]:
-        """Render a storyboard (or a list of prompts) to an mp4; see engine/video.py."""
+                             use_ai_generation: bool = True, owner: str | None = None,
+                             **kwargs: Any) -> dict[str, Any]:
+        """Render a storyboard (or a list of prompts) to an mp4; see engine/video.py. `owner` as in stream_video."""
         from .video import generate_video
 
         await self.initialize_models()
-        return await generate_video(self.stream_image, self.settings, prompt=prompt, video_type=video_type,
+        return await generate_video(self._image_stream(owner), self.settings, prompt=prompt, video_type=video_type,
                                     quality=quality, use_ai_generation=use_ai_generation,
-                                    can_interpolate=self.can_interpolate, limits=self.settings.limits, **kwargs)
+                                    can_interpolate=self.can_interpolate, limits=self.settings.limits, owner=owner,
+                                    **kwargs)
+
+    def _image_stream(self, owner: str | None) -> Any:
+        """`stream_image` saving under `owner`'s folder (the video's keyframes go where the video goes)."""
+        return self.stream_image if owner is None else partial(self.stream_image, owner=owner)
 
     @staticmethod
     def _error_result(req: GenerationRequest, message: str) -> ImageResult:
         known = {"prompt": req.prompt, "seed": req.seed} if isinstance(req.prompt, str) else {"seed": req.seed}
         return error_result(message, model=req.model if isinstance(req.model, str) else None, **known)
 
-    def saved_images(self, limit: int = 60) -> list[Path]:
+    def saved_images(self, limit: int = 60, owner: str | None = None) -> list[Path]:
         """The newest saved images in the outputs folder, newest first: regular files whose real path is inside
-        it, never a symlink."""
-        return find_saved_images(self.settings.output_dir, limit)
+        it, never a symlink. `owner` (a login) lists only that login's images; None (no login) or an admin
+        (`admins`) lists everything."""
+        return find_saved_images(self.settings.output_dir, limit, None if owner in self.admins else owner)
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

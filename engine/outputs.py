@@ -1,6 +1,7 @@
 """Every result is written to disk, with its parameters, before anyone sees it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,27 @@ JSON_CHUNK = "gator"
 def day_folder(output_dir: Path) -> Path:
     """outputs/YYYY-MM-DD/, created if needed."""
     return Path(output_dir) / datetime.now().strftime("%Y-%m-%d")
+
+
+_OWNER_SAFE = re.compile(r"[^a-z0-9_-]+")
+_DAY_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def owner_folder_name(owner: str) -> str:
+    """The folder name of a login's outputs: the name itself when it is plain (lower-case letters, digits, "_",
+    "-"), else a cleaned-up form, ".", and a hash of the exact name ("Ann" -> "ann.17239b6e2501"). So no name
+    leaves the outputs folder ("../x", "/", "."), two logins never share a folder (a plain name has no "."), and
+    none looks like a day folder."""
+    plain = _OWNER_SAFE.sub("_", owner.lower()).strip("_-")[:40]
+    if plain and plain == owner and not _DAY_NAME.fullmatch(plain):
+        return plain
+    digest = hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{plain or 'user'}.{digest}"
+
+
+def owner_folder(output_dir: str | Path, owner: str | None) -> Path:
+    """Where results are saved: outputs/<owner>/ for a login, the outputs folder itself without one."""
+    return Path(output_dir) if owner is None else Path(output_dir) / owner_folder_name(owner)
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -50,12 +72,13 @@ def a1111_parameters(params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path) -> Path:
-    """Write `image` as PNG with `parameters` (A1111) and `gator` (JSON) text chunks; return its path.
+def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, owner: str | None = None) -> Path:
+    """Write `image` as PNG with `parameters` (A1111) and `gator` (JSON) text chunks under
+    outputs/[<owner>/]YYYY-MM-DD/; return its path.
 
     Raises OutputError with a clear sentence when the folder cannot be written.
     """
-    folder = day_folder(output_dir)
+    folder = day_folder(owner_folder(output_dir, owner))
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", a1111_parameters(params))
     info.add_text(JSON_CHUNK, json.dumps(params, default=str, ensure_ascii=False))
@@ -279,13 +302,19 @@ def sweep_leftovers(output_dir: str | Path) -> SweepReport:
     return report
 
 
-def saved_images(output_dir: str | Path, limit: int = 60) -> list[Path]:
+def saved_images(output_dir: str | Path, limit: int = 60, owner: str | None = None) -> list[Path]:
     """The newest saved images under `output_dir` (newest first, at most `limit`): regular files only, never a
-    symlink, and only files whose real path is inside the outputs folder."""
+    symlink, and only files whose real path is inside the outputs folder. `owner`: only that login's folder
+    (outputs/<owner>/); None lists everything."""
     root = _resolved_folder(output_dir)
     if root is None or limit <= 0:
         return []
-    found = [(st.st_mtime, path) for path, st in _regular_files(root)
-             if path.name.lower().endswith(IMAGE_SUFFIXES) and _inside(path, root)]
+    folder = root
+    if owner is not None:
+        folder = root / owner_folder_name(owner)
+        if folder.is_symlink() or not folder.is_dir():
+            return []
+    found = [(st.st_mtime, path) for path, st in _regular_files(folder)
+             if path.name.lower().endswith(IMAGE_SUFFIXES) and _inside(path, folder)]
     found.sort(key=lambda item: item[0], reverse=True)
     return [path for _, path in found[:limit]]

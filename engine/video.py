@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import GatorError, GenerationCancelled, InvalidRequest, OutputError, os_reason, output_error
 from .events import Done, Event, Failed, Fallback, Progress, Queued, Started
 from .limits import Limits
+from .outputs import owner_folder
 from .storyboard import Storyboard
 
 logger = logging.getLogger(__name__)
@@ -543,9 +544,10 @@ def _error_result(message: str, **extra: Any) -> dict[str, Any]:
 async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_image: StreamImage | None,
                             output_dir: str | Path, *, use_ai_generation: bool = True, make_gif: bool = False,
                             cancel: asyncio.Event | None = None, rng: Any = None, video_type: str = "storyboard",
-                            can_interpolate: Callable[[str], bool] | None = None, limits: Limits | None = None
-                            ) -> AsyncIterator[Event | VideoProgress]:
-    """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/, as a stream of events.
+                            can_interpolate: Callable[[str], bool] | None = None, limits: Limits | None = None,
+                            owner: str | None = None) -> AsyncIterator[Event | VideoProgress]:
+    """Render `storyboard` to an mp4 under output_dir/YYYY-MM-DD/ (output_dir/<owner>/YYYY-MM-DD/ for a login),
+    as a stream of events.
 
     Yields Queued/Started (passed through), VideoProgress (keyframe steps, encoding, GIF), Fallback
     (a keyframe fell back), Progress(step=keyframe, total=keyframes, preview=keyframe, backend=the keyframe's backend)
@@ -567,7 +569,7 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
     except InvalidRequest as err:
         yield Failed(str(err), _error_result(str(err), video_type=video_type))
         return
-    folder = Path(output_dir) / datetime.now().strftime("%Y-%m-%d")
+    folder = owner_folder(output_dir, owner) / datetime.now().strftime("%Y-%m-%d")
     label = board.title or board.scenes[0].prompt
     job = _Render(board=board, stream_image=stream_image, folder=folder, stem=_new_stem(folder, label),
                   seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel, video_type=video_type,
@@ -676,7 +678,8 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
                        storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                        use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
                        cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
-                       limits: Limits | None = None, **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
+                       limits: Limits | None = None, owner: str | None = None,
+                       **overrides: Any) -> AsyncIterator[Event | VideoProgress]:
     """Render a list of prompts or a storyboard to an mp4, as the events of render_storyboard.
 
     `prompt`: a list of prompts (one scene each) or text, read per `video_type`: "multi_frame" one scene per
@@ -698,7 +701,7 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
         return
     async with aclosing(render_storyboard(board, stream_image, output_dir, use_ai_generation=use_ai_generation,
                                           make_gif=make_gif, cancel=cancel, video_type=video_type,
-                                          can_interpolate=can_interpolate, limits=limits)) as events:
+                                          can_interpolate=can_interpolate, limits=limits, owner=owner)) as events:
         async for event in events:
             yield event
 
@@ -707,7 +710,7 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
                          storyboard: Any = None, video_type: str = "multi_frame", quality: str = "high",
                          use_ai_generation: bool = True, fps: float | None = None, make_gif: bool = False,
                          cancel: asyncio.Event | None = None, can_interpolate: Callable[[str], bool] | None = None,
-                         limits: Limits | None = None, **overrides: Any) -> dict[str, Any]:
+                         limits: Limits | None = None, owner: str | None = None, **overrides: Any) -> dict[str, Any]:
     """stream_video (see there for the arguments) run to its end: the result dict of its Done or Failed.
 
     Never raises for bad input: returns {"status": "error", "error": sentence, ...} before any generation.
@@ -716,7 +719,7 @@ async def generate_video(stream_image: StreamImage | None, settings: Any, prompt
     async for event in stream_video(stream_image, settings.output_dir, prompt=prompt, storyboard=storyboard,
                                     video_type=video_type, quality=quality, use_ai_generation=use_ai_generation,
                                     fps=fps, make_gif=make_gif, cancel=cancel, can_interpolate=can_interpolate,
-                                    limits=limits, **overrides):
+                                    limits=limits, owner=owner, **overrides):
         if isinstance(event, Done):
             final = event.result
         elif isinstance(event, Failed):

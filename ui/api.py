@@ -50,7 +50,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                 result = await manager.generate_image(
                     styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed),
                     model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                    batch_count=batch_count, cancel=cancel, previews=False, **values)
+                    batch_count=batch_count, cancel=cancel, previews=False,
+                    owner=getattr(request, "username", None), **values)
         except TooManyJobs as err:
             raise gr.Error(str(err), print_exception=False) from None
         if result.status != "success" or not result.path:
@@ -80,7 +81,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         try:
             async with jobs.job(request) as cancel:
                 result = await manager.generate_video(use_ai_generation=use_ai_generation, make_gif=make_gif,
-                                                      cancel=cancel, **kwargs)
+                                                      cancel=cancel, owner=getattr(request, "username", None),
+                                                      **kwargs)
         except TooManyJobs as err:
             raise gr.Error(str(err), print_exception=False) from None
         if result.get("status") != "success" or not result.get("video"):

@@ -14,6 +14,7 @@ from .badge import badge_html
 from .image_tab import build_image_tab
 from .models import choices_key, model_choices
 from .sessions import Jobs
+from .shortcuts import SHORTCUTS_JS
 from .status_tab import build_status_tab
 from .theme import CSS, LOGO_SVG, theme
 from .video_tab import build_video_tab
@@ -82,5 +83,5 @@ def launch_options(manager: AIModelManager, demo: gr.Blocks) -> dict[str, Any]:
         return {index: fn.api_name for index, fn in demo.fns.items() if getattr(fn, "api_name", None)}
 
     guard = Middleware(ApiArguments, specs=getattr(demo, "gator_api_specs", {}), fn_names=fn_names)
-    return {"theme": theme(), "css": CSS, "allowed_paths": [str(manager.output_dir)],
+    return {"theme": theme(), "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.output_dir)],
             "app_kwargs": {"middleware": [guard]}}

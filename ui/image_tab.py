@@ -101,14 +101,15 @@ class ImageTabHandlers:
         styled, negative_styled = apply_style(style, prompt or "", negative or "")
         try:
             async with self.jobs.job(request) as cancel:
-                index = 0
+                index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
                 async for event in self.manager.stream_image(
                         styled, negative_styled, width=_number(width), height=_number(height),
                         num_inference_steps=_number(steps),
                         guidance_scale=float(guidance) if guidance is not None else None,
                         seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
-                        sampler=sampler or P.SAMPLER.default, batch_count=count, cancel=cancel):
+                        sampler=sampler or P.SAMPLER.default, batch_count=count, cancel=cancel,
+                        owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
                         result = event.result
@@ -119,10 +120,10 @@ class ImageTabHandlers:
                         # `show_finished` (outputs left out of the step stream keep each step cheap)
                         yield {c["image"]: result["path"], c["history"]: history,
                                c["last_seed"]: result.get("seed"), c["finished"]: finished}
-                        index += 1
+                        index, last_path = index + 1, result["path"]
                         presenter = Presenter(label=batch_label(index, count))
-                    elif isinstance(event, Failed):
-                        yield {c["progress"]: line, c["finished"]: None}
+                    elif isinstance(event, Failed):  # no noisy preview stays: the last finished image, or none
+                        yield {c["progress"]: line, c["finished"]: None, c["image"]: last_path}
                         if not is_stopped(event):
                             gr.Warning(event.error)
                         return
@@ -135,7 +136,7 @@ class ImageTabHandlers:
                         if update:
                             yield update
                 if cancel.is_set():
-                    yield {c["progress"]: STOPPED}
+                    yield {c["progress"]: STOPPED, c["image"]: last_path}
         except TooManyJobs as err:
             gr.Warning(str(err))
             yield {c["progress"]: f"Failed: {err}"}
@@ -233,9 +234,11 @@ class ImageTabHandlers:
         update[c["picked_info"]] = f"Parameters of {name} loaded into the settings."
         return update
 
-    async def list_outputs(self):
-        """The newest saved images (regular files inside the outputs folder only, never a symlink)."""
-        files = await asyncio.to_thread(self.manager.saved_images, OUTPUTS_LIMIT)
+    async def list_outputs(self, request: gr.Request = None):
+        """The newest saved images (regular files inside the outputs folder only, never a symlink); with --auth,
+        only the login's own (an admin's: everyone's)."""
+        files = await asyncio.to_thread(self.manager.saved_images, OUTPUTS_LIMIT,
+                                        getattr(request, "username", None))
         paths = [str(p) for p in files]
         if not paths:
             gr.Info("No saved images in the outputs folder yet.")
@@ -256,8 +259,12 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
-                                elem_id="prompt")
+            with gr.Row(equal_height=False):  # the primary action beside the prompt, as in A1111 and Fooocus
+                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
+                                    info="Ctrl+Enter generates.", elem_id="prompt", scale=4)
+                with gr.Column(scale=1, min_width=120):
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
             negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
                                   elem_id="negative-prompt")
             with gr.Row():
@@ -285,9 +292,6 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
                 batch = gr.Slider(**_widget(P.BATCH_COUNT), elem_id="batch")
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="stop")
         with gr.Column(scale=6):
             progress = gr.Markdown("Ready.", elem_id="progress-line")
             image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
@@ -340,9 +344,10 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished")]
     # Gradio keeps a hidden status tracker (with its "0.0s" timer text) inside every output an event shows
     # progress on, even with show_progress="hidden": events that write the progress line show it on a State.
+    # A click during a run is not dropped: the latest one waits and runs when the current run ends.
     gen_event = gr.on([c["generate"].click, c["prompt"].submit], h.generate, inputs=inputs, outputs=outputs,
-                      api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
-                      concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+                      trigger_mode="always_last", api_visibility="private", show_progress="hidden",
+                      show_progress_on=c["finished"], concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gen_event.then(h.show_finished, inputs=[c["finished"], c["history"]],
                    outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
                    show_progress_on=c["finished"], **private)

@@ -27,6 +27,25 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def parse_admins(text: str | None, pairs: list[tuple[str, str]] | None) -> frozenset[str]:
+    """"user" (or several, comma-separated) -> the logins that see everyone's outputs.
+
+    Raises ValueError with a sentence for a name that --auth does not define; without --auth, admins have no
+    effect (everyone sees everything) and a warning says so.
+    """
+    names = frozenset(name.strip() for name in (text or "").split(",") if name.strip())
+    if not names:
+        return names
+    if not pairs:
+        logger.warning("--admin / GATOR_ADMINS has no effect without --auth: everyone sees every output.")
+        return names
+    unknown = sorted(names - {user for user, _ in pairs})
+    if unknown:
+        raise ValueError(f"--admin / GATOR_ADMINS names users that --auth / GATOR_AUTH does not define: "
+                         f"{', '.join(unknown)}.")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
     parser = argparse.ArgumentParser(prog="app.py", description="Gator Studio: AI images and storyboard videos.")
@@ -38,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also create a temporary public gradio.live link (needs internet)")
     parser.add_argument("--auth", default=env.get("GATOR_AUTH"), metavar="USER:PASS",
                         help="require a login (or GATOR_AUTH); several as u1:p1,u2:p2")
+    parser.add_argument("--admin", default=env.get("GATOR_ADMINS"), metavar="USER[,USER]",
+                        help="with --auth: users who see everyone's outputs (or GATOR_ADMINS); the others see "
+                             "only their own")
     parser.add_argument("--comfyui-url", default=None, metavar="URL[,URL...]",
                         help="ComfyUI server(s), overrides COMFYUI_API_URL")
     parser.add_argument("--output-dir", default=None, help="where results are saved, overrides GATOR_OUTPUT_DIR")
@@ -52,6 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         logger.debug("Ignoring arguments: %s", " ".join(unknown))
     try:
         args.auth_pairs = parse_auth(args.auth)
+        args.admins = parse_admins(args.admin, args.auth_pairs)
     except ValueError as err:
         parser.error(str(err))
     return args

@@ -321,7 +321,7 @@ class VideoTabHandlers:
         try:
             async with self.jobs.job(request) as cancel:
                 events = self.manager.stream_video(use_ai_generation=bool(use_ai), make_gif=bool(make_gif),
-                                                   cancel=cancel, **kwargs)
+                                                   cancel=cancel, owner=getattr(request, "username", None), **kwargs)
                 try:
                     async for event in events:
                         if isinstance(event, (Done, Failed)):
@@ -426,6 +426,9 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                 up = gr.Button("↑ Move up", size="sm", min_width=60, elem_id="video-move-up")
                 down = gr.Button("↓ Move down", size="sm", min_width=60, elem_id="video-move-down")
             selection = gr.Markdown(selection_text([], None), elem_id="video-selection")
+            with gr.Row():  # the primary action right under the scenes, above the fold
+                render = gr.Button("Render video", variant="primary", elem_id="video-render")
+                stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
             with gr.Accordion("Paste prompts (one per line)", open=False, elem_id="video-paste-box"):
                 paste_text = gr.Textbox(label="Prompts: one scene per line", lines=4, elem_id="video-paste",
                                         placeholder="a quiet harbour at dawn\nfishing boats leaving the harbour\n"
@@ -477,9 +480,6 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                     upload = gr.UploadButton("Open a storyboard file", file_types=[".yaml", ".yml", ".json"],
                                              size="sm", elem_id="video-yaml-upload")
                 saved = gr.File(label="Saved storyboard", visible=False, interactive=False, elem_id="video-saved")
-            with gr.Row():
-                render = gr.Button("Render video", variant="primary", elem_id="video-render")
-                stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
         with gr.Column(scale=5):
             progress = gr.Markdown("Ready.", elem_id="video-progress")
             preview = gr.Image(label="Keyframe preview", type="pil", format="png", interactive=False, height=240,
