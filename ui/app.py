@@ -11,6 +11,7 @@ from engine.manager import AIModelManager
 from .api import register_api
 from .api_guard import ApiArguments
 from .badge import badge_html
+from .file_guard import OwnFilesOnly
 from .image_tab import build_image_tab
 from .models import choices_key, model_choices
 from .sessions import Jobs
@@ -77,11 +78,13 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
 
 
 def launch_options(manager: AIModelManager, demo: gr.Blocks) -> dict[str, Any]:
-    """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, the outputs folder, and the
-    check that gives malformed API calls a sentence."""
+    """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, keyboard shortcuts, the outputs
+    folder, the check that gives malformed API calls a sentence, and (with logins) each login's files kept
+    to that login."""
     def fn_names() -> dict[int, str]:
         return {index: fn.api_name for index, fn in demo.fns.items() if getattr(fn, "api_name", None)}
 
     guard = Middleware(ApiArguments, specs=getattr(demo, "gator_api_specs", {}), fn_names=fn_names)
+    own_files = Middleware(OwnFilesOnly, output_dir=manager.output_dir, admins=lambda: manager.admins)
     return {"theme": theme(), "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.output_dir)],
-            "app_kwargs": {"middleware": [guard]}}
+            "app_kwargs": {"middleware": [guard, own_files]}}

@@ -180,3 +180,25 @@ def test_without_a_login_results_stay_where_they_were(local_app):
     saved = Path(info["saved_path"])
     assert saved.parent == local_app.output_dir / day()
     assert saved in local_app.manager.saved_images(500)
+
+
+def test_a_login_cannot_download_another_login_s_file_by_its_path(run_app):
+    import httpx
+
+    url, _ = run_app("--admin", "root", GATOR_AUTH="ann:a1,bob:b2,root:r3")
+
+    def session(user: str, password: str) -> httpx.Client:
+        client = httpx.Client(base_url=url, timeout=30)
+        assert client.post("login", data={"username": user, "password": password}).status_code == 200
+        return client
+
+    _, info = Client(url, auth=("ann", "a1"), verbose=False).predict(
+        "ann's lighthouse", width=64, height=64, num_inference_steps=1, api_name="/generate_image")
+    path = info["saved_path"]
+    assert f"/ann/{day()}/" in path
+    ann, bob, root = session("ann", "a1"), session("bob", "b2"), session("root", "r3")
+    assert ann.get(f"gradio_api/file={path}").status_code == 200
+    refused = bob.get(f"gradio_api/file={path}")
+    assert refused.status_code == 403 and refused.json()["error"] == "This file belongs to another login."
+    assert root.get(f"gradio_api/file={path}").status_code == 200  # an admin sees everyone's
+    assert httpx.get(f"{url}gradio_api/file={path}", timeout=30).status_code in (401, 403)  # nobody logged in
