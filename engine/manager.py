@@ -24,7 +24,8 @@ from .errors import BackendUnavailable, GatorError, GenerationCancelled
 from .events import Done, Event, Failed, Fallback, Produced
 from .limits import Limits
 from .logs import keep_log_lines_short
-from .outputs import SweepReport, save_image, saved_images as find_saved_images, sweep_leftovers
+from .outputs import SweepReport, delete_output as remove_output, save_image, saved_images as find_saved_images, \
+    saved_outputs as find_saved_outputs, sweep_leftovers
 from . import params as P
 from .params import ALIASES
 from .registry import Hardware, ModelSpec, builtin_model, probe_hardware
@@ -377,6 +378,15 @@ class AIModelManager:
         it, never a symlink. `owner` (a login) lists only that login's images; None (no login) or an admin
         (`admins`) lists everything."""
         return find_saved_images(self.settings.output_dir, limit, None if owner in self.admins else owner)
+
+    def saved_outputs(self, owner: str | None = None) -> list[Path]:
+        """Every saved image and video, newest first (no limit); `owner` as in `saved_images`."""
+        return find_saved_outputs(self.settings.output_dir, None if owner in self.admins else owner)
+
+    def delete_output(self, path: str | Path, owner: str | None = None) -> Path:
+        """Delete one saved result: a regular file inside the outputs folder (`owner`'s folder for a login that
+        is not an admin). Raises DeleteRefused with a sentence for anything else."""
+        return remove_output(self.settings.output_dir, path, None if owner in self.admins else owner)
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

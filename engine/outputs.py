@@ -149,6 +149,7 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
 # -- the outputs folder as a whole --------------------------------------------------------------
 PARTIAL_SUFFIXES = (".png.part", ".part.mp4", ".part.gif", ".json.part")  # what our writers leave mid-write
 IMAGE_SUFFIXES = (".png",)
+VIDEO_SUFFIXES = (".mp4",)
 STORYBOARD_JSON_MAX_BYTES = 16 * 1024 * 1024  # a storyboard JSON is a few kB; larger files are not ours
 
 
@@ -318,3 +319,61 @@ def saved_images(output_dir: str | Path, limit: int = 60, owner: str | None = No
              if path.name.lower().endswith(IMAGE_SUFFIXES) and _inside(path, folder)]
     found.sort(key=lambda item: item[0], reverse=True)
     return [path for _, path in found[:limit]]
+
+
+def _listing_folder(output_dir: str | Path, owner: str | None) -> Path | None:
+    """The resolved folder a listing or a deletion works in: the outputs folder, or `owner`'s folder inside it
+    (None when it does not exist or is a symlink)."""
+    root = _resolved_folder(output_dir)
+    if root is None or owner is None:
+        return root
+    folder = root / owner_folder_name(owner)
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    return folder
+
+
+def saved_outputs(output_dir: str | Path, owner: str | None = None) -> list[Path]:
+    """Every saved image (.png) and video (.mp4) under `output_dir`, newest first, with no limit: regular files
+    only, never a symlink or a partial file, and only files whose real path is inside the folder. `owner` as in
+    `saved_images`."""
+    folder = _listing_folder(output_dir, owner)
+    if folder is None:
+        return []
+    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    found = [(st.st_mtime, path) for path, st in _regular_files(folder)
+             if path.name.lower().endswith(suffixes) and not path.name.endswith(PARTIAL_SUFFIXES)
+             and _inside(path, folder)]
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [path for _, path in found]
+
+
+class DeleteRefused(ValueError):
+    """A file that may not be deleted from the outputs folder; the message is a sentence for the user."""
+
+
+def delete_output(output_dir: str | Path, path: str | Path, owner: str | None = None) -> Path:
+    """Delete one saved result: only a regular file (not a symlink, not a folder) whose real path is inside the
+    outputs folder (`owner`'s folder when given). Returns the deleted path.
+
+    Raises DeleteRefused with a sentence for anything else, or when the file cannot be removed.
+    """
+    name = Path(str(path)).name or "that file"
+    folder = _listing_folder(output_dir, owner)
+    if folder is None:
+        raise DeleteRefused(f"Could not delete {name}: the outputs folder was not found.")
+    candidate = Path(str(path))
+    if not candidate.is_absolute():
+        raise DeleteRefused(f"Could not delete {name}: only a saved file in the outputs folder can be deleted.")
+    if candidate.is_symlink() or not candidate.is_file():
+        raise DeleteRefused(f"Could not delete {name}: it is not a saved file (it may already be deleted).")
+    if not _inside(candidate, folder):
+        raise DeleteRefused(f"Could not delete {name}: only files inside the outputs folder can be deleted.")
+    try:
+        candidate.unlink()
+    except OSError as err:
+        logger.warning("Could not delete %s: %s", candidate, err.strerror or err)
+        raise DeleteRefused(f"Could not delete {name} ({err.strerror or 'the file could not be removed'}).") \
+            from err
+    logger.info("Deleted %s", candidate)
+    return candidate

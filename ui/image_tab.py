@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import gradio as gr
 from engine import params as P
 from engine.events import Done, Failed, Progress
 from engine.manager import AIModelManager
-from engine.outputs import read_parameters
+from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.request import AUTO
 
 from .models import model_choices
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
 OUTPUTS_LIMIT = 60
+OUTPUTS_PAGE_SIZE = 24
 GENERATE_CONCURRENCY = "generate"
 
 
@@ -49,6 +52,12 @@ def _number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _page_number(value: Any) -> int:
+    """A page number from a State (1 when it is not a whole number)."""
+    value = _number(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def _caption(entry: dict[str, Any]) -> str:
@@ -79,6 +88,48 @@ def details_markdown(result: dict[str, Any]) -> str:
     for warning in result.get("warnings") or []:
         lines.append(f"Warning: {warning}")
     return "\n\n".join(lines)
+
+
+def is_video(path: str | Path) -> bool:
+    return str(path).lower().endswith(VIDEO_SUFFIXES)
+
+
+def file_caption(path: str | Path) -> str:
+    """A saved file's caption in the outputs gallery: its date, then its seed and the start of its prompt (an
+    image) or "video" and its name."""
+    path = Path(path)
+    try:
+        when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    except OSError:
+        when = ""
+    if is_video(path):
+        return " · ".join(part for part in (when, "video", path.stem) if part)
+    try:
+        params = read_parameters(path)
+    except Exception:  # a foreign or broken file still gets a caption
+        params = {}
+    prompt = str(params.get("prompt") or "")
+    prompt = prompt if len(prompt) <= 30 else prompt[:29] + "..."
+    seed = f"seed {params['seed']}" if params.get("seed") is not None else path.stem
+    return " · ".join(part for part in (when, seed, prompt) if part)
+
+
+def parameters_text(params: dict[str, Any]) -> str:
+    """How a picked image was made, as text: prompt, seed, size, steps, guidance, sampler, model, backend."""
+    if not params:
+        return "No generation parameters are saved with this file."
+    lines = [f"**Prompt** {params.get('prompt') or '(none)'}"]
+    if params.get("negative_prompt"):
+        lines.append(f"**Negative prompt** {params['negative_prompt']}")
+    lines.append(f"**Seed** {params.get('seed')} · **Size** {params.get('width')}x{params.get('height')} · "
+                 f"**Steps** {params.get('num_inference_steps')} · **Guidance** {params.get('guidance_scale')} · "
+                 f"**Sampler** {params.get('sampler')}")
+    lines.append(f"**Model** {params.get('model') or params.get('model_id')} · **Backend** {params.get('backend')}")
+    return "\n\n".join(lines)
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 class ImageTabHandlers:
@@ -192,22 +243,73 @@ class ImageTabHandlers:
         return last_seed, f"Seed {last_seed} of the last image is set."
 
     # -- history -------------------------------------------------------------------------------
-    @staticmethod
-    def pick(history: list[dict[str, Any]] | None, evt: gr.SelectData):
+    def show_picked(self, path: str, info: str, entry: dict[str, Any] | None = None) -> dict[Any, Any]:
+        """The picked file shown large with its parameters, download and delete actions."""
+        c = self.components
+        video = is_video(path)
+        params: dict[str, Any] = {}
+        if not video:
+            try:
+                params = read_parameters(path)
+            except Exception as err:  # an unreadable file: show what the session knows
+                logger.warning("Could not read the parameters of %s: %s", path, err)
+        params = {**(entry or {}), **{k: v for k, v in params.items() if v is not None}}
+        text = f"Video `{Path(path).name}`" if video else parameters_text(params)
+        return {c["picked"]: path, c["picked_info"]: info, c["picked_view"]: gr.update(visible=True),
+                c["picked_image"]: gr.update(value=None if video else path, visible=not video),
+                c["picked_video"]: gr.update(value=path if video else None, visible=video),
+                c["picked_params"]: text, c["picked_download"]: gr.update(value=path),
+                c["confirm_delete"]: gr.update(visible=False)}
+
+    def pick(self, history: list[dict[str, Any]] | None, evt: gr.SelectData):
+        """A thumbnail of this session's history: shown large with its parameters."""
         history = history or []
         index = evt.index if isinstance(evt.index, int) else None
         if index is None or not 0 <= index < len(history):
-            return None, "Nothing picked."
+            return {self.components["picked_info"]: "Nothing picked."}
         entry = history[index]
-        return entry["path"], f"Picked: seed `{entry.get('seed')}` · {entry.get('prompt', '')[:80]}"
+        return self.show_picked(entry["path"], f"Picked: seed `{entry.get('seed')}` · "
+                                               f"{(entry.get('prompt') or '')[:80]}", entry)
 
-    @staticmethod
-    def pick_saved(saved: list[str] | None, evt: gr.SelectData):
+    def pick_saved(self, saved: list[str] | None, evt: gr.SelectData):
+        """A thumbnail of the outputs folder: shown large with its parameters."""
         saved = saved or []
         index = evt.index if isinstance(evt.index, int) else None
         if index is None or not 0 <= index < len(saved):
-            return None, "Nothing picked."
-        return saved[index], f"Picked: `{Path(saved[index]).name}`"
+            return {self.components["picked_info"]: "Nothing picked."}
+        return self.show_picked(saved[index], f"Picked: `{Path(saved[index]).name}`")
+
+    def ask_delete(self, picked: str | None):
+        """The first click on Delete: ask for a second one."""
+        c = self.components
+        if not picked:
+            return {c["picked_info"]: "Pick an image first, then delete it."}
+        return {c["confirm_delete"]: gr.update(visible=True),
+                c["picked_info"]: f"Delete {Path(picked).name} from disk? Click Confirm delete to delete it."}
+
+    async def delete(self, picked: str | None, history: list[dict[str, Any]] | None, page: Any,
+                     request: gr.Request = None):
+        """The second click: the engine deletes the file (only a saved file inside the outputs folder); it leaves
+        both galleries."""
+        c = self.components
+        if not picked:
+            return {c["picked_info"]: "Pick an image first, then delete it.",
+                    c["confirm_delete"]: gr.update(visible=False)}
+        name = Path(picked).name
+        try:
+            await asyncio.to_thread(self.manager.delete_output, picked, getattr(request, "username", None))
+        except DeleteRefused as err:
+            return {c["picked_info"]: str(err), c["confirm_delete"]: gr.update(visible=False)}
+        history = [entry for entry in history or [] if not _same_file(entry["path"], picked)]
+        update: dict[Any, Any] = {
+            c["history"]: history, c["gallery"]: gallery_items(history), c["picked"]: None,
+            c["picked_view"]: gr.update(visible=False), c["picked_image"]: None, c["picked_video"]: None,
+            c["confirm_delete"]: gr.update(visible=False), c["picked_info"]: f"Deleted {name}."}
+        if "saved_gallery" in c:
+            items, paths, number, text = await asyncio.to_thread(self._outputs_page, page, request)
+            update.update({c["saved_gallery"]: items, c["saved"]: paths, c["saved_page"]: number,
+                           c["page_info"]: text})
+        return update
 
     def reuse(self, picked: str | None):
         """Fill the settings from a picked image's saved parameters; the line under the history says what
@@ -234,15 +336,32 @@ class ImageTabHandlers:
         update[c["picked_info"]] = f"Parameters of {name} loaded into the settings."
         return update
 
-    async def list_outputs(self, request: gr.Request = None):
-        """The newest saved images (regular files inside the outputs folder only, never a symlink); with --auth,
-        only the login's own (an admin's: everyone's)."""
-        files = await asyncio.to_thread(self.manager.saved_images, OUTPUTS_LIMIT,
-                                        getattr(request, "username", None))
-        paths = [str(p) for p in files]
+    def _outputs_page(self, page: Any, request: gr.Request | None):
+        """One page of the saved images and videos (newest first), with captions; the page number clamped."""
+        files = self.manager.saved_outputs(getattr(request, "username", None))
+        pages = max(1, math.ceil(len(files) / OUTPUTS_PAGE_SIZE))
+        number = min(max(_page_number(page), 1), pages)
+        shown = [str(p) for p in files[(number - 1) * OUTPUTS_PAGE_SIZE:number * OUTPUTS_PAGE_SIZE]]
+        text = (f"Page {number} of {pages} ({len(files)} file{'' if len(files) == 1 else 's'})" if files
+                else "No saved images or videos yet.")
+        return [(path, file_caption(path)) for path in shown], shown, number, text
+
+    async def list_outputs(self, page: Any = 1, request: gr.Request = None):
+        """A page of the saved images and videos (regular files inside the outputs folder only, never a
+        symlink); with --auth, only the login's own (an admin's: everyone's)."""
+        items, paths, number, text = await asyncio.to_thread(self._outputs_page, page, request)
         if not paths:
             gr.Info("No saved images in the outputs folder yet.")
-        return paths, paths
+        return items, paths, number, text
+
+    async def first_page(self, request: gr.Request = None):
+        return await self.list_outputs(1, request)
+
+    async def previous_page(self, page: Any, request: gr.Request = None):
+        return await self.list_outputs(_page_number(page) - 1, request)
+
+    async def next_page(self, page: Any, request: gr.Request = None):
+        return await self.list_outputs(_page_number(page) + 1, request)
 
 
 def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) -> dict[str, Any]:
@@ -256,6 +375,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
     finished = gr.State(None)  # the last finished image of the running request
     picked = gr.State(None)
     saved = gr.State([])
+    saved_page = gr.State(1)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -307,21 +427,41 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
                                      elem_id="history")
             if browse_outputs:
                 with gr.Tab("Outputs folder"):
-                    load_saved = gr.Button("Show the newest saved images", size="sm", elem_id="load-outputs")
+                    with gr.Row():
+                        load_saved = gr.Button("Show the saved images and videos", size="sm",
+                                               elem_id="load-outputs")
+                        previous_page = gr.Button("Previous", size="sm", elem_id="outputs-previous")
+                        next_page = gr.Button("Next", size="sm", elem_id="outputs-next")
+                        page_info = gr.Markdown("", elem_id="outputs-page")
                     saved_gallery = gr.Gallery(label="Saved images", columns=8, height=220, allow_preview=False,
                                                interactive=False, fit_columns=False, object_fit="contain",
                                                elem_id="outputs-gallery")
         with gr.Row():
             picked_info = gr.Markdown("Pick an image, then reuse its parameters.", elem_id="picked-info")
             reuse = gr.Button("Reuse parameters", size="sm", scale=0, elem_id="reuse-parameters")
+        with gr.Row(equal_height=False, visible=False, elem_id="picked-view") as picked_view:
+            with gr.Column(scale=3):
+                picked_image = gr.Image(label="Picked image", type="filepath", interactive=False, height=420,
+                                        buttons=["fullscreen"], elem_id="picked-image")
+                picked_video = gr.Video(label="Picked video", interactive=False, height=420, visible=False,
+                                        elem_id="picked-video")
+            with gr.Column(scale=2):
+                picked_params = gr.Markdown("", elem_id="picked-params")
+                picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
+                delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-picked")
+                confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
+                                           elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
-        finished=finished, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse)
+        finished=finished, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
+        picked_view=picked_view, picked_image=picked_image, picked_video=picked_video, picked_params=picked_params,
+        picked_download=picked_download, delete=delete, confirm_delete=confirm_delete)
     if browse_outputs:
-        components.update(load_saved=load_saved, saved_gallery=saved_gallery)
+        components.update(load_saved=load_saved, saved_gallery=saved_gallery, saved_page=saved_page,
+                          previous_page=previous_page, next_page=next_page, page_info=page_info)
     return components
 
 
@@ -362,11 +502,22 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=[c["seed"], c["progress"]],
                           show_progress="hidden", show_progress_on=c["last_seed"], **private)
 
-    c["gallery"].select(h.pick, inputs=c["history"], outputs=[c["picked"], c["picked_info"]], **private)
+    shown = [c[name] for name in ("picked", "picked_info", "picked_view", "picked_image", "picked_video",
+                                  "picked_params", "picked_download", "confirm_delete")]
+    c["gallery"].select(h.pick, inputs=c["history"], outputs=shown, **private)
+    deleted = [*shown, c["history"], c["gallery"]]
+    page = None
     if browse_outputs:
-        c["load_saved"].click(h.list_outputs, outputs=[c["saved_gallery"], c["saved"]], api_visibility="private")
-        c["saved_gallery"].select(h.pick_saved, inputs=c["saved"], outputs=[c["picked"], c["picked_info"]],
-                                  **private)
+        listed = [c["saved_gallery"], c["saved"], c["saved_page"], c["page_info"]]
+        page = c["saved_page"]
+        c["load_saved"].click(h.first_page, outputs=listed, api_visibility="private")
+        c["previous_page"].click(h.previous_page, inputs=page, outputs=listed, api_visibility="private")
+        c["next_page"].click(h.next_page, inputs=page, outputs=listed, api_visibility="private")
+        c["saved_gallery"].select(h.pick_saved, inputs=c["saved"], outputs=shown, **private)
+        deleted += listed
+    c["delete"].click(h.ask_delete, inputs=c["picked"], outputs=[c["confirm_delete"], c["picked_info"]], **private)
+    c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
+                              outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
