@@ -95,15 +95,15 @@ def is_video(path: str | Path) -> bool:
 
 
 def file_caption(path: str | Path) -> str:
-    """A saved file's caption in the outputs gallery: its date, then its seed and the start of its prompt (an
-    image) or "video" and its name."""
+    """A saved file's caption in the outputs gallery: the seed (else the name), date and start of the prompt of an
+    image; "video", date and name of a video."""
     path = Path(path)
     try:
         when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
     except OSError:
         when = ""
     if is_video(path):
-        return " · ".join(part for part in (when, "video", path.stem) if part)
+        return " · ".join(part for part in ("video", when, path.stem) if part)
     try:
         params = read_parameters(path)
     except Exception:  # a foreign or broken file still gets a caption
@@ -111,7 +111,7 @@ def file_caption(path: str | Path) -> str:
     prompt = str(params.get("prompt") or "")
     prompt = prompt if len(prompt) <= 30 else prompt[:29] + "..."
     seed = f"seed {params['seed']}" if params.get("seed") is not None else path.stem
-    return " · ".join(part for part in (when, seed, prompt) if part)
+    return " · ".join(part for part in (seed, when, prompt) if part)  # the seed first: small thumbnails cut the rest
 
 
 def parameters_text(params: dict[str, Any]) -> str:
@@ -430,8 +430,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
                     with gr.Row():
                         load_saved = gr.Button("Show the saved images and videos", size="sm",
                                                elem_id="load-outputs")
-                        previous_page = gr.Button("Previous", size="sm", elem_id="outputs-previous")
-                        next_page = gr.Button("Next", size="sm", elem_id="outputs-next")
+                        previous_page = gr.Button("Previous", size="sm", scale=0, min_width=100,
+                                                  elem_id="outputs-previous")
+                        next_page = gr.Button("Next", size="sm", scale=0, min_width=100, elem_id="outputs-next")
                         page_info = gr.Markdown("", elem_id="outputs-page")
                     saved_gallery = gr.Gallery(label="Saved images", columns=8, height=220, allow_preview=False,
                                                interactive=False, fit_columns=False, object_fit="contain",

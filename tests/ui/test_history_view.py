@@ -142,5 +142,6 @@ def test_the_outputs_folder_pages_through_everything_with_captions_and_videos(ui
     wait_text(page, "outputs-page", "Page 2 of 3")
 
     thumbs.first.click()  # a saved image is shown large too, with its parameters
+    page.locator("#picked-params").wait_for(state="visible")  # the view is not in the page until it shows
     wait_text(page, "picked-params", "a lighthouse at dusk")
     assert page.locator("#picked-image img").is_visible()
