@@ -327,9 +327,9 @@ class ImageTabHandlers:
         if not params:
             return {c["picked_info"]: f"{name} carries no generation parameters."}
         update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
-        for name, component in self.param_components.items():
-            if params.get(name) is not None:
-                update[component] = params[name]
+        for param, component in self.param_components.items():
+            if params.get(param) is not None:
+                update[component] = params[param]
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id

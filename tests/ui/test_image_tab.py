@@ -104,6 +104,8 @@ def test_reuse_parameters_of_a_picked_image(ui_page, local_app):
     assert page.locator("#width input").input_value() == "64"
     assert page.locator("#height input").input_value() == "64"
     assert page.locator("#steps input[type=number]").input_value() == "3"
+    assert "Parameters of " in page.locator("#picked-info").inner_text()
+    assert "a-teapot-on-a-hill.png loaded into the settings" in page.locator("#picked-info").inner_text()
 
 
 def test_reuse_last_seed_button(ui_page, local_app):
