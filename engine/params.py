@@ -188,11 +188,6 @@ def seed_after(seed: int, offset: int) -> int:
     return (int(seed) + offset) % (MAX_SEED + 1)
 
 
-def batch_seeds(seed: int, count: int) -> list[int]:
-    """The seeds of a batch: the first image's seed, then +1 each."""
-    return [seed_after(seed, i) for i in range(count)]
-
-
 def seed_input(value: Any) -> Any:
     """A seed as a form or API hands it over: None for random (-1, empty), whole floats as ints; anything
     else passes through for validation to name."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from . import params as P
@@ -49,9 +49,6 @@ class GenerationRequest:
     def for_image(self, index: int) -> "GenerationRequest":
         """The request of image `index` of the batch: its own seed, batch of one."""
         return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sampler_key(name: Any) -> str:
