@@ -22,7 +22,7 @@ from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.request import AUTO
 
 from .models import model_choices
-from .presenter import STOPPED, Presenter, batch_label, is_stopped
+from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
 from .sessions import Jobs, TooManyJobs
@@ -190,14 +190,14 @@ class ImageTabHandlers:
                     yield {c["progress"]: STOPPED, c["image"]: last_path}
         except TooManyJobs as err:
             gr.Warning(str(err))
-            yield {c["progress"]: f"Failed: {err}"}
+            yield {c["progress"]: failure_line(str(err))}
         except asyncio.CancelledError:
             raise
         except Exception as err:  # never a traceback in the browser
             logger.exception("Image generation failed in the UI")
-            message = f"Something went wrong ({type(err).__name__}); the server log has the details."
+            message = unexpected_failure(err)
             gr.Warning(message)
-            yield {c["progress"]: f"Failed: {message}"}
+            yield {c["progress"]: failure_line(message)}
 
     @staticmethod
     def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):

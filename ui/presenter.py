@@ -10,6 +10,16 @@ from engine.video import VideoProgress
 STOPPED = "Stopped."
 
 
+def failure_line(message: str) -> str:
+    """The progress line of a run that ended without its result."""
+    return f"Failed: {message}"
+
+
+def unexpected_failure(err: BaseException) -> str:
+    """The sentence for an error nobody planned for: its kind only, the details stay in the server log."""
+    return f"Something went wrong ({type(err).__name__}); the server log has the details."
+
+
 def batch_label(index: int, count: int) -> str:
     """The label of image `index` (from 0) of a batch: "Image 2/3"; empty for a single image."""
     return f"Image {index + 1}/{count}" if count > 1 else ""
@@ -95,7 +105,7 @@ class Presenter:
         if isinstance(event, Failed):
             if is_stopped(event):
                 return f"{STOPPED} {event.error.removeprefix('Cancelled:').strip()}".strip()
-            return f"Failed: {event.error}"
+            return failure_line(event.error)
         return None
 
     def _fallback_line(self, where: str) -> str:

@@ -24,7 +24,7 @@ from engine.storyboard import Storyboard
 from engine.storyboard import quality_presets as video_quality_presets
 
 from .models import model_choices
-from .presenter import Presenter, is_stopped
+from .presenter import Presenter, failure_line, is_stopped, unexpected_failure
 from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
@@ -308,7 +308,7 @@ class VideoTabHandlers:
         except (TypeError, ValueError) as err:
             message = f"Check the numbers in the form: {err}"
             gr.Warning(message)
-            yield {c["progress"]: f"Failed: {message}"}
+            yield {c["progress"]: failure_line(message)}
             return
         prompts = scene_prompts(kwargs)
         keyframes: list[tuple[Any, str]] = []
@@ -335,15 +335,15 @@ class VideoTabHandlers:
                     raise
                 except Exception as err:  # never a traceback in the browser
                     logger.exception("Video generation failed in the UI")
-                    message = f"Something went wrong ({type(err).__name__}); the server log has the details."
+                    message = unexpected_failure(err)
                     gr.Warning(message)
-                    yield {c["progress"]: f"Failed: {message}"}
+                    yield {c["progress"]: failure_line(message)}
                     return
                 finally:
                     await events.aclose()
         except TooManyJobs as err:
             gr.Warning(str(err))
-            yield {c["progress"]: f"Failed: {err}"}
+            yield {c["progress"]: failure_line(str(err))}
             return
         yield self._finish(final, presenter)
 
