@@ -242,11 +242,12 @@ class VideoTabHandlers:
     def load_yaml(self, storyboard_yaml: str):
         c = self.components
         if not (storyboard_yaml or "").strip():
-            return {c["progress"]: "Failed: The YAML box is empty: paste a storyboard or insert the example first."}
+            return {c["progress"]: "Nothing loaded: the YAML box is empty; paste a storyboard or insert the example "
+                                   "first."}
         try:
             board = Storyboard.parse(storyboard_yaml)
         except InvalidRequest as err:
-            return {c["progress"]: f"Failed: {err}"}
+            return {c["progress"]: f"Nothing loaded: {err}"}
         rows = rows_from_storyboard(board)
         update: dict[Any, Any] = {c["table"]: rows, c["selected"]: None, c["selection"]: selection_text(rows, None),
                                   c["yaml"]: "",

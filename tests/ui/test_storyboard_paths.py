@@ -55,11 +55,12 @@ def test_yaml_box_never_opens_a_path_and_an_upload_is_read(ui_page, local_app, s
         page.locator("#video-yaml .cm-content").click()
         page.keyboard.press("Control+A")
         page.keyboard.type(str(path))
+        # each button has its own first words, so the line left by the click before never passes for this one
         page.click("#video-render")
-        message = wait_text(page, "video-progress", "not opened")
+        message = wait_text(page, "video-progress", "Failed: The storyboard must")
         assert_reads_nothing(message, path)
         page.click("#video-yaml-load")
-        message = wait_text(page, "video-progress", "not opened")
+        message = wait_text(page, "video-progress", "Nothing loaded:")
         assert_reads_nothing(message, path)
     # the way to bring a file: upload it, and its text lands in the box
     mine = tmp_path / "mine.yaml"
