@@ -7,9 +7,10 @@ one run, interleaved, medians:
 - manager: `AIModelManager.generate_image` (step previews, saving the PNG with its parameters);
 - app /generate_image: `Client.predict(..., api_name="/generate_image")` on the app as `app.py` builds it
   (`build_demo`, queue, launched on 127.0.0.1), PNG downloaded by the client;
-- app streaming: the Image tab's own generate event (what the browser runs: a preview image and a
-  progress line per step, then the final image, details, gallery and history), followed through
-  `Client.submit` until done, every streamed update (and its preview file) received by the client;
+- app streaming: the Image tab's own Generate (what the browser runs: the form joins the session's queue,
+  then the session's runner streams a preview image and a progress line per step, then the final image
+  and history), followed through `Client.submit` until done, every streamed update (and its preview
+  file) received by the client;
 - app streaming, files not fetched: the same, with `Client(download_files=False)`: every update still
   arrives, but the client does not download each preview PNG (a browser fetches them in a process of
   its own; here the client shares the bench's process, its GIL and the 2 cores with the app).
@@ -58,19 +59,19 @@ def rotated(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, floa
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def ui_generate_endpoint(client):
-    """The Image tab's generate event on the client: found by its function name, as the browser calls it.
+def ui_event(client, name: str) -> int:
+    """One of the Image tab's events on the client, found by its function name, as the browser calls it.
 
-    The tab keeps it out of the API page (api_visibility="private"), so gradio_client marks it invalid;
-    the server still serves it (the browser's own queue/join is the same call), so the bench switches the
-    client-side flag back on for this one endpoint.
+    The tab keeps its events out of the API page (api_visibility="private"), so gradio_client marks them
+    invalid; the server still serves them (the browser's own queue/join is the same call), so the bench
+    switches the client-side flag back on for the events it calls.
     """
     for index, dependency in enumerate(client.config["dependencies"]):
-        if dependency.get("api_name") == "generate" and dependency.get("api_visibility") == "private":
+        if dependency.get("api_name") == name and dependency.get("api_visibility") == "private":
             fn_index = dependency.get("id", index)
             client.endpoints[fn_index].is_valid = True
             return fn_index
-    raise SystemExit("The Image tab's generate event was not found in the app's config.")
+    raise SystemExit(f"The Image tab's {name} event was not found in the app's config.")
 
 
 def main() -> None:
@@ -99,8 +100,8 @@ def main() -> None:
                             quiet=True, **launch_options(manager, demo))
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="gator-bench-client-"))
     light_client = Client(url, verbose=False, download_files=False)
-    stream_fn = ui_generate_endpoint(client)
-    ui_generate_endpoint(light_client)
+    add_fn, run_fn = ui_event(client, "add_job"), ui_event(client, "run_queue")
+    ui_event(light_client, "add_job"), ui_event(light_client, "run_queue")
     streamed: list[int] = []
 
     print(f"<!-- tiny model on CPU, torch threads {torch.get_num_threads()}; prompt {PROMPT!r}, seed {SEED}, "
@@ -127,11 +128,13 @@ def main() -> None:
                     assert info["status"] == "success" and os.path.exists(path), info
 
                 def app_stream(c=client):
-                    # prompt, negative, style, model, backend, width, height, steps, guidance, seed, sampler,
-                    # batch (the session's history is a gr.State: the client fills it in). job.result() waits
-                    # on the job's future; iterating the Job instead polls its outputs every 1 ms.
-                    job = c.submit(PROMPT, "", "None", "auto", "auto", size, size, steps, GUIDANCE, SEED,
-                                   "euler", 1, fn_index=stream_fn)
+                    # Generate as the browser runs it: the form joins the session's queue (prompt, negative,
+                    # style, model, backend, width, height, steps, guidance, seed, sampler, batch), then the
+                    # session's runner streams it (its inputs are gr.State: the client fills them in).
+                    # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
+                    c.predict(PROMPT, "", "None", "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1,
+                              fn_index=add_fn)
+                    job = c.submit(fn_index=run_fn)
                     final = job.result()
                     assert job.status().success and final[0], (job.status(), final)
                     streamed.append(len(job.outputs()))

@@ -70,6 +70,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
                    api_visibility="private", show_progress="hidden")
         demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],
                   api_visibility="private", show_progress="hidden")
+        demo.unload(image_tab.forget_session)
         api_specs = register_api(manager, jobs)
     demo.queue(**QUEUE_OPTIONS)
     jobs.attach(demo)

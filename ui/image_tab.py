@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -25,6 +25,8 @@ from .models import model_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
+from .job_queue import JobQueue, QueueFull
+from .queue_panel import layout_queue_panel
 from .sessions import Jobs, TooManyJobs
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class ImageTab:
 
     model: gr.Dropdown
     generate_event: Any
+    forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -138,28 +141,62 @@ class ImageTabHandlers:
     def __init__(self, manager: AIModelManager, jobs: Jobs) -> None:
         self.manager = manager
         self.jobs = jobs
+        self.queue = JobQueue(jobs.limits.waiting_per_session)
 
     # -- generate ------------------------------------------------------------------------------
-    async def generate(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any,
-                       height: Any, steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any,
-                       history: list[dict[str, Any]] | None, request: gr.Request = None):
-        """Stream one or more images: previews and a progress line per step, then each final image."""
+    def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
+                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, request: gr.Request = None):
+        """Generate: the form's values join this session's queue; the runner started after it takes them."""
+        args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
+                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch)
+        session = _session(request) or ""
+        try:
+            ahead = self.queue.add(session, args)
+        except QueueFull as err:
+            return gr.skip(), *self.panel.refresh(self.queue.waiting(session), f"Not added: {err}")
+        if ahead == 0:  # nothing runs: the runner starts it now
+            return "Starting…", *self.panel.refresh(self.queue.waiting(session))
+        note = f"Added with {ahead} job{'s' if ahead != 1 else ''} ahead of it."
+        return gr.skip(), *self.panel.refresh(self.queue.waiting(session), note)
+
+    async def run_queue(self, history: list[dict[str, Any]] | None, tick: Any, request: gr.Request = None):
+        """Run this session's waiting jobs one after another (another runner already doing so: return)."""
+        session = _session(request) or ""
+        if not self.queue.claim(session):
+            return
+        history, tick = list(history or []), int(tick or 0)
+        done = False
+        try:
+            while (job := self.queue.next(session)) is not None:
+                tick += 1
+                yield {self.components["queue_tick"]: tick}  # the queue list drops the job now running
+                async for update in self._run_job(job.args, history, request):
+                    yield update
+            done = True
+        finally:
+            if not done:  # the client left or the runner failed: nothing is left to take the waiting jobs
+                self.queue.release(session)
+                self.queue.clear(session)
+
+    async def _run_job(self, args: dict[str, Any], history: list[dict[str, Any]], request: gr.Request | None):
+        """Stream one job: previews and a progress line per step, then each final image into `history`."""
         c = self.components
-        history = list(history or [])
         yield {c["finished"]: None}
+        batch = args["batch"]
         count = _number(batch) if batch not in (None, "") else 1
         count = count if isinstance(count, int) else 1
-        styled, negative_styled = apply_style(style, prompt or "", negative or "")
+        styled, negative_styled = apply_style(args["style"], args["prompt"] or "", args["negative"] or "")
         try:
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
                 async for event in self.manager.stream_image(
-                        styled, negative_styled, width=_number(width), height=_number(height),
-                        num_inference_steps=_number(steps),
-                        guidance_scale=float(guidance) if guidance is not None else None,
-                        seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
-                        sampler=sampler or P.SAMPLER.default, batch_count=count, cancel=cancel,
+                        styled, negative_styled, width=_number(args["width"]), height=_number(args["height"]),
+                        num_inference_steps=_number(args["steps"]),
+                        guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
+                        seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
+                        backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
+                        batch_count=count, cancel=cancel,
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -167,9 +204,9 @@ class ImageTabHandlers:
                         history.insert(0, history_entry(result))
                         del history[HISTORY_LIMIT:]
                         finished = {"line": line, "details": details_markdown(result), "path": result["path"]}
-                        # the final image now; the Done line, details, gallery and download follow in
-                        # `show_finished` (outputs left out of the step stream keep each step cheap)
-                        yield {c["image"]: result["path"], c["history"]: history,
+                        # the final image now; the Done line, details, gallery and download follow when
+                        # `finished` changes (outputs left out of the step stream keep each step cheap)
+                        yield {c["image"]: result["path"], c["history"]: list(history),
                                c["last_seed"]: result.get("seed"), c["finished"]: finished}
                         index, last_path = index + 1, result["path"]
                         presenter = Presenter(label=batch_label(index, count))
@@ -199,6 +236,30 @@ class ImageTabHandlers:
             gr.Warning(message)
             yield {c["progress"]: failure_line(message)}
 
+    def show_queue(self, request: gr.Request = None):
+        """The queue list as it is now."""
+        return self.panel.refresh(self.queue.waiting(_session(request) or ""))
+
+    def cancel_waiting(self, place: int):
+        """The Cancel of row `place` (0-based): removes the job that row showed."""
+        def cancel(shown_ids: list[int] | None, request: gr.Request = None):
+            session = _session(request) or ""
+            ids = list(shown_ids or [])
+            removed = place < len(ids) and self.queue.cancel(session, ids[place])
+            note = "One job removed." if removed else "That job already started; Stop stops it."
+            return self.panel.refresh(self.queue.waiting(session), note)
+        return cancel
+
+    def clear_queue(self, request: gr.Request = None):
+        """Remove every waiting job (the running one goes on; Stop stops it)."""
+        session = _session(request) or ""
+        self.queue.clear(session)
+        return self.panel.refresh(self.queue.waiting(session))
+
+    def forget_session(self, request: gr.Request = None) -> None:
+        """The tab was closed: its waiting jobs go (a running one is cancelled when its stream drops)."""
+        self.queue.clear(_session(request) or "")
+
     @staticmethod
     def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):
         """After a run: the Done line, details, gallery and download of its last finished image."""
@@ -208,7 +269,8 @@ class ImageTabHandlers:
                 gr.update(value=finished["path"], visible=True))
 
     async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
-        """Ask this session's run to stop and show the images it finished.
+        """Ask this session's running job to stop and show the images it finished (waiting jobs go on; Clear
+        queue removes them).
 
         The engine stops within a step; the run's own stream then writes "Stopped" after its last step
         line (this handler writes no progress line: its answer and the stream's may arrive in any order).
@@ -364,7 +426,7 @@ class ImageTabHandlers:
         return await self.list_outputs(_page_number(page) + 1, request)
 
 
-def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) -> dict[str, Any]:
+def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, queue_places: int = 8) -> dict[str, Any]:
     """Lay out the tab's components inside the current gr.Tab; returns them by name."""
     defaults = manager.model_defaults(AUTO)
     status_models = manager.available_models() if manager.initialized else []
@@ -373,6 +435,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
     history = gr.State([])
     last_seed = gr.State(None)
     finished = gr.State(None)  # the last finished image of the running request
+    queue_tick = gr.State(0)  # counts the jobs the session's runner took; each change redraws the queue list
     picked = gr.State(None)
     saved = gr.State([])
     saved_page = gr.State(1)
@@ -385,6 +448,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            queue_panel = layout_queue_panel(queue_places)
             negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
                                   elem_id="negative-prompt")
             with gr.Row():
@@ -457,7 +521,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
-        finished=finished, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
+        finished=finished, queue_tick=queue_tick, queue_panel=queue_panel, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
         picked_view=picked_view, picked_image=picked_image, picked_video=picked_video, picked_params=picked_params,
         picked_download=picked_download, delete=delete, confirm_delete=confirm_delete)
     if browse_outputs:
@@ -469,7 +533,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True) ->
 def build_image_tab(manager: AIModelManager, jobs: Jobs, *, browse_outputs: bool = True) -> ImageTab:
     """Lay out the tab inside the current gr.Tab and wire its events."""
     handlers = ImageTabHandlers(manager, jobs)
-    handlers.components = layout_image_tab(manager, browse_outputs=browse_outputs)
+    handlers.components = layout_image_tab(manager, browse_outputs=browse_outputs,
+                                           queue_places=handlers.queue.limit)
     return wire_image_tab(handlers, browse_outputs=browse_outputs)
 
 
@@ -480,18 +545,32 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                           P.WIDTH.name: c["width"], P.HEIGHT.name: c["height"], P.STEPS.name: c["steps"],
                           P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"]}
     private = {"queue": False, "api_visibility": "private"}
-    inputs = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "batch", "history")]
-    outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished")]
+    h.panel = panel = c["queue_panel"]
+    form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
+                                 "guidance", "seed", "sampler", "batch")]
+    outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
+    # Generate adds the form's values to the session's queue at once; the runner that follows takes the
+    # waiting jobs one by one (when one is already taking them, the new one returns at once).
     # Gradio keeps a hidden status tracker (with its "0.0s" timer text) inside every output an event shows
     # progress on, even with show_progress="hidden": events that write the progress line show it on a State.
-    # A click during a run is not dropped: the latest one waits and runs when the current run ends.
-    gen_event = gr.on([c["generate"].click, c["prompt"].submit], h.generate, inputs=inputs, outputs=outputs,
-                      trigger_mode="always_last", api_visibility="private", show_progress="hidden",
-                      show_progress_on=c["finished"], concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
-    gen_event.then(h.show_finished, inputs=[c["finished"], c["history"]],
-                   outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
-                   show_progress_on=c["finished"], **private)
+    added = gr.on([c["generate"].click, c["prompt"].submit], h.add_job, inputs=form,
+                  outputs=[c["progress"], *panel.outputs], show_progress="hidden", show_progress_on=panel.shown_ids,
+                  **private)
+    gen_event = added.then(h.run_queue, inputs=[c["history"], c["queue_tick"]], outputs=outputs,
+                           api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
+                           concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    # each finished job: its Done line, details, gallery and download (State changes reach the browser only
+    # from queued events, so the runner's own outputs stay the step stream's few)
+    c["finished"].change(h.show_finished, inputs=[c["finished"], c["history"]],
+                         outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
+                         show_progress_on=c["finished"], **private)
+    c["queue_tick"].change(h.show_queue, outputs=panel.outputs, show_progress="hidden",
+                           show_progress_on=panel.shown_ids, **private)
+    for place, cancel in enumerate(panel.cancels):
+        cancel.click(h.cancel_waiting(place), inputs=panel.shown_ids, outputs=panel.outputs,
+                     show_progress="hidden", show_progress_on=panel.shown_ids, **private)
+    panel.clear.click(h.clear_queue, outputs=panel.outputs, show_progress="hidden",
+                      show_progress_on=panel.shown_ids, **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"]], **private)
 
     c["model"].input(h.on_model, inputs=c["model"], outputs=[c["steps"], c["guidance"]], **private)
@@ -522,7 +601,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
-    return ImageTab(model=c["model"], generate_event=gen_event)
+    return ImageTab(model=c["model"], generate_event=gen_event, forget_session=h.forget_session)
 
 
 def _sampler_choices() -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ class JobLimits:
     per_login: int = 4  # GATOR_MAX_JOBS_PER_LOGIN: with --auth
     per_ip: int = 8  # GATOR_MAX_JOBS_PER_IP
     unread_s: float = 30.0  # GATOR_UNREAD_STREAM_S: a job whose messages nobody reads this long is cancelled
+    waiting_per_session: int = 8  # GATOR_MAX_WAITING_PER_SESSION: the Image tab's queue (at least 1)
 
     @classmethod
     def from_env(cls) -> "JobLimits":
@@ -39,7 +40,9 @@ class JobLimits:
         return cls(per_session=int(env.get("GATOR_MAX_JOBS_PER_SESSION", cls.per_session)),
                    per_login=int(env.get("GATOR_MAX_JOBS_PER_LOGIN", cls.per_login)),
                    per_ip=int(env.get("GATOR_MAX_JOBS_PER_IP", cls.per_ip)),
-                   unread_s=float(env.get("GATOR_UNREAD_STREAM_S", cls.unread_s)))
+                   unread_s=float(env.get("GATOR_UNREAD_STREAM_S", cls.unread_s)),
+                   waiting_per_session=max(1, int(env.get("GATOR_MAX_WAITING_PER_SESSION",
+                                                          cls.waiting_per_session))))
 
 
 def client_keys(request: Any) -> dict[str, str]:

@@ -118,6 +118,16 @@ def new_page(chromium_browser, request) -> Iterator[Callable[[], Any]]:
 
 
 @pytest.fixture
+def desktop(chromium_browser):
+    """A page at 1440x900, the first screen the layout tests judge."""
+    context = chromium_browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def ui_page(new_page):
     return new_page()
 
@@ -203,8 +213,8 @@ def progress_text(page) -> str:
 
 
 def wait_text(page, elem_id: str, needle: str, timeout_ms: int = 30_000) -> str:
-    """Wait until the element `#elem_id` shows `needle`; return its text."""
-    page.wait_for_function("([id, n]) => document.getElementById(id).innerText.includes(n)", arg=[elem_id, needle],
+    """Wait until the element `#elem_id` shows `needle` (it may not be on the page yet); return its text."""
+    page.wait_for_function("([id, n]) => (document.getElementById(id)?.innerText ?? '').includes(n)", arg=[elem_id, needle],
                            timeout=timeout_ms)
     return page.locator(f"#{elem_id}").inner_text()
 

@@ -2,21 +2,10 @@
 Ctrl+Enter generates; a second click during a run is not lost; Stop leaves no noisy preview behind."""
 from __future__ import annotations
 
-import pytest
-
 from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, wait_progress, wait_step,
                                wait_until)
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-def desktop(chromium_browser):
-    context = chromium_browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def on_screen(page, selector: str) -> bool:

@@ -1,0 +1,83 @@
+"""The per-session job queue on its own: order, places, one runner per session, nothing stranded."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ui.job_queue import JobQueue, QueuedJob, QueueFull
+from ui.queue_panel import _plain
+
+
+def test_jobs_wait_in_order_and_report_how_many_are_ahead():
+    queue = JobQueue(limit=4)
+    assert queue.add("s", {"prompt": "a"}) == 0  # nothing runs yet: it starts at once
+    assert queue.claim("s")
+    assert queue.next("s").args["prompt"] == "a"
+    assert queue.add("s", {"prompt": "b"}) == 1  # the running job is ahead of it
+    assert queue.add("s", {"prompt": "c"}) == 2
+    assert queue.add("other", {"prompt": "x"}) == 0  # sessions do not share a queue
+    assert [job.args["prompt"] for job in queue.waiting("s")] == ["b", "c"]
+    assert not queue.claim("s")  # a second runner for the session returns at once
+    assert [queue.next("s").args["prompt"], queue.next("s").args["prompt"]] == ["b", "c"]
+    assert queue.next("s") is None  # and the runner gave up its place
+    assert queue.claim("s")
+
+
+def test_a_job_added_as_the_runner_finishes_is_taken_by_one_runner_or_the_next():
+    queue = JobQueue(limit=4)
+    assert queue.claim("s") and queue.next("s") is None  # the runner found nothing and left
+    queue.add("s", {"prompt": "late"})
+    assert queue.claim("s")  # so the runner the click starts takes it
+    assert queue.next("s").args["prompt"] == "late"
+
+
+def test_cancel_takes_one_waiting_job_by_id_and_clear_takes_the_rest():
+    queue = JobQueue(limit=4)
+    queue.claim("s")
+    for prompt in "abc":
+        queue.add("s", {"prompt": prompt})
+    b = queue.waiting("s")[1]
+    assert queue.cancel("s", b.id)
+    assert not queue.cancel("s", b.id)  # already gone
+    started = queue.next("s")
+    assert not queue.cancel("s", started.id)  # a started job is Stop's business
+    assert queue.clear("s") == 1 and queue.waiting("s") == []
+    assert queue.clear("s") == 0
+
+
+def test_the_limit_is_a_sentence_and_at_least_one():
+    queue = JobQueue(limit=2)
+    queue.add("s", {})
+    queue.add("s", {})
+    with pytest.raises(QueueFull, match="already holds 2 jobs"):
+        queue.add("s", {})
+    with pytest.raises(ValueError):
+        JobQueue(limit=0)
+
+
+def test_every_job_is_taken_exactly_once_while_clicks_race_the_runner():
+    queue, taken, added = JobQueue(limit=10_000), [], []
+
+    def click(n: int) -> None:
+        for i in range(200):
+            queue.add("s", {"n": (n, i)})
+            added.append((n, i))
+            if queue.claim("s"):  # what each click's runner does
+                while (job := queue.next("s")) is not None:
+                    taken.append(job.args["n"])
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(added) and len(taken) == len(set(taken)) == 800
+
+
+def test_the_list_shows_a_prompt_as_typed_and_short():
+    job = QueuedJob(1, {"prompt": "a *bold* [link](x) " + "word " * 30, "width": 64, "height": 48, "steps": 3})
+    summary = job.summary()
+    assert summary.startswith("a *bold* [link](x) word") and summary.endswith("· 64x48 · 3 steps")
+    assert "…" in summary
+    assert _plain("*a* _b_ 1. [c]") == "\\*a\\* \\_b\\_ 1\\. \\[c\\]"
