@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 TINY_MARKER = "gator_tiny.json"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table, as CLIP's BPE uses it."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     codes = printable[:]
@@ -29,7 +29,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def _tiny_vocab() -> tuple[dict[str, int], list[str]]:
     """A byte-level CLIP BPE vocabulary with a handful of merges (no download needed)."""
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for token in chars + [c + "</w>" for c in chars]:
         vocab.setdefault(token, len(vocab))
