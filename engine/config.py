@@ -46,6 +46,9 @@ class Settings:
     enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS
     output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
     models_dir: Path | None = None  # GATOR_MODELS_DIR
+    # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
+    # e.g. an A1111 or ComfyUI install
+    model_folders: tuple[Path, ...] = ()
     tiny_model_dir: Path | None = None  # GATOR_TINY_MODEL_DIR (where the built-in model is cached)
     health_interval_s: float = 2.0  # GATOR_HEALTH_INTERVAL
     health_timeout_s: float = 2.0  # GATOR_HEALTH_TIMEOUT
@@ -63,6 +66,7 @@ class Settings:
             enable_cloud_apis=_env_bool("ENABLE_CLOUD_APIS"),
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
+            model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
             health_interval_s=float(env.get("GATOR_HEALTH_INTERVAL", 2.0)),
             health_timeout_s=float(env.get("GATOR_HEALTH_TIMEOUT", 2.0)),
@@ -72,6 +76,11 @@ class Settings:
             limits=Limits.from_env(),
         )
         return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def model_roots(self) -> list[Path]:
+        """Every folder model files are looked for in: GATOR_MODELS_DIR first, then the other folders."""
+        return [root for root in (self.models_dir, *self.model_folders) if root]
 
     @property
     def tiny_dir(self) -> Path:

@@ -28,7 +28,7 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
     saved_outputs as find_saved_outputs, sweep_leftovers
 from . import params as P
 from .params import ALIASES
-from .registry import Hardware, ModelSpec, builtin_model, probe_hardware
+from .registry import Hardware, ModelSpec, builtin_model, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
 from .result import ImageResult, error_result
 from .router import Router
@@ -88,6 +88,13 @@ class AIModelManager:
         if all(newest.get(key) == row[key] for key in ("event", "reason", "backend")):
             return
         self.switches.appendleft(row)
+
+    async def rescan_models(self) -> list[dict[str, Any]]:
+        """Find every backend's models again (new or changed files in the model folders); the model list after."""
+        await self.initialize_models()
+        for backend in self.backends.values():
+            await asyncio.to_thread(backend.rescan)
+        return self.available_models()
 
     def use_gpu_decorator(self, decorator: Any) -> None:
         """Wrap local pipeline calls, e.g. with `spaces.GPU(duration=120)` on a ZeroGPU Space."""
@@ -191,6 +198,7 @@ class AIModelManager:
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
             + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
             "output_dir": str(self.settings.output_dir),
+            "model_folders": [str(root) for root in self.settings.model_roots],
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
             "normal_path": self._normal_path(),
@@ -392,5 +400,5 @@ class AIModelManager:
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:
     """A model as the status tab and the model dropdown list it."""
     return {"id": spec.id, "label": spec.label, "backend": backend.name, "backend_label": backend.label,
-            "family": spec.family, "available": available, "note": note, "default_steps": spec.default_steps,
+            "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
             "default_guidance": spec.default_guidance, "native_size": spec.native_size}

@@ -55,6 +55,32 @@ def find_model(model_id: str) -> ModelSpec | None:
 
 
 @dataclass(frozen=True)
+class Family:
+    """One model family (presets/families.yaml): its defaults, and the pipeline that loads a single file of
+    it locally (None: no local single-file loading for it)."""
+
+    id: str
+    label: str
+    native_size: int = 512
+    default_steps: int = 20
+    default_guidance: float = 7.0
+    min_ram_gb: float = 0.0
+    pipeline: str | None = None
+    rank: int = 0
+
+
+@lru_cache(maxsize=None)
+def load_families() -> dict[str, Family]:
+    data = yaml.safe_load((PRESETS_DIR / "families.yaml").read_text())
+    return {name: Family(id=name, **entry) for name, entry in data["families"].items()}
+
+
+def family_of(name: str | None) -> Family:
+    """The family `name`, or an unnamed one with generic defaults."""
+    return load_families().get(name or "") or Family(id=name or "unknown", label="unknown family")
+
+
+@dataclass(frozen=True)
 class Hardware:
     """What this machine offers for local generation."""
 

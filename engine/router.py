@@ -9,6 +9,7 @@ from typing import Sequence
 from .backends import auto_order
 from .backends.base import INTERPOLATE, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
+from .registry import ModelSpec
 from .request import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,20 @@ class Router:
                 passed_over = backend
         return self.last_resort, passed_over
 
+    def _fallback(self, req: GenerationRequest, spec: ModelSpec | None) -> Target:
+        """The local target behind a remote one: `spec` when it can run here, else the local default."""
+        if spec is not None:
+            try:
+                return self.last_resort.plan(req, spec)
+            except InvalidRequest:
+                pass
+        return self.last_resort.plan(req, None)
+
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
         """The first (backend, model) that runs now, then the local backend; the first reason a wanted
         backend was passed over is kept."""
         skipped: str | None = None
+        local_spec = next((spec for backend, spec in options if backend is self.last_resort), None)
         for backend, spec in options:
             why = backend.why_not(spec)
             if why is None:
@@ -99,7 +110,8 @@ class Router:
                     continue
                 if backend.local:
                     return _logged(Plan((first,), skipped))
-                return _logged(Plan((first, self.last_resort.plan(req, None)), skipped))
+                # the fallback runs the same model locally when the local backend has it too
+                return _logged(Plan((first, self._fallback(req, local_spec)), skipped))
             if backend.enabled:
                 skipped = skipped or why
         return _logged(Plan((self.last_resort.plan(req, None),), skipped))

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--comfyui-url", default=None, metavar="URL[,URL...]",
                         help="ComfyUI server(s), overrides COMFYUI_API_URL")
     parser.add_argument("--output-dir", default=None, help="where results are saved, overrides GATOR_OUTPUT_DIR")
+    parser.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
+                        help="also find checkpoints, LoRAs, VAEs and embeddings here (e.g. an A1111 or ComfyUI "
+                             "install); may be given more than once, adds to GATOR_MODEL_FOLDERS")
     return parser
 
 
@@ -83,13 +86,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from engine.config import parse_server_urls
+    from engine.config import Settings, parse_server_urls
 
     overrides: dict[str, Any] = {}
     if args.comfyui_url:
         overrides["comfyui_urls"] = parse_server_urls(args.comfyui_url)
     if args.output_dir:
         overrides["output_dir"] = Path(args.output_dir)
+    if args.models_dir:
+        overrides["model_folders"] = (*Settings.from_env().model_folders, *(Path(d) for d in args.models_dir))
     return overrides
 
 

@@ -5,12 +5,15 @@ Everything comes from `manager.status()` (the health monitor's snapshot); nothin
 from __future__ import annotations
 
 import html
+import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import gradio as gr
 
 from .serialize import jsonable
+
+logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
 
@@ -64,10 +67,10 @@ def _state(up: Any) -> str:
     return '<span class="gator-unknown">checking…</span>'
 
 
-MODELS_HELP = ("To use a real model, put its weights in the folder GATOR_MODELS_DIR names: a diffusers folder named "
-               "after the model's id (for example sdxl-1.0/) or a single file (sd_xl_base_1.0.safetensors, "
-               "v1-5-pruned-emaonly.safetensors), then restart the app; or start ComfyUI with a checkpoint "
-               "installed, and the badge switches to it within seconds.")
+MODELS_HELP = ("To use a real model, put any SD 1.5 or SDXL checkpoint (.safetensors, e.g. from Civitai or Hugging "
+               "Face) in the folder GATOR_MODELS_DIR names, or point --models-dir / GATOR_MODEL_FOLDERS at an "
+               "AUTOMATIC1111 or ComfyUI install, then press \"Rescan model folders\"; or start ComfyUI with a "
+               "checkpoint installed, and the badge switches to it within seconds.")
 
 
 def _last_seen(server: dict[str, Any], text: str) -> str:
@@ -141,9 +144,10 @@ def render_status(status: dict[str, Any]) -> str:
         if active.get("demo"):
             out.append(f'<p id="status-models-help">{_e(MODELS_HELP)}</p>')
     if models:
-        out.append(_table(["model", "id", "backend", "available", "note"], [[
-            _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("backend_label") or m.get("backend")),
-            "yes" if m.get("available") else "no", _e(m.get("note") or ""),
+        out.append(_table(["model", "id", "family", "backend", "available", "note"], [[
+            _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("family_label") or ""),
+            _e(m.get("backend_label") or m.get("backend")), "yes" if m.get("available") else "no",
+            _e(m.get("note") or ""),
         ] for m in models], "status-models"))
 
     notices = status.get("notices") or []
@@ -152,6 +156,7 @@ def render_status(status: dict[str, Any]) -> str:
 
     out.append("<h3>Folders</h3>")
     folders = [["outputs", f'<code id="status-output-dir">{_e(status.get("output_dir"))}</code>']]
+    folders += [["model files", f"<code>{_e(folder)}</code>"] for folder in status.get("model_folders") or []]
     if status.get("comfyui_dir"):
         folders.append(["ComfyUI install (COMFYUI_DIR)", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
     out.append(_table(["what", "where"], folders, "status-folders"))
@@ -167,8 +172,10 @@ def render_status(status: dict[str, Any]) -> str:
     return '<div id="system-status">' + "".join(out) + "</div>"
 
 
-def build_status_tab(read_status: Callable[[], dict[str, Any]]) -> tuple[gr.HTML, Callable[[], str]]:
-    """The tab's contents inside the current gr.Tab; refreshed by its own timer and a button."""
+def build_status_tab(read_status: Callable[[], dict[str, Any]],
+                     rescan: Callable[[], Awaitable[Any]]) -> tuple[gr.HTML, Callable[[], str]]:
+    """The tab's contents inside the current gr.Tab; refreshed by its own timer and a button; `rescan` looks
+    through the model folders again."""
 
     def refresh() -> str:
         try:
@@ -176,11 +183,22 @@ def build_status_tab(read_status: Callable[[], dict[str, Any]]) -> tuple[gr.HTML
         except Exception as err:  # the tab must never show a traceback
             return f'<div id="system-status"><p>Status is unavailable right now: {_e(err)}</p></div>'
 
+    async def rescan_and_refresh() -> str:
+        try:
+            await rescan()
+        except Exception:  # the tab says so; the details stay in the server log
+            logger.exception("Rescanning the model folders failed")
+            return refresh().replace('<div id="system-status">', '<div id="system-status"><p id="status-rescan">'
+                                     "Rescanning the model folders failed; the server log has the details.</p>", 1)
+        return refresh()
+
     with gr.Row():
         refresh_btn = gr.Button("Refresh", size="sm", scale=0, elem_id="status-refresh")
+        rescan_btn = gr.Button("Rescan model folders", size="sm", scale=0, min_width=190, elem_id="status-rescan")
         gr.Markdown(f"Updated every {REFRESH_S:.0f} s from the background health monitor.")
     view = gr.HTML(refresh(), elem_id="status-view")
     timer = gr.Timer(REFRESH_S)
     timer.tick(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
     refresh_btn.click(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
+    rescan_btn.click(rescan_and_refresh, outputs=view, api_visibility="private", show_progress="hidden")
     return view, refresh

@@ -70,6 +70,9 @@ class Backend(ABC):
     def start(self) -> None:
         """Begin background work (health polling); called once by the manager."""
 
+    def rescan(self) -> None:
+        """Look for models again (the status tab's Rescan); backends that watch their models need nothing."""
+
     def shutdown(self) -> None:
         """Stop background work."""
 

@@ -21,7 +21,7 @@ from ..comfyui import ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationErr
 from ..errors import BackendUnavailable
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
-from ..registry import ModelSpec, find_model, load_catalogue, load_samplers
+from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
 from ..workflows import WorkflowError, WorkflowTemplate, bind, load_template
 from . import register_backend
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "comfyui:"
 JOB_MEMORY_S = 120.0  # how long our finished jobs are remembered, to read stale queue polls right
-DEFAULT_GUIDANCE = {"flux": 3.5, "sdxl": 7.0, "sd15": 7.5}
-NATIVE_SIZE = {"flux": 1024, "sdxl": 1024, "sd15": 512}
 COMFY_SAMPLERS = {"euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
                   "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde",
                   "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm", "ipndm", "ipndm_v", "deis",
@@ -84,8 +82,8 @@ def checkpoint_model(filename: str) -> ModelSpec:
     family = guess_family(filename)
     workflow = "flux1_dev_fp8_checkpoint" if family == "flux" else "checkpoint_generic"
     return ModelSpec(id=CHECKPOINT_PREFIX + filename, label=_checkpoint_label(filename), backend=ComfyUIBackend.name,
-                     family=family, default_guidance=DEFAULT_GUIDANCE.get(family, 7.0),
-                     native_size=NATIVE_SIZE.get(family, 512),
+                     family=family, default_guidance=family_of(family).default_guidance,
+                     native_size=family_of(family).native_size, default_steps=family_of(family).default_steps,
                      comfyui=[{"workflow": workflow, "files": {"ckpt_name": filename}}])
 
 
@@ -152,7 +150,11 @@ class ComfyUIBackend(Backend):
         if spec is not None and spec.comfyui:
             return spec
         installed = {c for st in self._up_states() for c in st.models.checkpoints}
-        return checkpoint_model(key) if key in installed else None
+        if key in installed:
+            return checkpoint_model(key)
+        # a bare name, as the user's own checkpoints are listed: the one installed file with that stem
+        stems = [c for c in installed if c.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower() == key.lower()]
+        return checkpoint_model(stems[0]) if len(stems) == 1 else None
 
     def variant_for(self, model: ModelSpec, models: InstalledModels | None) -> Variant | None:
         """How `model` would run on a server with `models` installed; None when it cannot."""

@@ -7,15 +7,18 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..errors import BackendUnavailable, GenerationCancelled, os_reason
+from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
 from ..previews import latents_to_preview
-from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, find_model, fits, load_samplers,
-                        needs_offload)
+from ..model_files import CHECKPOINT, ModelFile, ModelFolders
+from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
+                        load_samplers, needs_offload)
 from ..request import GenerationRequest
+from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
@@ -48,13 +51,16 @@ class DiffusersBackend(Backend):
     features = frozenset({INTERPOLATE})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
-                 tiny_dir: Any = None) -> None:
+                 tiny_dir: Any = None, model_roots: list[Any] | None = None) -> None:
         self.hardware = hardware
-        self.allow_downloads = allow_downloads  # a single .safetensors file may fetch its config from the hub
+        self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
+        self.folders = ModelFolders(model_roots if model_roots is not None else [models_dir])
         self.weights: dict[str, WeightSource | Missing] = {}
+        self.user_models: dict[str, ModelSpec] = {}  # the user's own checkpoints, by id (their file name)
         self.notices: list[str] = []  # why real weights are not available
+        self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -69,16 +75,15 @@ class DiffusersBackend(Backend):
         import diffusers.pipelines  # noqa: F401  (imported now so a fallback never waits on it)
 
         keep_log_lines_short("diffusers", "transformers")  # they echo over-long prompts when they truncate them
-        for spec in catalogue_for(self.name):
-            self.weights[spec.id] = locate_weights(spec, self.models_dir, self.tiny_dir, self.allow_downloads)
         try:
             ensure_tiny_model(self.tiny_dir)
+            self._tiny_problem: str | None = None
         except OSError as err:  # a full or read-only disk: the app still starts and says why
             logger.error("Could not build the tiny demo model in %s: %s", self.tiny_dir, err)
-            self.weights[builtin_model().id] = Missing(
-                f"The tiny demo model is unavailable: its files could not be written to its cache folder "
-                f"({os_reason(err)}). Free some space there or set GATOR_TINY_MODEL_DIR.")
-        self.notices = [w.reason for w in self.weights.values() if isinstance(w, Missing)]
+            self._tiny_problem = (f"The tiny demo model is unavailable: its files could not be written to its "
+                                  f"cache folder ({os_reason(err)}). Free some space there or set "
+                                  "GATOR_TINY_MODEL_DIR.")
+        self.rescan()
         for notice in self.notices:
             logger.warning("%s", notice)
         if not self.models():
@@ -86,13 +91,53 @@ class DiffusersBackend(Backend):
         elif self.best().builtin:
             logger.warning("No real diffusers weights found: local generation uses the tiny demo model.")
 
+    def rescan(self) -> None:
+        """Find every catalogue model's weights and the user's checkpoints again (offline; headers only)."""
+        files = self.folders.scan()
+        by_file_name = {f.path.name.lower(): f for f in files if f.kind == CHECKPOINT and not f.problem}
+        weights: dict[str, WeightSource | Missing] = {}
+        claimed: set[str] = set()
+        for spec in catalogue_for(self.name):
+            found = by_file_name.get((spec.single_file or "").lower())
+            source = locate_weights(spec, self.models_dir, self.tiny_dir, self.allow_downloads)
+            if isinstance(source, Missing) and found is not None:  # e.g. under an A1111 Stable-diffusion/
+                source = WeightSource("single_file", str(found.path))
+            if found is not None:
+                claimed.add(str(found.path))
+            weights[spec.id] = self._unless_failed(source)
+        if getattr(self, "_tiny_problem", None):
+            weights[builtin_model().id] = Missing(self._tiny_problem)
+        user: dict[str, ModelSpec] = {}
+        for entry in files:
+            if entry.kind != CHECKPOINT or str(entry.path) in claimed or entry.name in user:
+                continue
+            spec = user_checkpoint(entry)
+            user[spec.id] = spec
+            problem = entry.problem or _local_problem(entry)
+            weights[spec.id] = Missing(problem) if problem else self._unless_failed(
+                WeightSource("single_file", str(entry.path)))
+        self.weights, self.user_models = weights, user
+        self.notices = [w.reason for w in weights.values() if isinstance(w, Missing)]
+
+    def _unless_failed(self, source: WeightSource | Missing) -> WeightSource | Missing:
+        """`source`, or the sentence of its earlier failed load when its file has not changed since."""
+        if isinstance(source, WeightSource) and source.kind == "single_file":
+            sentence = self._failed.get(_stamp(source.location))
+            if sentence:
+                return Missing(sentence)
+        return source
+
+    def _specs(self) -> list[ModelSpec]:
+        """The catalogue's local models and the user's checkpoints, best first."""
+        return sorted([*catalogue_for(self.name), *self.user_models.values()], key=lambda s: -s.rank)
+
     def models(self) -> list[ModelSpec]:
         """Models whose weights are here and that fit this machine, best first (the tiny model last)."""
-        return [spec for spec in catalogue_for(self.name)
+        return [spec for spec in self._specs()
                 if isinstance(self.weights.get(spec.id), WeightSource) and fits(spec, self.hardware)]
 
     def missing(self) -> list[tuple[ModelSpec, str]]:
-        return [(spec, source.reason) for spec in catalogue_for(self.name)
+        return [(spec, source.reason) for spec in self._specs()
                 if isinstance(source := self.weights.get(spec.id), Missing)]
 
     def best(self) -> ModelSpec:
@@ -100,8 +145,13 @@ class DiffusersBackend(Backend):
         return next(iter(self.models()), builtin_model())
 
     def find(self, model_id: str) -> ModelSpec | None:
+        """A catalogue model by id or label, or the user's checkpoint by file name (with or without extension)."""
         spec = find_model(model_id)
-        return spec if spec is not None and spec.backend == self.name else None
+        if spec is not None and spec.backend == self.name:
+            return spec
+        key = (model_id or "").strip().lower()
+        return next((spec for spec in self.user_models.values()
+                     if key in (spec.id.lower(), Path(spec.single_file or "").name.lower())), None)
 
     def why_not(self, model: ModelSpec | None) -> str | None:
         """None while any local model runs (a model without weights runs as the tiny model, with a warning)."""
@@ -120,6 +170,8 @@ class DiffusersBackend(Backend):
         source = self.weights.get(model.id)
         if isinstance(source, WeightSource):
             return Target(self.name, model)
+        if model.id in self.user_models:  # the user's own file, named: its problem, not another model
+            raise InvalidRequest(source.reason if isinstance(source, Missing) else f"{model.label} cannot run.")
         reason = source.reason if isinstance(source, Missing) else f"{model.label} is not a local model."
         return Target(self.name, builtin_model(), warnings=(f"{reason} Used the tiny demo model instead.",))
 
@@ -180,14 +232,20 @@ class DiffusersBackend(Backend):
         kwargs: dict[str, Any] = {"dtype": dtype}
         try:
             if source.kind == "single_file":
-                # The file holds the weights; the pipeline's config comes from the Hugging Face cache
-                # (or the hub, when downloads are allowed).
-                pipe = cls.from_single_file(source.location, local_files_only=not self.allow_downloads, **kwargs)
+                # the file holds the weights; its family's configs and tokenizers ship with the app (offline)
+                pipe = load_single_file(cls, source.location, spec.family, dtype=dtype)
             elif source.kind == "hub_download":
                 pipe = cls.from_pretrained(source.location, **kwargs)
             else:
                 pipe = cls.from_pretrained(source.location, local_files_only=True, **kwargs)
         except Exception as err:
+            if source.kind == "single_file":  # remembered until the file changes: no retry on every request
+                sentence = (f"{Path(source.location).name} could not be loaded as a {family_of(spec.family).label} "
+                            f"checkpoint ({_first_line(err)}).")
+                self._failed[_stamp(source.location)] = sentence
+                self.weights[spec.id] = Missing(sentence)
+                self.notices.append(sentence)
+                raise BackendUnavailable(sentence) from err
             raise BackendUnavailable(f"Could not load {spec.label} from {source.location}: {err}") from err
         if hasattr(pipe, "safety_checker") and getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None
@@ -217,8 +275,8 @@ class DiffusersBackend(Backend):
                     yield item
                 return
             except BackendUnavailable as err:
-                if spec.builtin:
-                    raise
+                if spec.builtin or (spec.id in self.user_models and bool(req.model) and self.find(req.model) == spec):
+                    raise  # the user's own file, named: its sentence, not another model's picture
                 warnings.append(f"{err} Used the tiny demo model instead.")
                 spec = builtin_model()
 
@@ -309,8 +367,6 @@ class DiffusersBackend(Backend):
     def _truncation_warnings(pipe, req: GenerationRequest) -> list[str]:
         """A warning per prompt longer than the model's token limit; none for the tiny demo model, whose
         byte-level vocabulary counts about one token per character (no real model's limit)."""
-        from pathlib import Path
-
         from ..tiny_model import TINY_MARKER
 
         tokenizer = getattr(pipe, "tokenizer", None)
@@ -360,10 +416,48 @@ class DiffusersBackend(Backend):
         return out
 
 
+def user_checkpoint(entry: ModelFile) -> ModelSpec:
+    """The model a user's checkpoint file is offered as: its file name, its family's defaults."""
+    family = family_of(entry.family)
+    return ModelSpec(id=entry.name, label=entry.name, backend=DiffusersBackend.name, family=family.id,
+                     rank=family.rank, single_file=str(entry.path), pipeline=family.pipeline or "",
+                     size_gb=round(entry.size / 1024**3, 2), min_ram_gb=family.min_ram_gb,
+                     default_steps=family.default_steps, default_guidance=family.default_guidance,
+                     native_size=family.native_size)
+
+
+def _local_problem(entry: ModelFile) -> str | None:
+    """Why a readable checkpoint still cannot run here (None when it can)."""
+    family = family_of(entry.family)
+    if entry.family is None:
+        return f"{entry.path.name}: its model family could not be told from its tensors."
+    if family.pipeline is None:
+        return (f"{entry.path.name} is a {family.label} checkpoint; this app loads SD 1.5 and SDXL single files "
+                "locally (a ComfyUI server with the file runs it).")
+    if entry.inpainting:
+        return f"{entry.path.name} is an inpainting checkpoint; text-to-image needs an ordinary one."
+    return None
+
+
+def _stamp(location: str) -> tuple[str, int, float]:
+    """A file's path, size and modification time: changes when the file changes."""
+    try:
+        stat = Path(location).stat()
+        return location, stat.st_size, stat.st_mtime
+    except OSError:
+        return location, -1, -1.0
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0][:300] if text else type(err).__name__).rstrip(".")
+
+
 def _build(context: BackendContext) -> DiffusersBackend:
     settings = context.settings
     return DiffusersBackend(context.hardware, allow_downloads=settings.allow_downloads,
-                            models_dir=settings.models_dir, tiny_dir=settings.tiny_dir)
+                            models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
+                            model_roots=settings.model_roots)
 
 
 register_backend(DiffusersBackend.name, _build)

@@ -265,7 +265,8 @@ def test_the_first_run_badge_points_to_the_status_tab(ui_page, local_app):
     assert badge.startswith("tiny demo model") and badge.endswith("see System status"), badge
     open_status(page)
     help_text = page.locator("#status-models-help").inner_text()
-    assert "GATOR_MODELS_DIR" in help_text and "diffusers folder named after the model's id" in help_text
+    assert "GATOR_MODELS_DIR" in help_text and "AUTOMATIC1111 or ComfyUI install" in help_text
+    assert "Rescan model folders" in help_text
     assert "start ComfyUI" in help_text
     assert "see System status" not in page.locator("#status-active").inner_text()
 

@@ -1,0 +1,237 @@
+"""The user's own model files: found in model folders (A1111 and ComfyUI layouts included) and told apart
+by their safetensors header alone (kind and family from tensor names and shapes; no weights are read).
+
+Layouts understood under any model folder (and a folder may be an A1111 or ComfyUI install itself):
+A1111 `models/Stable-diffusion`, `models/Lora`, `models/VAE`, `embeddings/`; ComfyUI `models/checkpoints`,
+`models/loras`, `models/vae`, `models/embeddings`. Anything else found is classified by its header.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT, LORA, VAE, EMBEDDING = "checkpoint", "lora", "vae", "embedding"
+KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding"}
+FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX", "sd3": "SD3"}
+# folder names (case-insensitive) that say what a file below them is, as A1111 and ComfyUI name them
+KIND_FOLDERS = {"stable-diffusion": CHECKPOINT, "checkpoints": CHECKPOINT, "lora": LORA, "loras": LORA,
+                "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING}
+SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+CONTEXT_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}  # cross-attention width -> family
+
+
+class UnreadableModel(ValueError):
+    """A file that is not a complete safetensors file; `str(err)` is the sentence."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model file found on disk: what it is (kind, family), or why it cannot be used (`problem`)."""
+
+    path: Path
+    kind: str | None  # checkpoint | lora | vae | embedding | None (not a model this app uses)
+    family: str | None  # sd15 | sd2 | sdxl | flux | sd3 | None (unknown)
+    size: int
+    mtime: float
+    problem: str | None = None
+    inpainting: bool = False  # a checkpoint whose UNet takes the masked image too
+
+    @property
+    def name(self) -> str:
+        """The name it is listed under: the file name without its extension."""
+        return self.path.stem
+
+    @property
+    def stamp(self) -> tuple[str, int, float]:
+        """Changes when the file changes (a remembered failure is kept until then)."""
+        return str(self.path), self.size, self.mtime
+
+    def describe(self) -> str:
+        family = FAMILY_LABELS.get(self.family or "", "unknown family")
+        return f"{self.name} ({KIND_LABELS.get(self.kind or '', 'model')}, {family})"
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The tensor table of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against the
+    file's size. Raises UnreadableModel with a sentence for anything else."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise UnreadableModel(f"{path.name} is not a safetensors file (it is {size} bytes long).")
+            (length,) = struct.unpack("<Q", head)
+            if length <= 1 or length > min(MAX_HEADER_BYTES, size - 8):
+                raise UnreadableModel(f"{path.name} is not a safetensors file (its first bytes are not a "
+                                      "safetensors header).")
+            table = json.loads(handle.read(length))
+    except OSError as err:
+        raise UnreadableModel(f"{path.name} could not be read ({err.strerror or err}).") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UnreadableModel(f"{path.name} is not a safetensors file (its header is not JSON).") from err
+    if not isinstance(table, dict):
+        raise UnreadableModel(f"{path.name} is not a safetensors file (its header is not a table).")
+    table.pop("__metadata__", None)
+    ends = [entry.get("data_offsets", [0, 0])[1] for entry in table.values() if isinstance(entry, dict)]
+    if len(ends) != len(table):
+        raise UnreadableModel(f"{path.name} is not a safetensors file (its header is malformed).")
+    needed = 8 + length + max(ends, default=0)
+    if size < needed:
+        raise UnreadableModel(f"{path.name} is truncated: {size:,} of its {needed:,} bytes are on disk "
+                              "(an interrupted copy or download?). Copy or download it again.")
+    return table
+
+
+def classify(table: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(kind, family, inpainting) from a safetensors tensor table."""
+    names = list(table)
+
+    def shape(name: str) -> list[int]:
+        return list(table[name].get("shape") or [])
+
+    def first(predicate) -> str | None:
+        return next((n for n in names if predicate(n)), None)
+
+    if first(lambda n: n.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) or ".lora_down." in n
+             or ".lora_A." in n or ".lora.down." in n or "lora_linear_layer" in n):
+        key = first(lambda n: "attn2" in n and ("to_k" in n or "to_v" in n)
+                    and any(part in n for part in ("lora_down", "lora_A", "lora.down", "down.weight")))
+        family = CONTEXT_FAMILY.get(shape(key)[-1]) if key else None
+        if family is None and first(lambda n: n.startswith("lora_te2_") or "text_encoder_2" in n):
+            family = "sdxl"
+        if family is None and first(lambda n: "double_blocks" in n or "single_transformer_blocks" in n):
+            family = "flux"
+        return LORA, family, False
+    if first(lambda n: "double_blocks." in n) or first(lambda n: n.startswith("transformer_blocks.") and
+                                                           "attn.to_added_qkv" in n):
+        return CHECKPOINT, "flux", False
+    if first(lambda n: ".joint_blocks." in n):
+        return CHECKPOINT, "sd3", False
+    unet = first(lambda n: n.startswith("model.diffusion_model."))
+    if unet:
+        inpainting = shape("model.diffusion_model.input_blocks.0.0.weight")[1:2] == [9] \
+            if "model.diffusion_model.input_blocks.0.0.weight" in table else False
+        if first(lambda n: n.startswith("conditioner.embedders.")) or "model.diffusion_model.label_emb.0.0.weight" \
+                in table:
+            return CHECKPOINT, "sdxl", inpainting
+        key = first(lambda n: n.startswith("model.diffusion_model.") and "attn2.to_k.weight" in n)
+        return CHECKPOINT, CONTEXT_FAMILY.get(shape(key)[-1]) if key else None, inpainting
+    if first(lambda n: n.startswith(("encoder.down.", "decoder.up.", "encoder.down_blocks.", "decoder.up_blocks."))):
+        return VAE, None, False
+    if "emb_params" in table:
+        return EMBEDDING, CONTEXT_FAMILY.get(shape("emb_params")[-1]) if shape("emb_params") else None, False
+    if "clip_g" in table and "clip_l" in table:
+        return EMBEDDING, "sdxl", False
+    if "string_to_param" in table or first(lambda n: n.startswith("string_to_param.")):
+        return EMBEDDING, None, False
+    return None, None, False
+
+
+def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
+    """What the file at `path` is, from its header; a bad file comes back with its `problem` sentence."""
+    try:
+        stat = path.stat()
+    except OSError as err:
+        return ModelFile(path, kind_hint, None, 0, 0.0, f"{path.name} could not be read ({err.strerror or err}).")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime,
+                         f"{path.name} is a pickle file ({path.suffix}), which can run code when loaded; only "
+                         ".safetensors files are loaded. Convert it, or download the .safetensors version.")
+    try:
+        kind, family, inpainting = classify(read_header(path))
+    except UnreadableModel as err:
+        return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime, str(err))
+    if kind is None and kind_hint is None:
+        return ModelFile(path, None, None, stat.st_size, stat.st_mtime,
+                         f"{path.name} holds no checkpoint, LoRA, VAE or embedding this app knows.")
+    return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting)
+
+
+def _kind_from_folders(relative: Path) -> str | None:
+    """The kind its nearest A1111/ComfyUI folder name says (None when no folder says)."""
+    for part in reversed(relative.parts[:-1]):
+        kind = KIND_FOLDERS.get(part.lower())
+        if kind:
+            return kind
+    return None
+
+
+def _walk(root: Path) -> Iterable[Path]:
+    """Model-looking files under `root`, skipping hidden folders and diffusers folders (they are loaded whole)."""
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        if "model_index.json" in files:
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.lower().endswith(SUFFIXES + PICKLE_SUFFIXES) and not name.startswith("."):
+                yield here / name
+
+
+class ModelFolders:
+    """The model files under a list of folders, found at start-up and again on `scan()`."""
+
+    def __init__(self, roots: Iterable[Path | str | None]) -> None:
+        self.roots = [Path(root).expanduser() for root in roots if root]
+        self._lock = threading.Lock()
+        self._files: list[ModelFile] = []
+        self._known: dict[tuple[str, int, float], ModelFile] = {}  # unchanged files are not read again
+
+    def scan(self) -> list[ModelFile]:
+        """Look through every folder again; returns every model file found (bad ones with their problem)."""
+        found: list[ModelFile] = []
+        seen: set[Path] = set()
+        for root in self.roots:
+            if not root.is_dir():
+                logger.warning("Model folder %s does not exist or is not a folder.", root)
+                continue
+            for path in _walk(root):
+                try:
+                    real = path.resolve()
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if real in seen:
+                    continue
+                seen.add(real)
+                hint = _kind_from_folders(path.relative_to(root))
+                if hint is None and path.suffix.lower() in PICKLE_SUFFIXES:
+                    continue  # a .pt/.bin outside the model folders is not ours to judge
+                key = (str(path), stat.st_size, stat.st_mtime)
+                entry = self._known.get(key) or inspect(path, hint)
+                found.append(entry)
+        with self._lock:
+            self._files = found
+            self._known = {entry.stamp: entry for entry in found}
+        counts = {kind: sum(1 for f in found if f.kind == kind and not f.problem) for kind in KIND_LABELS}
+        logger.info("Model folders scanned: %s.", ", ".join(f"{n} {KIND_LABELS[k]}" for k, n in counts.items()))
+        return list(found)
+
+    def files(self, kind: str | None = None, *, usable: bool = True) -> list[ModelFile]:
+        """The files found by the last scan, of `kind` (all kinds for None); only usable ones by default."""
+        with self._lock:
+            files = list(self._files)
+        return [f for f in files if (kind is None or f.kind == kind) and (not usable or f.problem is None)]
+
+    def problems(self) -> list[ModelFile]:
+        with self._lock:
+            return [f for f in self._files if f.problem]
+
+    def find(self, name: str, kind: str) -> ModelFile | None:
+        """The usable `kind` file listed as `name`, with or without its extension (case-insensitive)."""
+        key = (name or "").strip().lower()
+        for entry in self.files(kind):
+            if key in (entry.name.lower(), entry.path.name.lower()):
+                return entry
+        return None

@@ -1,0 +1,92 @@
+"""The user's own checkpoints through AIModelManager: listed by file name with their family, a bad file a
+sentence (never a crash, never another model's picture when it was named), a failed load remembered until
+the file changes, and a rescan that sees new files."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+import pytest
+
+from engine.manager import AIModelManager
+from engine.registry import Hardware
+from tests.unit.test_model_files import KOHYA_SD15, SD15, SDXL, write
+
+CPU = Hardware("cpu", "CPU", 0.0, 64.0)
+
+
+@pytest.fixture
+async def a1111(settings, tmp_path):
+    """A manager whose model folders include an A1111 install with a few files in it."""
+    install = tmp_path / "stable-diffusion-webui"
+    write(install / "models/Stable-diffusion/myMix_v2.safetensors", SD15)  # a header, not loadable weights
+    write(install / "models/Stable-diffusion/bigXL.safetensors", SDXL)
+    write(install / "models/Lora/detail.safetensors", KOHYA_SD15)
+    cut = install / "models/Stable-diffusion/halfDownloaded.safetensors"
+    cut.write_bytes(write(tmp_path / "whole.safetensors", SD15).read_bytes()[:-500])
+    (install / "models/Stable-diffusion/notes.safetensors").write_text("my prompts\n" * 50)
+    manager = AIModelManager(replace(settings, model_folders=(install,)), hardware=CPU)
+    await manager.initialize_models()
+    yield manager, install
+    manager.shutdown()
+
+
+def entry(manager: AIModelManager, model_id: str) -> dict:
+    return next(m for m in manager.available_models() if m["id"] == model_id)
+
+
+async def test_checkpoints_are_listed_by_file_name_with_family_defaults(a1111):
+    manager, install = a1111
+    mix, xl = entry(manager, "myMix_v2"), entry(manager, "bigXL")
+    assert (mix["family"], mix["available"], mix["backend"]) == ("sd15", True, "diffusers")
+    assert (xl["family"], xl["native_size"]) == ("sdxl", 1024)
+    assert manager.model_defaults("myMix_v2.safetensors")["width"] == 512  # with its extension too
+    assert "detail" not in {m["id"] for m in manager.available_models()}  # a LoRA is not a model
+    bad = {m["id"]: m for m in manager.available_models() if not m["available"]}
+    assert "truncated" in bad["halfDownloaded"]["note"] and "not a safetensors file" in bad["notes"]["note"]
+    assert str(install) in manager.status()["model_folders"]
+
+
+async def test_a_named_bad_file_is_a_sentence_not_the_tiny_model(a1111):
+    manager, _ = a1111
+    result = await manager.generate_image("a fox", model="halfDownloaded", width=64, height=64,
+                                          num_inference_steps=2, seed=1)
+    assert result["status"] == "error" and "truncated" in result["error"], result  # refused before any work
+
+
+async def test_a_failed_load_is_remembered_until_the_file_changes(a1111):
+    manager, install = a1111
+    first = await manager.generate_image("a fox", model="myMix_v2", width=64, height=64, num_inference_steps=2,
+                                         seed=1)
+    assert first["status"] == "error", first
+    assert "myMix_v2.safetensors could not be loaded as a SD 1.5 checkpoint" in first["error"]
+    assert first.get("model") != "Tiny demo model"
+    started = time.perf_counter()
+    again = await manager.generate_image("a fox", model="myMix_v2", width=64, height=64, num_inference_steps=2,
+                                         seed=1)
+    assert again["status"] == "error" and again["error"] == first["error"]
+    assert time.perf_counter() - started < 1.0  # not loaded again
+    assert not entry(manager, "myMix_v2")["available"]
+    await manager.rescan_models()  # unchanged file: still remembered
+    assert not entry(manager, "myMix_v2")["available"]
+    path = install / "models/Stable-diffusion/myMix_v2.safetensors"
+    os.utime(path, (time.time() + 5, time.time() + 5))  # the user replaced the file
+    await manager.rescan_models()
+    assert entry(manager, "myMix_v2")["available"]
+
+
+async def test_auto_mode_never_fails_on_a_bad_checkpoint(a1111):
+    manager, _ = a1111
+    result = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=2, seed=1)
+    assert result["status"] == "success", result  # bigXL (auto's pick) fails to load: the tiny model, said so
+    assert result["model"] == "Tiny demo model"
+    assert any("bigXL.safetensors could not be loaded" in w for w in result["warnings"]), result["warnings"]
+
+
+async def test_a_rescan_finds_a_new_checkpoint(a1111):
+    manager, install = a1111
+    assert "freshMix" not in {m["id"] for m in manager.available_models()}
+    write(install / "models/Stable-diffusion/freshMix.safetensors", SD15)
+    models = await manager.rescan_models()
+    assert any(m["id"] == "freshMix" and m["available"] for m in models)

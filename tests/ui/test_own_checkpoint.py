@@ -1,0 +1,63 @@
+"""A user's own full-size SD 1.5 checkpoint in an A1111 folder, offline with an empty Hugging Face cache:
+listed under its file name with its family, and generating through the API and the browser on that very
+model (no fallback to the tiny model). The checkpoint is a random-weight file in the original LDM layout,
+built once per machine (tests/support/ldm_checkpoint.py)."""
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+
+from tests.support.ldm_checkpoint import cached_checkpoint
+from tests.unit.test_model_files import SD15, write
+from tests.ui.conftest import fill_image_form, needs_chromium, open_app, wait_progress, wait_text
+
+
+@pytest.fixture(scope="module")
+def own_checkpoint_app(tmp_path_factory):
+    """app.py in a process of its own, pointed at an A1111 install holding dreamMix_v7.safetensors."""
+    install = tmp_path_factory.mktemp("stable-diffusion-webui")
+    folder = install / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    (folder / "dreamMix_v7.safetensors").symlink_to(cached_checkpoint("sd15"))
+    return install, tmp_path_factory.mktemp("empty-hf-home")
+
+
+@pytest.fixture
+def app_url(run_app, own_checkpoint_app):
+    install, hf_home = own_checkpoint_app
+    url, log = run_app("--models-dir", str(install), HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"),
+                       HF_HUB_OFFLINE="1")
+    yield url
+    assert not any(hf_home.rglob("*")), "something was written to the Hugging Face cache"
+
+
+def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_checkpoint_app, chromium_browser):
+    client = Client(app_url, verbose=False)
+    status = client.predict(api_name="/status")
+    entry = next(m for m in status["models"] if m["id"] == "dreamMix_v7")
+    assert entry["available"] and entry["family"] == "sd15" and entry["backend"] == "diffusers", entry
+    _, info = client.predict("a lighthouse at dusk", width=64, height=64, num_inference_steps=2, seed=3,
+                             model="dreamMix_v7", api_name="/generate_image")
+    assert info["status"] == "success" and info["model"] == "dreamMix_v7", info
+    assert not info.get("fallback_reason") and not info.get("warnings"), info
+
+    page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        open_app(page, app_url)
+        page.locator("#model input").click()
+        page.get_by_role("option", name="dreamMix_v7 · diffusers").click()
+        fill_image_form(page, "a harbour at dawn", steps=2, seed=4)
+        page.click("#generate")
+        assert "dreamMix_v7" in wait_progress(page, "Done", 120_000)
+        assert "dreamMix_v7" in wait_text(page, "result-details", "dreamMix_v7")
+        # a checkpoint copied in while the app runs: the status tab's Rescan lists it
+        install, _ = own_checkpoint_app
+        write(install / "models/Stable-diffusion/freshMix_v1.safetensors", SD15)  # an SD 1.5 header is enough
+        page.get_by_role("tab", name="System status").click()
+        assert "freshMix_v1" not in page.locator("#status-view").inner_text()
+        page.click("#status-rescan")
+        wait_text(page, "status-models", "freshMix_v1")
+        row = page.locator("#status-models tr", has_text="freshMix_v1").inner_text()
+        assert "SD 1.5" in row and "yes" in row, row
+    finally:
+        page.close()
