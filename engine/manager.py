@@ -148,6 +148,16 @@ class AIModelManager:
                     models.append(_model_entry(spec, backend, False, why))
         return models
 
+    def available_loras(self) -> list[dict[str, Any]]:
+        """Every LoRA a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
+        loras: dict[str, dict[str, Any]] = {}
+        for backend in self.backends.values():
+            for name, family in backend.loras().items():
+                entry = loras.setdefault(name.lower(), {"name": name, "family": family,
+                                                        "family_label": family_of(family).label, "backends": []})
+                entry["backends"].append(backend.name)
+        return sorted(loras.values(), key=lambda e: e["name"].lower())
+
     def active_backend(self) -> dict[str, Any]:
         """What a request with default settings would run on now: the live badge's content."""
         backend, passed_over = self.router.default_choice()
@@ -195,6 +205,7 @@ class AIModelManager:
                          "summary": self.hardware.describe()},
             "loaded_model": local.details.get("loaded_model"),
             "models": self.available_models(),
+            "loras": self.available_loras(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
             + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
             "output_dir": str(self.settings.output_dir),
@@ -232,14 +243,15 @@ class AIModelManager:
                            num_inference_steps: int = P.STEPS.default, guidance_scale: float | None = P.GUIDANCE.default,
                            seed: int | None = None, model: str | None = None, backend: str = P.BACKEND.default,
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
-                           cancel: asyncio.Event | None = None,
+                           loras: Any = None, cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
 
         A batch (`batch_count` > 1) is that many images one after another, each with the previous seed + 1.
         `steps` and `guidance` are accepted for num_inference_steps and guidance_scale. `owner` (a login) saves
-        the images under outputs/<owner>/ instead of the outputs folder itself.
+        the images under outputs/<owner>/ instead of the outputs folder itself. `loras` lists LoRAs by name
+        and weight ([{"name": ..., "weight": ...}], or "name:weight"); `<lora:name:weight>` prompt tags add to it.
         """
         started_at = time.perf_counter()
         if not self._initialized:
@@ -247,7 +259,7 @@ class AIModelManager:
         values = dict(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                       model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                      batch_count=batch_count)
+                      batch_count=batch_count, loras=loras or ())
         for alias, value in aliases.items():
             if alias not in ALIASES:
                 raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
@@ -310,7 +322,7 @@ class AIModelManager:
             status="success", prompt=req.prompt, negative_prompt=req.negative_prompt, width=image.width,
             height=image.height, num_inference_steps=req.num_inference_steps,
             guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
-            model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
+            loras=[{"name": use.name, "weight": use.weight} for use in req.loras], model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()

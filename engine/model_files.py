@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT, LORA, VAE, EMBEDDING = "checkpoint", "lora", "vae", "embedding"
 KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding"}
-FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX", "sd3": "SD3"}
 # folder names (case-insensitive) that say what a file below them is, as A1111 and ComfyUI name them
 KIND_FOLDERS = {"stable-diffusion": CHECKPOINT, "checkpoints": CHECKPOINT, "lora": LORA, "loras": LORA,
                 "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING}
@@ -55,10 +54,6 @@ class ModelFile:
     def stamp(self) -> tuple[str, int, float]:
         """Changes when the file changes (a remembered failure is kept until then)."""
         return str(self.path), self.size, self.mtime
-
-    def describe(self) -> str:
-        family = FAMILY_LABELS.get(self.family or "", "unknown family")
-        return f"{self.name} ({KIND_LABELS.get(self.kind or '', 'model')}, {family})"
 
 
 def read_header(path: Path) -> dict[str, Any]:

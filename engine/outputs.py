@@ -16,6 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from . import params as P
 from .errors import output_error
+from .prompt_syntax import with_lora_tags
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size
 def a1111_parameters(params: dict[str, Any]) -> str:
     """The A1111 `parameters` text: prompt, `Negative prompt:` line, then `Key: value` pairs (keys from
     engine/params.py)."""
-    lines = [params.get("prompt", "")]
+    lines = [with_lora_tags(params.get("prompt", ""), params.get("loras") or ())]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
     pairs = []

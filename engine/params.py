@@ -133,8 +133,48 @@ def _check_seed(p: Param, value: Any, subject: str) -> str | None:
     return f"{subject} must be -1 (random) or a whole number from 0 to {MAX_SEED} (got {value!r})."
 
 
+def lora_uses(value: Any) -> list[tuple[Any, Any]]:
+    """(name, weight) pairs from what a caller may hand over: None, a list of {"name", "weight"} dicts,
+    ("name", weight) pairs, "name" or "name:weight" strings, or objects with name and weight."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+        value = [value]
+    pairs = []
+    for item in value:
+        if isinstance(item, dict):
+            pairs.append((item.get("name"), item.get("weight", 1.0)))
+        elif isinstance(item, str):
+            name, _, weight = item.partition(":")
+            pairs.append((name.strip(), weight.strip() or 1.0))
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+        else:
+            pairs.append((getattr(item, "name", item), getattr(item, "weight", None)))
+    return pairs
+
+
+def _check_loras(p: Param, value: Any, subject: str) -> str | None:
+    pairs = lora_uses(value)
+    if len(pairs) > MAX_LORAS:
+        return f"At most {MAX_LORAS} LoRAs may be used at once (got {len(pairs)})."
+    for name, weight in pairs:
+        if not isinstance(name, str) or not name.strip():
+            return "Each LoRA needs a name (the file name without its extension)."
+        if isinstance(weight, str):
+            try:
+                weight = float(weight)
+            except ValueError:
+                return f"The weight of LoRA {name!r} must be a number (got {weight!r})."
+        if not is_number(weight) or not p.minimum <= float(weight) <= p.maximum:
+            return f"The weight of LoRA {name!r} must be between {_number_text(p.minimum)} and " \
+                   f"{_number_text(p.maximum)} (got {weight!r})."
+    return None
+
+
 _CHECKS: dict[str, Callable[[Param, Any, str], str | None]] = {
-    "text": _check_text, "prompt": _check_prompt, "int": _check_int, "pixels": _check_pixels, "float": _check_float, "seed": _check_seed,
+    "text": _check_text, "prompt": _check_prompt, "int": _check_int, "pixels": _check_pixels, "float": _check_float,
+    "seed": _check_seed, "loras": _check_loras,
 }
 
 # -- the declarations ------------------------------------------------------------------------------
@@ -160,9 +200,15 @@ BACKEND = Param("backend", "choice", "auto", "Backend", "auto: the first backend
 BATCH_COUNT = Param("batch_count", "int", 1, "Batch count",
                     "Images one after another; each takes the previous seed + 1.", minimum=1, maximum=8, step=1)
 
+MAX_LORAS = 8
+LORAS = Param("loras", "loras", (), "LoRAs",
+              "LoRAs by name (file name without extension) and weight ({minimum} to {maximum}), e.g. "
+              '[{{"name": "detail", "weight": 0.8}}]; a <lora:name:weight> tag in the prompt adds one.',
+              minimum=-4.0, maximum=4.0, step=0.05, optional=True)
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
-                             BATCH_COUNT)
+                             BATCH_COUNT, LORAS)
 BY_NAME = {p.name: p for p in PARAMS}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from . import params as P
 from .errors import InvalidRequest
 from .limits import Limits
+from .prompt_syntax import BadTag, LoraUse, take_lora_tags
 from .registry import load_samplers
 
 AUTO = "auto"
@@ -28,6 +29,7 @@ class GenerationRequest:
     backend: str = AUTO
     sampler: str = P.SAMPLER.default
     batch_count: int = P.BATCH_COUNT.default
+    loras: Any = ()  # after validation a tuple of LoraUse (the prompt's <lora:...> tags included)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
@@ -39,7 +41,19 @@ class GenerationRequest:
         problems = validation_errors(self, backends, limits or Limits())
         if problems:
             raise InvalidRequest(" ".join(problems))
-        return replace(self, prompt=self.prompt.strip(), negative_prompt=self.negative_prompt or "",
+        try:
+            prompt, tagged = take_lora_tags(self.prompt)
+        except BadTag as err:
+            raise InvalidRequest(str(err)) from None
+        problem = P.PROMPT.problem(prompt)
+        if problem:  # nothing but tags
+            raise InvalidRequest(problem)
+        loras = combined_loras([*(LoraUse(str(n).strip(), float(w if w is not None else 1.0))
+                                  for n, w in P.lora_uses(self.loras)), *tagged])
+        problem = P.LORAS.problem(list(loras))
+        if problem:
+            raise InvalidRequest(problem)
+        return replace(self, prompt=prompt.strip(), loras=loras, negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
@@ -49,6 +63,17 @@ class GenerationRequest:
     def for_image(self, index: int) -> "GenerationRequest":
         """The request of image `index` of the batch: its own seed, batch of one."""
         return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
+
+
+def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
+    """One entry per LoRA (named twice, its weights add up), in first-named order; weight 0 has no effect
+    and is left out."""
+    weights: dict[str, LoraUse] = {}
+    for use in uses:
+        key = use.name.lower()
+        earlier = weights.get(key)
+        weights[key] = LoraUse(earlier.name, earlier.weight + use.weight) if earlier else use
+    return tuple(use for use in weights.values() if use.weight != 0)
 
 
 def sampler_key(name: Any) -> str:
@@ -69,7 +94,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         return problems
     checked = ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width),
                (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps), (P.GUIDANCE, req.guidance_scale),
-               (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count))
+               (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras))
     for param, value in checked:
         problem = param.problem(value)
         if problem:

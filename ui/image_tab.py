@@ -19,9 +19,10 @@ from engine import params as P
 from engine.events import Done, Failed, Progress
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
+from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
 from engine.request import AUTO
 
-from .models import model_choices
+from .models import lora_choices, model_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
@@ -42,6 +43,7 @@ class ImageTab:
     """The components other parts of the app touch (the badge timer refreshes the model list)."""
 
     model: gr.Dropdown
+    lora: gr.Dropdown
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -86,6 +88,8 @@ def details_markdown(result: dict[str, Any]) -> str:
         f"**Guidance** {result.get('guidance_scale')} · **Sampler** {result.get('sampler')}",
         f"Saved to `{result.get('path')}`",
     ]
+    if result.get("loras"):
+        lines.insert(2, f"**LoRAs** {lora_text(result['loras'])}")
     if result.get("fallback_reason"):
         lines.append(f"Warning: fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
@@ -128,7 +132,25 @@ def parameters_text(params: dict[str, Any]) -> str:
                  f"**Steps** {params.get('num_inference_steps')} · **Guidance** {params.get('guidance_scale')} · "
                  f"**Sampler** {params.get('sampler')}")
     lines.append(f"**Model** {params.get('model') or params.get('model_id')} · **Backend** {params.get('backend')}")
+    if params.get("loras"):
+        lines.append(f"**LoRAs** {lora_text(params['loras'])}")
     return "\n\n".join(lines)
+
+
+def lora_text(loras: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{entry.get('name')} ({entry.get('weight'):g})" for entry in loras)
+
+
+def add_lora_tag(prompt: str, name: str | None, weight: Any):
+    """The prompt with `<lora:name:weight>` (a tag of the same LoRA already there takes the new weight)."""
+    if not name:
+        return gr.skip()
+    tag = LoraUse(name, float(weight if weight is not None else DEFAULT_WEIGHT)).tag()
+    prompt = prompt or ""
+    same = [m for m in LORA_TAG.finditer(prompt) if m.group(1).strip().lower() == name.lower()]
+    if same:
+        return prompt[:same[0].start()] + tag + prompt[same[0].end():]
+    return f"{prompt.rstrip()} {tag}".strip()
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
@@ -392,6 +414,8 @@ class ImageTabHandlers:
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
+        if params.get("loras"):  # back into the prompt as the tags they were
+            update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
@@ -459,6 +483,13 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, elem_id="model")
                 backend = gr.Radio(manager.backend_choices(), **_widget(P.BACKEND), elem_id="backend")
+            with gr.Row(equal_height=False):  # A1111's extra networks: a LoRA goes into the prompt as a tag
+                lora = gr.Dropdown(lora_choices(manager.available_loras() if manager.initialized else []),
+                                   value=None, label="LoRA", info="Adds <lora:name:weight> to the prompt.",
+                                   elem_id="lora-pick", scale=3)
+                lora_weight = gr.Slider(minimum=P.LORAS.minimum, maximum=P.LORAS.maximum, step=P.LORAS.step,
+                                        value=DEFAULT_WEIGHT, label="LoRA weight", elem_id="lora-weight", scale=3)
+                lora_add = gr.Button("Add to prompt", size="sm", scale=1, min_width=110, elem_id="lora-add")
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
                                      elem_id="aspect")
@@ -518,6 +549,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
+        lora=lora, lora_weight=lora_weight, lora_add=lora_add,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
@@ -579,6 +611,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["quality"].input(h.on_quality, inputs=[c["quality"], c["guidance"]], outputs=[c["steps"], c["guidance"]],
                        **private)
     c["random_seed"].click(lambda: P.RANDOM_SEED, outputs=c["seed"], **private)
+    c["lora_add"].click(add_lora_tag, inputs=[c["prompt"], c["lora"], c["lora_weight"]], outputs=c["prompt"],
+                        **private)
     c["reuse_seed"].click(h.reuse_seed, inputs=c["last_seed"], outputs=[c["seed"], c["progress"]],
                           show_progress="hidden", show_progress_on=c["last_seed"], **private)
 
@@ -601,7 +635,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
-    return ImageTab(model=c["model"], generate_event=gen_event, forget_session=h.forget_session)
+    return ImageTab(model=c["model"], lora=c["lora"], generate_event=gen_event, forget_session=h.forget_session)
 
 
 def _sampler_choices() -> list[tuple[str, str]]:

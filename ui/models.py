@@ -20,3 +20,9 @@ def model_choices(models: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def choices_key(choices: list[tuple[str, str]]) -> str:
     return "|".join(value for _, value in choices)
+
+
+def lora_choices(loras: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, name) pairs for the LoRA picker: each LoRA with its family."""
+    return [(f"{entry['name']} · {entry.get('family_label') or 'unknown family'}", str(entry["name"]))
+            for entry in loras]

@@ -150,6 +150,14 @@ def render_status(status: dict[str, Any]) -> str:
             _e(m.get("note") or ""),
         ] for m in models], "status-models"))
 
+    loras = status.get("loras") or []
+    if loras:
+        out.append('<h3 id="status-loras-section">LoRAs</h3>')
+        out.append(_table(["LoRA", "family", "backends"], [[
+            f"<code>{_e(entry.get('name'))}</code>", _e(entry.get("family_label") or ""),
+            _e(", ".join(entry.get("backends") or [])),
+        ] for entry in loras], "status-loras"))
+
     notices = status.get("notices") or []
     if notices:
         out.append("<h3>Notices</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notices) + "</ul>")

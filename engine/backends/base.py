@@ -70,6 +70,10 @@ class Backend(ABC):
     def start(self) -> None:
         """Begin background work (health polling); called once by the manager."""
 
+    def loras(self) -> dict[str, str | None]:
+        """The LoRAs a request may name on this backend: name -> family (None when unknown)."""
+        return {}
+
     def rescan(self) -> None:
         """Look for models again (the status tab's Rescan); backends that watch their models need nothing."""
 

@@ -14,7 +14,7 @@ from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, os
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
 from ..previews import latents_to_preview
-from ..model_files import CHECKPOINT, ModelFile, ModelFolders
+from ..model_files import CHECKPOINT, LORA, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
 from ..request import GenerationRequest
@@ -23,6 +23,7 @@ from ..tiny_model import ensure_tiny_model
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
+from .lora_adapters import LoraAdapters, LoraFile
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class DiffusersBackend(Backend):
         self.user_models: dict[str, ModelSpec] = {}  # the user's own checkpoints, by id (their file name)
         self.notices: list[str] = []  # why real weights are not available
         self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
+        self.adapters = LoraAdapters()
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -160,8 +162,33 @@ class DiffusersBackend(Backend):
         tiny = self.weights.get(builtin_model().id)
         return tiny.reason if isinstance(tiny, Missing) else "No local model is available."
 
+    def loras(self) -> dict[str, str | None]:
+        """The LoRAs in the model folders: name -> family (None when the file does not say)."""
+        return {f.name: f.family for f in self.folders.files(LORA)}
+
+    def lora_files(self, request: GenerationRequest, model: ModelSpec) -> list[LoraFile]:
+        """The request's LoRAs as files for `model`; InvalidRequest names one that is unknown or made for
+        another family."""
+        out = []
+        for use in request.loras:
+            found = self.folders.find(use.name, LORA)
+            if found is None:
+                known = ", ".join(self.loras()) or "none (put .safetensors LoRAs in a Lora/ or loras/ folder of " \
+                                                    "a model folder)"
+                raise InvalidRequest(f"Unknown LoRA {use.name!r}. LoRAs here: {known}.")
+            if found.family and not model.builtin and found.family != model.family:
+                raise InvalidRequest(f"The LoRA {found.name} is for {family_of(found.family).label} "
+                                     f"models; {model.label} is {family_of(model.family).label}.")
+            out.append(LoraFile(found.name, found.path, use.weight, found.stamp))
+        return out
+
     def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         """The requested model when its weights are here; otherwise the tiny model, saying why."""
+        target = self._plan_model(request, model)
+        self.lora_files(request, target.model)  # a LoRA problem is a sentence now, before any work
+        return target
+
+    def _plan_model(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         why = self.why_not(model)
         if why:
             raise BackendUnavailable(why)
@@ -325,6 +352,7 @@ class DiffusersBackend(Backend):
         import torch
 
         pipe = self.pipeline(spec, source)
+        self.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
         self._set_sampler(pipe, req.sampler)
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
