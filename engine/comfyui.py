@@ -16,7 +16,7 @@ import struct
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 import aiohttp
 from PIL import Image, UnidentifiedImageError
@@ -42,10 +42,11 @@ MODEL_INPUTS: dict[str, dict[str, str]] = {
     "DualCLIPLoader": {"clip_name1": "clips", "clip_name2": "clips"},
     "CLIPLoader": {"clip_name": "clips"},
     "VAELoader": {"vae_name": "vaes"},
+    "LoraLoader": {"lora_name": "loras"},
 }
 # Workflow input name -> InstalledModels attribute that must contain its value.
 FILE_KEYS: dict[str, str] = {"ckpt_name": "checkpoints", "unet_name": "unets", "clip_name": "clips",
-                             "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes"}
+                             "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes", "lora_name": "loras"}
 NOT_FILES = {"pixel_space"}  # VAELoader offers this built-in choice beside real files
 
 
@@ -76,6 +77,7 @@ class InstalledModels:
     unets: list[str] = field(default_factory=list)
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
+    loras: list[str] = field(default_factory=list)
 
     def has_files(self, files: Mapping[str, str]) -> bool:
         """True when every {input_name: filename} (ckpt_name, unet_name, clip_name1, vae_name...) is installed."""
@@ -85,8 +87,43 @@ class InstalledModels:
                 return False
         return True
 
+    def lora_file(self, name: str) -> str | None:
+        """The installed LoRA file `name` means (see `match_file`), or None when the server lacks it."""
+        return match_file(name, self.loras)
+
     def copy(self) -> "InstalledModels":
-        return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes))
+        return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes),
+                               list(self.loras))
+
+
+def file_stem(filename: str) -> str:
+    """A listed model file's name without its folders and extension ("sdxl/detail.safetensors" -> "detail");
+    ComfyUI lists files in subfolders with "/" (or "\\" on Windows)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def match_file(name: str, files: Iterable[str]) -> str | None:
+    """The file of `files` that `name` means, case-insensitive: its full name ("sdxl/detail.safetensors"), that
+    without the extension ("sdxl/detail"), else its bare stem ("detail"; the first in list order when several
+    folders hold one)."""
+    key = (name or "").strip().replace("\\", "/").lower()
+    files = list(files)
+    if not key:
+        return None
+
+    def full(f: str) -> str:
+        return f.replace("\\", "/").lower()
+
+    def no_extension(f: str) -> str:
+        folder, _, base = full(f).rpartition("/")
+        return (folder + "/" if folder else "") + file_stem(base).lower()
+
+    for same in (full, no_extension, lambda f: file_stem(f).lower()):
+        found = next((f for f in files if same(f) == key), None)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -305,7 +342,8 @@ class ComfyUIClient:
         return data.get(node_class) or {}
 
     async def installed_models(self) -> InstalledModels:
-        """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader)."""
+        """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader,
+        LoraLoader)."""
         async with self._session() as s:
             answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
         infos: dict[str, Any] = {}

@@ -86,14 +86,15 @@ class Router:
                 passed_over = backend
         return self.last_resort, passed_over
 
-    def _fallback(self, req: GenerationRequest, spec: ModelSpec | None) -> Target:
-        """The local target behind a remote one: `spec` when it can run here, else the local default."""
-        if spec is not None:
+    def _fallback(self, req: GenerationRequest, spec: ModelSpec | None) -> Target | None:
+        """The local target behind a remote one: `spec` when it can run here, else the local default; None
+        when the local backend cannot take the request at all (e.g. a LoRA only the remote one has)."""
+        for candidate in ((spec, None) if spec is not None else (None,)):
             try:
-                return self.last_resort.plan(req, spec)
-            except InvalidRequest:
-                pass
-        return self.last_resort.plan(req, None)
+                return self.last_resort.plan(req, candidate)
+            except (InvalidRequest, BackendUnavailable):
+                continue
+        return None
 
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
         """The first (backend, model) that runs now, then the local backend; the first reason a wanted
@@ -111,7 +112,8 @@ class Router:
                 if backend.local:
                     return _logged(Plan((first,), skipped))
                 # the fallback runs the same model locally when the local backend has it too
-                return _logged(Plan((first, self._fallback(req, local_spec)), skipped))
+                fallback = self._fallback(req, local_spec)
+                return _logged(Plan((first, fallback) if fallback else (first,), skipped))
             if backend.enabled:
                 skipped = skipped or why
         return _logged(Plan((self.last_resort.plan(req, None),), skipped))

@@ -4,7 +4,8 @@ A template file holds an API-format `graph`, `bindings` that name where each par
 (`{"seed": [["31", "seed"]], ...}`: a list of [node_id, input_name] paths; an empty list means the
 template accepts the parameter but has no use for it) and `defaults` applied before the caller's
 values. Binding deep-copies the graph and assigns values into it; no text is ever substituted, so
-any prompt text survives exactly.
+any prompt text survives exactly. LoRAs are added to a bound graph the same way (`add_loras`): LoraLoader
+nodes chained after the loader whose MODEL and CLIP the graph uses, found by following its links.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .config import PRESETS_DIR
 from .errors import GatorError
@@ -125,3 +126,66 @@ def bind(template: WorkflowTemplate, values: Mapping[str, Any]) -> dict[str, Any
                 raise WorkflowError(f"Workflow {template.name!r}: node {node_id} input {input_name!r} is missing.")
             node["inputs"][input_name] = copy.deepcopy(value)
     return graph
+
+
+# ---------------------------------------------------------------------------- LoRAs
+LORA_CLASS = "LoraLoader"  # inputs model, clip, lora_name, strength_model, strength_clip; outputs MODEL, CLIP
+
+
+def _is_link(value: Any) -> bool:
+    """True for an API-format link: [source node id, output index]."""
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and not isinstance(value[1], bool)
+
+
+def source_of(graph: Mapping[str, Any], input_name: str) -> tuple[str, int] | None:
+    """The (node id, output index) that first provides what every `input_name` input ("model", "clip") carries:
+    each such link is followed upstream through nodes that take that input themselves (ModelSamplingFlux,
+    CLIPSetLastLayer...) to the loader that made it. None when no node has such an input. WorkflowError when
+    the links lead to more than one loader (a graph with two models)."""
+    roots: set[tuple[str, int]] = set()
+    for node in graph.values():
+        link = node.get("inputs", {}).get(input_name)
+        seen: set[str] = set()
+        while _is_link(link) and str(link[0]) in graph and str(link[0]) not in seen:
+            seen.add(str(link[0]))
+            upstream = graph[str(link[0])].get("inputs", {}).get(input_name)
+            if not _is_link(upstream):
+                roots.add((str(link[0]), link[1]))
+                break
+            link = upstream
+    if len(roots) > 1:
+        raise WorkflowError(f"the graph has {len(roots)} sources of {input_name!r} "
+                            f"({', '.join(f'node {n} output {i}' for n, i in sorted(roots))}); LoRAs need exactly one.")
+    return next(iter(roots), None)
+
+
+def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    """A copy of the API-format `graph` with one LoraLoader per (lora file, weight), in order, chained right after
+    the node that provides MODEL and CLIP (see `source_of`); every input that consumed those outputs (the
+    sampler's model, each CLIPTextEncode's clip, any other) then takes the last LoraLoader's instead. The weight
+    goes to both strength_model and strength_clip. New node ids follow the graph's highest numeric id. No LoRAs:
+    the graph unchanged. WorkflowError when the graph has no single MODEL and CLIP source."""
+    out = copy.deepcopy(dict(graph))
+    if not loras:
+        return out
+    model, clip = source_of(out, "model"), source_of(out, "clip")
+    if model is None or clip is None:
+        raise WorkflowError(f"the graph has no {'model' if model is None else 'CLIP'} input to put a LoRA in front of.")
+    consumers = [(node["inputs"], name, value) for node in out.values()
+                 for name, value in node.get("inputs", {}).items() if _is_link(value)]
+    next_id = max((int(k) for k in out if str(k).isdigit()), default=0) + 1
+    model_link, clip_link = [model[0], model[1]], [clip[0], clip[1]]
+    for lora_file, weight in loras:
+        node_id = str(next_id)
+        next_id += 1
+        out[node_id] = {"class_type": LORA_CLASS, "inputs": {
+            "model": model_link, "clip": clip_link, "lora_name": lora_file,
+            "strength_model": float(weight), "strength_clip": float(weight)}}
+        model_link, clip_link = [node_id, 0], [node_id, 1]
+    for inputs, name, value in consumers:
+        if (str(value[0]), value[1]) == model:
+            inputs[name] = list(model_link)
+        elif (str(value[0]), value[1]) == clip:
+            inputs[name] = list(clip_link)
+    log.debug("added %d LoraLoader node(s) after node %s (MODEL) and node %s (CLIP)", len(loras), model[0], clip[0])
+    return out

@@ -3,7 +3,9 @@
 Models come from what the health monitor discovered on the servers that are up: a catalogue model
 (presets/models.yaml entries with a `comfyui:` list of {workflow, files} variants) is offered when
 all files of one variant are installed on some up server; every installed checkpoint is offered as
-"comfyui:<filename>". Nothing here touches the network except the job itself.
+"comfyui:<filename>". A request with LoRAs runs only on a server whose LoraLoader lists every one of them;
+their files, as that server names them, go into the Target and become LoraLoader nodes in the graph.
+Nothing here touches the network except the job itself.
 """
 from __future__ import annotations
 
@@ -17,19 +19,23 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
-from ..comfyui import ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels
+from ..comfyui import (
+    ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem,
+)
 from ..errors import BackendUnavailable
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import WorkflowError, WorkflowTemplate, bind, load_template
+from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "comfyui:"
+LoraFiles = tuple[tuple[str, float], ...]  # ((LoRA file as the server lists it, weight), ...) in the request's order
+SHOWN_LORAS = 8  # LoRAs of a server named in a sentence about one it lacks
 JOB_MEMORY_S = 120.0  # how long our finished jobs are remembered, to read stale queue polls right
 COMFY_SAMPLERS = {"euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
                   "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde",
@@ -153,7 +159,7 @@ class ComfyUIBackend(Backend):
         if key in installed:
             return checkpoint_model(key)
         # a bare name, as the user's own checkpoints are listed: the one installed file with that stem
-        stems = [c for c in installed if c.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower() == key.lower()]
+        stems = [c for c in installed if file_stem(c).lower() == key.lower()]
         return checkpoint_model(stems[0]) if len(stems) == 1 else None
 
     def variant_for(self, model: ModelSpec, models: InstalledModels | None) -> Variant | None:
@@ -166,9 +172,23 @@ class ComfyUIBackend(Backend):
                 return Variant(model, str(variant["workflow"]), files)
         return None
 
-    def servers_for(self, model: ModelSpec) -> list[str]:
-        """Up servers that have every file `model` needs, in configured order."""
-        return [st.url for st in self._up_states() if self.variant_for(model, st.models)]
+    @staticmethod
+    def lora_files(loras: Iterable[Any], models: InstalledModels | None) -> LoraFiles | None:
+        """The files of `loras` (LoraUse: name, weight) on a server with `models` installed, as (file, weight) in
+        order; None when it lacks one of them."""
+        found: list[tuple[str, float]] = []
+        for use in loras:
+            file = models.lora_file(use.name) if models is not None else None
+            if file is None:
+                return None
+            found.append((file, float(use.weight)))
+        return tuple(found)
+
+    def servers_for(self, model: ModelSpec, loras: Iterable[Any] = ()) -> list[str]:
+        """Up servers that have every file `model` needs and every LoRA of `loras`, in configured order."""
+        loras = tuple(loras)
+        return [st.url for st in self._up_states()
+                if self.variant_for(model, st.models) and self.lora_files(loras, st.models) is not None]
 
     def models(self) -> list[ModelSpec]:
         """Models runnable now: catalogue models whose files are installed, then every other installed checkpoint."""
@@ -183,6 +203,12 @@ class ComfyUIBackend(Backend):
             out.append(spec)
         checkpoints = sorted({c for st in states for c in st.models.checkpoints} - claimed, key=str.lower)
         return out + [checkpoint_model(ckpt) for ckpt in checkpoints]
+
+    def loras(self) -> dict[str, str | None]:
+        """LoRAs on some up server, by the name a request gives them (file name without folders and extension);
+        ComfyUI does not say their family (None)."""
+        names = {file_stem(f): None for st in self._up_states() for f in st.models.loras}
+        return dict(sorted(names.items(), key=lambda item: item[0].lower()))
 
     def why_not(self, model: ModelSpec | None) -> str | None:
         if self.monitor is None:
@@ -215,8 +241,8 @@ class ComfyUIBackend(Backend):
                             summary=summary, short_reason=short, models=[m.id for m in models], servers=servers,
                             details={"ever_up": ever_up})
 
-    def pick_server(self, model: ModelSpec, exclude: Iterable[str] = ()) -> str | None:
-        """The up server with the model and the shortest queue; ties go round-robin.
+    def pick_server(self, model: ModelSpec, exclude: Iterable[str] = (), loras: Iterable[Any] = ()) -> str | None:
+        """The up server with the model (and every LoRA of `loras`) and the shortest queue; ties go round-robin.
 
         A server's load is our jobs on it now plus other clients' jobs as of the last poll (the polled
         queue length minus our jobs that were there at that moment), so a stale poll never counts our own
@@ -224,7 +250,7 @@ class ComfyUIBackend(Backend):
         """
         skip = set(exclude)
         snap = self.monitor.snapshot()
-        candidates = [u for u in self.servers_for(model) if u not in skip]
+        candidates = [u for u in self.servers_for(model, loras) if u not in skip]
         if not candidates:
             return None
         with self._lock:
@@ -252,8 +278,9 @@ class ComfyUIBackend(Backend):
             self._templates[name] = load_template(name)
         return self._templates[name]
 
-    def build_graph(self, request: GenerationRequest, variant: Variant) -> dict[str, Any]:
-        """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg)."""
+    def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = ()) -> dict[str, Any]:
+        """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
+        then chain a LoraLoader per (file, weight) of `loras` after the model's loader."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
@@ -269,7 +296,8 @@ class ComfyUIBackend(Backend):
             else:
                 optional["cfg"] = _guidance(request, model)
             values.update({k: v for k, v in optional.items() if template.accepts(k)})
-            return bind(template, values)
+            graph = bind(template, values)
+            return add_loras(graph, loras) if loras else graph
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
 
@@ -277,9 +305,14 @@ class ComfyUIBackend(Backend):
         return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
                              request_timeout_s=self.request_timeout_s, stall_s=self.stall_s)
 
-    def _unavailable(self, model: ModelSpec) -> str:
-        """Why no server can take `model` now, naming each server's state."""
+    def _unavailable(self, model: ModelSpec, loras: Iterable[Any] = ()) -> str:
+        """Why no server can take `model` (with `loras`) now, naming each server's state."""
         snap = self.monitor.snapshot() if self.monitor else {}
+        loras = tuple(loras)
+        lacking = [st for st in self._up_states()
+                   if self.variant_for(model, st.models) and self.lora_files(loras, st.models) is None]
+        if lacking:
+            return _missing_loras(model, loras, lacking)
         if not any(st.up for st in snap.values()):
             reasons = "; ".join(f"{st.url} {'is down' if st.up is False else 'is not checked yet'}"
                                 + (f" ({st.last_error})" if st.last_error else "") for st in snap.values())
@@ -290,21 +323,30 @@ class ComfyUIBackend(Backend):
         return f"{model.label} is not installed on any running ComfyUI server."
 
     def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
-        """The server for `request`: an up server with the model and the shortest queue (ties take turns)."""
+        """The server for `request`: an up server with the model (and every LoRA the request names) and the
+        shortest queue (ties take turns); `detail` holds the LoRA files as that server lists them (LoraFiles).
+        Without a model, the best one a server has together with the LoRAs."""
         if self.monitor is None:
             raise BackendUnavailable(self.why_not(model) or "ComfyUI is disabled.")
+        if model is None and request.loras:  # the best model some server has together with the LoRAs
+            model = next((m for m in self.models() if self.servers_for(m, request.loras)), None)
         model = model or self.default_model()
         if model is None:
             raise BackendUnavailable(self.why_not(None) or "No model is installed on ComfyUI.")
-        url = self.pick_server(model)
+        url = self.pick_server(model, loras=request.loras)
         if url is None:
-            raise BackendUnavailable(self._unavailable(model))
-        return Target(self.name, model, server=url)
+            raise BackendUnavailable(self._unavailable(model, request.loras))
+        if not request.loras:
+            return Target(self.name, model, server=url)
+        files = self.lora_files(request.loras, self.monitor.state(url).models)
+        log.info("LoRAs %s on %s", ", ".join(f"{f}:{w:g}" for f, w in files or ()), url)
+        return Target(self.name, model, server=url, detail=files)
 
     async def stream(self, request: GenerationRequest, target: Target, cancel: Any = None,
                      previews: bool = True) -> AsyncIterator[Event | Produced]:
-        """Started, Progress..., Produced on the planned server; if that server dies before an image, the next
-        best server with the model takes the job (each server at most once).
+        """Started, Progress..., Produced on the planned server (with the LoRA files the plan found there, in
+        `target.detail`); if that server dies before an image, the next best server with the model and the LoRAs
+        takes the job (each server at most once).
 
         Raises BackendUnavailable (ComfyUIValidationError for a refused workflow) when it cannot finish,
         GenerationCancelled when `cancel` is set.
@@ -315,18 +357,23 @@ class ComfyUIBackend(Backend):
         url: str | None = target.server
         while True:
             if url is None:
-                url = self.pick_server(model, exclude=tried)
+                url = self.pick_server(model, exclude=tried, loras=request.loras)
             if url is None:
                 if last_error:
-                    raise BackendUnavailable(f"{last_error} No other ComfyUI server with {model.label} "
-                                             "is available.")
-                raise BackendUnavailable(self._unavailable(model))
+                    raise BackendUnavailable(f"{last_error} No other ComfyUI server with {model.label}"
+                                             f"{' and the LoRAs asked for' if request.loras else ''} is available.")
+                raise BackendUnavailable(self._unavailable(model, request.loras))
             tried.append(url)
-            variant = self.variant_for(model, self.monitor.state(url).models)
-            if variant is None:  # the server's model list changed between the plan and now
+            installed = self.monitor.state(url).models
+            variant = self.variant_for(model, installed)
+            if url == target.server and target.detail is not None:
+                loras: LoraFiles | None = target.detail
+            else:
+                loras = self.lora_files(request.loras, installed)
+            if variant is None or loras is None:  # the server's model list changed between the plan and now
                 url = None
                 continue
-            graph = self.build_graph(request, variant)
+            graph = self.build_graph(request, variant, loras)
             produced = False
             job = self._job_started(url)
             try:
@@ -366,6 +413,26 @@ class _Job:
 
     def running_at(self, moment: float) -> bool:
         return self.started <= moment and (self.ended is None or self.ended > moment)
+
+
+def _missing_loras(model: ModelSpec, loras: tuple[Any, ...], states: list[Any]) -> str:
+    """The sentence for LoRAs that the up servers with `model` (`states`, each lacking one at least) do not
+    have, naming each server, what it lacks and what it has."""
+    lacking = {st.url: [use.name for use in loras if st.models.lora_file(use.name) is None] for st in states}
+    names = [use.name for use in loras if any(use.name in miss for miss in lacking.values())]
+    parts = []
+    for st in states:
+        have = sorted({file_stem(f) for f in st.models.loras}, key=str.lower)
+        shown = ", ".join(have[:SHOWN_LORAS]) + (f" and {len(have) - SHOWN_LORAS} more" if len(have) > SHOWN_LORAS
+                                                 else "")
+        parts.append(f"{st.url} lacks {_quoted(lacking[st.url])}"
+                     + (f" (its LoRAs: {shown})" if have else " (it has no LoRA)"))
+    return (f"No running ComfyUI server with {model.label} has the LoRA{'s' if len(names) > 1 else ''} "
+            f"{_quoted(names)}: {'; '.join(parts)}.")
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
 
 
 def _guidance(request: GenerationRequest, model: ModelSpec) -> float:

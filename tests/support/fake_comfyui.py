@@ -17,9 +17,11 @@ tests and a Gradio app in the same process can all talk to it.
         fake.garbage_view = True                        # /view returns bytes that are not an image
         fake.supports_feature_flags = False             # old server: legacy preview frames only
         fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
+        fake.loras = ["detail_tweaker.safetensors"]     # LoraLoader's list (default: two, one in a subfolder)
         fake.prompts, fake.view_requests, ...           # what clients did
 
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
+[--lora a.safetensors]
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from PIL import Image, PngImagePlugin
 log = logging.getLogger(__name__)
 
 VERSION = "0.3.64"
+DEFAULT_LORAS = ["detail_tweaker.safetensors", "sdxl/pixel_art_xl.safetensors"]
 FLUX_SPLIT_FILES = {"unets": ["flux1-dev.safetensors"], "clips": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
                     "vaes": ["ae.safetensors"]}
 SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
@@ -60,7 +63,9 @@ SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", 
 KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
-                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage"}
+                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader"}
+# Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
+REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip")}
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
 PROMPT_ID = "<id>"  # in a canned answer or injected message: replaced by the prompt id it is about
@@ -118,6 +123,7 @@ class FakeComfyUI:
     unets: list[str] = field(default_factory=list)
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
+    loras: list[str] = field(default_factory=lambda: list(DEFAULT_LORAS))
     step_delay_s: float = 0.01
     node_delay_s: float = 0.0
     history_delay_s: float = 0.0  # >0: /history gets the entry this long after `executing` null
@@ -453,6 +459,16 @@ class FakeComfyUI:
                                     {"device": _combo(["default", "cpu"], {"advanced": True})}),
             "CLIPLoader": entry("CLIPLoader", {"clip_name": _combo(self.clips)}, ["CLIP"]),
             "VAELoader": entry("VAELoader", {"vae_name": _combo(self.vaes + ["pixel_space"])}, ["VAE"]),
+            "LoraLoader": entry("LoraLoader", {
+                "model": ["MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}],
+                "clip": ["CLIP", {"tooltip": "The CLIP model the LoRA will be applied to."}],
+                "lora_name": _combo(self.loras, {"tooltip": "The name of the LoRA."}),
+                "strength_model": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01,
+                                             "tooltip": "How strongly to modify the diffusion model. This value "
+                                                        "can be negative."}],
+                "strength_clip": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01,
+                                            "tooltip": "How strongly to modify the CLIP model. This value can be "
+                                                       "negative."}]}, ["MODEL", "CLIP"]),
             "KSampler": entry("KSampler", {"model": ["MODEL", {}], "seed": ["INT", {"default": 0}],
                                            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
                                            "cfg": ["FLOAT", {"default": 8.0}], "sampler_name": _combo(SAMPLERS),
@@ -470,7 +486,7 @@ class FakeComfyUI:
         return web.json_response({name: infos[name]} if name in infos else {})
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
-                "text_encoders": "clips", "clip": "clips", "vae": "vaes"}
+                "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras"}
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(sorted(self._FOLDERS))
@@ -502,11 +518,12 @@ class FakeComfyUI:
                      "extra_info": {}}, {})
         lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
                  "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
-                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS}
+                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras}
         node_errors: dict[str, Any] = {}
         for nid, node in prompt.items():
             inputs = node.get("inputs") or {}
-            errors = []
+            required = REQUIRED_INPUTS.get(node["class_type"], ())
+            errors = [_missing_input(name) for name in required if name not in inputs]
             for name in reversed(list(inputs)):
                 if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
                     errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
@@ -732,7 +749,9 @@ class FakeComfyUI:
         self._file_counter[prefix] = n
         filename = f"{base}_{n:05d}_.png"
         hue = (zlib.crc32(f"{seed}".encode()) % 360) / 360.0
-        r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.6, 0.9))
+        hue_shift, value_shift = _lora_shift(prompt, job.outputs)
+        value = min(1.0, max(0.2, 0.9 + value_shift))
+        r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb((hue + hue_shift) % 1.0, 0.6, value))
         img = Image.new("RGB", (width, height), (r, g, b))
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(prompt))
@@ -766,6 +785,27 @@ def _node_error(class_type: str, input_name: str, received: str, allowed: list[s
                         "extra_info": {"input_name": input_name, "input_config": [list(allowed), {}],
                                        "received_value": received}}],
             "dependent_outputs": ["9"], "class_type": class_type}
+
+
+def _missing_input(input_name: str) -> dict[str, Any]:
+    return {"type": "required_input_missing", "message": "Required input is missing", "details": input_name,
+            "extra_info": {"input_name": input_name}}
+
+
+def _lora_shift(prompt: dict[str, Any], outputs: list[str]) -> tuple[float, float]:
+    """(hue shift, brightness shift) of the picture from the LoraLoaders the outputs depend on: each LoRA turns
+    the hue by an amount of its own times strength_model and the brightness by strength_clip; strength 0
+    changes nothing (as in ComfyUI, where a LoRA at strength 0 is skipped)."""
+    hue = value = 0.0
+    for nid in _execution_order(prompt, outputs):
+        node = prompt[nid]
+        if node.get("class_type") != "LoraLoader":
+            continue
+        inputs = node.get("inputs") or {}
+        turn = 0.05 + (zlib.crc32(str(inputs.get("lora_name")).encode()) % 1000) / 4000.0  # 0.05 .. 0.3
+        hue += turn * float(inputs.get("strength_model") or 0.0)
+        value -= 0.1 * float(inputs.get("strength_clip") or 0.0)
+    return hue, value
 
 
 def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
@@ -832,10 +872,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
     parser.add_argument("--preview-size", type=int, default=512, help="longest side of the step previews (px)")
     parser.add_argument("--checkpoint", action="append", help="installed checkpoint (repeatable)")
+    parser.add_argument("--lora", action="append", help="installed LoRA file (repeatable; default: "
+                                                         + ", ".join(DEFAULT_LORAS) + ")")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
-                       checkpoints=args.checkpoint or ["tiny-sd15.safetensors"])
+                       checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
+                       loras=args.lora or list(DEFAULT_LORAS))
     if args.flux:
         fake.install_flux()
     fake.start()
