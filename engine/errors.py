@@ -45,3 +45,9 @@ def output_error(what: str, err: BaseException) -> OutputError:
                            "space, or set GATOR_OUTPUT_DIR to a bigger disk.")
     return OutputError(f"Could not save {what.lower()} to the output folder ({os_reason(err)}). Check that the "
                        "output folder (GATOR_OUTPUT_DIR) exists and is writable.")
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its kind when it has none), for the end of a sentence."""
+    text = str(err).strip().splitlines()
+    return (text[0][:limit] if text else type(err).__name__).rstrip(".")

@@ -148,6 +148,11 @@ class AIModelManager:
                     models.append(_model_entry(spec, backend, False, why))
         return models
 
+    def available_vaes(self) -> list[str]:
+        """Every VAE a request can name now (besides auto), once per name."""
+        names = {name.lower(): name for backend in self.backends.values() for name in backend.vaes()}
+        return sorted(names.values(), key=str.lower)
+
     def available_loras(self) -> list[dict[str, Any]]:
         """Every LoRA a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
         loras: dict[str, dict[str, Any]] = {}
@@ -206,6 +211,7 @@ class AIModelManager:
             "loaded_model": local.details.get("loaded_model"),
             "models": self.available_models(),
             "loras": self.available_loras(),
+            "vaes": self.available_vaes(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
             + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
             "output_dir": str(self.settings.output_dir),
@@ -243,7 +249,7 @@ class AIModelManager:
                            num_inference_steps: int = P.STEPS.default, guidance_scale: float | None = P.GUIDANCE.default,
                            seed: int | None = None, model: str | None = None, backend: str = P.BACKEND.default,
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
-                           loras: Any = None, cancel: asyncio.Event | None = None,
+                           loras: Any = None, vae: str | None = None, cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
@@ -252,6 +258,7 @@ class AIModelManager:
         `steps` and `guidance` are accepted for num_inference_steps and guidance_scale. `owner` (a login) saves
         the images under outputs/<owner>/ instead of the outputs folder itself. `loras` lists LoRAs by name
         and weight ([{"name": ..., "weight": ...}], or "name:weight"); `<lora:name:weight>` prompt tags add to it.
+        `vae` names a VAE file to decode with instead of the checkpoint's own (None or "auto": its own).
         """
         started_at = time.perf_counter()
         if not self._initialized:
@@ -259,7 +266,7 @@ class AIModelManager:
         values = dict(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                       model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                      batch_count=batch_count, loras=loras or ())
+                      batch_count=batch_count, loras=loras or (), vae=vae)
         for alias, value in aliases.items():
             if alias not in ALIASES:
                 raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
@@ -322,7 +329,8 @@ class AIModelManager:
             status="success", prompt=req.prompt, negative_prompt=req.negative_prompt, width=image.width,
             height=image.height, num_inference_steps=req.num_inference_steps,
             guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
-            loras=[{"name": use.name, "weight": use.weight} for use in req.loras], model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
+            loras=[{"name": use.name, "weight": use.weight} for use in req.loras], vae=req.vae,
+            model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()

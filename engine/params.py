@@ -206,9 +206,12 @@ LORAS = Param("loras", "loras", (), "LoRAs",
               '[{{"name": "detail", "weight": 0.8}}]; a <lora:name:weight> tag in the prompt adds one.',
               minimum=-4.0, maximum=4.0, step=0.05, optional=True)
 
+VAE = Param("vae", "choice", "auto", "VAE", "auto: the checkpoint's own VAE; or a VAE file from a VAE/ folder.",
+            a1111_key="VAE")
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
-                             BATCH_COUNT, LORAS)
+                             BATCH_COUNT, LORAS, VAE)
 BY_NAME = {p.name: p for p in PARAMS}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said

@@ -30,6 +30,7 @@ class GenerationRequest:
     sampler: str = P.SAMPLER.default
     batch_count: int = P.BATCH_COUNT.default
     loras: Any = ()  # after validation a tuple of LoraUse (the prompt's <lora:...> tags included)
+    vae: str | None = None  # a VAE file's name; None or "auto": the checkpoint's own
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
@@ -53,7 +54,8 @@ class GenerationRequest:
         problem = P.LORAS.problem(list(loras))
         if problem:
             raise InvalidRequest(problem)
-        return replace(self, prompt=prompt.strip(), loras=loras, negative_prompt=self.negative_prompt or "",
+        vae = (self.vae or "").strip()
+        return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae, negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
@@ -109,6 +111,8 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append(f"Sampler must be one of {', '.join(samplers)} (got {req.sampler!r}).")
     if req.model is not None and not isinstance(req.model, str):
         problems.append("The model must be a model name.")
+    if req.vae is not None and not isinstance(req.vae, str):
+        problems.append("The VAE must be a VAE's name (or auto).")
     choices = (AUTO, *backends)
     if req.backend not in choices:
         problems.append(f"Backend must be one of {', '.join(choices)} (got {req.backend!r}).")

@@ -22,7 +22,7 @@ from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
 from engine.request import AUTO
 
-from .models import lora_choices, model_choices
+from .models import lora_choices, model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
@@ -44,6 +44,7 @@ class ImageTab:
 
     model: gr.Dropdown
     lora: gr.Dropdown
+    vae: gr.Dropdown
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -88,8 +89,9 @@ def details_markdown(result: dict[str, Any]) -> str:
         f"**Guidance** {result.get('guidance_scale')} · **Sampler** {result.get('sampler')}",
         f"Saved to `{result.get('path')}`",
     ]
-    if result.get("loras"):
-        lines.insert(2, f"**LoRAs** {lora_text(result['loras'])}")
+    if result.get("loras") or result.get("vae"):
+        lines.insert(2, " · ".join(([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else [])
+                                   + ([f"**VAE** {result['vae']}"] if result.get("vae") else [])))
     if result.get("fallback_reason"):
         lines.append(f"Warning: fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
@@ -134,6 +136,8 @@ def parameters_text(params: dict[str, Any]) -> str:
     lines.append(f"**Model** {params.get('model') or params.get('model_id')} · **Backend** {params.get('backend')}")
     if params.get("loras"):
         lines.append(f"**LoRAs** {lora_text(params['loras'])}")
+    if params.get("vae"):
+        lines.append(f"**VAE** {params['vae']}")
     return "\n\n".join(lines)
 
 
@@ -167,10 +171,11 @@ class ImageTabHandlers:
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
-                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, request: gr.Request = None):
+                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str,
+                request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them."""
         args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
-                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch)
+                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae)
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -218,7 +223,7 @@ class ImageTabHandlers:
                         guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
                         backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
-                        batch_count=count, cancel=cancel,
+                        batch_count=count, vae=args["vae"] or AUTO, cancel=cancel,
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -414,6 +419,7 @@ class ImageTabHandlers:
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
+        update[c["vae"]] = params.get("vae") or AUTO
         if params.get("loras"):  # back into the prompt as the tags they were
             update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
@@ -483,6 +489,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, elem_id="model")
                 backend = gr.Radio(manager.backend_choices(), **_widget(P.BACKEND), elem_id="backend")
+                vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
+                                  label=P.VAE.label, info=P.VAE.help, elem_id="vae")
             with gr.Row(equal_height=False):  # A1111's extra networks: a LoRA goes into the prompt as a tag
                 lora = gr.Dropdown(lora_choices(manager.available_loras() if manager.initialized else []),
                                    value=None, label="LoRA", info="Adds <lora:name:weight> to the prompt.",
@@ -549,7 +557,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        lora=lora, lora_weight=lora_weight, lora_add=lora_add,
+        lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
@@ -579,7 +587,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
-                                 "guidance", "seed", "sampler", "batch")]
+                                 "guidance", "seed", "sampler", "batch", "vae")]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
@@ -633,9 +641,10 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "picked_info")]
+                                   "guidance", "seed", "sampler", "vae", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
-    return ImageTab(model=c["model"], lora=c["lora"], generate_event=gen_event, forget_session=h.forget_session)
+    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,
+                    forget_session=h.forget_session)
 
 
 def _sampler_choices() -> list[tuple[str, str]]:

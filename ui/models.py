@@ -22,6 +22,11 @@ def choices_key(choices: list[tuple[str, str]]) -> str:
     return "|".join(value for _, value in choices)
 
 
+def vae_choices(vaes: list[str]) -> list[tuple[str, str]]:
+    """(label, name) pairs for the VAE choice: the checkpoint's own first."""
+    return [("auto (the checkpoint's own)", AUTO), *((name, name) for name in vaes)]
+
+
 def lora_choices(loras: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(label, name) pairs for the LoRA picker: each LoRA with its family."""
     return [(f"{entry['name']} · {entry.get('family_label') or 'unknown family'}", str(entry["name"]))

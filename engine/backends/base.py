@@ -74,6 +74,10 @@ class Backend(ABC):
         """The LoRAs a request may name on this backend: name -> family (None when unknown)."""
         return {}
 
+    def vaes(self) -> list[str]:
+        """The VAE files a request may name on this backend."""
+        return []
+
     def rescan(self) -> None:
         """Look for models again (the status tab's Rescan); backends that watch their models need nothing."""
 

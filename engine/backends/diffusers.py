@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, os_reason
+from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
 from ..previews import latents_to_preview
-from ..model_files import CHECKPOINT, LORA, ModelFile, ModelFolders
+from ..model_files import CHECKPOINT, LORA, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
 from ..request import GenerationRequest
@@ -24,6 +24,7 @@ from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
 from .lora_adapters import LoraAdapters, LoraFile
+from .vae_choice import VaeChoice
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class DiffusersBackend(Backend):
         self.notices: list[str] = []  # why real weights are not available
         self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
         self.adapters = LoraAdapters()
+        self.vae_choice = VaeChoice()
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -166,6 +168,19 @@ class DiffusersBackend(Backend):
         """The LoRAs in the model folders: name -> family (None when the file does not say)."""
         return {f.name: f.family for f in self.folders.files(LORA)}
 
+    def vaes(self) -> list[str]:
+        return [f.name for f in self.folders.files(VAE)]
+
+    def vae_file(self, request: GenerationRequest) -> ModelFile | None:
+        """The request's VAE file (None: the checkpoint's own); InvalidRequest names an unknown one."""
+        if not request.vae:
+            return None
+        found = self.folders.find(request.vae, VAE)
+        if found is None:
+            known = ", ".join(self.vaes()) or "none (put .safetensors VAEs in a VAE/ or vae/ folder of a model folder)"
+            raise InvalidRequest(f"Unknown VAE {request.vae!r}. VAEs here: {known}; or auto.")
+        return found
+
     def lora_files(self, request: GenerationRequest, model: ModelSpec) -> list[LoraFile]:
         """The request's LoRAs as files for `model`; InvalidRequest names one that is unknown or made for
         another family."""
@@ -185,7 +200,8 @@ class DiffusersBackend(Backend):
     def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         """The requested model when its weights are here; otherwise the tiny model, saying why."""
         target = self._plan_model(request, model)
-        self.lora_files(request, target.model)  # a LoRA problem is a sentence now, before any work
+        self.lora_files(request, target.model)  # a LoRA or VAE problem is a sentence now, before any work
+        self.vae_file(request)
         return target
 
     def _plan_model(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
@@ -268,7 +284,7 @@ class DiffusersBackend(Backend):
         except Exception as err:
             if source.kind == "single_file":  # remembered until the file changes: no retry on every request
                 sentence = (f"{Path(source.location).name} could not be loaded as a {family_of(spec.family).label} "
-                            f"checkpoint ({_first_line(err)}).")
+                            f"checkpoint ({first_line(err)}).")
                 self._failed[_stamp(source.location)] = sentence
                 self.weights[spec.id] = Missing(sentence)
                 self.notices.append(sentence)
@@ -353,6 +369,8 @@ class DiffusersBackend(Backend):
 
         pipe = self.pipeline(spec, source)
         self.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
+        vae = self.vae_file(req)
+        self.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
         self._set_sampler(pipe, req.sampler)
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
@@ -474,11 +492,6 @@ def _stamp(location: str) -> tuple[str, int, float]:
         return location, stat.st_size, stat.st_mtime
     except OSError:
         return location, -1, -1.0
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0][:300] if text else type(err).__name__).rstrip(".")
 
 
 def _build(context: BackendContext) -> DiffusersBackend:

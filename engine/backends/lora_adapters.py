@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class LoraAdapters:
             except Exception as err:
                 _forget(pipe, adapter)
                 logger.info("LoRA %s did not load on %s: %s", lora.path.name, model_label, err)
-                raise InvalidRequest(f"The LoRA {lora.name} does not fit {model_label} ({_reason(err)}); "
+                raise InvalidRequest(f"The LoRA {lora.name} does not fit {model_label} ({first_line(err, 200)}); "
                                      "use a LoRA made for this model's family.") from None
             logger.info("Loaded LoRA %s as adapter %s", lora.path.name, adapter)
         self._loaded[lora.stamp] = adapter  # most recently used last
@@ -81,8 +81,3 @@ def _forget(pipe: Any, adapter: str) -> None:
         pipe.delete_adapters(adapter)
     except Exception:  # it was never (fully) loaded: nothing to delete
         pass
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0][:200] if text else type(err).__name__).rstrip(".")

@@ -83,7 +83,7 @@ def join_generate_image(url: str, session: str, **kwargs) -> None:
     config = httpx.get(url + "config", timeout=10).json()
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate_image")
     names = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "model",
-             "backend", "sampler", "style", "batch_count", "loras", "steps", "guidance"]
+             "backend", "sampler", "style", "batch_count", "loras", "vae", "steps", "guidance"]
     defaults = {"negative_prompt": "", "seed": -1, "model": "auto", "backend": "auto", "sampler": "euler",
                 "style": "None", "batch_count": 1}
     data = [kwargs.get(name, defaults.get(name)) for name in names]
@@ -178,7 +178,7 @@ def test_a_full_disk_at_start_leaves_the_app_running_and_says_why(run_app, small
 
 # -- malformed API calls get a sentence ---------------------------------------------------------------
 
-GOOD_CALL = ["a cat", "", 64, 64, 2, None, 1, "auto", "auto", "euler", "None", 1, None, None, None]
+GOOD_CALL = ["a cat", "", 64, 64, 2, None, 1, "auto", "auto", "euler", "None", 1, None, "auto", None, None]
 
 
 def raw_call(url: str, data) -> tuple[int, str]:
@@ -192,10 +192,10 @@ def raw_call(url: str, data) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("data,sentence", [
-    (GOOD_CALL[:7], "/generate_image takes 15 values in this order: prompt, negative_prompt, width, height, "
+    (GOOD_CALL[:7], "/generate_image takes 16 values in this order: prompt, negative_prompt, width, height, "
                     "num_inference_steps, guidance_scale, seed, model, backend, sampler, style, batch_count, loras, "
-                    "steps, guidance; got 7."),
-    (GOOD_CALL + ["extra"], "/generate_image takes 15 values"),
+                    "vae, steps, guidance; got 7."),
+    (GOOD_CALL + ["extra"], "/generate_image takes 16 values"),
     ([["a", "list"]] + GOOD_CALL[1:], "The prompt must be text, not a list."),
     ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}] + GOOD_CALL[1:], "The prompt must be text, not a file."),
     (["a cat", 7] + GOOD_CALL[2:], "The negative prompt must be text, not a number."),

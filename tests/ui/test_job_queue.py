@@ -38,7 +38,7 @@ def queue_job(page, prompt: str, seed: int, steps: int = 2) -> None:
 def test_clicks_during_a_run_queue_jobs_that_each_keep_their_form_and_each_land_in_history(desktop, local_app):
     page = desktop
     open_app(page, local_app.url)
-    fill_image_form(page, "a lighthouse", steps=60, seed=11)
+    fill_image_form(page, "a lighthouse", steps=150, seed=11)  # still running while two more are queued
     page.click("#generate")
     wait_step(page, 2)
     queue_job(page, "a harbour crane at dusk", 12)

@@ -1,6 +1,7 @@
-"""LoRAs in the browser: the picker adds A1111's <lora:name:weight> tag to the prompt (a second pick of the
-same LoRA changes its weight), the image is made with it (the same pixels as the API's `loras`), the
-details and Reuse carry it, and the status tab lists the LoRAs."""
+"""LoRAs and VAEs in the browser: the picker adds A1111's <lora:name:weight> tag to the prompt (a second
+pick of the same LoRA changes its weight), the image is made with it (the same pixels as the API's
+`loras`), the details and Reuse carry it, and the status tab lists the LoRAs; a VAE file is chosen from
+its own list."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from engine.config import Settings
 from tests.support.tiny_lora import write_tiny_lora
+from tests.support.tiny_vae import write_tiny_vae
 from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, start_app, stop_app,
                                wait_progress, wait_text)
 
@@ -22,10 +24,17 @@ def lora_app(tmp_path_factory, tiny_model_dir):
     models = tmp_path_factory.mktemp("lora-models")
     write_tiny_lora(models / "Lora" / "tinyDetail.safetensors",
                     UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet"), seed=1)
+    write_tiny_vae(models / "VAE" / "tinyBright.safetensors", tiny_model_dir)
     app = start_app(Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path_factory.mktemp("out"),
                              tiny_model_dir=tiny_model_dir, models_dir=models))
     yield app
     stop_app(app)
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in the dropdown `#elem_id`."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).click()
 
 
 def prompt_text(page) -> str:
@@ -36,8 +45,7 @@ def test_the_picker_adds_the_tag_and_the_image_is_made_with_it(desktop, lora_app
     page = desktop
     open_app(page, lora_app.url)
     fill_image_form(page, "a fox in the snow", steps=3, seed=21)
-    page.locator("#lora-pick input").click()
-    page.get_by_role("option", name="tinyDetail · unknown family").click()
+    choose(page, "lora-pick", "tinyDetail · unknown family")
     set_number(page, "lora-weight", 0.8)
     page.click("#lora-add")
     page.wait_for_function("() => document.querySelector('#prompt textarea').value.includes('<lora:tinyDetail:0.8>')")
@@ -76,3 +84,13 @@ def test_an_unknown_lora_tag_is_a_sentence(desktop, lora_app):
     page.click("#generate")
     line = wait_progress(page, "Unknown LoRA", 30_000)
     assert "missingOne" in line and "tinyDetail" in line, line
+
+
+def test_a_vae_file_is_chosen_from_its_list(desktop, lora_app):
+    page = desktop
+    open_app(page, lora_app.url)
+    fill_image_form(page, "a fox", steps=2, seed=5)
+    choose(page, "vae", "tinyBright")
+    page.click("#generate")
+    wait_progress(page, "Done", 60_000)
+    assert "VAE tinyBright" in wait_text(page, "result-details", "tinyBright")
