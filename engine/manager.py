@@ -136,11 +136,21 @@ class AIModelManager:
         not available here, with why."""
         models: list[dict[str, Any]] = []
         seen: set[str] = set()
+        by_plain_name: dict[str, dict[str, Any]] = {}
         for backend in self.backends.values():
             for spec in backend.models():
+                plain = backend.plain_name(spec)
+                same = by_plain_name.get(plain.lower())
+                if same is not None and same["backend"] != backend.name:  # one checkpoint, two backends
+                    same["id"] = same["label"] = plain  # the name both backends know it by
+                    same["backends"].append(backend.name)
+                    same["backend_label"] += f", {backend.label}"
+                    seen.add(spec.id)
+                    continue
                 if spec.id not in seen:
                     seen.add(spec.id)
-                    models.append(_model_entry(spec, backend, True))
+                    models.append(entry := _model_entry(spec, backend, True))
+                    by_plain_name.setdefault(plain.lower(), entry)
         for backend in self.backends.values():
             for spec, why in backend.missing():
                 if spec.id not in seen:
@@ -419,6 +429,7 @@ class AIModelManager:
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:
     """A model as the status tab and the model dropdown list it."""
-    return {"id": spec.id, "label": spec.label, "backend": backend.name, "backend_label": backend.label,
+    return {"id": spec.id, "label": spec.label, "backend": backend.name, "backends": [backend.name],
+            "backend_label": backend.label,
             "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
             "default_guidance": spec.default_guidance, "native_size": spec.native_size}

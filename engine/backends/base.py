@@ -70,6 +70,11 @@ class Backend(ABC):
     def start(self) -> None:
         """Begin background work (health polling); called once by the manager."""
 
+    def plain_name(self, model: ModelSpec) -> str:
+        """The name `model` is known by across backends (a checkpoint's file name without its extension): a model
+        two backends list under the same plain name is one entry that either can run."""
+        return model.id
+
     def loras(self) -> dict[str, str | None]:
         """The LoRAs a request may name on this backend: name -> family (None when unknown)."""
         return {}

@@ -210,6 +210,12 @@ class ComfyUIBackend(Backend):
         names = {file_stem(f): None for st in self._up_states() for f in st.models.loras}
         return dict(sorted(names.items(), key=lambda item: item[0].lower()))
 
+    def plain_name(self, model: ModelSpec) -> str:
+        """A checkpoint installed on a server is known by its file name without folders and extension."""
+        if model.id.startswith(CHECKPOINT_PREFIX):
+            return file_stem(model.id[len(CHECKPOINT_PREFIX):])
+        return model.id
+
     def why_not(self, model: ModelSpec | None) -> str | None:
         if self.monitor is None:
             return "ComfyUI is disabled (GATOR_ENABLE_COMFYUI=0)."

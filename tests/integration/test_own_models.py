@@ -90,3 +90,28 @@ async def test_a_rescan_finds_a_new_checkpoint(a1111):
     write(install / "models/Stable-diffusion/freshMix.safetensors", SD15)
     models = await manager.rescan_models()
     assert any(m["id"] == "freshMix" and m["available"] for m in models)
+
+
+async def test_a_checkpoint_both_backends_have_is_one_entry_either_can_run(fake, tmp_path, tiny_model_dir):
+    """The user's tiny-sd15.safetensors is also installed on the (fake) ComfyUI server: one entry, named by
+    its plain file name; auto runs it on ComfyUI and keeps the same local model as the fallback."""
+    from engine.config import Settings
+    from engine.request import GenerationRequest
+
+    write(tmp_path / "models" / "Stable-diffusion" / "tiny-sd15.safetensors", SD15)
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        models_dir=tmp_path / "models", health_interval_s=0.2, health_timeout_s=0.5)
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        entries = [m for m in manager.available_models() if "tiny-sd15" in m["id"]]
+        assert len(entries) == 1, entries
+        assert entries[0]["id"] == "tiny-sd15" and entries[0]["backends"] == ["comfyui", "diffusers"]
+        plan = manager.router.plan(GenerationRequest("a fox", model="tiny-sd15", width=64, height=64).validated())
+        assert [(t.backend, t.model.id) for t in plan.targets] == [("comfyui", "comfyui:tiny-sd15.safetensors"),
+                                                                   ("diffusers", "tiny-sd15")]
+        result = await manager.generate_image("a fox", model="tiny-sd15", width=64, height=64,
+                                              num_inference_steps=2, seed=1)
+        assert result.status == "success" and result.backend == "comfyui", result.error
+    finally:
+        manager.shutdown()
