@@ -55,6 +55,7 @@ class Settings:
     comfyui_timeout_s: float = 600.0  # GATOR_COMFYUI_TIMEOUT: longest wait for one ComfyUI job
     enable_comfyui: bool = True  # GATOR_ENABLE_COMFYUI=0 disables the ComfyUI backend entirely
     allow_downloads: bool = False  # GATOR_ALLOW_DOWNLOADS=1 lets diffusers fetch hub weights
+    hf_endpoint: str | None = None  # HF_ENDPOINT: the Hugging Face Hub (or a mirror) model downloads come from
     limits: Limits = field(default_factory=Limits)  # per-request work limits (engine/limits.py)
 
     @classmethod
@@ -73,6 +74,7 @@ class Settings:
             comfyui_timeout_s=float(env.get("GATOR_COMFYUI_TIMEOUT", 600.0)),
             enable_comfyui=_env_bool("GATOR_ENABLE_COMFYUI", True),
             allow_downloads=_env_bool("GATOR_ALLOW_DOWNLOADS"),
+            hf_endpoint=(env.get("HF_ENDPOINT") or "").strip().rstrip("/") or None,
             limits=Limits.from_env(),
         )
         return replace(settings, **overrides) if overrides else settings

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Iterable
 from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, Target
 from .config import Settings
+from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled
 from .events import Done, Event, Failed, Fallback, Produced
 from .limits import Limits
@@ -53,6 +54,7 @@ class AIModelManager:
         self._init_lock = asyncio.Lock()
         self._initialized = False
         self._leftovers: SweepReport | None = None  # what start-up cleaned up after an interrupted run
+        self.downloads = Downloads(self.settings, on_finished=self._downloaded)  # catalogue weights from the Hub
 
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
@@ -96,6 +98,29 @@ class AIModelManager:
             await asyncio.to_thread(backend.rescan)
         return self.available_models()
 
+    # -- downloads (engine/downloads.py) -------------------------------------------------------
+    def start_download(self, model_id: str) -> None:
+        """Download a catalogue model's weights file into GATOR_MODELS_DIR in the background (resumes a partial
+        one; nothing happens while it is downloading). Raises DownloadError with a sentence when it cannot start."""
+        self.downloads.start(model_id)
+
+    def cancel_download(self, model_id: str) -> None:
+        """Stop a model's download; its partial file stays for the next start_download."""
+        self.downloads.cancel(model_id)
+
+    def allow_downloads(self) -> None:
+        """Allow downloads for the rest of this run, as GATOR_ALLOW_DOWNLOADS=1 does."""
+        self.downloads.allow()
+
+    def downloads_state(self) -> dict[str, Any]:
+        """{"allowed", "folder", "blocked" (why none can start, or ""), "models": {id: progress and state}}."""
+        return self.downloads.snapshot()
+
+    def _downloaded(self, model_id: str) -> None:
+        """A download finished (in its thread): find the new file, so the model is listed and used now."""
+        if self._initialized:
+            asyncio.run(self.rescan_models())
+
     def use_gpu_decorator(self, decorator: Any) -> None:
         """Wrap local pipeline calls, e.g. with `spaces.GPU(duration=120)` on a ZeroGPU Space."""
         for backend in self.router.backends:
@@ -103,6 +128,7 @@ class AIModelManager:
 
     def shutdown(self) -> None:
         """Stop every backend's background work."""
+        self.downloads.shutdown()
         for backend in self.backends.values():
             backend.shutdown()
 
@@ -229,6 +255,7 @@ class AIModelManager:
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
             "normal_path": self._normal_path(),
+            "downloads": self.downloads_state(),
         }
 
     def _local_is_normal(self) -> bool:

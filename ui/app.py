@@ -10,10 +10,10 @@ from engine.manager import AIModelManager
 
 from .api import register_api
 from .api_guard import ApiArguments
-from .badge import badge_html
+from .badge import SHOW_MODELS_JS, badge_html
 from .file_guard import OwnFilesOnly
 from .image_tab import build_image_tab
-from .models import choices_key, lora_choices, model_choices
+from .models import choices_key, lora_choices, model_choices, vae_choices
 from .sessions import Jobs
 from .shortcuts import SHORTCUTS_JS
 from .status_tab import build_status_tab
@@ -36,14 +36,15 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
         seen = gr.State({})
         with gr.Row(elem_id="gator-header"):
             gr.HTML(f"<h1>{LOGO_SVG}<span>{title}</span></h1>", elem_id="gator-title", padding=False)
-            badge = gr.HTML(badge_html(read_status().get("active")), elem_id="badge-slot", padding=False)
+            badge = gr.HTML(badge_html(read_status().get("active")), elem_id="badge-slot", padding=False,
+                            js_on_load=SHOW_MODELS_JS)  # the demo model's label links to the Models section
         with gr.Tabs(elem_id="gator-tabs"):
             with gr.Tab("Image", id="image", elem_id="tab-image"):
                 image_tab = build_image_tab(manager, jobs, browse_outputs=browse_outputs)
             with gr.Tab("Video storyboard", id="video", elem_id="tab-video"):
                 video_model = build_video_tab(manager, jobs)
             with gr.Tab("System status", id="status", elem_id="tab-status"):
-                status_view, render_status = build_status_tab(read_status, manager.rescan_models)
+                status_view, render_status = build_status_tab(read_status, manager.rescan_models, downloads=manager)
 
         def tick(last: dict[str, Any] | None):
             """Badge and model list from the monitor's snapshot; unchanged parts are skipped."""

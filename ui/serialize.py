@@ -1,7 +1,9 @@
-"""Make engine results and status JSON-safe for the API and the browser (no images, no dataclasses)."""
+"""Make engine results and status safe for the API and the browser: JSON without images or dataclasses, text
+escaped for HTML."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -40,3 +42,8 @@ def api_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [api_safe(v) for v in value]
     return value
+
+
+def html_text(value: Any) -> str:
+    """`value` as text safe inside HTML (None: empty)."""
+    return html.escape("" if value is None else str(value))

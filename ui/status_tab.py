@@ -1,25 +1,27 @@
-"""The System status tab: ComfyUI servers, this machine, models, outputs and recent backend switches.
+"""The System status tab: ComfyUI servers, this machine, models (and downloading catalogue models), outputs
+and recent backend switches.
 
-Everything comes from `manager.status()` (the health monitor's snapshot); nothing here touches the network.
+Everything comes from `manager.status()` (the health monitor's snapshot, and the downloads' progress); nothing
+here touches the network. The Models section's download panel starts and cancels downloads through the
+manager (engine/downloads.py does the work in the background).
 """
 from __future__ import annotations
 
-import html
 import logging
 import time
 from typing import Any, Awaitable, Callable
 
 import gradio as gr
 
-from .serialize import jsonable
+from engine.errors import GatorError
+
+from .downloads_panel import (DownloadControls, DownloadRow, allow_visible, download_refusal, render_download_intro,
+                              render_download_row, row_buttons, slug)
+from .serialize import html_text as _e, jsonable
 
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
 
 
 def _gib(nbytes: Any) -> str:
@@ -52,7 +54,7 @@ def _installed(models: Any) -> str:
         return "–"
     models = jsonable(models)
     parts = []
-    for kind in ("checkpoints", "unets", "clips", "vaes"):
+    for kind in ("checkpoints", "unets", "clips", "vaes", "loras"):
         files = models.get(kind) or []
         if files:
             parts.append(f"<b>{kind}</b>: {_e(', '.join(files))}")
@@ -70,7 +72,8 @@ def _state(up: Any) -> str:
 MODELS_HELP = ("To use a real model, put any SD 1.5 or SDXL checkpoint (.safetensors, e.g. from Civitai or Hugging "
                "Face) in the folder GATOR_MODELS_DIR names, or point --models-dir / GATOR_MODEL_FOLDERS at an "
                "AUTOMATIC1111 or ComfyUI install, then press \"Rescan model folders\"; or start ComfyUI with a "
-               "checkpoint installed, and the badge switches to it within seconds.")
+               "checkpoint installed, and the badge switches to it within seconds. Or download SD 1.5 or SDXL "
+               "below (\"Download a model\").")
 
 
 def _last_seen(server: dict[str, Any], text: str) -> str:
@@ -104,7 +107,12 @@ def _server_row(s: dict[str, Any]) -> list[str]:
 
 
 def render_status(status: dict[str, Any]) -> str:
-    """The whole tab as HTML."""
+    """The whole tab as HTML (on the tab, the download panel's widgets sit between the two halves)."""
+    return '<div id="system-status">' + _render_top(status) + _render_bottom(status) + "</div>"
+
+
+def _render_top(status: dict[str, Any]) -> str:
+    """Active backend, backends, servers, this machine and the Models section (up to its table)."""
     active = status.get("active") or {}
     label = str(active.get("label") or "").removesuffix(str(active.get("hint") or "")) or None
     out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(label)}</b>'
@@ -139,17 +147,21 @@ def render_status(status: dict[str, Any]) -> str:
     ]], "status-local"))
 
     models = status.get("models") or []
-    if models or active.get("demo"):
-        out.append('<h3 id="status-models-section">Models</h3>')
-        if active.get("demo"):
-            out.append(f'<p id="status-models-help">{_e(MODELS_HELP)}</p>')
+    out.append('<h3 id="status-models-section">Models</h3>')
+    if active.get("demo"):
+        out.append(f'<p id="status-models-help">{_e(MODELS_HELP)}</p>')
     if models:
         out.append(_table(["model", "id", "family", "backend", "available", "note"], [[
             _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("family_label") or ""),
             _e(m.get("backend_label") or m.get("backend")), "yes" if m.get("available") else "no",
             _e(m.get("note") or ""),
         ] for m in models], "status-models"))
+    return "".join(out)
 
+
+def _render_bottom(status: dict[str, Any]) -> str:
+    """LoRAs, notices, folders and recent switches."""
+    out: list[str] = []
     loras = status.get("loras") or []
     if loras:
         out.append('<h3 id="status-loras-section">LoRAs</h3>')
@@ -177,36 +189,153 @@ def render_status(status: dict[str, Any]) -> str:
         ] for s in switches[:20]], "status-switches"))
     else:
         out.append('<p id="status-switches">No switches since start-up.</p>')
-    return '<div id="system-status">' + "".join(out) + "</div>"
+    return "".join(out)
 
 
 def build_status_tab(read_status: Callable[[], dict[str, Any]],
-                     rescan: Callable[[], Awaitable[Any]]) -> tuple[gr.HTML, Callable[[], str]]:
+                     rescan: Callable[[], Awaitable[Any]],
+                     downloads: DownloadControls | None = None) -> tuple[gr.HTML, Callable[[], str]]:
     """The tab's contents inside the current gr.Tab; refreshed by its own timer and a button; `rescan` looks
-    through the model folders again."""
+    through the model folders again. With `downloads` (the manager), the Models section gets its download panel:
+    "Allow downloads", and per downloadable catalogue model its state, a progress bar, Download and Cancel.
+    Returns the top view and the function that renders it (the app's page load fills it)."""
 
-    def refresh() -> str:
+    def safe_status() -> dict[str, Any] | None:
         try:
-            return render_status(read_status())
-        except Exception as err:  # the tab must never show a traceback
+            return read_status()
+        except Exception:  # the tab must never show a traceback
+            logger.exception("Reading the status failed")
+            return None
+
+    def top(status: dict[str, Any] | None) -> str:
+        if status is None:
+            return ('<div id="system-status"><p>Status is unavailable right now; the server log has the details.'
+                    "</p></div>")
+        try:
+            return '<div id="system-status">' + _render_top(status) + "</div>"
+        except Exception as err:
             return f'<div id="system-status"><p>Status is unavailable right now: {_e(err)}</p></div>'
 
-    async def rescan_and_refresh() -> str:
+    def bottom(status: dict[str, Any] | None) -> str:
+        try:
+            return '<div id="system-status-more">' + _render_bottom(status or {}) + "</div>"
+        except Exception:
+            logger.exception("Rendering the status failed")
+            return '<div id="system-status-more"></div>'
+
+    def refresh() -> str:
+        return top(safe_status())
+
+    rows: list[DownloadRow] = []
+
+    def panel(status: dict[str, Any] | None) -> list[Any]:
+        """The download panel's outputs: intro, Allow downloads, then per model its info, Download and Cancel."""
+        if downloads is None:
+            return []
+        state = (status or {}).get("downloads")
+        if state is None:
+            try:
+                state = downloads.downloads_state()
+            except Exception:
+                logger.exception("Reading the downloads' state failed")
+                state = {}
+        models = {m.get("id"): m for m in (status or {}).get("models") or []}
+        outputs: list[Any] = [render_download_intro(state), gr.update(visible=allow_visible(state))]
+        entries = state.get("models") or {}
+        for row in rows:
+            entry = entries.get(row.model_id) or {"model_id": row.model_id, "label": row.model_id}
+            download, cancel = row_buttons(state, entry)
+            outputs += [render_download_row(entry, models.get(row.model_id)), gr.update(**download),
+                        gr.update(**cancel)]
+        return outputs
+
+    def refresh_all() -> list[Any]:
+        status = safe_status()
+        return [top(status), *panel(status), bottom(status)]
+
+    async def rescan_and_refresh() -> list[Any]:
         try:
             await rescan()
         except Exception:  # the tab says so; the details stay in the server log
             logger.exception("Rescanning the model folders failed")
-            return refresh().replace('<div id="system-status">', '<div id="system-status"><p id="status-rescan">'
-                                     "Rescanning the model folders failed; the server log has the details.</p>", 1)
-        return refresh()
+            parts = refresh_all()
+            parts[0] = parts[0].replace('<div id="system-status">', '<div id="system-status"><p id="status-rescan">'
+                                        "Rescanning the model folders failed; the server log has the details.</p>", 1)
+            return parts
+        return refresh_all()
 
+    def refused(request: gr.Request | None) -> str:
+        return download_refusal(getattr(request, "username", None), downloads.admins)
+
+    def message(text: str) -> str:
+        return f'<p id="status-downloads-message" class="gator-down">{_e(text)}</p>' if text else \
+            '<p id="status-downloads-message" hidden></p>'
+
+    def act(action: Callable[[], None], what: str, request: gr.Request | None) -> list[Any]:
+        text = refused(request)
+        if not text:
+            try:
+                action()
+            except GatorError as err:
+                text = str(err)
+            except Exception:
+                logger.exception("%s failed", what)
+                text = f"{what} failed; the server log has the details."
+        return [message(text), *refresh_all()]
+
+    def allow(request: gr.Request = None) -> list[Any]:
+        return act(downloads.allow_downloads, "Allowing downloads", request)
+
+    def start_for(model_id: str) -> Callable[..., list[Any]]:
+        def start(request: gr.Request = None) -> list[Any]:
+            return act(lambda: downloads.start_download(model_id), "Starting the download", request)
+        return start
+
+    def cancel_for(model_id: str) -> Callable[..., list[Any]]:
+        def cancel(request: gr.Request = None) -> list[Any]:
+            return act(lambda: downloads.cancel_download(model_id), "Cancelling the download", request)
+        return cancel
+
+    first = safe_status()
     with gr.Row():
         refresh_btn = gr.Button("Refresh", size="sm", scale=0, elem_id="status-refresh")
         rescan_btn = gr.Button("Rescan model folders", size="sm", scale=0, min_width=190, elem_id="status-rescan")
         gr.Markdown(f"Updated every {REFRESH_S:.0f} s from the background health monitor.")
-    view = gr.HTML(refresh(), elem_id="status-view")
+    view = gr.HTML(top(first), elem_id="status-view")
+    panel_outputs: list[Any] = []
+    if downloads is not None:
+        try:
+            state = (first or {}).get("downloads") or downloads.downloads_state()
+        except Exception:
+            logger.exception("Reading the downloads' state failed")
+            state = {}
+        models = {m.get("id"): m for m in (first or {}).get("models") or []}
+        with gr.Column(elem_id="status-downloads", variant="panel"):
+            intro = gr.HTML(render_download_intro(state), elem_id="status-downloads-intro-slot")
+            allow_btn = gr.Button("Allow downloads", size="sm", scale=0, min_width=160,
+                                  visible=allow_visible(state), elem_id="status-allow-downloads")
+            notice = gr.HTML(message(""), elem_id="status-downloads-message-slot")
+            for model_id, entry in (state.get("models") or {}).items():
+                key = slug(model_id)
+                download, cancel = row_buttons(state, entry)
+                with gr.Row(elem_id=f"download-row-{key}"):
+                    info = gr.HTML(render_download_row(entry, models.get(model_id)), elem_id=f"download-info-{key}")
+                    start_btn = gr.Button(download["value"], size="sm", scale=0, min_width=150,
+                                          visible=download["visible"], variant="primary", elem_id=f"download-{key}")
+                    cancel_btn = gr.Button("Cancel", size="sm", scale=0, min_width=100, visible=cancel["visible"],
+                                           variant="stop", elem_id=f"download-cancel-{key}")
+                rows.append(DownloadRow(model_id, info, start_btn, cancel_btn))
+        panel_outputs = [intro, allow_btn, *[c for row in rows for c in (row.info, row.download, row.cancel)]]
+    rest = gr.HTML(bottom(first), elem_id="status-view-more")
+    outputs = [view, *panel_outputs, rest]
+    if downloads is not None:
+        common = dict(outputs=[notice, *outputs], queue=False, api_visibility="private", show_progress="hidden")
+        allow_btn.click(allow, **common)
+        for row in rows:
+            row.download.click(start_for(row.model_id), **common)
+            row.cancel.click(cancel_for(row.model_id), **common)
     timer = gr.Timer(REFRESH_S)
-    timer.tick(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
-    refresh_btn.click(refresh, outputs=view, queue=False, api_visibility="private", show_progress="hidden")
-    rescan_btn.click(rescan_and_refresh, outputs=view, api_visibility="private", show_progress="hidden")
+    timer.tick(refresh_all, outputs=outputs, queue=False, api_visibility="private", show_progress="hidden")
+    refresh_btn.click(refresh_all, outputs=outputs, queue=False, api_visibility="private", show_progress="hidden")
+    rescan_btn.click(rescan_and_refresh, outputs=outputs, api_visibility="private", show_progress="hidden")
     return view, refresh
