@@ -1,7 +1,9 @@
-"""A1111's extra-network tags in a prompt: `<lora:name>` and `<lora:name:weight>` (the weight defaults to 1).
+"""A1111's prompt syntax: extra-network tags and attention weights.
 
-The tags are taken out of the text the encoder sees and come back as (name, weight) pairs; everything else
-in the prompt is left as written.
+`<lora:name>` and `<lora:name:weight>` (the weight defaults to 1) are taken out of the text the encoder sees
+and come back as (name, weight) pairs. Attention, `(word)` (x1.1), `[word]` (/1.1), `(word:1.3)` and `\(`
+for a literal bracket, is read as A1111 reads it (its `parse_prompt_attention`) and handed on in compel's
+syntax, so a prompt weighs the same locally as on ComfyUI, which reads A1111's syntax itself.
 """
 from __future__ import annotations
 
@@ -52,3 +54,80 @@ def with_lora_tags(prompt: str, loras: list[dict] | tuple = ()) -> str:
     writes a prompt into an image's parameters."""
     uses = [use if isinstance(use, LoraUse) else LoraUse(str(use["name"]), float(use["weight"])) for use in loras]
     return " ".join([prompt.strip(), *(use.tag() for use in uses)]).strip()
+
+
+ROUND, SQUARE = 1.1, 1 / 1.1
+_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
+
+
+def attention_fragments(text: str) -> list[tuple[str, float]]:
+    """(text, weight) fragments of an A1111 prompt, as A1111's `parse_prompt_attention` makes them (unclosed
+    brackets count as closed at the end; neighbours with one weight are merged)."""
+    out: list[list] = []
+    round_starts: list[int] = []
+    square_starts: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for fragment in out[start:]:
+            fragment[1] *= factor
+
+    for match in _ATTENTION.finditer(text):
+        token, weight = match.group(0), match.group(1)
+        if token.startswith("\\") and len(token) > 1:
+            out.append([token[1:], 1.0])
+        elif token == "(":
+            round_starts.append(len(out))
+        elif token == "[":
+            square_starts.append(len(out))
+        elif weight is not None and round_starts:
+            multiply(round_starts.pop(), float(weight))
+        elif token == ")" and round_starts:
+            multiply(round_starts.pop(), ROUND)
+        elif token == "]" and square_starts:
+            multiply(square_starts.pop(), SQUARE)
+        else:
+            out.append([token, 1.0])
+    for start in round_starts:
+        multiply(start, ROUND)
+    for start in square_starts:
+        multiply(start, SQUARE)
+    merged: list[tuple[str, float]] = []
+    for fragment, weight in out:
+        if merged and merged[-1][1] == weight:
+            merged[-1] = (merged[-1][0] + fragment, weight)
+        else:
+            merged.append((fragment, weight))
+    return merged
+
+
+def has_attention(text: str) -> bool:
+    """True when the prompt uses attention syntax at all (brackets, weights, escapes): plain prompts keep the
+    pipeline's own encoding."""
+    fragments = attention_fragments(text)
+    return any(weight != 1.0 for _, weight in fragments) or "".join(f for f, _ in fragments) != text
+
+
+def to_compel(text: str) -> str:
+    """An A1111 prompt in compel's syntax: `(text)weight` per weighted fragment, brackets escaped, and a
+    word-final + or - (compel's own weighting) kept as plain text."""
+    def plain(fragment: str) -> str:
+        fragment = re.sub(r"([()\[\]\\])", r"\\\1", fragment)
+        return re.sub(r"(?<=\w)([+-]+)(?=\s|$|[,.;])", r" \1", fragment)
+    parts = []
+    for fragment, weight in attention_fragments(text):
+        # compel encodes each fragment on its own, so a space around a weighted group changes no token
+        parts.append(plain(fragment) if weight == 1.0 else f" ({plain(fragment).strip()}){weight:.4g} ")
+    return re.sub(r" {2,}", " ", "".join(parts)).strip()
+
+
+def for_comfyui(text: str) -> str:
+    """An A1111 prompt as ComfyUI reads the same weights: ComfyUI understands `(text:weight)` and `\\(` but not
+    `[text]`, so each weighted fragment is written out as `(text:weight)`. A prompt without attention syntax
+    is sent exactly as written."""
+    if not has_attention(text):
+        return text
+    parts = []
+    for fragment, weight in attention_fragments(text):
+        escaped = re.sub(r"([()\\])", r"\\\1", fragment)
+        parts.append(escaped if weight == 1.0 else f"({escaped}:{weight:.4g})")
+    return "".join(parts)

@@ -25,6 +25,7 @@ from ..comfyui import (
 from ..errors import BackendUnavailable
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
+from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
 from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template
@@ -292,10 +293,11 @@ class ComfyUIBackend(Backend):
             template = self._template(variant.workflow)
             sampler, scheduler = comfy_sampler(request.sampler)
             values: dict[str, Any] = {
-                "prompt": request.prompt, "seed": request.seed, "steps": request.num_inference_steps,
+                "prompt": for_comfyui(request.prompt), "seed": request.seed, "steps": request.num_inference_steps,
                 "width": request.width, "height": request.height, "sampler": sampler, **variant.files,
             }
-            optional: dict[str, Any] = {"negative_prompt": request.negative_prompt, "scheduler": scheduler,
+            optional: dict[str, Any] = {"negative_prompt": for_comfyui(request.negative_prompt),
+                                        "scheduler": scheduler,
                                         "filename_prefix": "gator-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.id)}
             if template.bindings.get("guidance"):  # guidance-distilled (FLUX): cfg stays at the template's 1.0
                 optional["guidance"] = _guidance(request, model)

@@ -14,7 +14,7 @@ from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, fi
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
 from ..previews import latents_to_preview
-from ..model_files import CHECKPOINT, LORA, VAE, ModelFile, ModelFolders
+from ..model_files import CHECKPOINT, EMBEDDING, LORA, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
 from ..request import GenerationRequest
@@ -23,7 +23,9 @@ from ..tiny_model import ensure_tiny_model
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
+from .embeddings import Embeddings, named_in
 from .lora_adapters import LoraAdapters, LoraFile
+from .prompt_weights import is_weighted, weighted_inputs
 from .vae_choice import VaeChoice
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class DiffusersBackend(Backend):
         self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
         self.adapters = LoraAdapters()
         self.vae_choice = VaeChoice()
+        self.embeddings = Embeddings()
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -371,19 +374,23 @@ class DiffusersBackend(Backend):
         self.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
         vae = self.vae_file(req)
         self.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
+        named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
+        warnings: list[str] = self.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
-        warnings: list[str] = []
         kwargs: dict[str, Any] = dict(
             num_inference_steps=total, guidance_scale=guidance, width=req.width, height=req.height,
             generator=torch.Generator("cpu").manual_seed(req.seed),
         )
-        warnings += self._truncation_warnings(pipe, req)
         interpolate = req.extra.get(INTERPOLATE)
         if interpolate:
+            warnings += self._truncation_warnings(pipe, req)
             kwargs.update(self._interpolated_inputs(pipe, req, spec, guidance, interpolate))
+        elif is_weighted(req.prompt, req.negative_prompt):  # A1111's (word:1.3): compel, long prompts not cut
+            kwargs.update(weighted_inputs(pipe, spec.family, req.prompt, req.negative_prompt))
         else:
+            warnings += self._truncation_warnings(pipe, req)
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
 
         def on_step(_pipe, index: int, _timestep, tensors: dict) -> dict:

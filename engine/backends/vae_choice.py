@@ -43,7 +43,7 @@ class VaeChoice:
                                                      torch_dtype=own.dtype)
         except Exception as err:
             logger.info("VAE %s did not load for %s: %s", path.name, model_label, err)
-            raise InvalidRequest(f"The VAE {path.stem} does not fit {model_label} ({first_line(err, 200)}); use a VAE made "
-                                 "for this model's family, or auto.") from None
+            raise InvalidRequest(f"The VAE {path.stem} does not fit {model_label} ({first_line(err, 200)}); use a "
+                                 "VAE made for this model's family, or auto.") from None
         logger.info("Loaded VAE %s", path.name)
         return vae.to(own.device)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvalidRequest
-from engine.prompt_syntax import LoraUse, take_lora_tags, with_lora_tags
+from engine.prompt_syntax import (LoraUse, attention_fragments, for_comfyui, has_attention, take_lora_tags, to_compel,
+                                   with_lora_tags)
 from engine.request import GenerationRequest
 from ui.image_tab import add_lora_tag
 
@@ -37,3 +38,25 @@ def test_written_back_as_a1111_writes_them_and_the_picker_edits_in_place():
     assert add_lora_tag("a fox", "detail", 0.8) == "a fox <lora:detail:0.8>"
     assert add_lora_tag("a fox <lora:Detail:0.8>, snow", "detail", 0.3) == "a fox <lora:detail:0.3>, snow"
     assert add_lora_tag("", "detail", 1) == "<lora:detail:1>"
+
+
+@pytest.mark.parametrize("prompt, fragments", [
+    ("a (fox:1.5) in [snow]", [("a ", 1.0), ("fox", 1.5), (" in ", 1.0), ("snow", 1 / 1.1)]),
+    ("a ((red)) cat", [("a ", 1.0), ("red", 1.1 * 1.1), (" cat", 1.0)]),
+    ("(a (b:2) c:0.5)", [("a ", 0.5), ("b", 1.0), (" c", 0.5)]),  # A1111 multiplies nested weights
+    ("a \\(literal\\) cat", [("a (literal) cat", 1.0)]),
+    ("(unclosed", [("unclosed", 1.1)]),
+    ("plain, t-shirt", [("plain, t-shirt", 1.0)]),
+])
+def test_attention_is_read_as_a1111_reads_it(prompt, fragments):
+    got = attention_fragments(prompt)
+    assert [text for text, _ in got] == [text for text, _ in fragments]
+    assert [round(w, 6) for _, w in got] == [round(w, 6) for _, w in fragments]
+
+
+def test_weights_go_to_compel_and_comfyui_in_their_own_syntax():
+    assert to_compel("a (fox:1.5) in [snow]") == "a (fox)1.5 in (snow)0.9091"
+    assert to_compel("a cat+ here, (big:1.2)") == "a cat + here, (big)1.2"  # a word-final + is not compel's
+    assert for_comfyui("a (fox:1.5) in [snow]") == "a (fox:1.5) in (snow:0.9091)"
+    assert for_comfyui("no syntax: kept as written") == "no syntax: kept as written"
+    assert not has_attention("plain text") and has_attention("a (b:1.0)") and has_attention("a \\(b\\)")

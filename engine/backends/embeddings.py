@@ -1,0 +1,63 @@
+"""Textual-inversion embeddings on the local backend, as A1111 uses them: an embedding file's name written in
+the prompt (or the negative prompt) is its trigger. Each file is loaded into the loaded pipeline once
+(diffusers' `load_textual_inversion`; an SDXL file's clip_l and clip_g halves into both text encoders)."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from ..errors import first_line
+from ..model_files import ModelFile
+
+logger = logging.getLogger(__name__)
+
+
+def named_in(files: list[ModelFile], *texts: str) -> list[ModelFile]:
+    """The embedding files whose name appears as a word in any of `texts`."""
+    joined = "\n".join(t for t in texts if t)
+    return [f for f in files if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", joined)]
+
+
+class Embeddings:
+    """The embeddings loaded into one pipeline object (a new pipeline starts with none)."""
+
+    def __init__(self) -> None:
+        self._pipe_id: int | None = None
+        self._loaded: dict[str, tuple[str, int, float]] = {}  # token -> the file stamp it came from
+
+    def apply(self, pipe: Any, files: list[ModelFile], family: str, model_label: str) -> list[str]:
+        """Load every file in `files` not loaded yet; returns a warning per one that cannot be used."""
+        if id(pipe) != self._pipe_id:
+            self._pipe_id, self._loaded = id(pipe), {}
+        warnings = []
+        for entry in files:
+            if self._loaded.get(entry.name) == entry.stamp:
+                continue
+            if entry.family and family and entry.family != family:
+                warnings.append(f"The embedding {entry.name} is for another model family; {model_label} read "
+                                "its name as a plain word.")
+                continue
+            try:
+                self._load(pipe, entry)
+            except Exception as err:
+                logger.info("Embedding %s did not load on %s: %s", entry.path.name, model_label, err)
+                warnings.append(f"The embedding {entry.name} does not fit {model_label} ({first_line(err, 200)}); "
+                                "its name was read as a plain word.")
+                continue
+            self._loaded[entry.name] = entry.stamp
+        return warnings
+
+    @staticmethod
+    def _load(pipe: Any, entry: ModelFile) -> None:
+        from safetensors.torch import load_file
+
+        if entry.family == "sdxl":  # one file, two halves: one per text encoder
+            halves = load_file(str(entry.path))
+            pipe.load_textual_inversion(halves["clip_l"], token=entry.name, text_encoder=pipe.text_encoder,
+                                        tokenizer=pipe.tokenizer)
+            pipe.load_textual_inversion(halves["clip_g"], token=entry.name, text_encoder=pipe.text_encoder_2,
+                                        tokenizer=pipe.tokenizer_2)
+        else:
+            pipe.load_textual_inversion(str(entry.path), token=entry.name)
+        logger.info("Loaded embedding %s", entry.path.name)
