@@ -128,6 +128,19 @@ def bind(template: WorkflowTemplate, values: Mapping[str, Any]) -> dict[str, Any
     return graph
 
 
+# ---------------------------------------------------------------------------- a VAE file
+def use_vae(graph: Mapping[str, Any], vae_file: str) -> dict[str, Any]:
+    """A copy of `graph` whose every `vae` input (VAEDecode, VAEEncode...) takes a VAELoader of `vae_file` instead
+    of the checkpoint's own VAE."""
+    out = copy.deepcopy(dict(graph))
+    node_id = str(max((int(k) for k in out if str(k).isdigit()), default=0) + 1)
+    out[node_id] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_file}}
+    for node in list(out.values()):
+        if _is_link(node.get("inputs", {}).get("vae")):
+            node["inputs"]["vae"] = [node_id, 0]
+    return out
+
+
 # ---------------------------------------------------------------------------- LoRAs
 LORA_CLASS = "LoraLoader"  # inputs model, clip, lora_name, strength_model, strength_clip; outputs MODEL, CLIP
 

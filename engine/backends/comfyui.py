@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 from ..comfyui import (
-    ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem,
+    ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem, match_file,
 )
 from ..errors import BackendUnavailable
 from ..events import Event, Produced, Started
@@ -28,7 +28,7 @@ from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template
+from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_vae
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
@@ -185,11 +185,13 @@ class ComfyUIBackend(Backend):
             found.append((file, float(use.weight)))
         return tuple(found)
 
-    def servers_for(self, model: ModelSpec, loras: Iterable[Any] = ()) -> list[str]:
-        """Up servers that have every file `model` needs and every LoRA of `loras`, in configured order."""
+    def servers_for(self, model: ModelSpec, loras: Iterable[Any] = (), vae: str | None = None) -> list[str]:
+        """Up servers that have every file `model` needs, every LoRA of `loras` and the VAE file `vae`, in
+        configured order."""
         loras = tuple(loras)
         return [st.url for st in self._up_states()
-                if self.variant_for(model, st.models) and self.lora_files(loras, st.models) is not None]
+                if self.variant_for(model, st.models) and self.lora_files(loras, st.models) is not None
+                and (vae is None or match_file(vae, st.models.vaes) is not None)]
 
     def models(self) -> list[ModelSpec]:
         """Models runnable now: catalogue models whose files are installed, then every other installed checkpoint."""
@@ -204,6 +206,10 @@ class ComfyUIBackend(Backend):
             out.append(spec)
         checkpoints = sorted({c for st in states for c in st.models.checkpoints} - claimed, key=str.lower)
         return out + [checkpoint_model(ckpt) for ckpt in checkpoints]
+
+    def vaes(self) -> list[str]:
+        """The VAE files on up servers, by file name without folders and extension."""
+        return sorted({file_stem(f) for st in self._up_states() for f in st.models.vaes if f != "pixel_space"})
 
     def loras(self) -> dict[str, str | None]:
         """LoRAs on some up server, by the name a request gives them (file name without folders and extension);
@@ -248,7 +254,8 @@ class ComfyUIBackend(Backend):
                             summary=summary, short_reason=short, models=[m.id for m in models], servers=servers,
                             details={"ever_up": ever_up})
 
-    def pick_server(self, model: ModelSpec, exclude: Iterable[str] = (), loras: Iterable[Any] = ()) -> str | None:
+    def pick_server(self, model: ModelSpec, exclude: Iterable[str] = (), loras: Iterable[Any] = (),
+                    vae: str | None = None) -> str | None:
         """The up server with the model (and every LoRA of `loras`) and the shortest queue; ties go round-robin.
 
         A server's load is our jobs on it now plus other clients' jobs as of the last poll (the polled
@@ -257,7 +264,7 @@ class ComfyUIBackend(Backend):
         """
         skip = set(exclude)
         snap = self.monitor.snapshot()
-        candidates = [u for u in self.servers_for(model, loras) if u not in skip]
+        candidates = [u for u in self.servers_for(model, loras, vae) if u not in skip]
         if not candidates:
             return None
         with self._lock:
@@ -285,9 +292,11 @@ class ComfyUIBackend(Backend):
             self._templates[name] = load_template(name)
         return self._templates[name]
 
-    def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = ()) -> dict[str, Any]:
+    def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
+                    vae_file: str | None = None) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
-        then chain a LoraLoader per (file, weight) of `loras` after the model's loader."""
+        then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
+        (a VAELoader) when one is given."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
@@ -305,7 +314,8 @@ class ComfyUIBackend(Backend):
                 optional["cfg"] = _guidance(request, model)
             values.update({k: v for k, v in optional.items() if template.accepts(k)})
             graph = bind(template, values)
-            return add_loras(graph, loras) if loras else graph
+            graph = add_loras(graph, loras) if loras else graph
+            return use_vae(graph, vae_file) if vae_file else graph
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
 
@@ -341,8 +351,11 @@ class ComfyUIBackend(Backend):
         model = model or self.default_model()
         if model is None:
             raise BackendUnavailable(self.why_not(None) or "No model is installed on ComfyUI.")
-        url = self.pick_server(model, loras=request.loras)
+        url = self.pick_server(model, loras=request.loras, vae=request.vae)
         if url is None:
+            if request.vae and self.servers_for(model, request.loras):
+                raise BackendUnavailable(f"The VAE {request.vae!r} is not installed on any running ComfyUI server "
+                                         f"with {model.label}.")
             raise BackendUnavailable(self._unavailable(model, request.loras))
         if not request.loras:
             return Target(self.name, model, server=url)
@@ -365,7 +378,7 @@ class ComfyUIBackend(Backend):
         url: str | None = target.server
         while True:
             if url is None:
-                url = self.pick_server(model, exclude=tried, loras=request.loras)
+                url = self.pick_server(model, exclude=tried, loras=request.loras, vae=request.vae)
             if url is None:
                 if last_error:
                     raise BackendUnavailable(f"{last_error} No other ComfyUI server with {model.label}"
@@ -378,10 +391,11 @@ class ComfyUIBackend(Backend):
                 loras: LoraFiles | None = target.detail
             else:
                 loras = self.lora_files(request.loras, installed)
-            if variant is None or loras is None:  # the server's model list changed between the plan and now
+            vae_file = match_file(request.vae, installed.vaes) if request.vae and installed else None
+            if variant is None or loras is None or (request.vae and vae_file is None):  # its lists changed since
                 url = None
                 continue
-            graph = self.build_graph(request, variant, loras)
+            graph = self.build_graph(request, variant, loras, vae_file)
             produced = False
             job = self._job_started(url)
             try:

@@ -52,3 +52,20 @@ async def test_unknown_and_misfit_vaes_are_sentences(vae_manager):
     assert misfit.status == "error" and "The VAE wrongShape does not fit Tiny demo model" in misfit.error
     fine = await manager.generate_image("a fox", vae="tinyBright", **SIZE)
     assert fine.status == "success", fine.error
+
+
+async def test_comfyui_decodes_with_a_vae_loader_of_the_file(comfy_manager, fake):
+    fake.vaes.append("sdxl_vae.safetensors")
+    monitor = comfy_manager.backends["comfyui"].monitor
+    monitor.refresh_models(fake.url)  # the next poll re-reads the installed files
+    monitor.poll_now()
+    assert "sdxl_vae" in comfy_manager.available_vaes()
+    small = dict(width=64, height=64, num_inference_steps=2, seed=4)
+    result = await comfy_manager.generate_image("a cat", backend="comfyui", vae="sdxl_vae", **small)
+    assert result.status == "success" and result.vae == "sdxl_vae", result.error
+    graph = fake.prompts[-1]
+    (loader_id, loader), = [(k, n) for k, n in graph.items() if n["class_type"] == "VAELoader"]
+    assert loader["inputs"] == {"vae_name": "sdxl_vae.safetensors"}
+    assert all(n["inputs"]["vae"] == [loader_id, 0] for n in graph.values() if n["class_type"] == "VAEDecode")
+    missing = await comfy_manager.generate_image("a cat", backend="comfyui", vae="nope", **small)
+    assert missing.status == "error" and "The VAE 'nope' is not installed" in missing.error
