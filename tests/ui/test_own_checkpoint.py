@@ -1,7 +1,8 @@
 """A user's own full-size SD 1.5 checkpoint in an A1111 folder, offline with an empty Hugging Face cache:
 listed under its file name with its family, and generating through the API and the browser on that very
-model (no fallback to the tiny model). The checkpoint is a random-weight file in the original LDM layout,
-built once per machine (tests/support/ldm_checkpoint.py)."""
+model (no fallback to the tiny model); a truncated file and a text file renamed .safetensors beside it are
+each a sentence on the status tab and through the API while the app goes on. The checkpoint is a
+random-weight file in the original LDM layout, built once per machine (tests/support/ldm_checkpoint.py)."""
 from __future__ import annotations
 
 import pytest
@@ -19,6 +20,9 @@ def own_checkpoint_app(tmp_path_factory):
     folder = install / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     (folder / "dreamMix_v7.safetensors").symlink_to(cached_checkpoint("sd15"))
+    whole = write(tmp_path_factory.mktemp("whole") / "whole.safetensors", SD15).read_bytes()
+    (folder / "halfDownloaded.safetensors").write_bytes(whole[:-400])  # an interrupted copy
+    (folder / "notes.safetensors").write_text("my favourite prompts\n" * 40)  # a text file renamed
     return install, tmp_path_factory.mktemp("empty-hf-home")
 
 
@@ -41,6 +45,13 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
     assert info["status"] == "success" and info["model"] == "dreamMix_v7", info
     assert not info.get("fallback_reason") and not info.get("warnings"), info
 
+    # bad files: a sentence each on the status list and through the API; the app goes on
+    bad = {m["id"]: m for m in status["models"] if not m["available"]}
+    assert "truncated" in bad["halfDownloaded"]["note"] and "not a safetensors file" in bad["notes"]["note"]
+    with pytest.raises(Exception, match="halfDownloaded.safetensors is truncated"):
+        client.predict("a fox", width=64, height=64, num_inference_steps=2, model="halfDownloaded",
+                       api_name="/generate_image")
+
     page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
     try:
         open_app(page, app_url)
@@ -59,5 +70,7 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
         wait_text(page, "status-models", "freshMix_v1")
         row = page.locator("#status-models tr", has_text="freshMix_v1").inner_text()
         assert "SD 1.5" in row and "yes" in row, row
+        row = page.locator("#status-models tr", has_text="halfDownloaded").inner_text()
+        assert "no" in row and "is truncated" in row, row
     finally:
         page.close()
