@@ -15,7 +15,7 @@ import logging
 import struct
 import uuid
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Iterable, Mapping
 
 import aiohttp
@@ -78,6 +78,7 @@ class InstalledModels:
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)  # GET /embeddings: names without extension
 
     def has_files(self, files: Mapping[str, str]) -> bool:
         """True when every {input_name: filename} (ckpt_name, unet_name, clip_name1, vae_name...) is installed."""
@@ -93,7 +94,7 @@ class InstalledModels:
 
     def copy(self) -> "InstalledModels":
         return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes),
-                               list(self.loras))
+                               list(self.loras), list(self.embeddings))
 
 
 def file_stem(filename: str) -> str:
@@ -346,11 +347,17 @@ class ComfyUIClient:
         LoraLoader)."""
         async with self._session() as s:
             answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
+            try:
+                embeddings = self._check(list[str], await self._request(s, "GET", "/embeddings"),
+                                         "answer to GET /embeddings")
+            except BackendUnavailable as err:  # a server without the route: no embeddings, not a dead server
+                log.info("No embeddings list from %s: %s", self.base_url, err)
+                embeddings = []
         infos: dict[str, Any] = {}
         for node_class, answer in zip(MODEL_INPUTS, answers):
             self._check(ObjectInfo, answer, f"answer to GET /object_info/{node_class}")
             infos.update(answer)
-        return installed_models_from_object_info(infos)
+        return replace(installed_models_from_object_info(infos), embeddings=list(embeddings))
 
     async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:
         """POST /prompt; returns the prompt id or raises ComfyUIValidationError on HTTP 400."""

@@ -272,6 +272,7 @@ class HealthMonitor:
                     r.raise_for_status()
                     infos.update(_checked(ObjectInfo, r, url, f"/object_info/{node_class}", raw=True))
                 poll.models = installed_models_from_object_info(infos)
+                poll.models.embeddings = _embeddings(client, url)
             except UnexpectedAnswer as exc:
                 log.warning("could not read installed models of %s: %s", url, exc)
             except httpx.HTTPError as exc:
@@ -315,6 +316,17 @@ class HealthMonitor:
                 cb(url, o, n)
             except Exception:
                 log.exception("health subscriber %r failed", cb)
+
+
+def _embeddings(client: httpx.Client, url: str) -> list[str]:
+    """GET /embeddings: the server's embedding names (none when it has no such route or answers oddly)."""
+    try:
+        resp = client.get(f"{url}/embeddings")
+        resp.raise_for_status()
+        return list(_checked(list[str], resp, url, "/embeddings"))
+    except (UnexpectedAnswer, httpx.HTTPError) as exc:
+        log.info("no embeddings list from %s: %s", url, exc)
+        return []
 
 
 def _checked(shape: Any, resp: httpx.Response, url: str, path: str, raw: bool = False) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.IGNORECASE)
 DEFAULT_WEIGHT = 1.0
@@ -120,10 +121,12 @@ def to_compel(text: str) -> str:
     return re.sub(r" {2,}", " ", "".join(parts)).strip()
 
 
-def for_comfyui(text: str) -> str:
-    """An A1111 prompt as ComfyUI reads the same weights: ComfyUI understands `(text:weight)` and `\\(` but not
-    `[text]`, so each weighted fragment is written out as `(text:weight)`. A prompt without attention syntax
-    is sent exactly as written."""
+def for_comfyui(text: str, embeddings: Iterable[str] = ()) -> str:
+    """An A1111 prompt as ComfyUI reads it: an embedding's bare name (A1111's trigger) becomes
+    `embedding:name`, and each weighted fragment is written out as `(text:weight)` (ComfyUI understands that
+    and `\\(`, not `[text]`). A prompt with neither is sent exactly as written."""
+    for name in sorted(set(embeddings), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
     if not has_attention(text):
         return text
     parts = []

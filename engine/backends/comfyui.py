@@ -293,19 +293,20 @@ class ComfyUIBackend(Backend):
         return self._templates[name]
 
     def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
-                    vae_file: str | None = None) -> dict[str, Any]:
+                    vae_file: str | None = None, embeddings: Iterable[str] = ()) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
         then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
-        (a VAELoader) when one is given."""
+        (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
             sampler, scheduler = comfy_sampler(request.sampler)
             values: dict[str, Any] = {
-                "prompt": for_comfyui(request.prompt), "seed": request.seed, "steps": request.num_inference_steps,
+                "prompt": for_comfyui(request.prompt, embeddings), "seed": request.seed,
+                "steps": request.num_inference_steps,
                 "width": request.width, "height": request.height, "sampler": sampler, **variant.files,
             }
-            optional: dict[str, Any] = {"negative_prompt": for_comfyui(request.negative_prompt),
+            optional: dict[str, Any] = {"negative_prompt": for_comfyui(request.negative_prompt, embeddings),
                                         "scheduler": scheduler,
                                         "filename_prefix": "gator-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.id)}
             if template.bindings.get("guidance"):  # guidance-distilled (FLUX): cfg stays at the template's 1.0
@@ -395,7 +396,7 @@ class ComfyUIBackend(Backend):
             if variant is None or loras is None or (request.vae and vae_file is None):  # its lists changed since
                 url = None
                 continue
-            graph = self.build_graph(request, variant, loras, vae_file)
+            graph = self.build_graph(request, variant, loras, vae_file, installed.embeddings if installed else ())
             produced = False
             job = self._job_started(url)
             try:

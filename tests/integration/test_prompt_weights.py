@@ -65,3 +65,16 @@ async def test_comfyui_gets_the_same_weights_in_its_own_syntax(comfy_manager, fa
                                                num_inference_steps=2, seed=1)
     assert plain.status == "success"
     assert any(node["inputs"].get("text") == "a fox, no syntax" for node in fake.prompts[-1].values())
+
+
+async def test_comfyui_gets_an_embeddings_name_as_embedding_colon_name(comfy_manager, fake):
+    fake.embeddings.append("badhands.safetensors")
+    monitor = comfy_manager.backends["comfyui"].monitor
+    monitor.refresh_models(fake.url)
+    monitor.poll_now()
+    result = await comfy_manager.generate_image("a cat, (detailed:1.2)", negative_prompt="badhands, blurry",
+                                                backend="comfyui", width=64, height=64, num_inference_steps=2, seed=1)
+    assert result.status == "success", result.error
+    texts = sorted(node["inputs"]["text"] for node in fake.prompts[-1].values()
+                   if node["class_type"] == "CLIPTextEncode")
+    assert texts == ["a cat, (detailed:1.2)", "embedding:badhands, blurry"]

@@ -124,6 +124,7 @@ class FakeComfyUI:
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=lambda: list(DEFAULT_LORAS))
+    embeddings: list[str] = field(default_factory=list)  # file names in models/embeddings
     step_delay_s: float = 0.01
     node_delay_s: float = 0.0
     history_delay_s: float = 0.0  # >0: /history gets the entry this long after `executing` null
@@ -313,6 +314,7 @@ class FakeComfyUI:
         r.add_get("/object_info", self._object_info_all)
         r.add_get("/object_info/{node_class}", self._object_info_one)
         r.add_get("/models", self._models)
+        r.add_get("/embeddings", self._embeddings)
         r.add_get("/models/{folder}", self._models_folder)
         r.add_post("/free", self._free)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
@@ -487,6 +489,10 @@ class FakeComfyUI:
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
                 "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras"}
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """As ComfyUI: the embeddings folder's files without their extension."""
+        return web.json_response([name.rsplit(".", 1)[0] for name in self.embeddings])
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(sorted(self._FOLDERS))

@@ -60,3 +60,9 @@ def test_weights_go_to_compel_and_comfyui_in_their_own_syntax():
     assert for_comfyui("a (fox:1.5) in [snow]") == "a (fox:1.5) in (snow:0.9091)"
     assert for_comfyui("no syntax: kept as written") == "no syntax: kept as written"
     assert not has_attention("plain text") and has_attention("a (b:1.0)") and has_attention("a \\(b\\)")
+
+
+def test_comfyui_reads_an_embeddings_name_as_embedding_colon_name():
+    assert for_comfyui("a cat, badhands", ["badhands"]) == "a cat, embedding:badhands"
+    assert for_comfyui("embedding:badhands, badhands2", ["badhands"]) == "embedding:badhands, badhands2"
+    assert for_comfyui("(badhands:1.2)", ["badhands"]) == "(embedding:badhands:1.2)"  # ComfyUI splits at the last :
