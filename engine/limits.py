@@ -20,10 +20,11 @@ class Limits:
     max_video_pixel_steps: int = 2**32  # GATOR_MAX_VIDEO_PIXEL_STEPS: keyframes × width × height × steps
     max_video_pixels: int = 2**35  # GATOR_MAX_VIDEO_PIXELS: frames × width × height of the video (34 billion)
     max_storyboard_chars: int = 256 * 1024  # GATOR_MAX_STORYBOARD_CHARS: storyboard YAML/JSON text or file
+    max_input_pixels: int = 4096 * 4096  # GATOR_MAX_INPUT_PIXELS: an image a request starts from (img2img)
 
     ENV = {"max_pixel_steps": "GATOR_MAX_PIXEL_STEPS", "max_prompt_chars": "GATOR_MAX_PROMPT_CHARS",
            "max_video_pixel_steps": "GATOR_MAX_VIDEO_PIXEL_STEPS", "max_video_pixels": "GATOR_MAX_VIDEO_PIXELS",
-           "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS"}
+           "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS", "max_input_pixels": "GATOR_MAX_INPUT_PIXELS"}
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -44,6 +45,13 @@ class Limits:
             return None
         return (f"The storyboard is too long: {len(text):,} characters; the limit is {self.max_storyboard_chars:,} "
                 f"({self.ENV['max_storyboard_chars']}).")
+
+    def input_image_problem(self, width: int, height: int, what: str = "init image") -> str | None:
+        """A sentence when an image a request starts from has more pixels than the cap."""
+        if not self.max_input_pixels or width * height <= self.max_input_pixels:
+            return None
+        return (f"The {what} is too large: {width}×{height} = {_millions(width * height)} pixels; the limit is "
+                f"{_millions(self.max_input_pixels)} ({self.ENV['max_input_pixels']}). Scale it down first.")
 
     def image_problem(self, width: int, height: int, steps: int, count: int) -> str | None:
         """A sentence when width × height × steps × count is over the budget."""

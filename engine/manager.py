@@ -282,11 +282,13 @@ class AIModelManager:
 
     # -- generation ----------------------------------------------------------------------------
     async def stream_image(self, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
-                           width: int = P.WIDTH.default, height: int = P.HEIGHT.default,
+                           width: int | None = None, height: int | None = None,
                            num_inference_steps: int = P.STEPS.default, guidance_scale: float | None = P.GUIDANCE.default,
                            seed: int | None = None, model: str | None = None, backend: str = P.BACKEND.default,
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
-                           loras: Any = None, vae: str | None = None, cancel: asyncio.Event | None = None,
+                           loras: Any = None, vae: str | None = None, init_image: Any = None,
+                           strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
+                           cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
@@ -296,14 +298,21 @@ class AIModelManager:
         the images under outputs/<owner>/ instead of the outputs folder itself. `loras` lists LoRAs by name
         and weight ([{"name": ..., "weight": ...}], or "name:weight"); `<lora:name:weight>` prompt tags add to it.
         `vae` names a VAE file to decode with instead of the checkpoint's own (None or "auto": its own).
+        `init_image` (a PIL image or a file path) makes it image-to-image: `strength` is A1111's denoising
+        strength, `resize_mode` how the image meets width x height (both None: the image's own size).
+        Width and height left as None are otherwise the parameter schema's defaults.
         """
         started_at = time.perf_counter()
         if not self._initialized:
             await self.initialize_models()
+        if init_image is None:
+            width = P.WIDTH.default if width is None else width
+            height = P.HEIGHT.default if height is None else height
         values = dict(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                       model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                      batch_count=batch_count, loras=loras or (), vae=vae)
+                      batch_count=batch_count, loras=loras or (), vae=vae, init_image=init_image,
+                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default)
         for alias, value in aliases.items():
             if alias not in ALIASES:
                 raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
@@ -367,6 +376,7 @@ class AIModelManager:
             height=image.height, num_inference_steps=req.num_inference_steps,
             guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
             loras=[{"name": use.name, "weight": use.weight} for use in req.loras], vae=req.vae,
+            strength=req.strength if req.init_image is not None else None,
             model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
@@ -380,7 +390,7 @@ class AIModelManager:
         return result
 
     async def generate_image(self, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
-                             width: int = P.WIDTH.default, height: int = P.HEIGHT.default,
+                             width: int | None = None, height: int | None = None,
                              num_inference_steps: int = P.STEPS.default,
                              guidance_scale: float | None = P.GUIDANCE.default, seed: int | None = None,
                              model: str | None = None, backend: str = P.BACKEND.default,

@@ -54,7 +54,8 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].strip("-") or "image"
 
 
-A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "backend")
+A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "strength",
+               "backend")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:

@@ -209,10 +209,18 @@ LORAS = Param("loras", "loras", (), "LoRAs",
 VAE = Param("vae", "choice", "auto", "VAE", "auto: the checkpoint's own VAE; or a VAE file from a VAE/ folder.",
             a1111_key="VAE")
 
+STRENGTH = Param("strength", "float", 0.75, "Denoising strength",
+                 "How much img2img changes the init image: 0 keeps it, 1 draws anew.", minimum=0.0, maximum=1.0,
+                 step=0.01, a1111_key="Denoising strength")
+RESIZE_MODE = Param("resize_mode", "choice", "just resize", "Resize mode",
+                    "How the init image meets the output size: just resize, crop and resize, resize and fill.")
+# What an image-to-image request adds (the init image itself is a picture, not a value).
+IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE)
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE)
-BY_NAME = {p.name: p for p in PARAMS}
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 
@@ -251,6 +259,6 @@ def seed_input(value: Any) -> Any:
     return int(number) if number.is_integer() else value
 
 
-def a1111_keys(params: Iterable[Param] = PARAMS) -> dict[str, str]:
+def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS)) -> dict[str, str]:
     """A1111 metadata key -> parameter name."""
     return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from . import params as P
 from .errors import InvalidRequest
+from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
 from .prompt_syntax import BadTag, LoraUse, take_lora_tags
 from .registry import load_samplers
@@ -31,6 +32,9 @@ class GenerationRequest:
     batch_count: int = P.BATCH_COUNT.default
     loras: Any = ()  # after validation a tuple of LoraUse (the prompt's <lora:...> tags included)
     vae: str | None = None  # a VAE file's name; None or "auto": the checkpoint's own
+    init_image: Any = None  # img2img: a PIL image (or a path from a trusted caller); after validation fitted
+    strength: float = P.STRENGTH.default  # img2img's denoising strength
+    resize_mode: str = P.RESIZE_MODE.default
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
@@ -38,7 +42,12 @@ class GenerationRequest:
         """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
 
         `backends` are the backend names a request may ask for (besides auto); `limits` the work it may ask for.
+        With an init image, a width or height left as None comes from the image (see `output_size`).
         """
+        if self.init_image is not None and (self.width is None or self.height is None):
+            image = read_input_image(self.init_image, limits or Limits())
+            width, height = output_size(image, self.width, self.height, P.WIDTH.multiple_of or 8)
+            return replace(self, init_image=image, width=width, height=height).validated(backends, rng, limits)
         problems = validation_errors(self, backends, limits or Limits())
         if problems:
             raise InvalidRequest(" ".join(problems))
@@ -55,7 +64,12 @@ class GenerationRequest:
         if problem:
             raise InvalidRequest(problem)
         vae = (self.vae or "").strip()
-        return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae, negative_prompt=self.negative_prompt or "",
+        init_image = None
+        if self.init_image is not None:  # read, capped, and fitted to the output size once for every backend
+            init_image = fit(read_input_image(self.init_image, limits or Limits()), int(self.width),
+                             int(self.height), self.resize_mode)
+        return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae,
+                       init_image=init_image, strength=float(self.strength), negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
@@ -113,6 +127,12 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append("The model must be a model name.")
     if req.vae is not None and not isinstance(req.vae, str):
         problems.append("The VAE must be a VAE's name (or auto).")
+    if req.init_image is not None:
+        problem = P.STRENGTH.problem(req.strength)
+        if problem:
+            problems.append(problem)
+        if req.resize_mode not in RESIZE_MODES:
+            problems.append(f"Resize mode must be one of {', '.join(RESIZE_MODES)} (got {req.resize_mode!r}).")
     choices = (AUTO, *backends)
     if req.backend not in choices:
         problems.append(f"Backend must be one of {', '.join(choices)} (got {req.backend!r}).")

@@ -12,7 +12,7 @@ from engine import params as P
 from engine.manager import AIModelManager
 from engine.request import AUTO
 
-from .api_guard import endpoint_spec
+from .api_guard import endpoint_spec, uploaded_path
 from .image_tab import GENERATE_CONCURRENCY
 from .presets import NO_STYLE, apply_style
 from .serialize import api_safe, jsonable
@@ -20,7 +20,7 @@ from .video_tab import video_request
 from .sessions import Jobs, TooManyJobs
 
 
-def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[str, bool]]]:
+def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[str, str]]]:
     """Add the endpoints to the current gr.Blocks; returns each one's values (for ui/api_guard.py)."""
 
     async def generate_image(prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,
@@ -55,6 +55,37 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                     model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
                     batch_count=batch_count, loras=loras, vae=vae or AUTO, cancel=cancel, previews=False,
                     owner=getattr(request, "username", None), **values)
+        except TooManyJobs as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        if result.status != "success" or not result.path:
+            raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
+        return FileData(path=result.path), api_safe(result.to_dict())
+
+    async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                      strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
+                      width: int | None = None, height: int | None = None, num_inference_steps: int | None = None,
+                      guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
+                      model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                      sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                      batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
+                      vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+        """Image-to-image: `init_image` (an uploaded file: gradio_client's `handle_file(path)`) redrawn after
+        `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
+        left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
+        and fill) fits it. The rest as /generate_image. Returns the PNG and the same dict (with "strength")."""
+        path = uploaded_path(init_image)
+        if not path:
+            raise gr.Error("Upload the init image as a file (gradio_client: handle_file(path)).", print_exception=False)
+        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        steps = {P.STEPS.name: num_inference_steps} if num_inference_steps is not None else {}
+        try:
+            async with jobs.job(request) as cancel:
+                result = await manager.generate_image(
+                    styled if isinstance(prompt, str) else prompt, negative, width=width, height=height,
+                    guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
+                    backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
+                    loras=loras, vae=vae or AUTO, init_image=path, strength=strength, resize_mode=resize_mode,
+                    cancel=cancel, previews=False, owner=getattr(request, "username", None), **steps)
         except TooManyJobs as err:
             raise gr.Error(str(err), print_exception=False) from None
         if result.status != "success" or not result.path:
@@ -97,6 +128,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return jsonable(manager.status())
 
     gr.api(generate_image, api_name="generate_image", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
-    return {"generate_image": endpoint_spec(generate_image), "generate_video": endpoint_spec(generate_video)}
+    return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
+            "generate_video": endpoint_spec(generate_video)}

@@ -5,33 +5,61 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from pathlib import Path
 from typing import Any, Callable
+
+from gradio.data_classes import FileData
 
 CALL_PATH = re.compile(r"^/gradio_api/call/([A-Za-z0-9_]+)/?$")
 JOIN_PATH = "/gradio_api/queue/join"
 MAX_BODY = 64 * 1024 * 1024  # larger bodies go to Gradio untouched (its own limits apply)
 
 
-def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, bool]]:
-    """(name, takes text) of each value an endpoint function takes, in order (the gr.Request left out)."""
+def uploaded_path(value: Any) -> str | None:
+    """The path of a file the caller uploaded (Gradio keeps uploads in its upload folder), or None: a file
+    value naming any other path on the server is never opened."""
+    path = getattr(value, "path", None) or (value.get("path") if isinstance(value, dict) else None)
+    if not isinstance(path, str) or not path:
+        return None
+    from gradio.utils import get_upload_folder
+
+    try:
+        Path(path).resolve().relative_to(Path(get_upload_folder()).resolve())
+    except (ValueError, OSError):
+        return None
+    return path
+
+
+TEXT, FILE, ANY = "text", "file", "any"
+
+
+def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, str]]:
+    """(name, kind: text, file or any) of each value an endpoint function takes, in order (the gr.Request
+    left out)."""
     spec = []
     for name, param in inspect.signature(fn).parameters.items():
         if name == "request":
             continue
-        spec.append((name, param.annotation in (str, "str")))
+        annotation = param.annotation
+        kind = TEXT if annotation in (str, "str") else FILE if annotation in (FileData, "FileData") else ANY
+        spec.append((name, kind))
     return spec
 
 
-def problem_with(api_name: str, spec: list[tuple[str, bool]], data: Any) -> tuple[str, str] | None:
+def problem_with(api_name: str, spec: list[tuple[str, str]], data: Any) -> tuple[str, str] | None:
     """(the value, a sentence) saying what is wrong with the values `data` for endpoint `api_name`, or None."""
     names = ", ".join(name for name, _ in spec)
     if not isinstance(data, list):
         return "data", f"/{api_name} takes a list of values ({names})."
     if len(data) != len(spec):
         return "data", f"/{api_name} takes {len(spec)} values in this order: {names}; got {len(data)}."
-    for (name, text), value in zip(spec, data):
-        if text and value is not None and not isinstance(value, str):
-            return name, f"The {name.replace('_', ' ')} must be text, not {_kind(value)}."
+    for (name, kind), value in zip(spec, data):
+        what = name.replace("_", " ")
+        if kind == TEXT and value is not None and not isinstance(value, str):
+            return name, f"The {what} must be text, not {_kind(value)}."
+        if kind == FILE and uploaded_path(value) is None:
+            return name, (f"The {what} must be a file uploaded with the call (gradio_client: handle_file(path)); "
+                          "a path on the server is never opened.")
     return None
 
 
@@ -49,7 +77,7 @@ class ApiArguments:
     """ASGI middleware: checks calls of the endpoints in `specs` ({api_name: endpoint_spec(fn)}); `fn_names`
     maps Gradio's fn_index to an api_name for queue joins."""
 
-    def __init__(self, app: Any, specs: dict[str, list[tuple[str, bool]]],
+    def __init__(self, app: Any, specs: dict[str, list[tuple[str, str]]],
                  fn_names: Callable[[], dict[int, str]]) -> None:
         self.app = app
         self.specs = specs

@@ -20,6 +20,7 @@ from engine.events import Done, Failed, Progress
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
+from engine.input_images import RESIZE_MODES
 from engine.request import AUTO
 
 from .models import lora_choices, model_choices, vae_choices
@@ -89,9 +90,11 @@ def details_markdown(result: dict[str, Any]) -> str:
         f"**Guidance** {result.get('guidance_scale')} · **Sampler** {result.get('sampler')}",
         f"Saved to `{result.get('path')}`",
     ]
-    if result.get("loras") or result.get("vae"):
-        lines.insert(2, " · ".join(([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else [])
-                                   + ([f"**VAE** {result['vae']}"] if result.get("vae") else [])))
+    extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
+        + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
+        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else [])
+    if extras:
+        lines.insert(2, " · ".join(extras))
     if result.get("fallback_reason"):
         lines.append(f"Warning: fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
@@ -145,6 +148,15 @@ def lora_text(loras: list[dict[str, Any]]) -> str:
     return ", ".join(f"{entry.get('name')} ({entry.get('weight'):g})" for entry in loras)
 
 
+def image_to_image_args(args: dict[str, Any]) -> dict[str, Any]:
+    """The engine's image-to-image arguments of a queued job ({} without an init image)."""
+    if not args.get("init_image"):
+        return {}
+    strength = args.get("strength")
+    return {"init_image": args["init_image"], "resize_mode": args.get("resize_mode") or P.RESIZE_MODE.default,
+            "strength": float(strength) if strength is not None else P.STRENGTH.default}
+
+
 def add_lora_tag(prompt: str, name: str | None, weight: Any):
     """The prompt with `<lora:name:weight>` (a tag of the same LoRA already there takes the new weight)."""
     if not name:
@@ -171,11 +183,13 @@ class ImageTabHandlers:
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
-                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str,
-                request: gr.Request = None):
-        """Generate: the form's values join this session's queue; the runner started after it takes them."""
+                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str, init_image: str | None,
+                strength: Any, resize_mode: str, init_size: bool, request: gr.Request = None):
+        """Generate: the form's values join this session's queue; the runner started after it takes them (with
+        an init image, image to image)."""
         args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
-                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae)
+                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae,
+                    init_image=init_image or None, strength=strength, resize_mode=resize_mode, init_size=init_size)
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -217,13 +231,16 @@ class ImageTabHandlers:
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
+                image_input = image_to_image_args(args)
+                keep_size = bool(image_input) and args["init_size"]
                 async for event in self.manager.stream_image(
-                        styled, negative_styled, width=_number(args["width"]), height=_number(args["height"]),
+                        styled, negative_styled, width=None if keep_size else _number(args["width"]),
+                        height=None if keep_size else _number(args["height"]),
                         num_inference_steps=_number(args["steps"]),
                         guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
                         backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
-                        batch_count=count, vae=args["vae"] or AUTO, cancel=cancel,
+                        batch_count=count, vae=args["vae"] or AUTO, cancel=cancel, **image_input,
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -428,6 +445,13 @@ class ImageTabHandlers:
         update[c["picked_info"]] = f"Parameters of {name} loaded into the settings."
         return update
 
+    @staticmethod
+    def send_to_img2img(picked: str | None):
+        """The picked image becomes the init image (the Image to image box opens)."""
+        if not picked or is_video(picked):
+            return gr.skip(), gr.skip(), "Pick an image in the history (or the outputs folder) first."
+        return picked, gr.update(open=True), f"{Path(picked).name} is the init image now: Generate redraws it."
+
     def _outputs_page(self, page: Any, request: gr.Request | None):
         """One page of the saved images and videos (newest first), with captions; the page number clamped."""
         files = self.manager.saved_outputs(getattr(request, "username", None))
@@ -491,6 +515,16 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 backend = gr.Radio(manager.backend_choices(), **_widget(P.BACKEND), elem_id="backend")
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
                                   label=P.VAE.label, info=P.VAE.help, elem_id="vae")
+            with gr.Accordion("Image to image", open=False, elem_id="img2img-box") as img2img_box:
+                with gr.Row(equal_height=False):
+                    init_image = gr.Image(label="Init image (Generate redraws it)", type="filepath",
+                                          sources=["upload", "clipboard"], height=180, elem_id="init-image", scale=2)
+                    with gr.Column(scale=3):
+                        strength = gr.Slider(**_widget(P.STRENGTH), elem_id="strength")
+                        resize_mode = gr.Dropdown(list(RESIZE_MODES), value=P.RESIZE_MODE.default,
+                                                  label=P.RESIZE_MODE.label, elem_id="resize-mode")
+                        init_size = gr.Checkbox(True, label="Keep the init image's size (else width and height "
+                                                "below)", elem_id="init-size")
             with gr.Row(equal_height=False):  # A1111's extra networks: a LoRA goes into the prompt as a tag
                 lora = gr.Dropdown(lora_choices(manager.available_loras() if manager.initialized else []),
                                    value=None, label="LoRA", info="Adds <lora:name:weight> to the prompt.",
@@ -552,12 +586,15 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             with gr.Column(scale=2):
                 picked_params = gr.Markdown("", elem_id="picked-params")
                 picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
+                send_to_img2img = gr.Button("Send to image to image", size="sm", elem_id="send-to-img2img")
                 delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-picked")
                 confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae,
+        lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae, img2img_box=img2img_box,
+        init_image=init_image, strength=strength, resize_mode=resize_mode, init_size=init_size,
+        send_to_img2img=send_to_img2img,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
@@ -587,7 +624,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
-                                 "guidance", "seed", "sampler", "batch", "vae")]
+                                 "guidance", "seed", "sampler", "batch", "vae", "init_image", "strength",
+                                 "resize_mode", "init_size")]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
@@ -643,6 +681,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "vae", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
+    c["send_to_img2img"].click(h.send_to_img2img, inputs=c["picked"],
+                               outputs=[c["init_image"], c["img2img_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,
                     forget_session=h.forget_session)
 

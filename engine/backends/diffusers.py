@@ -380,9 +380,19 @@ class DiffusersBackend(Backend):
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
         kwargs: dict[str, Any] = dict(
-            num_inference_steps=total, guidance_scale=guidance, width=req.width, height=req.height,
-            generator=torch.Generator("cpu").manual_seed(req.seed),
+            num_inference_steps=total, guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(req.seed),
         )
+        run = pipe
+        if req.init_image is not None:  # img2img on the loaded weights (from_pipe shares every module)
+            total = min(int(req.num_inference_steps * req.strength), req.num_inference_steps)
+            if total < 1:  # a strength too low for a single step keeps the init image, as asked
+                return Produced(image=req.init_image.copy(), info={"guidance": guidance, "warnings": warnings,
+                                                                   "generation_s": 0.0,
+                                                                   "device": self.device_and_dtype(spec)[0]})
+            run = image_to_image(pipe)
+            kwargs.update(image=req.init_image, strength=req.strength)
+        else:
+            kwargs.update(width=req.width, height=req.height)
         interpolate = req.extra.get(INTERPOLATE)
         if interpolate:
             warnings += self._truncation_warnings(pipe, req)
@@ -401,7 +411,7 @@ class DiffusersBackend(Backend):
             return tensors
 
         started = time.perf_counter()
-        image = pipe(callback_on_step_end=on_step, **kwargs).images[0]
+        image = run(callback_on_step_end=on_step, **kwargs).images[0]
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
             "device": self.device_and_dtype(spec)[0],
@@ -467,6 +477,15 @@ class DiffusersBackend(Backend):
             if ta is not None and tb is not None:
                 out[name] = torch.lerp(ta, tb, t)
         return out
+
+
+def image_to_image(pipe: Any) -> Any:
+    """The image-to-image pipeline over `pipe`'s very modules (LoRAs, VAE and embeddings included)."""
+    from diffusers import AutoPipelineForImage2Image
+
+    run = AutoPipelineForImage2Image.from_pipe(pipe)
+    run.set_progress_bar_config(disable=True)
+    return run
 
 
 def user_checkpoint(entry: ModelFile) -> ModelSpec:

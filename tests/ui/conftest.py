@@ -208,6 +208,14 @@ def fill_image_form(page, prompt: str, *, width: int = 64, height: int = 64, ste
         page.locator(f"#backend input[value={backend}]").check()
 
 
+def generate_one(page, url: str, prompt: str, *, steps: int = 3, seed: int = -1) -> None:
+    """Open the app, make one 64 px image and wait until it is done."""
+    open_app(page, url)
+    fill_image_form(page, prompt, steps=steps, seed=seed)
+    page.click("#generate")
+    wait_progress(page, "Done")
+
+
 def progress_text(page) -> str:
     return page.locator("#progress-line").inner_text()
 

@@ -13,8 +13,8 @@ from engine import outputs
 from engine.config import Settings
 from engine.manager import AIModelManager
 from tests.conftest import CPU
-from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, start_app, stop_app,
-                               wait_progress, wait_text, wait_until)
+from tests.ui.conftest import (generate_one, history_count, needs_chromium, open_app, start_app, stop_app, wait_text,
+                               wait_until)
 
 PARAMS = {"prompt": "a lighthouse at dusk", "negative_prompt": "", "seed": 5, "width": 8, "height": 8,
           "num_inference_steps": 3, "guidance_scale": 1.0, "sampler": "euler", "model": "tiny", "backend": "local"}
@@ -73,10 +73,7 @@ def test_delete_output_removes_a_saved_file_and_refuses_anything_else(tmp_path):
 @needs_chromium
 def test_a_picked_thumbnail_is_shown_large_with_its_parameters_and_can_be_deleted(ui_page, local_app):
     page = ui_page
-    open_app(page, local_app.url)
-    fill_image_form(page, "a green kettle on a stove", steps=3, seed=777)
-    page.click("#generate")
-    wait_progress(page, "Done")
+    generate_one(page, local_app.url, "a green kettle on a stove", steps=3, seed=777)
     assert history_count(page) == 1
     saved = [p for p in local_app.saved_images() if "777" in p.name]
     assert len(saved) == 1

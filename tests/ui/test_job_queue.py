@@ -60,9 +60,9 @@ def test_cancel_removes_one_waiting_job_and_clear_queue_removes_the_rest(desktop
     page = desktop
     open_app(page, local_app.url)
     start_long_job(page, seed=20)
-    for seed in (21, 22, 23):
+    for waiting, seed in ((1, 21), (2, 22), (3, 23)):
         queue_job(page, f"a waiting job {seed}", seed)
-    wait_text(page, "job-queue-header", "3 waiting")
+        wait_text(page, "job-queue-header", f"{waiting} waiting")
     page.click("#job-queue-cancel-2")  # the second waiting job
     assert "One job removed" in wait_text(page, "job-queue-header", "2 waiting")
     rows = queue_rows(page)
@@ -95,8 +95,10 @@ def test_a_full_queue_says_so_and_adds_nothing(desktop, run_app):
     page = desktop
     open_app(page, url)
     start_long_job(page, seed=40)
-    for seed in (41, 42, 43):
+    for waiting, seed in ((1, 41), (2, 42)):
         queue_job(page, f"job {seed}", seed)
+        wait_text(page, "job-queue-header", f"{waiting} waiting")  # each click lands before the next
+    queue_job(page, "job 43", 43)
     header = wait_text(page, "job-queue-header", "Not added")
     assert "2 waiting" in header and "already holds 2 jobs" in header, header
     assert [row.split(" · ")[0] for row in queue_rows(page)] == ["1. job 41", "2. job 42"]

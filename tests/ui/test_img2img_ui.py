@@ -1,0 +1,38 @@
+"""Image to image in the browser at 1440x900: a result sent from the history becomes the init image and is
+redrawn; an uploaded image is redrawn at its own size."""
+from __future__ import annotations
+
+from tests.integration.test_img2img_local import init_image
+from tests.ui.conftest import (fill_image_form, generate_one, history_count, needs_chromium, open_app, set_number,
+                               wait_progress, wait_text, wait_until)
+
+pytestmark = needs_chromium
+
+
+def test_a_result_sent_from_the_history_is_redrawn(desktop, local_app):
+    page = desktop
+    generate_one(page, local_app.url, "a lighthouse", steps=2, seed=12)
+    assert wait_until(lambda: history_count(page) == 1, 10)
+    page.locator("#history .thumbnail-item").first.click()
+    page.click("#send-to-img2img")
+    wait_text(page, "picked-info", "is the init image now")
+    page.locator("#init-image img").first.wait_for()  # the box opened with the picture in it
+    set_number(page, "strength", 0.5)
+    set_number(page, "steps", 4)
+    page.click("#generate")
+    wait_progress(page, "Done")
+    details = wait_text(page, "result-details", "Denoising strength")
+    assert "Denoising strength 0.5" in details and "64×64" in details, details
+
+
+def test_an_uploaded_image_is_redrawn_at_its_own_size(desktop, local_app, tmp_path):
+    page = desktop
+    init_image(100, 70).save(tmp_path / "init.png")
+    open_app(page, local_app.url)
+    fill_image_form(page, "a harbour", steps=4, seed=13)
+    page.locator("#img2img-box").get_by_text("Image to image").click()
+    page.locator("#init-image input[type=file]").set_input_files(str(tmp_path / "init.png"))
+    page.locator("#init-image img").first.wait_for()
+    page.click("#generate")
+    wait_progress(page, "Done")
+    assert "96×64" in wait_text(page, "result-details", "Denoising strength")
