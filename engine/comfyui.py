@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import struct
 import uuid
 from contextlib import aclosing
@@ -23,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .comfyui_answers import (
     WS_DATA, ExecutionErrorData, FeatureFlags, HistoryEntry, ObjectInfo, PreviewMetadata, ProgressData,
-    PromptAccepted, PromptRefused, QueueAnswer, SystemStats, UnexpectedAnswer, WsMessage, WsScoped, check, mapping,
-    parse_json,
+    PromptAccepted, PromptRefused, QueueAnswer, SystemStats, UnexpectedAnswer, UploadedImage, WsMessage, WsScoped,
+    check, mapping, parse_json,
 )
 from .errors import BackendUnavailable, GenerationCancelled
 from .events import Progress, Produced
@@ -281,13 +282,17 @@ class ComfyUIClient:
         return BackendUnavailable(f"ComfyUI at {self.base_url} failed during {action} ({exc.__class__.__name__}: {exc}).")
 
     async def _request(self, session: aiohttp.ClientSession, method: str, path: str, *,
-                       json_body: Any = None, params: Mapping[str, str] | None = None,
-                       want: str = "json", timeout: float | None = None) -> Any:
-        """One HTTP call; returns parsed JSON, bytes (want="bytes") or None (want="none")."""
+                       json_body: Any = None, form: aiohttp.FormData | None = None,
+                       params: Mapping[str, str] | None = None, want: str = "json",
+                       timeout: float | None = None) -> Any:
+        """One HTTP call (a JSON body or a multipart `form`); returns parsed JSON, bytes (want="bytes") or None
+        (want="none")."""
         action = f"{method} {path}"
         kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout or self.request_timeout_s)}
         if json_body is not None:
             kwargs["json"] = json_body
+        if form is not None:
+            kwargs["data"] = form
         if params is not None:
             kwargs["params"] = dict(params)
         try:
@@ -358,6 +363,25 @@ class ComfyUIClient:
             self._check(ObjectInfo, answer, f"answer to GET /object_info/{node_class}")
             infos.update(answer)
         return replace(installed_models_from_object_info(infos), embeddings=list(embeddings))
+
+    async def upload_image(self, image: Image.Image, name_hint: str) -> str:
+        """PNG-encode `image` and POST it to /upload/image (into the server's input folder, under a new name made
+        from `name_hint`); returns the name LoadImage knows it by ("subfolder/name" when the server put it in one)."""
+        hint = re.sub(r"[^A-Za-z0-9_-]+", "-", name_hint).strip("-")[:40]
+        filename = f"gator-{hint + '-' if hint else ''}{uuid.uuid4().hex}.png"
+        png = await asyncio.to_thread(_png_bytes, image)
+        form = aiohttp.FormData()
+        form.add_field("image", png, filename=filename, content_type="image/png")
+        form.add_field("type", "input")
+        form.add_field("subfolder", "")
+        form.add_field("overwrite", "true")
+        async with self._session() as s:
+            data = await self._request(s, "POST", "/upload/image", form=form)
+        stored: UploadedImage = self._check(UploadedImage, data, "answer to POST /upload/image")
+        name = f"{stored.subfolder}/{stored.name}" if stored.subfolder else stored.name
+        log.info("ComfyUI %s stored the %dx%d init image as %s (%d bytes)", self.base_url, image.width, image.height,
+                 name, len(png))
+        return name
 
     async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:
         """POST /prompt; returns the prompt id or raises ComfyUIValidationError on HTTP 400."""
@@ -661,6 +685,12 @@ class ComfyUIClient:
             await asyncio.wait_for(self._cancel(session, prompt_id, timeout), timeout * 3)
         except (asyncio.TimeoutError, Exception) as exc:  # never mask the original error
             log.debug("abandoning %s on %s failed: %r", prompt_id, self.base_url, exc)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _is_set(cancel: Any) -> bool:

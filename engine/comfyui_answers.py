@@ -90,6 +90,15 @@ class PromptRefused(Answer):
     node_errors: dict[str, NodeErrors | None] = {}
 
 
+# ---------------------------------------------------------------------------- POST /upload/image
+class UploadedImage(Answer):
+    """200 from POST /upload/image: {"name", "subfolder", "type"}: where the server stored the file."""
+
+    name: Annotated[str, Field(min_length=1)]
+    subfolder: str = ""
+    type: str = "input"
+
+
 # ---------------------------------------------------------------------------- GET /history/{id}
 class ImageRef(Answer):
     """One saved (or preview) image of a node: fetched with GET /view."""

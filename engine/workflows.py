@@ -5,7 +5,8 @@ A template file holds an API-format `graph`, `bindings` that name where each par
 template accepts the parameter but has no use for it) and `defaults` applied before the caller's
 values. Binding deep-copies the graph and assigns values into it; no text is ever substituted, so
 any prompt text survives exactly. LoRAs are added to a bound graph the same way (`add_loras`): LoraLoader
-nodes chained after the loader whose MODEL and CLIP the graph uses, found by following its links.
+nodes chained after the loader whose MODEL and CLIP the graph uses, found by following its links; so are a VAE
+file (`use_vae`) and an init image for image-to-image (`use_init_image`).
 """
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def use_vae(graph: Mapping[str, Any], vae_file: str) -> dict[str, Any]:
     """A copy of `graph` whose every `vae` input (VAEDecode, VAEEncode...) takes a VAELoader of `vae_file` instead
     of the checkpoint's own VAE."""
     out = copy.deepcopy(dict(graph))
-    node_id = str(max((int(k) for k in out if str(k).isdigit()), default=0) + 1)
+    node_id = str(_next_id(out))
     out[node_id] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_file}}
     for node in list(out.values()):
         if _is_link(node.get("inputs", {}).get("vae")):
@@ -148,6 +149,16 @@ LORA_CLASS = "LoraLoader"  # inputs model, clip, lora_name, strength_model, stre
 def _is_link(value: Any) -> bool:
     """True for an API-format link: [source node id, output index]."""
     return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and not isinstance(value[1], bool)
+
+
+def _links_to(value: Any, source: tuple[str, int]) -> bool:
+    """True when `value` is a link to output `source` (node id, output index)."""
+    return _is_link(value) and (str(value[0]), value[1]) == source
+
+
+def _next_id(graph: Mapping[str, Any]) -> int:
+    """The first free node id after the graph's highest numeric one."""
+    return max((int(k) for k in graph if str(k).isdigit()), default=0) + 1
 
 
 def source_of(graph: Mapping[str, Any], input_name: str) -> tuple[str, int] | None:
@@ -168,7 +179,7 @@ def source_of(graph: Mapping[str, Any], input_name: str) -> tuple[str, int] | No
             link = upstream
     if len(roots) > 1:
         raise WorkflowError(f"the graph has {len(roots)} sources of {input_name!r} "
-                            f"({', '.join(f'node {n} output {i}' for n, i in sorted(roots))}); LoRAs need exactly one.")
+                            f"({', '.join(f'node {n} output {i}' for n, i in sorted(roots))}), not one.")
     return next(iter(roots), None)
 
 
@@ -186,7 +197,7 @@ def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> d
         raise WorkflowError(f"the graph has no {'model' if model is None else 'CLIP'} input to put a LoRA in front of.")
     consumers = [(node["inputs"], name, value) for node in out.values()
                  for name, value in node.get("inputs", {}).items() if _is_link(value)]
-    next_id = max((int(k) for k in out if str(k).isdigit()), default=0) + 1
+    next_id = _next_id(out)
     model_link, clip_link = [model[0], model[1]], [clip[0], clip[1]]
     for lora_file, weight in loras:
         node_id = str(next_id)
@@ -196,9 +207,68 @@ def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> d
             "strength_model": float(weight), "strength_clip": float(weight)}}
         model_link, clip_link = [node_id, 0], [node_id, 1]
     for inputs, name, value in consumers:
-        if (str(value[0]), value[1]) == model:
+        if _links_to(value, model):
             inputs[name] = list(model_link)
-        elif (str(value[0]), value[1]) == clip:
+        elif _links_to(value, clip):
             inputs[name] = list(clip_link)
     log.debug("added %d LoraLoader node(s) after node %s (MODEL) and node %s (CLIP)", len(loras), model[0], clip[0])
     return out
+
+
+# ---------------------------------------------------------------------------- an init image (img2img)
+LATENT_INPUT = "latent_image"  # the samplers' (KSampler, SamplerCustomAdvanced) starting latent
+LOAD_IMAGE_CLASS = "LoadImage"  # input image: a file in the server's input folder; outputs IMAGE, MASK
+ENCODE_CLASS = "VAEEncode"  # inputs pixels, vae; output LATENT
+
+
+def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) -> dict[str, Any]:
+    """A copy of `graph` that starts from the server's input image `image_name` instead of an empty latent.
+
+    The node that first makes the samplers' latent (EmptyLatentImage, EmptySD3LatentImage...: see `source_of`)
+    gives way to LoadImage -> VAEEncode, which encodes with the VAE the graph decodes with; every input that
+    took that latent takes the encoded one. `denoise` goes to each sampler that started from it: KSampler's own
+    input, or the BasicScheduler behind a custom sampler's sigmas. New node ids follow the graph's highest
+    numeric id. WorkflowError when the graph has no latent to replace, no VAE, or no denoise to set.
+    """
+    if not 0.0 <= float(denoise) <= 1.0:
+        raise WorkflowError(f"the denoise must be between 0 and 1 (got {denoise!r}).")
+    out = copy.deepcopy(dict(graph))
+    latent = source_of(out, LATENT_INPUT)
+    if latent is None:
+        raise WorkflowError(f"the graph has no sampler {LATENT_INPUT!r} input to start from an image.")
+    vae = source_of(out, "vae")
+    if vae is None:
+        raise WorkflowError("the graph has no VAE to encode the init image with.")
+    starts = [_denoise_inputs(out, node_id) for node_id, node in out.items()
+              if _links_to(node.get("inputs", {}).get(LATENT_INPUT), latent)]
+    first = _next_id(out)
+    load_id, encode_id = str(first), str(first + 1)
+    for node in out.values():
+        for name, value in node.get("inputs", {}).items():
+            if _links_to(value, latent):
+                node["inputs"][name] = [encode_id, 0]
+    for inputs in starts:
+        inputs["denoise"] = float(denoise)
+    out[load_id] = {"class_type": LOAD_IMAGE_CLASS, "inputs": {"image": image_name}}
+    out[encode_id] = {"class_type": ENCODE_CLASS, "inputs": {"pixels": [load_id, 0], "vae": [vae[0], vae[1]]}}
+    replaced = out[latent[0]]["class_type"]
+    links = (v for node in out.values() for v in node.get("inputs", {}).values() if _is_link(v))
+    if not any(str(link[0]) == latent[0] for link in links):  # nothing else reads it: it goes
+        del out[latent[0]]
+    log.debug("init image %s: %s (node %s) replaced by %s -> %s, denoise %g", image_name, replaced, latent[0],
+              LOAD_IMAGE_CLASS, ENCODE_CLASS, denoise)
+    return out
+
+
+def _denoise_inputs(graph: Mapping[str, Any], sampler_id: str) -> dict[str, Any]:
+    """The inputs that hold the denoise of sampler `sampler_id`: its own (KSampler), else those of the scheduler
+    its sigmas come from (BasicScheduler behind SamplerCustomAdvanced)."""
+    node = graph[sampler_id]
+    if "denoise" in node["inputs"]:
+        return node["inputs"]
+    sigmas = node["inputs"].get("sigmas")
+    scheduler = graph.get(str(sigmas[0])) if _is_link(sigmas) else None
+    if scheduler is not None and "denoise" in scheduler.get("inputs", {}):
+        return scheduler["inputs"]
+    raise WorkflowError(f"the sampler {node['class_type']} (node {sampler_id}) has no denoise to start from an "
+                        "image with (nor a scheduler with one).")

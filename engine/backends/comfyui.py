@@ -5,7 +5,9 @@ Models come from what the health monitor discovered on the servers that are up: 
 all files of one variant are installed on some up server; every installed checkpoint is offered as
 "comfyui:<filename>". A request with LoRAs runs only on a server whose LoraLoader lists every one of them;
 their files, as that server names them, go into the Target and become LoraLoader nodes in the graph.
-Nothing here touches the network except the job itself.
+A request with an init image (img2img) uploads it to each server it tries and starts from it there (LoadImage ->
+VAEEncode in place of the empty latent, the strength as the sampler's denoise). Nothing here touches the network
+except the job itself.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_vae
+from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image, use_vae
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
@@ -293,10 +295,13 @@ class ComfyUIBackend(Backend):
         return self._templates[name]
 
     def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
-                    vae_file: str | None = None, embeddings: Iterable[str] = ()) -> dict[str, Any]:
+                    vae_file: str | None = None, embeddings: Iterable[str] = (),
+                    init_image: str | None = None) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
         then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
-        (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`."""
+        (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`.
+        `init_image` (the name the server stored the request's init image under) makes it image-to-image, with the
+        request's strength as the denoise."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
@@ -316,13 +321,26 @@ class ComfyUIBackend(Backend):
             values.update({k: v for k, v in optional.items() if template.accepts(k)})
             graph = bind(template, values)
             graph = add_loras(graph, loras) if loras else graph
-            return use_vae(graph, vae_file) if vae_file else graph
+            graph = use_vae(graph, vae_file) if vae_file else graph
+            return use_init_image(graph, init_image, request.strength) if init_image is not None else graph
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
 
     def _client(self, url: str) -> ComfyUIClient:
         return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
                              request_timeout_s=self.request_timeout_s, stall_s=self.stall_s)
+
+    async def _upload(self, url: str, request: GenerationRequest) -> str | None:
+        """The name `url` stored the request's init image under; None for text-to-image."""
+        if request.init_image is None:
+            return None
+        return await self._client(url).upload_image(request.init_image, "init")
+
+    def _server_failed(self, url: str, exc: BackendUnavailable) -> str:
+        """Count a failure of `url` like a failed poll; returns its sentence."""
+        self.monitor.report_failure(url, str(exc))
+        log.warning("ComfyUI job failed on %s (%s); trying another server", url, exc)
+        return str(exc)
 
     def _unavailable(self, model: ModelSpec, loras: Iterable[Any] = ()) -> str:
         """Why no server can take `model` (with `loras`) now, naming each server's state."""
@@ -367,8 +385,8 @@ class ComfyUIBackend(Backend):
     async def stream(self, request: GenerationRequest, target: Target, cancel: Any = None,
                      previews: bool = True) -> AsyncIterator[Event | Produced]:
         """Started, Progress..., Produced on the planned server (with the LoRA files the plan found there, in
-        `target.detail`); if that server dies before an image, the next best server with the model and the LoRAs
-        takes the job (each server at most once).
+        `target.detail`); if that server dies before an image (or refuses the init image), the next best server with
+        the model and the LoRAs takes the job (each server at most once).
 
         Raises BackendUnavailable (ComfyUIValidationError for a refused workflow) when it cannot finish,
         GenerationCancelled when `cancel` is set.
@@ -396,7 +414,13 @@ class ComfyUIBackend(Backend):
             if variant is None or loras is None or (request.vae and vae_file is None):  # its lists changed since
                 url = None
                 continue
-            graph = self.build_graph(request, variant, loras, vae_file, installed.embeddings if installed else ())
+            try:
+                image_name = await self._upload(url, request)
+            except BackendUnavailable as exc:
+                last_error, url = self._server_failed(url, exc), None
+                continue
+            graph = self.build_graph(request, variant, loras, vae_file, installed.embeddings if installed else (),
+                                     image_name)
             produced = False
             job = self._job_started(url)
             try:
@@ -419,10 +443,7 @@ class ComfyUIBackend(Backend):
             except BackendUnavailable as exc:
                 if produced:
                     raise
-                last_error = str(exc)
-                self.monitor.report_failure(url, last_error)
-                log.warning("ComfyUI job failed on %s (%s); trying another server", url, exc)
-                url = None
+                last_error, url = self._server_failed(url, exc), None
             finally:
                 job.ended = time.time()
 

@@ -18,7 +18,13 @@ tests and a Gradio app in the same process can all talk to it.
         fake.supports_feature_flags = False             # old server: legacy preview frames only
         fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
         fake.loras = ["detail_tweaker.safetensors"]     # LoraLoader's list (default: two, one in a subfolder)
+        fake.uploads                                    # {name LoadImage takes: bytes} of POST /upload/image
+        fake.answer_next("/upload/image", b"", method="POST", status=400)  # refuse the next upload (a bare 400)
         fake.prompts, fake.view_requests, ...           # what clients did
+
+Image-to-image: a graph whose sampler starts from VAEEncode of a LoadImage of an uploaded file renders that
+image (cropped, as the VAE crops, to a multiple of 8) blended with the usual picture by the sampler's denoise
+(KSampler's, or the BasicScheduler's behind its sigmas): denoise 0 gives the uploaded image back.
 
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
 [--lora a.safetensors]
@@ -32,6 +38,7 @@ import copy
 import io
 import json
 import logging
+import posixpath
 import socket
 import struct
 import threading
@@ -63,9 +70,11 @@ SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", 
 KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
-                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader"}
+                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode"}
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
-REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip")}
+REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
+                   "LoadImage": ("image",), "VAEEncode": ("pixels", "vae")}
+LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
 PROMPT_ID = "<id>"  # in a canned answer or injected message: replaced by the prompt id it is about
@@ -95,6 +104,7 @@ class _Job:
     extra: dict[str, Any]
     outputs: list[str]
     interrupted: bool = False
+    start: tuple[Image.Image, float] | None = None  # img2img: (the encoded image, the denoise), set when it runs
 
     def queue_item(self) -> list:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
@@ -159,6 +169,7 @@ class FakeComfyUI:
         self.ws_connections = 0
         self.system_stats_calls = 0
         self.canned_served: list[str] = []               # "METHOD /path" of every canned answer served
+        self.uploads: dict[str, bytes] = {}              # the input folder: kept across restarts, like files on disk
 
     # ---------------------------------------------------------------- control
     @property
@@ -317,6 +328,7 @@ class FakeComfyUI:
         r.add_get("/embeddings", self._embeddings)
         r.add_get("/models/{folder}", self._models_folder)
         r.add_post("/free", self._free)
+        r.add_post("/upload/image", self._upload_image)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -477,6 +489,10 @@ class FakeComfyUI:
                                            "scheduler": _combo(SCHEDULERS)}, ["LATENT"]),
             "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
                                []),
+            # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
+            "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
+                                                             {"image_upload": True})}, ["IMAGE", "MASK"]),
+            "VAEEncode": entry("VAEEncode", {"pixels": ["IMAGE", {}], "vae": ["VAE", {}]}, ["LATENT"]),
         }
 
     async def _object_info_all(self, request: web.Request) -> web.Response:
@@ -533,6 +549,9 @@ class FakeComfyUI:
             for name in reversed(list(inputs)):
                 if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
                     errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
+            image = inputs.get("image")
+            if node["class_type"] == "LoadImage" and isinstance(image, str) and image not in self.uploads:
+                errors.append(_custom_validation_failed("image", f"Invalid image file: {image}"))
             if errors:
                 node_errors[nid] = {"errors": errors, "dependent_outputs": outputs, "class_type": node["class_type"]}
         if node_errors:
@@ -566,6 +585,26 @@ class FakeComfyUI:
         await self._broadcast_status()
         self._wake.set()
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+
+    async def _upload_image(self, request: web.Request) -> web.Response:
+        """As ComfyUI's image_upload: multipart `image` (the file), `subfolder`, `overwrite` ("true"/"1": replace a
+        file of that name; else a different file gets "name (1).png", the same file keeps its name); every `type`
+        lands in the input folder here. A bare 400 for no file or a path out of the folder."""
+        post = await request.post()
+        image = post.get("image")
+        if not isinstance(image, web.FileField) or not image.filename:
+            return web.Response(status=400)
+        subfolder = str(post.get("subfolder", ""))
+        path = posixpath.normpath(posixpath.join(subfolder, image.filename))
+        if path.startswith("..") or posixpath.isabs(path):
+            return web.Response(status=400)
+        data = image.file.read()
+        name, (stem, ext), i = image.filename, posixpath.splitext(image.filename), 1
+        if str(post.get("overwrite")) not in ("true", "1"):
+            while self.uploads.get(_input_path(subfolder, name), data) != data:
+                name, i = f"{stem} ({i}){ext}", i + 1
+        self.uploads[_input_path(subfolder, name)] = data
+        return web.json_response({"name": name, "subfolder": subfolder, "type": str(post.get("type") or "input")})
 
     async def _get_queue(self, request: web.Request) -> web.Response:
         return web.json_response({"queue_running": [self._current.queue_item()] if self._current else [],
@@ -642,6 +681,7 @@ class FakeComfyUI:
             await self._send(to, type_, data)
 
         await self._broadcast_status()
+        job.start = _start_image(job.prompt, self.uploads)
         await event("execution_start", {"prompt_id": pid, "timestamp": _now_ms()}, record=True)
         await event("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": _now_ms()}, record=True)
         order = _execution_order(job.prompt, job.outputs)
@@ -677,7 +717,8 @@ class FakeComfyUI:
             if self.node_delay_s:
                 await asyncio.sleep(self.node_delay_s)
             if ct in SAMPLER_CLASSES:
-                total = _steps_of(job.prompt, nid)
+                # denoise 0 leaves no sigmas: ComfyUI returns the latent without a step
+                total = 0 if job.start is not None and job.start[1] <= 0 else _steps_of(job.prompt, nid)
                 for step in range(1, total + 1):
                     await asyncio.sleep(self.step_delay_s)
                     while self.hang:
@@ -728,7 +769,7 @@ class FakeComfyUI:
     async def _step_messages(self, job: _Job, sid: str | None, nid: str, step: int, total: int) -> None:
         pid = job.prompt_id
         progress = {"value": step, "max": total, "prompt_id": pid, "node": nid}
-        width, height, _ = _image_params(job.prompt)
+        width, height, _ = _image_params(job.prompt, job.start)
         image = _preview_jpeg(step, total, self.preview_size, width, height)
         meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
                 "real_node_id": nid, "image_type": "image/jpeg"}
@@ -750,7 +791,7 @@ class FakeComfyUI:
         prefix = str(prompt[nid]["inputs"].get("filename_prefix", "ComfyUI"))
         type_ = "output" if prompt[nid]["class_type"] == "SaveImage" else "temp"
         subfolder, _, base = prefix.rpartition("/")
-        width, height, seed = _image_params(prompt)
+        width, height, seed = _image_params(prompt, job.start)
         n = self._file_counter.get(prefix, 0) + 1
         self._file_counter[prefix] = n
         filename = f"{base}_{n:05d}_.png"
@@ -759,6 +800,9 @@ class FakeComfyUI:
         value = min(1.0, max(0.2, 0.9 + value_shift))
         r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb((hue + hue_shift) % 1.0, 0.6, value))
         img = Image.new("RGB", (width, height), (r, g, b))
+        if job.start is not None:
+            start, denoise = job.start
+            img = Image.blend(start, img, denoise)
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(prompt))
         buf = io.BytesIO()
@@ -793,6 +837,18 @@ def _node_error(class_type: str, input_name: str, received: str, allowed: list[s
             "dependent_outputs": ["9"], "class_type": class_type}
 
 
+def _custom_validation_failed(input_name: str, reason: str) -> dict[str, Any]:
+    """A node's VALIDATE_INPUTS refusal (LoadImage of a file the input folder lacks) as 0.3.64 words it: such an
+    input skips the list check, so it is never "value_not_in_list"."""
+    return {"type": "custom_validation_failed", "message": "Custom validation failed for node",
+            "details": f"{input_name} - {reason}", "extra_info": {"input_name": input_name}}
+
+
+def _input_path(subfolder: str, name: str) -> str:
+    """The name LoadImage takes for a file of the input folder."""
+    return f"{subfolder}/{name}" if subfolder else name
+
+
 def _missing_input(input_name: str) -> dict[str, Any]:
     return {"type": "required_input_missing", "message": "Required input is missing", "details": input_name,
             "extra_info": {"input_name": input_name}}
@@ -823,7 +879,7 @@ def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
             return
         seen.add(nid)
         for value in (prompt[nid].get("inputs") or {}).values():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+            if _is_link(value):
                 visit(str(value[0]))
         order.append(nid)
 
@@ -844,8 +900,38 @@ def _steps_of(prompt: dict[str, Any], nid: str) -> int:
     return 20
 
 
-def _image_params(prompt: dict[str, Any]) -> tuple[int, int, int]:
-    width = height = 512
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+
+
+def _linked(prompt: dict[str, Any], value: Any, class_type: str) -> dict[str, Any] | None:
+    """The inputs of the `class_type` node that the link `value` comes from; None when it is no link to one."""
+    node = prompt.get(str(value[0])) if _is_link(value) else None
+    return (node.get("inputs") or {}) if node is not None and node.get("class_type") == class_type else None
+
+
+def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> tuple[Image.Image, float] | None:
+    """img2img: (the uploaded image a sampler starts from, cropped as the VAE crops it; that sampler's denoise);
+    None when the samplers start from an empty latent."""
+    for node in prompt.values():
+        inputs = node.get("inputs") or {}
+        encode = (_linked(prompt, inputs.get("latent_image"), "VAEEncode")
+                  if node.get("class_type") in SAMPLER_CLASSES else None)
+        load = _linked(prompt, encode.get("pixels"), "LoadImage") if encode is not None else None
+        if load is None or load.get("image") not in uploads:
+            continue
+        image = Image.open(io.BytesIO(uploads[load["image"]])).convert("RGB")
+        w, h = image.width // LATENT_MULTIPLE * LATENT_MULTIPLE, image.height // LATENT_MULTIPLE * LATENT_MULTIPLE
+        left, top = (image.width - w) // 2, (image.height - h) // 2
+        scheduler = _linked(prompt, inputs.get("sigmas"), "BasicScheduler") or {}
+        denoise = float(inputs.get("denoise", scheduler.get("denoise", 1.0)))
+        return image.crop((left, top, left + w, top + h)), denoise
+    return None
+
+
+def _image_params(prompt: dict[str, Any], start: tuple[Image.Image, float] | None = None) -> tuple[int, int, int]:
+    """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
+    width, height = start[0].size if start is not None else (512, 512)
     seed = 0
     for node in prompt.values():
         inputs = node.get("inputs") or {}
