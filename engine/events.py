@@ -31,6 +31,7 @@ class Progress:
     total: int
     preview: Image.Image | None = None
     backend: str = ""
+    stage: str = ""  # which pass of a request with several ("Hires fix"); "" for the only one
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from contextlib import aclosing
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
@@ -22,7 +22,7 @@ from .backends.base import INTERPOLATE, Target
 from .config import Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled
-from .events import Done, Event, Failed, Fallback, Produced
+from .events import Done, Event, Failed, Fallback, Produced, Progress
 from .limits import Limits
 from .logs import keep_log_lines_short
 from .outputs import SweepReport, delete_output as remove_output, save_image, saved_images as find_saved_images, \
@@ -31,6 +31,7 @@ from . import params as P
 from .params import ALIASES
 from .registry import Hardware, ModelSpec, builtin_model, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
+from .upscale import HIRES_STAGE, hires_size, upscale
 from .result import ImageResult, error_result
 from .router import Router
 
@@ -288,6 +289,8 @@ class AIModelManager:
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
                            loras: Any = None, vae: str | None = None, init_image: Any = None,
                            strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
+                           hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
+                           hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
                            cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
@@ -300,7 +303,9 @@ class AIModelManager:
         `vae` names a VAE file to decode with instead of the checkpoint's own (None or "auto": its own).
         `init_image` (a PIL image or a file path) makes it image-to-image: `strength` is A1111's denoising
         strength, `resize_mode` how the image meets width x height (both None: the image's own size).
-        Width and height left as None are otherwise the parameter schema's defaults.
+        Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
+        A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
+        over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
         """
         started_at = time.perf_counter()
         if not self._initialized:
@@ -312,7 +317,9 @@ class AIModelManager:
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                       model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
                       batch_count=batch_count, loras=loras or (), vae=vae, init_image=init_image,
-                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default)
+                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default, hires_scale=hires_scale,
+                      hires_strength=hires_strength, hires_steps=hires_steps,
+                      hires_upscaler=hires_upscaler or P.HIRES_UPSCALER.default)
         for alias, value in aliases.items():
             if alias not in ALIASES:
                 raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
@@ -337,7 +344,48 @@ class AIModelManager:
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,
                          started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
-        """One image along the router's plan: each target in turn until one produces an image."""
+        """One image: its events, then Done with the saved result (the hires fix in two passes)."""
+        made: _Made | None = None
+        if req.hires_scale > 1:
+            async for item in self._hires_fix(req, cancel, previews):
+                if isinstance(item, _Made):
+                    made = item
+                else:
+                    yield item
+        else:
+            async for item in self._produce(req, cancel, previews):
+                if isinstance(item, _Made):
+                    made = item
+                else:
+                    yield item
+        if made is not None:
+            yield Done(await self._finish(req, made.produced, made.target, made.reason, started_at, owner))
+
+    async def _hires_fix(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
+        """A1111's hires fix: the image at width x height, upscaled, then redrawn as image to image at the larger
+        size with the hires strength and steps; one stream, the second pass's steps marked "Hires fix"."""
+        base: _Made | None = None
+        async for item in self._produce(replace(req, hires_scale=1.0), cancel, previews):
+            if isinstance(item, _Made):
+                base = item
+            else:
+                yield item
+        if base is None:
+            return
+        width, height = hires_size(req.width, req.height, req.hires_scale, P.WIDTH.multiple_of or 8)
+        larger = await asyncio.to_thread(upscale, base.produced.image, width, height, req.hires_upscaler)
+        second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
+                         num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0)
+        async for item in self._produce(second, cancel, previews):
+            if isinstance(item, Progress):
+                item = replace(item, stage=HIRES_STAGE)
+            elif isinstance(item, _Made):
+                item = _Made(item.produced, item.target, base.reason or item.reason)
+            yield item
+
+    async def _produce(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
+        """One image along the router's plan: each target in turn until one produces it; the events, then
+        `_Made` (the image, its target, the fallback reason), unsaved."""
         plan = self.router.plan(req)
         reason = plan.skipped
         if reason and (req.model or AUTO).lower() == AUTO and self._local_is_normal():
@@ -364,7 +412,7 @@ class AIModelManager:
                 continue
             if produced is None:
                 raise BackendUnavailable("The backend finished without producing an image.")
-            yield Done(await self._finish(req, produced, target, reason, started_at, owner))
+            yield _Made(produced, target, reason)
             return
 
     async def _finish(self, req: GenerationRequest, produced: Produced, target: Target, fallback_reason: str | None,
@@ -376,7 +424,10 @@ class AIModelManager:
             height=image.height, num_inference_steps=req.num_inference_steps,
             guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
             loras=[{"name": use.name, "weight": use.weight} for use in req.loras], vae=req.vae,
-            strength=req.strength if req.init_image is not None else None,
+            strength=req.hires_strength if req.hires_scale > 1 else req.strength if req.init_image is not None else None,
+            hires_scale=req.hires_scale if req.hires_scale > 1 else None,
+            hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires_scale > 1 else None,
+            hires_upscaler=req.hires_upscaler if req.hires_scale > 1 else None,
             model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
@@ -462,6 +513,15 @@ class AIModelManager:
         """Delete one saved result: a regular file inside the outputs folder (`owner`'s folder for a login that
         is not an admin). Raises DeleteRefused with a sentence for anything else."""
         return remove_output(self.settings.output_dir, path, None if owner in self.admins else owner)
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What one pass produced, before it is saved: the image, the target that made it, why it fell back."""
+
+    produced: Produced
+    target: Target
+    reason: str | None
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

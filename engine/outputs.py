@@ -55,7 +55,7 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "strength",
-               "backend")
+               "hires_scale", "hires_steps", "hires_upscaler", "backend")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:

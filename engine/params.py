@@ -217,9 +217,20 @@ RESIZE_MODE = Param("resize_mode", "choice", "just resize", "Resize mode",
 # What an image-to-image request adds (the init image itself is a picture, not a value).
 IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE)
 
+HIRES_SCALE = Param("hires_scale", "float", 1.0, "Hires upscale",
+                    "Hires fix: above 1, the image is made at width x height, upscaled by this and redrawn.",
+                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Hires upscale")
+HIRES_STRENGTH = Param("hires_strength", "float", 0.5, "Hires denoising strength",
+                       "How much the hires pass redraws the upscaled image: 0 keeps it, 1 draws anew.",
+                       minimum=0.0, maximum=1.0, step=0.01)
+HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires pass; 0: the same as Steps.",
+                    minimum=0, maximum=150, step=1, a1111_key="Hires steps")
+HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
+                       "the two passes.", a1111_key="Hires upscaler")
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
-                             BATCH_COUNT, LORAS, VAE)
+                             BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said

@@ -9,6 +9,7 @@ from . import params as P
 from .errors import InvalidRequest
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
+from .upscale import UPSCALERS, hires_size
 from .prompt_syntax import BadTag, LoraUse, take_lora_tags
 from .registry import load_samplers
 
@@ -35,6 +36,10 @@ class GenerationRequest:
     init_image: Any = None  # img2img: a PIL image (or a path from a trusted caller); after validation fitted
     strength: float = P.STRENGTH.default  # img2img's denoising strength
     resize_mode: str = P.RESIZE_MODE.default
+    hires_scale: float = P.HIRES_SCALE.default  # above 1: the hires fix (made at width x height, then redrawn)
+    hires_strength: float = P.HIRES_STRENGTH.default
+    hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
+    hires_upscaler: str = P.HIRES_UPSCALER.default
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
@@ -69,7 +74,8 @@ class GenerationRequest:
             init_image = fit(read_input_image(self.init_image, limits or Limits()), int(self.width),
                              int(self.height), self.resize_mode)
         return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae,
-                       init_image=init_image, strength=float(self.strength), negative_prompt=self.negative_prompt or "",
+                       init_image=init_image, strength=float(self.strength), hires_scale=float(self.hires_scale),
+                       hires_strength=float(self.hires_strength), hires_steps=int(self.hires_steps), negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
@@ -90,6 +96,28 @@ def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
         earlier = weights.get(key)
         weights[key] = LoraUse(earlier.name, earlier.weight + use.weight) if earlier else use
     return tuple(use for use in weights.values() if use.weight != 0)
+
+
+def hires_problems(req: GenerationRequest, limits: Limits) -> list[str]:
+    """Sentences for the hires fix's values and its second pass's size and work."""
+    problems = [problem for param, value in ((P.HIRES_SCALE, req.hires_scale), (P.HIRES_STRENGTH, req.hires_strength),
+                                             (P.HIRES_STEPS, req.hires_steps))
+                if (problem := param.problem(value))]
+    if problems or float(req.hires_scale) <= 1:
+        return problems
+    if req.init_image is not None:
+        return ["The hires fix is for text to image; for an init image, set the width and height you want."]
+    if req.hires_upscaler not in UPSCALERS:
+        return [f"Unknown upscaler {req.hires_upscaler!r}; upscalers here: {', '.join(UPSCALERS)}."]
+    if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
+        return []  # the base values' own sentences say what is wrong
+    width, height = hires_size(int(req.width), int(req.height), float(req.hires_scale), P.WIDTH.multiple_of or 8)
+    if max(width, height) > P.WIDTH.maximum:
+        return [f"The hires fix would make {width}×{height} pixels; the largest side is {P.WIDTH.maximum:g}. Use a "
+                "smaller size or Hires upscale."]
+    steps = int(req.hires_steps) or int(req.num_inference_steps)
+    problem = limits.image_problem(width, height, steps, int(req.batch_count))
+    return [problem.replace("This request", "The hires pass")] if problem else []
 
 
 def sampler_key(name: Any) -> str:
@@ -127,6 +155,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append("The model must be a model name.")
     if req.vae is not None and not isinstance(req.vae, str):
         problems.append("The VAE must be a VAE's name (or auto).")
+    problems += hires_problems(req, limits)
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

@@ -15,7 +15,7 @@ from .params import RESULT_ALIASES
 
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
-                "sampler", "loras", "vae", "strength", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
+                "sampler", "loras", "vae", "strength", "hires_scale", "hires_steps", "hires_upscaler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
                 "fallback_reason")
 
 
@@ -35,7 +35,10 @@ class ImageResult:
     sampler: str | None = None
     loras: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "weight"}], the prompt's tags included
     vae: str | None = None  # a VAE file's name; None: the checkpoint's own
-    strength: float | None = None  # img2img's denoising strength (None: text-to-image)
+    strength: float | None = None  # denoising strength of img2img or of the hires pass (None: neither)
+    hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix)
+    hires_steps: int | None = None
+    hires_upscaler: str | None = None
     model: str | None = None  # the model's label
     model_id: str | None = None
     backend: str | None = None  # the backend that made it

@@ -22,6 +22,7 @@ from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
 from engine.input_images import RESIZE_MODES
 from engine.request import AUTO
+from engine.upscale import UPSCALERS
 
 from .models import lora_choices, model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -59,6 +60,11 @@ def _number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _set(values: dict[str, Any]) -> dict[str, Any]:
+    """The values that are set (None: left to the engine's default)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _page_number(value: Any) -> int:
@@ -184,12 +190,15 @@ class ImageTabHandlers:
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
                 steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str, init_image: str | None,
-                strength: Any, resize_mode: str, init_size: bool, request: gr.Request = None):
+                strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
+                hires_steps: Any, hires_upscaler: str, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
         args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
                     height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae,
-                    init_image=init_image or None, strength=strength, resize_mode=resize_mode, init_size=init_size)
+                    init_image=init_image or None, strength=strength, resize_mode=resize_mode, init_size=init_size,
+                    hires=dict(hires_scale=_number(hires_scale), hires_strength=_number(hires_strength),
+                               hires_steps=_number(hires_steps), hires_upscaler=hires_upscaler))
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -241,6 +250,7 @@ class ImageTabHandlers:
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
                         backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
                         batch_count=count, vae=args["vae"] or AUTO, cancel=cancel, **image_input,
+                        **({} if image_input else _set(args["hires"])),
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -525,6 +535,14 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                                   label=P.RESIZE_MODE.label, elem_id="resize-mode")
                         init_size = gr.Checkbox(True, label="Keep the init image's size (else width and height "
                                                 "below)", elem_id="init-size")
+            with gr.Accordion("Hires fix", open=False, elem_id="hires-box"):
+                with gr.Row():
+                    hires_scale = gr.Slider(**_widget(P.HIRES_SCALE), elem_id="hires-scale")
+                    hires_strength = gr.Slider(**_widget(P.HIRES_STRENGTH), elem_id="hires-strength")
+                with gr.Row():
+                    hires_steps = gr.Slider(**_widget(P.HIRES_STEPS), elem_id="hires-steps")
+                    hires_upscaler = gr.Dropdown(list(UPSCALERS), value=P.HIRES_UPSCALER.default,
+                                                 label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
             with gr.Row(equal_height=False):  # A1111's extra networks: a LoRA goes into the prompt as a tag
                 lora = gr.Dropdown(lora_choices(manager.available_loras() if manager.initialized else []),
                                    value=None, label="LoRA", info="Adds <lora:name:weight> to the prompt.",
@@ -594,6 +612,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
         lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae, img2img_box=img2img_box,
         init_image=init_image, strength=strength, resize_mode=resize_mode, init_size=init_size,
+        hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
         send_to_img2img=send_to_img2img,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
@@ -625,7 +644,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
                                  "guidance", "seed", "sampler", "batch", "vae", "init_image", "strength",
-                                 "resize_mode", "init_size")]
+                                 "resize_mode", "init_size", "hires_scale", "hires_strength", "hires_steps",
+                                 "hires_upscaler")]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).

@@ -49,6 +49,7 @@ class Presenter:
 
     label: str = ""
     video: bool = False
+    stage: str = ""  # the pass whose steps are shown ("Hires fix")
     backend: str | None = None
     model: str | None = None
     reached: int = 0  # the highest step shown for the image (or keyframe) being made now
@@ -97,9 +98,11 @@ class Presenter:
             if self.video:
                 self.reached, self.held, self.fallback = 0, False, None  # the next keyframe counts from 0
                 return _line(self.label, f"Keyframe {event.step}/{event.total} done", event.backend)
+            if event.stage != self.stage:  # a new pass counts its steps from 1
+                self.stage, self.reached, self.held = event.stage, 0, False
             if not self._advance(event.step):
                 return None
-            return _line(self.label, f"Step {event.step}/{event.total}", self.where)
+            return _line(self.label, event.stage, f"Step {event.step}/{event.total}", self.where)
         if isinstance(event, Done):
             return self._done(event.result)
         if isinstance(event, Failed):

@@ -1,0 +1,47 @@
+"""A1111's hires fix on the tiny model: made at the base size, upscaled, redrawn at the larger size in one
+stream whose second pass says so; recorded in the result and the PNG; impossible values are sentences."""
+from __future__ import annotations
+
+from PIL import Image
+
+from engine.events import Done, Progress
+
+HIRES = dict(width=64, height=64, num_inference_steps=4, seed=3, model="tiny", hires_scale=2.0, hires_strength=0.5)
+
+
+async def test_64_becomes_128_in_one_stream_of_two_passes(manager):
+    events = [e async for e in manager.stream_image("a lighthouse", hires_steps=6, **HIRES)]
+    steps = [(e.stage, e.step, e.total) for e in events if isinstance(e, Progress)]
+    assert steps == [("", i, 4) for i in range(1, 5)] + [("Hires fix", i, 3) for i in range(1, 4)]  # 6 x 0.5
+    done = [e for e in events if isinstance(e, Done)]
+    assert len(done) == 1  # the base image is a step on the way, not a result
+    result = done[0].result
+    assert (result.width, result.height) == (128, 128) and Image.open(result.path).size == (128, 128)
+    assert (result.hires_scale, result.hires_steps, result.hires_upscaler, result.strength) == (2.0, 6, "Lanczos", 0.5)
+    text = Image.open(result.path).text["parameters"]
+    assert "Hires upscale: 2.0" in text and "Hires steps: 6" in text and "Denoising strength: 0.5" in text
+    assert len(list(manager.output_dir.rglob("*.png"))) == 1  # only the final image is saved
+
+
+async def test_the_hires_steps_default_to_the_steps_and_bad_values_are_sentences(manager):
+    result = await manager.generate_image("a lighthouse", **HIRES)
+    assert result.status == "success" and result.hires_steps == 4, result.error
+    for extra, needle in ((dict(hires_scale=4.5), "Hires upscale must be between 1 and 4"),
+                          (dict(width=1024, height=1024, hires_scale=3), "the largest side is 2048"),
+                          (dict(hires_upscaler="ESRGAN_4x"), "Unknown upscaler 'ESRGAN_4x'"),
+                          (dict(hires_strength=-0.1), "Hires denoising strength must be between 0 and 1")):
+        bad = await manager.generate_image("a lighthouse", **{**HIRES, **extra})
+        assert bad.status == "error" and needle in bad.error, (extra, bad.error)
+
+
+async def test_on_comfyui_the_second_pass_starts_from_the_upscaled_upload(comfy_manager, fake):
+    sent = len(fake.prompts)
+    result = await comfy_manager.generate_image("a lighthouse", backend="comfyui", width=64, height=64,
+                                                num_inference_steps=4, seed=3, hires_scale=1.5)
+    assert result.status == "success" and (result.width, result.height) == (96, 96), result.error
+    first, second = fake.prompts[sent:]
+    assert any(n["class_type"] == "EmptyLatentImage" for n in first.values())
+    (load,) = [n for n in second.values() if n["class_type"] == "LoadImage"]
+    assert load["inputs"]["image"] in fake.uploads
+    (sampler,) = [n for n in second.values() if n["class_type"] == "KSampler"]
+    assert sampler["inputs"]["denoise"] == 0.5

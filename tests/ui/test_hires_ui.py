@@ -1,0 +1,20 @@
+"""The hires fix in the browser: its steps are marked on the progress line and the result is the larger size."""
+from __future__ import annotations
+
+from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress, wait_text
+
+pytestmark = needs_chromium
+
+
+def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):
+    page = desktop
+    open_app(page, local_app.url)
+    fill_image_form(page, "a castle on a hill", steps=4, seed=21)
+    page.locator("#hires-box").get_by_text("Hires fix").click()
+    set_number(page, "hires-scale", 2)
+    set_number(page, "hires-steps", 40)  # long enough to be seen: 40 x 0.5 = 20 steps
+    page.click("#generate")
+    assert "Step" in wait_progress(page, "Hires fix · Step")
+    wait_progress(page, "Done", 60_000)
+    details = wait_text(page, "result-details", "128×128")
+    assert "Denoising strength 0.5" in details, details
