@@ -9,7 +9,9 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from engine import params as P
+from engine.errors import InvalidRequest
 from engine.manager import AIModelManager
+from engine.png_info import png_info as read_png_info
 from engine.request import AUTO
 
 from .api_guard import endpoint_spec, uploaded_path
@@ -129,6 +131,17 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             raise gr.Error(result.get("error") or "The video could not be made.", print_exception=False)
         return FileData(path=result["video"]), api_safe(result)
 
+    def png_info(image: FileData) -> dict:
+        """The generation parameters an uploaded PNG carries (this app's, A1111's or ComfyUI's), under the
+        parameter names /generate_image takes, with "source"; {} when it carries none."""
+        path = uploaded_path(image)
+        if not path:
+            raise gr.Error("Upload the PNG as a file (gradio_client: handle_file(path)).", print_exception=False)
+        try:
+            return jsonable(read_png_info(path))
+        except InvalidRequest as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
     def status() -> dict:
         """What the System status tab shows: active backend, ComfyUI servers, hardware, models, switches."""
         return jsonable(manager.status())
@@ -137,5 +150,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
+    gr.api(png_info, api_name="png_info", queue=False)
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
+            "png_info": endpoint_spec(png_info),
             "generate_video": endpoint_spec(generate_video)}

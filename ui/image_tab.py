@@ -21,6 +21,8 @@ from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
 from engine.input_images import RESIZE_MODES
+from engine.errors import InvalidRequest
+from engine.png_info import png_info
 from engine.request import AUTO
 from engine.upscale import UPSCALERS
 
@@ -161,6 +163,10 @@ def image_to_image_args(args: dict[str, Any]) -> dict[str, Any]:
     strength = args.get("strength")
     return {"init_image": args["init_image"], "resize_mode": args.get("resize_mode") or P.RESIZE_MODE.default,
             "strength": float(strength) if strength is not None else P.STRENGTH.default}
+
+
+SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text",
+           "comfyui workflow": "the ComfyUI workflow (its first sampler)"}
 
 
 def add_lora_tag(prompt: str, name: str | None, weight: Any):
@@ -434,14 +440,38 @@ class ImageTabHandlers:
         if not picked:
             return {c["picked_info"]: "Pick an image in the history (or the outputs folder) first, then reuse its "
                                       "parameters."}
-        name = Path(picked).name
+        return self._fill_form(picked, c["picked_info"])
+
+    def send_png_info(self, dropped: str | None):
+        """PNG info's Send to Image: the dropped PNG's parameters (ours, A1111's or ComfyUI's) into the form."""
+        c = self.components
+        if not dropped:
+            return {c["png_info_text"]: "Drop a PNG above first."}
+        return self._fill_form(dropped, c["png_info_text"])
+
+    def show_png_info(self, dropped: str | None):
+        """What a dropped PNG says about how it was made."""
+        if not dropped:
+            return "Drop a PNG made by this app, AUTOMATIC1111, Forge or ComfyUI to read its parameters."
         try:
-            params = read_parameters(picked)
-        except Exception as err:  # an unreadable or foreign file: say so, keep the settings
-            logger.warning("Could not read the parameters of %s: %s", picked, err)
-            return {c["picked_info"]: f"Could not read the parameters of {name}."}
+            params = png_info(dropped)
+        except InvalidRequest as err:
+            return str(err)
         if not params:
-            return {c["picked_info"]: f"{name} carries no generation parameters."}
+            return f"{Path(dropped).name} carries no generation parameters."
+        return f"*Read from {SOURCES[params['source']]}.*\n\n" + parameters_text(params)
+
+    def _fill_form(self, path: str, note: Any) -> dict[Any, Any]:
+        """The form filled from `path`'s parameters, and a sentence in `note` saying what happened."""
+        c = self.components
+        name = Path(path).name
+        try:
+            params = png_info(path)
+        except Exception as err:  # an unreadable or foreign file: say so, keep the settings
+            logger.warning("Could not read the parameters of %s: %s", path, err)
+            return {note: f"Could not read the parameters of {name}."}
+        if not params:
+            return {note: f"{name} carries no generation parameters."}
         update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
         for param, component in self.param_components.items():
             if params.get(param) is not None:
@@ -452,7 +482,7 @@ class ImageTabHandlers:
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
-        update[c["picked_info"]] = f"Parameters of {name} loaded into the settings."
+        update[note] = f"Parameters of {name} loaded into the settings."
         return update
 
     @staticmethod
@@ -595,6 +625,14 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         with gr.Row():
             picked_info = gr.Markdown("Pick an image, then reuse its parameters.", elem_id="picked-info")
             reuse = gr.Button("Reuse parameters", size="sm", scale=0, elem_id="reuse-parameters")
+        with gr.Accordion("PNG info", open=False, elem_id="png-info-box"):
+            with gr.Row(equal_height=False):
+                png_info_image = gr.Image(label="Drop a PNG", type="filepath", sources=["upload", "clipboard"],
+                                          height=180, elem_id="png-info-image", scale=1)
+                with gr.Column(scale=2):
+                    png_info_text = gr.Markdown("Drop a PNG made by this app, AUTOMATIC1111, Forge or ComfyUI to "
+                                                "read its parameters.", elem_id="png-info-text")
+                    png_info_send = gr.Button("Send to Image", size="sm", scale=0, elem_id="png-info-send")
         with gr.Row(equal_height=False, visible=False, elem_id="picked-view") as picked_view:
             with gr.Column(scale=3):
                 picked_image = gr.Image(label="Picked image", type="filepath", interactive=False, height=420,
@@ -613,7 +651,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae, img2img_box=img2img_box,
         init_image=init_image, strength=strength, resize_mode=resize_mode, init_size=init_size,
         hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-        send_to_img2img=send_to_img2img,
+        send_to_img2img=send_to_img2img, png_info_image=png_info_image, png_info_text=png_info_text,
+        png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
@@ -701,6 +740,9 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "vae", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
+    c["png_info_image"].change(h.show_png_info, inputs=c["png_info_image"], outputs=c["png_info_text"], **private)
+    c["png_info_send"].click(h.send_png_info, inputs=c["png_info_image"],
+                             outputs=[*reused[:-1], c["png_info_text"]], **private)
     c["send_to_img2img"].click(h.send_to_img2img, inputs=c["picked"],
                                outputs=[c["init_image"], c["img2img_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,

@@ -50,6 +50,19 @@ SAMPLER_ALIASES = {"euler_a": "euler_ancestral", "eulera": "euler_ancestral", "d
                    "dpmsolvermultistep": "dpmpp_2m", "lcm_scheduler": "lcm", "heun_discrete": "heun"}
 
 
+def our_sampler(sampler_name: str, scheduler: Any) -> str:
+    """Our sampler key for ComfyUI's sampler_name and scheduler (presets/samplers.yaml, the reverse of
+    `comfy_sampler`), else ComfyUI's own name."""
+    fallback = None
+    for key, entry in load_samplers().items():
+        comfy = entry.get("comfyui") or {}
+        if comfy.get("sampler_name") == sampler_name:
+            if comfy.get("scheduler", "normal") == (scheduler or "normal"):
+                return key
+            fallback = fallback or key
+    return fallback or sampler_name
+
+
 def comfy_sampler(name: str | None) -> tuple[str, str | None]:
     """Map a sampler name ("euler", "Euler a", "DPM++ 2M Karras", "dpmpp_2m"...) to ComfyUI's (sampler, scheduler).
 

@@ -1,0 +1,106 @@
+"""PNG info: the generation parameters any PNG carries, under the parameter schema's names.
+
+Ours (the `gator` JSON chunk, then its A1111 text), A1111's and Forge's (`parameters` text), and ComfyUI's
+(the `prompt` chunk: the API-format graph, read for the sampler's seed, steps, cfg and sampler, the
+prompts wired into it, the latent's size and the checkpoint). `source` says which was read ("gator", "a1111", "comfyui workflow").
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidRequest
+from .backends.comfyui import our_sampler
+from .outputs import read_parameters
+from .request import sampler_key
+
+logger = logging.getLogger(__name__)
+
+SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced")
+
+
+def png_info(path: str | Path) -> dict[str, Any]:
+    """The parameters `path` carries ({} when none), with "source": gator, a1111 or comfyui workflow.
+
+    Raises InvalidRequest with a sentence when the file is not an image."""
+    try:
+        with Image.open(path) as image:
+            text = dict(getattr(image, "text", {}) or {})
+    except (OSError, UnidentifiedImageError):
+        raise InvalidRequest("That file is not an image this app can read (PNG, JPEG or WebP).") from None
+    if "gator" in text or "parameters" in text:
+        params = read_parameters(path)
+        if isinstance(params.get("sampler"), str):  # A1111 writes its label ("DPM++ 2M Karras")
+            params["sampler"] = sampler_key(params["sampler"])
+        return {**params, "source": "gator" if "gator" in text else "a1111"} if params else {}
+    if "prompt" in text:
+        try:
+            graph = json.loads(text["prompt"])
+        except json.JSONDecodeError:
+            logger.info("Unreadable ComfyUI prompt chunk in %s", path)
+            return {}
+        params = comfyui_parameters(graph) if isinstance(graph, dict) else {}
+        return {**params, "source": "comfyui workflow"} if params else {}
+    return {}
+
+
+def comfyui_parameters(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """Prompt, negative prompt, seed, steps, guidance, sampler, size and model from a ComfyUI API graph (the
+    first sampler's; what the graph does not say is left out)."""
+    sampler = next((node for node in graph.values() if isinstance(node, dict)
+                    and node.get("class_type") in SAMPLER_CLASSES), None)
+    if sampler is None:
+        return {}
+    inputs = sampler.get("inputs") or {}
+    out: dict[str, Any] = {}
+    for ours, theirs in (("seed", "seed"), ("seed", "noise_seed"), ("num_inference_steps", "steps"),
+                         ("guidance_scale", "cfg")):
+        if isinstance(inputs.get(theirs), (int, float)) and not isinstance(inputs.get(theirs), bool):
+            out.setdefault(ours, inputs[theirs])
+    if isinstance(inputs.get("sampler_name"), str):
+        out["sampler"] = our_sampler(inputs["sampler_name"], inputs.get("scheduler"))
+    for ours, theirs in (("prompt", "positive"), ("negative_prompt", "negative")):
+        text = _text_of(graph, inputs.get(theirs))
+        if text is not None:
+            out[ours] = text
+    latent = _node(graph, inputs.get("latent_image"))
+    if latent is not None:
+        size = latent.get("inputs") or {}
+        if isinstance(size.get("width"), int) and isinstance(size.get("height"), int):
+            out["width"], out["height"] = size["width"], size["height"]
+    model = _upstream(graph, inputs.get("model"), "ckpt_name") or _upstream(graph, inputs.get("model"), "unet_name")
+    if model:
+        out["model"] = model
+    return out
+
+
+def _node(graph: Mapping[str, Any], link: Any) -> dict[str, Any] | None:
+    if isinstance(link, list) and len(link) == 2 and str(link[0]) in graph and isinstance(graph[str(link[0])], dict):
+        return graph[str(link[0])]
+    return None
+
+
+def _text_of(graph: Mapping[str, Any], link: Any, depth: int = 8) -> str | None:
+    """The text of the CLIPTextEncode a conditioning link comes from (through FluxGuidance and the like)."""
+    node = _node(graph, link)
+    while node is not None and depth > 0:
+        inputs = node.get("inputs") or {}
+        if isinstance(inputs.get("text"), str):
+            return inputs["text"]
+        node, depth = _node(graph, inputs.get("conditioning")), depth - 1
+    return None
+
+
+def _upstream(graph: Mapping[str, Any], link: Any, key: str, depth: int = 16) -> str | None:
+    """`key` of the first node up the `model` links that has it (the loader behind LoRAs and samplings)."""
+    node = _node(graph, link)
+    while node is not None and depth > 0:
+        inputs = node.get("inputs") or {}
+        if isinstance(inputs.get(key), str):
+            return inputs[key]
+        node, depth = _node(graph, inputs.get("model")), depth - 1
+    return None
