@@ -16,23 +16,24 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import params as P
+from engine.errors import InvalidRequest
 from engine.events import Done, Failed, Progress
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
-from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse, with_lora_tags
-from engine.input_images import RESIZE_MODES
-from engine.errors import InvalidRequest
 from engine.png_info import png_info
+from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
-from engine.upscale import UPSCALERS
 
-from .models import lora_choices, model_choices, vae_choices
+from .image_options import (add_lora_tag, hires_args, image_to_image_args, layout_hires_box, layout_img2img_box,
+                            layout_lora_row)
+from .job_queue import JobQueue, QueueFull
+from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
-from .job_queue import JobQueue, QueueFull
 from .queue_panel import layout_queue_panel
 from .sessions import Jobs, TooManyJobs
+from .widgets import number_box, widget
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +63,6 @@ def _number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _set(values: dict[str, Any]) -> dict[str, Any]:
-    """The values that are set (None: left to the engine's default)."""
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _page_number(value: Any) -> int:
@@ -156,29 +152,8 @@ def lora_text(loras: list[dict[str, Any]]) -> str:
     return ", ".join(f"{entry.get('name')} ({entry.get('weight'):g})" for entry in loras)
 
 
-def image_to_image_args(args: dict[str, Any]) -> dict[str, Any]:
-    """The engine's image-to-image arguments of a queued job ({} without an init image)."""
-    if not args.get("init_image"):
-        return {}
-    strength = args.get("strength")
-    return {"init_image": args["init_image"], "resize_mode": args.get("resize_mode") or P.RESIZE_MODE.default,
-            "strength": float(strength) if strength is not None else P.STRENGTH.default}
-
-
 SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text",
            "comfyui workflow": "the ComfyUI workflow (its first sampler)"}
-
-
-def add_lora_tag(prompt: str, name: str | None, weight: Any):
-    """The prompt with `<lora:name:weight>` (a tag of the same LoRA already there takes the new weight)."""
-    if not name:
-        return gr.skip()
-    tag = LoraUse(name, float(weight if weight is not None else DEFAULT_WEIGHT)).tag()
-    prompt = prompt or ""
-    same = [m for m in LORA_TAG.finditer(prompt) if m.group(1).strip().lower() == name.lower()]
-    if same:
-        return prompt[:same[0].start()] + tag + prompt[same[0].end():]
-    return f"{prompt.rstrip()} {tag}".strip()
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
@@ -256,7 +231,7 @@ class ImageTabHandlers:
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
                         backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
                         batch_count=count, vae=args["vae"] or AUTO, cancel=cancel, **image_input,
-                        **({} if image_input else _set(args["hires"])),
+                        **({} if image_input else hires_args(args)),
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -552,51 +527,29 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, elem_id="model")
-                backend = gr.Radio(manager.backend_choices(), **_widget(P.BACKEND), elem_id="backend")
+                backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
                                   label=P.VAE.label, info=P.VAE.help, elem_id="vae")
-            with gr.Accordion("Image to image", open=False, elem_id="img2img-box") as img2img_box:
-                with gr.Row(equal_height=False):
-                    init_image = gr.Image(label="Init image (Generate redraws it)", type="filepath",
-                                          sources=["upload", "clipboard"], height=180, elem_id="init-image", scale=2)
-                    with gr.Column(scale=3):
-                        strength = gr.Slider(**_widget(P.STRENGTH), elem_id="strength")
-                        resize_mode = gr.Dropdown(list(RESIZE_MODES), value=P.RESIZE_MODE.default,
-                                                  label=P.RESIZE_MODE.label, elem_id="resize-mode")
-                        init_size = gr.Checkbox(True, label="Keep the init image's size (else width and height "
-                                                "below)", elem_id="init-size")
-            with gr.Accordion("Hires fix", open=False, elem_id="hires-box"):
-                with gr.Row():
-                    hires_scale = gr.Slider(**_widget(P.HIRES_SCALE), elem_id="hires-scale")
-                    hires_strength = gr.Slider(**_widget(P.HIRES_STRENGTH), elem_id="hires-strength")
-                with gr.Row():
-                    hires_steps = gr.Slider(**_widget(P.HIRES_STEPS), elem_id="hires-steps")
-                    hires_upscaler = gr.Dropdown(list(UPSCALERS), value=P.HIRES_UPSCALER.default,
-                                                 label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
-            with gr.Row(equal_height=False):  # A1111's extra networks: a LoRA goes into the prompt as a tag
-                lora = gr.Dropdown(lora_choices(manager.available_loras() if manager.initialized else []),
-                                   value=None, label="LoRA", info="Adds <lora:name:weight> to the prompt.",
-                                   elem_id="lora-pick", scale=3)
-                lora_weight = gr.Slider(minimum=P.LORAS.minimum, maximum=P.LORAS.maximum, step=P.LORAS.step,
-                                        value=DEFAULT_WEIGHT, label="LoRA weight", elem_id="lora-weight", scale=3)
-                lora_add = gr.Button("Add to prompt", size="sm", scale=1, min_width=110, elem_id="lora-add")
+            img2img = layout_img2img_box()
+            hires = layout_hires_box()
+            lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
                                      elem_id="aspect")
-                width = gr.Number(**_number_box(P.WIDTH, defaults[P.WIDTH.name]), precision=0, elem_id="width")
-                height = gr.Number(**_number_box(P.HEIGHT, defaults[P.HEIGHT.name]), precision=0, elem_id="height")
+                width = gr.Number(**number_box(P.WIDTH, defaults[P.WIDTH.name]), precision=0, elem_id="width")
+                height = gr.Number(**number_box(P.HEIGHT, defaults[P.HEIGHT.name]), precision=0, elem_id="height")
             with gr.Row():
-                steps = gr.Slider(**_widget(P.STEPS, defaults[P.STEPS.name]), elem_id="steps")
-                guidance = gr.Slider(**_widget(P.GUIDANCE, defaults[P.GUIDANCE.name]), elem_id="guidance")
+                steps = gr.Slider(**widget(P.STEPS, defaults[P.STEPS.name]), elem_id="steps")
+                guidance = gr.Slider(**widget(P.GUIDANCE, defaults[P.GUIDANCE.name]), elem_id="guidance")
             with gr.Row(equal_height=False):
-                seed = gr.Number(**_number_box(P.SEED), precision=0, elem_id="seed", scale=3)
+                seed = gr.Number(**number_box(P.SEED), precision=0, elem_id="seed", scale=3)
                 with gr.Column(scale=1, min_width=120):
                     random_seed = gr.Button("Random", size="sm", elem_id="seed-random")
                     reuse_seed = gr.Button("Last seed", size="sm", elem_id="seed-reuse")
             with gr.Row():
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
-                batch = gr.Slider(**_widget(P.BATCH_COUNT), elem_id="batch")
+                batch = gr.Slider(**widget(P.BATCH_COUNT), elem_id="batch")
         with gr.Column(scale=6):
             progress = gr.Markdown("Ready.", elem_id="progress-line")
             image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
@@ -648,9 +601,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        lora=lora, lora_weight=lora_weight, lora_add=lora_add, vae=vae, img2img_box=img2img_box,
-        init_image=init_image, strength=strength, resize_mode=resize_mode, init_size=init_size,
-        hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
+        **img2img, **hires, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
@@ -753,20 +704,3 @@ def _sampler_choices() -> list[tuple[str, str]]:
     from engine.registry import load_samplers
 
     return [(str(spec.get("label") or name), name) for name, spec in load_samplers().items()]
-
-
-def _widget(param: P.Param, value: Any = None) -> dict[str, Any]:
-    """A widget's range, step, label, help and value, as the parameter schema declares them."""
-    args = param.widget()
-    if value is not None:
-        args["value"] = value
-    return args
-
-
-def _number_box(param: P.Param, value: Any = None) -> dict[str, Any]:
-    """A number box: as `_widget`, but out-of-range values reach the engine, whose sentence says what to fix
-    (the range is in the help text)."""
-    args = _widget(param, value)
-    args.pop("minimum", None)
-    args.pop("maximum", None)
-    return args

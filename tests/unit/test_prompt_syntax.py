@@ -7,7 +7,7 @@ from engine.errors import InvalidRequest
 from engine.prompt_syntax import (LoraUse, attention_fragments, for_comfyui, has_attention, take_lora_tags, to_compel,
                                    with_lora_tags)
 from engine.request import GenerationRequest
-from ui.image_tab import add_lora_tag
+from ui.image_options import add_lora_tag
 
 
 @pytest.mark.parametrize("prompt, text, loras", [

@@ -1,0 +1,24 @@
+"""Widget arguments from the parameter schema: a parameter's range, step, label, help and value, declared once
+in engine/params.py and read here for every tab."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine import params as P
+
+
+def widget(param: P.Param, value: Any = None) -> dict[str, Any]:
+    """A widget's range, step, label, help and value, as the parameter schema declares them."""
+    args = param.widget()
+    if value is not None:
+        args["value"] = value
+    return args
+
+
+def number_box(param: P.Param, value: Any = None) -> dict[str, Any]:
+    """A number box: as `widget`, but out-of-range values reach the engine, whose sentence says what to fix
+    (the range is in the help text)."""
+    args = widget(param, value)
+    args.pop("minimum", None)
+    args.pop("maximum", None)
+    return args
