@@ -379,8 +379,8 @@ class ComfyUIClient:
             data = await self._request(s, "POST", "/upload/image", form=form)
         stored: UploadedImage = self._check(UploadedImage, data, "answer to POST /upload/image")
         name = f"{stored.subfolder}/{stored.name}" if stored.subfolder else stored.name
-        log.info("ComfyUI %s stored the %dx%d init image as %s (%d bytes)", self.base_url, image.width, image.height,
-                 name, len(png))
+        log.info("ComfyUI %s stored the %dx%d %s image as %s (%d bytes)", self.base_url, image.width, image.height,
+                 name_hint, name, len(png))
         return name
 
     async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:

@@ -58,7 +58,13 @@ def fit(image: Image.Image, width: int, height: int, mode: str) -> Image.Image:
         return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
     if mode == RESIZE_AND_FILL:
         inside = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
-        canvas = image.resize((width, height), Image.Resampling.LANCZOS)  # the edges, stretched, behind it
-        canvas.paste(inside, ((width - inside.width) // 2, (height - inside.height) // 2))
-        return canvas
+        return filled_around(inside, width, height, ((width - inside.width) // 2, (height - inside.height) // 2))
     return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def filled_around(image: Image.Image, width: int, height: int, at: tuple[int, int]) -> Image.Image:
+    """A width x height canvas with `image` pasted unchanged at `at`, the rest filled by the image stretched
+    behind it (its edges carried outwards): "resize and fill" bands and outpaint's new area."""
+    canvas = image.resize((width, height), Image.Resampling.LANCZOS)
+    canvas.paste(image, at)
+    return canvas

@@ -23,6 +23,7 @@ from .config import Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled
 from .events import Done, Event, Failed, Fallback, Produced, Progress
+from .inpaint import ONLY_MASKED, prepare_inpaint
 from .limits import Limits
 from .logs import keep_log_lines_short
 from .outputs import SweepReport, delete_output as remove_output, save_image, saved_images as find_saved_images, \
@@ -289,6 +290,9 @@ class AIModelManager:
                            sampler: str = P.SAMPLER.default, batch_count: int = P.BATCH_COUNT.default,
                            loras: Any = None, vae: str | None = None, init_image: Any = None,
                            strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
+                           mask: Any = None, mask_blur: int = P.MASK_BLUR.default,
+                           inpaint_area: str = P.INPAINT_AREA.default,
+                           only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
                            cancel: asyncio.Event | None = None,
@@ -303,6 +307,11 @@ class AIModelManager:
         `vae` names a VAE file to decode with instead of the checkpoint's own (None or "auto": its own).
         `init_image` (a PIL image or a file path) makes it image-to-image: `strength` is A1111's denoising
         strength, `resize_mode` how the image meets width x height (both None: the image's own size).
+        `mask` (a PIL image or a file path; white = repaint, stretched to the init image's size if it has another)
+        makes it inpaint: `mask_blur` softens its edge, `inpaint_area` "only masked" redraws just the mask's box
+        plus `only_masked_padding` at width x height. `outpaint` ({"left", "right", "up", "down"} pixels, or four
+        numbers) extends the init image and paints the new area. Outside the blurred mask the result is the init
+        image's pixels exactly (engine/inpaint.py).
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
@@ -317,7 +326,9 @@ class AIModelManager:
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                       model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
                       batch_count=batch_count, loras=loras or (), vae=vae, init_image=init_image,
-                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default, hires_scale=hires_scale,
+                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default, mask=mask,
+                      mask_blur=mask_blur, inpaint_area=inpaint_area or P.INPAINT_AREA.default,
+                      only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
                       hires_strength=hires_strength, hires_steps=hires_steps,
                       hires_upscaler=hires_upscaler or P.HIRES_UPSCALER.default)
         for alias, value in aliases.items():
@@ -344,20 +355,14 @@ class AIModelManager:
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,
                          started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
-        """One image: its events, then Done with the saved result (the hires fix in two passes)."""
+        """One image: its events, then Done with the saved result (the hires fix in two passes, inpaint composited)."""
         made: _Made | None = None
-        if req.hires_scale > 1:
-            async for item in self._hires_fix(req, cancel, previews):
-                if isinstance(item, _Made):
-                    made = item
-                else:
-                    yield item
-        else:
-            async for item in self._produce(req, cancel, previews):
-                if isinstance(item, _Made):
-                    made = item
-                else:
-                    yield item
+        passes = self._hires_fix if req.hires_scale > 1 else self._inpaint if req.inpaints else self._produce
+        async for item in passes(req, cancel, previews):
+            if isinstance(item, _Made):
+                made = item
+            else:
+                yield item
         if made is not None:
             yield Done(await self._finish(req, made.produced, made.target, made.reason, started_at, owner))
 
@@ -381,6 +386,16 @@ class AIModelManager:
                 item = replace(item, stage=HIRES_STAGE)
             elif isinstance(item, _Made):
                 item = _Made(item.produced, item.target, base.reason or item.reason)
+            yield item
+
+    async def _inpaint(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
+        """Inpaint or outpaint (engine/inpaint.py): the backend draws what `prepare_inpaint` gives it, and the
+        drawing is composited back over the picture, so pixels outside the blurred mask stay exactly as they were."""
+        job = await asyncio.to_thread(prepare_inpaint, req)
+        async for item in self._produce(job.request, cancel, previews):
+            if isinstance(item, _Made):
+                image = await asyncio.to_thread(job.composite, item.produced.image)
+                item = _Made(replace(item.produced, image=image), item.target, item.reason)
             yield item
 
     async def _produce(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
@@ -428,6 +443,10 @@ class AIModelManager:
             hires_scale=req.hires_scale if req.hires_scale > 1 else None,
             hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires_scale > 1 else None,
             hires_upscaler=req.hires_upscaler if req.hires_scale > 1 else None,
+            mask_blur=req.mask_blur if req.inpaints else None,
+            inpaint_area=req.inpaint_area if req.inpaints else None,
+            only_masked_padding=req.only_masked_padding if req.inpaints and req.inpaint_area == ONLY_MASKED else None,
+            outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)

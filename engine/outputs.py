@@ -55,7 +55,7 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "strength",
-               "hires_scale", "hires_steps", "hires_upscaler", "backend")
+               "mask_blur", "inpaint_area", "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "backend")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:
@@ -68,6 +68,8 @@ def a1111_parameters(params: dict[str, Any]) -> str:
     for name in A1111_ORDER:
         if name == "size":
             pairs.append(("Size", f"{params.get('width')}x{params.get('height')}"))
+        elif name == P.OUTPAINT.name:  # "Outpaint: right 64 down 32", read back by params.outpaint_amounts
+            pairs.append((P.OUTPAINT.a1111_key, P.outpaint_text(params.get(name))))
         else:
             pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
     lines.append(", ".join(f"{k}: {v}" for k, v in pairs if v is not None))

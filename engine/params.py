@@ -172,9 +172,44 @@ def _check_loras(p: Param, value: Any, subject: str) -> str | None:
     return None
 
 
+def outpaint_amounts(value: Any) -> tuple[Any, ...]:
+    """(left, right, up, down) from what a caller may hand over: None or 0 (no outpaint), a {"right": 64} dict,
+    four numbers, or the PNG's text ("right 64 down 32"); the values unchecked. ValueError for any other shape."""
+    if value is None or value == 0 or (isinstance(value, str) and not value.strip()):
+        return (0, 0, 0, 0)
+    if isinstance(value, str):
+        words = value.replace(",", " ").split()
+        if len(words) % 2 or any(side not in OUTPAINT_SIDES for side in words[::2]):
+            raise ValueError(value)
+        value = dict(zip(words[::2], (float(n) if n.replace(".", "", 1).isdigit() else n for n in words[1::2])))
+    if isinstance(value, dict):
+        if set(value) - set(OUTPAINT_SIDES):
+            raise ValueError(value)
+        return tuple(value.get(side, 0) for side in OUTPAINT_SIDES)
+    if isinstance(value, (list, tuple)) and len(value) == len(OUTPAINT_SIDES):
+        return tuple(value)
+    raise ValueError(value)
+
+
+def outpaint_text(amounts: Any) -> str | None:
+    """The PNG text of outpaint amounts ("right 64 down 32"), None for none: `outpaint_amounts` reads it back."""
+    pairs = [f"{side} {int(n)}" for side, n in zip(OUTPAINT_SIDES, outpaint_amounts(amounts)) if n]
+    return " ".join(pairs) or None
+
+
+def _check_outpaint(p: Param, value: Any, subject: str) -> str | None:
+    try:
+        amounts = outpaint_amounts(value)
+    except ValueError:
+        return f"{subject} must be the pixels to add on each side, e.g. {{\"right\": 64}} or [left, right, up, down] " \
+               f"(got {value!r})."
+    return next((problem for side, n in zip(OUTPAINT_SIDES, amounts)
+                 if (problem := _check_pixels(p, n, f"{subject} {side}"))), None)
+
+
 _CHECKS: dict[str, Callable[[Param, Any, str], str | None]] = {
     "text": _check_text, "prompt": _check_prompt, "int": _check_int, "pixels": _check_pixels, "float": _check_float,
-    "seed": _check_seed, "loras": _check_loras,
+    "seed": _check_seed, "loras": _check_loras, "outpaint": _check_outpaint,
 }
 
 # -- the declarations ------------------------------------------------------------------------------
@@ -214,8 +249,22 @@ STRENGTH = Param("strength", "float", 0.75, "Denoising strength",
                  step=0.01, a1111_key="Denoising strength")
 RESIZE_MODE = Param("resize_mode", "choice", "just resize", "Resize mode",
                     "How the init image meets the output size: just resize, crop and resize, resize and fill.")
-# What an image-to-image request adds (the init image itself is a picture, not a value).
-IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE)
+MASK_BLUR = Param("mask_blur", "pixels", 4, "Mask blur", "Inpaint: how far the mask's edge is softened, so the "
+                  "new pixels blend into the kept ones ({minimum} to {maximum} pixels).", minimum=0, maximum=64, step=1,
+                  a1111_key="Mask blur")
+INPAINT_AREA = Param("inpaint_area", "choice", "whole picture", "Inpaint area",
+                     "whole picture: redraw the image with the mask; only masked: redraw just the masked part (plus "
+                     "padding) at the full width x height, for more detail.", a1111_key="Inpaint area")
+ONLY_MASKED_PADDING = Param("only_masked_padding", "pixels", 32, "Masked area padding",
+                            "Only masked: pixels of context around the mask that are redrawn with it.", minimum=0,
+                            maximum=256, step=4, a1111_key="Masked area padding")
+OUTPAINT_SIDES = ("left", "right", "up", "down")
+OUTPAINT = Param("outpaint", "outpaint", None, "Outpaint",
+                 "Pixels to extend the init image by, per side (left, right, up, down: {minimum} to {maximum}, a "
+                 "multiple of {multiple_of}); the new area is painted.", minimum=0, maximum=1024, step=8,
+                 multiple_of=8, a1111_key="Outpaint", optional=True)
+# What an image-to-image request adds (the init image and the mask themselves are pictures, not values).
+IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE, MASK_BLUR, INPAINT_AREA, ONLY_MASKED_PADDING, OUTPAINT)
 
 HIRES_SCALE = Param("hires_scale", "float", 1.0, "Hires upscale",
                     "Hires fix: above 1, the image is made at width x height, upscaled by this and redrawn.",

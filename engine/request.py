@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from . import params as P
 from .errors import InvalidRequest
+from .inpaint import INPAINT_AREAS, fitted_mask
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
 from .upscale import UPSCALERS, hires_size
@@ -36,6 +37,11 @@ class GenerationRequest:
     init_image: Any = None  # img2img: a PIL image (or a path from a trusted caller); after validation fitted
     strength: float = P.STRENGTH.default  # img2img's denoising strength
     resize_mode: str = P.RESIZE_MODE.default
+    mask: Any = None  # inpaint: white repaints (a PIL image or a trusted path); after validation "L", fitted as the init
+    mask_blur: int = P.MASK_BLUR.default
+    inpaint_area: str = P.INPAINT_AREA.default
+    only_masked_padding: int = P.ONLY_MASKED_PADDING.default
+    outpaint: Any = None  # pixels to add per side (see params.outpaint_amounts); after validation (left, right, up, down)
     hires_scale: float = P.HIRES_SCALE.default  # above 1: the hires fix (made at width x height, then redrawn)
     hires_strength: float = P.HIRES_STRENGTH.default
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
@@ -69,18 +75,31 @@ class GenerationRequest:
         if problem:
             raise InvalidRequest(problem)
         vae = (self.vae or "").strip()
-        init_image = None
+        init_image = mask = None
+        outpaint = tuple(int(n) for n in P.outpaint_amounts(self.outpaint))
         if self.init_image is not None:  # read, capped, and fitted to the output size once for every backend
-            init_image = fit(read_input_image(self.init_image, limits or Limits()), int(self.width),
-                             int(self.height), self.resize_mode)
+            source = read_input_image(self.init_image, limits or Limits())
+            init_image = fit(source, int(self.width), int(self.height), self.resize_mode)
+            if self.mask is not None:
+                mask = fitted_mask(read_input_image(self.mask, limits or Limits(), "mask"), source.size,
+                                   int(self.width), int(self.height), self.resize_mode)
+                if mask.getbbox() is None and not any(outpaint):
+                    raise InvalidRequest("The mask is all black, so nothing would change: paint white over what "
+                                         "should be redrawn.")
         return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae,
-                       init_image=init_image, strength=float(self.strength), hires_scale=float(self.hires_scale),
+                       init_image=init_image, mask=mask, outpaint=outpaint, mask_blur=int(self.mask_blur),
+                       only_masked_padding=int(self.only_masked_padding), strength=float(self.strength), hires_scale=float(self.hires_scale),
                        hires_strength=float(self.hires_strength), hires_steps=int(self.hires_steps), negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
                        guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
                        model=(self.model or "").strip() or None, batch_count=int(self.batch_count))
+
+    @property
+    def inpaints(self) -> bool:
+        """True (after validation) for inpaint or outpaint: a mask, or pixels to add (engine/inpaint.py)."""
+        return self.mask is not None or any(self.outpaint)
 
     def for_image(self, index: int) -> "GenerationRequest":
         """The request of image `index` of the batch: its own seed, batch of one."""
@@ -120,6 +139,30 @@ def hires_problems(req: GenerationRequest, limits: Limits) -> list[str]:
     return [problem.replace("This request", "The hires pass")] if problem else []
 
 
+def inpaint_problems(req: GenerationRequest, limits: Limits) -> list[str]:
+    """Sentences for the mask and outpaint values, and for the outpainted picture's size and work."""
+    outpaint = P.OUTPAINT.problem(req.outpaint)
+    if req.mask is None and not outpaint and not any(P.outpaint_amounts(req.outpaint)):
+        return []
+    if req.init_image is None:
+        return ["A mask or outpaint needs an init image: the mask (white = repaint) marks what to redraw in it."]
+    problems = [problem for problem in (outpaint, P.MASK_BLUR.problem(req.mask_blur),
+                                        P.ONLY_MASKED_PADDING.problem(req.only_masked_padding)) if problem]
+    if req.inpaint_area not in INPAINT_AREAS:
+        problems.append(f"Inpaint area must be one of {', '.join(INPAINT_AREAS)} (got {req.inpaint_area!r}).")
+    if problems or not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
+        return problems  # the base values' own sentences say what is wrong
+    left, right, up, down = (int(n) for n in P.outpaint_amounts(req.outpaint))
+    if not left + right + up + down:
+        return []
+    width, height = int(req.width) + left + right, int(req.height) + up + down
+    if max(width, height) > P.WIDTH.maximum:
+        return [f"Outpainting would make {width}×{height} pixels; the largest side is {P.WIDTH.maximum:g}. Extend "
+                "less or start from a smaller size."]
+    problem = limits.image_problem(width, height, int(req.num_inference_steps), int(req.batch_count))
+    return [problem.replace("This request", "The outpainted image")] if problem else []
+
+
 def sampler_key(name: Any) -> str:
     """The samplers.yaml key for a key or a label ("dpmpp_2m_karras" or "DPM++ 2M Karras")."""
     text = str(name or P.SAMPLER.default).strip()
@@ -156,6 +199,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     if req.vae is not None and not isinstance(req.vae, str):
         problems.append("The VAE must be a VAE's name (or auto).")
     problems += hires_problems(req, limits)
+    problems += inpaint_problems(req, limits)
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

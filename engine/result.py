@@ -15,7 +15,8 @@ from .params import RESULT_ALIASES
 
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
-                "sampler", "loras", "vae", "strength", "hires_scale", "hires_steps", "hires_upscaler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
+                "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding",
+                "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
                 "fallback_reason")
 
 
@@ -36,6 +37,10 @@ class ImageResult:
     loras: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "weight"}], the prompt's tags included
     vae: str | None = None  # a VAE file's name; None: the checkpoint's own
     strength: float | None = None  # denoising strength of img2img or of the hires pass (None: neither)
+    mask_blur: int | None = None  # inpaint and outpaint (None: neither)
+    inpaint_area: str | None = None
+    only_masked_padding: int | None = None  # only for inpaint area "only masked"
+    outpaint: dict[str, int] | None = None  # pixels added per side ({"left", "right", "up", "down"}; None: none)
     hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix)
     hires_steps: int | None = None
     hires_upscaler: str | None = None

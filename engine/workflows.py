@@ -6,7 +6,8 @@ template accepts the parameter but has no use for it) and `defaults` applied bef
 values. Binding deep-copies the graph and assigns values into it; no text is ever substituted, so
 any prompt text survives exactly. LoRAs are added to a bound graph the same way (`add_loras`): LoraLoader
 nodes chained after the loader whose MODEL and CLIP the graph uses, found by following its links; so are a VAE
-file (`use_vae`) and an init image for image-to-image (`use_init_image`).
+file (`use_vae`), an init image for image-to-image (`use_init_image`) and an image with a mask for inpainting
+(`use_inpaint`).
 """
 from __future__ import annotations
 
@@ -219,6 +220,9 @@ def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> d
 LATENT_INPUT = "latent_image"  # the samplers' (KSampler, SamplerCustomAdvanced) starting latent
 LOAD_IMAGE_CLASS = "LoadImage"  # input image: a file in the server's input folder; outputs IMAGE, MASK
 ENCODE_CLASS = "VAEEncode"  # inputs pixels, vae; output LATENT
+LOAD_MASK_CLASS = "LoadImageMask"  # inputs image (a file in the input folder), channel; output MASK
+MASK_CHANNEL = "red"  # of a grey mask image: white (1.0) is repainted
+NOISE_MASK_CLASS = "SetLatentNoiseMask"  # inputs samples, mask; output LATENT (the sampler changes only the mask)
 
 
 def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) -> dict[str, Any]:
@@ -230,6 +234,18 @@ def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) ->
     input, or the BasicScheduler behind a custom sampler's sigmas. New node ids follow the graph's highest
     numeric id. WorkflowError when the graph has no latent to replace, no VAE, or no denoise to set.
     """
+    return _start_from(graph, image_name, None, denoise)
+
+
+def use_inpaint(graph: Mapping[str, Any], image_name: str, mask_name: str, denoise: float) -> dict[str, Any]:
+    """`use_init_image`, with the samplers redrawing only where the server's input image `mask_name` is white:
+    LoadImage -> VAEEncode -> SetLatentNoiseMask (the mask from LoadImageMask, its red channel) in place of the empty
+    latent. New node ids: LoadImage, VAEEncode, LoadImageMask, SetLatentNoiseMask, after the graph's highest."""
+    return _start_from(graph, image_name, mask_name, denoise)
+
+
+def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None, denoise: float) -> dict[str, Any]:
+    """The graph starting from the input image `image_name` (see `use_init_image`), masked by `mask_name`."""
     if not 0.0 <= float(denoise) <= 1.0:
         raise WorkflowError(f"the denoise must be between 0 and 1 (got {denoise!r}).")
     out = copy.deepcopy(dict(graph))
@@ -242,21 +258,26 @@ def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) ->
     starts = [_denoise_inputs(out, node_id) for node_id, node in out.items()
               if _links_to(node.get("inputs", {}).get(LATENT_INPUT), latent)]
     first = _next_id(out)
-    load_id, encode_id = str(first), str(first + 1)
+    load_id, encode_id, mask_id, noise_mask_id = (str(first + n) for n in range(4))
+    start_id = encode_id if mask_name is None else noise_mask_id
     for node in out.values():
         for name, value in node.get("inputs", {}).items():
             if _links_to(value, latent):
-                node["inputs"][name] = [encode_id, 0]
+                node["inputs"][name] = [start_id, 0]
     for inputs in starts:
         inputs["denoise"] = float(denoise)
     out[load_id] = {"class_type": LOAD_IMAGE_CLASS, "inputs": {"image": image_name}}
     out[encode_id] = {"class_type": ENCODE_CLASS, "inputs": {"pixels": [load_id, 0], "vae": [vae[0], vae[1]]}}
+    if mask_name is not None:
+        out[mask_id] = {"class_type": LOAD_MASK_CLASS, "inputs": {"image": mask_name, "channel": MASK_CHANNEL}}
+        out[noise_mask_id] = {"class_type": NOISE_MASK_CLASS, "inputs": {"samples": [encode_id, 0],
+                                                                         "mask": [mask_id, 0]}}
     replaced = out[latent[0]]["class_type"]
     links = (v for node in out.values() for v in node.get("inputs", {}).values() if _is_link(v))
     if not any(str(link[0]) == latent[0] for link in links):  # nothing else reads it: it goes
         del out[latent[0]]
-    log.debug("init image %s: %s (node %s) replaced by %s -> %s, denoise %g", image_name, replaced, latent[0],
-              LOAD_IMAGE_CLASS, ENCODE_CLASS, denoise)
+    log.debug("init image %s (mask %s): %s (node %s) replaced by %s -> %s, denoise %g", image_name, mask_name,
+              replaced, latent[0], LOAD_IMAGE_CLASS, ENCODE_CLASS, denoise)
     return out
 
 

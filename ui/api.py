@@ -81,6 +81,43 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
         left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
         and fill) fits it. The rest as /generate_image. Returns the PNG and the same dict (with "strength")."""
+        return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
+                            height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
+                            backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
+                            loras=loras, vae=vae or AUTO, strength=strength, resize_mode=resize_mode)
+
+    async def inpaint(init_image: FileData, mask: FileData | None, prompt: str,
+                      negative_prompt: str = P.NEGATIVE_PROMPT.default, strength: float = P.STRENGTH.default,
+                      mask_blur: int = P.MASK_BLUR.default, inpaint_area: str = P.INPAINT_AREA.default,
+                      only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: dict | None = None,
+                      resize_mode: str = P.RESIZE_MODE.default, width: int | None = None, height: int | None = None,
+                      num_inference_steps: int | None = None, guidance_scale: float | None = P.GUIDANCE.default,
+                      seed: int = P.SEED.default, model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                      sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                      batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
+                      vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+        """Inpaint and outpaint: `init_image` redrawn after `prompt` where `mask` (an uploaded file, white =
+        repaint; stretched to the init image's size if it has another) is white. `mask_blur` softens the mask's
+        edge; `inpaint_area` "only masked" redraws just the mask's box plus `only_masked_padding` pixels at width
+        x height. `outpaint` ({"left": 0, "right": 64, "up": 0, "down": 0}, pixels, multiples of 8) extends the
+        image and paints the new area (the mask may then be None). Outside the blurred mask the result keeps the
+        init image's pixels exactly. The rest as /img2img. Returns the PNG and the same dict (with mask_blur,
+        inpaint_area, only_masked_padding, outpaint)."""
+        mask_path = uploaded_path(mask) if mask is not None else None
+        if mask is not None and not mask_path:
+            raise gr.Error("Upload the mask as a file (gradio_client: handle_file(path)).", print_exception=False)
+        if mask_path is None and outpaint is None:
+            raise gr.Error("Upload a mask (white = repaint), or give outpaint amounts.", print_exception=False)
+        return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
+                            height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
+                            backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
+                            loras=loras, vae=vae or AUTO, strength=strength, resize_mode=resize_mode, mask=mask_path,
+                            mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
+                            outpaint=outpaint)
+
+    async def redraw(request: gr.Request, init_image: FileData, prompt: str, negative_prompt: str, style: str,
+                     num_inference_steps: int | None, **values: object) -> tuple[FileData, dict]:
+        """/img2img's and /inpaint's run: the uploaded init image (never a server path) redrawn with `values`."""
         path = uploaded_path(init_image)
         if not path:
             raise gr.Error("Upload the init image as a file (gradio_client: handle_file(path)).", print_exception=False)
@@ -89,11 +126,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         try:
             async with jobs.job(request) as cancel:
                 result = await manager.generate_image(
-                    styled if isinstance(prompt, str) else prompt, negative, width=width, height=height,
-                    guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
-                    backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                    loras=loras, vae=vae or AUTO, init_image=path, strength=strength, resize_mode=resize_mode,
-                    cancel=cancel, previews=False, owner=getattr(request, "username", None), **steps)
+                    styled if isinstance(prompt, str) else prompt, negative, init_image=path, cancel=cancel,
+                    previews=False, owner=getattr(request, "username", None), **values, **steps)
         except TooManyJobs as err:
             raise gr.Error(str(err), print_exception=False) from None
         if result.status != "success" or not result.path:
@@ -148,9 +182,11 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
 
     gr.api(generate_image, api_name="generate_image", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(inpaint, api_name="inpaint", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
+            "inpaint": endpoint_spec(inpaint),
             "png_info": endpoint_spec(png_info),
             "generate_video": endpoint_spec(generate_video)}

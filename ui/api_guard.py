@@ -30,18 +30,19 @@ def uploaded_path(value: Any) -> str | None:
     return path
 
 
-TEXT, FILE, ANY = "text", "file", "any"
+TEXT, FILE, OPTIONAL_FILE, ANY = "text", "file", "optional file", "any"
 
 
 def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, str]]:
-    """(name, kind: text, file or any) of each value an endpoint function takes, in order (the gr.Request
-    left out)."""
+    """(name, kind: text, file, optional file (a file or None) or any) of each value an endpoint function takes,
+    in order (the gr.Request left out)."""
     spec = []
     for name, param in inspect.signature(fn).parameters.items():
         if name == "request":
             continue
         annotation = param.annotation
-        kind = TEXT if annotation in (str, "str") else FILE if annotation in (FileData, "FileData") else ANY
+        kind = TEXT if annotation in (str, "str") else FILE if annotation in (FileData, "FileData") else \
+            OPTIONAL_FILE if annotation in (FileData | None, "FileData | None") else ANY
         spec.append((name, kind))
     return spec
 
@@ -57,7 +58,7 @@ def problem_with(api_name: str, spec: list[tuple[str, str]], data: Any) -> tuple
         what = name.replace("_", " ")
         if kind == TEXT and value is not None and not isinstance(value, str):
             return name, f"The {what} must be text, not {_kind(value)}."
-        if kind == FILE and uploaded_path(value) is None:
+        if (kind == FILE or (kind == OPTIONAL_FILE and value is not None)) and uploaded_path(value) is None:
             return name, (f"The {what} must be a file uploaded with the call (gradio_client: handle_file(path)); "
                           "a path on the server is never opened.")
     return None

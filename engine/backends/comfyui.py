@@ -6,8 +6,9 @@ all files of one variant are installed on some up server; every installed checkp
 "comfyui:<filename>". A request with LoRAs runs only on a server whose LoraLoader lists every one of them;
 their files, as that server names them, go into the Target and become LoraLoader nodes in the graph.
 A request with an init image (img2img) uploads it to each server it tries and starts from it there (LoadImage ->
-VAEEncode in place of the empty latent, the strength as the sampler's denoise). Nothing here touches the network
-except the job itself.
+VAEEncode in place of the empty latent, the strength as the sampler's denoise); one with a mask (inpaint) uploads the
+mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). Nothing here touches
+the network except the job itself.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image, use_vae
+from ..workflows import (WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image, use_inpaint,
+                         use_vae)
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
@@ -309,12 +311,12 @@ class ComfyUIBackend(Backend):
 
     def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
                     vae_file: str | None = None, embeddings: Iterable[str] = (),
-                    init_image: str | None = None) -> dict[str, Any]:
+                    init_image: str | None = None, mask: str | None = None) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
         then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
         (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`.
         `init_image` (the name the server stored the request's init image under) makes it image-to-image, with the
-        request's strength as the denoise."""
+        request's strength as the denoise; `mask` (the name of the request's mask there) makes it inpaint."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
@@ -335,6 +337,8 @@ class ComfyUIBackend(Backend):
             graph = bind(template, values)
             graph = add_loras(graph, loras) if loras else graph
             graph = use_vae(graph, vae_file) if vae_file else graph
+            if mask is not None:
+                return use_inpaint(graph, init_image, mask, request.strength)
             return use_init_image(graph, init_image, request.strength) if init_image is not None else graph
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
@@ -343,11 +347,12 @@ class ComfyUIBackend(Backend):
         return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
                              request_timeout_s=self.request_timeout_s, stall_s=self.stall_s)
 
-    async def _upload(self, url: str, request: GenerationRequest) -> str | None:
-        """The name `url` stored the request's init image under; None for text-to-image."""
-        if request.init_image is None:
-            return None
-        return await self._client(url).upload_image(request.init_image, "init")
+    async def _upload(self, url: str, request: GenerationRequest) -> tuple[str | None, str | None]:
+        """The names `url` stored the request's init image and mask under; None for each it lacks."""
+        client = self._client(url)
+        image = await client.upload_image(request.init_image, "init") if request.init_image is not None else None
+        mask = await client.upload_image(request.mask.convert("RGB"), "mask") if request.mask is not None else None
+        return image, mask
 
     def _server_failed(self, url: str, exc: BackendUnavailable) -> str:
         """Count a failure of `url` like a failed poll; returns its sentence."""
@@ -428,12 +433,12 @@ class ComfyUIBackend(Backend):
                 url = None
                 continue
             try:
-                image_name = await self._upload(url, request)
+                image_name, mask_name = await self._upload(url, request)
             except BackendUnavailable as exc:
                 last_error, url = self._server_failed(url, exc), None
                 continue
             graph = self.build_graph(request, variant, loras, vae_file, installed.embeddings if installed else (),
-                                     image_name)
+                                     image_name, mask_name)
             produced = False
             job = self._job_started(url)
             try:

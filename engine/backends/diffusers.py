@@ -383,14 +383,19 @@ class DiffusersBackend(Backend):
             num_inference_steps=total, guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(req.seed),
         )
         run = pipe
-        if req.init_image is not None:  # img2img on the loaded weights (from_pipe shares every module)
+        if req.init_image is not None:  # img2img or inpaint on the loaded weights (from_pipe shares every module)
             total = min(int(req.num_inference_steps * req.strength), req.num_inference_steps)
             if total < 1:  # a strength too low for a single step keeps the init image, as asked
                 return Produced(image=req.init_image.copy(), info={"guidance": guidance, "warnings": warnings,
                                                                    "generation_s": 0.0,
                                                                    "device": self.device_and_dtype(spec)[0]})
-            run = image_to_image(pipe)
-            kwargs.update(image=req.init_image, strength=req.strength)
+            if req.mask is not None:  # the size too: the inpaint pipelines default to the model's own
+                run = derived(pipe, "AutoPipelineForInpainting")
+                kwargs.update(image=req.init_image, mask_image=req.mask, strength=req.strength, width=req.width,
+                              height=req.height)
+            else:
+                run = derived(pipe, "AutoPipelineForImage2Image")
+                kwargs.update(image=req.init_image, strength=req.strength)
         else:
             kwargs.update(width=req.width, height=req.height)
         interpolate = req.extra.get(INTERPOLATE)
@@ -479,11 +484,14 @@ class DiffusersBackend(Backend):
         return out
 
 
-def image_to_image(pipe: Any) -> Any:
-    """The image-to-image pipeline over `pipe`'s very modules (LoRAs, VAE and embeddings included)."""
-    from diffusers import AutoPipelineForImage2Image
+def derived(pipe: Any, auto_class: str) -> Any:
+    """The image-to-image or inpainting pipeline (diffusers' AutoPipelineForImage2Image, AutoPipelineForInpainting)
+    over `pipe`'s very modules (LoRAs, VAE and embeddings included). Inpainting works with an ordinary UNet (each
+    step puts the noised original back outside the mask) and better with an inpainting one (in_channels 9: the
+    mask and the masked image go into the UNet)."""
+    import diffusers
 
-    run = AutoPipelineForImage2Image.from_pipe(pipe)
+    run = getattr(diffusers, auto_class).from_pipe(pipe)
     run.set_progress_bar_config(disable=True)
     return run
 

@@ -25,6 +25,9 @@ tests and a Gradio app in the same process can all talk to it.
 Image-to-image: a graph whose sampler starts from VAEEncode of a LoadImage of an uploaded file renders that
 image (cropped, as the VAE crops, to a multiple of 8) blended with the usual picture by the sampler's denoise
 (KSampler's, or the BasicScheduler's behind its sigmas): denoise 0 gives the uploaded image back.
+Inpaint: a VAEEncode reached through SetLatentNoiseMask, whose mask is a LoadImageMask of an uploaded file, renders
+that blend only where the mask's channel is white (in proportion to it); elsewhere the uploaded image comes back as
+a real VAE round trip returns it: close, not exact (each value's lowest bit flipped).
 
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
 [--lora a.safetensors]
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,13 @@ SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", 
 KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
-                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode"}
+                 "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
+                 "LoadImageMask", "SetLatentNoiseMask"}
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
-                   "LoadImage": ("image",), "VAEEncode": ("pixels", "vae")}
+                   "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
+                   "SetLatentNoiseMask": ("samples", "mask")}
+MASK_CHANNELS = ["alpha", "red", "green", "blue"]  # LoadImageMask's channel list
 LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
@@ -104,7 +110,7 @@ class _Job:
     extra: dict[str, Any]
     outputs: list[str]
     interrupted: bool = False
-    start: tuple[Image.Image, float] | None = None  # img2img: (the encoded image, the denoise), set when it runs
+    start: "_Start | None" = None  # img2img and inpaint: what the sampler starts from, set when the job runs
 
     def queue_item(self) -> list:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
@@ -493,6 +499,11 @@ class FakeComfyUI:
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),
             "VAEEncode": entry("VAEEncode", {"pixels": ["IMAGE", {}], "vae": ["VAE", {}]}, ["LATENT"]),
+            "LoadImageMask": entry("LoadImageMask", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
+                                                                     {"image_upload": True}),
+                                                     "channel": _combo(MASK_CHANNELS)}, ["MASK"]),
+            "SetLatentNoiseMask": entry("SetLatentNoiseMask", {"samples": ["LATENT", {}], "mask": ["MASK", {}]},
+                                        ["LATENT"]),
         }
 
     async def _object_info_all(self, request: web.Request) -> web.Response:
@@ -540,7 +551,7 @@ class FakeComfyUI:
                      "extra_info": {}}, {})
         lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
                  "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
-                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras}
+                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS}
         node_errors: dict[str, Any] = {}
         for nid, node in prompt.items():
             inputs = node.get("inputs") or {}
@@ -550,7 +561,7 @@ class FakeComfyUI:
                 if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
                     errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
             image = inputs.get("image")
-            if node["class_type"] == "LoadImage" and isinstance(image, str) and image not in self.uploads:
+            if node["class_type"] in ("LoadImage", "LoadImageMask") and isinstance(image, str) and image not in self.uploads:
                 errors.append(_custom_validation_failed("image", f"Invalid image file: {image}"))
             if errors:
                 node_errors[nid] = {"errors": errors, "dependent_outputs": outputs, "class_type": node["class_type"]}
@@ -718,7 +729,7 @@ class FakeComfyUI:
                 await asyncio.sleep(self.node_delay_s)
             if ct in SAMPLER_CLASSES:
                 # denoise 0 leaves no sigmas: ComfyUI returns the latent without a step
-                total = 0 if job.start is not None and job.start[1] <= 0 else _steps_of(job.prompt, nid)
+                total = 0 if job.start is not None and job.start.denoise <= 0 else _steps_of(job.prompt, nid)
                 for step in range(1, total + 1):
                     await asyncio.sleep(self.step_delay_s)
                     while self.hang:
@@ -801,8 +812,10 @@ class FakeComfyUI:
         r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb((hue + hue_shift) % 1.0, 0.6, value))
         img = Image.new("RGB", (width, height), (r, g, b))
         if job.start is not None:
-            start, denoise = job.start
-            img = Image.blend(start, img, denoise)
+            start = job.start
+            img = Image.blend(start.image, img, start.denoise)
+            if start.mask is not None:  # the rest as the VAE gives it back: close to the start, not exact
+                img = Image.composite(img, start.image.point(lambda v: v ^ 1), start.mask)
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(prompt))
         buf = io.BytesIO()
@@ -910,28 +923,50 @@ def _linked(prompt: dict[str, Any], value: Any, class_type: str) -> dict[str, An
     return (node.get("inputs") or {}) if node is not None and node.get("class_type") == class_type else None
 
 
-def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> tuple[Image.Image, float] | None:
-    """img2img: (the uploaded image a sampler starts from, cropped as the VAE crops it; that sampler's denoise);
-    None when the samplers start from an empty latent."""
+@dataclass(frozen=True)
+class _Start:
+    """What a sampler starts from: the uploaded image (cropped as the VAE crops it), its denoise, and for inpaint
+    the mask ("L", the LoadImageMask channel, at the image's size)."""
+
+    image: Image.Image
+    denoise: float
+    mask: Image.Image | None = None
+
+
+def _vae_crop(image: Image.Image) -> Image.Image:
+    """`image` cropped, centred, to a multiple of LATENT_MULTIPLE on each side (as the VAE encodes it)."""
+    w, h = image.width // LATENT_MULTIPLE * LATENT_MULTIPLE, image.height // LATENT_MULTIPLE * LATENT_MULTIPLE
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return image.crop((left, top, left + w, top + h))
+
+
+def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> _Start | None:
+    """img2img and inpaint: what a sampler starts from (its latent a VAEEncode of a LoadImage of an upload, maybe
+    through SetLatentNoiseMask with a LoadImageMask); None when the samplers start from an empty latent."""
     for node in prompt.values():
         inputs = node.get("inputs") or {}
-        encode = (_linked(prompt, inputs.get("latent_image"), "VAEEncode")
-                  if node.get("class_type") in SAMPLER_CLASSES else None)
+        latent = inputs.get("latent_image") if node.get("class_type") in SAMPLER_CLASSES else None
+        noise_mask = _linked(prompt, latent, "SetLatentNoiseMask")
+        encode = _linked(prompt, noise_mask.get("samples") if noise_mask is not None else latent, "VAEEncode")
         load = _linked(prompt, encode.get("pixels"), "LoadImage") if encode is not None else None
         if load is None or load.get("image") not in uploads:
             continue
-        image = Image.open(io.BytesIO(uploads[load["image"]])).convert("RGB")
-        w, h = image.width // LATENT_MULTIPLE * LATENT_MULTIPLE, image.height // LATENT_MULTIPLE * LATENT_MULTIPLE
-        left, top = (image.width - w) // 2, (image.height - h) // 2
+        image = _vae_crop(Image.open(io.BytesIO(uploads[load["image"]])).convert("RGB"))
         scheduler = _linked(prompt, inputs.get("sigmas"), "BasicScheduler") or {}
         denoise = float(inputs.get("denoise", scheduler.get("denoise", 1.0)))
-        return image.crop((left, top, left + w, top + h)), denoise
+        load_mask = _linked(prompt, noise_mask.get("mask"), "LoadImageMask") if noise_mask is not None else None
+        mask = None
+        if load_mask is not None and load_mask.get("image") in uploads:
+            picture = Image.open(io.BytesIO(uploads[load_mask["image"]])).convert("RGBA")
+            mask = _vae_crop(picture.getchannel(load_mask.get("channel", "alpha")[0].upper())).resize(image.size)
+            mask = ImageOps.invert(mask) if load_mask.get("channel") == "alpha" else mask  # as ComfyUI: 1 - alpha
+        return _Start(image, denoise, mask)
     return None
 
 
-def _image_params(prompt: dict[str, Any], start: tuple[Image.Image, float] | None = None) -> tuple[int, int, int]:
+def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[int, int, int]:
     """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
-    width, height = start[0].size if start is not None else (512, 512)
+    width, height = start.image.size if start is not None else (512, 512)
     seed = 0
     for node in prompt.values():
         inputs = node.get("inputs") or {}
