@@ -1,12 +1,15 @@
-"""The Image tab's optional boxes (Image to image, Hires fix, the LoRA picker): their layouts, and the helpers
-that turn their values into the engine's arguments."""
+"""The Image tab's optional boxes (Image to image, Inpaint / outpaint, Hires fix, the LoRA picker): their
+layouts, and the helpers that turn their values into the engine's arguments."""
 from __future__ import annotations
 
 from typing import Any
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from engine import params as P
+from engine.inpaint import INPAINT_AREAS
 from engine.input_images import RESIZE_MODES
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
 from engine.upscale import UPSCALERS
@@ -29,6 +32,62 @@ def layout_img2img_box() -> dict[str, Any]:
                                         elem_id="init-size")
     return dict(img2img_box=img2img_box, init_image=init_image, strength=strength, resize_mode=resize_mode,
                 init_size=init_size)
+
+
+def layout_inpaint_box() -> dict[str, Any]:
+    """Inpaint / outpaint, closed until opened: the picture with a white brush to paint what is redrawn, the
+    mask's blur, the area redrawn, and how far to extend each side."""
+    with gr.Accordion("Inpaint / outpaint", open=False, elem_id="inpaint-box") as inpaint_box:
+        mask_editor = gr.ImageEditor(label="Upload a picture, then paint (white) what to redraw", type="pil",
+                                     sources=["upload", "clipboard"], height=300, elem_id="mask-editor",
+                                     brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"))
+        with gr.Row():
+            inpaint_strength = gr.Slider(**widget(P.STRENGTH), elem_id="inpaint-strength")
+            mask_blur = gr.Slider(**widget(P.MASK_BLUR), elem_id="mask-blur")
+        with gr.Row():
+            inpaint_area = gr.Radio(list(INPAINT_AREAS), value=P.INPAINT_AREA.default, label=P.INPAINT_AREA.label,
+                                    info=P.INPAINT_AREA.help, elem_id="inpaint-area")
+            only_masked_padding = gr.Slider(**widget(P.ONLY_MASKED_PADDING), elem_id="masked-padding")
+        with gr.Row():
+            outpaint = [gr.Number(0, label=f"Outpaint {side}", minimum=P.OUTPAINT.minimum, maximum=P.OUTPAINT.maximum,
+                                  step=P.OUTPAINT.step, precision=0, min_width=90, elem_id=f"outpaint-{side}")
+                        for side in P.OUTPAINT_SIDES]
+    return dict(inpaint_box=inpaint_box, mask_editor=mask_editor, inpaint_strength=inpaint_strength,
+                mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
+                **{f"outpaint_{side}": box for side, box in zip(P.OUTPAINT_SIDES, outpaint)})
+
+
+INPAINT_INPUTS = ("mask_editor", "inpaint_strength", "mask_blur", "inpaint_area", "only_masked_padding",
+                  *(f"outpaint_{side}" for side in P.OUTPAINT_SIDES))  # the box's values a job keeps, in order
+
+
+def painted_mask(editor: dict[str, Any] | None) -> Image.Image | None:
+    """The editor's paint as a mask (white where any layer is painted), or None when nothing is painted."""
+    layers = [layer for layer in (editor or {}).get("layers") or [] if isinstance(layer, Image.Image)]
+    if not layers:
+        return None
+    alpha = np.zeros((layers[0].height, layers[0].width), dtype=bool)
+    for layer in layers:
+        alpha |= np.asarray(layer.convert("RGBA"))[..., 3] > 0
+    return Image.fromarray((alpha * 255).astype(np.uint8), "L") if alpha.any() else None
+
+
+def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
+    """The engine's inpaint arguments of a queued job ({} when the box has no picture, or neither paint nor
+    outpaint)."""
+    editor = values.get("mask_editor") or {}
+    picture = editor.get("background")
+    if not isinstance(picture, Image.Image):
+        return {}
+    mask = painted_mask(editor)
+    outpaint = {side: int(values.get(f"outpaint_{side}") or 0) for side in P.OUTPAINT_SIDES}
+    if mask is None and not any(outpaint.values()):
+        return {}
+    strength = values.get("inpaint_strength")
+    return {"init_image": picture.convert("RGB"), "mask": mask, "outpaint": outpaint,
+            "strength": float(strength) if strength is not None else P.STRENGTH.default,
+            "mask_blur": int(values.get("mask_blur") or 0), "inpaint_area": values.get("inpaint_area"),
+            "only_masked_padding": int(values.get("only_masked_padding") or 0)}
 
 
 def layout_hires_box() -> dict[str, Any]:

@@ -24,8 +24,8 @@ from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 
-from .image_options import (add_lora_tag, hires_args, image_to_image_args, layout_hires_box, layout_img2img_box,
-                            layout_lora_row)
+from .image_options import (INPAINT_INPUTS, add_lora_tag, hires_args, image_to_image_args, inpaint_args,
+                            layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row)
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -172,14 +172,20 @@ class ImageTabHandlers:
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
                 steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str, init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
-                hires_steps: Any, hires_upscaler: str, request: gr.Request = None):
+                hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
+                inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
+                outpaint_up: Any, outpaint_down: Any, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
         args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
                     height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae,
                     init_image=init_image or None, strength=strength, resize_mode=resize_mode, init_size=init_size,
                     hires=dict(hires_scale=_number(hires_scale), hires_strength=_number(hires_strength),
-                               hires_steps=_number(hires_steps), hires_upscaler=hires_upscaler))
+                               hires_steps=_number(hires_steps), hires_upscaler=hires_upscaler),
+                    inpaint=dict(mask_editor=mask_editor, inpaint_strength=inpaint_strength, mask_blur=mask_blur,
+                                 inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
+                                 outpaint_left=outpaint_left, outpaint_right=outpaint_right,
+                                 outpaint_up=outpaint_up, outpaint_down=outpaint_down))
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -221,8 +227,9 @@ class ImageTabHandlers:
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
-                image_input = image_to_image_args(args)
-                keep_size = bool(image_input) and args["init_size"]
+                inpainting = inpaint_args(args["inpaint"])  # the inpaint box's picture first, then image to image
+                image_input = inpainting or image_to_image_args(args)
+                keep_size = bool(inpainting) or (bool(image_input) and args["init_size"])
                 async for event in self.manager.stream_image(
                         styled, negative_styled, width=None if keep_size else _number(args["width"]),
                         height=None if keep_size else _number(args["height"]),
@@ -461,6 +468,14 @@ class ImageTabHandlers:
         return update
 
     @staticmethod
+    def send_to_inpaint(picked: str | None):
+        """The picked image goes into the inpaint box, ready to be painted on (the box opens)."""
+        if not picked or is_video(picked):
+            return gr.skip(), gr.skip(), "Pick an image in the history (or the outputs folder) first."
+        editor = {"background": picked, "layers": [], "composite": picked}
+        return editor, gr.update(open=True), f"{Path(picked).name} is in the inpaint box: paint what to redraw."
+
+    @staticmethod
     def send_to_img2img(picked: str | None):
         """The picked image becomes the init image (the Image to image box opens)."""
         if not picked or is_video(picked):
@@ -531,6 +546,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
                                   label=P.VAE.label, info=P.VAE.help, elem_id="vae")
             img2img = layout_img2img_box()
+            inpaint = layout_inpaint_box()
             hires = layout_hires_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
@@ -596,13 +612,14 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 picked_params = gr.Markdown("", elem_id="picked-params")
                 picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
                 send_to_img2img = gr.Button("Send to image to image", size="sm", elem_id="send-to-img2img")
+                send_to_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="send-to-inpaint")
                 delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-picked")
                 confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **hires, **lora_row, vae=vae,
-        send_to_img2img=send_to_img2img, png_info_image=png_info_image, png_info_text=png_info_text,
+        **img2img, **inpaint, **hires, **lora_row, vae=vae,
+        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
@@ -635,7 +652,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
                                  "guidance", "seed", "sampler", "batch", "vae", "init_image", "strength",
                                  "resize_mode", "init_size", "hires_scale", "hires_strength", "hires_steps",
-                                 "hires_upscaler")]
+                                 "hires_upscaler", *INPAINT_INPUTS)]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
@@ -696,6 +713,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                              outputs=[*reused[:-1], c["png_info_text"]], **private)
     c["send_to_img2img"].click(h.send_to_img2img, inputs=c["picked"],
                                outputs=[c["init_image"], c["img2img_box"], c["picked_info"]], **private)
+    c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
+                               outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,
                     forget_session=h.forget_session)
 

@@ -216,6 +216,14 @@ def generate_one(page, url: str, prompt: str, *, steps: int = 3, seed: int = -1)
     wait_progress(page, "Done")
 
 
+def send_first_result(page, button: str, says: str) -> None:
+    """Pick the newest history thumbnail and press `#button` ("send-to-inpaint"...); wait for its sentence."""
+    assert wait_until(lambda: history_count(page) >= 1, 10)
+    page.locator("#history .thumbnail-item").first.click()
+    page.click(f"#{button}")
+    wait_text(page, "picked-info", says)
+
+
 def progress_text(page) -> str:
     return page.locator("#progress-line").inner_text()
 

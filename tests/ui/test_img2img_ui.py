@@ -3,8 +3,8 @@ redrawn; an uploaded image is redrawn at its own size."""
 from __future__ import annotations
 
 from tests.integration.test_img2img_local import init_image
-from tests.ui.conftest import (fill_image_form, generate_one, history_count, needs_chromium, open_app, set_number,
-                               wait_progress, wait_text, wait_until)
+from tests.ui.conftest import (fill_image_form, generate_one, needs_chromium, open_app, send_first_result, set_number,
+                               wait_progress, wait_text)
 
 pytestmark = needs_chromium
 
@@ -12,10 +12,7 @@ pytestmark = needs_chromium
 def test_a_result_sent_from_the_history_is_redrawn(desktop, local_app):
     page = desktop
     generate_one(page, local_app.url, "a lighthouse", steps=2, seed=12)
-    assert wait_until(lambda: history_count(page) == 1, 10)
-    page.locator("#history .thumbnail-item").first.click()
-    page.click("#send-to-img2img")
-    wait_text(page, "picked-info", "is the init image now")
+    send_first_result(page, "send-to-img2img", "is the init image now")
     page.locator("#init-image img").first.wait_for()  # the box opened with the picture in it
     set_number(page, "strength", 0.5)
     set_number(page, "steps", 4)
