@@ -49,6 +49,9 @@ class Settings:
     # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
     # e.g. an A1111 or ComfyUI install
     model_folders: tuple[Path, ...] = ()
+    # GATOR_PIPELINE_CONFIGS: a folder of <family>/ diffusers config folders (sd15/, sdxl/) that single-file
+    # checkpoints load with instead of presets/pipelines/ (a variant with other layer sizes, say)
+    pipeline_configs: Path | None = None
     tiny_model_dir: Path | None = None  # GATOR_TINY_MODEL_DIR (where the built-in model is cached)
     health_interval_s: float = 2.0  # GATOR_HEALTH_INTERVAL
     health_timeout_s: float = 2.0  # GATOR_HEALTH_TIMEOUT
@@ -68,6 +71,7 @@ class Settings:
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
+            pipeline_configs=Path(env["GATOR_PIPELINE_CONFIGS"]) if env.get("GATOR_PIPELINE_CONFIGS") else None,
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
             health_interval_s=float(env.get("GATOR_HEALTH_INTERVAL", 2.0)),
             health_timeout_s=float(env.get("GATOR_HEALTH_TIMEOUT", 2.0)),

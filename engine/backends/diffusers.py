@@ -55,12 +55,13 @@ class DiffusersBackend(Backend):
     features = frozenset({INTERPOLATE})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
-                 tiny_dir: Any = None, model_roots: list[Any] | None = None) -> None:
+                 tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None) -> None:
         self.hardware = hardware
         self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
         self.folders = ModelFolders(model_roots if model_roots is not None else [models_dir])
+        self.pipeline_configs = pipeline_configs  # None: presets/pipelines/
         self.weights: dict[str, WeightSource | Missing] = {}
         self.user_models: dict[str, ModelSpec] = {}  # the user's own checkpoints, by id (their file name)
         self.notices: list[str] = []  # why real weights are not available
@@ -279,7 +280,8 @@ class DiffusersBackend(Backend):
         try:
             if source.kind == "single_file":
                 # the file holds the weights; its family's configs and tokenizers ship with the app (offline)
-                pipe = load_single_file(cls, source.location, spec.family, dtype=dtype)
+                pipe = load_single_file(cls, source.location, spec.family, dtype=dtype,
+                                        config_root=self.pipeline_configs)
             elif source.kind == "hub_download":
                 pipe = cls.from_pretrained(source.location, **kwargs)
             else:
@@ -532,7 +534,7 @@ def _build(context: BackendContext) -> DiffusersBackend:
     settings = context.settings
     return DiffusersBackend(context.hardware, allow_downloads=settings.allow_downloads,
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
-                            model_roots=settings.model_roots)
+                            model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs)
 
 
 register_backend(DiffusersBackend.name, _build)

@@ -8,9 +8,19 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
-from tests.support.ldm_checkpoint import cached_checkpoint
+from tests.support.ldm_checkpoint import cached_checkpoint, write_small_sdxl_config
 from tests.unit.test_model_files import SD15, write
 from tests.ui.conftest import fill_image_form, needs_chromium, open_app, wait_progress, wait_text
+
+
+def generate_with(page, url: str, model: str) -> None:
+    """In the browser: pick the local `model`, make a 64 px image in 2 steps, and see it made by that model."""
+    open_app(page, url)
+    page.locator("#model input").click()
+    page.get_by_role("option", name=f"{model} · diffusers").click()
+    fill_image_form(page, "a harbour at dawn", steps=2, seed=4)
+    page.click("#generate")
+    assert model in wait_progress(page, "Done", 120_000)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +64,7 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
 
     page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
     try:
-        open_app(page, app_url)
-        page.locator("#model input").click()
-        page.get_by_role("option", name="dreamMix_v7 · diffusers").click()
-        fill_image_form(page, "a harbour at dawn", steps=2, seed=4)
-        page.click("#generate")
-        assert "dreamMix_v7" in wait_progress(page, "Done", 120_000)
+        generate_with(page, app_url, "dreamMix_v7")
         assert "dreamMix_v7" in wait_text(page, "result-details", "dreamMix_v7")
         # a checkpoint copied in while the app runs: the status tab's Rescan lists it
         install, _ = own_checkpoint_app
@@ -74,3 +79,29 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
         assert "no" in row and "is truncated" in row, row
     finally:
         page.close()
+
+
+def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_the_browser(run_app, tmp_path,
+                                                                                          chromium_browser):
+    """SDXL the same way, with a smaller random SDXL-shaped file (a full SDXL is 7 GB): the key names and
+    layout of SDXL base, narrower layers, loaded with configs of those sizes (GATOR_PIPELINE_CONFIGS)."""
+    install = tmp_path / "ComfyUI"
+    (install / "models" / "checkpoints").mkdir(parents=True)
+    (install / "models" / "checkpoints" / "tinyXL_v1.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
+    configs = write_small_sdxl_config(tmp_path / "configs")
+    hf_home = tmp_path / "empty-hf-home"
+    hf_home.mkdir()
+    url, _ = run_app("--models-dir", str(install), GATOR_PIPELINE_CONFIGS=str(configs), HF_HOME=str(hf_home),
+                     HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1")
+    client = Client(url, verbose=False)
+    entry = next(m for m in client.predict(api_name="/status")["models"] if m["id"] == "tinyXL_v1")
+    assert entry["available"] and entry["family"] == "sdxl", entry
+    _, info = client.predict("a lighthouse at dusk", width=64, height=64, num_inference_steps=2, seed=3,
+                             model="tinyXL_v1", api_name="/generate_image")
+    assert info["status"] == "success" and info["model"] == "tinyXL_v1" and not info.get("fallback_reason"), info
+    page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        generate_with(page, url, "tinyXL_v1")
+    finally:
+        page.close()
+    assert not any(hf_home.rglob("*")), "something was written to the Hugging Face cache"
