@@ -65,6 +65,12 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _size_field(value: Any) -> Any:
+    """A width or height box's value for the engine: an empty box stays empty (the engine says what to enter;
+    None would mean "the default size")."""
+    return "" if value is None else _number(value)
+
+
 def _page_number(value: Any) -> int:
     """A page number from a State (1 when it is not a whole number)."""
     value = _number(value)
@@ -231,8 +237,8 @@ class ImageTabHandlers:
                 image_input = inpainting or image_to_image_args(args)
                 keep_size = bool(inpainting) or (bool(image_input) and args["init_size"])
                 async for event in self.manager.stream_image(
-                        styled, negative_styled, width=None if keep_size else _number(args["width"]),
-                        height=None if keep_size else _number(args["height"]),
+                        styled, negative_styled, width=None if keep_size else _size_field(args["width"]),
+                        height=None if keep_size else _size_field(args["height"]),
                         num_inference_steps=_number(args["steps"]),
                         guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
