@@ -21,15 +21,17 @@ from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, Target
 from .config import Settings
 from .downloads import Downloads
-from .errors import BackendUnavailable, GatorError, GenerationCancelled
+from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
 from .events import Done, Event, Failed, Fallback, Produced, Progress
 from .inpaint import ONLY_MASKED, prepare_inpaint
+from .input_images import read_input_image
 from .limits import Limits
 from .logs import keep_log_lines_short
 from .outputs import SweepReport, delete_output as remove_output, save_image, saved_images as find_saved_images, \
     saved_outputs as find_saved_outputs, sweep_leftovers
 from . import params as P
 from .params import ALIASES
+from .png_info import png_info
 from .registry import Hardware, ModelSpec, builtin_model, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, hires_size, upscale
@@ -517,6 +519,31 @@ class AIModelManager:
     def _error_result(req: GenerationRequest, message: str) -> ImageResult:
         known = {"prompt": req.prompt, "seed": req.seed} if isinstance(req.prompt, str) else {"seed": req.seed}
         return error_result(message, model=req.model if isinstance(req.model, str) else None, **known)
+
+    async def upscale_image(self, image: Any, scale: float = P.UPSCALE_BY.default, upscaler: str = P.UPSCALER.default,
+                            owner: str | None = None) -> ImageResult:
+        """A finished image (PIL, or a file path from a trusted caller) enlarged `scale` times and saved as a new
+        PNG with the parameters it carried plus the upscale (A1111's "Postprocess upscale by"); never raises for
+        bad input: status "error" with a sentence."""
+        try:
+            problem = P.UPSCALE_BY.problem(scale)
+            if problem:
+                raise InvalidRequest(problem)
+            source = await asyncio.to_thread(read_input_image, image, self.settings.limits, "image")
+            width, height = round(source.width * float(scale)), round(source.height * float(scale))
+            problem = self.settings.limits.input_image_problem(width, height, "upscaled image")
+            if problem:
+                raise InvalidRequest(problem)
+            larger = await asyncio.to_thread(upscale, source, width, height, upscaler)
+            carried = await asyncio.to_thread(png_info, image) if isinstance(image, (str, Path)) else {}
+            carried.pop("source", None)
+            params = {**carried, "width": width, "height": height, "upscale_by": float(scale), "upscaler": upscaler}
+            path = await asyncio.to_thread(save_image, larger, params, self.settings.output_dir, owner)
+        except GatorError as err:
+            return error_result(str(err))
+        return ImageResult(status="success", prompt=str(params.get("prompt") or ""), width=width, height=height,
+                           seed=params.get("seed"), model=params.get("model"), path=str(path), image=larger,
+                           warnings=[f"Upscaled {float(scale):g}x with {upscaler}."])
 
     def saved_images(self, limit: int = 60, owner: str | None = None) -> list[Path]:
         """The newest saved images in the outputs folder, newest first: regular files whose real path is inside

@@ -277,10 +277,17 @@ HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires 
 HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
                        "the two passes.", a1111_key="Hires upscaler")
 
+UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
+                   minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
+UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is enlarged.",
+                 a1111_key="Postprocess upscaler")
+# What an upscale of a finished image records (the names of A1111's Extras tab).
+POSTPROCESS_PARAMS: tuple[Param, ...] = (UPSCALE_BY, UPSCALER)
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
-BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS)}
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 
@@ -319,6 +326,6 @@ def seed_input(value: Any) -> Any:
     return int(number) if number.is_integer() else value
 
 
-def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS)) -> dict[str, str]:
+def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS)) -> dict[str, str]:
     """A1111 metadata key -> parameter name."""
     return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -165,6 +165,18 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             raise gr.Error(result.get("error") or "The video could not be made.", print_exception=False)
         return FileData(path=result["video"]), api_safe(result)
 
+    async def upscale(image: FileData, scale: float = P.UPSCALE_BY.default, upscaler: str = P.UPSCALER.default,
+                      request: gr.Request = None) -> tuple[FileData, dict]:
+        """An uploaded image enlarged `scale` times (1 to 4) with `upscaler` (Lanczos), saved as a new PNG with the
+        parameters it carried plus the upscale. Returns the PNG and a dict (status, width, height, saved_path)."""
+        path = uploaded_path(image)
+        if not path:
+            raise gr.Error("Upload the image as a file (gradio_client: handle_file(path)).", print_exception=False)
+        result = await manager.upscale_image(path, scale, upscaler, owner=getattr(request, "username", None))
+        if result.status != "success" or not result.path:
+            raise gr.Error(result.error or "The image could not be upscaled.", print_exception=False)
+        return FileData(path=result.path), api_safe(result.to_dict())
+
     def png_info(image: FileData) -> dict:
         """The generation parameters an uploaded PNG carries (this app's, A1111's or ComfyUI's), under the
         parameter names /generate_image takes, with "source"; {} when it carries none."""
@@ -186,7 +198,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
+    gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
             "inpaint": endpoint_spec(inpaint),
-            "png_info": endpoint_spec(png_info),
+            "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),
             "generate_video": endpoint_spec(generate_video)}

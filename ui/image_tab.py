@@ -473,6 +473,17 @@ class ImageTabHandlers:
         update[note] = f"Parameters of {name} loaded into the settings."
         return update
 
+    async def upscale(self, picked: str | None, history: list[dict[str, Any]] | None, request: gr.Request = None):
+        """The picked image enlarged as a new image at the top of this session's history."""
+        if not picked or is_video(picked):
+            return gr.skip(), gr.skip(), "Pick an image in the history (or the outputs folder) first."
+        result = await self.manager.upscale_image(picked, owner=getattr(request, "username", None))
+        if result.status != "success":
+            return gr.skip(), gr.skip(), failure_line(result.error or "The image could not be upscaled.")
+        history = [history_entry(result), *(history or [])][:HISTORY_LIMIT]
+        return history, gallery_items(history), (f"{Path(picked).name} upscaled to {result.width}×{result.height}: "
+                                                 f"{Path(result.path).name}, first in the history.")
+
     @staticmethod
     def send_to_inpaint(picked: str | None):
         """The picked image goes into the inpaint box, ready to be painted on (the box opens)."""
@@ -619,13 +630,16 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
                 send_to_img2img = gr.Button("Send to image to image", size="sm", elem_id="send-to-img2img")
                 send_to_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="send-to-inpaint")
+                upscale = gr.Button(f"Upscale {P.UPSCALE_BY.default:g}x ({P.UPSCALER.default})", size="sm",
+                                    elem_id="upscale-picked")
                 delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-picked")
                 confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
         **img2img, **inpaint, **hires, **lora_row, vae=vae,
-        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, png_info_image=png_info_image, png_info_text=png_info_text,
+        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale,
+        png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
@@ -719,6 +733,10 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                              outputs=[*reused[:-1], c["png_info_text"]], **private)
     c["send_to_img2img"].click(h.send_to_img2img, inputs=c["picked"],
                                outputs=[c["init_image"], c["img2img_box"], c["picked_info"]], **private)
+    c["upscale"].click(h.upscale, inputs=[c["picked"], c["history"]],
+                       outputs=[c["history"], c["gallery"], c["picked_info"]], api_visibility="private",
+                       api_name="upscale_picked",
+                       show_progress="hidden", show_progress_on=c["picked"])
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,

@@ -29,3 +29,10 @@ def test_a_server_path_is_never_opened(local_app, tmp_path):
     answer = httpx.post(local_app.url + "gradio_api/call/img2img", json={"data": data}, timeout=30)
     assert answer.status_code == 422, answer.text
     assert "a path on the server is never opened" in answer.json()["error"]
+
+
+def test_upscale_through_the_api(local_app, tmp_path):
+    init_image(64, 48).save(tmp_path / "small.png")
+    path, info = Client(local_app.url, verbose=False).predict(handle_file(str(tmp_path / "small.png")), 2,
+                                                              api_name="/upscale")
+    assert info["status"] == "success" and Image.open(path).size == (128, 96)

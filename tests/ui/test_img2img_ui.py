@@ -33,3 +33,12 @@ def test_an_uploaded_image_is_redrawn_at_its_own_size(desktop, local_app, tmp_pa
     page.click("#generate")
     wait_progress(page, "Done")
     assert "96×64" in wait_text(page, "result-details", "Denoising strength")
+
+
+def test_upscale_puts_a_larger_copy_first_in_the_history(desktop, local_app):
+    page = desktop
+    generate_one(page, local_app.url, "a lantern", steps=2, seed=14)
+    send_first_result(page, "upscale-picked", "upscaled to 128×128")
+    page.locator("#history .thumbnail-item").nth(1).wait_for()
+    page.locator("#history .thumbnail-item").first.click()
+    assert "128x128" in wait_text(page, "picked-params", "Size")
