@@ -556,12 +556,12 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 style = gr.Dropdown(list(styles()), value=NO_STYLE, label="Style", elem_id="style")
                 quality = gr.Dropdown(list(quality_presets()), value=None, label="Quality preset",
                                       elem_id="quality")
+                vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
+                                  label=P.VAE.label, elem_id="vae")  # "auto (built in)": the checkpoint's own
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, elem_id="model")
                 backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
-                vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
-                                  label=P.VAE.label, info=P.VAE.help, elem_id="vae")
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
             hires = layout_hires_box()

@@ -24,7 +24,7 @@ def choices_key(choices: list[tuple[str, str]]) -> str:
 
 def vae_choices(vaes: list[str]) -> list[tuple[str, str]]:
     """(label, name) pairs for the VAE choice: the checkpoint's own first."""
-    return [("auto (the checkpoint's own)", AUTO), *((name, name) for name in vaes)]
+    return [("auto (built in)", AUTO), *((name, name) for name in vaes)]  # the checkpoint's own VAE
 
 
 def lora_choices(loras: list[dict[str, Any]]) -> list[tuple[str, str]]:
