@@ -22,6 +22,15 @@ from .video_tab import video_request
 from .sessions import Jobs, TooManyJobs
 
 
+def upload(value: object, what: str) -> str:
+    """The server path of a file the caller uploaded as `what`, or a gr.Error sentence (a server path in its
+    place is never opened)."""
+    path = uploaded_path(value)
+    if not path:
+        raise gr.Error(f"Upload the {what} as a file (gradio_client: handle_file(path)).", print_exception=False)
+    return path
+
+
 def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[str, str]]]:
     """Add the endpoints to the current gr.Blocks; returns each one's values (for ui/api_guard.py)."""
 
@@ -103,9 +112,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         image and paints the new area (the mask may then be None). Outside the blurred mask the result keeps the
         init image's pixels exactly. The rest as /img2img. Returns the PNG and the same dict (with mask_blur,
         inpaint_area, only_masked_padding, outpaint)."""
-        mask_path = uploaded_path(mask) if mask is not None else None
-        if mask is not None and not mask_path:
-            raise gr.Error("Upload the mask as a file (gradio_client: handle_file(path)).", print_exception=False)
+        mask_path = upload(mask, "mask") if mask is not None else None
         if mask_path is None and outpaint is None:
             raise gr.Error("Upload a mask (white = repaint), or give outpaint amounts.", print_exception=False)
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
@@ -118,9 +125,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     async def redraw(request: gr.Request, init_image: FileData, prompt: str, negative_prompt: str, style: str,
                      num_inference_steps: int | None, **values: object) -> tuple[FileData, dict]:
         """/img2img's and /inpaint's run: the uploaded init image (never a server path) redrawn with `values`."""
-        path = uploaded_path(init_image)
-        if not path:
-            raise gr.Error("Upload the init image as a file (gradio_client: handle_file(path)).", print_exception=False)
+        path = upload(init_image, "init image")
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         steps = {P.STEPS.name: num_inference_steps} if num_inference_steps is not None else {}
         try:
@@ -169,9 +174,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       request: gr.Request = None) -> tuple[FileData, dict]:
         """An uploaded image enlarged `scale` times (1 to 4) with `upscaler` (Lanczos), saved as a new PNG with the
         parameters it carried plus the upscale. Returns the PNG and a dict (status, width, height, saved_path)."""
-        path = uploaded_path(image)
-        if not path:
-            raise gr.Error("Upload the image as a file (gradio_client: handle_file(path)).", print_exception=False)
+        path = upload(image, "image")
         result = await manager.upscale_image(path, scale, upscaler, owner=getattr(request, "username", None))
         if result.status != "success" or not result.path:
             raise gr.Error(result.error or "The image could not be upscaled.", print_exception=False)
@@ -180,9 +183,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     def png_info(image: FileData) -> dict:
         """The generation parameters an uploaded PNG carries (this app's, A1111's or ComfyUI's), under the
         parameter names /generate_image takes, with "source"; {} when it carries none."""
-        path = uploaded_path(image)
-        if not path:
-            raise gr.Error("Upload the PNG as a file (gradio_client: handle_file(path)).", print_exception=False)
+        path = upload(image, "PNG")
         try:
             return jsonable(read_png_info(path))
         except InvalidRequest as err:
