@@ -1,6 +1,7 @@
 """Browser-test fixtures: the real app on a free port (tiny model, optional fake ComfyUI) and Debian's chromium.
 
-Every test that uses `ui_page` (or `new_page`) leaves a screenshot in artifacts/screenshots/<test>.png.
+A test that uses `ui_page` (or `new_page`) and fails leaves a screenshot of each of its pages in
+artifacts/screenshots/<test>.png (test_look.py keeps its own screenshots of every layout).
 """
 from __future__ import annotations
 
@@ -46,13 +47,18 @@ class RunningApp:
         return sorted(self.output_dir.rglob("*.png")) if self.output_dir.exists() else []
 
 
+def run_coroutine(coroutine: Any) -> Any:
+    """Run `coroutine` to its end in a thread of its own: while the browser is open, the sync Playwright API
+    holds an event loop on the test's thread, so tests here never await on it (no async tests in tests/ui)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
     from ui.app import build_demo, launch_options
 
     manager = AIModelManager(settings, hardware=CPU)
-    # In a thread of its own: the sync Playwright API may already own an event loop in this one.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, manager.initialize_models()).result()
+    run_coroutine(manager.initialize_models())
     demo = build_demo(manager, browse_outputs=browse_outputs)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
                             quiet=True, **launch_options(manager, demo))
@@ -74,10 +80,10 @@ def local_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
     stop_app(app)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def chromium_browser():
-    """Chromium for one test module: the sync Playwright API holds an event loop on this thread while it
-    runs, so it is closed again before later modules' asyncio tests."""
+    """One Chromium for the browser suite, closed after its last test: the sync Playwright API holds an event
+    loop on this thread while it runs, which later packages' asyncio tests must not meet (see `run_coroutine`)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
@@ -94,6 +100,15 @@ def _shot_name(request, suffix: str = "") -> Path:
     return SCREENSHOTS / f"{name}{suffix}.png"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember whether the test itself failed, for the page fixtures' screenshots."""
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
 @pytest.fixture
 def new_page(chromium_browser, request) -> Iterator[Callable[[], Any]]:
     """A factory of pages, each in its own browser context (its own Gradio session)."""
@@ -108,7 +123,7 @@ def new_page(chromium_browser, request) -> Iterator[Callable[[], Any]]:
         return page
 
     yield make
-    for i, page in enumerate(pages):
+    for i, page in enumerate(pages if getattr(request.node, "call_failed", True) else ()):
         try:
             page.screenshot(path=str(_shot_name(request, "" if len(pages) == 1 else f"-page{i + 1}")), full_page=True)
         except Exception:  # a screenshot must never hide the test's own result
@@ -140,23 +155,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def run_app(tmp_path, tiny_model_dir):
-    procs = []
+class AppProcesses:
+    """app.py processes started with a test's flags and environment, writing under `folder`; `stop` ends them."""
 
-    def start(*flags: str, **env: str):
+    def __init__(self, folder: Path, tiny_model_dir: Path) -> None:
+        self.folder, self.tiny_model_dir, self.procs = folder, tiny_model_dir, []
+
+    def start(self, *flags: str, **env: str) -> tuple[str, Path]:
+        """Start app.py and wait until it answers: its URL and its log file."""
         port = free_port()
-        log = tmp_path / f"app-{port}.log"
+        log = self.folder / f"app-{port}.log"
         inherited = {k: v for k, v in os.environ.items() if k != "GATOR_AUTH"}
-        environment = {**inherited, "GATOR_ENABLE_COMFYUI": "0", "GATOR_TINY_MODEL_DIR": str(tiny_model_dir),
-                       "GATOR_OUTPUT_DIR": str(tmp_path / "outputs"), "GATOR_MODELS_DIR": str(tmp_path / "models"),
+        environment = {**inherited, "GATOR_ENABLE_COMFYUI": "0", "GATOR_TINY_MODEL_DIR": str(self.tiny_model_dir),
+                       "GATOR_OUTPUT_DIR": str(self.folder / "outputs"),
+                       "GATOR_MODELS_DIR": str(self.folder / "models"),
                        "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                        # a share server that cannot answer: no public link is ever made from a test
                        "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9", **env}
         handle = log.open("w")
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *flags], cwd=ROOT, env=environment,
                                 stdout=handle, stderr=subprocess.STDOUT)
-        procs.append(proc)
+        self.procs.append(proc)
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -167,19 +186,34 @@ def run_app(tmp_path, tiny_model_dir):
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
+            time.sleep(0.1)
         else:
             pytest.fail(f"app.py did not answer on {url}:\n{log.read_text()}")
         return url, log
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
+
+@pytest.fixture
+def run_app(tmp_path, tiny_model_dir):
+    """start(*flags, **env) -> (url, log): app.py with this test's flags, stopped after the test."""
+    processes = AppProcesses(tmp_path, tiny_model_dir)
+    yield processes.start
+    processes.stop()
+
+
+@pytest.fixture(scope="package")
+def app_process(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
+    """(url, log) of one app.py with default flags, shared by the tests that need no settings of their own."""
+    processes = AppProcesses(tmp_path_factory.mktemp("app-process"), tiny_model_dir)
+    yield processes.start()
+    processes.stop()
 
 
 # -- helpers the tests share -----------------------------------------------------------------------

@@ -105,8 +105,8 @@ def small_request_seconds(url: str) -> float:
     return time.monotonic() - started
 
 
-def test_a_dropped_stream_stops_its_job(run_app):
-    url, log = run_app()
+def test_a_dropped_stream_stops_its_job(app_process):
+    url, log = app_process
     join_generate_image(url, "dropper", **LONG_JOB)
     with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": "dropper"}, timeout=30) as stream:
         for line in stream.iter_lines():
@@ -215,10 +215,10 @@ def test_a_well_formed_raw_call_still_works(local_app):
     assert status == 200 and "Width must be a whole number of pixels (got '64')." in text  # the engine's sentence
 
 
-def test_no_log_line_prints_a_whole_prompt(run_app):
+def test_no_log_line_prints_a_whole_prompt(app_process):
     from gradio_client import Client
 
-    url, log = run_app()
+    url, log = app_process
     prompt = "a lighthouse on a cliff, " * 180  # 4,500 characters: within the limit, far past CLIP's 77 tokens
     _, info = Client(url, verbose=False).predict(prompt, width=64, height=64, num_inference_steps=1,
                                                  api_name="/generate_image")

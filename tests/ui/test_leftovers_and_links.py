@@ -90,7 +90,8 @@ def test_outputs_gallery_lists_only_regular_files_inside_the_folder(ui_page, lin
     page.click("#load-outputs")
     page.wait_for_selector("#outputs-gallery .thumbnail-item img")
     thumbs = page.locator("#outputs-gallery .thumbnail-item")
-    wait_until(lambda: thumbs.count() >= 3, 2.0)  # give a listing that wrongly has more the time to show it
+    # one update fills the gallery: a listing that wrongly has more shows it at once
+    wait_until(lambda: thumbs.count() >= 3, 0.3)
     srcs = [img.get_attribute("src") for img in page.locator("#outputs-gallery .thumbnail-item img").all()]
 
     assert thumbs.count() == 2, srcs

@@ -1,16 +1,20 @@
 """A user's own full-size SD 1.5 checkpoint in an A1111 folder, offline with an empty Hugging Face cache:
 listed under its file name with its family, and generating through the API and the browser on that very
 model (no fallback to the tiny model); a truncated file and a text file renamed .safetensors beside it are
-each a sentence on the status tab and through the API while the app goes on. The checkpoint is a
-random-weight file in the original LDM layout, built once per machine (tests/support/ldm_checkpoint.py)."""
+each a sentence on the status tab and through the API while the app goes on; a small SDXL-shaped file in a
+ComfyUI layout beside it, in the same app. The checkpoints are random-weight files in the original LDM layout,
+built once per machine (tests/support/ldm_checkpoint.py)."""
 from __future__ import annotations
+
+import shutil
 
 import pytest
 from gradio_client import Client
 
+from engine.single_file import PRESETS_DIR as PRESET_PIPELINES
 from tests.support.ldm_checkpoint import cached_checkpoint, write_small_sdxl_config
 from tests.unit.test_model_files import SD15, write
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, wait_progress, wait_text
+from tests.ui.conftest import AppProcesses, fill_image_form, needs_chromium, open_app, wait_progress, wait_text
 
 
 def generate_with(page, url: str, model: str) -> None:
@@ -25,7 +29,8 @@ def generate_with(page, url: str, model: str) -> None:
 
 @pytest.fixture(scope="module")
 def own_checkpoint_app(tmp_path_factory):
-    """app.py in a process of its own, pointed at an A1111 install holding dreamMix_v7.safetensors."""
+    """An A1111 install holding dreamMix_v7.safetensors (and two broken files), a ComfyUI install holding a small
+    SDXL-shaped tinyXL_v1.safetensors, pipeline configs for SD 1.5 and that SDXL, and an empty Hugging Face home."""
     install = tmp_path_factory.mktemp("stable-diffusion-webui")
     folder = install / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
@@ -33,15 +38,24 @@ def own_checkpoint_app(tmp_path_factory):
     whole = write(tmp_path_factory.mktemp("whole") / "whole.safetensors", SD15).read_bytes()
     (folder / "halfDownloaded.safetensors").write_bytes(whole[:-400])  # an interrupted copy
     (folder / "notes.safetensors").write_text("my favourite prompts\n" * 40)  # a text file renamed
-    return install, tmp_path_factory.mktemp("empty-hf-home")
+    comfyui = tmp_path_factory.mktemp("ComfyUI")
+    (comfyui / "models" / "checkpoints").mkdir(parents=True)
+    (comfyui / "models" / "checkpoints" / "tinyXL_v1.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
+    configs = write_small_sdxl_config(tmp_path_factory.mktemp("configs"))
+    shutil.copytree(PRESET_PIPELINES / "sd15", configs / "sd15")
+    return install, comfyui, configs, tmp_path_factory.mktemp("empty-hf-home")
 
 
-@pytest.fixture
-def app_url(run_app, own_checkpoint_app):
-    install, hf_home = own_checkpoint_app
-    url, log = run_app("--models-dir", str(install), HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"),
-                       HF_HUB_OFFLINE="1")
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, tiny_model_dir, own_checkpoint_app):
+    """app.py in a process of its own, pointed at both installs (--models-dir and GATOR_MODEL_FOLDERS), offline."""
+    install, comfyui, configs, hf_home = own_checkpoint_app
+    processes = AppProcesses(tmp_path_factory.mktemp("own-checkpoint-app"), tiny_model_dir)
+    url, _ = processes.start("--models-dir", str(install), GATOR_MODEL_FOLDERS=str(comfyui),
+                             GATOR_PIPELINE_CONFIGS=str(configs), HF_HOME=str(hf_home),
+                             HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1")
     yield url
+    processes.stop()
     assert not any(hf_home.rglob("*")), "something was written to the Hugging Face cache"
 
 
@@ -67,7 +81,7 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
         generate_with(page, app_url, "dreamMix_v7")
         assert "dreamMix_v7" in wait_text(page, "result-details", "dreamMix_v7")
         # a checkpoint copied in while the app runs: the status tab's Rescan lists it
-        install, _ = own_checkpoint_app
+        install = own_checkpoint_app[0]
         write(install / "models/Stable-diffusion/freshMix_v1.safetensors", SD15)  # an SD 1.5 header is enough
         page.get_by_role("tab", name="System status").click()
         assert "freshMix_v1" not in page.locator("#status-view").inner_text()
@@ -81,19 +95,11 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
         page.close()
 
 
-def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_the_browser(run_app, tmp_path,
+def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_the_browser(app_url,
                                                                                           chromium_browser):
-    """SDXL the same way, with a smaller random SDXL-shaped file (a full SDXL is 7 GB): the key names and
-    layout of SDXL base, narrower layers, loaded with configs of those sizes (GATOR_PIPELINE_CONFIGS)."""
-    install = tmp_path / "ComfyUI"
-    (install / "models" / "checkpoints").mkdir(parents=True)
-    (install / "models" / "checkpoints" / "tinyXL_v1.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
-    configs = write_small_sdxl_config(tmp_path / "configs")
-    hf_home = tmp_path / "empty-hf-home"
-    hf_home.mkdir()
-    url, _ = run_app("--models-dir", str(install), GATOR_PIPELINE_CONFIGS=str(configs), HF_HOME=str(hf_home),
-                     HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1")
-    client = Client(url, verbose=False)
+    """SDXL the same way, with a smaller random SDXL-shaped file in a ComfyUI layout (a full SDXL is 7 GB): the
+    key names and layout of SDXL base, narrower layers, loaded with configs of those sizes (GATOR_PIPELINE_CONFIGS)."""
+    client = Client(app_url, verbose=False)
     entry = next(m for m in client.predict(api_name="/status")["models"] if m["id"] == "tinyXL_v1")
     assert entry["available"] and entry["family"] == "sdxl", entry
     _, info = client.predict("a lighthouse at dusk", width=64, height=64, num_inference_steps=2, seed=3,
@@ -101,7 +107,6 @@ def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_t
     assert info["status"] == "success" and info["model"] == "tinyXL_v1" and not info.get("fallback_reason"), info
     page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
     try:
-        generate_with(page, url, "tinyXL_v1")
+        generate_with(page, app_url, "tinyXL_v1")
     finally:
         page.close()
-    assert not any(hf_home.rglob("*")), "something was written to the Hugging Face cache"

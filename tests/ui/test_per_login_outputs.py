@@ -13,7 +13,7 @@ from engine import outputs
 from engine.config import Settings
 from engine.manager import AIModelManager
 from tests.conftest import CPU
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, wait_progress, wait_until
+from tests.ui.conftest import fill_image_form, needs_chromium, open_app, run_coroutine, wait_progress, wait_until
 
 AUTH = "ann:a1,bob:b2,root:r3,../x:x4"
 ODD_NAMES = ["../x", "..", ".", "", "/etc/passwd", "a/b", "a\\b", "~root", "Ann", "2024-05-01", "x" * 300,
@@ -84,14 +84,18 @@ def test_admins_see_everything_through_the_manager(tmp_path):
     assert len(manager.saved_images()) == 2
 
 
-async def test_a_login_s_video_and_keyframes_are_saved_in_its_folder(manager, settings):
-    result = await manager.generate_video(["a harbour", "boats"], quality="draft", width=64, height=64, steps=2,
-                                          fps=4, duration=1, owner="ann")
-    assert result["status"] == "success", result.get("error")
-    folder = Path(settings.output_dir) / "ann" / day()
-    made = [result["video"], result["storyboard_path"], *result["keyframes"]]
-    assert len(made) == 4 and all(Path(path).parent == folder for path in made), made
-    assert [p.name for p in manager.saved_images(owner="bob")] == []
+def test_a_login_s_video_and_keyframes_are_saved_in_its_folder(settings):
+    manager = AIModelManager(settings, hardware=CPU)
+    try:
+        result = run_coroutine(manager.generate_video(["a harbour", "boats"], quality="draft", width=64, height=64,
+                                                      steps=2, fps=4, duration=1, owner="ann"))
+        assert result["status"] == "success", result.get("error")
+        folder = Path(settings.output_dir) / "ann" / day()
+        made = [result["video"], result["storyboard_path"], *result["keyframes"]]
+        assert len(made) == 4 and all(Path(path).parent == folder for path in made), made
+        assert [p.name for p in manager.saved_images(owner="bob")] == []
+    finally:
+        manager.shutdown()
 
 
 def test_admin_flag_checks_its_names():
@@ -128,7 +132,8 @@ def gallery_sources(page, expected: int) -> list[str]:
     page.click("#load-outputs")
     page.wait_for_selector("#outputs-gallery .thumbnail-item img")
     thumbs = page.locator("#outputs-gallery .thumbnail-item")
-    wait_until(lambda: thumbs.count() >= expected + 1, 2.0)  # give a listing that wrongly has more the time to show it
+    # one update fills the gallery: a listing that wrongly has more shows it at once
+    wait_until(lambda: thumbs.count() >= expected + 1, 0.3)
     return [img.get_attribute("src") or "" for img in page.locator("#outputs-gallery .thumbnail-item img").all()]
 
 

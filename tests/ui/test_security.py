@@ -1,13 +1,13 @@
 """Security checks: what Gradio serves, where the app listens, and what reaches ComfyUI's /view."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from tests.ui.conftest import run_coroutine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,13 +18,8 @@ def fetch(url: str) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def saved_image(local_app) -> Path:
-    from concurrent.futures import ThreadPoolExecutor
-
-    def make():
-        return asyncio.run(local_app.manager.generate_image("a lock", width=64, height=64, num_inference_steps=1,
-                                                           seed=1))
-    with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(make).result()
+    result = run_coroutine(local_app.manager.generate_image("a lock", width=64, height=64, num_inference_steps=1,
+                                                            seed=1))
     return Path(result["path"])
 
 
@@ -48,8 +43,8 @@ def test_no_file_outside_the_outputs_folder(local_app, saved_image, target):
     assert b"root:" not in response.content and b"import" not in response.content
 
 
-def test_app_listens_on_loopback_only_by_default(run_app):
-    url, _ = run_app()
+def test_app_listens_on_loopback_only_by_default(app_process):
+    url, _ = app_process
     port = int(url.rstrip("/").rsplit(":", 1)[1])
     listening = [c.laddr for c in psutil.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == port]

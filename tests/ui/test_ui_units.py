@@ -17,6 +17,7 @@ from ui.preview import display_preview
 from ui.serialize import api_safe
 from ui.sessions import JobLimits, Jobs, TooManyJobs
 from ui.status_tab import render_status
+from tests.ui.conftest import run_coroutine
 
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
 FORBIDDEN = {"torch", "diffusers", "httpx"}
@@ -74,7 +75,11 @@ class FakeClient:
         self.client = type("Address", (), {"host": ip})()
 
 
-async def test_jobs_have_per_session_stop_switches_and_limits():
+def test_jobs_have_per_session_stop_switches_and_limits():
+    run_coroutine(_jobs_have_per_session_stop_switches_and_limits())
+
+
+async def _jobs_have_per_session_stop_switches_and_limits():
     jobs = Jobs(JobLimits(per_session=2, per_login=3, per_ip=4))
     async with jobs.job(FakeClient("a")) as a1, jobs.job(FakeClient("a")) as a2, jobs.job(FakeClient("b")) as b:
         assert jobs.cancel("a") == 2
