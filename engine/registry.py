@@ -35,6 +35,7 @@ class ModelSpec:
     native_size: int = 512
     comfyui: list[dict[str, Any]] = field(default_factory=list)  # ComfyUI workflow variants: {workflow, files}
     builtin: bool = False  # made from config with random weights (the tiny demo model): runs anywhere
+    inpainting: bool = False  # its UNet also takes the mask and the masked image: inpaint requests only
 
 
 @lru_cache(maxsize=None)
@@ -66,6 +67,7 @@ class Family:
     default_guidance: float = 7.0
     min_ram_gb: float = 0.0
     pipeline: str | None = None
+    inpaint_pipeline: str | None = None  # the pipeline of the family's inpainting checkpoints (UNet in_channels 9)
     rank: int = 0
 
 

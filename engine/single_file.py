@@ -7,6 +7,7 @@ vocabulary (engine/clip_vocab.py), assembled once into a writable cache folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("sd15", "sdxl")
+INPAINTING_IN_CHANNELS = 9  # an inpainting UNet's input: 4 latent + 1 mask + 4 masked-image latent channels
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets" / "pipelines"
 
 
@@ -39,11 +41,12 @@ def _digest(folder: Path) -> str:
     return sha.hexdigest()[:12]
 
 
-def _assemble_config(source: Path, cache_dir: Path, family: str) -> Path:
-    """The diffusers config folder for `family`: `source` copied into `cache_dir`, tokenizer vocab added.
+def _assemble_config(source: Path, cache_dir: Path, family: str, inpainting: bool = False) -> Path:
+    """The diffusers config folder for `family`: `source` copied into `cache_dir`, tokenizer vocab added (for an
+    inpainting checkpoint the UNet takes INPAINTING_IN_CHANNELS).
 
     Built in a temporary folder and renamed into place, so a folder that exists is complete."""
-    target = cache_dir / f"{family}-{_digest(source)}"
+    target = cache_dir / f"{family}{'-inpainting' if inpainting else ''}-{_digest(source)}"
     if target.is_dir():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +56,10 @@ def _assemble_config(source: Path, cache_dir: Path, family: str) -> Path:
         shutil.copytree(source, staging)
         for tokenizer in sorted(staging.glob("tokenizer*")):
             ensure_tokenizer_files(tokenizer)
+        if inpainting:
+            unet = staging / "unet" / "config.json"
+            unet.write_text(json.dumps({**json.loads(unet.read_text()), "in_channels": INPAINTING_IN_CHANNELS},
+                                       indent=2) + "\n")
         try:
             os.replace(staging, target)
         except OSError:  # another process put it in place first
@@ -66,12 +73,13 @@ def _assemble_config(source: Path, cache_dir: Path, family: str) -> Path:
 
 def load_single_file(pipeline_cls: type[DiffusionPipeline], path: str | Path, family: str, *,
                      dtype: torch.dtype | None, config_root: Path | None = None,
-                     cache_dir: Path | None = None) -> DiffusionPipeline:
+                     cache_dir: Path | None = None, inpainting: bool = False) -> DiffusionPipeline:
     """Load the checkpoint at `path` as `pipeline_cls` (e.g. StableDiffusionPipeline), offline.
 
     `family` is "sd15" or "sdxl"; its configs are read from `config_root/<family>/` (default
     presets/pipelines) and assembled, with the CLIP vocabulary, under `cache_dir` (default
-    ~/.cache/gator-studio/pipelines). Errors from diffusers are raised as they are."""
+    ~/.cache/gator-studio/pipelines); `inpainting` for an inpainting checkpoint (its UNet's in_channels).
+    Errors from diffusers are raised as they are."""
     if family not in FAMILIES:
         raise ValueError(f"Unknown model family {family!r}: single-file checkpoints load as one of {', '.join(FAMILIES)}.")
     path = Path(path)
@@ -80,7 +88,7 @@ def load_single_file(pipeline_cls: type[DiffusionPipeline], path: str | Path, fa
     source = Path(config_root or PRESETS_DIR) / family
     if not (source / "model_index.json").is_file():
         raise FileNotFoundError(f"No {family} pipeline config in {source} (model_index.json is missing).")
-    config = _assemble_config(source, Path(cache_dir or _default_cache_dir()), family)
+    config = _assemble_config(source, Path(cache_dir or _default_cache_dir()), family, inpainting)
     started = time.perf_counter()
     pipe = pipeline_cls.from_single_file(str(path), config=str(config), local_files_only=True, torch_dtype=dtype)
     logger.info("Loaded %s as %s (%s) in %.1fs", path.name, pipeline_cls.__name__, family, time.perf_counter() - started)

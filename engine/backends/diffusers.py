@@ -149,8 +149,12 @@ class DiffusersBackend(Backend):
                 if isinstance(source := self.weights.get(spec.id), Missing)]
 
     def best(self) -> ModelSpec:
-        """The best model this machine runs now (the tiny model at worst)."""
-        return next(iter(self.models()), builtin_model())
+        """The best model this machine runs now for any request (the tiny model at worst): never an inpainting
+        checkpoint, which only inpaints."""
+        return next((spec for spec in self.models() if not spec.inpainting), builtin_model())
+
+    def default_model(self) -> ModelSpec | None:
+        return self.best() if self.models() else None
 
     def find(self, model_id: str) -> ModelSpec | None:
         """A catalogue model by id or label, or the user's checkpoint by file name (with or without extension)."""
@@ -215,6 +219,9 @@ class DiffusersBackend(Backend):
         if model is None:
             return Target(self.name, self.best())
         source = self.weights.get(model.id)
+        if model.inpainting and not request.inpaints:
+            raise InvalidRequest(f"{model.label} is an inpainting checkpoint: it redraws the painted part of an "
+                                 "image (Inpaint). For text to image or image to image, pick an ordinary checkpoint.")
         if isinstance(source, WeightSource):
             return Target(self.name, model)
         if model.id in self.user_models:  # the user's own file, named: its problem, not another model
@@ -281,7 +288,7 @@ class DiffusersBackend(Backend):
             if source.kind == "single_file":
                 # the file holds the weights; its family's configs and tokenizers ship with the app (offline)
                 pipe = load_single_file(cls, source.location, spec.family, dtype=dtype,
-                                        config_root=self.pipeline_configs)
+                                        config_root=self.pipeline_configs, inpainting=spec.inpainting)
             elif source.kind == "hub_download":
                 pipe = cls.from_pretrained(source.location, **kwargs)
             else:
@@ -501,9 +508,10 @@ def derived(pipe: Any, auto_class: str) -> Any:
 def user_checkpoint(entry: ModelFile) -> ModelSpec:
     """The model a user's checkpoint file is offered as: its file name, its family's defaults."""
     family = family_of(entry.family)
+    pipeline = family.inpaint_pipeline if entry.inpainting else family.pipeline
     return ModelSpec(id=entry.name, label=entry.name, backend=DiffusersBackend.name, family=family.id,
-                     rank=family.rank, single_file=str(entry.path), pipeline=family.pipeline or "",
-                     size_gb=round(entry.size / 1024**3, 2), min_ram_gb=family.min_ram_gb,
+                     rank=family.rank, single_file=str(entry.path), pipeline=pipeline or "",
+                     inpainting=entry.inpainting, size_gb=round(entry.size / 1024**3, 2), min_ram_gb=family.min_ram_gb,
                      default_steps=family.default_steps, default_guidance=family.default_guidance,
                      native_size=family.native_size)
 
@@ -516,8 +524,6 @@ def _local_problem(entry: ModelFile) -> str | None:
     if family.pipeline is None:
         return (f"{entry.path.name} is a {family.label} checkpoint; this app loads SD 1.5 and SDXL single files "
                 "locally (a ComfyUI server with the file runs it).")
-    if entry.inpainting:
-        return f"{entry.path.name} is an inpainting checkpoint; text-to-image needs an ordinary one."
     return None
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from engine.single_file import PRESETS_DIR as PRESETS
+from engine.single_file import INPAINTING_IN_CHANNELS, PRESETS_DIR as PRESETS
 CACHE_VERSION = "ldm-checkpoint-1"  # bump when the writers change: cached files are rebuilt
 KEY_CHARS = 12
 STD = 0.02
@@ -51,12 +51,17 @@ def small_sdxl_configs() -> dict[str, dict[str, Any]]:
     return {"unet": unet, "vae": vae, "text_encoder": te1, "text_encoder_2": te2}
 
 
-def component_configs(family: str, small: bool = False) -> dict[str, dict[str, Any]]:
-    """The component configs a checkpoint of `family` is built from."""
+def component_configs(family: str, small: bool = False, inpainting: bool = False) -> dict[str, dict[str, Any]]:
+    """The component configs a checkpoint of `family` is built from (`inpainting`: the UNet also takes the mask
+    and the masked image's latents, 9 input channels)."""
     if family == "sdxl" and small:
-        return small_sdxl_configs()
-    components = ("unet", "vae", "text_encoder") + (("text_encoder_2",) if family == "sdxl" else ())
-    return {name: _preset(family, name) for name in components}
+        configs = small_sdxl_configs()
+    else:
+        components = ("unet", "vae", "text_encoder") + (("text_encoder_2",) if family == "sdxl" else ())
+        configs = {name: _preset(family, name) for name in components}
+    if inpainting:
+        configs["unet"] = {**configs["unet"], "in_channels": INPAINTING_IN_CHANNELS}
+    return configs
 
 
 def write_small_sdxl_config(root: Path) -> Path:
@@ -310,23 +315,26 @@ def write_sd15_checkpoint(path: Path, *, seed: int = 0) -> Path:
     return _write(path, "sd15", component_configs("sd15"), seed)
 
 
-def write_sdxl_checkpoint(path: Path, *, small: bool = False, seed: int = 0) -> Path:
+def write_sdxl_checkpoint(path: Path, *, small: bool = False, inpainting: bool = False, seed: int = 0) -> Path:
     """An SDXL base checkpoint with random weights: full size (~3.5 B parameters, ~7 GB fp16), or
-    with `small` the same keys at narrow widths (load it with write_small_sdxl_config's folder)."""
-    return _write(path, "sdxl", component_configs("sdxl", small), seed)
+    with `small` the same keys at narrow widths (load it with write_small_sdxl_config's folder);
+    `inpainting` as SDXL's inpainting checkpoints are (a UNet of 9 input channels)."""
+    return _write(path, "sdxl", component_configs("sdxl", small, inpainting), seed)
 
 
 WRITERS = {
     "sd15": (write_sd15_checkpoint, {}),
     "sdxl-small": (write_sdxl_checkpoint, {"small": True}),
+    "sdxl-small-inpainting": (write_sdxl_checkpoint, {"small": True, "inpainting": True}),
     "sdxl": (write_sdxl_checkpoint, {}),
 }
 
 
 def _cache_key(kind: str) -> str:
     """CACHE_VERSION plus the configs the checkpoint is built from, hashed."""
-    family, small = kind.split("-")[0], kind.endswith("-small")
-    text = json.dumps([CACHE_VERSION, component_configs(family, small)], sort_keys=True)
+    family, *variants = kind.split("-")
+    configs = component_configs(family, "small" in variants, "inpainting" in variants)
+    text = json.dumps([CACHE_VERSION, configs], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_CHARS]
 
 
