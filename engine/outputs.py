@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from . import params as P
 from .errors import output_error
+from .png_encoding import encode_png
 from .prompt_syntax import with_lora_tags
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,8 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     Raises OutputError with a clear sentence when the folder cannot be written.
     """
     folder = day_folder(owner_folder(output_dir, owner))
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", a1111_parameters(params))
-    info.add_text(JSON_CHUNK, json.dumps(params, default=str, ensure_ascii=False))
+    png = encode_png(image, {"parameters": a1111_parameters(params),
+                             JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)})
     stem = f"{time.strftime('%H%M%S')}-{params.get('seed', 0)}-{_slug(params.get('prompt', ''))}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
             path = folder / f"{stem}-{n}.png"
             n += 1
         tmp = path.with_suffix(".png.part")
-        image.save(tmp, format="PNG", pnginfo=info)
+        tmp.write_bytes(png)
         tmp.replace(path)
     except OSError as err:
         logger.error("Could not save an image in %s: %s", folder, err)
