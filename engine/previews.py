@@ -34,14 +34,61 @@ def unpack_flux_latents(latents: torch.Tensor, height: int, width: int, vae_scal
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, packed_c // 4, h, w)
 
 
-def latents_to_preview(latents: torch.Tensor, family: str) -> Image.Image:
-    """Project the first latent of a batch [B, C, h, w] to a small RGB image (one pixel per latent)."""
+def _projected(latents: torch.Tensor, family: str) -> torch.Tensor:
+    """The first latent of a batch [B, C, h, w] as RGB bytes [h, w, 3], on the latents' own device."""
     import torch
 
     factors, bias = latent_format(family)
-    x = latents[0].detach().to("cpu", torch.float32)
+    x = latents[0].detach().to(torch.float32)
     if x.shape[0] != factors.shape[0]:
         raise ValueError(f"{family} previews expect {factors.shape[0]} latent channels, got {x.shape[0]}.")
-    rgb = torch.einsum("chw,cr->hwr", x, factors) + bias
-    rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+    rgb = torch.einsum("chw,cr->hwr", x, factors.to(x.device)) + bias.to(x.device)
+    return ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+
+
+def _image(rgb: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgb.numpy()), mode="RGB")
+
+
+def latents_to_preview(latents: torch.Tensor, family: str) -> Image.Image:
+    """Project the first latent of a batch [B, C, h, w] to a small RGB image (one pixel per latent)."""
+    return _image(_projected(latents, family).cpu())
+
+
+class StepPreviews:
+    """Step previews that never make a GPU wait. On a CUDA device each step's latents are projected there and
+    copied to pinned host memory without blocking; that copy is read a step later, when it has long finished,
+    and the last one when `flush` is called (after the last step). Elsewhere (`deferred` False: the CPU, where
+    nothing runs ahead) each preview is ready at once. Every step gets its preview, in order."""
+
+    def __init__(self, family: str, deferred: bool | None = None) -> None:
+        self.family = family
+        self.deferred = deferred
+        self._pending: list[tuple[int, torch.Tensor, object]] = []
+
+    def add(self, step: int, latents: torch.Tensor) -> list[tuple[int, Image.Image]]:
+        """Start the preview of `step`; return (step, image) for every preview that is ready now."""
+        import torch
+
+        deferred = latents.is_cuda if self.deferred is None else self.deferred
+        if not deferred:
+            return [*self.flush(), (step, latents_to_preview(latents, self.family))]
+        rgb = _projected(latents, self.family)
+        host = torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda)
+        host.copy_(rgb, non_blocking=True)
+        done = torch.cuda.Event() if rgb.is_cuda else None
+        if done is not None:
+            done.record()
+        ready = self.flush()
+        self._pending.append((step, host, done))
+        return ready
+
+    def flush(self) -> list[tuple[int, Image.Image]]:
+        """Every started preview, waiting for its copy (done by then, or at the end of a run)."""
+        ready = []
+        for step, host, done in self._pending:
+            if done is not None:
+                done.synchronize()
+            ready.append((step, _image(host)))
+        self._pending.clear()
+        return ready

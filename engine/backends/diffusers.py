@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
-from ..previews import latents_to_preview
+from ..previews import StepPreviews
 from ..model_files import CHECKPOINT, EMBEDDING, LORA, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
@@ -417,15 +417,27 @@ class DiffusersBackend(Backend):
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
 
+        step_previews = StepPreviews(spec.family) if previews else None
+
+        def show(ready: list) -> None:
+            for step, preview in ready:
+                push(Progress(step=step, total=total, preview=preview, backend=self.name))
+
         def on_step(_pipe, index: int, _timestep, tensors: dict) -> dict:
             if stopped():
                 raise GenerationCancelled(f"Stopped at step {index + 1}/{total}.")
-            preview = latents_to_preview(tensors["latents"], spec.family) if previews else None
-            push(Progress(step=index + 1, total=total, preview=preview, backend=self.name))
+            if step_previews is None:
+                push(Progress(step=index + 1, total=total, preview=None, backend=self.name))
+            else:  # on a GPU a step's preview is read during the next step: no device sync per step
+                show(step_previews.add(index + 1, tensors["latents"]))
+                if index + 1 >= total:
+                    show(step_previews.flush())
             return tensors
 
         started = time.perf_counter()
         image = run(callback_on_step_end=on_step, **kwargs).images[0]
+        if step_previews is not None:
+            show(step_previews.flush())
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
             "device": self.device_and_dtype(spec)[0],

@@ -26,3 +26,20 @@ def test_flux_packed_latents_unpack_to_16_channels():
     assert unpacked.shape == (1, 16, 16, 12)
     assert latents_to_preview(unpacked, "flux").size == (12, 16)
 
+
+
+def test_deferred_previews_arrive_a_step_later_each_once_and_in_order():
+    import numpy as np
+
+    from engine.previews import StepPreviews
+
+    latents = [torch.randn(1, 4, 6, 5, generator=torch.Generator().manual_seed(n)) for n in range(5)]
+    previews = StepPreviews("sdxl", deferred=True)  # as on a GPU: the copy of step k is read at step k + 1
+    arrived = [[step for step, _ in previews.add(n + 1, x)] for n, x in enumerate(latents)]
+    assert arrived == [[], [1], [2], [3], [4]]
+    last = previews.flush()
+    assert [step for step, _ in last] == [5] and previews.flush() == []
+    assert np.array_equal(np.asarray(last[0][1]), np.asarray(latents_to_preview(latents[4], "sdxl")))
+
+    at_once = StepPreviews("sdxl")  # CPU latents: ready in the step that made them
+    assert [step for step, _ in at_once.add(1, latents[0])] == [1] and at_once.flush() == []
