@@ -1,12 +1,16 @@
-"""GPU benchmark on full-size SDXL: the raw diffusers pipeline vs the engine (previews on / off) vs a
-compiled UNet, interleaved, medians; UNet FLOPs per step and achieved TFLOP/s; peak GPU memory.
+"""GPU benchmark on full-size SDXL: the raw diffusers pipeline vs the engine (previews on / off), eager and with
+the engine's compiled UNet (engine/compiled.py), interleaved, medians; fp16 vs bf16 and the VAE's fp32 upcast;
+a restart that finds the compile cache warm; a GPU memory cap that needs CPU offload; UNet FLOPs per step and
+achieved TFLOP/s; peak GPU memory.
 
 SDXL is built from its published configs with random weights on the device (no download), saved as a
 diffusers folder and loaded by the engine through GATOR_MODELS_DIR, as a user's own copy would be.
-Writes a JSON file and prints a table for BENCHMARKS.md.
+Each section adds to the JSON file as it ends (a failed section records its error and the rest go on);
+a table for BENCHMARKS.md is printed at the end.
 
-    python bench/gpu_sdxl.py --out gpu.json                # on a CUDA machine, a few minutes
+    python bench/gpu_sdxl.py --out gpu.json                # on a CUDA machine, about six minutes
     python bench/gpu_sdxl.py --small --out small.json      # the same code path on the CPU in seconds
+    python bench/gpu_sdxl.py --small --sections all --compile-backend eager   # every section, on the CPU
 
 Runs from the project's virtualenv or from a `pip install --target` of its wheels (it needs the engine,
 diffusers, transformers and torch; not gradio).
@@ -16,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,24 +137,123 @@ def unet_flops(pipe, width: int, height: int, device: str) -> float:
     return float(counter.get_total_flops())
 
 
+SECTIONS = ("eager", "dtype", "compiled", "warm_restart", "memory_cap")
+CPU_SECTIONS = ("eager",)  # --small runs these unless --sections says otherwise
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 4)
+
+
+def engine_manager(work: Path, **settings: Any) -> tuple[AIModelManager, asyncio.AbstractEventLoop]:
+    """An initialized manager over work/models (no ComfyUI), on this machine's hardware (and GPU memory cap)."""
+    options = dict(comfyui_urls=[], enable_comfyui=False, output_dir=work / "outputs", models_dir=work / "models",
+                   tiny_model_dir=work / "tiny", compile_mode="off")
+    manager = AIModelManager(Settings(**{**options, **settings}))
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(manager.initialize_models())
+    return manager, loop
+
+
+def wait_compiled(compiler, timeout_s: float = 900.0) -> float:
+    """Seconds until the compiler has nothing left to do; raises if it failed or timed out."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        state = compiler.snapshot()
+        if state["status"] == "ready":
+            return time.perf_counter() - started
+        if state["status"] == "failed":
+            raise RuntimeError(state["summary"])
+        time.sleep(0.2)
+    raise TimeoutError(f"compiling took over {timeout_s:.0f} s")
+
+
+def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run in a fresh process (--probe): "warm_restart" loads the model with compilation on (the cache left by
+    the main run) and times load start -> first compiled image; "memory_cap" makes one image under
+    GATOR_GPU_MEMORY_GB with compilation off."""
+    device = "cuda" if torch.cuda.is_available() and not args.small else "cpu"
+    started = time.perf_counter()
+    manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
+                                   gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
+    local = manager.router.last_resort
+    local.compiler.backend = args.compile_backend
+    pipe = local.pipeline(find_model(SDXL_ID), local.weights[SDXL_ID])
+    out: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2),
+                           "offloaded": bool(getattr(pipe, "_offload_gpu_id", None) is not None
+                                             or getattr(pipe, "_all_hooks", None))}
+    if mode == "warm_restart":
+        out["compile_s"] = round(wait_compiled(local.compiler), 2)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    made = time.perf_counter()
+    result = loop.run_until_complete(manager.generate_image(PROMPT, seed=1, model=SDXL_ID, width=args.size,
+                                                            height=args.size, num_inference_steps=args.steps,
+                                                            guidance_scale=7.0))
+    out["status"], out["error"] = result.status, result.error
+    out["image_s"] = round(time.perf_counter() - made, 2)
+    if device == "cuda":
+        out["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
+    if mode == "warm_restart":
+        out["first_compiled_image_after_load_start_s"] = round(time.perf_counter() - started, 2)
+        other = args.size * 3 // 4 // 8 * 8 if args.size >= 256 else args.size + 64  # a size not compiled
+        made = time.perf_counter()
+        result = loop.run_until_complete(manager.generate_image(PROMPT, seed=1, model=SDXL_ID, width=other,
+                                                                height=other, num_inference_steps=args.steps,
+                                                                guidance_scale=7.0))
+        out["other_size_right_after"] = {"size": other, "status": result.status,
+                                         "seconds": round(time.perf_counter() - made, 3)}
+        out["compile_state"] = local.compiler.snapshot()
+    return out  # no shutdown: the process ends at once (a compilation of the other size may be running)
+
+
+def run_probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """`probe` in a child process (a cold start, its own GPU memory); its JSON answer."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode, "--work", str(work),
+               "--size", str(args.size), "--steps", str(args.steps), "--compile-backend", args.compile_backend,
+               "--memory-cap-gb", str(args.memory_cap_gb)] + (["--small"] if args.small else [])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="a small SDXL-shaped model on the CPU (dry run)")
     parser.add_argument("--size", type=int, default=None, help="image side (default 1024; 64 with --small)")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default 30; 2 with --small)")
     parser.add_argument("--repeat", type=int, default=None, help="timed rounds (default 3; 1 with --small)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--sections", default=None,
+                        help=f"comma-separated, or all: {', '.join(SECTIONS)} (default all; eager with --small)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a dry run)")
+    parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="the memory_cap section's GPU memory")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled and warm_restart sections")
     parser.add_argument("--out", type=Path, default=Path("gpu_sdxl.json"))
+    parser.add_argument("--probe", choices=("warm_restart", "memory_cap"), help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    small = args.small or not torch.cuda.is_available()
-    size = args.size or (64 if small else 1024)
-    steps = args.steps or (2 if small else 30)
-    repeat = args.repeat or (1 if small else 3)
+    args.small = args.small or not torch.cuda.is_available()
+    args.size = args.size or (64 if args.small else 1024)
+    args.steps = args.steps or (2 if args.small else 30)
+    if args.probe:
+        print(json.dumps(probe(args.work, args.probe, args)), flush=True)
+        os._exit(0)  # the answer is out; skip interpreter teardown (compiled-code threads can abort it)
+    repeat = args.repeat or (1 if args.small else 3)
+    wanted = SECTIONS if args.sections == "all" else tuple(args.sections.split(",")) if args.sections \
+        else CPU_SECTIONS if args.small else SECTIONS
+    if args.no_compile:
+        wanted = tuple(s for s in wanted if s not in ("compiled", "warm_restart"))
+    size, steps, small = args.size, args.steps, args.small
     device, dtype = ("cpu", torch.float32) if small else ("cuda", torch.float16)
     work = Path(tempfile.mkdtemp(prefix="gator-gpu-bench-"))
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                               "torch": torch.__version__, "size": size, "steps": steps, "repeat": repeat,
-                              "guidance": 7.0, "dtype": str(dtype).replace("torch.", ""), "small": small}
+                              "guidance": 7.0, "dtype": str(dtype).replace("torch.", ""), "small": small,
+                              "sections": list(wanted), "variants": {}, "errors": {}}
+
+    def save() -> None:
+        args.out.write_text(json.dumps(report, indent=2))
 
     started = time.perf_counter()
     built = build_sdxl(SMALL if small else FULL, device, dtype)
@@ -158,12 +263,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     report["build_and_save_s"] = round(time.perf_counter() - started, 2)
 
-    hardware = probe_hardware()
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=work / "outputs",
-                        models_dir=work / "models", tiny_model_dir=work / "tiny")
-    manager = AIModelManager(settings, hardware=hardware)
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(manager.initialize_models())
+    manager, loop = engine_manager(work)
     local = manager.router.last_resort
     spec = find_model(SDXL_ID)
     started = time.perf_counter()
@@ -171,49 +271,121 @@ def main() -> None:
     report["load_s"] = round(time.perf_counter() - started, 2)
     report["unet_parameters"] = sum(p.numel() for p in pipe.unet.parameters())
     call = dict(width=size, height=size, num_inference_steps=steps, guidance_scale=7.0)
+    eager_unet = pipe.unet
 
     def raw() -> None:
         pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(1), **call)
+
+    def raw_eager() -> None:  # the pipeline as diffusers runs it, whatever the engine put in place of its UNet
+        routed, pipe.unet = pipe.unet, eager_unet
+        try:
+            raw()
+        finally:
+            pipe.unet = routed
 
     def engine(previews: bool) -> None:
         result = loop.run_until_complete(manager.generate_image(PROMPT, seed=1, model=SDXL_ID, previews=previews,
                                                                 **call))
         assert result.status == "success" and result.model_id == SDXL_ID, result.error
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    samples = interleaved({"raw": raw, "engine, previews on": lambda: engine(True),
-                           "engine, previews off": lambda: engine(False)}, repeat, device)
-    if device == "cuda":
-        report["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
-    if not (args.no_compile or small):
-        original = pipe.unet
-        pipe.unet = torch.compile(original.to(memory_format=torch.channels_last))
-        report["compile_first_call_s"] = round(timed(raw, device), 1)
-        samples["raw, UNet compiled + channels_last"] = interleaved({"compiled": raw}, repeat, device)["compiled"]
-        pipe.unet = original
-    flops = unet_flops(pipe, size, size, device)
-    base = statistics.median(samples["raw"])
-    report["variants"] = {name: {"median_s": round(statistics.median(v), 4), "samples_s": [round(x, 4) for x in v],
-                                 "vs_raw": round(statistics.median(v) / base, 3)} for name, v in samples.items()}
-    step_s = base / steps  # an upper bound per step: the whole image over its steps (text encode, VAE included)
-    report["unet_tflop_per_step"] = round(flops / 1e12, 3)
-    report["achieved_tflops_upper_bound_step_time"] = round(flops / step_s / 1e12, 1)
-    args.out.write_text(json.dumps(report, indent=2))
-    manager.shutdown()
+    def section(name: str, body: Callable[[], None]) -> None:
+        if name not in wanted:
+            return
+        started = time.perf_counter()
+        try:
+            body()
+        except Exception as err:  # one section's failure must not lose the others' numbers
+            report["errors"][name] = f"{type(err).__name__}: {err}"[:500]
+            print(f"section {name} failed: {report['errors'][name]}", file=sys.stderr, flush=True)
+        report.setdefault("section_s", {})[name] = round(time.perf_counter() - started, 1)
+        save()
 
+    def eager_section() -> None:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        samples = interleaved({"raw": raw, "engine, previews on": lambda: engine(True),
+                               "engine, previews off": lambda: engine(False)}, repeat, device)
+        report["variants"].update(samples)
+        if device == "cuda":
+            report["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
+
+    def dtype_section() -> None:
+        times = {"float16": [timed(raw, device) for _ in range(repeat)]}
+        pipe.to(dtype=torch.bfloat16)
+        try:
+            raw()  # warm-up in the new dtype
+            times["bfloat16"] = [timed(raw, device) for _ in range(repeat)]
+        finally:
+            pipe.to(dtype=dtype)
+        report["dtype_raw_s"] = {name: median(v) for name, v in times.items()}
+        latents = torch.randn(1, 4, size // 8, size // 8, device=device)
+        vae = pipe.vae
+        decode: dict[str, float] = {}
+        for name, vae_dtype in (("float32 (the upcast)", torch.float32), ("float16", torch.float16),
+                                ("bfloat16", torch.bfloat16)):
+            vae.to(dtype=vae_dtype)
+            with torch.no_grad():
+                vae.decode(latents.to(vae_dtype))
+                decode[name] = median([timed(lambda: vae.decode(latents.to(vae_dtype)), device) for _ in range(5)])
+        vae.to(dtype=dtype)
+        report["vae_decode_s"] = decode
+
+    def compiled_section() -> None:
+        from engine.compiled import UNetCompiler
+
+        local.compiler = UNetCompiler("on", device, manager.settings.compile_cache_dir,
+                                      backend=args.compile_backend)
+        started = time.perf_counter()
+        local.compiler.attach(pipe, spec.label, size)
+        report["request_while_compiling_s"] = round(timed(lambda: engine(True), device), 3)  # eager meanwhile
+        save()
+        wait_compiled(local.compiler)
+        report["compile_cold_s"] = round(time.perf_counter() - started, 1)
+        samples = interleaved({"raw (eager UNet)": raw_eager, "engine compiled, previews on": lambda: engine(True),
+                               "engine compiled, previews off": lambda: engine(False)}, repeat, device)
+        report["variants"].update({"raw, again beside the compiled runs": samples.pop("raw (eager UNet)"), **samples})
+        report["compile_state"] = local.compiler.snapshot()
+
+    section("eager", eager_section)
+    section("dtype", dtype_section)
+    section("compiled", compiled_section)
+    manager.shutdown()
+    pipe.unet = eager_unet
+    flops = unet_flops(pipe, size, size, device)
+    del pipe, eager_unet, manager
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    section("memory_cap", lambda: report.__setitem__("memory_cap", run_probe(work, "memory_cap", args)))
+    section("warm_restart", lambda: report.__setitem__("warm_restart", run_probe(work, "warm_restart", args)))
+
+    samples = report["variants"]
+    base = statistics.median(samples["raw"]) if samples.get("raw") else None
+    report["variants"] = {name: {"median_s": median(v), "samples_s": [round(x, 4) for x in v],
+                                 "vs_raw": round(statistics.median(v) / base, 3) if base else None}
+                          for name, v in samples.items()}
+    report["unet_tflop_per_step"] = round(flops / 1e12, 3)
+    if base:
+        step_s = base / steps  # an upper bound per step: the whole image over its steps (text encode, VAE included)
+        report["achieved_tflops_upper_bound_step_time"] = round(flops / step_s / 1e12, 1)
+    save()
+    print_table(report)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The markdown BENCHMARKS.md shows."""
     print(f"<!-- {report['device']}, torch {report['torch']}, {report['dtype']}, SDXL "
-          f"{report['unet_parameters'] / 1e9:.2f} B UNet parameters{' (small stand-in)' if small else ''}, "
-          f"{size}x{size}, {steps} Euler steps, CFG 7, {repeat} interleaved rounds; built+saved in "
-          f"{report['build_and_save_s']} s, loaded by the engine in {report['load_s']} s -->")
+          f"{report['unet_parameters'] / 1e9:.2f} B UNet parameters{' (small stand-in)' if report['small'] else ''}, "
+          f"{report['size']}x{report['size']}, {report['steps']} Euler steps, CFG 7, {report['repeat']} interleaved "
+          f"rounds; built+saved in {report['build_and_save_s']} s, loaded by the engine in {report['load_s']} s -->")
     print("| variant | median (s) | vs raw diffusers |")
     print("| --- | --- | --- |")
     for name, v in report["variants"].items():
-        print(f"| {name} | {v['median_s']} | {v['vs_raw']:.3f}x |")
-    print(f"\nUNet: {report['unet_tflop_per_step']} TFLOP per CFG step; at the raw per-step time "
-          f"{step_s * 1000:.1f} ms that is {report['achieved_tflops_upper_bound_step_time']} TFLOP/s"
-          + (f"; peak allocated {report['peak_allocated_gib']} GiB" if "peak_allocated_gib" in report else "")
-          + (f"; first compiled call {report['compile_first_call_s']} s" if "compile_first_call_s" in report else ""))
+        print(f"| {name} | {v['median_s']} | {v['vs_raw']:.3f}x |" if v["vs_raw"] else f"| {name} | {v['median_s']} | |")
+    for key in ("request_while_compiling_s", "compile_cold_s", "compile_state", "dtype_raw_s", "vae_decode_s", "warm_restart",
+                "memory_cap", "peak_allocated_gib", "unet_tflop_per_step", "achieved_tflops_upper_bound_step_time",
+                "errors"):
+        if report.get(key) not in (None, {}):
+            print(f"- {key}: {json.dumps(report[key])}")
 
 
 if __name__ == "__main__":

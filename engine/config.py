@@ -6,7 +6,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .compiled import COMPILE_MODES
 from .limits import Limits
+from .precision import dtype_problem
 
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,11 @@ class Settings:
     allow_downloads: bool = False  # GATOR_ALLOW_DOWNLOADS=1 lets diffusers fetch hub weights
     hf_endpoint: str | None = None  # HF_ENDPOINT: the Hugging Face Hub (or a mirror) model downloads come from
     limits: Limits = field(default_factory=Limits)  # per-request work limits (engine/limits.py)
+    compile_mode: str = "auto"  # GATOR_COMPILE / --compile: auto (on for CUDA GPUs), on, off (engine/compiled.py)
+    dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
+    # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
+    # run with model CPU offload
+    gpu_memory_gb: float | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -80,13 +87,29 @@ class Settings:
             allow_downloads=_env_bool("GATOR_ALLOW_DOWNLOADS"),
             hf_endpoint=(env.get("HF_ENDPOINT") or "").strip().rstrip("/") or None,
             limits=Limits.from_env(),
+            compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
+            dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
+            gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
         )
-        return replace(settings, **overrides) if overrides else settings
+        settings = replace(settings, **overrides) if overrides else settings
+        if settings.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"GATOR_COMPILE must be one of {', '.join(COMPILE_MODES)} (got {settings.compile_mode!r}).")
+        problem = dtype_problem(settings.dtype)
+        if problem:
+            raise ValueError(problem)
+        return settings
 
     @property
     def model_roots(self) -> list[Path]:
         """Every folder model files are looked for in: GATOR_MODELS_DIR first, then the other folders."""
         return [root for root in (self.models_dir, *self.model_folders) if root]
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """Where compiled UNet code is kept across restarts: beside the models, else in the user's cache."""
+        if self.models_dir:
+            return Path(self.models_dir) / ".compile-cache"
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "compile-cache"
 
     @property
     def tiny_dir(self) -> Path:

@@ -32,7 +32,7 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
 from . import params as P
 from .params import ALIASES
 from .png_info import png_info
-from .registry import Hardware, ModelSpec, builtin_model, family_of, probe_hardware
+from .registry import Hardware, ModelSpec, builtin_model, capped, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, hires_size, upscale
 from .result import ImageResult, error_result
@@ -75,7 +75,7 @@ class AIModelManager:
         keep_log_lines_short()
         self._leftovers = sweep_leftovers(self.settings.output_dir)  # after a crash: partial files, "rendering" JSONs
         if self.hardware is None:
-            self.hardware = probe_hardware()
+            self.hardware = capped(probe_hardware(), self.settings.gpu_memory_gb)
         logger.info("Hardware: %s", self.hardware.describe())
         context = BackendContext(self.settings, self.hardware, on_change=self._record_switch,
                                  start_monitor=self._start_monitor)
@@ -249,6 +249,8 @@ class AIModelManager:
                          "vram_gb": round(self.hardware.vram_gb, 1), "ram_gb": round(self.hardware.ram_gb, 1),
                          "summary": self.hardware.describe()},
             "loaded_model": local.details.get("loaded_model"),
+            "precision": local.details.get("dtype"),
+            "compile": local.details.get("compile"),
             "models": self.available_models(),
             "loras": self.available_loras(),
             "vaes": self.available_vaes(),

@@ -47,7 +47,7 @@ def _projected(latents: torch.Tensor, family: str) -> torch.Tensor:
 
 
 def _image(rgb: torch.Tensor) -> Image.Image:
-    return Image.fromarray(np.ascontiguousarray(rgb.numpy()), mode="RGB")
+    return Image.fromarray(np.array(rgb.numpy(), copy=True), mode="RGB")  # a copy: host buffers are reused
 
 
 def latents_to_preview(latents: torch.Tensor, family: str) -> Image.Image:
@@ -65,6 +65,8 @@ class StepPreviews:
         self.family = family
         self.deferred = deferred
         self._pending: list[tuple[int, torch.Tensor, object]] = []
+        self._buffers: list[torch.Tensor] = []  # two pinned host buffers, used in turn (allocating one syncs)
+        self._turn = 0
 
     def add(self, step: int, latents: torch.Tensor) -> list[tuple[int, Image.Image]]:
         """Start the preview of `step`; return (step, image) for every preview that is ready now."""
@@ -74,7 +76,10 @@ class StepPreviews:
         if not deferred:
             return [*self.flush(), (step, latents_to_preview(latents, self.family))]
         rgb = _projected(latents, self.family)
-        host = torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda)
+        if not self._buffers or self._buffers[0].shape != rgb.shape:
+            self._buffers = [torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda) for _ in range(2)]
+        host = self._buffers[self._turn]
+        self._turn = 1 - self._turn
         host.copy_(rgb, non_blocking=True)
         done = torch.cuda.Event() if rgb.is_cuda else None
         if done is not None:

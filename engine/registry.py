@@ -135,6 +135,18 @@ def fits(spec: ModelSpec, hw: Hardware) -> bool:
     return hw.vram_gb >= spec.min_vram_gb and hw.ram_gb >= spec.min_ram_gb * 0.5
 
 
+def capped(hw: Hardware, gpu_memory_gb: float | None) -> Hardware:
+    """`hw` with at most `gpu_memory_gb` of its GPU's memory: torch's allocator is held to that share of the card
+    (models that do not fit then run with CPU offload, see `needs_offload`). Unchanged without a cap or a CUDA GPU."""
+    if not gpu_memory_gb or hw.device != "cuda" or gpu_memory_gb >= hw.vram_gb:
+        return hw
+    import torch
+
+    torch.cuda.set_per_process_memory_fraction(gpu_memory_gb / hw.vram_gb)
+    logger.info("GPU memory capped at %.1f GiB of %.1f GiB", gpu_memory_gb, hw.vram_gb)
+    return Hardware(hw.device, hw.device_name, gpu_memory_gb, hw.ram_gb)
+
+
 def needs_offload(spec: ModelSpec, hw: Hardware) -> bool:
     """True when the model fits only with `enable_model_cpu_offload` (GPU memory is tight)."""
     return hw.device == "cuda" and not spec.builtin and hw.vram_gb < spec.size_gb * 1.6

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any, Sequence
 
+from engine.compiled import COMPILE_MODES
+
 from .login import LoginGuard
 
 logger = logging.getLogger("gator.app")
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
                         help="also find checkpoints, LoRAs, VAEs and embeddings here (e.g. an A1111 or ComfyUI "
                              "install); may be given more than once, adds to GATOR_MODEL_FOLDERS")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default=None,
+                        help="compile the UNet in the background (auto: on CUDA GPUs; overrides GATOR_COMPILE)")
     return parser
 
 
@@ -95,6 +99,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["output_dir"] = Path(args.output_dir)
     if args.models_dir:
         overrides["model_folders"] = (*Settings.from_env().model_folders, *(Path(d) for d in args.models_dir))
+    if args.compile:
+        overrides["compile_mode"] = args.compile
     return overrides
 
 

@@ -140,10 +140,12 @@ def _render_top(status: dict[str, Any]) -> str:
     hw = status.get("hardware") or {}
     vram = f"{hw.get('vram_gb')} GiB" if hw.get("vram_gb") else "–"
     out.append("<h3>This machine</h3>")
-    out.append(_table(["device", "name", "RAM", "VRAM", "loaded local model"], [[
+    compiled = status.get("compile") or {}
+    out.append(_table(["device", "name", "RAM", "VRAM", "loaded local model", "precision", "compiled UNet"], [[
         _e(hw.get("device") or "–"), _e(hw.get("name") or hw.get("summary") or "–"),
         f"{_e(hw.get('ram_gb'))} GiB" if hw.get("ram_gb") is not None else "–", _e(vram),
-        _e(status.get("loaded_model") or "none yet"),
+        _e(status.get("loaded_model") or "none yet"), _e(status.get("precision") or "–"),
+        _e(f"{compiled.get('mode', 'off')}: {compiled.get('summary', 'off')}" if compiled else "–"),
     ]], "status-local"))
 
     models = status.get("models") or []

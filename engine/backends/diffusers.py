@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from ..compiled import UNetCompiler
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
+from ..precision import chosen_dtype
 from ..previews import StepPreviews
 from ..model_files import CHECKPOINT, EMBEDDING, LORA, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
@@ -55,8 +57,11 @@ class DiffusersBackend(Backend):
     features = frozenset({INTERPOLATE})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
-                 tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None) -> None:
+                 tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
+                 dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None) -> None:
         self.hardware = hardware
+        self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
+        self.compiler = UNetCompiler(compile_mode, hardware.device, compile_cache_dir)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
@@ -241,7 +246,8 @@ class DiffusersBackend(Backend):
                             short_reason="" if not best.builtin else "no real weights found",
                             models=[m.id for m in self.models()],
                             details={"demo": best.builtin, "notices": list(self.notices),
-                                     "loaded_model": self.loaded_model})
+                                     "loaded_model": self.loaded_model, "compile": self.compiler.snapshot(),
+                                     "dtype": f"{self.dtype_name} ({self.dtype_reason})"})
 
     def wrap_generation(self, decorator: Any) -> None:
         """Run every local generation through `decorator` (e.g. a Hugging Face ZeroGPU `spaces.GPU(...)`)."""
@@ -249,12 +255,13 @@ class DiffusersBackend(Backend):
 
     # -- device and loading -------------------------------------------------------------------
     def device_and_dtype(self, spec: ModelSpec) -> tuple[str, Any]:
-        """cuda fp16, mps fp16, cpu fp32; the tiny model always runs on the CPU in fp32."""
+        """The device and the dtype chosen for it (engine/precision.py); the tiny model always runs on the CPU in
+        fp32."""
         import torch
 
         if spec.builtin or self.hardware.device == "cpu":
             return "cpu", torch.float32
-        return self.hardware.device, torch.float16
+        return self.hardware.device, getattr(torch, self.dtype_name)
 
     @property
     def loaded_model(self) -> str | None:
@@ -311,6 +318,8 @@ class DiffusersBackend(Backend):
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         logger.info("Loaded %s (%s) on %s in %.2fs", spec.label, source.kind, device, time.perf_counter() - started)
+        if not spec.builtin:  # the demo model is not worth compiling
+            self.compiler.attach(pipe, spec.label, spec.native_size)
         return pipe
 
     # -- generation ---------------------------------------------------------------------------
@@ -552,7 +561,9 @@ def _build(context: BackendContext) -> DiffusersBackend:
     settings = context.settings
     return DiffusersBackend(context.hardware, allow_downloads=settings.allow_downloads,
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
-                            model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs)
+                            model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
+                            dtype=settings.dtype, compile_mode=settings.compile_mode,
+                            compile_cache_dir=settings.compile_cache_dir)
 
 
 register_backend(DiffusersBackend.name, _build)

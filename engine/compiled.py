@@ -1,0 +1,253 @@
+"""Compiled UNets: `torch.compile` + channels_last, made in the background so no request waits for it.
+
+When a model loads (compile mode on; auto = on for CUDA GPUs), a thread compiles its UNet for the model's native
+size by calling it once on zeros; requests run the eager UNet meanwhile. The pipeline's UNet is replaced by a
+`ShapeRouter` that sends each call to the compiled UNet only for input shapes compiled already (and only while no
+compilation runs), and to the eager one otherwise, so a new size or prompt length never puts a compilation on a
+user's request path: a request at a new size runs eagerly and queues that size for the background (at most
+MAX_COMPILED_SHAPES shapes per model; each is a static graph). Inductor's caches live in a folder of ours
+(`compile_cache_dir`), so a restart reuses the generated code instead of building it again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+COMPILE_MODES = ("auto", "on", "off")
+MAX_COMPILED_SHAPES = 4  # static graphs per model: the native size and the first other sizes asked for
+PROMPT_TOKENS = 77  # CLIP's context: the text-embedding length of an ordinary prompt
+# Python's thread switch interval while a compilation runs (default 5 ms). Tracing holds the GIL for long
+# stretches; a request running eagerly meanwhile waits up to one interval each time it needs the GIL back,
+# which made a 2.6 s SDXL image take over two minutes on an H100. At 0.1 ms a GIL-bound thread slowed a tiny
+# CPU generation 3x instead of 32x (see the module's tests).
+COMPILE_SWITCH_INTERVAL_S = 0.0001
+
+
+def compile_wanted(mode: str, device: str) -> bool:
+    """Whether the UNet should be compiled: "on" always, "auto" on CUDA GPUs, "off" never."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"The compile mode must be one of {', '.join(COMPILE_MODES)} (got {mode!r}).")
+    return mode == "on" or (mode == "auto" and device == "cuda")
+
+
+def use_compile_cache(folder: Path) -> None:
+    """Keep Inductor's generated code and FX graph cache in `folder` (unless the environment names another),
+    so that a restart finds them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+@dataclass
+class CompileState:
+    """What the status tab shows: "off", "waiting", "compiling", "ready" or "failed", with the shapes done."""
+
+    status: str = "off"
+    model: str | None = None
+    shapes: list[str] = field(default_factory=list)
+    compiling: str | None = None
+    started: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    def describe(self) -> str:
+        """One line: "compiling 1024x1024 (42 s so far); ready: 768x768"."""
+        parts = []
+        if self.compiling:
+            parts.append(f"compiling {self.compiling} ({time.monotonic() - (self.started or 0):.0f} s so far)")
+        if self.shapes:
+            parts.append("ready: " + ", ".join(f"{s} ({self.seconds.get(s, 0):.0f} s)" for s in self.shapes))
+        if self.error:
+            parts.append(self.error)
+        return "; ".join(parts) or self.status
+
+
+def shape_key(sample: Any, encoder_hidden_states: Any) -> tuple:
+    """What a compiled graph is specialised on: the latents' and the text embeddings' shapes and dtype."""
+    return tuple(sample.shape), tuple(encoder_hidden_states.shape), str(sample.dtype)
+
+
+def shape_label(key: tuple) -> str:
+    """"1024x1024" for a key of latents [2, 4, 128, 128] (the latent factor 8)."""
+    (_, _, height, width), _, _ = key
+    return f"{width * 8}x{height * 8}"
+
+
+class ShapeRouter:
+    """Stands in for a pipeline's UNet: each call goes to the compiled UNet when its input shapes are compiled
+    and no compilation runs, else to the eager UNet. Everything else (config, dtype, device, modules) is the
+    eager UNet's."""
+
+    def __init__(self, eager: Any, compiled: Any, ready: Callable[[tuple], bool],
+                 on_new_shape: Callable[[tuple], None]) -> None:
+        self.__dict__.update(_eager=eager, _compiled=compiled, _ready=ready, _on_new_shape=on_new_shape)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The UNet's call, passed on exactly as made (a graph's guards check how arguments were given)."""
+        import torch
+
+        sample = args[0] if args else kwargs["sample"]
+        text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
+        key = shape_key(sample, text)
+        if self._ready(key):  # a call the graph was not made for (a LoRA's layers...) runs eagerly, never recompiles
+            if args and not sample.is_contiguous():  # the graph was made for contiguous latents (guards on strides)
+                args = (sample.contiguous(), *args[1:])
+            elif not args and not sample.is_contiguous():
+                kwargs["sample"] = sample.contiguous()
+            with torch.compiler.set_stance("eager_on_recompile"):
+                return self._compiled(*args, **kwargs)
+        self._on_new_shape(key)
+        return self._eager(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._eager, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._eager, name, value)
+
+
+class UNetCompiler:
+    """Compiles the UNet of each loaded pipeline in a background thread (see the module's docstring)."""
+
+    def __init__(self, mode: str, device: str, cache_dir: Path | None, backend: str = "inductor") -> None:
+        self.wanted = compile_wanted(mode, device)
+        self.mode, self.device, self.backend = mode, device, backend
+        self.state = CompileState(status="waiting" if self.wanted else "off")
+        self._lock = threading.Lock()
+        self._queue: list[tuple] = []
+        self._ready: set[tuple] = set()
+        self._busy = False
+        self._generation = 0  # bumped per model: a thread of an older model stops
+        self._compiled: Any = None
+        self._eager: Any = None
+        if self.wanted and cache_dir is not None:
+            use_compile_cache(cache_dir)
+
+    def attach(self, pipe: Any, model: str, native_size: int) -> None:
+        """Route `pipe`'s UNet through a ShapeRouter and start compiling it for `native_size` with CFG."""
+        if not self.wanted or getattr(pipe, "unet", None) is None or isinstance(pipe.unet, ShapeRouter):
+            return
+        import torch
+
+        eager = pipe.unet
+        try:
+            compiled = torch.compile(eager, backend=self.backend, dynamic=False)
+            eager.to(memory_format=torch.channels_last)
+        except Exception as err:  # no compiler here: eager, with a sentence on the status tab
+            self._failed(model, err)
+            return
+        with self._lock:
+            self._generation += 1
+            self._eager, self._compiled = eager, compiled
+            self._queue, self._ready = [], set()
+            self.state = CompileState(status="waiting", model=model)
+        pipe.unet = ShapeRouter(eager, compiled, self._is_ready, self.request)
+        latent = native_size // 8
+        channels = eager.config.in_channels
+        dtype = eager.dtype
+        self.request(((2, channels, latent, latent), (2, PROMPT_TOKENS, eager.config.cross_attention_dim),
+                      str(dtype)))
+
+    def _is_ready(self, key: tuple) -> bool:
+        return not self._busy and key in self._ready
+
+    def request(self, key: tuple) -> None:
+        """Queue `key`'s shapes for compiling (ignored when compiled, queued, or the per-model limit is reached)."""
+        with self._lock:
+            if key in self._ready or key in self._queue or len(self._ready) + len(self._queue) >= MAX_COMPILED_SHAPES:
+                return
+            if self.state.status == "failed":
+                return
+            self._queue.append(key)
+            start = not self._busy
+            self._busy = True
+            generation = self._generation
+        if start:
+            threading.Thread(target=self._work, args=(generation,), name="unet-compile", daemon=True).start()
+
+    def _work(self, generation: int) -> None:
+        import torch
+
+        while True:
+            with self._lock:
+                if generation != self._generation or not self._queue:
+                    self._busy = False if generation == self._generation else self._busy
+                    if generation == self._generation:
+                        self.state.compiling = None
+                        self.state.status = "ready" if self._ready else self.state.status
+                    return
+                key = self._queue[0]
+                compiled, eager = self._compiled, self._eager
+                self.state.status, self.state.compiling, self.state.started = "compiling", shape_label(key), \
+                    time.monotonic()
+            started = time.perf_counter()
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)  # requests running meanwhile get the GIL back soon
+            try:
+                sample, timestep, text, added = _zeros_for(eager, key)
+                with torch.no_grad():  # called as diffusers' pipelines call it (no_grad, keywords), so theirs match
+                    compiled(sample, timestep, encoder_hidden_states=text, timestep_cond=None,
+                             cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False)
+                if eager.device.type == "cuda":
+                    torch.cuda.synchronize()
+            except Exception as err:
+                logger.warning("Compiling the UNet for %s failed; it runs eagerly: %s", shape_label(key), err)
+                with self._lock:
+                    if generation == self._generation:
+                        self._queue.clear()
+                        self._busy = False
+                        self.state.compiling = None
+                        self.state.status, self.state.error = "failed", _sentence(err)
+                return
+            finally:
+                sys.setswitchinterval(interval)
+            seconds = time.perf_counter() - started
+            logger.info("Compiled the UNet of %s for %s in %.1f s", self.state.model, shape_label(key), seconds)
+            with self._lock:
+                if generation == self._generation:
+                    self._queue.pop(0)
+                    self._ready.add(key)
+                    self.state.shapes.append(shape_label(key))
+                    self.state.seconds[shape_label(key)] = seconds
+
+    def _failed(self, model: str, err: Exception) -> None:
+        logger.warning("torch.compile is unavailable; the UNet runs eagerly: %s", err)
+        self.state = CompileState(status="failed", model=model, error=_sentence(err))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status tab's view: mode, status, model and a one-line description."""
+        with self._lock:
+            return {"mode": self.mode, "status": self.state.status, "model": self.state.model,
+                    "shapes": list(self.state.shapes), "summary": self.state.describe()}
+
+
+def _zeros_for(unet: Any, key: tuple) -> tuple[Any, Any, Any, dict | None]:
+    """UNet inputs of `key`'s shapes: zero latents, a timestep, zero text embeddings, SDXL's added inputs."""
+    import torch
+
+    sample_shape, text_shape, _ = key
+    options = dict(device=unet.device, dtype=unet.dtype)
+    sample = torch.zeros(sample_shape, **options)
+    text = torch.zeros(text_shape, **options)
+    timestep = torch.tensor(500.0, device=unet.device)
+    config = unet.config
+    added = None
+    if config.get("addition_embed_type") == "text_time":
+        pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+        added = {"text_embeds": torch.zeros(sample_shape[0], pooled, **options),
+                 "time_ids": torch.zeros(sample_shape[0], 6, **options)}
+    return sample, timestep, text, added
+
+
+def _sentence(err: Exception) -> str:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return f"Compiling failed ({type(err).__name__}: {first}); the UNet runs eagerly."

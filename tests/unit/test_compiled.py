@@ -1,0 +1,137 @@
+"""Compiled UNets (engine/compiled.py) on the CPU, with torch.compile's "eager" backend (Dynamo's tracing without
+code generation, so it runs in seconds): compiled in a background thread while calls run eagerly, then used for
+the shapes it was made for and only those (a new size runs eagerly and is compiled behind it), the same pictures
+as eager, and a sentence with eager generation where torch.compile cannot be used."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.compiled import MAX_COMPILED_SHAPES, ShapeRouter, UNetCompiler, compile_wanted
+from engine.config import Settings
+from engine.precision import chosen_dtype
+
+
+def tiny_pipe(tiny_model_dir):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir, local_files_only=True, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+GRAPH_CALLS = {"compiled": 0}
+
+
+def counting_backend(graph, example_inputs):
+    """A torch.compile backend that runs the captured graph as it is and counts its runs: a call that missed the
+    graph (and ran eagerly instead) is not counted."""
+    def run(*args):
+        GRAPH_CALLS["compiled"] += 1
+        return graph.forward(*args)
+    return run
+
+
+def wait_for(predicate, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def draw(pipe, size: int = 64):
+    return np.asarray(pipe("a fox", num_inference_steps=2, width=size, height=size, guidance_scale=5.0,
+                           generator=torch.Generator("cpu").manual_seed(3)).images[0])
+
+
+def test_modes_and_their_rule():
+    assert compile_wanted("auto", "cuda") and not compile_wanted("auto", "cpu") and compile_wanted("on", "cpu")
+    assert not compile_wanted("off", "cuda")
+    with pytest.raises(ValueError, match="auto, on, off"):
+        compile_wanted("fast", "cuda")
+    with pytest.raises(ValueError, match="GATOR_COMPILE must be one of auto, on, off"):
+        Settings.from_env(compile_mode="fast")
+    with pytest.raises(ValueError, match="GATOR_DTYPE must be one of"):
+        Settings.from_env(dtype="float8")
+    assert chosen_dtype("auto", "cuda") == ("float16", "auto for cuda") and chosen_dtype("auto", "cpu")[0] == "float32"
+    assert chosen_dtype("bfloat16", "cuda") == ("bfloat16", "set by GATOR_DTYPE")
+
+
+def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp_path):
+    pipe = tiny_pipe(tiny_model_dir)
+    eager = pipe.unet
+    before = draw(pipe)
+    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=counting_backend)
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert isinstance(pipe.unet, ShapeRouter) and pipe.unet.config.in_channels == eager.config.in_channels
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    assert compiler.snapshot()["shapes"] == ["64x64"] and "ready: 64x64" in compiler.snapshot()["summary"]
+
+    calls = GRAPH_CALLS
+    calls["compiled"] = 0
+    assert np.abs(draw(pipe).astype(int) - before).max() <= 2  # what eager drew (channels_last: rounding apart)
+    assert calls["compiled"] == 2  # both steps went through it
+    calls["compiled"] = 0
+    from engine.backends.diffusers import derived
+
+    img2img = derived(pipe, "AutoPipelineForImage2Image")  # the image-to-image pipeline over the same modules
+    img2img("a fox", image=Image.fromarray(before), strength=1.0, num_inference_steps=2, guidance_scale=5.0)
+    assert calls["compiled"] >= 2  # its latents come from the VAE in another memory layout: made contiguous
+
+    calls["compiled"] = 0
+    draw(pipe, 128)  # a size not compiled: eager now, compiled behind it
+    assert calls["compiled"] == 0
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready" and "128x128" in compiler.snapshot()["shapes"])
+    calls["compiled"] = 0  # (compiling ran the graph once)
+    draw(pipe, 128)
+    assert calls["compiled"] == 2
+
+    for size in (72, 80, 88, 96):  # the limit: no more shapes are compiled
+        compiler.request(((2, 4, size // 8, size // 8), (2, 77, 32), "torch.float32"))
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready")
+    assert len(compiler.snapshot()["shapes"]) == MAX_COMPILED_SHAPES
+
+
+def test_without_a_working_compiler_generation_stays_eager_and_says_why(tiny_model_dir, tmp_path):
+    pipe = tiny_pipe(tiny_model_dir)
+    before = draw(pipe)
+    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend="no-such-backend")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "failed"), compiler.snapshot()
+    assert "the UNet runs eagerly" in compiler.snapshot()["summary"]
+    assert np.abs(draw(pipe).astype(int) - before).max() <= 2
+
+
+def test_off_leaves_the_pipeline_alone(tiny_model_dir, tmp_path):
+    pipe = tiny_pipe(tiny_model_dir)
+    compiler = UNetCompiler("auto", "cpu", tmp_path / "cache")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert not isinstance(pipe.unet, ShapeRouter) and compiler.snapshot()["status"] == "off"
+
+
+def test_a_lora_loads_into_a_routed_unet_and_changes_the_picture(tiny_model_dir, tmp_path):
+    from tests.support.tiny_lora import write_tiny_lora
+
+    pipe = tiny_pipe(tiny_model_dir)
+    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend="eager")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready")
+    before = draw(pipe)
+    lora = write_tiny_lora(tmp_path / "detail.safetensors", pipe.unet._eager, strength=2.0)
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="detail")
+    after = draw(pipe)  # new layers: the graph's guards fail, the call runs eagerly instead of recompiling
+    assert np.abs(after.astype(int) - before).mean() > 1
+    assert compiler.snapshot()["shapes"] == ["64x64"]
+
+
+async def test_the_status_tab_shows_precision_and_compilation(manager):
+    from ui.status_tab import render_status
+
+    status = manager.status()
+    assert status["precision"] == "float32 (auto for cpu)" and status["compile"]["status"] == "off"
+    html = render_status(status)
+    assert "<th>precision</th>" in html and "float32 (auto for cpu)" in html and "auto: off" in html
