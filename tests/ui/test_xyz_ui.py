@@ -1,7 +1,9 @@
 """The X/Y/Z plot in the browser: the box's axes, Plot through the Image tab's queue, a progress line per cell,
-the grid and the four images in the history."""
+the grid and the four images in the history; and /xyz_plot through the API."""
 from __future__ import annotations
 
+import pytest
+from gradio_client import Client
 from PIL import Image
 
 from engine.xyz_plot import GRID_SUFFIX
@@ -37,3 +39,16 @@ def test_steps_by_seed_makes_a_grid_and_four_images_in_the_history(desktop, loca
     assert wait_until(lambda: shown.evaluate("img => img.naturalWidth") == Image.open(grid).width, 10)
     page.screenshot(path=str(SCREENSHOTS / "xyz_plot_grid.png"), full_page=True)
 
+
+def test_the_api_endpoint_returns_the_grid_and_its_cells(local_app):
+    client = Client(local_app.url, verbose=False)
+    path, info = client.predict("a fox", x_type="Steps", x_values="1-2", y_type="CFG Scale", y_values="2, 4",
+                                width=64, height=64, seed=9, api_name="/xyz_plot")
+    assert info["status"] == "success" and Image.open(path).size[0] > 128
+    assert [(cell["num_inference_steps"], cell["guidance_scale"], cell["seed"]) for cell in info["batch"]] == [
+        (1, 2.0, 9), (2, 2.0, 9), (1, 4.0, 9), (2, 4.0, 9)]
+    assert info["plot"]["x_type"] == "Steps" and info["plot"]["y_type"] == "CFG Scale"
+    with pytest.raises(Exception, match="Steps on the X axis must be a whole number from 1 to 150"):
+        client.predict("a fox", x_type="steps", x_values="2, 500", width=64, height=64, api_name="/xyz_plot")
+    with pytest.raises(Exception, match="The Y axis \\(Seed\\) has no values"):
+        client.predict("a fox", x_type="steps", x_values="2", y_type="seed", y_values=" ", api_name="/xyz_plot")
