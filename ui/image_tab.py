@@ -260,7 +260,7 @@ class ImageTabHandlers:
         yield {c["finished"]: None}
         batch = args["batch"]
         count = _number(batch) if batch not in (None, "") else 1
-        count = count if isinstance(count, int) else 1
+        count = count if isinstance(count, int) and not args.get("plot") else 1  # a plot: one image per cell
         styled, negative_styled = apply_style(args["style"], args["prompt"] or "", args["negative"] or "")
         try:
             async with self.jobs.job(request) as cancel:
