@@ -35,6 +35,16 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class PlotCell:
+    """An X/Y/Z plot begins its cell `number` of `total` (from 1, X fastest, then Y, then Z, as A1111 runs them);
+    `label` names the cell's values ("Steps: 2, Seed: 1"). The cell's own events follow, ending in its Done."""
+
+    number: int
+    total: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Fallback:
     """The first-choice backend failed; the request continues on another one."""
 
@@ -57,7 +67,7 @@ class Failed:
     result: Any = None
 
 
-Event = Union[Queued, Started, Progress, Fallback, Done, Failed]
+Event = Union[Queued, Started, Progress, PlotCell, Fallback, Done, Failed]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """How much work one request may ask for: a budget per image request and per video, and the longest prompt.
 
 The defaults fit what people make every day (1024² × 30 steps × a batch of 8; 2048² × 60 steps; a
-ten-minute 720p storyboard) and refuse what would hold the machine for hours. Each is set by an
+ten-minute 720p storyboard; an X/Y/Z plot of 8 × 8 images) and refuse what would hold the machine for hours. Each is set by an
 environment variable; a request over a limit gets a sentence naming the limit and what to lower.
 """
 from __future__ import annotations
@@ -21,10 +21,12 @@ class Limits:
     max_video_pixels: int = 2**35  # GATOR_MAX_VIDEO_PIXELS: frames × width × height of the video (34 billion)
     max_storyboard_chars: int = 256 * 1024  # GATOR_MAX_STORYBOARD_CHARS: storyboard YAML/JSON text or file
     max_input_pixels: int = 4096 * 4096  # GATOR_MAX_INPUT_PIXELS: an image a request starts from (img2img)
+    max_grid_images: int = 64  # GATOR_MAX_GRID_IMAGES: the cells of one X/Y/Z plot
 
     ENV = {"max_pixel_steps": "GATOR_MAX_PIXEL_STEPS", "max_prompt_chars": "GATOR_MAX_PROMPT_CHARS",
            "max_video_pixel_steps": "GATOR_MAX_VIDEO_PIXEL_STEPS", "max_video_pixels": "GATOR_MAX_VIDEO_PIXELS",
-           "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS", "max_input_pixels": "GATOR_MAX_INPUT_PIXELS"}
+           "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS", "max_input_pixels": "GATOR_MAX_INPUT_PIXELS",
+           "max_grid_images": "GATOR_MAX_GRID_IMAGES"}
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -62,6 +64,24 @@ class Limits:
         return (f"This request is too large: {width}×{height} pixels × {steps} steps × {images} = "
                 f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_pixel_steps)} "
                 f"({self.ENV['max_pixel_steps']}). Use a smaller size, fewer steps or a smaller batch.")
+
+    def grid_images_problem(self, count: int, at_least: bool = False) -> str | None:
+        """A sentence when an X/Y/Z plot would make more images than the cap (`at_least`: one axis alone would)."""
+        if not self.max_grid_images or count <= self.max_grid_images:
+            return None
+        return (f"This plot would make {'at least ' if at_least else ''}{count:,} images; the limit is "
+                f"{self.max_grid_images:,} "
+                f"({self.ENV['max_grid_images']}). Use fewer values on its axes.")
+
+    def grid_problem(self, width: int, height: int, steps: int, cells: int) -> str | None:
+        """A sentence when a whole X/Y/Z plot is over the work budget: width × height × the steps of all its
+        `cells` together (`steps`), the rule a batch follows."""
+        work = width * height * steps
+        if not self.max_pixel_steps or work <= self.max_pixel_steps:
+            return None
+        return (f"This plot is too large: {width}×{height} pixels × {steps:,} steps over its {cells} images = "
+                f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_pixel_steps)} "
+                f"({self.ENV['max_pixel_steps']}). Use fewer values, a smaller size or fewer steps.")
 
     def video_problems(self, keyframes: int, width: int, height: int, steps: int, frames: int,
                        ai_keyframes: bool) -> list[str]:

@@ -37,6 +37,7 @@ from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, hires_size, upscale
 from .result import ImageResult, error_result
 from .router import Router
+from .xyz_plot import plan_plot, stream_plot
 
 logger = logging.getLogger(__name__)
 
@@ -323,23 +324,17 @@ class AIModelManager:
         started_at = time.perf_counter()
         if not self._initialized:
             await self.initialize_models()
-        if init_image is None:
-            width = P.WIDTH.default if width is None else width
-            height = P.HEIGHT.default if height is None else height
-        values = dict(prompt=prompt, negative_prompt=negative_prompt or "", width=width, height=height,
-                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-                      model=model, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                      batch_count=batch_count, loras=loras or (), vae=vae, init_image=init_image,
-                      strength=strength, resize_mode=resize_mode or P.RESIZE_MODE.default, mask=mask,
-                      mask_blur=mask_blur, inpaint_area=inpaint_area or P.INPAINT_AREA.default,
-                      only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
-                      hires_strength=hires_strength, hires_steps=hires_steps,
-                      hires_upscaler=hires_upscaler or P.HIRES_UPSCALER.default)
-        for alias, value in aliases.items():
-            if alias not in ALIASES:
-                raise TypeError(f"stream_image() got an unexpected keyword argument {alias!r}")
-            values[ALIASES[alias]] = value
-        req = GenerationRequest(**values, extra=dict(extra or {}))
+        unknown = [name for name in aliases if name not in ALIASES]
+        if unknown:
+            raise TypeError(f"stream_image() got an unexpected keyword argument {unknown[0]!r}")
+        req = GenerationRequest.from_arguments(
+            prompt, negative_prompt=negative_prompt, width=width, height=height,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed, model=model,
+            backend=backend, sampler=sampler, batch_count=batch_count, loras=loras, vae=vae, init_image=init_image,
+            strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
+            only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
+            hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler, extra=extra,
+            **aliases)
         try:
             req = req.validated(self.router.names(), limits=self.settings.limits)
             for index in range(req.batch_count):
@@ -484,6 +479,58 @@ class AIModelManager:
         final = failed or (results[0] if results else error_result("No result."))
         if len(results) > 1 or (failed and results):
             final = replace(final, batch=results)  # a copy: the batch's first result is not its own item
+        return final
+
+    async def stream_xyz_plot(self, prompt: str, x_type: str = P.NO_AXIS, x_values: Any = "",
+                              y_type: str = P.NO_AXIS, y_values: Any = "", z_type: str = P.NO_AXIS,
+                              z_values: Any = "", *, cancel: asyncio.Event | None = None, previews: bool = True,
+                              owner: str | None = None, rng: Any = None, **image: Any) -> AsyncIterator[Event]:
+        """An X/Y/Z plot (engine/xyz_plot.py) as a stream of events: per cell PlotCell ("Cell 3/4"), then the cell's
+        own events as `stream_image` yields them (Started, Progress..., Fallback, Done with its saved image); at the
+        end Done with the grid's result (saved as its own PNG, the cells' results in `batch`), or Failed.
+
+        Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, by these names, their
+        labels or A1111's; Nothing leaves it out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)",
+        "10-20 [3]", quoted names with commas; or a list). `image` takes `stream_image`'s arguments, which every
+        cell shares; the plot makes one image per cell (no batch count). Every problem is a sentence before any
+        work: an axis with no values, an unknown axis type, a value its parameter refuses (the axis named), an
+        unknown model or sampler, more cells than GATOR_MAX_GRID_IMAGES, or more work than the per-request budget
+        for all cells together. `rng` draws the seeds -1 asks for."""
+        await self.initialize_models()
+        image = {ALIASES.get(name, name): value for name, value in image.items()}
+        batch = image.pop(P.BATCH_COUNT.name, None)
+        req = GenerationRequest.from_arguments(prompt, **image)  # TypeError for an argument stream_image lacks
+        try:
+            if batch not in (None, 1):
+                raise InvalidRequest("An X/Y/Z plot makes one image per cell: leave Batch count at 1.")
+            req = req.validated(self.router.names(), rng=rng, limits=self.settings.limits)
+            plot = plan_plot(((x_type, x_values), (y_type, y_values), (z_type, z_values)), self.settings.limits,
+                             self.router.unknown_model, rng)
+            problems = plot.request_problems(req, self.settings.limits)
+            if problems:
+                raise InvalidRequest(" ".join(problems))
+        except GatorError as err:
+            yield Failed(str(err), self._error_result(req, str(err)))
+            return
+        # every cell: the seed drawn once, the prompt's LoRA tags as the loras list (the LoRA weight axis sets one)
+        shared = {**image, "prompt": req.prompt, "seed": req.seed,
+                  "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
+        async with aclosing(stream_plot(self.stream_image, plot, shared, self.settings.output_dir, owner=owner,
+                                        cancel=cancel, previews=previews)) as events:
+            async for event in events:
+                yield event
+
+    async def xyz_plot(self, prompt: str, x_type: str = P.NO_AXIS, x_values: Any = "", y_type: str = P.NO_AXIS,
+                       y_values: Any = "", z_type: str = P.NO_AXIS, z_values: Any = "", **kwargs: Any) -> ImageResult:
+        """`stream_xyz_plot` drained: the grid's result (its cells' in `batch`), or status "error" with a sentence
+        (the cells made before it in `batch`); never raises for bad input."""
+        final = error_result("No result.")
+        async for event in self.stream_xyz_plot(prompt, x_type, x_values, y_type, y_values, z_type, z_values,
+                                                **kwargs):
+            if isinstance(event, Done) and event.result.plot is not None:
+                final = event.result
+            elif isinstance(event, Failed):
+                final = event.result or error_result(event.error)
         return final
 
     async def stream_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",

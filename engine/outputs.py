@@ -73,13 +73,23 @@ def a1111_parameters(params: dict[str, Any]) -> str:
             pairs.append((P.OUTPAINT.a1111_key, P.outpaint_text(params.get(name))))
         else:
             pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
-    lines.append(", ".join(f"{k}: {v}" for k, v in pairs if v is not None))
+    plot = params.get("plot") or {}  # an X/Y/Z plot's grid: "Script: X/Y/Z plot, X Type: Steps, X Values: ..."
+    pairs += [(param.a1111_key, plot.get(param.name)) for param in P.PLOT_PARAMS]
+    lines.append(", ".join(f"{k}: {a1111_quoted(v)}" for k, v in pairs if v is not None))
     return "\n".join(lines)
 
 
-def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, owner: str | None = None) -> Path:
+def a1111_quoted(value: Any) -> Any:
+    """A value as A1111 writes it in its settings line: in JSON quotes when it holds a comma, colon or newline
+    ("X Values: \"2,3\""), so the line still splits at its commas."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else value
+
+
+def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, owner: str | None = None,
+               suffix: str = "") -> Path:
     """Write `image` as PNG with `parameters` (A1111) and `gator` (JSON) text chunks under
-    outputs/[<owner>/]YYYY-MM-DD/; return its path.
+    outputs/[<owner>/]YYYY-MM-DD/; return its path. `suffix` ends the file's name ("xyz-grid").
 
     Raises OutputError with a clear sentence when the folder cannot be written.
     """
@@ -87,6 +97,7 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     png = encode_png(image, {"parameters": a1111_parameters(params),
                              JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)})
     stem = f"{time.strftime('%H%M%S')}-{params.get('seed', 0)}-{_slug(params.get('prompt', ''))}"
+    stem += f"-{_slug(suffix)}" if suffix else ""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stem}.png"
@@ -104,7 +115,7 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     return path
 
 
-_PAIR = re.compile(r"\s*([A-Za-z][A-Za-z0-9 ]*?):\s*([^,]+)")
+_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9 ]*?):\s*("(?:\\.|[^\\"])+"|[^,]+)')  # a value in quotes may hold commas
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
     keys = P.a1111_keys()
     casts = {"int": int, "seed": int, "pixels": int, "float": float}
     for key, value in _PAIR.findall(settings_line):
-        key, value = key.strip(), value.strip()
+        key, value = key.strip(), _unquoted(value.strip())
         if key == "Size":
             w, _, h = value.partition("x")
             result["width"], result["height"] = int(w), int(h)
@@ -130,6 +141,16 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             param = P.BY_NAME[keys[key]]
             result[param.name] = casts.get(param.kind, str)(value)
     return result
+
+
+def _unquoted(value: str) -> str:
+    """A settings-line value without the JSON quotes `a1111_quoted` (or A1111) put around it."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    try:
+        return str(json.loads(value))
+    except json.JSONDecodeError:
+        return value
 
 
 def read_parameters(path: str | Path) -> dict[str, Any]:

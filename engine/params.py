@@ -236,10 +236,12 @@ BATCH_COUNT = Param("batch_count", "int", 1, "Batch count",
                     "Images one after another; each takes the previous seed + 1.", minimum=1, maximum=8, step=1)
 
 MAX_LORAS = 8
+LORA_WEIGHT = Param("lora_weight", "float", 1.0, "LoRA weight", "How strongly a LoRA acts ({minimum} to {maximum}; 0 is "
+                    "no LoRA).", minimum=-4.0, maximum=4.0, step=0.05)
 LORAS = Param("loras", "loras", (), "LoRAs",
               "LoRAs by name (file name without extension) and weight ({minimum} to {maximum}), e.g. "
               '[{{"name": "detail", "weight": 0.8}}]; a <lora:name:weight> tag in the prompt adds one.',
-              minimum=-4.0, maximum=4.0, step=0.05, optional=True)
+              minimum=LORA_WEIGHT.minimum, maximum=LORA_WEIGHT.maximum, step=LORA_WEIGHT.step, optional=True)
 
 VAE = Param("vae", "choice", "auto", "VAE", "auto: the checkpoint's own VAE; or a VAE file from a VAE/ folder.",
             a1111_key="VAE")
@@ -284,10 +286,24 @@ UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is 
 # What an upscale of a finished image records (the names of A1111's Extras tab).
 POSTPROCESS_PARAMS: tuple[Param, ...] = (UPSCALE_BY, UPSCALER)
 
+# An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
+NO_AXIS = "Nothing"
+XYZ_SCRIPT = "X/Y/Z plot"
+PLOT_SCRIPT = Param("script", "text", None, "Script", "The script that made the image.", a1111_key="Script",
+                    optional=True)
+PLOT_PARAMS: tuple[Param, ...] = (PLOT_SCRIPT, *(param for axis in "XYZ" for param in (
+    Param(f"{axis.lower()}_type", "choice", NO_AXIS, f"{axis} type", f"What the plot varies along {axis}.",
+          a1111_key=f"{axis} Type"),
+    Param(f"{axis.lower()}_values", "text", "", f"{axis} values", "A list (1, 2, 3; quoted names may hold commas) or "
+          "for numbers a range: 1-5, 1-10 (+3) counts in steps of 3, 10-20 [3] spreads 3 values.",
+          a1111_key=f"{axis} Values"),
+    Param(f"{axis.lower()}_fixed_values", "text", None, f"Fixed {axis} values", "The seeds drawn for -1 on a Seed "
+          "axis.", a1111_key=f"Fixed {axis} Values", optional=True))))
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
-BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS)}
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, LORA_WEIGHT, *PLOT_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 
@@ -326,6 +342,7 @@ def seed_input(value: Any) -> Any:
     return int(number) if number.is_integer() else value
 
 
-def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS)) -> dict[str, str]:
+def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *PLOT_PARAMS)) \
+        -> dict[str, str]:
     """A1111 metadata key -> parameter name."""
     return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -48,6 +48,25 @@ class GenerationRequest:
     hires_upscaler: str = P.HIRES_UPSCALER.default
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_arguments(cls, prompt: Any, *, extra: dict[str, Any] | None = None, **values: Any) -> "GenerationRequest":
+        """The request `stream_image`'s arguments ask for (unvalidated): empty choices take their defaults, a size
+        left as None the schema's default (with an init image: the image's own), and the aliases (`steps`,
+        `guidance`) their parameters' names. TypeError for an argument it does not take."""
+        values = {P.ALIASES.get(name, name): value for name, value in values.items()}
+        unknown = set(values) - _FIELDS
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
+        if values.get("init_image") is None:
+            for param in (P.WIDTH, P.HEIGHT):
+                values[param.name] = param.default if values.get(param.name) is None else values[param.name]
+        for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.INPAINT_AREA, P.HIRES_UPSCALER):
+            if param.name in values:
+                values[param.name] = values[param.name] or param.default
+        values["negative_prompt"] = values.get("negative_prompt") or ""
+        values["loras"] = values.get("loras") or ()
+        return cls(prompt=prompt, **values, extra=dict(extra or {}))
+
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
                   limits: Limits | None = None) -> "GenerationRequest":
         """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
@@ -104,6 +123,9 @@ class GenerationRequest:
     def for_image(self, index: int) -> "GenerationRequest":
         """The request of image `index` of the batch: its own seed, batch of one."""
         return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
+
+
+_FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__ if name not in ("prompt", "extra"))
 
 
 def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
@@ -172,6 +194,14 @@ def sampler_key(name: Any) -> str:
     return text
 
 
+def sampler_problem(name: Any, subject: str = P.SAMPLER.label) -> str | None:
+    """A sentence when `name` is neither a sampler's key nor its label; None when it is one."""
+    samplers = load_samplers()
+    if sampler_key(name) in samplers:
+        return None
+    return f"{subject} must be one of {', '.join(samplers)} (got {name!r})."
+
+
 def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
                       limits: Limits | None = None) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
@@ -191,9 +221,9 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
                                        int(req.batch_count))
         if problem:
             problems.append(problem)
-    samplers = load_samplers()
-    if sampler_key(req.sampler) not in samplers:
-        problems.append(f"Sampler must be one of {', '.join(samplers)} (got {req.sampler!r}).")
+    problem = sampler_problem(req.sampler)
+    if problem:
+        problems.append(problem)
     if req.model is not None and not isinstance(req.model, str):
         problems.append("The model must be a model name.")
     if req.vae is not None and not isinstance(req.vae, str):

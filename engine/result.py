@@ -17,7 +17,7 @@ from .params import RESULT_ALIASES
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding",
                 "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
-                "fallback_reason")
+                "fallback_reason", "plot")
 
 
 @dataclass
@@ -51,11 +51,14 @@ class ImageResult:
     prompt_id: str | None = None
     comfyui_workflow: str | None = None
     fallback_reason: str | None = None
+    # an X/Y/Z plot's grid: its axes ({"script", "x_type", "x_values", ...}, engine/params.py PLOT_PARAMS); None
+    # for any other image. The grid's other values are its first cell's, as A1111 records a grid.
+    plot: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     image: Image.Image | None = field(default=None, repr=False)
-    batch: list["ImageResult"] = field(default_factory=list)  # a batch's results, on the first one
+    batch: list["ImageResult"] = field(default_factory=list)  # a batch's results, on the first one; a plot's cells
 
     def parameters(self) -> dict[str, Any]:
         """What is saved in the PNG and read back by "reuse parameters"."""

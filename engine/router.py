@@ -55,8 +55,7 @@ class Router:
         owners = [(b, b.find(model_id)) for b in candidates]
         owners = [(b, spec) for b, spec in owners if spec is not None]
         if not owners:
-            known = ", ".join(m.id for b in candidates for m in b.models())
-            raise InvalidRequest(f"Unknown model {model_id!r}. Available models: {known}.")
+            raise InvalidRequest(self.unknown_model(model_id, candidates))
         if forced is not None:
             spec = forced.find(model_id)
             if spec is None:
@@ -65,6 +64,14 @@ class Router:
                                      f"or {owner.name}, or a {forced.label} model.")
             return _logged(Plan((self._plan_on(forced, req, spec),)))
         return self._first_that_runs(req, owners)
+
+    def unknown_model(self, model_id: str, backends: Sequence[Backend] | None = None) -> str | None:
+        """The sentence for a model name none of `backends` (all of them) knows; None for a known one or auto."""
+        backends = self.backends if backends is None else backends
+        if not model_id or model_id.strip().lower() == "auto" or any(b.find(model_id.strip()) is not None for b in backends):
+            return None
+        known = ", ".join(m.id for b in backends for m in b.models())
+        return f"Unknown model {model_id!r}. Available models: {known}."
 
     @staticmethod
     def _plan_on(backend: Backend, req: GenerationRequest, spec) -> Target:

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .errors import GatorError, GenerationCancelled, InvalidRequest, OutputError, os_reason, output_error
 from .events import Done, Event, Failed, Fallback, Progress, Queued, Started
 from .limits import Limits
 from .outputs import owner_folder
 from .storyboard import Storyboard
+from .text_drawing import font as text_font, wrap as wrap_text
 
 logger = logging.getLogger(__name__)
 
@@ -128,38 +129,6 @@ def fit_frame(image: Image.Image, width: int, height: int) -> np.ndarray:
 
 
 # -- title cards --------------------------------------------------------------------------------
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    for name in (("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf") if bold
-                 else ("DejaVuSans.ttf", "LiberationSans-Regular.ttf")):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, max_width: float) -> list[str]:
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}".strip()
-            if draw.textlength(candidate, font=font) <= max_width or not line:
-                line = candidate
-            else:
-                lines.append(line)
-                line = word
-            while draw.textlength(line, font=font) > max_width and len(line) > 1:  # a word wider than the card
-                cut = max(1, int(len(line) * max_width / draw.textlength(line, font=font)))
-                lines.append(line[:cut])
-                line = line[cut:]
-        lines.append(line)
-    return lines
-
-
 def _gradient(width: int, height: int, key: str) -> Image.Image:
     """A diagonal two-colour gradient whose hue follows `key` (stable per prompt)."""
     hue = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:6], 16) / 0xFFFFFF
@@ -178,16 +147,16 @@ def title_card(prompt: str, number: int, total: int, width: int, height: int, *,
     draw = ImageDraw.Draw(card)
     margin = max(4, width // 16)
     header = f"Scene {number} / {total}" + (f" · {title}" if title else "")
-    header_font = _font(max(8, height // 14), bold=True)
+    header_font = text_font(max(8, height // 14), bold=True)
     draw.text((margin, margin), header, font=header_font, fill=(255, 255, 255))
     body_top = margin + int(header_font.size * 1.6) if hasattr(header_font, "size") else margin * 3
-    footer_font = _font(max(7, height // 20))
+    footer_font = text_font(max(7, height // 20))
     footer_h = int(getattr(footer_font, "size", 10) * 1.6) if detail else 0
     room = height - body_top - margin - footer_h
     size = max(8, height // 9)
     while True:  # shrink the prompt's font until it fits
-        font = _font(size)
-        lines = _wrap(draw, prompt.strip(), font, width - 2 * margin)
+        font = text_font(size)
+        lines = wrap_text(draw, prompt.strip(), font, width - 2 * margin)
         line_h = int(size * 1.25)
         if len(lines) * line_h <= room or size <= 8:
             break

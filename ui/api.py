@@ -1,9 +1,13 @@
-"""API endpoints for gradio_client: /generate_image, /generate_video and /status.
+"""API endpoints for gradio_client: /generate_image, /img2img, /inpaint, /xyz_plot, /upscale, /png_info,
+/generate_video and /status.
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
     image_path, info = client.predict("a red fox in the snow", api_name="/generate_image")
 """
+
+import asyncio
+from typing import Awaitable, Callable
 
 import gradio as gr
 from gradio.data_classes import FileData
@@ -13,6 +17,7 @@ from engine.errors import InvalidRequest
 from engine.manager import AIModelManager
 from engine.png_info import png_info as read_png_info
 from engine.request import AUTO
+from engine.result import ImageResult
 
 from .api_guard import endpoint_spec, uploaded_path
 from .image_tab import GENERATE_CONCURRENCY
@@ -58,25 +63,54 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         saved_path (on the server), timings; for a batch, "batch" lists every image's dict. Bad
         input raises an error whose message says what to fix.
         """
-        given = {P.WIDTH.name: width, P.HEIGHT.name: height,
-                 P.STEPS.name: num_inference_steps if num_inference_steps is not None else steps}
-        values = {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
+        values = sized(model, width, height, num_inference_steps if num_inference_steps is not None else steps)
         values[P.GUIDANCE.name] = guidance_scale if guidance_scale is not None else guidance
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        return await image_job(request, lambda cancel: manager.generate_image(
+            styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed), model=model or AUTO,
+            backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
+            vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
+            hires_upscaler=hires_upscaler, cancel=cancel, previews=False, owner=getattr(request, "username", None),
+            **values))
+
+    def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
+        """Width, height and steps as given, those left empty the model's defaults."""
+        given = {P.WIDTH.name: width, P.HEIGHT.name: height, P.STEPS.name: steps}
+        return {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
+
+    async def image_job(request: gr.Request, run: Callable[[asyncio.Event], Awaitable[ImageResult]]) \
+            -> tuple[FileData, dict]:
+        """`run(cancel)` as one of the caller's jobs: its PNG and its dict, or its sentence as the error."""
         try:
             async with jobs.job(request) as cancel:
-                result = await manager.generate_image(
-                    styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed),
-                    model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default,
-                    batch_count=batch_count, loras=loras, vae=vae or AUTO, hires_scale=hires_scale,
-                    hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-                    cancel=cancel, previews=False,
-                    owner=getattr(request, "username", None), **values)
+                result = await run(cancel)
         except TooManyJobs as err:
             raise gr.Error(str(err), print_exception=False) from None
         if result.status != "success" or not result.path:
             raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
         return FileData(path=result.path), api_safe(result.to_dict())
+
+    async def xyz_plot(prompt: str, x_type: str = P.NO_AXIS, x_values: str = "", y_type: str = P.NO_AXIS,
+                       y_values: str = "", z_type: str = P.NO_AXIS, z_values: str = "",
+                       negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,
+                       height: int | None = None, num_inference_steps: int | None = None,
+                       guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
+                       model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                       sampler: str = P.SAMPLER.default, style: str = NO_STYLE, loras: list[dict] | None = None,
+                       vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+        """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
+        sampler, model, lora_weight or strength, by these names or A1111's; Nothing leaves an axis out) over its
+        values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", "\"a name, with a comma\""). The rest as
+        /generate_image, shared by every cell (one seed for all when -1). Returns the grid PNG (X labels above,
+        Y on the left, Z values side by side; its text A1111's "X Type: ..., X Values: ...") and its dict, whose
+        "batch" lists every cell's dict (each image saved with its own parameters) in A1111's order, X fastest."""
+        values = {**sized(model, width, height, num_inference_steps), P.GUIDANCE.name: guidance_scale}
+        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        return await image_job(request, lambda cancel: manager.xyz_plot(
+            styled if isinstance(prompt, str) else prompt, x_type, x_values, y_type, y_values, z_type, z_values,
+            negative_prompt=negative, seed=P.seed_input(seed), model=model or AUTO,
+            backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
+            cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
                       strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
@@ -128,16 +162,9 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         path = upload(init_image, "init image")
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         steps = {P.STEPS.name: num_inference_steps} if num_inference_steps is not None else {}
-        try:
-            async with jobs.job(request) as cancel:
-                result = await manager.generate_image(
-                    styled if isinstance(prompt, str) else prompt, negative, init_image=path, cancel=cancel,
-                    previews=False, owner=getattr(request, "username", None), **values, **steps)
-        except TooManyJobs as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        if result.status != "success" or not result.path:
-            raise gr.Error(result.error or "The image could not be generated.", print_exception=False)
-        return FileData(path=result.path), api_safe(result.to_dict())
+        return await image_job(request, lambda cancel: manager.generate_image(
+            styled if isinstance(prompt, str) else prompt, negative, init_image=path, cancel=cancel, previews=False,
+            owner=getattr(request, "username", None), **values, **steps))
 
     async def generate_video(prompts: str = "", storyboard: str = "", quality: str = "draft",
                              use_ai_generation: bool = True, make_gif: bool = False, duration: float | None = None,
@@ -196,11 +223,12 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(generate_image, api_name="generate_image", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(inpaint, api_name="inpaint", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(xyz_plot, api_name="xyz_plot", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
     gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
-            "inpaint": endpoint_spec(inpaint),
+            "inpaint": endpoint_spec(inpaint), "xyz_plot": endpoint_spec(xyz_plot),
             "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),
             "generate_video": endpoint_spec(generate_video)}

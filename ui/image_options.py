@@ -1,5 +1,5 @@
-"""The Image tab's optional boxes (Image to image, Inpaint / outpaint, Hires fix, the LoRA picker): their
-layouts, and the helpers that turn their values into the engine's arguments."""
+"""The Image tab's optional boxes (Image to image, Inpaint / outpaint, Hires fix, X/Y/Z plot, the LoRA picker):
+their layouts, and the helpers that turn their values into the engine's arguments."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,6 +13,7 @@ from engine.inpaint import INPAINT_AREAS
 from engine.input_images import RESIZE_MODES
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
 from engine.upscale import UPSCALERS
+from engine.xyz_plot import AXIS_NAMES, axis_choices
 
 from .models import lora_choices
 from .widgets import widget
@@ -102,6 +103,28 @@ def layout_hires_box() -> dict[str, Any]:
                                          label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
     return dict(hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_upscaler=hires_upscaler)
+
+
+PLOT_INPUTS = tuple(f"{axis.lower()}_{part}" for axis in AXIS_NAMES for part in ("type", "values"))
+PLOT_EXAMPLE = "2, 3  ·  1-10 (+3)  ·  10-20 [3]"
+
+
+def layout_xyz_box() -> dict[str, Any]:
+    """X/Y/Z plot, closed until opened: what each axis varies and its values (A1111's syntax), and Plot, which
+    runs the form once per cell like Generate and adds the labelled grid."""
+    with gr.Accordion("X/Y/Z plot", open=False, elem_id="xyz-box"):
+        boxes: dict[str, Any] = {}
+        params = {param.name: param for param in P.PLOT_PARAMS}
+        for axis in AXIS_NAMES:
+            kind, values = params[f"{axis.lower()}_type"], params[f"{axis.lower()}_values"]
+            with gr.Row(equal_height=True):
+                boxes[kind.name] = gr.Dropdown(axis_choices(), value="seed" if axis == "X" else P.NO_AXIS,
+                                               label=kind.label, scale=1, min_width=140,
+                                               elem_id=f"xyz-{axis.lower()}-type")
+                boxes[values.name] = gr.Textbox(label=values.label, placeholder=PLOT_EXAMPLE, info=values.help
+                                                if axis == "X" else None, scale=3, elem_id=f"xyz-{axis.lower()}-values")
+        plot = gr.Button("Plot", variant="primary", size="sm", elem_id="xyz-plot")
+    return dict(**boxes, plot=plot)
 
 
 def layout_lora_row(loras: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 
-from .image_options import (INPAINT_INPUTS, add_lora_tag, hires_args, image_to_image_args, inpaint_args,
-                            layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row)
+from .image_options import (INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, hires_args, image_to_image_args,
+                            inpaint_args, layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row,
+                            layout_xyz_box)
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -78,7 +79,8 @@ def _page_number(value: Any) -> int:
 
 
 def _caption(entry: dict[str, Any]) -> str:
-    return f"seed {entry.get('seed')} · {entry.get('model') or ''} · {entry.get('backend') or ''}".strip(" ·")
+    caption = f"seed {entry.get('seed')} · {entry.get('model') or ''} · {entry.get('backend') or ''}".strip(" ·")
+    return f"X/Y/Z plot · {caption}" if entry.get("plot") else caption
 
 
 def gallery_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -88,11 +90,21 @@ def gallery_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def history_entry(result: dict[str, Any]) -> dict[str, Any]:
     """What the session keeps of a result: where it is saved and how it was made (no image in memory)."""
     keys = ("path", "seed", "prompt", "negative_prompt", "model", "model_id", "backend", "server", "width",
-            "height", "num_inference_steps", "guidance_scale", "sampler", "fallback_reason")
+            "height", "num_inference_steps", "guidance_scale", "sampler", "fallback_reason", "plot")
     return {k: result.get(k) for k in keys}
 
 
+def plot_text(plot: dict[str, Any]) -> str:
+    """An X/Y/Z plot's axes in a line: "X: Steps 2,3 · Y: Seed 1, 2"."""
+    return " · ".join(f"**{axis}:** {plot[f'{axis.lower()}_type']} {plot.get(f'{axis.lower()}_values') or ''}".strip()
+                      for axis in "XYZ" if plot.get(f"{axis.lower()}_type"))
+
+
 def details_markdown(result: dict[str, Any]) -> str:
+    if result.get("plot"):  # the grid: its axes and cells; each cell's own details are on its image
+        return "\n\n".join([f"**X/Y/Z plot** of {len(result.get('batch') or [])} images · {plot_text(result['plot'])}",
+                             f"Each cell is also saved on its own with its parameters. Grid saved to "
+                             f"`{result.get('path')}`", *(f"Warning: {w}" for w in result.get("warnings") or [])])
     lines = [
         f"**Seed** `{result.get('seed')}` · **Model** {result.get('model')} (`{result.get('model_id')}`) · "
         f"**Backend** {result.get('backend')}" + (f" on `{result.get('server')}`" if result.get("server") else ""),
@@ -151,6 +163,8 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**LoRAs** {lora_text(params['loras'])}")
     if params.get("vae"):
         lines.append(f"**VAE** {params['vae']}")
+    if params.get("plot"):
+        lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
 
 
@@ -164,6 +178,22 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+# The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
+FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
+               "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", "hires_scale",
+               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS)
+
+
+def job_args(values: dict[str, Any]) -> dict[str, Any]:
+    """A queued job's settings from the form's values by name: the hires fix's and the inpaint box's grouped."""
+    args = {name: values.get(name) for name in FORM_INPUTS[:FORM_INPUTS.index("hires_scale")]}
+    args["init_image"] = args["init_image"] or None
+    args["hires"] = {name: _number(values.get(name)) if name != "hires_upscaler" else values.get(name)
+                     for name in ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")}
+    args["inpaint"] = {name: values.get(name) for name in INPAINT_INPUTS}
+    return args
 
 
 class ImageTabHandlers:
@@ -183,15 +213,18 @@ class ImageTabHandlers:
                 outpaint_up: Any, outpaint_down: Any, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
-        args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
-                    height=height, steps=steps, guidance=guidance, seed=seed, sampler=sampler, batch=batch, vae=vae,
-                    init_image=init_image or None, strength=strength, resize_mode=resize_mode, init_size=init_size,
-                    hires=dict(hires_scale=_number(hires_scale), hires_strength=_number(hires_strength),
-                               hires_steps=_number(hires_steps), hires_upscaler=hires_upscaler),
-                    inpaint=dict(mask_editor=mask_editor, inpaint_strength=inpaint_strength, mask_blur=mask_blur,
-                                 inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
-                                 outpaint_left=outpaint_left, outpaint_right=outpaint_right,
-                                 outpaint_up=outpaint_up, outpaint_down=outpaint_down))
+        return self._enqueue(job_args(locals()), request)  # job_args reads the form's names only
+
+    def add_plot(self, request: gr.Request, x_type: str, x_values: str, y_type: str, y_values: str, z_type: str,
+                 z_values: str, *form: Any):
+        """Plot: a job like Generate's (the form's values in FORM_INPUTS' order) that makes the X/Y/Z plot."""
+        args = job_args(dict(zip(FORM_INPUTS, form)))
+        args["plot"] = dict(x_type=x_type, x_values=x_values or "", y_type=y_type, y_values=y_values or "",
+                            z_type=z_type, z_values=z_values or "")
+        return self._enqueue(args, request)
+
+    def _enqueue(self, args: dict[str, Any], request: gr.Request | None):
+        """A job into this session's queue; the progress line and the queue list after it."""
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -227,7 +260,7 @@ class ImageTabHandlers:
         yield {c["finished"]: None}
         batch = args["batch"]
         count = _number(batch) if batch not in (None, "") else 1
-        count = count if isinstance(count, int) else 1
+        count = count if isinstance(count, int) and not args.get("plot") else 1  # a plot: one image per cell
         styled, negative_styled = apply_style(args["style"], args["prompt"] or "", args["negative"] or "")
         try:
             async with self.jobs.job(request) as cancel:
@@ -236,16 +269,18 @@ class ImageTabHandlers:
                 inpainting = inpaint_args(args["inpaint"])  # the inpaint box's picture first, then image to image
                 image_input = inpainting or image_to_image_args(args)
                 keep_size = bool(inpainting) or (bool(image_input) and args["init_size"])
-                async for event in self.manager.stream_image(
-                        styled, negative_styled, width=None if keep_size else _size_field(args["width"]),
-                        height=None if keep_size else _size_field(args["height"]),
-                        num_inference_steps=_number(args["steps"]),
-                        guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
-                        seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
-                        backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
-                        batch_count=count, vae=args["vae"] or AUTO, cancel=cancel, **image_input,
-                        **({} if image_input else hires_args(args)),
-                        owner=getattr(request, "username", None)):  # with --auth, saved under the login
+                image_args = dict(
+                    negative_prompt=negative_styled, width=None if keep_size else _size_field(args["width"]),
+                    height=None if keep_size else _size_field(args["height"]),
+                    num_inference_steps=_number(args["steps"]),
+                    guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
+                    seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
+                    sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
+                    **image_input, **({} if image_input else hires_args(args)),
+                    owner=getattr(request, "username", None))  # with --auth, saved under the login
+                events = self.manager.stream_xyz_plot(styled, **args["plot"], **image_args) if args.get("plot") \
+                    else self.manager.stream_image(styled, batch_count=count, **image_args)
+                async for event in events:
                     line = presenter.line(event)
                     if isinstance(event, Done):
                         result = event.result
@@ -565,6 +600,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
             hires = layout_hires_box()
+            xyz = layout_xyz_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
@@ -637,7 +673,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **inpaint, **hires, **lora_row, vae=vae,
+        **img2img, **inpaint, **hires, **xyz, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale,
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
@@ -669,10 +705,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                           P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"]}
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
-    form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
-                                 "guidance", "seed", "sampler", "batch", "vae", "init_image", "strength",
-                                 "resize_mode", "init_size", "hires_scale", "hires_strength", "hires_steps",
-                                 "hires_upscaler", *INPAINT_INPUTS)]
+    form = [c[name] for name in FORM_INPUTS]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
@@ -684,6 +717,13 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     gen_event = added.then(h.run_queue, inputs=[c["history"], c["queue_tick"]], outputs=outputs,
                            api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
                            concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    # Plot is a job of the same queue: the X/Y/Z plot box's axes, then the form
+    plotted = c["plot"].click(h.add_plot, inputs=[*(c[name] for name in PLOT_INPUTS), *form],
+                              outputs=[c["progress"], *panel.outputs], show_progress="hidden",
+                              show_progress_on=panel.shown_ids, **private)
+    plotted.then(h.run_queue, inputs=[c["history"], c["queue_tick"]], outputs=outputs, api_visibility="private",
+                 show_progress="hidden", show_progress_on=c["finished"], concurrency_limit=4,
+                 concurrency_id=GENERATE_CONCURRENCY)
     # each finished job: its Done line, details, gallery and download (State changes reach the browser only
     # from queued events, so the runner's own outputs stay the step stream's few)
     c["finished"].change(h.show_finished, inputs=[c["finished"], c["history"]],

@@ -27,12 +27,12 @@ class QueuedJob:
     args: dict[str, Any] = field(compare=False)
 
     def summary(self) -> str:
-        """A short line for the queue list: the prompt's start, size and steps."""
+        """A short line for the queue list: the prompt's start, size and steps (an X/Y/Z plot says so first)."""
         prompt = " ".join(str(self.args.get("prompt") or "").split()) or "(empty prompt)"
         if len(prompt) > SUMMARY_CHARS:
             prompt = prompt[:SUMMARY_CHARS - 1].rstrip() + "…"
         size = f"{self.args.get('width')}x{self.args.get('height')}"
-        return f"{prompt} · {size} · {self.args.get('steps')} steps"
+        return ("X/Y/Z plot · " if self.args.get("plot") else "") + f"{prompt} · {size} · {self.args.get('steps')} steps"
 
 
 class JobQueue:

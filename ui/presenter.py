@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Started
 from engine.video import VideoProgress
 
 STOPPED = "Stopped."
@@ -23,6 +23,11 @@ def unexpected_failure(err: BaseException) -> str:
 def batch_label(index: int, count: int) -> str:
     """The label of image `index` (from 0) of a batch: "Image 2/3"; empty for a single image."""
     return f"Image {index + 1}/{count}" if count > 1 else ""
+
+
+def cell_label(event: PlotCell) -> str:
+    """The label of an X/Y/Z plot's cell: "Cell 3/4"."""
+    return f"Cell {event.number}/{event.total}"
 
 
 def is_stopped(event: Failed) -> bool:
@@ -76,6 +81,9 @@ class Presenter:
         After a Fallback the line keeps its reason until the next backend's steps pass the highest step
         shown, so the step counter of one image never goes backwards."""
         self.note(event)
+        if isinstance(event, PlotCell):  # a new image: its lines lead with the cell, its steps count from 1
+            self.label, self.stage, self.reached, self.held, self.fallback = cell_label(event), "", 0, False, None
+            return _line(self.label, event.label)
         if isinstance(event, Queued):
             where = self.backend or "backend"
             return _line(self.label, f"Waiting for the {where}: position {event.position} in line")
@@ -128,5 +136,8 @@ class Presenter:
         if self.video:
             return _line(self.label, f"Video ready: {result.get('frames')} frames, {result.get('duration_s')} s"
                                      + (f" in {took:.1f} s" if took is not None else ""))
+        if result.get("plot"):
+            return _line(f"X/Y/Z plot done: {len(result.get('batch') or [])} images and their grid"
+                         + (f" in {took:.1f} s" if took is not None else ""))
         return _line(self.label, "Done" + (f" in {took:.2f} s" if took is not None else ""),
                      result.get("backend"), result.get("model"), f"seed {result.get('seed')}")

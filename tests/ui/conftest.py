@@ -258,6 +258,25 @@ def send_first_result(page, button: str, says: str) -> None:
     wait_text(page, "picked-info", says)
 
 
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in the dropdown `#elem_id`."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
+
+
+def watch_progress(page) -> None:
+    """Record every text the progress line shows from now on, however briefly (a fast pass can change it within
+    one frame); `progress_seen` returns them."""
+    page.evaluate("""() => { window.progressLines = [];
+        const line = document.getElementById('progress-line');
+        new MutationObserver(() => window.progressLines.push(line.innerText))
+            .observe(line, {childList: true, subtree: true, characterData: true}); }""")
+
+
+def progress_seen(page) -> list[str]:
+    return page.evaluate("() => window.progressLines")
+
+
 def progress_text(page) -> str:
     return page.locator("#progress-line").inner_text()
 

@@ -1,7 +1,8 @@
 """The hires fix in the browser: its steps are marked on the progress line and the result is the larger size."""
 from __future__ import annotations
 
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress, wait_text
+from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, progress_seen, set_number, wait_progress,
+                               wait_text, watch_progress)
 
 pytestmark = needs_chromium
 
@@ -13,14 +14,10 @@ def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):
     page.locator("#hires-box").get_by_text("Hires fix").click()
     set_number(page, "hires-scale", 2)
     set_number(page, "hires-steps", 40)  # long enough to be seen: 40 x 0.5 = 20 steps
-    # every text the progress line shows, however briefly (a fast pass can change it within one frame)
-    page.evaluate("""() => { window.progressLines = [];
-        const line = document.getElementById('progress-line');
-        new MutationObserver(() => window.progressLines.push(line.innerText))
-            .observe(line, {childList: true, subtree: true, characterData: true}); }""")
+    watch_progress(page)
     page.click("#generate")
     wait_progress(page, "Done", 60_000)
-    lines = page.evaluate("() => window.progressLines")
+    lines = progress_seen(page)
     assert any("Hires fix · Step" in line for line in lines), lines[-5:]
     details = wait_text(page, "result-details", "128×128")
     assert "Denoising strength 0.5" in details, details

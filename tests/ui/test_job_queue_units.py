@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from ui.image_tab import FORM_INPUTS, job_args
 from ui.job_queue import JobQueue, QueuedJob, QueueFull
 from ui.queue_panel import _plain
 
@@ -81,3 +82,12 @@ def test_the_list_shows_a_prompt_as_typed_and_short():
     assert summary.startswith("a *bold* [link](x) word") and summary.endswith("· 64x48 · 3 steps")
     assert "…" in summary
     assert _plain("*a* _b_ 1. [c]") == "\\*a\\* \\_b\\_ 1\\. \\[c\\]"
+
+
+def test_a_plot_job_keeps_the_form_as_generate_does_and_says_it_is_a_plot():
+    form = dict(zip(FORM_INPUTS, range(len(FORM_INPUTS))))
+    args = job_args(form)
+    assert (args["prompt"], args["batch"], args["hires"]["hires_steps"], args["inpaint"]["mask_blur"]) == \
+           (form["prompt"], form["batch"], form["hires_steps"], form["mask_blur"])
+    plot = QueuedJob(2, {**args, "prompt": "a fox", "width": 64, "height": 64, "steps": 2, "plot": {"x_type": "steps"}})
+    assert plot.summary() == "X/Y/Z plot · a fox · 64x64 · 2 steps"

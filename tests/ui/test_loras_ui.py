@@ -13,7 +13,7 @@ from PIL import Image
 from engine.config import Settings
 from tests.support.tiny_lora import write_tiny_lora
 from tests.support.tiny_vae import write_tiny_vae
-from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, start_app, stop_app,
+from tests.ui.conftest import (choose, fill_image_form, needs_chromium, open_app, set_number, start_app, stop_app,
                                wait_progress, wait_text)
 
 pytestmark = needs_chromium
@@ -29,12 +29,6 @@ def lora_app(tmp_path_factory, tiny_model_dir):
                              tiny_model_dir=tiny_model_dir, models_dir=models))
     yield app
     stop_app(app)
-
-
-def choose(page, elem_id: str, option: str) -> None:
-    """Pick `option` in the dropdown `#elem_id`."""
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option).click()
 
 
 def prompt_text(page) -> str:

@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from engine.events import Done, Failed, Fallback, Progress, Queued, Started
+from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Started
 from engine.video import VideoProgress, stream_video
 from ui.presenter import STOPPED, Presenter, batch_label, is_stopped
 
@@ -27,6 +27,17 @@ def test_an_image_run_line_by_line():
     assert p.line(done) == "Done in 1.23 s · diffusers · Tiny demo model · seed 77"
     assert p.line(Done({"backend": "diffusers", "model": "Tiny", "seed": 1})) == "Done · diffusers · Tiny · seed 1"
     assert p.line(object()) is None
+
+
+def test_a_plot_labels_each_cells_lines_and_counts_its_steps_from_one():
+    p = Presenter()
+    assert p.line(PlotCell(1, 4, "Steps: 2, Seed: 1")) == "Cell 1/4 · Steps: 2, Seed: 1"
+    p.line(Started("diffusers", "Tiny demo model"))
+    assert p.line(Progress(2, 2)) == "Cell 1/4 · Step 2/2 · diffusers · Tiny demo model"
+    assert p.line(PlotCell(2, 4, "Steps: 3, Seed: 1")) == "Cell 2/4 · Steps: 3, Seed: 1"
+    assert p.line(Progress(1, 3)) == "Cell 2/4 · Step 1/3 · diffusers · Tiny demo model"  # not held below step 2
+    grid = Done({"plot": {"x_type": "Steps"}, "batch": [{}] * 4, "timings": {"total_s": 2.26}})
+    assert Presenter().line(grid) == "X/Y/Z plot done: 4 images and their grid in 2.3 s"
 
 
 def test_a_batch_labels_each_line():
