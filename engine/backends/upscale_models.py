@@ -13,6 +13,7 @@ import enum
 import logging
 import math
 import pickle
+import re
 import sys
 import threading
 import time
@@ -121,8 +122,10 @@ class UpscaleModels:
             state = spandrel.canonicalize_state_dict(read_weights(file.path))
             descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
         except pickle.UnpicklingError as err:
-            raise InvalidRequest(f"{name} holds more than model weights (its pickle names other objects: "
-                                 f"{first_line(err, 120)}), so it is not loaded.") from err
+            named = re.search(r"GLOBAL ([\w.]+)", str(err))
+            raise InvalidRequest(f"{name} holds more than model weights (its pickle names "
+                                 f"{named.group(1) if named else 'other objects'}), so it is not loaded: only "
+                                 "tensors are read from a .pth.") from err
         except spandrel.UnsupportedModelError as err:
             raise InvalidRequest(f"{name} is not an upscaler model this app knows (spandrel recognises ESRGAN, "
                                  "Real-ESRGAN, SwinIR, HAT, DAT and more).") from err

@@ -3,11 +3,9 @@ upscale as A1111's Extras writes it; model upscalers (ESRGAN family, tiny random
 machine in pieces and land on the exact size; bad values and bad files are sentences."""
 from __future__ import annotations
 
-import pickle
-from collections import Counter
-
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.backends.upscale_models import UpscaleModels
@@ -35,6 +33,13 @@ async def test_bad_upscales_are_sentences(manager, tmp_path):
     for needle, extra in cases.items():
         result = await manager.upscale_image(**{"image": str(tmp_path / "plain.png"), **extra})
         assert result.status == "error" and needle in result.error, (needle, result.error)
+
+
+class RunsCode:
+    """What a malicious .pth holds: an object whose unpickling calls a function (here a harmless print)."""
+
+    def __reduce__(self):
+        return print, ("this pickle ran code while it was loaded",)
 
 
 @pytest.fixture
@@ -79,8 +84,7 @@ async def test_broken_upscaler_files_are_sentences_remembered_until_they_change(
     good = write_rrdb(tmp_path / "good.pth")
     (folder / "cut.pth").parent.mkdir(parents=True)
     (folder / "cut.pth").write_bytes(good.read_bytes()[:5000])
-    with open(folder / "sneaky.pth", "wb") as handle:  # a pickle naming an object that is not a tensor
-        pickle.dump({"conv_first.weight": Counter(a=1)}, handle, protocol=2)
+    torch.save({"conv_first.weight": RunsCode()}, folder / "sneaky.pth")  # unpickled freely, it would call print
     write_compact(folder / "compact.safetensors")
     (folder / "compact.safetensors").write_bytes((folder / "compact.safetensors").read_bytes()[:-100])
     from safetensors.numpy import save_file
