@@ -578,6 +578,9 @@ class AIModelManager:
             path = await asyncio.to_thread(save_image, larger, params, self.settings.output_dir, owner)
         except GatorError as err:
             return error_result(str(err))
+        except Exception as err:  # a model that fails while it runs: a sentence, not a traceback
+            logger.exception("Upscale failed")
+            return error_result(f"The upscale failed ({type(err).__name__}); the server log has the details.")
         return ImageResult(status="success", prompt=str(params.get("prompt") or ""), width=width, height=height,
                            seed=params.get("seed"), model=params.get("model"), path=str(path), image=larger,
                            backend=backend, fallback_reason=why,

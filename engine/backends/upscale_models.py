@@ -175,7 +175,16 @@ class UpscaleModels:
 
         pixels = np.asarray(image, dtype=np.float32) / 255.0
         pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-        return upscale_in_tiles(run, pixels, int(descriptor.scale), width, height, tile, overlap)
+        while True:
+            try:
+                return upscale_in_tiles(run, pixels, int(descriptor.scale), width, height, tile, overlap)
+            except torch.OutOfMemoryError:  # smaller pieces, as ComfyUI does, down to a quarter of the usual
+                if tile <= TILE // 4:
+                    raise
+                tile //= 2
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                logger.warning("Out of memory upscaling with %d px pieces; trying %d px", tile * 2, tile)
 
 
 def upscale_in_tiles(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, scale: int, width: int, height: int,
