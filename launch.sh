@@ -15,8 +15,12 @@ PY="$VENV/bin/python"
 # OpenAI's CLIP vocabulary ships in this wheel: it is downloaded, not installed (no dependencies, torch stays
 # as it is), and engine/clip_vocab.py builds the tokenizers' vocab.json/merges.txt from it.
 CLIP_VOCAB_WHEEL="open-clip-torch==3.3.0"
+# Model upscalers (ESRGAN family) load through spandrel; it lists torchvision as a dependency, which does not import
+# beside the pinned torch, so it is installed without dependencies (its others, einops included, are in
+# requirements.txt; engine/backends/upscale_models.py imports it without torchvision).
+SPANDREL="spandrel==0.4.2"
 stamp="$VENV/.requirements.sha"
-want=$( { cat requirements.txt; echo "$CLIP_VOCAB_WHEEL"; } | sha256sum | cut -d' ' -f1)
+want=$( { cat requirements.txt; echo "$CLIP_VOCAB_WHEEL"; echo "$SPANDREL"; } | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # torch first and pinned: a CPU wheel where there is no GPU; an existing torch is kept.
@@ -26,6 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "Installing requirements ..."
   "$PY" -m pip install -q -r requirements.txt
+  "$PY" -m pip install -q --no-deps "$SPANDREL"
   "$PY" -m pip download -q --no-deps "$CLIP_VOCAB_WHEEL" -d "$VENV/share/gator-studio"
   echo "$want" > "$stamp"
 fi

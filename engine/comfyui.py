@@ -44,6 +44,7 @@ MODEL_INPUTS: dict[str, dict[str, str]] = {
     "CLIPLoader": {"clip_name": "clips"},
     "VAELoader": {"vae_name": "vaes"},
     "LoraLoader": {"lora_name": "loras"},
+    "UpscaleModelLoader": {"model_name": "upscale_models"},
 }
 # Workflow input name -> InstalledModels attribute that must contain its value.
 FILE_KEYS: dict[str, str] = {"ckpt_name": "checkpoints", "unet_name": "unets", "clip_name": "clips",
@@ -80,6 +81,7 @@ class InstalledModels:
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=list)
     embeddings: list[str] = field(default_factory=list)  # GET /embeddings: names without extension
+    upscale_models: list[str] = field(default_factory=list)  # models/upscale_models (ESRGAN family)
 
     def has_files(self, files: Mapping[str, str]) -> bool:
         """True when every {input_name: filename} (ckpt_name, unet_name, clip_name1, vae_name...) is installed."""
@@ -95,7 +97,7 @@ class InstalledModels:
 
     def copy(self) -> "InstalledModels":
         return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes),
-                               list(self.loras), list(self.embeddings))
+                               list(self.loras), list(self.embeddings), list(self.upscale_models))
 
 
 def file_stem(filename: str) -> str:
@@ -349,7 +351,7 @@ class ComfyUIClient:
 
     async def installed_models(self) -> InstalledModels:
         """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader,
-        LoraLoader)."""
+        LoraLoader, UpscaleModelLoader)."""
         async with self._session() as s:
             answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
             try:

@@ -34,7 +34,7 @@ from .params import ALIASES
 from .png_info import png_info
 from .registry import Hardware, ModelSpec, builtin_model, capped, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
-from .upscale import HIRES_STAGE, hires_size, upscale
+from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
 from .router import Router
 from .xyz_plot import plan_plot, stream_plot
@@ -194,6 +194,12 @@ class AIModelManager:
         names = {name.lower(): name for backend in self.backends.values() for name in backend.vaes()}
         return sorted(names.values(), key=str.lower)
 
+    def available_upscalers(self) -> list[str]:
+        """Every upscaler a request can name now: Lanczos first, then each backend's model upscalers (ESRGAN family,
+        by file name without extension), once per name."""
+        names = {name.lower(): name for backend in self.backends.values() for name in backend.upscalers()}
+        return [*UPSCALERS, *sorted((n for key, n in names.items() if key != LANCZOS.lower()), key=str.lower)]
+
     def available_loras(self) -> list[dict[str, Any]]:
         """Every LoRA a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
         loras: dict[str, dict[str, Any]] = {}
@@ -255,6 +261,7 @@ class AIModelManager:
             "models": self.available_models(),
             "loras": self.available_loras(),
             "vaes": self.available_vaes(),
+            "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
             + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
             "output_dir": str(self.settings.output_dir),
@@ -336,7 +343,7 @@ class AIModelManager:
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler, extra=extra,
             **aliases)
         try:
-            req = req.validated(self.router.names(), limits=self.settings.limits)
+            req = req.validated(self.router.names(), limits=self.settings.limits, upscalers=self.available_upscalers())
             for index in range(req.batch_count):
                 async with aclosing(self._one_image(req.for_image(index), cancel, previews, started_at,
                                                     owner)) as events:
@@ -377,7 +384,11 @@ class AIModelManager:
         if base is None:
             return
         width, height = hires_size(req.width, req.height, req.hires_scale, P.WIDTH.multiple_of or 8)
-        larger = await asyncio.to_thread(upscale, base.produced.image, width, height, req.hires_upscaler)
+        forced = self.backends.get(req.backend)
+        larger, upscaled_on, why = await self._enlarge(base.produced.image, width, height, req.hires_upscaler, cancel,
+                                                       local_first=True, local_only=forced is not None and forced.local)
+        if why:
+            yield Fallback(why, to_backend=upscaled_on)
         second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
                          num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0)
         async for item in self._produce(second, cancel, previews):
@@ -386,6 +397,25 @@ class AIModelManager:
             elif isinstance(item, _Made):
                 item = _Made(item.produced, item.target, base.reason or item.reason)
             yield item
+
+    async def _enlarge(self, image: Any, width: int, height: int, upscaler: str, cancel: Any = None, *,
+                       local_first: bool = False, local_only: bool = False) -> tuple[Any, str | None, str | None]:
+        """`image` at width x height with `upscaler` (a name `available_upscalers` lists): Lanczos here; a model
+        upscaler on the backends the router plans (Router.plan_upscale), each failing one (BackendUnavailable)
+        handing over to the next. Returns (the image, the backend that ran the model or None, why it fell back)."""
+        if upscaler == LANCZOS:
+            return await asyncio.to_thread(lanczos, image, width, height), None, None
+        owners = self.router.plan_upscale(upscaler, local_first=local_first, local_only=local_only)
+        reason: str | None = None
+        for number, backend in enumerate(owners, start=1):
+            try:
+                return await backend.upscale(image, width, height, upscaler, cancel), backend.name, reason
+            except BackendUnavailable as err:
+                if number == len(owners):
+                    raise
+                reason = str(err)
+                self._record_switch(f"Fell back to {owners[number].name}", reason)
+        raise BackendUnavailable(f"No backend could upscale with {upscaler}.")  # plan_upscale never plans none
 
     async def _inpaint(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
         """Inpaint or outpaint (engine/inpaint.py): the backend draws what `prepare_inpaint` gives it, and the
@@ -571,27 +601,38 @@ class AIModelManager:
 
     async def upscale_image(self, image: Any, scale: float = P.UPSCALE_BY.default, upscaler: str = P.UPSCALER.default,
                             owner: str | None = None) -> ImageResult:
-        """A finished image (PIL, or a file path from a trusted caller) enlarged `scale` times and saved as a new
-        PNG with the parameters it carried plus the upscale (A1111's "Postprocess upscale by"); never raises for
-        bad input: status "error" with a sentence."""
+        """A finished image (PIL, or a file path from a trusted caller) enlarged `scale` times with `upscaler` (one
+        of `available_upscalers()`: Lanczos, or a model upscaler, which runs on a ComfyUI server that has it and
+        otherwise, or when that fails, on this machine) and saved as a new PNG with the parameters it carried plus
+        the upscale (A1111's "Postprocess upscale by" and "Postprocess upscaler"); never raises for bad input:
+        status "error" with a sentence."""
+        await self.initialize_models()
         try:
             problem = P.UPSCALE_BY.problem(scale)
             if problem:
                 raise InvalidRequest(problem)
+            names = self.available_upscalers()
+            if upscaler_named(upscaler, names) is None:
+                raise InvalidRequest(unknown_upscaler(upscaler, names))
+            upscaler = upscaler_named(upscaler, names)
             source = await asyncio.to_thread(read_input_image, image, self.settings.limits, "image")
             width, height = round(source.width * float(scale)), round(source.height * float(scale))
             problem = self.settings.limits.input_image_problem(width, height, "upscaled image")
             if problem:
                 raise InvalidRequest(problem)
-            larger = await asyncio.to_thread(upscale, source, width, height, upscaler)
+            larger, backend, why = await self._enlarge(source, width, height, upscaler)
             carried = await asyncio.to_thread(png_info, image) if isinstance(image, (str, Path)) else {}
             carried.pop("source", None)
             params = {**carried, "width": width, "height": height, "upscale_by": float(scale), "upscaler": upscaler}
             path = await asyncio.to_thread(save_image, larger, params, self.settings.output_dir, owner)
         except GatorError as err:
             return error_result(str(err))
+        except Exception as err:  # a model that fails while it runs: a sentence, not a traceback
+            logger.exception("Upscale failed")
+            return error_result(f"The upscale failed ({type(err).__name__}); the server log has the details.")
         return ImageResult(status="success", prompt=str(params.get("prompt") or ""), width=width, height=height,
                            seed=params.get("seed"), model=params.get("model"), path=str(path), image=larger,
+                           backend=backend, fallback_reason=why,
                            warnings=[f"Upscaled {float(scale):g}x with {upscaler}."])
 
     def saved_images(self, limit: int = 60, owner: str | None = None) -> list[Path]:

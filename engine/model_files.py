@@ -3,7 +3,14 @@ by their safetensors header alone (kind and family from tensor names and shapes;
 
 Layouts understood under any model folder (and a folder may be an A1111 or ComfyUI install itself):
 A1111 `models/Stable-diffusion`, `models/Lora`, `models/VAE`, `embeddings/`; ComfyUI `models/checkpoints`,
-`models/loras`, `models/vae`, `models/embeddings`. Anything else found is classified by its header.
+`models/loras`, `models/vae`, `models/embeddings`; upscalers (ESRGAN family) in A1111's `models/ESRGAN` and
+`models/RealESRGAN` and ComfyUI's `models/upscale_models`. Anything else found is classified by its header.
+
+Pickle files (`.ckpt`, `.pt`, `.pth`, `.bin`) are refused everywhere but in the upscaler folders: unpickling can
+run code, and every other kind ships as .safetensors. Upscalers are different: ESRGAN-family models are
+published almost only as `.pth`, so a `.pth` in an upscaler folder is accepted, and it is loaded with
+`torch.load(weights_only=True)` (engine/backends/upscale_models.py), which rebuilds tensors and plain containers
+and refuses anything else in the pickle, so loading it cannot run code. Its contents are judged when it is loaded.
 """
 from __future__ import annotations
 
@@ -18,13 +25,15 @@ from typing import Any, Iterable
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT, LORA, VAE, EMBEDDING = "checkpoint", "lora", "vae", "embedding"
-KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding"}
+CHECKPOINT, LORA, VAE, EMBEDDING, UPSCALER = "checkpoint", "lora", "vae", "embedding", "upscaler"
+KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding", UPSCALER: "upscaler"}
 # folder names (case-insensitive) that say what a file below them is, as A1111 and ComfyUI name them
 KIND_FOLDERS = {"stable-diffusion": CHECKPOINT, "checkpoints": CHECKPOINT, "lora": LORA, "loras": LORA,
-                "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING}
+                "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING, "esrgan": UPSCALER, "realesrgan": UPSCALER,
+                "upscale_models": UPSCALER}
 SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+UPSCALER_PICKLE = ".pth"  # the one pickle suffix accepted, and only in an upscaler folder (see the module's docstring)
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 CONTEXT_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}  # cross-attention width -> family
 
@@ -138,6 +147,8 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
         stat = path.stat()
     except OSError as err:
         return ModelFile(path, kind_hint, None, 0, 0.0, f"{path.name} could not be read ({err.strerror or err}).")
+    if kind_hint == UPSCALER and path.suffix.lower() == UPSCALER_PICKLE:
+        return ModelFile(path, UPSCALER, None, stat.st_size, stat.st_mtime)  # judged when loaded (weights only)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime,
                          f"{path.name} is a pickle file ({path.suffix}), which can run code when loaded; only "
@@ -148,7 +159,8 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime, str(err))
     if kind is None and kind_hint is None:
         return ModelFile(path, None, None, stat.st_size, stat.st_mtime,
-                         f"{path.name} holds no checkpoint, LoRA, VAE or embedding this app knows.")
+                         f"{path.name} holds no checkpoint, LoRA, VAE or embedding this app knows (an upscaler goes "
+                         "in an ESRGAN/ or upscale_models/ folder).")
     return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting)
 
 

@@ -10,7 +10,7 @@ from .errors import InvalidRequest
 from .inpaint import INPAINT_AREAS, fitted_mask
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
-from .upscale import UPSCALERS, hires_size
+from .upscale import UPSCALERS, hires_size, unknown_upscaler, upscaler_named
 from .prompt_syntax import BadTag, LoraUse, take_lora_tags
 from .registry import load_samplers
 
@@ -68,17 +68,19 @@ class GenerationRequest:
         return cls(prompt=prompt, **values, extra=dict(extra or {}))
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
-                  limits: Limits | None = None) -> "GenerationRequest":
+                  limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS) -> "GenerationRequest":
         """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
 
-        `backends` are the backend names a request may ask for (besides auto); `limits` the work it may ask for.
+        `backends` are the backend names a request may ask for (besides auto); `limits` the work it may ask for;
+        `upscalers` the upscaler names the hires fix may use (its name comes back spelled as listed there).
         With an init image, a width or height left as None comes from the image (see `output_size`).
         """
         if self.init_image is not None and (self.width is None or self.height is None):
             image = read_input_image(self.init_image, limits or Limits())
             width, height = output_size(image, self.width, self.height, P.WIDTH.multiple_of or 8)
-            return replace(self, init_image=image, width=width, height=height).validated(backends, rng, limits)
-        problems = validation_errors(self, backends, limits or Limits())
+            return replace(self, init_image=image, width=width, height=height).validated(backends, rng, limits,
+                                                                                        upscalers)
+        problems = validation_errors(self, backends, limits or Limits(), upscalers)
         if problems:
             raise InvalidRequest(" ".join(problems))
         try:
@@ -106,7 +108,9 @@ class GenerationRequest:
                     raise InvalidRequest("The mask is all black, so nothing would change: paint white over what "
                                          "should be redrawn.")
         return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae,
-                       init_image=init_image, mask=mask, outpaint=outpaint, mask_blur=int(self.mask_blur),
+                       init_image=init_image, mask=mask, outpaint=outpaint,
+                       hires_upscaler=upscaler_named(self.hires_upscaler, upscalers) or self.hires_upscaler,
+                       mask_blur=int(self.mask_blur),
                        only_masked_padding=int(self.only_masked_padding), strength=float(self.strength), hires_scale=float(self.hires_scale),
                        hires_strength=float(self.hires_strength), hires_steps=int(self.hires_steps), negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
@@ -139,8 +143,8 @@ def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
     return tuple(use for use in weights.values() if use.weight != 0)
 
 
-def hires_problems(req: GenerationRequest, limits: Limits) -> list[str]:
-    """Sentences for the hires fix's values and its second pass's size and work."""
+def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[str] = UPSCALERS) -> list[str]:
+    """Sentences for the hires fix's values (its upscaler one of `upscalers`) and its second pass's size and work."""
     problems = [problem for param, value in ((P.HIRES_SCALE, req.hires_scale), (P.HIRES_STRENGTH, req.hires_strength),
                                              (P.HIRES_STEPS, req.hires_steps))
                 if (problem := param.problem(value))]
@@ -148,8 +152,8 @@ def hires_problems(req: GenerationRequest, limits: Limits) -> list[str]:
         return problems
     if req.init_image is not None:
         return ["The hires fix is for text to image; for an init image, set the width and height you want."]
-    if req.hires_upscaler not in UPSCALERS:
-        return [f"Unknown upscaler {req.hires_upscaler!r}; upscalers here: {', '.join(UPSCALERS)}."]
+    if upscaler_named(req.hires_upscaler, upscalers) is None:
+        return [unknown_upscaler(req.hires_upscaler, upscalers)]
     if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
         return []  # the base values' own sentences say what is wrong
     width, height = hires_size(int(req.width), int(req.height), float(req.hires_scale), P.WIDTH.multiple_of or 8)
@@ -203,7 +207,7 @@ def sampler_problem(name: Any, subject: str = P.SAMPLER.label) -> str | None:
 
 
 def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
-                      limits: Limits | None = None) -> list[str]:
+                      limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
     limits = limits or Limits()
     problems = limits.prompt_problems([("prompt", req.prompt), ("negative prompt", req.negative_prompt)])
@@ -228,7 +232,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append("The model must be a model name.")
     if req.vae is not None and not isinstance(req.vae, str):
         problems.append("The VAE must be a VAE's name (or auto).")
-    problems += hires_problems(req, limits)
+    problems += hires_problems(req, limits, upscalers)
     problems += inpaint_problems(req, limits)
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)

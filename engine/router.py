@@ -11,6 +11,7 @@ from .backends.base import INTERPOLATE, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .registry import ModelSpec
 from .request import GenerationRequest
+from .upscale import upscaler_named
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,24 @@ class Router:
         if why:
             raise BackendUnavailable(why)
         return backend.plan(req, spec)
+
+    def plan_upscale(self, upscaler: str, *, local_first: bool = False, local_only: bool = False) -> tuple[Backend, ...]:
+        """The backends that have the model upscaler `upscaler`, in the order to try them: auto's (a ComfyUI server
+        that lists it first, this machine's file as the fallback), or this machine first with `local_first` (the
+        hires fix's upscale between its passes: no upload when the file is here); this machine only with
+        `local_only` (a request forced onto the local backend). InvalidRequest when none has it."""
+        owners = [b for b in self.backends if upscaler_named(upscaler, b.upscalers())]
+        if local_first:
+            owners.sort(key=lambda b: not b.local)
+        if local_only and not any(b.local for b in owners):
+            where = ", ".join(b.label for b in owners) or "no backend"
+            raise InvalidRequest(f"The upscaler {upscaler!r} is on {where} only, and this request runs on "
+                                 f"{self.last_resort.label}: choose backend auto, or another upscaler.")
+        owners = [b for b in owners if b.local] if local_only else owners
+        if not owners:
+            raise InvalidRequest(f"No backend has the upscaler {upscaler!r} now.")
+        logger.debug("Upscale plan for %s: %s", upscaler, " -> ".join(b.name for b in owners))
+        return tuple(owners)
 
     def default_choice(self) -> tuple[Backend, Backend | None]:
         """The backend a default request runs on now (auto, no model), and the enabled backend that would

@@ -1,13 +1,17 @@
-"""Making an image larger: the hires fix's upscale between its two passes (and the size it lands on)."""
+"""Making an image larger: the upscaler names (Lanczos, which needs no file, then model upscalers of the ESRGAN
+family that a backend has), the hires fix's size, and the tiling rule every local model upscale follows."""
 from __future__ import annotations
+
+from typing import Iterable
 
 from PIL import Image
 
-from .errors import InvalidRequest
-
 HIRES_STAGE = "Hires fix"  # how the hires fix's second pass names its steps
 LANCZOS = "Lanczos"
-UPSCALERS = (LANCZOS,)  # the ones every backend has; model upscalers (ESRGAN family) are not offered yet
+UPSCALERS = (LANCZOS,)  # the ones every install has; model upscalers come from the backends (their file names)
+WHERE_MODELS_GO = "model upscalers are .pth or .safetensors files in an ESRGAN/ or upscale_models/ folder"
+TILE = 256  # the longest side, in input pixels, of the piece of an image a model upscaler works on at once
+TILE_OVERLAP = 16  # input pixels each piece shares with its neighbour; the two are blended across it
 
 
 def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[int, int]:
@@ -15,8 +19,38 @@ def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[in
     return int(width * scale) // multiple * multiple, int(height * scale) // multiple * multiple
 
 
-def upscale(image: Image.Image, width: int, height: int, upscaler: str = LANCZOS) -> Image.Image:
-    """`image` resized to width x height with `upscaler`."""
-    if upscaler != LANCZOS:
-        raise InvalidRequest(f"Unknown upscaler {upscaler!r}; upscalers here: {', '.join(UPSCALERS)}.")
+def lanczos(image: Image.Image, width: int, height: int) -> Image.Image:
+    """`image` resized to width x height with Lanczos."""
     return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def upscaler_named(name: object, names: Iterable[str]) -> str | None:
+    """The upscaler of `names` that `name` means (case-insensitive, with or without the file's extension); None
+    when it is none of them."""
+    if not isinstance(name, str):
+        return None
+    key = name.strip().lower()
+    for candidate in names:
+        if key in (candidate.lower(), *(candidate.lower() + ext for ext in (".pth", ".safetensors"))):
+            return candidate
+    return None
+
+
+def unknown_upscaler(name: object, names: Iterable[str]) -> str:
+    """The sentence for an upscaler name that none of `names` is."""
+    return f"Unknown upscaler {name!r}; upscalers here: {', '.join(names)} ({WHERE_MODELS_GO})."
+
+
+def tile_starts(length: int, tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[int]:
+    """Where the pieces along one side of `length` pixels start: every `tile - overlap` pixels, the last one flush
+    with the end (so it may share more than `overlap` with the one before); one piece when the side fits in a tile."""
+    if length <= tile:
+        return [0]
+    stride = max(1, tile - overlap)
+    return [*range(0, length - tile, stride), length - tile]
+
+
+def tile_boxes(width: int, height: int, tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
+    """The pieces (left, top, right, bottom) an image of width x height is upscaled in, row by row."""
+    return [(x, y, min(x + tile, width), min(y + tile, height))
+            for y in tile_starts(height, tile, overlap) for x in tile_starts(width, tile, overlap)]

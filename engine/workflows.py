@@ -23,7 +23,8 @@ from .errors import GatorError
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = PRESETS_DIR / "workflows"
+TEMPLATES_DIR = PRESETS_DIR / "workflows"  # generation graphs (a sampler's parameters)
+POSTPROCESS_DIR = TEMPLATES_DIR / "postprocess"  # graphs that change a finished image (a model upscale)
 
 
 class WorkflowError(GatorError, ValueError):

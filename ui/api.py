@@ -199,7 +199,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
 
     async def upscale(image: FileData, scale: float = P.UPSCALE_BY.default, upscaler: str = P.UPSCALER.default,
                       request: gr.Request = None) -> tuple[FileData, dict]:
-        """An uploaded image enlarged `scale` times (1 to 4) with `upscaler` (Lanczos), saved as a new PNG with the
+        """An uploaded image enlarged `scale` times (1 to 4) with `upscaler` (Lanczos, or a model upscaler's name as
+        the status lists them: an ESRGAN-family file here or on a ComfyUI server), saved as a new PNG with the
         parameters it carried plus the upscale. Returns the PNG and a dict (status, width, height, saved_path)."""
         path = upload(image, "image")
         result = await manager.upscale_image(path, scale, upscaler, owner=getattr(request, "username", None))

@@ -12,7 +12,6 @@ from engine import params as P
 from engine.inpaint import INPAINT_AREAS
 from engine.input_images import RESIZE_MODES
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
-from engine.upscale import UPSCALERS
 from engine.xyz_plot import AXIS_NAMES, axis_choices
 
 from .models import lora_choices
@@ -91,15 +90,16 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
             "only_masked_padding": int(values.get("only_masked_padding") or 0)}
 
 
-def layout_hires_box() -> dict[str, Any]:
-    """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler."""
+def layout_hires_box(upscalers: list[str]) -> dict[str, Any]:
+    """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler (one of
+    `upscalers`: Lanczos, then the model upscalers the engine lists)."""
     with gr.Accordion("Hires fix", open=False, elem_id="hires-box"):
         with gr.Row():
             hires_scale = gr.Slider(**widget(P.HIRES_SCALE), elem_id="hires-scale")
             hires_strength = gr.Slider(**widget(P.HIRES_STRENGTH), elem_id="hires-strength")
         with gr.Row():
             hires_steps = gr.Slider(**widget(P.HIRES_STEPS), elem_id="hires-steps")
-            hires_upscaler = gr.Dropdown(list(UPSCALERS), value=P.HIRES_UPSCALER.default,
+            hires_upscaler = gr.Dropdown(upscalers, value=P.HIRES_UPSCALER.default,
                                          label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
     return dict(hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_upscaler=hires_upscaler)

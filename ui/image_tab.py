@@ -23,6 +23,7 @@ from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
+from engine.upscale import UPSCALERS
 
 from .image_options import (INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, hires_args, image_to_image_args,
                             inpaint_args, layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row,
@@ -51,6 +52,7 @@ class ImageTab:
     model: gr.Dropdown
     lora: gr.Dropdown
     vae: gr.Dropdown
+    upscalers: tuple[gr.Dropdown, gr.Dropdown]  # the picked image's Upscaler and the Hires upscaler
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -508,11 +510,16 @@ class ImageTabHandlers:
         update[note] = f"Parameters of {name} loaded into the settings."
         return update
 
-    async def upscale(self, picked: str | None, history: list[dict[str, Any]] | None, request: gr.Request = None):
-        """The picked image enlarged as a new image at the top of this session's history."""
+    async def upscale(self, picked: str | None, history: list[dict[str, Any]] | None,
+                      scale: float | None = P.UPSCALE_BY.default, upscaler: str | None = P.UPSCALER.default,
+                      request: gr.Request = None):
+        """The picked image enlarged `scale` times with `upscaler`, as a new image at the top of this session's
+        history."""
         if not picked or is_video(picked):
             return gr.skip(), gr.skip(), "Pick an image in the history (or the outputs folder) first."
-        result = await self.manager.upscale_image(picked, owner=getattr(request, "username", None))
+        result = await self.manager.upscale_image(picked, P.UPSCALE_BY.default if scale is None else scale,
+                                                  upscaler or P.UPSCALER.default,
+                                                  owner=getattr(request, "username", None))
         if result.status != "success":
             return gr.skip(), gr.skip(), failure_line(result.error or "The image could not be upscaled.")
         history = [history_entry(result), *(history or [])][:HISTORY_LIMIT]
@@ -566,6 +573,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
     """Lay out the tab's components inside the current gr.Tab; returns them by name."""
     defaults = manager.model_defaults(AUTO)
     status_models = manager.available_models() if manager.initialized else []
+    upscalers = manager.available_upscalers() if manager.initialized else list(UPSCALERS)
     samplers = _sampler_choices()
 
     history = gr.State([])
@@ -599,7 +607,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
-            hires = layout_hires_box()
+            hires = layout_hires_box(upscalers)
             xyz = layout_xyz_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
@@ -666,15 +674,19 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
                 send_to_img2img = gr.Button("Send to image to image", size="sm", elem_id="send-to-img2img")
                 send_to_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="send-to-inpaint")
-                upscale = gr.Button(f"Upscale {P.UPSCALE_BY.default:g}x ({P.UPSCALER.default})", size="sm",
-                                    elem_id="upscale-picked")
+                with gr.Row(equal_height=True):
+                    upscaler = gr.Dropdown(upscalers, value=P.UPSCALER.default, label=P.UPSCALER.label,
+                                           info=P.UPSCALER.help, elem_id="upscaler", min_width=140)
+                    upscale_by = gr.Slider(**widget(P.UPSCALE_BY), elem_id="upscale-by", min_width=140)
+                upscale = gr.Button("Upscale", size="sm", elem_id="upscale-picked")
                 delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-picked")
                 confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
         **img2img, **inpaint, **hires, **xyz, **lora_row, vae=vae,
-        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale,
+        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale, upscaler=upscaler,
+        upscale_by=upscale_by,
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
@@ -773,13 +785,14 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                              outputs=[*reused[:-1], c["png_info_text"]], **private)
     c["send_to_img2img"].click(h.send_to_img2img, inputs=c["picked"],
                                outputs=[c["init_image"], c["img2img_box"], c["picked_info"]], **private)
-    c["upscale"].click(h.upscale, inputs=[c["picked"], c["history"]],
+    c["upscale"].click(h.upscale, inputs=[c["picked"], c["history"], c["upscale_by"], c["upscaler"]],
                        outputs=[c["history"], c["gallery"], c["picked_info"]], api_visibility="private",
                        api_name="upscale_picked",
                        show_progress="hidden", show_progress_on=c["picked"])
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
-    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,
+    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
+                    generate_event=gen_event,
                     forget_session=h.forget_session)
 
 

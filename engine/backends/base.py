@@ -11,7 +11,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, ClassVar
 
+from PIL import Image
+
 from ..config import Settings
+from ..errors import BackendUnavailable
 from ..events import Event, Produced
 from ..registry import Hardware, ModelSpec
 from ..request import GenerationRequest
@@ -82,6 +85,17 @@ class Backend(ABC):
     def vaes(self) -> list[str]:
         """The VAE files a request may name on this backend."""
         return []
+
+    def upscalers(self) -> list[str]:
+        """The model upscalers (ESRGAN family) a request may name on this backend, by file name without extension."""
+        return []
+
+    async def upscale(self, image: Image.Image, width: int, height: int, upscaler: str,
+                      cancel: Any = None) -> Image.Image:
+        """`image` enlarged with the model upscaler `upscaler` (one of `upscalers()`) to exactly width x height.
+        Raises BackendUnavailable when it cannot finish (the router's next choice then takes it), InvalidRequest
+        for a file that cannot be used, GenerationCancelled once `cancel` is set."""
+        raise BackendUnavailable(f"{self.label} has no model upscalers.")
 
     def rescan(self) -> None:
         """Look for models again (the status tab's Rescan); backends that watch their models need nothing."""

@@ -7,8 +7,9 @@ all files of one variant are installed on some up server; every installed checkp
 their files, as that server names them, go into the Target and become LoraLoader nodes in the graph.
 A request with an init image (img2img) uploads it to each server it tries and starts from it there (LoadImage ->
 VAEEncode in place of the empty latent, the strength as the sampler's denoise); one with a mask (inpaint) uploads the
-mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). Nothing here touches
-the network except the job itself.
+mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). A model upscale
+(ESRGAN family, an UpscaleModelLoader file) uploads the image and runs presets/workflows/postprocess/
+upscale_with_model.json. Nothing here touches the network except the job itself.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
+from PIL import Image
+
 from ..comfyui import (
     ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem, match_file,
 )
@@ -31,14 +34,15 @@ from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import (WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image, use_inpaint,
-                         use_vae)
+from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image,
+                         use_inpaint, use_vae)
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "comfyui:"
+UPSCALE_WORKFLOW = "upscale_with_model"  # presets/workflows/postprocess/
 LoraFiles = tuple[tuple[str, float], ...]  # ((LoRA file as the server lists it, weight), ...) in the request's order
 SHOWN_LORAS = 8  # LoRAs of a server named in a sentence about one it lacks
 JOB_MEMORY_S = 120.0  # how long our finished jobs are remembered, to read stale queue polls right
@@ -234,6 +238,58 @@ class ComfyUIBackend(Backend):
         names = {file_stem(f): None for st in self._up_states() for f in st.models.loras}
         return dict(sorted(names.items(), key=lambda item: item[0].lower()))
 
+    def upscalers(self) -> list[str]:
+        """The model upscalers (UpscaleModelLoader's list) on up servers, by file name without folders and extension."""
+        return sorted({file_stem(f) for st in self._up_states() for f in st.models.upscale_models}, key=str.lower)
+
+    async def upscale(self, image: Image.Image, width: int, height: int, upscaler: str,
+                      cancel: Any = None) -> Image.Image:
+        """`image` uploaded to the up server with the upscaler file `upscaler` and the shortest queue, and run
+        through UpscaleModelLoader -> ImageUpscaleWithModel -> ImageScale (lanczos, width x height) -> SaveImage;
+        a server that dies first hands the job to the next one with the file (each at most once). Raises
+        BackendUnavailable when none finishes it (ComfyUIValidationError when a server refuses the graph)."""
+        tried: list[str] = []
+        last_error: str | None = None
+        while True:
+            have = [st.url for st in self._up_states()
+                    if st.url not in tried and match_file(upscaler, st.models.upscale_models) is not None]
+            if not have:
+                raise BackendUnavailable(f"{last_error} No other ComfyUI server has the upscaler {upscaler!r}."
+                                         if last_error else f"No running ComfyUI server has the upscaler {upscaler!r}.")
+            url = self._least_loaded(have)
+            tried.append(url)
+            try:
+                return await self._upscale_on(url, image, width, height, upscaler, cancel)
+            except BackendUnavailable as exc:
+                last_error = self._job_failed(url, exc)
+
+    async def _upscale_on(self, url: str, image: Image.Image, width: int, height: int, upscaler: str,
+                          cancel: Any) -> Image.Image:
+        file = match_file(upscaler, self.monitor.state(url).models.upscale_models)
+        client = self._client(url)
+        name = await client.upload_image(image.convert("RGB"), "upscale")
+        try:
+            graph = bind(self._template(UPSCALE_WORKFLOW, POSTPROCESS_DIR),
+                         {"image": name, "model_name": file, "width": width, "height": height,
+                          "filename_prefix": "gator-upscale-" + re.sub(r"[^A-Za-z0-9._-]+", "-", upscaler)})
+        except WorkflowError as exc:
+            raise BackendUnavailable(f"The ComfyUI upscale workflow is broken: {exc}") from exc
+        job = self._job_started(url)
+        try:
+            async with aclosing(client.run(graph, cancel)) as events:
+                async for event in events:
+                    if isinstance(event, Produced):
+                        larger = event.image.convert("RGB")
+                        if larger.size != (width, height):
+                            raise BackendUnavailable(f"ComfyUI at {url} sent a {larger.width}×{larger.height} image "
+                                                     f"for an upscale to {width}×{height}.")
+                        log.info("ComfyUI %s upscaled %dx%d to %dx%d with %s", url, image.width, image.height, width,
+                                 height, file)
+                        return larger
+        finally:
+            job.ended = time.time()
+        raise BackendUnavailable(f"ComfyUI at {url} finished the upscale without an image.")
+
     def plain_name(self, model: ModelSpec) -> str:
         """A checkpoint installed on a server is known by its file name without folders and extension."""
         if model.id.startswith(CHECKPOINT_PREFIX):
@@ -280,10 +336,12 @@ class ComfyUIBackend(Backend):
         finished jobs twice.
         """
         skip = set(exclude)
-        snap = self.monitor.snapshot()
         candidates = [u for u in self.servers_for(model, loras, vae) if u not in skip]
-        if not candidates:
-            return None
+        return self._least_loaded(candidates) if candidates else None
+
+    def _least_loaded(self, candidates: list[str]) -> str:
+        """The server of `candidates` with the shortest queue (see `pick_server`); ties go round-robin."""
+        snap = self.monitor.snapshot()
         with self._lock:
             load = {u: self._load(u, snap[u].queue_remaining or 0, snap[u].last_poll) for u in candidates}
             best = min(load.values())
@@ -304,9 +362,9 @@ class ComfyUIBackend(Backend):
         return job
 
     # ------------------------------------------------------------------ one request
-    def _template(self, name: str) -> WorkflowTemplate:
+    def _template(self, name: str, directory: Path | None = None) -> WorkflowTemplate:
         if name not in self._templates:
-            self._templates[name] = load_template(name)
+            self._templates[name] = load_template(name, directory)
         return self._templates[name]
 
     def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
@@ -353,6 +411,16 @@ class ComfyUIBackend(Backend):
         image = await client.upload_image(request.init_image, "init") if request.init_image is not None else None
         mask = await client.upload_image(request.mask.convert("RGB"), "mask") if request.mask is not None else None
         return image, mask
+
+    def _job_failed(self, url: str, exc: BackendUnavailable) -> str:
+        """After a job on `url` failed: a refused graph (ComfyUIValidationError; the server's lists are read again
+        when it lacked a file) or a node that failed (ComfyUIExecutionError) is raised as it is; any other failure
+        counts against the server, and its sentence is returned for the next server to try."""
+        if isinstance(exc, ComfyUIValidationError) and exc.missing_files:
+            self.monitor.refresh_models(url)
+        if isinstance(exc, (ComfyUIValidationError, ComfyUIExecutionError)):
+            raise exc
+        return self._server_failed(url, exc)
 
     def _server_failed(self, url: str, exc: BackendUnavailable) -> str:
         """Count a failure of `url` like a failed poll; returns its sentence."""
@@ -452,16 +520,10 @@ class ComfyUIBackend(Backend):
                                                          "guidance": _guidance(request, model), "server": url})
                         yield event
                 return
-            except ComfyUIValidationError as exc:
-                if exc.missing_files:
-                    self.monitor.refresh_models(url)
-                raise
-            except ComfyUIExecutionError:
-                raise
             except BackendUnavailable as exc:
                 if produced:
                     raise
-                last_error, url = self._server_failed(url, exc), None
+                last_error, url = self._job_failed(url, exc), None
             finally:
                 job.ended = time.time()
 

@@ -16,18 +16,20 @@ from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
 from ..precision import chosen_dtype
 from ..previews import StepPreviews
-from ..model_files import CHECKPOINT, EMBEDDING, LORA, VAE, ModelFile, ModelFolders
+from ..model_files import CHECKPOINT, EMBEDDING, LORA, UPSCALER, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
 from ..request import GenerationRequest
 from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
+from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
 from .embeddings import Embeddings, named_in
 from .lora_adapters import LoraAdapters, LoraFile
 from .prompt_weights import is_weighted, weighted_inputs
+from .upscale_models import UpscaleModels
 from .vae_choice import VaeChoice
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class DiffusersBackend(Backend):
         self.adapters = LoraAdapters()
         self.vae_choice = VaeChoice()
         self.embeddings = Embeddings()
+        self.upscale_models = UpscaleModels()
         self._pipe = None
         self._pipe_key: tuple[str, str] | None = None
         self._load_lock = threading.Lock()
@@ -183,6 +186,27 @@ class DiffusersBackend(Backend):
 
     def vaes(self) -> list[str]:
         return [f.name for f in self.folders.files(VAE)]
+
+    def upscalers(self) -> list[str]:
+        """Every upscaler file in the model folders, a damaged one too (named, it is its sentence)."""
+        return [f.name for f in self.folders.files(UPSCALER, usable=False)]
+
+    async def upscale(self, image: Any, width: int, height: int, upscaler: str, cancel: Any = None) -> Any:
+        """`image` through the upscaler file `upscaler` (spandrel, in pieces: engine/backends/upscale_models.py) on
+        this machine's device, one job at a time like generation; InvalidRequest for a file that cannot be used."""
+        files = {f.name: f for f in self.folders.files(UPSCALER, usable=False)}
+        file = files.get(upscaler_named(upscaler, files) or "")
+        if file is None:
+            raise InvalidRequest(f"No upscaler file {upscaler!r} is in the model folders.")
+        if file.problem:
+            raise InvalidRequest(file.problem)
+
+        def work() -> Any:
+            with self._run_lock:
+                return self.upscale_models.upscale(file, image, width, height, self.hardware.device,
+                                                   stopped=lambda: cancel is not None and cancel.is_set())
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def vae_file(self, request: GenerationRequest) -> ModelFile | None:
         """The request's VAE file (None: the checkpoint's own); InvalidRequest names an unknown one."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from engine.events import Done, Progress
+from tests.support.tiny_upscaler import write_compact
 
 HIRES = dict(width=64, height=64, num_inference_steps=4, seed=3, model="tiny", hires_scale=2.0, hires_strength=0.5)
 
@@ -21,6 +22,17 @@ async def test_64_becomes_128_in_one_stream_of_two_passes(manager):
     text = Image.open(result.path).text["parameters"]
     assert "Hires upscale: 2.0" in text and "Hires steps: 6" in text and "Denoising strength: 0.5" in text
     assert len(list(manager.output_dir.rglob("*.png"))) == 1  # only the final image is saved
+
+
+async def test_a_model_upscaler_enlarges_between_the_passes(manager, settings):
+    write_compact(settings.models_dir / "ESRGAN" / "4x_tiny.safetensors")
+    await manager.rescan_models()
+    result = await manager.generate_image("a lighthouse", hires_upscaler="4x_tiny", **HIRES)
+    assert result.status == "success" and (result.width, result.height) == (128, 128), result.error
+    assert result.hires_upscaler == "4x_tiny" and manager.backends["diffusers"].upscale_models.tiles == 1
+    assert "Hires upscaler: 4x_tiny" in Image.open(result.path).text["parameters"]
+    lanczos = await manager.generate_image("a lighthouse", **HIRES)
+    assert list(Image.open(result.path).getdata()) != list(Image.open(lanczos.path).getdata())
 
 
 async def test_the_hires_steps_default_to_the_steps_and_bad_values_are_sentences(manager):

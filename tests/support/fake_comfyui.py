@@ -18,6 +18,7 @@ tests and a Gradio app in the same process can all talk to it.
         fake.supports_feature_flags = False             # old server: legacy preview frames only
         fake.install_flux()                             # FLUX.1-dev split files appear in the loaders' lists
         fake.loras = ["detail_tweaker.safetensors"]     # LoraLoader's list (default: two, one in a subfolder)
+        fake.upscale_models = ["4x-UltraSharp.pth"]     # UpscaleModelLoader's list (models/upscale_models; default none)
         fake.uploads                                    # {name LoadImage takes: bytes} of POST /upload/image
         fake.answer_next("/upload/image", b"", method="POST", status=400)  # refuse the next upload (a bare 400)
         fake.prompts, fake.view_requests, ...           # what clients did
@@ -28,9 +29,13 @@ image (cropped, as the VAE crops, to a multiple of 8) blended with the usual pic
 Inpaint: a VAEEncode reached through SetLatentNoiseMask, whose mask is a LoadImageMask of an uploaded file, renders
 that blend only where the mask's channel is white (in proportion to it); elsewhere the uploaded image comes back as
 a real VAE round trip returns it: close, not exact (each value's lowest bit flipped).
+Model upscale: LoadImage -> ImageUpscaleWithModel (of an UpscaleModelLoader file) -> ImageScale -> SaveImage saves the
+uploaded image enlarged by the scale its file name says ("4x-...", "..._x2"; 4 otherwise; nearest-neighbour, as no
+model runs here), then scaled as ImageScale's method and size say; ImageUpscaleWithModel reports its tiles (512 px
+with a 32 px overlap, as 0.3.64's node tiles) as `progress` messages like a sampler's steps, without previews.
 
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
-[--lora a.safetensors]
+[--lora a.safetensors] [--upscale-model 4x-UltraSharp.pth]
 """
 from __future__ import annotations
 
@@ -41,7 +46,9 @@ import copy
 import io
 import json
 import logging
+import math
 import posixpath
+import re
 import socket
 import struct
 import threading
@@ -74,12 +81,20 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
-                 "LoadImageMask", "SetLatentNoiseMask"}
+                 "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale"}
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
-                   "SetLatentNoiseMask": ("samples", "mask")}
+                   "SetLatentNoiseMask": ("samples", "mask"), "UpscaleModelLoader": ("model_name",),
+                   "ImageUpscaleWithModel": ("upscale_model", "image"),
+                   "ImageScale": ("image", "upscale_method", "width", "height", "crop")}
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]  # LoadImageMask's channel list
+UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]  # ImageScale's, and PIL's filter for each
+RESAMPLE = {"nearest-exact": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "area": Image.Resampling.BOX, "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+CROP_METHODS = ["disabled", "center"]
+MAX_RESOLUTION = 16384
+UPSCALE_TILE, UPSCALE_OVERLAP = 512, 32  # ImageUpscaleWithModel's tiling
 LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
@@ -141,6 +156,7 @@ class FakeComfyUI:
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=lambda: list(DEFAULT_LORAS))
     embeddings: list[str] = field(default_factory=list)  # file names in models/embeddings
+    upscale_models: list[str] = field(default_factory=list)  # file names in models/upscale_models
     step_delay_s: float = 0.01
     node_delay_s: float = 0.0
     history_delay_s: float = 0.0  # >0: /history gets the entry this long after `executing` null
@@ -504,6 +520,15 @@ class FakeComfyUI:
                                                      "channel": _combo(MASK_CHANNELS)}, ["MASK"]),
             "SetLatentNoiseMask": entry("SetLatentNoiseMask", {"samples": ["LATENT", {}], "mask": ["MASK", {}]},
                                         ["LATENT"]),
+            "UpscaleModelLoader": entry("UpscaleModelLoader", {"model_name": _combo(self.upscale_models)},
+                                        ["UPSCALE_MODEL"]),
+            "ImageUpscaleWithModel": entry("ImageUpscaleWithModel", {"upscale_model": ["UPSCALE_MODEL"],
+                                                                     "image": ["IMAGE"]}, ["IMAGE"]),
+            "ImageScale": entry("ImageScale", {
+                "image": ["IMAGE"], "upscale_method": _combo(UPSCALE_METHODS),
+                "width": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
+                "height": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
+                "crop": _combo(CROP_METHODS)}, ["IMAGE"]),
         }
 
     async def _object_info_all(self, request: web.Request) -> web.Response:
@@ -515,7 +540,8 @@ class FakeComfyUI:
         return web.json_response({name: infos[name]} if name in infos else {})
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
-                "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras"}
+                "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras",
+                "upscale_models": "upscale_models"}
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """As ComfyUI: the embeddings folder's files without their extension."""
@@ -551,7 +577,8 @@ class FakeComfyUI:
                      "extra_info": {}}, {})
         lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
                  "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
-                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS}
+                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS,
+                 "model_name": self.upscale_models, "upscale_method": UPSCALE_METHODS, "crop": CROP_METHODS}
         node_errors: dict[str, Any] = {}
         for nid, node in prompt.items():
             inputs = node.get("inputs") or {}
@@ -762,6 +789,13 @@ class FakeComfyUI:
                         if client is not None and client.request.transport is not None:
                             client.request.transport.abort()
                         return  # the job dies with its socket (nothing reaches /history)
+            if ct == "ImageUpscaleWithModel":
+                source = _pixels(job.prompt, node["inputs"].get("image"), self.uploads)
+                tiles = _tiled_scale_steps(*(source.size if source is not None else (512, 512)))
+                for tile in range(1, tiles + 1):
+                    await asyncio.sleep(self.step_delay_s)
+                    await progress_state(nid, tile, tiles, "running")
+                    await self._send(sid, "progress", {"value": tile, "max": tiles, "prompt_id": pid, "node": nid})
             if ct in ("SaveImage", "PreviewImage"):
                 images = self._save_images(job, nid)
                 outputs[nid] = {"images": images}
@@ -810,7 +844,8 @@ class FakeComfyUI:
         hue_shift, value_shift = _lora_shift(prompt, job.outputs)
         value = min(1.0, max(0.2, 0.9 + value_shift))
         r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb((hue + hue_shift) % 1.0, 0.6, value))
-        img = Image.new("RGB", (width, height), (r, g, b))
+        img = _pixels(prompt, prompt[nid]["inputs"].get("images"), self.uploads) or Image.new("RGB", (width, height),
+                                                                                             (r, g, b))
         if job.start is not None:
             start = job.start
             img = Image.blend(start.image, img, start.denoise)
@@ -964,6 +999,44 @@ def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> _Start | 
     return None
 
 
+def _pixels(prompt: dict[str, Any], link: Any, uploads: dict[str, bytes]) -> Image.Image | None:
+    """The picture an IMAGE link carries when it comes from LoadImage of an upload, through ImageUpscaleWithModel
+    and ImageScale; None for any other source (a VAEDecode: the fake's usual picture)."""
+    node = prompt.get(str(link[0])) if _is_link(link) else None
+    inputs = (node or {}).get("inputs") or {}
+    kind = (node or {}).get("class_type")
+    if kind == "LoadImage" and inputs.get("image") in uploads:
+        return Image.open(io.BytesIO(uploads[inputs["image"]])).convert("RGB")
+    source = _pixels(prompt, inputs.get("image"), uploads) if kind in ("ImageUpscaleWithModel", "ImageScale") else None
+    if source is None:
+        return None
+    if kind == "ImageUpscaleWithModel":
+        loader = _linked(prompt, inputs.get("upscale_model"), "UpscaleModelLoader") or {}
+        scale = _model_scale(str(loader.get("model_name", "")))
+        return source.resize((source.width * scale, source.height * scale), Image.Resampling.NEAREST)
+    width, height = int(inputs.get("width", 0)), int(inputs.get("height", 0))
+    if not width and not height:
+        return source
+    width = width or max(1, round(source.width * height / source.height))  # 0 keeps the aspect, as ComfyUI does
+    height = height or max(1, round(source.height * width / source.width))
+    method = RESAMPLE.get(inputs.get("upscale_method"), Image.Resampling.NEAREST)
+    if inputs.get("crop") == "center":
+        return ImageOps.fit(source, (width, height), method)
+    return source.resize((width, height), method)
+
+
+def _model_scale(file_name: str) -> int:
+    """The scale an upscale model's file name says ("4x-UltraSharp", "RealESRGAN_x2plus"); 4 when it says none."""
+    found = re.search(r"(?:^|[^0-9])([1-8])x|x([1-8])(?:[^0-9]|$)", file_name.rsplit("/", 1)[-1].lower())
+    return int(found.group(1) or found.group(2)) if found else 4
+
+
+def _tiled_scale_steps(width: int, height: int) -> int:
+    """ImageUpscaleWithModel's progress steps for an image: its tiles (comfy.utils.get_tiled_scale_steps)."""
+    stride = UPSCALE_TILE - UPSCALE_OVERLAP
+    return math.ceil(height / stride) * math.ceil(width / stride)
+
+
 def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[int, int, int]:
     """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
     width, height = start.image.size if start is not None else (512, 512)
@@ -1001,11 +1074,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", action="append", help="installed checkpoint (repeatable)")
     parser.add_argument("--lora", action="append", help="installed LoRA file (repeatable; default: "
                                                          + ", ".join(DEFAULT_LORAS) + ")")
+    parser.add_argument("--upscale-model", action="append", default=[],
+                        help="installed upscale model file, e.g. 4x-UltraSharp.pth (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
-                       loras=args.lora or list(DEFAULT_LORAS))
+                       loras=args.lora or list(DEFAULT_LORAS), upscale_models=args.upscale_model)
     if args.flux:
         fake.install_flux()
     fake.start()

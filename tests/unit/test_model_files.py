@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from engine.model_files import CHECKPOINT, EMBEDDING, LORA, VAE, ModelFolders, classify, inspect, read_header
+from engine.model_files import (CHECKPOINT, EMBEDDING, LORA, UPSCALER, VAE, ModelFolders, classify, inspect,
+                                read_header)
 
 UNET_K = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
@@ -87,6 +88,25 @@ def test_a1111_and_comfyui_layouts_are_found_with_their_kinds(tmp_path):
     assert "pickle" in found["old.ckpt"].problem and found["old.ckpt"].kind == CHECKPOINT
     assert folders.find("dreamMix_v7", CHECKPOINT) is folders.find("DREAMMIX_V7.safetensors", CHECKPOINT)
     assert folders.find("old", CHECKPOINT) is None  # a bad file is never offered
+
+
+def test_upscalers_are_found_in_their_folders_and_only_there_a_pth_is_accepted(tmp_path):
+    a1111, comfy = tmp_path / "stable-diffusion-webui", tmp_path / "ComfyUI"
+    compact = {"body.0.weight": (8, 3, 3, 3), "body.1.weight": (8,), "body.2.weight": (48, 8, 3, 3)}
+    write(a1111 / "models/ESRGAN/4x_tiny.safetensors", compact)
+    (a1111 / "models/RealESRGAN").mkdir(parents=True)
+    (a1111 / "models/RealESRGAN/RealESRGAN_x4plus.pth").write_bytes(b"PK pickled tensors")
+    write(comfy / "models/upscale_models/sub/2x_other.safetensors", compact)
+    (comfy / "models/upscale_models/old.ckpt").write_bytes(b"pickle")
+    (comfy / "models/checkpoints").mkdir(parents=True)
+    (comfy / "models/checkpoints/4x_misplaced.pth").write_bytes(b"pickle")
+    write(tmp_path / "loose/4x_loose.safetensors", compact)
+    folders = ModelFolders([a1111, comfy, tmp_path / "loose"])
+    found = {f.path.name: f for f in folders.scan()}
+    assert [f.name for f in folders.files(UPSCALER)] == ["4x_tiny", "RealESRGAN_x4plus", "2x_other"]
+    assert "pickle" in found["old.ckpt"].problem and "pickle" in found["4x_misplaced.pth"].problem
+    assert "upscale_models/" in found["4x_loose.safetensors"].problem  # says where an upscaler goes
+    assert folders.find("realesrgan_x4plus", UPSCALER).path.suffix == ".pth"
 
 
 def test_a_rescan_sees_new_changed_and_removed_files(tmp_path):
