@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from PIL import Image, PngImagePlugin
 
 from . import params as P
+from .controlnet import a1111_entry, read_a1111_entry
 from .errors import output_error
 from .prompt_syntax import with_lora_tags
 
@@ -72,6 +73,9 @@ def a1111_parameters(params: dict[str, Any]) -> str:
             pairs.append((P.OUTPAINT.a1111_key, P.outpaint_text(params.get(name))))
         else:
             pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
+    unit = a1111_entry(params)  # sd-webui-controlnet's entry: its own pairs, quoted
+    if unit is not None:
+        pairs.append((CONTROLNET_KEY, '"' + unit.replace('"', '\\"') + '"'))
     lines.append(", ".join(f"{k}: {v}" for k, v in pairs if v is not None))
     return "\n".join(lines)
 
@@ -104,7 +108,9 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     return path
 
 
-_PAIR = re.compile(r"\s*([A-Za-z][A-Za-z0-9 ]*?):\s*([^,]+)")
+# "Key: value" pairs; a value in quotes may hold commas and colons (A1111's `ControlNet 0: "Module: canny, ..."`)
+_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9 ]*?):\s*("(?:\\.|[^\\"])*"|[^,]+)')
+CONTROLNET_KEY = "ControlNet 0"  # sd-webui-controlnet's first unit (the only one this app uses)
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:
@@ -123,7 +129,10 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
     casts = {"int": int, "seed": int, "pixels": int, "float": float}
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), value.strip()
-        if key == "Size":
+        if key == CONTROLNET_KEY and value.startswith('"'):
+            inner = re.sub(r'\\(.)', r"\1", value[1:-1])
+            result.update(read_a1111_entry(_PAIR.findall(inner)))
+        elif key == "Size":
             w, _, h = value.partition("x")
             result["width"], result["height"] = int(w), int(h)
         elif key in keys:
