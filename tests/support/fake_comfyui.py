@@ -28,9 +28,13 @@ image (cropped, as the VAE crops, to a multiple of 8) blended with the usual pic
 Inpaint: a VAEEncode reached through SetLatentNoiseMask, whose mask is a LoadImageMask of an uploaded file, renders
 that blend only where the mask's channel is white (in proportion to it); elsewhere the uploaded image comes back as
 a real VAE round trip returns it: close, not exact (each value's lowest bit flipped).
+ControlNet: a sampler whose positive comes from ControlNetApplyAdvanced (its ControlNetLoader's file in `controlnets`,
+its image a LoadImage of an upload) renders the picture mixed with that control image, by strength x (end - start) / 2
+(strength 0 changes nothing, as ComfyUI returns the conditioning untouched). Links are checked against the declared
+input and output types (`return_type_mismatch`), numbers against their min and max, as validate_inputs does.
 
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
-[--lora a.safetensors]
+[--lora a.safetensors] [--controlnet c.safetensors]
 """
 from __future__ import annotations
 
@@ -74,11 +78,25 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
-                 "LoadImageMask", "SetLatentNoiseMask"}
+                 "LoadImageMask", "SetLatentNoiseMask", "ControlNetLoader", "ControlNetApplyAdvanced"}
+# What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
+OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
+                "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
+                "UNETLoader": ["MODEL"], "DualCLIPLoader": ["CLIP"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"],
+                "FluxGuidance": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"],
+                "SamplerCustomAdvanced": ["LATENT", "LATENT"], "BasicGuider": ["GUIDER"], "RandomNoise": ["NOISE"],
+                "BasicScheduler": ["SIGMAS"], "KSamplerSelect": ["SAMPLER"], "ModelSamplingFlux": ["MODEL"],
+                "ConditioningZeroOut": ["CONDITIONING"], "PreviewImage": [], "LoraLoader": ["MODEL", "CLIP"],
+                "LoadImage": ["IMAGE", "MASK"], "VAEEncode": ["LATENT"], "LoadImageMask": ["MASK"],
+                "SetLatentNoiseMask": ["LATENT"], "ControlNetLoader": ["CONTROL_NET"],
+                "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"]}
+DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
-                   "SetLatentNoiseMask": ("samples", "mask")}
+                   "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
+                   "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
+                                               "start_percent", "end_percent")}
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]  # LoadImageMask's channel list
 LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
 SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
@@ -111,6 +129,7 @@ class _Job:
     outputs: list[str]
     interrupted: bool = False
     start: "_Start | None" = None  # img2img and inpaint: what the sampler starts from, set when the job runs
+    control: "tuple[Image.Image, float] | None" = None  # ControlNet: its image and how much it shows, likewise
 
     def queue_item(self) -> list:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
@@ -140,6 +159,7 @@ class FakeComfyUI:
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=lambda: list(DEFAULT_LORAS))
+    controlnets: list[str] = field(default_factory=lambda: list(DEFAULT_CONTROLNETS))  # ControlNetLoader's list
     embeddings: list[str] = field(default_factory=list)  # file names in models/embeddings
     step_delay_s: float = 0.01
     node_delay_s: float = 0.0
@@ -492,7 +512,10 @@ class FakeComfyUI:
             "KSampler": entry("KSampler", {"model": ["MODEL", {}], "seed": ["INT", {"default": 0}],
                                            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
                                            "cfg": ["FLOAT", {"default": 8.0}], "sampler_name": _combo(SAMPLERS),
-                                           "scheduler": _combo(SCHEDULERS)}, ["LATENT"]),
+                                           "scheduler": _combo(SCHEDULERS), "positive": ["CONDITIONING", {}],
+                                           "negative": ["CONDITIONING", {}], "latent_image": ["LATENT", {}],
+                                           "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0,
+                                                                 "step": 0.01}]}, ["LATENT"]),
             "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
                                []),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
@@ -504,6 +527,15 @@ class FakeComfyUI:
                                                      "channel": _combo(MASK_CHANNELS)}, ["MASK"]),
             "SetLatentNoiseMask": entry("SetLatentNoiseMask", {"samples": ["LATENT", {}], "mask": ["MASK", {}]},
                                         ["LATENT"]),
+            "ControlNetLoader": entry("ControlNetLoader", {"control_net_name": _combo(self.controlnets)},
+                                      ["CONTROL_NET"]),
+            "ControlNetApplyAdvanced": entry("ControlNetApplyAdvanced", {
+                "positive": ["CONDITIONING", {}], "negative": ["CONDITIONING", {}],
+                "control_net": ["CONTROL_NET", {}], "image": ["IMAGE", {}],
+                "strength": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}],
+                "start_percent": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001}],
+                "end_percent": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001}]},
+                ["CONDITIONING", "CONDITIONING"], {"vae": ["VAE", {}]}),
         }
 
     async def _object_info_all(self, request: web.Request) -> web.Response:
@@ -515,7 +547,8 @@ class FakeComfyUI:
         return web.json_response({name: infos[name]} if name in infos else {})
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
-                "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras"}
+                "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras",
+                "controlnet": "controlnets"}
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """As ComfyUI: the embeddings folder's files without their extension."""
@@ -551,12 +584,15 @@ class FakeComfyUI:
                      "extra_info": {}}, {})
         lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
                  "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
-                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS}
+                 "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS,
+                 "control_net_name": self.controlnets}
+        infos = self._object_infos()
         node_errors: dict[str, Any] = {}
         for nid, node in prompt.items():
             inputs = node.get("inputs") or {}
             required = REQUIRED_INPUTS.get(node["class_type"], ())
             errors = [_missing_input(name) for name in required if name not in inputs]
+            errors += _declared_input_errors(prompt, inputs, infos.get(node["class_type"]))
             for name in reversed(list(inputs)):
                 if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
                     errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
@@ -693,6 +729,7 @@ class FakeComfyUI:
 
         await self._broadcast_status()
         job.start = _start_image(job.prompt, self.uploads)
+        job.control = _control_image(job.prompt, self.uploads)
         await event("execution_start", {"prompt_id": pid, "timestamp": _now_ms()}, record=True)
         await event("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": _now_ms()}, record=True)
         order = _execution_order(job.prompt, job.outputs)
@@ -816,6 +853,9 @@ class FakeComfyUI:
             img = Image.blend(start.image, img, start.denoise)
             if start.mask is not None:  # the rest as the VAE gives it back: close to the start, not exact
                 img = Image.composite(img, start.image.point(lambda v: v ^ 1), start.mask)
+        if job.control is not None:
+            control, amount = job.control
+            img = Image.blend(img, control.resize(img.size), amount)
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(prompt))
         buf = io.BytesIO()
@@ -964,6 +1004,60 @@ def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> _Start | 
     return None
 
 
+def _control_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> tuple[Image.Image, float] | None:
+    """ControlNet: (the control image, how much of it shows) of the ControlNetApplyAdvanced a sampler's positive comes
+    from, its image a LoadImage of an upload; None without one, or at strength 0 (ComfyUI skips it)."""
+    for node in prompt.values():
+        if node.get("class_type") not in SAMPLER_CLASSES:
+            continue
+        apply = _linked(prompt, (node.get("inputs") or {}).get("positive"), "ControlNetApplyAdvanced")
+        load = _linked(prompt, apply.get("image"), "LoadImage") if apply is not None else None
+        if load is None or load.get("image") not in uploads or not apply.get("strength"):
+            continue
+        amount = min(1.0, float(apply["strength"])) * (float(apply["end_percent"]) - float(apply["start_percent"])) / 2
+        return Image.open(io.BytesIO(uploads[load["image"]])).convert("RGB"), max(0.0, amount)
+    return None
+
+
+def _declared_input_errors(prompt: dict[str, Any], inputs: dict[str, Any], info: dict | None) -> list[dict[str, Any]]:
+    """As validate_inputs: a link into a declared input must come from an output of its type (return_type_mismatch;
+    an output index the node lacks is exception_during_inner_validation), a number within its min and max."""
+    declared = {**((info or {}).get("input") or {}).get("required", {}), **((info or {}).get("input") or {}).get(
+        "optional", {})}
+    errors = []
+    for name, value in inputs.items():
+        spec = declared.get(name)
+        if not isinstance(spec, list) or not spec or not isinstance(spec[0], str):
+            continue  # undeclared here, or a list of choices (checked against its list)
+        wanted, limits = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+        if _is_link(value):
+            source = prompt.get(str(value[0])) or {}
+            outputs = OUTPUT_TYPES.get(source.get("class_type"))
+            if outputs is None:
+                continue
+            if not 0 <= value[1] < len(outputs):
+                errors.append({"type": "exception_during_inner_validation", "message": "Exception when validating "
+                               "inner node", "details": "tuple index out of range", "extra_info": {"input_name": name}})
+            elif outputs[value[1]] != wanted:
+                errors.append({"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
+                               "details": f"{name}, received_type({outputs[value[1]]}) mismatch input_type({wanted})",
+                               "extra_info": {"input_name": name, "input_config": spec,
+                                              "received_type": outputs[value[1]], "linked_node": value}})
+        elif wanted in ("INT", "FLOAT") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "min" in limits and value < limits["min"]:
+                errors.append(_out_of_range("value_smaller_than_min", f"Value {value} smaller than min of "
+                                            f"{limits['min']}", name, spec, value))
+            elif "max" in limits and value > limits["max"]:
+                errors.append(_out_of_range("value_bigger_than_max", f"Value {value} bigger than max of "
+                                            f"{limits['max']}", name, spec, value))
+    return errors
+
+
+def _out_of_range(kind: str, message: str, name: str, spec: list, value: Any) -> dict[str, Any]:
+    return {"type": kind, "message": message, "details": name,
+            "extra_info": {"input_name": name, "input_config": spec, "received_value": value}}
+
+
 def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[int, int, int]:
     """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
     width, height = start.image.size if start is not None else (512, 512)
@@ -1001,11 +1095,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", action="append", help="installed checkpoint (repeatable)")
     parser.add_argument("--lora", action="append", help="installed LoRA file (repeatable; default: "
                                                          + ", ".join(DEFAULT_LORAS) + ")")
+    parser.add_argument("--controlnet", action="append", help="installed ControlNet file (repeatable; default: "
+                                                               + ", ".join(DEFAULT_CONTROLNETS) + ")")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
-                       loras=args.lora or list(DEFAULT_LORAS))
+                       loras=args.lora or list(DEFAULT_LORAS),
+                       controlnets=args.controlnet or list(DEFAULT_CONTROLNETS))
     if args.flux:
         fake.install_flux()
     fake.start()
