@@ -286,12 +286,11 @@ POSTPROCESS_PARAMS: tuple[Param, ...] = (UPSCALE_BY, UPSCALER)
 
 NO_CONTROLNET = "none"
 CONTROLNET = Param("controlnet", "choice", NO_CONTROLNET, "ControlNet model",
-                   "A ControlNet from a ControlNet/ or controlnet/ folder (or a ComfyUI server's list), made for the "
-                   "model's family; none: no ControlNet.", a1111_key="Model")
+                   "From a ControlNet/ or controlnet/ folder or a ComfyUI server, for the model's family.",
+                   a1111_key="Model")
 CONTROLNET_MODULE = Param("controlnet_module", "choice", "canny", "Preprocessor",
-                          "What the control image is turned into before it guides the picture: canny edges, "
-                          "lineart_standard lines (from a drawing: dark lines on a light background), or none (the "
-                          "image is already a map).", a1111_key="Module")
+                          "canny: edges; lineart_standard: a drawing's dark lines; none: the image is the map.",
+                          a1111_key="Module")
 CONTROLNET_WEIGHT = Param("controlnet_weight", "float", 1.0, "Control weight",
                           "How strongly the control map steers the picture: 0 not at all ({minimum} to {maximum}).",
                           minimum=0.0, maximum=2.0, step=0.05, a1111_key="Weight")

@@ -24,8 +24,9 @@ from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 
-from .image_options import (INPAINT_INPUTS, add_lora_tag, hires_args, image_to_image_args, inpaint_args,
-                            layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row)
+from .image_options import (CONTROLNET_INPUTS, INPAINT_INPUTS, add_lora_tag, control_map_preview, controlnet_args,
+                            hires_args, image_to_image_args, inpaint_args, layout_controlnet_box, layout_hires_box,
+                            layout_img2img_box, layout_inpaint_box, layout_lora_row)
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -50,6 +51,7 @@ class ImageTab:
     model: gr.Dropdown
     lora: gr.Dropdown
     vae: gr.Dropdown
+    controlnet: gr.Dropdown
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -102,7 +104,8 @@ def details_markdown(result: dict[str, Any]) -> str:
     ]
     extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
         + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
-        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else [])
+        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
+        + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else [])
     if extras:
         lines.insert(2, " · ".join(extras))
     if result.get("fallback_reason"):
@@ -151,7 +154,17 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**LoRAs** {lora_text(params['loras'])}")
     if params.get("vae"):
         lines.append(f"**VAE** {params['vae']}")
+    if params.get("controlnet"):
+        lines.append(f"**ControlNet** {controlnet_text(params)}")
     return "\n\n".join(lines)
+
+
+def controlnet_text(params: dict[str, Any]) -> str:
+    """A result's ControlNet in words: "tinyCanny (canny, weight 0.8, steps 0 to 1)"."""
+    numbers = [params.get(P.CONTROLNET_WEIGHT.name), params.get(P.CONTROLNET_START.name),
+               params.get(P.CONTROLNET_END.name)]
+    weight, start, end = (f"{n:g}" if isinstance(n, (int, float)) else "?" for n in numbers)
+    return f"{params['controlnet']} ({params.get(P.CONTROLNET_MODULE.name)}, weight {weight}, steps {start} to {end})"
 
 
 def lora_text(loras: list[dict[str, Any]]) -> str:
@@ -180,7 +193,9 @@ class ImageTabHandlers:
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
-                outpaint_up: Any, outpaint_down: Any, request: gr.Request = None):
+                outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
+                controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
+                canny_low: Any, canny_high: Any, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
         args = dict(prompt=prompt, negative=negative, style=style, model=model, backend=backend, width=width,
@@ -191,7 +206,11 @@ class ImageTabHandlers:
                     inpaint=dict(mask_editor=mask_editor, inpaint_strength=inpaint_strength, mask_blur=mask_blur,
                                  inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
                                  outpaint_left=outpaint_left, outpaint_right=outpaint_right,
-                                 outpaint_up=outpaint_up, outpaint_down=outpaint_down))
+                                 outpaint_up=outpaint_up, outpaint_down=outpaint_down),
+                    controlnet=dict(control_image=control_image, controlnet=controlnet,
+                                    controlnet_module=controlnet_module, controlnet_weight=_number(controlnet_weight),
+                                    controlnet_start=_number(controlnet_start), controlnet_end=_number(controlnet_end),
+                                    canny_low=_number(canny_low), canny_high=_number(canny_high)))
         session = _session(request) or ""
         try:
             ahead = self.queue.add(session, args)
@@ -244,6 +263,7 @@ class ImageTabHandlers:
                         seed=P.seed_input(args["seed"]), model=args["model"] or AUTO,
                         backend=args["backend"] or AUTO, sampler=args["sampler"] or P.SAMPLER.default,
                         batch_count=count, vae=args["vae"] or AUTO, cancel=cancel, **image_input,
+                        **controlnet_args(args["controlnet"]),
                         **({} if image_input else hires_args(args)),
                         owner=getattr(request, "username", None)):  # with --auth, saved under the login
                     line = presenter.line(event)
@@ -437,6 +457,10 @@ class ImageTabHandlers:
             return {c["png_info_text"]: "Drop a PNG above first."}
         return self._fill_form(dropped, c["png_info_text"])
 
+    def preview_control_map(self, path: str | None, module: str, low: Any, high: Any):
+        """The control image as its preprocessor turns it into a map (none shown without an image)."""
+        return control_map_preview(path, module, low, high, self.manager.limits)
+
     def show_png_info(self, dropped: str | None):
         """What a dropped PNG says about how it was made."""
         if not dropped:
@@ -465,6 +489,12 @@ class ImageTabHandlers:
             if params.get(param) is not None:
                 update[component] = params[param]
         update[c["vae"]] = params.get("vae") or AUTO
+        update[c["controlnet"]] = params.get(P.CONTROLNET.name) or P.NO_CONTROLNET
+        for key in CONTROLNET_INPUTS[2:]:  # the control image itself is not in the PNG: the box opens for it
+            if params.get(key) is not None:
+                update[c[key]] = params[key]
+        if params.get(P.CONTROLNET.name):
+            update[c["controlnet_box"]] = gr.update(open=True)
         if params.get("loras"):  # back into the prompt as the tags they were
             update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
@@ -565,6 +595,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
             hires = layout_hires_box()
+            controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
@@ -637,7 +668,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **inpaint, **hires, **lora_row, vae=vae,
+        **img2img, **inpaint, **hires, **controlnet_box, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale,
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
@@ -672,7 +703,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     form = [c[name] for name in ("prompt", "negative", "style", "model", "backend", "width", "height", "steps",
                                  "guidance", "seed", "sampler", "batch", "vae", "init_image", "strength",
                                  "resize_mode", "init_size", "hires_scale", "hires_strength", "hires_steps",
-                                 "hires_upscaler", *INPAINT_INPUTS)]
+                                 "hires_upscaler", *INPAINT_INPUTS, *CONTROLNET_INPUTS)]
     outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
@@ -726,8 +757,14 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "vae", "picked_info")]
+                                   "guidance", "seed", "sampler", "vae", *CONTROLNET_INPUTS[1:], "controlnet_box",
+                                   "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
+    preview_inputs = [c[name] for name in ("control_image", "controlnet_module", "canny_low", "canny_high")]
+    for trigger in (c["control_image"].change, c["controlnet_module"].input, c["canny_low"].release,
+                    c["canny_high"].release):
+        trigger(h.preview_control_map, inputs=preview_inputs, outputs=c["control_map"], api_visibility="private",
+                show_progress="hidden")
     c["png_info_image"].change(h.show_png_info, inputs=c["png_info_image"], outputs=c["png_info_text"], **private)
     c["png_info_send"].click(h.send_png_info, inputs=c["png_info_image"],
                              outputs=[*reused[:-1], c["png_info_text"]], **private)
@@ -739,7 +776,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                        show_progress="hidden", show_progress_on=c["picked"])
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
-    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], generate_event=gen_event,
+    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], controlnet=c["controlnet"], generate_event=gen_event,
                     forget_session=h.forget_session)
 
 
