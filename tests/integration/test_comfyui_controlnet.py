@@ -16,6 +16,7 @@ from engine.comfyui import ComfyUIClient, ComfyUIValidationError
 from engine.config import Settings
 from engine.controlnet import CANNY, preprocess
 from engine.manager import AIModelManager
+from engine.png_info import comfyui_parameters
 from engine.workflows import WorkflowError, bind, load_template, use_controlnet
 from tests.conftest import CPU
 from tests.integration.test_comfyui_img2img import by_class, flux_custom_graph, init_picture, sd_graph
@@ -74,6 +75,10 @@ async def test_the_graph_gets_the_controlnet_between_the_prompts_and_the_sampler
     assert np.abs(steered - plain).mean() > 1  # the fake mixes the control map in, as the ControlNet steers
     assert (result.controlnet, result.controlnet_weight, result.controlnet_start) == ("control_v11p_sd15_canny", 0.7,
                                                                                       0.1)
+    read = comfyui_parameters(graph)  # PNG info of a ComfyUI PNG: the prompts through the ControlNet, its values
+    assert (read["prompt"], read["controlnet"], read["controlnet_module"]) == ("a fox", "control_v11p_sd15_canny",
+                                                                             "none")
+    assert (read["controlnet_weight"], read["controlnet_start"], read["controlnet_end"]) == (0.7, 0.1, 0.8)
     zero = pixels(await cn_comfy.generate_image("a fox", control_image=control_picture(),
                                                 **{**CONTROL, "controlnet_weight": 0}, **RUN))
     assert the_control(fake.prompts[-1])[2]["strength"] == 0.0 and np.array_equal(zero, plain)  # ComfyUI skips it

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import asyncio
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.events import Progress
+from engine.events import Failed, Progress
 from engine.limits import Limits
 from engine.manager import AIModelManager
 from engine.outputs import parse_a1111_parameters, read_parameters
+from engine.png_info import png_info
 from tests.conftest import CPU
 from tests.support.tiny_controlnet import write_tiny_controlnet
 from tests.unit.test_model_files import CONTROL_SD15, CONTROL_SDXL, SD15, SDXL, write
@@ -105,6 +108,21 @@ async def test_with_image_to_image_inpaint_and_the_hires_fix(cn_manager):
     assert len(stages) == 4 + 2 and stages[-1] == "Hires fix"  # both passes stream their steps (4 x 0.5)
 
 
+async def test_it_streams_its_steps_and_stops_within_one(cn_manager):
+    cancel = asyncio.Event()
+    events = []
+    async for event in cn_manager.stream_image("a fox", control_image=control_picture(), cancel=cancel, **UNIT,
+                                               **{**RUN, "num_inference_steps": 30}):
+        events.append(event)
+        if isinstance(event, Progress) and event.step == 2:
+            cancel.set()
+    steps = [e.step for e in events if isinstance(e, Progress)]
+    assert steps[:2] == [1, 2] and len(steps) <= 3  # stopped within a step
+    assert all(e.preview is not None for e in events if isinstance(e, Progress))  # each step's preview, as txt2img
+    assert isinstance(events[-1], Failed) and "Stopped at step" in events[-1].error
+    assert not list(cn_manager.settings.output_dir.rglob("*.png"))  # nothing saved
+
+
 async def test_the_png_records_the_controlnet_and_reads_it_back(cn_manager):
     result = await cn_manager.generate_image("a fox", control_image=control_picture(), controlnet="tinyCanny",
                                              controlnet_weight=0.8, controlnet_start=0.1, controlnet_end=0.9,
@@ -113,6 +131,7 @@ async def test_the_png_records_the_controlnet_and_reads_it_back(cn_manager):
                 controlnet_end=0.9, canny_low=50, canny_high=150)
     assert {k: getattr(result, k) for k in unit} == unit
     assert {k: read_parameters(result.path)[k] for k in unit} == unit
+    assert {k: png_info(result.path)[k] for k in unit} == unit  # what PNG info and Reuse parameters read
     text = Image.open(result.path).text["parameters"]
     assert 'ControlNet 0: "Module: canny, Model: tinyCanny, Weight: 0.8, Threshold A: 50, Threshold B: 150' in text
     assert {k: parse_a1111_parameters(text)[k] for k in unit} == unit  # the A1111 text alone says the same

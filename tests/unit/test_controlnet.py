@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from engine.controlnet import CANNY, LINEART_STANDARD, NONE, control_map, preprocess
 from engine.errors import InvalidRequest
 from engine.outputs import a1111_parameters, parse_a1111_parameters
+from engine.png_info import png_info
 from engine.request import GenerationRequest
 
 
@@ -96,7 +97,7 @@ def test_the_png_entry_is_sd_webui_controlnet_s_and_reads_back():
     assert {k: read[k] for k in UNIT} == UNIT and read["seed"] == 3 and read["model"] == "tiny"
 
 
-def test_a1111_s_own_controlnet_entry_is_read():
+def test_a1111_s_own_controlnet_entry_is_read(tmp_path):
     text = ('a castle\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, '
             'Size: 512x768, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, ControlNet 0: "Module: canny, Model: '
             'control_v11p_sd15_canny [d14c016b], Weight: 1, Resize Mode: Crop and Resize, Low Vram: False, Processor '
@@ -109,3 +110,8 @@ def test_a1111_s_own_controlnet_entry_is_read():
         0.0, 1.0, 100, 200)
     assert read["model"] == "v1-5-pruned-emaonly" and (read["width"], read["height"]) == (512, 768)
     assert read["negative_prompt"] == "blurry" and read["seed"] == 42
+    info = PngImagePlugin.PngInfo()  # PNG info of an A1111 PNG reads the same
+    info.add_text("parameters", text)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a1111.png", pnginfo=info)
+    read = png_info(tmp_path / "a1111.png")
+    assert read["source"] == "a1111" and read["controlnet"] == "control_v11p_sd15_canny" and read["canny_high"] == 200
