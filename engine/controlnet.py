@@ -30,10 +30,9 @@ LINEART_FLOOR = 8
 def preprocess(image: Image.Image, module: str, low: int = P.CANNY_LOW.default,
                high: int = P.CANNY_HIGH.default) -> Image.Image:
     """`image` as the control map `module` makes of it (RGB, the same size)."""
-    import cv2
-
     if module == NONE:
         return image.convert("RGB")
+    import cv2  # only the preprocessors need OpenCV
     pixels = np.asarray(image.convert("RGB"))
     if module == CANNY:
         edges = cv2.Canny(pixels, int(low), int(high))

@@ -584,8 +584,8 @@ class _Made:
 
 
 def _named_files(listed: Iterable[tuple[str, dict[str, str | None]]]) -> list[dict[str, Any]]:
-    """Files the backends list by name (name -> family, per backend), once per name (case-insensitive), the first
-    backend's family kept: [{"name", "family", "family_label", "backends"}] by name."""
+    """Files the backends list by name (name -> family, per backend), once per name (case-insensitive), with the first
+    family a backend knows (ComfyUI says none): [{"name", "family", "family_label", "backends"}] by name."""
     found: dict[str, dict[str, Any]] = {}
     for backend, files in listed:
         for name, family in files.items():

@@ -48,7 +48,7 @@ class GenerationRequest:
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
     control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
-    controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation None)
+    controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
     controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
     controlnet_weight: float = P.CONTROLNET_WEIGHT.default
     controlnet_start: float = P.CONTROLNET_START.default
