@@ -45,10 +45,12 @@ MODEL_INPUTS: dict[str, dict[str, str]] = {
     "VAELoader": {"vae_name": "vaes"},
     "LoraLoader": {"lora_name": "loras"},
     "UpscaleModelLoader": {"model_name": "upscale_models"},
+    "ControlNetLoader": {"control_net_name": "controlnets"},
 }
 # Workflow input name -> InstalledModels attribute that must contain its value.
 FILE_KEYS: dict[str, str] = {"ckpt_name": "checkpoints", "unet_name": "unets", "clip_name": "clips",
-                             "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes", "lora_name": "loras"}
+                             "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes", "lora_name": "loras",
+                             "control_net_name": "controlnets"}
 NOT_FILES = {"pixel_space"}  # VAELoader offers this built-in choice beside real files
 
 
@@ -82,6 +84,7 @@ class InstalledModels:
     loras: list[str] = field(default_factory=list)
     embeddings: list[str] = field(default_factory=list)  # GET /embeddings: names without extension
     upscale_models: list[str] = field(default_factory=list)  # models/upscale_models (ESRGAN family)
+    controlnets: list[str] = field(default_factory=list)  # ControlNetLoader's list (models/controlnet)
 
     def has_files(self, files: Mapping[str, str]) -> bool:
         """True when every {input_name: filename} (ckpt_name, unet_name, clip_name1, vae_name...) is installed."""
@@ -95,9 +98,14 @@ class InstalledModels:
         """The installed LoRA file `name` means (see `match_file`), or None when the server lacks it."""
         return match_file(name, self.loras)
 
+    def controlnet_file(self, name: str) -> str | None:
+        """The installed ControlNet file `name` means (see `match_file`), or None when the server lacks it."""
+        return match_file(name, self.controlnets)
+
     def copy(self) -> "InstalledModels":
         return InstalledModels(list(self.checkpoints), list(self.unets), list(self.clips), list(self.vaes),
-                               list(self.loras), list(self.embeddings), list(self.upscale_models))
+                               list(self.loras), list(self.embeddings), list(self.upscale_models),
+                               list(self.controlnets))
 
 
 def file_stem(filename: str) -> str:
@@ -351,7 +359,7 @@ class ComfyUIClient:
 
     async def installed_models(self) -> InstalledModels:
         """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader,
-        LoraLoader, UpscaleModelLoader)."""
+        LoraLoader, UpscaleModelLoader, ControlNetLoader)."""
         async with self._session() as s:
             answers = await asyncio.gather(*(self._request(s, "GET", f"/object_info/{c}") for c in MODEL_INPUTS))
             try:

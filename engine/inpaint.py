@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageFilter
 
+from .controlnet import NONE, control_map
 from .input_images import filled_around, fit
 
 if TYPE_CHECKING:
@@ -104,6 +105,14 @@ def prepare_inpaint(req: "GenerationRequest") -> InpaintJob:
     else:
         box = (0, 0, image.width, image.height)
         drawn = replace(req, init_image=image, mask=alpha, width=image.width, height=image.height, **done)
+    if req.uses_controlnet:  # the control map follows the picture: extended as it is, cut to the box drawn
+        control = control_map(req)
+        if any(req.outpaint):
+            canvas = Image.new("RGB", image.size)  # nothing to follow in the new area
+            canvas.paste(control, (req.outpaint[0], req.outpaint[2]))
+            control = canvas
+        control = control.crop(box).resize((drawn.width, drawn.height), Image.Resampling.LANCZOS)
+        drawn = replace(drawn, control_image=control, controlnet_module=NONE)
     logger.info("Inpaint %s: %dx%d picture, drawing %s at %dx%d", req.inpaint_area, image.width, image.height, box,
                 drawn.width, drawn.height)
     return InpaintJob(drawn, image, alpha, box)

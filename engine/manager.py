@@ -23,6 +23,7 @@ from .config import Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
 from .events import Done, Event, Failed, Fallback, Produced, Progress
+from .controlnet import CANNY
 from .inpaint import ONLY_MASKED, prepare_inpaint
 from .input_images import read_input_image
 from .limits import Limits
@@ -202,13 +203,11 @@ class AIModelManager:
 
     def available_loras(self) -> list[dict[str, Any]]:
         """Every LoRA a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
-        loras: dict[str, dict[str, Any]] = {}
-        for backend in self.backends.values():
-            for name, family in backend.loras().items():
-                entry = loras.setdefault(name.lower(), {"name": name, "family": family,
-                                                        "family_label": family_of(family).label, "backends": []})
-                entry["backends"].append(backend.name)
-        return sorted(loras.values(), key=lambda e: e["name"].lower())
+        return _named_files((backend.name, backend.loras()) for backend in self.backends.values())
+
+    def available_controlnets(self) -> list[dict[str, Any]]:
+        """Every ControlNet a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
+        return _named_files((backend.name, backend.controlnets()) for backend in self.backends.values())
 
     def active_backend(self) -> dict[str, Any]:
         """What a request with default settings would run on now: the live badge's content."""
@@ -260,6 +259,7 @@ class AIModelManager:
             "compile": local.details.get("compile"),
             "models": self.available_models(),
             "loras": self.available_loras(),
+            "controlnets": self.available_controlnets(),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
@@ -307,7 +307,12 @@ class AIModelManager:
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
-                           cancel: asyncio.Event | None = None,
+                           control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
+                           controlnet_module: str = P.CONTROLNET_MODULE.default,
+                           controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
+                           controlnet_start: float = P.CONTROLNET_START.default,
+                           controlnet_end: float = P.CONTROLNET_END.default, canny_low: int = P.CANNY_LOW.default,
+                           canny_high: int = P.CANNY_HIGH.default, cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
@@ -327,21 +332,24 @@ class AIModelManager:
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
+        `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
+        image or a file path) steers: fitted to the output as the init image is, turned into a map by
+        `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
+        between the fractions `controlnet_start` and `controlnet_end` of the steps (engine/controlnet.py).
         """
         started_at = time.perf_counter()
         if not self._initialized:
             await self.initialize_models()
-        unknown = [name for name in aliases if name not in ALIASES]
-        if unknown:
-            raise TypeError(f"stream_image() got an unexpected keyword argument {unknown[0]!r}")
         req = GenerationRequest.from_arguments(
             prompt, negative_prompt=negative_prompt, width=width, height=height,
             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed, model=model,
             backend=backend, sampler=sampler, batch_count=batch_count, loras=loras, vae=vae, init_image=init_image,
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
-            hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler, extra=extra,
-            **aliases)
+            hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
+            control_image=control_image, controlnet=controlnet, controlnet_module=controlnet_module,
+            controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
+            canny_low=canny_low, canny_high=canny_high, extra=extra, **aliases)
         try:
             req = req.validated(self.router.names(), limits=self.settings.limits, upscalers=self.available_upscalers())
             for index in range(req.batch_count):
@@ -476,6 +484,7 @@ class AIModelManager:
             inpaint_area=req.inpaint_area if req.inpaints else None,
             only_masked_padding=req.only_masked_padding if req.inpaints and req.inpaint_area == ONLY_MASKED else None,
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
+            **controlnet_fields(req),
             model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
@@ -658,6 +667,31 @@ class _Made:
     produced: Produced
     target: Target
     reason: str | None
+
+
+def _named_files(listed: Iterable[tuple[str, dict[str, str | None]]]) -> list[dict[str, Any]]:
+    """Files the backends list by name (name -> family, per backend), once per name (case-insensitive), with the first
+    family a backend knows (ComfyUI says none): [{"name", "family", "family_label", "backends"}] by name."""
+    found: dict[str, dict[str, Any]] = {}
+    for backend, files in listed:
+        for name, family in files.items():
+            entry = found.setdefault(name.lower(), {"name": name, "family": family,
+                                                    "family_label": family_of(family).label, "backends": []})
+            entry["family"] = entry["family"] or family
+            entry["family_label"] = family_of(entry["family"]).label
+            entry["backends"].append(backend)
+    return sorted(found.values(), key=lambda e: e["name"].lower())
+
+
+def controlnet_fields(req: GenerationRequest) -> dict[str, Any]:
+    """The result's ControlNet fields of a request ({} without a ControlNet; the thresholds only for canny)."""
+    if not req.uses_controlnet:
+        return {}
+    fields = dict(controlnet=req.controlnet, controlnet_module=req.controlnet_module,
+                  controlnet_weight=req.controlnet_weight, controlnet_start=req.controlnet_start,
+                  controlnet_end=req.controlnet_end)
+    return {**fields, **(dict(canny_low=req.canny_low, canny_high=req.canny_high)
+                         if req.controlnet_module == CANNY else {})}
 
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:

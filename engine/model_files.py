@@ -2,9 +2,11 @@
 by their safetensors header alone (kind and family from tensor names and shapes; no weights are read).
 
 Layouts understood under any model folder (and a folder may be an A1111 or ComfyUI install itself):
-A1111 `models/Stable-diffusion`, `models/Lora`, `models/VAE`, `embeddings/`; ComfyUI `models/checkpoints`,
-`models/loras`, `models/vae`, `models/embeddings`; upscalers (ESRGAN family) in A1111's `models/ESRGAN` and
-`models/RealESRGAN` and ComfyUI's `models/upscale_models`. Anything else found is classified by its header.
+A1111 `models/Stable-diffusion`, `models/Lora`, `models/VAE`, `models/ControlNet`, `embeddings/`; ComfyUI
+`models/checkpoints`, `models/loras`, `models/vae`, `models/controlnet`, `models/embeddings`; upscalers (ESRGAN
+family) in A1111's `models/ESRGAN` and `models/RealESRGAN` and ComfyUI's `models/upscale_models`. Anything else
+found is classified by its header. A diffusers component folder (config.json beside
+diffusion_pytorch_model.safetensors, as a diffusers ControlNet comes) is listed under the folder's name.
 
 Pickle files (`.ckpt`, `.pt`, `.pth`, `.bin`) are refused everywhere but in the upscaler folders: unpickling can
 run code, and every other kind ships as .safetensors. Upscalers are different: ESRGAN-family models are
@@ -20,17 +22,21 @@ import os
 import struct
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT, LORA, VAE, EMBEDDING, UPSCALER = "checkpoint", "lora", "vae", "embedding", "upscaler"
-KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding", UPSCALER: "upscaler"}
+CHECKPOINT, LORA, VAE, EMBEDDING, UPSCALER, CONTROLNET = "checkpoint", "lora", "vae", "embedding", "upscaler", \
+    "controlnet"
+KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding", UPSCALER: "upscaler",
+               CONTROLNET: "ControlNet"}
 # folder names (case-insensitive) that say what a file below them is, as A1111 and ComfyUI name them
 KIND_FOLDERS = {"stable-diffusion": CHECKPOINT, "checkpoints": CHECKPOINT, "lora": LORA, "loras": LORA,
                 "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING, "esrgan": UPSCALER, "realesrgan": UPSCALER,
-                "upscale_models": UPSCALER}
+                "upscale_models": UPSCALER, "controlnet": CONTROLNET}
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # a diffusers component folder's weights file (and its variants)
 SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 UPSCALER_PICKLE = ".pth"  # the one pickle suffix accepted, and only in an upscaler folder (see the module's docstring)
@@ -47,17 +53,22 @@ class ModelFile:
     """One model file found on disk: what it is (kind, family), or why it cannot be used (`problem`)."""
 
     path: Path
-    kind: str | None  # checkpoint | lora | vae | embedding | None (not a model this app uses)
+    kind: str | None  # checkpoint | lora | vae | embedding | controlnet | None (not a model this app uses)
     family: str | None  # sd15 | sd2 | sdxl | flux | sd3 | None (unknown)
     size: int
     mtime: float
     problem: str | None = None
     inpainting: bool = False  # a checkpoint whose UNet takes the masked image too
 
+    @cached_property
+    def in_diffusers_folder(self) -> bool:
+        """True for the weights of a diffusers component folder (config.json beside diffusion_pytorch_model...)."""
+        return self.path.name.startswith(DIFFUSERS_WEIGHTS + ".") and (self.path.parent / "config.json").is_file()
+
     @property
     def name(self) -> str:
-        """The name it is listed under: the file name without its extension."""
-        return self.path.stem
+        """The name it is listed under: the file name without its extension (a diffusers folder's: the folder's)."""
+        return self.path.parent.name if self.in_diffusers_folder else self.path.stem
 
     @property
     def stamp(self) -> tuple[str, int, float]:
@@ -116,6 +127,12 @@ def classify(table: dict[str, Any]) -> tuple[str | None, str | None, bool]:
         if family is None and first(lambda n: "double_blocks" in n or "single_transformer_blocks" in n):
             family = "flux"
         return LORA, family, False
+    hint = first(lambda n: n.startswith(("input_hint_block.", "control_model.input_hint_block.",
+                                         "controlnet_cond_embedding.")))
+    if hint:  # ControlNet: original layout (A1111's control_v11*, with or without control_model.) or diffusers'
+        key = first(lambda n: "attn2.to_k.weight" in n)
+        sdxl = first(lambda n: n.endswith(("add_embedding.linear_1.weight", "label_emb.0.0.weight")))
+        return CONTROLNET, "sdxl" if sdxl else CONTEXT_FAMILY.get(shape(key)[-1]) if key else None, False
     if first(lambda n: "double_blocks." in n) or first(lambda n: n.startswith("transformer_blocks.") and
                                                            "attn.to_added_qkv" in n):
         return CHECKPOINT, "flux", False
@@ -159,8 +176,8 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime, str(err))
     if kind is None and kind_hint is None:
         return ModelFile(path, None, None, stat.st_size, stat.st_mtime,
-                         f"{path.name} holds no checkpoint, LoRA, VAE or embedding this app knows (an upscaler goes "
-                         "in an ESRGAN/ or upscale_models/ folder).")
+                         f"{path.name} holds no checkpoint, LoRA, VAE, embedding or ControlNet this app knows (an "
+                         "upscaler goes in an ESRGAN/ or upscale_models/ folder).")
     return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from PIL import Image
 
 from . import params as P
+from .controlnet import a1111_entry, read_a1111_entry
 from .errors import output_error
 from .png_encoding import encode_png
 from .prompt_syntax import with_lora_tags
@@ -75,6 +76,9 @@ def a1111_parameters(params: dict[str, Any]) -> str:
             pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
     plot = params.get("plot") or {}  # an X/Y/Z plot's grid: "Script: X/Y/Z plot, X Type: Steps, X Values: ..."
     pairs += [(param.a1111_key, plot.get(param.name)) for param in P.PLOT_PARAMS]
+    unit = a1111_entry(params)  # sd-webui-controlnet's entry: its own pairs, in quotes as any value with commas
+    if unit is not None:
+        pairs.append((CONTROLNET_KEY, unit))
     lines.append(", ".join(f"{k}: {a1111_quoted(v)}" for k, v in pairs if v is not None))
     return "\n".join(lines)
 
@@ -115,7 +119,9 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     return path
 
 
-_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9 ]*?):\s*("(?:\\.|[^\\"])+"|[^,]+)')  # a value in quotes may hold commas
+# "Key: value" pairs; a value in quotes may hold commas and colons (A1111's `ControlNet 0: "Module: canny, ..."`)
+_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9 ]*?):\s*("(?:\\.|[^\\"])*"|[^,]+)')
+CONTROLNET_KEY = "ControlNet 0"  # sd-webui-controlnet's first unit (the only one this app uses)
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:
@@ -134,7 +140,9 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
     casts = {"int": int, "seed": int, "pixels": int, "float": float}
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), _unquoted(value.strip())
-        if key == "Size":
+        if key == CONTROLNET_KEY:
+            result.update(read_a1111_entry(_PAIR.findall(value)))
+        elif key == "Size":
             w, _, h = value.partition("x")
             result["width"], result["height"] = int(w), int(h)
         elif key in keys:

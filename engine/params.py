@@ -299,11 +299,38 @@ PLOT_PARAMS: tuple[Param, ...] = (PLOT_SCRIPT, *(param for axis in "XYZ" for par
           a1111_key=f"{axis} Values"),
     Param(f"{axis.lower()}_fixed_values", "text", None, f"Fixed {axis} values", "The seeds drawn for -1 on a Seed "
           "axis.", a1111_key=f"Fixed {axis} Values", optional=True))))
+NO_CONTROLNET = "none"
+CONTROLNET = Param("controlnet", "choice", NO_CONTROLNET, "ControlNet model",
+                   "From a ControlNet/ or controlnet/ folder or a ComfyUI server, for the model's family.",
+                   a1111_key="Model")
+CONTROLNET_MODULE = Param("controlnet_module", "choice", "canny", "Preprocessor",
+                          "canny: edges; lineart_standard: a drawing's dark lines; none: the image is the map.",
+                          a1111_key="Module")
+CONTROLNET_WEIGHT = Param("controlnet_weight", "float", 1.0, "Control weight",
+                          "How strongly the control map steers the picture: 0 not at all ({minimum} to {maximum}).",
+                          minimum=0.0, maximum=2.0, step=0.05, a1111_key="Weight")
+CONTROLNET_START = Param("controlnet_start", "float", 0.0, "Guidance start",
+                         "The fraction of the steps after which the ControlNet starts to steer (0: from the first).",
+                         minimum=0.0, maximum=1.0, step=0.01, a1111_key="Guidance Start")
+CONTROLNET_END = Param("controlnet_end", "float", 1.0, "Guidance end",
+                       "The fraction of the steps after which it stops steering (1: to the last); after the start.",
+                       minimum=0.0, maximum=1.0, step=0.01, a1111_key="Guidance End")
+CANNY_LOW = Param("canny_low", "int", 100, "Canny low threshold",
+                  "Canny: edges weaker than this are dropped unless they join a strong one ({minimum} to {maximum}).",
+                  minimum=1, maximum=255, step=1, a1111_key="Threshold A")
+CANNY_HIGH = Param("canny_high", "int", 200, "Canny high threshold",
+                   "Canny: edges stronger than this are always kept; lower finds more edges ({minimum} to {maximum}).",
+                   minimum=1, maximum=255, step=1, a1111_key="Threshold B")
+# One ControlNet unit. Its A1111 keys are those inside sd-webui-controlnet's `ControlNet 0: "Module: canny, ..."`
+# entry (engine/outputs.py writes and reads it), not keys of the parameters line itself.
+CONTROLNET_PARAMS: tuple[Param, ...] = (CONTROLNET, CONTROLNET_MODULE, CONTROLNET_WEIGHT, CONTROLNET_START,
+                                        CONTROLNET_END, CANNY_LOW, CANNY_HIGH)
 
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
-BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, LORA_WEIGHT, *PLOT_PARAMS)}
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, LORA_WEIGHT, *PLOT_PARAMS,
+                               *CONTROLNET_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 

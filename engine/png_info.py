@@ -2,7 +2,7 @@
 
 Ours (the `gator` JSON chunk, then its A1111 text), A1111's and Forge's (`parameters` text), and ComfyUI's
 (the `prompt` chunk: the API-format graph, read for the sampler's seed, steps, cfg and sampler, the
-prompts wired into it, the latent's size and the checkpoint). `source` says which was read ("gator", "a1111", "comfyui workflow").
+prompts wired into it, the latent's size, the checkpoint and a ControlNetApplyAdvanced before the sampler). `source` says which was read ("gator", "a1111", "comfyui workflow").
 """
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Any, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
+from . import params as P
+from .comfyui import file_stem
+from .controlnet import NONE
 from .errors import InvalidRequest
 from .backends.comfyui import our_sampler
 from .outputs import read_parameters
@@ -21,6 +24,7 @@ from .request import sampler_key
 logger = logging.getLogger(__name__)
 
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced")
+CONTROLNET_APPLY_CLASSES = ("ControlNetApplyAdvanced",)  # outputs positive, negative
 
 
 def png_info(path: str | Path) -> dict[str, Any]:
@@ -75,6 +79,25 @@ def comfyui_parameters(graph: Mapping[str, Any]) -> dict[str, Any]:
     model = _upstream(graph, inputs.get("model"), "ckpt_name") or _upstream(graph, inputs.get("model"), "unet_name")
     if model:
         out["model"] = model
+    return {**out, **_controlnet_of(graph, inputs.get("positive"))}
+
+
+def _controlnet_of(graph: Mapping[str, Any], link: Any) -> dict[str, Any]:
+    """The ControlNet of a ControlNetApplyAdvanced the sampler's positive comes from ({} without one): its file's
+    name, strength and percents (the map is the graph's image as it is: preprocessor none)."""
+    node = _node(graph, link)
+    if node is None or node.get("class_type") not in CONTROLNET_APPLY_CLASSES:
+        return {}
+    inputs = node.get("inputs") or {}
+    loader = _node(graph, inputs.get("control_net")) or {}
+    name = (loader.get("inputs") or {}).get("control_net_name")
+    if not isinstance(name, str):
+        return {}
+    out: dict[str, Any] = {P.CONTROLNET.name: file_stem(name), P.CONTROLNET_MODULE.name: NONE}
+    for ours, theirs in ((P.CONTROLNET_WEIGHT, "strength"), (P.CONTROLNET_START, "start_percent"),
+                         (P.CONTROLNET_END, "end_percent")):
+        if isinstance(inputs.get(theirs), (int, float)) and not isinstance(inputs.get(theirs), bool):
+            out[ours.name] = float(inputs[theirs])
     return out
 
 
@@ -85,13 +108,18 @@ def _node(graph: Mapping[str, Any], link: Any) -> dict[str, Any] | None:
 
 
 def _text_of(graph: Mapping[str, Any], link: Any, depth: int = 8) -> str | None:
-    """The text of the CLIPTextEncode a conditioning link comes from (through FluxGuidance and the like)."""
+    """The text of the CLIPTextEncode a conditioning link comes from (through FluxGuidance, a ControlNet's apply
+    node and the like)."""
     node = _node(graph, link)
     while node is not None and depth > 0:
         inputs = node.get("inputs") or {}
         if isinstance(inputs.get("text"), str):
             return inputs["text"]
-        node, depth = _node(graph, inputs.get("conditioning")), depth - 1
+        if node.get("class_type") in CONTROLNET_APPLY_CLASSES:  # output 0 carries its positive, 1 its negative
+            link = inputs.get("negative" if link[1] == 1 else "positive")
+        else:
+            link = inputs.get("conditioning")
+        node, depth = _node(graph, link), depth - 1
     return None
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from . import params as P
+from .controlnet import CANNY, controlnet_problems
 from .errors import InvalidRequest
 from .inpaint import INPAINT_AREAS, fitted_mask
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
@@ -46,6 +47,14 @@ class GenerationRequest:
     hires_strength: float = P.HIRES_STRENGTH.default
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
+    control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
+    controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
+    controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
+    controlnet_weight: float = P.CONTROLNET_WEIGHT.default
+    controlnet_start: float = P.CONTROLNET_START.default
+    controlnet_end: float = P.CONTROLNET_END.default
+    canny_low: int = P.CANNY_LOW.default
+    canny_high: int = P.CANNY_HIGH.default
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -60,7 +69,7 @@ class GenerationRequest:
         if values.get("init_image") is None:
             for param in (P.WIDTH, P.HEIGHT):
                 values[param.name] = param.default if values.get(param.name) is None else values[param.name]
-        for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.INPAINT_AREA, P.HIRES_UPSCALER):
+        for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.INPAINT_AREA, P.HIRES_UPSCALER, P.CONTROLNET_MODULE):
             if param.name in values:
                 values[param.name] = values[param.name] or param.default
         values["negative_prompt"] = values.get("negative_prompt") or ""
@@ -107,7 +116,14 @@ class GenerationRequest:
                 if mask.getbbox() is None and not any(outpaint):
                     raise InvalidRequest("The mask is all black, so nothing would change: paint white over what "
                                          "should be redrawn.")
-        return replace(self, prompt=prompt.strip(), loras=loras, vae=None if vae.lower() in ("", AUTO) else vae,
+        unit: dict[str, Any] = dict(controlnet=None)  # the ControlNet's values are checked only when it is used
+        if self.control_image is not None:  # read and capped once; fitted to each pass's size (engine/controlnet.py)
+            unit = dict(control_image=read_input_image(self.control_image, limits or Limits(), "control image"),
+                        controlnet=self.controlnet.strip(), controlnet_weight=float(self.controlnet_weight),
+                        controlnet_start=float(self.controlnet_start), controlnet_end=float(self.controlnet_end))
+            if self.controlnet_module == CANNY:
+                unit.update(canny_low=int(self.canny_low), canny_high=int(self.canny_high))
+        return replace(self, prompt=prompt.strip(), loras=loras, **unit, vae=None if vae.lower() in ("", AUTO) else vae,
                        init_image=init_image, mask=mask, outpaint=outpaint,
                        hires_upscaler=upscaler_named(self.hires_upscaler, upscalers) or self.hires_upscaler,
                        mask_blur=int(self.mask_blur),
@@ -118,6 +134,11 @@ class GenerationRequest:
                        num_inference_steps=int(self.num_inference_steps),
                        guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
                        model=(self.model or "").strip() or None, batch_count=int(self.batch_count))
+
+    @property
+    def uses_controlnet(self) -> bool:
+        """True (after validation) when a ControlNet steers the picture (engine/controlnet.py)."""
+        return self.controlnet is not None
 
     @property
     def inpaints(self) -> bool:
@@ -234,6 +255,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append("The VAE must be a VAE's name (or auto).")
     problems += hires_problems(req, limits, upscalers)
     problems += inpaint_problems(req, limits)
+    problems += controlnet_problems(req)
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

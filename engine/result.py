@@ -16,8 +16,9 @@ from .params import RESULT_ALIASES
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding",
-                "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "model", "model_id", "backend", "server", "prompt_id", "comfyui_workflow",
-                "fallback_reason", "plot")
+                "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "controlnet", "controlnet_module",
+                "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model", "model_id",
+                "backend", "server", "prompt_id", "comfyui_workflow", "fallback_reason", "plot")
 
 
 @dataclass
@@ -44,6 +45,13 @@ class ImageResult:
     hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix)
     hires_steps: int | None = None
     hires_upscaler: str | None = None
+    controlnet: str | None = None  # the ControlNet's name (None: none); its preprocessor, weight and steps below
+    controlnet_module: str | None = None
+    controlnet_weight: float | None = None
+    controlnet_start: float | None = None
+    controlnet_end: float | None = None
+    canny_low: int | None = None  # only for the canny preprocessor
+    canny_high: int | None = None
     model: str | None = None  # the model's label
     model_id: str | None = None
     backend: str | None = None  # the backend that made it

@@ -6,8 +6,8 @@ template accepts the parameter but has no use for it) and `defaults` applied bef
 values. Binding deep-copies the graph and assigns values into it; no text is ever substituted, so
 any prompt text survives exactly. LoRAs are added to a bound graph the same way (`add_loras`): LoraLoader
 nodes chained after the loader whose MODEL and CLIP the graph uses, found by following its links; so are a VAE
-file (`use_vae`), an init image for image-to-image (`use_init_image`) and an image with a mask for inpainting
-(`use_inpaint`).
+file (`use_vae`), an init image for image-to-image (`use_init_image`), an image with a mask for inpainting
+(`use_inpaint`) and a ControlNet steering the samplers' conditioning (`use_controlnet`).
 """
 from __future__ import annotations
 
@@ -294,3 +294,41 @@ def _denoise_inputs(graph: Mapping[str, Any], sampler_id: str) -> dict[str, Any]
         return scheduler["inputs"]
     raise WorkflowError(f"the sampler {node['class_type']} (node {sampler_id}) has no denoise to start from an "
                         "image with (nor a scheduler with one).")
+
+
+# ---------------------------------------------------------------------------- a ControlNet
+CONTROLNET_LOADER_CLASS = "ControlNetLoader"  # input control_net_name; output CONTROL_NET
+CONTROLNET_APPLY_CLASS = "ControlNetApplyAdvanced"  # inputs positive, negative, control_net, image, strength,
+#                                                     start_percent, end_percent; outputs positive, negative
+
+
+def use_controlnet(graph: Mapping[str, Any], controlnet_file: str, image_name: str, strength: float, start: float,
+                   end: float) -> dict[str, Any]:
+    """A copy of `graph` whose samplers' conditioning passes through a ControlNet: LoadImage of the server's input
+    image `image_name` (the control map) and ControlNetLoader of `controlnet_file` feed a ControlNetApplyAdvanced
+    spliced between the prompts and each sampler that takes positive and negative links (one per distinct pair);
+    the sampler then takes its positive and negative outputs. New node ids follow the graph's highest numeric id.
+    WorkflowError when no sampler takes positive and negative conditioning (a FLUX guider graph)."""
+    out = copy.deepcopy(dict(graph))
+    samplers = [node["inputs"] for node in out.values()
+                if _is_link(node.get("inputs", {}).get("positive")) and _is_link(node.get("inputs", {}).get("negative"))]
+    if not samplers:
+        raise WorkflowError("the graph has no sampler with positive and negative conditioning to apply a ControlNet "
+                            "to.")
+    next_id = _next_id(out)
+    load_id, loader_id = str(next_id), str(next_id + 1)
+    out[load_id] = {"class_type": LOAD_IMAGE_CLASS, "inputs": {"image": image_name}}
+    out[loader_id] = {"class_type": CONTROLNET_LOADER_CLASS, "inputs": {"control_net_name": controlnet_file}}
+    applied: dict[tuple[str, ...], str] = {}
+    for inputs in samplers:
+        pair = (*map(str, inputs["positive"]), *map(str, inputs["negative"]))
+        if pair not in applied:
+            applied[pair] = apply_id = str(_next_id(out))
+            out[apply_id] = {"class_type": CONTROLNET_APPLY_CLASS, "inputs": {
+                "positive": list(inputs["positive"]), "negative": list(inputs["negative"]),
+                "control_net": [loader_id, 0], "image": [load_id, 0], "strength": float(strength),
+                "start_percent": float(start), "end_percent": float(end)}}
+        inputs["positive"], inputs["negative"] = [applied[pair], 0], [applied[pair], 1]
+    log.debug("ControlNet %s on %d sampler(s), map %s, strength %g from %g to %g", controlnet_file, len(samplers),
+              image_name, strength, start, end)
+    return out

@@ -1,4 +1,4 @@
-"""API endpoints for gradio_client: /generate_image, /img2img, /inpaint, /xyz_plot, /upscale, /png_info,
+"""API endpoints for gradio_client: /generate_image, /img2img, /inpaint, /controlnet, /xyz_plot, /upscale, /png_info,
 /generate_video and /status.
 
     from gradio_client import Client
@@ -156,14 +156,58 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                             mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
                             outpaint=outpaint)
 
+    async def controlnet(control_image: FileData, prompt: str, controlnet: str,
+                         controlnet_module: str = P.CONTROLNET_MODULE.default,
+                         controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
+                         controlnet_start: float = P.CONTROLNET_START.default,
+                         controlnet_end: float = P.CONTROLNET_END.default, canny_low: int = P.CANNY_LOW.default,
+                         canny_high: int = P.CANNY_HIGH.default, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                         width: int | None = None, height: int | None = None, num_inference_steps: int | None = None,
+                         guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
+                         model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                         sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                         batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
+                         vae: str = P.VAE.default, init_image: FileData | None = None,
+                         strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
+                         request: gr.Request = None) -> tuple[FileData, dict]:
+        """ControlNet: `control_image` (an uploaded file) turned into a map by `controlnet_module` (canny with
+        `canny_low` / `canny_high`, lineart_standard, none for a ready map) steers the picture through the ControlNet
+        `controlnet` (a name /status lists under "controlnets", made for the model's family) at `controlnet_weight`
+        (0 to 2), from the fraction `controlnet_start` to `controlnet_end` of the steps. The map is fitted to the
+        output as an init image is (`resize_mode`). With `init_image` (an uploaded file) it is image to image with
+        `strength`, width and height left empty keeping the init image's size; without one, width, height and steps
+        left empty are the model's defaults. The rest as /generate_image. Returns the PNG (its parameters carry
+        sd-webui-controlnet's "ControlNet 0" entry) and the same dict, with the ControlNet's values."""
+        values: dict[str, object] = dict(
+            control_image=upload(control_image, "control image"), controlnet=controlnet,
+            controlnet_module=controlnet_module, controlnet_weight=controlnet_weight,
+            controlnet_start=controlnet_start, controlnet_end=controlnet_end, canny_low=canny_low,
+            canny_high=canny_high, width=width, height=height, guidance_scale=guidance_scale,
+            seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
+            sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras, vae=vae or AUTO)
+        if init_image is not None:
+            values.update(init_image=upload(init_image, "init image"), strength=strength, resize_mode=resize_mode)
+        else:
+            defaults = manager.model_defaults(model)
+            values.update({k: v if v is not None else defaults[k] for k, v in (
+                (P.WIDTH.name, width), (P.HEIGHT.name, height))}, resize_mode=resize_mode)
+            num_inference_steps = num_inference_steps if num_inference_steps is not None else defaults[P.STEPS.name]
+        return await run(request, prompt, negative_prompt, style, num_inference_steps, **values)
+
     async def redraw(request: gr.Request, init_image: FileData, prompt: str, negative_prompt: str, style: str,
                      num_inference_steps: int | None, **values: object) -> tuple[FileData, dict]:
         """/img2img's and /inpaint's run: the uploaded init image (never a server path) redrawn with `values`."""
-        path = upload(init_image, "init image")
+        return await run(request, prompt, negative_prompt, style, num_inference_steps,
+                         init_image=upload(init_image, "init image"), **values)
+
+    async def run(request: gr.Request, prompt: str, negative_prompt: str, style: str, num_inference_steps: int | None,
+                  **values: object) -> tuple[FileData, dict]:
+        """One image request of the endpoints that take pictures (uploads only, already checked): styled, run as the
+        caller's job, its PNG and dict or the engine's sentence."""
         styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         steps = {P.STEPS.name: num_inference_steps} if num_inference_steps is not None else {}
         return await image_job(request, lambda cancel: manager.generate_image(
-            styled if isinstance(prompt, str) else prompt, negative, init_image=path, cancel=cancel, previews=False,
+            styled if isinstance(prompt, str) else prompt, negative, cancel=cancel, previews=False,
             owner=getattr(request, "username", None), **values, **steps))
 
     async def generate_video(prompts: str = "", storyboard: str = "", quality: str = "draft",
@@ -225,11 +269,13 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(inpaint, api_name="inpaint", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(xyz_plot, api_name="xyz_plot", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(controlnet, api_name="controlnet", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
     gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
             "inpaint": endpoint_spec(inpaint), "xyz_plot": endpoint_spec(xyz_plot),
+            "inpaint": endpoint_spec(inpaint), "controlnet": endpoint_spec(controlnet),
             "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),
             "generate_video": endpoint_spec(generate_video)}

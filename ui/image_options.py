@@ -1,5 +1,5 @@
-"""The Image tab's optional boxes (Image to image, Inpaint / outpaint, Hires fix, X/Y/Z plot, the LoRA picker):
-their layouts, and the helpers that turn their values into the engine's arguments."""
+"""The Image tab's optional boxes (Image to image, Inpaint / outpaint, Hires fix, ControlNet, X/Y/Z plot, the LoRA
+picker): their layouts, and the helpers that turn their values into the engine's arguments."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,12 +9,15 @@ import numpy as np
 from PIL import Image
 
 from engine import params as P
+from engine.controlnet import MODULES, preprocess
+from engine.errors import InvalidRequest
 from engine.inpaint import INPAINT_AREAS
-from engine.input_images import RESIZE_MODES
+from engine.input_images import RESIZE_MODES, read_input_image
+from engine.limits import Limits
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
 from engine.xyz_plot import AXIS_NAMES, axis_choices
 
-from .models import lora_choices
+from .models import controlnet_choices, lora_choices
 from .widgets import widget
 
 
@@ -125,6 +128,62 @@ def layout_xyz_box() -> dict[str, Any]:
                                                 if axis == "X" else None, scale=3, elem_id=f"xyz-{axis.lower()}-values")
         plot = gr.Button("Plot", variant="primary", size="sm", elem_id="xyz-plot")
     return dict(**boxes, plot=plot)
+
+
+def layout_controlnet_box(controlnets: list[dict[str, Any]]) -> dict[str, Any]:
+    """ControlNet, closed until opened: the control image beside its preprocessed map, the ControlNet, the
+    preprocessor, the weight, guidance start and end, and canny's thresholds."""
+    with gr.Accordion("ControlNet", open=False, elem_id="controlnet-box") as controlnet_box:
+        with gr.Row(equal_height=False):
+            control_image = gr.Image(label="Control image", type="filepath",
+                                     sources=["upload", "clipboard"], height=180, elem_id="control-image")
+            control_map = gr.Image(label="Preprocessed map", type="pil", interactive=False, height=180,
+                                   elem_id="control-map")
+        with gr.Row():
+            controlnet = gr.Dropdown(controlnet_choices(controlnets), value=P.NO_CONTROLNET, label=P.CONTROLNET.label,
+                                     info=P.CONTROLNET.help, allow_custom_value=True, elem_id="controlnet-model")
+            controlnet_module = gr.Dropdown(list(MODULES), value=P.CONTROLNET_MODULE.default,
+                                            label=P.CONTROLNET_MODULE.label, info=P.CONTROLNET_MODULE.help,
+                                            elem_id="controlnet-module")
+        with gr.Row():
+            controlnet_weight = gr.Slider(**widget(P.CONTROLNET_WEIGHT), elem_id="controlnet-weight")
+            controlnet_start = gr.Slider(**widget(P.CONTROLNET_START), elem_id="controlnet-start")
+            controlnet_end = gr.Slider(**widget(P.CONTROLNET_END), elem_id="controlnet-end")
+        with gr.Row():
+            canny_low = gr.Slider(**widget(P.CANNY_LOW), elem_id="canny-low")
+            canny_high = gr.Slider(**widget(P.CANNY_HIGH), elem_id="canny-high")
+    return dict(controlnet_box=controlnet_box, control_image=control_image, control_map=control_map,
+                controlnet=controlnet, controlnet_module=controlnet_module, controlnet_weight=controlnet_weight,
+                controlnet_start=controlnet_start, controlnet_end=controlnet_end, canny_low=canny_low,
+                canny_high=canny_high)
+
+
+CONTROLNET_INPUTS = ("control_image", "controlnet", "controlnet_module", "controlnet_weight", "controlnet_start",
+                     "controlnet_end", "canny_low", "canny_high")  # the box's values a job keeps, in order
+PREVIEW_SIDE = 512  # the map preview is made on the control image scaled to fit this square
+
+
+def controlnet_args(values: dict[str, Any]) -> dict[str, Any]:
+    """The engine's ControlNet arguments of a queued job ({} while no ControlNet is chosen: a control image left in
+    the box is then not used)."""
+    name = values.get("controlnet")
+    if not name or name == P.NO_CONTROLNET:
+        return {}
+    return {"control_image": values.get("control_image") or None, "controlnet": name,
+            **{key: values.get(key) for key in CONTROLNET_INPUTS[2:] if values.get(key) is not None}}
+
+
+def control_map_preview(path: str | None, module: str, low: Any, high: Any, limits: Limits) -> Image.Image | None:
+    """What the preprocessor makes of the control image (scaled to fit PREVIEW_SIDE), or None without one."""
+    if not path:
+        return None
+    try:
+        image = read_input_image(path, limits, "control image")
+    except InvalidRequest:  # Generate says why
+        return None
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    thresholds = (int(low), int(high)) if P.is_number(low) and P.is_number(high) else ()
+    return preprocess(image, module if module in MODULES else P.CONTROLNET_MODULE.default, *thresholds)
 
 
 def layout_lora_row(loras: list[dict[str, Any]]) -> dict[str, Any]:

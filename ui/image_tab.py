@@ -25,9 +25,9 @@ from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 from engine.upscale import UPSCALERS
 
-from .image_options import (INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, hires_args, image_to_image_args,
-                            inpaint_args, layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row,
-                            layout_xyz_box)
+from .image_options import (CONTROLNET_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, control_map_preview,
+                            controlnet_args, hires_args, image_to_image_args, inpaint_args, layout_controlnet_box,
+                            layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row, layout_xyz_box)
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -53,6 +53,7 @@ class ImageTab:
     lora: gr.Dropdown
     vae: gr.Dropdown
     upscalers: tuple[gr.Dropdown, gr.Dropdown]  # the picked image's Upscaler and the Hires upscaler
+    controlnet: gr.Dropdown
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -116,7 +117,8 @@ def details_markdown(result: dict[str, Any]) -> str:
     ]
     extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
         + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
-        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else [])
+        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
+        + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else [])
     if extras:
         lines.insert(2, " · ".join(extras))
     if result.get("fallback_reason"):
@@ -165,9 +167,19 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**LoRAs** {lora_text(params['loras'])}")
     if params.get("vae"):
         lines.append(f"**VAE** {params['vae']}")
+    if params.get("controlnet"):
+        lines.append(f"**ControlNet** {controlnet_text(params)}")
     if params.get("plot"):
         lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
+
+
+def controlnet_text(params: dict[str, Any]) -> str:
+    """A result's ControlNet in words: "tinyCanny (canny, weight 0.8, steps 0 to 1)"."""
+    numbers = [params.get(P.CONTROLNET_WEIGHT.name), params.get(P.CONTROLNET_START.name),
+               params.get(P.CONTROLNET_END.name)]
+    weight, start, end = (f"{n:g}" if isinstance(n, (int, float)) else "?" for n in numbers)
+    return f"{params['controlnet']} ({params.get(P.CONTROLNET_MODULE.name)}, weight {weight}, steps {start} to {end})"
 
 
 def lora_text(loras: list[dict[str, Any]]) -> str:
@@ -185,16 +197,19 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
                "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", "hires_scale",
-               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS)
+               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS, *CONTROLNET_INPUTS)
 
 
 def job_args(values: dict[str, Any]) -> dict[str, Any]:
-    """A queued job's settings from the form's values by name: the hires fix's and the inpaint box's grouped."""
+    """A queued job's settings from the form's values by name: the hires fix's, the inpaint box's and the ControlNet
+    box's grouped."""
     args = {name: values.get(name) for name in FORM_INPUTS[:FORM_INPUTS.index("hires_scale")]}
     args["init_image"] = args["init_image"] or None
     args["hires"] = {name: _number(values.get(name)) if name != "hires_upscaler" else values.get(name)
                      for name in ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")}
     args["inpaint"] = {name: values.get(name) for name in INPAINT_INPUTS}
+    args["controlnet"] = {name: values.get(name) if name in ("control_image", "controlnet", "controlnet_module")
+                          else _number(values.get(name)) for name in CONTROLNET_INPUTS}
     return args
 
 
@@ -212,7 +227,9 @@ class ImageTabHandlers:
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
-                outpaint_up: Any, outpaint_down: Any, request: gr.Request = None):
+                outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
+                controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
+                canny_low: Any, canny_high: Any, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
         return self._enqueue(job_args(locals()), request)  # job_args reads the form's names only
@@ -278,7 +295,8 @@ class ImageTabHandlers:
                     guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                     seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
                     sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
-                    **image_input, **({} if image_input else hires_args(args)),
+                    **image_input, **controlnet_args(args["controlnet"]),
+                    **({} if image_input else hires_args(args)),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
                 events = self.manager.stream_xyz_plot(styled, **args["plot"], **image_args) if args.get("plot") \
                     else self.manager.stream_image(styled, batch_count=count, **image_args)
@@ -474,6 +492,10 @@ class ImageTabHandlers:
             return {c["png_info_text"]: "Drop a PNG above first."}
         return self._fill_form(dropped, c["png_info_text"])
 
+    def preview_control_map(self, path: str | None, module: str, low: Any, high: Any):
+        """The control image as its preprocessor turns it into a map (none shown without an image)."""
+        return control_map_preview(path, module, low, high, self.manager.limits)
+
     def show_png_info(self, dropped: str | None):
         """What a dropped PNG says about how it was made."""
         if not dropped:
@@ -502,6 +524,12 @@ class ImageTabHandlers:
             if params.get(param) is not None:
                 update[component] = params[param]
         update[c["vae"]] = params.get("vae") or AUTO
+        update[c["controlnet"]] = params.get(P.CONTROLNET.name) or P.NO_CONTROLNET
+        for key in CONTROLNET_INPUTS[2:]:  # the control image itself is not in the PNG: the box opens for it
+            if params.get(key) is not None:
+                update[c[key]] = params[key]
+        if params.get(P.CONTROLNET.name):
+            update[c["controlnet_box"]] = gr.update(open=True)
         if params.get("loras"):  # back into the prompt as the tags they were
             update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
@@ -608,6 +636,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
             hires = layout_hires_box(upscalers)
+            controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
             xyz = layout_xyz_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
@@ -684,7 +713,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **inpaint, **hires, **xyz, **lora_row, vae=vae,
+        **img2img, **inpaint, **hires, **controlnet_box, **xyz, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale, upscaler=upscaler,
         upscale_by=upscale_by,
         png_info_image=png_info_image, png_info_text=png_info_text,
@@ -778,8 +807,14 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "vae", "picked_info")]
+                                   "guidance", "seed", "sampler", "vae", *CONTROLNET_INPUTS[1:], "controlnet_box",
+                                   "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
+    preview_inputs = [c[name] for name in ("control_image", "controlnet_module", "canny_low", "canny_high")]
+    for trigger in (c["control_image"].change, c["controlnet_module"].input, c["canny_low"].release,
+                    c["canny_high"].release):
+        trigger(h.preview_control_map, inputs=preview_inputs, outputs=c["control_map"], api_visibility="private",
+                show_progress="hidden")
     c["png_info_image"].change(h.show_png_info, inputs=c["png_info_image"], outputs=c["png_info_text"], **private)
     c["png_info_send"].click(h.send_png_info, inputs=c["png_info_image"],
                              outputs=[*reused[:-1], c["png_info_text"]], **private)
@@ -792,7 +827,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
-                    generate_event=gen_event,
+                    controlnet=c["controlnet"], generate_event=gen_event,
                     forget_session=h.forget_session)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.params import NO_CONTROLNET
 from engine.request import AUTO
 
 
@@ -31,3 +32,8 @@ def lora_choices(loras: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(label, name) pairs for the LoRA picker: each LoRA with its family."""
     return [(f"{entry['name']} · {entry.get('family_label') or 'unknown family'}", str(entry["name"]))
             for entry in loras]
+
+
+def controlnet_choices(controlnets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, name) pairs for the ControlNet choice: none first, then each ControlNet with its family."""
+    return [(NO_CONTROLNET, NO_CONTROLNET), *lora_choices(controlnets)]

@@ -54,7 +54,7 @@ def _installed(models: Any) -> str:
         return "–"
     models = jsonable(models)
     parts = []
-    for kind in ("checkpoints", "unets", "clips", "vaes", "loras"):
+    for kind in ("checkpoints", "unets", "clips", "vaes", "loras", "controlnets"):
         files = models.get(kind) or []
         if files:
             parts.append(f"<b>{kind}</b>: {_e(', '.join(files))}")
@@ -162,15 +162,16 @@ def _render_top(status: dict[str, Any]) -> str:
 
 
 def _render_bottom(status: dict[str, Any]) -> str:
-    """LoRAs, notices, folders and recent switches."""
+    """LoRAs, ControlNets, notices, folders and recent switches."""
     out: list[str] = []
-    loras = status.get("loras") or []
-    if loras:
-        out.append('<h3 id="status-loras-section">LoRAs</h3>')
-        out.append(_table(["LoRA", "family", "backends"], [[
-            f"<code>{_e(entry.get('name'))}</code>", _e(entry.get("family_label") or ""),
-            _e(", ".join(entry.get("backends") or [])),
-        ] for entry in loras], "status-loras"))
+    for key, title, kind in (("loras", "LoRAs", "LoRA"), ("controlnets", "ControlNets", "ControlNet")):
+        files = status.get(key) or []
+        if files:
+            out.append(f'<h3 id="status-{key}-section">{title}</h3>')
+            out.append(_table([kind, "family", "backends"], [[
+                f"<code>{_e(entry.get('name'))}</code>", _e(entry.get("family_label") or ""),
+                _e(", ".join(entry.get("backends") or [])),
+            ] for entry in files], f"status-{key}"))
 
     notices = status.get("notices") or []
     if notices:

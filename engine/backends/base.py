@@ -82,6 +82,10 @@ class Backend(ABC):
         """The LoRAs a request may name on this backend: name -> family (None when unknown)."""
         return {}
 
+    def controlnets(self) -> dict[str, str | None]:
+        """The ControlNets a request may name on this backend: name -> family (None when unknown)."""
+        return {}
+
     def vaes(self) -> list[str]:
         """The VAE files a request may name on this backend."""
         return []

@@ -7,9 +7,11 @@ all files of one variant are installed on some up server; every installed checkp
 their files, as that server names them, go into the Target and become LoraLoader nodes in the graph.
 A request with an init image (img2img) uploads it to each server it tries and starts from it there (LoadImage ->
 VAEEncode in place of the empty latent, the strength as the sampler's denoise); one with a mask (inpaint) uploads the
-mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). A model upscale
-(ESRGAN family, an UpscaleModelLoader file) uploads the image and runs presets/workflows/postprocess/
-upscale_with_model.json. Nothing here touches the network except the job itself.
+mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). One with a ControlNet
+runs only on a server whose ControlNetLoader lists it, uploads the control map (engine/controlnet.py) and splices
+ControlNetApplyAdvanced between the prompts and the sampler. A model upscale (ESRGAN family, an UpscaleModelLoader
+file) uploads the image and runs presets/workflows/postprocess/upscale_with_model.json. Nothing here touches the
+network except the job itself.
 """
 from __future__ import annotations
 
@@ -28,14 +30,15 @@ from PIL import Image
 from ..comfyui import (
     ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem, match_file,
 )
+from ..controlnet import control_map
 from ..errors import BackendUnavailable
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
-from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template, use_init_image,
-                         use_inpaint, use_vae)
+from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
+                         use_controlnet, use_init_image, use_inpaint, use_vae)
 from . import register_backend
 from .base import Backend, BackendContext, BackendState, Target
 
@@ -206,13 +209,15 @@ class ComfyUIBackend(Backend):
             found.append((file, float(use.weight)))
         return tuple(found)
 
-    def servers_for(self, model: ModelSpec, loras: Iterable[Any] = (), vae: str | None = None) -> list[str]:
-        """Up servers that have every file `model` needs, every LoRA of `loras` and the VAE file `vae`, in
-        configured order."""
+    def servers_for(self, model: ModelSpec, loras: Iterable[Any] = (), vae: str | None = None,
+                    controlnet: str | None = None) -> list[str]:
+        """Up servers that have every file `model` needs, every LoRA of `loras`, the VAE file `vae` and the ControlNet
+        `controlnet`, in configured order."""
         loras = tuple(loras)
         return [st.url for st in self._up_states()
                 if self.variant_for(model, st.models) and self.lora_files(loras, st.models) is not None
-                and (vae is None or match_file(vae, st.models.vaes) is not None)]
+                and (vae is None or match_file(vae, st.models.vaes) is not None)
+                and (controlnet is None or st.models.controlnet_file(controlnet) is not None)]
 
     def models(self) -> list[ModelSpec]:
         """Models runnable now: catalogue models whose files are installed, then every other installed checkpoint."""
@@ -231,6 +236,11 @@ class ComfyUIBackend(Backend):
     def vaes(self) -> list[str]:
         """The VAE files on up servers, by file name without folders and extension."""
         return sorted({file_stem(f) for st in self._up_states() for f in st.models.vaes if f != "pixel_space"})
+
+    def controlnets(self) -> dict[str, str | None]:
+        """ControlNets on some up server, by file name without folders and extension (family unknown: None)."""
+        names = {file_stem(f): None for st in self._up_states() for f in st.models.controlnets}
+        return dict(sorted(names.items(), key=lambda item: item[0].lower()))
 
     def loras(self) -> dict[str, str | None]:
         """LoRAs on some up server, by the name a request gives them (file name without folders and extension);
@@ -328,7 +338,7 @@ class ComfyUIBackend(Backend):
                             details={"ever_up": ever_up})
 
     def pick_server(self, model: ModelSpec, exclude: Iterable[str] = (), loras: Iterable[Any] = (),
-                    vae: str | None = None) -> str | None:
+                    vae: str | None = None, controlnet: str | None = None) -> str | None:
         """The up server with the model (and every LoRA of `loras`) and the shortest queue; ties go round-robin.
 
         A server's load is our jobs on it now plus other clients' jobs as of the last poll (the polled
@@ -336,7 +346,7 @@ class ComfyUIBackend(Backend):
         finished jobs twice.
         """
         skip = set(exclude)
-        candidates = [u for u in self.servers_for(model, loras, vae) if u not in skip]
+        candidates = [u for u in self.servers_for(model, loras, vae, controlnet) if u not in skip]
         return self._least_loaded(candidates) if candidates else None
 
     def _least_loaded(self, candidates: list[str]) -> str:
@@ -369,12 +379,15 @@ class ComfyUIBackend(Backend):
 
     def build_graph(self, request: GenerationRequest, variant: Variant, loras: LoraFiles = (),
                     vae_file: str | None = None, embeddings: Iterable[str] = (),
-                    init_image: str | None = None, mask: str | None = None) -> dict[str, Any]:
+                    init_image: str | None = None, mask: str | None = None,
+                    control: tuple[str, str] | None = None) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
         then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
         (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`.
         `init_image` (the name the server stored the request's init image under) makes it image-to-image, with the
-        request's strength as the denoise; `mask` (the name of the request's mask there) makes it inpaint."""
+        request's strength as the denoise; `mask` (the name of the request's mask there) makes it inpaint. `control`
+        (the ControlNet file and the name of the uploaded control map) steers the sampler with the request's weight
+        between its guidance start and end."""
         model = variant.model
         try:
             template = self._template(variant.workflow)
@@ -395,6 +408,9 @@ class ComfyUIBackend(Backend):
             graph = bind(template, values)
             graph = add_loras(graph, loras) if loras else graph
             graph = use_vae(graph, vae_file) if vae_file else graph
+            if control is not None:
+                graph = use_controlnet(graph, *control, request.controlnet_weight, request.controlnet_start,
+                                       request.controlnet_end)
             if mask is not None:
                 return use_inpaint(graph, init_image, mask, request.strength)
             return use_init_image(graph, init_image, request.strength) if init_image is not None else graph
@@ -405,12 +421,13 @@ class ComfyUIBackend(Backend):
         return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
                              request_timeout_s=self.request_timeout_s, stall_s=self.stall_s)
 
-    async def _upload(self, url: str, request: GenerationRequest) -> tuple[str | None, str | None]:
-        """The names `url` stored the request's init image and mask under; None for each it lacks."""
+    async def _upload(self, url: str, request: GenerationRequest) -> tuple[str | None, str | None, str | None]:
+        """The names `url` stored the request's init image, mask and control map under; None for each it lacks."""
         client = self._client(url)
         image = await client.upload_image(request.init_image, "init") if request.init_image is not None else None
         mask = await client.upload_image(request.mask.convert("RGB"), "mask") if request.mask is not None else None
-        return image, mask
+        control = await client.upload_image(control_map(request), "control") if request.uses_controlnet else None
+        return image, mask, control
 
     def _job_failed(self, url: str, exc: BackendUnavailable) -> str:
         """After a job on `url` failed: a refused graph (ComfyUIValidationError; the server's lists are read again
@@ -456,8 +473,14 @@ class ComfyUIBackend(Backend):
         model = model or self.default_model()
         if model is None:
             raise BackendUnavailable(self.why_not(None) or "No model is installed on ComfyUI.")
-        url = self.pick_server(model, loras=request.loras, vae=request.vae)
+        if request.uses_controlnet and model.family == "flux":
+            raise BackendUnavailable(f"{model.label} takes no ControlNet here: this app steers SD 1.5 and SDXL "
+                                     "graphs with one.")
+        url = self.pick_server(model, loras=request.loras, vae=request.vae, controlnet=request.controlnet)
         if url is None:
+            if request.uses_controlnet and self.servers_for(model, request.loras, request.vae):
+                raise BackendUnavailable(f"The ControlNet {request.controlnet!r} is not installed on any running "
+                                         f"ComfyUI server with {model.label}.")
             if request.vae and self.servers_for(model, request.loras):
                 raise BackendUnavailable(f"The VAE {request.vae!r} is not installed on any running ComfyUI server "
                                          f"with {model.label}.")
@@ -483,7 +506,8 @@ class ComfyUIBackend(Backend):
         url: str | None = target.server
         while True:
             if url is None:
-                url = self.pick_server(model, exclude=tried, loras=request.loras, vae=request.vae)
+                url = self.pick_server(model, exclude=tried, loras=request.loras, vae=request.vae,
+                                       controlnet=request.controlnet)
             if url is None:
                 if last_error:
                     raise BackendUnavailable(f"{last_error} No other ComfyUI server with {model.label}"
@@ -497,16 +521,19 @@ class ComfyUIBackend(Backend):
             else:
                 loras = self.lora_files(request.loras, installed)
             vae_file = match_file(request.vae, installed.vaes) if request.vae and installed else None
-            if variant is None or loras is None or (request.vae and vae_file is None):  # its lists changed since
+            control_file = installed.controlnet_file(request.controlnet) if request.uses_controlnet and installed \
+                else None
+            if variant is None or loras is None or (request.vae and vae_file is None) \
+                    or (request.uses_controlnet and control_file is None):  # its lists changed since
                 url = None
                 continue
             try:
-                image_name, mask_name = await self._upload(url, request)
+                image_name, mask_name, control_name = await self._upload(url, request)
             except BackendUnavailable as exc:
                 last_error, url = self._server_failed(url, exc), None
                 continue
             graph = self.build_graph(request, variant, loras, vae_file, installed.embeddings if installed else (),
-                                     image_name, mask_name)
+                                     image_name, mask_name, (control_file, control_name) if control_file else None)
             produced = False
             job = self._job_started(url)
             try:

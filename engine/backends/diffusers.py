@@ -14,9 +14,10 @@ from ..compiled import UNetCompiler
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
+from ..controlnet import control_map
 from ..precision import chosen_dtype
 from ..previews import StepPreviews
-from ..model_files import CHECKPOINT, EMBEDDING, LORA, UPSCALER, VAE, ModelFile, ModelFolders
+from ..model_files import CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, UPSCALER, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
                         load_samplers, needs_offload)
 from ..request import GenerationRequest
@@ -26,6 +27,7 @@ from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
+from .controlnet_models import ControlNets
 from .embeddings import Embeddings, named_in
 from .lora_adapters import LoraAdapters, LoraFile
 from .prompt_weights import is_weighted, weighted_inputs
@@ -35,6 +37,7 @@ from .vae_choice import VaeChoice
 logger = logging.getLogger(__name__)
 
 _END = object()
+KIND_HOMES = {LORA: "Lora/ or loras/", CONTROLNET: "ControlNet/ or controlnet/"}  # where a missing kind's files go
 
 
 def slerp(a, b, t: float):
@@ -75,6 +78,7 @@ class DiffusersBackend(Backend):
         self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
         self.adapters = LoraAdapters()
         self.vae_choice = VaeChoice()
+        self.controlnet_models = ControlNets()
         self.embeddings = Embeddings()
         self.upscale_models = UpscaleModels()
         self._pipe = None
@@ -218,27 +222,44 @@ class DiffusersBackend(Backend):
             raise InvalidRequest(f"Unknown VAE {request.vae!r}. VAEs here: {known}; or auto.")
         return found
 
+    def controlnets(self) -> dict[str, str | None]:
+        """The ControlNets in the model folders: name -> family (None when the file does not say)."""
+        return {f.name: f.family for f in self.folders.files(CONTROLNET)}
+
+    def controlnet_file(self, request: GenerationRequest, model: ModelSpec) -> ModelFile | None:
+        """The request's ControlNet file (None: no ControlNet); InvalidRequest names one that is unknown or made for
+        another family."""
+        return self._named_file(request.controlnet, CONTROLNET, model) if request.uses_controlnet else None
+
+    def _named_file(self, name: str, kind: str, model: ModelSpec) -> ModelFile:
+        """The usable `kind` file (a LoRA, a ControlNet) listed as `name`, for `model`; InvalidRequest names one that
+        is unknown or made for another family."""
+        label = KIND_LABELS[kind]
+        found = self.folders.find(name, kind)
+        if found is None:
+            known = ", ".join(f.name for f in self.folders.files(kind)) or \
+                f"none (put .safetensors {label}s in a {KIND_HOMES[kind]} folder of a model folder)"
+            raise InvalidRequest(f"Unknown {label} {name!r}. {label}s here: {known}.")
+        if found.family and not model.builtin and found.family != model.family:
+            raise InvalidRequest(f"The {label} {found.name} is for {family_of(found.family).label} models; "
+                                 f"{model.label} is {family_of(model.family).label}.")
+        return found
+
     def lora_files(self, request: GenerationRequest, model: ModelSpec) -> list[LoraFile]:
         """The request's LoRAs as files for `model`; InvalidRequest names one that is unknown or made for
         another family."""
         out = []
         for use in request.loras:
-            found = self.folders.find(use.name, LORA)
-            if found is None:
-                known = ", ".join(self.loras()) or "none (put .safetensors LoRAs in a Lora/ or loras/ folder of " \
-                                                    "a model folder)"
-                raise InvalidRequest(f"Unknown LoRA {use.name!r}. LoRAs here: {known}.")
-            if found.family and not model.builtin and found.family != model.family:
-                raise InvalidRequest(f"The LoRA {found.name} is for {family_of(found.family).label} "
-                                     f"models; {model.label} is {family_of(model.family).label}.")
+            found = self._named_file(use.name, LORA, model)
             out.append(LoraFile(found.name, found.path, use.weight, found.stamp))
         return out
 
     def plan(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         """The requested model when its weights are here; otherwise the tiny model, saying why."""
         target = self._plan_model(request, model)
-        self.lora_files(request, target.model)  # a LoRA or VAE problem is a sentence now, before any work
+        self.lora_files(request, target.model)  # a LoRA, VAE or ControlNet problem is a sentence now, before any work
         self.vae_file(request)
+        self.controlnet_file(request, target.model)
         return target
 
     def _plan_model(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
@@ -425,6 +446,9 @@ class DiffusersBackend(Backend):
             num_inference_steps=total, guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(req.seed),
         )
         run = pipe
+        control_file = self.controlnet_file(req, spec)
+        with_controlnet = {"controlnet": self.controlnet_models.model(pipe, control_file, spec.label)} \
+            if control_file is not None else {}
         if req.init_image is not None:  # img2img or inpaint on the loaded weights (from_pipe shares every module)
             total = min(int(req.num_inference_steps * req.strength), req.num_inference_steps)
             if total < 1:  # a strength too low for a single step keeps the init image, as asked
@@ -432,14 +456,19 @@ class DiffusersBackend(Backend):
                                                                    "generation_s": 0.0,
                                                                    "device": self.device_and_dtype(spec)[0]})
             if req.mask is not None:  # the size too: the inpaint pipelines default to the model's own
-                run = derived(pipe, "AutoPipelineForInpainting")
+                run = derived(pipe, "AutoPipelineForInpainting", **with_controlnet)
                 kwargs.update(image=req.init_image, mask_image=req.mask, strength=req.strength, width=req.width,
                               height=req.height)
             else:
-                run = derived(pipe, "AutoPipelineForImage2Image")
+                run = derived(pipe, "AutoPipelineForImage2Image", **with_controlnet)
                 kwargs.update(image=req.init_image, strength=req.strength)
         else:
+            run = derived(pipe, "AutoPipelineForText2Image", **with_controlnet) if with_controlnet else pipe
             kwargs.update(width=req.width, height=req.height)
+        if with_controlnet:  # the map at the size drawn; text to image takes it as `image`, the others beside theirs
+            kwargs.update({"image" if req.init_image is None else "control_image": control_map(req),
+                           "controlnet_conditioning_scale": req.controlnet_weight,
+                           "control_guidance_start": req.controlnet_start, "control_guidance_end": req.controlnet_end})
         interpolate = req.extra.get(INTERPOLATE)
         if interpolate:
             warnings += self._truncation_warnings(pipe, req)
@@ -538,14 +567,15 @@ class DiffusersBackend(Backend):
         return out
 
 
-def derived(pipe: Any, auto_class: str) -> Any:
-    """The image-to-image or inpainting pipeline (diffusers' AutoPipelineForImage2Image, AutoPipelineForInpainting)
-    over `pipe`'s very modules (LoRAs, VAE and embeddings included). Inpainting works with an ordinary UNet (each
-    step puts the noised original back outside the mask) and better with an inpainting one (in_channels 9: the
-    mask and the masked image go into the UNet)."""
+def derived(pipe: Any, auto_class: str, **components: Any) -> Any:
+    """The pipeline of diffusers' `auto_class` (AutoPipelineForImage2Image, AutoPipelineForInpainting, and with a
+    `controlnet` in `components` their ControlNet variants or AutoPipelineForText2Image's) over `pipe`'s very
+    modules (LoRAs, VAE and embeddings included). Inpainting works with an ordinary UNet (each step puts the
+    noised original back outside the mask) and better with an inpainting one (in_channels 9: the mask and the
+    masked image go into the UNet)."""
     import diffusers
 
-    run = getattr(diffusers, auto_class).from_pipe(pipe)
+    run = getattr(diffusers, auto_class).from_pipe(pipe, **components)
     run.set_progress_bar_config(disable=True)
     return run
 

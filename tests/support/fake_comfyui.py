@@ -34,8 +34,13 @@ uploaded image enlarged by the scale its file name says ("4x-...", "..._x2"; 4 o
 model runs here), then scaled as ImageScale's method and size say; ImageUpscaleWithModel reports its tiles (512 px
 with a 32 px overlap, as 0.3.64's node tiles) as `progress` messages like a sampler's steps, without previews.
 
+ControlNet: a sampler whose positive comes from ControlNetApplyAdvanced (its ControlNetLoader's file in `controlnets`,
+its image a LoadImage of an upload) renders the picture mixed with that control image, by strength x (end - start) / 2
+(strength 0 changes nothing, as ComfyUI returns the conditioning untouched). Links are checked against the declared
+input and output types (`return_type_mismatch`), numbers against their min and max, as validate_inputs does.
+
 CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
-[--lora a.safetensors] [--upscale-model 4x-UltraSharp.pth]
+[--lora a.safetensors] [--upscale-model 4x-UltraSharp.pth] [--controlnet c.safetensors]
 """
 from __future__ import annotations
 
@@ -81,12 +86,28 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader", "FluxGuidance", "EmptySD3LatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
-                 "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale"}
+                 "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
+                 "ControlNetLoader", "ControlNetApplyAdvanced"}
+# What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
+OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
+                "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
+                "UNETLoader": ["MODEL"], "DualCLIPLoader": ["CLIP"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"],
+                "FluxGuidance": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"],
+                "SamplerCustomAdvanced": ["LATENT", "LATENT"], "BasicGuider": ["GUIDER"], "RandomNoise": ["NOISE"],
+                "BasicScheduler": ["SIGMAS"], "KSamplerSelect": ["SAMPLER"], "ModelSamplingFlux": ["MODEL"],
+                "ConditioningZeroOut": ["CONDITIONING"], "PreviewImage": [], "LoraLoader": ["MODEL", "CLIP"],
+                "LoadImage": ["IMAGE", "MASK"], "VAEEncode": ["LATENT"], "LoadImageMask": ["MASK"],
+                "SetLatentNoiseMask": ["LATENT"], "ControlNetLoader": ["CONTROL_NET"],
+                "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
+                "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"]}
+DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
-                   "SetLatentNoiseMask": ("samples", "mask"), "UpscaleModelLoader": ("model_name",),
-                   "ImageUpscaleWithModel": ("upscale_model", "image"),
+                   "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
+                   "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
+                                               "start_percent", "end_percent"),
+                   "UpscaleModelLoader": ("model_name",), "ImageUpscaleWithModel": ("upscale_model", "image"),
                    "ImageScale": ("image", "upscale_method", "width", "height", "crop")}
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]  # LoadImageMask's channel list
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]  # ImageScale's, and PIL's filter for each
@@ -126,6 +147,7 @@ class _Job:
     outputs: list[str]
     interrupted: bool = False
     start: "_Start | None" = None  # img2img and inpaint: what the sampler starts from, set when the job runs
+    control: "tuple[Image.Image, float] | None" = None  # ControlNet: its image and how much it shows, likewise
 
     def queue_item(self) -> list:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
@@ -155,6 +177,7 @@ class FakeComfyUI:
     clips: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=lambda: list(DEFAULT_LORAS))
+    controlnets: list[str] = field(default_factory=lambda: list(DEFAULT_CONTROLNETS))  # ControlNetLoader's list
     embeddings: list[str] = field(default_factory=list)  # file names in models/embeddings
     upscale_models: list[str] = field(default_factory=list)  # file names in models/upscale_models
     step_delay_s: float = 0.01
@@ -508,7 +531,10 @@ class FakeComfyUI:
             "KSampler": entry("KSampler", {"model": ["MODEL", {}], "seed": ["INT", {"default": 0}],
                                            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
                                            "cfg": ["FLOAT", {"default": 8.0}], "sampler_name": _combo(SAMPLERS),
-                                           "scheduler": _combo(SCHEDULERS)}, ["LATENT"]),
+                                           "scheduler": _combo(SCHEDULERS), "positive": ["CONDITIONING", {}],
+                                           "negative": ["CONDITIONING", {}], "latent_image": ["LATENT", {}],
+                                           "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0,
+                                                                 "step": 0.01}]}, ["LATENT"]),
             "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
                                []),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
@@ -529,6 +555,15 @@ class FakeComfyUI:
                 "width": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
                 "height": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
                 "crop": _combo(CROP_METHODS)}, ["IMAGE"]),
+            "ControlNetLoader": entry("ControlNetLoader", {"control_net_name": _combo(self.controlnets)},
+                                      ["CONTROL_NET"]),
+            "ControlNetApplyAdvanced": entry("ControlNetApplyAdvanced", {
+                "positive": ["CONDITIONING", {}], "negative": ["CONDITIONING", {}],
+                "control_net": ["CONTROL_NET", {}], "image": ["IMAGE", {}],
+                "strength": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}],
+                "start_percent": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001}],
+                "end_percent": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001}]},
+                ["CONDITIONING", "CONDITIONING"], {"vae": ["VAE", {}]}),
         }
 
     async def _object_info_all(self, request: web.Request) -> web.Response:
@@ -541,7 +576,7 @@ class FakeComfyUI:
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
                 "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras",
-                "upscale_models": "upscale_models"}
+                "upscale_models": "upscale_models", "controlnet": "controlnets"}
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """As ComfyUI: the embeddings folder's files without their extension."""
@@ -578,12 +613,15 @@ class FakeComfyUI:
         lists = {"ckpt_name": self.checkpoints, "unet_name": self.unets, "clip_name": self.clips,
                  "clip_name1": self.clips, "clip_name2": self.clips, "vae_name": self.vaes + ["pixel_space"],
                  "sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "lora_name": self.loras, "channel": MASK_CHANNELS,
-                 "model_name": self.upscale_models, "upscale_method": UPSCALE_METHODS, "crop": CROP_METHODS}
+                 "model_name": self.upscale_models, "upscale_method": UPSCALE_METHODS, "crop": CROP_METHODS,
+                 "control_net_name": self.controlnets}
+        infos = self._object_infos()
         node_errors: dict[str, Any] = {}
         for nid, node in prompt.items():
             inputs = node.get("inputs") or {}
             required = REQUIRED_INPUTS.get(node["class_type"], ())
             errors = [_missing_input(name) for name in required if name not in inputs]
+            errors += _declared_input_errors(prompt, inputs, infos.get(node["class_type"]))
             for name in reversed(list(inputs)):
                 if name in lists and isinstance(inputs[name], str) and inputs[name] not in lists[name]:
                     errors.append(_node_error(node["class_type"], name, inputs[name], lists[name])["errors"][0])
@@ -720,6 +758,7 @@ class FakeComfyUI:
 
         await self._broadcast_status()
         job.start = _start_image(job.prompt, self.uploads)
+        job.control = _control_image(job.prompt, self.uploads)
         await event("execution_start", {"prompt_id": pid, "timestamp": _now_ms()}, record=True)
         await event("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": _now_ms()}, record=True)
         order = _execution_order(job.prompt, job.outputs)
@@ -851,6 +890,9 @@ class FakeComfyUI:
             img = Image.blend(start.image, img, start.denoise)
             if start.mask is not None:  # the rest as the VAE gives it back: close to the start, not exact
                 img = Image.composite(img, start.image.point(lambda v: v ^ 1), start.mask)
+        if job.control is not None:
+            control, amount = job.control
+            img = Image.blend(img, control.resize(img.size), amount)
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(prompt))
         buf = io.BytesIO()
@@ -1037,6 +1079,60 @@ def _tiled_scale_steps(width: int, height: int) -> int:
     return math.ceil(height / stride) * math.ceil(width / stride)
 
 
+def _control_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> tuple[Image.Image, float] | None:
+    """ControlNet: (the control image, how much of it shows) of the ControlNetApplyAdvanced a sampler's positive comes
+    from, its image a LoadImage of an upload; None without one, or at strength 0 (ComfyUI skips it)."""
+    for node in prompt.values():
+        if node.get("class_type") not in SAMPLER_CLASSES:
+            continue
+        apply = _linked(prompt, (node.get("inputs") or {}).get("positive"), "ControlNetApplyAdvanced")
+        load = _linked(prompt, apply.get("image"), "LoadImage") if apply is not None else None
+        if load is None or load.get("image") not in uploads or not apply.get("strength"):
+            continue
+        amount = min(1.0, float(apply["strength"])) * (float(apply["end_percent"]) - float(apply["start_percent"])) / 2
+        return Image.open(io.BytesIO(uploads[load["image"]])).convert("RGB"), max(0.0, amount)
+    return None
+
+
+def _declared_input_errors(prompt: dict[str, Any], inputs: dict[str, Any], info: dict | None) -> list[dict[str, Any]]:
+    """As validate_inputs: a link into a declared input must come from an output of its type (return_type_mismatch;
+    an output index the node lacks is exception_during_inner_validation), a number within its min and max."""
+    declared = {**((info or {}).get("input") or {}).get("required", {}), **((info or {}).get("input") or {}).get(
+        "optional", {})}
+    errors = []
+    for name, value in inputs.items():
+        spec = declared.get(name)
+        if not isinstance(spec, list) or not spec or not isinstance(spec[0], str):
+            continue  # undeclared here, or a list of choices (checked against its list)
+        wanted, limits = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+        if _is_link(value):
+            source = prompt.get(str(value[0])) or {}
+            outputs = OUTPUT_TYPES.get(source.get("class_type"))
+            if outputs is None:
+                continue
+            if not 0 <= value[1] < len(outputs):
+                errors.append({"type": "exception_during_inner_validation", "message": "Exception when validating "
+                               "inner node", "details": "tuple index out of range", "extra_info": {"input_name": name}})
+            elif outputs[value[1]] != wanted:
+                errors.append({"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
+                               "details": f"{name}, received_type({outputs[value[1]]}) mismatch input_type({wanted})",
+                               "extra_info": {"input_name": name, "input_config": spec,
+                                              "received_type": outputs[value[1]], "linked_node": value}})
+        elif wanted in ("INT", "FLOAT") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "min" in limits and value < limits["min"]:
+                errors.append(_out_of_range("value_smaller_than_min", f"Value {value} smaller than min of "
+                                            f"{limits['min']}", name, spec, value))
+            elif "max" in limits and value > limits["max"]:
+                errors.append(_out_of_range("value_bigger_than_max", f"Value {value} bigger than max of "
+                                            f"{limits['max']}", name, spec, value))
+    return errors
+
+
+def _out_of_range(kind: str, message: str, name: str, spec: list, value: Any) -> dict[str, Any]:
+    return {"type": kind, "message": message, "details": name,
+            "extra_info": {"input_name": name, "input_config": spec, "received_value": value}}
+
+
 def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[int, int, int]:
     """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
     width, height = start.image.size if start is not None else (512, 512)
@@ -1076,11 +1172,14 @@ def main(argv: list[str] | None = None) -> None:
                                                          + ", ".join(DEFAULT_LORAS) + ")")
     parser.add_argument("--upscale-model", action="append", default=[],
                         help="installed upscale model file, e.g. 4x-UltraSharp.pth (repeatable)")
+    parser.add_argument("--controlnet", action="append", help="installed ControlNet file (repeatable; default: "
+                                                               + ", ".join(DEFAULT_CONTROLNETS) + ")")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
-                       loras=args.lora or list(DEFAULT_LORAS), upscale_models=args.upscale_model)
+                       loras=args.lora or list(DEFAULT_LORAS), upscale_models=args.upscale_model,
+                       controlnets=args.controlnet or list(DEFAULT_CONTROLNETS))
     if args.flux:
         fake.install_flux()
     fake.start()

@@ -80,6 +80,19 @@ def local_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
     stop_app(app)
 
 
+@pytest.fixture(scope="module")
+def controlnet_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
+    """The app on the tiny model with the tiny ControlNet (tests/support/tiny_controlnet.py) in its models folder."""
+    from tests.support.tiny_controlnet import write_tiny_controlnet
+
+    models = tmp_path_factory.mktemp("controlnet-models")
+    write_tiny_controlnet(models, tiny_model_dir)
+    app = start_app(Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path_factory.mktemp("out"),
+                             tiny_model_dir=tiny_model_dir, models_dir=models))
+    yield app
+    stop_app(app)
+
+
 @pytest.fixture(scope="package")
 def chromium_browser():
     """One Chromium for the browser suite, closed after its last test: the sync Playwright API holds an event

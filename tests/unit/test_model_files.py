@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from engine.model_files import (CHECKPOINT, EMBEDDING, LORA, UPSCALER, VAE, ModelFolders, classify, inspect,
-                                read_header)
+from engine.model_files import (CHECKPOINT, CONTROLNET, EMBEDDING, LORA, UPSCALER, VAE, ModelFolders, classify,
+                                inspect, read_header)
 
 UNET_K = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
@@ -38,6 +38,15 @@ PEFT_SDXL = {"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lo
 VAE_KEYS = {"encoder.down.0.block.0.conv1.weight": (4, 4, 3, 3), "decoder.up.0.block.0.conv1.weight": (4, 4, 3, 3)}
 EMBED_SD15 = {"emb_params": (2, 768)}
 EMBED_SDXL = {"clip_l": (2, 768), "clip_g": (2, 1280)}
+# ControlNets: A1111's control_v11 files (original layout, no prefix), the older control_model.* ones, diffusers'
+CONTROL_SD15 = {"input_hint_block.0.weight": (16, 3, 3, 3), "zero_convs.0.0.weight": (320, 320, 1, 1),
+                "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768)}
+CONTROL_SD15_PREFIXED = {f"control_model.{k}": v for k, v in CONTROL_SD15.items()}
+CONTROL_SD2 = {**CONTROL_SD15, "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}
+CONTROL_SDXL = {"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3), "add_embedding.linear_1.weight": (8, 16),
+                "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": (640, 2048)}
+CONTROL_DIFFUSERS_SD15 = {"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3),
+                          "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight": (320, 768)}
 
 
 @pytest.mark.parametrize("table, expected", [
@@ -45,7 +54,9 @@ EMBED_SDXL = {"clip_l": (2, 768), "clip_g": (2, 1280)}
     (INPAINT, (CHECKPOINT, "sd15", True)), (FLUX, (CHECKPOINT, "flux", False)),
     (KOHYA_SD15, (LORA, "sd15", False)), (KOHYA_SDXL, (LORA, "sdxl", False)), (PEFT_SDXL, (LORA, "sdxl", False)),
     (VAE_KEYS, (VAE, None, False)), (EMBED_SD15, (EMBEDDING, "sd15", False)),
-    (EMBED_SDXL, (EMBEDDING, "sdxl", False)),
+    (EMBED_SDXL, (EMBEDDING, "sdxl", False)), (CONTROL_SD15, (CONTROLNET, "sd15", False)),
+    (CONTROL_SD15_PREFIXED, (CONTROLNET, "sd15", False)), (CONTROL_SD2, (CONTROLNET, "sd2", False)),
+    (CONTROL_SDXL, (CONTROLNET, "sdxl", False)), (CONTROL_DIFFUSERS_SD15, (CONTROLNET, "sd15", False)),
 ])
 def test_kind_and_family_from_the_header_alone(tmp_path, table, expected):
     path = write(tmp_path / "m.safetensors", table)
@@ -120,3 +131,19 @@ def test_a_rescan_sees_new_changed_and_removed_files(tmp_path):
     assert set(found) == {"a", "b"} and "truncated" in found["a"].problem and found["b"].family == "sdxl"
     (tmp_path / "checkpoints/b.safetensors").unlink()
     assert [f.name for f in folders.scan()] == ["a"]
+
+
+def test_controlnets_in_a1111_comfyui_and_diffusers_layouts(tmp_path):
+    a1111, comfy = tmp_path / "stable-diffusion-webui", tmp_path / "ComfyUI"
+    write(a1111 / "models/ControlNet/control_v11p_sd15_canny.safetensors", CONTROL_SD15)
+    write(comfy / "models/controlnet/sdxl/diffusers_xl_canny_mid.safetensors", CONTROL_SDXL)
+    folder = write(tmp_path / "mine/canny-sd15/diffusion_pytorch_model.safetensors", CONTROL_DIFFUSERS_SD15).parent
+    (folder / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    write(tmp_path / "mine/unknown/diffusion_pytorch_model.safetensors", CONTROL_DIFFUSERS_SD15)  # no config.json
+    folders = ModelFolders([a1111, comfy, tmp_path / "mine"])
+    folders.scan()
+    assert [(f.name, f.family) for f in folders.files(CONTROLNET)] == [
+        ("control_v11p_sd15_canny", "sd15"), ("diffusers_xl_canny_mid", "sdxl"), ("canny-sd15", "sd15"),
+        ("diffusion_pytorch_model", "sd15")]
+    assert folders.find("canny-sd15", CONTROLNET).in_diffusers_folder
+    assert not folders.files(CHECKPOINT)  # a ControlNet is never offered as a model
