@@ -15,7 +15,7 @@ from engine.manager import AIModelManager
 from tests.conftest import CPU
 from tests.ui.conftest import fill_image_form, needs_chromium, open_app, run_coroutine, wait_progress, wait_until
 
-AUTH = "ann:a1,bob:b2,root:r3,../x:x4"
+AUTH = "ann:a1,bob:b2,root:r3,../x:x4,cy:c5"
 ODD_NAMES = ["../x", "..", ".", "", "/etc/passwd", "a/b", "a\\b", "~root", "Ann", "2024-05-01", "x" * 300,
              "ünï", "a b", "ann.17239b6e2501", "-ann-", "a\0b"]
 
@@ -137,10 +137,21 @@ def gallery_sources(page, expected: int) -> list[str]:
     return [img.get_attribute("src") or "" for img in page.locator("#outputs-gallery .thumbnail-item img").all()]
 
 
+@pytest.fixture(scope="module")
+def login_app(tmp_path_factory, tiny_model_dir):
+    """(url, outputs folder) of app.py with logins (AUTH) and root as the admin, shared by this module's tests."""
+    from tests.ui.conftest import AppProcesses
+
+    folder = tmp_path_factory.mktemp("login-app")
+    processes = AppProcesses(folder, tiny_model_dir)
+    url, _ = processes.start("--admin", "root", GATOR_AUTH=AUTH)
+    yield url, folder / "outputs"
+    processes.stop()
+
+
 @needs_chromium
-def test_a_second_login_cannot_see_the_first_ones_outputs(run_app, new_page, tmp_path):
-    url, log = run_app("--admin", "root", GATOR_AUTH=AUTH)
-    out = tmp_path / "outputs"
+def test_a_second_login_cannot_see_the_first_ones_outputs(login_app, new_page):
+    url, out = login_app
 
     ann = new_page()
     log_in(ann, url, "ann", "a1")
@@ -165,18 +176,20 @@ def test_a_second_login_cannot_see_the_first_ones_outputs(run_app, new_page, tmp
         "odd login", width=64, height=64, num_inference_steps=2, seed=5, api_name="/generate_image")[1]
     saved = Path(info["saved_path"])
     assert saved.parent == out / outputs.owner_folder_name("../x") / day(), saved
-    assert saved.resolve().is_relative_to(out.resolve()) and not (tmp_path / "x").exists()
+    assert saved.resolve().is_relative_to(out.resolve()) and not (out.parent / "x").exists()
     assert info["seed"] == 5 and info["prompt"] == "odd login"  # the API's result as before
 
     root = new_page()
     log_in(root, url, "root", "r3")
-    seen = gallery_sources(root, 3)
-    assert len(seen) == 3, seen
+    everyone = sorted(out.rglob("*.png"))  # (the module's other test may have saved one for cy)
+    seen = gallery_sources(root, len(everyone))
+    assert len(seen) == len(everyone) >= 3, seen
     for name in (ann_files[0].name, bob_files[0].name, saved.name):
         assert any(name in src for src in seen), (name, seen)
     # every PNG the app wrote is inside a login's folder; none at the top or outside
-    written = sorted(p.relative_to(out).parts[0] for p in out.rglob("*.png"))
-    assert written == sorted(["ann", "bob", outputs.owner_folder_name("../x")])
+    written = {p.relative_to(out).parts[0] for p in everyone}
+    assert {"ann", "bob", outputs.owner_folder_name("../x")} <= written <= {"ann", "bob", "cy",
+                                                                          outputs.owner_folder_name("../x")}
 
 
 def test_without_a_login_results_stay_where_they_were(local_app):
@@ -187,22 +200,22 @@ def test_without_a_login_results_stay_where_they_were(local_app):
     assert saved in local_app.manager.saved_images(500)
 
 
-def test_a_login_cannot_download_another_login_s_file_by_its_path(run_app):
+def test_a_login_cannot_download_another_login_s_file_by_its_path(login_app):
     import httpx
 
-    url, _ = run_app("--admin", "root", GATOR_AUTH="ann:a1,bob:b2,root:r3")
+    url, _ = login_app
 
     def session(user: str, password: str) -> httpx.Client:
         client = httpx.Client(base_url=url, timeout=30)
         assert client.post("login", data={"username": user, "password": password}).status_code == 200
         return client
 
-    _, info = Client(url, auth=("ann", "a1"), verbose=False).predict(
-        "ann's lighthouse", width=64, height=64, num_inference_steps=1, api_name="/generate_image")
+    _, info = Client(url, auth=("cy", "c5"), verbose=False).predict(
+        "cy's lighthouse", width=64, height=64, num_inference_steps=1, api_name="/generate_image")
     path = info["saved_path"]
-    assert f"/ann/{day()}/" in path
-    ann, bob, root = session("ann", "a1"), session("bob", "b2"), session("root", "r3")
-    assert ann.get(f"gradio_api/file={path}").status_code == 200
+    assert f"/cy/{day()}/" in path
+    cy, bob, root = session("cy", "c5"), session("bob", "b2"), session("root", "r3")
+    assert cy.get(f"gradio_api/file={path}").status_code == 200
     refused = bob.get(f"gradio_api/file={path}")
     assert refused.status_code == 403 and refused.json()["error"] == "This file belongs to another login."
     assert root.get(f"gradio_api/file={path}").status_code == 200  # an admin sees everyone's
