@@ -52,11 +52,13 @@ async def test_twenty_requests_from_five_clients_with_comfyui_dying_halfway(comf
 
 async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
     stop = threading.Event()
+    changes = [0]
 
     def flap() -> None:
         while not stop.is_set():
             time.sleep(1.0)
             fake.stop() if fake.running else fake.restart()
+            changes[0] += 1
 
     flapper = threading.Thread(target=flap, daemon=True)
     flapper.start()
@@ -75,8 +77,9 @@ async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
     assert "error" not in outcomes
     assert len(outcomes) == len(list(comfy_manager.settings.output_dir.rglob("*.png")))
     flips = [h for h in comfy_manager.backends["comfyui"].monitor.history if h[1] == fake.url]
-    # one recorded flip per real change at most (the server changed state ~30 times; ~150 polls ran)
-    assert 2 <= len(flips) <= 32
+    # one recorded flip per real change at most (the server changed state about 30 times, more when the last
+    # request ran past the 30 s; ~150 polls ran), and the up state it started in
+    assert 2 <= len(flips) <= changes[0] + 1, (len(flips), changes[0])
 
 
 async def test_garbage_from_view_falls_back(comfy_manager, fake):

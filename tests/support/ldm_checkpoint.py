@@ -9,6 +9,7 @@ OpenCLIP, with fused qkv). `small=True` SDXL keeps every key name but narrows th
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -347,10 +348,15 @@ def cached_checkpoint(kind: str) -> Path:
     path = cache / f"{kind}-{_cache_key(kind)}.safetensors"
     if path.is_file():
         return path
-    for stale in cache.glob(f"{kind}-{'?' * KEY_CHARS}.safetensors"):  # an older build of this kind
-        stale.unlink(missing_ok=True)
-    writer, options = WRITERS[kind]
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    writer(partial, **options)
-    os.replace(partial, path)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{kind}.lock", "w") as lock:  # the suite's workers build each kind once between them
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():  # another worker built it while this one waited
+            return path
+        for stale in cache.glob(f"{kind}-{'?' * KEY_CHARS}.safetensors"):  # an older build of this kind
+            stale.unlink(missing_ok=True)
+        writer, options = WRITERS[kind]
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        writer(partial, **options)
+        os.replace(partial, path)
     return path

@@ -3,11 +3,8 @@ keeps the form as it was at its click, a Cancel removes one waiting job, Clear q
 every finished job lands in the session's history."""
 from __future__ import annotations
 
-import pytest
-
-from engine.config import Settings
-from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, set_number, start_app,
-                               stop_app, wait_progress, wait_step, wait_text, wait_until)
+from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, set_number, wait_progress,
+                               wait_step, wait_text, wait_until)
 
 pytestmark = needs_chromium
 
@@ -93,18 +90,8 @@ def test_stop_stops_the_running_job_and_the_next_one_starts(desktop, local_app):
     wait_progress(page, "Done")
 
 
-@pytest.fixture
-def small_queue_app(monkeypatch, tmp_path, tiny_model_dir):
-    """The app (in this process) with GATOR_MAX_WAITING_PER_SESSION=2, read when its jobs are set up."""
-    monkeypatch.setenv("GATOR_MAX_WAITING_PER_SESSION", "2")
-    app = start_app(Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
-                             tiny_model_dir=tiny_model_dir, models_dir=tmp_path / "models"))
-    yield app
-    stop_app(app)
-
-
-def test_a_full_queue_says_so_and_adds_nothing(desktop, small_queue_app):
-    url = small_queue_app.url
+def test_a_full_queue_says_so_and_adds_nothing(desktop, run_app):
+    url, _ = run_app(GATOR_MAX_WAITING_PER_SESSION="2")
     page = desktop
     open_app(page, url)
     start_long_job(page, seed=40)
