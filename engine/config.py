@@ -45,7 +45,16 @@ class Settings:
 
     comfyui_urls: list[str] = field(default_factory=lambda: [DEFAULT_COMFYUI_URL])  # COMFYUI_API_URL
     comfyui_dir: Path | None = None  # COMFYUI_DIR
-    enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS
+    enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS: the hosted text-to-image backend (engine/backends/cloud.py)
+    cloud_provider: str = "hf-inference"  # GATOR_CLOUD_PROVIDER: an Inference Provider of huggingface_hub, or auto
+    cloud_model: str = "black-forest-labs/FLUX.1-schnell"  # GATOR_CLOUD_MODEL: a Hub model id
+    cloud_base_url: str | None = None  # GATOR_CLOUD_BASE_URL: an endpoint speaking the HF Inference API instead
+    cloud_token: str | None = field(default=None, repr=False)  # HF_TOKEN
+    cloud_timeout_s: float = 120.0  # GATOR_CLOUD_TIMEOUT: longest wait for one hosted image
+    cloud_max_wait_s: float = 10.0  # GATOR_CLOUD_MAX_WAIT: a 429/503 asking to wait this long or less is retried once
+    # GATOR_PREFER / --prefer: the backend auto mode tries first (local, or a backend's name); empty: the usual
+    # order (ComfyUI, then this machine, then the cloud when it is on)
+    prefer: str = ""
     output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
     models_dir: Path | None = None  # GATOR_MODELS_DIR
     # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
@@ -75,6 +84,13 @@ class Settings:
             comfyui_urls=parse_server_urls(env.get("COMFYUI_API_URL", DEFAULT_COMFYUI_URL)),
             comfyui_dir=Path(env["COMFYUI_DIR"]) if env.get("COMFYUI_DIR") else None,
             enable_cloud_apis=_env_bool("ENABLE_CLOUD_APIS"),
+            cloud_provider=(env.get("GATOR_CLOUD_PROVIDER") or "hf-inference").strip(),
+            cloud_model=(env.get("GATOR_CLOUD_MODEL") or "black-forest-labs/FLUX.1-schnell").strip(),
+            cloud_base_url=(env.get("GATOR_CLOUD_BASE_URL") or "").strip().rstrip("/") or None,
+            cloud_token=(env.get("HF_TOKEN") or "").strip() or None,
+            cloud_timeout_s=float(env.get("GATOR_CLOUD_TIMEOUT", 120.0)),
+            cloud_max_wait_s=float(env.get("GATOR_CLOUD_MAX_WAIT", 10.0)),
+            prefer=(env.get("GATOR_PREFER") or "").strip().lower(),
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),

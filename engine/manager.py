@@ -85,7 +85,7 @@ class AIModelManager:
         for backend in backends:
             backend.start()
         self.backends = {b.name: b for b in backends}
-        self.router = Router(backends)
+        self.router = Router(backends, self.settings.prefer)
 
     def _record_switch(self, what: str, reason: str = "") -> None:
         """A row of the status tab's switch log: a change of state (a server up or down, a request that failed
@@ -276,14 +276,14 @@ class AIModelManager:
         """True when every backend auto would try before the local one is off or has not been up since start-up
         (details["ever_up"] False): local generation is then the normal path, not a fallback."""
         return all(not st.enabled or not st.details.get("ever_up", True)
-                   for st in (b.state() for b in self.router.backends if not b.local))
+                   for st in (b.state() for b in self.router.ahead_of_local()))
 
     def _normal_path(self) -> str:
         """The status tab's one sentence saying local generation is the normal path (empty when it is not)."""
         if not self._local_is_normal():
             return ""
         local = self.router.last_resort
-        remote = [b for b in self.router.backends if not b.local]
+        remote = self.router.ahead_of_local()
         off = [b.label for b in remote if not b.enabled]
         silent = [b.label for b in remote if b.enabled]
         why = [f"{' and '.join(off)} is off"] if off else []
@@ -440,7 +440,8 @@ class AIModelManager:
         `_Made` (the image, its target, the fallback reason), unsaved."""
         plan = self.router.plan(req)
         reason = plan.skipped
-        if reason and (req.model or AUTO).lower() == AUTO and self._local_is_normal():
+        if reason and (req.model or AUTO).lower() == AUTO and plan.targets[0].backend == self.router.last_resort.name \
+                and self._local_is_normal():
             reason = None  # nothing was ever up to fall back from: the status tab says so once
         if reason:  # a plan, not a change of state: the switch log has the server's own up/down rows
             yield Fallback(reason, to_backend=plan.targets[0].backend)
@@ -485,7 +486,8 @@ class AIModelManager:
             only_masked_padding=req.only_masked_padding if req.inpaints and req.inpaint_area == ONLY_MASKED else None,
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             **controlnet_fields(req),
-            model=info.get("model"), model_id=info.get("model_id"), backend=target.backend, server=info.get("server"),
+            model=info.get("model"), model_id=info.get("model_id"),
+            model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend, server=info.get("server"),
             prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()
@@ -694,9 +696,16 @@ def controlnet_fields(req: GenerationRequest) -> dict[str, Any]:
                          if req.controlnet_module == CANNY else {})}
 
 
+def _license_of(target: Target, model_id: str | None) -> str:
+    """The license of the model that made an image: the target's, or the tiny model's when a backend swapped it in."""
+    if model_id and model_id != target.model.id and model_id == builtin_model().id:
+        return builtin_model().license
+    return target.model.license
+
+
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:
     """A model as the status tab and the model dropdown list it."""
     return {"id": spec.id, "label": spec.label, "backend": backend.name, "backends": [backend.name],
             "backend_label": backend.label,
             "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
-            "default_guidance": spec.default_guidance, "native_size": spec.native_size}
+            "default_guidance": spec.default_guidance, "native_size": spec.native_size, "license": spec.license}

@@ -59,6 +59,7 @@ class ModelFile:
     mtime: float
     problem: str | None = None
     inpainting: bool = False  # a checkpoint whose UNet takes the masked image too
+    license: str | None = None  # what the file's header metadata says (modelspec.license), None when it says nothing
 
     @cached_property
     def in_diffusers_folder(self) -> bool:
@@ -76,9 +77,13 @@ class ModelFile:
         return str(self.path), self.size, self.mtime
 
 
-def read_header(path: Path) -> dict[str, Any]:
+LICENSE_KEYS = ("modelspec.license", "license")  # the header metadata keys a file's license is read from
+
+
+def read_header(path: Path, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The tensor table of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against the
-    file's size. Raises UnreadableModel with a sentence for anything else."""
+    file's size; its `__metadata__` strings go into `metadata` when given. Raises UnreadableModel with a sentence
+    for anything else."""
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -96,7 +101,9 @@ def read_header(path: Path) -> dict[str, Any]:
         raise UnreadableModel(f"{path.name} is not a safetensors file (its header is not JSON).") from err
     if not isinstance(table, dict):
         raise UnreadableModel(f"{path.name} is not a safetensors file (its header is not a table).")
-    table.pop("__metadata__", None)
+    found = table.pop("__metadata__", None)
+    if metadata is not None and isinstance(found, dict):
+        metadata.update({str(k): v for k, v in found.items() if isinstance(v, str)})
     ends = [entry.get("data_offsets", [0, 0])[1] for entry in table.values() if isinstance(entry, dict)]
     if len(ends) != len(table):
         raise UnreadableModel(f"{path.name} is not a safetensors file (its header is malformed).")
@@ -170,15 +177,18 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime,
                          f"{path.name} is a pickle file ({path.suffix}), which can run code when loaded; only "
                          ".safetensors files are loaded. Convert it, or download the .safetensors version.")
+    metadata: dict[str, Any] = {}
     try:
-        kind, family, inpainting = classify(read_header(path))
+        kind, family, inpainting = classify(read_header(path, metadata))
     except UnreadableModel as err:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime, str(err))
     if kind is None and kind_hint is None:
         return ModelFile(path, None, None, stat.st_size, stat.st_mtime,
                          f"{path.name} holds no checkpoint, LoRA, VAE, embedding or ControlNet this app knows (an "
                          "upscaler goes in an ESRGAN/ or upscale_models/ folder).")
-    return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting)
+    license = next((metadata[key].strip() for key in LICENSE_KEYS if str(metadata.get(key) or "").strip()), None)
+    return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting,
+                     license=license)
 
 
 def _kind_from_folders(relative: Path) -> str | None:

@@ -57,7 +57,8 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "strength",
-               "mask_blur", "inpaint_area", "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "backend", "upscale_by", "upscaler")
+               "mask_blur", "inpaint_area", "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "backend", "upscale_by", "upscaler",
+               "model_license")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:

@@ -286,6 +286,12 @@ UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is 
 # What an upscale of a finished image records (the names of A1111's Extras tab).
 POSTPROCESS_PARAMS: tuple[Param, ...] = (UPSCALE_BY, UPSCALER)
 
+# What a result records that no request sets: the license of the weights that made it (presets/models.yaml; a user's
+# checkpoint's own header metadata, "unknown" without it).
+MODEL_LICENSE = Param("model_license", "text", None, "Model license", "The license of the weights that made the image.",
+                      a1111_key="Model license", optional=True)
+RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE,)
+
 # An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
 NO_AXIS = "Nothing"
 XYZ_SCRIPT = "X/Y/Z plot"
@@ -329,7 +335,7 @@ CONTROLNET_PARAMS: tuple[Param, ...] = (CONTROLNET, CONTROLNET_MODULE, CONTROLNE
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
-BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, LORA_WEIGHT, *PLOT_PARAMS,
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT, *PLOT_PARAMS,
                                *CONTROLNET_PARAMS)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
@@ -369,7 +375,8 @@ def seed_input(value: Any) -> Any:
     return int(number) if number.is_integer() else value
 
 
-def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *PLOT_PARAMS)) \
+def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS,
+                                          *PLOT_PARAMS)) \
         -> dict[str, str]:
     """A1111 metadata key -> parameter name."""
     return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -36,6 +36,7 @@ class ModelSpec:
     comfyui: list[dict[str, Any]] = field(default_factory=list)  # ComfyUI workflow variants: {workflow, files}
     builtin: bool = False  # made from config with random weights (the tiny demo model): runs anywhere
     inpainting: bool = False  # its UNet also takes the mask and the masked image: inpaint requests only
+    license: str = "unknown"  # the weights' license (the model picker, the status tab, the PNG's "Model license")
 
 
 @lru_cache(maxsize=None)

@@ -17,7 +17,7 @@ from .params import RESULT_ALIASES
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding",
                 "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "controlnet", "controlnet_module",
-                "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model", "model_id",
+                "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model", "model_id", "model_license",
                 "backend", "server", "prompt_id", "comfyui_workflow", "fallback_reason", "plot")
 
 
@@ -54,6 +54,7 @@ class ImageResult:
     canny_high: int | None = None
     model: str | None = None  # the model's label
     model_id: str | None = None
+    model_license: str | None = None  # the weights' license (engine/params.py MODEL_LICENSE)
     backend: str | None = None  # the backend that made it
     server: str | None = None
     prompt_id: str | None = None

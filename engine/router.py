@@ -26,10 +26,12 @@ class Plan:
 
 
 class Router:
-    """Plans requests over `backends` (highest priority first; the `local` one is auto's last resort)."""
+    """Plans requests over `backends` in auto's order (engine/backends/__init__.py `auto_order`: remote ones, this
+    machine, then the cloud; GATOR_PREFER's choice first). The `local` backend is the last resort of a request
+    that names a model this machine does not have."""
 
-    def __init__(self, backends: Sequence[Backend]) -> None:
-        self.backends = auto_order(backends)
+    def __init__(self, backends: Sequence[Backend], prefer: str = "") -> None:
+        self.backends = auto_order(list(backends), prefer)
         self.by_name = {b.name: b for b in self.backends}
         local = [b for b in self.backends if b.local]
         if not local:
@@ -52,7 +54,7 @@ class Router:
         if model_id is None:
             if forced is not None:
                 return _logged(Plan((self._plan_on(forced, req, None),)))
-            return self._first_that_runs(req, [(b, None) for b in candidates if not b.local])
+            return self._first_that_runs(req, [(b, None) for b in candidates])
         owners = [(b, b.find(model_id)) for b in candidates]
         owners = [(b, spec) for b, spec in owners if spec is not None]
         if not owners:
@@ -64,7 +66,13 @@ class Router:
                 raise InvalidRequest(f"{owned.label} runs on {owner.label}, not {forced.label}; choose backend auto "
                                      f"or {owner.name}, or a {forced.label} model.")
             return _logged(Plan((self._plan_on(forced, req, spec),)))
+        if not any(b.local for b, _ in owners):  # a model this machine lacks: its default model is the last resort
+            owners.append((self.last_resort, None))
         return self._first_that_runs(req, owners)
+
+    def ahead_of_local(self) -> list[Backend]:
+        """The backends auto mode tries before this machine's."""
+        return self.backends[:self.backends.index(self.last_resort)]
 
     def unknown_model(self, model_id: str, backends: Sequence[Backend] | None = None) -> str | None:
         """The sentence for a model name none of `backends` (all of them) knows; None for a known one or auto."""
@@ -104,30 +112,34 @@ class Router:
         have come first but cannot run now (None when none was passed over). Plans nothing."""
         passed_over = None
         for backend in self.backends:
-            if backend.local:
-                break
             if backend.why_not(None) is None and backend.default_model() is not None:
                 return backend, passed_over
             if backend.enabled and passed_over is None:
                 passed_over = backend
         return self.last_resort, passed_over
 
-    def _fallback(self, req: GenerationRequest, spec: ModelSpec | None) -> Target | None:
-        """The local target behind a remote one: `spec` when it can run here, else the local default; None
-        when the local backend cannot take the request at all (e.g. a LoRA only the remote one has)."""
-        for candidate in ((spec, None) if spec is not None else (None,)):
-            try:
-                return self.last_resort.plan(req, candidate)
-            except (InvalidRequest, BackendUnavailable):
+    def _fallbacks(self, req: GenerationRequest, options: list) -> list[Target]:
+        """The targets behind the first choice, in order: each later (backend, model) that can take the request
+        now (the local one: the same model when it has it, else its default); those that cannot are left out."""
+        targets = []
+        for backend, spec in options:
+            if not backend.enabled or backend.why_not(spec) is not None:
                 continue
-        return None
+            for candidate in ((spec, None) if backend.local and spec is not None else (spec,)):
+                try:
+                    targets.append(backend.plan(req, candidate))
+                    break
+                except (InvalidRequest, BackendUnavailable):
+                    continue
+        return targets
 
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
-        """The first (backend, model) that runs now, then the local backend; the first reason a wanted
-        backend was passed over is kept."""
+        """The first (backend, model) of `options` that runs now, then the fallbacks behind it; the first reason
+        a wanted backend was passed over is kept. Raises the first refusal (InvalidRequest) or reason
+        (BackendUnavailable) when none runs."""
         skipped: str | None = None
-        local_spec = next((spec for backend, spec in options if backend is self.last_resort), None)
-        for backend, spec in options:
+        refused: InvalidRequest | None = None
+        for index, (backend, spec) in enumerate(options):
             why = backend.why_not(spec)
             if why is None:
                 try:
@@ -135,14 +147,16 @@ class Router:
                 except BackendUnavailable as err:
                     skipped = skipped or str(err)
                     continue
-                if backend.local:
-                    return _logged(Plan((first,), skipped))
-                # the fallback runs the same model locally when the local backend has it too
-                fallback = self._fallback(req, local_spec)
-                return _logged(Plan((first, fallback) if fallback else (first,), skipped))
+                except InvalidRequest as err:  # e.g. a LoRA this backend lacks: the next one may have it
+                    refused = refused or err
+                    skipped = skipped or str(err)
+                    continue
+                return _logged(Plan((first, *self._fallbacks(req, options[index + 1:])), skipped))
             if backend.enabled:
                 skipped = skipped or why
-        return _logged(Plan((self.last_resort.plan(req, None),), skipped))
+        if refused is not None:
+            raise refused
+        raise BackendUnavailable(skipped or "No backend can run this request now.")
 
 
 def _logged(plan: Plan) -> Plan:

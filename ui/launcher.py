@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any, Sequence
 
+from engine.backends import prefer_choices
 from engine.compiled import COMPILE_MODES
 
 from .login import LoginGuard
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "install); may be given more than once, adds to GATOR_MODEL_FOLDERS")
     parser.add_argument("--compile", choices=COMPILE_MODES, default=None,
                         help="compile the UNet in the background (auto: on CUDA GPUs; overrides GATOR_COMPILE)")
+    parser.add_argument("--prefer", choices=prefer_choices(), default=(env.get("GATOR_PREFER") or "").strip().lower()
+                        or None, help="the backend auto mode tries first: local (this machine), or a backend's name "
+                                      "(overrides GATOR_PREFER; default: ComfyUI, then this machine, then the cloud)")
     return parser
 
 
@@ -79,6 +83,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         logger.debug("Ignoring arguments: %s", " ".join(unknown))
+    if args.prefer and args.prefer not in prefer_choices():
+        parser.error(f"GATOR_PREFER must be one of {', '.join(prefer_choices())} (got {args.prefer!r}).")
     try:
         args.auth_pairs = parse_auth(args.auth)
         args.admins = parse_admins(args.admin, args.auth_pairs)
@@ -101,6 +107,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["model_folders"] = (*Settings.from_env().model_folders, *(Path(d) for d in args.models_dir))
     if args.compile:
         overrides["compile_mode"] = args.compile
+    if args.prefer:
+        overrides["prefer"] = args.prefer
     return overrides
 
 

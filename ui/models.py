@@ -8,15 +8,22 @@ from engine.request import AUTO
 
 
 def model_choices(models: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(label, id) pairs for the dropdown: auto, then every available model marked with its backend."""
+    """(label, id) pairs for the dropdown: auto, then every available model marked with its backend and its
+    license."""
     choices = [("auto (best available)", AUTO)]
     seen = {AUTO}
     for m in models:
         if not m.get("available") or m.get("id") in seen:
             continue
         seen.add(m["id"])
-        choices.append((f"{m.get('label') or m['id']} · {m.get('backend_label') or m.get('backend')}", str(m["id"])))
+        choices.append((f"{m.get('label') or m['id']} · {m.get('backend_label') or m.get('backend')} · "
+                        f"{license_text(m.get('license'))}", str(m["id"])))
     return choices
+
+
+def license_text(license: str | None) -> str:
+    """A model's license as the picker and the status tab show it ("license unknown" when nothing says)."""
+    return license if license and license != "unknown" else "license unknown"
 
 
 def choices_key(choices: list[tuple[str, str]]) -> str:

@@ -17,6 +17,7 @@ from engine.errors import GatorError
 
 from .downloads_panel import (DownloadControls, DownloadRow, allow_visible, download_refusal, render_download_intro,
                               render_download_row, row_buttons, slug)
+from .models import license_text
 from .serialize import html_text as _e, jsonable
 
 logger = logging.getLogger(__name__)
@@ -153,9 +154,10 @@ def _render_top(status: dict[str, Any]) -> str:
     if active.get("demo"):
         out.append(f'<p id="status-models-help">{_e(MODELS_HELP)}</p>')
     if models:
-        out.append(_table(["model", "id", "family", "backend", "available", "note"], [[
+        out.append(_table(["model", "id", "family", "backend", "license", "available", "note"], [[
             _e(m.get("label")), f"<code>{_e(m.get('id'))}</code>", _e(m.get("family_label") or ""),
-            _e(m.get("backend_label") or m.get("backend")), "yes" if m.get("available") else "no",
+            _e(m.get("backend_label") or m.get("backend")), _e(license_text(m.get("license"))),
+            "yes" if m.get("available") else "no",
             _e(m.get("note") or ""),
         ] for m in models], "status-models"))
     return "".join(out)

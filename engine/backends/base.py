@@ -62,12 +62,14 @@ class BackendState:
 
 class Backend(ABC):
     """One way to generate images. Subclasses set `name`, `label` and `priority` (auto tries higher first);
-    `local` marks the backend that runs on this machine and is auto's last resort."""
+    `local` marks the backend that runs on this machine, tried after the remote ones; `after_local` marks one
+    auto tries only after that (the cloud: the last fallback). GATOR_PREFER puts any one of them first."""
 
     name: ClassVar[str]
     label: ClassVar[str]
     priority: ClassVar[int] = 0
     local: ClassVar[bool] = False
+    after_local: ClassVar[bool] = False
     features: ClassVar[frozenset[str]] = frozenset()  # e.g. INTERPOLATE
 
     def start(self) -> None:

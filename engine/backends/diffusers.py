@@ -378,7 +378,7 @@ class DiffusersBackend(Backend):
             try:
                 async for item in self._run(req, spec, self.weights[spec.id], cancel, previews):
                     if isinstance(item, Produced):
-                        item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id,
+                        item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id, "license": spec.license,
                                                      "server": None,
                                                      "warnings": warnings + list(item.info.get("warnings", []))})
                     yield item
@@ -581,14 +581,15 @@ def derived(pipe: Any, auto_class: str, **components: Any) -> Any:
 
 
 def user_checkpoint(entry: ModelFile) -> ModelSpec:
-    """The model a user's checkpoint file is offered as: its file name, its family's defaults."""
+    """The model a user's checkpoint file is offered as: its file name, its family's defaults, the license its header
+    metadata names ("unknown" when it names none: never guessed from the family)."""
     family = family_of(entry.family)
     pipeline = family.inpaint_pipeline if entry.inpainting else family.pipeline
     return ModelSpec(id=entry.name, label=entry.name, backend=DiffusersBackend.name, family=family.id,
                      rank=family.rank, single_file=str(entry.path), pipeline=pipeline or "",
                      inpainting=entry.inpainting, size_gb=round(entry.size / 1024**3, 2), min_ram_gb=family.min_ram_gb,
                      default_steps=family.default_steps, default_guidance=family.default_guidance,
-                     native_size=family.native_size)
+                     native_size=family.native_size, license=entry.license or "unknown")
 
 
 def _local_problem(entry: ModelFile) -> str | None:

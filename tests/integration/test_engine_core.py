@@ -151,7 +151,7 @@ async def test_aliases_steps_and_guidance_are_the_same_parameters(manager):
     assert result["num_inference_steps"] == 2 and result["guidance_scale"] == 3.5
 
 
-BACKEND_NAMES = {"comfyui", "diffusers", "tiny"}
+BACKEND_NAMES = {"comfyui", "diffusers", "tiny", "cloud"}
 # A backend's own modules (the ComfyUI client, its health monitor and workflows) and the catalogue may name it.
 ALLOWED = {"engine/backends", "engine/comfyui.py", "engine/health.py", "engine/workflows.py", "engine/registry.py"}
 

@@ -21,12 +21,13 @@ BAD_INPUTS = [
     ("empty prompt", dict(prompt=""), "The prompt is empty"),
     ("blank prompt", dict(prompt="   \n "), "The prompt is empty"),
     ("unknown model", dict(model="no-such-model"), "Unknown model 'no-such-model'"),
-    ("unknown backend", dict(backend="cloud"), "Backend must be one of auto, comfyui, diffusers"),
+    ("unknown backend", dict(backend="gpu"), "Backend must be one of auto, comfyui, diffusers, cloud"),
     ("unknown sampler", dict(sampler="magic"), "Sampler must be one of"),
     ("seed out of range", dict(seed=2**40), "Seed must be -1 (random)"),
     ("FLUX forced onto diffusers", dict(model="flux.1-dev", backend="diffusers"), "runs on ComfyUI, not diffusers"),
     ("local model forced onto ComfyUI", dict(model="tiny", backend="comfyui"), "runs on diffusers, not ComfyUI"),
     ("ComfyUI forced while disabled", dict(backend="comfyui"), "ComfyUI is disabled"),
+    ("cloud forced while off", dict(backend="cloud"), "Cloud APIs are off (ENABLE_CLOUD_APIS=0)"),
 ]
 
 

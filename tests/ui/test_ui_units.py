@@ -116,6 +116,17 @@ def test_model_choices_mark_comfyui_and_skip_unavailable():
     assert "ComfyUI" in choices[1][0] and "diffusers" in choices[2][0]
 
 
+def test_model_choices_and_the_status_table_show_each_license():
+    models = [{"id": "sdxl-1.0", "label": "SDXL 1.0", "backend": "diffusers", "backend_label": "diffusers",
+               "available": True, "license": "CreativeML Open RAIL++-M"},
+              {"id": "mine", "label": "mine", "backend": "diffusers", "backend_label": "diffusers",
+               "available": True, "license": "unknown"}]
+    assert [label for label, _ in model_choices(models)][1:] == ["SDXL 1.0 · diffusers · CreativeML Open RAIL++-M",
+                                                                 "mine · diffusers · license unknown"]
+    html = render_status({"active": {"label": "x"}, "models": models})
+    assert "<th>license</th>" in html and "CreativeML Open RAIL++-M" in html and "license unknown" in html
+
+
 def test_status_renders_servers_and_switches():
     html = render_status({
         "active": {"backend": "diffusers", "label": "diffusers · SDXL 1.0 (fallback: ComfyUI unreachable)",

@@ -26,6 +26,9 @@ def test_catalogue_has_the_promised_models():
     assert ids["sdxl-1.0"].hub_id == "stabilityai/stable-diffusion-xl-base-1.0"
     assert ids["stable-diffusion-v1-5"].hub_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert ids["tiny"].builtin and ids["tiny"].backend == "diffusers"
+    assert (ids["stable-diffusion-v1-5"].license, ids["sdxl-1.0"].license, ids["flux.1-dev"].license) == \
+        ("CreativeML Open RAIL-M", "CreativeML Open RAIL++-M", "FLUX.1 [dev] Non-Commercial License")
+    assert ids["tiny"].license.startswith("Gator Studio's own") and ids["flux.1-schnell"].license == "Apache-2.0"
     for spec in ids.values():
         assert spec.size_gb > 0 and spec.min_vram_gb >= 0 and spec.min_ram_gb >= 0
     assert find_model("SDXL 1.0").id == "sdxl-1.0"
