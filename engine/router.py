@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .backends import auto_order
-from .backends.base import INTERPOLATE, Backend, Target
+from .backends.base import INTERPOLATE, USER_WORKFLOW, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .registry import ModelSpec
 from .request import GenerationRequest
@@ -123,8 +123,9 @@ class Router:
         return None
 
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
-        """The first (backend, model) that runs now, then the local backend; the first reason a wanted
-        backend was passed over is kept."""
+        """The first (backend, model) that runs now, then the local backend (unless the request needs what it
+        lacks: then BackendUnavailable); the first reason a wanted backend was passed over is kept."""
+        needs = _needed_features(req)
         skipped: str | None = None
         local_spec = next((spec for backend, spec in options if backend is self.last_resort), None)
         for backend, spec in options:
@@ -137,11 +138,17 @@ class Router:
                     continue
                 if backend.local:
                     return _logged(Plan((first,), skipped))
-                # the fallback runs the same model locally when the local backend has it too
-                fallback = self._fallback(req, local_spec)
+                # the fallback runs the same model locally when the local backend has it too (and can run it at all)
+                fallback = self._fallback(req, local_spec) if needs <= self.last_resort.features else None
                 return _logged(Plan((first, fallback) if fallback else (first,), skipped))
             if backend.enabled:
                 skipped = skipped or why
+        if not needs <= self.last_resort.features:  # e.g. a user workflow: ComfyUI only, never this machine
+            wanted = ", ".join(FEATURES[name] for name in sorted(needs - self.last_resort.features))
+            able = " or ".join(b.label for b in self.backends if needs <= b.features) or "another backend"
+            raise BackendUnavailable(f"{skipped or 'No backend that can run it is enabled.'} {wanted.capitalize()} "
+                                     f"run only on {able}, so this request is not run on this machine "
+                                     f"({self.last_resort.label}).")
         return _logged(Plan((self.last_resort.plan(req, None),), skipped))
 
 
@@ -152,8 +159,10 @@ def _logged(plan: Plan) -> Plan:
     return plan
 
 
-FEATURES = {INTERPOLATE: "seed-travel in-betweens"}  # what a request's `extra` may ask of a backend
+FEATURES = {INTERPOLATE: "seed-travel in-betweens",  # what a request's `extra` may ask of a backend
+            USER_WORKFLOW: "your own ComfyUI workflows"}  # ... and what its user_workflow asks
 
 
 def _needed_features(req: GenerationRequest) -> frozenset[str]:
-    return frozenset(name for name in FEATURES if req.extra.get(name))
+    needs = {name for name in FEATURES if req.extra.get(name)}
+    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()))

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .params import NO_WORKFLOW
 from .workflows import WorkflowError, WorkflowTemplate, _is_link, bind, template_from_dict
 
 log = logging.getLogger(__name__)
 
-NO_WORKFLOW = "none"
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 SEED_INPUTS = ("seed", "noise_seed")
 ZEROED_CLASS = "ConditioningZeroOut"  # a negative made by zeroing the positive (FLUX): no text of its own
