@@ -282,6 +282,7 @@ class AIModelManager:
             "models": self.available_models(),
             "loras": self.available_loras(),
             "controlnets": self.available_controlnets(),
+            "workflows": self.available_workflows(),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
