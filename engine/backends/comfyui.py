@@ -575,8 +575,8 @@ class ComfyUIBackend(Backend):
             raise InvalidRequest(str(exc)) from None
         if workflow.binds("image") and request.init_image is None:
             node = workflow.bindings["image"][0][0]
-            raise InvalidRequest(f"The workflow {workflow.name!r} starts from an image (LoadImage, node {node}): add an "
-                                 "init image.")
+            raise InvalidRequest(f"The workflow {workflow.name!r} starts from an image (LoadImage, node {node}): "
+                                 "add an init image.")
         return workflow
 
     def _workflow_servers(self, request: GenerationRequest, model: ModelSpec | None, exclude: Iterable[str] = ()) \
