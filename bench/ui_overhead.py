@@ -138,7 +138,7 @@ def main() -> None:
                     # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
                     form = [PROMPT, "", "None", "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, "auto",
                             None, 0.75, "just resize", True, 1.0, 0.5, 0, "Lanczos", None, 0.75, 4, "whole picture", 32,
-                            0, 0, 0, 0, None, "none", "canny", 1.0, 0.0, 1.0, 100, 200]
+                            0, 0, 0, 0, None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]
                     added = http.post(f"{url}gradio_api/run/predict",
                                       json={"data": form, "fn_index": add_fn, "session_hash": c.session_hash,
                                             "event_data": None, "trigger_id": None})

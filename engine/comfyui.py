@@ -18,6 +18,7 @@ import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Iterable, Mapping
+from urllib.parse import quote
 
 import aiohttp
 from PIL import Image, UnidentifiedImageError
@@ -356,6 +357,20 @@ class ComfyUIClient:
             data = await self._request(s, "GET", f"/object_info/{node_class}")
         self._check(ObjectInfo, data, f"answer to GET /object_info/{node_class}")
         return data.get(node_class) or {}
+
+    async def missing_nodes(self, node_classes: Iterable[str]) -> list[str]:
+        """The node classes of `node_classes` this server lacks (a custom node not installed there): GET
+        /object_info/{class} answers {} for a class it does not know."""
+        classes = list(dict.fromkeys(node_classes))
+        async with self._session() as s:
+            answers = await asyncio.gather(*(self._request(s, "GET", "/object_info/" + quote(c, safe=""))
+                                             for c in classes))
+        missing = []
+        for node_class, answer in zip(classes, answers):
+            self._check(ObjectInfo, answer, f"answer to GET /object_info/{node_class}")
+            if node_class not in answer:
+                missing.append(node_class)
+        return missing
 
     async def installed_models(self) -> InstalledModels:
         """Model files in the loaders' lists (CheckpointLoaderSimple, UNETLoader, DualCLIPLoader, CLIPLoader, VAELoader,

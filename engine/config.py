@@ -57,6 +57,7 @@ class Settings:
     prefer: str = ""
     output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
     models_dir: Path | None = None  # GATOR_MODELS_DIR
+    workflows_dir_override: Path | None = None  # GATOR_WORKFLOWS_DIR (see `workflows_dir`)
     # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
     # e.g. an A1111 or ComfyUI install
     model_folders: tuple[Path, ...] = ()
@@ -93,6 +94,7 @@ class Settings:
             prefer=(env.get("GATOR_PREFER") or "").strip().lower(),
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
+            workflows_dir_override=Path(env["GATOR_WORKFLOWS_DIR"]) if env.get("GATOR_WORKFLOWS_DIR") else None,
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
             pipeline_configs=Path(env["GATOR_PIPELINE_CONFIGS"]) if env.get("GATOR_PIPELINE_CONFIGS") else None,
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
@@ -119,6 +121,14 @@ class Settings:
     def model_roots(self) -> list[Path]:
         """Every folder model files are looked for in: GATOR_MODELS_DIR first, then the other folders."""
         return [root for root in (self.models_dir, *self.model_folders) if root]
+
+    @property
+    def workflows_dir(self) -> Path:
+        """The user's ComfyUI workflows (API-format JSON): GATOR_WORKFLOWS_DIR, else <GATOR_MODELS_DIR>/workflows,
+        else workflows/ in the project folder."""
+        if self.workflows_dir_override:
+            return Path(self.workflows_dir_override)
+        return Path(self.models_dir) / "workflows" if self.models_dir else PROJECT_ROOT / "workflows"
 
     @property
     def compile_cache_dir(self) -> Path:

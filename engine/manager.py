@@ -38,6 +38,8 @@ from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
 from .router import Router
+from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
+from .workflows import WorkflowError
 from .xyz_plot import plan_plot, stream_plot
 
 logger = logging.getLogger(__name__)
@@ -209,6 +211,26 @@ class AIModelManager:
         """Every ControlNet a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
         return _named_files((backend.name, backend.controlnets()) for backend in self.backends.values())
 
+    def available_workflows(self) -> list[str]:
+        """The user's ComfyUI workflows a request can name (the workflows folder's *.json, by file name)."""
+        return list_workflows(self.settings.workflows_dir)
+
+    def workflow_summary(self, name: str) -> dict[str, Any]:
+        """What workflow `name` binds ({label: "node 6 CLIPTextEncode.text"}), what stays as in its file, and its
+        node classes: {"name", "binds", "kept", "nodes"}; {"name", "error": sentence} when it cannot be used."""
+        try:
+            return load_workflow(name, self.settings.workflows_dir).summary()
+        except WorkflowError as err:
+            return {"name": name, "error": str(err)}
+
+    def add_workflow(self, filename: str, text: str | bytes) -> dict[str, Any]:
+        """Check an uploaded workflow (API-format JSON) and save it in the workflows folder under its file name;
+        its summary, or {"name", "error": sentence} when it cannot be used (then nothing is saved)."""
+        try:
+            return save_workflow(self.settings.workflows_dir, filename, text).summary()
+        except WorkflowError as err:
+            return {"name": workflow_name(filename), "error": str(err)}
+
     def active_backend(self) -> dict[str, Any]:
         """What a request with default settings would run on now: the live badge's content."""
         backend, passed_over = self.router.default_choice()
@@ -260,6 +282,7 @@ class AIModelManager:
             "models": self.available_models(),
             "loras": self.available_loras(),
             "controlnets": self.available_controlnets(),
+            "workflows": self.available_workflows(),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
@@ -312,7 +335,8 @@ class AIModelManager:
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
                            controlnet_start: float = P.CONTROLNET_START.default,
                            controlnet_end: float = P.CONTROLNET_END.default, canny_low: int = P.CANNY_LOW.default,
-                           canny_high: int = P.CANNY_HIGH.default, cancel: asyncio.Event | None = None,
+                           canny_high: int = P.CANNY_HIGH.default, user_workflow: str | None = P.USER_WORKFLOW.default,
+                           cancel: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
@@ -336,6 +360,8 @@ class AIModelManager:
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
         between the fractions `controlnet_start` and `controlnet_end` of the steps (engine/controlnet.py).
+        `user_workflow` names a workflow of available_workflows() ("none": the app's own graphs): it runs on ComfyUI
+        only, with the prompts, seed, steps, guidance, sampler, size, model and init image in its bound inputs.
         """
         started_at = time.perf_counter()
         if not self._initialized:
@@ -349,7 +375,7 @@ class AIModelManager:
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             control_image=control_image, controlnet=controlnet, controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
-            canny_low=canny_low, canny_high=canny_high, extra=extra, **aliases)
+            canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
         try:
             req = req.validated(self.router.names(), limits=self.settings.limits, upscalers=self.available_upscalers())
             for index in range(req.batch_count):
@@ -487,11 +513,13 @@ class AIModelManager:
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             **controlnet_fields(req),
             model=info.get("model"), model_id=info.get("model_id"),
-            model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend, server=info.get("server"),
-            prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"), fallback_reason=fallback_reason,
+            model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
+            server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
+            user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
             warnings=list(info.get("warnings", [])), image=image)
         save_started = time.perf_counter()
-        path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner)
+        path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner,
+                                       graph=result.graph)
         now = time.perf_counter()
         result.path = str(path)
         result.timings = {"total_s": round(now - started_at, 4),

@@ -56,9 +56,10 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].strip("-") or "image"
 
 
+COMFYUI_CHUNK = "prompt"  # ComfyUI's text chunk: the API-format graph (engine/png_info.py reads it)
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model", "vae", "strength",
-               "mask_blur", "inpaint_area", "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "backend", "upscale_by", "upscaler",
-               "model_license")
+               "mask_blur", "inpaint_area", "only_masked_padding", "outpaint", "hires_scale", "hires_steps",
+               "hires_upscaler", "backend", "user_workflow", "upscale_by", "upscaler", "model_license")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:
@@ -92,15 +93,18 @@ def a1111_quoted(value: Any) -> Any:
 
 
 def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, owner: str | None = None,
-               suffix: str = "") -> Path:
+               suffix: str = "", graph: dict[str, Any] | None = None) -> Path:
     """Write `image` as PNG with `parameters` (A1111) and `gator` (JSON) text chunks under
-    outputs/[<owner>/]YYYY-MM-DD/; return its path. `suffix` ends the file's name ("xyz-grid").
+    outputs/[<owner>/]YYYY-MM-DD/; return its path. `suffix` ends the file's name ("xyz-grid"). `graph` (the
+    ComfyUI API-format graph that made it) goes into a `prompt` chunk, as ComfyUI saves it.
 
     Raises OutputError with a clear sentence when the folder cannot be written.
     """
     folder = day_folder(owner_folder(output_dir, owner))
-    png = encode_png(image, {"parameters": a1111_parameters(params),
-                             JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)})
+    texts = {"parameters": a1111_parameters(params), JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)}
+    if graph is not None:
+        texts[COMFYUI_CHUNK] = json.dumps(graph, ensure_ascii=False)
+    png = encode_png(image, texts)
     stem = f"{time.strftime('%H%M%S')}-{params.get('seed', 0)}-{_slug(params.get('prompt', ''))}"
     stem += f"-{_slug(suffix)}" if suffix else ""
     try:

@@ -332,11 +332,17 @@ CANNY_HIGH = Param("canny_high", "int", 200, "Canny high threshold",
 CONTROLNET_PARAMS: tuple[Param, ...] = (CONTROLNET, CONTROLNET_MODULE, CONTROLNET_WEIGHT, CONTROLNET_START,
                                         CONTROLNET_END, CANNY_LOW, CANNY_HIGH)
 
+NO_WORKFLOW = "none"
+USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow",
+                      "Your own ComfyUI workflow (API format, from the workflows folder): the prompts, seed, steps, "
+                      "guidance, sampler, size, model and init image go into it; the rest runs as in the file. It "
+                      "runs on ComfyUI only.", a1111_key="ComfyUI workflow")
+
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
-BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT, *PLOT_PARAMS,
-                               *CONTROLNET_PARAMS)}
+BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
+                               *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}
 RESULT_ALIASES = {**ALIASES, "workflow": BACKEND.name}  # also what results and PNGs of earlier versions said
 
@@ -376,7 +382,7 @@ def seed_input(value: Any) -> Any:
 
 
 def a1111_keys(params: Iterable[Param] = (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS,
-                                          *PLOT_PARAMS)) \
+                                          *PLOT_PARAMS, USER_WORKFLOW)) \
         -> dict[str, str]:
     """A1111 metadata key -> parameter name."""
     return {p.a1111_key: p.name for p in params if p.a1111_key}

@@ -55,6 +55,7 @@ class GenerationRequest:
     controlnet_end: float = P.CONTROLNET_END.default
     canny_low: int = P.CANNY_LOW.default
     canny_high: int = P.CANNY_HIGH.default
+    user_workflow: str | None = None  # a workflow of the workflows folder; None or "none": the app's own graphs
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -123,7 +124,9 @@ class GenerationRequest:
                         controlnet_start=float(self.controlnet_start), controlnet_end=float(self.controlnet_end))
             if self.controlnet_module == CANNY:
                 unit.update(canny_low=int(self.canny_low), canny_high=int(self.canny_high))
-        return replace(self, prompt=prompt.strip(), loras=loras, **unit, vae=None if vae.lower() in ("", AUTO) else vae,
+        workflow = (self.user_workflow or "").strip()
+        return replace(self, prompt=prompt.strip(), loras=loras, **unit,
+                       user_workflow=None if workflow.lower() in ("", P.NO_WORKFLOW) else workflow, vae=None if vae.lower() in ("", AUTO) else vae,
                        init_image=init_image, mask=mask, outpaint=outpaint,
                        hires_upscaler=upscaler_named(self.hires_upscaler, upscalers) or self.hires_upscaler,
                        mask_blur=int(self.mask_blur),
@@ -134,6 +137,11 @@ class GenerationRequest:
                        num_inference_steps=int(self.num_inference_steps),
                        guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
                        model=(self.model or "").strip() or None, batch_count=int(self.batch_count))
+
+    @property
+    def uses_workflow(self) -> bool:
+        """True (after validation) when the request runs the user's own ComfyUI workflow (engine/user_workflows.py)."""
+        return self.user_workflow is not None
 
     @property
     def uses_controlnet(self) -> bool:
@@ -210,6 +218,30 @@ def inpaint_problems(req: GenerationRequest, limits: Limits) -> list[str]:
     return [problem.replace("This request", "The outpainted image")] if problem else []
 
 
+def workflow_problems(req: GenerationRequest) -> list[str]:
+    """Sentences for a user workflow's name and for what cannot go with one (its graph is the user's own)."""
+    name = req.user_workflow
+    if name is None or (isinstance(name, str) and name.strip().lower() in ("", P.NO_WORKFLOW)):
+        return []
+    if not isinstance(name, str):
+        return [f"{P.USER_WORKFLOW.label} must be a workflow's name (or {P.NO_WORKFLOW})."]
+    unused = [what for what, used in (("the hires fix", P.is_number(req.hires_scale) and req.hires_scale > 1),
+                                      ("a mask or outpaint", req.mask is not None or any(
+                                          n for n in _outpaint_or_none(req.outpaint))),
+                                      ("a ControlNet", req.control_image is not None)) if used]
+    if unused:
+        return [f"A ComfyUI workflow of your own runs as you built it: {' and '.join(unused)} cannot be added to it "
+                f"(choose {P.USER_WORKFLOW.label} {P.NO_WORKFLOW} for {'them' if len(unused) > 1 else 'that'})."]
+    return []
+
+
+def _outpaint_or_none(value: Any) -> tuple[Any, ...]:
+    try:
+        return P.outpaint_amounts(value)
+    except ValueError:
+        return ()
+
+
 def sampler_key(name: Any) -> str:
     """The samplers.yaml key for a key or a label ("dpmpp_2m_karras" or "DPM++ 2M Karras")."""
     text = str(name or P.SAMPLER.default).strip()
@@ -256,6 +288,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     problems += hires_problems(req, limits, upscalers)
     problems += inpaint_problems(req, limits)
     problems += controlnet_problems(req)
+    problems += workflow_problems(req)
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

@@ -17,8 +17,9 @@ from .params import RESULT_ALIASES
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding",
                 "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "controlnet", "controlnet_module",
-                "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model", "model_id", "model_license",
-                "backend", "server", "prompt_id", "comfyui_workflow", "fallback_reason", "plot")
+                "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model", "model_id",
+                "model_license", "backend", "server", "prompt_id", "comfyui_workflow", "user_workflow", "fallback_reason",
+                "plot")
 
 
 @dataclass
@@ -58,7 +59,9 @@ class ImageResult:
     backend: str | None = None  # the backend that made it
     server: str | None = None
     prompt_id: str | None = None
-    comfyui_workflow: str | None = None
+    comfyui_workflow: str | None = None  # the ComfyUI graph it ran: a template's name or the user's workflow's
+    user_workflow: str | None = None  # the user's own ComfyUI workflow (engine/user_workflows.py); None: none
+    graph: dict[str, Any] | None = field(default=None, repr=False)  # the ComfyUI graph sent (the PNG's prompt chunk)
     fallback_reason: str | None = None
     # an X/Y/Z plot's grid: its axes ({"script", "x_type", "x_values", ...}, engine/params.py PLOT_PARAMS); None
     # for any other image. The grid's other values are its first cell's, as A1111 records a grid.
@@ -75,7 +78,7 @@ class ImageResult:
 
     def to_dict(self, with_batch: bool = True) -> dict[str, Any]:
         """JSON-ready: every field but the image; a batch as a list of dicts."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("image", "batch")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("image", "batch", "graph")}
         out["warnings"] = list(self.warnings)
         out["timings"] = dict(self.timings)
         if self.batch and with_batch:

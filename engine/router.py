@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .backends import auto_order
-from .backends.base import INTERPOLATE, Backend, Target
+from .backends.base import INTERPOLATE, USER_WORKFLOW, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .registry import ModelSpec
 from .request import GenerationRequest
@@ -66,7 +66,7 @@ class Router:
                 raise InvalidRequest(f"{owned.label} runs on {owner.label}, not {forced.label}; choose backend auto "
                                      f"or {owner.name}, or a {forced.label} model.")
             return _logged(Plan((self._plan_on(forced, req, spec),)))
-        if not any(b.local for b, _ in owners):  # a model this machine lacks: its default model is the last resort
+        if not any(b.local for b, _ in owners) and needs <= self.last_resort.features:  # its default model: last resort
             owners.append((self.last_resort, None))
         return self._first_that_runs(req, owners)
 
@@ -136,7 +136,9 @@ class Router:
     def _first_that_runs(self, req: GenerationRequest, options: list) -> Plan:
         """The first (backend, model) of `options` that runs now, then the fallbacks behind it; the first reason
         a wanted backend was passed over is kept. Raises the first refusal (InvalidRequest) or reason
-        (BackendUnavailable) when none runs."""
+        (BackendUnavailable) when none runs; a request that needs what this machine lacks (a user workflow) says
+        so rather than running here."""
+        needs = _needed_features(req)
         skipped: str | None = None
         refused: InvalidRequest | None = None
         for index, (backend, spec) in enumerate(options):
@@ -156,6 +158,12 @@ class Router:
                 skipped = skipped or why
         if refused is not None:
             raise refused
+        if not needs <= self.last_resort.features:  # e.g. a user workflow: ComfyUI only, never this machine
+            wanted = ", ".join(FEATURES[name] for name in sorted(needs - self.last_resort.features))
+            able = " or ".join(b.label for b in self.backends if needs <= b.features) or "another backend"
+            raise BackendUnavailable(f"{skipped or 'No backend that can run it is enabled.'} {wanted.capitalize()} "
+                                     f"run only on {able}, so this request is not run on this machine "
+                                     f"({self.last_resort.label}).")
         raise BackendUnavailable(skipped or "No backend can run this request now.")
 
 
@@ -166,8 +174,10 @@ def _logged(plan: Plan) -> Plan:
     return plan
 
 
-FEATURES = {INTERPOLATE: "seed-travel in-betweens"}  # what a request's `extra` may ask of a backend
+FEATURES = {INTERPOLATE: "seed-travel in-betweens",  # what a request's `extra` may ask of a backend
+            USER_WORKFLOW: "your own ComfyUI workflows"}  # ... and what its user_workflow asks
 
 
 def _needed_features(req: GenerationRequest) -> frozenset[str]:
-    return frozenset(name for name in FEATURES if req.extra.get(name))
+    needs = {name for name in FEATURES if req.extra.get(name)}
+    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()))

@@ -1,5 +1,5 @@
-"""API endpoints for gradio_client: /generate_image, /img2img, /inpaint, /controlnet, /xyz_plot, /upscale, /png_info,
-/generate_video and /status.
+"""API endpoints for gradio_client: /generate_image, /img2img, /inpaint, /controlnet, /comfyui_workflow, /xyz_plot,
+/upscale, /png_info, /generate_video and /status.
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
@@ -194,6 +194,31 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             num_inference_steps = num_inference_steps if num_inference_steps is not None else defaults[P.STEPS.name]
         return await run(request, prompt, negative_prompt, style, num_inference_steps, **values)
 
+    async def comfyui_workflow(prompt: str, user_workflow: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                               width: int | None = None, height: int | None = None,
+                               num_inference_steps: int = P.STEPS.default,
+                               guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
+                               model: str = P.MODEL.default, sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                               batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
+                               init_image: FileData | None = None, strength: float = P.STRENGTH.default,
+                               request: gr.Request = None) -> tuple[FileData, dict]:
+        """Run your own ComfyUI workflow `user_workflow` (a name /status lists under "workflows": an API-format
+        export in the workflows folder) on a ComfyUI server that has every node it uses. The prompts, seed, steps,
+        guidance (cfg, or FluxGuidance's), sampler, size, model (auto: the file's) and `init_image` (for its
+        LoadImage, with `strength` as the denoise) go into the inputs found in it; everything else runs as in the
+        file. Never runs on this machine. Returns the PNG (with the graph in ComfyUI's `prompt` chunk) and the same
+        dict as /generate_image, with user_workflow."""
+        values: dict[str, object] = dict(user_workflow=user_workflow, guidance_scale=guidance_scale,
+                                         seed=P.seed_input(seed), model=model or AUTO, backend=AUTO,
+                                         sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras)
+        if init_image is not None:
+            values.update(init_image=upload(init_image, "init image"), strength=strength, width=width, height=height)
+        else:
+            defaults = manager.model_defaults(model)
+            values.update({k: v if v is not None else defaults[k] for k, v in ((P.WIDTH.name, width),
+                                                                                (P.HEIGHT.name, height))})
+        return await run(request, prompt, negative_prompt, style, num_inference_steps, **values)
+
     async def redraw(request: gr.Request, init_image: FileData, prompt: str, negative_prompt: str, style: str,
                      num_inference_steps: int | None, **values: object) -> tuple[FileData, dict]:
         """/img2img's and /inpaint's run: the uploaded init image (never a server path) redrawn with `values`."""
@@ -270,6 +295,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(inpaint, api_name="inpaint", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(xyz_plot, api_name="xyz_plot", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(controlnet, api_name="controlnet", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(comfyui_workflow, api_name="comfyui_workflow", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
@@ -277,5 +303,6 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
             "inpaint": endpoint_spec(inpaint), "xyz_plot": endpoint_spec(xyz_plot),
             "inpaint": endpoint_spec(inpaint), "controlnet": endpoint_spec(controlnet),
+            "comfyui_workflow": endpoint_spec(comfyui_workflow),
             "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),
             "generate_video": endpoint_spec(generate_video)}

@@ -25,6 +25,7 @@ from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 from engine.upscale import UPSCALERS
 
+from .workflow_box import layout_workflow_box, wire_workflow_box
 from .image_options import (CONTROLNET_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, control_map_preview,
                             controlnet_args, hires_args, image_to_image_args, inpaint_args, layout_controlnet_box,
                             layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row, layout_xyz_box)
@@ -118,7 +119,8 @@ def details_markdown(result: dict[str, Any]) -> str:
     extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
         + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
         + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
-        + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else [])
+        + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
+        + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
     if extras:
         lines.insert(2, " · ".join(extras))
     if result.get("fallback_reason"):
@@ -169,6 +171,8 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**VAE** {params['vae']}")
     if params.get("controlnet"):
         lines.append(f"**ControlNet** {controlnet_text(params)}")
+    if params.get(P.USER_WORKFLOW.name):
+        lines.append(f"**ComfyUI workflow** {params[P.USER_WORKFLOW.name]}")
     if params.get("plot"):
         lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
@@ -197,13 +201,14 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
                "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", "hires_scale",
-               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS, *CONTROLNET_INPUTS)
+               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
 
 
 def job_args(values: dict[str, Any]) -> dict[str, Any]:
     """A queued job's settings from the form's values by name: the hires fix's, the inpaint box's and the ControlNet
     box's grouped."""
     args = {name: values.get(name) for name in FORM_INPUTS[:FORM_INPUTS.index("hires_scale")]}
+    args["user_workflow"] = values.get("user_workflow") or P.NO_WORKFLOW
     args["init_image"] = args["init_image"] or None
     args["hires"] = {name: _number(values.get(name)) if name != "hires_upscaler" else values.get(name)
                      for name in ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")}
@@ -229,7 +234,7 @@ class ImageTabHandlers:
                 inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
                 outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
-                canny_low: Any, canny_high: Any, request: gr.Request = None):
+                canny_low: Any, canny_high: Any, user_workflow: str, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
         an init image, image to image)."""
         return self._enqueue(job_args(locals()), request)  # job_args reads the form's names only
@@ -295,6 +300,7 @@ class ImageTabHandlers:
                     guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                     seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
                     sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
+                    user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
@@ -637,6 +643,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             inpaint = layout_inpaint_box()
             hires = layout_hires_box(upscalers)
             controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
+            workflow_box = layout_workflow_box(manager.available_workflows())
             xyz = layout_xyz_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
@@ -713,7 +720,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                            elem_id="confirm-delete")
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **inpaint, **hires, **controlnet_box, **xyz, **lora_row, vae=vae,
+        **img2img, **inpaint, **hires, **controlnet_box, **workflow_box, **xyz, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale, upscaler=upscaler,
         upscale_by=upscale_by,
         png_info_image=png_info_image, png_info_text=png_info_text,
@@ -815,6 +822,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                     c["canny_high"].release):
         trigger(h.preview_control_map, inputs=preview_inputs, outputs=c["control_map"], api_visibility="private",
                 show_progress="hidden")
+    wire_workflow_box(h.manager, c)
     c["png_info_image"].change(h.show_png_info, inputs=c["png_info_image"], outputs=c["png_info_text"], **private)
     c["png_info_send"].click(h.send_png_info, inputs=c["png_info_image"],
                              outputs=[*reused[:-1], c["png_info_text"]], **private)

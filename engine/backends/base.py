@@ -21,6 +21,7 @@ from ..request import GenerationRequest
 
 OnChange = Callable[[str, str], None]  # (what happened, why): the status tab's switch log
 INTERPOLATE = "interpolate"  # a feature: seed-travel in-betweens (a request's extra["interpolate"])
+USER_WORKFLOW = "user_workflow"  # a feature: the user's own ComfyUI workflow (a request's user_workflow)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ A request with an init image (img2img) uploads it to each server it tries and st
 VAEEncode in place of the empty latent, the strength as the sampler's denoise); one with a mask (inpaint) uploads the
 mask too and adds SetLatentNoiseMask (the engine composites the result back: engine/inpaint.py). One with a ControlNet
 runs only on a server whose ControlNetLoader lists it, uploads the control map (engine/controlnet.py) and splices
-ControlNetApplyAdvanced between the prompts and the sampler. A model upscale (ESRGAN family, an UpscaleModelLoader
+ControlNetApplyAdvanced between the prompts and the sampler. A request naming the user's own workflow (the workflows
+folder: engine/user_workflows.py) runs that graph with the request's values in its bound inputs and the rest as in
+the file, on a server whose /object_info has every node class it uses (else a sentence naming the missing ones and
+the server; it never runs elsewhere). A model upscale (ESRGAN family, an UpscaleModelLoader
 file) uploads the image and runs presets/workflows/postprocess/upscale_with_model.json. Nothing here touches the
 network except the job itself.
 """
@@ -31,16 +34,17 @@ from ..comfyui import (
     ComfyUIClient, ComfyUIExecutionError, ComfyUIValidationError, InstalledModels, file_stem, match_file,
 )
 from ..controlnet import control_map
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, InvalidRequest
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
+from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
                          use_controlnet, use_init_image, use_inpaint, use_vae)
 from . import register_backend
-from .base import Backend, BackendContext, BackendState, Target
+from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,7 @@ class ComfyUIBackend(Backend):
     name = "comfyui"
     label = "ComfyUI"
     priority = 100
+    features = frozenset({USER_WORKFLOW})
 
     def __init__(self, settings: Any, monitor: HealthMonitor | None, *, catalogue: list[ModelSpec] | None = None,
                  request_timeout_s: float = 10.0, stall_s: float = 30.0, poll_in_background: bool = True) -> None:
@@ -468,6 +473,8 @@ class ComfyUIBackend(Backend):
         Without a model, the best one a server has together with the LoRAs."""
         if self.monitor is None:
             raise BackendUnavailable(self.why_not(model) or "ComfyUI is disabled.")
+        if request.uses_workflow:
+            return self._plan_workflow(request, model)
         if model is None and request.loras:  # the best model some server has together with the LoRAs
             model = next((m for m in self.models() if self.servers_for(m, request.loras)), None)
         model = model or self.default_model()
@@ -500,6 +507,11 @@ class ComfyUIBackend(Backend):
         Raises BackendUnavailable (ComfyUIValidationError for a refused workflow) when it cannot finish,
         GenerationCancelled when `cancel` is set.
         """
+        if request.uses_workflow:
+            async with aclosing(self._stream_workflow(request, target, cancel)) as events:
+                async for event in events:
+                    yield event
+            return
         model = target.model
         tried: list[str] = []
         last_error: str | None = None
@@ -551,6 +563,139 @@ class ComfyUIBackend(Backend):
                 if produced:
                     raise
                 last_error, url = self._job_failed(url, exc), None
+            finally:
+                job.ended = time.time()
+
+
+    # ------------------------------------------------------------------ the user's own workflows
+    def _user_workflow(self, request: GenerationRequest) -> UserWorkflow:
+        try:
+            workflow = load_workflow(request.user_workflow, self.settings.workflows_dir)
+        except WorkflowError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if workflow.binds("image") and request.init_image is None:
+            node = workflow.bindings["image"][0][0]
+            raise InvalidRequest(f"The workflow {workflow.name!r} starts from an image (LoadImage, node {node}): "
+                                 "add an init image.")
+        return workflow
+
+    def _workflow_servers(self, request: GenerationRequest, model: ModelSpec | None, exclude: Iterable[str] = ()) \
+            -> list[str]:
+        """Up servers for a user workflow: with the model chosen (any, for auto), the LoRAs and the VAE."""
+        skip = set(exclude)
+        if model is not None:
+            return [u for u in self.servers_for(model, request.loras, request.vae) if u not in skip]
+        return [st.url for st in self._up_states() if st.url not in skip
+                and self.lora_files(request.loras, st.models) is not None
+                and (request.vae is None or match_file(request.vae, st.models.vaes) is not None)]
+
+    def _plan_workflow(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
+        """The server for a user workflow (its nodes are checked there when it runs); `detail` is (the workflow, the
+        model chosen: None for auto, which runs the model the file loads)."""
+        workflow = self._user_workflow(request)
+        servers = self._workflow_servers(request, model)
+        if not servers:
+            if model is not None:
+                raise BackendUnavailable(self._unavailable(model, request.loras))
+            raise BackendUnavailable(self.why_not(None) or "No running ComfyUI server has the LoRAs or VAE asked for.")
+        warnings: tuple[str, ...] = ()
+        if model is not None and not any(workflow.binds(k) for k in self._model_files(model, servers[0])):
+            warnings = (f"The workflow {workflow.name!r} has no checkpoint loader for {model.label}: it ran with the "
+                        "model its file loads.",)
+        loader = next((paths[0] for key, paths in workflow.bindings.items() if key in ("ckpt_name", "unet_name")),
+                      None)
+        shown = model or checkpoint_model(str(workflow.graph[loader[0]]["inputs"][loader[1]] if loader
+                                              else workflow.name))  # auto: the model the file loads
+        return Target(self.name, shown, server=self._least_loaded(servers), detail=(workflow, model),
+                      warnings=warnings)
+
+    def _model_files(self, model: ModelSpec, url: str) -> dict[str, str]:
+        variant = self.variant_for(model, self.monitor.state(url).models)
+        return variant.files if variant is not None else {}
+
+    def workflow_graph(self, request: GenerationRequest, workflow: UserWorkflow, model_files: dict[str, str],
+                       loras: LoraFiles = (), vae_file: str | None = None, embeddings: Iterable[str] = (),
+                       init_image: str | None = None) -> dict[str, Any]:
+        """The user's graph with the request's values in its bound inputs (prompts, seed, steps, guidance or cfg,
+        sampler and scheduler, size, the model's file where it has that loader, the uploaded `init_image` in its
+        LoadImage with the strength as denoise, or LoadImage -> VAEEncode added when it has none); LoRAs and a VAE
+        file as for the app's own graphs. Everything else stays as in the file."""
+        sampler, scheduler = comfy_sampler(request.sampler)
+        values: dict[str, Any] = {
+            "prompt": for_comfyui(request.prompt, embeddings),
+            "negative_prompt": for_comfyui(request.negative_prompt, embeddings), "seed": request.seed,
+            "steps": request.num_inference_steps, "sampler_name": sampler, "scheduler": scheduler, **model_files}
+        if request.guidance_scale is not None:  # None: the file's own guidance
+            values["guidance" if workflow.binds("guidance") else "cfg"] = request.guidance_scale
+        if init_image is None:
+            values.update(width=request.width, height=request.height)
+        elif workflow.binds("image"):
+            values.update(image=init_image, denoise=request.strength)
+        try:
+            graph = workflow.bound(values)
+            graph = add_loras(graph, loras) if loras else graph
+            graph = use_vae(graph, vae_file) if vae_file else graph
+            if init_image is not None and not workflow.binds("image"):
+                graph = use_init_image(graph, init_image, request.strength)
+        except WorkflowError as exc:
+            raise InvalidRequest(f"The workflow {workflow.name!r} cannot take this request: {exc}") from None
+        return graph
+
+    async def _stream_workflow(self, request: GenerationRequest, target: Target,
+                               cancel: Any = None) -> AsyncIterator[Event | Produced]:
+        """Run a user workflow on the planned server, or the next one with every node class it uses."""
+        workflow, chosen = target.detail
+        tried: list[str] = []
+        lacking: list[str] = []
+        url: str | None = target.server
+        while True:
+            if url is None:
+                others = self._workflow_servers(request, chosen, exclude=tried)
+                url = self._least_loaded(others) if others else None
+            if url is None:
+                why = " ".join(lacking) or self._unavailable(target.model, request.loras)
+                raise BackendUnavailable(f"{why} The workflow {workflow.name!r} runs only on ComfyUI, so it was not "
+                                         "run on this machine.")
+            tried.append(url)
+            client = self._client(url)
+            try:
+                missing = await client.missing_nodes(workflow.node_classes())
+            except BackendUnavailable as exc:
+                lacking.append(self._server_failed(url, exc))
+                url = None
+                continue
+            if missing:
+                lacking.append(f"The workflow {workflow.name!r} uses the node{'s' if len(missing) > 1 else ''} "
+                               f"{_quoted(missing)}, which ComfyUI at {url} does not have (a custom node not "
+                               "installed there).")
+                url = None
+                continue
+            installed = self.monitor.state(url).models
+            loras = self.lora_files(request.loras, installed) or ()
+            vae_file = match_file(request.vae, installed.vaes) if request.vae and installed else None
+            try:
+                image_name = await client.upload_image(request.init_image, "init") \
+                    if request.init_image is not None else None
+            except BackendUnavailable as exc:
+                lacking.append(self._server_failed(url, exc))
+                url = None
+                continue
+            files = self._model_files(chosen, url) if chosen is not None else {}
+            graph = self.workflow_graph(request, workflow, files, loras, vae_file,
+                                        installed.embeddings if installed else (), image_name)
+            job = self._job_started(url)
+            try:
+                yield Started(backend=self.name, model=target.model.label, server=url)
+                async with aclosing(client.run(graph, cancel)) as events:
+                    async for event in events:
+                        if isinstance(event, Produced):
+                            event = replace(event, info={
+                                **event.info, "model": target.model.label, "model_id": target.model.id,
+                                "workflow": workflow.name, "user_workflow": workflow.name, "graph": graph,
+                                "seed": request.seed, "guidance": request.guidance_scale, "server": url,
+                                "warnings": [*event.info.get("warnings", []), *target.warnings]})
+                        yield event
+                return
             finally:
                 job.ended = time.time()
 

@@ -61,6 +61,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -87,10 +88,10 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
-                 "ControlNetLoader", "ControlNetApplyAdvanced"}
+                 "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
-                "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
+                "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
                 "UNETLoader": ["MODEL"], "DualCLIPLoader": ["CLIP"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"],
                 "FluxGuidance": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"],
                 "SamplerCustomAdvanced": ["LATENT", "LATENT"], "BasicGuider": ["GUIDER"], "RandomNoise": ["NOISE"],
@@ -117,7 +118,10 @@ CROP_METHODS = ["disabled", "center"]
 MAX_RESOLUTION = 16384
 UPSCALE_TILE, UPSCALE_OVERLAP = 512, 32  # ImageUpscaleWithModel's tiling
 LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
-SAMPLER_CLASSES = {"KSampler", "SamplerCustomAdvanced"}
+SAMPLER_CLASSES = {"KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced"}
+# The node classes of a stock 0.3.64 (recorded GET /object_info's keys): GET /object_info/{class} answers an entry for
+# each (the fake's own, with inputs, for those it runs; a bare one for the rest) and {} for any other (a custom node).
+NODE_NAMES = frozenset(json.loads((Path(__file__).with_name("comfyui_node_names.json")).read_text()))
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
 PROMPT_ID = "<id>"  # in a canned answer or injected message: replaced by the prompt id it is about
 
@@ -572,7 +576,14 @@ class FakeComfyUI:
     async def _object_info_one(self, request: web.Request) -> web.Response:
         name = request.match_info["node_class"]
         infos = self._object_infos()
-        return web.json_response({name: infos[name]} if name in infos else {})
+        if name in infos:
+            return web.json_response({name: infos[name]})
+        if name in NODE_NAMES:
+            return web.json_response({name: {"input": {"required": {}}, "input_order": {"required": []}, "output": [],
+                                             "output_is_list": [], "output_name": [], "name": name,
+                                             "display_name": name, "description": "", "python_module": "nodes",
+                                             "category": "", "output_node": False}})
+        return web.json_response({})
 
     _FOLDERS = {"checkpoints": "checkpoints", "diffusion_models": "unets", "unet": "unets",
                 "text_encoders": "clips", "clip": "clips", "vae": "vaes", "loras": "loras",
