@@ -44,7 +44,8 @@ class Settings:
     """Every knob of the engine, with the environment variable that sets it."""
 
     comfyui_urls: list[str] = field(default_factory=lambda: [DEFAULT_COMFYUI_URL])  # COMFYUI_API_URL
-    comfyui_dir: Path | None = None  # COMFYUI_DIR
+    comfyui_dir: Path | None = None  # COMFYUI_DIR / --comfyui-dir: a ComfyUI install the app starts when none answers
+    comfyui_python: Path | None = None  # COMFYUI_PYTHON: its Python (default: COMFYUI_DIR/venv or .venv)
     enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS
     output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
     models_dir: Path | None = None  # GATOR_MODELS_DIR
@@ -74,6 +75,7 @@ class Settings:
         settings = cls(
             comfyui_urls=parse_server_urls(env.get("COMFYUI_API_URL", DEFAULT_COMFYUI_URL)),
             comfyui_dir=Path(env["COMFYUI_DIR"]) if env.get("COMFYUI_DIR") else None,
+            comfyui_python=Path(env["COMFYUI_PYTHON"]) if env.get("COMFYUI_PYTHON") else None,
             enable_cloud_apis=_env_bool("ENABLE_CLOUD_APIS"),
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
@@ -110,6 +112,11 @@ class Settings:
         if self.models_dir:
             return Path(self.models_dir) / ".compile-cache"
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "compile-cache"
+
+    @property
+    def comfyui_log_dir(self) -> Path:
+        """Where the logs of a ComfyUI the app started are written (the user's cache)."""
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "comfyui-logs"
 
     @property
     def tiny_dir(self) -> Path:
