@@ -44,7 +44,8 @@ class Settings:
     """Every knob of the engine, with the environment variable that sets it."""
 
     comfyui_urls: list[str] = field(default_factory=lambda: [DEFAULT_COMFYUI_URL])  # COMFYUI_API_URL
-    comfyui_dir: Path | None = None  # COMFYUI_DIR
+    comfyui_dir: Path | None = None  # COMFYUI_DIR / --comfyui-dir: a ComfyUI install the app starts when none answers
+    comfyui_python: Path | None = None  # COMFYUI_PYTHON: its Python (default: COMFYUI_DIR/venv or .venv)
     enable_cloud_apis: bool = False  # ENABLE_CLOUD_APIS: the hosted text-to-image backend (engine/backends/cloud.py)
     cloud_provider: str = "hf-inference"  # GATOR_CLOUD_PROVIDER: an Inference Provider of huggingface_hub, or auto
     cloud_model: str = "black-forest-labs/FLUX.1-schnell"  # GATOR_CLOUD_MODEL: a Hub model id
@@ -84,6 +85,7 @@ class Settings:
         settings = cls(
             comfyui_urls=parse_server_urls(env.get("COMFYUI_API_URL", DEFAULT_COMFYUI_URL)),
             comfyui_dir=Path(env["COMFYUI_DIR"]) if env.get("COMFYUI_DIR") else None,
+            comfyui_python=Path(env["COMFYUI_PYTHON"]) if env.get("COMFYUI_PYTHON") else None,
             enable_cloud_apis=_env_bool("ENABLE_CLOUD_APIS"),
             cloud_provider=(env.get("GATOR_CLOUD_PROVIDER") or "hf-inference").strip(),
             cloud_model=(env.get("GATOR_CLOUD_MODEL") or "black-forest-labs/FLUX.1-schnell").strip(),
@@ -136,6 +138,11 @@ class Settings:
         if self.models_dir:
             return Path(self.models_dir) / ".compile-cache"
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "compile-cache"
+
+    @property
+    def comfyui_log_dir(self) -> Path:
+        """Where the logs of a ComfyUI the app started are written (the user's cache)."""
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "comfyui-logs"
 
     @property
     def tiny_dir(self) -> Path:

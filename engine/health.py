@@ -95,9 +95,11 @@ class HealthMonitor:
         self._threads: list[threading.Thread] = []
         # One HTTP client per server, reused across polls (building one costs ~15 ms of CPU for its SSL
         # context); keep-alive is off so every poll opens a fresh connection and sees a dead server at once.
-        self._hedges = ThreadPoolExecutor(max_workers=2 * max(1, len(self.urls)), thread_name_prefix="health")
-        self._clients = {u: httpx.Client(timeout=self.timeout_s, trust_env=False,
-                                         limits=httpx.Limits(max_keepalive_connections=0)) for u in self.urls}
+        self._hedges = ThreadPoolExecutor(max_workers=2 * max(4, len(self.urls)), thread_name_prefix="health")
+        self._clients = {u: self._new_client() for u in self.urls}
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.timeout_s, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "HealthMonitor":
@@ -116,6 +118,33 @@ class HealthMonitor:
         for t in self._threads:
             t.start()
         return self
+
+    def add_server(self, url: str) -> None:
+        """Watch one more server from now on (a ComfyUI the app started); polled at once when running."""
+        url = url.rstrip("/")
+        with self._lock:
+            if url in self._states:
+                return
+            self.urls.append(url)
+            self._states[url] = ServerState(url)
+            self._poll_locks[url] = threading.Lock()
+            self._clients[url] = self._new_client()
+            start = self.running and not self._stop.is_set()
+        if start:
+            thread = threading.Thread(target=self._loop, args=(url,), name=f"comfyui-health {url}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def remove_server(self, url: str) -> None:
+        """Stop watching `url` (its polling thread ends after its poll in flight)."""
+        url = url.rstrip("/")
+        with self._lock:
+            if url not in self._states:
+                return
+            self.urls.remove(url)
+            del self._states[url]
+            client = self._clients.pop(url)
+        client.close()
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the threads to end and wait for them (each ends after at most its poll in flight)."""
@@ -175,11 +204,12 @@ class HealthMonitor:
     # ------------------------------------------------------------------ polling
     def poll_now(self) -> dict[str, ServerState]:
         """Poll every server once, concurrently, in the calling thread's time; returns the snapshot."""
-        if len(self.urls) == 1:
-            self._poll_and_record(self.urls[0])
-        elif self.urls:
-            with ThreadPoolExecutor(max_workers=len(self.urls), thread_name_prefix="comfyui-poll") as pool:
-                list(pool.map(self._poll_and_record, self.urls))
+        urls = list(self.urls)
+        if len(urls) == 1:
+            self._poll_and_record(urls[0])
+        elif urls:
+            with ThreadPoolExecutor(max_workers=len(urls), thread_name_prefix="comfyui-poll") as pool:
+                list(pool.map(self._poll_and_record, urls))
         return self.snapshot()
 
     def refresh_models(self, url: str) -> None:
@@ -194,14 +224,16 @@ class HealthMonitor:
             self._record(url, _Poll(ok=False, reason=reason))
 
     def _loop(self, url: str) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and url in self._states:
             started = time.monotonic()
             try:
                 self._poll_and_record(url)
             except Exception:  # a bug here must not kill monitoring
                 log.exception("health poll of %s failed unexpectedly", url)
             with self._lock:
-                st = self._states[url]
+                st = self._states.get(url)
+                if st is None:  # removed while it was polled
+                    return
                 confirming = st.up is True and 0 < st.failures < self.down_after
             if confirming:  # a first failed poll of an up server is confirmed at once, not an interval later
                 continue
@@ -210,7 +242,9 @@ class HealthMonitor:
     def _poll_and_record(self, url: str) -> None:
         with self._poll_locks[url]:
             with self._lock:
-                st = self._states[url]
+                st = self._states.get(url)
+                if st is None:
+                    return
                 stale = (st.up is not True or st.models is None or st.models_checked_at is None
                          or time.monotonic() - st.models_checked_at >= self.models_refresh_s)
             self._record(url, self._poll(url, want_models=stale))
@@ -282,7 +316,9 @@ class HealthMonitor:
     def _record(self, url: str, poll: _Poll) -> None:
         notify: list[tuple[Callback, ServerState, ServerState]] = []
         with self._changed:
-            st = self._states[url]
+            st = self._states.get(url)
+            if st is None:  # removed while it was polled
+                return
             old = st.copy()
             st.last_poll = time.time()
             if poll.ok:

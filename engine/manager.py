@@ -15,10 +15,11 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, Target
+from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
 from .config import Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
@@ -33,7 +34,7 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
 from . import params as P
 from .params import ALIASES
 from .png_info import png_info
-from .registry import Hardware, ModelSpec, builtin_model, capped, family_of, probe_hardware
+from .registry import Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, probe_hardware
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
@@ -51,7 +52,8 @@ class AIModelManager:
     """Generate images and storyboard videos on whichever backend can run them (engine/backends/)."""
 
     def __init__(self, settings: Settings | None = None, hardware: Hardware | None = None,
-                 *, start_monitor: bool = True, admins: Iterable[str] = ()) -> None:
+                 *, start_monitor: bool = True, admins: Iterable[str] = (),
+                 gpu_count: Callable[[], int] | None = None, managed_options: dict[str, Any] | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.admins = frozenset(admins)  # logins whose outputs listing shows everyone's results
         self.hardware = hardware
@@ -63,6 +65,9 @@ class AIModelManager:
         self._initialized = False
         self._leftovers: SweepReport | None = None  # what start-up cleaned up after an interrupted run
         self.downloads = Downloads(self.settings, on_finished=self._downloaded)  # catalogue weights from the Hub
+        self.managed: ManagedComfyUI | None = None  # the ComfyUI started from COMFYUI_DIR (engine/comfyui_process.py)
+        self._gpu_count = gpu_count  # how many CUDA GPUs the managed ComfyUI spreads over (default: probed)
+        self._managed_options = managed_options or {}  # ManagedComfyUI's ports / timing (tests)
 
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
@@ -88,6 +93,22 @@ class AIModelManager:
             backend.start()
         self.backends = {b.name: b for b in backends}
         self.router = Router(backends, self.settings.prefer)
+        if self.settings.comfyui_dir and self.settings.enable_comfyui:
+            self._start_managed()
+
+    def _start_managed(self) -> None:
+        """Start ComfyUI from COMFYUI_DIR (one instance per CUDA GPU) unless a server answers at COMFYUI_API_URL."""
+        gpus = self._gpu_count() if self._gpu_count else (cuda_device_count() if self.hardware.device == "cuda" else 0)
+        backends = list(self.backends.values())
+        self.managed = ManagedComfyUI(
+            self.settings, gpus=gpus, on_change=self._record_switch,
+            join_pool=lambda url: next((True for b in backends if b.add_server(url)), False),
+            leave_pool=lambda url: [b.remove_server(url) for b in backends], **self._managed_options)
+        try:
+            self.managed.start()
+        except ManagedComfyUIError as err:
+            logger.info("Managed ComfyUI not started: %s", err)
+            self._record_switch("Managed ComfyUI not started", str(err))
 
     def _record_switch(self, what: str, reason: str = "") -> None:
         """A row of the status tab's switch log: a change of state (a server up or down, a request that failed
@@ -134,8 +155,34 @@ class AIModelManager:
         for backend in self.router.backends:
             backend.wrap_generation(decorator)
 
+    # -- the ComfyUI started from COMFYUI_DIR (engine/comfyui_process.py) ----------------------------
+    def start_managed_comfyui(self) -> None:
+        """Start the managed ComfyUI (every instance). Raises ManagedComfyUIError with a sentence when it cannot:
+        no COMFYUI_DIR, not an install, or another ComfyUI already answers at COMFYUI_API_URL."""
+        self._require_managed().start()
+
+    def stop_managed_comfyui(self) -> None:
+        """Stop the managed ComfyUI (each instance's whole process group); it stays stopped until started."""
+        self._require_managed().stop()
+
+    def restart_managed_comfyui(self) -> None:
+        """Stop, then start the managed ComfyUI."""
+        self._require_managed().restart()
+
+    def managed_comfyui_state(self) -> dict[str, Any] | None:
+        """The managed ComfyUI for the status tab (None without COMFYUI_DIR): folder, Python, note, instances."""
+        return self.managed.snapshot() if self.managed is not None else None
+
+    def _require_managed(self) -> ManagedComfyUI:
+        if self.managed is None:
+            raise ManagedComfyUIError("No ComfyUI is managed by the app: set COMFYUI_DIR (or --comfyui-dir) to a "
+                                      "ComfyUI install and start the app again.")
+        return self.managed
+
     def shutdown(self) -> None:
-        """Stop every backend's background work."""
+        """Stop every backend's background work, and the managed ComfyUI."""
+        if self.managed is not None:
+            self.managed.stop()
         self.downloads.shutdown()
         for backend in self.backends.values():
             backend.shutdown()
@@ -235,6 +282,8 @@ class AIModelManager:
         """What a request with default settings would run on now: the live badge's content."""
         backend, passed_over = self.router.default_choice()
         reason = passed_over.state().short_reason if passed_over is not None else ""
+        note = self.managed.badge_note() if self.managed is not None and passed_over is not None else ""
+        reason = f"{reason}; {note}" if reason and note else reason or note
         model = backend.default_model()
         if not backend.local:
             return {"backend": backend.name, "label": f"{backend.label} · {model.label}", "reason": "", "demo": False}
@@ -291,6 +340,7 @@ class AIModelManager:
             "model_folders": [str(root) for root in self.settings.model_roots],
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,
             "switches": list(self.switches),
+            "managed_comfyui": self.managed_comfyui_state(),
             "normal_path": self._normal_path(),
             "downloads": self.downloads_state(),
         }

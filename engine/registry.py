@@ -126,6 +126,17 @@ def probe_hardware() -> Hardware:
     return Hardware("cpu", "CPU", 0.0, ram)
 
 
+def cuda_device_count() -> int:
+    """How many CUDA GPUs this machine has (0 without CUDA). Never raises."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception as err:  # a broken driver must not stop the app
+        logger.warning("CUDA device count failed (%s); assuming none.", err)
+        return 0
+
+
 def fits(spec: ModelSpec, hw: Hardware) -> bool:
     """Whether `spec` can run locally on `hw` (GPU memory for accelerators, RAM always)."""
     if spec.builtin:

@@ -45,7 +45,8 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             with gr.Tab("Video storyboard", id="video", elem_id="tab-video"):
                 video_model = build_video_tab(manager, jobs)
             with gr.Tab("System status", id="status", elem_id="tab-status"):
-                status_view, render_status = build_status_tab(read_status, manager.rescan_models, downloads=manager)
+                status_view, render_status = build_status_tab(read_status, manager.rescan_models, downloads=manager,
+                                                              managed=manager if manager.settings.comfyui_dir else None)
 
         def tick(last: dict[str, Any] | None):
             """Badge and model list from the monitor's snapshot; unchanged parts are skipped."""

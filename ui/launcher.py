@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "only their own")
     parser.add_argument("--comfyui-url", default=None, metavar="URL[,URL...]",
                         help="ComfyUI server(s), overrides COMFYUI_API_URL")
+    parser.add_argument("--comfyui-dir", default=None, metavar="FOLDER",
+                        help="a ComfyUI install the app starts (and stops) itself when no server answers at "
+                             "COMFYUI_API_URL; overrides COMFYUI_DIR")
     parser.add_argument("--output-dir", default=None, help="where results are saved, overrides GATOR_OUTPUT_DIR")
     parser.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
                         help="also find checkpoints, LoRAs, VAEs and embeddings here (e.g. an A1111 or ComfyUI "
@@ -101,6 +104,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.comfyui_url:
         overrides["comfyui_urls"] = parse_server_urls(args.comfyui_url)
+    if args.comfyui_dir:
+        overrides["comfyui_dir"] = Path(args.comfyui_dir)
     if args.output_dir:
         overrides["output_dir"] = Path(args.output_dir)
     if args.models_dir:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import gradio as gr
 
@@ -23,6 +23,7 @@ from .serialize import html_text as _e, jsonable
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
+MANAGED_ADMINS_ONLY = "Only an admin login (--admin) can start or stop the managed ComfyUI."
 
 
 def _gib(nbytes: Any) -> str:
@@ -175,6 +176,8 @@ def _render_bottom(status: dict[str, Any]) -> str:
                 _e(", ".join(entry.get("backends") or [])),
             ] for entry in files], f"status-{key}"))
 
+    out.append(_render_managed(status.get("managed_comfyui")))
+
     notices = status.get("notices") or []
     if notices:
         out.append("<h3>Notices</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notices) + "</ul>")
@@ -197,12 +200,56 @@ def _render_bottom(status: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _managed_state(inst: dict[str, Any]) -> str:
+    state = str(inst.get("state") or "")
+    if state == "restarting" and inst.get("restart_in_s") is not None:
+        return f'<span class="gator-down">crashed, restarting in {float(inst["restart_in_s"]):.0f} s</span>'
+    css = {"up": "gator-up", "starting": "gator-unknown"}.get(state, "gator-down")
+    return f'<span class="{css}">{_e(state)}</span>'
+
+
+def _render_managed(managed: dict[str, Any] | None) -> str:
+    """The Managed ComfyUI section: per instance its state, PID, port, what it last said and its log's last lines
+    (nothing without COMFYUI_DIR)."""
+    if not managed:
+        return ""
+    out = ['<h3 id="status-managed-section">Managed ComfyUI</h3>',
+           f'<p>From <code>{_e(managed.get("folder"))}</code> with <code>{_e(managed.get("python") or "–")}</code>'
+           "</p>"]
+    if managed.get("note"):
+        out.append(f'<p id="status-managed-note" class="gator-down">{_e(managed["note"])}</p>')
+    rows = []
+    for inst in managed.get("instances") or []:
+        tail = "\n".join(inst.get("log_tail") or [])
+        rows.append([_e(inst.get("name")), _managed_state(inst), _e(inst.get("pid") or "–"),
+                     _e(inst.get("port") or "–"), _e(inst.get("message") or ""),
+                     f'<details><summary>{_e(inst.get("log_path"))}</summary><pre class="gator-log">{_e(tail)}'
+                     "</pre></details>" if tail else "–"])
+    out.append(_table(["instance", "state", "PID", "port", "last word", "log (last lines)"], rows,
+                      "status-managed"))
+    return "".join(out)
+
+
+class ManagedControls(Protocol):
+    """What the Managed ComfyUI buttons need of the engine (AIModelManager's public members)."""
+
+    admins: frozenset[str]
+
+    def start_managed_comfyui(self) -> None: ...
+
+    def stop_managed_comfyui(self) -> None: ...
+
+    def restart_managed_comfyui(self) -> None: ...
+
+
 def build_status_tab(read_status: Callable[[], dict[str, Any]],
                      rescan: Callable[[], Awaitable[Any]],
-                     downloads: DownloadControls | None = None) -> tuple[gr.HTML, Callable[[], str]]:
+                     downloads: DownloadControls | None = None,
+                     managed: ManagedControls | None = None) -> tuple[gr.HTML, Callable[[], str]]:
     """The tab's contents inside the current gr.Tab; refreshed by its own timer and a button; `rescan` looks
     through the model folders again. With `downloads` (the manager), the Models section gets its download panel:
-    "Allow downloads", and per downloadable catalogue model its state, a progress bar, Download and Cancel.
+    "Allow downloads", and per downloadable catalogue model its state, a progress bar, Download and Cancel. With
+    `managed` (the manager, when COMFYUI_DIR is set), the Managed ComfyUI section gets Start, Stop and Restart.
     Returns the top view and the function that renders it (the app's page load fills it)."""
 
     def safe_status() -> dict[str, Any] | None:
@@ -272,21 +319,25 @@ def build_status_tab(read_status: Callable[[], dict[str, Any]],
     def refused(request: gr.Request | None) -> str:
         return download_refusal(getattr(request, "username", None), downloads.admins)
 
-    def message(text: str) -> str:
-        return f'<p id="status-downloads-message" class="gator-down">{_e(text)}</p>' if text else \
-            '<p id="status-downloads-message" hidden></p>'
+    def message(text: str, slot: str = "downloads") -> str:
+        return f'<p id="status-{slot}-message" class="gator-down">{_e(text)}</p>' if text else \
+            f'<p id="status-{slot}-message" hidden></p>'
+
+    def outcome(action: Callable[[], None], what: str, refusal: str) -> str:
+        """What to tell the visitor after `action` (refused, a sentence from the engine, or "" when it went well)."""
+        if refusal:
+            return refusal
+        try:
+            action()
+        except GatorError as err:
+            return str(err)
+        except Exception:
+            logger.exception("%s failed", what)
+            return f"{what} failed; the server log has the details."
+        return ""
 
     def act(action: Callable[[], None], what: str, request: gr.Request | None) -> list[Any]:
-        text = refused(request)
-        if not text:
-            try:
-                action()
-            except GatorError as err:
-                text = str(err)
-            except Exception:
-                logger.exception("%s failed", what)
-                text = f"{what} failed; the server log has the details."
-        return [message(text), *refresh_all()]
+        return [message(outcome(action, what, refused(request))), *refresh_all()]
 
     def allow(request: gr.Request = None) -> list[Any]:
         return act(downloads.allow_downloads, "Allowing downloads", request)
@@ -300,6 +351,13 @@ def build_status_tab(read_status: Callable[[], dict[str, Any]],
         def cancel(request: gr.Request = None) -> list[Any]:
             return act(lambda: downloads.cancel_download(model_id), "Cancelling the download", request)
         return cancel
+
+    def managed_action(action: Callable[[], None], what: str) -> Callable[..., list[Any]]:
+        def run(request: gr.Request = None) -> list[Any]:
+            username = getattr(request, "username", None)
+            refusal = MANAGED_ADMINS_ONLY if username and username not in (managed.admins or ()) else ""
+            return [message(outcome(action, what, refusal), "managed"), *refresh_all()]
+        return run
 
     first = safe_status()
     with gr.Row():
@@ -331,8 +389,18 @@ def build_status_tab(read_status: Callable[[], dict[str, Any]],
                                            variant="stop", elem_id=f"download-cancel-{key}")
                 rows.append(DownloadRow(model_id, info, start_btn, cancel_btn))
         panel_outputs = [intro, allow_btn, *[c for row in rows for c in (row.info, row.download, row.cancel)]]
+    if managed is not None:
+        with gr.Row(elem_id="status-managed-buttons"):
+            managed_buttons = [gr.Button(label, size="sm", scale=0, min_width=100, elem_id=f"managed-{label.lower()}")
+                               for label in ("Start", "Stop", "Restart")]
+            managed_notice = gr.HTML(message("", "managed"), elem_id="status-managed-message-slot")
     rest = gr.HTML(bottom(first), elem_id="status-view-more")
     outputs = [view, *panel_outputs, rest]
+    if managed is not None:
+        actions = (managed.start_managed_comfyui, managed.stop_managed_comfyui, managed.restart_managed_comfyui)
+        for button, action, what in zip(managed_buttons, actions, ("Starting", "Stopping", "Restarting")):
+            button.click(managed_action(action, f"{what} the managed ComfyUI"), outputs=[managed_notice, *outputs],
+                         api_visibility="private", show_progress="hidden")
     if downloads is not None:
         common = dict(outputs=[notice, *outputs], queue=False, api_visibility="private", show_progress="hidden")
         allow_btn.click(allow, **common)

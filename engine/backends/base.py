@@ -110,6 +110,14 @@ class Backend(ABC):
     def shutdown(self) -> None:
         """Stop background work."""
 
+    def add_server(self, url: str) -> bool:
+        """Take a server started at run time (a managed ComfyUI) into this backend's pool; False when this backend
+        has no pool of such servers."""
+        return False
+
+    def remove_server(self, url: str) -> None:
+        """Drop a server `add_server` took (it was stopped, or moved to another port)."""
+
     @property
     def enabled(self) -> bool:
         return True

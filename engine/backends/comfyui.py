@@ -165,6 +165,17 @@ class ComfyUIBackend(Backend):
         if self.monitor is not None:
             self.monitor.stop()
 
+    def add_server(self, url: str) -> bool:
+        """A ComfyUI the app started joins the pool (polled like the configured ones)."""
+        if self.monitor is None:
+            return False
+        self.monitor.add_server(url)
+        return True
+
+    def remove_server(self, url: str) -> None:
+        if self.monitor is not None:
+            self.monitor.remove_server(url)
+
     # ------------------------------------------------------------------ what the pool has
     def _up_states(self) -> list[Any]:
         if self.monitor is None:
@@ -743,7 +754,7 @@ def _checkpoint_label(filename: str) -> str:
 def _build(context: BackendContext) -> ComfyUIBackend:
     settings = context.settings
     monitor = None
-    if settings.enable_comfyui and settings.comfyui_urls:
+    if settings.enable_comfyui and (settings.comfyui_urls or settings.comfyui_dir):  # COMFYUI_DIR: servers join later
         monitor = HealthMonitor(settings.comfyui_urls, interval_s=settings.health_interval_s,
                                 timeout_s=settings.health_timeout_s)
 

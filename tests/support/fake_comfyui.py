@@ -39,7 +39,7 @@ its image a LoadImage of an upload) renders the picture mixed with that control 
 (strength 0 changes nothing, as ComfyUI returns the conditioning untouched). Links are checked against the declared
 input and output types (`return_type_mismatch`), numbers against their min and max, as validate_inputs does.
 
-CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--flux] [--step-delay 0.05]
+CLI for manual runs: python -m tests.support.fake_comfyui --port 8188 [--listen 127.0.0.1] [--flux] [--step-delay 0.05]
 [--lora a.safetensors] [--upscale-model 4x-UltraSharp.pth] [--controlnet c.safetensors]
 """
 from __future__ import annotations
@@ -191,6 +191,7 @@ class FakeComfyUI:
     vram_total: int = 25276502016
     vram_free: int = 24270999552
     port: int = 0
+    host: str = "127.0.0.1"  # like --listen
     hang: bool = False
     garbage_view: bool = False
     preview_size: int = 512  # like --preview-size: previews are scaled to fit this square, aspect kept
@@ -223,7 +224,7 @@ class FakeComfyUI:
     # ---------------------------------------------------------------- control
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -382,7 +383,7 @@ class FakeComfyUI:
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()
@@ -486,7 +487,7 @@ class FakeComfyUI:
                        "required_frontend_version": "1.27.10", "installed_templates_version": "0.1.95",
                        "required_templates_version": "0.1.95", "python_version": "3.11.7 (fake)",
                        "pytorch_version": "2.9.1+cu128", "embedded_python": False,
-                       "argv": ["main.py", "--listen", "127.0.0.1", "--port", str(self.port)]},
+                       "argv": ["main.py", "--listen", self.host, "--port", str(self.port)]},
             "devices": [{"name": self.device_name, "type": self.device_name.split(":")[0], "index": None,
                          "vram_total": self.vram_total, "vram_free": self.vram_free,
                          "torch_vram_total": self.vram_total, "torch_vram_free": self.vram_free}],
@@ -1175,6 +1176,7 @@ def _preview_jpeg(step: int, total: int, size: int, width: int | None = None, he
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fake ComfyUI server until Ctrl-C.")
     parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--listen", default="127.0.0.1", help="address to listen on (ComfyUI's flag)")
     parser.add_argument("--flux", action="store_true", help="install the FLUX.1-dev split files")
     parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
     parser.add_argument("--preview-size", type=int, default=512, help="longest side of the step previews (px)")
@@ -1187,7 +1189,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                + ", ".join(DEFAULT_CONTROLNETS) + ")")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    fake = FakeComfyUI(port=args.port, step_delay_s=args.step_delay, preview_size=args.preview_size,
+    fake = FakeComfyUI(port=args.port, host=args.listen, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
                        loras=args.lora or list(DEFAULT_LORAS), upscale_models=args.upscale_model,
                        controlnets=args.controlnet or list(DEFAULT_CONTROLNETS))
