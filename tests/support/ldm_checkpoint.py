@@ -349,7 +349,7 @@ def cached_checkpoint(kind: str) -> Path:
     if path.is_file():
         return path
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f".{kind}.lock", "w") as lock:  # the suite's workers build each kind once between them
+    with open(cache / f".{kind}.lock", "w") as lock:  # test processes running at once build each kind once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.is_file():  # another worker built it while this one waited
             return path

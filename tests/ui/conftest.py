@@ -277,17 +277,27 @@ def choose(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
 
 
+def watch_text(page, elem_id: str) -> None:
+    """Record every text the element `#elem_id` shows from now on, however briefly (an update can replace it within
+    one frame; Gradio may also re-create the element); `texts_seen` returns them."""
+    page.evaluate("""(id) => { window.seenTexts = window.seenTexts || {}; const seen = window.seenTexts[id] = [];
+        new MutationObserver(() => {
+            const element = document.getElementById(id), text = element ? element.innerText : null;
+            if (text !== null && seen[seen.length - 1] !== text) seen.push(text); })
+            .observe(document.body, {childList: true, subtree: true, characterData: true}); }""", elem_id)
+
+
+def texts_seen(page, elem_id: str) -> list[str]:
+    return page.evaluate("(id) => window.seenTexts[id]", elem_id)
+
+
 def watch_progress(page) -> None:
-    """Record every text the progress line shows from now on, however briefly (a fast pass can change it within
-    one frame); `progress_seen` returns them."""
-    page.evaluate("""() => { window.progressLines = [];
-        const line = document.getElementById('progress-line');
-        new MutationObserver(() => window.progressLines.push(line.innerText))
-            .observe(line, {childList: true, subtree: true, characterData: true}); }""")
+    """Record every text the progress line shows from now on (see `watch_text`); `progress_seen` returns them."""
+    watch_text(page, "progress-line")
 
 
 def progress_seen(page) -> list[str]:
-    return page.evaluate("() => window.progressLines")
+    return texts_seen(page, "progress-line")
 
 
 def progress_text(page) -> str:

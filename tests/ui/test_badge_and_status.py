@@ -46,7 +46,7 @@ def test_badge_flips_when_comfyui_stops_and_returns(ui_page, comfy_app, fake):
     assert wait_badge(page, "ComfyUI ·").startswith("ComfyUI ·")
     assert page.locator("#backend-badge").get_attribute("data-backend") == "comfyui"
     # a long local generation keeps running while the badge flips twice
-    fill_image_form(page, "a windmill in a storm", steps=150, seed=3, backend="diffusers")
+    fill_image_form(page, "a windmill in a storm", steps=600, seed=3, backend="diffusers")  # stopped at the end
     page.click("#generate")
     wait_step(page, 2)
     try:

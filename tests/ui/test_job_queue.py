@@ -3,8 +3,8 @@ keeps the form as it was at its click, a Cancel removes one waiting job, Clear q
 every finished job lands in the session's history."""
 from __future__ import annotations
 
-from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, set_number, wait_progress,
-                               wait_step, wait_text, wait_until)
+from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, set_number, texts_seen,
+                               wait_progress, wait_step, wait_text, wait_until, watch_text)
 
 pytestmark = needs_chromium
 
@@ -41,8 +41,12 @@ def test_clicks_during_a_run_queue_jobs_that_each_keep_their_form_and_each_land_
     fill_image_form(page, "a lighthouse", steps=150, seed=11)  # still running while two more are queued
     page.click("#generate")
     wait_step(page, 2)
+    watch_text(page, "job-queue-header")
     queue_job(page, "a harbour crane at dusk", 12)
-    assert "Added with 1 job ahead of it" in wait_text(page, "job-queue-header", "1 waiting")
+    wait_text(page, "job-queue-header", "1 waiting")
+    # the click's answer (a later redraw of the list may already have replaced it)
+    assert wait_until(lambda: any("Added with 1 job ahead of it" in t for t in texts_seen(page, "job-queue-header")),
+                      5), texts_seen(page, "job-queue-header")
     queue_job(page, "a ferry in fog", 13)
     wait_text(page, "job-queue-header", "2 waiting")
     rows = queue_rows(page)
