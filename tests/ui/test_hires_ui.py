@@ -7,13 +7,27 @@ from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, progre
 pytestmark = needs_chromium
 
 
+def set_slider(page, elem_id: str, value: float) -> None:
+    """Type into a slider's number box until the slider itself has taken the value (a box that was still being
+    laid out when typed into can lose it)."""
+    for _ in range(3):
+        set_number(page, elem_id, value)
+        try:
+            page.wait_for_function("([id, v]) => Number(document.querySelector(`#${id} input[type=range]`)?.value) === v",
+                                   arg=[elem_id, value], timeout=2_000)
+            return
+        except Exception:  # typed too early: again
+            continue
+    raise AssertionError(f"the slider {elem_id} did not take {value}")
+
+
 def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):
     page = desktop
     open_app(page, local_app.url)
     fill_image_form(page, "a castle on a hill", steps=4, seed=21)
     page.locator("#hires-box").get_by_text("Hires fix").click()
-    set_number(page, "hires-scale", 2)
-    set_number(page, "hires-steps", 40)  # long enough to be seen: 40 x 0.5 = 20 steps
+    for elem_id, value in (("hires-scale", 2), ("hires-steps", 40)):  # 40 x 0.5 = 20 steps: long enough to be seen
+        set_slider(page, elem_id, value)
     watch_progress(page)
     page.click("#generate")
     wait_progress(page, "Done", 60_000)
