@@ -244,6 +244,17 @@ def set_number(page, elem_id: str, value: Any) -> None:
     locator.press("Tab")
 
 
+def set_number_settled(page, elem_id: str, value: Any, settle_ms: int = 300) -> None:
+    """`set_number` right after the layout changed (a box just opened, a picture just sent into it): type again
+    while the box shows another value a moment later (it was redrawn and lost what was typed)."""
+    for _ in range(3):
+        set_number(page, elem_id, value)
+        page.wait_for_timeout(settle_ms)
+        if page.locator(f"#{elem_id} input[type=number]").first.input_value() == str(value):
+            return
+    raise AssertionError(f"#{elem_id} did not keep {value}")
+
+
 def fill_image_form(page, prompt: str, *, width: int = 64, height: int = 64, steps: int = 3, seed: int = -1,
                     backend: str | None = None) -> None:
     page.locator("#prompt textarea").fill(prompt)

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from tests.ui.conftest import (fill_image_form, generate_one, history_count, needs_chromium, open_app,
-                               send_first_result, set_number, wait_progress, wait_text, wait_until)
+                               send_first_result, set_number, set_number_settled, wait_progress, wait_text,
+                               wait_until)
 
 pytestmark = needs_chromium
 
@@ -61,7 +62,7 @@ def test_send_to_inpaint_then_outpaint_a_side(desktop, local_app):
     page = desktop
     generate_one(page, local_app.url, "a meadow", steps=2, seed=32)
     send_first_result(page, "send-to-inpaint", "is in the inpaint box")
-    set_number(page, "outpaint-right", 32)
+    set_number_settled(page, "outpaint-right", 32)  # the box has just opened with the picture
     page.click("#generate")
     wait_progress(page, "Done", 60_000)
     assert "96×64" in wait_text(page, "result-details", "96×64")
