@@ -77,9 +77,10 @@ async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
     assert "error" not in outcomes
     assert len(outcomes) == len(list(comfy_manager.settings.output_dir.rglob("*.png")))
     flips = [h for h in comfy_manager.backends["comfyui"].monitor.history if h[1] == fake.url]
-    # one recorded flip per real change at most (the server changed state about 30 times, more when the last
-    # request ran past the 30 s; ~150 polls ran), and the up state it started in
-    assert 2 <= len(flips) <= changes[0] + 1, (len(flips), changes[0])
+    # a recorded flip per real change (the server changed state about 30 times, more when the last request ran
+    # past the 30 s), not one per poll (~150 ran): the up state it started in, the changes, and room for one poll
+    # that timed out under load while the server was up (a down-and-up pair)
+    assert 2 <= len(flips) <= changes[0] + 3, (len(flips), changes[0])
 
 
 async def test_garbage_from_view_falls_back(comfy_manager, fake):
