@@ -145,10 +145,10 @@ class UNetCompiler:
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return
-        with self._lock:
+        with self._lock:  # a thread still compiling the previous model's UNet finishes unheeded
             self._generation += 1
             self._eager, self._compiled = eager, compiled
-            self._queue, self._ready = [], set()
+            self._queue, self._ready, self._busy = [], set(), False
             self.state = CompileState(status="waiting", model=model)
         pipe.unet = ShapeRouter(eager, compiled, self._is_ready, self.request)
         latent = native_size // 8

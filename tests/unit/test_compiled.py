@@ -135,3 +135,17 @@ async def test_the_status_tab_shows_precision_and_compilation(manager):
     assert status["precision"] == "float32 (auto for cpu)" and status["compile"]["status"] == "off"
     html = render_status(status)
     assert "<th>precision</th>" in html and "float32 (auto for cpu)" in html and "auto: off" in html
+
+
+def test_a_model_loaded_while_the_last_one_compiles_is_compiled_too(tiny_model_dir, tmp_path):
+    def slow_backend(graph, example_inputs):  # a compilation that takes a while
+        time.sleep(1.5)
+        return graph.forward
+
+    first, second = tiny_pipe(tiny_model_dir), tiny_pipe(tiny_model_dir)
+    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=slow_backend)
+    compiler.attach(first, "first", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "compiling", 10)
+    compiler.attach(second, "second", native_size=64)  # the first one's compilation is still running
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    assert compiler.snapshot()["model"] == "second" and compiler.snapshot()["shapes"] == ["64x64"]
