@@ -244,6 +244,20 @@ def set_number(page, elem_id: str, value: Any) -> None:
     locator.press("Tab")
 
 
+def set_slider(page, elem_id: str, value: float) -> None:
+    """Type into a slider's number box until the slider itself has taken the value (a box that was still being
+    laid out when typed into can lose it)."""
+    for _ in range(3):
+        set_number(page, elem_id, value)
+        try:
+            page.wait_for_function("([id, v]) => Number(document.querySelector(`#${id} input[type=range]`)?.value) === v",
+                                   arg=[elem_id, value], timeout=2_000)
+            return
+        except Exception:  # typed too early: again
+            continue
+    raise AssertionError(f"the slider {elem_id} did not take {value}")
+
+
 def set_number_settled(page, elem_id: str, value: Any, settle_ms: int = 300) -> None:
     """`set_number` right after the layout changed (a box just opened, a picture just sent into it): type again
     while the box shows another value a moment later (it was redrawn and lost what was typed)."""

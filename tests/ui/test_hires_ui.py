@@ -1,24 +1,10 @@
 """The hires fix in the browser: its steps are marked on the progress line and the result is the larger size."""
 from __future__ import annotations
 
-from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, progress_seen, set_number, wait_progress,
+from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, progress_seen, set_slider, wait_progress,
                                wait_text, watch_progress)
 
 pytestmark = needs_chromium
-
-
-def set_slider(page, elem_id: str, value: float) -> None:
-    """Type into a slider's number box until the slider itself has taken the value (a box that was still being
-    laid out when typed into can lose it)."""
-    for _ in range(3):
-        set_number(page, elem_id, value)
-        try:
-            page.wait_for_function("([id, v]) => Number(document.querySelector(`#${id} input[type=range]`)?.value) === v",
-                                   arg=[elem_id, value], timeout=2_000)
-            return
-        except Exception:  # typed too early: again
-            continue
-    raise AssertionError(f"the slider {elem_id} did not take {value}")
 
 
 def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):

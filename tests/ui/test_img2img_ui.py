@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.integration.test_img2img_local import init_image
 from tests.ui.conftest import (fill_image_form, generate_one, needs_chromium, open_app, send_first_result, set_number,
-                               wait_progress, wait_text)
+                               set_slider, wait_progress, wait_text)
 
 pytestmark = needs_chromium
 
@@ -14,7 +14,7 @@ def test_a_result_sent_from_the_history_is_redrawn(desktop, local_app):
     generate_one(page, local_app.url, "a lighthouse", steps=2, seed=12)
     send_first_result(page, "send-to-img2img", "is the init image now")
     page.locator("#init-image img").first.wait_for()  # the box opened with the picture in it
-    set_number(page, "strength", 0.5)
+    set_slider(page, "strength", 0.5)  # the box has just opened with the picture
     set_number(page, "steps", 4)
     page.click("#generate")
     wait_progress(page, "Done")
