@@ -177,13 +177,13 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
                                    gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
     local = manager.router.last_resort
-    local.compiler.backend = args.compile_backend
+    local.pool[0].compiler.backend = args.compile_backend
     pipe = local.pipeline(find_model(SDXL_ID), local.weights[SDXL_ID])
     out: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2),
                            "offloaded": bool(getattr(pipe, "_offload_gpu_id", None) is not None
                                              or getattr(pipe, "_all_hooks", None))}
     if mode == "warm_restart":
-        out["compile_s"] = round(wait_compiled(local.compiler), 2)
+        out["compile_s"] = round(wait_compiled(local.pool[0].compiler), 2)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     made = time.perf_counter()
@@ -203,7 +203,7 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
                                                                 guidance_scale=7.0))
         out["other_size_right_after"] = {"size": other, "status": result.status,
                                          "seconds": round(time.perf_counter() - made, 3)}
-        out["compile_state"] = local.compiler.snapshot()
+        out["compile_state"] = local.pool[0].compiler.snapshot()
     return out  # no shutdown: the process ends at once (a compilation of the other size may be running)
 
 
@@ -333,18 +333,18 @@ def main() -> None:
     def compiled_section() -> None:
         from engine.compiled import UNetCompiler
 
-        local.compiler = UNetCompiler("on", device, manager.settings.compile_cache_dir,
-                                      backend=args.compile_backend)
+        local.pool[0].compiler = UNetCompiler("on", device, manager.settings.compile_cache_dir,
+                                              backend=args.compile_backend)
         started = time.perf_counter()
-        local.compiler.attach(pipe, spec.label, size)
+        local.pool[0].compiler.attach(pipe, spec.label, size)
         report["request_while_compiling_s"] = round(timed(lambda: engine(True), device), 3)  # eager meanwhile
         save()
-        wait_compiled(local.compiler)
+        wait_compiled(local.pool[0].compiler)
         report["compile_cold_s"] = round(time.perf_counter() - started, 1)
         samples = interleaved({"raw (eager UNet)": raw_eager, "engine compiled, previews on": lambda: engine(True),
                                "engine compiled, previews off": lambda: engine(False)}, repeat, device)
         report["variants"].update({"raw, again beside the compiled runs": samples.pop("raw (eager UNet)"), **samples})
-        report["compile_state"] = local.compiler.snapshot()
+        report["compile_state"] = local.pool[0].compiler.snapshot()
 
     section("eager", eager_section)
     section("dtype", dtype_section)

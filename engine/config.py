@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -30,6 +31,18 @@ def parse_server_urls(raw: str) -> list[str]:
             raise ValueError(f"COMFYUI_API_URL entries must be http(s) URLs, got {part!r}.")
         urls.append(part.rstrip("/"))
     return urls
+
+
+DEVICE_NAME = re.compile(r"(cpu|mps|cuda(:\d+)?)")  # one entry of GATOR_DEVICES
+
+
+def devices_problem(setting: str) -> str | None:
+    """A sentence when GATOR_DEVICES names something that is not a device ("cuda:0,cuda:1", "cpu")."""
+    wrong = [name.strip() for name in setting.split(",") if name.strip() and not DEVICE_NAME.fullmatch(name.strip())]
+    if wrong:
+        return (f"GATOR_DEVICES lists devices separated by commas, each cpu, mps, cuda or cuda:N "
+                f"(got {', '.join(map(repr, wrong))}).")
+    return None
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -78,6 +91,8 @@ class Settings:
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
     # run with model CPU offload
     gpu_memory_gb: float | None = None
+    # GATOR_DEVICES: the devices local generation runs on, one worker each ("cuda:0,cuda:1"); unset: every CUDA GPU
+    devices: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -110,11 +125,12 @@ class Settings:
             compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
+            devices=(env.get("GATOR_DEVICES") or "").strip().lower(),
         )
         settings = replace(settings, **overrides) if overrides else settings
         if settings.compile_mode not in COMPILE_MODES:
             raise ValueError(f"GATOR_COMPILE must be one of {', '.join(COMPILE_MODES)} (got {settings.compile_mode!r}).")
-        problem = dtype_problem(settings.dtype)
+        problem = dtype_problem(settings.dtype) or devices_problem(settings.devices)
         if problem:
             raise ValueError(problem)
         return settings

@@ -34,7 +34,8 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
 from . import params as P
 from .params import ALIASES
 from .png_info import png_info
-from .registry import Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, probe_hardware
+from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, local_devices,
+                       probe_hardware)
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
@@ -83,10 +84,13 @@ class AIModelManager:
     def _initialize_sync(self) -> None:
         keep_log_lines_short()
         self._leftovers = sweep_leftovers(self.settings.output_dir)  # after a crash: partial files, "rendering" JSONs
-        if self.hardware is None:
-            self.hardware = capped(probe_hardware(), self.settings.gpu_memory_gb)
-        logger.info("Hardware: %s", self.hardware.describe())
-        context = BackendContext(self.settings, self.hardware, on_change=self._record_switch,
+        devices = local_devices(self.settings.devices, self.hardware or probe_hardware())
+        if self.hardware is None:  # a probed machine: GATOR_GPU_MEMORY_GB holds each GPU to its share
+            devices = [capped(device, self.settings.gpu_memory_gb) for device in devices]
+        self.hardware = devices[0]
+        logger.info("Hardware: %s%s", self.hardware.describe(),
+                    f"; local workers on {', '.join(d.torch_device for d in devices)}" if len(devices) > 1 else "")
+        context = BackendContext(self.settings, self.hardware, tuple(devices), on_change=self._record_switch,
                                  start_monitor=self._start_monitor)
         backends = build_backends(context)
         for backend in backends:
@@ -328,6 +332,7 @@ class AIModelManager:
             "loaded_model": local.details.get("loaded_model"),
             "precision": local.details.get("dtype"),
             "compile": local.details.get("compile"),
+            "workers": local.details.get("workers") or [],
             "models": self.available_models(),
             "loras": self.available_loras(),
             "controlnets": self.available_controlnets(),

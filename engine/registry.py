@@ -91,6 +91,12 @@ class Hardware:
     device_name: str
     vram_gb: float  # free-able GPU memory (total for CUDA); 0 on CPU
     ram_gb: float
+    index: int | None = None  # which GPU of several (cuda:1); None: the device's default one
+
+    @property
+    def torch_device(self) -> str:
+        """The device as torch names it: "cuda:1" for one GPU of several, else the kind ("cuda", "cpu")."""
+        return f"{self.device}:{self.index}" if self.index is not None and self.device == "cuda" else self.device
 
     def describe(self) -> str:
         if self.device == "cpu":
@@ -126,6 +132,39 @@ def probe_hardware() -> Hardware:
     return Hardware("cpu", "CPU", 0.0, ram)
 
 
+def local_devices(setting: str, probed: Hardware) -> list[Hardware]:
+    """The devices local generation runs on, one worker each: GATOR_DEVICES's list ("cuda:0,cuda:1"; "cpu,cpu" gives
+    two CPU workers), or, unset, every CUDA GPU (one `probed` device otherwise). A listed GPU this machine lacks is
+    left out with a warning; with none left, `probed`."""
+    names = [name.strip().lower() for name in setting.split(",") if name.strip()]
+    count = cuda_device_count() if probed.device == "cuda" or any(n.startswith("cuda") for n in names) else 0
+    if not names:
+        return [_cuda_device(i, probed.ram_gb) for i in range(count)] if count > 1 else [probed]
+    devices = []
+    for number, name in enumerate(names):
+        kind, _, index = name.partition(":")
+        if kind == "cuda":
+            gpu = int(index or 0)
+            if gpu < count:
+                devices.append(_cuda_device(gpu, probed.ram_gb))
+            else:
+                logger.warning("GATOR_DEVICES names %s, but this machine has %d CUDA GPU(s): left out.", name, count)
+        elif kind == probed.device or kind == "cpu":
+            devices.append(Hardware(probed.device if kind == probed.device else "cpu",
+                                    probed.device_name if kind == probed.device else "CPU",
+                                    probed.vram_gb if kind == probed.device else 0.0, probed.ram_gb, index=number))
+        else:
+            logger.warning("GATOR_DEVICES names %s, which this machine does not have: left out.", name)
+    return devices or [probed]
+
+
+def _cuda_device(index: int, ram_gb: float) -> Hardware:
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    return Hardware("cuda", props.name, props.total_memory / GIB, ram_gb, index=index)
+
+
 def cuda_device_count() -> int:
     """How many CUDA GPUs this machine has (0 without CUDA). Never raises."""
     try:
@@ -154,9 +193,9 @@ def capped(hw: Hardware, gpu_memory_gb: float | None) -> Hardware:
         return hw
     import torch
 
-    torch.cuda.set_per_process_memory_fraction(gpu_memory_gb / hw.vram_gb)
-    logger.info("GPU memory capped at %.1f GiB of %.1f GiB", gpu_memory_gb, hw.vram_gb)
-    return Hardware(hw.device, hw.device_name, gpu_memory_gb, hw.ram_gb)
+    torch.cuda.set_per_process_memory_fraction(gpu_memory_gb / hw.vram_gb, hw.index)
+    logger.info("GPU memory of %s capped at %.1f GiB of %.1f GiB", hw.torch_device, gpu_memory_gb, hw.vram_gb)
+    return Hardware(hw.device, hw.device_name, gpu_memory_gb, hw.ram_gb, hw.index)
 
 
 def needs_offload(spec: ModelSpec, hw: Hardware) -> bool:

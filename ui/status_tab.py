@@ -149,6 +149,15 @@ def _render_top(status: dict[str, Any]) -> str:
         _e(status.get("loaded_model") or "none yet"), _e(status.get("precision") or "–"),
         _e(f"{compiled.get('mode', 'off')}: {compiled.get('summary', 'off')}" if compiled else "–"),
     ]], "status-local"))
+    workers = status.get("workers") or []
+    if len(workers) > 1:  # one local worker per device: where requests went and what each holds
+        out.append('<h3 id="status-workers-section">Local workers</h3>')
+        out.append(_table(["worker", "device", "VRAM", "state", "loaded model", "jobs done", "compiled UNet"], [[
+            f"<code>{_e(w.get('name'))}</code>", _e(w.get("device_name") or w.get("device")),
+            f"{_e(w.get('vram_gb'))} GiB" if w.get("vram_gb") else "–", _e(w.get("state")),
+            _e(w.get("loaded_model") or "none yet"), _e(w.get("jobs_done")),
+            _e((w.get("compile") or {}).get("summary") or "off"),
+        ] for w in workers], "status-workers"))
 
     models = status.get("models") or []
     out.append('<h3 id="status-models-section">Models</h3>')

@@ -30,6 +30,7 @@ class BackendContext:
 
     settings: Settings
     hardware: Hardware
+    devices: tuple[Hardware, ...] = ()  # the local devices, one worker each (empty: `hardware` alone)
     on_change: OnChange = lambda what, why: None
     start_monitor: bool = True  # False in tests that poll by hand
 

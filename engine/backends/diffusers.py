@@ -1,5 +1,6 @@
-"""The local backend: diffusers pipelines on this machine. One pipeline kept loaded, device/dtype choice,
-step previews, cancel; real weights that are missing or fail to load are replaced by the built-in tiny model."""
+"""The local backend: diffusers pipelines on this machine, one worker per device (engine/backends/device_workers.py)
+keeping one pipeline loaded; dtype choice, step previews, cancel; real weights that are missing or fail to load are
+replaced by the built-in tiny model."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
-from ..compiled import UNetCompiler
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
@@ -27,12 +27,10 @@ from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
-from .controlnet_models import ControlNets
-from .embeddings import Embeddings, named_in
-from .lora_adapters import LoraAdapters, LoraFile
+from .device_workers import DeviceWorker, WorkerPool
+from .embeddings import named_in
+from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, weighted_inputs
-from .upscale_models import UpscaleModels
-from .vae_choice import VaeChoice
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +51,8 @@ def slerp(a, b, t: float):
 
 
 class DiffusersBackend(Backend):
-    """Runs diffusers pipelines on this machine, one generation at a time per device."""
+    """Runs diffusers pipelines on this machine, one generation at a time per device (`devices`: one worker each;
+    default: `hardware` alone)."""
 
     name = "diffusers"
     label = "diffusers"
@@ -63,10 +62,11 @@ class DiffusersBackend(Backend):
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
-                 dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None) -> None:
+                 dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None,
+                 devices: Sequence[Hardware] | None = None) -> None:
         self.hardware = hardware
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
-        self.compiler = UNetCompiler(compile_mode, hardware.device, compile_cache_dir)
+        self.pool = WorkerPool(devices or [hardware], compile_mode, compile_cache_dir)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
@@ -76,18 +76,8 @@ class DiffusersBackend(Backend):
         self.user_models: dict[str, ModelSpec] = {}  # the user's own checkpoints, by id (their file name)
         self.notices: list[str] = []  # why real weights are not available
         self._failed: dict[tuple[str, int, float], str] = {}  # files that failed to load, until they change
-        self.adapters = LoraAdapters()
-        self.vae_choice = VaeChoice()
-        self.controlnet_models = ControlNets()
-        self.embeddings = Embeddings()
-        self.upscale_models = UpscaleModels()
-        self._pipe = None
-        self._pipe_key: tuple[str, str] | None = None
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._waiting = 0
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="diffusers")
-        self.loads = 0  # how many times a pipeline was loaded from disk (cache reuse is observable)
+        self._executor = ThreadPoolExecutor(max_workers=8 * len(self.pool), thread_name_prefix="diffusers")
+        self._loading = threading.Lock()
 
     # -- what it can run ------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,10 +195,12 @@ class DiffusersBackend(Backend):
         if file.problem:
             raise InvalidRequest(file.problem)
 
+        worker = self.pool.claim()
+
         def work() -> Any:
-            with self._run_lock:
-                return self.upscale_models.upscale(file, image, width, height, self.hardware.device,
-                                                   stopped=lambda: cancel is not None and cancel.is_set())
+            with worker.running():
+                return worker.upscale_models.upscale(file, image, width, height, worker.device,
+                                                     stopped=lambda: cancel is not None and cancel.is_set())
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
@@ -287,45 +279,58 @@ class DiffusersBackend(Backend):
                                 details={"demo": False, "notices": list(self.notices), "loaded_model": None})
         return BackendState(name=self.name, label=self.label, enabled=True, ready=True,
                             summary=f"{best.label} on {self.hardware.describe()}"
+                                    + (f" x {len(self.pool)} workers" if len(self.pool) > 1 else "")
                                     + (f" (loaded: {self.loaded_model})" if self.loaded_model else ""),
                             short_reason="" if not best.builtin else "no real weights found",
                             models=[m.id for m in self.models()],
                             details={"demo": best.builtin, "notices": list(self.notices),
-                                     "loaded_model": self.loaded_model, "compile": self.compiler.snapshot(),
-                                     "dtype": f"{self.dtype_name} ({self.dtype_reason})"})
+                                     "loaded_model": self.loaded_model, "compile": self.pool[0].compiler.snapshot(),
+                                     "dtype": f"{self.dtype_name} ({self.dtype_reason})",
+                                     "workers": self.pool.snapshot()})
 
     def wrap_generation(self, decorator: Any) -> None:
         """Run every local generation through `decorator` (e.g. a Hugging Face ZeroGPU `spaces.GPU(...)`)."""
         self._generate = decorator(self._generate)
 
     # -- device and loading -------------------------------------------------------------------
-    def device_and_dtype(self, spec: ModelSpec) -> tuple[str, Any]:
-        """The device and the dtype chosen for it (engine/precision.py); the tiny model always runs on the CPU in
-        fp32."""
+    def device_and_dtype(self, spec: ModelSpec, worker: DeviceWorker | None = None) -> tuple[str, Any]:
+        """The device of `worker` (the first one by default) and the dtype chosen for it (engine/precision.py); the
+        tiny model always runs on the CPU in fp32."""
         import torch
 
-        if spec.builtin or self.hardware.device == "cpu":
+        worker = worker or self.pool[0]
+        if spec.builtin or worker.hardware.device == "cpu":
             return "cpu", torch.float32
-        return self.hardware.device, getattr(torch, self.dtype_name)
+        return worker.device, getattr(torch, self.dtype_name)
 
     @property
     def loaded_model(self) -> str | None:
-        return self._pipe_key[0] if self._pipe_key else None
+        """The model(s) loaded now, comma-separated when workers hold different ones."""
+        loaded = list(dict.fromkeys(w.loaded_model for w in self.pool if w.loaded_model))
+        return ", ".join(loaded) or None
 
-    def pipeline(self, spec: ModelSpec, source: WeightSource):
-        """The pipeline for `spec`, loaded once and kept; a different model replaces it."""
+    @property
+    def loads(self) -> int:
+        """How many times a pipeline was loaded from disk, over every worker (cache reuse is observable)."""
+        return sum(w.loads for w in self.pool)
+
+    def pipeline(self, spec: ModelSpec, source: WeightSource, worker: DeviceWorker | None = None):
+        """The pipeline for `spec` on `worker` (the first one by default), loaded once and kept; a different model
+        replaces it."""
+        worker = worker or self.pool[0]
         key = (spec.id, source.location)
-        with self._load_lock:
-            if self._pipe is not None and self._pipe_key == key:
-                return self._pipe
-            self._pipe = None  # free the old one before loading the next
-            self._pipe_key = None
-            pipe = self._load(spec, source)
-            self._pipe, self._pipe_key = pipe, key
-            self.loads += 1
+        with worker.load_lock:
+            if worker.pipe is not None and worker.pipe_key == key:
+                return worker.pipe
+            worker.pipe = None  # free the old one before loading the next
+            worker.pipe_key = None
+            with self._loading:  # one load at a time: diffusers' empty-weights init patches torch process-wide
+                pipe = self._load(spec, source, worker)
+            worker.pipe, worker.pipe_key = pipe, key
+            worker.loads += 1
             return pipe
 
-    def _load(self, spec: ModelSpec, source: WeightSource):
+    def _load(self, spec: ModelSpec, source: WeightSource, worker: DeviceWorker):
         import diffusers
         import transformers
 
@@ -333,7 +338,7 @@ class DiffusersBackend(Backend):
         transformers.utils.logging.disable_progress_bar()
 
         cls = getattr(diffusers, spec.pipeline)
-        device, dtype = self.device_and_dtype(spec)
+        device, dtype = self.device_and_dtype(spec, worker)
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"dtype": dtype}
         try:
@@ -356,15 +361,15 @@ class DiffusersBackend(Backend):
             raise BackendUnavailable(f"Could not load {spec.label} from {source.location}: {err}") from err
         if hasattr(pipe, "safety_checker") and getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None
-        if needs_offload(spec, self.hardware):
-            logger.info("GPU memory is tight for %s: enabling model CPU offload", spec.label)
-            pipe.enable_model_cpu_offload()
+        if needs_offload(spec, worker.hardware):
+            logger.info("GPU memory of %s is tight for %s: enabling model CPU offload", worker.device, spec.label)
+            pipe.enable_model_cpu_offload(device=worker.device)
         else:
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         logger.info("Loaded %s (%s) on %s in %.2fs", spec.label, source.kind, device, time.perf_counter() - started)
         if not spec.builtin:  # the demo model is not worth compiling
-            self.compiler.attach(pipe, spec.label, spec.native_size)
+            worker.compiler.attach(pipe, spec.label, spec.native_size)
         return pipe
 
     # -- generation ---------------------------------------------------------------------------
@@ -379,7 +384,7 @@ class DiffusersBackend(Backend):
                 async for item in self._run(req, spec, self.weights[spec.id], cancel, previews):
                     if isinstance(item, Produced):
                         item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id, "license": spec.license,
-                                                     "server": None,
+                                                     "server": item.info.get("worker"),
                                                      "warnings": warnings + list(item.info.get("warnings", []))})
                     yield item
                 return
@@ -402,22 +407,23 @@ class DiffusersBackend(Backend):
         def stopped() -> bool:
             return stop.is_set() or bool(cancel is not None and cancel.is_set())
 
+        worker = self.pool.claim(spec.id)
+        position = worker.waiting if worker.busy else 0
+
         def work() -> None:
             try:
-                self._waiting += 1
-                with self._run_lock:
-                    self._waiting -= 1
+                with worker.running():
                     if stopped():
                         raise GenerationCancelled("Cancelled before it started.")
-                    push(self._generate(req, spec, source, push, stopped, previews))
+                    push(self._generate(req, spec, source, push, stopped, previews, worker))
             except BaseException as err:  # handed to the event loop, raised there
                 push(err)
             finally:
                 push(_END)
 
-        if self._run_lock.locked():
-            yield Queued(position=self._waiting + 1)
         loop.run_in_executor(self._executor, work)
+        if position:
+            yield Queued(position=position)
         try:
             while True:
                 item = await queue.get()
@@ -430,15 +436,15 @@ class DiffusersBackend(Backend):
             stop.set()  # the consumer left (cancelled task, closed generator): the thread stops at its next step
 
     def _generate(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
-                  push, stopped, previews: bool) -> Produced:
+                  push, stopped, previews: bool, worker: DeviceWorker) -> Produced:
         import torch
 
-        pipe = self.pipeline(spec, source)
-        self.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
+        pipe = self.pipeline(spec, source, worker)
+        worker.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
         vae = self.vae_file(req)
-        self.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
+        worker.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
-        warnings: list[str] = self.embeddings.apply(pipe, named, spec.family, spec.label)
+        warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
@@ -447,14 +453,14 @@ class DiffusersBackend(Backend):
         )
         run = pipe
         control_file = self.controlnet_file(req, spec)
-        with_controlnet = {"controlnet": self.controlnet_models.model(pipe, control_file, spec.label)} \
+        with_controlnet = {"controlnet": worker.controlnet_models.model(pipe, control_file, spec.label)} \
             if control_file is not None else {}
         if req.init_image is not None:  # img2img or inpaint on the loaded weights (from_pipe shares every module)
             total = min(int(req.num_inference_steps * req.strength), req.num_inference_steps)
             if total < 1:  # a strength too low for a single step keeps the init image, as asked
                 return Produced(image=req.init_image.copy(), info={"guidance": guidance, "warnings": warnings,
-                                                                   "generation_s": 0.0,
-                                                                   "device": self.device_and_dtype(spec)[0]})
+                                                                   "generation_s": 0.0, "worker": self._named(worker),
+                                                                   "device": self.device_and_dtype(spec, worker)[0]})
             if req.mask is not None:  # the size too: the inpaint pipelines default to the model's own
                 run = derived(pipe, "AutoPipelineForInpainting", **with_controlnet)
                 kwargs.update(image=req.init_image, mask_image=req.mask, strength=req.strength, width=req.width,
@@ -502,8 +508,12 @@ class DiffusersBackend(Backend):
             show(step_previews.flush())
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
-            "device": self.device_and_dtype(spec)[0],
+            "device": self.device_and_dtype(spec, worker)[0], "worker": self._named(worker),
         })
+
+    def _named(self, worker: DeviceWorker) -> str | None:
+        """The worker a result names (its `server`): only where there are several."""
+        return worker.name if len(self.pool) > 1 else None
 
     @staticmethod
     def _set_sampler(pipe, sampler: str) -> None:
@@ -618,7 +628,7 @@ def _build(context: BackendContext) -> DiffusersBackend:
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
                             model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
                             dtype=settings.dtype, compile_mode=settings.compile_mode,
-                            compile_cache_dir=settings.compile_cache_dir)
+                            compile_cache_dir=settings.compile_cache_dir, devices=context.devices or None)
 
 
 register_backend(DiffusersBackend.name, _build)

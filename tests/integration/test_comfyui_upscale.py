@@ -73,7 +73,7 @@ async def test_a_refused_upscale_is_finished_by_the_local_file_of_that_name(both
     result = await both.upscale_image(pattern(tmp_path), 2, "4x-UltraSharp")
     assert result.status == "success" and result.backend == "diffusers", result.error
     assert "4x-UltraSharp.pth" in result.fallback_reason and Image.open(result.path).size == (128, 96)
-    assert both.backends["diffusers"].upscale_models.tiles == 1
+    assert both.backends["diffusers"].pool[0].upscale_models.tiles == 1
     fake.fail_next_prompt({"2": _node_error("UpscaleModelLoader", "model_name", "sub/RealESRGAN_x2plus.safetensors",
                                             [])})
     only_there = await both.upscale_image(pattern(tmp_path), 2, "RealESRGAN_x2plus")  # nothing here to finish it
@@ -95,7 +95,7 @@ async def test_the_hires_fix_upscales_here_when_the_file_is_here_and_on_comfyui_
     sent = len(fake.prompts)
     here = await both.generate_image("a lighthouse", hires_upscaler="4x-UltraSharp", **run)
     assert here.status == "success", here.error
-    assert len(fake.prompts) - sent == 2 and both.backends["diffusers"].upscale_models.tiles == 1  # no upscale graph
+    assert len(fake.prompts) - sent == 2 and both.backends["diffusers"].pool[0].upscale_models.tiles == 1  # no upscale graph
     forced_local = await both.generate_image("a lighthouse", **{**run, "backend": "diffusers"},
                                              hires_upscaler="RealESRGAN_x2plus")
     assert forced_local.status == "error" and "is on ComfyUI only" in forced_local.error

@@ -29,7 +29,7 @@ async def test_a_model_upscaler_enlarges_between_the_passes(manager, settings):
     await manager.rescan_models()
     result = await manager.generate_image("a lighthouse", hires_upscaler="4x_tiny", **HIRES)
     assert result.status == "success" and (result.width, result.height) == (128, 128), result.error
-    assert result.hires_upscaler == "4x_tiny" and manager.backends["diffusers"].upscale_models.tiles == 1
+    assert result.hires_upscaler == "4x_tiny" and manager.backends["diffusers"].pool[0].upscale_models.tiles == 1
     assert "Hires upscaler: 4x_tiny" in Image.open(result.path).text["parameters"]
     lanczos = await manager.generate_image("a lighthouse", **HIRES)
     assert list(Image.open(result.path).getdata()) != list(Image.open(lanczos.path).getdata())

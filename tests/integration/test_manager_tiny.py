@@ -80,10 +80,10 @@ async def test_closing_the_stream_stops_the_worker(manager):
             break
     await agen.aclose()
     for _ in range(100):  # the worker thread stops at its next step and frees the device
-        if not manager.backends["diffusers"]._run_lock.locked():
+        if not manager.backends["diffusers"].pool[0].busy:
             break
         await asyncio.sleep(0.02)
-    assert not manager.backends["diffusers"]._run_lock.locked()
+    assert not manager.backends["diffusers"].pool[0].busy
     result = await manager.generate_image("next", width=64, height=64, num_inference_steps=2, seed=4)
     assert result["status"] == "success"
 
@@ -94,7 +94,7 @@ async def test_overlong_prompt_is_truncated_with_a_warning(manager):
     assert result["status"] == "success"
     assert result["warnings"] == []  # the tiny model's byte-level vocabulary is no real model's token limit
     # the same tokenizer outside the tiny model's folder stands for a real model: it warns
-    real = SimpleNamespace(tokenizer=manager.backends["diffusers"]._pipe.tokenizer, name_or_path="")
+    real = SimpleNamespace(tokenizer=manager.backends["diffusers"].pool[0].pipe.tokenizer, name_or_path="")
     warnings = DiffusersBackend._truncation_warnings(real, GenerationRequest(prompt))
     assert any("cut off" in w for w in warnings)
 

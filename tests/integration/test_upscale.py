@@ -70,7 +70,7 @@ async def test_a_model_upscaler_lands_on_the_exact_size_and_is_not_lanczos(with_
 
 async def test_a_pth_loads_weights_only_and_stays_loaded(with_upscalers, tmp_path):
     manager = with_upscalers
-    models = manager.backends["diffusers"].upscale_models
+    models = manager.backends["diffusers"].pool[0].upscale_models
     Image.new("RGB", (40, 40), (200, 60, 10)).save(tmp_path / "small.png")
     first = await manager.upscale_image(str(tmp_path / "small.png"), 3, "4x_rrdb")
     again = await manager.upscale_image(str(tmp_path / "small.png"), 1.5, "4x_rrdb")
@@ -99,7 +99,7 @@ async def test_broken_upscaler_files_are_sentences_remembered_until_they_change(
         result = await manager.upscale_image(str(tmp_path / "small.png"), 2, name)
         assert result.status == "error" and needle in result.error, (name, result.error)
         assert str(folder) not in result.error  # the file's name, never the server's path
-    models = manager.backends["diffusers"].upscale_models
+    models = manager.backends["diffusers"].pool[0].upscale_models
     loads_before = models.loads
     assert "could not be loaded" in (await manager.upscale_image(str(tmp_path / "small.png"), 2, "cut")).error
     assert models.loads == loads_before  # remembered: not read again until the file changes

@@ -147,6 +147,17 @@ def test_status_renders_servers_and_switches():
     assert "No server configured" in render_status({"servers": []})
 
 
+def test_local_workers_are_listed_only_when_there_are_several():
+    worker = {"name": "cuda:0", "device": "cuda:0", "device_name": "RTX 4090", "vram_gb": 24.0, "state": "running",
+              "loaded_model": "sdxl-1.0", "jobs_done": 3, "compile": {"summary": "ready: 1024x1024"}}
+    assert "status-workers" not in render_status({"workers": [worker]})  # one device: "This machine" says it all
+    html = render_status({"workers": [worker, {**worker, "name": "cuda:1", "state": "idle, 2 waiting",
+                                               "loaded_model": None, "jobs_done": 0}]})
+    for needle in ("Local workers", "<code>cuda:1</code>", "24.0 GiB", "idle, 2 waiting", "none yet",
+                   "ready: 1024x1024", "<td>3</td>"):
+        assert needle in html
+
+
 def test_api_results_name_no_file_objects():
     safe = api_safe({"path": "/x.png", "image": object(), "scenes": [{"path": "/k.png"}], "n": float("nan")})
     assert safe == {"saved_path": "/x.png", "scenes": [{"saved_path": "/k.png"}], "n": None}
