@@ -11,7 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from engine import AIModelManager  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from ui.app import build_demo, launch_options  # noqa: E402
-from ui.launcher import parse_args, serve, settings_overrides  # noqa: E402
+from ui.launcher import parse_args, serve, settings_overrides, stop_on_sigterm  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("GATOR_LOG_LEVEL", "INFO"),
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -30,6 +30,7 @@ def _use_zerogpu(manager: AIModelManager) -> bool:
 
 
 args = parse_args()
+stop_on_sigterm()  # from here on SIGTERM ends the app as Ctrl+C does (a started ComfyUI is stopped)
 manager = AIModelManager(Settings.from_env(**settings_overrides(args)), admins=args.admins)
 asyncio.run(manager.initialize_models())
 _use_zerogpu(manager)

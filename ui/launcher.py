@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 from typing import Any, Sequence
 
 from engine.backends import prefer_choices
@@ -130,6 +132,19 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
     if block:
         demo.block_thread()
     return result
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (`kill`, `docker stop`, systemd) end the app as Ctrl+C does: the server closes and the caller's
+    clean-up runs (atexit too, during start-up), so a ComfyUI the app started is stopped. Only the main thread can set
+    a handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    logger.info("Stopping (signal %d).", signum)
+    raise KeyboardInterrupt
 
 
 def share_failed(demo: Any, args: argparse.Namespace) -> bool:

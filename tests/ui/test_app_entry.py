@@ -1,14 +1,17 @@
 """app.py as a user runs it: flags, a share link that cannot be made offline, a login."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 
 import httpx
+import psutil
 from gradio_client import Client
 
-from tests.ui.conftest import ROOT
+from tests.support.comfyui_folder import make_comfyui_folder
+from tests.ui.conftest import ROOT, free_port, wait_until
 
 
 def test_help_lists_the_flags():
@@ -32,3 +35,15 @@ def test_auth_from_the_environment(run_app):
     assert httpx.get(url + "config", timeout=5).status_code == 401
     status = Client(url, auth=("ann", "secret"), verbose=False).predict(api_name="/status")
     assert status["active"]["demo"] and "tiny demo model" in status["active"]["label"]
+
+
+def test_sigterm_stops_the_app_and_the_comfyui_it_started(run_app, tmp_path):
+    url, log = run_app(GATOR_ENABLE_COMFYUI="1", COMFYUI_DIR=str(make_comfyui_folder(tmp_path / "ComfyUI")),
+                       COMFYUI_API_URL=f"http://127.0.0.1:{free_port()}")
+    app = next(proc for proc in psutil.Process().children() if "app.py" in " ".join(proc.cmdline()))
+    assert wait_until(lambda: any("main.py" in " ".join(c.cmdline()) for c in app.children()), 30), log.read_text()
+    comfyui = next(c for c in app.children() if "main.py" in " ".join(c.cmdline()))
+    app.send_signal(signal.SIGTERM)
+    assert app.wait(timeout=30) == 0  # a clean exit: the server closed, the clean-up ran
+    assert wait_until(lambda: not comfyui.is_running() or comfyui.status() == psutil.STATUS_ZOMBIE, 5), log.read_text()
+    assert "Stopping (signal 15)" in log.read_text()
