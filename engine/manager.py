@@ -208,8 +208,9 @@ class AIModelManager:
 
     # -- what is available ---------------------------------------------------------------------
     def backend_choices(self) -> list[tuple[str, str]]:
-        """(label, name) of every backend a request may name, after auto."""
-        return [(AUTO, AUTO)] + [(b.label, b.name) for b in self.backends.values()]
+        """(label, name) of auto and every enabled backend: the Image tab's choice (a backend switched off, such as
+        the cloud without ENABLE_CLOUD_APIS, is not offered; named through the API it is a sentence)."""
+        return [(AUTO, AUTO)] + [(b.label, b.name) for b in self.backends.values() if b.enabled]
 
     def can_interpolate(self, backend: str) -> bool:
         """Whether `backend` can make seed-travel in-betweens (video transitions)."""

@@ -54,6 +54,7 @@ async def test_off_nothing_leaves_the_machine_even_when_it_would_fall_back(tmp_p
             assert forced.error == "Cloud APIs are off (ENABLE_CLOUD_APIS=0): nothing is sent off this machine."
             cloud = next(b for b in manager.status()["backends"] if b["name"] == "cloud")
             assert not cloud["enabled"] and "nothing leaves this machine" in cloud["summary"]
+            assert "cloud" not in dict(manager.backend_choices()).values()  # not offered in the Image tab
         finally:
             manager.shutdown()
         assert fake.connections == 0 and fake.requests == []

@@ -18,6 +18,8 @@ def test_generate_and_the_preview_are_visible_without_scrolling(desktop, local_a
     for selector in ("#prompt", "#generate", "#stop", "#progress-line", "#image-output"):
         assert on_screen(desktop, selector), selector
     assert "Ctrl+Enter" in desktop.locator("#prompt").inner_text()
+    # ComfyUI and the cloud are off in this app: the backend choice offers neither
+    assert [radio.get_attribute("value") for radio in desktop.locator("#backend input").all()] == ["auto", "diffusers"]
     desktop.get_by_role("tab", name="Video storyboard").click()
     desktop.wait_for_selector("#video-render")
     for selector in ("#video-render", "#video-stop", "#video-progress", "#video-preview"):
