@@ -40,5 +40,7 @@ if __name__ == "__main__":
     logger.info("Backend now: %s", manager.status()["active"]["label"])
     try:
         serve(demo, args, launch_options(manager, demo))
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM before the server was fully up: a clean stop all the same
+        pass
     finally:
         manager.shutdown()
