@@ -28,7 +28,8 @@ from tests.conftest import CPU  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-features=BackForwardCache"]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
@@ -60,7 +61,7 @@ def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
     manager = AIModelManager(settings, hardware=CPU)
     run_coroutine(manager.initialize_models())
     demo = build_demo(manager, browse_outputs=browse_outputs)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, ssr_mode=False,
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, ssr_mode=False,
                             quiet=True, **launch_options(manager, demo))
     return RunningApp(url=url, manager=manager, demo=demo, output_dir=Path(settings.output_dir))
 
@@ -78,6 +79,25 @@ def local_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
     app = start_app(settings)
     yield app
     stop_app(app)
+
+
+@pytest.fixture
+def app_with_env(tmp_path, tiny_model_dir, monkeypatch) -> Iterator[Callable[..., RunningApp]]:
+    """start(**env) -> RunningApp: the app in this process (tiny model, no ComfyUI) built with `env` set, for the
+    settings the UI reads from the environment; a quicker start than app.py's. Stopped after the test."""
+    apps: list[RunningApp] = []
+
+    def start(**env: str) -> RunningApp:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        app = start_app(Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
+                                 tiny_model_dir=tiny_model_dir, models_dir=tmp_path / "models"))
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        stop_app(app)
 
 
 @pytest.fixture(scope="module")
@@ -122,37 +142,68 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture
-def new_page(chromium_browser, request) -> Iterator[Callable[[], Any]]:
-    """A factory of pages, each in its own browser context (its own Gradio session)."""
-    contexts, pages = [], []
+@pytest.fixture(scope="package")
+def shared_context(chromium_browser):
+    """The browser context most pages open in, with the pages that finished tests left open (on about:blank) for the
+    next tests: each load of the app is a Gradio session of its own, and a page that loaded it before opens it again
+    in about half the time of a new page (the renderer and the compiled scripts are kept)."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(20_000)
+    context.idle_pages = []
+    yield context
+    context.close()
 
-    def make():
-        context = chromium_browser.new_context(viewport={"width": 1280, "height": 1000})
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        contexts.append(context)
+
+@pytest.fixture
+def new_page(chromium_browser, shared_context, request) -> Iterator[Callable[..., Any]]:
+    """A factory of pages: make() gives one in the shared context (its own Gradio session once it opens the app;
+    cookies are cleared after the test), make(own_context=True) one in a context of its own (its own login)."""
+    contexts, pages, shared = [], [], []
+
+    def make(own_context: bool = False, width: int = 1280, height: int = 1000):
+        if own_context:
+            context = chromium_browser.new_context(viewport={"width": width, "height": height})
+            context.set_default_timeout(20_000)
+            contexts.append(context)
+            page = context.new_page()
+        else:
+            if shared_context.idle_pages:
+                page = shared_context.idle_pages.pop()
+                page.bring_to_front()  # a page left in the background would have its animation frames held back
+            else:
+                page = shared_context.new_page()
+            page.set_viewport_size({"width": width, "height": height})
+            shared.append(page)
         pages.append(page)
         return page
 
     yield make
-    for i, page in enumerate(pages if getattr(request.node, "call_failed", True) else ()):
+    failed = getattr(request.node, "call_failed", True)
+    for i, page in enumerate(pages if failed else ()):
         try:
             page.screenshot(path=str(_shot_name(request, "" if len(pages) == 1 else f"-page{i + 1}")), full_page=True)
         except Exception:  # a screenshot must never hide the test's own result
             pass
+    for page in shared:
+        if page.is_closed():
+            continue
+        if failed:
+            page.close()
+            continue
+        try:
+            page.goto("about:blank")  # leaves the app: its session ends as when a tab closes
+            shared_context.idle_pages.append(page)
+        except Exception:
+            page.close()
+    shared_context.clear_cookies()
     for context in contexts:
         context.close()
 
 
 @pytest.fixture
-def desktop(chromium_browser):
+def desktop(new_page):
     """A page at 1440x900, the first screen the layout tests judge."""
-    context = chromium_browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    return new_page(width=1440, height=900)
 
 
 @pytest.fixture
@@ -205,12 +256,11 @@ class AppProcesses:
         return url, log
 
     def stop(self) -> None:
+        """End them at once (SIGKILL): a graceful stop (SIGTERM, tested in test_app_entry.py) waits out the
+        interpreter's teardown of torch and Gradio, seconds per app."""
         for proc in self.procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -226,6 +276,29 @@ def app_process(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
     """(url, log) of one app.py with default flags, shared by the tests that need no settings of their own."""
     processes = AppProcesses(tmp_path_factory.mktemp("app-process"), tiny_model_dir)
     yield processes.start()
+    processes.stop()
+
+
+# logins of `login_app`: root is its admin; eve is the one whose password is guessed (and locked out)
+LOGINS = "ann:a1,bob:b2,root:r3,../x:x4,cy:c5,eve:eve-pass-7"
+
+
+@dataclass
+class LoginApp:
+    url: str
+    output_dir: Path
+    log: Path
+
+
+@pytest.fixture(scope="package")
+def login_app(tmp_path_factory, tiny_model_dir) -> Iterator[LoginApp]:
+    """app.py with logins from GATOR_AUTH (LOGINS), root as the admin, and a quick lock-out (3 failures lock a login
+    for 2 s; each failure answers 0.3 s late), shared by the tests of logins."""
+    folder = tmp_path_factory.mktemp("login-app")
+    processes = AppProcesses(folder, tiny_model_dir)
+    url, log = processes.start("--admin", "root", GATOR_AUTH=LOGINS, GATOR_LOGIN_MAX_FAILURES="3",
+                               GATOR_LOGIN_LOCKOUT_S="2", GATOR_LOGIN_DELAY_S="0.3")
+    yield LoginApp(url, folder / "outputs", log)
     processes.stop()
 
 

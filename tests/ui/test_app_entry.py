@@ -30,17 +30,18 @@ def test_share_without_internet_keeps_serving_locally(run_app):
     assert "consider --auth" in text and "Could not create a share link" in text
 
 
-def test_auth_from_the_environment(run_app):
-    url, _ = run_app(GATOR_AUTH="ann:secret")
+def test_auth_from_the_environment(login_app):  # its logins come from GATOR_AUTH
+    url = login_app.url
     assert httpx.get(url + "config", timeout=5).status_code == 401
-    status = Client(url, auth=("ann", "secret"), verbose=False).predict(api_name="/status")
+    status = Client(url, auth=("ann", "a1"), verbose=False).predict(api_name="/status")
     assert status["active"]["demo"] and "tiny demo model" in status["active"]["label"]
 
 
 def test_sigterm_stops_the_app_and_the_comfyui_it_started(run_app, tmp_path):
     url, log = run_app(GATOR_ENABLE_COMFYUI="1", COMFYUI_DIR=str(make_comfyui_folder(tmp_path / "ComfyUI")),
                        COMFYUI_API_URL=f"http://127.0.0.1:{free_port()}")
-    app = next(proc for proc in psutil.Process().children() if "app.py" in " ".join(proc.cmdline()))
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    app = next(proc for proc in psutil.Process().children() if proc.cmdline()[-2:] == ["--port", port])
     assert wait_until(lambda: any("main.py" in " ".join(c.cmdline()) for c in app.children()), 30), log.read_text()
     comfyui = next(c for c in app.children() if "main.py" in " ".join(c.cmdline()))
     app.send_signal(signal.SIGTERM)

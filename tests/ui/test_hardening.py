@@ -2,6 +2,7 @@
 "Security and limits"."""
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import time
@@ -12,20 +13,19 @@ import pytest
 
 
 def login(url: str, password: str) -> int:
-    return httpx.post(url + "login", data={"username": "ann", "password": password}, timeout=30).status_code
+    return httpx.post(url + "login", data={"username": "eve", "password": password}, timeout=30).status_code
 
 
-def test_repeated_bad_logins_are_slowed_then_locked_out(run_app):
-    url, log = run_app(GATOR_AUTH="ann:secret", GATOR_LOGIN_MAX_FAILURES="3", GATOR_LOGIN_LOCKOUT_S="3",
-                       GATOR_LOGIN_DELAY_S="0.4")
+def test_repeated_bad_logins_are_slowed_then_locked_out(login_app):
+    url = login_app.url  # 3 failures lock a login for 2 s; each failure answers 0.3 s late
     started = time.monotonic()
     assert [login(url, f"guess{n}") for n in range(3)] == [400, 400, 400]
-    assert time.monotonic() - started >= 1.2  # each failure answers late: no guessing at speed
-    assert login(url, "secret") == 400  # locked out, even with the right password
-    time.sleep(3.2)
-    assert login(url, "secret") == 200  # the lock-out ends
-    text = log.read_text()
-    assert "locked for 3 s after 3 failed attempts" in text and "secret" not in text and "guess" not in text
+    assert time.monotonic() - started >= 0.9  # each failure answers late: no guessing at speed
+    assert login(url, "eve-pass-7") == 400  # locked out, even with the right password
+    time.sleep(2.0)
+    assert login(url, "eve-pass-7") == 200  # the lock-out ends
+    text = login_app.log.read_text()
+    assert "locked for 2 s after 3 failed attempts" in text and "eve-pass-7" not in text and "guess" not in text
 
 
 # -- bounded work per request, fair queueing, cancel when the client leaves -----------------------------
@@ -117,12 +117,13 @@ def test_a_dropped_stream_stops_its_job(app_process):
     assert "its stream was dropped" in log.read_text()
 
 
-def test_a_stream_nobody_reads_stops_its_job(run_app):
-    url, log = run_app(GATOR_UNREAD_STREAM_S="1")
+def test_a_stream_nobody_reads_stops_its_job(app_with_env, caplog):
+    caplog.set_level(logging.INFO, logger="ui.sessions")
+    url = app_with_env(GATOR_UNREAD_STREAM_S="1").url
     join_generate_image(url, "never-reads", **LONG_JOB)
     time.sleep(2.5)
     assert small_request_seconds(url) < 5
-    assert "nobody reads its stream" in log.read_text()
+    assert "nobody reads its stream" in caplog.text
 
 
 # -- full disks: sentences, and the app still starts -----------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.integration.test_img2img_local import init_image
 from tests.ui.conftest import (fill_image_form, generate_one, needs_chromium, open_app, send_first_result, set_number,
-                               set_slider, wait_progress, wait_text)
+                               set_slider, wait_progress, wait_text, wait_until)
 
 pytestmark = needs_chromium
 
@@ -40,5 +40,9 @@ def test_upscale_puts_a_larger_copy_first_in_the_history(desktop, local_app):
     generate_one(page, local_app.url, "a lantern", steps=2, seed=14)
     send_first_result(page, "upscale-picked", "upscaled to 128×128")
     page.locator("#history .thumbnail-item").nth(1).wait_for()
-    page.locator("#history .thumbnail-item").first.click()
-    assert "128x128" in wait_text(page, "picked-params", "Size")
+
+    def pick_first() -> bool:  # (a click while the gallery is still being redrawn may land on the old first item)
+        page.locator("#history .thumbnail-item").first.click()
+        return wait_until(lambda: "128x128" in page.locator("#picked-params").inner_text(), 2)
+
+    assert wait_until(pick_first, 10), page.locator("#picked-params").inner_text()

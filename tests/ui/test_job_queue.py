@@ -8,7 +8,8 @@ from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, o
 
 pytestmark = needs_chromium
 
-LONG_STEPS = 400  # long enough on the tiny model to queue, look and cancel while it runs
+LONG_STEPS, LONG_SIZE = 150, 256  # the most steps, at 256 px: long enough on the tiny model (about 10 s here) to
+# queue, look and cancel while it runs, even on a busy machine
 
 
 def queue_rows(page) -> list[str]:
@@ -22,7 +23,7 @@ def history_seeds(page) -> list[str]:
 
 
 def start_long_job(page, prompt: str = "a long night", seed: int = 100) -> None:
-    fill_image_form(page, prompt, steps=LONG_STEPS, seed=seed)
+    fill_image_form(page, prompt, width=LONG_SIZE, height=LONG_SIZE, steps=LONG_STEPS, seed=seed)
     page.click("#generate")
     wait_step(page, 2)
 
@@ -38,7 +39,7 @@ def queue_job(page, prompt: str, seed: int, steps: int = 2) -> None:
 def test_clicks_during_a_run_queue_jobs_that_each_keep_their_form_and_each_land_in_history(desktop, local_app):
     page = desktop
     open_app(page, local_app.url)
-    fill_image_form(page, "a lighthouse", steps=150, seed=11)  # still running while two more are queued
+    fill_image_form(page, "a lighthouse", width=128, height=128, steps=150, seed=11)  # running while two more queue
     page.click("#generate")
     wait_step(page, 2)
     watch_text(page, "job-queue-header")
@@ -94,8 +95,8 @@ def test_stop_stops_the_running_job_and_the_next_one_starts(desktop, local_app):
     wait_progress(page, "Done")
 
 
-def test_a_full_queue_says_so_and_adds_nothing(desktop, run_app):
-    url, _ = run_app(GATOR_MAX_WAITING_PER_SESSION="2")
+def test_a_full_queue_says_so_and_adds_nothing(desktop, app_with_env):
+    url = app_with_env(GATOR_MAX_WAITING_PER_SESSION="2").url
     page = desktop
     open_app(page, url)
     start_long_job(page, seed=40)

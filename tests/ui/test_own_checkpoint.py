@@ -59,7 +59,7 @@ def app_url(tmp_path_factory, tiny_model_dir, own_checkpoint_app):
     assert not any(hf_home.rglob("*")), "something was written to the Hugging Face cache"
 
 
-def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_checkpoint_app, chromium_browser):
+def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_checkpoint_app, desktop):
     client = Client(app_url, verbose=False)
     status = client.predict(api_name="/status")
     entry = next(m for m in status["models"] if m["id"] == "dreamMix_v7")
@@ -76,27 +76,23 @@ def test_listed_and_generated_through_the_api_and_the_browser(app_url, own_check
         client.predict("a fox", width=64, height=64, num_inference_steps=2, model="halfDownloaded",
                        api_name="/generate_image")
 
-    page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
-    try:
-        generate_with(page, app_url, "dreamMix_v7")
-        assert "dreamMix_v7" in wait_text(page, "result-details", "dreamMix_v7")
-        # a checkpoint copied in while the app runs: the status tab's Rescan lists it
-        install = own_checkpoint_app[0]
-        write(install / "models/Stable-diffusion/freshMix_v1.safetensors", SD15)  # an SD 1.5 header is enough
-        page.get_by_role("tab", name="System status").click()
-        assert "freshMix_v1" not in page.locator("#status-view").inner_text()
-        page.click("#status-rescan")
-        wait_text(page, "status-models", "freshMix_v1")
-        row = page.locator("#status-models tr", has_text="freshMix_v1").inner_text()
-        assert "SD 1.5" in row and "yes" in row, row
-        row = page.locator("#status-models tr", has_text="halfDownloaded").inner_text()
-        assert "no" in row and "is truncated" in row, row
-    finally:
-        page.close()
+    page = desktop
+    generate_with(page, app_url, "dreamMix_v7")
+    assert "dreamMix_v7" in wait_text(page, "result-details", "dreamMix_v7")
+    # a checkpoint copied in while the app runs: the status tab's Rescan lists it
+    install = own_checkpoint_app[0]
+    write(install / "models/Stable-diffusion/freshMix_v1.safetensors", SD15)  # an SD 1.5 header is enough
+    page.get_by_role("tab", name="System status").click()
+    assert "freshMix_v1" not in page.locator("#status-view").inner_text()
+    page.click("#status-rescan")
+    wait_text(page, "status-models", "freshMix_v1")
+    row = page.locator("#status-models tr", has_text="freshMix_v1").inner_text()
+    assert "SD 1.5" in row and "yes" in row, row
+    row = page.locator("#status-models tr", has_text="halfDownloaded").inner_text()
+    assert "no" in row and "is truncated" in row, row
 
 
-def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_the_browser(app_url,
-                                                                                          chromium_browser):
+def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_the_browser(app_url, desktop):
     """SDXL the same way, with a smaller random SDXL-shaped file in a ComfyUI layout (a full SDXL is 7 GB): the
     key names and layout of SDXL base, narrower layers, loaded with configs of those sizes (GATOR_PIPELINE_CONFIGS)."""
     client = Client(app_url, verbose=False)
@@ -105,8 +101,4 @@ def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_t
     _, info = client.predict("a lighthouse at dusk", width=64, height=64, num_inference_steps=2, seed=3,
                              model="tinyXL_v1", api_name="/generate_image")
     assert info["status"] == "success" and info["model"] == "tinyXL_v1" and not info.get("fallback_reason"), info
-    page = chromium_browser.new_page(viewport={"width": 1440, "height": 900})
-    try:
-        generate_with(page, app_url, "tinyXL_v1")
-    finally:
-        page.close()
+    generate_with(desktop, app_url, "tinyXL_v1")

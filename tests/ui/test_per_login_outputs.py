@@ -15,7 +15,6 @@ from engine.manager import AIModelManager
 from tests.conftest import CPU
 from tests.ui.conftest import fill_image_form, needs_chromium, open_app, run_coroutine, wait_progress, wait_until
 
-AUTH = "ann:a1,bob:b2,root:r3,../x:x4,cy:c5"
 ODD_NAMES = ["../x", "..", ".", "", "/etc/passwd", "a/b", "a\\b", "~root", "Ann", "2024-05-01", "x" * 300,
              "ünï", "a b", "ann.17239b6e2501", "-ann-", "a\0b"]
 
@@ -137,26 +136,14 @@ def gallery_sources(page, expected: int) -> list[str]:
     return [img.get_attribute("src") or "" for img in page.locator("#outputs-gallery .thumbnail-item img").all()]
 
 
-@pytest.fixture(scope="module")
-def login_app(tmp_path_factory, tiny_model_dir):
-    """(url, outputs folder) of app.py with logins (AUTH) and root as the admin, shared by this module's tests."""
-    from tests.ui.conftest import AppProcesses
-
-    folder = tmp_path_factory.mktemp("login-app")
-    processes = AppProcesses(folder, tiny_model_dir)
-    url, _ = processes.start("--admin", "root", GATOR_AUTH=AUTH)
-    yield url, folder / "outputs"
-    processes.stop()
-
-
 @needs_chromium
 def test_a_second_login_cannot_see_the_first_ones_outputs(login_app, new_page):
-    url, out = login_app
+    url, out = login_app.url, login_app.output_dir
 
-    ann = new_page()
+    ann = new_page(own_context=True)
     log_in(ann, url, "ann", "a1")
     generate(ann, "anns red fox")
-    bob = new_page()  # another browser context: another login
+    bob = new_page(own_context=True)  # another browser context: another login
     log_in(bob, url, "bob", "b2")
     generate(bob, "bobs blue boat")
 
@@ -179,7 +166,7 @@ def test_a_second_login_cannot_see_the_first_ones_outputs(login_app, new_page):
     assert saved.resolve().is_relative_to(out.resolve()) and not (out.parent / "x").exists()
     assert info["seed"] == 5 and info["prompt"] == "odd login"  # the API's result as before
 
-    root = new_page()
+    root = new_page(own_context=True)
     log_in(root, url, "root", "r3")
     everyone = sorted(out.rglob("*.png"))  # (the module's other test may have saved one for cy)
     seen = gallery_sources(root, len(everyone))
@@ -203,7 +190,7 @@ def test_without_a_login_results_stay_where_they_were(local_app):
 def test_a_login_cannot_download_another_login_s_file_by_its_path(login_app):
     import httpx
 
-    url, _ = login_app
+    url = login_app.url
 
     def session(user: str, password: str) -> httpx.Client:
         client = httpx.Client(base_url=url, timeout=30)

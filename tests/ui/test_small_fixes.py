@@ -107,7 +107,10 @@ def test_a_down_server_shows_no_old_numbers_as_current(ui_page, comfy_app, fake)
     fake.stop()
     try:
         page.wait_for_selector("#status-servers .gator-down", timeout=FLIP_S * 1000)
-        page.wait_for_timeout(2500)  # a refresh after the flip: the row is what the tab keeps showing
+        # a refresh after the flip (it replaces the marked table): the row is what the tab keeps showing
+        page.evaluate("() => { document.querySelector('#status-servers').dataset.seen = '1'; }")
+        page.click("#status-refresh")
+        page.wait_for_function("() => !document.querySelector('#status-servers').dataset.seen")
         cells = page.locator("#status-servers tbody tr").first.locator("td").all_inner_texts()
         _url, _state, latency, _device, vram, queue, models, error = cells
         assert latency == "–" and queue == "–", cells
