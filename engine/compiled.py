@@ -39,12 +39,30 @@ def compile_wanted(mode: str, device: str) -> bool:
 
 
 def use_compile_cache(folder: Path) -> None:
-    """Keep Inductor's generated code and FX graph cache in `folder` (unless the environment names another),
-    so that a restart finds them."""
+    """Keep Inductor's generated code and FX graph cache in `folder` (unless the user's TORCHINDUCTOR_CACHE_DIR names
+    another), so that a restart finds them. Torch writes its default (a folder under /tmp) into the environment the
+    first time it looks, which importing diffusers already does: that value is replaced, not kept."""
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == _torch_default_cache_dir():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    try:
+        import torch._inductor.config as inductor_config  # read from the environment once, at its import
+
+        inductor_config.fx_graph_cache = True
+    except ImportError:  # no Inductor in this torch: nothing is compiled with it either
+        pass
+
+
+def _torch_default_cache_dir() -> str | None:
+    """Where Inductor puts its cache when nobody chose a folder (None where this torch does not say)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return os.path.abspath(default_cache_dir())
 
 
 @dataclass

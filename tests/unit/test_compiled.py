@@ -4,7 +4,9 @@ the shapes it was made for and only those (a new size runs eagerly and is compil
 as eager, and a sentence with eager generation where torch.compile cannot be used."""
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,46 @@ def test_a_model_loaded_while_the_last_one_compiles_is_compiled_too(tiny_model_d
     compiler.attach(second, "second", native_size=64)  # the first one's compilation is still running
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
     assert compiler.snapshot()["model"] == "second" and compiler.snapshot()["shapes"] == ["64x64"]
+
+
+CACHE_PROBE = """
+import json, os, sys
+from pathlib import Path
+import diffusers.pipelines  # as the app does before any compilation: torch writes its default cache folder then
+import torch
+from torch._dynamo.utils import counters
+from torch._inductor.runtime.cache_dir_utils import cache_dir
+from engine.compiled import use_compile_cache
+
+use_compile_cache(Path(sys.argv[1]))
+double = torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="inductor")
+double(torch.ones(8))
+print(json.dumps({"cache_dir": cache_dir(), "hits": counters["inductor"]["fxgraph_cache_hit"],
+                  "misses": counters["inductor"]["fxgraph_cache_miss"]}))
+"""
+
+
+def compile_in_a_fresh_process(folder, **env):
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(folder)], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, **env}, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_path):
+    """Inductor's code goes into the app's cache folder even though importing diffusers already made torch choose
+    its default under /tmp, and a second process (a restart) finds the graph there instead of compiling it again;
+    a TORCHINDUCTOR_CACHE_DIR the user set is kept."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
+    folder = tmp_path / "compile-cache"
+    first = compile_in_a_fresh_process(folder, **env)
+    assert first["cache_dir"] == str(folder) and first["misses"] >= 1 and first["hits"] == 0
+    assert any(folder.rglob("*.py")) or any(folder.rglob("*.so"))  # the generated code is there
+    again = compile_in_a_fresh_process(folder, **env)
+    assert again["hits"] >= 1 and again["misses"] == 0  # the restart compiled nothing
+    chosen = tmp_path / "users-own"
+    assert compile_in_a_fresh_process(folder, TORCHINDUCTOR_CACHE_DIR=str(chosen))["cache_dir"] == str(chosen)
