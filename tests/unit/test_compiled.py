@@ -175,8 +175,9 @@ def compile_in_a_fresh_process(folder, **env):
     import subprocess
     import sys
 
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}  # (set by earlier tests)
     done = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(folder)], capture_output=True, text=True,
-                          timeout=240, env={**os.environ, **env}, cwd=Path(__file__).resolve().parents[2])
+                          timeout=240, env={**clean, **env}, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -185,12 +186,11 @@ def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_pat
     """Inductor's code goes into the app's cache folder even though importing diffusers already made torch choose
     its default under /tmp, and a second process (a restart) finds the graph there instead of compiling it again;
     a TORCHINDUCTOR_CACHE_DIR the user set is kept."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
     folder = tmp_path / "compile-cache"
-    first = compile_in_a_fresh_process(folder, **env)
+    first = compile_in_a_fresh_process(folder)
     assert first["cache_dir"] == str(folder) and first["misses"] >= 1 and first["hits"] == 0
     assert any(folder.rglob("*.py")) or any(folder.rglob("*.so"))  # the generated code is there
-    again = compile_in_a_fresh_process(folder, **env)
+    again = compile_in_a_fresh_process(folder)
     assert again["hits"] >= 1 and again["misses"] == 0  # the restart compiled nothing
     chosen = tmp_path / "users-own"
     assert compile_in_a_fresh_process(folder, TORCHINDUCTOR_CACHE_DIR=str(chosen))["cache_dir"] == str(chosen)
