@@ -18,9 +18,11 @@ diffusers, transformers and torch; not gradio).
 from __future__ import annotations
 
 import argparse
+import atexit
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,6 +177,7 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() and not args.small else "cpu"
     started = time.perf_counter()
     manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
+                                   compile_sizes=f"{args.size}x{args.size}",  # the size the main run compiled
                                    gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
     local = manager.router.last_resort
     local.pool[0].compiler.backend = args.compile_backend
@@ -247,6 +250,7 @@ def main() -> None:
     size, steps, small = args.size, args.steps, args.small
     device, dtype = ("cpu", torch.float32) if small else ("cuda", torch.float16)
     work = Path(tempfile.mkdtemp(prefix="gator-gpu-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # the saved model (7 GB at full size) goes with the run
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                               "torch": torch.__version__, "size": size, "steps": steps, "repeat": repeat,
                               "guidance": 7.0, "dtype": str(dtype).replace("torch.", ""), "small": small,

@@ -31,6 +31,27 @@ PROMPT_TOKENS = 77  # CLIP's context: the text-embedding length of an ordinary p
 COMPILE_SWITCH_INTERVAL_S = 0.0001
 
 
+Size = tuple[int, int]  # (width, height) in pixels
+
+
+def parse_compile_sizes(text: str) -> tuple[Size, ...]:
+    """GATOR_COMPILE_SIZES ("1024x1024,832x1216") as (width, height) pairs; ValueError with a sentence for anything
+    else (sizes are multiples of 8 pixels; at most MAX_COMPILED_SHAPES of them)."""
+    sizes = []
+    for item in (part.strip().lower() for part in text.split(",")):
+        if not item:
+            continue
+        width, _, height = item.partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) % 8 == 0 == int(height) % 8
+                and int(width) >= 64 and int(height) >= 64):
+            raise ValueError(f"GATOR_COMPILE_SIZES lists sizes as WIDTHxHEIGHT separated by commas, each a multiple of "
+                             f"8 pixels and at least 64 (got {item!r}).")
+        sizes.append((int(width), int(height)))
+    if len(sizes) > MAX_COMPILED_SHAPES:
+        raise ValueError(f"GATOR_COMPILE_SIZES may list at most {MAX_COMPILED_SHAPES} sizes (got {len(sizes)}).")
+    return tuple(dict.fromkeys(sizes))
+
+
 def compile_wanted(mode: str, device: str) -> bool:
     """Whether the UNet should be compiled: "on" always, "auto" on CUDA GPUs, "off" never."""
     if mode not in COMPILE_MODES:
@@ -136,9 +157,11 @@ class ShapeRouter:
 class UNetCompiler:
     """Compiles the UNet of each loaded pipeline in a background thread (see the module's docstring)."""
 
-    def __init__(self, mode: str, device: str, cache_dir: Path | None, backend: str = "inductor") -> None:
+    def __init__(self, mode: str, device: str, cache_dir: Path | None, backend: str = "inductor",
+                 sizes: tuple[Size, ...] = ()) -> None:
         self.wanted = compile_wanted(mode, device)
         self.mode, self.device, self.backend = mode, device, backend
+        self.sizes = sizes  # compiled when a model loads (GATOR_COMPILE_SIZES); none given: the model's native size
         self.state = CompileState(status="waiting" if self.wanted else "off")
         self._lock = threading.Lock()
         self._queue: list[tuple] = []
@@ -151,7 +174,8 @@ class UNetCompiler:
             use_compile_cache(cache_dir)
 
     def attach(self, pipe: Any, model: str, native_size: int) -> None:
-        """Route `pipe`'s UNet through a ShapeRouter and start compiling it for `native_size` with CFG."""
+        """Route `pipe`'s UNet through a ShapeRouter and start compiling it, with CFG, for the sizes asked for
+        (`sizes`) or else `native_size`."""
         if not self.wanted or getattr(pipe, "unet", None) is None or isinstance(pipe.unet, ShapeRouter):
             return
         import torch
@@ -169,11 +193,9 @@ class UNetCompiler:
             self._queue, self._ready, self._busy = [], set(), False
             self.state = CompileState(status="waiting", model=model)
         pipe.unet = ShapeRouter(eager, compiled, self._is_ready, self.request)
-        latent = native_size // 8
-        channels = eager.config.in_channels
-        dtype = eager.dtype
-        self.request(((2, channels, latent, latent), (2, PROMPT_TOKENS, eager.config.cross_attention_dim),
-                      str(dtype)))
+        for width, height in self.sizes or ((native_size, native_size),):
+            self.request(((2, eager.config.in_channels, height // 8, width // 8),
+                          (2, PROMPT_TOKENS, eager.config.cross_attention_dim), str(eager.dtype)))
 
     def _is_ready(self, key: tuple) -> bool:
         return not self._busy and key in self._ready

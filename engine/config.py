@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .compiled import COMPILE_MODES
+from .compiled import COMPILE_MODES, parse_compile_sizes
 from .limits import Limits
 from .precision import dtype_problem
 
@@ -87,6 +87,7 @@ class Settings:
     hf_endpoint: str | None = None  # HF_ENDPOINT: the Hugging Face Hub (or a mirror) model downloads come from
     limits: Limits = field(default_factory=Limits)  # per-request work limits (engine/limits.py)
     compile_mode: str = "auto"  # GATOR_COMPILE / --compile: auto (on for CUDA GPUs), on, off (engine/compiled.py)
+    compile_sizes: str = ""  # GATOR_COMPILE_SIZES: "1024x1024,832x1216" compiled at load; empty: the model's native size
     dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
     # run with model CPU offload
@@ -123,6 +124,7 @@ class Settings:
             hf_endpoint=(env.get("HF_ENDPOINT") or "").strip().rstrip("/") or None,
             limits=Limits.from_env(),
             compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
+            compile_sizes=(env.get("GATOR_COMPILE_SIZES") or "").strip(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
             devices=(env.get("GATOR_DEVICES") or "").strip().lower(),
@@ -133,6 +135,7 @@ class Settings:
         problem = dtype_problem(settings.dtype) or devices_problem(settings.devices)
         if problem:
             raise ValueError(problem)
+        parse_compile_sizes(settings.compile_sizes)  # a sentence now, not when a model loads
         return settings
 
     @property

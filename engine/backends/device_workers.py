@@ -24,10 +24,11 @@ class DeviceWorker:
     """One device's share of local generation: its pipeline, what is applied to it, and a lock that makes it run one
     job at a time (the jobs waiting for it are counted)."""
 
-    def __init__(self, hardware: Hardware, name: str, compile_mode: str = "off", compile_cache_dir: Any = None) -> None:
+    def __init__(self, hardware: Hardware, name: str, compile_mode: str = "off", compile_cache_dir: Any = None,
+                 compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
         self.hardware = hardware
         self.name = name  # "cuda:1"; "cpu #2" when a device is listed twice
-        self.compiler = UNetCompiler(compile_mode, hardware.device, compile_cache_dir)
+        self.compiler = UNetCompiler(compile_mode, hardware.device, compile_cache_dir, sizes=compile_sizes)
         self.adapters = LoraAdapters()
         self.vae_choice = VaeChoice()
         self.controlnet_models = ControlNets()
@@ -104,8 +105,9 @@ class WorkerPool:
     """The local backend's workers; `claim` picks one and counts the job there in one step, so requests arriving
     together spread over idle workers."""
 
-    def __init__(self, devices: Sequence[Hardware], compile_mode: str = "off", compile_cache_dir: Any = None) -> None:
-        self.workers = [DeviceWorker(device, name, compile_mode, compile_cache_dir)
+    def __init__(self, devices: Sequence[Hardware], compile_mode: str = "off", compile_cache_dir: Any = None,
+                 compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
+        self.workers = [DeviceWorker(device, name, compile_mode, compile_cache_dir, compile_sizes)
                         for device, name in zip(devices, worker_names(devices))]
         self._lock = threading.Lock()
 

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator, Sequence
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
 from ..logs import keep_log_lines_short
+from ..compiled import parse_compile_sizes
 from ..controlnet import control_map
 from ..precision import chosen_dtype
 from ..previews import StepPreviews
@@ -63,10 +64,10 @@ class DiffusersBackend(Backend):
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
                  dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None,
-                 devices: Sequence[Hardware] | None = None) -> None:
+                 devices: Sequence[Hardware] | None = None, compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
         self.hardware = hardware
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
-        self.pool = WorkerPool(devices or [hardware], compile_mode, compile_cache_dir)
+        self.pool = WorkerPool(devices or [hardware], compile_mode, compile_cache_dir, compile_sizes)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
@@ -628,7 +629,8 @@ def _build(context: BackendContext) -> DiffusersBackend:
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
                             model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
                             dtype=settings.dtype, compile_mode=settings.compile_mode,
-                            compile_cache_dir=settings.compile_cache_dir, devices=context.devices or None)
+                            compile_cache_dir=settings.compile_cache_dir, devices=context.devices or None,
+                            compile_sizes=parse_compile_sizes(settings.compile_sizes))
 
 
 register_backend(DiffusersBackend.name, _build)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.compiled import MAX_COMPILED_SHAPES, ShapeRouter, UNetCompiler, compile_wanted
+from engine.compiled import MAX_COMPILED_SHAPES, ShapeRouter, UNetCompiler, compile_wanted, parse_compile_sizes
 from engine.config import Settings
 from engine.precision import chosen_dtype
 
@@ -194,3 +194,24 @@ def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_pat
     assert again["hits"] >= 1 and again["misses"] == 0  # the restart compiled nothing
     chosen = tmp_path / "users-own"
     assert compile_in_a_fresh_process(folder, TORCHINDUCTOR_CACHE_DIR=str(chosen))["cache_dir"] == str(chosen)
+
+
+def test_the_sizes_asked_for_are_compiled_at_load_instead_of_the_native_one(tiny_model_dir, tmp_path, monkeypatch):
+    pipe = tiny_pipe(tiny_model_dir)
+    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=counting_backend,
+                            sizes=parse_compile_sizes(" 96x64, 64x64,96x64"))
+    compiler.attach(pipe, "tiny", native_size=512)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    assert compiler.snapshot()["shapes"] == ["96x64", "64x64"]  # in the order given, once each; 512 is not compiled
+    GRAPH_CALLS["compiled"] = 0
+    np.asarray(pipe("a fox", num_inference_steps=2, width=96, height=64, guidance_scale=5.0).images[0])
+    assert GRAPH_CALLS["compiled"] == 2  # a 96x64 request ran on the graph from its first step
+
+    for wrong in ("1024", "1024x1001", "32x32", "axb"):
+        with pytest.raises(ValueError, match="GATOR_COMPILE_SIZES lists sizes as WIDTHxHEIGHT"):
+            parse_compile_sizes(wrong)
+    with pytest.raises(ValueError, match=f"at most {MAX_COMPILED_SHAPES} sizes"):
+        parse_compile_sizes(",".join(f"{64 + 8 * i}x64" for i in range(MAX_COMPILED_SHAPES + 1)))
+    monkeypatch.setenv("GATOR_COMPILE_SIZES", "832x1216,1216-832")
+    with pytest.raises(ValueError, match="got '1216-832'"):
+        Settings.from_env()
