@@ -46,7 +46,8 @@ def test_badge_flips_when_comfyui_stops_and_returns(ui_page, comfy_app, fake):
     assert wait_badge(page, "ComfyUI ·").startswith("ComfyUI ·")
     assert page.locator("#backend-badge").get_attribute("data-backend") == "comfyui"
     # a long local generation keeps running while the badge flips twice
-    fill_image_form(page, "a windmill in a storm", steps=600, seed=3, backend="diffusers")  # stopped at the end
+    # 150 steps (the most) at 256 px: about 10 s here, still running after both flips even on a busy machine
+    fill_image_form(page, "a windmill in a storm", width=256, height=256, steps=150, seed=3, backend="diffusers")
     page.click("#generate")
     wait_step(page, 2)
     try:
