@@ -75,7 +75,7 @@ def test_a_picked_thumbnail_is_shown_large_with_its_parameters_and_can_be_delete
     page = ui_page
     generate_one(page, local_app.url, "a green kettle on a stove", steps=3, seed=777)
     assert history_count(page) == 1
-    saved = [p for p in local_app.saved_images() if "777" in p.name]
+    saved = [p for p in local_app.saved_images() if "-777-a-green-kettle" in p.name]  # (time-seed-prompt.png)
     assert len(saved) == 1
 
     page.locator("#history .thumbnail-item").first.click()
