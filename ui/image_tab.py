@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -225,6 +226,7 @@ class ImageTabHandlers:
         self.manager = manager
         self.jobs = jobs
         self.queue = JobQueue(jobs.limits.waiting_per_session)
+        self._stopped_at: dict[str, float] = {}  # when each session last pressed Stop (time.monotonic)
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
@@ -312,7 +314,8 @@ class ImageTabHandlers:
                         result = event.result
                         history.insert(0, history_entry(result))
                         del history[HISTORY_LIMIT:]
-                        finished = {"line": line, "details": details_markdown(result), "path": result["path"]}
+                        finished = {"line": line, "details": details_markdown(result), "path": result["path"],
+                                    "at": time.monotonic()}
                         # the final image now; the Done line, details, gallery and download follow when
                         # `finished` changes (outputs left out of the step stream keep each step cheap)
                         yield {c["image"]: result["path"], c["history"]: list(history),
@@ -368,14 +371,18 @@ class ImageTabHandlers:
     def forget_session(self, request: gr.Request = None) -> None:
         """The tab was closed: its waiting jobs go (a running one is cancelled when its stream drops)."""
         self.queue.clear(_session(request) or "")
+        self._stopped_at.pop(_session(request) or "", None)
 
-    @staticmethod
-    def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):
-        """After a run: the Done line, details, gallery and download of its last finished image."""
+    def show_finished(self, finished: dict[str, Any] | None, history: list[dict[str, Any]] | None,
+                      request: gr.Request = None):
+        """After each finished image: its Done line, details, gallery and download. The line is left alone when
+        Stop was pressed after the image was done (this update can arrive after the run's "Stopped" on a busy
+        machine, and must not replace it)."""
         if not finished:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return (finished["line"], finished["details"], gallery_items(list(history or [])),
-                gr.update(value=finished["path"], visible=True))
+        stopped_since = self._stopped_at.get(_session(request) or "", 0.0) > finished.get("at", 0.0)
+        return (gr.skip() if stopped_since else finished["line"], finished["details"],
+                gallery_items(list(history or [])), gr.update(value=finished["path"], visible=True))
 
     async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
         """Ask this session's running job to stop and show the images it finished (waiting jobs go on; Clear
@@ -384,6 +391,7 @@ class ImageTabHandlers:
         The engine stops within a step; the run's own stream then writes "Stopped" after its last step
         line (this handler writes no progress line: its answer and the stream's may arrive in any order).
         """
+        self._stopped_at[_session(request) or ""] = time.monotonic()
         self.jobs.cancel(_session(request))
         return None, gallery_items(list(history or []))
 
