@@ -96,12 +96,12 @@ def test_a_plot_job_keeps_the_form_as_generate_does_and_says_it_is_a_plot():
 def test_a_finished_image_shown_after_stop_leaves_the_stopped_line_alone():
     """On a busy machine an image's Done update can arrive after the run's "Stopped": it then brings the details,
     gallery and download, but not its Done line (pressing Stop is what the user last asked for)."""
-    import asyncio
     import time
     from types import SimpleNamespace
 
     import gradio as gr
 
+    from tests.ui.conftest import run_coroutine
     from ui.image_tab import ImageTabHandlers
     from ui.sessions import Jobs
 
@@ -109,7 +109,7 @@ def test_a_finished_image_shown_after_stop_leaves_the_stopped_line_alone():
     request = SimpleNamespace(session_hash="tab-1", username=None, client=None)
     first = {"line": "Image 1/3 · Done in 0.4 s", "details": "Seed 9", "path": "/x/1.png", "at": time.monotonic()}
     assert handlers.show_finished(first, [], request)[0] == "Image 1/3 · Done in 0.4 s"
-    asyncio.run(handlers.stop([], request))
+    run_coroutine(handlers.stop([], request))  # (a browser test may hold this thread's event loop)
     line, details, _gallery, _download = handlers.show_finished(first, [], request)  # arriving late
     assert isinstance(line, type(gr.skip())) and details == "Seed 9"
     later = {**first, "line": "Done in 0.4 s", "at": time.monotonic()}  # an image finished after that Stop
