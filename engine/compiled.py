@@ -37,15 +37,17 @@ Size = tuple[int, int]  # (width, height) in pixels
 def parse_compile_sizes(text: str) -> tuple[Size, ...]:
     """GATOR_COMPILE_SIZES ("1024x1024,832x1216") as (width, height) pairs; ValueError with a sentence for anything
     else (sizes are multiples of 8 pixels; at most MAX_COMPILED_SHAPES of them)."""
+    from .params import HEIGHT, WIDTH  # the image sizes a request may ask for: the same rule
+
     sizes = []
     for item in (part.strip().lower() for part in text.split(",")):
         if not item:
             continue
         width, _, height = item.partition("x")
-        if not (width.isdigit() and height.isdigit() and int(width) % 8 == 0 == int(height) % 8
-                and int(width) >= 64 and int(height) >= 64):
+        if not (width.isdigit() and height.isdigit() and WIDTH.problem(int(width)) is None
+                and HEIGHT.problem(int(height)) is None):
             raise ValueError(f"GATOR_COMPILE_SIZES lists sizes as WIDTHxHEIGHT separated by commas, each a multiple of "
-                             f"8 pixels and at least 64 (got {item!r}).")
+                             f"{WIDTH.multiple_of} pixels from {WIDTH.minimum} to {WIDTH.maximum} (got {item!r}).")
         sizes.append((int(width), int(height)))
     if len(sizes) > MAX_COMPILED_SHAPES:
         raise ValueError(f"GATOR_COMPILE_SIZES may list at most {MAX_COMPILED_SHAPES} sizes (got {len(sizes)}).")
