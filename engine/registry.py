@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -150,9 +150,8 @@ def local_devices(setting: str, probed: Hardware) -> list[Hardware]:
             else:
                 logger.warning("GATOR_DEVICES names %s, but this machine has %d CUDA GPU(s): left out.", name, count)
         elif kind == probed.device or kind == "cpu":
-            devices.append(Hardware(probed.device if kind == probed.device else "cpu",
-                                    probed.device_name if kind == probed.device else "CPU",
-                                    probed.vram_gb if kind == probed.device else 0.0, probed.ram_gb, index=number))
+            same = probed if kind == probed.device else Hardware("cpu", "CPU", 0.0, probed.ram_gb)
+            devices.append(replace(same, index=number))
         else:
             logger.warning("GATOR_DEVICES names %s, which this machine does not have: left out.", name)
     return devices or [probed]

@@ -96,9 +96,9 @@ def worker_names(devices: Sequence[Hardware]) -> list[str]:
 
 def pick_worker(workers: Sequence[DeviceWorker], model_id: str | None = None) -> int:
     """The index of the worker a request for `model_id` goes to: the fewest jobs, then the model already loaded,
-    then the fewest jobs started (idle workers take turns), then the first."""
+    then the fewest jobs started (idle workers take turns), then the first (`min` keeps the first of equals)."""
     return min(range(len(workers)), key=lambda i: (workers[i].load(), workers[i].loaded_model != model_id,
-                                                   workers[i].started, i))
+                                                   workers[i].started))
 
 
 class WorkerPool:
