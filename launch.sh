@@ -41,8 +41,8 @@ if [ "${1:-}" = "test" ]; then
     echo "Browser tests need Debian's chromium: apt-get install -y chromium" >&2
   fi
   if [ $# -eq 0 ]; then
-    # The whole suite: the engine's tests in one process (several time what they test), then the browser suite in two
-    # (each a Chromium and apps of its own, test files kept together), since one leaves a core idle while it waits.
+    # The whole suite: the engine's tests in one process (several of them time what they test), then the browser
+    # suite in two (each a Chromium and apps of its own, test files kept together): one leaves a core idle as it waits.
     status=0
     "$PY" -m pytest --ignore=tests/ui || status=$?
     "$PY" -m pytest tests/ui --numprocesses 2 --dist loadfile || status=$?
