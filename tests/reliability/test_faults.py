@@ -78,9 +78,11 @@ async def test_flapping_server_for_thirty_seconds(comfy_manager, fake):
     assert len(outcomes) == len(list(comfy_manager.settings.output_dir.rglob("*.png")))
     flips = [h for h in comfy_manager.backends["comfyui"].monitor.history if h[1] == fake.url]
     # a recorded flip per real change (the server changed state about 30 times, more when the last request ran
-    # past the 30 s), not one per poll (~150 ran): the up state it started in, the changes, and room for one poll
-    # that timed out under load while the server was up (a down-and-up pair)
-    assert 2 <= len(flips) <= changes[0] + 3, (len(flips), changes[0])
+    # past the 30 s), not one per poll (~150 ran): the up state it started in, the changes, and room for one
+    # down-and-up pair. A poll left unanswered past the 0.5 s health timeout on a loaded machine is a real
+    # observation the monitor acts on at once (a pair of its own), so each such timeout widens the bound by two.
+    timeouts = sum(1 for _, _, up, reason in flips if not up and reason.startswith("no answer within"))
+    assert 2 <= len(flips) <= changes[0] + 3 + 2 * timeouts, (len(flips), changes[0], [h[2:] for h in flips])
 
 
 async def test_garbage_from_view_falls_back(comfy_manager, fake):

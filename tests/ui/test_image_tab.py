@@ -177,7 +177,9 @@ def test_aspect_and_quality_presets_and_the_outputs_folder(new_page, local_app):
 def test_stop_during_a_batch_keeps_the_finished_image_and_says_stopped(ui_page, local_app):
     page = ui_page
     open_app(page, local_app.url)
-    fill_image_form(page, "a row of lanterns", steps=60, seed=9)
+    # 80 steps at 256 px (about 5 s an image here): image 2 is still running when Stop arrives, even when a busy
+    # machine delays the click (at 64 px the whole batch could end first, and then there is nothing to stop)
+    fill_image_form(page, "a row of lanterns", width=256, height=256, steps=80, seed=9)
     set_number(page, "batch", 3)
     page.click("#generate")
     wait_progress(page, "Image 2/3", timeout_ms=60_000)
