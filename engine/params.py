@@ -42,12 +42,12 @@ class Param:
 
     def empty_hint(self) -> str:
         """What to enter in an empty field: "a number of pixels", "a whole number from 1 to 150"."""
-        return EMPTY_HINTS[self.kind].format(minimum=_number_text(self.minimum), maximum=_number_text(self.maximum))
+        return EMPTY_HINTS[self.kind].format(minimum=number_text(self.minimum), maximum=number_text(self.maximum))
 
     def widget(self) -> dict[str, Any]:
         """Keyword arguments for a UI number or slider: minimum, maximum, step, value, label, info."""
         out: dict[str, Any] = {"label": self.label}
-        info = self.help.format(minimum=_number_text(self.minimum), maximum=_number_text(self.maximum),
+        info = self.help.format(minimum=number_text(self.minimum), maximum=number_text(self.maximum),
                                 multiple_of=self.multiple_of) if self.help else None
         for key, value in (("minimum", self.minimum), ("maximum", self.maximum), ("step", self.step),
                            ("info", info)):
@@ -81,7 +81,8 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _number_text(value: float | None) -> str:
+def number_text(value: float | None) -> str:
+    """A limit as a sentence shows it: 1 for an int, 0.5 or 1e+06 for a float."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -101,7 +102,7 @@ def _check_prompt(p: Param, value: Any, subject: str) -> str | None:
 
 def _check_int(p: Param, value: Any, subject: str) -> str | None:
     if not is_whole(value) or not p.minimum <= int(value) <= p.maximum:
-        return f"{subject} must be a whole number from {_number_text(p.minimum)} to {_number_text(p.maximum)} " \
+        return f"{subject} must be a whole number from {number_text(p.minimum)} to {number_text(p.maximum)} " \
                f"(got {value!r})."
     return None
 
@@ -123,7 +124,7 @@ def _check_float(p: Param, value: Any, subject: str) -> str | None:
         return f"{subject} must be a number (got {value!r})."
     number = float(value)
     if not math.isfinite(number) or not p.minimum <= number <= p.maximum:
-        return f"{subject} must be between {_number_text(p.minimum)} and {_number_text(p.maximum)} (got {value!r})."
+        return f"{subject} must be between {number_text(p.minimum)} and {number_text(p.maximum)} (got {value!r})."
     return None
 
 
@@ -167,8 +168,8 @@ def _check_loras(p: Param, value: Any, subject: str) -> str | None:
             except ValueError:
                 return f"The weight of LoRA {name!r} must be a number (got {weight!r})."
         if not is_number(weight) or not p.minimum <= float(weight) <= p.maximum:
-            return f"The weight of LoRA {name!r} must be between {_number_text(p.minimum)} and " \
-                   f"{_number_text(p.maximum)} (got {weight!r})."
+            return f"The weight of LoRA {name!r} must be between {number_text(p.minimum)} and " \
+                   f"{number_text(p.maximum)} (got {weight!r})."
     return None
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from .config import PRESETS_DIR
 from .errors import InvalidRequest
-from .params import GUIDANCE, HEIGHT, SEED, STEPS, WIDTH, concrete_seed, is_number, seed_after
+from .params import GUIDANCE, HEIGHT, SEED, STEPS, WIDTH, Param, concrete_seed, is_number, seed_after
 
 TRANSITIONS = ("cut", "crossfade", "seed_travel")
 SEED_POLICIES = ("fixed", "per_scene", "increment")
@@ -29,9 +29,14 @@ TRANSITION_ALIASES = {
 POLICY_ALIASES = {"perscene": "per_scene", "scene": "per_scene", "same": "fixed", "incremental": "increment"}
 
 MAX_TOTAL_S = 600.0  # ten minutes
-MIN_FPS, MAX_FPS = 1, 60
 DEFAULT_DURATION_S = 2.0
-DEFAULT_TRANSITION_S = 0.5
+# the storyboard's own parameters, declared like the image ones (engine/params.py): validation and the video tab
+FPS = Param("fps", "float", None, "Frames per second",
+            "{minimum} to {maximum}; empty: the quality preset's.", minimum=1, maximum=60, step=1, optional=True)
+TRANSITION_DURATION = Param("transition_duration", "float", 0.5, "Transition seconds",
+                            "How long each crossfade or seed travel lasts, {minimum} to {maximum} s "
+                            "(never longer than its scene).", minimum=0.0, maximum=10.0, step=0.25)
+DEFAULT_TRANSITION_S = TRANSITION_DURATION.default
 DEFAULT_QUALITY = "standard"
 IGNORED_KEYS = ("render", "version")  # written beside a video; not part of the storyboard itself
 
@@ -274,9 +279,10 @@ class Storyboard:
         if problem := _policy_problem(self.seed_policy):
             out.append(problem)
         board = self.resolved()
-        fps_ok = is_number(board.fps) and MIN_FPS <= board.fps <= MAX_FPS
+        fps_problem = FPS.problem(board.fps)  # the preset always gives one: None is not "the preset's" here
+        fps_ok = board.fps is not None and not fps_problem
         if not fps_ok:
-            out.append(f"Frames per second must be between {MIN_FPS} and {MAX_FPS} (got {board.fps!r}).")
+            out.append(fps_problem or f"Frames per second must be a number (got {board.fps!r}).")
         out += [problem for problem in (WIDTH.problem(board.width), HEIGHT.problem(board.height),
                                         STEPS.problem(board.steps), GUIDANCE.problem(board.guidance_scale),
                                         SEED.problem(self.seed, "The storyboard seed")) if problem]
@@ -313,9 +319,9 @@ class Storyboard:
             if scene.transition not in TRANSITIONS:
                 out.append(f"Scene {number}'s transition must be one of {_one_of(TRANSITIONS)} "
                            f"(got {scene.transition!r}).")
-            if not is_number(scene.transition_duration) or scene.transition_duration < 0:
-                out.append(f"Scene {number}'s transition duration must be 0 or more seconds "
-                           f"(got {scene.transition_duration!r}).")
+            if problem := TRANSITION_DURATION.problem(scene.transition_duration,
+                                                      f"Scene {number}'s transition duration"):
+                out.append(problem)
             if problem := SEED.problem(scene.seed, f"Scene {number}'s seed"):
                 out.append(problem)
         return out

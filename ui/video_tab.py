@@ -15,12 +15,13 @@ from typing import Any
 
 import gradio as gr
 
+from engine import params as P
 from engine.errors import InvalidRequest
 from engine.events import Done, Failed, Progress
 from engine.manager import AIModelManager
 from engine.params import RANDOM_SEED, is_random_seed, seed_input
 from engine.request import AUTO
-from engine.storyboard import Storyboard
+from engine.storyboard import DEFAULT_DURATION_S, FPS, TRANSITION_DURATION, Storyboard
 from engine.storyboard import quality_presets as video_quality_presets
 
 from .models import model_choices
@@ -29,6 +30,7 @@ from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
 from .sessions import Jobs, TooManyJobs
+from .widgets import number_box, preset_box, widget
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +437,7 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                                         placeholder="a quiet harbour at dawn\nfishing boats leaving the harbour\n"
                                                     "the harbour at night, lanterns on the water")
                 with gr.Row():
-                    paste_seconds = gr.Number(2, label="Seconds each", minimum=0, elem_id="video-paste-seconds")
+                    paste_seconds = gr.Number(DEFAULT_DURATION_S, label="Seconds each", minimum=0, elem_id="video-paste-seconds")
                     paste_transition = gr.Dropdown(TRANSITIONS, value="crossfade", label="Transition",
                                                    elem_id="video-paste-transition")
                 with gr.Row():
@@ -446,23 +448,24 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
             with gr.Row():
                 quality = gr.Dropdown(quality_choices, value="draft" if "draft" in presets else None,
                                       label="Quality", elem_id="video-quality")
-                transition_duration = gr.Slider(0, 3, value=0.5, step=0.25, label="Transition seconds",
-                                                elem_id="video-transition-duration")
+                transition_duration = gr.Slider(**widget(TRANSITION_DURATION), elem_id="video-transition-duration")
             with gr.Row():
                 use_ai = gr.Checkbox(True, label="AI keyframes (off: quick title-card preview, no model)",
                                      elem_id="video-use-ai")
                 make_gif = gr.Checkbox(False, label="Also make a GIF", elem_id="video-gif")
             with gr.Accordion("More settings", open=False, elem_id="video-more"):
                 with gr.Row():
-                    width = gr.Number(None, label="Width (empty: quality preset)", precision=0,
+                    # empty boxes take the quality preset's values; the ranges are in the help text
+                    width = gr.Number(**preset_box(P.WIDTH, "Width (empty: quality preset)"), precision=0,
                                       elem_id="video-width")
-                    height = gr.Number(None, label="Height (empty: quality preset)", precision=0,
+                    height = gr.Number(**preset_box(P.HEIGHT, "Height (empty: quality preset)"), precision=0,
                                        elem_id="video-height")
-                    fps = gr.Number(None, label="FPS (empty: preset)", elem_id="video-fps")
+                    fps = gr.Number(**preset_box(FPS, "FPS (empty: preset)"), elem_id="video-fps")
                 with gr.Row():
-                    steps = gr.Number(None, label="Steps per keyframe (empty: preset)", precision=0,
+                    steps = gr.Number(**preset_box(P.STEPS, "Steps per keyframe (empty: preset)"), precision=0,
                                       elem_id="video-steps")
-                    seed = gr.Number(-1, label="Base seed (-1 = random)", precision=0, elem_id="video-seed")
+                    seed = gr.Number(**{**number_box(P.SEED), "label": "Base seed"}, precision=0,
+                                     elem_id="video-seed")
                     seed_policy = gr.Dropdown(SEED_POLICIES, value="increment", label="Seeds",
                                               elem_id="video-seed-policy")
                 with gr.Row():

@@ -19,6 +19,12 @@ def number_box(param: P.Param, value: Any = None) -> dict[str, Any]:
     """A number box: as `widget`, but out-of-range values reach the engine, whose sentence says what to fix
     (the range is in the help text)."""
     args = widget(param, value)
-    args.pop("minimum", None)
-    args.pop("maximum", None)
+    low, high = args.pop("minimum", None), args.pop("maximum", None)
+    if high is not None and P.number_text(high) not in args.get("info", ""):
+        args["info"] = f"{args.get('info', '')} ({P.number_text(low)} to {P.number_text(high)})".strip()
     return args
+
+
+def preset_box(param: P.Param, label: str) -> dict[str, Any]:
+    """A number box left empty to take a preset's value: `number_box` with no value and a label saying so."""
+    return {**number_box(param), "value": None, "label": label}

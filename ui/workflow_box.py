@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from engine import params as P
+from engine.manager import AIModelManager
 
 
 def workflow_choices(names: list[str]) -> list[str]:
@@ -41,7 +42,7 @@ def layout_workflow_box(names: list[str]) -> dict[str, Any]:
 class WorkflowBoxHandlers:
     """Choosing and uploading workflows, through the manager's public methods."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: AIModelManager) -> None:
         self.manager = manager
 
     def show(self, name: str | None) -> str:
@@ -65,7 +66,7 @@ class WorkflowBoxHandlers:
         return gr.update(choices=choices, value=summary["name"]), summary_markdown(summary)
 
 
-def wire_workflow_box(manager: Any, c: dict[str, Any]) -> None:
+def wire_workflow_box(manager: AIModelManager, c: dict[str, Any]) -> None:
     """Connect the box's components."""
     h = WorkflowBoxHandlers(manager)
     private = {"queue": False, "api_visibility": "private"}

@@ -169,6 +169,21 @@ def test_no_backend_is_named_outside_its_own_modules():
     assert found == []
 
 
+def test_the_ui_uses_the_engines_public_contract():
+    """ui/ and app.py read no private attribute of another object, and every `manager` they take is typed."""
+    private, untyped = [], []
+    for path in sorted([*ROOT.joinpath("ui").rglob("*.py"), ROOT / "app.py"]):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                private.append(f"{rel}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.arg) and node.arg == "manager" \
+                    and ast.unparse(node.annotation or ast.Constant(None)) != "AIModelManager":
+                untyped.append(f"{rel}:{node.lineno}")
+    assert private == [] and untyped == []
+
+
 class PlainPriority(SolidColour):
     """The same backend with the default priority, equal to the local backend's."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from gradio_client import Client
 
 from engine import params as P
+from engine.storyboard import FPS, TRANSITION_DURATION
 
 
 def test_the_ui_widgets_take_their_limits_from_the_schema(local_app):
@@ -20,6 +21,21 @@ def test_the_ui_widgets_take_their_limits_from_the_schema(local_app):
     assert blocks["backend"].choices[0] == ("auto", "auto")
     enabled = {name for name, backend in local_app.manager.backends.items() if backend.enabled}
     assert {value for _, value in blocks["backend"].choices} == {"auto", *enabled}
+
+
+def test_the_video_tab_takes_its_limits_from_the_schema(local_app):
+    blocks = {getattr(b, "elem_id", None): b for b in local_app.demo.blocks.values()}
+    slider = blocks["video-transition-duration"]
+    assert (slider.minimum, slider.maximum, slider.step, slider.value) == \
+        (TRANSITION_DURATION.minimum, TRANSITION_DURATION.maximum, TRANSITION_DURATION.step, TRANSITION_DURATION.default)
+    assert slider.info == TRANSITION_DURATION.widget()["info"]
+    # empty boxes take the quality preset's values; each says its range in its help text
+    for elem_id, param in (("video-width", P.WIDTH), ("video-height", P.HEIGHT), ("video-fps", FPS),
+                           ("video-steps", P.STEPS), ("video-seed", P.SEED)):
+        widget = blocks[elem_id]
+        assert widget.step == param.step and widget.info.startswith(param.widget()["info"]), elem_id
+        assert P.number_text(param.maximum) in widget.info, elem_id
+    assert blocks["video-seed"].value == P.SEED.default and blocks["video-width"].value is None
 
 
 def test_the_api_speaks_the_schemas_names_and_batches(local_app):

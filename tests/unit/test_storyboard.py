@@ -46,7 +46,7 @@ def error_of(sb: Storyboard) -> str:
     (board(seed=2**40), "storyboard seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", seed=-5)]), "Scene 1's seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", duration=0.05)], fps=8), "shorter than one frame at 8 fps"),
-    (Storyboard(scenes=[Scene("a", transition_duration=-1)]), "transition duration must be 0 or more"),
+    (Storyboard(scenes=[Scene("a", transition_duration=-1)]), "transition duration must be between 0 and 10"),
 ])
 def test_bad_storyboards_name_the_problem(sb, expected):
     assert expected in error_of(sb)
