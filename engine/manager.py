@@ -441,6 +441,7 @@ class AIModelManager:
                         yield event
                 started_at = time.perf_counter()
         except GenerationCancelled as err:
+            logger.info("Image request cancelled: %s", err)
             yield Failed(f"Cancelled: {err}", self._error_result(req, f"Cancelled: {err}"))
         except GatorError as err:
             yield Failed(str(err), self._error_result(req, str(err)))

@@ -10,8 +10,9 @@ from typing import Any, Sequence
 
 from engine.backends import prefer_choices
 from engine.compiled import COMPILE_MODES
+from starlette.middleware import Middleware
 
-from .login import LoginGuard
+from .login import ClientAddress, LoginGuard
 
 logger = logging.getLogger("gator.app")
 
@@ -124,6 +125,10 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
     if args.share and not args.auth_pairs:
         logger.warning("--share makes this app reachable by anyone with the link; consider --auth user:pass.")
     auth = LoginGuard.from_env(args.auth_pairs).check if args.auth_pairs else None
+    if auth:  # the guard counts failures per address too
+        app_kwargs = dict(launch_options.get("app_kwargs") or {})
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ClientAddress)]
+        launch_options = {**launch_options, "app_kwargs": app_kwargs}
     result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                          auth_message="Gator Studio: please log in." if args.auth_pairs else None,
                          prevent_thread_lock=True, ssr_mode=False, **launch_options)

@@ -1,5 +1,5 @@
-"""Logins (--auth): every failed attempt is slowed down, and a user is locked out for a while after repeated
-failures, so passwords cannot be guessed at speed."""
+"""Logins (--auth): every failed attempt is slowed down, and after repeated failures the login, and the address
+the attempts came from, are locked out for a while, so passwords cannot be guessed at speed, one login's or many."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +8,32 @@ import logging
 import os
 import time
 from collections import defaultdict, deque
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 logger = logging.getLogger("gator.login")
+
+# the address of the client whose login is being checked (Gradio's `auth=` callable is given no request)
+_client_address: ContextVar[str | None] = ContextVar("gator_login_client_address", default=None)
+
+
+class ClientAddress:
+    """ASGI middleware: makes the client's address of a /login request known to `LoginGuard.check`. Behind a
+    reverse proxy every client has the proxy's address, so they share its count."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        token = _client_address.set((scope.get("client") or ("unknown",))[0])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _client_address.reset(token)
 
 
 @dataclass
@@ -18,7 +41,8 @@ class LoginGuard:
     """Checks user:password pairs; `check` is the async callable Gradio's `auth=` takes."""
 
     pairs: list[tuple[str, str]]
-    max_failures: int = 5  # GATOR_LOGIN_MAX_FAILURES: failures within `window_s` that lock a user out
+    max_failures: int = 5  # GATOR_LOGIN_MAX_FAILURES: failures for one login within `window_s` that lock it
+    max_address_failures: int = 20  # GATOR_LOGIN_MAX_ADDRESS_FAILURES: the same from one address, any logins
     window_s: float = 300.0
     lockout_s: float = 60.0  # GATOR_LOGIN_LOCKOUT_S
     delay_s: float = 1.0  # GATOR_LOGIN_DELAY_S: every failed attempt answers this much later
@@ -29,18 +53,26 @@ class LoginGuard:
     def from_env(cls, pairs: list[tuple[str, str]]) -> "LoginGuard":
         env = os.environ
         return cls(pairs, max_failures=int(env.get("GATOR_LOGIN_MAX_FAILURES", 5)),
+                   max_address_failures=int(env.get("GATOR_LOGIN_MAX_ADDRESS_FAILURES", 20)),
                    lockout_s=float(env.get("GATOR_LOGIN_LOCKOUT_S", 60)),
                    delay_s=float(env.get("GATOR_LOGIN_DELAY_S", 1.0)))
 
-    def locked(self, username: str) -> bool:
-        return time.monotonic() < self._locked_until.get(username, 0.0)
+    def locked(self, username: str, address: str | None = None) -> bool:
+        """True while the login, or the address the attempt comes from, is locked out."""
+        now = time.monotonic()
+        return any(now < self._locked_until.get(key, 0.0) for key in _keys(username, address))
 
     async def check(self, username: str, password: str) -> bool:
-        """True for a right pair of a user who is not locked out; a failure answers after `delay_s`."""
-        if not self.locked(username) and self._matches(username, password):
-            self._failures.pop(username, None)
+        """True for a right pair of a login that is not locked out, from an address that is not; a failure
+        answers after `delay_s`."""
+        address = _client_address.get()
+        if self.locked(username, address):  # refused without a look at the password, and not counted again
+            await asyncio.sleep(self.delay_s)
+            return False
+        if self._matches(username, password):
+            self._failures.pop(_keys(username)[0], None)  # an address's count stays: one good login resets nothing
             return True
-        self._record_failure(username)
+        self._record_failure(username, address)
         await asyncio.sleep(self.delay_s)
         return False
 
@@ -51,14 +83,20 @@ class LoginGuard:
                 & hmac.compare_digest(secret.encode(), password.encode())
         return found
 
-    def _record_failure(self, username: str) -> None:
+    def _record_failure(self, username: str, address: str | None) -> None:
         now = time.monotonic()
-        failures = self._failures[username]
-        failures.append(now)
-        while failures and failures[0] < now - self.window_s:
-            failures.popleft()
-        if len(failures) >= self.max_failures and not self.locked(username):
-            self._locked_until[username] = now + self.lockout_s
-            failures.clear()
-            logger.warning("Login for %r locked for %g s after %d failed attempts.", username[:64],
-                           self.lockout_s, self.max_failures)
+        for key, limit in zip(_keys(username, address), (self.max_failures, self.max_address_failures)):
+            failures = self._failures[key]
+            failures.append(now)
+            while failures and failures[0] < now - self.window_s:
+                failures.popleft()
+            if len(failures) >= limit:
+                self._locked_until[key] = now + self.lockout_s
+                failures.clear()
+                who = f"Login for {username[:64]!r}" if key.startswith("login:") else f"Logins from {address}"
+                logger.warning("%s locked for %g s after %d failed attempts.", who, self.lockout_s, limit)
+
+
+def _keys(username: str, address: str | None = None) -> list[str]:
+    """The counts an attempt goes into: its login's, and its address's when known."""
+    return [f"login:{username}", *([f"address:{address}"] if address else [])]

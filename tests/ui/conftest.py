@@ -297,6 +297,7 @@ def login_app(tmp_path_factory, tiny_model_dir) -> Iterator[LoginApp]:
     folder = tmp_path_factory.mktemp("login-app")
     processes = AppProcesses(folder, tiny_model_dir)
     url, log = processes.start("--admin", "root", GATOR_AUTH=LOGINS, GATOR_LOGIN_MAX_FAILURES="3",
+                               GATOR_LOGIN_MAX_ADDRESS_FAILURES="5",
                                GATOR_LOGIN_LOCKOUT_S="2", GATOR_LOGIN_DELAY_S="0.3")
     yield LoginApp(url, folder / "outputs", log)
     processes.stop()

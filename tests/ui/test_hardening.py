@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 
-def login(url: str, password: str) -> int:
-    return httpx.post(url + "login", data={"username": "eve", "password": password}, timeout=30).status_code
+def login(url: str, password: str, username: str = "eve") -> int:
+    return httpx.post(url + "login", data={"username": username, "password": password}, timeout=30).status_code
 
 
 def test_repeated_bad_logins_are_slowed_then_locked_out(login_app):
@@ -26,6 +28,16 @@ def test_repeated_bad_logins_are_slowed_then_locked_out(login_app):
     assert login(url, "eve-pass-7") == 200  # the lock-out ends
     text = login_app.log.read_text()
     assert "locked for 2 s after 3 failed attempts" in text and "eve-pass-7" not in text and "guess" not in text
+
+
+def test_guessing_many_logins_from_one_address_locks_the_address(login_app):
+    url = login_app.url  # 5 failures from one address lock it for 2 s, whichever logins they tried
+    assert [login(url, "x", f"nobody{n}") for n in range(5)] == [400] * 5  # one failure per login: none locked
+    assert login(url, "a1", "ann") == 400  # the address is locked, even for a right pair of a login never guessed
+    time.sleep(2.0)
+    assert login(url, "a1", "ann") == 200  # the lock-out ends
+    text = login_app.log.read_text()
+    assert "Logins from 127.0.0.1 locked for 2 s after 5 failed attempts" in text and "nobody" not in text
 
 
 # -- bounded work per request, fair queueing, cancel when the client leaves -----------------------------
@@ -107,6 +119,7 @@ def small_request_seconds(url: str) -> float:
 
 def test_a_dropped_stream_stops_its_job(app_process):
     url, log = app_process
+    small_request_seconds(url)  # the model is loaded: the long job's steps start at once
     join_generate_image(url, "dropper", **LONG_JOB)
     with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": "dropper"}, timeout=30) as stream:
         for line in stream.iter_lines():
@@ -114,7 +127,17 @@ def test_a_dropped_stream_stops_its_job(app_process):
                 break
     time.sleep(1.0)  # a few of its steps run, then the client is gone
     assert small_request_seconds(url) < 5  # the 150-step job (about 12 s here) no longer holds the engine
-    assert "its stream was dropped" in log.read_text()
+    text = log.read_text()
+    dropped = re.search(r"^(\S+ \S+) .*its stream was dropped", text, re.M)
+    stopped = re.search(r"^(\S+ \S+) .*Image request cancelled: Stopped at step (\d+)/150", text, re.M)
+    assert dropped and stopped, text[-2000:]
+    # the job stopped at its next step (a step takes about 0.08 s here; a second allows a loaded machine)
+    seconds = (_log_time(stopped[1]) - _log_time(dropped[1])).total_seconds()
+    assert 0 <= seconds < 1.0 and 1 < int(stopped[2]) < 150, (seconds, stopped[2])
+
+
+def _log_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
 
 
 def test_a_stream_nobody_reads_stops_its_job(app_with_env, caplog):
