@@ -546,9 +546,10 @@ class ComfyUIClient:
                 last_heard = loop.time()
                 if msg_type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
                                 aiohttp.WSMsgType.ERROR):
+                    closed = BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
+                                                f"({run.where()}): the connection was closed.")  # seen now
                     await self._abandon(session, run.prompt_id, timeout=1.0)
-                    raise BackendUnavailable(f"ComfyUI at {self.base_url} stopped answering during generation "
-                                             f"({run.where()}): the connection was closed.")
+                    raise closed
                 try:
                     if msg_type == aiohttp.WSMsgType.TEXT:
                         progresses = self._on_text(run, msg_data)

@@ -1,5 +1,6 @@
 """Exceptions that carry a sentence fit for the user."""
 import errno
+import time
 
 
 class GatorError(Exception):
@@ -13,8 +14,13 @@ class InvalidRequest(GatorError):
 class BackendUnavailable(GatorError):
     """A backend cannot take the request (server down, model not installed, connection lost).
 
-    In backend="auto" mode the manager falls back to the next backend on this error.
+    In backend="auto" mode the manager falls back to the next backend on this error. `seen_at` is when it
+    was raised (time.monotonic()), so a health monitor can tell a failure from before a server came back.
     """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.seen_at = time.monotonic()
 
 
 class GenerationCancelled(GatorError):

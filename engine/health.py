@@ -91,6 +91,7 @@ class HealthMonitor:
         self._poll_locks = {u: threading.Lock() for u in self.urls}
         self._subscribers: list[Callback] = []
         self._history: deque[tuple[float, str, bool, str]] = deque(maxlen=history_size)
+        self._answered_since: dict[str, float] = {}  # per server: when its latest good poll began (monotonic)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # One HTTP client per server, reused across polls (building one costs ~15 ms of CPU for its SSL
@@ -143,6 +144,7 @@ class HealthMonitor:
                 return
             self.urls.remove(url)
             del self._states[url]
+            self._answered_since.pop(url, None)
             client = self._clients.pop(url)
         client.close()
 
@@ -217,11 +219,17 @@ class HealthMonitor:
         with self._lock:
             self._states[url.rstrip("/")].models_checked_at = None
 
-    def report_failure(self, url: str, reason: str) -> None:
-        """Count a failure seen elsewhere (e.g. a job's socket dropped) like a failed poll."""
+    def report_failure(self, url: str, reason: str, seen_at: float | None = None) -> None:
+        """Count a failure seen elsewhere (e.g. a job's socket dropped) like a failed poll; one seen at
+        `seen_at` (time.monotonic()) before a poll that began later and was answered is old news: the
+        server is back, and it does not count."""
         url = url.rstrip("/")
-        if url in self._states:
-            self._record(url, _Poll(ok=False, reason=reason))
+        if url not in self._states:
+            return
+        if seen_at is not None and self._answered_since.get(url, float("-inf")) > seen_at:
+            log.info("ComfyUI %s: a job failed (%s), but the server has answered since; not counted", url, reason)
+            return
+        self._record(url, _Poll(ok=False, reason=reason))
 
     def _loop(self, url: str) -> None:
         while not self._stop.is_set() and url in self._states:
@@ -247,7 +255,11 @@ class HealthMonitor:
                     return
                 stale = (st.up is not True or st.models is None or st.models_checked_at is None
                          or time.monotonic() - st.models_checked_at >= self.models_refresh_s)
-            self._record(url, self._poll(url, want_models=stale))
+            began = time.monotonic()
+            poll = self._poll(url, want_models=stale)
+            if poll.ok:
+                self._answered_since[url] = began
+            self._record(url, poll)
 
     def _system_stats(self, url: str) -> httpx.Response:
         """GET /system_stats; unanswered after half the timeout, a second request races the first.

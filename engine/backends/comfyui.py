@@ -457,7 +457,7 @@ class ComfyUIBackend(Backend):
 
     def _server_failed(self, url: str, exc: BackendUnavailable) -> str:
         """Count a failure of `url` like a failed poll; returns its sentence."""
-        self.monitor.report_failure(url, str(exc))
+        self.monitor.report_failure(url, str(exc), seen_at=exc.seen_at)
         log.warning("ComfyUI job failed on %s (%s); trying another server", url, exc)
         return str(exc)
 

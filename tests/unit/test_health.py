@@ -91,6 +91,16 @@ def test_report_failure_counts_like_a_poll(fake):
     assert st.up is False and st.last_error == "socket dropped during a job"
 
 
+def test_a_failure_from_before_the_server_answered_again_is_not_counted(fake):
+    monitor = HealthMonitor([fake.url], down_after=1)
+    seen_before = time.monotonic()  # a job's failure, reported late: the server has answered a poll since
+    monitor.poll_now()
+    monitor.report_failure(fake.url, "socket dropped during a job", seen_at=seen_before)
+    assert monitor.state(fake.url).up is True and len(monitor.history) == 1
+    monitor.report_failure(fake.url, "socket dropped during a job", seen_at=time.monotonic())  # seen after it
+    assert monitor.state(fake.url).up is False
+
+
 def test_background_detects_down_and_up_in_time(fake):
     with HealthMonitor([fake.url], interval_s=INTERVAL, timeout_s=TIMEOUT, down_after=2) as monitor:
         flips = []
