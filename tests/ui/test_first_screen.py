@@ -46,7 +46,7 @@ def test_a_second_click_during_a_run_makes_a_second_image(desktop, local_app):
 
 def test_stop_leaves_no_noisy_preview(desktop, local_app):
     open_app(desktop, local_app.url)
-    fill_image_form(desktop, "an endless staircase", steps=150, seed=5)
+    fill_image_form(desktop, "an endless staircase", width=256, height=256, steps=150, seed=5)  # about 10 s
     desktop.click("#generate")
     wait_step(desktop, 3)
     assert desktop.locator("#image-output img").count() == 1  # the step preview is showing

@@ -131,9 +131,9 @@ def test_a_dropped_stream_stops_its_job(app_process):
     dropped = re.search(r"^(\S+ \S+) .*its stream was dropped", text, re.M)
     stopped = re.search(r"^(\S+ \S+) .*Image request cancelled: Stopped at step (\d+)/150", text, re.M)
     assert dropped and stopped, text[-2000:]
-    # the job stopped at its next step (a step takes about 0.08 s here; a second allows a loaded machine)
+    # the job stopped at its next step (a step takes about 0.08 s here; two seconds allow a loaded machine)
     seconds = (_log_time(stopped[1]) - _log_time(dropped[1])).total_seconds()
-    assert 0 <= seconds < 1.0 and 1 < int(stopped[2]) < 150, (seconds, stopped[2])
+    assert 0 <= seconds < 2.0 and int(stopped[2]) < 150, (seconds, stopped[2])
 
 
 def _log_time(stamp: str) -> datetime:

@@ -52,7 +52,9 @@ def test_generate_streams_previews_then_the_final_image(ui_page, local_app):
 def test_stop_cancels_within_a_step(ui_page, local_app):
     page = ui_page
     open_app(page, local_app.url)
-    fill_image_form(page, "a stopped staircase", steps=150, seed=5)
+    # 150 steps at 256 px (about 10 s here): still running when a busy machine's Stop click arrives (150 steps at
+    # 64 px can end in 2.6 s, before it)
+    fill_image_form(page, "a stopped staircase", width=256, height=256, steps=150, seed=5)
     page.click("#generate")
     wait_step(page, 3)
     page.click("#stop")
