@@ -564,6 +564,7 @@ class AIModelManager:
             hires_scale=req.hires_scale if req.hires_scale > 1 else None,
             hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires_scale > 1 else None,
             hires_upscaler=req.hires_upscaler if req.hires_scale > 1 else None,
+            first_pass_size=(req.width, req.height) if req.hires_scale > 1 else None,
             mask_blur=req.mask_blur if req.inpaints else None,
             inpaint_area=req.inpaint_area if req.inpaints else None,
             only_masked_padding=req.only_masked_padding if req.inpaints and req.inpaint_area == ONLY_MASKED else None,

@@ -46,6 +46,7 @@ class ImageResult:
     hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix)
     hires_steps: int | None = None
     hires_upscaler: str | None = None
+    first_pass_size: tuple[int, int] | None = None  # the hires fix's first pass (width, height); the image is larger
     controlnet: str | None = None  # the ControlNet's name (None: none); its preprocessor, weight and steps below
     controlnet_module: str | None = None
     controlnet_weight: float | None = None
@@ -73,8 +74,13 @@ class ImageResult:
     batch: list["ImageResult"] = field(default_factory=list)  # a batch's results, on the first one; a plot's cells
 
     def parameters(self) -> dict[str, Any]:
-        """What is saved in the PNG and read back by "reuse parameters"."""
-        return {name: getattr(self, name) for name in SAVED_FIELDS}
+        """What is saved in the PNG and read back by "reuse parameters". A hires fix image is recorded as A1111
+        records it: the size asked for (its first pass) with its "Hires upscale", so reusing it gives this image
+        again, not one twice as large."""
+        saved = {name: getattr(self, name) for name in SAVED_FIELDS}
+        if self.first_pass_size:
+            saved["width"], saved["height"] = self.first_pass_size
+        return saved
 
     def to_dict(self, with_batch: bool = True) -> dict[str, Any]:
         """JSON-ready: every field but the image; a batch as a list of dicts."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from engine.events import Done, Progress
+from engine.outputs import read_parameters
 from tests.support.tiny_upscaler import write_compact
 
 HIRES = dict(width=64, height=64, num_inference_steps=4, seed=3, model="tiny", hires_scale=2.0, hires_strength=0.5)
@@ -22,6 +23,21 @@ async def test_64_becomes_128_in_one_stream_of_two_passes(manager):
     text = Image.open(result.path).text["parameters"]
     assert "Hires upscale: 2.0" in text and "Hires steps: 6" in text and "Denoising strength: 0.5" in text
     assert len(list(manager.output_dir.rglob("*.png"))) == 1  # only the final image is saved
+
+
+async def test_the_png_records_the_size_asked_for_so_reuse_gives_the_same_image(manager):
+    first = await manager.generate_image("a lighthouse", **HIRES)
+    text = Image.open(first.path).text["parameters"]
+    assert "Size: 64x64" in text and "Hires upscale: 2.0" in text  # as A1111 records a hires fix image
+    saved = read_parameters(first.path)
+    assert (saved["width"], saved["height"], saved["hires_scale"]) == (64, 64, 2.0)
+    again = await manager.generate_image(saved["prompt"], width=saved["width"], height=saved["height"],
+                                         num_inference_steps=saved["num_inference_steps"], seed=saved["seed"],
+                                         model=saved["model_id"], hires_scale=saved["hires_scale"],
+                                         hires_steps=saved["hires_steps"], hires_strength=saved["strength"],
+                                         hires_upscaler=saved["hires_upscaler"])
+    assert Image.open(again.path).size == (128, 128)
+    assert list(Image.open(again.path).getdata()) == list(Image.open(first.path).getdata())
 
 
 async def test_a_model_upscaler_enlarges_between_the_passes(manager, settings):
