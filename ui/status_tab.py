@@ -174,7 +174,7 @@ def _render_top(status: dict[str, Any]) -> str:
 
 
 def _render_bottom(status: dict[str, Any]) -> str:
-    """LoRAs, ControlNets, notices, folders and recent switches."""
+    """LoRAs, ControlNets, upscalers, VAEs and workflows, notices, folders and recent switches."""
     out: list[str] = []
     for key, title, kind in (("loras", "LoRAs", "LoRA"), ("controlnets", "ControlNets", "ControlNet")):
         files = status.get(key) or []
@@ -184,6 +184,14 @@ def _render_bottom(status: dict[str, Any]) -> str:
                 f"<code>{_e(entry.get('name'))}</code>", _e(entry.get("family_label") or ""),
                 _e(", ".join(entry.get("backends") or [])),
             ] for entry in files], f"status-{key}"))
+
+    extras = [(title, status.get(key) or []) for key, title in
+              (("upscalers", "upscalers"), ("vaes", "VAEs"), ("workflows", "ComfyUI workflows"))]
+    if any(names for _, names in extras):  # what else a request can name: Upscale, Hires fix, VAE, workflow lists
+        out.append('<h3 id="status-extras-section">Upscalers, VAEs and workflows</h3>')
+        out.append(_table(["kind", "names"], [[
+            _e(title), ", ".join(f"<code>{_e(name)}</code>" for name in names) or "none",
+        ] for title, names in extras], "status-extras"))
 
     out.append(_render_managed(status.get("managed_comfyui")))
 

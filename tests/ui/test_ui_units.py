@@ -147,6 +147,14 @@ def test_status_renders_servers_and_switches():
     assert "No server configured" in render_status({"servers": []})
 
 
+def test_upscalers_vaes_and_workflows_are_listed():
+    html = render_status({"upscalers": ["Lanczos", "4x_tiny"], "vaes": [], "workflows": ["my <graph>"]})
+    for needle in ("status-extras", "<code>Lanczos</code>, <code>4x_tiny</code>", "<td>VAEs</td><td>none</td>",
+                   "<code>my &lt;graph&gt;</code>"):
+        assert needle in html
+    assert "status-extras" not in render_status({})
+
+
 def test_local_workers_are_listed_only_when_there_are_several():
     worker = {"name": "cuda:0", "device": "cuda:0", "device_name": "RTX 4090", "vram_gb": 24.0, "state": "running",
               "loaded_model": "sdxl-1.0", "jobs_done": 3, "compile": {"summary": "ready: 1024x1024"}}

@@ -41,3 +41,5 @@ def test_a_picked_result_is_upscaled_with_the_model_upscaler(desktop, upscaler_a
     newest = max(upscaler_app.saved_images(), key=lambda p: p.stat().st_mtime)
     assert Image.open(newest).size == (192, 192)
     assert "Postprocess upscale by: 3.0, Postprocess upscaler: 4x_tiny" in Image.open(newest).text["parameters"]
+    page.get_by_role("tab", name="System status").click()  # the status tab lists it beside Lanczos
+    assert "Lanczos" in wait_text(page, "status-extras", "4x_tiny")
