@@ -15,7 +15,7 @@ from engine.inpaint import INPAINT_AREAS
 from engine.input_images import RESIZE_MODES, read_input_image
 from engine.limits import Limits
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
-from engine.xyz_plot import AXIS_NAMES, axis_choices
+from engine.xyz_plot import AXIS_NAMES, axis_choices, axis_type
 
 from .models import controlnet_choices, lora_choices
 from .widgets import widget
@@ -96,7 +96,7 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
 def layout_hires_box(upscalers: list[str]) -> dict[str, Any]:
     """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler (one of
     `upscalers`: Lanczos, then the model upscalers the engine lists)."""
-    with gr.Accordion("Hires fix", open=False, elem_id="hires-box"):
+    with gr.Accordion("Hires fix", open=False, elem_id="hires-box") as hires_box:
         with gr.Row():
             hires_scale = gr.Slider(**widget(P.HIRES_SCALE), elem_id="hires-scale")
             hires_strength = gr.Slider(**widget(P.HIRES_STRENGTH), elem_id="hires-strength")
@@ -104,8 +104,43 @@ def layout_hires_box(upscalers: list[str]) -> dict[str, Any]:
             hires_steps = gr.Slider(**widget(P.HIRES_STEPS), elem_id="hires-steps")
             hires_upscaler = gr.Dropdown(upscalers, value=P.HIRES_UPSCALER.default,
                                          label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
-    return dict(hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
+    return dict(hires_box=hires_box, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_upscaler=hires_upscaler)
+
+
+HIRES_INPUTS = ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")
+
+
+def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
+    """The hires box's values from an image's saved parameters: its hires fix (the pass's strength is the
+    image's denoising strength, as A1111 records it), or off (upscale 1) for an image made without one. An
+    upscaler this app lacks becomes Lanczos."""
+    if not params.get(P.HIRES_SCALE.name):
+        return {P.HIRES_SCALE.name: 1.0}
+    upscaler = params.get(P.HIRES_UPSCALER.name)
+    known = next((name for name in upscalers if name.lower() == str(upscaler or "").lower()), None)
+    return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
+            P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,
+            P.HIRES_STEPS.name: params.get(P.HIRES_STEPS.name) or 0,
+            P.HIRES_UPSCALER.name: known or P.HIRES_UPSCALER.default}
+
+
+def saved_plot(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The X/Y/Z box's values from a grid's saved parameters (ours nest them under "plot"; A1111's text gives
+    them flat, its axis types by label), or None for an image that is not a grid."""
+    plot = params.get("plot") or {param.name: params.get(param.name) for param in P.PLOT_PARAMS}
+    if not plot.get(P.PLOT_SCRIPT.name):
+        return None
+    out: dict[str, Any] = {}
+    for axis in AXIS_NAMES:
+        kind_name, values_name = f"{axis.lower()}_type", f"{axis.lower()}_values"
+        try:
+            kind = axis_type(plot.get(kind_name))
+        except InvalidRequest:  # an axis this app does not plot (A1111 has many more): left out
+            kind = None
+        out[kind_name] = kind.key if kind else P.NO_AXIS
+        out[values_name] = str(plot.get(values_name) or "") if kind else ""
+    return out
 
 
 PLOT_INPUTS = tuple(f"{axis.lower()}_{part}" for axis in AXIS_NAMES for part in ("type", "values"))
@@ -115,7 +150,7 @@ PLOT_EXAMPLE = "2, 3  ·  1-10 (+3)  ·  10-20 [3]"
 def layout_xyz_box() -> dict[str, Any]:
     """X/Y/Z plot, closed until opened: what each axis varies and its values (A1111's syntax), and Plot, which
     runs the form once per cell like Generate and adds the labelled grid."""
-    with gr.Accordion("X/Y/Z plot", open=False, elem_id="xyz-box"):
+    with gr.Accordion("X/Y/Z plot", open=False, elem_id="xyz-box") as xyz_box:
         boxes: dict[str, Any] = {}
         params = {param.name: param for param in P.PLOT_PARAMS}
         for axis in AXIS_NAMES:
@@ -127,7 +162,7 @@ def layout_xyz_box() -> dict[str, Any]:
                 boxes[values.name] = gr.Textbox(label=values.label, placeholder=PLOT_EXAMPLE, info=values.help
                                                 if axis == "X" else None, scale=3, elem_id=f"xyz-{axis.lower()}-values")
         plot = gr.Button("Plot", variant="primary", size="sm", elem_id="xyz-plot")
-    return dict(**boxes, plot=plot)
+    return dict(**boxes, plot=plot, xyz_box=xyz_box)
 
 
 def layout_controlnet_box(controlnets: list[dict[str, Any]]) -> dict[str, Any]:

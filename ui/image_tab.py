@@ -26,10 +26,10 @@ from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 from engine.upscale import UPSCALERS
 
-from .workflow_box import layout_workflow_box, wire_workflow_box
-from .image_options import (CONTROLNET_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag, control_map_preview,
-                            controlnet_args, hires_args, image_to_image_args, inpaint_args, layout_controlnet_box,
-                            layout_hires_box, layout_img2img_box, layout_inpaint_box, layout_lora_row, layout_xyz_box)
+from .image_options import (CONTROLNET_INPUTS, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
+                            control_map_preview, controlnet_args, hires_args, image_to_image_args, inpaint_args,
+                            layout_controlnet_box, layout_hires_box, layout_img2img_box, layout_inpaint_box,
+                            layout_lora_row, layout_xyz_box, saved_hires, saved_plot)
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -38,6 +38,7 @@ from .preview import display_preview
 from .queue_panel import layout_queue_panel
 from .sessions import Jobs, TooManyJobs
 from .widgets import number_box, widget
+from .workflow_box import layout_workflow_box, wire_workflow_box
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +202,8 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
-               "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", "hires_scale",
-               "hires_strength", "hires_steps", "hires_upscaler", *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
+               "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", *HIRES_INPUTS,
+               *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
 
 
 def job_args(values: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def job_args(values: dict[str, Any]) -> dict[str, Any]:
     args["user_workflow"] = values.get("user_workflow") or P.NO_WORKFLOW
     args["init_image"] = args["init_image"] or None
     args["hires"] = {name: _number(values.get(name)) if name != "hires_upscaler" else values.get(name)
-                     for name in ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")}
+                     for name in HIRES_INPUTS}
     args["inpaint"] = {name: values.get(name) for name in INPAINT_INPUTS}
     args["controlnet"] = {name: values.get(name) if name in ("control_image", "controlnet", "controlnet_module")
                           else _number(values.get(name)) for name in CONTROLNET_INPUTS}
@@ -549,8 +550,31 @@ class ImageTabHandlers:
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
-        update[note] = f"Parameters of {name} loaded into the settings."
+        hires = saved_hires(params, self.manager.available_upscalers())  # off again for an image without one
+        update.update({c[key]: value for key, value in hires.items()})
+        if len(hires) > 1:
+            update[c["hires_box"]] = gr.update(open=True)
+        plot = saved_plot(params)
+        if plot:  # a grid: its axes back into the X/Y/Z box, for Plot
+            update.update({c[key]: value for key, value in plot.items()})
+            update[c["xyz_box"]] = gr.update(open=True)
+        missing = self._reuse_workflow(params.get(P.USER_WORKFLOW.name), update)
+        update[note] = f"Parameters of {name} loaded into the settings{missing}."
         return update
+
+    def _reuse_workflow(self, workflow: Any, update: dict[Any, Any]) -> str:
+        """The image's own ComfyUI workflow back into the workflow box (none for an image made without one); the
+        end of the sentence when its file is not in the workflows folder."""
+        c = self.components
+        if not workflow or workflow == P.NO_WORKFLOW:
+            update[c["user_workflow"]] = P.NO_WORKFLOW
+            return ""
+        if workflow in self.manager.available_workflows():
+            update[c["user_workflow"]] = workflow
+            update[c["workflow_box"]] = gr.update(open=True)
+            return ""
+        update[c["user_workflow"]] = P.NO_WORKFLOW
+        return f"; its ComfyUI workflow {workflow} is not in the workflows folder"
 
     async def upscale(self, picked: str | None, history: list[dict[str, Any]] | None,
                       scale: float | None = P.UPSCALE_BY.default, upscaler: str | None = P.UPSCALER.default,
@@ -823,7 +847,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "vae", *CONTROLNET_INPUTS[1:], "controlnet_box",
-                                   "picked_info")]
+                                   *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box", "user_workflow",
+                                   "workflow_box", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
     preview_inputs = [c[name] for name in ("control_image", "controlnet_module", "canny_low", "canny_high")]
     for trigger in (c["control_image"].change, c["controlnet_module"].input, c["canny_low"].release,

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ui.badge import badge_html
 from ui.launcher import parse_args, parse_auth, serve
+from ui.image_options import saved_hires, saved_plot
 from ui.models import model_choices
 from ui.presets import apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from ui.preview import display_preview
@@ -145,6 +146,26 @@ def test_status_renders_servers_and_switches():
                    "SD 1.5 weights not found"):
         assert needle in html
     assert "No server configured" in render_status({"servers": []})
+
+
+def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
+    assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0}  # made without: off again
+    saved = {"hires_scale": 2.0, "strength": 0.4, "hires_steps": 6, "hires_upscaler": "4x_Tiny"}
+    assert saved_hires(saved, ["Lanczos", "4x_tiny"]) == {"hires_scale": 2.0, "hires_strength": 0.4,
+                                                           "hires_steps": 6, "hires_upscaler": "4x_tiny"}
+    assert saved_hires(saved, ["Lanczos"])["hires_upscaler"] == "Lanczos"  # an upscaler this app lacks
+
+
+def test_saved_plot_axes_from_ours_and_from_a1111():
+    assert saved_plot({"prompt": "x"}) is None
+    ours = {"plot": {"script": "X/Y/Z plot", "x_type": "Steps", "x_values": "2,3", "y_type": "seed",
+                     "y_values": "1, 2", "z_type": None, "z_values": None}}
+    assert saved_plot(ours) == {"x_type": "steps", "x_values": "2,3", "y_type": "seed", "y_values": "1, 2",
+                                "z_type": "Nothing", "z_values": ""}
+    a1111 = {"script": "X/Y/Z plot", "x_type": "CFG Scale", "x_values": "5, 7", "y_type": "Hires upscaler",
+             "y_values": "Latent"}  # an axis this app does not plot is left out
+    assert saved_plot(a1111) == {"x_type": "guidance", "x_values": "5, 7", "y_type": "Nothing",
+                                 "y_values": "", "z_type": "Nothing", "z_values": ""}
 
 
 def test_upscalers_vaes_and_workflows_are_listed():

@@ -14,8 +14,8 @@ from PIL import Image
 
 from engine.config import Settings
 from tests.support.fake_comfyui import FakeComfyUI
-from tests.ui.conftest import (RunningApp, fill_image_form, needs_chromium, open_app, start_app, stop_app,
-                               wait_progress, wait_text)
+from tests.ui.conftest import (RunningApp, fill_image_form, needs_chromium, open_app, send_first_result, start_app,
+                               stop_app, wait_progress, wait_text)
 from tests.ui.test_loras_ui import choose
 
 pytestmark = needs_chromium
@@ -59,6 +59,10 @@ def test_choose_a_workflow_generate_and_the_details_show_it(desktop, workflow_ap
     assert sent["4"]["inputs"]["ckpt_name"] == "tiny-sd15.safetensors"
     made = max(app.output_dir.rglob("*.png"), key=lambda p: p.stat().st_mtime)
     assert json.loads(Image.open(made).text["prompt"]) == sent
+    # Reuse puts the workflow back (after it was set to none)
+    choose(page, "user-workflow", "none")
+    send_first_result(page, "reuse-parameters", "loaded into the settings")
+    assert page.locator("#user-workflow input").input_value() == "sd15_default"
     # the API endpoint runs the same workflow
     path, info = Client(app.url, verbose=False).predict("a fox by API", "sd15_default", width=64, height=64,
                                                         num_inference_steps=2, seed=3, api_name="/comfyui_workflow")

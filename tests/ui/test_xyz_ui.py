@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine.xyz_plot import GRID_SUFFIX
 from tests.ui.conftest import (SCREENSHOTS, choose, fill_image_form, history_count, needs_chromium, open_app,
-                               progress_seen, wait_progress, wait_text, wait_until, watch_progress)
+                               progress_seen, send_first_result, wait_progress, wait_text, wait_until, watch_progress)
 
 
 def set_values(page, axis: str, text: str) -> None:
@@ -38,6 +38,13 @@ def test_steps_by_seed_makes_a_grid_and_four_images_in_the_history(desktop, loca
     shown = page.locator("#image-output img").first  # the grid, not the last cell, is the picture on show
     assert wait_until(lambda: shown.evaluate("img => img.naturalWidth") == Image.open(grid).width, 10)
     page.screenshot(path=str(SCREENSHOTS / "xyz_plot_grid.png"), full_page=True)
+    # Reuse of the grid puts its axes back for Plot (as A1111's paste does)
+    choose(page, "xyz-x-type", "Seed")
+    set_values(page, "x", "7")
+    send_first_result(page, "reuse-parameters", "loaded into the settings")  # the grid is the newest
+    assert page.locator("#xyz-x-type input").input_value() == "Steps"
+    assert page.locator("#xyz-x-values textarea, #xyz-x-values input").first.input_value() == "2,3"
+    assert page.locator("#xyz-y-type input").input_value() == "Seed"
 
 
 def test_the_api_endpoint_returns_the_grid_and_its_cells(local_app):
