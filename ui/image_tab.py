@@ -36,6 +36,7 @@ from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped
 from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from .preview import display_preview
 from .queue_panel import layout_queue_panel
+from .session_history import SessionHistories
 from .sessions import Jobs, TooManyJobs
 from .widgets import number_box, widget
 from .workflow_box import layout_workflow_box, wire_workflow_box
@@ -196,10 +197,6 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
            "comfyui workflow": "the ComfyUI workflow (its first sampler)"}
 
 
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
                "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", *HIRES_INPUTS,
@@ -228,6 +225,7 @@ class ImageTabHandlers:
         self.jobs = jobs
         self.queue = JobQueue(jobs.limits.waiting_per_session)
         self._stopped_at: dict[str, float] = {}  # when each session last pressed Stop (time.monotonic)
+        self.histories = SessionHistories(HISTORY_LIMIT)
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
@@ -313,8 +311,7 @@ class ImageTabHandlers:
                     line = presenter.line(event)
                     if isinstance(event, Done):
                         result = event.result
-                        history.insert(0, history_entry(result))
-                        del history[HISTORY_LIMIT:]
+                        history[:] = self.histories.add(_session(request) or "", history_entry(result), history)
                         finished = {"line": line, "details": details_markdown(result), "path": result["path"],
                                     "at": time.monotonic()}
                         # the final image now; the Done line, details, gallery and download follow when
@@ -373,6 +370,7 @@ class ImageTabHandlers:
         """The tab was closed: its waiting jobs go (a running one is cancelled when its stream drops)."""
         self.queue.clear(_session(request) or "")
         self._stopped_at.pop(_session(request) or "", None)
+        self.histories.forget(_session(request) or "")
 
     def show_finished(self, finished: dict[str, Any] | None, history: list[dict[str, Any]] | None,
                       request: gr.Request = None):
@@ -480,7 +478,7 @@ class ImageTabHandlers:
             await asyncio.to_thread(self.manager.delete_output, picked, getattr(request, "username", None))
         except DeleteRefused as err:
             return {c["picked_info"]: str(err), c["confirm_delete"]: gr.update(visible=False)}
-        history = [entry for entry in history or [] if not _same_file(entry["path"], picked)]
+        history = self.histories.remove(_session(request) or "", picked, history)
         update: dict[Any, Any] = {
             c["history"]: history, c["gallery"]: gallery_items(history), c["picked"]: None,
             c["picked_view"]: gr.update(visible=False), c["picked_image"]: None, c["picked_video"]: None,
@@ -588,7 +586,7 @@ class ImageTabHandlers:
                                                   owner=getattr(request, "username", None))
         if result.status != "success":
             return gr.skip(), gr.skip(), failure_line(result.error or "The image could not be upscaled.")
-        history = [history_entry(result), *(history or [])][:HISTORY_LIMIT]
+        history = self.histories.add(_session(request) or "", history_entry(result), history)
         return history, gallery_items(history), (f"{Path(picked).name} upscaled to {result.width}×{result.height}: "
                                                  f"{Path(result.path).name}, first in the history.")
 

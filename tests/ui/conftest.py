@@ -354,6 +354,16 @@ def fill_image_form(page, prompt: str, *, width: int = 64, height: int = 64, ste
         page.locator(f"#backend input[value={backend}]").check()
 
 
+def run_into_second_image(page, url: str, prompt: str, *, count: int, seed: int) -> None:
+    """Open the app and start a batch of `count` long images (80 steps at 256 px, about 5 s each here, so the
+    second is still running after a busy machine's next click); return once image 1 is done and image 2 runs."""
+    open_app(page, url)
+    fill_image_form(page, prompt, width=256, height=256, steps=80, seed=seed)
+    set_number(page, "batch", count)
+    page.click("#generate")
+    wait_progress(page, f"Image 2/{count}", timeout_ms=60_000)
+
+
 def generate_one(page, url: str, prompt: str, *, steps: int = 3, seed: int = -1) -> None:
     """Open the app, make one 64 px image and wait until it is done."""
     open_app(page, url)

@@ -13,8 +13,8 @@ from engine import outputs
 from engine.config import Settings
 from engine.manager import AIModelManager
 from tests.conftest import CPU
-from tests.ui.conftest import (generate_one, history_count, needs_chromium, open_app, start_app, stop_app, wait_text,
-                               wait_until)
+from tests.ui.conftest import (generate_one, history_count, needs_chromium, open_app, run_into_second_image, start_app,
+                               stop_app, wait_progress, wait_text, wait_until)
 
 PARAMS = {"prompt": "a lighthouse at dusk", "negative_prompt": "", "seed": 5, "width": 8, "height": 8,
           "num_inference_steps": 3, "guidance_scale": 1.0, "sampler": "euler", "model": "tiny", "backend": "local"}
@@ -99,6 +99,23 @@ def test_a_picked_thumbnail_is_shown_large_with_its_parameters_and_can_be_delete
     assert not saved[0].exists()
     assert wait_until(lambda: history_count(page) == 0, 5)
     assert not page.locator("#picked-view").is_visible()
+
+
+def test_a_delete_during_a_run_stays_deleted(ui_page, local_app):
+    page = ui_page
+    run_into_second_image(page, local_app.url, "a blue teapot in the rain", count=2, seed=4100)  # then delete image 1
+    assert wait_until(lambda: history_count(page) == 1, 10)
+    page.locator("#history .thumbnail-item").first.click()
+    wait_text(page, "picked-params", "Seed 4100")
+    page.click("#delete-picked")
+    page.locator("#confirm-delete").wait_for(state="visible")
+    page.click("#confirm-delete")
+    wait_text(page, "picked-info", "Deleted")
+    wait_progress(page, "Done", timeout_ms=60_000)
+    time.sleep(1.0)  # the run's last updates are in
+    assert history_count(page) == 1  # the second image only: the deleted one does not come back
+    page.locator("#history .thumbnail-item").first.click()
+    wait_text(page, "picked-params", "Seed 4101")
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 import time
 
-from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text, set_number,
-                               wait_progress, wait_step, wait_text, wait_until)
+from tests.ui.conftest import (fill_image_form, history_count, needs_chromium, open_app, progress_text,
+                               run_into_second_image, wait_progress, wait_step, wait_text, wait_until)
 
 pytestmark = needs_chromium
 
@@ -178,13 +178,8 @@ def test_aspect_and_quality_presets_and_the_outputs_folder(new_page, local_app):
 
 def test_stop_during_a_batch_keeps_the_finished_image_and_says_stopped(ui_page, local_app):
     page = ui_page
-    open_app(page, local_app.url)
-    # 80 steps at 256 px (about 5 s an image here): image 2 is still running when Stop arrives, even when a busy
-    # machine delays the click (at 64 px the whole batch could end first, and then there is nothing to stop)
-    fill_image_form(page, "a row of lanterns", width=256, height=256, steps=80, seed=9)
-    set_number(page, "batch", 3)
-    page.click("#generate")
-    wait_progress(page, "Image 2/3", timeout_ms=60_000)
+    # long images: image 2 still runs when Stop arrives (at 64 px the batch could end first, leaving nothing to stop)
+    run_into_second_image(page, local_app.url, "a row of lanterns", count=3, seed=9)
     page.click("#stop")
     wait_progress(page, "Stopped", timeout_ms=10_000)
     time.sleep(1.5)  # nothing that arrives late may replace the line

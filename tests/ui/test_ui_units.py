@@ -16,6 +16,7 @@ from ui.models import model_choices
 from ui.presets import apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
 from ui.preview import display_preview
 from ui.serialize import api_safe
+from ui.session_history import SessionHistories
 from ui.sessions import JobLimits, Jobs, TooManyJobs
 from ui.status_tab import render_status
 from tests.ui.conftest import run_coroutine
@@ -166,6 +167,21 @@ def test_saved_plot_axes_from_ours_and_from_a1111():
              "y_values": "Latent"}  # an axis this app does not plot is left out
     assert saved_plot(a1111) == {"x_type": "guidance", "x_values": "5, 7", "y_type": "Nothing",
                                  "y_values": "", "z_type": "Nothing", "z_values": ""}
+
+
+def test_a_session_history_takes_every_change_whoever_makes_it(tmp_path):
+    histories = SessionHistories(limit=3)
+    shown = [{"path": str(tmp_path / "old.png")}]  # what the tab showed before the server knew the session
+    run = histories.add("tab", {"path": str(tmp_path / "a.png")}, shown)  # a run's image
+    histories.add("tab", {"path": str(tmp_path / "up.png")}, run[:1])  # an upscale, from an older copy of the tab
+    after_delete = histories.remove("tab", tmp_path / "a.png", run)
+    assert [Path(e["path"]).name for e in after_delete] == ["up.png", "old.png"]
+    later = histories.add("tab", {"path": str(tmp_path / "b.png")}, run)  # the run's next image
+    assert [Path(e["path"]).name for e in later] == ["b.png", "up.png", "old.png"]  # nothing undone
+    assert len(histories.add("tab", {"path": "c.png"}, later)) == 3  # the limit
+    assert histories.add("", {"path": "x.png"}, None) == [{"path": "x.png"}]  # no session: nothing kept
+    histories.forget("tab")
+    assert histories.add("tab", {"path": "d.png"}, []) == [{"path": "d.png"}]
 
 
 def test_upscalers_vaes_and_workflows_are_listed():
