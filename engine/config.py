@@ -159,6 +159,13 @@ class Settings:
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "compile-cache"
 
     @property
+    def file_hash_cache(self) -> Path:
+        """Where checkpoint hashes are remembered (engine/file_hashes.py): beside the models, else the user's cache."""
+        if self.models_dir:
+            return Path(self.models_dir) / ".file-hashes.json"
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "file-hashes.json"
+
+    @property
     def comfyui_log_dir(self) -> Path:
         """Where the logs of a ComfyUI the app started are written (the user's cache)."""
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "comfyui-logs"

@@ -288,10 +288,12 @@ UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is 
 POSTPROCESS_PARAMS: tuple[Param, ...] = (UPSCALE_BY, UPSCALER)
 
 # What a result records that no request sets: the license of the weights that made it (presets/models.yaml; a user's
-# checkpoint's own header metadata, "unknown" without it).
+# checkpoint's own header metadata, "unknown" without it), and a checkpoint file's hash as A1111 writes it.
 MODEL_LICENSE = Param("model_license", "text", None, "Model license", "The license of the weights that made the image.",
                       a1111_key="Model license", optional=True)
-RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE,)
+MODEL_HASH = Param("model_hash", "text", None, "Model hash", "The checkpoint file's SHA-256, its first 10 hex digits "
+                   "(how A1111 and Civitai recognise a checkpoint).", a1111_key="Model hash", optional=True)
+RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH)
 
 # An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
 NO_AXIS = "Nothing"

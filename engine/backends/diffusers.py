@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
+from ..file_hashes import FileHashes, short_hash
 from ..logs import keep_log_lines_short
 from ..compiled import parse_compile_sizes
 from ..controlnet import control_map
@@ -64,7 +65,8 @@ class DiffusersBackend(Backend):
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
                  dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None,
-                 devices: Sequence[Hardware] | None = None, compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
+                 devices: Sequence[Hardware] | None = None, compile_sizes: tuple[tuple[int, int], ...] = (),
+                 file_hash_cache: Any = None) -> None:
         self.hardware = hardware
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
         self.pool = WorkerPool(devices or [hardware], compile_mode, compile_cache_dir, compile_sizes)
@@ -72,6 +74,7 @@ class DiffusersBackend(Backend):
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
         self.folders = ModelFolders(model_roots if model_roots is not None else [models_dir])
+        self.hashes = FileHashes(Path(file_hash_cache) if file_hash_cache else None)  # checkpoints' "Model hash"
         self.pipeline_configs = pipeline_configs  # None: presets/pipelines/
         self.weights: dict[str, WeightSource | Missing] = {}
         self.user_models: dict[str, ModelSpec] = {}  # the user's own checkpoints, by id (their file name)
@@ -158,6 +161,14 @@ class DiffusersBackend(Backend):
 
     def default_model(self) -> ModelSpec | None:
         return self.best() if self.models() else None
+
+    def model_hash(self, spec: ModelSpec) -> str | None:
+        """A1111's "Model hash" of `spec`'s checkpoint file, once known (hashed when it loads); None for models
+        that are not one file (a diffusers folder, the hub, the tiny model)."""
+        source = self.weights.get(spec.id)
+        if not isinstance(source, WeightSource) or source.kind != "single_file":
+            return None
+        return short_hash(self.hashes.known(source.location))
 
     def find(self, model_id: str) -> ModelSpec | None:
         """A catalogue model by id or label, or the user's checkpoint by file name (with or without extension)."""
@@ -344,6 +355,7 @@ class DiffusersBackend(Backend):
         kwargs: dict[str, Any] = {"dtype": dtype}
         try:
             if source.kind == "single_file":
+                self.hashes.start(source.location)  # read beside the load (mostly from the page cache it fills)
                 # the file holds the weights; its family's configs and tokenizers ship with the app (offline)
                 pipe = load_single_file(cls, source.location, spec.family, dtype=dtype,
                                         config_root=self.pipeline_configs, inpainting=spec.inpainting)
@@ -385,6 +397,7 @@ class DiffusersBackend(Backend):
                 async for item in self._run(req, spec, self.weights[spec.id], cancel, previews):
                     if isinstance(item, Produced):
                         item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id, "license": spec.license,
+                                                     "model_hash": self.model_hash(spec),
                                                      "server": item.info.get("worker"),
                                                      "warnings": warnings + list(item.info.get("warnings", []))})
                     yield item
@@ -630,7 +643,8 @@ def _build(context: BackendContext) -> DiffusersBackend:
                             model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
                             dtype=settings.dtype, compile_mode=settings.compile_mode,
                             compile_cache_dir=settings.compile_cache_dir, devices=context.devices or None,
-                            compile_sizes=parse_compile_sizes(settings.compile_sizes))
+                            compile_sizes=parse_compile_sizes(settings.compile_sizes),
+                            file_hash_cache=settings.file_hash_cache)
 
 
 register_backend(DiffusersBackend.name, _build)

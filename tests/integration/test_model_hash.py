@@ -1,0 +1,51 @@
+"""A checkpoint's PNG carries A1111's "Model hash" (the file's SHA-256, first 10 hex digits), hashed while the
+file loads and remembered across restarts; a model that is not one file (the tiny model) has none."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+
+from PIL import Image
+
+from engine.config import Settings
+from engine.manager import AIModelManager
+from engine.outputs import read_parameters
+from tests.conftest import CPU
+from tests.support.ldm_checkpoint import cached_checkpoint
+
+SMALL = dict(width=64, height=64, num_inference_steps=2, seed=5)
+
+
+async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, tiny_model_dir):
+    models = tmp_path / "models"
+    models.mkdir()
+    checkpoint = models / "hashed_one.safetensors"
+    shutil.copy(cached_checkpoint("sd15"), checkpoint)
+    expected = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
+    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "out",
+                        tiny_model_dir=tiny_model_dir, models_dir=models)
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)  # the load starts the hashing
+        hashes = manager.backends["diffusers"].hashes
+        deadline = time.monotonic() + 60
+        while hashes.known(checkpoint) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)
+        assert result.model_hash == expected, result.error
+        assert f"Model hash: {expected}, Model: " in Image.open(result.path).text["parameters"]  # A1111's order
+        assert read_parameters(result.path)["model_hash"] == expected
+        tiny = await manager.generate_image("a lighthouse", model="tiny", **SMALL)
+        assert tiny.model_hash is None and "Model hash" not in Image.open(tiny.path).text["parameters"]
+    finally:
+        manager.shutdown()
+
+    restarted = AIModelManager(settings, hardware=CPU)  # the hash is remembered: the first image has it
+    await restarted.initialize_models()
+    try:
+        first = await restarted.generate_image("a lighthouse", model="hashed_one", **SMALL)
+        assert first.model_hash == expected, first.error
+    finally:
+        restarted.shutdown()
