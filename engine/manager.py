@@ -386,7 +386,7 @@ class AIModelManager:
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
-                           control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
+                           clip_skip: int = P.CLIP_SKIP.default, control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
                            controlnet_start: float = P.CONTROLNET_START.default,
@@ -412,6 +412,8 @@ class AIModelManager:
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
+        `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for SD 1.x and 2.x
+        models; elsewhere it is not used, and the result says so.
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -429,7 +431,7 @@ class AIModelManager:
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-            control_image=control_image, controlnet=controlnet, controlnet_module=controlnet_module,
+            clip_skip=clip_skip, control_image=control_image, controlnet=controlnet, controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
         try:
@@ -571,10 +573,11 @@ class AIModelManager:
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             **controlnet_fields(req),
             model=info.get("model"), model_id=info.get("model_id"), model_hash=info.get("model_hash"),
+            clip_skip=info["clip_skip"] if info.get("clip_skip", 1) > 1 else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
             user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
-            warnings=list(info.get("warnings", [])), image=image)
+            warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info)], image=image)
         save_started = time.perf_counter()
         path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner,
                                        graph=result.graph)
@@ -795,3 +798,11 @@ def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str =
             "backend_label": backend.label,
             "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
             "default_guidance": spec.default_guidance, "native_size": spec.native_size, "license": spec.license}
+
+
+def _unused_clip_skip(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
+    """A warning when the request asked for a Clip skip that the backend did not use."""
+    if req.clip_skip <= 1 or info.get("clip_skip", 1) == req.clip_skip:
+        return []
+    return [f"Clip skip {req.clip_skip} was not used: only SD 1.x and 2.x models run through this app's own graphs "
+            "take one."]

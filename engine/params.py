@@ -279,6 +279,9 @@ HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires 
                     minimum=0, maximum=150, step=1, a1111_key="Hires steps")
 HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
                        "the two passes.", a1111_key="Hires upscaler")
+CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "Stop the prompt's text encoder this many layers from its end: "
+                  "1 uses its last layer, 2 the one before (many anime models want 2). SD 1.x and 2.x models only.",
+                  minimum=1, maximum=12, step=1, a1111_key="Clip skip")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
@@ -343,7 +346,8 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
-                             BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER)
+                             BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
+                             CLIP_SKIP)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

@@ -70,6 +70,12 @@ class Family:
     pipeline: str | None = None
     inpaint_pipeline: str | None = None  # the pipeline of the family's inpainting checkpoints (UNet in_channels 9)
     rank: int = 0
+    clip_skip: bool = False  # A1111's Clip skip applies (its one CLIP text encoder: SD 1.x and 2.x)
+
+
+def clip_skip_for(model: ModelSpec, clip_skip: int) -> int:
+    """The Clip skip a request's `clip_skip` gives on `model`: as asked where its family takes one, else 1."""
+    return clip_skip if family_of(model.family).clip_skip else 1
 
 
 @lru_cache(maxsize=None)

@@ -47,6 +47,7 @@ class GenerationRequest:
     hires_strength: float = P.HIRES_STRENGTH.default
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
+    clip_skip: int = P.CLIP_SKIP.default  # A1111's: 1 the text encoder's last layer, 2 the one before...
     control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
     controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
     controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
@@ -136,7 +137,8 @@ class GenerationRequest:
                        width=int(self.width), height=int(self.height),
                        num_inference_steps=int(self.num_inference_steps),
                        guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
-                       model=(self.model or "").strip() or None, batch_count=int(self.batch_count))
+                       model=(self.model or "").strip() or None, batch_count=int(self.batch_count),
+                       clip_skip=int(self.clip_skip))
 
     @property
     def uses_workflow(self) -> bool:
@@ -268,7 +270,8 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         return problems
     checked = ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width),
                (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps), (P.GUIDANCE, req.guidance_scale),
-               (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras))
+               (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras),
+               (P.CLIP_SKIP, req.clip_skip))
     for param, value in checked:
         problem = param.problem(value)
         if problem:

@@ -217,6 +217,30 @@ def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> d
     return out
 
 
+# ---------------------------------------------------------------------------- Clip skip
+CLIP_LAST_LAYER_CLASS = "CLIPSetLastLayer"  # inputs clip, stop_at_clip_layer (-1: the last layer); output CLIP
+
+
+def use_clip_skip(graph: Mapping[str, Any], clip_skip: int) -> dict[str, Any]:
+    """A copy of `graph` whose CLIP stops at layer -`clip_skip` (A1111's Clip skip 2 is ComfyUI's -2): a
+    CLIPSetLastLayer right after the node that provides CLIP, which every consumer of it then takes instead.
+    Clip skip 1: the graph unchanged. WorkflowError when the graph has no single CLIP source."""
+    out = copy.deepcopy(dict(graph))
+    if clip_skip <= 1:
+        return out
+    clip = source_of(out, "clip")
+    if clip is None:
+        raise WorkflowError("the graph has no CLIP input to set a clip skip on.")
+    consumers = [(node["inputs"], name) for node in out.values()
+                 for name, value in node.get("inputs", {}).items() if _links_to(value, clip)]
+    node_id = str(_next_id(out))
+    out[node_id] = {"class_type": CLIP_LAST_LAYER_CLASS,
+                    "inputs": {"clip": [clip[0], clip[1]], "stop_at_clip_layer": -int(clip_skip)}}
+    for inputs, name in consumers:
+        inputs[name] = [node_id, 0]
+    return out
+
+
 # ---------------------------------------------------------------------------- an init image (img2img)
 LATENT_INPUT = "latent_image"  # the samplers' (KSampler, SamplerCustomAdvanced) starting latent
 LOAD_IMAGE_CLASS = "LoadImage"  # input image: a file in the server's input folder; outputs IMAGE, MASK

@@ -80,7 +80,7 @@ class AxisType:
         return {name.lower() for name in (self.key, self.label, self.a1111, self.param.name, *self.param.aliases)}
 
 
-SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH = AXES = (
+SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP = AXES = (
     AxisType("seed", P.SEED, P.SEED.name, "Seed"),
     AxisType("steps", P.STEPS, P.STEPS.name, "Steps"),
     AxisType("guidance", P.GUIDANCE, P.GUIDANCE.name, "CFG Scale"),
@@ -88,6 +88,7 @@ SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH = AXES = (
     AxisType("model", P.MODEL, P.MODEL.name, "Checkpoint name"),
     AxisType("lora_weight", P.LORA_WEIGHT, P.LORAS.name, "LoRA weight"),  # the request's first LoRA's weight
     AxisType("strength", P.STRENGTH, P.STRENGTH.name, "Denoising"),
+    AxisType("clip_skip", P.CLIP_SKIP, P.CLIP_SKIP.name, "Clip skip"),
 )
 
 

@@ -47,15 +47,17 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                              vae: str = P.VAE.default, hires_scale: float = P.HIRES_SCALE.default,
                              hires_strength: float = P.HIRES_STRENGTH.default, hires_steps: int = P.HIRES_STEPS.default,
-                             hires_upscaler: str = P.HIRES_UPSCALER.default, steps: int | None = None,
-                             guidance: float | None = None, request: gr.Request = None) -> tuple[FileData, dict]:
+                             hires_upscaler: str = P.HIRES_UPSCALER.default, clip_skip: int = P.CLIP_SKIP.default,
+                             steps: int | None = None, guidance: float | None = None,
+                             request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
         guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's
         (`steps` and `guidance` are accepted for num_inference_steps and guidance_scale). `loras` lists LoRAs
         as [{"name": "detail", "weight": 0.8}] (names as /status lists them); a `<lora:name:weight>` tag in
         the prompt does the same. `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
-        `hires_strength` over `hires_steps`, 0 meaning the same steps).
+        `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
+        text encoder stops one layer early) for SD 1.x and 2.x models.
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -70,8 +72,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
             vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
-            hires_upscaler=hires_upscaler, cancel=cancel, previews=False, owner=getattr(request, "username", None),
-            **values))
+            hires_upscaler=hires_upscaler, clip_skip=clip_skip, cancel=cancel, previews=False,
+            owner=getattr(request, "username", None), **values))
 
     def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
         """Width, height and steps as given, those left empty the model's defaults."""

@@ -122,6 +122,7 @@ def details_markdown(result: dict[str, Any]) -> str:
     extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
         + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
         + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
+        + ([f"**Clip skip** {result['clip_skip']}"] if result.get("clip_skip") else []) \
         + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
         + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
     if extras:
@@ -199,8 +200,8 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
 
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
-               "sampler", "batch", "vae", "init_image", "strength", "resize_mode", "init_size", *HIRES_INPUTS,
-               *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
+               "sampler", "batch", "clip_skip", "vae", "init_image", "strength", "resize_mode", "init_size",
+               *HIRES_INPUTS, *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
 
 
 def job_args(values: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +230,8 @@ class ImageTabHandlers:
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
-                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, vae: str, init_image: str | None,
+                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, clip_skip: Any, vae: str,
+                init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
@@ -301,6 +303,7 @@ class ImageTabHandlers:
                     guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                     seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
                     sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
+                    clip_skip=P.CLIP_SKIP.default if args.get("clip_skip") is None else _number(args["clip_skip"]),
                     user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
@@ -532,7 +535,8 @@ class ImageTabHandlers:
             return {note: f"Could not read the parameters of {name}."}
         if not params:
             return {note: f"{name} carries no generation parameters."}
-        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE}
+        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE,
+                                  c["clip_skip"]: P.CLIP_SKIP.default}  # an image that records none used none
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
@@ -693,6 +697,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
                 batch = gr.Slider(**widget(P.BATCH_COUNT), elem_id="batch")
+                clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
         with gr.Column(scale=6):
             progress = gr.Markdown("Ready.", elem_id="progress-line")
             image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
@@ -756,7 +761,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
-        reuse_seed=reuse_seed, sampler=sampler, batch=batch, generate=generate, stop=stop, progress=progress,
+        reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, generate=generate, stop=stop,
+        progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
         finished=finished, queue_tick=queue_tick, queue_panel=queue_panel, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
         picked_view=picked_view, picked_image=picked_image, picked_video=picked_video, picked_params=picked_params,
@@ -780,7 +786,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c = h.components
     h.param_components = {P.PROMPT.name: c["prompt"], P.NEGATIVE_PROMPT.name: c["negative"],
                           P.WIDTH.name: c["width"], P.HEIGHT.name: c["height"], P.STEPS.name: c["steps"],
-                          P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"]}
+                          P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"],
+                          P.CLIP_SKIP.name: c["clip_skip"]}
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in FORM_INPUTS]
@@ -844,8 +851,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "vae", *CONTROLNET_INPUTS[1:], "controlnet_box",
-                                   *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box", "user_workflow",
+                                   "guidance", "seed", "sampler", "clip_skip", "vae", *CONTROLNET_INPUTS[1:],
+                                   "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box", "user_workflow",
                                    "workflow_box", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
     preview_inputs = [c[name] for name in ("control_image", "controlnet_module", "canny_low", "canny_high")]

@@ -38,11 +38,11 @@ from ..errors import BackendUnavailable, InvalidRequest
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..prompt_syntax import for_comfyui
-from ..registry import ModelSpec, family_of, find_model, load_catalogue, load_samplers
+from ..registry import ModelSpec, clip_skip_for, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
 from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
-                         use_controlnet, use_init_image, use_inpaint, use_vae)
+                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -398,7 +398,8 @@ class ComfyUIBackend(Backend):
                     init_image: str | None = None, mask: str | None = None,
                     control: tuple[str, str] | None = None) -> dict[str, Any]:
         """Bind the request into the variant's template (FLUX: guidance via FluxGuidance, cfg 1; else guidance is cfg),
-        then chain a LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
+        stop CLIP at the request's Clip skip where the model's family takes one (CLIPSetLastLayer), then chain a
+        LoraLoader per (file, weight) of `loras` after the model's loader, and decode with `vae_file`
         (a VAELoader) when one is given; the server's `embeddings` named in the prompts become `embedding:name`.
         `init_image` (the name the server stored the request's init image under) makes it image-to-image, with the
         request's strength as the denoise; `mask` (the name of the request's mask there) makes it inpaint. `control`
@@ -422,6 +423,7 @@ class ComfyUIBackend(Backend):
                 optional["cfg"] = _guidance(request, model)
             values.update({k: v for k, v in optional.items() if template.accepts(k)})
             graph = bind(template, values)
+            graph = use_clip_skip(graph, clip_skip_for(model, request.clip_skip))
             graph = add_loras(graph, loras) if loras else graph
             graph = use_vae(graph, vae_file) if vae_file else graph
             if control is not None:
@@ -567,7 +569,8 @@ class ComfyUIBackend(Backend):
                             produced = True
                             event = replace(event, info={**event.info, "model": model.label, "model_id": model.id,
                                                          "workflow": variant.workflow, "seed": request.seed,
-                                                         "guidance": _guidance(request, model), "server": url})
+                                                         "guidance": _guidance(request, model), "server": url,
+                                                         "clip_skip": clip_skip_for(model, request.clip_skip)})
                         yield event
                 return
             except BackendUnavailable as exc:

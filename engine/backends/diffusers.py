@@ -20,8 +20,8 @@ from ..controlnet import control_map
 from ..precision import chosen_dtype
 from ..previews import StepPreviews
 from ..model_files import CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, UPSCALER, VAE, ModelFile, ModelFolders
-from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, family_of, find_model, fits,
-                        load_samplers, needs_offload)
+from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
+                        fits, load_samplers, needs_offload)
 from ..request import GenerationRequest
 from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
@@ -29,6 +29,7 @@ from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
+from .clip_layers import clip_skipped
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in
 from .lora_adapters import LoraFile
@@ -451,9 +452,16 @@ class DiffusersBackend(Backend):
 
     def _generate(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
                   push, stopped, previews: bool, worker: DeviceWorker) -> Produced:
+        pipe = self.pipeline(spec, source, worker)
+        clip_skip = clip_skip_for(spec, req.clip_skip)
+        with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
+            produced = self._generate_on(pipe, req, spec, push, stopped, previews, worker)
+        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip})
+
+    def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, push, stopped, previews: bool,
+                     worker: DeviceWorker) -> Produced:
         import torch
 
-        pipe = self.pipeline(spec, source, worker)
         worker.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
         vae = self.vae_file(req)
         worker.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)

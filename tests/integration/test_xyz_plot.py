@@ -113,6 +113,14 @@ async def test_bad_plots_are_sentences_before_any_work(manager):
     assert saved(manager) == []
 
 
+async def test_a_clip_skip_axis_as_a1111_names_it(manager):
+    result = await manager.xyz_plot("a lighthouse", x_type="Clip skip", x_values="1-2", **SMALL)
+    assert result.status == "success", result.error
+    assert [cell.clip_skip for cell in result.batch] == [None, 2]  # 1 is the encoder's last layer: not recorded
+    assert not np.array_equal(np.asarray(result.batch[0].image), np.asarray(result.batch[1].image))
+    assert "X Type: Clip skip" in Image.open(result.path).text["parameters"]
+
+
 async def test_the_lora_weight_axis_varies_the_first_lora_only(lora_manager):
     """tinyDetail (from the prompt's tag) at 0, 0.8; tinyStyle stays as it was; weight 0 is the plain model."""
     result = await lora_manager.xyz_plot("a fox <lora:tinyDetail:1> <lora:tinyStyle:0.5>", "lora_weight", "0, 0.8",

@@ -88,7 +88,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
-                 "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced"}
+                 "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -100,10 +100,11 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "LoadImage": ["IMAGE", "MASK"], "VAEEncode": ["LATENT"], "LoadImageMask": ["MASK"],
                 "SetLatentNoiseMask": ["LATENT"], "ControlNetLoader": ["CONTROL_NET"],
                 "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
-                "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"]}
+                "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
+                   "CLIPSetLastLayer": ("clip", "stop_at_clip_layer"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
@@ -542,6 +543,8 @@ class FakeComfyUI:
                                                                  "step": 0.01}]}, ["LATENT"]),
             "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
                                []),
+            "CLIPSetLastLayer": entry("CLIPSetLastLayer", {"clip": ["CLIP", {}], "stop_at_clip_layer": [
+                "INT", {"default": -1, "min": -24, "max": -1, "step": 1}]}, ["CLIP"]),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),

@@ -9,7 +9,8 @@ from engine.storyboard import FPS, TRANSITION_DURATION
 
 def test_the_ui_widgets_take_their_limits_from_the_schema(local_app):
     blocks = {getattr(b, "elem_id", None): b for b in local_app.demo.blocks.values()}
-    for elem_id, param in (("steps", P.STEPS), ("guidance", P.GUIDANCE), ("batch", P.BATCH_COUNT)):
+    for elem_id, param in (("steps", P.STEPS), ("guidance", P.GUIDANCE), ("batch", P.BATCH_COUNT),
+                           ("clip-skip", P.CLIP_SKIP)):
         widget = blocks[elem_id]
         assert (widget.minimum, widget.maximum, widget.step) == (param.minimum, param.maximum, param.step), elem_id
         assert widget.label == param.label and widget.info == param.widget()["info"]
