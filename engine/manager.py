@@ -386,7 +386,8 @@ class AIModelManager:
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
-                           clip_skip: int = P.CLIP_SKIP.default, control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
+                           clip_skip: int = P.CLIP_SKIP.default, control_image: Any = None,
+                           controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
                            controlnet_start: float = P.CONTROLNET_START.default,
@@ -431,7 +432,8 @@ class AIModelManager:
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-            clip_skip=clip_skip, control_image=control_image, controlnet=controlnet, controlnet_module=controlnet_module,
+            clip_skip=clip_skip, control_image=control_image, controlnet=controlnet,
+            controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
         try:

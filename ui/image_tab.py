@@ -852,8 +852,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "clip_skip", "vae", *CONTROLNET_INPUTS[1:],
-                                   "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box", "user_workflow",
-                                   "workflow_box", "picked_info")]
+                                   "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box",
+                                   "user_workflow", "workflow_box", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)
     preview_inputs = [c[name] for name in ("control_image", "controlnet_module", "canny_low", "canny_high")]
     for trigger in (c["control_image"].change, c["controlnet_module"].input, c["canny_low"].release,

@@ -437,7 +437,8 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                                         placeholder="a quiet harbour at dawn\nfishing boats leaving the harbour\n"
                                                     "the harbour at night, lanterns on the water")
                 with gr.Row():
-                    paste_seconds = gr.Number(DEFAULT_DURATION_S, label="Seconds each", minimum=0, elem_id="video-paste-seconds")
+                    paste_seconds = gr.Number(DEFAULT_DURATION_S, label="Seconds each", minimum=0,
+                                              elem_id="video-paste-seconds")
                     paste_transition = gr.Dropdown(TRANSITIONS, value="crossfade", label="Transition",
                                                    elem_id="video-paste-transition")
                 with gr.Row():

@@ -504,15 +504,16 @@ class FakeComfyUI:
         return web.Response(status=200)
 
     def _object_infos(self) -> dict[str, dict[str, Any]]:
-        def entry(name: str, required: dict, output: list[str], optional: dict | None = None) -> dict:
+        def entry(name: str, required: dict, output: list[str], optional: dict | None = None, *,
+                  category: str = "loaders", display_name: str | None = None) -> dict:
             inp: dict[str, Any] = {"required": required}
             order: dict[str, Any] = {"required": list(required)}
             if optional:
                 inp["optional"] = optional
                 order["optional"] = list(optional)
             return {"input": inp, "input_order": order, "output": output, "output_is_list": [False] * len(output),
-                    "output_name": output, "name": name, "display_name": name, "description": "",
-                    "python_module": "nodes", "category": "loaders", "output_node": name == "SaveImage"}
+                    "output_name": output, "name": name, "display_name": display_name or name, "description": "",
+                    "python_module": "nodes", "category": category, "output_node": name == "SaveImage"}
         return {
             "CheckpointLoaderSimple": entry("CheckpointLoaderSimple", {"ckpt_name": _combo(
                 self.checkpoints, {"tooltip": "The name of the checkpoint (model) to load."})}, ["MODEL", "CLIP", "VAE"]),
@@ -543,8 +544,9 @@ class FakeComfyUI:
                                                                  "step": 0.01}]}, ["LATENT"]),
             "SaveImage": entry("SaveImage", {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
                                []),
-            "CLIPSetLastLayer": entry("CLIPSetLastLayer", {"clip": ["CLIP", {}], "stop_at_clip_layer": [
-                "INT", {"default": -1, "min": -24, "max": -1, "step": 1}]}, ["CLIP"]),
+            "CLIPSetLastLayer": entry("CLIPSetLastLayer", {"clip": ["CLIP"], "stop_at_clip_layer": [  # as 0.3.64
+                "INT", {"default": -1, "min": -24, "max": -1, "step": 1}]}, ["CLIP"], category="conditioning",
+                display_name="CLIP Set Last Layer"),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),
