@@ -1,7 +1,9 @@
-"""Checkpoint hashes as AUTOMATIC1111 writes them: the file's SHA-256, whose first 10 hex digits are the PNG's
-"Model hash" (how A1111 and Civitai recognise a checkpoint). A file is read once per version (size and modified
-time): the hashes are kept in a small JSON file, so a restart does not read multi-gigabyte files again, and a file
-is hashed in a background thread, so no request waits for it.
+"""Model file hashes as AUTOMATIC1111 writes them: a checkpoint's SHA-256, whose first 10 hex digits are the PNG's
+"Model hash", and a LoRA's SHA-256 of its tensor data alone (the bytes after a safetensors file's header, as
+kohya's trainer and A1111 compute it), whose first 12 make its entry in "Lora hashes"; how A1111 and Civitai
+recognise a model. A file is read once per version (size and modified time): the hashes are kept in a small JSON
+file, so a restart does not read multi-gigabyte files again, and a file is hashed in a background thread, so no
+request waits for it.
 """
 from __future__ import annotations
 
@@ -14,19 +16,24 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-SHORT_HASH_DIGITS = 10  # A1111's "Model hash": the first 10 hex digits of the SHA-256 ("AutoV2" on Civitai)
+WHOLE_FILE, TENSOR_DATA = "file", "tensors"  # what is hashed: a checkpoint's whole file, a LoRA's tensor data
+MODEL_HASH_DIGITS = 10  # A1111's "Model hash": the first 10 hex digits ("AutoV2" on Civitai)
+LORA_HASH_DIGITS = 12  # A1111's "Lora hashes" entries: the first 12 of the tensor data's hash
 CHUNK_BYTES = 1 << 20
 
 
-def short_hash(sha256: str | None) -> str | None:
-    """The PNG's "Model hash" of a full SHA-256 (None stays None)."""
-    return sha256[:SHORT_HASH_DIGITS] if sha256 else None
+def short_hash(sha256: str | None, digits: int = MODEL_HASH_DIGITS) -> str | None:
+    """The first `digits` hex digits of a full SHA-256 (None stays None)."""
+    return sha256[:digits] if sha256 else None
 
 
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of the file at `path`, read in 1 MiB pieces."""
+def sha256_of(path: Path, part: str = WHOLE_FILE) -> str:
+    """The SHA-256 of the file at `path` (TENSOR_DATA: of a safetensors file's bytes after its header), read in
+    1 MiB pieces."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
+        if part == TENSOR_DATA:
+            file.seek(8 + int.from_bytes(file.read(8), "little"))
         while chunk := file.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
@@ -41,53 +48,54 @@ class FileHashes:
         self._hashing: set[str] = set()
         self._known: dict[str, dict[str, object]] = self._read()
 
-    def known(self, path: str | Path) -> str | None:
-        """The file's SHA-256 when it was hashed in its present version, else None (nothing is read)."""
-        key, stamp = self._stamp(path)
+    def known(self, path: str | Path, part: str = WHOLE_FILE) -> str | None:
+        """The hash of the file's `part` when it was hashed in its present version, else None (nothing is read)."""
+        key, stamp = self._key(path, part)
         with self._lock:
             entry = self._known.get(key)
         return str(entry["sha256"]) if entry and stamp and entry.get("stamp") == stamp else None
 
-    def start(self, path: str | Path) -> threading.Thread | None:
-        """Hash the file in a background thread unless it is known or being hashed; the thread, or None."""
-        key, _ = self._stamp(path)
+    def start(self, path: str | Path, part: str = WHOLE_FILE) -> threading.Thread | None:
+        """Hash the file's `part` in a background thread unless it is known or being hashed; the thread, or None."""
+        key, _ = self._key(path, part)
         with self._lock:
             if key in self._hashing:
                 return None
             self._hashing.add(key)
-        if self.known(path):
+        if self.known(path, part):
             with self._lock:
                 self._hashing.discard(key)
             return None
-        thread = threading.Thread(target=self._hash, args=(Path(path),), name="file-hash", daemon=True)
+        thread = threading.Thread(target=self._hash, args=(Path(path), part), name="file-hash", daemon=True)
         thread.start()
         return thread
 
-    def _hash(self, path: Path) -> None:
-        key, stamp = self._stamp(path)
+    def _hash(self, path: Path, part: str) -> None:
+        key, stamp = self._key(path, part)
         try:
-            sha256 = sha256_of(path)
+            sha256 = sha256_of(path, part)
         except OSError as err:
             logger.warning("Could not hash %s: %s", path.name, err)
             return
         finally:
             with self._lock:
                 self._hashing.discard(key)
-        if self._stamp(path)[1] != stamp:  # changed while it was read: hashed again when next used
+        if self._key(path, part)[1] != stamp:  # changed while it was read: hashed again when next used
             return
-        logger.info("Model hash of %s: %s", path.name, short_hash(sha256))
+        logger.info("Hash of %s (%s): %s", path.name, part, short_hash(sha256, LORA_HASH_DIGITS))
         with self._lock:
             self._known[key] = {"stamp": stamp, "sha256": sha256}
             self._write()
 
     @staticmethod
-    def _stamp(path: str | Path) -> tuple[str, list[float] | None]:
+    def _key(path: str | Path, part: str) -> tuple[str, list[float] | None]:
+        """(the cache's key: part and resolved path, the file's [size, modified time] or None when it is gone)."""
         resolved = Path(path).resolve()
         try:
             stat = resolved.stat()
         except OSError:
-            return str(resolved), None
-        return str(resolved), [stat.st_size, stat.st_mtime]
+            return f"{part}:{resolved}", None
+        return f"{part}:{resolved}", [stat.st_size, stat.st_mtime]
 
     def _read(self) -> dict[str, dict[str, object]]:
         if self.cache_file is None or not self.cache_file.is_file():

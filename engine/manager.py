@@ -575,6 +575,7 @@ class AIModelManager:
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             **controlnet_fields(req),
             model=info.get("model"), model_id=info.get("model_id"), model_hash=info.get("model_hash"),
+            lora_hashes=info.get("lora_hashes"),
             clip_skip=info["clip_skip"] if info.get("clip_skip", 1) > 1 else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),

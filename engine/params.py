@@ -296,7 +296,9 @@ MODEL_LICENSE = Param("model_license", "text", None, "Model license", "The licen
                       a1111_key="Model license", optional=True)
 MODEL_HASH = Param("model_hash", "text", None, "Model hash", "The checkpoint file's SHA-256, its first 10 hex digits "
                    "(how A1111 and Civitai recognise a checkpoint).", a1111_key="Model hash", optional=True)
-RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH)
+LORA_HASHES = Param("lora_hashes", "text", None, "Lora hashes", "Each LoRA's name and the first 12 hex digits of "
+                    "its tensor data's SHA-256, as A1111 writes them.", a1111_key="Lora hashes", optional=True)
+RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH, LORA_HASHES)
 
 # An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
 NO_AXIS = "Nothing"

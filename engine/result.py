@@ -18,8 +18,8 @@ SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_s
                 "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding", "outpaint",
                 "hires_scale", "hires_steps", "hires_upscaler", "clip_skip", "controlnet", "controlnet_module",
                 "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
-                "model_id", "model_hash", "model_license", "backend", "server", "prompt_id", "comfyui_workflow",
-                "user_workflow", "fallback_reason", "plot")
+                "model_id", "model_hash", "lora_hashes", "model_license", "backend", "server", "prompt_id",
+                "comfyui_workflow", "user_workflow", "fallback_reason", "plot")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ImageResult:
     model_id: str | None = None
     model_license: str | None = None  # the weights' license (engine/params.py MODEL_LICENSE)
     model_hash: str | None = None  # a checkpoint file's short SHA-256 (engine/file_hashes.py); None until known
+    lora_hashes: str | None = None  # A1111's "Lora hashes" text ("name: 0123456789ab, ..."); None: none known
     backend: str | None = None  # the backend that made it
     server: str | None = None
     prompt_id: str | None = None

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
-from ..file_hashes import FileHashes, short_hash
+from ..file_hashes import LORA_HASH_DIGITS, TENSOR_DATA, FileHashes, short_hash
 from ..logs import keep_log_lines_short
 from ..compiled import parse_compile_sizes
 from ..controlnet import control_map
@@ -51,6 +51,9 @@ def slerp(a, b, t: float):
     if theta.abs() < 1e-4:
         return (1 - t) * a + t * b
     return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
+
+
+A1111_NAME_SYMBOLS = str.maketrans("", "", ":,")  # left out of a name in "Lora hashes", as A1111 does
 
 
 class DiffusersBackend(Backend):
@@ -170,6 +173,12 @@ class DiffusersBackend(Backend):
         if not isinstance(source, WeightSource) or source.kind != "single_file":
             return None
         return short_hash(self.hashes.known(source.location))
+
+    def lora_hashes(self, loras: list[LoraFile]) -> str | None:
+        """A1111's "Lora hashes" of `loras` ("name: 0123456789ab, ..."), those hashed so far; None for none."""
+        pairs = [(lora.name.translate(A1111_NAME_SYMBOLS), short_hash(self.hashes.known(lora.path, TENSOR_DATA),
+                                                                      LORA_HASH_DIGITS)) for lora in loras]
+        return ", ".join(f"{name}: {digest}" for name, digest in pairs if digest) or None
 
     def find(self, model_id: str) -> ModelSpec | None:
         """A catalogue model by id or label, or the user's checkpoint by file name (with or without extension)."""
@@ -462,7 +471,10 @@ class DiffusersBackend(Backend):
                      worker: DeviceWorker) -> Produced:
         import torch
 
-        worker.adapters.apply(pipe, self.lora_files(req, spec), spec.label)
+        loras = self.lora_files(req, spec)
+        for lora in loras:  # hashed while the image is made (a LoRA is small): its PNG names the hash
+            self.hashes.start(lora.path, TENSOR_DATA)
+        worker.adapters.apply(pipe, loras, spec.label)
         vae = self.vae_file(req)
         worker.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
@@ -531,6 +543,7 @@ class DiffusersBackend(Backend):
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
             "device": self.device_and_dtype(spec, worker)[0], "worker": self._named(worker),
+            "lora_hashes": self.lora_hashes(loras),
         })
 
     def _named(self, worker: DeviceWorker) -> str | None:

@@ -1,5 +1,6 @@
 """A checkpoint's PNG carries A1111's "Model hash" (the file's SHA-256, first 10 hex digits), hashed while the
-file loads and remembered across restarts; a model that is not one file (the tiny model) has none."""
+file loads and remembered across restarts; a model that is not one file (the tiny model) has none. A LoRA's
+"Lora hashes" entry is the SHA-256 of its tensor data (after the safetensors header), first 12 hex digits."""
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +10,11 @@ import time
 from PIL import Image
 
 from engine.config import Settings
+from engine.file_hashes import TENSOR_DATA
 from engine.manager import AIModelManager
 from engine.outputs import read_parameters
 from tests.conftest import CPU
+from tests.integration.test_loras_local import lora_manager  # noqa: F401  (LoRAs made for the tiny model)
 from tests.support.ldm_checkpoint import cached_checkpoint
 
 SMALL = dict(width=64, height=64, num_inference_steps=2, seed=5)
@@ -49,3 +52,27 @@ async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, tiny_model_dir)
         assert first.model_hash == expected, first.error
     finally:
         restarted.shutdown()
+
+
+def _tensor_data_hash(path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()[:12]
+
+
+async def test_a_lora_png_carries_a1111s_lora_hashes(lora_manager):
+    manager = lora_manager
+    hashes = manager.backends["diffusers"].hashes
+    folder = manager.settings.models_dir / "Lora"
+    expected = {name: _tensor_data_hash(folder / f"{name}.safetensors") for name in ("tinyDetail", "tinyStyle")}
+    await manager.generate_image("a fox <lora:tinyDetail:0.8> <lora:tinyStyle:0.3>", model="tiny", **SMALL)
+    deadline = time.monotonic() + 30
+    while not all(hashes.known(folder / f"{n}.safetensors", TENSOR_DATA) for n in expected) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = await manager.generate_image("a fox <lora:tinyDetail:0.8> <lora:tinyStyle:0.3>", model="tiny", **SMALL)
+    text = f"tinyDetail: {expected['tinyDetail']}, tinyStyle: {expected['tinyStyle']}"
+    assert result.lora_hashes == text, result.error
+    assert f'Lora hashes: "{text}"' in Image.open(result.path).text["parameters"]  # quoted: it holds commas
+    assert read_parameters(result.path)["lora_hashes"] == text
+    plain = await manager.generate_image("a fox", model="tiny", **SMALL)
+    assert plain.lora_hashes is None and "Lora hashes" not in Image.open(plain.path).text["parameters"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from engine.file_hashes import FileHashes, short_hash
+from engine.file_hashes import TENSOR_DATA, FileHashes, sha256_of, short_hash
 
 
 def test_a_file_is_hashed_once_per_version_and_remembered(tmp_path):
@@ -41,3 +41,15 @@ def test_a_bad_cache_or_a_missing_file_or_an_unwritable_folder_is_no_error(tmp_p
     in_memory.start(model).join(10)
     assert in_memory.known(model) == hashlib.sha256(b"weights").hexdigest()
     assert short_hash(None) is None
+
+
+def test_a_loras_hash_covers_its_tensor_data_only(tmp_path):
+    header = b'{"__metadata__": {"ss_output_name": "x"}}'
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    lora = tmp_path / "x.safetensors"
+    lora.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    assert sha256_of(lora, TENSOR_DATA) == hashlib.sha256(data).hexdigest()  # the header (metadata) left out
+    assert sha256_of(lora) == hashlib.sha256(lora.read_bytes()).hexdigest()
+    hashes = FileHashes(None)
+    hashes.start(lora, TENSOR_DATA).join(10)
+    assert hashes.known(lora, TENSOR_DATA) == hashlib.sha256(data).hexdigest() and hashes.known(lora) is None
