@@ -99,9 +99,10 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                        model: str = P.MODEL.default, backend: str = P.BACKEND.default,
                        sampler: str = P.SAMPLER.default, style: str = NO_STYLE, loras: list[dict] | None = None,
-                       vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
+                       request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
-        sampler, model, lora_weight or strength, by these names or A1111's; Nothing leaves an axis out) over its
+        sampler, model, lora_weight, strength or clip_skip, by these names or A1111's; Nothing leaves an axis out) over its
         values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", "\"a name, with a comma\""). The rest as
         /generate_image, shared by every cell (one seed for all when -1). Returns the grid PNG (X labels above,
         Y on the left, Z values side by side; its text A1111's "X Type: ..., X Values: ...") and its dict, whose
@@ -112,7 +113,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             styled if isinstance(prompt, str) else prompt, x_type, x_values, y_type, y_values, z_type, z_values,
             negative_prompt=negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
-            cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
+            clip_skip=clip_skip, cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
                       strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
@@ -121,7 +122,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       model: str = P.MODEL.default, backend: str = P.BACKEND.default,
                       sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
-                      vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                      vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
+                      request: gr.Request = None) -> tuple[FileData, dict]:
         """Image-to-image: `init_image` (an uploaded file: gradio_client's `handle_file(path)`) redrawn after
         `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
         left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
@@ -129,7 +131,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, strength=strength, resize_mode=resize_mode)
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, strength=strength,
+                            resize_mode=resize_mode)
 
     async def inpaint(init_image: FileData, mask: FileData | None, prompt: str,
                       negative_prompt: str = P.NEGATIVE_PROMPT.default, strength: float = P.STRENGTH.default,
@@ -140,7 +143,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       seed: int = P.SEED.default, model: str = P.MODEL.default, backend: str = P.BACKEND.default,
                       sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
-                      vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                      vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
+                      request: gr.Request = None) -> tuple[FileData, dict]:
         """Inpaint and outpaint: `init_image` redrawn after `prompt` where `mask` (an uploaded file, white =
         repaint; stretched to the init image's size if it has another) is white. `mask_blur` softens the mask's
         edge; `inpaint_area` "only masked" redraws just the mask's box plus `only_masked_padding` pixels at width
@@ -154,7 +158,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, strength=strength, resize_mode=resize_mode, mask=mask_path,
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, strength=strength,
+                            resize_mode=resize_mode, mask=mask_path,
                             mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
                             outpaint=outpaint)
 
@@ -171,7 +176,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                          batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                          vae: str = P.VAE.default, init_image: FileData | None = None,
                          strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
-                         request: gr.Request = None) -> tuple[FileData, dict]:
+                         clip_skip: int = P.CLIP_SKIP.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """ControlNet: `control_image` (an uploaded file) turned into a map by `controlnet_module` (canny with
         `canny_low` / `canny_high`, lineart_standard, none for a ready map) steers the picture through the ControlNet
         `controlnet` (a name /status lists under "controlnets", made for the model's family) at `controlnet_weight`
@@ -186,7 +191,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             controlnet_start=controlnet_start, controlnet_end=controlnet_end, canny_low=canny_low,
             canny_high=canny_high, width=width, height=height, guidance_scale=guidance_scale,
             seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
-            sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras, vae=vae or AUTO)
+            sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras, vae=vae or AUTO,
+            clip_skip=clip_skip)
         if init_image is not None:
             values.update(init_image=upload(init_image, "init image"), strength=strength, resize_mode=resize_mode)
         else:
