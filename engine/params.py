@@ -279,8 +279,8 @@ HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires 
                     minimum=0, maximum=150, step=1, a1111_key="Hires steps")
 HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
                        "the two passes.", a1111_key="Hires upscaler")
-CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "Stop the prompt's text encoder this many layers from its end: "
-                  "1 uses its last layer, 2 the one before (many anime models want 2). SD 1.x and 2.x models only.",
+CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text encoder to its last layer, 2 stops "
+                  "one layer early (many anime models want 2). SD 1.x and 2.x models only.",
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",

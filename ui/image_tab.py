@@ -697,7 +697,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
                 batch = gr.Slider(**widget(P.BATCH_COUNT), elem_id="batch")
-                clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
+            clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
         with gr.Column(scale=6):
             progress = gr.Markdown("Ready.", elem_id="progress-line")
             image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
