@@ -671,7 +671,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                   label=P.VAE.label, elem_id="vae")  # "auto (built in)": the checkpoint's own
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
-                                    allow_custom_value=True, elem_id="model")
+                                    allow_custom_value=True, min_width=240, elem_id="model")  # wraps on phones
                 backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
