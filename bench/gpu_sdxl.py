@@ -140,6 +140,9 @@ def unet_flops(pipe, width: int, height: int, device: str) -> float:
 
 
 SECTIONS = ("eager", "dtype", "compiled", "warm_restart", "memory_cap")
+# on request only (--sections): the raw pipeline with diffusers' regional compilation (one transformer block
+# compiled and reused, not the whole UNet), its first call and its speed, to weigh against the whole-UNet graph
+EXTRA_SECTIONS = ("regional",)
 CPU_SECTIONS = ("eager",)  # --small runs these unless --sections says otherwise
 
 
@@ -228,7 +231,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default 30; 2 with --small)")
     parser.add_argument("--repeat", type=int, default=None, help="timed rounds (default 3; 1 with --small)")
     parser.add_argument("--sections", default=None,
-                        help=f"comma-separated, or all: {', '.join(SECTIONS)} (default all; eager with --small)")
+                        help=f"comma-separated, or all: {', '.join(SECTIONS)} (default all; eager with --small); "
+                             f"also {', '.join(EXTRA_SECTIONS)}")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a dry run)")
     parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="the memory_cap section's GPU memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled and warm_restart sections")
@@ -356,6 +360,15 @@ def main() -> None:
     manager.shutdown()
     pipe.unet = eager_unet
     flops = unet_flops(pipe, size, size, device)
+
+    def regional_section() -> None:
+        started = time.perf_counter()
+        eager_unet.compile_repeated_blocks(fullgraph=True, backend=args.compile_backend)
+        raw()  # the first call compiles the block
+        report["regional_first_call_s"] = round(time.perf_counter() - started, 1)
+        report["variants"]["raw, regional compile (repeated blocks)"] = [timed(raw, device) for _ in range(repeat)]
+
+    section("regional", regional_section)
     del pipe, eager_unet, manager
     if device == "cuda":
         torch.cuda.empty_cache()
