@@ -34,8 +34,8 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
 from . import params as P
 from .params import ALIASES
 from .png_info import png_info
-from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, local_devices,
-                       probe_hardware)
+from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
+                       local_devices, probe_hardware)
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
@@ -726,7 +726,9 @@ class AIModelManager:
             larger, backend, why = await self._enlarge(source, width, height, upscaler)
             carried = await asyncio.to_thread(png_info, image) if isinstance(image, (str, Path)) else {}
             carried.pop("source", None)
-            params = {**carried, "width": width, "height": height, "upscale_by": float(scale), "upscaler": upscaler}
+            # the size the image was made at stays (as A1111's Extras keeps it): Reuse makes that image again
+            size = {} if carried.get("width") else {"width": width, "height": height}
+            params = {**carried, **size, "upscale_by": float(scale), "upscaler": upscaler}
             path = await asyncio.to_thread(save_image, larger, params, self.settings.output_dir, owner)
         except GatorError as err:
             return error_result(str(err))
@@ -805,7 +807,8 @@ def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str =
 
 def _unused_clip_skip(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
     """A warning when the request asked for a Clip skip that the backend did not use."""
-    if req.clip_skip <= 1 or info.get("clip_skip", 1) == req.clip_skip:
+    if req.clip_skip <= 1 or info.get("clip_skip", 1) > 1:
         return []
-    return [f"Clip skip {req.clip_skip} was not used: only SD 1.x and 2.x models run through this app's own graphs "
+    families = " and ".join(f.label for f in load_families().values() if f.clip_skip)
+    return [f"Clip skip {req.clip_skip} was not used: only {families} models run through this app's own graphs "
             "take one."]

@@ -280,7 +280,7 @@ HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires 
 HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
                        "the two passes.", a1111_key="Hires upscaler")
 CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text encoder to its last layer, 2 stops "
-                  "one layer early (many anime models want 2). SD 1.x and 2.x models only.",
+                  "one layer early (many anime models want 2). For SD 1.x models; others say they ignore it.",
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",

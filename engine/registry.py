@@ -70,7 +70,7 @@ class Family:
     pipeline: str | None = None
     inpaint_pipeline: str | None = None  # the pipeline of the family's inpainting checkpoints (UNet in_channels 9)
     rank: int = 0
-    clip_skip: bool = False  # A1111's Clip skip applies (its one CLIP text encoder: SD 1.x and 2.x)
+    clip_skip: bool = False  # A1111's Clip skip applies (presets/families.yaml says for which)
 
 
 def clip_skip_for(model: ModelSpec, clip_skip: int) -> int:

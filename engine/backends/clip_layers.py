@@ -10,12 +10,24 @@ from typing import Any, Iterator
 from ..errors import InvalidRequest
 
 
-@contextmanager
-def clip_skipped(pipe: Any, clip_skip: int) -> Iterator[None]:
-    """`pipe`'s text encoder without its last `clip_skip - 1` layers inside the block (1: unchanged)."""
+def _encoder(pipe: Any) -> Any:
+    """The CLIP text encoder's stack of layers (None for a pipeline without one)."""
     text_encoder = getattr(pipe, "text_encoder", None)
     model = getattr(text_encoder, "text_model", text_encoder)  # transformers 4 wraps it; 5 does not
-    encoder = getattr(model, "encoder", None)
+    return getattr(model, "encoder", None)
+
+
+def encoder_layer_count(pipe: Any) -> int | None:
+    """How many layers `pipe`'s text encoder has (None without one)."""
+    encoder = _encoder(pipe)
+    return len(encoder.layers) if encoder is not None else None
+
+
+@contextmanager
+def clip_skipped(pipe: Any, clip_skip: int) -> Iterator[None]:
+    """`pipe`'s text encoder without its last `clip_skip - 1` layers inside the block (1: unchanged). Nothing that
+    walks the pipe's modules (loading or switching LoRAs) may run inside it: the layers left out are not there."""
+    encoder = _encoder(pipe)
     if clip_skip <= 1 or encoder is None:
         yield
         return

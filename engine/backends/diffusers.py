@@ -29,7 +29,7 @@ from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
 from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
-from .clip_layers import clip_skipped
+from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in
 from .lora_adapters import LoraFile
@@ -462,15 +462,8 @@ class DiffusersBackend(Backend):
     def _generate(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
                   push, stopped, previews: bool, worker: DeviceWorker) -> Produced:
         pipe = self.pipeline(spec, source, worker)
-        clip_skip = clip_skip_for(spec, req.clip_skip)
-        with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
-            produced = self._generate_on(pipe, req, spec, push, stopped, previews, worker)
-        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip})
-
-    def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, push, stopped, previews: bool,
-                     worker: DeviceWorker) -> Produced:
-        import torch
-
+        # the pipe's LoRAs, VAE, embeddings and sampler are set first, with every text encoder layer in place
+        # (peft and diffusers walk the module tree: a layer left out while they do would keep a stale adapter)
         loras = self.lora_files(req, spec)
         for lora in loras:  # hashed while the image is made (a LoRA is small): its PNG names the hash
             self.hashes.start(lora.path, TENSOR_DATA)
@@ -480,6 +473,20 @@ class DiffusersBackend(Backend):
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
+        clip_skip = clip_skip_for(spec, req.clip_skip)
+        layers = encoder_layer_count(pipe)
+        if spec.builtin and layers and clip_skip > layers:  # the demo model's encoder is two layers deep
+            warnings.append(f"Clip skip {clip_skip} is more than the tiny demo model's {layers} text encoder "
+                            f"layers; it used {layers}.")
+            clip_skip = layers
+        with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
+            produced = self._generate_on(pipe, req, spec, loras, warnings, push, stopped, previews, worker)
+        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip})
+
+    def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, loras: list[LoraFile],
+                     warnings: list[str], push, stopped, previews: bool, worker: DeviceWorker) -> Produced:
+        import torch
+
         total = req.num_inference_steps
         guidance = spec.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
         kwargs: dict[str, Any] = dict(

@@ -9,8 +9,11 @@ from PIL import Image
 
 from engine.backends.clip_layers import clip_skipped
 from engine.registry import find_model
+from engine.manager import AIModelManager
 from engine.workflows import use_clip_skip
+from tests.conftest import CPU
 from tests.integration.test_fallback import wait_until
+from tests.support.tiny_lora import write_tiny_lora
 
 SMALL = dict(width=64, height=64, num_inference_steps=3, seed=11, model="tiny")
 
@@ -51,12 +54,33 @@ async def test_clip_skip_changes_the_image_and_is_recorded(manager):
     assert not np.array_equal(pixels(weighted), pixels(weighted_plain))
 
 
-async def test_impossible_clip_skips_are_sentences(manager):
-    too_many = await manager.generate_image("a lighthouse", clip_skip=3, **SMALL)  # the tiny encoder has 2 layers
-    assert too_many.status == "error" and "Clip skip 3 is more than this model's text encoder has layers (2)" \
-        in too_many.error
+async def test_more_layers_than_the_demo_model_has_and_impossible_values(manager):
+    deep = await manager.generate_image("a lighthouse", clip_skip=3, **SMALL)  # the tiny encoder has 2 layers
+    two = await manager.generate_image("a lighthouse", clip_skip=2, **SMALL)
+    assert deep.status == "success" and deep.clip_skip == 2 and np.array_equal(pixels(deep), pixels(two))
+    assert any("more than the tiny demo model's 2 text encoder layers; it used 2" in w for w in deep.warnings)
     out_of_range = await manager.generate_image("a lighthouse", clip_skip=13, **SMALL)
     assert out_of_range.error == "Clip skip must be a whole number from 1 to 12 (got 13)."
+
+
+async def test_a_text_encoder_lora_leaves_nothing_behind_across_clip_skips(settings, tiny_model_dir):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(tiny_model_dir, subfolder="text_encoder")
+    write_tiny_lora(settings.models_dir / "Lora" / "tinyWords.safetensors", unet, seed=3, text_encoder=text_encoder)
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        first = await manager.generate_image("a lighthouse", **SMALL)
+        with_lora = await manager.generate_image("a lighthouse <lora:tinyWords:1>", **SMALL)
+        skipped = await manager.generate_image("a lighthouse", clip_skip=2, **SMALL)  # the LoRA switched off here
+        after = await manager.generate_image("a lighthouse", **SMALL)
+        assert not np.array_equal(pixels(first), pixels(with_lora)) and pixels(skipped) is not None
+        assert np.array_equal(pixels(first), pixels(after))  # no adapter left on a layer the clip skip left out
+    finally:
+        manager.shutdown()
 
 
 def test_comfyui_graph_stops_clip_at_the_asked_layer():

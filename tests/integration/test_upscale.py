@@ -23,6 +23,8 @@ async def test_a_result_is_enlarged_and_keeps_its_parameters(manager):
     info = png_info(larger.path)
     assert (info["prompt"], info["seed"], info["upscale_by"], info["upscaler"]) == ("a lighthouse", 8, 2.0, "Lanczos")
     assert "Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos" in Image.open(larger.path).text["parameters"]
+    # the size it was made at stays, as in A1111's Extras: reusing the parameters makes the 64 px image again
+    assert (info["width"], info["height"]) == (64, 64) and (larger.width, larger.height) == (128, 128)
 
 
 async def test_bad_upscales_are_sentences(manager, tmp_path):
