@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -109,13 +110,18 @@ class FileHashes:
             if isinstance(data, dict) else {}
 
     def _write(self) -> None:
-        """Save the cache (called with the lock held); a folder that cannot be written keeps it in memory."""
+        """Save the cache (called with the lock held), merged with what another process may have saved meanwhile
+        and written to a file of its own first, so two apps sharing a models folder never mix their writes; a
+        folder that cannot be written keeps it in memory."""
         if self.cache_file is None:
             return
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            part = self.cache_file.with_name(self.cache_file.name + ".part")
-            part.write_text(json.dumps(self._known, indent=1))
+            self._known = {**self._read(), **self._known}
+            handle, part = tempfile.mkstemp(prefix=self.cache_file.name + ".", suffix=".part",
+                                            dir=self.cache_file.parent)
+            with os.fdopen(handle, "w") as file:
+                json.dump(self._known, file, indent=1)
             os.replace(part, self.cache_file)
         except OSError as err:
             logger.info("Could not save the hash cache %s (%s); hashes stay in memory", self.cache_file, err)

@@ -554,6 +554,8 @@ class ImageTabHandlers:
             update[c["model"]] = model_id
         hires = saved_hires(params, self.manager.available_upscalers())  # off again for an image without one
         update.update({c[key]: value for key, value in hires.items()})
+        asked = str(params.get(P.HIRES_UPSCALER.name) or "")
+        unknown = len(hires) > 1 and bool(asked) and asked.lower() != hires[P.HIRES_UPSCALER.name].lower()
         if len(hires) > 1:
             update[c["hires_box"]] = gr.update(open=True)
         plot = saved_plot(params)
@@ -561,6 +563,8 @@ class ImageTabHandlers:
             update.update({c[key]: value for key, value in plot.items()})
             update[c["xyz_box"]] = gr.update(open=True)
         missing = self._reuse_workflow(params.get(P.USER_WORKFLOW.name), update)
+        if unknown:
+            missing += f"; its hires upscaler {asked} is not here: {hires[P.HIRES_UPSCALER.name]} instead"
         update[note] = f"Parameters of {name} loaded into the settings{missing}."
         return update
 

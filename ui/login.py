@@ -52,10 +52,10 @@ class LoginGuard:
     @classmethod
     def from_env(cls, pairs: list[tuple[str, str]]) -> "LoginGuard":
         env = os.environ
-        return cls(pairs, max_failures=int(env.get("GATOR_LOGIN_MAX_FAILURES", 5)),
-                   max_address_failures=int(env.get("GATOR_LOGIN_MAX_ADDRESS_FAILURES", 20)),
-                   lockout_s=float(env.get("GATOR_LOGIN_LOCKOUT_S", 60)),
-                   delay_s=float(env.get("GATOR_LOGIN_DELAY_S", 1.0)))
+        return cls(pairs, max_failures=int(env.get("GATOR_LOGIN_MAX_FAILURES", cls.max_failures)),
+                   max_address_failures=int(env.get("GATOR_LOGIN_MAX_ADDRESS_FAILURES", cls.max_address_failures)),
+                   lockout_s=float(env.get("GATOR_LOGIN_LOCKOUT_S", cls.lockout_s)),
+                   delay_s=float(env.get("GATOR_LOGIN_DELAY_S", cls.delay_s)))
 
     def locked(self, username: str, address: str | None = None) -> bool:
         """True while the login, or the address the attempt comes from, is locked out."""
@@ -85,16 +85,24 @@ class LoginGuard:
 
     def _record_failure(self, username: str, address: str | None) -> None:
         now = time.monotonic()
+        self._forget_old(now)
         for key, limit in zip(_keys(username, address), (self.max_failures, self.max_address_failures)):
             failures = self._failures[key]
             failures.append(now)
             while failures and failures[0] < now - self.window_s:
                 failures.popleft()
-            if len(failures) >= limit:
+            if limit and len(failures) >= limit:  # a limit of 0 is off
                 self._locked_until[key] = now + self.lockout_s
                 failures.clear()
                 who = f"Login for {username[:64]!r}" if key.startswith("login:") else f"Logins from {address}"
                 logger.warning("%s locked for %g s after %d failed attempts.", who, self.lockout_s, limit)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop counts older than the window and lock-outs that ended (names and addresses come and go)."""
+        for key in [k for k, times in self._failures.items() if not times or times[-1] < now - self.window_s]:
+            del self._failures[key]
+        for key in [k for k, until in self._locked_until.items() if until <= now]:
+            del self._locked_until[key]
 
 
 def _keys(username: str, address: str | None = None) -> list[str]:

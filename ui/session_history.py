@@ -10,12 +10,15 @@ from typing import Any
 Entry = dict[str, Any]
 
 
-class SessionHistories:
-    """The newest `limit` results of each session, newest first."""
+MAX_SESSIONS = 1000  # tabs whose history is kept (a tab closed without its unload event is dropped in time)
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._lists: dict[str, list[Entry]] = {}
+
+class SessionHistories:
+    """The newest `limit` results of each session, newest first; the `max_sessions` most recently used sessions."""
+
+    def __init__(self, limit: int, max_sessions: int = MAX_SESSIONS) -> None:
+        self.limit, self.max_sessions = limit, max_sessions
+        self._lists: dict[str, list[Entry]] = {}  # least recently used first
         self._lock = threading.Lock()
 
     def add(self, session: str, entry: Entry, shown: list[Entry] | None) -> list[Entry]:
@@ -41,7 +44,11 @@ class SessionHistories:
     def _list(self, session: str, shown: list[Entry] | None) -> list[Entry]:
         if not session:  # no session to keep it for: the tab's copy is all there is
             return list(shown or [])
-        return self._lists.setdefault(session, list(shown or []))
+        items = self._lists.pop(session, None)
+        self._lists[session] = items = list(shown or []) if items is None else items  # now the most recent
+        while len(self._lists) > self.max_sessions:
+            del self._lists[next(iter(self._lists))]
+        return items
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -182,6 +182,25 @@ def test_a_session_history_takes_every_change_whoever_makes_it(tmp_path):
     assert histories.add("", {"path": "x.png"}, None) == [{"path": "x.png"}]  # no session: nothing kept
     histories.forget("tab")
     assert histories.add("tab", {"path": "d.png"}, []) == [{"path": "d.png"}]
+    few = SessionHistories(limit=3, max_sessions=2)  # the least recently used tab goes first
+    for tab in ("a", "b", "a", "c"):
+        few.add(tab, {"path": f"{tab}.png"}, None)
+    assert few.remove("b", "b.png", [{"path": "shown.png"}]) == [{"path": "shown.png"}]  # b was dropped
+
+
+def test_a_login_limit_of_zero_is_off(monkeypatch):
+    from ui.login import LoginGuard
+
+    monkeypatch.setenv("GATOR_LOGIN_MAX_ADDRESS_FAILURES", "0")
+    monkeypatch.setenv("GATOR_LOGIN_DELAY_S", "0")
+    guard = LoginGuard.from_env([("ann", "a1")])
+    assert (guard.max_failures, guard.max_address_failures) == (5, 0)  # the others keep their defaults
+    for name in ("x", "y", "z", "w", "v", "u"):  # six names from one address: no address lock-out
+        guard._record_failure(name, "10.0.0.1")
+    assert not guard.locked("ann", "10.0.0.1")
+    for _ in range(5):
+        guard._record_failure("ann", "10.0.0.1")
+    assert guard.locked("ann", "10.0.0.2")  # the login's own limit still holds
 
 
 def test_upscalers_vaes_and_workflows_are_listed():
