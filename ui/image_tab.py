@@ -159,7 +159,8 @@ def file_caption(path: str | Path) -> str:
 
 
 def parameters_text(params: dict[str, Any]) -> str:
-    """How a picked image was made, as text: prompt, seed, size, steps, guidance, sampler, model, backend."""
+    """How a picked image was made, as text: prompt, seed, size, steps, guidance, sampler, model, backend, and the
+    LoRAs, VAE, Clip skip, hires fix, upscale, ControlNet, workflow or plot it had."""
     if not params:
         return "No generation parameters are saved with this file."
     lines = [f"**Prompt** {params.get('prompt') or '(none)'}"]
@@ -173,6 +174,12 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**LoRAs** {lora_text(params['loras'])}")
     if params.get("vae"):
         lines.append(f"**VAE** {params['vae']}")
+    if params.get(P.CLIP_SKIP.name):
+        lines.append(f"**Clip skip** {params[P.CLIP_SKIP.name]}")
+    if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
+        lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}")
+    if params.get(P.UPSCALE_BY.name):  # an upscaled copy: the size above is the one it was made at
+        lines.append(f"**Upscaled** ×{params[P.UPSCALE_BY.name]:g} with {params.get(P.UPSCALER.name)}")
     if params.get("controlnet"):
         lines.append(f"**ControlNet** {controlnet_text(params)}")
     if params.get(P.USER_WORKFLOW.name):

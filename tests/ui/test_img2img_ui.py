@@ -43,6 +43,6 @@ def test_upscale_puts_a_larger_copy_first_in_the_history(desktop, local_app):
 
     def pick_first() -> bool:  # (a click while the gallery is still being redrawn may land on the old first item)
         page.locator("#history .thumbnail-item").first.click()
-        return wait_until(lambda: "128x128" in page.locator("#picked-params").inner_text(), 2)
+        return wait_until(lambda: "Upscaled ×2 with Lanczos" in page.locator("#picked-params").inner_text(), 2)
 
     assert wait_until(pick_first, 10), page.locator("#picked-params").inner_text()
