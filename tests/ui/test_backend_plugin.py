@@ -21,6 +21,8 @@ def test_the_badge_and_status_tab_show_a_registered_backend(new_page, tmp_path, 
         open_app(page, app.url)
         wait_text(page, "backend-badge", "Solid colour · Solid red")
         assert page.locator("#backend-badge").get_attribute("data-backend") == "solid"
+        # the badge can show before the tab's radio is drawn on a busy machine: wait for the choice itself
+        page.locator("#backend input[value=solid]").wait_for(state="attached", timeout=10_000)
         assert page.locator("#backend input[value=solid]").count() == 1
         fill_image_form(page, "a red square", steps=2, seed=3)
         page.click("#generate")
