@@ -413,8 +413,8 @@ class AIModelManager:
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
-        `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for SD 1.x and 2.x
-        models; elsewhere it is not used, and the result says so.
+        `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
+        presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`

@@ -57,7 +57,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         the prompt does the same. `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
         `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
-        text encoder stops one layer early) for SD 1.x and 2.x models.
+        text encoder stops one layer early) for SD 1.x models (others ignore it and say so).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
