@@ -15,6 +15,7 @@ from engine.inpaint import INPAINT_AREAS
 from engine.input_images import RESIZE_MODES, read_input_image
 from engine.limits import Limits
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
+from engine.upscale import upscaler_named
 from engine.xyz_plot import AXIS_NAMES, axis_choices, axis_type
 
 from .models import controlnet_choices, lora_choices
@@ -117,8 +118,7 @@ def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
     upscaler this app lacks becomes Lanczos."""
     if not params.get(P.HIRES_SCALE.name):
         return {P.HIRES_SCALE.name: 1.0}
-    upscaler = params.get(P.HIRES_UPSCALER.name)
-    known = next((name for name in upscalers if name.lower() == str(upscaler or "").lower()), None)
+    known = upscaler_named(params.get(P.HIRES_UPSCALER.name), upscalers)
     return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
             P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,
             P.HIRES_STEPS.name: params.get(P.HIRES_STEPS.name) or 0,

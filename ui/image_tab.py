@@ -24,7 +24,7 @@ from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
-from engine.upscale import UPSCALERS
+from engine.upscale import UPSCALERS, upscaler_named
 
 from .image_options import (CONTROLNET_INPUTS, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
                             control_map_preview, controlnet_args, hires_args, image_to_image_args, inpaint_args,
@@ -559,10 +559,11 @@ class ImageTabHandlers:
         model_id = params.get("model_id") or params.get("model")
         if model_id:
             update[c["model"]] = model_id
-        hires = saved_hires(params, self.manager.available_upscalers())  # off again for an image without one
+        upscalers = self.manager.available_upscalers()
+        hires = saved_hires(params, upscalers)  # off again for an image without one
         update.update({c[key]: value for key, value in hires.items()})
-        asked = str(params.get(P.HIRES_UPSCALER.name) or "")
-        unknown = len(hires) > 1 and bool(asked) and asked.lower() != hires[P.HIRES_UPSCALER.name].lower()
+        asked = params.get(P.HIRES_UPSCALER.name)
+        unknown = len(hires) > 1 and bool(asked) and upscaler_named(asked, upscalers) is None
         if len(hires) > 1:
             update[c["hires_box"]] = gr.update(open=True)
         plot = saved_plot(params)
