@@ -11,6 +11,7 @@ a table for BENCHMARKS.md is printed at the end.
     python bench/gpu_sdxl.py --out gpu.json                # on a CUDA machine, about six minutes
     python bench/gpu_sdxl.py --small --out small.json      # the same code path on the CPU in seconds
     python bench/gpu_sdxl.py --small --sections all --compile-backend eager   # every section, on the CPU
+    python bench/gpu_sdxl.py --sections compiled,warm_restart --compile-scope blocks   # regional compilation
 
 Runs from the project's virtualenv or from a `pip install --target` of its wheels (it needs the engine,
 diffusers, transformers and torch; not gradio).
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from engine.compiled import COMPILE_SCOPES  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.manager import AIModelManager  # noqa: E402
 from engine.registry import find_model, probe_hardware  # noqa: E402
@@ -180,6 +183,7 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() and not args.small else "cpu"
     started = time.perf_counter()
     manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
+                                   compile_scope=args.compile_scope,
                                    compile_sizes=f"{args.size}x{args.size}",  # the size the main run compiled
                                    gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
     local = manager.router.last_resort
@@ -217,6 +221,7 @@ def run_probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]
     """`probe` in a child process (a cold start, its own GPU memory); its JSON answer."""
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode, "--work", str(work),
                "--size", str(args.size), "--steps", str(args.steps), "--compile-backend", args.compile_backend,
+               "--compile-scope", args.compile_scope,
                "--memory-cap-gb", str(args.memory_cap_gb)] + (["--small"] if args.small else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode:
@@ -234,6 +239,8 @@ def main() -> None:
                         help=f"comma-separated, or all: {', '.join(SECTIONS)} (default all; eager with --small); "
                              f"also {', '.join(EXTRA_SECTIONS)}")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a dry run)")
+    parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="unet",
+                        help="what the engine compiles: the whole UNet or only its repeated transformer blocks")
     parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="the memory_cap section's GPU memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled and warm_restart sections")
     parser.add_argument("--out", type=Path, default=Path("gpu_sdxl.json"))
@@ -258,6 +265,7 @@ def main() -> None:
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                               "torch": torch.__version__, "size": size, "steps": steps, "repeat": repeat,
                               "guidance": 7.0, "dtype": str(dtype).replace("torch.", ""), "small": small,
+                              "compile_scope": args.compile_scope,
                               "sections": list(wanted), "variants": {}, "errors": {}}
 
     def save() -> None:
@@ -341,8 +349,8 @@ def main() -> None:
     def compiled_section() -> None:
         from engine.compiled import UNetCompiler
 
-        local.pool[0].compiler = UNetCompiler("on", device, manager.settings.compile_cache_dir,
-                                              backend=args.compile_backend)
+        options = replace(manager.settings.compile_options, mode="on", scope=args.compile_scope)
+        local.pool[0].compiler = UNetCompiler(options, device, backend=args.compile_backend)
         started = time.perf_counter()
         local.pool[0].compiler.attach(pipe, spec.label, size)
         report["request_while_compiling_s"] = round(timed(lambda: engine(True), device), 3)  # eager meanwhile
@@ -393,7 +401,8 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"<!-- {report['device']}, torch {report['torch']}, {report['dtype']}, SDXL "
           f"{report['unet_parameters'] / 1e9:.2f} B UNet parameters{' (small stand-in)' if report['small'] else ''}, "
           f"{report['size']}x{report['size']}, {report['steps']} Euler steps, CFG 7, {report['repeat']} interleaved "
-          f"rounds; built+saved in {report['build_and_save_s']} s, loaded by the engine in {report['load_s']} s -->")
+          f"rounds; compile scope {report['compile_scope']}; built+saved in {report['build_and_save_s']} s, "
+          f"loaded by the engine in {report['load_s']} s -->")
     print("| variant | median (s) | vs raw diffusers |")
     print("| --- | --- | --- |")
     for name, v in report["variants"].items():

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .compiled import COMPILE_MODES, parse_compile_sizes
+from .compiled import COMPILE_MODES, COMPILE_SCOPES, CompileOptions, parse_compile_sizes
 from .limits import Limits
 from .precision import dtype_problem
 
@@ -88,6 +88,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)  # per-request work limits (engine/limits.py)
     compile_mode: str = "auto"  # GATOR_COMPILE / --compile: auto (on for CUDA GPUs), on, off (engine/compiled.py)
     compile_sizes: str = ""  # GATOR_COMPILE_SIZES: "1024x1024,832x1216" compiled at load; empty: the model's native size
+    compile_scope: str = "unet"  # GATOR_COMPILE_SCOPE: unet (the whole UNet) or blocks (its repeated transformer blocks)
     dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
     # run with model CPU offload
@@ -125,6 +126,7 @@ class Settings:
             limits=Limits.from_env(),
             compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
             compile_sizes=(env.get("GATOR_COMPILE_SIZES") or "").strip(),
+            compile_scope=(env.get("GATOR_COMPILE_SCOPE") or "unet").strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
             devices=(env.get("GATOR_DEVICES") or "").strip().lower(),
@@ -132,6 +134,9 @@ class Settings:
         settings = replace(settings, **overrides) if overrides else settings
         if settings.compile_mode not in COMPILE_MODES:
             raise ValueError(f"GATOR_COMPILE must be one of {', '.join(COMPILE_MODES)} (got {settings.compile_mode!r}).")
+        if settings.compile_scope not in COMPILE_SCOPES:
+            raise ValueError(f"GATOR_COMPILE_SCOPE must be one of {', '.join(COMPILE_SCOPES)} "
+                             f"(got {settings.compile_scope!r}).")
         problem = dtype_problem(settings.dtype) or devices_problem(settings.devices)
         if problem:
             raise ValueError(problem)
@@ -150,6 +155,12 @@ class Settings:
         if self.workflows_dir_override:
             return Path(self.workflows_dir_override)
         return Path(self.models_dir) / "workflows" if self.models_dir else PROJECT_ROOT / "workflows"
+
+    @property
+    def compile_options(self) -> CompileOptions:
+        """How local UNets are compiled (engine/compiled.py)."""
+        return CompileOptions(mode=self.compile_mode, scope=self.compile_scope, cache_dir=self.compile_cache_dir,
+                              sizes=parse_compile_sizes(self.compile_sizes))
 
     @property
     def compile_cache_dir(self) -> Path:

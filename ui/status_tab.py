@@ -45,6 +45,16 @@ def _ago(epoch: Any) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _compile_line(compiled: dict[str, Any]) -> str:
+    """"auto: off", or "on, blocks: ready: 1024x1024 (12 s)" (mode, scope while compiling is on, summary)."""
+    if not compiled:
+        return "–"
+    mode = compiled.get("mode", "off")
+    if compiled.get("status", "off") != "off" and compiled.get("scope"):
+        mode = f"{mode}, {compiled['scope']}"
+    return f"{mode}: {compiled.get('summary', 'off')}"
+
+
 def _table(headers: list[str], rows: list[list[str]], elem_id: str) -> str:
     head = "".join(f"<th>{h}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
@@ -147,7 +157,7 @@ def _render_top(status: dict[str, Any]) -> str:
         _e(hw.get("device") or "–"), _e(hw.get("name") or hw.get("summary") or "–"),
         f"{_e(hw.get('ram_gb'))} GiB" if hw.get("ram_gb") is not None else "–", _e(vram),
         _e(status.get("loaded_model") or "none yet"), _e(status.get("precision") or "–"),
-        _e(f"{compiled.get('mode', 'off')}: {compiled.get('summary', 'off')}" if compiled else "–"),
+        _e(_compile_line(compiled)),
     ]], "status-local"))
     workers = status.get("workers") or []
     if len(workers) > 1:  # one local worker per device: where requests went and what each holds

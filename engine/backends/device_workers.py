@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..compiled import UNetCompiler
+from ..compiled import CompileOptions, UNetCompiler
 from ..registry import Hardware
 from .controlnet_models import ControlNets
 from .embeddings import Embeddings
@@ -24,11 +24,10 @@ class DeviceWorker:
     """One device's share of local generation: its pipeline, what is applied to it, and a lock that makes it run one
     job at a time (the jobs waiting for it are counted)."""
 
-    def __init__(self, hardware: Hardware, name: str, compile_mode: str = "off", compile_cache_dir: Any = None,
-                 compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
+    def __init__(self, hardware: Hardware, name: str, compile_options: CompileOptions = CompileOptions()) -> None:
         self.hardware = hardware
         self.name = name  # "cuda:1"; "cpu #2" when a device is listed twice
-        self.compiler = UNetCompiler(compile_mode, hardware.device, compile_cache_dir, sizes=compile_sizes)
+        self.compiler = UNetCompiler(compile_options, hardware.device)
         self.adapters = LoraAdapters()
         self.vae_choice = VaeChoice()
         self.controlnet_models = ControlNets()
@@ -105,9 +104,8 @@ class WorkerPool:
     """The local backend's workers; `claim` picks one and counts the job there in one step, so requests arriving
     together spread over idle workers."""
 
-    def __init__(self, devices: Sequence[Hardware], compile_mode: str = "off", compile_cache_dir: Any = None,
-                 compile_sizes: tuple[tuple[int, int], ...] = ()) -> None:
-        self.workers = [DeviceWorker(device, name, compile_mode, compile_cache_dir, compile_sizes)
+    def __init__(self, devices: Sequence[Hardware], compile_options: CompileOptions = CompileOptions()) -> None:
+        self.workers = [DeviceWorker(device, name, compile_options)
                         for device, name in zip(devices, worker_names(devices))]
         self._lock = threading.Lock()
 

@@ -15,7 +15,7 @@ from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, fi
 from ..events import Event, Produced, Progress, Queued, Started
 from ..file_hashes import LORA_HASH_DIGITS, TENSOR_DATA, FileHashes, short_hash
 from ..logs import keep_log_lines_short
-from ..compiled import parse_compile_sizes
+from ..compiled import CompileOptions
 from ..controlnet import control_map
 from ..precision import chosen_dtype
 from ..previews import StepPreviews
@@ -68,12 +68,11 @@ class DiffusersBackend(Backend):
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
-                 dtype: str = "auto", compile_mode: str = "off", compile_cache_dir: Any = None,
-                 devices: Sequence[Hardware] | None = None, compile_sizes: tuple[tuple[int, int], ...] = (),
-                 file_hash_cache: Any = None) -> None:
+                 dtype: str = "auto", compile_options: CompileOptions = CompileOptions(),
+                 devices: Sequence[Hardware] | None = None, file_hash_cache: Any = None) -> None:
         self.hardware = hardware
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
-        self.pool = WorkerPool(devices or [hardware], compile_mode, compile_cache_dir, compile_sizes)
+        self.pool = WorkerPool(devices or [hardware], compile_options)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
@@ -669,10 +668,8 @@ def _build(context: BackendContext) -> DiffusersBackend:
     return DiffusersBackend(context.hardware, allow_downloads=settings.allow_downloads,
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
                             model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
-                            dtype=settings.dtype, compile_mode=settings.compile_mode,
-                            compile_cache_dir=settings.compile_cache_dir, devices=context.devices or None,
-                            compile_sizes=parse_compile_sizes(settings.compile_sizes),
-                            file_hash_cache=settings.file_hash_cache)
+                            dtype=settings.dtype, compile_options=settings.compile_options,
+                            devices=context.devices or None, file_hash_cache=settings.file_hash_cache)
 
 
 register_backend(DiffusersBackend.name, _build)

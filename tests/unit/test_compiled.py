@@ -13,9 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.compiled import MAX_COMPILED_SHAPES, ShapeRouter, UNetCompiler, compile_wanted, parse_compile_sizes
+from engine.compiled import (COMPILE_SCOPES, MAX_COMPILED_SHAPES, CompileOptions, ShapeRouter, UNetCompiler,
+                             compile_wanted, parse_compile_sizes)
 from engine.config import Settings
 from engine.precision import chosen_dtype
+from engine.regional_compile import repeated_blocks
 
 
 def tiny_pipe(tiny_model_dir):
@@ -27,11 +29,14 @@ def tiny_pipe(tiny_model_dir):
 
 
 GRAPH_CALLS = {"compiled": 0}
+GRAPHS_MADE = {"count": 0}
 
 
 def counting_backend(graph, example_inputs):
-    """A torch.compile backend that runs the captured graph as it is and counts its runs: a call that missed the
-    graph (and ran eagerly instead) is not counted."""
+    """A torch.compile backend that runs the captured graph as it is and counts its runs (a call that missed the
+    graph and ran eagerly instead is not counted) and the graphs it was given."""
+    GRAPHS_MADE["count"] += 1
+
     def run(*args):
         GRAPH_CALLS["compiled"] += 1
         return graph.forward(*args)
@@ -50,6 +55,12 @@ def draw(pipe, size: int = 64):
                            generator=torch.Generator("cpu").manual_seed(3)).images[0])
 
 
+def unet_inputs(unet, size: int) -> tuple:
+    """A CFG batch of zero latents, a timestep and zero text embeddings for `unet` at `size` pixels."""
+    return (torch.zeros(2, unet.config.in_channels, size // 8, size // 8), torch.tensor(500.0),
+            torch.zeros(2, 77, unet.config.cross_attention_dim))
+
+
 def test_modes_and_their_rule():
     assert compile_wanted("auto", "cuda") and not compile_wanted("auto", "cpu") and compile_wanted("on", "cpu")
     assert not compile_wanted("off", "cuda")
@@ -57,17 +68,26 @@ def test_modes_and_their_rule():
         compile_wanted("fast", "cuda")
     with pytest.raises(ValueError, match="GATOR_COMPILE must be one of auto, on, off"):
         Settings.from_env(compile_mode="fast")
+    with pytest.raises(ValueError, match="GATOR_COMPILE_SCOPE must be one of unet, blocks"):
+        Settings.from_env(compile_scope="layers")
+    assert Settings.from_env().compile_options.scope == "unet"
     with pytest.raises(ValueError, match="GATOR_DTYPE must be one of"):
         Settings.from_env(dtype="float8")
     assert chosen_dtype("auto", "cuda") == ("float16", "auto for cuda") and chosen_dtype("auto", "cpu")[0] == "float32"
     assert chosen_dtype("bfloat16", "cuda") == ("bfloat16", "set by GATOR_DTYPE")
 
 
-def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("scope", COMPILE_SCOPES)
+def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp_path, scope):
+    """Scope "unet": one graph run per step; "blocks": one per transformer block and step, the blocks sharing
+    their class's graphs (one per hidden size), and only in calls routed to the compiled UNet."""
     pipe = tiny_pipe(tiny_model_dir)
     eager = pipe.unet
+    per_step = 1 if scope == "unet" else len(repeated_blocks(eager))
     before = draw(pipe)
-    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=counting_backend)
+    GRAPHS_MADE["count"] = 0
+    compiler = UNetCompiler(CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache"), "cpu",
+                            backend=counting_backend)
     compiler.attach(pipe, "tiny", native_size=64)
     assert isinstance(pipe.unet, ShapeRouter) and pipe.unet.config.in_channels == eager.config.in_channels
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
@@ -76,13 +96,16 @@ def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp
     calls = GRAPH_CALLS
     calls["compiled"] = 0
     assert np.abs(draw(pipe).astype(int) - before).max() <= 2  # what eager drew (channels_last: rounding apart)
-    assert calls["compiled"] == 2  # both steps went through it
+    assert calls["compiled"] == 2 * per_step  # both steps went through it
+    assert GRAPHS_MADE["count"] == (1 if scope == "unet" else 2)  # the tiny UNet's blocks: two hidden sizes
     calls["compiled"] = 0
+    eager(*unet_inputs(eager, 64))  # the UNet itself, called outside the router: its blocks run eagerly
+    assert calls["compiled"] == 0
     from engine.backends.diffusers import derived
 
     img2img = derived(pipe, "AutoPipelineForImage2Image")  # the image-to-image pipeline over the same modules
     img2img("a fox", image=Image.fromarray(before), strength=1.0, num_inference_steps=2, guidance_scale=5.0)
-    assert calls["compiled"] >= 2  # its latents come from the VAE in another memory layout: made contiguous
+    assert calls["compiled"] >= 2 * per_step  # its latents come from the VAE in another memory layout: made contiguous
 
     calls["compiled"] = 0
     draw(pipe, 128)  # a size not compiled: eager now, compiled behind it
@@ -90,7 +113,7 @@ def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready" and "128x128" in compiler.snapshot()["shapes"])
     calls["compiled"] = 0  # (compiling ran the graph once)
     draw(pipe, 128)
-    assert calls["compiled"] == 2
+    assert calls["compiled"] == 2 * per_step
 
     for size in (72, 80, 88, 96):  # the limit: no more shapes are compiled
         compiler.request(((2, 4, size // 8, size // 8), (2, 77, 32), "torch.float32"))
@@ -101,7 +124,7 @@ def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp
 def test_without_a_working_compiler_generation_stays_eager_and_says_why(tiny_model_dir, tmp_path):
     pipe = tiny_pipe(tiny_model_dir)
     before = draw(pipe)
-    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend="no-such-backend")
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend="no-such-backend")
     compiler.attach(pipe, "tiny", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "failed"), compiler.snapshot()
     assert "the UNet runs eagerly" in compiler.snapshot()["summary"]
@@ -110,16 +133,17 @@ def test_without_a_working_compiler_generation_stays_eager_and_says_why(tiny_mod
 
 def test_off_leaves_the_pipeline_alone(tiny_model_dir, tmp_path):
     pipe = tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler("auto", "cpu", tmp_path / "cache")
+    compiler = UNetCompiler(CompileOptions("auto", cache_dir=tmp_path / "cache"), "cpu")
     compiler.attach(pipe, "tiny", native_size=64)
     assert not isinstance(pipe.unet, ShapeRouter) and compiler.snapshot()["status"] == "off"
 
 
-def test_a_lora_loads_into_a_routed_unet_and_changes_the_picture(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("scope", COMPILE_SCOPES)
+def test_a_lora_loads_into_a_routed_unet_and_changes_the_picture(tiny_model_dir, tmp_path, scope):
     from tests.support.tiny_lora import write_tiny_lora
 
     pipe = tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend="eager")
+    compiler = UNetCompiler(CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache"), "cpu", backend="eager")
     compiler.attach(pipe, "tiny", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready")
     before = draw(pipe)
@@ -145,7 +169,7 @@ def test_a_model_loaded_while_the_last_one_compiles_is_compiled_too(tiny_model_d
         return graph.forward
 
     first, second = tiny_pipe(tiny_model_dir), tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=slow_backend)
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend=slow_backend)
     compiler.attach(first, "first", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "compiling", 10)
     compiler.attach(second, "second", native_size=64)  # the first one's compilation is still running
@@ -198,8 +222,9 @@ def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_pat
 
 def test_the_sizes_asked_for_are_compiled_at_load_instead_of_the_native_one(tiny_model_dir, tmp_path, monkeypatch):
     pipe = tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler("on", "cpu", tmp_path / "cache", backend=counting_backend,
-                            sizes=parse_compile_sizes(" 96x64, 64x64,96x64"))
+    sizes = parse_compile_sizes(" 96x64, 64x64,96x64")
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache", sizes=sizes), "cpu",
+                            backend=counting_backend)
     compiler.attach(pipe, "tiny", native_size=512)
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
     assert compiler.snapshot()["shapes"] == ["96x64", "64x64"]  # in the order given, once each; 512 is not compiled
