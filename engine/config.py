@@ -72,6 +72,7 @@ class Settings:
     output_dir: Path = PROJECT_ROOT / "outputs"  # GATOR_OUTPUT_DIR
     models_dir: Path | None = None  # GATOR_MODELS_DIR
     workflows_dir_override: Path | None = None  # GATOR_WORKFLOWS_DIR (see `workflows_dir`)
+    wildcards_dir_override: Path | None = None  # GATOR_WILDCARDS_DIR (see `wildcards_dir`)
     # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
     # e.g. an A1111 or ComfyUI install
     model_folders: tuple[Path, ...] = ()
@@ -114,6 +115,7 @@ class Settings:
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
             workflows_dir_override=Path(env["GATOR_WORKFLOWS_DIR"]) if env.get("GATOR_WORKFLOWS_DIR") else None,
+            wildcards_dir_override=Path(env["GATOR_WILDCARDS_DIR"]) if env.get("GATOR_WILDCARDS_DIR") else None,
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
             pipeline_configs=Path(env["GATOR_PIPELINE_CONFIGS"]) if env.get("GATOR_PIPELINE_CONFIGS") else None,
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
@@ -155,6 +157,14 @@ class Settings:
         if self.workflows_dir_override:
             return Path(self.workflows_dir_override)
         return Path(self.models_dir) / "workflows" if self.models_dir else PROJECT_ROOT / "workflows"
+
+    @property
+    def wildcards_dir(self) -> Path:
+        """The user's wildcard files (`__name__` in a prompt: name.txt): GATOR_WILDCARDS_DIR, else
+        <GATOR_MODELS_DIR>/wildcards, else wildcards/ in the project folder. presets/wildcards backs it up."""
+        if self.wildcards_dir_override:
+            return Path(self.wildcards_dir_override)
+        return Path(self.models_dir) / "wildcards" if self.models_dir else PROJECT_ROOT / "wildcards"
 
     @property
     def compile_options(self) -> CompileOptions:

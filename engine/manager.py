@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, Target
 from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
-from .config import Settings
+from .config import PRESETS_DIR, Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
 from .events import Done, Event, Failed, Fallback, Produced, Progress
@@ -41,6 +41,7 @@ from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unkno
 from .result import ImageResult, error_result
 from .router import Router
 from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
+from .wildcards import Wildcards, has_variants
 from .workflows import WorkflowError
 from .xyz_plot import plan_plot, stream_plot
 
@@ -69,6 +70,8 @@ class AIModelManager:
         self.managed: ManagedComfyUI | None = None  # the ComfyUI started from COMFYUI_DIR (engine/comfyui_process.py)
         self._gpu_count = gpu_count  # how many CUDA GPUs the managed ComfyUI spreads over (default: probed)
         self._managed_options = managed_options or {}  # ManagedComfyUI's ports / timing (tests)
+        # `__name__` in a prompt: the user's wildcard files, then the ones the app ships (engine/wildcards.py)
+        self.wildcards = Wildcards([self.settings.wildcards_dir, PRESETS_DIR / "wildcards"])
 
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
@@ -263,6 +266,10 @@ class AIModelManager:
         """Every ControlNet a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
         return _named_files((backend.name, backend.controlnets()) for backend in self.backends.values())
 
+    def available_wildcards(self) -> list[str]:
+        """The wildcards a prompt can name as `__name__` (the user's wildcards folder and presets/wildcards)."""
+        return self.wildcards.names()
+
     def available_workflows(self) -> list[str]:
         """The user's ComfyUI workflows a request can name (the workflows folder's *.json, by file name)."""
         return list_workflows(self.settings.workflows_dir)
@@ -338,6 +345,8 @@ class AIModelManager:
             "loras": self.available_loras(),
             "controlnets": self.available_controlnets(),
             "workflows": self.available_workflows(),
+            "wildcards": self.available_wildcards(),
+            "wildcards_dir": str(self.settings.wildcards_dir),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
@@ -437,10 +446,10 @@ class AIModelManager:
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
         try:
-            req = req.validated(self.router.names(), limits=self.settings.limits, upscalers=self.available_upscalers())
-            for index in range(req.batch_count):
-                async with aclosing(self._one_image(req.for_image(index), cancel, previews, started_at,
-                                                    owner)) as events:
+            batch = await asyncio.to_thread(self._batch_requests, req)  # every image's request checked before any work
+            req = batch[0]
+            for image_req in batch:
+                async with aclosing(self._one_image(image_req, cancel, previews, started_at, owner)) as events:
                     async for event in events:
                         yield event
                 started_at = time.perf_counter()
@@ -453,6 +462,30 @@ class AIModelManager:
             logger.exception("Generation failed")
             message = f"Generation failed ({type(err).__name__}); the server log has the details."
             yield Failed(message, self._error_result(req, message))
+
+    def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
+        """The validated request of each image of the batch (its own seed); with `{...}` options or `__name__`
+        wildcards in a prompt, each image's prompts are expanded for its seed and checked as the request is."""
+        checks = dict(limits=self.settings.limits, upscalers=self.available_upscalers())
+        checked = req.validated(self.router.names(), **checks)
+        batch = [checked.for_image(index) for index in range(checked.batch_count)]
+        travel = dict(req.extra.get(INTERPOLATE) or {})  # a storyboard's seed-travel in-between
+        if not any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
+                                                   travel.get("negative_prompt_b"))):
+            return batch
+        if travel:  # the keyframe it leads to was filled in with its own seed: the same picks
+            target = self.wildcards.expand(travel.get("prompt_b", req.prompt),
+                                           travel.get("negative_prompt_b", req.negative_prompt), travel["seed_b"])
+            travel.update(prompt_b=target.prompt, negative_prompt_b=target.negative_prompt)
+        expanded = []
+        for image in batch:
+            prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
+            one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
+                          batch_count=1, extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
+            expanded.append(replace(one.validated(self.router.names(), **checks),
+                                    prompt_template=prompts.prompt_template,
+                                    negative_template=prompts.negative_template))
+        return expanded
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,
                          started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
@@ -580,6 +613,7 @@ class AIModelManager:
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
             user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
+            prompt_template=req.prompt_template, negative_template=req.negative_template,
             warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info)], image=image)
         save_started = time.perf_counter()
         path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner,

@@ -60,7 +60,7 @@ COMFYUI_CHUNK = "prompt"  # ComfyUI's text chunk: the API-format graph (engine/p
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model_hash", "model", "vae",
                "strength", "clip_skip", "lora_hashes", "mask_blur", "inpaint_area", "only_masked_padding", "outpaint",
                "hires_scale", "hires_steps", "hires_upscaler", "backend", "user_workflow", "upscale_by", "upscaler",
-               "model_license")
+               "model_license", "prompt_template", "negative_template")
 
 
 def a1111_parameters(params: dict[str, Any]) -> str:

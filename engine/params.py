@@ -298,7 +298,14 @@ MODEL_HASH = Param("model_hash", "text", None, "Model hash", "The checkpoint fil
                    "(how A1111 and Civitai recognise a checkpoint).", a1111_key="Model hash", optional=True)
 LORA_HASHES = Param("lora_hashes", "text", None, "Lora hashes", "Each LoRA's name and the first 12 hex digits of "
                     "its tensor data's SHA-256, as A1111 writes them.", a1111_key="Lora hashes", optional=True)
-RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH, LORA_HASHES)
+# The prompts as written, before their {...} options and __wildcards__ were filled in (the keys A1111's Dynamic
+# Prompts writes); the image's own prompts are the filled-in ones.
+PROMPT_TEMPLATE = Param("prompt_template", "text", None, "Template", "The prompt as written, before its options "
+                        "and wildcards were filled in.", a1111_key="Template", optional=True)
+NEGATIVE_TEMPLATE = Param("negative_template", "text", None, "Negative Template", "The negative prompt as written, "
+                          "before its options and wildcards were filled in.", a1111_key="Negative Template",
+                          optional=True)
+RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH, LORA_HASHES, PROMPT_TEMPLATE, NEGATIVE_TEMPLATE)
 
 # An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
 NO_AXIS = "Nothing"

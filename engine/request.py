@@ -57,6 +57,8 @@ class GenerationRequest:
     canny_low: int = P.CANNY_LOW.default
     canny_high: int = P.CANNY_HIGH.default
     user_workflow: str | None = None  # a workflow of the workflows folder; None or "none": the app's own graphs
+    prompt_template: str | None = None  # the prompt before its wildcards were filled in (engine/wildcards.py)
+    negative_template: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -160,7 +162,8 @@ class GenerationRequest:
         return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
 
 
-_FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__ if name not in ("prompt", "extra"))
+_FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__
+                    if name not in ("prompt", "extra", "prompt_template", "negative_template"))
 
 
 def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:

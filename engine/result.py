@@ -19,7 +19,7 @@ SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_s
                 "hires_scale", "hires_steps", "hires_upscaler", "clip_skip", "controlnet", "controlnet_module",
                 "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
                 "model_id", "model_hash", "lora_hashes", "model_license", "backend", "server", "prompt_id",
-                "comfyui_workflow", "user_workflow", "fallback_reason", "plot")
+                "comfyui_workflow", "user_workflow", "fallback_reason", "plot", "prompt_template", "negative_template")
 
 
 @dataclass
@@ -67,6 +67,8 @@ class ImageResult:
     user_workflow: str | None = None  # the user's own ComfyUI workflow (engine/user_workflows.py); None: none
     graph: dict[str, Any] | None = field(default=None, repr=False)  # the ComfyUI graph sent (the PNG's prompt chunk)
     fallback_reason: str | None = None
+    prompt_template: str | None = None  # the prompt before its {...} options and __wildcards__ were filled in
+    negative_template: str | None = None  # (None: nothing was filled in; engine/wildcards.py)
     # an X/Y/Z plot's grid: its axes ({"script", "x_type", "x_values", ...}, engine/params.py PLOT_PARAMS); None
     # for any other image. The grid's other values are its first cell's, as A1111 records a grid.
     plot: dict[str, Any] | None = None

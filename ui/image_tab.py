@@ -127,6 +127,7 @@ def details_markdown(result: dict[str, Any]) -> str:
         + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
     if extras:
         lines.insert(2, " · ".join(extras))
+    lines[2:2] = template_lines(result)
     if result.get("fallback_reason"):
         lines.append(f"Warning: fell back to {result.get('backend')}: {result['fallback_reason']}")
     for warning in result.get("warnings") or []:
@@ -166,6 +167,7 @@ def parameters_text(params: dict[str, Any]) -> str:
     lines = [f"**Prompt** {params.get('prompt') or '(none)'}"]
     if params.get("negative_prompt"):
         lines.append(f"**Negative prompt** {params['negative_prompt']}")
+    lines += template_lines(params)
     lines.append(f"**Seed** {params.get('seed')} · **Size** {params.get('width')}x{params.get('height')} · "
                  f"**Steps** {params.get('num_inference_steps')} · **Guidance** {params.get('guidance_scale')} · "
                  f"**Sampler** {params.get('sampler')}")
@@ -187,6 +189,12 @@ def parameters_text(params: dict[str, Any]) -> str:
     if params.get("plot"):
         lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
+
+
+def template_lines(params: dict[str, Any]) -> list[str]:
+    """The prompts as written, where wildcards were filled in (as code: `__color__` is not markdown's bold)."""
+    return [f"**{param.label}** `{params[param.name]}`" for param in (P.PROMPT_TEMPLATE, P.NEGATIVE_TEMPLATE)
+            if params.get(param.name)]
 
 
 def controlnet_text(params: dict[str, Any]) -> str:
@@ -668,7 +676,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         with gr.Column(scale=5):
             with gr.Row(equal_height=False):  # the primary action beside the prompt, as in A1111 and Fooocus
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
-                                    info="Ctrl+Enter generates.", elem_id="prompt", scale=4)
+                                    info="Ctrl+Enter generates. {red|blue} picks one option, __color__ a line of the "
+                                         "wildcard file color.txt (System status lists them).",
+                                    elem_id="prompt", scale=4)
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop")

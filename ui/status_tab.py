@@ -197,8 +197,9 @@ def _render_bottom(status: dict[str, Any]) -> str:
 
     extras = [(title, status.get(key) or []) for key, title in
               (("upscalers", "upscalers"), ("vaes", "VAEs"), ("workflows", "ComfyUI workflows"))]
+    extras.append(("wildcards", [f"__{name}__" for name in status.get("wildcards") or []]))
     if any(names for _, names in extras):  # what else a request can name: Upscale, Hires fix, VAE, workflow lists
-        out.append('<h3 id="status-extras-section">Upscalers, VAEs and workflows</h3>')
+        out.append('<h3 id="status-extras-section">Upscalers, VAEs, workflows and wildcards</h3>')
         out.append(_table(["kind", "names"], [[
             _e(title), ", ".join(f"<code>{_e(name)}</code>" for name in names) or "none",
         ] for title, names in extras], "status-extras"))
@@ -212,6 +213,8 @@ def _render_bottom(status: dict[str, Any]) -> str:
     out.append("<h3>Folders</h3>")
     folders = [["outputs", f'<code id="status-output-dir">{_e(status.get("output_dir"))}</code>']]
     folders += [["model files", f"<code>{_e(folder)}</code>"] for folder in status.get("model_folders") or []]
+    if status.get("wildcards_dir"):
+        folders.append(["wildcards (one option a line in NAME.txt)", f"<code>{_e(status['wildcards_dir'])}</code>"])
     if status.get("comfyui_dir"):
         folders.append(["ComfyUI install (COMFYUI_DIR)", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
     out.append(_table(["what", "where"], folders, "status-folders"))

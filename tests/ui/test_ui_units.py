@@ -204,9 +204,11 @@ def test_a_login_limit_of_zero_is_off(monkeypatch):
 
 
 def test_upscalers_vaes_and_workflows_are_listed():
-    html = render_status({"upscalers": ["Lanczos", "4x_tiny"], "vaes": [], "workflows": ["my <graph>"]})
+    html = render_status({"upscalers": ["Lanczos", "4x_tiny"], "vaes": [], "workflows": ["my <graph>"],
+                          "wildcards": ["color", "people/hair"], "wildcards_dir": "/data/wildcards"})
     for needle in ("status-extras", "<code>Lanczos</code>, <code>4x_tiny</code>", "<td>VAEs</td><td>none</td>",
-                   "<code>my &lt;graph&gt;</code>"):
+                   "<code>my &lt;graph&gt;</code>", "<code>__color__</code>, <code>__people/hair__</code>",
+                   "<code>/data/wildcards</code>"):
         assert needle in html
     assert "status-extras" not in render_status({})
 

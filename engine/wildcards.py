@@ -1,0 +1,211 @@
+"""Wildcards and variants in prompts, as Fooocus and A1111's Dynamic Prompts write them.
+
+`{red|green|blue}` picks one option, `{2::red|blue}` weighs an option (2 to 1 here), `{2$$a|b|c}` picks two
+different ones joined by ", " (`{1-3$$...}` one to three, `{2$$ and $$a|b|c}` joined by " and "). `__color__`
+picks a line of the wildcard file color.txt (`__people/hair__`: people/hair.txt), from the user's wildcards folder
+or the ones presets/wildcards ships; options and lines may hold more of either. `\\{`, `\\}` and `\\|` are the
+characters themselves. The picks follow the image's seed, so one seed gives the same prompt again and each image
+of a batch (seed + 1, ...) gets its own.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+WILDCARD = re.compile(r"__([\w\-./]+?)__")
+SUFFIX = ".txt"
+MAX_DEPTH = 10  # options and wildcard lines inside each other; deeper is a loop (a file naming itself)
+MAX_FILE_BYTES = 1024 * 1024
+MAX_EXPANDED_CHARS = 100_000  # what one expansion may grow to before the prompt limit (engine/limits.py) is checked
+MAX_LISTED = 20  # names a sentence lists
+ESCAPED = "{}|"
+COUNT = re.compile(r"\s*(\d+)?\s*(?:-\s*(\d+)\s*)?\$\$")  # "2$$", "1-3$$", "-2$$" (up to two)
+WEIGHT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*::")
+
+
+def has_variants(text: str | None) -> bool:
+    """Whether `text` uses `{...}` options or `__name__` wildcards, or has a brace to check or unescape."""
+    if not text:
+        return False
+    return "{" in text or "}" in text or WILDCARD.search(text) is not None
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """One image's prompts after expansion, and the templates they came from (None where nothing was expanded)."""
+
+    prompt: str
+    negative_prompt: str
+    prompt_template: str | None = None
+    negative_template: str | None = None
+
+
+class Wildcards:
+    """The wildcard files of `folders` (the first folder holding a name wins) and the expansion of prompts."""
+
+    def __init__(self, folders: Iterable[Path | None]) -> None:
+        self.folders = [Path(folder) for folder in folders if folder]
+
+    def files(self) -> dict[str, Path]:
+        """Each wildcard's name ("color", "people/hair") and its file."""
+        found: dict[str, Path] = {}
+        for folder in self.folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob(f"*{SUFFIX}")):
+                name = path.relative_to(folder).with_suffix("").as_posix()
+                found.setdefault(name, path)
+        return dict(sorted(found.items()))
+
+    def names(self) -> list[str]:
+        """The wildcards a prompt may name, sorted."""
+        return list(self.files())
+
+    def expand(self, prompt: str, negative_prompt: str, seed: int) -> Expansion:
+        """Both prompts expanded for `seed`; InvalidRequest with a sentence for a prompt that cannot be."""
+        files = self.files()
+        expanded = []
+        for text, stream in ((prompt, str(seed)), (negative_prompt, f"negative {seed}")):
+            if has_variants(text):
+                expanded.append(_Expander(files, random.Random(stream)).run(text, 0))
+            else:
+                expanded.append(text)
+        return Expansion(expanded[0], expanded[1], prompt if expanded[0] != prompt else None,
+                         negative_prompt if expanded[1] != negative_prompt else None)
+
+
+class _Expander:
+    """One prompt's expansion: its own random stream over the wildcard files found for the request."""
+
+    def __init__(self, files: dict[str, Path], rng: random.Random) -> None:
+        self.files, self.rng = files, rng
+        self.lines: dict[str, list[str]] = {}
+        self.size = 0
+
+    def run(self, text: str, depth: int) -> str:
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"Wildcards and {{...}} options nest more than {MAX_DEPTH} deep (does a wildcard "
+                                 "file name itself?).")
+        out: list[str] = []
+        index = 0
+        while index < len(text):
+            char = text[index]
+            if char == "\\" and text[index + 1:index + 2] in tuple(ESCAPED):
+                out.append(text[index + 1])
+                index += 2
+            elif char == "{":
+                end = _closing(text, index)
+                out.append(self.choose(text[index + 1:end], depth))
+                index = end + 1
+            elif char == "}":
+                raise InvalidRequest("The prompt has a '}' without its '{' (write \\} for the character itself).")
+            elif (match := WILDCARD.match(text, index)) is not None:
+                out.append(self.run(self.rng.choice(self.lines_of(match.group(1))), depth + 1))
+                index = match.end()
+            else:
+                out.append(char)
+                index += 1
+            self.size += len(out[-1])
+            if self.size > MAX_EXPANDED_CHARS:
+                raise InvalidRequest(f"The prompt grows past {MAX_EXPANDED_CHARS:,} characters as its wildcards are "
+                                     "filled in.")
+        return "".join(out)
+
+    def choose(self, body: str, depth: int) -> str:
+        """`body` of one `{...}`: its options picked (by weight; a count picks several different ones), expanded."""
+        low = high = 1
+        separator = ", "
+        count = COUNT.match(body)
+        if count:
+            low = int(count.group(1)) if count.group(1) else 1
+            high = int(count.group(2)) if count.group(2) else low
+            if count.group(1) is None and count.group(2):
+                low = 1
+            body = body[count.end():]
+            if "$$" in body.split("|", 1)[0]:  # "{2$$ and $$a|b}": a separator of its own
+                separator, body = body.split("$$", 1)
+        options = _split_options(body)
+        weights = []
+        for position, option in enumerate(options):
+            weight = WEIGHT.match(option)
+            weights.append(float(weight.group(1)) if weight else 1.0)
+            options[position] = (option[weight.end():] if weight else option).strip()
+        wanted = min(self.rng.randint(min(low, high), max(low, high)), len(options))
+        picked: list[str] = []
+        pool = list(zip(options, weights))
+        while len(picked) < wanted and pool:
+            total = sum(weight for _, weight in pool)
+            if total <= 0:
+                break
+            point, reach = self.rng.uniform(0, total), 0.0
+            for position, (option, weight) in enumerate(pool):
+                reach += weight
+                if point <= reach:
+                    picked.append(option)
+                    del pool[position]
+                    break
+        return separator.join(self.run(option, depth + 1) for option in picked)
+
+    def lines_of(self, name: str) -> list[str]:
+        """The options of wildcard `name` (one a line; blank lines and # comments left out)."""
+        if name in self.lines:
+            return self.lines[name]
+        path = self.files.get(name) or next((p for n, p in self.files.items() if n.lower() == name.lower()), None)
+        if path is None:
+            known = list(self.files)
+            listed = ", ".join(known[:MAX_LISTED]) + (" ..." if len(known) > MAX_LISTED else "")
+            raise InvalidRequest(f"No wildcard named {name!r}: put its options, one a line, in {name}{SUFFIX} in the "
+                                 f"wildcards folder" + (f" (wildcards here: {listed})." if known else " (it is empty)."))
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise InvalidRequest(f"The wildcard file {name}{SUFFIX} is larger than "
+                                     f"{MAX_FILE_BYTES // 1024 // 1024} MB.")
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            logger.warning("Could not read the wildcard file %s: %s", path, err)
+            raise InvalidRequest(f"The wildcard file {name}{SUFFIX} could not be read.") from None
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+        if not lines:
+            raise InvalidRequest(f"The wildcard file {name}{SUFFIX} has no options (one a line).")
+        self.lines[name] = lines
+        return lines
+
+
+def _unescaped(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Each character of `text` from `start` that is not escaped (`\\{`), with the brace depth after it."""
+    depth, index = 0, start
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and text[index + 1:index + 2] in tuple(ESCAPED):
+            index += 2
+            continue
+        depth += (char == "{") - (char == "}")
+        yield index, char, depth
+        index += 1
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the `}` that closes the `{` at `start` (nested ones and escapes skipped)."""
+    for index, char, depth in _unescaped(text, start):
+        if char == "}" and depth == 0:
+            return index
+    raise InvalidRequest("The prompt has a '{' without its '}' (write \\{ for the character itself).")
+
+
+def _split_options(body: str) -> list[str]:
+    """`a|{b|c}|d` as ["a", "{b|c}", "d"]: split at the `|`s outside nested braces (escapes kept for later)."""
+    options, start = [], 0
+    for index, char, depth in _unescaped(body):
+        if char == "|" and depth == 0:
+            options.append(body[start:index])
+            start = index + 1
+    options.append(body[start:])
+    return options
