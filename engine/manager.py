@@ -395,7 +395,8 @@ class AIModelManager:
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
-                           clip_skip: int = P.CLIP_SKIP.default, control_image: Any = None,
+                           clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
+                           variation_strength: float = P.VARIATION_STRENGTH.default, control_image: Any = None,
                            controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
@@ -424,6 +425,8 @@ class AIModelManager:
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
+        `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
+        (None or -1: random; each image of a batch takes the previous + 1); text to image on this machine only.
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -441,7 +444,8 @@ class AIModelManager:
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-            clip_skip=clip_skip, control_image=control_image, controlnet=controlnet,
+            clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength,
+            control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
@@ -481,7 +485,8 @@ class AIModelManager:
         for image in batch:
             prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
             one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
-                          batch_count=1, extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
+                          variation_seed=image.variation_seed, batch_count=1,
+                          extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
             expanded.append(replace(one.validated(self.router.names(), **checks),
                                     prompt_template=prompts.prompt_template,
                                     negative_template=prompts.negative_template))
@@ -610,6 +615,8 @@ class AIModelManager:
             model=info.get("model"), model_id=info.get("model_id"), model_hash=info.get("model_hash"),
             lora_hashes=info.get("lora_hashes"),
             clip_skip=info["clip_skip"] if info.get("clip_skip", 1) > 1 else None,
+            variation_seed=req.variation_seed if req.varies else None,
+            variation_strength=req.variation_strength if req.varies else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
             user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
@@ -679,8 +686,9 @@ class AIModelManager:
         except GatorError as err:
             yield Failed(str(err), self._error_result(req, str(err)))
             return
-        # every cell: the seed drawn once, the prompt's LoRA tags as the loras list (the LoRA weight axis sets one)
-        shared = {**image, "prompt": req.prompt, "seed": req.seed,
+        # every cell: the seeds drawn once, the prompt's LoRA tags as the loras list (the LoRA weight axis sets one)
+        variation = req.variation_seed if req.varies else P.concrete_seed(image.get(P.VARIATION_SEED.name), rng)
+        shared = {**image, "prompt": req.prompt, "seed": req.seed, P.VARIATION_SEED.name: variation,
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
         async with aclosing(stream_plot(self.stream_image, plot, shared, self.settings.output_dir, owner=owner,
                                         cancel=cancel, previews=previews)) as events:

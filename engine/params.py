@@ -282,6 +282,15 @@ HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", 
 CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text encoder to its last layer, 2 stops "
                   "one layer early (many anime models want 2). For SD 1.x models; others say they ignore it.",
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
+# A1111's variation seed: the starting noise moved toward a second seed's (spherically), for variations of an image
+VARIATION_SEED = Param("variation_seed", "seed", RANDOM_SEED, "Variation seed",
+                       "The second seed whose noise is mixed in; -1 draws one. Each image of a batch takes the "
+                       "previous + 1.", minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Variation seed",
+                       optional=True)
+VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation strength",
+                           "How far the noise moves toward the variation seed's: 0 not at all (the seed's own image), "
+                           "1 all the way (the variation seed's image). Text to image on this machine.",
+                           minimum=0.0, maximum=1.0, step=0.01, a1111_key="Variation seed strength")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
@@ -356,7 +365,7 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
-                             CLIP_SKIP)
+                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

@@ -48,6 +48,8 @@ class GenerationRequest:
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
     clip_skip: int = P.CLIP_SKIP.default  # A1111's: 1 the text encoder's last layer, 2 the one before...
+    variation_seed: int | None = None  # A1111's variation seed (None or -1: random); used when the strength is above 0
+    variation_strength: float = P.VARIATION_STRENGTH.default
     control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
     controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
     controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
@@ -140,7 +142,13 @@ class GenerationRequest:
                        num_inference_steps=int(self.num_inference_steps),
                        guidance_scale=None if self.guidance_scale is None else float(self.guidance_scale),
                        model=(self.model or "").strip() or None, batch_count=int(self.batch_count),
-                       clip_skip=int(self.clip_skip))
+                       clip_skip=int(self.clip_skip), variation_strength=float(self.variation_strength),
+                       variation_seed=P.concrete_seed(self.variation_seed, rng) if self.varies else None)
+
+    @property
+    def varies(self) -> bool:
+        """True when a variation seed's noise is mixed in (strength above 0)."""
+        return P.VARIATION_STRENGTH.problem(self.variation_strength) is None and float(self.variation_strength) > 0
 
     @property
     def uses_workflow(self) -> bool:
@@ -158,8 +166,9 @@ class GenerationRequest:
         return self.mask is not None or any(self.outpaint)
 
     def for_image(self, index: int) -> "GenerationRequest":
-        """The request of image `index` of the batch: its own seed, batch of one."""
-        return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
+        """The request of image `index` of the batch: its own seed (and variation seed), batch of one."""
+        variation = None if self.variation_seed is None else P.seed_after(self.variation_seed, index)
+        return replace(self, seed=P.seed_after(self.seed, index), batch_count=1, variation_seed=variation)
 
 
 _FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__
@@ -274,7 +283,8 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     checked = ((P.PROMPT, req.prompt), (P.NEGATIVE_PROMPT, req.negative_prompt or ""), (P.WIDTH, req.width),
                (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps), (P.GUIDANCE, req.guidance_scale),
                (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras),
-               (P.CLIP_SKIP, req.clip_skip))
+               (P.CLIP_SKIP, req.clip_skip), (P.VARIATION_SEED, req.variation_seed),
+               (P.VARIATION_STRENGTH, req.variation_strength))
     for param, value in checked:
         problem = param.problem(value)
         if problem:
@@ -295,6 +305,11 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     problems += inpaint_problems(req, limits)
     problems += controlnet_problems(req)
     problems += workflow_problems(req)
+    workflow = isinstance(req.user_workflow, str) and req.user_workflow.strip().lower() not in ("", P.NO_WORKFLOW)
+    if req.varies and (req.init_image is not None or workflow):
+        problems.append(f"{P.VARIATION_SEED.label} works with text to image (and its hires fix) on this app's own "
+                        f"graphs: set {P.VARIATION_STRENGTH.label} to 0 for image to image, inpaint or a ComfyUI "
+                        "workflow.")
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

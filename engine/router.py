@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .backends import auto_order
-from .backends.base import INTERPOLATE, USER_WORKFLOW, Backend, Target
+from .backends.base import INTERPOLATE, USER_WORKFLOW, VARIATION, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .registry import ModelSpec
 from .request import GenerationRequest
@@ -58,6 +58,11 @@ class Router:
         owners = [(b, b.find(model_id)) for b in candidates]
         owners = [(b, spec) for b, spec in owners if spec is not None]
         if not owners:
+            unable = next((b for b in self.backends if b.find(model_id) is not None), None)
+            if unable is not None:  # the model is known, on a backend that cannot do what the request asks
+                missing = ", ".join(FEATURES[name] for name in sorted(needs - unable.features))
+                raise InvalidRequest(f"{unable.find(model_id).label} runs on {unable.label}, which cannot make "
+                                     f"{missing}.")
             raise InvalidRequest(self.unknown_model(model_id, candidates))
         if forced is not None:
             spec = forced.find(model_id)
@@ -175,9 +180,10 @@ def _logged(plan: Plan) -> Plan:
 
 
 FEATURES = {INTERPOLATE: "seed-travel in-betweens",  # what a request's `extra` may ask of a backend
-            USER_WORKFLOW: "your own ComfyUI workflows"}  # ... and what its user_workflow asks
+            USER_WORKFLOW: "your own ComfyUI workflows",  # ... what its user_workflow asks
+            VARIATION: "variation seeds"}  # ... and its variation strength
 
 
 def _needed_features(req: GenerationRequest) -> frozenset[str]:
-    needs = {name for name in FEATURES if req.extra.get(name)}
-    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()))
+    needs = {name for name in (INTERPOLATE,) if req.extra.get(name)}
+    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()) | ({VARIATION} if req.varies else set()))

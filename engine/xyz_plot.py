@@ -80,7 +80,7 @@ class AxisType:
         return {name.lower() for name in (self.key, self.label, self.a1111, self.param.name, *self.param.aliases)}
 
 
-SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP = AXES = (
+SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH = AXES = (
     AxisType("seed", P.SEED, P.SEED.name, "Seed"),
     AxisType("steps", P.STEPS, P.STEPS.name, "Steps"),
     AxisType("guidance", P.GUIDANCE, P.GUIDANCE.name, "CFG Scale"),
@@ -89,7 +89,11 @@ SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP = AXES =
     AxisType("lora_weight", P.LORA_WEIGHT, P.LORAS.name, "LoRA weight"),  # the request's first LoRA's weight
     AxisType("strength", P.STRENGTH, P.STRENGTH.name, "Denoising"),
     AxisType("clip_skip", P.CLIP_SKIP, P.CLIP_SKIP.name, "Clip skip"),
+    AxisType("variation_seed", P.VARIATION_SEED, P.VARIATION_SEED.name, "Var. seed"),
+    AxisType("variation_strength", P.VARIATION_STRENGTH, P.VARIATION_STRENGTH.name, "Var. strength"),
 )
+
+SEED_AXES = (SEED, VARIATION_SEED)  # -1 there draws a seed once, recorded as the axis's fixed values
 
 
 def axis_choices() -> list[tuple[str, str]]:
@@ -215,7 +219,7 @@ class Axis:
             return {}
         key = self.name.lower()
         out = {f"{key}_type": self.type.a1111, f"{key}_values": self.text}
-        if self.type is SEED:
+        if self.type in SEED_AXES:
             out[f"{key}_fixed_values"] = ", ".join(str(seed) for seed in self.fixed)
         return out
 
@@ -276,6 +280,9 @@ class Plot:
         if LORA_WEIGHT in kinds and not req.loras:
             problems.append("The LoRA weight axis varies the weight of the request's first LoRA, and it has none: "
                             "add one (<lora:name:1> in the prompt, or the LoRA picker).")
+        if VARIATION_SEED in kinds and VARIATION_STRENGTH not in kinds and not req.varies:
+            problems.append(f"The {VARIATION_SEED.label} axis changes nothing while {P.VARIATION_STRENGTH.label} "
+                            "is 0: set a strength above 0 (or add a Var. strength axis).")
         if STRENGTH in kinds and req.init_image is None:
             problems.append("The Denoising strength axis needs an init image (Image to image or Inpaint): without "
                             "one, the strength changes nothing.")
@@ -340,7 +347,7 @@ def _axis(name: str, kind: AxisType, values: Any, limit: int, rng: random.Random
         example = "1, 2, 3 or a range such as 10-30 (+10)" if kind.numeric else "names separated by commas"
         raise ValueError(f"has no values: enter {example}")
     fixed: tuple[int, ...] = ()
-    if kind is SEED:  # -1: a seed drawn now, the same for the whole row or column
+    if kind in SEED_AXES:  # -1: a seed drawn now, the same for the whole row or column
         items = [P.concrete_seed(item, rng) if P.is_random_seed(item) else item for item in items]
         fixed = tuple(int(item) for item in items if P.is_whole(item))
     return Axis(name, kind, tuple(items), text.strip(), fixed)

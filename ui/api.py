@@ -48,6 +48,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              vae: str = P.VAE.default, hires_scale: float = P.HIRES_SCALE.default,
                              hires_strength: float = P.HIRES_STRENGTH.default, hires_steps: int = P.HIRES_STEPS.default,
                              hires_upscaler: str = P.HIRES_UPSCALER.default, clip_skip: int = P.CLIP_SKIP.default,
+                             variation_seed: int = P.VARIATION_SEED.default,
+                             variation_strength: float = P.VARIATION_STRENGTH.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -57,7 +59,9 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         the prompt does the same. `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
         `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
-        text encoder stops one layer early) for SD 1.x models (others ignore it and say so).
+        text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
+        above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
+        image on this machine, even when ComfyUI is up).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -72,7 +76,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
             vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
-            hires_upscaler=hires_upscaler, clip_skip=clip_skip, cancel=cancel, previews=False,
+            hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
+            variation_strength=variation_strength, cancel=cancel, previews=False,
             owner=getattr(request, "username", None), **values))
 
     def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
@@ -100,9 +105,12 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        model: str = P.MODEL.default, backend: str = P.BACKEND.default,
                        sampler: str = P.SAMPLER.default, style: str = NO_STYLE, loras: list[dict] | None = None,
                        vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
+                       variation_seed: int = P.VARIATION_SEED.default,
+                       variation_strength: float = P.VARIATION_STRENGTH.default,
                        request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
-        sampler, model, lora_weight, strength or clip_skip, by these names or A1111's; Nothing leaves an axis out) over its
+        sampler, model, lora_weight, strength, clip_skip, variation_seed or variation_strength, by these names or
+        A1111's; Nothing leaves an axis out) over its
         values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", "\"a name, with a comma\""). The rest as
         /generate_image, shared by every cell (one seed for all when -1). Returns the grid PNG (X labels above,
         Y on the left, Z values side by side; its text A1111's "X Type: ..., X Values: ...") and its dict, whose
@@ -113,7 +121,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             styled if isinstance(prompt, str) else prompt, x_type, x_values, y_type, y_values, z_type, z_values,
             negative_prompt=negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
-            clip_skip=clip_skip, cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
+            clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
+            cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
                       strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,

@@ -123,6 +123,7 @@ def details_markdown(result: dict[str, Any]) -> str:
         + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
         + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
         + ([f"**Clip skip** {result['clip_skip']}"] if result.get("clip_skip") else []) \
+        + ([f"**Variation** {variation_text(result)}"] if result.get("variation_strength") else []) \
         + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
         + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
     if extras:
@@ -178,6 +179,8 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**VAE** {params['vae']}")
     if params.get(P.CLIP_SKIP.name):
         lines.append(f"**Clip skip** {params[P.CLIP_SKIP.name]}")
+    if params.get(P.VARIATION_STRENGTH.name):
+        lines.append(f"**Variation** {variation_text(params)}")
     if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
         lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}")
     if params.get(P.UPSCALE_BY.name):  # an upscaled copy: the size above is the one it was made at
@@ -189,6 +192,11 @@ def parameters_text(params: dict[str, Any]) -> str:
     if params.get("plot"):
         lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
+
+
+def variation_text(params: dict[str, Any]) -> str:
+    """"seed 9 at 0.3": a variation seed and its strength."""
+    return f"seed {params.get(P.VARIATION_SEED.name)} at {params[P.VARIATION_STRENGTH.name]:g}"
 
 
 def template_lines(params: dict[str, Any]) -> list[str]:
@@ -215,7 +223,8 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
 
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
-               "sampler", "batch", "clip_skip", "vae", "init_image", "strength", "resize_mode", "init_size",
+               "sampler", "batch", "clip_skip", "variation_seed", "variation_strength", "vae", "init_image", "strength",
+               "resize_mode", "init_size",
                *HIRES_INPUTS, *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
 
 
@@ -245,8 +254,8 @@ class ImageTabHandlers:
 
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
-                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, clip_skip: Any, vae: str,
-                init_image: str | None,
+                steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, clip_skip: Any,
+                variation_seed: Any, variation_strength: Any, vae: str, init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
@@ -319,6 +328,8 @@ class ImageTabHandlers:
                     seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
                     sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
                     clip_skip=P.CLIP_SKIP.default if args.get("clip_skip") is None else _number(args["clip_skip"]),
+                    variation_seed=P.seed_input(args.get("variation_seed")),
+                    variation_strength=args.get("variation_strength") or P.VARIATION_STRENGTH.default,
                     user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
@@ -550,8 +561,9 @@ class ImageTabHandlers:
             return {note: f"Could not read the parameters of {name}."}
         if not params:
             return {note: f"{name} carries no generation parameters."}
-        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE,
-                                  c["clip_skip"]: P.CLIP_SKIP.default}  # an image that records none used none
+        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE,  # what an image records
+                                  c["clip_skip"]: P.CLIP_SKIP.default,  # none of, it used none of
+                                  c["variation_strength"]: P.VARIATION_STRENGTH.default}
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
@@ -562,6 +574,8 @@ class ImageTabHandlers:
                 update[c[key]] = params[key]
         if params.get(P.CONTROLNET.name):
             update[c["controlnet_box"]] = gr.update(open=True)
+        if params.get(P.VARIATION_STRENGTH.name):
+            update[c["variation_box"]] = gr.update(open=True)
         if params.get("loras"):  # back into the prompt as the tags they were
             update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
@@ -676,8 +690,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         with gr.Column(scale=5):
             with gr.Row(equal_height=False):  # the primary action beside the prompt, as in A1111 and Fooocus
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
-                                    info="Ctrl+Enter generates. {red|blue} picks one option, __color__ a line of the "
-                                         "wildcard file color.txt (System status lists them).",
+                                    info="Ctrl+Enter generates. `{red|blue}` picks one option; System status lists the "
+                                         "wildcards a prompt can name.",
                                     elem_id="prompt", scale=4)
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -720,6 +734,10 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
                 batch = gr.Slider(**widget(P.BATCH_COUNT), elem_id="batch")
             clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
+            with gr.Accordion("Variation seed", open=False, elem_id="variation-box") as variation_box:
+                with gr.Row():
+                    variation_seed = gr.Number(**number_box(P.VARIATION_SEED), precision=0, elem_id="variation-seed")
+                    variation_strength = gr.Slider(**widget(P.VARIATION_STRENGTH), elem_id="variation-strength")
         with gr.Column(scale=6):
             progress = gr.Markdown("Ready.", elem_id="progress-line")
             image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420,
@@ -783,7 +801,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
-        reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, generate=generate, stop=stop,
+        reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, variation_seed=variation_seed,
+        variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop,
         progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
         finished=finished, queue_tick=queue_tick, queue_panel=queue_panel, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
@@ -809,7 +828,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     h.param_components = {P.PROMPT.name: c["prompt"], P.NEGATIVE_PROMPT.name: c["negative"],
                           P.WIDTH.name: c["width"], P.HEIGHT.name: c["height"], P.STEPS.name: c["steps"],
                           P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"],
-                          P.CLIP_SKIP.name: c["clip_skip"]}
+                          P.CLIP_SKIP.name: c["clip_skip"], P.VARIATION_SEED.name: c["variation_seed"],
+                          P.VARIATION_STRENGTH.name: c["variation_strength"]}
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in FORM_INPUTS]
@@ -873,7 +893,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["confirm_delete"].click(h.delete, inputs=[c["picked"], c["history"], page if page is not None else c["picked"]],
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
-                                   "guidance", "seed", "sampler", "clip_skip", "vae", *CONTROLNET_INPUTS[1:],
+                                   "guidance", "seed", "sampler", "clip_skip", "variation_seed",
+                                   "variation_strength", "variation_box", "vae", *CONTROLNET_INPUTS[1:],
                                    "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box",
                                    "user_workflow", "workflow_box", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)

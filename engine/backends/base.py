@@ -22,6 +22,7 @@ from ..request import GenerationRequest
 OnChange = Callable[[str, str], None]  # (what happened, why): the status tab's switch log
 INTERPOLATE = "interpolate"  # a feature: seed-travel in-betweens (a request's extra["interpolate"])
 USER_WORKFLOW = "user_workflow"  # a feature: the user's own ComfyUI workflow (a request's user_workflow)
+VARIATION = "variation"  # a feature: a variation seed's noise mixed in (a request's variation_strength above 0)
 
 
 @dataclass(frozen=True)

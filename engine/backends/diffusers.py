@@ -28,7 +28,7 @@ from ..tiny_model import ensure_tiny_model
 from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
-from .base import INTERPOLATE, Backend, BackendContext, BackendState, Target
+from .base import INTERPOLATE, VARIATION, Backend, BackendContext, BackendState, Target
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in
@@ -64,7 +64,7 @@ class DiffusersBackend(Backend):
     label = "diffusers"
     priority = 0
     local = True
-    features = frozenset({INTERPOLATE})
+    features = frozenset({INTERPOLATE, VARIATION})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
@@ -524,6 +524,8 @@ class DiffusersBackend(Backend):
         else:
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
+        if req.varies and req.init_image is None and not interpolate:  # a hires pass redraws the varied image
+            kwargs["latents"] = self._varied_noise(pipe, req)
 
         step_previews = StepPreviews(spec.family) if previews else None
 
@@ -584,6 +586,20 @@ class DiffusersBackend(Backend):
                 warnings.append(f"The {name} is longer than the model's {limit - 2}-token limit; "
                                 f"the end was cut off.")
         return warnings
+
+    @staticmethod
+    def _varied_noise(pipe, req: GenerationRequest) -> Any:
+        """A1111's variation seed: the seed's starting noise (as the pipeline would draw it) moved spherically toward
+        the variation seed's by the variation strength."""
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        scale = pipe.vae_scale_factor
+        shape = (1, pipe.unet.config.in_channels, req.height // scale, req.width // scale)
+        seed_noise, variation_noise = (randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(int(seed)),
+                                                    dtype=torch.float32) for seed in (req.seed, req.variation_seed))
+        varied = slerp(seed_noise, variation_noise, float(req.variation_strength))
+        return varied.to(pipe._execution_device, pipe.unet.dtype)
 
     @staticmethod
     def _interpolated_inputs(pipe, req: GenerationRequest, spec: ModelSpec, guidance: float,
