@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 COMPILE_MODES = ("auto", "on", "off")
 COMPILE_SCOPES = ("unet", "blocks")  # the whole UNet; only its repeated transformer blocks
 MAX_COMPILED_SHAPES = 4  # static graphs per model: the native size and the first other sizes asked for
+# Graphs one compiled function may keep (torch's default is 8): the UNet's forward, or a transformer block's, is one
+# function for every model and worker, so it holds each worker's sizes for each model family loaded, and per size up
+# to four block shapes (SD 1.x's four levels). Past the limit torch would run new shapes eagerly for good.
+GRAPHS_PER_FUNCTION = 64
 PROMPT_TOKENS = 77  # CLIP's context: the text-embedding length of an ordinary prompt
 # Python's thread switch interval while a compilation runs (default 5 ms). Tracing holds the GIL for long
 # stretches; a request running eagerly meanwhile waits up to one interval each time it needs the GIL back,
@@ -140,18 +144,16 @@ def shape_label(key: tuple) -> str:
 
 
 class ShapeRouter:
-    """Stands in for a pipeline's UNet: each call goes to the compiled UNet when its input shapes are compiled
-    and no compilation runs, else to the eager UNet. Everything else (config, dtype, device, modules) is the
-    eager UNet's."""
+    """Stands in for a pipeline's UNet: each call goes to the compiled graphs when its input shapes are compiled
+    and no compilation runs (`run_compiled`: graphs made already, never a compilation), else to the eager UNet.
+    Everything else (config, dtype, device, modules) is the eager UNet's."""
 
-    def __init__(self, eager: Any, compiled: Any, ready: Callable[[tuple], bool],
+    def __init__(self, eager: Any, run_compiled: Any, ready: Callable[[tuple], bool],
                  on_new_shape: Callable[[tuple], None]) -> None:
-        self.__dict__.update(_eager=eager, _compiled=compiled, _ready=ready, _on_new_shape=on_new_shape)
+        self.__dict__.update(_eager=eager, _run_compiled=run_compiled, _ready=ready, _on_new_shape=on_new_shape)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The UNet's call, passed on exactly as made (a graph's guards check how arguments were given)."""
-        import torch
-
         sample = args[0] if args else kwargs["sample"]
         text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
         key = shape_key(sample, text)
@@ -160,8 +162,7 @@ class ShapeRouter:
                 args = (sample.contiguous(), *args[1:])
             elif not args and not sample.is_contiguous():
                 kwargs["sample"] = sample.contiguous()
-            with torch.compiler.set_stance("eager_on_recompile"):
-                return self._compiled(*args, **kwargs)
+            return self._run_compiled(*args, **kwargs)
         self._on_new_shape(key)
         return self._eager(*args, **kwargs)
 
@@ -201,21 +202,24 @@ class UNetCompiler:
         import torch
 
         eager = pipe.unet
-        try:
+        try:  # `compiling` compiles what it is called with (the background thread); `running` only runs graphs
             if self.scope == "blocks":
-                compiled = RegionalUNet(eager, self.backend, MAX_COMPILED_SHAPES)
+                regional = RegionalUNet(eager, self.backend)
+                compiling, running = regional.compiling, regional.running
             else:
-                compiled = torch.compile(eager, backend=self.backend, dynamic=False)
+                compiling = torch.compile(eager, backend=self.backend, dynamic=False)
+                running = torch._dynamo.run(compiling)  # per thread: a request never compiles, whatever else runs
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, GRAPHS_PER_FUNCTION)
             eager.to(memory_format=torch.channels_last)
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return
         with self._lock:  # a thread still compiling the previous model's UNet finishes unheeded
             self._generation += 1
-            self._eager, self._compiled = eager, compiled
+            self._eager, self._compiled = eager, compiling
             self._queue, self._ready, self._busy = [], set(), False
             self.state = CompileState(status="waiting", model=model)
-        pipe.unet = ShapeRouter(eager, compiled, self._is_ready, self.request)
+        pipe.unet = ShapeRouter(eager, running, self._is_ready, self.request)
         for width, height in self.sizes or ((native_size, native_size),):
             self.request(((2, eager.config.in_channels, height // 8, width // 8),
                           (2, PROMPT_TOKENS, eager.config.cross_attention_dim), str(eager.dtype)))

@@ -5,6 +5,7 @@ as eager, and a sentence with eager generation where torch.compile cannot be use
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -240,3 +241,40 @@ def test_the_sizes_asked_for_are_compiled_at_load_instead_of_the_native_one(tiny
     monkeypatch.setenv("GATOR_COMPILE_SIZES", "832x1216,1216-832")
     with pytest.raises(ValueError, match="got '1216-832'"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize("scope", COMPILE_SCOPES)
+def test_requests_on_one_worker_never_stop_anothers_compilation(tiny_model_dir, tmp_path, scope):
+    """Two workers (two pipelines, two compilers): while worker A's requests run on its graphs, worker B compiles
+    a new size in the background, and B's requests then run on B's graph. (Requests only run graphs made already,
+    in their own thread; a process-wide "never compile" setting would have made B's compilation a no-op.)"""
+    import threading
+
+    def slow_counting_backend(graph, example_inputs):
+        time.sleep(0.5)
+        return counting_backend(graph, example_inputs)
+
+    torch._dynamo.reset()  # graphs earlier tests made (with other backends) would serve these calls
+    first, second = tiny_pipe(tiny_model_dir), tiny_pipe(tiny_model_dir)
+    options = CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache")
+    worker_a = UNetCompiler(options, "cpu", backend=counting_backend)
+    worker_a.attach(first, "tiny", native_size=64)
+    assert wait_for(lambda: worker_a.snapshot()["status"] == "ready")
+    busy = threading.Event()
+
+    def requests_on_a() -> None:
+        while not busy.is_set():
+            draw(first)
+    thread = threading.Thread(target=requests_on_a)
+    thread.start()
+    try:
+        worker_b = UNetCompiler(replace(options, sizes=((96, 96),)), "cpu", backend=slow_counting_backend)
+        worker_b.attach(second, "tiny", native_size=64)
+        assert wait_for(lambda: worker_b.snapshot()["status"] == "ready"), worker_b.snapshot()
+    finally:
+        busy.set()
+        thread.join()
+    per_step = 1 if scope == "unet" else len(repeated_blocks(second.unet._eager))
+    GRAPH_CALLS["compiled"] = 0
+    draw(second, 96)
+    assert GRAPH_CALLS["compiled"] == 2 * per_step
