@@ -36,6 +36,7 @@ from .params import ALIASES
 from .png_info import png_info
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
+from .prompt_syntax import BadTag, take_lora_tags
 from .request import AUTO, GenerationRequest
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
@@ -47,7 +48,8 @@ from .xyz_plot import plan_plot, stream_plot
 
 logger = logging.getLogger(__name__)
 
-SEE_STATUS = " — see System status"  # ends the demo model's badge label: the status tab says how to get a real one
+SEE_STATUS = " — see System status"
+TEMPLATE_STANDIN = "a template"  # a template's prompt while the rest of its request is validated (see _validated)  # ends the demo model's badge label: the status tab says how to get a real one
 
 
 class AIModelManager:
@@ -467,20 +469,31 @@ class AIModelManager:
             message = f"Generation failed ({type(err).__name__}); the server log has the details."
             yield Failed(message, self._error_result(req, message))
 
-    def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
-        """The validated request of each image of the batch (its own seed); with `{...}` options or `__name__`
-        wildcards in a prompt, each image's prompts are expanded for its seed and checked as the request is."""
+    def _validated(self, req: GenerationRequest, rng: Any = None) -> GenerationRequest:
+        """`req` validated (InvalidRequest naming every problem). A prompt with `{...}` options or `__name__`
+        wildcards is a template: its text and LoRA tags are checked once filled in for each image, so here it stands
+        aside and comes back as written (the LoRAs then are the `loras` argument's only)."""
         checks = dict(limits=self.settings.limits, upscalers=self.available_upscalers())
-        checked = req.validated(self.router.names(), **checks)
+        if not _is_template(req):
+            return req.validated(self.router.names(), rng=rng, **checks)
+        checked = replace(req, prompt=TEMPLATE_STANDIN, negative_prompt="").validated(self.router.names(), rng=rng,
+                                                                                       **checks)
+        return replace(checked, prompt=req.prompt, negative_prompt=req.negative_prompt)
+
+    def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
+        """The validated request of each image of the batch (GenerationRequest.for_image); a template's prompts are
+        filled in for each image's seed and that image's request checked as any request is."""
+        checked = self._validated(req)
         batch = [checked.for_image(index) for index in range(checked.batch_count)]
-        travel = dict(req.extra.get(INTERPOLATE) or {})  # a storyboard's seed-travel in-between
-        if not any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
-                                                   travel.get("negative_prompt_b"))):
+        if not _is_template(req):
             return batch
+        travel = dict(req.extra.get(INTERPOLATE) or {})  # a storyboard's seed-travel in-between
         if travel:  # the keyframe it leads to was filled in with its own seed: the same picks
             target = self.wildcards.expand(travel.get("prompt_b", req.prompt),
                                            travel.get("negative_prompt_b", req.negative_prompt), travel["seed_b"])
-            travel.update(prompt_b=target.prompt, negative_prompt_b=target.negative_prompt)
+            travel.update(prompt_b=_without_lora_tags(target.prompt),
+                          negative_prompt_b=_without_lora_tags(target.negative_prompt))
+        checks = dict(limits=self.settings.limits, upscalers=self.available_upscalers())
         expanded = []
         for image in batch:
             prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
@@ -677,16 +690,21 @@ class AIModelManager:
         try:
             if batch not in (None, 1):
                 raise InvalidRequest("An X/Y/Z plot makes one image per cell: leave Batch count at 1.")
-            req = req.validated(self.router.names(), rng=rng, limits=self.settings.limits)
+            asked, req = req, self._validated(req, rng)
             plot = plan_plot(((x_type, x_values), (y_type, y_values), (z_type, z_values)), self.settings.limits,
                              self.router.unknown_model, rng)
             problems = plot.request_problems(req, self.settings.limits)
             if problems:
                 raise InvalidRequest(" ".join(problems))
+            strongest = plot.strongest_variation(req)
+            if strongest > 0:  # a cell varies: every cell's request must allow it, on a backend that can do it
+                varied = self._validated(replace(asked, variation_strength=strongest), rng)
+                image[P.BACKEND.name] = self.router.plan(varied).targets[0].backend  # the whole grid there
         except GatorError as err:
             yield Failed(str(err), self._error_result(req, str(err)))
             return
-        # every cell: the seeds drawn once, the prompt's LoRA tags as the loras list (the LoRA weight axis sets one)
+        # every cell: the seeds drawn once, the prompt's LoRA tags as the loras list (the LoRA weight axis sets one);
+        # a template goes to each cell as written, filled in there
         variation = req.variation_seed if req.varies else P.concrete_seed(image.get(P.VARIATION_SEED.name), rng)
         shared = {**image, "prompt": req.prompt, "seed": req.seed, P.VARIATION_SEED.name: variation,
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
@@ -845,6 +863,21 @@ def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str =
             "backend_label": backend.label,
             "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
             "default_guidance": spec.default_guidance, "native_size": spec.native_size, "license": spec.license}
+
+
+def _is_template(req: GenerationRequest) -> bool:
+    """Whether a prompt of `req` (or of the seed-travel keyframe it leads to) has {...} options or __wildcards__."""
+    travel = req.extra.get(INTERPOLATE) or {}
+    return any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
+                                               travel.get("negative_prompt_b")))
+
+
+def _without_lora_tags(text: str) -> str:
+    """A filled-in seed-travel prompt as its keyframe's encoder saw it: LoRA tags out (they apply to the keyframe)."""
+    try:
+        return take_lora_tags(text)[0]
+    except BadTag as err:
+        raise InvalidRequest(str(err)) from None
 
 
 def _unused_clip_skip(req: GenerationRequest, info: dict[str, Any]) -> list[str]:

@@ -234,7 +234,8 @@ MODEL = Param("model", "choice", "auto", "Model", "auto picks the best model ava
 BACKEND = Param("backend", "choice", "auto", "Backend", "auto: the first backend that can run the model.",
                 a1111_key="Backend")
 BATCH_COUNT = Param("batch_count", "int", 1, "Batch count",
-                    "Images one after another; each takes the previous seed + 1.", minimum=1, maximum=8, step=1)
+                    "Images one after another; each takes the previous seed + 1 (with a variation strength, the "
+                    "previous variation seed + 1).", minimum=1, maximum=8, step=1)
 
 MAX_LORAS = 8
 LORA_WEIGHT = Param("lora_weight", "float", 1.0, "LoRA weight", "How strongly a LoRA acts ({minimum} to {maximum}; 0 is "
@@ -284,8 +285,8 @@ CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text 
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
 # A1111's variation seed: the starting noise moved toward a second seed's (spherically), for variations of an image
 VARIATION_SEED = Param("variation_seed", "seed", RANDOM_SEED, "Variation seed",
-                       "The second seed whose noise is mixed in; -1 draws one. Each image of a batch takes the "
-                       "previous + 1.", minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Variation seed",
+                       "The second seed whose noise is mixed in; -1 draws one. A batch keeps the seed and gives each "
+                       "image the previous variation seed + 1.", minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Variation seed",
                        optional=True)
 VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation strength",
                            "How far the noise moves toward the variation seed's: 0 not at all (the seed's own image), "

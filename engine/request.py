@@ -166,9 +166,11 @@ class GenerationRequest:
         return self.mask is not None or any(self.outpaint)
 
     def for_image(self, index: int) -> "GenerationRequest":
-        """The request of image `index` of the batch: its own seed (and variation seed), batch of one."""
-        variation = None if self.variation_seed is None else P.seed_after(self.variation_seed, index)
-        return replace(self, seed=P.seed_after(self.seed, index), batch_count=1, variation_seed=variation)
+        """The request of image `index` of the batch, a batch of one: its own seed, or with a variation seed (as in
+        A1111) the same seed and its own variation seed, so the batch is variations of one image."""
+        if self.variation_seed is not None:
+            return replace(self, variation_seed=P.seed_after(self.variation_seed, index), batch_count=1)
+        return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
 
 
 _FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__

@@ -1,17 +1,20 @@
 """Wildcards and variants in prompts, as Fooocus and A1111's Dynamic Prompts write them.
 
 `{red|green|blue}` picks one option, `{2::red|blue}` weighs an option (2 to 1 here), `{2$$a|b|c}` picks two
-different ones joined by ", " (`{1-3$$...}` one to three, `{2$$ and $$a|b|c}` joined by " and "). `__color__`
-picks a line of the wildcard file color.txt (`__people/hair__`: people/hair.txt), from the user's wildcards folder
-or the ones presets/wildcards ships; options and lines may hold more of either. `\\{`, `\\}` and `\\|` are the
+different ones joined by ", " (`{1-3$$...}` one to three, `{2-$$...}` two or more, `{2$$ and $$a|b|c}` joined by
+" and ", `{2$$__color__}` two lines of one file). `__color__` picks a line of the wildcard file color.txt
+(`__people/hair__`: people/hair.txt; `__people/*__`: any file the pattern matches), from the user's wildcards
+folder or the ones presets/wildcards ships; options and lines may hold more of either. `\\{`, `\\}` and `\\|` are the
 characters themselves. The picks follow the image's seed, so one seed gives the same prompt again and each image
 of a batch (seed + 1, ...) gets its own.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,22 +23,28 @@ from .errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
-WILDCARD = re.compile(r"__([\w\-./]+?)__")
+WILDCARD = re.compile(r"__([\w\-./*]+?)__")  # "*" matches several files: __colors*__, __people/*__
 SUFFIX = ".txt"
 MAX_DEPTH = 10  # options and wildcard lines inside each other; deeper is a loop (a file naming itself)
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_CHARS = 100_000  # what one expansion may grow to before the prompt limit (engine/limits.py) is checked
 MAX_LISTED = 20  # names a sentence lists
+NAMES_TTL_S = 5.0  # how long `names` (the status tab's list, read every few seconds) reuses its folder walk
 ESCAPED = "{}|"
-COUNT = re.compile(r"\s*(\d+)?\s*(?:-\s*(\d+)\s*)?\$\$")  # "2$$", "1-3$$", "-2$$" (up to two)
+COUNT = re.compile(r"\s*(\d+)?\s*(-)?\s*(\d+)?\s*\$\$")  # "2$$", "1-3$$", "-2$$" (up to two), "2-$$" (two or more)
 WEIGHT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*::")
 
 
-def has_variants(text: str | None) -> bool:
+def has_variants(text: object) -> bool:
     """Whether `text` uses `{...}` options or `__name__` wildcards, or has a brace to check or unescape."""
-    if not text:
+    if not text or not isinstance(text, str):
         return False
     return "{" in text or "}" in text or WILDCARD.search(text) is not None
+
+
+def escaped(text: str) -> str:
+    """`text` with its braces escaped, so a filled-in prompt put back into a form means itself again."""
+    return text.replace("{", "\\{").replace("}", "\\}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Wildcards:
 
     def __init__(self, folders: Iterable[Path | None]) -> None:
         self.folders = [Path(folder) for folder in folders if folder]
+        self._listed: tuple[float, list[str]] | None = None  # (when, names) of the last walk `names` made
 
     def files(self) -> dict[str, Path]:
         """Each wildcard's name ("color", "people/hair") and its file."""
@@ -66,8 +76,11 @@ class Wildcards:
         return dict(sorted(found.items()))
 
     def names(self) -> list[str]:
-        """The wildcards a prompt may name, sorted."""
-        return list(self.files())
+        """The wildcards a prompt may name, sorted (walked again after NAMES_TTL_S; expansion always walks)."""
+        listed = self._listed
+        if listed is None or time.monotonic() - listed[0] > NAMES_TTL_S:
+            listed = self._listed = (time.monotonic(), list(self.files()))
+        return list(listed[1])
 
     def expand(self, prompt: str, negative_prompt: str, seed: int) -> Expansion:
         """Both prompts expanded for `seed`; InvalidRequest with a sentence for a prompt that cannot be."""
@@ -121,18 +134,19 @@ class _Expander:
 
     def choose(self, body: str, depth: int) -> str:
         """`body` of one `{...}`: its options picked (by weight; a count picks several different ones), expanded."""
-        low = high = 1
-        separator = ", "
+        low, high, separator = 1, 1, ", "
         count = COUNT.match(body)
         if count:
-            low = int(count.group(1)) if count.group(1) else 1
-            high = int(count.group(2)) if count.group(2) else low
-            if count.group(1) is None and count.group(2):
-                low = 1
             body = body[count.end():]
             if "$$" in body.split("|", 1)[0]:  # "{2$$ and $$a|b}": a separator of its own
                 separator, body = body.split("$$", 1)
         options = _split_options(body)
+        if count:
+            whole = WILDCARD.fullmatch(options[0].strip()) if len(options) == 1 else None
+            if whole:  # "{2$$__color__}": several different lines of one wildcard
+                options = list(self.lines_of(whole.group(1)))
+            low = int(count.group(1)) if count.group(1) else 1
+            high = int(count.group(3)) if count.group(3) else len(options) if count.group(2) else low
         weights = []
         for position, option in enumerate(options):
             weight = WEIGHT.match(option)
@@ -158,6 +172,11 @@ class _Expander:
         """The options of wildcard `name` (one a line; blank lines and # comments left out)."""
         if name in self.lines:
             return self.lines[name]
+        if "*" in name:  # every file the pattern matches, their lines together
+            matched = [n for n in self.files if fnmatch.fnmatchcase(n.lower(), name.lower())]
+            if matched:
+                self.lines[name] = [line for n in matched for line in self.lines_of(n)]
+                return self.lines[name]
         path = self.files.get(name) or next((p for n, p in self.files.items() if n.lower() == name.lower()), None)
         if path is None:
             known = list(self.files)

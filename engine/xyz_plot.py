@@ -273,6 +273,11 @@ class Plot:
             out.update(axis.record())
         return out
 
+    def strongest_variation(self, req: GenerationRequest) -> float:
+        """The largest variation strength a cell uses (the request's, or a Var. strength axis value)."""
+        values = [float(value) for axis in self.axes if axis.type is VARIATION_STRENGTH for value in axis.values]
+        return max([float(req.variation_strength) if req.varies else 0.0, *values])
+
     def request_problems(self, req: GenerationRequest, limits: Limits) -> list[str]:
         """Sentences for what the validated request cannot vary, and for the whole plot's work budget."""
         problems = []

@@ -25,6 +25,7 @@ from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 from engine.upscale import UPSCALERS, upscaler_named
+from engine.wildcards import escaped
 
 from .image_options import (CONTROLNET_INPUTS, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
                             control_map_preview, controlnet_args, hires_args, image_to_image_args, inpaint_args,
@@ -567,6 +568,10 @@ class ImageTabHandlers:
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
+        for text, template in ((P.PROMPT, P.PROMPT_TEMPLATE), (P.NEGATIVE_PROMPT, P.NEGATIVE_TEMPLATE)):
+            if params.get(template.name) and params.get(text.name):  # filled in: its braces were the text's own
+                params[text.name] = escaped(params[text.name])
+                update[self.param_components[text.name]] = params[text.name]
         update[c["vae"]] = params.get("vae") or AUTO
         update[c["controlnet"]] = params.get(P.CONTROLNET.name) or P.NO_CONTROLNET
         for key in CONTROLNET_INPUTS[2:]:  # the control image itself is not in the PNG: the box opens for it

@@ -39,7 +39,7 @@ async def test_the_strength_moves_the_image_from_the_seeds_to_the_variation_seed
 async def test_a_batch_steps_both_seeds_and_minus_one_draws_one(manager):
     result = await manager.generate_image("a lighthouse", seed=5, variation_seed=9, variation_strength=0.3,
                                           batch_count=2, **SMALL)
-    assert [(item.seed, item.variation_seed) for item in result.batch] == [(5, 9), (6, 10)]
+    assert [(item.seed, item.variation_seed) for item in result.batch] == [(5, 9), (5, 10)]  # variations of seed 5
     drawn = await manager.generate_image("a lighthouse", seed=5, variation_seed=-1, variation_strength=0.3, **SMALL)
     assert drawn.status == "success" and isinstance(drawn.variation_seed, int) and drawn.variation_seed >= 0
 
@@ -74,3 +74,19 @@ async def test_an_xyz_axis_varies_the_strength_with_one_variation_seed(manager):
     assert cells[1].variation_seed == cells[2].variation_seed is not None  # drawn once for the plot
     failed = await manager.xyz_plot("a lighthouse", "Var. seed", "1, 2", seed=5, **SMALL)
     assert failed.status == "error" and "changes nothing while Variation strength is 0" in failed.error
+
+
+async def test_a_strength_axis_is_checked_before_any_cell_and_keeps_the_grid_on_one_backend(comfy_manager, fake):
+    assert wait_until(lambda: comfy_manager.active_backend()["backend"] == "comfyui")
+    plot = await comfy_manager.xyz_plot("a cat", "Var. strength", "0, 0.5", seed=3, width=64, height=64,
+                                        num_inference_steps=2)
+    assert plot.status == "success", plot.error
+    assert [cell.backend for cell in plot.batch] == ["diffusers", "diffusers"]  # the 0 cell too: one baseline
+    image = Image.new("RGB", (64, 64), "white")
+    refused = await comfy_manager.xyz_plot("a cat", "Var. strength", "0, 0.5", seed=3, init_image=image,
+                                           num_inference_steps=2)
+    assert refused.status == "error" and "Variation seed works with text to image" in refused.error
+    assert not refused.batch  # nothing was made before the sentence
+    forced = await comfy_manager.xyz_plot("a cat", "Var. strength", "0, 0.5", seed=3, backend="comfyui",
+                                          width=64, height=64, num_inference_steps=2)
+    assert forced.status == "error" and forced.error == "ComfyUI cannot make variation seeds."

@@ -85,3 +85,27 @@ async def test_a_seed_travel_in_between_gets_the_picks_of_both_keyframes(wildcar
     assert between.prompt == keyframe_a.prompt and between.seed == 3
     assert between.extra["interpolate"]["prompt_b"].replace(" <lora:tinyDetail:0.8>", "") == keyframe_b.prompt
     assert travel["prompt_b"] == "__subject__, {night|day}"  # the caller's storyboard is left as it was
+
+
+async def test_lora_tags_inside_options_are_checked_once_picked(wildcard_manager):
+    """Only the picked option's tag counts: two weights that together pass the limit, or a weight that is itself
+    an option, are fine; the request's own LoRAs still are checked before any work."""
+    manager = wildcard_manager
+    result = await manager.generate_image("a fox {<lora:tinyDetail:2.5>|<lora:tinyDetail:3>}", seed=1, **SIZE)
+    assert result.status == "success", result.error
+    assert result.loras in ([{"name": "tinyDetail", "weight": 2.5}], [{"name": "tinyDetail", "weight": 3.0}])
+    weighted = await manager.generate_image("a fox <lora:tinyDetail:{0.5|0.8}>", seed=2, **SIZE)
+    assert weighted.status == "success" and weighted.loras[0]["weight"] in (0.5, 0.8), weighted.error
+    refused = await manager.generate_image("a {red|blue} fox", seed=2, loras=[{"name": "tinyDetail", "weight": 9}],
+                                           **SIZE)
+    assert refused.status == "error" and "LoRA" in refused.error
+
+
+async def test_an_xyz_plot_fills_the_template_in_each_cell(wildcard_manager):
+    manager = wildcard_manager
+    plot = await manager.xyz_plot("a fox {<lora:tinyDetail:0.8> in snow|in rain}", "Steps", "1, 2", seed=10, **SIZE)
+    assert plot.status == "success", plot.error
+    first, second = plot.batch
+    assert first.prompt == second.prompt and "{" not in first.prompt and "<lora" not in first.prompt
+    assert first.loras == second.loras == ([{"name": "tinyDetail", "weight": 0.8}] if "snow" in first.prompt else [])
+    assert first.prompt_template == "a fox {<lora:tinyDetail:0.8> in snow|in rain}"

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from engine.storyboard import Storyboard, scene_seeds
-from tests.ui.conftest import fill_image_form, needs_chromium, open_app, set_number, wait_progress, wait_text
+from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, set_number_settled, wait_progress,
+                               wait_text)
 from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
                             rows_of, scenes_of)
 from ui.video_tab import EXAMPLE_YAML, scene_prompts, table_request, table_storyboard
@@ -155,11 +156,12 @@ def click_and_wait_rows(page, button: str, expected: list[str]) -> None:
 
 
 def small_settings(page, steps: int = 2) -> None:
+    """Small, fast video settings; each box checked to keep its value (typing while the box still opens can lose
+    it: a storyboard then rendered at the preset's 16 frames per second)."""
     page.locator("#video-more").get_by_text("More settings").click()
-    set_number(page, "video-width", 64)
-    set_number(page, "video-height", 64)
-    set_number(page, "video-fps", 8)
-    set_number(page, "video-steps", steps)
+    page.locator("#video-steps input").wait_for(state="visible")
+    for elem_id, value in (("video-width", 64), ("video-height", 64), ("video-fps", 8), ("video-steps", steps)):
+        set_number_settled(page, elem_id, value)
 
 
 def paste_prompts(page, prompts: str, seconds: float = 1) -> None:

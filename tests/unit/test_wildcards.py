@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import PRESETS_DIR
 from engine.errors import InvalidRequest
-from engine.wildcards import MAX_DEPTH, Wildcards, has_variants
+from engine.wildcards import MAX_DEPTH, Wildcards, escaped, has_variants
 
 
 def prompt_for(wildcards: Wildcards, text: str, seed: int) -> str:
@@ -45,6 +45,8 @@ def test_weights_counts_and_nesting(folder):
         assert len(two) == 2 and len(set(two)) == 2 and set(two) <= {"a", "b", "c"}
         assert len(prompt_for(wildcards, "{1-3$$a|b|c}", seed).split(", ")) in (1, 2, 3)
         assert " and " in prompt_for(wildcards, "{2$$ and $$a|b|c}", seed)
+        assert len(prompt_for(wildcards, "{2-$$a|b|c|d}", seed).split(", ")) in (2, 3, 4)  # two or more
+        assert len(set(prompt_for(wildcards, "{2$$__fruit__}", seed).split(", "))) == 2  # two lines of one file
     assert {prompt_for(wildcards, "{a|{b|c}}", seed) for seed in range(60)} == {"a", "b", "c"}
     assert prompt_for(wildcards, r"a \{literal\} brace \| bar", 0) == "a {literal} brace | bar"
 
@@ -55,6 +57,8 @@ def test_wildcard_files(folder):
     hair = {prompt_for(wildcards, "__people/hair__", seed) for seed in range(60)}
     assert "red hair" in hair and {"apple-colored hair", "pear-colored hair"} & hair  # a line's own wildcard
     assert prompt_for(wildcards, "__color__", 3) == "ultramarine"  # the user's file wins
+    assert {prompt_for(wildcards, "__f*__", seed) for seed in range(40)} == {"apple", "pear", "plum"}  # a pattern
+    assert "hair" in prompt_for(wildcards, "__people/*__", 5)
     assert prompt_for(wildcards, "a __Season__ day", 2).split()[1] in ("spring", "summer", "autumn", "winter")
     assert {"animal", "color", "fruit", "people/hair", "season"} <= set(wildcards.names())
     both = wildcards.expand("__fruit__", "blurry, __fruit__", 7)
@@ -89,3 +93,11 @@ def test_what_counts_as_variants():
     assert has_variants(r"a \{brace\}")  # expanded too, so the braces lose their backslashes
     assert not has_variants("a (fox:1.2), [snow], <lora:detail:0.8>")
     assert not has_variants("") and not has_variants(None)
+
+
+def test_a_filled_in_prompt_escaped_means_itself_again(folder):
+    """Reuse puts a filled-in prompt back escaped: its own braces (written as \\{ in the template) stay braces."""
+    wildcards = Wildcards([folder])
+    filled = prompt_for(wildcards, r"a \{json\} sign, {red|blue}", 3)
+    assert filled in ("a {json} sign, red", "a {json} sign, blue")
+    assert prompt_for(wildcards, escaped(filled), 99) == filled
