@@ -129,9 +129,8 @@ class GenerationRequest:
                         controlnet_start=float(self.controlnet_start), controlnet_end=float(self.controlnet_end))
             if self.controlnet_module == CANNY:
                 unit.update(canny_low=int(self.canny_low), canny_high=int(self.canny_high))
-        workflow = (self.user_workflow or "").strip()
         return replace(self, prompt=prompt.strip(), loras=loras, **unit,
-                       user_workflow=None if workflow.lower() in ("", P.NO_WORKFLOW) else workflow, vae=None if vae.lower() in ("", AUTO) else vae,
+                       user_workflow=chosen_workflow(self.user_workflow), vae=None if vae.lower() in ("", AUTO) else vae,
                        init_image=init_image, mask=mask, outpaint=outpaint,
                        hires_upscaler=upscaler_named(self.hires_upscaler, upscalers) or self.hires_upscaler,
                        mask_blur=int(self.mask_blur),
@@ -234,17 +233,23 @@ def inpaint_problems(req: GenerationRequest, limits: Limits) -> list[str]:
     return [problem.replace("This request", "The outpainted image")] if problem else []
 
 
+def chosen_workflow(value: Any) -> str | None:
+    """The user workflow a request's value names; None for none (empty or "none", any case)."""
+    name = value.strip() if isinstance(value, str) else ""
+    return None if name.lower() in ("", P.NO_WORKFLOW) else name
+
+
 def workflow_problems(req: GenerationRequest) -> list[str]:
     """Sentences for a user workflow's name and for what cannot go with one (its graph is the user's own)."""
-    name = req.user_workflow
-    if name is None or (isinstance(name, str) and name.strip().lower() in ("", P.NO_WORKFLOW)):
-        return []
-    if not isinstance(name, str):
+    if not isinstance(req.user_workflow, (str, type(None))):
         return [f"{P.USER_WORKFLOW.label} must be a workflow's name (or {P.NO_WORKFLOW})."]
+    if chosen_workflow(req.user_workflow) is None:
+        return []
     unused = [what for what, used in (("the hires fix", P.is_number(req.hires_scale) and req.hires_scale > 1),
                                       ("a mask or outpaint", req.mask is not None or any(
                                           n for n in _outpaint_or_none(req.outpaint))),
-                                      ("a ControlNet", req.control_image is not None)) if used]
+                                      ("a ControlNet", req.control_image is not None),
+                                      ("a variation seed", req.varies)) if used]
     if unused:
         return [f"A ComfyUI workflow of your own runs as you built it: {' and '.join(unused)} cannot be added to it "
                 f"(choose {P.USER_WORKFLOW.label} {P.NO_WORKFLOW} for {'them' if len(unused) > 1 else 'that'})."]
@@ -307,11 +312,9 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     problems += inpaint_problems(req, limits)
     problems += controlnet_problems(req)
     problems += workflow_problems(req)
-    workflow = isinstance(req.user_workflow, str) and req.user_workflow.strip().lower() not in ("", P.NO_WORKFLOW)
-    if req.varies and (req.init_image is not None or workflow):
-        problems.append(f"{P.VARIATION_SEED.label} works with text to image (and its hires fix) on this app's own "
-                        f"graphs: set {P.VARIATION_STRENGTH.label} to 0 for image to image, inpaint or a ComfyUI "
-                        "workflow.")
+    if req.varies and req.init_image is not None:
+        problems.append(f"{P.VARIATION_SEED.label} works with text to image (and its hires fix): set "
+                        f"{P.VARIATION_STRENGTH.label} to 0 for image to image or inpaint.")
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

@@ -48,6 +48,9 @@ async def test_what_cannot_use_it_is_a_sentence(manager):
     image = Image.new("RGB", (64, 64), "white")
     result = await manager.generate_image("a lighthouse", seed=5, variation_strength=0.3, init_image=image, **SMALL)
     assert result.status == "error" and "Variation seed works with text to image" in result.error
+    result = await manager.generate_image("a lighthouse", seed=5, variation_strength=0.3, user_workflow="mine.json",
+                                          **SMALL)
+    assert result.status == "error" and "a variation seed cannot be added to it" in result.error
     result = await manager.generate_image("a lighthouse", seed=5, variation_strength=1.5, **SMALL)
     assert result.status == "error" and "Variation strength" in result.error
 
