@@ -285,12 +285,11 @@ CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text 
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
 # A1111's variation seed: the starting noise moved toward a second seed's (spherically), for variations of an image
 VARIATION_SEED = Param("variation_seed", "seed", RANDOM_SEED, "Variation seed",
-                       "The second seed whose noise is mixed in; -1 draws one. A batch keeps the seed and gives each "
-                       "image the previous variation seed + 1.", minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Variation seed",
+                       "The second seed mixed in; -1 draws one. A batch keeps the seed and steps this one.", minimum=RANDOM_SEED, maximum=MAX_SEED, step=1, a1111_key="Variation seed",
                        optional=True)
 VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation strength",
-                           "How far the noise moves toward the variation seed's: 0 not at all (the seed's own image), "
-                           "1 all the way (the variation seed's image). Text to image on this machine.",
+                           "0: the seed's own image, 1: the variation seed's, 0.1 to 0.3: small variations. Text to "
+                           "image on this machine.",
                            minimum=0.0, maximum=1.0, step=0.01, a1111_key="Variation seed strength")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
