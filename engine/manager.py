@@ -48,8 +48,8 @@ from .xyz_plot import plan_plot, stream_plot
 
 logger = logging.getLogger(__name__)
 
-SEE_STATUS = " — see System status"
-TEMPLATE_STANDIN = "a template"  # a template's prompt while the rest of its request is validated (see _validated)  # ends the demo model's badge label: the status tab says how to get a real one
+SEE_STATUS = " — see System status"  # ends the demo model's badge label: the status tab says how to get a real one
+TEMPLATE_STANDIN = "a template"  # a template's prompt while the rest of its request is validated (see _validated)
 
 
 class AIModelManager:
@@ -428,7 +428,7 @@ class AIModelManager:
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
-        (None or -1: random; each image of a batch takes the previous + 1); text to image on this machine only.
+        (None or -1: random; a batch keeps the seed and steps this one); text to image on this machine only.
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -473,12 +473,15 @@ class AIModelManager:
         """`req` validated (InvalidRequest naming every problem). A prompt with `{...}` options or `__name__`
         wildcards is a template: its text and LoRA tags are checked once filled in for each image, so here it stands
         aside and comes back as written (the LoRAs then are the `loras` argument's only)."""
-        checks = dict(limits=self.settings.limits, upscalers=self.available_upscalers())
         if not _is_template(req):
-            return req.validated(self.router.names(), rng=rng, **checks)
+            return req.validated(self.router.names(), rng=rng, **self._checks())
         checked = replace(req, prompt=TEMPLATE_STANDIN, negative_prompt="").validated(self.router.names(), rng=rng,
-                                                                                       **checks)
+                                                                                       **self._checks())
         return replace(checked, prompt=req.prompt, negative_prompt=req.negative_prompt)
+
+    def _checks(self) -> dict[str, Any]:
+        """What `GenerationRequest.validated` checks a request against besides the backends: limits, upscalers."""
+        return dict(limits=self.settings.limits, upscalers=self.available_upscalers())
 
     def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
         """The validated request of each image of the batch (GenerationRequest.for_image); a template's prompts are
@@ -493,14 +496,13 @@ class AIModelManager:
                                            travel.get("negative_prompt_b", req.negative_prompt), travel["seed_b"])
             travel.update(prompt_b=_without_lora_tags(target.prompt),
                           negative_prompt_b=_without_lora_tags(target.negative_prompt))
-        checks = dict(limits=self.settings.limits, upscalers=self.available_upscalers())
         expanded = []
         for image in batch:
             prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
             one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
                           variation_seed=image.variation_seed, batch_count=1,
                           extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
-            expanded.append(replace(one.validated(self.router.names(), **checks),
+            expanded.append(replace(one.validated(self.router.names(), **self._checks()),
                                     prompt_template=prompts.prompt_template,
                                     negative_template=prompts.negative_template))
         return expanded
