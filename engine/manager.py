@@ -268,6 +268,18 @@ class AIModelManager:
         """Every ControlNet a request can name now, once per name: {"name", "family", "family_label", "backends"}."""
         return _named_files((backend.name, backend.controlnets()) for backend in self.backends.values())
 
+    def knows_model(self, name: str) -> bool:
+        """Whether a request may name model `name` (an id or label some backend knows, or auto)."""
+        return self.router.unknown_model(name) is None
+
+    def model_with_hash(self, model_hash: str | None) -> str | None:
+        """The id of the model here whose checkpoint has A1111's "Model hash" `model_hash` (how A1111 finds an image's
+        checkpoint under another name); None when no file hashed so far has it."""
+        if not isinstance(model_hash, str) or not model_hash.strip():
+            return None
+        return next((spec.id for backend in self.router.backends
+                     if (spec := backend.model_with_hash(model_hash)) is not None), None)
+
     def available_wildcards(self) -> list[str]:
         """The wildcards a prompt can name as `__name__` (the user's wildcards folder and presets/wildcards)."""
         return self.wildcards.names()

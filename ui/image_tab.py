@@ -584,6 +584,11 @@ class ImageTabHandlers:
         if params.get("loras"):  # back into the prompt as the tags they were
             update[c["prompt"]] = with_lora_tags(params.get("prompt") or "", params["loras"])
         model_id = params.get("model_id") or params.get("model")
+        found = ""
+        if model_id and not self.manager.knows_model(str(model_id)):  # another name here? A1111 looks by hash
+            same = self.manager.model_with_hash(params.get(P.MODEL_HASH.name))
+            if same:
+                found, model_id = f"; its model {model_id} is here as {same} (the same Model hash)", same
         if model_id:
             update[c["model"]] = model_id
         upscalers = self.manager.available_upscalers()
@@ -600,7 +605,7 @@ class ImageTabHandlers:
         missing = self._reuse_workflow(params.get(P.USER_WORKFLOW.name), update)
         if unknown:
             missing += f"; its hires upscaler {asked} is not here: {hires[P.HIRES_UPSCALER.name]} instead"
-        update[note] = f"Parameters of {name} loaded into the settings{missing}."
+        update[note] = f"Parameters of {name} loaded into the settings{found}{missing}."
         return update
 
     def _reuse_workflow(self, workflow: Any, update: dict[Any, Any]) -> str:

@@ -132,6 +132,11 @@ class Backend(ABC):
     def find(self, model_id: str) -> ModelSpec | None:
         """The model named `model_id` (id or label) if this backend knows it, runnable now or not."""
 
+    def model_with_hash(self, model_hash: str) -> ModelSpec | None:
+        """The model whose checkpoint file has A1111's "Model hash" `model_hash`, among the files this backend has
+        hashed; None here (a backend that does not hash its files)."""
+        return None
+
     @abstractmethod
     def why_not(self, model: ModelSpec | None) -> str | None:
         """None when `model` (None: any model) can run now; otherwise a sentence saying why not."""

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest, first_line, os_reason
 from ..events import Event, Produced, Progress, Queued, Started
-from ..file_hashes import LORA_HASH_DIGITS, TENSOR_DATA, FileHashes, short_hash
+from ..file_hashes import LORA_HASH_DIGITS, MODEL_HASH_DIGITS, TENSOR_DATA, FileHashes, short_hash
 from ..logs import keep_log_lines_short
 from ..compiled import CompileOptions
 from ..controlnet import control_map
@@ -172,6 +172,14 @@ class DiffusersBackend(Backend):
         if not isinstance(source, WeightSource) or source.kind != "single_file":
             return None
         return short_hash(self.hashes.known(source.location))
+
+    def model_with_hash(self, model_hash: str) -> ModelSpec | None:
+        """The checkpoint here whose "Model hash" is `model_hash` (its first 10 hex digits, any case), among the
+        files hashed so far (a file is hashed when it first loads, and remembered; nothing is read here)."""
+        wanted = model_hash.strip().lower()[:MODEL_HASH_DIGITS]
+        if len(wanted) < MODEL_HASH_DIGITS:
+            return None
+        return next((spec for spec in self.models() if self.model_hash(spec) == wanted), None)
 
     def lora_hashes(self, loras: list[LoraFile]) -> str | None:
         """A1111's "Lora hashes" of `loras` ("name: 0123456789ab, ..."), those hashed so far; None for none."""

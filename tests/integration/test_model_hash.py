@@ -20,14 +20,20 @@ from tests.support.ldm_checkpoint import cached_checkpoint
 SMALL = dict(width=64, height=64, num_inference_steps=2, seed=5)
 
 
-async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, tiny_model_dir):
+def checkpoint_settings(tmp_path, tiny_model_dir, name: str):
+    """Settings over a models folder holding an SD 1.5 checkpoint `name`.safetensors; its file and Model hash."""
     models = tmp_path / "models"
     models.mkdir()
-    checkpoint = models / "hashed_one.safetensors"
+    checkpoint = models / f"{name}.safetensors"
     shutil.copy(cached_checkpoint("sd15"), checkpoint)
     expected = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
     settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "out",
                         tiny_model_dir=tiny_model_dir, models_dir=models)
+    return settings, checkpoint, expected
+
+
+async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, tiny_model_dir):
+    settings, checkpoint, expected = checkpoint_settings(tmp_path, tiny_model_dir, "hashed_one")
     manager = AIModelManager(settings, hardware=CPU)
     await manager.initialize_models()
     try:
@@ -76,3 +82,25 @@ async def test_a_lora_png_carries_a1111s_lora_hashes(lora_manager):
     assert read_parameters(result.path)["lora_hashes"] == text
     plain = await manager.generate_image("a fox", model="tiny", **SMALL)
     assert plain.lora_hashes is None and "Lora hashes" not in Image.open(plain.path).text["parameters"]
+
+
+async def test_a_checkpoint_is_found_by_its_model_hash(tmp_path, tiny_model_dir):
+    """As A1111 does for an image whose checkpoint has another name here: its "Model hash" finds the file, once this
+    app has hashed it (when it first loaded; remembered across restarts). Nothing unknown or too short matches."""
+    settings, checkpoint, expected = checkpoint_settings(tmp_path, tiny_model_dir, "renamed_here")
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        assert manager.model_with_hash(expected) is None  # not hashed yet: nothing is read to answer
+        await manager.generate_image("a lighthouse", model="renamed_here", **SMALL)
+        hashes = manager.backends["diffusers"].hashes
+        deadline = time.monotonic() + 60
+        while hashes.known(checkpoint) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert manager.model_with_hash(expected) == "renamed_here"
+        assert manager.model_with_hash(expected.upper() + " ") == "renamed_here"
+        assert manager.model_with_hash("0123456789") is None and manager.model_with_hash(expected[:6]) is None
+        assert manager.model_with_hash(None) is None
+        assert manager.knows_model("renamed_here") and not manager.knows_model("someone_elses_name")
+    finally:
+        manager.shutdown()
