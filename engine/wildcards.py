@@ -154,18 +154,14 @@ class _Expander:
             options[position] = (option[weight.end():] if weight else option).strip()
         wanted = min(self.rng.randint(min(low, high), max(low, high)), len(options))
         picked: list[str] = []
-        pool = list(zip(options, weights))
+        pool = [(option, weight) for option, weight in zip(options, weights) if weight > 0]  # 0: never picked
         while len(picked) < wanted and pool:
-            total = sum(weight for _, weight in pool)
-            if total <= 0:
-                break
-            point, reach = self.rng.uniform(0, total), 0.0
+            point, reach = self.rng.uniform(0, sum(weight for _, weight in pool)), 0.0
             for position, (option, weight) in enumerate(pool):
                 reach += weight
                 if point <= reach:
-                    picked.append(option)
-                    del pool[position]
                     break
+            picked.append(pool.pop(position)[0])  # (the last one when rounding left the point past every reach)
         return separator.join(self.run(option, depth + 1) for option in picked)
 
     def lines_of(self, name: str) -> list[str]:
