@@ -45,6 +45,11 @@ def devices_problem(setting: str) -> str | None:
     return None
 
 
+def user_cache_dir(name: str) -> Path:
+    """`name` in the app's folder of the user's cache: ~/.cache/gator-studio/`name` (XDG_CACHE_HOME respected)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / name
+
+
 def _env_bool(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None:
@@ -154,17 +159,20 @@ class Settings:
     def workflows_dir(self) -> Path:
         """The user's ComfyUI workflows (API-format JSON): GATOR_WORKFLOWS_DIR, else <GATOR_MODELS_DIR>/workflows,
         else workflows/ in the project folder."""
-        if self.workflows_dir_override:
-            return Path(self.workflows_dir_override)
-        return Path(self.models_dir) / "workflows" if self.models_dir else PROJECT_ROOT / "workflows"
+        return self._user_folder(self.workflows_dir_override, "workflows")
 
     @property
     def wildcards_dir(self) -> Path:
         """The user's wildcard files (`__name__` in a prompt: name.txt): GATOR_WILDCARDS_DIR, else
         <GATOR_MODELS_DIR>/wildcards, else wildcards/ in the project folder. presets/wildcards backs it up."""
-        if self.wildcards_dir_override:
-            return Path(self.wildcards_dir_override)
-        return Path(self.models_dir) / "wildcards" if self.models_dir else PROJECT_ROOT / "wildcards"
+        return self._user_folder(self.wildcards_dir_override, "wildcards")
+
+    def _user_folder(self, override: Path | None, name: str) -> Path:
+        """A folder of the user's files: the one the environment names, else `name` beside the models, else `name`
+        in the project folder."""
+        if override:
+            return Path(override)
+        return Path(self.models_dir) / name if self.models_dir else PROJECT_ROOT / name
 
     @property
     def compile_options(self) -> CompileOptions:
@@ -175,25 +183,21 @@ class Settings:
     @property
     def compile_cache_dir(self) -> Path:
         """Where compiled UNet code is kept across restarts: beside the models, else in the user's cache."""
-        if self.models_dir:
-            return Path(self.models_dir) / ".compile-cache"
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "compile-cache"
+        return Path(self.models_dir) / ".compile-cache" if self.models_dir else user_cache_dir("compile-cache")
 
     @property
     def file_hash_cache(self) -> Path:
         """Where checkpoint hashes are remembered (engine/file_hashes.py): beside the models, else the user's cache."""
-        if self.models_dir:
-            return Path(self.models_dir) / ".file-hashes.json"
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "file-hashes.json"
+        return Path(self.models_dir) / ".file-hashes.json" if self.models_dir else user_cache_dir("file-hashes.json")
 
     @property
     def comfyui_log_dir(self) -> Path:
         """Where the logs of a ComfyUI the app started are written (the user's cache)."""
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "comfyui-logs"
+        return user_cache_dir("comfyui-logs")
 
     @property
     def tiny_dir(self) -> Path:
         """Where the built-in tiny model is saved (built on first use)."""
         if self.tiny_model_dir:
             return self.tiny_model_dir
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "tiny-model"
+        return user_cache_dir("tiny-model")

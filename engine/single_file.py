@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .clip_vocab import ensure_tokenizer_files
+from .config import user_cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +31,7 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets" / "pipelines"
 
 def _default_cache_dir() -> Path:
     """~/.cache/gator-studio/pipelines (XDG_CACHE_HOME respected)."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / "pipelines"
+    return user_cache_dir("pipelines")
 
 
 def _digest(folder: Path) -> str:
