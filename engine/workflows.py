@@ -158,6 +158,15 @@ def _links_to(value: Any, source: tuple[str, int]) -> bool:
     return _is_link(value) and (str(value[0]), value[1]) == source
 
 
+def _rewire(graph: Mapping[str, Any], source: tuple[str, int], link: list) -> None:
+    """Every input of `graph` linked to output `source` (node id, output index) takes `link` instead, in place."""
+    for node in graph.values():
+        inputs = node.get("inputs", {})
+        for name, value in inputs.items():
+            if _links_to(value, source):
+                inputs[name] = list(link)
+
+
 def _next_id(graph: Mapping[str, Any]) -> int:
     """The first free node id after the graph's highest numeric one."""
     return max((int(k) for k in graph if str(k).isdigit()), default=0) + 1
@@ -197,22 +206,17 @@ def add_loras(graph: Mapping[str, Any], loras: Sequence[tuple[str, float]]) -> d
     model, clip = source_of(out, "model"), source_of(out, "clip")
     if model is None or clip is None:
         raise WorkflowError(f"the graph has no {'model' if model is None else 'CLIP'} input to put a LoRA in front of.")
-    consumers = [(node["inputs"], name, value) for node in out.values()
-                 for name, value in node.get("inputs", {}).items() if _is_link(value)]
-    next_id = _next_id(out)
+    first = _next_id(out)
+    last = str(first + len(loras) - 1)
+    _rewire(out, model, [last, 0])  # the graph's consumers take the last LoraLoader's outputs (added below)
+    _rewire(out, clip, [last, 1])
     model_link, clip_link = [model[0], model[1]], [clip[0], clip[1]]
-    for lora_file, weight in loras:
-        node_id = str(next_id)
-        next_id += 1
+    for number, (lora_file, weight) in enumerate(loras):
+        node_id = str(first + number)
         out[node_id] = {"class_type": LORA_CLASS, "inputs": {
             "model": model_link, "clip": clip_link, "lora_name": lora_file,
             "strength_model": float(weight), "strength_clip": float(weight)}}
         model_link, clip_link = [node_id, 0], [node_id, 1]
-    for inputs, name, value in consumers:
-        if _links_to(value, model):
-            inputs[name] = list(model_link)
-        elif _links_to(value, clip):
-            inputs[name] = list(clip_link)
     log.debug("added %d LoraLoader node(s) after node %s (MODEL) and node %s (CLIP)", len(loras), model[0], clip[0])
     return out
 
@@ -231,13 +235,10 @@ def use_clip_skip(graph: Mapping[str, Any], clip_skip: int) -> dict[str, Any]:
     clip = source_of(out, "clip")
     if clip is None:
         raise WorkflowError("the graph has no CLIP input to set a clip skip on.")
-    consumers = [(node["inputs"], name) for node in out.values()
-                 for name, value in node.get("inputs", {}).items() if _links_to(value, clip)]
     node_id = str(_next_id(out))
+    _rewire(out, clip, [node_id, 0])  # before the node is added: its own input keeps the source
     out[node_id] = {"class_type": CLIP_LAST_LAYER_CLASS,
                     "inputs": {"clip": [clip[0], clip[1]], "stop_at_clip_layer": -int(clip_skip)}}
-    for inputs, name in consumers:
-        inputs[name] = [node_id, 0]
     return out
 
 
@@ -285,10 +286,7 @@ def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None
     first = _next_id(out)
     load_id, encode_id, mask_id, noise_mask_id = (str(first + n) for n in range(4))
     start_id = encode_id if mask_name is None else noise_mask_id
-    for node in out.values():
-        for name, value in node.get("inputs", {}).items():
-            if _links_to(value, latent):
-                node["inputs"][name] = [start_id, 0]
+    _rewire(out, latent, [start_id, 0])
     for inputs in starts:
         inputs["denoise"] = float(denoise)
     out[load_id] = {"class_type": LOAD_IMAGE_CLASS, "inputs": {"image": image_name}}
