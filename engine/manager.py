@@ -481,14 +481,16 @@ class AIModelManager:
             message = f"Generation failed ({type(err).__name__}); the server log has the details."
             yield Failed(message, self._error_result(req, message))
 
-    def _validated(self, req: GenerationRequest, rng: Any = None) -> GenerationRequest:
+    def _validated(self, req: GenerationRequest, rng: Any = None,
+                   checks: dict[str, Any] | None = None) -> GenerationRequest:
         """`req` validated (InvalidRequest naming every problem). A prompt with `{...}` options or `__name__`
         wildcards is a template: its text and LoRA tags are checked once filled in for each image, so here it stands
-        aside and comes back as written (the LoRAs then are the `loras` argument's only)."""
+        aside and comes back as written (the LoRAs then are the `loras` argument's only). `checks`: `_checks()`."""
+        checks = checks or self._checks()
         if not _is_template(req):
-            return req.validated(self.router.names(), rng=rng, **self._checks())
+            return req.validated(self.router.names(), rng=rng, **checks)
         checked = replace(req, prompt=TEMPLATE_STANDIN, negative_prompt="").validated(self.router.names(), rng=rng,
-                                                                                       **self._checks())
+                                                                                       **checks)
         return replace(checked, prompt=req.prompt, negative_prompt=req.negative_prompt)
 
     def _checks(self) -> dict[str, Any]:
@@ -498,7 +500,8 @@ class AIModelManager:
     def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
         """The validated request of each image of the batch (GenerationRequest.for_image); a template's prompts are
         filled in for each image's seed and that image's request checked as any request is."""
-        checked = self._validated(req)
+        checks = self._checks()  # read once: the upscalers here (a folder listing)
+        checked = self._validated(req, checks=checks)
         batch = [checked.for_image(index) for index in range(checked.batch_count)]
         if not _is_template(req):
             return batch
@@ -514,7 +517,7 @@ class AIModelManager:
             one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
                           variation_seed=image.variation_seed, batch_count=1,
                           extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
-            expanded.append(replace(one.validated(self.router.names(), **self._checks()),
+            expanded.append(replace(one.validated(self.router.names(), **checks),
                                     prompt_template=prompts.prompt_template,
                                     negative_template=prompts.negative_template))
         return expanded
