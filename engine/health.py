@@ -92,6 +92,7 @@ class HealthMonitor:
         self._subscribers: list[Callback] = []
         self._history: deque[tuple[float, str, bool, str]] = deque(maxlen=history_size)
         self._answered_since: dict[str, float] = {}  # per server: when its latest good poll began (monotonic)
+        self._failed_at: dict[str, float] = {}  # per server: when the latest failure reported from a job was seen
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # One HTTP client per server, reused across polls (building one costs ~15 ms of CPU for its SSL
@@ -145,6 +146,7 @@ class HealthMonitor:
             self.urls.remove(url)
             del self._states[url]
             self._answered_since.pop(url, None)
+            self._failed_at.pop(url, None)
             client = self._clients.pop(url)
         client.close()
 
@@ -222,13 +224,14 @@ class HealthMonitor:
     def report_failure(self, url: str, reason: str, seen_at: float | None = None) -> None:
         """Count a failure seen elsewhere (e.g. a job's socket dropped) like a failed poll; one seen at
         `seen_at` (time.monotonic()) before a poll that began later and was answered is old news: the
-        server is back, and it does not count."""
+        server is back, and it does not count. Likewise a poll answered after it but begun before it is old news."""
         url = url.rstrip("/")
         if url not in self._states:
             return
         if seen_at is not None and self._answered_since.get(url, float("-inf")) > seen_at:
             log.info("ComfyUI %s: a job failed (%s), but the server has answered since; not counted", url, reason)
             return
+        self._failed_at[url] = time.monotonic() if seen_at is None else seen_at
         self._record(url, _Poll(ok=False, reason=reason))
 
     def _loop(self, url: str) -> None:
@@ -257,6 +260,9 @@ class HealthMonitor:
                          or time.monotonic() - st.models_checked_at >= self.models_refresh_s)
             began = time.monotonic()
             poll = self._poll(url, want_models=stale)
+            if poll.ok and self._failed_at.get(url, float("-inf")) > began:  # a job saw it fail since it was asked
+                log.info("ComfyUI %s answered a poll begun before a job saw it fail; not counted", url)
+                return
             if poll.ok:
                 self._answered_since[url] = began
             self._record(url, poll)

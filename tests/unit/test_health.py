@@ -244,3 +244,21 @@ def test_devices_and_version_come_from_the_checked_answer(fake):
     fake.answer_next("/system_stats", {"system": {"comfyui_version": "0.4.0", "os": "nt"}, "devices": []})
     st = HealthMonitor([fake.url]).poll_now()[fake.url]
     assert st.up is True and st.comfyui_version == "0.4.0" and st.device is None and st.vram_total is None
+
+
+def test_an_answer_to_a_poll_begun_before_a_failure_was_seen_is_not_counted(fake, monkeypatch):
+    """The mirror of the rule above: a poll asked while the server was up, answered after a job saw the server
+    fail (a slow answer on a busy machine), does not bring it back up; the next poll decides."""
+    monitor = HealthMonitor([fake.url], down_after=1, up_after=1)
+    monitor.poll_now()
+    real_poll = monitor._poll
+
+    def a_job_fails_while_the_poll_is_answered(url, want_models):
+        answer = real_poll(url, want_models)  # asked (and answered) before the job's failure below was seen
+        monitor.report_failure(url, "socket dropped during a job", seen_at=time.monotonic())
+        return answer
+    monkeypatch.setattr(monitor, "_poll", a_job_fails_while_the_poll_is_answered)
+    monitor.poll_now()
+    assert monitor.state(fake.url).up is False and [h[2] for h in monitor.history] == [True, False]
+    monkeypatch.setattr(monitor, "_poll", real_poll)
+    assert monitor.poll_now()[fake.url].up is True  # a poll begun after it: the server is back
