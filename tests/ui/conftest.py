@@ -318,17 +318,19 @@ def set_number(page, elem_id: str, value: Any) -> None:
     locator.press("Tab")
 
 
-def set_slider(page, elem_id: str, value: float) -> None:
-    """Type into a slider's number box until the slider itself has taken the value (a box that was still being
-    laid out when typed into can lose it)."""
+def set_slider(page, elem_id: str, value: float, settle_ms: int = 300) -> None:
+    """Type into a slider's number box until the slider itself has taken the value and still has it a moment later
+    (a box that was still being laid out, or that is redrawn as its accordion opens, can lose what was typed)."""
+    taken = "([id, v]) => Number(document.querySelector(`#${id} input[type=range]`)?.value) === v"
     for _ in range(3):
         set_number(page, elem_id, value)
         try:
-            page.wait_for_function("([id, v]) => Number(document.querySelector(`#${id} input[type=range]`)?.value) === v",
-                                   arg=[elem_id, value], timeout=2_000)
-            return
+            page.wait_for_function(taken, arg=[elem_id, value], timeout=2_000)
         except Exception:  # typed too early: again
             continue
+        page.wait_for_timeout(settle_ms)
+        if page.evaluate(taken, [elem_id, value]):
+            return
     raise AssertionError(f"the slider {elem_id} did not take {value}")
 
 
