@@ -38,6 +38,7 @@ from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_c
                        local_devices, probe_hardware)
 from .prompt_syntax import BadTag, take_lora_tags
 from .request import AUTO, GenerationRequest
+from .prompt_schedule import FIRST_PASS_STEPS
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
 from .router import Router
@@ -553,7 +554,8 @@ class AIModelManager:
         if why:
             yield Fallback(why, to_backend=upscaled_on)
         second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
-                         num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0)
+                         num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0,
+                         extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps})
         async for item in self._produce(second, cancel, previews):
             if isinstance(item, Progress):
                 item = replace(item, stage=HIRES_STAGE)

@@ -158,9 +158,12 @@ def _links_to(value: Any, source: tuple[str, int]) -> bool:
     return _is_link(value) and (str(value[0]), value[1]) == source
 
 
-def _rewire(graph: Mapping[str, Any], source: tuple[str, int], link: list) -> None:
-    """Every input of `graph` linked to output `source` (node id, output index) takes `link` instead, in place."""
-    for node in graph.values():
+def _rewire(graph: Mapping[str, Any], source: tuple[str, int], link: list, only: Sequence[str] | None = None) -> None:
+    """Every input of `graph` (of its nodes `only`, when given) linked to output `source` (node id, output index)
+    takes `link` instead, in place."""
+    for node_id, node in graph.items():
+        if only is not None and node_id not in only:
+            continue
         inputs = node.get("inputs", {})
         for name, value in inputs.items():
             if _links_to(value, source):
@@ -353,4 +356,44 @@ def use_controlnet(graph: Mapping[str, Any], controlnet_file: str, image_name: s
         inputs["positive"], inputs["negative"] = [applied[pair], 0], [applied[pair], 1]
     log.debug("ControlNet %s on %d sampler(s), map %s, strength %g from %g to %g", controlnet_file, len(samplers),
               image_name, strength, start, end)
+    return out
+
+
+# ---------------------------------------------------------------------------- a prompt that changes between steps
+ENCODE_TEXT_CLASS = "CLIPTextEncode"  # inputs text, clip; output CONDITIONING
+TIMESTEP_RANGE_CLASS = "ConditioningSetTimestepRange"  # inputs conditioning, start, end (0-1 shares); CONDITIONING
+COMBINE_CLASS = "ConditioningCombine"  # inputs conditioning_1, conditioning_2; output CONDITIONING (both lists)
+
+
+def use_prompt_schedule(graph: Mapping[str, Any], node_id: str, parts: Sequence[tuple[str, float, float]]) \
+        -> dict[str, Any]:
+    """A copy of `graph` whose CLIPTextEncode `node_id` becomes one conditioning per (text, start, end) of `parts`:
+    each distinct text encoded once (the node itself keeps the first), limited to its steps by a
+    ConditioningSetTimestepRange, and all of them joined by ConditioningCombine nodes, whose output every consumer
+    of the node then takes. One part: the node's text set, nothing added."""
+    out = copy.deepcopy(dict(graph))
+    node = out.get(node_id)
+    if node is None or node.get("class_type") != ENCODE_TEXT_CLASS:
+        raise WorkflowError(f"node {node_id} is not a {ENCODE_TEXT_CLASS} to schedule a prompt in.")
+    node["inputs"]["text"] = parts[0][0]
+    if len(parts) < 2:
+        return out
+    next_id = _next_id(out)
+
+    def add(class_type: str, inputs: dict[str, Any]) -> list:
+        nonlocal next_id
+        out[str(next_id)] = {"class_type": class_type, "inputs": inputs}
+        next_id += 1
+        return [str(next_id - 1), 0]
+
+    consumers = list(out)  # the nodes already there: those added below keep the node's own output
+    encoded: dict[str, list] = {parts[0][0]: [node_id, 0]}
+    joined: list | None = None
+    for text, start, end in parts:
+        if text not in encoded:
+            encoded[text] = add(ENCODE_TEXT_CLASS, {"text": text, "clip": copy.deepcopy(node["inputs"]["clip"])})
+        ranged = add(TIMESTEP_RANGE_CLASS, {"conditioning": encoded[text], "start": float(start), "end": float(end)})
+        joined = ranged if joined is None else add(COMBINE_CLASS, {"conditioning_1": joined, "conditioning_2": ranged})
+    _rewire(out, (node_id, 0), joined, only=consumers)
+    log.debug("prompt of node %s scheduled in %d parts (%d texts)", node_id, len(parts), len(encoded))
     return out

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import BackendUnavailable, GenerationCancelled, InvalidRequest
+from ..prompt_schedule import is_scheduled
 from ..events import Event, Produced, Progress, Started
 from ..registry import ModelSpec, load_catalogue
 from ..request import GenerationRequest
@@ -234,6 +235,8 @@ def _unsupported(request: GenerationRequest) -> str | None:
         return "a VAE"
     if request.uses_controlnet:
         return "a ControlNet"
+    if is_scheduled(request.prompt) or is_scheduled(request.negative_prompt or ""):
+        return "a prompt that changes during sampling ([from:to:when] or [a|b])"
     return None
 
 

@@ -37,12 +37,14 @@ from ..controlnet import control_map
 from ..errors import BackendUnavailable, InvalidRequest
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
+from ..prompt_schedule import FIRST_PASS_STEPS, is_scheduled, step_ranges
 from ..prompt_syntax import for_comfyui
 from ..registry import ModelSpec, clip_skip_for, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
+from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
-                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_vae)
+                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_schedule, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -430,10 +432,31 @@ class ComfyUIBackend(Backend):
                 graph = use_controlnet(graph, *control, request.controlnet_weight, request.controlnet_start,
                                        request.controlnet_end)
             if mask is not None:
-                return use_inpaint(graph, init_image, mask, request.strength)
-            return use_init_image(graph, init_image, request.strength) if init_image is not None else graph
+                graph = use_inpaint(graph, init_image, mask, request.strength)
+            elif init_image is not None:
+                graph = use_init_image(graph, init_image, request.strength)
+            return self._scheduled_prompts(graph, template, request, model, embeddings)
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
+
+    @staticmethod
+    def _scheduled_prompts(graph: dict[str, Any], template: WorkflowTemplate, request: GenerationRequest,
+                           model: ModelSpec, embeddings: Iterable[str]) -> dict[str, Any]:
+        """A1111's prompt editing ([from:to:when], [a|b]): each text of a prompt that changes between steps limited
+        to its steps by ConditioningSetTimestepRange, at the shares of the sampler's own schedule."""
+        texts = {key: getattr(request, key) or "" for key in ("prompt", "negative_prompt")}
+        if not any(is_scheduled(text) for text in texts.values()) or not template.bindings.get("steps"):
+            return graph
+        sampler = graph[template.bindings["steps"][0][0]]["inputs"]
+        shares = step_shares(model.family, str(sampler.get("scheduler", "normal")), request.num_inference_steps,
+                             float(sampler.get("denoise", 1.0)), str(sampler.get("sampler_name", "")))
+        for key, text in texts.items():
+            paths = template.bindings.get(key)
+            if paths and is_scheduled(text):
+                ranges = step_ranges(text, len(shares), request.extra.get(FIRST_PASS_STEPS))
+                graph = use_prompt_schedule(graph, paths[0][0], [(for_comfyui(part, embeddings), start, end)
+                                                                 for part, start, end in timestep_ranges(ranges, shares)])
+        return graph
 
     def _client(self, url: str) -> ComfyUIClient:
         return ComfyUIClient(url, timeout_s=self.settings.comfyui_timeout_s,
@@ -634,6 +657,9 @@ class ComfyUIBackend(Backend):
         sampler and scheduler, size, the model's file where it has that loader, the uploaded `init_image` in its
         LoadImage with the strength as denoise, or LoadImage -> VAEEncode added when it has none); LoRAs and a VAE
         file as for the app's own graphs. Everything else stays as in the file."""
+        if is_scheduled(request.prompt) or is_scheduled(request.negative_prompt or ""):
+            raise InvalidRequest(f"The workflow {workflow.name!r} cannot take a prompt that changes during sampling "
+                                 f"([from:to:when] or [a|b]); the app's own graphs can, or write the prompt out.")
         sampler, scheduler = comfy_sampler(request.sampler)
         values: dict[str, Any] = {
             "prompt": for_comfyui(request.prompt, embeddings),

@@ -18,6 +18,7 @@ from ..logs import keep_log_lines_short
 from ..compiled import CompileOptions
 from ..controlnet import control_map
 from ..precision import chosen_dtype
+from ..prompt_schedule import FIRST_PASS_STEPS
 from ..previews import StepPreviews
 from ..model_files import CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, UPSCALER, VAE, ModelFile, ModelFolders
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
@@ -34,6 +35,7 @@ from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, weighted_inputs
+from .scheduled_prompts import scheduled_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -524,9 +526,14 @@ class DiffusersBackend(Backend):
                            "controlnet_conditioning_scale": req.controlnet_weight,
                            "control_guidance_start": req.controlnet_start, "control_guidance_end": req.controlnet_end})
         interpolate = req.extra.get(INTERPOLATE)
+        schedule = None if interpolate else scheduled_prompts(
+            pipe, spec.family, req.prompt, req.negative_prompt, total, guidance, req.extra.get(FIRST_PASS_STEPS))
         if interpolate:
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(self._interpolated_inputs(pipe, req, spec, guidance, interpolate))
+        elif schedule is not None:  # A1111's [from:to:when] and [a|b]: embeddings swapped between steps
+            kwargs.update(schedule.first_inputs(), callback_on_step_end_tensor_inputs=["latents",
+                                                                                        *schedule.tensor_inputs(run)])
         elif is_weighted(req.prompt, req.negative_prompt):  # A1111's (word:1.3): compel, long prompts not cut
             kwargs.update(weighted_inputs(pipe, spec.family, req.prompt, req.negative_prompt))
         else:
@@ -550,7 +557,7 @@ class DiffusersBackend(Backend):
                 show(step_previews.add(index + 1, tensors["latents"]))
                 if index + 1 >= total:
                     show(step_previews.flush())
-            return tensors
+            return schedule.swap(_pipe, index, tensors) if schedule is not None else tensors
 
         started = time.perf_counter()
         image = run(callback_on_step_end=on_step, **kwargs).images[0]

@@ -108,6 +108,8 @@ async def test_prefer_cloud_goes_first_and_a_bad_token_falls_back_with_its_sente
             img2img = await manager.generate_image("a heron", init_image=Image.new("RGB", (64, 64)), strength=0.5,
                                                    num_inference_steps=2)
             assert img2img.backend == "diffusers" and "text to image only" in img2img.fallback_reason
+            edited = await manager.generate_image("a [heron:crane:1]", width=64, height=64, num_inference_steps=2)
+            assert edited.backend == "diffusers" and "changes during sampling" in edited.fallback_reason
             assert len(fake.requests) == 1
         finally:
             manager.shutdown()

@@ -88,7 +88,8 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "SamplerCustomAdvanced", "BasicGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
-                 "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer"}
+                 "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
+                 "ConditioningSetTimestepRange", "ConditioningCombine"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -100,11 +101,14 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "LoadImage": ["IMAGE", "MASK"], "VAEEncode": ["LATENT"], "LoadImageMask": ["MASK"],
                 "SetLatentNoiseMask": ["LATENT"], "ControlNetLoader": ["CONTROL_NET"],
                 "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
-                "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"]}
+                "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"],
+                "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
                    "CLIPSetLastLayer": ("clip", "stop_at_clip_layer"),
+                   "ConditioningSetTimestepRange": ("conditioning", "start", "end"),
+                   "ConditioningCombine": ("conditioning_1", "conditioning_2"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
@@ -547,6 +551,15 @@ class FakeComfyUI:
             "CLIPSetLastLayer": entry("CLIPSetLastLayer", {"clip": ["CLIP"], "stop_at_clip_layer": [  # as 0.3.64
                 "INT", {"default": -1, "min": -24, "max": -1, "step": 1}]}, ["CLIP"], category="conditioning",
                 display_name="CLIP Set Last Layer"),
+            "ConditioningSetTimestepRange": entry("ConditioningSetTimestepRange", {  # as 0.3.64's nodes.py
+                "conditioning": ["CONDITIONING"],
+                "start": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001}],
+                "end": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001}]}, ["CONDITIONING"],
+                category="advanced/conditioning"),
+            "ConditioningCombine": entry("ConditioningCombine", {"conditioning_1": ["CONDITIONING"],
+                                                                 "conditioning_2": ["CONDITIONING"]},
+                                         ["CONDITIONING"], category="conditioning",
+                                         display_name="Conditioning (Combine)"),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),

@@ -1,0 +1,102 @@
+"""A1111's prompt editing on ComfyUI (the fake, real sockets): a prompt that changes between steps becomes one
+CLIPTextEncode per distinct text, each limited to its steps by ConditioningSetTimestepRange and joined by
+ConditioningCombine in front of whatever took the prompt (the sampler, FLUX's guidance); the boundaries lie halfway
+between the shares of the steps either side on the sampler's schedule (checked against ComfyUI's own scheduler code
+in engine/timestep_ranges.py's tests). Your own workflow with such a prompt is a sentence."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from engine.config import Settings
+from engine.manager import AIModelManager
+from tests.conftest import CPU
+from tests.integration.test_fallback import wait_until
+
+SMALL = dict(width=64, height=64, backend="comfyui", seed=1)
+
+
+def node(graph: dict, link: list) -> dict:
+    return graph[str(link[0])]
+
+
+def conditioning_parts(graph: dict, link: list) -> list[tuple[str, float, float]]:
+    """(text, start, end) of each ranged text a CONDITIONING link carries, in order."""
+    current = node(graph, link)
+    if current["class_type"] == "ConditioningCombine":
+        return conditioning_parts(graph, current["inputs"]["conditioning_1"]) + conditioning_parts(
+            graph, current["inputs"]["conditioning_2"])
+    if current["class_type"] == "ConditioningSetTimestepRange":
+        encode = node(graph, current["inputs"]["conditioning"])
+        return [(encode["inputs"]["text"], current["inputs"]["start"], current["inputs"]["end"])]
+    return [(current["inputs"]["text"], 0.0, 1.0)]
+
+
+def sampler_of(graph: dict) -> dict:
+    return next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+
+
+async def test_a_switch_becomes_two_ranged_texts_at_the_step_between(comfy_manager, fake):
+    result = await comfy_manager.generate_image("a [cat:dog:0.5], (detailed:1.2)", negative_prompt="blurry",
+                                                num_inference_steps=10, **SMALL)
+    assert result.status == "success" and result.backend == "comfyui", result.error
+    graph = fake.prompts[-1]
+    sampler = sampler_of(graph)
+    assert sampler["scheduler"] == "normal"  # Euler: ComfyUI's normal schedule puts step i at share i / (steps - 1)
+    middle = round((5 / 9 + 6 / 9) / 2, 6)  # steps 0-5 see "cat", 6-9 "dog" (A1111: a step at or before `when`)
+    assert conditioning_parts(graph, sampler["positive"]) == [("a cat, (detailed:1.2)", 0.0, middle),
+                                                              ("a dog, (detailed:1.2)", middle, 1.0)]
+    assert conditioning_parts(graph, sampler["negative"]) == [("blurry", 0.0, 1.0)]
+    encodes = [n for n in graph.values() if n["class_type"] == "CLIPTextEncode"]
+    assert len(encodes) == 3 and all(n["inputs"]["clip"] == encodes[0]["inputs"]["clip"] for n in encodes)
+    assert result.prompt == "a [cat:dog:0.5], (detailed:1.2)"  # recorded as written
+
+
+async def test_alternation_encodes_each_text_once_and_loras_reach_every_encoder(comfy_manager, fake):
+    fake.loras = ["detail_tweaker.safetensors"]
+    monitor = comfy_manager.backends["comfyui"].monitor
+    monitor.refresh_models(fake.url)
+    monitor.poll_now()
+    result = await comfy_manager.generate_image("a [red|blue] fox <lora:detail_tweaker:0.5>", num_inference_steps=4,
+                                                negative_prompt="[blurry::1]", **SMALL)
+    assert result.status == "success" and result.backend == "comfyui", result.error
+    graph = fake.prompts[-1]
+    sampler = sampler_of(graph)
+    positive = conditioning_parts(graph, sampler["positive"])
+    assert [text for text, _, _ in positive] == ["a red fox", "a blue fox", "a red fox"]  # steps 0-1, 2, 3
+    assert [(start, end) for _, start, end in positive] == [(0.0, 0.5), (0.5, round(5 / 6, 6)), (round(5 / 6, 6), 1.0)]
+    negative = conditioning_parts(graph, sampler["negative"])
+    assert [text for text, _, _ in negative] == ["blurry", ""]
+    encodes = [n["inputs"] for n in graph.values() if n["class_type"] == "CLIPTextEncode"]
+    assert sorted(n["text"] for n in encodes) == ["", "a blue fox", "a red fox", "blurry"]
+    lora = next(nid for nid, n in graph.items() if n["class_type"] == "LoraLoader")
+    assert all(n["clip"] == [lora, 1] for n in encodes)
+
+
+async def test_flux_guidance_takes_the_scheduled_prompt(comfy_manager, fake):
+    fake.install_flux()
+    comfy_manager.backends["comfyui"].monitor.refresh_models(fake.url)
+    assert wait_until(lambda: "flux.1-dev" in {m.id for m in comfy_manager.backends["comfyui"].models()})
+    result = await comfy_manager.generate_image("a [castle:ruin:2] at dusk", model="flux.1-dev",
+                                                num_inference_steps=4, **SMALL)
+    assert result.status == "success" and result.backend == "comfyui", result.error
+    graph = fake.prompts[-1]
+    guidance = next(n["inputs"] for n in graph.values() if n["class_type"] == "FluxGuidance")
+    assert sampler_of(graph)["scheduler"] == "simple"  # FLUX's: step i at share i / steps
+    assert conditioning_parts(graph, guidance["conditioning"]) == [("a castle at dusk", 0.0, 0.625),
+                                                                   ("a ruin at dusk", 0.625, 1.0)]
+
+
+async def test_your_own_workflow_with_a_scheduled_prompt_is_a_sentence(fake, tmp_path, tiny_model_dir):
+    shutil.copytree(Path(__file__).parents[1] / "support" / "workflows", tmp_path / "workflows")
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0,
+                        workflows_dir_override=tmp_path / "workflows")
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        result = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow="sd15_default")
+        assert result.status == "error" and "cannot take a prompt that changes during sampling" in result.error
+        assert "Traceback" not in result.error
+    finally:
+        manager.shutdown()

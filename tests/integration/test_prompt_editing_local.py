@@ -1,0 +1,86 @@
+"""A1111's prompt editing on the local backend (the tiny model): `[from:to:when]` and `[a|b]` give each step the
+embeddings of its own text (seen at the UNet), a schedule that never switches is its one text's image, and a
+hires fix's second pass counts on from the first pass's steps."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.manager import AIModelManager
+
+SIZE = dict(width=64, height=64, num_inference_steps=4, seed=5, model="tiny", guidance_scale=5.0)
+
+
+async def image(manager: AIModelManager, prompt: str, **extra) -> np.ndarray:
+    result = await manager.generate_image(prompt, **{**SIZE, **extra})
+    assert result.status == "success", result.error
+    return np.asarray(result.image)
+
+
+def text_embedding(pipe, text: str) -> torch.Tensor:
+    return pipe.encode_prompt(text, pipe._execution_device, 1, False)[0]
+
+
+class UNetInputs:
+    """The positive text embeddings the UNet is given at each call (the second half of the CFG batch)."""
+
+    def __init__(self, pipe):
+        self.seen: list[torch.Tensor] = []
+        self.handle = pipe.unet.register_forward_pre_hook(self.record, with_kwargs=True)
+
+    def record(self, _module, args, kwargs):
+        states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+        self.seen.append(states.chunk(2)[1].detach().clone())
+
+    def texts(self, candidates: dict[str, torch.Tensor]) -> list[str]:
+        self.handle.remove()
+        return [next(name for name, value in candidates.items() if torch.allclose(seen, value, atol=1e-5))
+                for seen in self.seen]
+
+
+async def test_each_step_gets_the_embeddings_of_its_own_text(manager):
+    await image(manager, "a cat")  # loads the pipeline
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    names = {text: text_embedding(pipe, text) for text in ("a cat", "a dog", "a bird", "a")}
+
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat:dog:1]")  # A1111: steps up to `when` (0-based 0 and 1) see "cat"
+    assert watch.texts(names) == ["a cat", "a cat", "a dog", "a dog"]
+
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat:dog:0.5]", num_inference_steps=6)  # a share: switch at step 3
+    assert watch.texts(names) == ["a cat"] * 4 + ["a dog"] * 2
+
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat|dog|bird]", num_inference_steps=5)  # alternation, counted as A1111 does
+    assert watch.texts(names) == ["a cat", "a cat", "a dog", "a bird", "a cat"]
+
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat::2]")  # [from::when] removes the words after `when`
+    assert watch.texts(names) == ["a cat", "a cat", "a cat", "a"]
+
+
+async def test_a_schedule_that_never_switches_is_its_text(manager):
+    dog = await image(manager, "a dog")
+    assert np.array_equal(await image(manager, "a [cat:dog:0]"), dog)  # switched before the first step
+    cat = await image(manager, "a cat")
+    assert np.array_equal(await image(manager, "a [cat:dog:3]"), cat)  # 4 steps: step 3 is the last
+    edited = await image(manager, "a [cat:dog:2]")
+    assert not np.array_equal(edited, cat) and not np.array_equal(edited, dog)
+    negative = await image(manager, "a cat", negative_prompt="[blurry:sharp:1]")  # the negative prompt too
+    assert not np.array_equal(negative, cat)
+    weighted = await image(manager, "a [(cat:1.4):dog:2]")  # attention syntax inside the texts is kept
+    assert not np.array_equal(weighted, edited)
+
+
+async def test_the_hires_pass_counts_on_from_the_first_pass(manager):
+    await image(manager, "a cat")
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    pipe_texts = {text: text_embedding(pipe, text) for text in ("a cat", "a dog")}
+    watch = UNetInputs(pipe)
+    # 4 steps, then a hires pass of 4 steps at strength 1: step 5 of the whole run is the second pass's step 1
+    await image(manager, "a [cat:dog:5]", hires_scale=1.5, hires_strength=1.0, hires_steps=4)
+    assert watch.texts(pipe_texts) == ["a cat"] * 4 + ["a cat", "a cat", "a dog", "a dog"]
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat:dog:0.5]", hires_scale=1.5, hires_strength=1.0, hires_steps=4)  # done by pass 2
+    assert watch.texts(pipe_texts) == ["a cat"] * 3 + ["a dog"] * 5
