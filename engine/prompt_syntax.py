@@ -59,6 +59,8 @@ def with_lora_tags(prompt: str, loras: list[dict] | tuple = ()) -> str:
 
 ROUND, SQUARE = 1.1, 1 / 1.1
 _ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
+BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)  # A1111: what follows starts a new 75-token chunk
+_BREAK_MARK = -1.0  # a fragment weight that marks a BREAK, as in A1111's parse_prompt_attention
 
 
 def attention_fragments(text: str) -> list[tuple[str, float]]:
@@ -70,7 +72,8 @@ def attention_fragments(text: str) -> list[tuple[str, float]]:
 
     def multiply(start: int, factor: float) -> None:
         for fragment in out[start:]:
-            fragment[1] *= factor
+            if fragment[1] != _BREAK_MARK:  # a BREAK inside brackets still breaks
+                fragment[1] *= factor
 
     for match in _ATTENTION.finditer(text):
         token, weight = match.group(0), match.group(1)
@@ -87,22 +90,43 @@ def attention_fragments(text: str) -> list[tuple[str, float]]:
         elif token == "]" and square_starts:
             multiply(square_starts.pop(), SQUARE)
         else:
-            out.append([token, 1.0])
+            for number, part in enumerate(BREAK.split(token)):
+                if number:
+                    out.append(["BREAK", _BREAK_MARK])
+                out.append([part, 1.0])
     for start in round_starts:
         multiply(start, ROUND)
     for start in square_starts:
         multiply(start, SQUARE)
     merged: list[tuple[str, float]] = []
     for fragment, weight in out:
-        if merged and merged[-1][1] == weight:
+        if merged and merged[-1][1] == weight and weight != _BREAK_MARK:
             merged[-1] = (merged[-1][0] + fragment, weight)
-        else:
+        elif fragment or weight == _BREAK_MARK:
             merged.append((fragment, weight))
     return merged
 
 
+def attention_chunks(text: str) -> list[list[tuple[str, float]]]:
+    """The (text, weight) fragments of each part of the prompt between A1111's BREAK keywords (brackets may span
+    one: their weight applies on both sides); empty parts are left out, one part at least."""
+    chunks: list[list[tuple[str, float]]] = [[]]
+    for fragment, weight in attention_fragments(text):
+        if weight == _BREAK_MARK:
+            chunks.append([])
+        else:
+            chunks[-1].append((fragment, weight))
+    kept = [chunk for chunk in chunks if "".join(fragment for fragment, _ in chunk).strip()]
+    return kept or [[("", 1.0)]]
+
+
+def has_break(text: str) -> bool:
+    """True when the prompt uses A1111's BREAK."""
+    return bool(BREAK.search(text or ""))
+
+
 def has_attention(text: str) -> bool:
-    """True when the prompt uses attention syntax at all (brackets, weights, escapes): plain prompts keep the
+    """True when the prompt uses attention syntax at all (brackets, weights, escapes, BREAK): plain prompts keep the
     pipeline's own encoding."""
     fragments = attention_fragments(text)
     return any(weight != 1.0 for _, weight in fragments) or "".join(f for f, _ in fragments) != text
@@ -110,27 +134,49 @@ def has_attention(text: str) -> bool:
 
 def to_compel(text: str) -> str:
     """An A1111 prompt in compel's syntax: `(text)weight` per weighted fragment, brackets escaped, and a
-    word-final + or - (compel's own weighting) kept as plain text."""
+    word-final + or - (compel's own weighting) kept as plain text. Parts between BREAKs become a compel
+    conjunction, `("part one", "part two").and()`, which encodes each in its own chunks, as A1111 does."""
     def plain(fragment: str) -> str:
         fragment = re.sub(r"([()\[\]\\])", r"\\\1", fragment)
         return re.sub(r"(?<=\w)([+-]+)(?=\s|$|[,.;])", r" \1", fragment)
-    parts = []
-    for fragment, weight in attention_fragments(text):
-        # compel encodes each fragment on its own, so a space around a weighted group changes no token
-        parts.append(plain(fragment) if weight == 1.0 else f" ({plain(fragment).strip()}){weight:.4g} ")
-    return re.sub(r" {2,}", " ", "".join(parts)).strip()
+
+    def written(chunk: list[tuple[str, float]]) -> str:
+        parts = []
+        for fragment, weight in chunk:
+            # compel encodes each fragment on its own, so a space around a weighted group changes no token
+            parts.append(plain(fragment) if weight == 1.0 else f" ({plain(fragment).strip()}){weight:.4g} ")
+        return re.sub(r" {2,}", " ", "".join(parts)).strip()
+    chunks = [written(chunk) for chunk in attention_chunks(text)]
+    if len(chunks) == 1:
+        return chunks[0]
+    quoted = ", ".join('"' + chunk.replace('"', '\\"') + '"' for chunk in chunks)
+    return f"({quoted}).and()"
 
 
 def for_comfyui(text: str, embeddings: Iterable[str] = ()) -> str:
     """An A1111 prompt as ComfyUI reads it: an embedding's bare name (A1111's trigger) becomes
     `embedding:name`, and each weighted fragment is written out as `(text:weight)` (ComfyUI understands that
-    and `\\(`, not `[text]`). A prompt with neither is sent exactly as written."""
+    and `\\(`, not `[text]`). A prompt with neither is sent exactly as written. (BREAK: see `comfyui_chunks`.)"""
     for name in sorted(set(embeddings), key=len, reverse=True):
         text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
     if not has_attention(text):
         return text
+    return "".join(_comfyui_written(fragments) for fragments in attention_chunks(text))
+
+
+def comfyui_chunks(text: str, embeddings: Iterable[str] = ()) -> tuple[str, ...]:
+    """The prompt in ComfyUI's syntax, one text per part between A1111's BREAKs (each its own CLIPTextEncode,
+    joined by ConditioningConcat)."""
+    if not has_break(text):
+        return (for_comfyui(text, embeddings),)
+    for name in sorted(set(embeddings), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
+    return tuple(_comfyui_written(fragments) for fragments in attention_chunks(text))
+
+
+def _comfyui_written(fragments: list[tuple[str, float]]) -> str:
     parts = []
-    for fragment, weight in attention_fragments(text):
+    for fragment, weight in fragments:
         escaped = re.sub(r"([()\\])", r"\\\1", fragment)
         parts.append(escaped if weight == 1.0 else f"({escaped}:{weight:.4g})")
     return "".join(parts)

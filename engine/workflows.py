@@ -359,25 +359,31 @@ def use_controlnet(graph: Mapping[str, Any], controlnet_file: str, image_name: s
     return out
 
 
-# ---------------------------------------------------------------------------- a prompt that changes between steps
+# ---------------------------------------------------------------------------- prompt editing and BREAK
 ENCODE_TEXT_CLASS = "CLIPTextEncode"  # inputs text, clip; output CONDITIONING
 TIMESTEP_RANGE_CLASS = "ConditioningSetTimestepRange"  # inputs conditioning, start, end (0-1 shares); CONDITIONING
 COMBINE_CLASS = "ConditioningCombine"  # inputs conditioning_1, conditioning_2; output CONDITIONING (both lists)
+CONCAT_CLASS = "ConditioningConcat"  # inputs conditioning_to, conditioning_from; output CONDITIONING (tokens joined)
 
 
-def use_prompt_schedule(graph: Mapping[str, Any], node_id: str, parts: Sequence[tuple[str, float, float]]) \
+def use_prompt_parts(graph: Mapping[str, Any], node_id: str, parts: Sequence[tuple[Sequence[str], float, float]]) \
         -> dict[str, Any]:
-    """A copy of `graph` whose CLIPTextEncode `node_id` becomes one conditioning per (text, start, end) of `parts`:
-    each distinct text encoded once (the node itself keeps the first), limited to its steps by a
-    ConditioningSetTimestepRange, and all of them joined by ConditioningCombine nodes, whose output every consumer
-    of the node then takes. One part: the node's text set, nothing added."""
+    """A copy of `graph` whose CLIPTextEncode `node_id` becomes the conditioning of `parts`: (chunks, start, end)
+    each, the chunks a text's parts between A1111's BREAKs and start and end the share of the steps it is for.
+    A text's chunks are encoded each and joined by ConditioningConcat; each distinct text is encoded once (the node
+    itself keeps the first chunk of the first), limited to its steps by a ConditioningSetTimestepRange when there are
+    several, and those joined by ConditioningCombine nodes, whose output every consumer of the node then takes. One
+    part of one chunk: the node's text set, nothing added."""
     out = copy.deepcopy(dict(graph))
     node = out.get(node_id)
     if node is None or node.get("class_type") != ENCODE_TEXT_CLASS:
-        raise WorkflowError(f"node {node_id} is not a {ENCODE_TEXT_CLASS} to schedule a prompt in.")
-    node["inputs"]["text"] = parts[0][0]
-    if len(parts) < 2:
+        raise WorkflowError(f"node {node_id} is not a {ENCODE_TEXT_CLASS} to write the prompt in.")
+    first = tuple(parts[0][0])
+    node["inputs"]["text"] = first[0]
+    if len(parts) == 1 and len(first) == 1:
         return out
+    consumers = list(out)  # the nodes already there: those added below keep the node's own output
+    clip = node["inputs"]["clip"]
     next_id = _next_id(out)
 
     def add(class_type: str, inputs: dict[str, Any]) -> list:
@@ -386,14 +392,26 @@ def use_prompt_schedule(graph: Mapping[str, Any], node_id: str, parts: Sequence[
         next_id += 1
         return [str(next_id - 1), 0]
 
-    consumers = list(out)  # the nodes already there: those added below keep the node's own output
-    encoded: dict[str, list] = {parts[0][0]: [node_id, 0]}
-    joined: list | None = None
-    for text, start, end in parts:
-        if text not in encoded:
-            encoded[text] = add(ENCODE_TEXT_CLASS, {"text": text, "clip": copy.deepcopy(node["inputs"]["clip"])})
-        ranged = add(TIMESTEP_RANGE_CLASS, {"conditioning": encoded[text], "start": float(start), "end": float(end)})
-        joined = ranged if joined is None else add(COMBINE_CLASS, {"conditioning_1": joined, "conditioning_2": ranged})
+    def encoded(chunks: tuple[str, ...], link: list | None = None) -> list:
+        link = link or add(ENCODE_TEXT_CLASS, {"text": chunks[0], "clip": copy.deepcopy(clip)})
+        for chunk in chunks[1:]:
+            more = add(ENCODE_TEXT_CLASS, {"text": chunk, "clip": copy.deepcopy(clip)})
+            link = add(CONCAT_CLASS, {"conditioning_to": link, "conditioning_from": more})
+        return link
+
+    texts = {first: encoded(first, [node_id, 0])}
+    joined = texts[first]
+    if len(parts) > 1:
+        ranges = []
+        for chunks, start, end in parts:
+            chunks = tuple(chunks)
+            if chunks not in texts:
+                texts[chunks] = encoded(chunks)
+            ranges.append(add(TIMESTEP_RANGE_CLASS, {"conditioning": texts[chunks], "start": float(start),
+                                                     "end": float(end)}))
+        joined = ranges[0]
+        for ranged in ranges[1:]:
+            joined = add(COMBINE_CLASS, {"conditioning_1": joined, "conditioning_2": ranged})
     _rewire(out, (node_id, 0), joined, only=consumers)
-    log.debug("prompt of node %s scheduled in %d parts (%d texts)", node_id, len(parts), len(encoded))
+    log.debug("prompt of node %s written as %d part(s), %d text(s)", node_id, len(parts), len(texts))
     return out

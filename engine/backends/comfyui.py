@@ -38,13 +38,13 @@ from ..errors import BackendUnavailable, InvalidRequest
 from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..prompt_schedule import FIRST_PASS_STEPS, is_scheduled, step_ranges
-from ..prompt_syntax import for_comfyui
+from ..prompt_syntax import comfyui_chunks, for_comfyui, has_break
 from ..registry import ModelSpec, clip_skip_for, family_of, find_model, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
 from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
-                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_schedule, use_vae)
+                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_parts, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -435,27 +435,33 @@ class ComfyUIBackend(Backend):
                 graph = use_inpaint(graph, init_image, mask, request.strength)
             elif init_image is not None:
                 graph = use_init_image(graph, init_image, request.strength)
-            return self._scheduled_prompts(graph, template, request, model, embeddings)
+            return self._prompt_parts(graph, template, request, model, embeddings)
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
 
     @staticmethod
-    def _scheduled_prompts(graph: dict[str, Any], template: WorkflowTemplate, request: GenerationRequest,
-                           model: ModelSpec, embeddings: Iterable[str]) -> dict[str, Any]:
-        """A1111's prompt editing ([from:to:when], [a|b]): each text of a prompt that changes between steps limited
-        to its steps by ConditioningSetTimestepRange, at the shares of the sampler's own schedule."""
+    def _prompt_parts(graph: dict[str, Any], template: WorkflowTemplate, request: GenerationRequest,
+                      model: ModelSpec | None, embeddings: Iterable[str]) -> dict[str, Any]:
+        """A1111's prompt editing ([from:to:when], [a|b]) and BREAK: each text of a prompt that changes between steps
+        limited to its steps by ConditioningSetTimestepRange, at the shares of the sampler's own schedule; the parts
+        of a text between BREAKs encoded each and joined (see workflows.use_prompt_parts)."""
         texts = {key: getattr(request, key) or "" for key in ("prompt", "negative_prompt")}
-        if not any(is_scheduled(text) for text in texts.values()) or not template.bindings.get("steps"):
-            return graph
-        sampler = graph[template.bindings["steps"][0][0]]["inputs"]
-        shares = step_shares(model.family, str(sampler.get("scheduler", "normal")), request.num_inference_steps,
-                             float(sampler.get("denoise", 1.0)), str(sampler.get("sampler_name", "")))
+        shares: list[float] | None = None
         for key, text in texts.items():
             paths = template.bindings.get(key)
-            if paths and is_scheduled(text):
-                ranges = step_ranges(text, len(shares), request.extra.get(FIRST_PASS_STEPS))
-                graph = use_prompt_schedule(graph, paths[0][0], [(for_comfyui(part, embeddings), start, end)
-                                                                 for part, start, end in timestep_ranges(ranges, shares)])
+            if not paths or not (is_scheduled(text) or has_break(text)):
+                continue
+            if not is_scheduled(text) or model is None or not template.bindings.get("steps"):
+                graph = use_prompt_parts(graph, paths[0][0], [(comfyui_chunks(text, embeddings), 0.0, 1.0)])
+                continue
+            if shares is None:
+                sampler = graph[template.bindings["steps"][0][0]]["inputs"]
+                shares = step_shares(model.family, str(sampler.get("scheduler", "normal")),
+                                     request.num_inference_steps, float(sampler.get("denoise", 1.0)),
+                                     str(sampler.get("sampler_name", "")))
+            ranges = step_ranges(text, len(shares), request.extra.get(FIRST_PASS_STEPS))
+            graph = use_prompt_parts(graph, paths[0][0], [(comfyui_chunks(part, embeddings), start, end)
+                                                          for part, start, end in timestep_ranges(ranges, shares)])
         return graph
 
     def _client(self, url: str) -> ComfyUIClient:
@@ -677,6 +683,7 @@ class ComfyUIBackend(Backend):
             graph = use_vae(graph, vae_file) if vae_file else graph
             if init_image is not None and not workflow.binds("image"):
                 graph = use_init_image(graph, init_image, request.strength)
+            graph = self._prompt_parts(graph, workflow.template, request, None, embeddings)  # BREAK
         except WorkflowError as exc:
             raise InvalidRequest(f"The workflow {workflow.name!r} cannot take this request: {exc}") from None
         return graph

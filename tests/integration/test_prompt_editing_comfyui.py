@@ -2,7 +2,8 @@
 CLIPTextEncode per distinct text, each limited to its steps by ConditioningSetTimestepRange and joined by
 ConditioningCombine in front of whatever took the prompt (the sampler, FLUX's guidance); the boundaries lie halfway
 between the shares of the steps either side on the sampler's schedule (checked against ComfyUI's own scheduler code
-in engine/timestep_ranges.py's tests). Your own workflow with such a prompt is a sentence."""
+in engine/timestep_ranges.py's tests). A1111's BREAK: each part its own CLIPTextEncode, joined by ConditioningConcat.
+Your own workflow takes BREAK; a prompt edit there is a sentence."""
 from __future__ import annotations
 
 import shutil
@@ -20,6 +21,16 @@ def node(graph: dict, link: list) -> dict:
     return graph[str(link[0])]
 
 
+def text_of(graph: dict, link: list) -> str:
+    """The text a CONDITIONING link encodes; the parts of one joined by ConditioningConcat as " BREAK "."""
+    current = node(graph, link)
+    if current["class_type"] == "ConditioningConcat":
+        return text_of(graph, current["inputs"]["conditioning_to"]) + " BREAK " + text_of(
+            graph, current["inputs"]["conditioning_from"])
+    assert current["class_type"] == "CLIPTextEncode", current
+    return current["inputs"]["text"]
+
+
 def conditioning_parts(graph: dict, link: list) -> list[tuple[str, float, float]]:
     """(text, start, end) of each ranged text a CONDITIONING link carries, in order."""
     current = node(graph, link)
@@ -27,21 +38,25 @@ def conditioning_parts(graph: dict, link: list) -> list[tuple[str, float, float]
         return conditioning_parts(graph, current["inputs"]["conditioning_1"]) + conditioning_parts(
             graph, current["inputs"]["conditioning_2"])
     if current["class_type"] == "ConditioningSetTimestepRange":
-        encode = node(graph, current["inputs"]["conditioning"])
-        return [(encode["inputs"]["text"], current["inputs"]["start"], current["inputs"]["end"])]
-    return [(current["inputs"]["text"], 0.0, 1.0)]
+        return [(text_of(graph, current["inputs"]["conditioning"]), current["inputs"]["start"],
+                 current["inputs"]["end"])]
+    return [(text_of(graph, link), 0.0, 1.0)]
 
 
 def sampler_of(graph: dict) -> dict:
     return next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
 
 
-async def test_a_switch_becomes_two_ranged_texts_at_the_step_between(comfy_manager, fake):
-    result = await comfy_manager.generate_image("a [cat:dog:0.5], (detailed:1.2)", negative_prompt="blurry",
-                                                num_inference_steps=10, **SMALL)
+async def sent(manager: AIModelManager, fake, prompt: str, **values) -> tuple[dict, dict, str]:
+    """Make an image on the fake ComfyUI; the graph it received, its KSampler's inputs and the prompt recorded."""
+    result = await manager.generate_image(prompt, **SMALL, **values)
     assert result.status == "success" and result.backend == "comfyui", result.error
-    graph = fake.prompts[-1]
-    sampler = sampler_of(graph)
+    return fake.prompts[-1], sampler_of(fake.prompts[-1]), result.prompt
+
+
+async def test_a_switch_becomes_two_ranged_texts_at_the_step_between(comfy_manager, fake):
+    graph, sampler, recorded = await sent(comfy_manager, fake, "a [cat:dog:0.5], (detailed:1.2)",
+                                          negative_prompt="blurry", num_inference_steps=10)
     assert sampler["scheduler"] == "normal"  # Euler: ComfyUI's normal schedule puts step i at share i / (steps - 1)
     middle = round((5 / 9 + 6 / 9) / 2, 6)  # steps 0-5 see "cat", 6-9 "dog" (A1111: a step at or before `when`)
     assert conditioning_parts(graph, sampler["positive"]) == [("a cat, (detailed:1.2)", 0.0, middle),
@@ -49,7 +64,7 @@ async def test_a_switch_becomes_two_ranged_texts_at_the_step_between(comfy_manag
     assert conditioning_parts(graph, sampler["negative"]) == [("blurry", 0.0, 1.0)]
     encodes = [n for n in graph.values() if n["class_type"] == "CLIPTextEncode"]
     assert len(encodes) == 3 and all(n["inputs"]["clip"] == encodes[0]["inputs"]["clip"] for n in encodes)
-    assert result.prompt == "a [cat:dog:0.5], (detailed:1.2)"  # recorded as written
+    assert recorded == "a [cat:dog:0.5], (detailed:1.2)"  # recorded as written
 
 
 async def test_alternation_encodes_each_text_once_and_loras_reach_every_encoder(comfy_manager, fake):
@@ -57,11 +72,8 @@ async def test_alternation_encodes_each_text_once_and_loras_reach_every_encoder(
     monitor = comfy_manager.backends["comfyui"].monitor
     monitor.refresh_models(fake.url)
     monitor.poll_now()
-    result = await comfy_manager.generate_image("a [red|blue] fox <lora:detail_tweaker:0.5>", num_inference_steps=4,
-                                                negative_prompt="[blurry::1]", **SMALL)
-    assert result.status == "success" and result.backend == "comfyui", result.error
-    graph = fake.prompts[-1]
-    sampler = sampler_of(graph)
+    graph, sampler, _ = await sent(comfy_manager, fake, "a [red|blue] fox <lora:detail_tweaker:0.5>",
+                                   num_inference_steps=4, negative_prompt="[blurry::1]")
     positive = conditioning_parts(graph, sampler["positive"])
     assert [text for text, _, _ in positive] == ["a red fox", "a blue fox", "a red fox"]  # steps 0-1, 2, 3
     assert [(start, end) for _, start, end in positive] == [(0.0, 0.5), (0.5, round(5 / 6, 6)), (round(5 / 6, 6), 1.0)]
@@ -87,7 +99,17 @@ async def test_flux_guidance_takes_the_scheduled_prompt(comfy_manager, fake):
                                                                    ("a ruin at dusk", 0.625, 1.0)]
 
 
-async def test_your_own_workflow_with_a_scheduled_prompt_is_a_sentence(fake, tmp_path, tiny_model_dir):
+async def test_break_parts_are_encoded_each_and_concatenated(comfy_manager, fake):
+    graph, sampler, _ = await sent(comfy_manager, fake, "a (fox:1.2) BREAK in snow",
+                                   negative_prompt="blurry BREAK dark", num_inference_steps=4)
+    assert conditioning_parts(graph, sampler["positive"]) == [("a (fox:1.2) BREAK in snow", 0.0, 1.0)]
+    assert conditioning_parts(graph, sampler["negative"]) == [("blurry BREAK dark", 0.0, 1.0)]
+    graph, sampler, _ = await sent(comfy_manager, fake, "a [fox:cat:1] BREAK snow", num_inference_steps=4)
+    assert conditioning_parts(graph, sampler["positive"]) == [("a fox BREAK snow", 0.0, 0.5),
+                                                                        ("a cat BREAK snow", 0.5, 1.0)]
+
+
+async def test_your_own_workflow_takes_break_and_a_scheduled_prompt_is_a_sentence(fake, tmp_path, tiny_model_dir):
     shutil.copytree(Path(__file__).parents[1] / "support" / "workflows", tmp_path / "workflows")
     settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
                         health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0,
@@ -98,5 +120,10 @@ async def test_your_own_workflow_with_a_scheduled_prompt_is_a_sentence(fake, tmp
         result = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow="sd15_default")
         assert result.status == "error" and "cannot take a prompt that changes during sampling" in result.error
         assert "Traceback" not in result.error
+        broken = await manager.generate_image("a cat BREAK in snow", steps=2, user_workflow="sd15_default")
+        assert broken.status == "success", broken.error  # BREAK works there: the prompt's node is known
+        graph = fake.prompts[-1]
+        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        assert text_of(graph, sampler["positive"]) == "a cat BREAK in snow"
     finally:
         manager.shutdown()

@@ -89,7 +89,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
-                 "ConditioningSetTimestepRange", "ConditioningCombine"}
+                 "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -102,13 +102,15 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "SetLatentNoiseMask": ["LATENT"], "ControlNetLoader": ["CONTROL_NET"],
                 "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
                 "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"],
-                "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"]}
+                "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
+                "ConditioningConcat": ["CONDITIONING"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
                    "CLIPSetLastLayer": ("clip", "stop_at_clip_layer"),
                    "ConditioningSetTimestepRange": ("conditioning", "start", "end"),
                    "ConditioningCombine": ("conditioning_1", "conditioning_2"),
+                   "ConditioningConcat": ("conditioning_to", "conditioning_from"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
@@ -560,6 +562,10 @@ class FakeComfyUI:
                                                                  "conditioning_2": ["CONDITIONING"]},
                                          ["CONDITIONING"], category="conditioning",
                                          display_name="Conditioning (Combine)"),
+            "ConditioningConcat": entry("ConditioningConcat", {"conditioning_to": ["CONDITIONING"],
+                                                               "conditioning_from": ["CONDITIONING"]},
+                                        ["CONDITIONING"], category="conditioning",
+                                        display_name="Conditioning (Concat)"),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),

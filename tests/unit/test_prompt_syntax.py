@@ -1,11 +1,12 @@
-"""A1111's <lora:name:weight> tags: taken out of the text the encoder sees, written back as A1111 does."""
+"""A1111's <lora:name:weight> tags: taken out of the text the encoder sees, written back as A1111 does; its attention
+weights and BREAK written for compel and ComfyUI."""
 from __future__ import annotations
 
 import pytest
 
 from engine.errors import InvalidRequest
-from engine.prompt_syntax import (LoraUse, attention_fragments, for_comfyui, has_attention, take_lora_tags, to_compel,
-                                   with_lora_tags)
+from engine.prompt_syntax import (LoraUse, attention_chunks, attention_fragments, comfyui_chunks, for_comfyui,
+                                   has_attention, has_break, take_lora_tags, to_compel, with_lora_tags)
 from engine.request import GenerationRequest
 from ui.image_options import add_lora_tag
 
@@ -66,3 +67,14 @@ def test_comfyui_reads_an_embeddings_name_as_embedding_colon_name():
     assert for_comfyui("a cat, badhands", ["badhands"]) == "a cat, embedding:badhands"
     assert for_comfyui("embedding:badhands, badhands2", ["badhands"]) == "embedding:badhands, badhands2"
     assert for_comfyui("(badhands:1.2)", ["badhands"]) == "(embedding:badhands:1.2)"  # ComfyUI splits at the last :
+
+
+def test_break_splits_the_prompt_into_chunks_for_compel_and_comfyui():
+    assert attention_chunks("a fox BREAK in snow") == [[("a fox", 1.0)], [("in snow", 1.0)]]
+    assert attention_chunks("(a fox BREAK in snow:1.2)") == [[("a fox", 1.2)], [("in snow", 1.2)]]  # weight spans it
+    assert attention_chunks("a BREAKFAST, BREAK") == [[("a BREAKFAST,", 1.0)]]  # a word, and an empty last part
+    assert to_compel("a (fox:1.5) BREAK say \"hi\"") == '("a (fox)1.5", "say \\"hi\\"").and()'
+    assert comfyui_chunks("a (fox:1.5) BREAK snow, badhands", ["badhands"]) == ("a (fox:1.5)",
+                                                                                "snow, embedding:badhands")
+    assert comfyui_chunks("no break here") == ("no break here",) and has_attention("a BREAK b")
+    assert has_break("x BREAK y") and not has_break("breakfast BREAKS")
