@@ -695,9 +695,10 @@ class AIModelManager:
         own events as `stream_image` yields them (Started, Progress..., Fallback, Done with its saved image); at the
         end Done with the grid's result (saved as its own PNG, the cells' results in `batch`), or Failed.
 
-        Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, by these names, their
-        labels or A1111's; Nothing leaves it out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)",
-        "10-20 [3]", quoted names with commas; or a list). `image` takes `stream_image`'s arguments, which every
+        Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, clip_skip,
+        variation_seed, variation_strength, prompt_sr, by these names, their labels or A1111's; Nothing leaves it
+        out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", quoted names with commas; or a
+        list). `image` takes `stream_image`'s arguments, which every
         cell shares; the plot makes one image per cell (no batch count). Every problem is a sentence before any
         work: an axis with no values, an unknown axis type, a value its parameter refuses (the axis named), an
         unknown model or sampler, more cells than GATOR_MAX_GRID_IMAGES, or more work than the per-request budget
@@ -712,7 +713,8 @@ class AIModelManager:
             asked, req = req, self._validated(req, rng)
             plot = plan_plot(((x_type, x_values), (y_type, y_values), (z_type, z_values)), self.settings.limits,
                              self.router.unknown_model, rng)
-            problems = plot.request_problems(req, self.settings.limits)
+            written = (asked.prompt, asked.negative_prompt) if plot.searches_written_prompt() else ()
+            problems = plot.request_problems(req, self.settings.limits, written)
             if problems:
                 raise InvalidRequest(" ".join(problems))
             strongest = plot.strongest_variation(req)
@@ -727,6 +729,8 @@ class AIModelManager:
         variation = req.variation_seed if req.varies else P.concrete_seed(image.get(P.VARIATION_SEED.name), rng)
         shared = {**image, "prompt": req.prompt, "seed": req.seed, P.VARIATION_SEED.name: variation,
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
+        if plot.searches_written_prompt():  # Prompt S/R: each cell reads the tags of its replaced prompt itself
+            shared.update(prompt=asked.prompt, loras=image.get(P.LORAS.name) or [])
         async with aclosing(stream_plot(self.stream_image, plot, shared, self.settings.output_dir, owner=owner,
                                         cancel=cancel, previews=previews)) as events:
             async for event in events:

@@ -318,6 +318,9 @@ RESULT_PARAMS: tuple[Param, ...] = (MODEL_LICENSE, MODEL_HASH, LORA_HASHES, PROM
 
 # An X/Y/Z plot's axes (engine/xyz_plot.py), recorded in its grid's PNG under the names A1111's script writes.
 NO_AXIS = "Nothing"
+PROMPT_SR = Param("prompt_sr", "text", None, "Prompt S/R", "Search and replace, as A1111's: the first value is a word or "
+                  "phrase of the prompt or negative prompt (LoRA tags included), and each value makes a cell with it in "
+                  "that place.", aliases=("prompt s/r", "prompt search/replace", "search/replace"))
 XYZ_SCRIPT = "X/Y/Z plot"
 PLOT_SCRIPT = Param("script", "text", None, "Script", "The script that made the image.", a1111_key="Script",
                     optional=True)

@@ -80,7 +80,8 @@ class AxisType:
         return {name.lower() for name in (self.key, self.label, self.a1111, self.param.name, *self.param.aliases)}
 
 
-SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH = AXES = (
+(SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH,
+ PROMPT_SR) = AXES = (
     AxisType("seed", P.SEED, P.SEED.name, "Seed"),
     AxisType("steps", P.STEPS, P.STEPS.name, "Steps"),
     AxisType("guidance", P.GUIDANCE, P.GUIDANCE.name, "CFG Scale"),
@@ -91,7 +92,9 @@ SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP, VARIATI
     AxisType("clip_skip", P.CLIP_SKIP, P.CLIP_SKIP.name, "Clip skip"),
     AxisType("variation_seed", P.VARIATION_SEED, P.VARIATION_SEED.name, "Var. seed"),
     AxisType("variation_strength", P.VARIATION_STRENGTH, P.VARIATION_STRENGTH.name, "Var. strength"),
+    AxisType("prompt_sr", P.PROMPT_SR, P.PROMPT.name, "Prompt S/R"),  # the first value replaced in both prompts
 )
+PROMPTS = (P.PROMPT.name, P.NEGATIVE_PROMPT.name)  # what a Prompt S/R axis searches
 
 SEED_AXES = (SEED, VARIATION_SEED)  # -1 there draws a seed once, recorded as the axis's fixed values
 
@@ -209,7 +212,7 @@ class Axis:
             return ""
         if self.type is SAMPLER:
             return str(load_samplers().get(sampler_key(value), {}).get("label") or value)
-        if self.type is MODEL:
+        if self.type in (MODEL, PROMPT_SR):
             return str(value)
         return f"{self.type.label}: {value_text(value)}"
 
@@ -235,12 +238,16 @@ class Cell:
 
     def arguments(self, base: dict[str, Any]) -> dict[str, Any]:
         """`stream_image`'s arguments for this cell: `base` with the cell's values set (a LoRA weight on the
-        first of base's `loras`)."""
+        first of base's `loras`; a Prompt S/R value, a (search, replacement) pair, in place of every occurrence of
+        its search in both prompts)."""
         out = dict(base)
         for axis, value in self.values:
             if axis is LORA_WEIGHT:
                 first, *rest = out[P.LORAS.name]
                 out[P.LORAS.name] = [{**first, "weight": value}, *rest]
+            elif axis is PROMPT_SR:
+                search, replacement = value
+                out.update({name: out[name].replace(search, replacement) for name in PROMPTS if out.get(name)})
             else:
                 out[axis.argument] = value
         return out
@@ -262,7 +269,9 @@ class Plot:
         cells = []
         for (iz, zv), (iy, yv), (ix, xv) in product(enumerate(z.values), enumerate(y.values), enumerate(x.values)):
             chosen = [(axis, value) for axis, value in ((x, xv), (y, yv), (z, zv)) if axis.type is not None]
-            cells.append(Cell(len(cells) + 1, (ix, iy, iz), tuple((axis.type, value) for axis, value in chosen),
+            cells.append(Cell(len(cells) + 1, (ix, iy, iz),
+                              tuple((axis.type, (axis.values[0], value) if axis.type is PROMPT_SR else value)
+                                    for axis, value in chosen),
                               ", ".join(axis.label(value) for axis, value in chosen)))
         return cells
 
@@ -278,10 +287,22 @@ class Plot:
         values = [float(value) for axis in self.axes if axis.type is VARIATION_STRENGTH for value in axis.values]
         return max([float(req.variation_strength) if req.varies else 0.0, *values])
 
-    def request_problems(self, req: GenerationRequest, limits: Limits) -> list[str]:
-        """Sentences for what the validated request cannot vary, and for the whole plot's work budget."""
+    def searches_written_prompt(self) -> bool:
+        """True when a Prompt S/R axis searches the prompt as written, LoRA tags included (unless a LoRA weight axis
+        sets the first LoRA's weight: then the tags are the request's LoRAs and the text is searched alone)."""
+        kinds = {axis.type for axis in self.axes}
+        return PROMPT_SR in kinds and LORA_WEIGHT not in kinds
+
+    def request_problems(self, req: GenerationRequest, limits: Limits, prompts: Sequence[str] = ()) -> list[str]:
+        """Sentences for what the validated request cannot vary, and for the whole plot's work budget. `prompts`:
+        the prompt and negative prompt the cells start from (default: the request's)."""
         problems = []
         kinds = {axis.type for axis in self.axes}
+        search = next((axis.values[0] for axis in self.axes if axis.type is PROMPT_SR), None)
+        if search is not None and not any(search in text for text in (prompts or (req.prompt, req.negative_prompt))
+                                          if text):
+            problems.append(f'Prompt S/R did not find "{search}" in the prompt or the negative prompt: its first '
+                            "value is the text the others replace.")
         if LORA_WEIGHT in kinds and not req.loras:
             problems.append("The LoRA weight axis varies the weight of the request's first LoRA, and it has none: "
                             "add one (<lora:name:1> in the prompt, or the LoRA picker).")

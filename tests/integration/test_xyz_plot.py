@@ -136,6 +136,31 @@ async def test_the_lora_weight_axis_varies_the_first_lora_only(lora_manager):
     assert missing.status == "error" and "nowhere" in missing.error and missing.error.startswith("Cell 1/2")
 
 
+async def test_prompt_search_and_replace_as_a1111s(manager):
+    """The first value is the search; each cell has its value in its place, in both prompts; labels are the values."""
+    result = await manager.xyz_plot("a red fox, red sky", "Prompt S/R", 'red, "blue, cold", green', "seed", "3, 4",
+                                    negative_prompt="red blur", **SMALL)
+    assert result.status == "success", result.error
+    assert [(cell.prompt, cell.negative_prompt, cell.seed) for cell in result.batch[:3]] == [
+        ("a red fox, red sky", "red blur", 3), ("a blue, cold fox, blue, cold sky", "blue, cold blur", 3),
+        ("a green fox, green sky", "green blur", 3)]
+    same = await manager.generate_image("a green fox, green sky", negative_prompt="green blur", seed=4, **SMALL)
+    assert np.array_equal(np.asarray(result.batch[5].image), np.asarray(same.image))
+    text = Image.open(result.path).text["parameters"]
+    assert text.endswith('X Type: Prompt S/R, X Values: "red, \\"blue, cold\\", green", Y Type: Seed, '
+                         'Y Values: "3, 4", Fixed Y Values: "3, 4"')
+    missing = await manager.xyz_plot("a fox", "prompt_sr", "wolf, dog", **SMALL)
+    assert missing.status == "error" and 'Prompt S/R did not find "wolf"' in missing.error and not missing.batch
+
+
+async def test_prompt_search_and_replace_reaches_lora_tags(lora_manager):
+    result = await lora_manager.xyz_plot("a fox <lora:tinyDetail:0.2>", "Prompt S/R", "0.2, 0.9", seed=5, **SMALL)
+    assert result.status == "success", result.error
+    assert [cell.loras for cell in result.batch] == [[{"name": "tinyDetail", "weight": 0.2}],
+                                                     [{"name": "tinyDetail", "weight": 0.9}]]
+    assert [cell.prompt for cell in result.batch] == ["a fox", "a fox"]
+
+
 async def test_on_comfyui_each_graph_carries_its_cells_values(comfy_manager, fake):
     sent = len(fake.prompts)
     result = await comfy_manager.xyz_plot("a lighthouse", "sampler", "euler, DPM++ 2M Karras", "steps", "2, 3",

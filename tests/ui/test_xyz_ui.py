@@ -59,3 +59,8 @@ def test_the_api_endpoint_returns_the_grid_and_its_cells(local_app):
         client.predict("a fox", x_type="steps", x_values="2, 500", width=64, height=64, api_name="/xyz_plot")
     with pytest.raises(Exception, match="The Y axis \\(Seed\\) has no values"):
         client.predict("a fox", x_type="steps", x_values="2", y_type="seed", y_values=" ", api_name="/xyz_plot")
+    _, info = client.predict("a red fox", x_type="Prompt S/R", x_values="red, blue", width=64, height=64, seed=9,
+                             num_inference_steps=1, api_name="/xyz_plot")
+    assert [cell["prompt"] for cell in info["batch"]] == ["a red fox", "a blue fox"]
+    with pytest.raises(Exception, match='Prompt S/R did not find "green"'):
+        client.predict("a red fox", x_type="Prompt S/R", x_values="green, blue", api_name="/xyz_plot")
