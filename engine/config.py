@@ -78,6 +78,7 @@ class Settings:
     models_dir: Path | None = None  # GATOR_MODELS_DIR
     workflows_dir_override: Path | None = None  # GATOR_WORKFLOWS_DIR (see `workflows_dir`)
     wildcards_dir_override: Path | None = None  # GATOR_WILDCARDS_DIR (see `wildcards_dir`)
+    styles_dir_override: Path | None = None  # GATOR_STYLES_DIR (see `styles_dir`)
     # GATOR_MODEL_FOLDERS (separated by os.pathsep) and --models-dir: more folders to find model files in,
     # e.g. an A1111 or ComfyUI install
     model_folders: tuple[Path, ...] = ()
@@ -121,6 +122,7 @@ class Settings:
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
             workflows_dir_override=Path(env["GATOR_WORKFLOWS_DIR"]) if env.get("GATOR_WORKFLOWS_DIR") else None,
             wildcards_dir_override=Path(env["GATOR_WILDCARDS_DIR"]) if env.get("GATOR_WILDCARDS_DIR") else None,
+            styles_dir_override=Path(env["GATOR_STYLES_DIR"]) if env.get("GATOR_STYLES_DIR") else None,
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
             pipeline_configs=Path(env["GATOR_PIPELINE_CONFIGS"]) if env.get("GATOR_PIPELINE_CONFIGS") else None,
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
@@ -166,6 +168,12 @@ class Settings:
         """The user's wildcard files (`__name__` in a prompt: name.txt): GATOR_WILDCARDS_DIR, else
         <GATOR_MODELS_DIR>/wildcards, else wildcards/ in the project folder. presets/wildcards backs it up."""
         return self._user_folder(self.wildcards_dir_override, "wildcards")
+
+    @property
+    def styles_dir(self) -> Path:
+        """The user's prompt style files (A1111's CSV, Fooocus's JSON, YAML): GATOR_STYLES_DIR, else
+        <GATOR_MODELS_DIR>/styles, else styles/ in the project folder (engine/styles.py)."""
+        return self._user_folder(self.styles_dir_override, "styles")
 
     def _user_folder(self, override: Path | None, name: str) -> Path:
         """A folder of the user's files: the one the environment names, else `name` beside the models, else `name`

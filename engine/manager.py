@@ -43,6 +43,7 @@ from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unkno
 from .result import ImageResult, error_result
 from .router import Router
 from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
+from .styles import StyleLibrary
 from .wildcards import Wildcards, has_variants
 from .workflows import WorkflowError
 from .xyz_plot import plan_plot, stream_plot
@@ -75,6 +76,8 @@ class AIModelManager:
         self._managed_options = managed_options or {}  # ManagedComfyUI's ports / timing (tests)
         # `__name__` in a prompt: the user's wildcard files, then the ones the app ships (engine/wildcards.py)
         self.wildcards = Wildcards([self.settings.wildcards_dir, PRESETS_DIR / "wildcards"])
+        # prompt styles: the app's, then the user's (the styles folder, A1111's styles.csv, Fooocus's sdxl_styles/)
+        self.styles = StyleLibrary(PRESETS_DIR / "styles.yaml", self.settings.styles_dir, self.settings.model_roots)
 
     # -- start-up ------------------------------------------------------------------------------
     async def initialize_models(self) -> dict[str, Any]:
@@ -285,6 +288,15 @@ class AIModelManager:
         """The wildcards a prompt can name as `__name__` (the user's wildcards folder and presets/wildcards)."""
         return self.wildcards.names()
 
+    def available_styles(self) -> list[str]:
+        """The prompt styles by name, "None" first, then the app's and the user's (engine/styles.py)."""
+        return self.styles.names()
+
+    def styled(self, style: Any, prompt: str, negative_prompt: str) -> tuple[str, str]:
+        """The prompt and negative prompt with the styles `style` names applied in order (one name, a list, or
+        "None"); InvalidRequest for an unknown style."""
+        return self.styles.apply(style, prompt, negative_prompt)
+
     def available_workflows(self) -> list[str]:
         """The user's ComfyUI workflows a request can name (the workflows folder's *.json, by file name)."""
         return list_workflows(self.settings.workflows_dir)
@@ -362,10 +374,13 @@ class AIModelManager:
             "workflows": self.available_workflows(),
             "wildcards": self.available_wildcards(),
             "wildcards_dir": str(self.settings.wildcards_dir),
+            "styles": self.available_styles()[1:],
+            "styles_dir": str(self.settings.styles_dir),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
-            + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else []),
+            + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else [])
+            + self.styles.problems(),
             "output_dir": str(self.settings.output_dir),
             "model_folders": [str(root) for root in self.settings.model_roots],
             "comfyui_dir": str(self.settings.comfyui_dir) if self.settings.comfyui_dir else None,

@@ -7,7 +7,7 @@
 """
 
 import asyncio
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import gradio as gr
 from gradio.data_classes import FileData
@@ -18,10 +18,10 @@ from engine.manager import AIModelManager
 from engine.png_info import png_info as read_png_info
 from engine.request import AUTO
 from engine.result import ImageResult
+from engine.styles import NO_STYLE
 
 from .api_guard import endpoint_spec, uploaded_path
 from .image_tab import GENERATE_CONCURRENCY
-from .presets import NO_STYLE, apply_style
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
 from .sessions import Jobs, TooManyJobs
@@ -43,7 +43,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              height: int | None = None, num_inference_steps: int | None = None,
                              guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                              model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                             sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                             sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                              batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                              vae: str = P.VAE.default, hires_scale: float = P.HIRES_SCALE.default,
                              hires_strength: float = P.HIRES_STRENGTH.default, hires_steps: int = P.HIRES_STEPS.default,
@@ -56,7 +56,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's
         (`steps` and `guidance` are accepted for num_inference_steps and guidance_scale). `loras` lists LoRAs
         as [{"name": "detail", "weight": 0.8}] (names as /status lists them); a `<lora:name:weight>` tag in
-        the prompt does the same. `vae` names a VAE file (as /status lists them) to decode with, or auto.
+        the prompt does the same. `style` names a prompt style, or lists several applied in order (as /status
+        lists them: the app's and yours). `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
         `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
@@ -71,7 +72,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         """
         values = sized(model, width, height, num_inference_steps if num_inference_steps is not None else steps)
         values[P.GUIDANCE.name] = guidance_scale if guidance_scale is not None else guidance
-        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        styled, negative = styles_applied(style, prompt, negative_prompt)
         return await image_job(request, lambda cancel: manager.generate_image(
             styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
@@ -84,6 +85,14 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         """Width, height and steps as given, those left empty the model's defaults."""
         given = {P.WIDTH.name: width, P.HEIGHT.name: height, P.STEPS.name: steps}
         return {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
+
+    def styles_applied(style: Any, prompt: Any, negative_prompt: str | None) -> tuple[str, str]:
+        """The prompt and negative prompt with the named styles applied (a prompt that is no text is the engine's
+        sentence to say); a gr.Error sentence for an unknown style."""
+        try:
+            return manager.styled(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        except InvalidRequest as err:
+            raise gr.Error(str(err), print_exception=False) from None
 
     async def image_job(request: gr.Request, run: Callable[[asyncio.Event], Awaitable[ImageResult]]) \
             -> tuple[FileData, dict]:
@@ -103,7 +112,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        height: int | None = None, num_inference_steps: int | None = None,
                        guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                        model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                       sampler: str = P.SAMPLER.default, style: str = NO_STYLE, loras: list[dict] | None = None,
+                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
+                       loras: list[dict] | None = None,
                        vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                        variation_seed: int = P.VARIATION_SEED.default,
                        variation_strength: float = P.VARIATION_STRENGTH.default,
@@ -116,7 +126,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         Y on the left, Z values side by side; its text A1111's "X Type: ..., X Values: ...") and its dict, whose
         "batch" lists every cell's dict (each image saved with its own parameters) in A1111's order, X fastest."""
         values = {**sized(model, width, height, num_inference_steps), P.GUIDANCE.name: guidance_scale}
-        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        styled, negative = styles_applied(style, prompt, negative_prompt)
         return await image_job(request, lambda cancel: manager.xyz_plot(
             styled if isinstance(prompt, str) else prompt, x_type, x_values, y_type, y_values, z_type, z_values,
             negative_prompt=negative, seed=P.seed_input(seed), model=model or AUTO,
@@ -129,7 +139,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       width: int | None = None, height: int | None = None, num_inference_steps: int | None = None,
                       guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                       model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                      sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                      sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                       request: gr.Request = None) -> tuple[FileData, dict]:
@@ -150,7 +160,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       resize_mode: str = P.RESIZE_MODE.default, width: int | None = None, height: int | None = None,
                       num_inference_steps: int | None = None, guidance_scale: float | None = P.GUIDANCE.default,
                       seed: int = P.SEED.default, model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                      sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                      sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                       request: gr.Request = None) -> tuple[FileData, dict]:
@@ -181,7 +191,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                          width: int | None = None, height: int | None = None, num_inference_steps: int | None = None,
                          guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
                          model: str = P.MODEL.default, backend: str = P.BACKEND.default,
-                         sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                         sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                          batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                          vae: str = P.VAE.default, init_image: FileData | None = None,
                          strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
@@ -215,7 +225,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                                width: int | None = None, height: int | None = None,
                                num_inference_steps: int = P.STEPS.default,
                                guidance_scale: float | None = P.GUIDANCE.default, seed: int = P.SEED.default,
-                               model: str = P.MODEL.default, sampler: str = P.SAMPLER.default, style: str = NO_STYLE,
+                               model: str = P.MODEL.default, sampler: str = P.SAMPLER.default,
+                               style: str | list[str] = NO_STYLE,
                                batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                                init_image: FileData | None = None, strength: float = P.STRENGTH.default,
                                request: gr.Request = None) -> tuple[FileData, dict]:
@@ -246,7 +257,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                   **values: object) -> tuple[FileData, dict]:
         """One image request of the endpoints that take pictures (uploads only, already checked): styled, run as the
         caller's job, its PNG and dict or the engine's sentence."""
-        styled, negative = apply_style(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+        styled, negative = styles_applied(style, prompt, negative_prompt)
         steps = {P.STEPS.name: num_inference_steps} if num_inference_steps is not None else {}
         return await image_job(request, lambda cancel: manager.generate_image(
             styled if isinstance(prompt, str) else prompt, negative, cancel=cancel, previews=False,

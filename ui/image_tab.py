@@ -34,7 +34,7 @@ from .image_options import (CONTROLNET_INPUTS, HIRES_INPUTS, INPAINT_INPUTS, PLO
 from .job_queue import JobQueue, QueueFull
 from .models import model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
-from .presets import CUSTOM_SIZE, NO_STYLE, apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
+from .presets import CUSTOM_SIZE, aspect_ratios, quality_presets, size_for_aspect
 from .preview import display_preview
 from .queue_panel import layout_queue_panel
 from .session_history import SessionHistories
@@ -313,8 +313,8 @@ class ImageTabHandlers:
         batch = args["batch"]
         count = _number(batch) if batch not in (None, "") else 1
         count = count if isinstance(count, int) and not args.get("plot") else 1  # a plot: one image per cell
-        styled, negative_styled = apply_style(args["style"], args["prompt"] or "", args["negative"] or "")
         try:
+            styled, negative_styled = self.manager.styled(args["style"], args["prompt"] or "", args["negative"] or "")
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
@@ -365,7 +365,7 @@ class ImageTabHandlers:
                             yield update
                 if cancel.is_set():
                     yield {c["progress"]: STOPPED, c["image"]: last_path}
-        except TooManyJobs as err:
+        except (TooManyJobs, InvalidRequest) as err:  # too many jobs, a style file gone since the page loaded
             gr.Warning(str(err))
             yield {c["progress"]: failure_line(str(err))}
         except asyncio.CancelledError:
@@ -562,7 +562,7 @@ class ImageTabHandlers:
             return {note: f"Could not read the parameters of {name}."}
         if not params:
             return {note: f"{name} carries no generation parameters."}
-        update: dict[Any, Any] = {c["style"]: NO_STYLE, c["aspect"]: CUSTOM_SIZE,  # what an image records
+        update: dict[Any, Any] = {c["style"]: [], c["aspect"]: CUSTOM_SIZE,  # what an image records
                                   c["clip_skip"]: P.CLIP_SKIP.default,  # none of, it used none of
                                   c["variation_strength"]: P.VARIATION_STRENGTH.default}
         for param, component in self.param_components.items():
@@ -710,7 +710,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
                                   elem_id="negative-prompt")
             with gr.Row():
-                style = gr.Dropdown(list(styles()), value=NO_STYLE, label="Style", elem_id="style")
+                style = gr.Dropdown(manager.available_styles()[1:], value=[], multiselect=True, label="Styles",
+                                    elem_id="style")  # the app's, then yours (A1111's styles.csv, Fooocus's)
                 quality = gr.Dropdown(list(quality_presets()), value=None, label="Quality preset",
                                       elem_id="quality")
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,

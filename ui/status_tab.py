@@ -198,8 +198,9 @@ def _render_bottom(status: dict[str, Any]) -> str:
     extras = [(title, status.get(key) or []) for key, title in
               (("upscalers", "upscalers"), ("vaes", "VAEs"), ("workflows", "ComfyUI workflows"))]
     extras.append(("wildcards", [f"__{name}__" for name in status.get("wildcards") or []]))
+    extras.append(("styles", status.get("styles") or []))
     if any(names for _, names in extras):  # what else a request can name: Upscale, Hires fix, VAE, workflow lists
-        out.append('<h3 id="status-extras-section">Upscalers, VAEs, workflows and wildcards</h3>')
+        out.append('<h3 id="status-extras-section">Upscalers, VAEs, workflows, wildcards and styles</h3>')
         out.append(_table(["kind", "names"], [[
             _e(title), ", ".join(f"<code>{_e(name)}</code>" for name in names) or "none",
         ] for title, names in extras], "status-extras"))
@@ -215,6 +216,9 @@ def _render_bottom(status: dict[str, Any]) -> str:
     folders += [["model files", f"<code>{_e(folder)}</code>"] for folder in status.get("model_folders") or []]
     if status.get("wildcards_dir"):
         folders.append(["wildcards (one option a line in NAME.txt)", f"<code>{_e(status['wildcards_dir'])}</code>"])
+    if status.get("styles_dir"):
+        folders.append(["styles (A1111's styles.csv, Fooocus's JSON, YAML; also styles*.csv and sdxl_styles/ in the "
+                        "model folders)", f"<code>{_e(status['styles_dir'])}</code>"])
     if status.get("comfyui_dir"):
         folders.append(["ComfyUI install (COMFYUI_DIR)", f"<code>{_e(status.get('comfyui_dir'))}</code>"])
     out.append(_table(["what", "where"], folders, "status-folders"))

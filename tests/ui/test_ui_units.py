@@ -13,7 +13,7 @@ from ui.badge import badge_html
 from ui.launcher import parse_args, parse_auth, serve
 from ui.image_options import saved_hires, saved_plot
 from ui.models import model_choices
-from ui.presets import apply_style, aspect_ratios, quality_presets, size_for_aspect, styles
+from ui.presets import aspect_ratios, quality_presets, size_for_aspect
 from ui.preview import display_preview
 from ui.serialize import api_safe
 from ui.session_history import SessionHistories
@@ -37,11 +37,6 @@ def test_ui_never_imports_torch_diffusers_or_httpx():
 
 
 def test_presets_load_and_apply():
-    assert list(styles())[0] == "None" and "Cinematic" in styles()
-    assert apply_style("None", "a fox", "") == ("a fox", "")
-    prompt, negative = apply_style("Cinematic", "  a fox ", "blurry")
-    assert prompt.startswith("cinematic film still of a fox") and negative.startswith("blurry, ")
-    assert apply_style("Cinematic", "", "x") == ("", "x")  # an empty prompt stays empty: the engine says so
     assert all(v["steps"] > 0 for v in quality_presets().values())
     assert "16:9 widescreen" in aspect_ratios()
 

@@ -1,0 +1,153 @@
+"""Prompt styles: the app's (presets/styles.yaml) and the user's own, applied as A1111 applies them.
+
+A style has a prompt and a negative prompt. Where its text holds `{prompt}` the user's text takes that place;
+otherwise the style's text is added after the user's, joined by ", " (A1111's `merge_prompts`), and a negative
+prompt's terms are added only where the user's does not have them yet. Several styles apply in the order chosen.
+
+The user's styles are read where AUTOMATIC1111 and Fooocus keep theirs, in any model folder (`--models-dir` an A1111
+or Fooocus install): A1111's `styles*.csv` (columns name, prompt, negative_prompt) at the folder's top, Fooocus's
+`sdxl_styles/*.json` (a list of {"name", "prompt", "negative_prompt"}); and every `.csv`, `.json` or `.yaml` in the
+styles folder (GATOR_STYLES_DIR, else <GATOR_MODELS_DIR>/styles, else styles/). A user's style with the name of one
+of the app's takes its place.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from .errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+NO_STYLE = "None"
+PLACEHOLDER = "{prompt}"
+LIST_TTL_S = 5.0  # the files are read again after this long (a style file added while the app runs shows up)
+A1111_FILES = "styles*.csv"  # at the top of an A1111 install
+FOOOCUS_FILES = "sdxl_styles/*.json"  # in a Fooocus install
+STYLE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")  # in the styles folder
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style: its name, prompt and negative prompt (either may hold {prompt}), and the file it came from."""
+
+    name: str
+    prompt: str = ""
+    negative: str = ""
+    source: str = ""
+
+
+def merge_prompt(style_text: str, text: str) -> str:
+    """A1111's merge: the style's text with `text` at {prompt}, or after `text` joined by ", "."""
+    if PLACEHOLDER in style_text:
+        return style_text.replace(PLACEHOLDER, text.strip())
+    return ", ".join(part for part in (text.strip(), style_text.strip()) if part)
+
+
+def merge_negative(negative: str, extra: str) -> str:
+    """`negative` with the style's negative merged in: at {prompt} when it has one, else its terms (split at
+    commas) that `negative` does not have yet (compared without case), so no term comes twice."""
+    if PLACEHOLDER in extra:
+        return merge_prompt(extra, negative)
+    have = {term.strip().lower() for term in negative.split(",") if term.strip()}
+    added = []
+    for term in (term.strip() for term in extra.split(",")):
+        if term and term.lower() not in have:
+            have.add(term.lower())
+            added.append(term)
+    kept = negative.strip().rstrip(",").strip()
+    return ", ".join([kept, *added] if kept else added) if added else negative
+
+
+def apply_styles(styles: Sequence[Style], prompt: str, negative: str) -> tuple[str, str]:
+    """The prompt and negative prompt with each style applied in turn; an empty prompt stays empty (the engine's
+    sentence asks for one)."""
+    if not prompt.strip():
+        return prompt, negative
+    for style in styles:
+        prompt = merge_prompt(style.prompt, prompt) if style.prompt else prompt
+        negative = merge_negative(negative, style.negative) if style.negative else negative
+    return prompt, negative
+
+
+def chosen_names(value: Any) -> list[str]:
+    """The style names a value asks for: one name, a list of names, or none ("None", empty)."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    return [str(name).strip() for name in names if str(name).strip() and str(name).strip() != NO_STYLE]
+
+
+def _read(path: Path) -> list[Style]:
+    """The styles of one file (A1111's CSV, a JSON list as Fooocus's, or a YAML mapping as presets/styles.yaml)."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".csv":
+        return [Style(row["name"].strip(), row.get("prompt") or "", row.get("negative_prompt") or "", str(path))
+                for row in csv.DictReader(text.splitlines()) if (row.get("name") or "").strip()]
+    if path.suffix == ".json":
+        entries = json.loads(text)
+        return [Style(str(entry["name"]).strip(), str(entry.get("prompt") or ""),
+                      str(entry.get("negative_prompt") or ""), str(path))
+                for entry in entries if isinstance(entry, dict) and str(entry.get("name") or "").strip()]
+    entries = yaml.safe_load(text) or {}
+    return [Style(str(name), str((spec or {}).get("prompt") or ""), str((spec or {}).get("negative") or ""),
+                  str(path)) for name, spec in entries.items() if str(name) != NO_STYLE]
+
+
+class StyleLibrary:
+    """The styles of the app's file and of the user's files, by name; read again after LIST_TTL_S."""
+
+    def __init__(self, builtin: Path, styles_dir: Path | None, model_roots: Iterable[Path] = ()) -> None:
+        self.builtin, self.styles_dir, self.model_roots = Path(builtin), styles_dir, [Path(p) for p in model_roots]
+        self._read: tuple[float, dict[str, Style], list[str]] | None = None
+
+    def files(self) -> list[Path]:
+        """The user's style files, in the order they are read."""
+        found: list[Path] = []
+        if self.styles_dir is not None and Path(self.styles_dir).is_dir():
+            found += sorted(p for p in Path(self.styles_dir).iterdir() if p.suffix.lower() in STYLE_SUFFIXES)
+        for root in self.model_roots:
+            if root.is_dir():
+                found += sorted(root.glob(A1111_FILES)) + sorted(root.glob(FOOOCUS_FILES))
+        return found
+
+    def _load(self) -> tuple[dict[str, Style], list[str]]:
+        read = self._read
+        if read is not None and time.monotonic() - read[0] <= LIST_TTL_S:
+            return read[1], read[2]
+        styles: dict[str, Style] = {style.name: style for style in _read(self.builtin)}
+        problems: list[str] = []
+        for path in self.files():
+            try:
+                styles.update({style.name: style for style in _read(path)})
+            except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, csv.Error) as err:
+                problems.append(f"The style file {path} could not be read ({err}).")
+                logger.warning("style file %s could not be read: %s", path, err)
+        self._read = (time.monotonic(), styles, problems)
+        return styles, problems
+
+    def names(self) -> list[str]:
+        """"None", then every style's name (the app's first)."""
+        return [NO_STYLE, *self._load()[0]]
+
+    def problems(self) -> list[str]:
+        """A sentence per style file that could not be read."""
+        return list(self._load()[1])
+
+    def chosen(self, value: Any) -> list[Style]:
+        """The styles `value` names (see `chosen_names`); InvalidRequest naming an unknown one."""
+        styles = self._load()[0]
+        unknown = [name for name in chosen_names(value) if name not in styles]
+        if unknown:
+            raise InvalidRequest(f"Unknown style {unknown[0]!r}; the styles are listed in the Style box (and by "
+                                 f"/status), e.g. {', '.join(list(styles)[:4])}.")
+        return [styles[name] for name in chosen_names(value)]
+
+    def apply(self, value: Any, prompt: str, negative: str) -> tuple[str, str]:
+        """The prompt and negative prompt with the styles `value` names applied."""
+        return apply_styles(self.chosen(value), prompt, negative)

@@ -1,0 +1,71 @@
+"""Prompt styles in the browser and the API: the Styles box offers the app's styles and the user's own (here an
+A1111 styles.csv at the top of the models folder), several apply in the order chosen, Reuse clears them (the
+saved prompt already holds them), /generate_image takes one name or a list, and an unknown style is a sentence."""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pytest
+from gradio_client import Client
+
+from engine.config import Settings
+from engine.outputs import read_parameters
+from tests.ui.conftest import (RunningApp, fill_image_form, needs_chromium, open_app, send_first_result, start_app,
+                               stop_app, wait_progress)
+
+CSV = 'name,prompt,negative_prompt\nMoody,"{prompt}, moody, low key lighting","bright, blurry"\n'
+SMALL = dict(width=64, height=64, num_inference_steps=1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def styles_app(tmp_path_factory, tiny_model_dir) -> Iterator[RunningApp]:
+    models = tmp_path_factory.mktemp("a1111-install")
+    (models / "styles.csv").write_text(CSV, encoding="utf-8")
+    app = start_app(Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path_factory.mktemp("out"),
+                             tiny_model_dir=tiny_model_dir, models_dir=models))
+    yield app
+    stop_app(app)
+
+
+def pick_style(page, name: str) -> None:
+    """Type the style's name in the Styles box (the list narrows to it) and take it."""
+    box = page.locator("#style input")
+    box.click()
+    box.fill(name)
+    option = page.locator("#style").get_by_role("option", name=name, exact=True)
+    option.wait_for()
+    box.press("Enter")
+    page.locator("#style .token", has_text=name).wait_for()
+
+
+@needs_chromium
+def test_two_styles_apply_in_the_order_chosen_and_reuse_clears_them(ui_page, styles_app):
+    page = ui_page
+    open_app(page, styles_app.url)
+    fill_image_form(page, "a fox", steps=1, seed=3)
+    page.locator("#negative-prompt textarea").fill("blurry")
+    pick_style(page, "Moody")
+    pick_style(page, "Watercolor")
+    page.click("#generate")
+    wait_progress(page, "Done")
+    details = page.locator("#result-details").inner_text()
+    saved = read_parameters(re.search(r"Saved to (\S+\.png)", details).group(1))
+    assert saved["prompt"] == "watercolor painting of a fox, moody, low key lighting, soft washes, paper texture, " \
+                              "delicate brush strokes", saved["prompt"]
+    assert saved["negative_prompt"] == "blurry, bright, photograph, 3d render, harsh edges", saved["negative_prompt"]
+    send_first_result(page, "reuse-parameters", "loaded into the settings")
+    assert page.locator("#style .token").count() == 0  # the prompt it brings back is already styled
+    assert page.locator("#prompt textarea").input_value().startswith("watercolor painting of a fox, moody")
+
+
+def test_the_api_takes_a_name_or_a_list_and_says_what_is_unknown(styles_app):
+    client = Client(styles_app.url, verbose=False)
+    _, info = client.predict("a fox", style="Moody", api_name="/generate_image", **SMALL)
+    assert info["prompt"] == "a fox, moody, low key lighting" and info["negative_prompt"] == "bright, blurry"
+    _, info = client.predict("a fox", style=["Moody", "Cinematic"], api_name="/generate_image", **SMALL)
+    assert info["prompt"].startswith("cinematic film still of a fox, moody, low key lighting")
+    with pytest.raises(Exception, match="Unknown style 'Vaporwave'"):
+        client.predict("a fox", style="Vaporwave", api_name="/generate_image", **SMALL)
+    status = client.predict(api_name="/status")
+    assert "Moody" in status["styles"] and "Cinematic" in status["styles"] and "None" not in status["styles"]

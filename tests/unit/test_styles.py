@@ -1,0 +1,72 @@
+"""Prompt styles: A1111's merge ({prompt} or ", " after), several in order, negative terms never twice; the app's
+styles and the user's own files (A1111's styles.csv at an install's top, Fooocus's sdxl_styles/*.json, the styles
+folder), a user's style taking the place of the app's of that name, a broken file a notice, an unknown name a
+sentence."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.config import PRESETS_DIR
+from engine.errors import InvalidRequest
+from engine import styles as styles_module
+from engine.styles import NO_STYLE, Style, StyleLibrary, apply_styles, chosen_names
+
+CSV = '''name,prompt,negative_prompt
+"Moody","{prompt}, moody, low key lighting","bright, overexposed"
+Film grain,"film grain, 35mm",
+"Cinematic","my cinematic {prompt}","lowres, text"
+,"nameless row",
+'''
+FOOOCUS = [{"name": "Fooocus Sharp", "prompt": "cinematic still {prompt} . emotional, harmonious",
+            "negative_prompt": "anime, cartoon"},
+           {"name": "sai-anime", "prompt": "anime artwork {prompt} . anime style", "negative_prompt": "photo"}]
+
+
+def library(tmp_path) -> StyleLibrary:
+    a1111, fooocus, own = tmp_path / "stable-diffusion-webui", tmp_path / "Fooocus", tmp_path / "styles"
+    a1111.mkdir()
+    (a1111 / "styles.csv").write_text(CSV, encoding="utf-8")
+    (fooocus / "sdxl_styles").mkdir(parents=True)
+    (fooocus / "sdxl_styles" / "sdxl_styles_fooocus.json").write_text(json.dumps(FOOOCUS), encoding="utf-8")
+    own.mkdir()
+    (own / "mine.yaml").write_text("Noir:\n  prompt: 'black and white photo of {prompt}'\n  negative: colour\n")
+    return StyleLibrary(PRESETS_DIR / "styles.yaml", own, [a1111, fooocus])
+
+
+def test_a1111s_merge_and_several_styles_in_order():
+    frame = Style("frame", "a painting of {prompt}", "photo, blurry")
+    grain = Style("grain", "film grain", "blurry, noise")
+    assert apply_styles([frame], "  a fox ", "") == ("a painting of a fox", "photo, blurry")
+    assert apply_styles([frame, grain], "a fox", "lowres") == ("a painting of a fox, film grain",
+                                                               "lowres, photo, blurry, noise")
+    assert apply_styles([grain, frame], "a fox", "Blurry") == ("a painting of a fox, film grain", "Blurry, noise, photo")
+    assert apply_styles([Style("n", "", "{prompt}, ugly")], "a fox", "lowres") == ("a fox", "lowres, ugly")
+    assert apply_styles([frame], " ", "x") == (" ", "x")  # an empty prompt stays empty: the engine says so
+    assert chosen_names("None") == [] and chosen_names(["Moody", " ", "Film grain"]) == ["Moody", "Film grain"]
+    assert chosen_names("Cinematic") == ["Cinematic"] and chosen_names(None) == []
+
+
+def test_the_apps_and_the_users_styles(tmp_path):
+    found = library(tmp_path)
+    names = found.names()
+    assert names[0] == NO_STYLE and names.index("Photographic") < names.index("Moody")  # the app's first
+    assert {"Moody", "Film grain", "Fooocus Sharp", "sai-anime", "Noir", "Watercolor"} <= set(names)
+    assert "" not in names and found.problems() == []
+    assert found.apply("Cinematic", "a fox", "") == ("my cinematic a fox", "lowres, text")  # yours wins
+    assert found.apply(["Moody", "Film grain"], "a fox", "blurry") == (
+        "a fox, moody, low key lighting, film grain, 35mm", "blurry, bright, overexposed")
+    assert found.apply(["sai-anime"], "a fox", "") == ("anime artwork a fox . anime style", "photo")
+    assert found.apply(["Noir"], "a fox", "") == ("black and white photo of a fox", "colour")
+    with pytest.raises(InvalidRequest, match="Unknown style 'Vaporwave'"):
+        found.apply(["Moody", "Vaporwave"], "a fox", "")
+
+
+def test_a_broken_file_is_a_notice_and_new_files_show_up(tmp_path, monkeypatch):
+    found = library(tmp_path)
+    monkeypatch.setattr(styles_module, "LIST_TTL_S", 0.0)
+    (tmp_path / "styles" / "broken.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "styles" / "more.csv").write_text("name,prompt,negative_prompt\nLate,{prompt} at dusk,\n")
+    assert "Late" in found.names() and "Moody" in found.names()
+    assert len(found.problems()) == 1 and "broken.json could not be read" in found.problems()[0]
