@@ -11,6 +11,10 @@ from .compiled import COMPILE_MODES, COMPILE_SCOPES, CompileOptions, parse_compi
 from .limits import Limits
 from .precision import dtype_problem
 
+# step previews: auto is a TAESD decoder on a GPU when one is in a VAE-approx folder (on the CPU it costs 0.8 s a step
+# at 512 px, bench/preview_cost.py), else the linear projection; taesd wherever its decoder is; projection always
+PREVIEW_METHODS = ("auto", "taesd", "projection")
+
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRESETS_DIR = PROJECT_ROOT / "presets"
@@ -97,6 +101,7 @@ class Settings:
     compile_sizes: str = ""  # GATOR_COMPILE_SIZES: "1024x1024,832x1216" compiled at load; empty: the model's native size
     compile_scope: str = "unet"  # GATOR_COMPILE_SCOPE: unet (the whole UNet) or blocks (its repeated transformer blocks)
     dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
+    previews: str = "auto"  # GATOR_PREVIEWS: one of PREVIEW_METHODS
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
     # run with model CPU offload
     gpu_memory_gb: float | None = None
@@ -137,6 +142,7 @@ class Settings:
             compile_sizes=(env.get("GATOR_COMPILE_SIZES") or "").strip(),
             compile_scope=(env.get("GATOR_COMPILE_SCOPE") or "unet").strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
+            previews=(env.get("GATOR_PREVIEWS") or "auto").strip().lower(),
             gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
             devices=(env.get("GATOR_DEVICES") or "").strip().lower(),
         )
@@ -146,6 +152,8 @@ class Settings:
         if settings.compile_scope not in COMPILE_SCOPES:
             raise ValueError(f"GATOR_COMPILE_SCOPE must be one of {', '.join(COMPILE_SCOPES)} "
                              f"(got {settings.compile_scope!r}).")
+        if settings.previews not in PREVIEW_METHODS:
+            raise ValueError(f"GATOR_PREVIEWS must be one of {', '.join(PREVIEW_METHODS)} (got {settings.previews!r}).")
         problem = dtype_problem(settings.dtype) or devices_problem(settings.devices)
         if problem:
             raise ValueError(problem)

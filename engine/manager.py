@@ -378,6 +378,7 @@ class AIModelManager:
             "styles_dir": str(self.settings.styles_dir),
             "vaes": self.available_vaes(),
             "upscalers": self.available_upscalers(),
+            "preview_decoders": local.details.get("preview_decoders") or [],
             "notices": [notice for st in states for notice in st.details.get("notices") or []]
             + ([self._leftovers.notice] if self._leftovers is not None and self._leftovers.found else [])
             + self.styles.problems(),

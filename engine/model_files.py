@@ -8,9 +8,10 @@ family) in A1111's `models/ESRGAN` and `models/RealESRGAN` and ComfyUI's `models
 found is classified by its header. A diffusers component folder (config.json beside
 diffusion_pytorch_model.safetensors, as a diffusers ControlNet comes) is listed under the folder's name.
 
-Pickle files (`.ckpt`, `.pt`, `.pth`, `.bin`) are refused everywhere but in the upscaler folders: unpickling can
-run code, and every other kind ships as .safetensors. Upscalers are different: ESRGAN-family models are
-published almost only as `.pth`, so a `.pth` in an upscaler folder is accepted, and it is loaded with
+Pickle files (`.ckpt`, `.pt`, `.pth`, `.bin`) are refused everywhere but in the upscaler and TAESD folders: unpickling
+can run code, and every other kind ships as .safetensors. Upscalers are different: ESRGAN-family models are
+published almost only as `.pth` (so is TAESD, A1111's `models/VAE-approx` and ComfyUI's `models/vae_approx`, whose
+decoders make sharp step previews), so a `.pth` in such a folder is accepted, and it is loaded with
 `torch.load(weights_only=True)` (engine/backends/upscale_models.py), which rebuilds tensors and plain containers
 and refuses anything else in the pickle, so loading it cannot run code. Its contents are judged when it is loaded.
 """
@@ -30,16 +31,22 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT, LORA, VAE, EMBEDDING, UPSCALER, CONTROLNET = "checkpoint", "lora", "vae", "embedding", "upscaler", \
     "controlnet"
+PREVIEW_DECODER = "preview_decoder"  # TAESD's decoder: sharp step previews (engine/backends/preview_decoders.py)
 KIND_LABELS = {CHECKPOINT: "checkpoint", LORA: "LoRA", VAE: "VAE", EMBEDDING: "embedding", UPSCALER: "upscaler",
-               CONTROLNET: "ControlNet"}
+               CONTROLNET: "ControlNet", PREVIEW_DECODER: "preview decoder"}
 # folder names (case-insensitive) that say what a file below them is, as A1111 and ComfyUI name them
 KIND_FOLDERS = {"stable-diffusion": CHECKPOINT, "checkpoints": CHECKPOINT, "lora": LORA, "loras": LORA,
                 "lycoris": LORA, "vae": VAE, "embeddings": EMBEDDING, "esrgan": UPSCALER, "realesrgan": UPSCALER,
-                "upscale_models": UPSCALER, "controlnet": CONTROLNET}
+                "upscale_models": UPSCALER, "controlnet": CONTROLNET, "vae-approx": PREVIEW_DECODER,
+                "vae_approx": PREVIEW_DECODER}
+# TAESD decoders by file name (A1111's models/VAE-approx, ComfyUI's models/vae_approx): the family each decodes;
+# SD 2.x shares SD 1.5's latent space
+TAESD_DECODERS = {"taesd_decoder": ("sd15", "sd2"), "taesdxl_decoder": ("sdxl",)}
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # a diffusers component folder's weights file (and its variants)
 SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-UPSCALER_PICKLE = ".pth"  # the one pickle suffix accepted, and only in an upscaler folder (see the module's docstring)
+UPSCALER_PICKLE = ".pth"  # the one pickle suffix accepted, only in an upscaler or TAESD folder (see the docstring)
+WEIGHTS_ONLY_KINDS = (UPSCALER, PREVIEW_DECODER)  # their .pth files are loaded with torch.load(weights_only=True)
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 CONTEXT_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}  # cross-attention width -> family
 
@@ -171,6 +178,13 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
         stat = path.stat()
     except OSError as err:
         return ModelFile(path, kind_hint, None, 0, 0.0, f"{path.name} could not be read ({err.strerror or err}).")
+    if kind_hint == PREVIEW_DECODER:  # which latent space a TAESD decoder is for is in its name, not its shapes
+        families = TAESD_DECODERS.get(path.stem.lower())
+        if families is None or path.suffix.lower() not in (UPSCALER_PICKLE, *SUFFIXES):
+            return ModelFile(path, None, None, stat.st_size, stat.st_mtime,
+                             f"{path.name} is not a TAESD decoder this app uses (taesd_decoder or taesdxl_decoder, "
+                             ".pth or .safetensors).")
+        return ModelFile(path, PREVIEW_DECODER, families[0], stat.st_size, stat.st_mtime)  # read when loaded
     if kind_hint == UPSCALER and path.suffix.lower() == UPSCALER_PICKLE:
         return ModelFile(path, UPSCALER, None, stat.st_size, stat.st_mtime)  # judged when loaded (weights only)
     if path.suffix.lower() in PICKLE_SUFFIXES:

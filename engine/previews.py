@@ -1,8 +1,9 @@
-"""Latent -> RGB step previews by a linear projection (per-family factors in presets/latent_formats.yaml)."""
+"""Step previews: latents -> RGB by a linear projection (per-family factors in presets/latent_formats.yaml), or by a
+TAESD decoder when one is given (engine/backends/preview_decoders.py)."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -61,9 +62,10 @@ class StepPreviews:
     and the last one when `flush` is called (after the last step). Elsewhere (`deferred` False: the CPU, where
     nothing runs ahead) each preview is ready at once. Every step gets its preview, in order."""
 
-    def __init__(self, family: str, deferred: bool | None = None) -> None:
+    def __init__(self, family: str, deferred: bool | None = None, decode: Any = None) -> None:
         self.family = family
         self.deferred = deferred
+        self.decode = decode  # latents -> RGB bytes on their device (a TAESD decoder); None: the linear projection
         self._pending: list[tuple[int, torch.Tensor, object]] = []
         self._buffers: list[torch.Tensor] = []  # two pinned host buffers, used in turn (allocating one syncs)
         self._turn = 0
@@ -73,9 +75,9 @@ class StepPreviews:
         import torch
 
         deferred = latents.is_cuda if self.deferred is None else self.deferred
+        rgb = self.decode(latents) if self.decode is not None else _projected(latents, self.family)
         if not deferred:
-            return [*self.flush(), (step, latents_to_preview(latents, self.family))]
-        rgb = _projected(latents, self.family)
+            return [*self.flush(), (step, _image(rgb.cpu()))]
         if not self._buffers or self._buffers[0].shape != rgb.shape:
             self._buffers = [torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda) for _ in range(2)]
         host = self._buffers[self._turn]

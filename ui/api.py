@@ -119,7 +119,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        variation_strength: float = P.VARIATION_STRENGTH.default,
                        request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
-        sampler, model, lora_weight, strength, clip_skip, variation_seed or variation_strength, by these names or
+        sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength or prompt_sr (A1111's
+        Prompt S/R: the first value searched in the prompts, each value put in its place), by these names or
         A1111's; Nothing leaves an axis out) over its
         values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", "\"a name, with a comma\""). The rest as
         /generate_image, shared by every cell (one seed for all when -1). Returns the grid PNG (X labels above,

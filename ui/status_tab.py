@@ -199,8 +199,9 @@ def _render_bottom(status: dict[str, Any]) -> str:
               (("upscalers", "upscalers"), ("vaes", "VAEs"), ("workflows", "ComfyUI workflows"))]
     extras.append(("wildcards", [f"__{name}__" for name in status.get("wildcards") or []]))
     extras.append(("styles", status.get("styles") or []))
+    extras.append(("TAESD step previews", status.get("preview_decoders") or []))
     if any(names for _, names in extras):  # what else a request can name: Upscale, Hires fix, VAE, workflow lists
-        out.append('<h3 id="status-extras-section">Upscalers, VAEs, workflows, wildcards and styles</h3>')
+        out.append('<h3 id="status-extras-section">Upscalers, VAEs, workflows, wildcards, styles and previews</h3>')
         out.append(_table(["kind", "names"], [[
             _e(title), ", ".join(f"<code>{_e(name)}</code>" for name in names) or "none",
         ] for title, names in extras], "status-extras"))

@@ -16,6 +16,7 @@ from ..registry import Hardware
 from .controlnet_models import ControlNets
 from .embeddings import Embeddings
 from .lora_adapters import LoraAdapters
+from .preview_decoders import PreviewDecoders
 from .upscale_models import UpscaleModels
 from .vae_choice import VaeChoice
 
@@ -33,6 +34,7 @@ class DeviceWorker:
         self.controlnet_models = ControlNets()
         self.embeddings = Embeddings()
         self.upscale_models = UpscaleModels()
+        self.preview_decoders = PreviewDecoders()
         self.pipe: Any = None
         self.pipe_key: tuple[str, str] | None = None  # (model id, weights location) of `pipe`
         self.load_lock = threading.Lock()

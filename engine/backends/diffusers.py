@@ -20,7 +20,8 @@ from ..controlnet import control_map
 from ..precision import chosen_dtype
 from ..prompt_schedule import FIRST_PASS_STEPS
 from ..previews import StepPreviews
-from ..model_files import CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, UPSCALER, VAE, ModelFile, ModelFolders
+from ..model_files import (CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, PREVIEW_DECODER, TAESD_DECODERS,
+                           UPSCALER, VAE, ModelFile, ModelFolders)
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
                         fits, load_samplers, needs_offload)
 from ..request import GenerationRequest
@@ -71,8 +72,10 @@ class DiffusersBackend(Backend):
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
                  dtype: str = "auto", compile_options: CompileOptions = CompileOptions(),
-                 devices: Sequence[Hardware] | None = None, file_hash_cache: Any = None) -> None:
+                 devices: Sequence[Hardware] | None = None, file_hash_cache: Any = None,
+                 previews: str = "auto") -> None:
         self.hardware = hardware
+        self.preview_method = previews  # auto, taesd or projection (engine/previews.py PREVIEW_METHODS)
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
         self.pool = WorkerPool(devices or [hardware], compile_options)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
@@ -317,7 +320,9 @@ class DiffusersBackend(Backend):
                             details={"demo": best.builtin, "notices": list(self.notices),
                                      "loaded_model": self.loaded_model, "compile": self.pool[0].compiler.snapshot(),
                                      "dtype": f"{self.dtype_name} ({self.dtype_reason})",
-                                     "workers": self.pool.snapshot()})
+                                     "workers": self.pool.snapshot(),
+                                     "preview_decoders": sorted(f.path.name for f in
+                                                                self.folders.files(PREVIEW_DECODER))})
 
     def wrap_generation(self, decorator: Any) -> None:
         """Run every local generation through `decorator` (e.g. a Hugging Face ZeroGPU `spaces.GPU(...)`)."""
@@ -542,7 +547,7 @@ class DiffusersBackend(Backend):
         if req.varies and req.init_image is None and not interpolate:  # a hires pass redraws the varied image
             kwargs["latents"] = self._varied_noise(pipe, req)
 
-        step_previews = StepPreviews(spec.family) if previews else None
+        step_previews = StepPreviews(spec.family, decode=self._preview_decoder(spec, worker)) if previews else None
 
         def show(ready: list) -> None:
             for step, preview in ready:
@@ -568,6 +573,22 @@ class DiffusersBackend(Backend):
             "device": self.device_and_dtype(spec, worker)[0], "worker": self._named(worker),
             "lora_hashes": self.lora_hashes(loras),
         })
+
+    def preview_decoder_file(self, spec: ModelSpec) -> ModelFile | None:
+        """The TAESD decoder for the model's latent space in a VAE-approx folder (None: previews by the linear
+        projection; always for the tiny demo model, whose latents are its own)."""
+        if spec.builtin:
+            return None
+        return next((f for f in self.folders.files(PREVIEW_DECODER)
+                     if spec.family in TAESD_DECODERS.get(f.path.stem.lower(), ())), None)
+
+    def _preview_decoder(self, spec: ModelSpec, worker: DeviceWorker) -> Any:
+        """The TAESD decode function for previews of `spec` on `worker` (None: the linear projection): with
+        GATOR_PREVIEWS=auto only on a GPU, where it is cheap (on the CPU it costs 0.8 s a step at 512 px)."""
+        device, dtype = self.device_and_dtype(spec, worker)
+        if self.preview_method == "projection" or (self.preview_method == "auto" and device == "cpu"):
+            return None
+        return worker.preview_decoders.decoder(self.preview_decoder_file(spec), device, dtype)
 
     def _named(self, worker: DeviceWorker) -> str | None:
         """The worker a result names (its `server`): only where there are several."""
@@ -700,7 +721,8 @@ def _build(context: BackendContext) -> DiffusersBackend:
                             models_dir=settings.models_dir, tiny_dir=settings.tiny_dir,
                             model_roots=settings.model_roots, pipeline_configs=settings.pipeline_configs,
                             dtype=settings.dtype, compile_options=settings.compile_options,
-                            devices=context.devices or None, file_hash_cache=settings.file_hash_cache)
+                            devices=context.devices or None, file_hash_cache=settings.file_hash_cache,
+                            previews=settings.previews)
 
 
 register_backend(DiffusersBackend.name, _build)
