@@ -457,13 +457,13 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
             with gr.Accordion("More settings", open=False, elem_id="video-more"):
                 with gr.Row():
                     # empty boxes take the quality preset's values; the ranges are in the help text
-                    width = gr.Number(**preset_box(P.WIDTH, "Width (empty: quality preset)"), precision=0,
+                    width = gr.Number(**preset_box(P.WIDTH, "Width (0 or empty: quality preset)"), precision=0,
                                       elem_id="video-width")
-                    height = gr.Number(**preset_box(P.HEIGHT, "Height (empty: quality preset)"), precision=0,
+                    height = gr.Number(**preset_box(P.HEIGHT, "Height (0 or empty: quality preset)"), precision=0,
                                        elem_id="video-height")
-                    fps = gr.Number(**preset_box(FPS, "FPS (empty: preset)"), elem_id="video-fps")
+                    fps = gr.Number(**preset_box(FPS, "FPS (0 or empty: preset)"), elem_id="video-fps")
                 with gr.Row():
-                    steps = gr.Number(**preset_box(P.STEPS, "Steps per keyframe (empty: preset)"), precision=0,
+                    steps = gr.Number(**preset_box(P.STEPS, "Steps per keyframe (0 or empty: preset)"), precision=0,
                                       elem_id="video-steps")
                     seed = gr.Number(**{**number_box(P.SEED), "label": "Base seed"}, precision=0,
                                      elem_id="video-seed")

@@ -26,5 +26,6 @@ def number_box(param: P.Param, value: Any = None) -> dict[str, Any]:
 
 
 def preset_box(param: P.Param, label: str) -> dict[str, Any]:
-    """A number box left empty to take a preset's value: `number_box` with no value and a label saying so."""
+    """A number box left empty (Gradio shows it as 0) or at 0 to take a preset's value: `number_box` with no value
+    and a label saying so."""
     return {**number_box(param), "value": None, "label": label}
