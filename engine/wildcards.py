@@ -4,20 +4,26 @@
 different ones joined by ", " (`{1-3$$...}` one to three, `{2-$$...}` two or more, `{2$$ and $$a|b|c}` joined by
 " and ", `{2$$__color__}` two lines of one file). `__color__` picks a line of the wildcard file color.txt
 (`__people/hair__`: people/hair.txt; `__people/*__`: any file the pattern matches), from the user's wildcards
-folder or the ones presets/wildcards ships; options and lines may hold more of either. `\\{`, `\\}` and `\\|` are the
+folder or the ones presets/wildcards ships; options and lines may hold more of either. As in Dynamic Prompts, a
+YAML or JSON file holds many wildcards: a mapping's keys name them (`hair: {short: [...]}` is `__hair/short__`,
+under the file's folder; the file's own name is not part of it), a plain list is the file's name, and an entry may
+carry a weight (`"2::red"`, or `{text: red, weight: 2}`). `\\{`, `\\}` and `\\|` are the
 characters themselves. The picks follow the image's seed, so one seed gives the same prompt again and each image
 of a batch (seed + 1, ...) gets its own.
 """
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import random
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
+
+import yaml
 
 from .errors import InvalidRequest
 
@@ -25,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 WILDCARD = re.compile(r"__([\w\-./*]+?)__")  # "*" matches several files: __colors*__, __people/*__
 SUFFIX = ".txt"
+STRUCTURED_SUFFIXES = (".yaml", ".yml", ".json")  # many wildcards in one file, named by its keys
 MAX_DEPTH = 10  # options and wildcard lines inside each other; deeper is a loop (a file naming itself)
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_CHARS = 100_000  # what one expansion may grow to before the prompt limit (engine/limits.py) is checked
@@ -57,23 +64,98 @@ class Expansion:
     negative_template: str | None = None
 
 
+Entries = list[tuple[str, float]]  # a wildcard's options and their weights
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a wildcard's options are: a text file (one a line), or a list in a YAML or JSON file (its `entries`)."""
+
+    path: Path
+    entries: tuple[tuple[str, float], ...] | None = None
+
+    @property
+    def shown(self) -> str:
+        """The file as a sentence names it."""
+        return self.path.name
+
+
+def _entries(items: list[Any]) -> Entries:
+    """A YAML/JSON list's options as Dynamic Prompts reads them: text, "2::text", or {text|content, weight}."""
+    out: Entries = []
+    for item in items:
+        if isinstance(item, dict):
+            text, weight = str(item.get("text") or item.get("content") or ""), float(item.get("weight", 1))
+        elif isinstance(item, (str, int, float)) and str(item).strip():
+            text, weight = str(item), 1.0
+            found = WEIGHT.match(text)
+            if found and text[0].isdigit():
+                text, weight = text[found.end():], float(found.group(1))
+        else:
+            continue
+        if text.strip():
+            out.append((text.strip(), weight))
+    return out
+
+
+def _structured(path: Path, prefix: str) -> Iterator[tuple[str, Source]]:
+    """The wildcards of one YAML or JSON file (names under `prefix`, its folder); a file that cannot be read is
+    logged and left out."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        logger.warning("The wildcard file %s could not be read: %s", path, err)
+        return
+
+    def walk(node: Any, keys: tuple[str, ...]) -> Iterator[tuple[str, Source]]:
+        for key, value in node.items():
+            if isinstance(value, list):
+                yield prefix + "/".join((*keys, str(key))), Source(path, tuple(_entries(value)))
+            elif isinstance(value, dict):
+                yield from walk(value, (*keys, str(key)))
+    if isinstance(data, dict):
+        yield from walk(data, ())
+    elif isinstance(data, list):
+        yield prefix + path.stem, Source(path, tuple(_entries(data)))
+
+
 class Wildcards:
     """The wildcard files of `folders` (the first folder holding a name wins) and the expansion of prompts."""
 
     def __init__(self, folders: Iterable[Path | None]) -> None:
         self.folders = [Path(folder) for folder in folders if folder]
         self._listed: tuple[float, list[str]] | None = None  # (when, names) of the last walk `names` made
+        self._parsed: dict[Path, tuple[tuple[int, float], list[tuple[str, Source]]]] = {}  # YAML/JSON, by stamp
 
-    def files(self) -> dict[str, Path]:
-        """Each wildcard's name ("color", "people/hair") and its file."""
-        found: dict[str, Path] = {}
+    def files(self) -> dict[str, Source]:
+        """Each wildcard's name ("color", "people/hair") and where its options are."""
+        found: dict[str, Source] = {}
         for folder in self.folders:
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.rglob(f"*{SUFFIX}")):
-                name = path.relative_to(folder).with_suffix("").as_posix()
-                found.setdefault(name, path)
+            for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (SUFFIX, *STRUCTURED_SUFFIXES)):
+                if path.suffix.lower() == SUFFIX:
+                    found.setdefault(path.relative_to(folder).with_suffix("").as_posix(), Source(path))
+                    continue
+                for name, source in self._structured(path, folder):
+                    found.setdefault(name, source)
         return dict(sorted(found.items()))
+
+    def _structured(self, path: Path, folder: Path) -> list[tuple[str, Source]]:
+        """A YAML/JSON file's wildcards, read again only when the file changes."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return []
+        stamp = (stat.st_size, stat.st_mtime)
+        known = self._parsed.get(path)
+        if known is None or known[0] != stamp:
+            parent = path.parent.relative_to(folder).as_posix()
+            known = self._parsed[path] = (stamp, list(_structured(path, "" if parent == "." else parent + "/")))
+        return known[1]
 
     def names(self) -> list[str]:
         """The wildcards a prompt may name, sorted (walked again after NAMES_TTL_S; expansion always walks)."""
@@ -98,9 +180,9 @@ class Wildcards:
 class _Expander:
     """One prompt's expansion: its own random stream over the wildcard files found for the request."""
 
-    def __init__(self, files: dict[str, Path], rng: random.Random) -> None:
+    def __init__(self, files: dict[str, Source], rng: random.Random) -> None:
         self.files, self.rng = files, rng
-        self.lines: dict[str, list[str]] = {}
+        self.lines: dict[str, Entries] = {}
         self.size = 0
 
     def run(self, text: str, depth: int) -> str:
@@ -121,7 +203,7 @@ class _Expander:
             elif char == "}":
                 raise InvalidRequest("The prompt has a '}' without its '{' (write \\} for the character itself).")
             elif (match := WILDCARD.match(text, index)) is not None:
-                out.append(self.run(self.rng.choice(self.lines_of(match.group(1))), depth + 1))
+                out.append(self.run(self.pick(self.lines_of(match.group(1))), depth + 1))
                 index = match.end()
             else:
                 out.append(char)
@@ -144,7 +226,8 @@ class _Expander:
         if count:
             whole = WILDCARD.fullmatch(options[0].strip()) if len(options) == 1 else None
             if whole:  # "{2$$__color__}": several different lines of one wildcard
-                options = list(self.lines_of(whole.group(1)))
+                options = [option if weight == 1.0 else f"{weight:g}::{option}"
+                           for option, weight in self.lines_of(whole.group(1))]
             low = int(count.group(1)) if count.group(1) else 1
             high = int(count.group(3)) if count.group(3) else len(options) if count.group(2) else low
         weights = []
@@ -164,8 +247,21 @@ class _Expander:
             picked.append(pool.pop(position)[0])  # (the last one when rounding left the point past every reach)
         return separator.join(self.run(option, depth + 1) for option in picked)
 
-    def lines_of(self, name: str) -> list[str]:
-        """The options of wildcard `name` (one a line; blank lines and # comments left out)."""
+    def pick(self, entries: Entries) -> str:
+        """One option of a wildcard: by its weights, or (every weight 1, as in text files) uniformly."""
+        if all(weight == 1.0 for _, weight in entries):
+            return self.rng.choice(entries)[0]
+        pool = [(option, weight) for option, weight in entries if weight > 0] or entries
+        point, reach = self.rng.uniform(0, sum(weight for _, weight in pool)), 0.0
+        for option, weight in pool:
+            reach += weight
+            if point <= reach:
+                return option
+        return pool[-1][0]
+
+    def lines_of(self, name: str) -> Entries:
+        """The options of wildcard `name` and their weights (a text file's: one a line, weight 1; blank lines and
+        # comments left out)."""
         if name in self.lines:
             return self.lines[name]
         if "*" in name:  # every file the pattern matches, their lines together
@@ -173,12 +269,18 @@ class _Expander:
             if matched:
                 self.lines[name] = [line for n in matched for line in self.lines_of(n)]
                 return self.lines[name]
-        path = self.files.get(name) or next((p for n, p in self.files.items() if n.lower() == name.lower()), None)
-        if path is None:
+        source = self.files.get(name) or next((p for n, p in self.files.items() if n.lower() == name.lower()), None)
+        if source is None:
             known = list(self.files)
             listed = ", ".join(known[:MAX_LISTED]) + (" ..." if len(known) > MAX_LISTED else "")
             raise InvalidRequest(f"No wildcard named {name!r}: put its options, one a line, in {name}{SUFFIX} in the "
                                  f"wildcards folder" + (f" (wildcards here: {listed})." if known else " (it is empty)."))
+        if source.entries is not None:
+            if not source.entries:
+                raise InvalidRequest(f"The wildcard {name} in {source.shown} has no options.")
+            self.lines[name] = list(source.entries)
+            return self.lines[name]
+        path = source.path
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise InvalidRequest(f"The wildcard file {name}{SUFFIX} is larger than "
@@ -190,8 +292,8 @@ class _Expander:
         lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
         if not lines:
             raise InvalidRequest(f"The wildcard file {name}{SUFFIX} has no options (one a line).")
-        self.lines[name] = lines
-        return lines
+        self.lines[name] = [(line, 1.0) for line in lines]
+        return self.lines[name]
 
 
 def _unescaped(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:

@@ -1,7 +1,9 @@
 """Wildcards and {...} options (engine/wildcards.py): picks that follow the seed, weights, counts, nesting, files
-from the user's folder before the shipped ones, escapes, and a sentence for each prompt that cannot be expanded."""
+from the user's folder before the shipped ones, YAML and JSON files of many wildcards, escapes, and a sentence for each
+prompt that cannot be expanded."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -101,3 +103,24 @@ def test_a_filled_in_prompt_escaped_means_itself_again(folder):
     filled = prompt_for(wildcards, r"a \{json\} sign, {red|blue}", 3)
     assert filled in ("a {json} sign, red", "a {json} sign, blue")
     assert prompt_for(wildcards, escaped(filled), 99) == filled
+
+
+def test_yaml_and_json_files_hold_many_wildcards_as_dynamic_prompts_reads_them(folder):
+    (folder / "packs").mkdir()
+    (folder / "packs" / "looks.yaml").write_text(
+        "hair:\n  short: [bob, pixie]\n  long:\n    - braid\n    - text: ponytail\n      weight: 0\n"
+        "eyes: [\"9::green\", \"1::grey\"]\nnote: not a list\n", encoding="utf-8")
+    (folder / "weather.json").write_text(json.dumps(["rain", "snow"]), encoding="utf-8")
+    (folder / "broken.yaml").write_text("hair: [unclosed\n", encoding="utf-8")
+    wildcards = Wildcards([folder])
+    names = wildcards.names()
+    assert {"packs/hair/short", "packs/hair/long", "packs/eyes", "weather"} <= set(names)  # the keys, under the folder
+    assert not any(name.startswith(("packs/looks", "broken", "packs/note")) for name in names)
+    assert {prompt_for(wildcards, "__packs/hair/short__", seed) for seed in range(30)} == {"bob", "pixie"}
+    assert {prompt_for(wildcards, "__packs/hair/long__", seed) for seed in range(30)} == {"braid"}  # weight 0
+    eyes = Counter(prompt_for(wildcards, "__packs/eyes__", seed) for seed in range(300))
+    assert set(eyes) == {"green", "grey"} and eyes["green"] > 5 * eyes["grey"]
+    assert {prompt_for(wildcards, "__weather__", seed) for seed in range(30)} == {"rain", "snow"}
+    assert {prompt_for(wildcards, "__packs/hair/*__", seed) for seed in range(60)} == {"bob", "pixie", "braid"}
+    two = prompt_for(wildcards, "{2$$__packs/hair/short__}", 3)
+    assert sorted(two.split(", ")) == ["bob", "pixie"]
