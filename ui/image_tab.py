@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 HISTORY_LIMIT = 100
 OUTPUTS_LIMIT = 60
 OUTPUTS_PAGE_SIZE = 24
+VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
 GENERATE_CONCURRENCY = "generate"
 
 
@@ -647,6 +648,17 @@ class ImageTabHandlers:
         return editor, gr.update(open=True), f"{Path(picked).name} is in the inpaint box: paint what to redraw."
 
     @staticmethod
+    def vary(strength: float):
+        """Fooocus's Vary, after the settings were filled from the picked image: it becomes the init image, redrawn
+        at `strength` at its own size with a new seed (the inpaint box emptied, so Generate redraws the whole)."""
+        def setup(picked: str | None):
+            if not picked or is_video(picked):
+                return (gr.skip(),) * 6 + ("Pick an image in the history (or the outputs folder) first.",)
+            return (picked, gr.update(open=True), strength, True, P.RANDOM_SEED, None,
+                    f"Varying {Path(picked).name} ({strength:g} denoising strength).")
+        return setup
+
+    @staticmethod
     def send_to_img2img(picked: str | None):
         """The picked image becomes the init image (the Image to image box opens)."""
         if not picked or is_video(picked):
@@ -796,6 +808,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 picked_download = gr.DownloadButton("Download", size="sm", elem_id="picked-download")
                 send_to_img2img = gr.Button("Send to image to image", size="sm", elem_id="send-to-img2img")
                 send_to_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="send-to-inpaint")
+                with gr.Row(equal_height=True):  # Fooocus's Vary: the picture redrawn with its own settings
+                    vary_subtle = gr.Button("Vary (subtle)", size="sm", elem_id="vary-subtle", min_width=100)
+                    vary_strong = gr.Button("Vary (strong)", size="sm", elem_id="vary-strong", min_width=100)
                 with gr.Row(equal_height=True):
                     upscaler = gr.Dropdown(upscalers, value=P.UPSCALER.default, label=P.UPSCALER.label,
                                            info=P.UPSCALER.help, elem_id="upscaler", min_width=140)
@@ -807,7 +822,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
     components = dict(
         prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
         **img2img, **inpaint, **hires, **controlnet_box, **workflow_box, **xyz, **lora_row, vae=vae,
-        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, upscale=upscale, upscaler=upscaler,
+        send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, vary_subtle=vary_subtle,
+        vary_strong=vary_strong, upscale=upscale, upscaler=upscaler,
         upscale_by=upscale_by,
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
@@ -924,6 +940,12 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                        outputs=[c["history"], c["gallery"], c["picked_info"]], api_visibility="private",
                        api_name="upscale_picked",
                        show_progress="hidden", show_progress_on=c["picked"])
+    for button, strength in (("vary_subtle", VARY_SUBTLE), ("vary_strong", VARY_STRONG)):
+        c[button].click(h.reuse, inputs=c["picked"], outputs=reused, **private).then(
+            h.vary(strength), inputs=c["picked"], outputs=[c["init_image"], c["img2img_box"], c["strength"],
+                                                           c["init_size"], c["seed"], c["mask_editor"],
+                                                           c["picked_info"]], **private).then(
+            None, js="() => { document.querySelector('#generate').click(); }")
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
