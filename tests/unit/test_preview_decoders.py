@@ -54,3 +54,11 @@ def test_model_folders_find_taesd_where_a1111_and_comfyui_keep_it(tmp_path):
     assert decoders == {"taesdxl_decoder.pth": "sdxl", "taesd_decoder.safetensors": "sd15"}
     other = next(f for f in found if f.path.name == "model.pt")
     assert other.kind is None and "not a TAESD decoder" in other.problem
+
+
+def test_the_preview_setting_is_checked_at_start():
+    from engine.config import Settings
+
+    assert Settings.from_env().previews == "auto" and Settings.from_env(previews="taesd").previews == "taesd"
+    with pytest.raises(ValueError, match="GATOR_PREVIEWS must be one of auto, taesd, projection"):
+        Settings.from_env(previews="sharp")
