@@ -2,6 +2,7 @@
 TAESD decoder when one is given (engine/backends/preview_decoders.py)."""
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ import yaml
 from PIL import Image
 
 from .config import PRESETS_DIR
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch is imported where latents exist, so engine imports stay light
     import torch
@@ -75,7 +78,7 @@ class StepPreviews:
         import torch
 
         deferred = latents.is_cuda if self.deferred is None else self.deferred
-        rgb = self.decode(latents) if self.decode is not None else _projected(latents, self.family)
+        rgb = self._decoded(latents) if self.decode is not None else _projected(latents, self.family)
         if not deferred:
             return [*self.flush(), (step, _image(rgb.cpu()))]
         if not self._buffers or self._buffers[0].shape != rgb.shape:
@@ -89,6 +92,17 @@ class StepPreviews:
         ready = self.flush()
         self._pending.append((step, host, done))
         return ready
+
+    def _decoded(self, latents: torch.Tensor) -> torch.Tensor:
+        """The decoder's preview; should it fail (out of memory on a large hires pass, latents it does not fit),
+        the projection from then on: a preview never costs the image."""
+        try:
+            return self.decode(latents)
+        except Exception as err:  # noqa: BLE001 (any failure of an optional preview)
+            logger.warning("The preview decoder failed (%s); step previews use the linear projection.",
+                           str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.decode = None
+            return _projected(latents, self.family)
 
     def flush(self) -> list[tuple[int, Image.Image]]:
         """Every started preview, waiting for its copy (done by then, or at the end of a run)."""

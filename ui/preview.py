@@ -1,4 +1,5 @@
-"""Step previews for display: the engine's previews are a pixel per latent, so scale them up crisply."""
+"""Step previews for display: the engine's previews are a pixel per latent (or, from a TAESD decoder, up to 512 px),
+so small ones are scaled up crisply."""
 from __future__ import annotations
 
 import math

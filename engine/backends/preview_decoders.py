@@ -20,6 +20,7 @@ from ..model_files import UPSCALER_PICKLE, ModelFile
 logger = logging.getLogger(__name__)
 
 Decode = Callable[[Any], Any]  # latents [B, C, h, w] -> RGB bytes [H, W, 3] on the latents' device
+MAX_PREVIEW_SIDE = 512  # a decoded preview is shrunk to this (ComfyUI's default preview size): it is only a preview
 _ENTRY = re.compile(r"^(\d+)\.(.*)$")
 
 
@@ -62,8 +63,11 @@ def load_taesd(path: Path, device: str, dtype: Any) -> Decode:
 
     def decode(latents: Any) -> Any:
         with torch.inference_mode():
-            rgb = decoder(latents[:1].to(device=device, dtype=dtype))[0]  # [-1, 1]
-        return ((rgb.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+            rgb = decoder(latents[:1].to(device=device, dtype=dtype)).float()  # [1, 3, H, W] in [-1, 1]
+            scale = MAX_PREVIEW_SIDE / max(rgb.shape[-2:])
+            if scale < 1:
+                rgb = torch.nn.functional.interpolate(rgb, scale_factor=scale, mode="area")
+        return ((rgb[0] + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
     return decode
 
 

@@ -62,3 +62,17 @@ def test_the_preview_setting_is_checked_at_start():
     assert Settings.from_env().previews == "auto" and Settings.from_env(previews="taesd").previews == "taesd"
     with pytest.raises(ValueError, match="GATOR_PREVIEWS must be one of auto, taesd, projection"):
         Settings.from_env(previews="sharp")
+
+
+def test_a_failing_decoder_falls_back_to_the_projection_and_large_previews_are_shrunk(tmp_path):
+    from engine.previews import StepPreviews
+
+    def broken(latents):
+        raise RuntimeError("CUDA out of memory")
+    previews = StepPreviews("sd15", deferred=False, decode=broken)
+    shown = previews.add(1, torch.randn(1, 4, 8, 8)) + previews.add(2, torch.randn(1, 4, 8, 8))
+    assert [image.size for _, image in shown] == [(8, 8), (8, 8)] and previews.decode is None
+
+    write_taesd_decoder(tmp_path / "taesd_decoder.safetensors")
+    decode = load_taesd(tmp_path / "taesd_decoder.safetensors", "cpu", torch.float32)
+    assert decode(torch.randn(1, 4, 96, 64)).shape == (512, 341, 3)  # 768x512 decoded, shrunk to 512 on its long side
