@@ -68,7 +68,7 @@ def _switch_step(number: str, steps: int, first_pass_steps: int | None) -> int:
         value = (value - (1.0 if first_pass_steps is not None else 0.0)) * steps
     else:
         value -= first_pass_steps or 0
-    return min(steps, int(value))
+    return int(max(-1.0, min(float(steps), value)))  # (a `when` of 1e999 is past the last step, not an overflow)
 
 
 def _text_at(tree: lark.Tree, step: int, steps: int, first_pass_steps: int | None) -> str:

@@ -156,12 +156,12 @@ def to_compel(text: str) -> str:
 def for_comfyui(text: str, embeddings: Iterable[str] = ()) -> str:
     """An A1111 prompt as ComfyUI reads it: an embedding's bare name (A1111's trigger) becomes
     `embedding:name`, and each weighted fragment is written out as `(text:weight)` (ComfyUI understands that
-    and `\\(`, not `[text]`). A prompt with neither is sent exactly as written. (BREAK: see `comfyui_chunks`.)"""
-    for name in sorted(set(embeddings), key=len, reverse=True):
-        text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
+    and `\\(`, not `[text]`); a BREAK stays as written (`comfyui_chunks` splits there for a CLIPTextEncode each). A
+    prompt with neither is sent exactly as written."""
+    text = _with_embeddings(text, embeddings)
     if not has_attention(text):
         return text
-    return "".join(_comfyui_written(fragments) for fragments in attention_chunks(text))
+    return " BREAK ".join(_comfyui_written(fragments) for fragments in attention_chunks(text))
 
 
 def comfyui_chunks(text: str, embeddings: Iterable[str] = ()) -> tuple[str, ...]:
@@ -169,9 +169,14 @@ def comfyui_chunks(text: str, embeddings: Iterable[str] = ()) -> tuple[str, ...]
     joined by ConditioningConcat)."""
     if not has_break(text):
         return (for_comfyui(text, embeddings),)
+    return tuple(_comfyui_written(fragments) for fragments in attention_chunks(_with_embeddings(text, embeddings)))
+
+
+def _with_embeddings(text: str, embeddings: Iterable[str]) -> str:
+    """`text` with each embedding's bare name written as ComfyUI's `embedding:name`."""
     for name in sorted(set(embeddings), key=len, reverse=True):
         text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
-    return tuple(_comfyui_written(fragments) for fragments in attention_chunks(text))
+    return text
 
 
 def _comfyui_written(fragments: list[tuple[str, float]]) -> str:

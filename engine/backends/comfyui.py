@@ -43,8 +43,9 @@ from ..registry import ModelSpec, clip_skip_for, family_of, find_model, load_cat
 from ..request import GenerationRequest, sampler_key
 from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
-from ..workflows import (POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind, load_template,
-                         use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_parts, use_vae)
+from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind,
+                         load_template, use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_parts,
+                         use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -451,6 +452,8 @@ class ComfyUIBackend(Backend):
             paths = template.bindings.get(key)
             if not paths or not (is_scheduled(text) or has_break(text)):
                 continue
+            if graph[paths[0][0]].get("class_type") != ENCODE_TEXT_CLASS:  # a text node of its own kind (smZ...):
+                continue  # the prompt goes to it as written
             if not is_scheduled(text) or model is None or not template.bindings.get("steps"):
                 graph = use_prompt_parts(graph, paths[0][0], [(comfyui_chunks(text, embeddings), 0.0, 1.0)])
                 continue

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
@@ -35,8 +36,8 @@ from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in
 from .lora_adapters import LoraFile
-from .prompt_weights import is_weighted, weighted_inputs
-from .scheduled_prompts import scheduled_prompts
+from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
+from .scheduled_prompts import scheduled_prompts, settled
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class DiffusersBackend(Backend):
                  devices: Sequence[Hardware] | None = None, file_hash_cache: Any = None,
                  previews: str = "auto") -> None:
         self.hardware = hardware
-        self.preview_method = previews  # auto, taesd or projection (engine/previews.py PREVIEW_METHODS)
+        self.preview_method = previews  # auto, taesd or projection (engine/config.py PREVIEW_METHODS)
         self.dtype_name, self.dtype_reason = chosen_dtype(dtype, hardware.device)
         self.pool = WorkerPool(devices or [hardware], compile_options)
         self.allow_downloads = allow_downloads  # hub models may be downloaded
@@ -533,10 +534,22 @@ class DiffusersBackend(Backend):
         interpolate = req.extra.get(INTERPOLATE)
         schedule = None if interpolate else scheduled_prompts(
             pipe, spec.family, req.prompt, req.negative_prompt, total, guidance, req.extra.get(FIRST_PASS_STEPS))
-        if interpolate:
+        if interpolate:  # a lerp of two prompts' embeddings: each prompt as it ends (no edits, no chunks)
+            texts = {"prompt": req.prompt, "negative_prompt": req.negative_prompt,
+                     **{key: interpolate[key] for key in ("prompt_b", "negative_prompt_b") if key in interpolate}}
+            plain = {key: settled(text or "", total) for key, text in texts.items()}
+            if any(plain[key] != (text or "") for key, text in texts.items()):
+                warnings.append("A seed-travel in-between blends the prompts as they end: their [from:to:when] "
+                                "edits and BREAKs are not applied there.")
+            req = replace(req, prompt=plain["prompt"], negative_prompt=plain["negative_prompt"])
+            interpolate = {**interpolate, **{key: plain[key] for key in ("prompt_b", "negative_prompt_b")
+                                             if key in plain}}
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(self._interpolated_inputs(pipe, req, spec, guidance, interpolate))
         elif schedule is not None:  # A1111's [from:to:when] and [a|b]: embeddings swapped between steps
+            for prompt, negative in schedule.plain:
+                found = self._truncation_warnings(pipe, replace(req, prompt=prompt, negative_prompt=negative))
+                warnings += [warning for warning in found if warning not in warnings]
             kwargs.update(schedule.first_inputs(), callback_on_step_end_tensor_inputs=["latents",
                                                                                         *schedule.tensor_inputs(run)])
         elif is_weighted(req.prompt, req.negative_prompt):  # A1111's (word:1.3): compel, long prompts not cut
@@ -652,21 +665,10 @@ class DiffusersBackend(Backend):
         device = pipe._execution_device
         out: dict[str, Any] = {"latents": slerp(noise_a, noise_b, t).to(device, pipe.unet.dtype)}
         cfg = guidance > 1.0
-        prompt_b = interpolate.get("prompt_b", req.prompt)
-        negative_b = interpolate.get("negative_prompt_b", req.negative_prompt)
-        if spec.family == "sdxl":
-            names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-            a = pipe.encode_prompt(prompt=req.prompt, device=device, num_images_per_prompt=1,
-                                   do_classifier_free_guidance=cfg, negative_prompt=req.negative_prompt or None)
-            b = pipe.encode_prompt(prompt=prompt_b, device=device, num_images_per_prompt=1,
-                                   do_classifier_free_guidance=cfg, negative_prompt=negative_b or None)
-        else:
-            names = ("prompt_embeds", "negative_prompt_embeds")
-            a = pipe.encode_prompt(req.prompt, device, 1, cfg, req.negative_prompt or None)
-            b = pipe.encode_prompt(prompt_b, device, 1, cfg, negative_b or None)
-        for name, ta, tb in zip(names, a, b):
-            if ta is not None and tb is not None:
-                out[name] = torch.lerp(ta, tb, t)
+        a = plain_inputs(pipe, spec.family, req.prompt, req.negative_prompt, cfg)
+        b = plain_inputs(pipe, spec.family, interpolate.get("prompt_b", req.prompt),
+                         interpolate.get("negative_prompt_b", req.negative_prompt), cfg)
+        out.update({name: torch.lerp(a[name], b[name], t) for name in a if name in b})
         return out
 
 

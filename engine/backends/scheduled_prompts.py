@@ -7,12 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..prompt_schedule import StepRange, is_scheduled, step_ranges
-from .prompt_weights import is_weighted, weighted_inputs
+from ..prompt_schedule import is_scheduled, step_ranges, text_at_step
+from ..prompt_syntax import BREAK
+from .prompt_weights import SDXL_EMBEDS, is_weighted, plain_inputs, weighted_inputs
 
 logger = logging.getLogger(__name__)
 
-POOLED = ("pooled_prompt_embeds", "negative_pooled_prompt_embeds")  # SDXL's, beside the token embeddings
+POOLED = SDXL_EMBEDS[2:]  # SDXL's pooled embeddings, beside the token embeddings
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,9 @@ class _Segment:
 class ScheduledPrompts:
     """The embeddings of each run of steps of one image, and the callback work that swaps them in."""
 
-    def __init__(self, segments: list[_Segment]):
+    def __init__(self, segments: list[_Segment], plain: list[tuple[str, str]]):
         self.segments = segments
+        self.plain = plain  # the (prompt, negative) texts encoded by the pipeline's own encoder (cut at its limit)
 
     def first_inputs(self) -> dict[str, Any]:
         """The pipeline keyword arguments for the first step."""
@@ -71,27 +73,22 @@ def scheduled_prompts(pipe: Any, family: str, prompt: str, negative_prompt: str,
     segments: list[_Segment] = []
     encoded: dict[tuple[str, str], dict[str, Any]] = {}
     for last in sorted({entry.last for entry in (*positive, *negative)}):
-        texts = (_text_until(positive, last), _text_until(negative, last))
+        texts = (text_at_step(positive, last), text_at_step(negative, last))
         if texts not in encoded:
             encoded[texts] = _encode(pipe, family, *texts, guidance)
         segments.append(_Segment(last, encoded[texts]))
     logger.debug("prompt schedule over %d steps: %d runs, %d encodings", steps, len(segments), len(encoded))
-    return ScheduledPrompts(segments)
-
-
-def _text_until(ranges: list[StepRange], last: int) -> str:
-    return next(entry.text for entry in ranges if last <= entry.last)
+    return ScheduledPrompts(segments, [texts for texts in encoded if not is_weighted(*texts)])
 
 
 def _encode(pipe: Any, family: str, prompt: str, negative_prompt: str, guidance: float) -> dict[str, Any]:
     if is_weighted(prompt, negative_prompt):
         return weighted_inputs(pipe, family, prompt, negative_prompt)
-    device, guided = pipe._execution_device, guidance > 1.0
-    if family == "sdxl":
-        embeds = pipe.encode_prompt(prompt=prompt, device=device, num_images_per_prompt=1,
-                                    do_classifier_free_guidance=guided, negative_prompt=negative_prompt or None)
-        names = ("prompt_embeds", "negative_prompt_embeds", *POOLED)
-    else:
-        embeds = pipe.encode_prompt(prompt, device, 1, guided, negative_prompt or None)
-        names = ("prompt_embeds", "negative_prompt_embeds")
-    return {name: value for name, value in zip(names, embeds) if value is not None}
+    return plain_inputs(pipe, family, prompt, negative_prompt, guidance > 1.0)
+
+
+def settled(text: str, steps: int) -> str:
+    """The text a prompt ends as: its edits at the last of `steps` steps, its BREAKs as commas (for what cannot follow
+    a schedule or chunks, such as a seed-travel in-between's lerp of two prompts' embeddings)."""
+    text = step_ranges(text, steps)[-1].text if is_scheduled(text) else text
+    return BREAK.sub(", ", text)

@@ -127,3 +127,20 @@ async def test_your_own_workflow_takes_break_and_a_scheduled_prompt_is_a_sentenc
         assert text_of(graph, sampler["positive"]) == "a cat BREAK in snow"
     finally:
         manager.shutdown()
+
+
+async def test_a_text_node_of_its_own_kind_gets_the_prompt_as_written(comfy_manager):
+    """A workflow whose prompt goes to a custom text encoder (smZ's, which reads A1111's syntax itself) is not split
+    at BREAK: the node gets the prompt as written."""
+    import json
+
+    from engine.request import GenerationRequest
+    from engine.user_workflows import find_inputs
+
+    graph = json.loads((Path(__file__).parents[1] / "support" / "workflows" / "sd15_default.json").read_text())
+    graph["6"]["class_type"] = "smZ CLIPTextEncode"
+    workflow = find_inputs("smz", graph)
+    request = GenerationRequest.from_arguments("a (cat:1.2) BREAK snow", num_inference_steps=4, seed=1)
+    sent = comfy_manager.backends["comfyui"].workflow_graph(request, workflow, {})
+    assert sent["6"]["inputs"]["text"] == "a (cat:1.2) BREAK snow"
+    assert not any(node["class_type"] == "ConditioningConcat" for node in sent.values())

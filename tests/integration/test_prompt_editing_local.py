@@ -142,5 +142,21 @@ async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, tiny_model_
         broken = await manager.generate_image("a fox BREAK snow", model="tinyXL", width=64, height=64,
                                               num_inference_steps=1, seed=1)
         assert broken.status == "success", broken.error
+        long = await manager.generate_image("a [fox:cat:1], " + "very detailed, " * 40, model="tinyXL", width=64,
+                                            height=64, num_inference_steps=2, seed=1)  # a plain text past 77 tokens
+        assert long.status == "success" and any("75-token limit" in w for w in long.warnings), long.warnings
     finally:
         manager.shutdown()
+
+
+async def test_a_seed_travel_in_between_blends_the_prompts_as_they_end(manager):
+    """An in-between lerps two prompts' embeddings: each is taken as it ends (its last edit, BREAKs as commas), the
+    same image as those texts written out, and the result says so."""
+    travel = {"seed_b": 9, "prompt_b": "a bird BREAK snow", "negative_prompt_b": "", "t": 0.5}
+    edited = await manager.generate_image("a [cat:dog:1]", extra={"interpolate": travel}, **SIZE)
+    assert edited.status == "success", edited.error
+    assert any("blends the prompts as they end" in warning for warning in edited.warnings), edited.warnings
+    written = await manager.generate_image("a dog", extra={"interpolate": {**travel, "prompt_b": "a bird, snow"}},
+                                           **SIZE)
+    assert np.array_equal(np.asarray(edited.image), np.asarray(written.image))
+    assert not any("blends" in warning for warning in written.warnings)

@@ -44,6 +44,7 @@ def test_a_point_makes_when_a_share_and_a_whole_number_a_step():
     assert schedule("[cat:dog:1.0]", 20) == [[20, "cat"]]  # a share of 1: never switches
     assert schedule("[cat:dog:1]", 20) == [[1, "cat"], [20, "dog"]]  # step 1
     assert schedule("[cat:dog:0]", 20) == [[20, "dog"]] and schedule("[cat:dog:40]", 20) == [[20, "cat"]]
+    assert schedule("[cat:dog:1e999]", 20) == [[20, "cat"]] and schedule("[cat:dog:-1e999]", 20) == [[20, "dog"]]
 
 
 def test_the_hires_pass_counts_on_from_the_first_pass():
