@@ -137,7 +137,7 @@ def main() -> None:
                     # (a queue=False event; gradio_client's predict would add its own ~50 ms polling), then
                     # the session's runner streams it (its inputs are gr.State: the client fills them in).
                     # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
-                    form = [PROMPT, "", "None", "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, 1,
+                    form = [PROMPT, "", [], "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, 1,
                             -1, 0, "auto", None, 0.75, "just resize", True, 1.0, 0.5, 0, "Lanczos", None, 0.75, 4,
                             "whole picture", 32, 0, 0, 0, 0, None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]
                     added = http.post(f"{url}gradio_api/run/predict",

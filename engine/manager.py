@@ -43,7 +43,7 @@ from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unkno
 from .result import ImageResult, error_result
 from .router import Router
 from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
-from .styles import StyleLibrary
+from .styles import StyleLibrary, apply_styles
 from .wildcards import Wildcards, has_variants
 from .workflows import WorkflowError
 from .xyz_plot import plan_plot, stream_plot
@@ -714,7 +714,7 @@ class AIModelManager:
         Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, clip_skip,
         variation_seed, variation_strength, prompt_sr, by these names, their labels or A1111's; Nothing leaves it
         out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", quoted names with commas; or a
-        list). `image` takes `stream_image`'s arguments, which every
+        list). `style` (a name or a list) is applied in each cell after its Prompt S/R. `image` takes `stream_image`'s arguments, which every
         cell shares; the plot makes one image per cell (no batch count). Every problem is a sentence before any
         work: an axis with no values, an unknown axis type, a value its parameter refuses (the axis named), an
         unknown model or sampler, more cells than GATOR_MAX_GRID_IMAGES, or more work than the per-request budget
@@ -722,8 +722,10 @@ class AIModelManager:
         await self.initialize_models()
         image = {ALIASES.get(name, name): value for name, value in image.items()}
         batch = image.pop(P.BATCH_COUNT.name, None)
+        style = image.pop("style", None)
         req = GenerationRequest.from_arguments(prompt, **image)  # TypeError for an argument stream_image lacks
         try:
+            styles = self.styles.chosen(style)  # applied in each cell, after its Prompt S/R (as A1111 does)
             if batch not in (None, 1):
                 raise InvalidRequest("An X/Y/Z plot makes one image per cell: leave Batch count at 1.")
             asked, req = req, self._validated(req, rng)
@@ -747,7 +749,13 @@ class AIModelManager:
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
         if plot.searches_written_prompt():  # Prompt S/R: each cell reads the tags of its replaced prompt itself
             shared.update(prompt=asked.prompt, loras=image.get(P.LORAS.name) or [])
-        async with aclosing(stream_plot(self.stream_image, plot, shared, self.settings.output_dir, owner=owner,
+        def cell(**arguments: Any) -> AsyncIterator[Event]:
+            if styles:
+                arguments["prompt"], arguments[P.NEGATIVE_PROMPT.name] = apply_styles(
+                    styles, arguments["prompt"], arguments.get(P.NEGATIVE_PROMPT.name) or "")
+            return self.stream_image(**arguments)
+
+        async with aclosing(stream_plot(cell, plot, shared, self.settings.output_dir, owner=owner,
                                         cancel=cancel, previews=previews)) as events:
             async for event in events:
                 yield event

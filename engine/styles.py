@@ -1,8 +1,9 @@
 """Prompt styles: the app's (presets/styles.yaml) and the user's own, applied as A1111 applies them.
 
 A style has a prompt and a negative prompt. Where its text holds `{prompt}` the user's text takes that place;
-otherwise the style's text is added after the user's, joined by ", " (A1111's `merge_prompts`), and a negative
-prompt's terms are added only where the user's does not have them yet. Several styles apply in the order chosen.
+otherwise the style's text is added after the user's, joined by ", " (A1111's `merge_prompts`), except that a
+negative prompt's terms are added only where the user's does not have them yet (A1111 would repeat them). Several
+styles apply in the order chosen.
 
 The user's styles are read where AUTOMATIC1111 and Fooocus keep theirs, in any model folder (`--models-dir` an A1111
 or Fooocus install): A1111's `styles*.csv` (columns name, prompt, negative_prompt) at the folder's top, Fooocus's
@@ -52,8 +53,9 @@ def merge_prompt(style_text: str, text: str) -> str:
 
 
 def merge_negative(negative: str, extra: str) -> str:
-    """`negative` with the style's negative merged in: at {prompt} when it has one, else its terms (split at
-    commas) that `negative` does not have yet (compared without case), so no term comes twice."""
+    """`negative` with the style's negative merged in: at {prompt} when it has one (A1111's rule), else its terms
+    (split at commas) that `negative` does not have yet, compared without case (the app's own rule: A1111 would add
+    every term again), so no term comes twice."""
     if PLACEHOLDER in extra:
         return merge_prompt(extra, negative)
     have = {term.strip().lower() for term in negative.split(",") if term.strip()}
@@ -84,17 +86,26 @@ def chosen_names(value: Any) -> list[str]:
 
 
 def _read(path: Path) -> list[Style]:
-    """The styles of one file (A1111's CSV, a JSON list as Fooocus's, or a YAML mapping as presets/styles.yaml)."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix == ".csv":
-        return [Style(row["name"].strip(), row.get("prompt") or "", row.get("negative_prompt") or "", str(path))
-                for row in csv.DictReader(text.splitlines()) if (row.get("name") or "").strip()]
-    if path.suffix == ".json":
+    """The styles of one file (A1111's CSV, a JSON list as Fooocus's, or a YAML mapping as presets/styles.yaml);
+    ValueError with the reason for a file of another shape."""
+    text, suffix = path.read_text(encoding="utf-8-sig"), path.suffix.lower()
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if text.strip() and "name" not in (reader.fieldnames or []):
+            raise ValueError("its first line must name the columns name, prompt, negative_prompt")
+        rows = list(reader)
+        return [Style(str(row["name"]).strip(), str(row.get("prompt") or ""), str(row.get("negative_prompt") or ""),
+                      str(path)) for row in rows if str(row.get("name") or "").strip()]
+    if suffix == ".json":
         entries = json.loads(text)
+        if not isinstance(entries, list):
+            raise ValueError("a style file in JSON is a list of {name, prompt, negative_prompt}")
         return [Style(str(entry["name"]).strip(), str(entry.get("prompt") or ""),
                       str(entry.get("negative_prompt") or ""), str(path))
                 for entry in entries if isinstance(entry, dict) and str(entry.get("name") or "").strip()]
     entries = yaml.safe_load(text) or {}
+    if not isinstance(entries, dict) or not all(isinstance(spec, dict) or spec is None for spec in entries.values()):
+        raise ValueError("a style file in YAML maps each name to its prompt and negative")
     return [Style(str(name), str((spec or {}).get("prompt") or ""), str((spec or {}).get("negative") or ""),
                   str(path)) for name, spec in entries.items() if str(name) != NO_STYLE]
 
@@ -125,7 +136,7 @@ class StyleLibrary:
         for path in self.files():
             try:
                 styles.update({style.name: style for style in _read(path)})
-            except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, csv.Error) as err:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, csv.Error) as err:
                 problems.append(f"The style file {path} could not be read ({err}).")
                 logger.warning("style file %s could not be read: %s", path, err)
         self._read = (time.monotonic(), styles, problems)
@@ -144,7 +155,7 @@ class StyleLibrary:
         styles = self._load()[0]
         unknown = [name for name in chosen_names(value) if name not in styles]
         if unknown:
-            raise InvalidRequest(f"Unknown style {unknown[0]!r}; the styles are listed in the Style box (and by "
+            raise InvalidRequest(f"Unknown style {unknown[0]!r}; the styles are listed in the Styles box (and by "
                                  f"/status), e.g. {', '.join(list(styles)[:4])}.")
         return [styles[name] for name in chosen_names(value)]
 

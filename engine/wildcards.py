@@ -85,7 +85,12 @@ def _entries(items: list[Any]) -> Entries:
     out: Entries = []
     for item in items:
         if isinstance(item, dict):
-            text, weight = str(item.get("text") or item.get("content") or ""), float(item.get("weight", 1))
+            text = str(item.get("text") or item.get("content") or "")
+            try:
+                weight = float(item.get("weight", 1))
+            except (TypeError, ValueError):
+                logger.warning("Wildcard entry %r has a weight that is not a number; it counts as 1.", item)
+                weight = 1.0
         elif isinstance(item, (str, int, float)) and str(item).strip():
             text, weight = str(item), 1.0
             found = WEIGHT.match(text)
@@ -106,7 +111,7 @@ def _structured(path: Path, prefix: str) -> Iterator[tuple[str, Source]]:
             raise ValueError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
         text = path.read_text(encoding="utf-8", errors="replace")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
         logger.warning("The wildcard file %s could not be read: %s", path, err)
         return
 
@@ -154,7 +159,12 @@ class Wildcards:
         known = self._parsed.get(path)
         if known is None or known[0] != stamp:
             parent = path.parent.relative_to(folder).as_posix()
-            known = self._parsed[path] = (stamp, list(_structured(path, "" if parent == "." else parent + "/")))
+            try:
+                found = list(_structured(path, "" if parent == "." else parent + "/"))
+            except (TypeError, ValueError, RecursionError) as err:  # an entry of a shape no wildcard has
+                logger.warning("The wildcard file %s could not be read: %s", path, err)
+                found = []
+            known = self._parsed[path] = (stamp, found)
         return known[1]
 
     def names(self) -> list[str]:

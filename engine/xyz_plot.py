@@ -298,11 +298,12 @@ class Plot:
         the prompt and negative prompt the cells start from (default: the request's)."""
         problems = []
         kinds = {axis.type for axis in self.axes}
-        search = next((axis.values[0] for axis in self.axes if axis.type is PROMPT_SR), None)
-        if search is not None and not any(search in text for text in (prompts or (req.prompt, req.negative_prompt))
-                                          if text):
-            problems.append(f'Prompt S/R did not find "{search}" in the prompt or the negative prompt: its first '
-                            "value is the text the others replace.")
+        for search in (str(axis.values[0]) for axis in self.axes if axis.type is PROMPT_SR):
+            if not search:
+                problems.append("Prompt S/R's first value is the text the others replace: it cannot be empty.")
+            elif not any(search in text for text in (prompts or (req.prompt, req.negative_prompt)) if text):
+                problems.append(f'Prompt S/R did not find "{search}" in the prompt or the negative prompt: its '
+                                "first value is the text the others replace.")
         if LORA_WEIGHT in kinds and not req.loras:
             problems.append("The LoRA weight axis varies the weight of the request's first LoRA, and it has none: "
                             "add one (<lora:name:1> in the prompt, or the LoRA picker).")
@@ -333,7 +334,7 @@ def plan_plot(axes: Sequence[tuple[Any, Any]], limits: Limits, model_problem: Ca
         if found is None:
             parsed.append(Axis(name))
             continue
-        if found in seen:
+        if found in seen and found is not PROMPT_SR:  # (A1111 lets several axes search and replace)
             problems.append(f"The {seen[found]} and {name} axes both vary {found.label}; give each axis its own "
                             "parameter.")
             continue

@@ -127,10 +127,9 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         Y on the left, Z values side by side; its text A1111's "X Type: ..., X Values: ...") and its dict, whose
         "batch" lists every cell's dict (each image saved with its own parameters) in A1111's order, X fastest."""
         values = {**sized(model, width, height, num_inference_steps), P.GUIDANCE.name: guidance_scale}
-        styled, negative = styles_applied(style, prompt, negative_prompt)
-        return await image_job(request, lambda cancel: manager.xyz_plot(
-            styled if isinstance(prompt, str) else prompt, x_type, x_values, y_type, y_values, z_type, z_values,
-            negative_prompt=negative, seed=P.seed_input(seed), model=model or AUTO,
+        return await image_job(request, lambda cancel: manager.xyz_plot(  # styles: in each cell, after Prompt S/R
+            prompt, x_type, x_values, y_type, y_values, z_type, z_values, style=style,
+            negative_prompt=negative_prompt or "", seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
             clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
             cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))

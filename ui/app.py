@@ -54,7 +54,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             try:
                 status = read_status()
             except Exception as err:  # a transient engine error must not break the page
-                return (*(gr.skip(),) * 8, last if last else {"error": str(err)})
+                return (*(gr.skip(),) * 9, last if last else {"error": str(err)})
             active = status.get("active") or {}
             badge_key = f"{active.get('backend')}|{active.get('label')}|{active.get('reason')}"
             choices = model_choices(status.get("models") or [])
@@ -67,15 +67,18 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             upscalers_key = choices_key(upscalers)
             controlnets = controlnet_choices(status.get("controlnets") or [])
             controlnets_key = choices_key(controlnets)
+            styles = [(name, name) for name in status.get("styles") or []]  # a style file added while it runs
+            styles_key = choices_key(styles)
             badge_out = badge_html(active) if badge_key != last.get("badge") else gr.skip()
             model_out = gr.update(choices=choices) if models_key != last.get("models") else gr.skip()
             lora_out = gr.update(choices=loras) if loras_key != last.get("loras") else gr.skip()
             vae_out = gr.update(choices=vaes) if vaes_key != last.get("vaes") else gr.skip()
             upscalers_out = gr.update(choices=upscalers) if upscalers_key != last.get("upscalers") else gr.skip()
             controlnet_out = gr.update(choices=controlnets) if controlnets_key != last.get("controlnets") else gr.skip()
+            style_out = gr.update(choices=styles) if styles_key != last.get("styles") else gr.skip()
             return (badge_out, model_out, model_out, lora_out, vae_out, upscalers_out, upscalers_out, controlnet_out,
-                    {"badge": badge_key, "models": models_key, "loras": loras_key, "vaes": vaes_key,
-                     "upscalers": upscalers_key, "controlnets": controlnets_key})
+                    style_out, {"badge": badge_key, "models": models_key, "loras": loras_key, "vaes": vaes_key,
+                                "upscalers": upscalers_key, "controlnets": controlnets_key, "styles": styles_key})
 
         async def on_load(last: dict[str, Any] | None):
             await manager.initialize_models()
@@ -83,7 +86,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
 
         timer = gr.Timer(BADGE_REFRESH_S)
         model_lists = [image_tab.model, video_model, image_tab.lora, image_tab.vae, *image_tab.upscalers,
-                       image_tab.controlnet]
+                       image_tab.controlnet, image_tab.style]
         timer.tick(tick, inputs=seen, outputs=[badge, *model_lists, seen], queue=False,
                    api_visibility="private", show_progress="hidden")
         demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],

@@ -60,6 +60,7 @@ class ImageTab:
     vae: gr.Dropdown
     upscalers: tuple[gr.Dropdown, gr.Dropdown]  # the picked image's Upscaler and the Hires upscaler
     controlnet: gr.Dropdown
+    style: gr.Dropdown
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -336,8 +337,11 @@ class ImageTabHandlers:
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
-                events = self.manager.stream_xyz_plot(styled, **args["plot"], **image_args) if args.get("plot") \
-                    else self.manager.stream_image(styled, batch_count=count, **image_args)
+                if args.get("plot"):  # the styles go on in each cell, after its Prompt S/R
+                    events = self.manager.stream_xyz_plot(args["prompt"] or "", **args["plot"], **{
+                        **image_args, "negative_prompt": args["negative"] or "", "style": args["style"]})
+                else:
+                    events = self.manager.stream_image(styled, batch_count=count, **image_args)
                 async for event in events:
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -949,7 +953,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
-                    controlnet=c["controlnet"], generate_event=gen_event,
+                    controlnet=c["controlnet"], style=c["style"], generate_event=gen_event,
                     forget_session=h.forget_session)
 
 

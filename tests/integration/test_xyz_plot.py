@@ -151,6 +151,27 @@ async def test_prompt_search_and_replace_as_a1111s(manager):
                          'Y Values: "3, 4", Fixed Y Values: "3, 4"')
     missing = await manager.xyz_plot("a fox", "prompt_sr", "wolf, dog", **SMALL)
     assert missing.status == "error" and 'Prompt S/R did not find "wolf"' in missing.error and not missing.batch
+    empty = await manager.xyz_plot("a fox", "prompt_sr", ["", "x"], **SMALL)
+    assert empty.status == "error" and "it cannot be empty" in empty.error
+    both = await manager.xyz_plot("a red fox in the snow", "Prompt S/R", "red, blue", "Prompt S/R", "snow, rain",
+                                  **{**SMALL, "num_inference_steps": 1})  # as A1111: one search on each axis
+    assert both.status == "success", both.error
+    assert [cell.prompt for cell in both.batch] == ["a red fox in the snow", "a blue fox in the snow",
+                                                    "a red fox in the rain", "a blue fox in the rain"]
+
+
+async def test_styles_go_on_after_the_search_and_replace(manager):
+    """As A1111: each cell's prompt is replaced first, then styled, so a style's own words are never replaced."""
+    result = await manager.xyz_plot("a photo of a fox", "Prompt S/R", "photo, painting", style=["Photographic"],
+                                    **SMALL)
+    assert result.status == "success", result.error
+    assert [cell.prompt.split(",")[0] for cell in result.batch] == ["photograph of a photo of a fox",
+                                                                    "photograph of a painting of a fox"]
+    assert all("drawing" in cell.negative_prompt for cell in result.batch)
+    missing = await manager.xyz_plot("a fox", "Prompt S/R", "photograph, drawing", style="Photographic", **SMALL)
+    assert missing.status == "error" and 'did not find "photograph"' in missing.error  # not in the user's text
+    unknown = await manager.xyz_plot("a fox", "steps", "1, 2", style="Vaporwave", **SMALL)
+    assert unknown.status == "error" and "Unknown style 'Vaporwave'" in unknown.error
 
 
 async def test_prompt_search_and_replace_reaches_lora_tags(lora_manager):

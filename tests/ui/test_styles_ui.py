@@ -12,7 +12,7 @@ from gradio_client import Client
 from engine.config import Settings
 from engine.outputs import read_parameters
 from tests.ui.conftest import (RunningApp, fill_image_form, needs_chromium, open_app, send_first_result, start_app,
-                               stop_app, wait_progress)
+                               stop_app, wait_progress, wait_until)
 
 CSV = 'name,prompt,negative_prompt\nMoody,"{prompt}, moody, low key lighting","bright, blurry"\n'
 SMALL = dict(width=64, height=64, num_inference_steps=1, seed=3)
@@ -57,6 +57,23 @@ def test_two_styles_apply_in_the_order_chosen_and_reuse_clears_them(ui_page, sty
     send_first_result(page, "reuse-parameters", "loaded into the settings")
     assert page.locator("#style .token").count() == 0  # the prompt it brings back is already styled
     assert page.locator("#prompt textarea").input_value().startswith("watercolor painting of a fox, moody")
+
+
+@needs_chromium
+def test_a_style_file_added_while_the_app_runs_reaches_the_styles_box(ui_page, styles_app, tmp_path_factory):
+    page = ui_page
+    open_app(page, styles_app.url)
+    folder = styles_app.manager.settings.model_roots[0] / "styles"
+    folder.mkdir(exist_ok=True)
+    (folder / "late.yaml").write_text("Late light:\n  prompt: '{prompt} at dusk'\n", encoding="utf-8")
+
+    def offered() -> bool:  # the list opened now and then (an open list is not redrawn under the pointer)
+        page.locator("#style input").click()
+        found = page.locator("#style").get_by_role("option", name="Late light", exact=True).count() > 0
+        page.keyboard.press("Escape")
+        page.locator("#prompt textarea").click()
+        return found
+    assert wait_until(offered, 30, interval=2.0)
 
 
 def test_the_api_takes_a_name_or_a_list_and_says_what_is_unknown(styles_app):

@@ -66,7 +66,16 @@ def test_the_apps_and_the_users_styles(tmp_path):
 def test_a_broken_file_is_a_notice_and_new_files_show_up(tmp_path, monkeypatch):
     found = library(tmp_path)
     monkeypatch.setattr(styles_module, "LIST_TTL_S", 0.0)
-    (tmp_path / "styles" / "broken.json").write_text("{not json", encoding="utf-8")
-    (tmp_path / "styles" / "more.csv").write_text("name,prompt,negative_prompt\nLate,{prompt} at dusk,\n")
+    own = tmp_path / "styles"
+    (own / "broken.json").write_text("{not json", encoding="utf-8")
+    (own / "listed.yaml").write_text("- a list\n- not a mapping\n", encoding="utf-8")
+    (own / "flat.yaml").write_text("Foo: 'a {prompt}'\n", encoding="utf-8")
+    (own / "Shout.JSON").write_text(json.dumps({"name": "not a list"}), encoding="utf-8")
+    (own / "headless.csv").write_text("Moody2,a,b\n", encoding="utf-8")
+    (own / "more.csv").write_text("name,prompt,negative_prompt\nLate,{prompt} at dusk,\n")
     assert "Late" in found.names() and "Moody" in found.names()
-    assert len(found.problems()) == 1 and "broken.json could not be read" in found.problems()[0]
+    assert found.apply("Late", "a fox", "") == ("a fox at dusk", "")
+    problems = found.problems()
+    assert len(problems) == 5, problems
+    for name in ("broken.json", "listed.yaml", "flat.yaml", "Shout.JSON", "headless.csv"):
+        assert any(f"{name} could not be read" in problem for problem in problems), (name, problems)

@@ -112,6 +112,8 @@ def test_yaml_and_json_files_hold_many_wildcards_as_dynamic_prompts_reads_them(f
         "eyes: [\"9::green\", \"1::grey\"]\nnote: not a list\n", encoding="utf-8")
     (folder / "weather.json").write_text(json.dumps(["rain", "snow"]), encoding="utf-8")
     (folder / "broken.yaml").write_text("hair: [unclosed\n", encoding="utf-8")
+    (folder / "odd.yaml").write_text("odd:\n  - text: heavy\n    weight: lots\n  - text: light\n    weight: null\n",
+                                     encoding="utf-8")  # weights that are not numbers count as 1
     wildcards = Wildcards([folder])
     names = wildcards.names()
     assert {"packs/hair/short", "packs/hair/long", "packs/eyes", "weather"} <= set(names)  # the keys, under the folder
@@ -121,6 +123,7 @@ def test_yaml_and_json_files_hold_many_wildcards_as_dynamic_prompts_reads_them(f
     eyes = Counter(prompt_for(wildcards, "__packs/eyes__", seed) for seed in range(300))
     assert set(eyes) == {"green", "grey"} and eyes["green"] > 5 * eyes["grey"]
     assert {prompt_for(wildcards, "__weather__", seed) for seed in range(30)} == {"rain", "snow"}
+    assert {prompt_for(wildcards, "__odd__", seed) for seed in range(30)} == {"heavy", "light"}
     assert {prompt_for(wildcards, "__packs/hair/*__", seed) for seed in range(60)} == {"bob", "pixie", "braid"}
     two = prompt_for(wildcards, "{2$$__packs/hair/short__}", 3)
     assert sorted(two.split(", ")) == ["bob", "pixie"]
