@@ -167,7 +167,7 @@ def small_settings(page, steps: int = 2) -> None:
 def paste_prompts(page, prompts: str, seconds: float = 1) -> None:
     page.locator("#video-paste-box").get_by_text("Paste prompts").click()
     page.locator("#video-paste textarea").fill(prompts)
-    set_number(page, "video-paste-seconds", seconds)
+    set_number_settled(page, "video-paste-seconds", seconds)  # the box has just opened (a lost value: 2 s scenes)
     page.click("#video-paste-replace")
     count = len([p for p in prompts.splitlines() if p.strip()])
     page.wait_for_selector(f'#video-scenes [data-testid="cell-{count - 1}-0"]')
