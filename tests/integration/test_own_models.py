@@ -104,9 +104,13 @@ async def test_a_checkpoint_both_backends_have_is_one_entry_either_can_run(fake,
     manager = AIModelManager(settings, hardware=CPU)
     await manager.initialize_models()
     try:
-        entries = [m for m in manager.available_models() if "tiny-sd15" in m["id"]]
-        assert len(entries) == 1, entries
-        assert entries[0]["id"] == "tiny-sd15" and entries[0]["backends"] == ["comfyui", "diffusers"]
+        def entries() -> list:
+            return [m for m in manager.available_models() if "tiny-sd15" in m["id"]]
+        deadline = time.monotonic() + 10  # the health monitor reads the server's model list in the background
+        while time.monotonic() < deadline and entries()[0]["backends"] != ["comfyui", "diffusers"]:
+            time.sleep(0.05)
+        assert len(entries()) == 1, entries()
+        assert entries()[0]["id"] == "tiny-sd15" and entries()[0]["backends"] == ["comfyui", "diffusers"]
         plan = manager.router.plan(GenerationRequest("a fox", model="tiny-sd15", width=64, height=64).validated())
         assert [(t.backend, t.model.id) for t in plan.targets] == [("comfyui", "comfyui:tiny-sd15.safetensors"),
                                                                    ("diffusers", "tiny-sd15")]
