@@ -427,8 +427,8 @@ class AIModelManager:
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
-                           variation_strength: float = P.VARIATION_STRENGTH.default, control_image: Any = None,
-                           controlnet: str | None = P.CONTROLNET.default,
+                           variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
+                           control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
                            controlnet_start: float = P.CONTROLNET_START.default,
@@ -458,6 +458,8 @@ class AIModelManager:
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
         (None or -1: random; a batch keeps the seed and steps this one); text to image on this machine only.
+        `freeu` turns FreeU on, with the model family's values (presets/families.yaml; FLUX and user workflows:
+        not used, and the result says so).
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -475,7 +477,7 @@ class AIModelManager:
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
-            clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength,
+            clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
             control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
@@ -665,11 +667,13 @@ class AIModelManager:
             clip_skip=info["clip_skip"] if info.get("clip_skip", 1) > 1 else None,
             variation_seed=req.variation_seed if req.varies else None,
             variation_strength=req.variation_strength if req.varies else None,
+            freeu=True if info.get("freeu") else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
             user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
             prompt_template=req.prompt_template, negative_template=req.negative_template,
-            warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info)], image=image)
+            warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info), *_unused_freeu(req, info)],
+            image=image)
         save_started = time.perf_counter()
         path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner,
                                        graph=result.graph)
@@ -925,6 +929,14 @@ def _without_lora_tags(text: str) -> str:
         return take_lora_tags(text)[0]
     except BadTag as err:
         raise InvalidRequest(str(err)) from None
+
+
+def _unused_freeu(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
+    """A warning when the request asked for FreeU and the backend did not use it."""
+    if not req.freeu or info.get("freeu"):
+        return []
+    families = ", ".join(f.label for f in load_families().values() if f.freeu)
+    return [f"FreeU was not used: it is for {families} models run through this app's own graphs."]
 
 
 def _unused_clip_skip(req: GenerationRequest, info: dict[str, Any]) -> list[str]:

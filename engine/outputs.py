@@ -59,7 +59,7 @@ def _slug(text: str, limit: int = 40) -> str:
 COMFYUI_CHUNK = "prompt"  # ComfyUI's text chunk: the API-format graph (engine/png_info.py reads it)
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model_hash", "model",
                "variation_seed", "variation_strength", "vae",
-               "strength", "clip_skip", "lora_hashes", "mask_blur", "inpaint_area", "only_masked_padding", "outpaint",
+               "strength", "clip_skip", "freeu", "lora_hashes", "mask_blur", "inpaint_area", "only_masked_padding", "outpaint",
                "hires_scale", "hires_steps", "hires_upscaler", "backend", "user_workflow", "upscale_by", "upscaler",
                "model_license", "prompt_template", "negative_template")
 
@@ -144,7 +144,7 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, Any] = {"prompt": "\n".join(prompt_lines), "negative_prompt": "\n".join(negative_lines)}
     keys = P.a1111_keys()
-    casts = {"int": int, "seed": int, "pixels": int, "float": float}
+    casts = {"int": int, "seed": int, "pixels": int, "float": float, "bool": lambda text: text.lower() == "true"}
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), _unquoted(value.strip())
         if key == CONTROLNET_KEY:

@@ -208,9 +208,15 @@ def _check_outpaint(p: Param, value: Any, subject: str) -> str | None:
                  if (problem := _check_pixels(p, n, f"{subject} {side}"))), None)
 
 
+def _check_bool(p: Param, value: Any, subject: str) -> str | None:
+    if not isinstance(value, bool):
+        return f"{subject} must be true or false (got {value!r})."
+    return None
+
+
 _CHECKS: dict[str, Callable[[Param, Any, str], str | None]] = {
     "text": _check_text, "prompt": _check_prompt, "int": _check_int, "pixels": _check_pixels, "float": _check_float,
-    "seed": _check_seed, "loras": _check_loras, "outpaint": _check_outpaint,
+    "seed": _check_seed, "loras": _check_loras, "outpaint": _check_outpaint, "bool": _check_bool,
 }
 
 # -- the declarations ------------------------------------------------------------------------------
@@ -292,6 +298,12 @@ VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation streng
                            "image on this machine.",
                            minimum=0.0, maximum=1.0, step=0.01, a1111_key="Variation seed strength")
 
+# FreeU (ComfyUI's core FreeU node, diffusers' enable_freeu): the UNet's backbone and skip features re-weighted while it
+# draws, with the b1, b2, s1, s2 of the model's family (presets/families.yaml)
+FREEU = Param("freeu", "bool", False, "FreeU", "Re-weights the UNet's features while it draws (often crisper, more "
+              "saturated detail; the values are the family's, in presets/families.yaml). SD 1.x, SD 2.x and SDXL; "
+              "FLUX and your own ComfyUI workflows ignore it and say so.", a1111_key="FreeU")
+
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
 UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is enlarged.",
@@ -368,7 +380,7 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
-                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH)
+                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

@@ -71,11 +71,18 @@ class Family:
     inpaint_pipeline: str | None = None  # the pipeline of the family's inpainting checkpoints (UNet in_channels 9)
     rank: int = 0
     clip_skip: bool = False  # A1111's Clip skip applies (presets/families.yaml says for which)
+    freeu: dict[str, float] | None = None  # FreeU's b1, b2, s1, s2 for the family's UNet (None: not a UNet model)
 
 
 def clip_skip_for(model: ModelSpec, clip_skip: int) -> int:
     """The Clip skip a request's `clip_skip` gives on `model`: as asked where its family takes one, else 1."""
     return clip_skip if family_of(model.family).clip_skip else 1
+
+
+def freeu_for(model: ModelSpec) -> dict[str, float] | None:
+    """FreeU's b1, b2, s1, s2 on `model` (presets/families.yaml), or None where its family has no UNet for it."""
+    values = family_of(model.family).freeu
+    return dict(values) if values else None
 
 
 @lru_cache(maxsize=None)

@@ -415,3 +415,30 @@ def use_prompt_parts(graph: Mapping[str, Any], node_id: str, parts: Sequence[tup
     _rewire(out, (node_id, 0), joined, only=consumers)
     log.debug("prompt of node %s written as %d part(s), %d text(s)", node_id, len(parts), len(texts))
     return out
+
+
+# ---------------------------------------------------------------------------- FreeU
+FREEU_CLASS = "FreeU"  # inputs model, b1, b2, s1, s2; output MODEL (comfy_extras/nodes_freelunch.py)
+MODEL_TAKERS = ("KSampler", "KSamplerAdvanced", "BasicGuider", "CFGGuider")  # the nodes that sample with a model
+FREEU_FACTORS = ("b1", "b2", "s1", "s2")
+
+
+def use_freeu(graph: Mapping[str, Any], values: Mapping[str, float]) -> dict[str, Any]:
+    """A copy of `graph` whose samplers (and custom samplers' guiders) take their model through a FreeU node with
+    `values` (b1, b2, s1, s2): one per distinct model link, so LoRAs chained before stay in it. WorkflowError when no
+    node samples with a model."""
+    out = copy.deepcopy(dict(graph))
+    takers = [node["inputs"] for node in out.values()
+              if node.get("class_type") in MODEL_TAKERS and _is_link(node.get("inputs", {}).get("model"))]
+    if not takers:
+        raise WorkflowError("the graph has no sampler taking a model to apply FreeU to.")
+    patched: dict[tuple[str, int], str] = {}
+    for inputs in takers:
+        link = (str(inputs["model"][0]), inputs["model"][1])
+        if link not in patched:
+            patched[link] = node_id = str(_next_id(out))
+            out[node_id] = {"class_type": FREEU_CLASS, "inputs": {"model": list(inputs["model"]),
+                                                                   **{k: float(values[k]) for k in FREEU_FACTORS}}}
+        inputs["model"] = [patched[link], 0]
+    return out
+

@@ -49,7 +49,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              hires_strength: float = P.HIRES_STRENGTH.default, hires_steps: int = P.HIRES_STEPS.default,
                              hires_upscaler: str = P.HIRES_UPSCALER.default, clip_skip: int = P.CLIP_SKIP.default,
                              variation_seed: int = P.VARIATION_SEED.default,
-                             variation_strength: float = P.VARIATION_STRENGTH.default,
+                             variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -62,7 +62,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
-        image on this machine, even when ComfyUI is up).
+        image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
+        values; others ignore it and say so).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -78,7 +79,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
             vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
             hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
-            variation_strength=variation_strength, cancel=cancel, previews=False,
+            variation_strength=variation_strength, freeu=freeu, cancel=cancel, previews=False,
             owner=getattr(request, "username", None), **values))
 
     def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
@@ -116,7 +117,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        loras: list[dict] | None = None,
                        vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                        variation_seed: int = P.VARIATION_SEED.default,
-                       variation_strength: float = P.VARIATION_STRENGTH.default,
+                       variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                        request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
         sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength or prompt_sr (A1111's
@@ -132,7 +133,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             negative_prompt=negative_prompt or "", seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
             clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
-            cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
+            freeu=freeu, cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
                       strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
@@ -142,7 +143,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
-                      request: gr.Request = None) -> tuple[FileData, dict]:
+                      freeu: bool = P.FREEU.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """Image-to-image: `init_image` (an uploaded file: gradio_client's `handle_file(path)`) redrawn after
         `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
         left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
@@ -150,7 +151,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, strength=strength,
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, strength=strength,
                             resize_mode=resize_mode)
 
     async def inpaint(init_image: FileData, mask: FileData | None, prompt: str,
@@ -163,7 +164,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
-                      request: gr.Request = None) -> tuple[FileData, dict]:
+                      freeu: bool = P.FREEU.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """Inpaint and outpaint: `init_image` redrawn after `prompt` where `mask` (an uploaded file, white =
         repaint; stretched to the init image's size if it has another) is white. `mask_blur` softens the mask's
         edge; `inpaint_area` "only masked" redraws just the mask's box plus `only_masked_padding` pixels at width
@@ -177,7 +178,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, strength=strength,
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, strength=strength,
                             resize_mode=resize_mode, mask=mask_path,
                             mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
                             outpaint=outpaint)
@@ -195,7 +196,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                          batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                          vae: str = P.VAE.default, init_image: FileData | None = None,
                          strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
-                         clip_skip: int = P.CLIP_SKIP.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                         clip_skip: int = P.CLIP_SKIP.default, freeu: bool = P.FREEU.default,
+                         request: gr.Request = None) -> tuple[FileData, dict]:
         """ControlNet: `control_image` (an uploaded file) turned into a map by `controlnet_module` (canny with
         `canny_low` / `canny_high`, lineart_standard, none for a ready map) steers the picture through the ControlNet
         `controlnet` (a name /status lists under "controlnets", made for the model's family) at `controlnet_weight`
@@ -211,7 +213,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             canny_high=canny_high, width=width, height=height, guidance_scale=guidance_scale,
             seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
             sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras, vae=vae or AUTO,
-            clip_skip=clip_skip)
+            clip_skip=clip_skip, freeu=freeu)
         if init_image is not None:
             values.update(init_image=upload(init_image, "init image"), strength=strength, resize_mode=resize_mode)
         else:

@@ -39,13 +39,13 @@ from ..events import Event, Produced, Started
 from ..health import HealthMonitor
 from ..prompt_schedule import FIRST_PASS_STEPS, is_scheduled, step_ranges
 from ..prompt_syntax import comfyui_chunks, for_comfyui, has_break
-from ..registry import ModelSpec, clip_skip_for, family_of, find_model, load_catalogue, load_samplers
+from ..registry import ModelSpec, clip_skip_for, family_of, find_model, freeu_for, load_catalogue, load_samplers
 from ..request import GenerationRequest, sampler_key
 from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind,
-                         load_template, use_clip_skip, use_controlnet, use_init_image, use_inpaint, use_prompt_parts,
-                         use_vae)
+                         load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
+                         use_prompt_parts, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -428,6 +428,8 @@ class ComfyUIBackend(Backend):
             graph = bind(template, values)
             graph = use_clip_skip(graph, clip_skip_for(model, request.clip_skip))
             graph = add_loras(graph, loras) if loras else graph
+            freeu = freeu_for(model) if request.freeu else None
+            graph = use_freeu(graph, freeu) if freeu else graph  # after the LoRAs: the model they patched
             graph = use_vae(graph, vae_file) if vae_file else graph
             if control is not None:
                 graph = use_controlnet(graph, *control, request.controlnet_weight, request.controlnet_start,
@@ -602,7 +604,8 @@ class ComfyUIBackend(Backend):
                             event = replace(event, info={**event.info, "model": model.label, "model_id": model.id,
                                                          "workflow": variant.workflow, "seed": request.seed,
                                                          "guidance": _guidance(request, model), "server": url,
-                                                         "clip_skip": clip_skip_for(model, request.clip_skip)})
+                                                         "clip_skip": clip_skip_for(model, request.clip_skip),
+                                                         "freeu": bool(request.freeu and freeu_for(model))})
                         yield event
                 return
             except BackendUnavailable as exc:

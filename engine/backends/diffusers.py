@@ -24,7 +24,7 @@ from ..previews import StepPreviews
 from ..model_files import (CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, PREVIEW_DECODER, TAESD_DECODERS,
                            UPSCALER, VAE, ModelFile, ModelFolders)
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
-                        fits, load_samplers, needs_offload)
+                        fits, freeu_for, load_samplers, needs_offload)
 from ..request import GenerationRequest
 from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
@@ -488,6 +488,11 @@ class DiffusersBackend(Backend):
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
+        freeu = freeu_for(spec) if req.freeu else None
+        if freeu:  # on the UNet every derived pipeline shares; off again for a request without it
+            pipe.enable_freeu(**freeu)
+        else:
+            pipe.disable_freeu()
         clip_skip = clip_skip_for(spec, req.clip_skip)
         layers = encoder_layer_count(pipe)
         if spec.builtin and layers and clip_skip > layers:  # the demo model's encoder is two layers deep
@@ -496,7 +501,7 @@ class DiffusersBackend(Backend):
             clip_skip = layers
         with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
             produced = self._generate_on(pipe, req, spec, loras, warnings, push, stopped, previews, worker)
-        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip})
+        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip, "freeu": bool(freeu)})
 
     def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, loras: list[LoraFile],
                      warnings: list[str], push, stopped, previews: bool, worker: DeviceWorker) -> Produced:

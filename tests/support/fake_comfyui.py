@@ -89,7 +89,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
-                 "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat"}
+                 "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -103,7 +103,7 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
                 "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"],
                 "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
-                "ConditioningConcat": ["CONDITIONING"]}
+                "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
@@ -111,6 +111,7 @@ REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model"
                    "ConditioningSetTimestepRange": ("conditioning", "start", "end"),
                    "ConditioningCombine": ("conditioning_1", "conditioning_2"),
                    "ConditioningConcat": ("conditioning_to", "conditioning_from"),
+                   "FreeU": ("model", "b1", "b2", "s1", "s2"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
@@ -566,6 +567,10 @@ class FakeComfyUI:
                                                                "conditioning_from": ["CONDITIONING"]},
                                         ["CONDITIONING"], category="conditioning",
                                         display_name="Conditioning (Concat)"),
+            "FreeU": entry("FreeU", {"model": ["MODEL"], **{  # as 0.3.64's comfy_extras/nodes_freelunch.py
+                name: ["FLOAT", {"default": default, "min": 0.0, "max": 10.0, "step": 0.01}]
+                for name, default in (("b1", 1.1), ("b2", 1.2), ("s1", 0.9), ("s2", 0.2))}}, ["MODEL"],
+                category="model_patches/unet"),
             # as ComfyUI: the files at the top of the input folder (one in a subfolder still loads by "sub/name")
             "LoadImage": entry("LoadImage", {"image": _combo(sorted(n for n in self.uploads if "/" not in n),
                                                              {"image_upload": True})}, ["IMAGE", "MASK"]),
