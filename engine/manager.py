@@ -933,7 +933,7 @@ def _without_lora_tags(text: str) -> str:
 
 def _unused_freeu(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
     """A warning when the request asked for FreeU and the backend did not use it."""
-    if not req.freeu or info.get("freeu"):
+    if not req.freeu or info.get("freeu") or any(w.startswith("FreeU was not used") for w in info.get("warnings", [])):
         return []
     families = ", ".join(f.label for f in load_families().values() if f.freeu)
     return [f"FreeU was not used: it is for {families} models run through this app's own graphs."]

@@ -419,7 +419,8 @@ def use_prompt_parts(graph: Mapping[str, Any], node_id: str, parts: Sequence[tup
 
 # ---------------------------------------------------------------------------- FreeU
 FREEU_CLASS = "FreeU"  # inputs model, b1, b2, s1, s2; output MODEL (comfy_extras/nodes_freelunch.py)
-MODEL_TAKERS = ("KSampler", "KSamplerAdvanced", "BasicGuider", "CFGGuider")  # the nodes that sample with a model
+# the nodes that sample with a model (a custom sampler's guider among them)
+MODEL_TAKERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "CFGGuider", "DualCFGGuider")
 FREEU_FACTORS = ("b1", "b2", "s1", "s2")
 
 
@@ -441,4 +442,3 @@ def use_freeu(graph: Mapping[str, Any], values: Mapping[str, float]) -> dict[str
                                                                    **{k: float(values[k]) for k in FREEU_FACTORS}}}
         inputs["model"] = [patched[link], 0]
     return out
-

@@ -101,12 +101,16 @@ def comfy_sampler(name: str | None) -> tuple[str, str | None]:
 
 
 def guess_family(filename: str) -> str:
-    """flux, sdxl or sd15, from a checkpoint's file name."""
+    """flux, sd3, sdxl, sd2 or sd15, from a checkpoint's file name (a server's files cannot be read here)."""
     n = filename.lower()
     if "flux" in n:
         return "flux"
+    if re.search(r"(^|[^a-z])sd_?3|stable-diffusion-3", n):
+        return "sd3"
     if re.search(r"xl|pony|illustrious|playground", n):
         return "sdxl"
+    if re.search(r"^v2-[01]_|768-v-ema|(^|[^a-z])sd_?2(1|\.1)?[-_.]", n):  # SD 2.x's own names
+        return "sd2"
     return "sd15"
 
 

@@ -489,10 +489,11 @@ class DiffusersBackend(Backend):
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
         freeu = freeu_for(spec) if req.freeu else None
-        if freeu:  # on the UNet every derived pipeline shares; off again for a request without it
-            pipe.enable_freeu(**freeu)
-        else:
-            pipe.disable_freeu()
+        if freeu and worker.compiler.wanted:  # the compiled graphs are traced without it: they would never run again
+            warnings.append("FreeU was not used: this device runs a compiled UNet, traced without FreeU "
+                            "(GATOR_COMPILE=off to use it).")
+            freeu = None
+        set_freeu(pipe, freeu)
         clip_skip = clip_skip_for(spec, req.clip_skip)
         layers = encoder_layer_count(pipe)
         if spec.builtin and layers and clip_skip > layers:  # the demo model's encoder is two layers deep
@@ -675,6 +676,21 @@ class DiffusersBackend(Backend):
                          interpolate.get("negative_prompt_b", req.negative_prompt), cfg)
         out.update({name: torch.lerp(a[name], b[name], t) for name in a if name in b})
         return out
+
+
+FREEU_ATTRIBUTES = ("s1", "s2", "b1", "b2")  # what diffusers' enable_freeu sets on the UNet's up blocks
+
+
+def set_freeu(pipe: Any, values: dict[str, float] | None) -> None:
+    """FreeU on the UNet every derived pipeline shares, with `values`; None: the up blocks as they were before any
+    FreeU (its attributes removed, not set to None as diffusers' disable_freeu leaves them)."""
+    if values:
+        pipe.enable_freeu(**values)
+        return
+    for block in getattr(pipe.unet, "up_blocks", ()):
+        for name in FREEU_ATTRIBUTES:
+            if name in vars(block):
+                delattr(block, name)
 
 
 def derived(pipe: Any, auto_class: str, **components: Any) -> Any:

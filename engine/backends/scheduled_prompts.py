@@ -42,7 +42,7 @@ class ScheduledPrompts:
         import torch
 
         now, then = self._segment(index), self._segment(index + 1)
-        if now is then or "prompt_embeds" not in tensors:  # (every SD and SDXL pipeline hands them to the callback)
+        if now is then:
             return tensors
         inputs, guided = then.inputs, pipe.do_classifier_free_guidance
 

@@ -52,3 +52,31 @@ async def test_flux_ignores_freeu_and_says_so(comfy_manager, fake):
     assert result.status == "success" and result.freeu is None, result.error
     assert not any(node["class_type"] == "FreeU" for node in fake.prompts[-1].values())
     assert any("FreeU was not used" in warning for warning in result.warnings), result.warnings
+
+
+def test_freeu_off_leaves_the_up_blocks_as_they_were(tiny_model_dir):
+    """diffusers' disable_freeu leaves its attributes behind (set to None), which a compiled UNet's guards would see:
+    turning FreeU off here removes them."""
+    from diffusers import StableDiffusionPipeline
+
+    from engine.backends.diffusers import FREEU_ATTRIBUTES, set_freeu
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_model_dir))
+    before = [sorted(vars(block)) for block in pipe.unet.up_blocks]
+    set_freeu(pipe, family_of("sd15").freeu)
+    assert all(getattr(pipe.unet.up_blocks[0], name) is not None for name in FREEU_ATTRIBUTES)
+    set_freeu(pipe, None)
+    assert [sorted(vars(block)) for block in pipe.unet.up_blocks] == before
+
+
+def test_a_custom_samplers_guider_and_shared_model_links_get_one_freeu_each():
+    from engine.workflows import use_freeu
+
+    graph = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "x"}},
+             "2": {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["5", 0]}},
+             "3": {"class_type": "KSampler", "inputs": {"model": ["1", 0]}},
+             "4": {"class_type": "SamplerCustom", "inputs": {"model": ["1", 0]}}}
+    out = use_freeu(graph, {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4})
+    freeu = [node_id for node_id, node in out.items() if node["class_type"] == "FreeU"]
+    assert len(freeu) == 1 and all(out[n]["inputs"]["model"] == [freeu[0], 0] for n in ("2", "3", "4"))
+    assert out[freeu[0]]["inputs"]["model"] == ["1", 0] and graph["3"]["inputs"]["model"] == ["1", 0]

@@ -107,6 +107,11 @@ def test_family_and_sampler_mapping():
     assert guess_family("sd_xl_base_1.0.safetensors") == "sdxl"
     assert guess_family("ponyDiffusionV6XL.safetensors") == "sdxl"
     assert guess_family("v1-5-pruned-emaonly.safetensors") == "sd15"
+    assert guess_family("dreamshaper_v2-1.safetensors") == "sd15"  # a fine-tune's own version, not SD 2.1
+    assert [guess_family(name) for name in ("v2-1_768-ema-pruned.safetensors", "768-v-ema.safetensors",
+                                            "sd21-unclip-h.safetensors")] == ["sd2"] * 3
+    assert [guess_family(name) for name in ("sd3.5_large.safetensors", "sd3_medium_incl_clips.safetensors",
+                                            "stable-diffusion-3-medium.safetensors")] == ["sd3"] * 3
     assert comfy_sampler("euler") == ("euler", None)
     assert comfy_sampler(None) == ("euler", None)
     assert comfy_sampler("Euler a") == ("euler_ancestral", None)
