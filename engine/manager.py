@@ -718,11 +718,11 @@ class AIModelManager:
         Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, clip_skip,
         variation_seed, variation_strength, prompt_sr, by these names, their labels or A1111's; Nothing leaves it
         out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", quoted names with commas; or a
-        list). `style` (a name or a list) is applied in each cell after its Prompt S/R. `image` takes `stream_image`'s arguments, which every
-        cell shares; the plot makes one image per cell (no batch count). Every problem is a sentence before any
-        work: an axis with no values, an unknown axis type, a value its parameter refuses (the axis named), an
-        unknown model or sampler, more cells than GATOR_MAX_GRID_IMAGES, or more work than the per-request budget
-        for all cells together. `rng` draws the seeds -1 asks for."""
+        list). `style` (a name or a list) is applied in each cell after its Prompt S/R. `image` takes
+        `stream_image`'s arguments, which every cell shares; the plot makes one image per cell (no batch count).
+        Every problem is a sentence before any work: an axis with no values, an unknown axis type, a value its
+        parameter refuses (the axis named), an unknown model or sampler, more cells than GATOR_MAX_GRID_IMAGES, or
+        more work than the per-request budget for all cells together. `rng` draws the seeds -1 asks for."""
         await self.initialize_models()
         image = {ALIASES.get(name, name): value for name, value in image.items()}
         batch = image.pop(P.BATCH_COUNT.name, None)
@@ -753,6 +753,7 @@ class AIModelManager:
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
         if plot.searches_written_prompt():  # Prompt S/R: each cell reads the tags of its replaced prompt itself
             shared.update(prompt=asked.prompt, loras=image.get(P.LORAS.name) or [])
+
         def cell(**arguments: Any) -> AsyncIterator[Event]:
             if styles:
                 arguments["prompt"], arguments[P.NEGATIVE_PROMPT.name] = apply_styles(
@@ -932,11 +933,13 @@ def _without_lora_tags(text: str) -> str:
 
 
 def _unused_freeu(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
-    """A warning when the request asked for FreeU and the backend did not use it."""
-    if not req.freeu or info.get("freeu") or any(w.startswith("FreeU was not used") for w in info.get("warnings", [])):
+    """A warning when the request asked for FreeU and the backend did not use it (the backend's reason, if it gave
+    one as `freeu_unused`)."""
+    if not req.freeu or info.get("freeu"):
         return []
     families = ", ".join(f.label for f in load_families().values() if f.freeu)
-    return [f"FreeU was not used: it is for {families} models run through this app's own graphs."]
+    why = info.get("freeu_unused") or f"it is for {families} models run through this app's own graphs"
+    return [f"FreeU was not used: {why}."]
 
 
 def _unused_clip_skip(req: GenerationRequest, info: dict[str, Any]) -> list[str]:

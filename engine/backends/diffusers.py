@@ -57,6 +57,18 @@ def slerp(a, b, t: float):
     return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
 
 
+def mixed_noise(pipe: Any, req: GenerationRequest, other_seed: int, t: float) -> Any:
+    """The starting noise of `req.seed`, as the pipeline would draw it, moved spherically toward `other_seed`'s by `t`
+    (A1111's variation seed; a storyboard's seed travel)."""
+    import torch
+
+    scale = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, req.height // scale, req.width // scale)
+    noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)))
+             for seed in (req.seed, other_seed)]
+    return slerp(*noise, float(t)).to(pipe._execution_device, pipe.unet.dtype)
+
+
 A1111_NAME_SYMBOLS = str.maketrans("", "", ":,")  # left out of a name in "Lora hashes", as A1111 does
 
 
@@ -489,10 +501,10 @@ class DiffusersBackend(Backend):
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
         self._set_sampler(pipe, req.sampler)
         freeu = freeu_for(spec) if req.freeu else None
+        freeu_unused = None
         if freeu and worker.compiler.wanted:  # the compiled graphs are traced without it: they would never run again
-            warnings.append("FreeU was not used: this device runs a compiled UNet, traced without FreeU "
-                            "(GATOR_COMPILE=off to use it).")
-            freeu = None
+            freeu, freeu_unused = None, "this device runs a compiled UNet, traced without FreeU (GATOR_COMPILE=off " \
+                                        "to use it)"
         set_freeu(pipe, freeu)
         clip_skip = clip_skip_for(spec, req.clip_skip)
         layers = encoder_layer_count(pipe)
@@ -502,7 +514,8 @@ class DiffusersBackend(Backend):
             clip_skip = layers
         with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
             produced = self._generate_on(pipe, req, spec, loras, warnings, push, stopped, previews, worker)
-        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip, "freeu": bool(freeu)})
+        return Produced(produced.image, {**produced.info, "clip_skip": clip_skip, "freeu": bool(freeu),
+                                         "freeu_unused": freeu_unused})
 
     def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, loras: list[LoraFile],
                      warnings: list[str], push, stopped, previews: bool, worker: DeviceWorker) -> Produced:
@@ -564,7 +577,7 @@ class DiffusersBackend(Backend):
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
         if req.varies and req.init_image is None and not interpolate:  # a hires pass redraws the varied image
-            kwargs["latents"] = self._varied_noise(pipe, req)
+            kwargs["latents"] = mixed_noise(pipe, req, req.variation_seed, req.variation_strength)
 
         step_previews = StepPreviews(spec.family, decode=self._preview_decoder(spec, worker)) if previews else None
 
@@ -643,33 +656,13 @@ class DiffusersBackend(Backend):
         return warnings
 
     @staticmethod
-    def _varied_noise(pipe, req: GenerationRequest) -> Any:
-        """A1111's variation seed: the seed's starting noise (as the pipeline would draw it) moved spherically toward
-        the variation seed's by the variation strength."""
-        import torch
-        from diffusers.utils.torch_utils import randn_tensor
-
-        scale = pipe.vae_scale_factor
-        shape = (1, pipe.unet.config.in_channels, req.height // scale, req.width // scale)
-        seed_noise, variation_noise = (randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(int(seed)),
-                                                    dtype=torch.float32) for seed in (req.seed, req.variation_seed))
-        varied = slerp(seed_noise, variation_noise, float(req.variation_strength))
-        return varied.to(pipe._execution_device, pipe.unet.dtype)
-
-    @staticmethod
     def _interpolated_inputs(pipe, req: GenerationRequest, spec: ModelSpec, guidance: float,
                              interpolate: dict) -> dict[str, Any]:
         """Seed travel: slerp the initial noise and lerp the prompt embeddings between A and B."""
         import torch
 
         t = float(interpolate["t"])
-        channels = pipe.unet.config.in_channels
-        scale = pipe.vae_scale_factor
-        shape = (1, channels, req.height // scale, req.width // scale)
-        noise_a = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(req.seed))
-        noise_b = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(interpolate["seed_b"])))
-        device = pipe._execution_device
-        out: dict[str, Any] = {"latents": slerp(noise_a, noise_b, t).to(device, pipe.unet.dtype)}
+        out: dict[str, Any] = {"latents": mixed_noise(pipe, req, int(interpolate["seed_b"]), t)}
         cfg = guidance > 1.0
         a = plain_inputs(pipe, spec.family, req.prompt, req.negative_prompt, cfg)
         b = plain_inputs(pipe, spec.family, interpolate.get("prompt_b", req.prompt),
