@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -24,12 +23,12 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from .errors import InvalidRequest
+from .recent import Recent
 
 logger = logging.getLogger(__name__)
 
 NO_STYLE = "None"
 PLACEHOLDER = "{prompt}"
-LIST_TTL_S = 5.0  # the files are read again after this long (a style file added while the app runs shows up)
 A1111_FILES = "styles*.csv"  # at the top of an A1111 install
 FOOOCUS_FILES = "sdxl_styles/*.json"  # in a Fooocus install
 STYLE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")  # in the styles folder
@@ -111,11 +110,11 @@ def _read(path: Path) -> list[Style]:
 
 
 class StyleLibrary:
-    """The styles of the app's file and of the user's files, by name; read again after LIST_TTL_S."""
+    """The styles of the app's file and of the user's files, by name; read again when a few seconds old."""
 
     def __init__(self, builtin: Path, styles_dir: Path | None, model_roots: Iterable[Path] = ()) -> None:
         self.builtin, self.styles_dir, self.model_roots = Path(builtin), styles_dir, [Path(p) for p in model_roots]
-        self._read: tuple[float, dict[str, Style], list[str]] | None = None
+        self._read = Recent(self._read_all)
 
     def files(self) -> list[Path]:
         """The user's style files, in the order they are read."""
@@ -128,9 +127,10 @@ class StyleLibrary:
         return found
 
     def _load(self) -> tuple[dict[str, Style], list[str]]:
-        read = self._read
-        if read is not None and time.monotonic() - read[0] <= LIST_TTL_S:
-            return read[1], read[2]
+        return self._read.get()
+
+    def _read_all(self) -> tuple[dict[str, Style], list[str]]:
+        """Every style by name, and a sentence per file that could not be read."""
         styles: dict[str, Style] = {style.name: style for style in _read(self.builtin)}
         problems: list[str] = []
         for path in self.files():
@@ -139,7 +139,6 @@ class StyleLibrary:
             except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, csv.Error) as err:
                 problems.append(f"The style file {path} could not be read ({err}).")
                 logger.warning("style file %s could not be read: %s", path, err)
-        self._read = (time.monotonic(), styles, problems)
         return styles, problems
 
     def names(self) -> list[str]:

@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -26,6 +25,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .errors import InvalidRequest
+from .recent import Recent
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ MAX_DEPTH = 10  # options and wildcard lines inside each other; deeper is a loop
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_CHARS = 100_000  # what one expansion may grow to before the prompt limit (engine/limits.py) is checked
 MAX_LISTED = 20  # names a sentence lists
-NAMES_TTL_S = 5.0  # how long `names` (the status tab's list, read every few seconds) reuses its folder walk
 ESCAPED = "{}|"
 COUNT = re.compile(r"\s*(\d+)?\s*(-)?\s*(\d+)?\s*\$\$")  # "2$$", "1-3$$", "-2$$" (up to two), "2-$$" (two or more)
 WEIGHT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*::")
@@ -103,28 +102,27 @@ def _entries(items: list[Any]) -> Entries:
     return out
 
 
-def _structured(path: Path, prefix: str) -> Iterator[tuple[str, Source]]:
-    """The wildcards of one YAML or JSON file (names under `prefix`, its folder); a file that cannot be read is
-    logged and left out."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValueError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
-        logger.warning("The wildcard file %s could not be read: %s", path, err)
-        return
-
+def _structured(path: Path, prefix: str) -> list[tuple[str, Source]]:
+    """The wildcards of one YAML or JSON file (names under `prefix`, its folder); a file that cannot be read, or
+    holds an entry of a shape no wildcard has, is logged and left out."""
     def walk(node: Any, keys: tuple[str, ...]) -> Iterator[tuple[str, Source]]:
         for key, value in node.items():
             if isinstance(value, list):
                 yield prefix + "/".join((*keys, str(key))), Source(path, tuple(_entries(value)))
             elif isinstance(value, dict):
                 yield from walk(value, (*keys, str(key)))
-    if isinstance(data, dict):
-        yield from walk(data, ())
-    elif isinstance(data, list):
-        yield prefix + path.stem, Source(path, tuple(_entries(data)))
+
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        if isinstance(data, dict):
+            return list(walk(data, ()))
+        return [(prefix + path.stem, Source(path, tuple(_entries(data))))] if isinstance(data, list) else []
+    except (OSError, TypeError, ValueError, RecursionError, yaml.YAMLError) as err:
+        logger.warning("The wildcard file %s could not be read: %s", path, err)
+        return []
 
 
 class Wildcards:
@@ -132,7 +130,7 @@ class Wildcards:
 
     def __init__(self, folders: Iterable[Path | None]) -> None:
         self.folders = [Path(folder) for folder in folders if folder]
-        self._listed: tuple[float, list[str]] | None = None  # (when, names) of the last walk `names` made
+        self._names = Recent(lambda: list(self.files()))  # the status tab's list: a folder walk every few seconds
         self._parsed: dict[Path, tuple[tuple[int, float], list[tuple[str, Source]]]] = {}  # YAML/JSON, by stamp
 
     def files(self) -> dict[str, Source]:
@@ -159,20 +157,12 @@ class Wildcards:
         known = self._parsed.get(path)
         if known is None or known[0] != stamp:
             parent = path.parent.relative_to(folder).as_posix()
-            try:
-                found = list(_structured(path, "" if parent == "." else parent + "/"))
-            except (TypeError, ValueError, RecursionError) as err:  # an entry of a shape no wildcard has
-                logger.warning("The wildcard file %s could not be read: %s", path, err)
-                found = []
-            known = self._parsed[path] = (stamp, found)
+            known = self._parsed[path] = (stamp, _structured(path, "" if parent == "." else parent + "/"))
         return known[1]
 
     def names(self) -> list[str]:
-        """The wildcards a prompt may name, sorted (walked again after NAMES_TTL_S; expansion always walks)."""
-        listed = self._listed
-        if listed is None or time.monotonic() - listed[0] > NAMES_TTL_S:
-            listed = self._listed = (time.monotonic(), list(self.files()))
-        return list(listed[1])
+        """The wildcards a prompt may name, sorted (walked again when a few seconds old; expansion always walks)."""
+        return list(self._names.get())
 
     def expand(self, prompt: str, negative_prompt: str, seed: int) -> Expansion:
         """Both prompts expanded for `seed`; InvalidRequest with a sentence for a prompt that cannot be."""
@@ -249,12 +239,7 @@ class _Expander:
         picked: list[str] = []
         pool = [(option, weight) for option, weight in zip(options, weights) if weight > 0]  # 0: never picked
         while len(picked) < wanted and pool:
-            point, reach = self.rng.uniform(0, sum(weight for _, weight in pool)), 0.0
-            for position, (option, weight) in enumerate(pool):
-                reach += weight
-                if point <= reach:
-                    break
-            picked.append(pool.pop(position)[0])  # (the last one when rounding left the point past every reach)
+            picked.append(pool.pop(_drawn(self.rng, pool))[0])
         return separator.join(self.run(option, depth + 1) for option in picked)
 
     def pick(self, entries: Entries) -> str:
@@ -262,12 +247,7 @@ class _Expander:
         if all(weight == 1.0 for _, weight in entries):
             return self.rng.choice(entries)[0]
         pool = [(option, weight) for option, weight in entries if weight > 0] or entries
-        point, reach = self.rng.uniform(0, sum(weight for _, weight in pool)), 0.0
-        for option, weight in pool:
-            reach += weight
-            if point <= reach:
-                return option
-        return pool[-1][0]
+        return pool[_drawn(self.rng, pool)][0]
 
     def lines_of(self, name: str) -> Entries:
         """The options of wildcard `name` and their weights (a text file's: one a line, weight 1; blank lines and
@@ -304,6 +284,17 @@ class _Expander:
             raise InvalidRequest(f"The wildcard file {name}{SUFFIX} has no options (one a line).")
         self.lines[name] = [(line, 1.0) for line in lines]
         return self.lines[name]
+
+
+def _drawn(rng: random.Random, pool: Entries) -> int:
+    """The position of an option of `pool` drawn by weight (the last one when rounding leaves the point past every
+    reach)."""
+    point, reach = rng.uniform(0, sum(weight for _, weight in pool)), 0.0
+    for position, (_, weight) in enumerate(pool):
+        reach += weight
+        if point <= reach:
+            return position
+    return len(pool) - 1
 
 
 def _unescaped(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:

@@ -10,7 +10,7 @@ import pytest
 
 from engine.config import PRESETS_DIR
 from engine.errors import InvalidRequest
-from engine import styles as styles_module
+from engine import recent
 from engine.styles import NO_STYLE, Style, StyleLibrary, apply_styles, chosen_names
 
 CSV = '''name,prompt,negative_prompt
@@ -65,7 +65,7 @@ def test_the_apps_and_the_users_styles(tmp_path):
 
 def test_a_broken_file_is_a_notice_and_new_files_show_up(tmp_path, monkeypatch):
     found = library(tmp_path)
-    monkeypatch.setattr(styles_module, "LIST_TTL_S", 0.0)
+    monkeypatch.setattr(recent, "LISTING_TTL_S", 0.0)
     own = tmp_path / "styles"
     (own / "broken.json").write_text("{not json", encoding="utf-8")
     (own / "listed.yaml").write_text("- a list\n- not a mapping\n", encoding="utf-8")
