@@ -46,7 +46,6 @@ DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # a diffusers component folder's 
 SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 UPSCALER_PICKLE = ".pth"  # the one pickle suffix accepted, only in an upscaler or TAESD folder (see the docstring)
-WEIGHTS_ONLY_KINDS = (UPSCALER, PREVIEW_DECODER)  # their .pth files are loaded with torch.load(weights_only=True)
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 CONTEXT_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}  # cross-attention width -> family
 

@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from .config import PRESETS_DIR
+from .errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ class StepPreviews:
         try:
             return self.decode(latents)
         except Exception as err:  # noqa: BLE001 (any failure of an optional preview)
-            logger.warning("The preview decoder failed (%s); step previews use the linear projection.",
-                           str(err).splitlines()[0] if str(err) else type(err).__name__)
+            logger.warning("The preview decoder failed (%s); step previews use the linear projection.", first_line(err))
             self.decode = None
             return _projected(latents, self.family)
 
