@@ -316,11 +316,12 @@ class ImageTabHandlers:
         """Stream one job: previews and a progress line per step, then each final image into `history`."""
         c = self.components
         yield {c["finished"]: None}
-        batch = args["batch"]
+        batch, plot = args["batch"], args.get("plot")
         count = _number(batch) if batch not in (None, "") else 1
-        count = count if isinstance(count, int) and not args.get("plot") else 1  # a plot: one image per cell
-        try:
-            styled, negative_styled = self.manager.styled(args["style"], args["prompt"] or "", args["negative"] or "")
+        count = count if isinstance(count, int) and not plot else 1  # a plot: one image per cell
+        try:  # a plot's styles go on in each cell, after the cell's Prompt S/R
+            styled, negative_styled = (args["prompt"] or "", args["negative"] or "") if plot else \
+                self.manager.styled(args["style"], args["prompt"] or "", args["negative"] or "")
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
@@ -342,11 +343,8 @@ class ImageTabHandlers:
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
-                if args.get("plot"):  # the styles go on in each cell, after its Prompt S/R
-                    events = self.manager.stream_xyz_plot(args["prompt"] or "", **args["plot"], **{
-                        **image_args, "negative_prompt": args["negative"] or "", "style": args["style"]})
-                else:
-                    events = self.manager.stream_image(styled, batch_count=count, **image_args)
+                events = self.manager.stream_xyz_plot(styled, **plot, **image_args, style=args["style"]) if plot \
+                    else self.manager.stream_image(styled, batch_count=count, **image_args)
                 async for event in events:
                     line = presenter.line(event)
                     if isinstance(event, Done):
