@@ -345,6 +345,18 @@ def set_number_settled(page, elem_id: str, value: Any, settle_ms: int = 300) -> 
     raise AssertionError(f"#{elem_id} did not keep {value}")
 
 
+def generate_and_read(page, app: RunningApp, says: str, stem: str) -> str:
+    """Press Generate, wait for Done and for the details to say `says`; the A1111 text of the one saved PNG whose
+    file name holds `stem` ("-31-a-paper-crane": seed and prompt)."""
+    from PIL import Image
+
+    page.click("#generate")
+    wait_progress(page, "Done")
+    wait_text(page, "result-details", says)
+    (made,) = [path for path in app.saved_images() if stem in path.name]
+    return Image.open(made).text["parameters"]
+
+
 def fill_image_form(page, prompt: str, *, width: int = 64, height: int = 64, steps: int = 3, seed: int = -1,
                     backend: str | None = None) -> None:
     page.locator("#prompt textarea").fill(prompt)

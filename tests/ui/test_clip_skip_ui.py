@@ -2,10 +2,8 @@
 it back (and an image made without one sets it back to 1)."""
 from __future__ import annotations
 
-from PIL import Image
-
-from tests.ui.conftest import (fill_image_form, generate_one, needs_chromium, open_app, send_first_result, set_slider,
-                               wait_progress, wait_text)
+from tests.ui.conftest import (fill_image_form, generate_and_read, generate_one, needs_chromium, open_app,
+                               send_first_result, set_slider)
 
 pytestmark = needs_chromium
 
@@ -15,11 +13,7 @@ def test_clip_skip_is_used_recorded_and_reused(desktop, local_app):
     open_app(page, local_app.url)
     fill_image_form(page, "a paper crane", steps=2, seed=31)
     set_slider(page, "clip-skip", 2)
-    page.click("#generate")
-    wait_progress(page, "Done")
-    wait_text(page, "result-details", "Clip skip 2")
-    (made,) = [p for p in local_app.saved_images() if "-31-a-paper-crane" in p.name]
-    assert "Clip skip: 2" in Image.open(made).text["parameters"]
+    assert "Clip skip: 2" in generate_and_read(page, local_app, "Clip skip 2", "-31-a-paper-crane")
     set_slider(page, "clip-skip", 1)
     send_first_result(page, "reuse-parameters", "loaded into the settings")
     assert page.locator("#clip-skip input[type=number]").input_value() == "2"

@@ -2,10 +2,8 @@
 them, and Reuse puts them back (an image made without one sets the strength back to 0)."""
 from __future__ import annotations
 
-from PIL import Image
-
-from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, send_first_result, set_number,
-                               set_number_settled, set_slider, wait_progress, wait_text)
+from tests.ui.conftest import (fill_image_form, generate_and_read, needs_chromium, open_app, send_first_result,
+                               set_number, set_number_settled, set_slider, wait_text)
 
 pytestmark = needs_chromium
 
@@ -22,11 +20,8 @@ def test_a_variation_is_made_recorded_and_reused(desktop, local_app):
     page.locator("#variation-seed input").wait_for(state="visible")
     set_number_settled(page, "variation-seed", 77)
     set_slider(page, "variation-strength", 0.25)
-    page.click("#generate")
-    wait_progress(page, "Done")
-    wait_text(page, "result-details", "Variation seed 77 at 0.25")
-    (made,) = [p for p in local_app.saved_images() if "-51-a-paper-boat" in p.name]
-    assert "Variation seed: 77, Variation seed strength: 0.25" in Image.open(made).text["parameters"]
+    assert "Variation seed: 77, Variation seed strength: 0.25" in generate_and_read(
+        page, local_app, "Variation seed 77 at 0.25", "-51-a-paper-boat")
 
     set_slider(page, "variation-strength", 0)
     set_number(page, "variation-seed", 1)
