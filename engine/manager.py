@@ -34,6 +34,7 @@ from .outputs import SweepReport, delete_output as remove_output, save_image, sa
 from . import params as P
 from .params import ALIASES
 from .png_info import png_info
+from .token_count import TokenCount, TokenCounter
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
 from .prompt_syntax import BadTag, take_lora_tags
@@ -77,6 +78,7 @@ class AIModelManager:
         # `__name__` in a prompt: the user's wildcard files, then the ones the app ships (engine/wildcards.py)
         self.wildcards = Wildcards([self.settings.wildcards_dir, PRESETS_DIR / "wildcards"])
         # prompt styles: the app's, then the user's (the styles folder, A1111's styles.csv, Fooocus's sdxl_styles/)
+        self.token_counter = TokenCounter()
         self.styles = StyleLibrary(PRESETS_DIR / "styles.yaml", self.settings.styles_dir, self.settings.model_roots)
 
     # -- start-up ------------------------------------------------------------------------------
@@ -296,6 +298,20 @@ class AIModelManager:
         """The prompt and negative prompt with the styles `style` names applied in order (one name, a list, or
         "None"); InvalidRequest for an unknown style."""
         return self.styles.apply(style, prompt, negative_prompt)
+
+    def prompt_tokens(self, text: str, steps: Any, style: Any = None, *, negative: bool = False) -> TokenCount:
+        """A1111's token counter: the CLIP tokens of a prompt (a negative prompt with `negative`) with the styles
+        `style` names applied, over a `steps`-step pass, and the 75-token chunks they fill (engine/token_count.py)."""
+        try:  # a negative prompt's styles go on whatever the prompt (apply_styles skips an empty one)
+            text = self.styled(style, "any prompt", text or "")[1] if negative else self.styled(style, text or "", "")[0]
+        except InvalidRequest:  # an unknown style: the text as written
+            pass
+        try:
+            steps = min(max(int(steps), P.STEPS.minimum), P.STEPS.maximum)
+        except (TypeError, ValueError):
+            steps = P.STEPS.default
+        embeddings = {name: count for backend in self.backends.values() for name, count in backend.embeddings().items()}
+        return self.token_counter.count(text or "", steps, embeddings)
 
     def available_workflows(self) -> list[str]:
         """The user's ComfyUI workflows a request can name (the workflows folder's *.json, by file name)."""

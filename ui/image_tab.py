@@ -39,6 +39,7 @@ from .preview import display_preview
 from .queue_panel import layout_queue_panel
 from .session_history import SessionHistories
 from .sessions import Jobs, TooManyJobs
+from .token_counter import counter_html, layout_token_counter
 from .widgets import number_box, widget
 from .workflow_box import layout_workflow_box, wire_workflow_box
 
@@ -433,6 +434,12 @@ class ImageTabHandlers:
         return None, gallery_items(list(history or []))
 
     # -- settings helpers ----------------------------------------------------------------------
+    def count_tokens(self, negative: bool) -> Callable[[str, Any, Any], str]:
+        """The token counter of the prompt box (`negative`: the negative prompt's): its markup for the text."""
+        def count(text: str, steps: Any, style: Any) -> str:
+            return counter_html(self.manager.prompt_tokens(text, steps, style, negative=negative))
+        return count
+
     def on_model(self, model: str):
         d = self.manager.model_defaults(model)
         return d[P.STEPS.name], d[P.GUIDANCE.name]
@@ -718,16 +725,20 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             with gr.Row(equal_height=False):  # the primary action beside the prompt, as in A1111 and Fooocus
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
-                                    info="Ctrl+Enter generates. `{red|blue}` picks one option; System status lists the "
-                                         "wildcards a prompt can name.",
-                                    elem_id="prompt", scale=4)
+                with gr.Column(scale=4, min_width=0, elem_classes="gator-counted"):
+                    prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour",
+                                        info="Ctrl+Enter generates. `{red|blue}` picks one option; System status "
+                                             "lists the wildcards a prompt can name.",
+                                        elem_id="prompt")
+                    prompt_tokens = layout_token_counter("prompt-tokens")
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop")
             queue_panel = layout_queue_panel(queue_places)
-            negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
-                                  elem_id="negative-prompt")
+            with gr.Column(elem_classes="gator-counted"):
+                negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
+                                      elem_id="negative-prompt")
+                negative_tokens = layout_token_counter("negative-tokens")
             with gr.Row():
                 style = gr.Dropdown(manager.available_styles()[1:], value=[], multiselect=True, label="Styles",
                                     elem_id="style")  # the app's, then yours (A1111's styles.csv, Fooocus's)
@@ -828,7 +839,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 confirm_delete = gr.Button("Confirm delete", size="sm", variant="stop", visible=False,
                                            elem_id="confirm-delete")
     components = dict(
-        prompt=prompt, negative=negative, style=style, quality=quality, model=model, backend=backend, aspect=aspect,
+        prompt=prompt, negative=negative, prompt_tokens=prompt_tokens, negative_tokens=negative_tokens, style=style,
+        quality=quality, model=model, backend=backend, aspect=aspect,
         **img2img, **inpaint, **hires, **controlnet_box, **workflow_box, **xyz, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, vary_subtle=vary_subtle,
         vary_strong=vary_strong, upscale=upscale, upscaler=upscaler,
@@ -901,6 +913,11 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                       show_progress_on=panel.shown_ids, **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"]], **private)
 
+    for box, counter, negative in (("prompt", "prompt_tokens", False), ("negative", "negative_tokens", True)):
+        count_inputs = [c[box], c["steps"], c["style"]]  # A1111 counts the styles in, and a schedule at its steps
+        for trigger in (c[box].change, c["steps"].change, c["style"].change):
+            trigger(h.count_tokens(negative), inputs=count_inputs, outputs=c[counter], show_progress="hidden",
+                    trigger_mode="always_last", **private)
     c["model"].input(h.on_model, inputs=c["model"], outputs=[c["steps"], c["guidance"]], **private)
     c["aspect"].input(h.on_aspect, inputs=[c["aspect"], c["width"], c["height"]], outputs=[c["width"], c["height"]],
                       **private)

@@ -38,6 +38,11 @@ CSS = """
 .gator-badge-demo { background: #fdecec; color: #9b1c1c; border-color: #f2aaaa; }
 .gator-badge-starting { background: #eef0f3; color: #4a5568; }
 #progress-line { min-height: 1.6rem; }
+/* A1111's token counter, in the top right corner of its prompt box (the column holds the box and its counter) */
+.gator-counted { position: relative; }
+.gator-counted > .gator-token-counter { position: absolute; top: .45rem; right: .75rem; width: auto; z-index: 4; }
+.gator-tokens { font-size: .8rem; color: var(--body-text-color-subdued); font-variant-numeric: tabular-nums; }
+.gator-tokens-over { color: var(--color-accent); font-weight: 600; }
 /* Narrow screens get narrower page margins (Gradio's are 2rem); a plain rule, as Gradio scopes media rules to the
    app's contents. The same as before from about 660 px up. */
 .gradio-container .main.app { padding-left: clamp(.75rem, 8vw - 1.25rem, 2rem);

@@ -95,6 +95,10 @@ class Backend(ABC):
         """The VAE files a request may name on this backend."""
         return []
 
+    def embeddings(self) -> dict[str, int]:
+        """The textual-inversion embeddings a prompt may name here: name -> the token places it takes."""
+        return {}
+
     def upscalers(self) -> list[str]:
         """The model upscalers (ESRGAN family) a request may name on this backend, by file name without extension."""
         return []

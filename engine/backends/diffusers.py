@@ -34,7 +34,7 @@ from . import register_backend
 from .base import INTERPOLATE, VARIATION, Backend, BackendContext, BackendState, Target
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
-from .embeddings import named_in
+from .embeddings import named_in, vector_count
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
@@ -95,6 +95,7 @@ class DiffusersBackend(Backend):
         self.models_dir = models_dir
         self.tiny_dir = tiny_dir
         self.folders = ModelFolders(model_roots if model_roots is not None else [models_dir])
+        self._vectors: dict[tuple[str, int, float], int] = {}  # an embedding file's version -> its vectors
         self.hashes = FileHashes(Path(file_hash_cache) if file_hash_cache else None)  # checkpoints' "Model hash"
         self.pipeline_configs = pipeline_configs  # None: presets/pipelines/
         self.weights: dict[str, WeightSource | Missing] = {}
@@ -227,6 +228,15 @@ class DiffusersBackend(Backend):
 
     def vaes(self) -> list[str]:
         return [f.name for f in self.folders.files(VAE)]
+
+    def embeddings(self) -> dict[str, int]:
+        """The textual-inversion embeddings in the model folders: name -> the token places it takes (its vectors)."""
+        found = {}
+        for entry in self.folders.files(EMBEDDING):
+            if entry.stamp not in self._vectors:
+                self._vectors[entry.stamp] = vector_count(entry)
+            found[entry.name] = self._vectors[entry.stamp]
+        return found
 
     def upscalers(self) -> list[str]:
         """Every upscaler file in the model folders, a damaged one too (named, it is its sentence)."""

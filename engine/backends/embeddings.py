@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from ..errors import first_line
-from ..model_files import ModelFile
+from ..model_files import ModelFile, UnreadableModel, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +17,20 @@ def named_in(files: list[ModelFile], *texts: str) -> list[ModelFile]:
     """The embedding files whose name appears as a word in any of `texts`."""
     joined = "\n".join(t for t in texts if t)
     return [f for f in files if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", joined)]
+
+
+def vector_count(entry: ModelFile) -> int:
+    """How many token places the embedding takes in a prompt (its vectors), read from the file's header; 1 when
+    the header does not say."""
+    try:
+        table = read_header(entry.path)
+    except UnreadableModel:
+        return 1
+    for key in ("emb_params", "clip_l", *table):  # A1111's, SDXL's first half, else the first tensor
+        shape = (table.get(key) or {}).get("shape") or []
+        if shape:
+            return max(int(shape[0]), 1) if len(shape) > 1 else 1
+    return 1
 
 
 class Embeddings:
