@@ -5,6 +5,11 @@ every pixel outside the blurred mask is the original's exactly.
 Outpaint extends the init image's canvas (the new area filled with the image's stretched edges, as "resize and
 fill" fills) and paints the new area: white in the mask. "only masked" draws just the mask's box plus padding,
 grown to the width:height aspect, at width x height (more detail), and pastes it back, as A1111 does.
+
+A1111's "masked content" says what the masked part starts from: "original" the picture as it is; "fill" the colours
+around the mask, blurred into it (done here, so every backend draws from the same filled picture); "latent noise" and
+"latent nothing" the filled picture too, with its encoded latents then replaced under the mask by the seed's noise or
+by zeros (each backend does that step: engine/backends/masked_latents.py, workflows.use_inpaint).
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from .controlnet import NONE, control_map
 from .input_images import filled_around, fit
@@ -25,6 +30,23 @@ logger = logging.getLogger(__name__)
 WHOLE_PICTURE, ONLY_MASKED = "whole picture", "only masked"
 INPAINT_AREAS = (WHOLE_PICTURE, ONLY_MASKED)  # A1111's names, in A1111's order
 Box = tuple[int, int, int, int]  # left, top, right, bottom
+FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = "fill", "original", "latent noise", "latent nothing"
+MASKED_CONTENTS = (FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING)  # A1111's names, in A1111's order
+LATENT_FILLS = (LATENT_NOISE, LATENT_NOTHING)  # the ones a backend finishes in latent space
+FILL_BLURS = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))  # A1111's fill: (blur radius, layers), coarse first
+
+
+def filled(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """A1111's "fill": the picture with its masked part (white) painted in the colours around it, layer upon layer
+    of ever less blurred copies of the kept part; the kept part itself stays as it is."""
+    kept = Image.new("RGBa", image.size)  # premultiplied: a blur spreads the kept colours, never the masked ones
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
+    out = Image.new("RGBA", image.size)
+    for radius, layers in FILL_BLURS:
+        blurred = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(layers):
+            out.alpha_composite(blurred)
+    return out.convert("RGB")
 
 
 def fitted_mask(mask: Image.Image, init_size: tuple[int, int], width: int, height: int, mode: str) -> Image.Image:
@@ -105,6 +127,8 @@ def prepare_inpaint(req: "GenerationRequest") -> InpaintJob:
     else:
         box = (0, 0, image.width, image.height)
         drawn = replace(req, init_image=image, mask=alpha, width=image.width, height=image.height, **done)
+    if req.masked_content != ORIGINAL:  # A1111 fills for latent noise and latent nothing too
+        drawn = replace(drawn, init_image=filled(drawn.init_image, drawn.mask))
     if req.uses_controlnet:  # the control map follows the picture: extended as it is, cut to the box drawn
         control = control_map(req)
         if any(req.outpaint):
@@ -113,6 +137,6 @@ def prepare_inpaint(req: "GenerationRequest") -> InpaintJob:
             control = canvas
         control = control.crop(box).resize((drawn.width, drawn.height), Image.Resampling.LANCZOS)
         drawn = replace(drawn, control_image=control, controlnet_module=NONE)
-    logger.info("Inpaint %s: %dx%d picture, drawing %s at %dx%d", req.inpaint_area, image.width, image.height, box,
-                drawn.width, drawn.height)
+    logger.info("Inpaint %s (%s): %dx%d picture, drawing %s at %dx%d", req.inpaint_area, req.masked_content,
+                image.width, image.height, box, drawn.width, drawn.height)
     return InpaintJob(drawn, image, alpha, box)

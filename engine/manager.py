@@ -303,14 +303,16 @@ class AIModelManager:
         """A1111's token counter: the CLIP tokens of a prompt (a negative prompt with `negative`) with the styles
         `style` names applied, over a `steps`-step pass, and the 75-token chunks they fill (engine/token_count.py)."""
         try:  # a negative prompt's styles go on whatever the prompt (apply_styles skips an empty one)
-            text = self.styled(style, "any prompt", text or "")[1] if negative else self.styled(style, text or "", "")[0]
+            text = self.styled(style, "any prompt", text or "")[1] if negative else \
+                self.styled(style, text or "", "")[0]
         except InvalidRequest:  # an unknown style: the text as written
             pass
         try:
             steps = min(max(int(steps), P.STEPS.minimum), P.STEPS.maximum)
         except (TypeError, ValueError):
             steps = P.STEPS.default
-        embeddings = {name: count for backend in self.backends.values() for name, count in backend.embeddings().items()}
+        embeddings = {name: count for backend in self.backends.values()
+                      for name, count in backend.embeddings().items()}
         return self.token_counter.count(text or "", steps, embeddings)
 
     def available_workflows(self) -> list[str]:
@@ -438,6 +440,7 @@ class AIModelManager:
                            loras: Any = None, vae: str | None = None, init_image: Any = None,
                            strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
                            mask: Any = None, mask_blur: int = P.MASK_BLUR.default,
+                           masked_content: str = P.MASKED_CONTENT.default,
                            inpaint_area: str = P.INPAINT_AREA.default,
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
@@ -463,7 +466,8 @@ class AIModelManager:
         `init_image` (a PIL image or a file path) makes it image-to-image: `strength` is A1111's denoising
         strength, `resize_mode` how the image meets width x height (both None: the image's own size).
         `mask` (a PIL image or a file path; white = repaint, stretched to the init image's size if it has another)
-        makes it inpaint: `mask_blur` softens its edge, `inpaint_area` "only masked" redraws just the mask's box
+        makes it inpaint: `mask_blur` softens its edge, `masked_content` is what the masked part starts from (A1111's
+        original, fill, latent noise, latent nothing), `inpaint_area` "only masked" redraws just the mask's box
         plus `only_masked_padding` at width x height. `outpaint` ({"left", "right", "up", "down"} pixels, or four
         numbers) extends the init image and paints the new area. Outside the blurred mask the result is the init
         image's pixels exactly (engine/inpaint.py).
@@ -491,6 +495,7 @@ class AIModelManager:
             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed, model=model,
             backend=backend, sampler=sampler, batch_count=batch_count, loras=loras, vae=vae, init_image=init_image,
             strength=strength, resize_mode=resize_mode, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area,
+            masked_content=masked_content,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
@@ -675,6 +680,7 @@ class AIModelManager:
             first_pass_size=(req.width, req.height) if req.hires_scale > 1 else None,
             mask_blur=req.mask_blur if req.inpaints else None,
             inpaint_area=req.inpaint_area if req.inpaints else None,
+            masked_content=req.masked_content if req.inpaints else None,
             only_masked_padding=req.only_masked_padding if req.inpaints and req.inpaint_area == ONLY_MASKED else None,
             outpaint=dict(zip(P.OUTPAINT_SIDES, req.outpaint)) if any(req.outpaint) else None,
             **controlnet_fields(req),

@@ -265,6 +265,10 @@ MASK_BLUR = Param("mask_blur", "pixels", 4, "Mask blur", "Inpaint: how far the m
 INPAINT_AREA = Param("inpaint_area", "choice", "whole picture", "Inpaint area",
                      "whole picture: redraw the image with the mask; only masked: redraw just the masked part (plus "
                      "padding) at the full width x height, for more detail.", a1111_key="Inpaint area")
+MASKED_CONTENT = Param("masked_content", "choice", "original", "Masked content",
+                       "Inpaint: what the masked part starts from. original: what is there; fill: the colours around "
+                       "it; latent noise: noise; latent nothing: empty latents. The last three make room for something "
+                       "new (use a high denoising strength).", a1111_key="Masked content")
 ONLY_MASKED_PADDING = Param("only_masked_padding", "pixels", 32, "Masked area padding",
                             "Only masked: pixels of context around the mask that are redrawn with it.", minimum=0,
                             maximum=256, step=4, a1111_key="Masked area padding")
@@ -274,7 +278,8 @@ OUTPAINT = Param("outpaint", "outpaint", None, "Outpaint",
                  "multiple of {multiple_of}); the new area is painted.", minimum=0, maximum=1024, step=8,
                  multiple_of=8, a1111_key="Outpaint", optional=True)
 # What an image-to-image request adds (the init image and the mask themselves are pictures, not values).
-IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE, MASK_BLUR, INPAINT_AREA, ONLY_MASKED_PADDING, OUTPAINT)
+IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE, MASK_BLUR, MASKED_CONTENT, INPAINT_AREA,
+                                         ONLY_MASKED_PADDING, OUTPAINT)
 
 HIRES_SCALE = Param("hires_scale", "float", 1.0, "Hires upscale",
                     "Hires fix: above 1, the image is made at width x height, upscaled by this and redrawn.",

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from . import params as P
 from .controlnet import CANNY, controlnet_problems
 from .errors import InvalidRequest
-from .inpaint import INPAINT_AREAS, fitted_mask
+from .inpaint import INPAINT_AREAS, MASKED_CONTENTS, fitted_mask
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
 from .upscale import UPSCALERS, hires_size, unknown_upscaler, upscaler_named
@@ -40,6 +40,7 @@ class GenerationRequest:
     resize_mode: str = P.RESIZE_MODE.default
     mask: Any = None  # inpaint: white repaints (a PIL image or a trusted path); after validation "L", fitted as the init
     mask_blur: int = P.MASK_BLUR.default
+    masked_content: str = P.MASKED_CONTENT.default  # A1111's: original, fill, latent noise, latent nothing
     inpaint_area: str = P.INPAINT_AREA.default
     only_masked_padding: int = P.ONLY_MASKED_PADDING.default
     outpaint: Any = None  # pixels to add per side (see params.outpaint_amounts); after validation (left, right, up, down)
@@ -76,7 +77,8 @@ class GenerationRequest:
         if values.get("init_image") is None:
             for param in (P.WIDTH, P.HEIGHT):
                 values[param.name] = param.default if values.get(param.name) is None else values[param.name]
-        for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.INPAINT_AREA, P.HIRES_UPSCALER, P.CONTROLNET_MODULE):
+        for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.MASKED_CONTENT, P.INPAINT_AREA, P.HIRES_UPSCALER,
+                      P.CONTROLNET_MODULE):
             if param.name in values:
                 values[param.name] = values[param.name] or param.default
         values["negative_prompt"] = values.get("negative_prompt") or ""
@@ -221,6 +223,9 @@ def inpaint_problems(req: GenerationRequest, limits: Limits) -> list[str]:
                                         P.ONLY_MASKED_PADDING.problem(req.only_masked_padding)) if problem]
     if req.inpaint_area not in INPAINT_AREAS:
         problems.append(f"Inpaint area must be one of {', '.join(INPAINT_AREAS)} (got {req.inpaint_area!r}).")
+    if req.masked_content not in MASKED_CONTENTS:
+        problems.append(f"{P.MASKED_CONTENT.label} must be one of {', '.join(MASKED_CONTENTS)} "
+                        f"(got {req.masked_content!r}).")
     if problems or not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
         return problems  # the base values' own sentences say what is wrong
     left, right, up, down = (int(n) for n in P.outpaint_amounts(req.outpaint))

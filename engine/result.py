@@ -15,7 +15,7 @@ from .params import RESULT_ALIASES
 
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
-                "sampler", "loras", "vae", "strength", "mask_blur", "inpaint_area", "only_masked_padding", "outpaint",
+                "sampler", "loras", "vae", "strength", "mask_blur", "masked_content", "inpaint_area", "only_masked_padding", "outpaint",
                 "hires_scale", "hires_steps", "hires_upscaler", "clip_skip", "variation_seed", "variation_strength",
                 "freeu", "controlnet", "controlnet_module", "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
                 "model_id", "model_hash", "lora_hashes", "model_license", "backend", "server", "prompt_id",
@@ -40,6 +40,7 @@ class ImageResult:
     vae: str | None = None  # a VAE file's name; None: the checkpoint's own
     strength: float | None = None  # denoising strength of img2img or of the hires pass (None: neither)
     mask_blur: int | None = None  # inpaint and outpaint (None: neither)
+    masked_content: str | None = None  # what the masked part started from (A1111's "Masked content")
     inpaint_area: str | None = None
     only_masked_padding: int | None = None  # only for inpaint area "only masked"
     outpaint: dict[str, int] | None = None  # pixels added per side ({"left", "right", "up", "down"}; None: none)

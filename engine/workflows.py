@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from .config import PRESETS_DIR
 from .errors import GatorError
+from .inpaint import LATENT_FILLS, LATENT_NOISE, ORIGINAL
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,14 @@ ENCODE_CLASS = "VAEEncode"  # inputs pixels, vae; output LATENT
 LOAD_MASK_CLASS = "LoadImageMask"  # inputs image (a file in the input folder), channel; output MASK
 MASK_CHANNEL = "red"  # of a grey mask image: white (1.0) is repainted
 NOISE_MASK_CLASS = "SetLatentNoiseMask"  # inputs samples, mask; output LATENT (the sampler changes only the mask)
+# A1111's latent noise / latent nothing under the mask, with core nodes (comfy_extras nodes_mask, nodes_custom_sampler)
+THRESHOLD_MASK_CLASS = "ThresholdMask"  # inputs mask, value; output MASK (1 where the mask is above the value)
+COMPOSITE_LATENT_CLASS = "LatentCompositeMasked"  # inputs destination, source, x, y, resize_source, mask; LATENT
+ADD_NOISE_CLASS = "AddNoise"  # inputs model, noise, sigmas, latent_image; LATENT (noise x the sigmas' span added)
+RANDOM_NOISE_CLASS = "RandomNoise"  # input noise_seed; output NOISE (the noise a KSampler draws for that seed)
+SCHEDULER_CLASS = "BasicScheduler"  # inputs model, scheduler, steps, denoise; output SIGMAS
+FIRST_SIGMA_CLASS = "SetFirstSigma"  # inputs sigmas, sigma; output SIGMAS
+UNIT_NOISE_SIGMAS = (1, 1.0)  # one step, its first sigma set to 1: AddNoise adds the seed's noise as it is drawn
 
 
 def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) -> dict[str, Any]:
@@ -263,18 +272,67 @@ def use_init_image(graph: Mapping[str, Any], image_name: str, denoise: float) ->
     input, or the BasicScheduler behind a custom sampler's sigmas. New node ids follow the graph's highest
     numeric id. WorkflowError when the graph has no latent to replace, no VAE, or no denoise to set.
     """
-    return _start_from(graph, image_name, None, denoise)
+    return _start_from(graph, image_name, None, denoise).graph
 
 
-def use_inpaint(graph: Mapping[str, Any], image_name: str, mask_name: str, denoise: float) -> dict[str, Any]:
+def use_inpaint(graph: Mapping[str, Any], image_name: str, mask_name: str, denoise: float,
+                masked_content: str = ORIGINAL, seed: int = 0) -> dict[str, Any]:
     """`use_init_image`, with the samplers redrawing only where the server's input image `mask_name` is white:
     LoadImage -> VAEEncode -> SetLatentNoiseMask (the mask from LoadImageMask, its red channel) in place of the empty
-    latent. New node ids: LoadImage, VAEEncode, LoadImageMask, SetLatentNoiseMask, after the graph's highest."""
-    return _start_from(graph, image_name, mask_name, denoise)
+    latent. New node ids: LoadImage, VAEEncode, LoadImageMask, SetLatentNoiseMask, after the graph's highest.
+
+    A1111's `masked_content` "latent nothing" puts the graph's own empty latent under the mask (zeros of the VAE's
+    latents: the model's zeros for SD and SDXL, as in A1111; FLUX's and SD3's latents are shifted, so theirs sit a
+    little off zero), "latent noise" the `seed`'s noise (RandomNoise through AddNoise at sigma 1 on that empty latent),
+    both by LatentCompositeMasked with the mask thresholded at one half (A1111 rounds its latent mask) before
+    SetLatentNoiseMask; "fill" is a picture already filled (engine/inpaint.py), so it changes nothing here. Checked
+    on a real ComfyUI 0.3.64: zeros and the KSampler's own noise for the seed under the mask, the encoding outside."""
+    started = _start_from(graph, image_name, mask_name, denoise, keep_empty_latent=masked_content in LATENT_FILLS)
+    out = started.graph
+    if masked_content not in LATENT_FILLS:
+        return out
+    first = _next_id(out)
+    ids = [str(first + n) for n in range(6)]
+    fill = list(started.empty_latent)
+    if masked_content == LATENT_NOISE:
+        model = source_of(out, "model")
+        if model is None:
+            raise WorkflowError("the graph has no model to make latent noise for.")
+        noise_id, scheduler_id, sigma_id, add_id = ids[2:6]
+        steps, sigma = UNIT_NOISE_SIGMAS
+        out[noise_id] = {"class_type": RANDOM_NOISE_CLASS, "inputs": {"noise_seed": int(seed)}}
+        out[scheduler_id] = {"class_type": SCHEDULER_CLASS, "inputs": {"model": list(model), "scheduler": "normal",
+                                                                       "steps": steps, "denoise": 1.0}}
+        out[sigma_id] = {"class_type": FIRST_SIGMA_CLASS, "inputs": {"sigmas": [scheduler_id, 0], "sigma": sigma}}
+        out[add_id] = {"class_type": ADD_NOISE_CLASS, "inputs": {"model": list(model), "noise": [noise_id, 0],
+                                                                 "sigmas": [sigma_id, 0], "latent_image": fill}}
+        fill = [add_id, 0]
+    threshold_id, composite_id = ids[:2]
+    out[threshold_id] = {"class_type": THRESHOLD_MASK_CLASS, "inputs": {"mask": [started.mask_id, 0], "value": 0.5}}
+    out[composite_id] = {"class_type": COMPOSITE_LATENT_CLASS, "inputs": {
+        "destination": [started.encode_id, 0], "source": fill, "x": 0, "y": 0, "resize_source": False,
+        "mask": [threshold_id, 0]}}
+    out[started.noise_mask_id]["inputs"]["samples"] = [composite_id, 0]
+    log.debug("masked content %s: %s under the mask (node %s)", masked_content, out[fill[0]]["class_type"],
+              composite_id)
+    return out
 
 
-def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None, denoise: float) -> dict[str, Any]:
-    """The graph starting from the input image `image_name` (see `use_init_image`), masked by `mask_name`."""
+@dataclass(frozen=True)
+class _Started:
+    """A graph that starts from an input image, and the ids of what `_start_from` added or replaced."""
+
+    graph: dict[str, Any]
+    empty_latent: tuple[str, int]  # the latent it replaced (gone from the graph unless kept)
+    encode_id: str
+    mask_id: str
+    noise_mask_id: str
+
+
+def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None, denoise: float,
+                keep_empty_latent: bool = False) -> _Started:
+    """The graph starting from the input image `image_name` (see `use_init_image`), masked by `mask_name`;
+    `keep_empty_latent` keeps the replaced latent's node (for a latent fill under the mask)."""
     if not 0.0 <= float(denoise) <= 1.0:
         raise WorkflowError(f"the denoise must be between 0 and 1 (got {denoise!r}).")
     out = copy.deepcopy(dict(graph))
@@ -300,11 +358,11 @@ def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None
                                                                          "mask": [mask_id, 0]}}
     replaced = out[latent[0]]["class_type"]
     links = (v for node in out.values() for v in node.get("inputs", {}).values() if _is_link(v))
-    if not any(str(link[0]) == latent[0] for link in links):  # nothing else reads it: it goes
+    if not keep_empty_latent and not any(str(link[0]) == latent[0] for link in links):  # nothing reads it: it goes
         del out[latent[0]]
     log.debug("init image %s (mask %s): %s (node %s) replaced by %s -> %s, denoise %g", image_name, mask_name,
               replaced, latent[0], LOAD_IMAGE_CLASS, ENCODE_CLASS, denoise)
-    return out
+    return _Started(out, (latent[0], latent[1]), encode_id, mask_id, noise_mask_id)
 
 
 def _denoise_inputs(graph: Mapping[str, Any], sampler_id: str) -> dict[str, Any]:

@@ -164,10 +164,12 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
-                      freeu: bool = P.FREEU.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                      freeu: bool = P.FREEU.default, masked_content: str = P.MASKED_CONTENT.default,
+                      request: gr.Request = None) -> tuple[FileData, dict]:
         """Inpaint and outpaint: `init_image` redrawn after `prompt` where `mask` (an uploaded file, white =
         repaint; stretched to the init image's size if it has another) is white. `mask_blur` softens the mask's
-        edge; `inpaint_area` "only masked" redraws just the mask's box plus `only_masked_padding` pixels at width
+        edge; `masked_content` is what the masked part starts from (A1111's original, fill, latent noise, latent
+        nothing); `inpaint_area` "only masked" redraws just the mask's box plus `only_masked_padding` pixels at width
         x height. `outpaint` ({"left": 0, "right": 64, "up": 0, "down": 0}, pixels, multiples of 8) extends the
         image and paints the new area (the mask may then be None). Outside the blurred mask the result keeps the
         init image's pixels exactly. The rest as /img2img. Returns the PNG and the same dict (with mask_blur,
@@ -180,8 +182,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
                             loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, strength=strength,
                             resize_mode=resize_mode, mask=mask_path,
-                            mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
-                            outpaint=outpaint)
+                            mask_blur=mask_blur, masked_content=masked_content, inpaint_area=inpaint_area,
+                            only_masked_padding=only_masked_padding, outpaint=outpaint)
 
     async def controlnet(control_image: FileData, prompt: str, controlnet: str,
                          controlnet_module: str = P.CONTROLNET_MODULE.default,

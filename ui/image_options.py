@@ -11,7 +11,7 @@ from PIL import Image
 from engine import params as P
 from engine.controlnet import MODULES, preprocess
 from engine.errors import InvalidRequest
-from engine.inpaint import INPAINT_AREAS
+from engine.inpaint import INPAINT_AREAS, MASKED_CONTENTS
 from engine.input_images import RESIZE_MODES, read_input_image
 from engine.limits import Limits
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
@@ -40,7 +40,7 @@ def layout_img2img_box() -> dict[str, Any]:
 
 def layout_inpaint_box() -> dict[str, Any]:
     """Inpaint / outpaint, closed until opened: the picture with a white brush to paint what is redrawn, the
-    mask's blur, the area redrawn, and how far to extend each side."""
+    mask's blur, what the masked part starts from, the area redrawn, and how far to extend each side."""
     with gr.Accordion("Inpaint / outpaint", open=False, elem_id="inpaint-box") as inpaint_box:
         mask_editor = gr.ImageEditor(label="Upload a picture, then paint (white) what to redraw", type="pil",
                                      sources=["upload", "clipboard"], height=300, elem_id="mask-editor",
@@ -48,6 +48,8 @@ def layout_inpaint_box() -> dict[str, Any]:
         with gr.Row():
             inpaint_strength = gr.Slider(**widget(P.STRENGTH), elem_id="inpaint-strength")
             mask_blur = gr.Slider(**widget(P.MASK_BLUR), elem_id="mask-blur")
+        masked_content = gr.Radio(list(MASKED_CONTENTS), value=P.MASKED_CONTENT.default, label=P.MASKED_CONTENT.label,
+                                  info=P.MASKED_CONTENT.help, elem_id="masked-content")
         with gr.Row():
             inpaint_area = gr.Radio(list(INPAINT_AREAS), value=P.INPAINT_AREA.default, label=P.INPAINT_AREA.label,
                                     info=P.INPAINT_AREA.help, elem_id="inpaint-area")
@@ -57,11 +59,13 @@ def layout_inpaint_box() -> dict[str, Any]:
                                   step=P.OUTPAINT.step, precision=0, min_width=90, elem_id=f"outpaint-{side}")
                         for side in P.OUTPAINT_SIDES]
     return dict(inpaint_box=inpaint_box, mask_editor=mask_editor, inpaint_strength=inpaint_strength,
-                mask_blur=mask_blur, inpaint_area=inpaint_area, only_masked_padding=only_masked_padding,
+                mask_blur=mask_blur, masked_content=masked_content, inpaint_area=inpaint_area,
+                only_masked_padding=only_masked_padding,
                 **{f"outpaint_{side}": box for side, box in zip(P.OUTPAINT_SIDES, outpaint)})
 
 
-INPAINT_INPUTS = ("mask_editor", "inpaint_strength", "mask_blur", "inpaint_area", "only_masked_padding",
+INPAINT_INPUTS = ("mask_editor", "inpaint_strength", "mask_blur", "masked_content", "inpaint_area",
+                  "only_masked_padding",
                   *(f"outpaint_{side}" for side in P.OUTPAINT_SIDES))  # the box's values a job keeps, in order
 
 
@@ -90,7 +94,8 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
     strength = values.get("inpaint_strength")
     return {"init_image": picture.convert("RGB"), "mask": mask, "outpaint": outpaint,
             "strength": float(strength) if strength is not None else P.STRENGTH.default,
-            "mask_blur": int(values.get("mask_blur") or 0), "inpaint_area": values.get("inpaint_area"),
+            "mask_blur": int(values.get("mask_blur") or 0), "masked_content": values.get("masked_content"),
+            "inpaint_area": values.get("inpaint_area"),
             "only_masked_padding": int(values.get("only_masked_padding") or 0)}
 
 

@@ -266,8 +266,8 @@ class ImageTabHandlers:
                 variation_seed: Any, variation_strength: Any, freeu: bool, vae: str, init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
-                inpaint_area: str, only_masked_padding: Any, outpaint_left: Any, outpaint_right: Any,
-                outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
+                masked_content: str, inpaint_area: str, only_masked_padding: Any, outpaint_left: Any,
+                outpaint_right: Any, outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
                 canny_low: Any, canny_high: Any, user_workflow: str, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with

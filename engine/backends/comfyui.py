@@ -439,7 +439,7 @@ class ComfyUIBackend(Backend):
                 graph = use_controlnet(graph, *control, request.controlnet_weight, request.controlnet_start,
                                        request.controlnet_end)
             if mask is not None:
-                graph = use_inpaint(graph, init_image, mask, request.strength)
+                graph = use_inpaint(graph, init_image, mask, request.strength, request.masked_content, request.seed)
             elif init_image is not None:
                 graph = use_init_image(graph, init_image, request.strength)
             return self._prompt_parts(graph, template, request, model, embeddings)

@@ -18,6 +18,7 @@ from ..file_hashes import LORA_HASH_DIGITS, MODEL_HASH_DIGITS, TENSOR_DATA, File
 from ..logs import keep_log_lines_short
 from ..compiled import CompileOptions
 from ..controlnet import control_map
+from ..inpaint import ORIGINAL
 from ..precision import chosen_dtype
 from ..prompt_schedule import FIRST_PASS_STEPS
 from ..previews import StepPreviews
@@ -35,6 +36,7 @@ from .base import INTERPOLATE, VARIATION, Backend, BackendContext, BackendState,
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
+from .masked_latents import masked_latents
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
@@ -607,7 +609,8 @@ class DiffusersBackend(Backend):
             return schedule.swap(_pipe, index, tensors) if schedule is not None else tensors
 
         started = time.perf_counter()
-        image = run(callback_on_step_end=on_step, **kwargs).images[0]
+        with masked_latents(run, req.masked_content if req.mask is not None else ORIGINAL, req.mask, req.seed):
+            image = run(callback_on_step_end=on_step, **kwargs).images[0]
         if step_previews is not None:
             show(step_previews.flush())
         return Produced(image=image, info={

@@ -29,6 +29,9 @@ image (cropped, as the VAE crops, to a multiple of 8) blended with the usual pic
 Inpaint: a VAEEncode reached through SetLatentNoiseMask, whose mask is a LoadImageMask of an uploaded file, renders
 that blend only where the mask's channel is white (in proportion to it); elsewhere the uploaded image comes back as
 a real VAE round trip returns it: close, not exact (each value's lowest bit flipped).
+A1111's latent fills: a LatentCompositeMasked between VAEEncode and SetLatentNoiseMask, its mask a ThresholdMask of
+the LoadImageMask, starts the masked part from grey (its source an empty latent: zeros) or from noise of the seed of
+the RandomNoise behind its AddNoise source.
 Model upscale: LoadImage -> ImageUpscaleWithModel (of an UpscaleModelLoader file) -> ImageScale -> SaveImage saves the
 uploaded image enlarged by the scale its file name says ("4x-...", "..._x2"; 4 otherwise; nearest-neighbour, as no
 model runs here), then scaled as ImageScale's method and size say; ImageUpscaleWithModel reports its tiles (512 px
@@ -53,6 +56,7 @@ import json
 import logging
 import math
 import posixpath
+import random
 import re
 import socket
 import struct
@@ -89,7 +93,8 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "ModelSamplingFlux", "ConditioningZeroOut", "PreviewImage", "LoraLoader", "LoadImage", "VAEEncode",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
-                 "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU"}
+                 "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU", "ThresholdMask",
+                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -103,7 +108,8 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "ControlNetApplyAdvanced": ["CONDITIONING", "CONDITIONING"], "UpscaleModelLoader": ["UPSCALE_MODEL"],
                 "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"],
                 "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
-                "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"]}
+                "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"], "ThresholdMask": ["MASK"],
+                "LatentCompositeMasked": ["LATENT"], "AddNoise": ["LATENT"], "SetFirstSigma": ["SIGMAS"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
@@ -114,6 +120,9 @@ REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model"
                    "FreeU": ("model", "b1", "b2", "s1", "s2"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
+                   "ThresholdMask": ("mask", "value"),
+                   "LatentCompositeMasked": ("destination", "source", "x", "y", "resize_source"),
+                   "AddNoise": ("model", "noise", "sigmas", "latent_image"), "SetFirstSigma": ("sigmas", "sigma"),
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
                                                "start_percent", "end_percent"),
                    "UpscaleModelLoader": ("model_name",), "ImageUpscaleWithModel": ("upscale_model", "image"),
@@ -580,6 +589,20 @@ class FakeComfyUI:
                                                      "channel": _combo(MASK_CHANNELS)}, ["MASK"]),
             "SetLatentNoiseMask": entry("SetLatentNoiseMask", {"samples": ["LATENT", {}], "mask": ["MASK", {}]},
                                         ["LATENT"]),
+            # A1111's latent noise / latent nothing (0.3.64's comfy_extras nodes_mask and nodes_custom_sampler)
+            "ThresholdMask": entry("ThresholdMask", {"mask": ["MASK"], "value": [
+                "FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}]}, ["MASK"], category="mask"),
+            "LatentCompositeMasked": entry("LatentCompositeMasked", {
+                "destination": ["LATENT"], "source": ["LATENT"],
+                "x": ["INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}],
+                "y": ["INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}],
+                "resize_source": ["BOOLEAN", {"default": False}]}, ["LATENT"], {"mask": ["MASK"]}, category="latent"),
+            "AddNoise": entry("AddNoise", {"model": ["MODEL"], "noise": ["NOISE"], "sigmas": ["SIGMAS"],
+                                           "latent_image": ["LATENT"]}, ["LATENT"],
+                              category="_for_testing/custom_sampling/noise"),
+            "SetFirstSigma": entry("SetFirstSigma", {"sigmas": ["SIGMAS"], "sigma": [
+                "FLOAT", {"default": 136.0, "min": 0.0, "max": 20000.0, "step": 0.001, "round": False}]},
+                ["SIGMAS"], category="sampling/custom_sampling/sigmas"),
             "UpscaleModelLoader": entry("UpscaleModelLoader", {"model_name": _combo(self.upscale_models)},
                                         ["UPSCALE_MODEL"]),
             "ImageUpscaleWithModel": entry("ImageUpscaleWithModel", {"upscale_model": ["UPSCALE_MODEL"],
@@ -1065,7 +1088,9 @@ def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> _Start | 
         inputs = node.get("inputs") or {}
         latent = inputs.get("latent_image") if node.get("class_type") in SAMPLER_CLASSES else None
         noise_mask = _linked(prompt, latent, "SetLatentNoiseMask")
-        encode = _linked(prompt, noise_mask.get("samples") if noise_mask is not None else latent, "VAEEncode")
+        samples = noise_mask.get("samples") if noise_mask is not None else latent
+        composite = _linked(prompt, samples, "LatentCompositeMasked")  # A1111's latent noise or latent nothing
+        encode = _linked(prompt, composite.get("destination") if composite is not None else samples, "VAEEncode")
         load = _linked(prompt, encode.get("pixels"), "LoadImage") if encode is not None else None
         if load is None or load.get("image") not in uploads:
             continue
@@ -1078,8 +1103,31 @@ def _start_image(prompt: dict[str, Any], uploads: dict[str, bytes]) -> _Start | 
             picture = Image.open(io.BytesIO(uploads[load_mask["image"]])).convert("RGBA")
             mask = _vae_crop(picture.getchannel(load_mask.get("channel", "alpha")[0].upper())).resize(image.size)
             mask = ImageOps.invert(mask) if load_mask.get("channel") == "alpha" else mask  # as ComfyUI: 1 - alpha
+        if composite is not None and mask is not None:
+            image = _latent_filled(prompt, composite, image, mask)
         return _Start(image, denoise, mask)
     return None
+
+
+ZERO_LATENT_GREY = (128, 128, 128)  # what the fake's "VAE" makes of an all-zero latent
+
+
+def _latent_filled(prompt: dict[str, Any], composite: dict[str, Any], image: Image.Image,
+                   mask: Image.Image) -> Image.Image:
+    """The start image with LatentCompositeMasked's source where its ThresholdMask (of the LoadImageMask) is set: an
+    empty latent's zeros as grey, AddNoise's RandomNoise as noise of that seed."""
+    threshold = _linked(prompt, composite.get("mask"), "ThresholdMask")
+    if threshold is None:
+        return image
+    hard = mask.point(lambda v: 255 if v > float(threshold.get("value", 0.5)) * 255 else 0)
+    added = _linked(prompt, composite.get("source"), "AddNoise")
+    noise = _linked(prompt, added.get("noise"), "RandomNoise") if added is not None else None
+    if noise is not None:
+        fill = Image.frombytes("RGB", image.size,
+                               random.Random(int(noise.get("noise_seed", 0))).randbytes(image.width * image.height * 3))
+    else:
+        fill = Image.new("RGB", image.size, ZERO_LATENT_GREY)
+    return Image.composite(fill, image, hard)
 
 
 def _pixels(prompt: dict[str, Any], link: Any, uploads: dict[str, bytes]) -> Image.Image | None:
