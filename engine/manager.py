@@ -933,10 +933,14 @@ def _license_of(target: Target, model_id: str | None) -> str:
 
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:
     """A model as the status tab and the model dropdown list it."""
+    sampling = ", ".join(what for what, marked in (("v-prediction", spec.v_prediction), ("zero terminal SNR",
+                                                                                      spec.zero_snr)) if marked)
     return {"id": spec.id, "label": spec.label, "backend": backend.name, "backends": [backend.name],
-            "backend_label": backend.label,
-            "family": spec.family, "family_label": family_of(spec.family).label, "available": available, "note": note, "default_steps": spec.default_steps,
-            "default_guidance": spec.default_guidance, "native_size": spec.native_size, "license": spec.license}
+            "backend_label": backend.label, "family": spec.family,
+            "family_label": family_of(spec.family).label + (f" ({sampling})" if sampling else ""),
+            "available": available, "note": note, "default_steps": spec.default_steps,
+            "default_guidance": spec.default_guidance, "native_size": spec.native_size, "license": spec.license,
+            "v_prediction": spec.v_prediction, "zero_snr": spec.zero_snr}
 
 
 def _is_template(req: GenerationRequest) -> bool:

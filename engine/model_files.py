@@ -66,6 +66,8 @@ class ModelFile:
     problem: str | None = None
     inpainting: bool = False  # a checkpoint whose UNet takes the masked image too
     license: str | None = None  # what the file's header metadata says (modelspec.license), None when it says nothing
+    v_prediction: bool = False  # a checkpoint trained to predict v, not the noise (its marker tensor says so)
+    zero_snr: bool = False  # ... with a zero terminal SNR schedule (NoobAI-XL V-Pred and the like)
 
     @cached_property
     def in_diffusers_folder(self) -> bool:
@@ -84,6 +86,7 @@ class ModelFile:
 
 
 LICENSE_KEYS = ("modelspec.license", "license")  # the header metadata keys a file's license is read from
+V_PRED_KEY, ZERO_SNR_KEY = "v_pred", "ztsnr"  # a checkpoint's marker tensors, as ComfyUI reads them (supported_models)
 
 
 def read_header(path: Path, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -192,7 +195,8 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
                          ".safetensors files are loaded. Convert it, or download the .safetensors version.")
     metadata: dict[str, Any] = {}
     try:
-        kind, family, inpainting = classify(read_header(path, metadata))
+        table = read_header(path, metadata)
+        kind, family, inpainting = classify(table)
     except UnreadableModel as err:
         return ModelFile(path, kind_hint, None, stat.st_size, stat.st_mtime, str(err))
     if kind is None and kind_hint is None:
@@ -200,8 +204,9 @@ def inspect(path: Path, kind_hint: str | None = None) -> ModelFile:
                          f"{path.name} holds no checkpoint, LoRA, VAE, embedding or ControlNet this app knows (an "
                          "upscaler goes in an ESRGAN/ or upscale_models/ folder).")
     license = next((metadata[key].strip() for key in LICENSE_KEYS if str(metadata.get(key) or "").strip()), None)
+    v_prediction = kind == CHECKPOINT and V_PRED_KEY in table
     return ModelFile(path, kind or kind_hint, family, stat.st_size, stat.st_mtime, inpainting=inpainting,
-                     license=license)
+                     license=license, v_prediction=v_prediction, zero_snr=v_prediction and ZERO_SNR_KEY in table)
 
 
 def _kind_from_folders(relative: Path) -> str | None:

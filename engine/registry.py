@@ -37,6 +37,8 @@ class ModelSpec:
     builtin: bool = False  # made from config with random weights (the tiny demo model): runs anywhere
     inpainting: bool = False  # its UNet also takes the mask and the masked image: inpaint requests only
     license: str = "unknown"  # the weights' license (the model picker, the status tab, the PNG's "Model license")
+    v_prediction: bool = False  # a checkpoint that predicts v (its file says so): its sampler is told
+    zero_snr: bool = False  # ... and was trained with a zero terminal SNR schedule
 
 
 @lru_cache(maxsize=None)

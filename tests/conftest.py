@@ -39,6 +39,45 @@ async def manager(settings):
     mgr.shutdown()
 
 
+class StartedManagers:
+    """The managers a test starts (initialized on this machine's CPU), shut down after it."""
+
+    def __init__(self) -> None:
+        self.started: list[AIModelManager] = []
+
+    async def start(self, settings: Settings, **options) -> AIModelManager:
+        mgr = AIModelManager(settings, hardware=CPU, **options)
+        self.started.append(mgr)
+        await mgr.initialize_models()
+        return mgr
+
+    def shutdown(self) -> None:
+        for mgr in self.started:
+            mgr.shutdown()
+
+
+@pytest.fixture
+def started_managers():
+    managers = StartedManagers()
+    yield managers
+    managers.shutdown()
+
+
+@pytest.fixture
+def small_sdxl_manager(tmp_path, tiny_model_dir, started_managers):
+    """Starts local-only managers whose models folder is the one given and whose SDXL single files load with the
+    small SDXL configs (tests/support/ldm_checkpoint.py)."""
+    from tests.support.ldm_checkpoint import write_small_sdxl_config
+
+    async def start(models_dir: Path, **settings) -> AIModelManager:
+        chosen = dict(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
+                      tiny_model_dir=tiny_model_dir, models_dir=models_dir,
+                      pipeline_configs=write_small_sdxl_config(tmp_path / "configs"))
+        return await started_managers.start(Settings(**{**chosen, **settings}))
+
+    return start
+
+
 @pytest.fixture
 def fake(request):
     """A fake ComfyUI on a free port; a test module may set FAKE_STEP_DELAY_S (default 0.01 s a step)."""

@@ -25,7 +25,7 @@ from ..previews import StepPreviews
 from ..model_files import (CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA, PREVIEW_DECODER, TAESD_DECODERS,
                            UPSCALER, VAE, ModelFile, ModelFolders)
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
-                        fits, freeu_for, load_samplers, needs_offload)
+                        fits, freeu_for, needs_offload)
 from ..request import GenerationRequest
 from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
@@ -37,6 +37,7 @@ from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
 from .masked_latents import masked_latents
+from .scheduler_choice import set_scheduler
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
@@ -511,7 +512,7 @@ class DiffusersBackend(Backend):
         worker.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
-        self._set_sampler(pipe, req.sampler)
+        set_scheduler(pipe, req.sampler, spec)
         freeu = freeu_for(spec) if req.freeu else None
         freeu_unused = None
         if freeu and worker.compiler.wanted:  # the compiled graphs are traced without it: they would never run again
@@ -640,15 +641,6 @@ class DiffusersBackend(Backend):
         return worker.name if len(self.pool) > 1 else None
 
     @staticmethod
-    def _set_sampler(pipe, sampler: str) -> None:
-        import diffusers
-
-        entry = load_samplers()[sampler]["diffusers"]
-        cls = getattr(diffusers, entry["class"])
-        if type(pipe.scheduler) is not cls or entry.get("options"):
-            pipe.scheduler = cls.from_config(pipe.scheduler.config, **entry.get("options", {}))
-
-    @staticmethod
     def _truncation_warnings(pipe, req: GenerationRequest) -> list[str]:
         """A warning per prompt longer than the model's token limit; none for the tiny demo model, whose
         byte-level vocabulary counts about one token per character (no real model's limit)."""
@@ -721,7 +713,8 @@ def user_checkpoint(entry: ModelFile) -> ModelSpec:
                      rank=family.rank, single_file=str(entry.path), pipeline=pipeline or "",
                      inpainting=entry.inpainting, size_gb=round(entry.size / 1024**3, 2), min_ram_gb=family.min_ram_gb,
                      default_steps=family.default_steps, default_guidance=family.default_guidance,
-                     native_size=family.native_size, license=entry.license or "unknown")
+                     native_size=family.native_size, license=entry.license or "unknown",
+                     v_prediction=entry.v_prediction, zero_snr=entry.zero_snr)
 
 
 def _local_problem(entry: ModelFile) -> str | None:

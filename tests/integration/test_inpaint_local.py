@@ -140,42 +140,32 @@ async def test_bad_inputs_are_sentences(manager, tmp_path):
         assert result.status == "error" and needle in result.error, (needle, result.error)
 
 
-async def test_an_inpainting_checkpoint_inpaints_and_is_never_used_for_anything_else(tmp_path, tiny_model_dir):
+async def test_an_inpainting_checkpoint_inpaints_and_is_never_used_for_anything_else(tmp_path, small_sdxl_manager):
     """A random SDXL-shaped inpainting checkpoint (UNet of 9 input channels) in a ComfyUI layout: listed and
     available, loaded as diffusers' SDXL inpaint pipeline for an inpaint request (the kept half exact), never
     picked by auto, and a sentence when named for text to image or image to image."""
-    from engine.config import Settings
-    from engine.manager import AIModelManager
-    from tests.conftest import CPU
-    from tests.support.ldm_checkpoint import cached_checkpoint, write_small_sdxl_config
+    from tests.support.ldm_checkpoint import cached_checkpoint
 
     folder = tmp_path / "ComfyUI" / "models" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "tinyXL_inpainting.safetensors").symlink_to(cached_checkpoint("sdxl-small-inpainting"))
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
-                        tiny_model_dir=tiny_model_dir, models_dir=tmp_path / "ComfyUI",
-                        pipeline_configs=write_small_sdxl_config(tmp_path / "configs"))
-    manager = AIModelManager(settings, hardware=CPU)
-    try:
-        await manager.initialize_models()
-        entry = next(m for m in manager.available_models() if m["id"] == "tinyXL_inpainting")
-        assert entry["available"] and entry["family"] == "sdxl", entry
-        auto = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=1, seed=1)
-        assert auto.status == "success" and auto.model_id != "tinyXL_inpainting", auto.model_id
+    manager = await small_sdxl_manager(tmp_path / "ComfyUI")
+    entry = next(m for m in manager.available_models() if m["id"] == "tinyXL_inpainting")
+    assert entry["available"] and entry["family"] == "sdxl", entry
+    auto = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=1, seed=1)
+    assert auto.status == "success" and auto.model_id != "tinyXL_inpainting", auto.model_id
 
-        init = init_image(64, 64)
-        made = await manager.generate_image("a fox", init_image=init, mask=left_half(), mask_blur=0,
-                                            **{**RUN, "model": "tinyXL_inpainting", "num_inference_steps": 2})
-        assert made.status == "success" and made.model_id == "tinyXL_inpainting", made.error
-        local = manager.router.last_resort
-        pipe = local.pipeline(local.find("tinyXL_inpainting"), local.weights["tinyXL_inpainting"])  # the loaded one
-        assert type(pipe).__name__ == "StableDiffusionXLInpaintPipeline" and pipe.unet.config.in_channels == 9
-        assert local.loads == 2  # the tiny model, then this checkpoint: loaded once
-        assert np.array_equal(array(made.image)[:, 32:], array(init)[:, 32:])
+    init = init_image(64, 64)
+    made = await manager.generate_image("a fox", init_image=init, mask=left_half(), mask_blur=0,
+                                        **{**RUN, "model": "tinyXL_inpainting", "num_inference_steps": 2})
+    assert made.status == "success" and made.model_id == "tinyXL_inpainting", made.error
+    local = manager.router.last_resort
+    pipe = local.pipeline(local.find("tinyXL_inpainting"), local.weights["tinyXL_inpainting"])  # the loaded one
+    assert type(pipe).__name__ == "StableDiffusionXLInpaintPipeline" and pipe.unet.config.in_channels == 9
+    assert local.loads == 2  # the tiny model, then this checkpoint: loaded once
+    assert np.array_equal(array(made.image)[:, 32:], array(init)[:, 32:])
 
-        for extra in ({}, {"init_image": init}):
-            refused = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=1,
-                                                   model="tinyXL_inpainting", **extra)
-            assert refused.status == "error" and "tinyXL_inpainting is an inpainting checkpoint" in refused.error
-    finally:
-        manager.shutdown()
+    for extra in ({}, {"init_image": init}):
+        refused = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=1,
+                                               model="tinyXL_inpainting", **extra)
+        assert refused.status == "error" and "tinyXL_inpainting is an inpainting checkpoint" in refused.error

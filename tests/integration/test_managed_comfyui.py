@@ -14,7 +14,6 @@ import pytest
 from engine.comfyui_process import RESTARTING, STOPPED, UP, ManagedComfyUIError, Timing, free_port
 from engine.config import Settings
 from engine.manager import AIModelManager
-from tests.conftest import CPU
 from tests.integration.test_fallback import wait_until as polled_until
 from tests.support.comfyui_folder import make_comfyui_folder
 from ui.status_tab import render_status
@@ -35,22 +34,15 @@ def own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def managers(tmp_path, tiny_model_dir):
-    made: list[AIModelManager] = []
-
+def managers(tmp_path, tiny_model_dir, started_managers):
     async def make(folder: Path, urls: list[str] | None = None, **options) -> AIModelManager:
         settings = Settings(comfyui_urls=urls if urls is not None else [f"http://127.0.0.1:{free_port()}"],
                             comfyui_dir=folder, output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
                             health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=10.0)
-        mgr = AIModelManager(settings, hardware=CPU, gpu_count=options.pop("gpu_count", None),
-                             managed_options={"timing": options.pop("timing", FAST), **options})
-        made.append(mgr)
-        await mgr.initialize_models()
-        return mgr
+        return await started_managers.start(settings, gpu_count=options.pop("gpu_count", None),
+                                            managed_options={"timing": options.pop("timing", FAST), **options})
 
-    yield make
-    for mgr in made:
-        mgr.shutdown()
+    return make
 
 
 def instance(mgr: AIModelManager, index: int = 0) -> dict:

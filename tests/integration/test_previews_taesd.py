@@ -4,15 +4,11 @@ one-pixel-per-latent projection), with none it is the projection, and a damaged 
 unharmed and the previews projected."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from engine.config import Settings
 from engine.events import Done, Progress
 from engine.manager import AIModelManager
-from tests.conftest import CPU
-from tests.support.ldm_checkpoint import cached_checkpoint, write_small_sdxl_config
+from tests.support.ldm_checkpoint import cached_checkpoint
 from tests.support.tiny_taesd import write_taesd_decoder
 
 RUN = dict(model="tinyXL", width=64, height=64, num_inference_steps=2, seed=4)
@@ -29,37 +25,27 @@ async def previews_of(manager: AIModelManager, prompt: str = "a fox") -> tuple[l
     return previews, image
 
 
-async def test_taesd_previews_are_full_size_and_a_bad_file_falls_back(tmp_path, tiny_model_dir):
+async def test_taesd_previews_are_full_size_and_a_bad_file_falls_back(tmp_path, small_sdxl_manager):
     models = tmp_path / "webui" / "models"
     (models / "Stable-diffusion").mkdir(parents=True)
     (models / "Stable-diffusion" / "tinyXL.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
-                        tiny_model_dir=tiny_model_dir, models_dir=tmp_path / "webui",
-                        pipeline_configs=write_small_sdxl_config(tmp_path / "configs"), previews="taesd")
-    manager = AIModelManager(settings, hardware=CPU)
-    try:
-        await manager.initialize_models()
-        projected, plain = await previews_of(manager)
-        assert [p.size for p in projected] == [(8, 8)] * 2  # one pixel per latent
+    manager = await small_sdxl_manager(tmp_path / "webui", previews="taesd")
+    projected, plain = await previews_of(manager)
+    assert [p.size for p in projected] == [(8, 8)] * 2  # one pixel per latent
 
-        write_taesd_decoder(models / "VAE-approx" / "taesd_decoder.pth")  # SD 1.x: not for this SDXL model
-        write_taesd_decoder(models / "VAE-approx" / "taesdxl_decoder.safetensors", seed=2)
-        await manager.rescan_models()
-        assert manager.status()["preview_decoders"] == ["taesd_decoder.pth", "taesdxl_decoder.safetensors"]
-        decoded, image = await previews_of(manager)
-        assert [p.size for p in decoded] == [(64, 64)] * 2  # TAESD: the picture's own size
-        assert np.array_equal(image, plain)  # previews change nothing in the image
+    write_taesd_decoder(models / "VAE-approx" / "taesd_decoder.pth")  # SD 1.x: not for this SDXL model
+    write_taesd_decoder(models / "VAE-approx" / "taesdxl_decoder.safetensors", seed=2)
+    await manager.rescan_models()
+    assert manager.status()["preview_decoders"] == ["taesd_decoder.pth", "taesdxl_decoder.safetensors"]
+    decoded, image = await previews_of(manager)
+    assert [p.size for p in decoded] == [(64, 64)] * 2  # TAESD: the picture's own size
+    assert np.array_equal(image, plain)  # previews change nothing in the image
 
-        automatic = AIModelManager(replace(settings, previews="auto", output_dir=tmp_path / "auto"), hardware=CPU)
-        try:  # auto on the CPU: the projection (a TAESD preview costs 0.8 s a step at 512 px here)
-            await automatic.initialize_models()
-            assert [p.size for p in (await previews_of(automatic))[0]] == [(8, 8)] * 2
-        finally:
-            automatic.shutdown()
+    # auto on the CPU: the projection (a TAESD preview costs 0.8 s a step at 512 px here)
+    automatic = await small_sdxl_manager(tmp_path / "webui", previews="auto", output_dir=tmp_path / "auto")
+    assert [p.size for p in (await previews_of(automatic))[0]] == [(8, 8)] * 2
 
-        (models / "VAE-approx" / "taesdxl_decoder.safetensors").write_bytes(b"not a safetensors file")
-        await manager.rescan_models()
-        fallback, image = await previews_of(manager)
-        assert [p.size for p in fallback] == [(8, 8)] * 2 and np.array_equal(image, plain)
-    finally:
-        manager.shutdown()
+    (models / "VAE-approx" / "taesdxl_decoder.safetensors").write_bytes(b"not a safetensors file")
+    await manager.rescan_models()
+    fallback, image = await previews_of(manager)
+    assert [p.size for p in fallback] == [(8, 8)] * 2 and np.array_equal(image, plain)

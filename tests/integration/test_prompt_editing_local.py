@@ -105,48 +105,39 @@ async def test_break_encodes_each_part_in_its_own_chunk(manager):
     assert torch.allclose(watch.seen[3][:, :77], text_embedding(pipe, "a cat"), atol=1e-5)
 
 
-async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, tiny_model_dir):
+async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, small_sdxl_manager):
     """A small SDXL checkpoint: the pooled text embedding (SDXL's add_text_embeds) follows the schedule as well."""
-    from engine.config import Settings
-    from tests.conftest import CPU
-    from tests.support.ldm_checkpoint import cached_checkpoint, write_small_sdxl_config
+    from tests.support.ldm_checkpoint import cached_checkpoint
 
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "tinyXL.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "outputs",
-                        tiny_model_dir=tiny_model_dir, models_dir=folder,
-                        pipeline_configs=write_small_sdxl_config(tmp_path / "configs"))
-    manager = AIModelManager(settings, hardware=CPU)
-    try:
-        await manager.initialize_models()
-        await image(manager, "a fox", model="tinyXL", num_inference_steps=1)
-        pipe = manager.backends["diffusers"].pool[0].pipe
-        assert type(pipe).__name__ == "StableDiffusionXLPipeline"
-        encoded = {text: pipe.encode_prompt(prompt=text, device=pipe._execution_device, num_images_per_prompt=1,
-                                            do_classifier_free_guidance=False) for text in ("a fox", "a cat")}
-        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    manager = await small_sdxl_manager(folder)
+    await image(manager, "a fox", model="tinyXL", num_inference_steps=1)
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    encoded = {text: pipe.encode_prompt(prompt=text, device=pipe._execution_device, num_images_per_prompt=1,
+                                        do_classifier_free_guidance=False) for text in ("a fox", "a cat")}
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-        def record(_module, args, kwargs):
-            states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
-            seen.append((states.chunk(2)[1].clone(), kwargs["added_cond_kwargs"]["text_embeds"].chunk(2)[1].clone()))
-        handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
-        await image(manager, "a [fox:cat:1]", model="tinyXL", num_inference_steps=3)
-        handle.remove()
+    def record(_module, args, kwargs):
+        states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+        seen.append((states.chunk(2)[1].clone(), kwargs["added_cond_kwargs"]["text_embeds"].chunk(2)[1].clone()))
+    handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    await image(manager, "a [fox:cat:1]", model="tinyXL", num_inference_steps=3)
+    handle.remove()
 
-        def which(states: torch.Tensor, pooled: torch.Tensor) -> str:
-            return next(text for text, (embeds, _, pooled_text, _) in encoded.items()
-                        if torch.allclose(states, embeds, atol=1e-4) and torch.allclose(pooled, pooled_text, atol=1e-4))
-        assert [which(*step) for step in seen] == ["a fox", "a fox", "a cat"]
+    def which(states: torch.Tensor, pooled: torch.Tensor) -> str:
+        return next(text for text, (embeds, _, pooled_text, _) in encoded.items()
+                    if torch.allclose(states, embeds, atol=1e-4) and torch.allclose(pooled, pooled_text, atol=1e-4))
+    assert [which(*step) for step in seen] == ["a fox", "a fox", "a cat"]
 
-        broken = await manager.generate_image("a fox BREAK snow", model="tinyXL", width=64, height=64,
-                                              num_inference_steps=1, seed=1)
-        assert broken.status == "success", broken.error
-        long = await manager.generate_image("a [fox:cat:1], " + "very detailed, " * 40, model="tinyXL", width=64,
-                                            height=64, num_inference_steps=2, seed=1)  # a plain text past 77 tokens
-        assert long.status == "success" and any("75-token limit" in w for w in long.warnings), long.warnings
-    finally:
-        manager.shutdown()
+    broken = await manager.generate_image("a fox BREAK snow", model="tinyXL", width=64, height=64,
+                                          num_inference_steps=1, seed=1)
+    assert broken.status == "success", broken.error
+    long = await manager.generate_image("a [fox:cat:1], " + "very detailed, " * 40, model="tinyXL", width=64,
+                                        height=64, num_inference_steps=2, seed=1)  # a plain text past 77 tokens
+    assert long.status == "success" and any("75-token limit" in w for w in long.warnings), long.warnings
 
 
 async def test_a_seed_travel_in_between_blends_the_prompts_as_they_end(manager):

@@ -1,0 +1,48 @@
+"""The scheduler a local pipeline samples with: the request's sampler (presets/samplers.yaml) built on the model's
+own scheduler config, with what the checkpoint itself asks for (v-prediction, a zero terminal SNR schedule).
+
+Each choice starts again from the config the pipeline was loaded with, so nothing of one request's sampler (DPM++ 2M
+Karras' sigmas) stays with the next (DPM++ 2M).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..registry import ModelSpec, load_samplers
+
+logger = logging.getLogger(__name__)
+
+V_PREDICTION = "v_prediction"  # diffusers' prediction_type for a model that predicts v
+_LOADED_CONFIG = "_gator_loaded_scheduler_config"  # the pipeline's scheduler config as loaded (set on first choice)
+_CHOSEN = "_gator_scheduler_choice"  # what the pipeline's scheduler was last built for
+
+
+def model_sampling(spec: ModelSpec) -> dict[str, Any]:
+    """The scheduler settings the checkpoint asks for: a v-prediction model predicts v; a zero terminal SNR one has
+    its betas rescaled to reach pure noise and its steps spaced from the last timestep (diffusers' guide for such
+    models); {} for the rest."""
+    settings: dict[str, Any] = {}
+    if spec.v_prediction:
+        settings["prediction_type"] = V_PREDICTION
+    if spec.zero_snr:
+        settings.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return settings
+
+
+def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec) -> None:
+    """Give `pipe` the scheduler of `sampler` (a samplers.yaml key) for the model `spec`, unless it already has it."""
+    import diffusers
+
+    entry = load_samplers()[sampler]["diffusers"]
+    settings = {**model_sampling(spec), **entry.get("options", {})}
+    choice = (entry["class"], tuple(sorted(settings.items())))
+    if getattr(pipe, _CHOSEN, None) == choice:
+        return
+    loaded = getattr(pipe, _LOADED_CONFIG, None)
+    if loaded is None:
+        loaded = dict(pipe.scheduler.config)
+        setattr(pipe, _LOADED_CONFIG, loaded)
+    pipe.scheduler = getattr(diffusers, entry["class"]).from_config(loaded, **settings)
+    setattr(pipe, _CHOSEN, choice)
+    logger.debug("Scheduler %s for %s (%s)", entry["class"], spec.label, settings or "as loaded")
