@@ -447,6 +447,7 @@ class AIModelManager:
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
                            variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
+                           cfg_rescale: float = P.CFG_RESCALE.default,
                            control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
@@ -479,7 +480,8 @@ class AIModelManager:
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
         (None or -1: random; a batch keeps the seed and steps this one); text to image on this machine only.
         `freeu` turns FreeU on, with the model family's values (presets/families.yaml; FLUX and user workflows:
-        not used, and the result says so).
+        not used, and the result says so). `cfg_rescale` above 0 rescales the guided prediction toward the spread of
+        the prompt's own (0.7 suits v-prediction models); a pipeline without it says so.
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -499,7 +501,7 @@ class AIModelManager:
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
-            control_image=control_image, controlnet=controlnet,
+            cfg_rescale=cfg_rescale, control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
@@ -690,11 +692,13 @@ class AIModelManager:
             variation_seed=req.variation_seed if req.varies else None,
             variation_strength=req.variation_strength if req.varies else None,
             freeu=True if info.get("freeu") else None,
+            cfg_rescale=req.cfg_rescale if info.get("cfg_rescale") else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),
             user_workflow=info.get("user_workflow"), graph=info.get("graph"), fallback_reason=fallback_reason,
             prompt_template=req.prompt_template, negative_template=req.negative_template,
-            warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info), *_unused_freeu(req, info)],
+            warnings=[*info.get("warnings", []), *_unused_clip_skip(req, info), *_unused_freeu(req, info),
+                      *_unused_cfg_rescale(req, info)],
             image=image)
         save_started = time.perf_counter()
         path = await asyncio.to_thread(save_image, image, result.parameters(), self.settings.output_dir, owner,
@@ -956,6 +960,14 @@ def _without_lora_tags(text: str) -> str:
         return take_lora_tags(text)[0]
     except BadTag as err:
         raise InvalidRequest(str(err)) from None
+
+
+def _unused_cfg_rescale(req: GenerationRequest, info: dict[str, Any]) -> list[str]:
+    """A warning when the request asked for CFG rescale and the backend did not use it (with its reason)."""
+    if not req.cfg_rescale or info.get("cfg_rescale"):
+        return []
+    why = info.get("cfg_rescale_unused") or "this backend cannot rescale the guidance"
+    return [f"{P.CFG_RESCALE.label} {req.cfg_rescale:g} was not used: {why}."]
 
 
 def _unused_freeu(req: GenerationRequest, info: dict[str, Any]) -> list[str]:

@@ -308,6 +308,11 @@ VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation streng
 FREEU = Param("freeu", "bool", False, "FreeU", "Re-weights the UNet's features while it draws (often crisper, more "
               "saturated detail; the values are the family's, in presets/families.yaml). SD 1.x, SD 2.x and SDXL; "
               "FLUX and your own ComfyUI workflows ignore it and say so.", a1111_key="FreeU")
+# CFG rescale (Lin et al. 2023: diffusers' guidance_rescale, ComfyUI's core RescaleCFG node)
+CFG_RESCALE = Param("cfg_rescale", "float", 0.0, "CFG rescale",
+                    "Pulls the guided prediction back to the spread of the prompt's own, against the washed-out, "
+                    "overexposed look strong guidance gives v-prediction models: 0 is off, 0.7 the usual value for "
+                    "them ({minimum} to {maximum}).", minimum=0.0, maximum=1.0, step=0.05, a1111_key="CFG rescale")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
@@ -385,7 +390,7 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
-                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU)
+                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

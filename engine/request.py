@@ -52,6 +52,7 @@ class GenerationRequest:
     variation_seed: int | None = None  # A1111's variation seed (None or -1: random); used when the strength is above 0
     variation_strength: float = P.VARIATION_STRENGTH.default
     freeu: bool = P.FREEU.default  # FreeU with the model family's values
+    cfg_rescale: float = P.CFG_RESCALE.default  # 0: off
     control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
     controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
     controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
@@ -297,7 +298,8 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
                (P.HEIGHT, req.height), (P.STEPS, req.num_inference_steps), (P.GUIDANCE, req.guidance_scale),
                (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras),
                (P.CLIP_SKIP, req.clip_skip), (P.VARIATION_SEED, req.variation_seed),
-               (P.VARIATION_STRENGTH, req.variation_strength), (P.FREEU, req.freeu))
+               (P.VARIATION_STRENGTH, req.variation_strength), (P.FREEU, req.freeu),
+               (P.CFG_RESCALE, req.cfg_rescale))
     for param, value in checked:
         problem = param.problem(value)
         if problem:

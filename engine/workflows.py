@@ -486,17 +486,31 @@ def use_freeu(graph: Mapping[str, Any], values: Mapping[str, float]) -> dict[str
     """A copy of `graph` whose samplers (and custom samplers' guiders) take their model through a FreeU node with
     `values` (b1, b2, s1, s2): one per distinct model link, so LoRAs chained before stay in it. WorkflowError when no
     node samples with a model."""
+    return _model_patched(graph, FREEU_CLASS, {k: float(values[k]) for k in FREEU_FACTORS}, "FreeU")
+
+
+RESCALE_CFG_CLASS = "RescaleCFG"  # inputs model, multiplier (0-1); output MODEL (comfy_extras/nodes_model_advanced.py)
+
+
+def use_rescale_cfg(graph: Mapping[str, Any], multiplier: float) -> dict[str, Any]:
+    """A copy of `graph` whose samplers (and guiders) take their model through a RescaleCFG node of `multiplier`,
+    after whatever patched it before (LoRAs, FreeU). WorkflowError when no node samples with a model."""
+    return _model_patched(graph, RESCALE_CFG_CLASS, {"multiplier": float(multiplier)}, "CFG rescale")
+
+
+def _model_patched(graph: Mapping[str, Any], class_type: str, values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A copy of `graph` where every node of MODEL_TAKERS takes its model through a `class_type` node (inputs: the
+    model and `values`), one per distinct model link."""
     out = copy.deepcopy(dict(graph))
     takers = [node["inputs"] for node in out.values()
               if node.get("class_type") in MODEL_TAKERS and _is_link(node.get("inputs", {}).get("model"))]
     if not takers:
-        raise WorkflowError("the graph has no sampler taking a model to apply FreeU to.")
+        raise WorkflowError(f"the graph has no sampler taking a model to apply {what} to.")
     patched: dict[tuple[str, int], str] = {}
     for inputs in takers:
         link = (str(inputs["model"][0]), inputs["model"][1])
         if link not in patched:
             patched[link] = node_id = str(_next_id(out))
-            out[node_id] = {"class_type": FREEU_CLASS, "inputs": {"model": list(inputs["model"]),
-                                                                   **{k: float(values[k]) for k in FREEU_FACTORS}}}
+            out[node_id] = {"class_type": class_type, "inputs": {"model": list(inputs["model"]), **values}}
         inputs["model"] = [patched[link], 0]
     return out

@@ -81,7 +81,7 @@ class AxisType:
 
 
 (SEED, STEPS, GUIDANCE, SAMPLER, MODEL, LORA_WEIGHT, STRENGTH, CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH,
- PROMPT_SR) = AXES = (
+ PROMPT_SR, CFG_RESCALE) = AXES = (
     AxisType("seed", P.SEED, P.SEED.name, "Seed"),
     AxisType("steps", P.STEPS, P.STEPS.name, "Steps"),
     AxisType("guidance", P.GUIDANCE, P.GUIDANCE.name, "CFG Scale"),
@@ -93,6 +93,7 @@ class AxisType:
     AxisType("variation_seed", P.VARIATION_SEED, P.VARIATION_SEED.name, "Var. seed"),
     AxisType("variation_strength", P.VARIATION_STRENGTH, P.VARIATION_STRENGTH.name, "Var. strength"),
     AxisType("prompt_sr", P.PROMPT_SR, P.PROMPT.name, "Prompt S/R"),  # the first value replaced in both prompts
+    AxisType("cfg_rescale", P.CFG_RESCALE, P.CFG_RESCALE.name, "CFG Rescale"),
 )
 PROMPTS = (P.PROMPT.name, P.NEGATIVE_PROMPT.name)  # what a Prompt S/R axis searches
 

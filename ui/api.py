@@ -50,6 +50,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              hires_upscaler: str = P.HIRES_UPSCALER.default, clip_skip: int = P.CLIP_SKIP.default,
                              variation_seed: int = P.VARIATION_SEED.default,
                              variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
+                             cfg_rescale: float = P.CFG_RESCALE.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -63,7 +64,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
         image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
-        values; others ignore it and say so).
+        values; others ignore it and say so). `cfg_rescale` (0 to 1; 0.7 for v-prediction models) rescales the
+        guided prediction toward the prompt's own spread (where a pipeline cannot, the result says so).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -79,8 +81,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
             vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
             hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
-            variation_strength=variation_strength, freeu=freeu, cancel=cancel, previews=False,
-            owner=getattr(request, "username", None), **values))
+            variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
+            previews=False, owner=getattr(request, "username", None), **values))
 
     def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
         """Width, height and steps as given, those left empty the model's defaults."""
@@ -118,7 +120,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                        variation_seed: int = P.VARIATION_SEED.default,
                        variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
-                       request: gr.Request = None) -> tuple[FileData, dict]:
+                       cfg_rescale: float = P.CFG_RESCALE.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
         sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength or prompt_sr (A1111's
         Prompt S/R: the first value searched in the prompts, each value put in its place), by these names or
@@ -133,7 +135,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             negative_prompt=negative_prompt or "", seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
             clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
-            freeu=freeu, cancel=cancel, previews=False, owner=getattr(request, "username", None), **values))
+            freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel, previews=False,
+            owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
                       strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
@@ -143,7 +146,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
-                      freeu: bool = P.FREEU.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                      freeu: bool = P.FREEU.default, cfg_rescale: float = P.CFG_RESCALE.default,
+                      request: gr.Request = None) -> tuple[FileData, dict]:
         """Image-to-image: `init_image` (an uploaded file: gradio_client's `handle_file(path)`) redrawn after
         `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
         left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
@@ -151,7 +155,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, strength=strength,
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, cfg_rescale=cfg_rescale,
+                            strength=strength,
                             resize_mode=resize_mode)
 
     async def inpaint(init_image: FileData, mask: FileData | None, prompt: str,
@@ -164,7 +169,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
-                      freeu: bool = P.FREEU.default, masked_content: str = P.MASKED_CONTENT.default,
+                      freeu: bool = P.FREEU.default, cfg_rescale: float = P.CFG_RESCALE.default,
+                      masked_content: str = P.MASKED_CONTENT.default,
                       request: gr.Request = None) -> tuple[FileData, dict]:
         """Inpaint and outpaint: `init_image` redrawn after `prompt` where `mask` (an uploaded file, white =
         repaint; stretched to the init image's size if it has another) is white. `mask_blur` softens the mask's
@@ -180,7 +186,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         return await redraw(request, init_image, prompt, negative_prompt, style, num_inference_steps, width=width,
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
-                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, strength=strength,
+                            loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, cfg_rescale=cfg_rescale,
+                            strength=strength,
                             resize_mode=resize_mode, mask=mask_path,
                             mask_blur=mask_blur, masked_content=masked_content, inpaint_area=inpaint_area,
                             only_masked_padding=only_masked_padding, outpaint=outpaint)
@@ -199,6 +206,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                          vae: str = P.VAE.default, init_image: FileData | None = None,
                          strength: float = P.STRENGTH.default, resize_mode: str = P.RESIZE_MODE.default,
                          clip_skip: int = P.CLIP_SKIP.default, freeu: bool = P.FREEU.default,
+                         cfg_rescale: float = P.CFG_RESCALE.default,
                          request: gr.Request = None) -> tuple[FileData, dict]:
         """ControlNet: `control_image` (an uploaded file) turned into a map by `controlnet_module` (canny with
         `canny_low` / `canny_high`, lineart_standard, none for a ready map) steers the picture through the ControlNet
@@ -215,7 +223,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             canny_high=canny_high, width=width, height=height, guidance_scale=guidance_scale,
             seed=P.seed_input(seed), model=model or AUTO, backend=backend or AUTO,
             sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras, vae=vae or AUTO,
-            clip_skip=clip_skip, freeu=freeu)
+            clip_skip=clip_skip, freeu=freeu, cfg_rescale=cfg_rescale)
         if init_image is not None:
             values.update(init_image=upload(init_image, "init image"), strength=strength, resize_mode=resize_mode)
         else:

@@ -129,6 +129,7 @@ def details_markdown(result: dict[str, Any]) -> str:
         + ([f"**Clip skip** {result['clip_skip']}"] if result.get("clip_skip") else []) \
         + ([f"**Variation** {variation_text(result)}"] if result.get("variation_strength") else []) \
         + (["**FreeU** on"] if result.get("freeu") else []) \
+        + ([f"**CFG rescale** {result['cfg_rescale']:g}"] if result.get("cfg_rescale") else []) \
         + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
         + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
     if extras:
@@ -188,6 +189,8 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**Variation** {variation_text(params)}")
     if params.get(P.FREEU.name):
         lines.append("**FreeU** on")
+    if params.get(P.CFG_RESCALE.name):
+        lines.append(f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}")
     if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
         lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}")
     if params.get(P.UPSCALE_BY.name):  # an upscaled copy: the size above is the one it was made at
@@ -230,7 +233,8 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
 
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
-               "sampler", "batch", "clip_skip", "variation_seed", "variation_strength", "freeu", "vae", "init_image",
+               "sampler", "batch", "clip_skip", "variation_seed", "variation_strength", "freeu", "cfg_rescale", "vae",
+               "init_image",
                "strength",
                "resize_mode", "init_size",
                *HIRES_INPUTS, *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
@@ -263,7 +267,8 @@ class ImageTabHandlers:
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
                 steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, clip_skip: Any,
-                variation_seed: Any, variation_strength: Any, freeu: bool, vae: str, init_image: str | None,
+                variation_seed: Any, variation_strength: Any, freeu: bool, cfg_rescale: Any, vae: str,
+                init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 masked_content: str, inpaint_area: str, only_masked_padding: Any, outpaint_left: Any,
@@ -339,7 +344,7 @@ class ImageTabHandlers:
                     clip_skip=P.CLIP_SKIP.default if args.get("clip_skip") is None else _number(args["clip_skip"]),
                     variation_seed=P.seed_input(args.get("variation_seed")),
                     variation_strength=args.get("variation_strength") or P.VARIATION_STRENGTH.default,
-                    freeu=bool(args.get("freeu")),
+                    freeu=bool(args.get("freeu")), cfg_rescale=float(args.get("cfg_rescale") or 0),
                     user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires_args(args)),
@@ -579,7 +584,8 @@ class ImageTabHandlers:
             return {note: f"{name} carries no generation parameters."}
         update: dict[Any, Any] = {c["style"]: [], c["aspect"]: CUSTOM_SIZE,  # what an image records
                                   c["clip_skip"]: P.CLIP_SKIP.default,  # none of, it used none of
-                                  c["variation_strength"]: P.VARIATION_STRENGTH.default, c["freeu"]: P.FREEU.default}
+                                  c["variation_strength"]: P.VARIATION_STRENGTH.default, c["freeu"]: P.FREEU.default,
+                                  c["cfg_rescale"]: P.CFG_RESCALE.default}
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
@@ -774,7 +780,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 sampler = gr.Dropdown(samplers, value="euler" if any(v == "euler" for _, v in samplers)
                                       else samplers[0][1], label="Sampler", elem_id="sampler")
                 batch = gr.Slider(**widget(P.BATCH_COUNT), elem_id="batch")
-            clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
+            with gr.Row():
+                clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
+                cfg_rescale = gr.Slider(**widget(P.CFG_RESCALE), elem_id="cfg-rescale")
             freeu = gr.Checkbox(**widget(P.FREEU), elem_id="freeu")
             with gr.Accordion("Variation seed", open=False, elem_id="variation-box") as variation_box:
                 with gr.Row():
@@ -849,6 +857,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, freeu=freeu,
+        cfg_rescale=cfg_rescale,
         variation_seed=variation_seed,
         variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop,
         progress=progress,
@@ -877,7 +886,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                           P.WIDTH.name: c["width"], P.HEIGHT.name: c["height"], P.STEPS.name: c["steps"],
                           P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"],
                           P.CLIP_SKIP.name: c["clip_skip"], P.VARIATION_SEED.name: c["variation_seed"],
-                          P.VARIATION_STRENGTH.name: c["variation_strength"], P.FREEU.name: c["freeu"]}
+                          P.VARIATION_STRENGTH.name: c["variation_strength"], P.FREEU.name: c["freeu"],
+                          P.CFG_RESCALE.name: c["cfg_rescale"]}
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in FORM_INPUTS]
@@ -947,7 +957,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "clip_skip", "variation_seed",
-                                   "variation_strength", "variation_box", "freeu", "vae", *CONTROLNET_INPUTS[1:],
+                                   "variation_strength", "variation_box", "freeu", "cfg_rescale", "vae",
+                                   *CONTROLNET_INPUTS[1:],
                                    "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box",
                                    "user_workflow", "workflow_box", "picked_info")]
     c["reuse"].click(h.reuse, inputs=c["picked"], outputs=reused, **private)

@@ -45,7 +45,7 @@ from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
 from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind,
                          load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
-                         use_prompt_parts, use_vae)
+                         use_prompt_parts, use_rescale_cfg, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
 
@@ -434,6 +434,7 @@ class ComfyUIBackend(Backend):
             graph = add_loras(graph, loras) if loras else graph
             freeu = freeu_for(model) if request.freeu else None
             graph = use_freeu(graph, freeu) if freeu else graph  # after the LoRAs: the model they patched
+            graph = use_rescale_cfg(graph, request.cfg_rescale) if _rescales_cfg(request, model) else graph
             graph = use_vae(graph, vae_file) if vae_file else graph
             if control is not None:
                 graph = use_controlnet(graph, *control, request.controlnet_weight, request.controlnet_start,
@@ -609,7 +610,9 @@ class ComfyUIBackend(Backend):
                                                          "workflow": variant.workflow, "seed": request.seed,
                                                          "guidance": _guidance(request, model), "server": url,
                                                          "clip_skip": clip_skip_for(model, request.clip_skip),
-                                                         "freeu": bool(request.freeu and freeu_for(model))})
+                                                         "freeu": bool(request.freeu and freeu_for(model)),
+                                                         "cfg_rescale": _rescales_cfg(request, model),
+                                                         "cfg_rescale_unused": GUIDANCE_DISTILLED})
                         yield event
                 return
             except BackendUnavailable as exc:
@@ -750,6 +753,8 @@ class ComfyUIBackend(Backend):
                                 **event.info, "model": target.model.label, "model_id": target.model.id,
                                 "workflow": workflow.name, "user_workflow": workflow.name, "graph": graph,
                                 "seed": request.seed, "guidance": request.guidance_scale, "server": url,
+                                "cfg_rescale_unused": "your own ComfyUI workflow runs as it is built (a RescaleCFG "
+                                                      "node in it does this)",
                                 "warnings": [*event.info.get("warnings", []), *target.warnings]})
                         yield event
                 return
@@ -786,6 +791,14 @@ def _missing_loras(model: ModelSpec, loras: tuple[Any, ...], states: list[Any]) 
 
 def _quoted(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
+
+
+GUIDANCE_DISTILLED = "FLUX samples without classifier-free guidance (its guidance is distilled into the model)"
+
+
+def _rescales_cfg(request: GenerationRequest, model: ModelSpec) -> bool:
+    """Whether the graph gets a RescaleCFG: asked for, and the model samples with classifier-free guidance."""
+    return bool(request.cfg_rescale) and model.family != "flux"
 
 
 def _guidance(request: GenerationRequest, model: ModelSpec) -> float:

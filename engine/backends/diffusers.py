@@ -548,7 +548,8 @@ class DiffusersBackend(Backend):
             if total < 1:  # a strength too low for a single step keeps the init image, as asked
                 return Produced(image=req.init_image.copy(), info={"guidance": guidance, "warnings": warnings,
                                                                    "generation_s": 0.0, "worker": self._named(worker),
-                                                                   "device": self.device_and_dtype(spec, worker)[0]})
+                                                                   "device": self.device_and_dtype(spec, worker)[0],
+                                                                   "cfg_rescale_unused": "no step ran"})
             if req.mask is not None:  # the size too: the inpaint pipelines default to the model's own
                 run = derived(pipe, "AutoPipelineForInpainting", **with_controlnet)
                 kwargs.update(image=req.init_image, mask_image=req.mask, strength=req.strength, width=req.width,
@@ -559,6 +560,11 @@ class DiffusersBackend(Backend):
         else:
             run = derived(pipe, "AutoPipelineForText2Image", **with_controlnet) if with_controlnet else pipe
             kwargs.update(width=req.width, height=req.height)
+        cfg_rescale_unused = None
+        if req.cfg_rescale and takes_argument(run, "guidance_rescale"):
+            kwargs["guidance_rescale"] = req.cfg_rescale
+        elif req.cfg_rescale:
+            cfg_rescale_unused = f"diffusers' {type(run).__name__} has no guidance_rescale"
         if with_controlnet:  # the map at the size drawn; text to image takes it as `image`, the others beside theirs
             kwargs.update({"image" if req.init_image is None else "control_image": control_map(req),
                            "controlnet_conditioning_scale": req.controlnet_weight,
@@ -617,7 +623,8 @@ class DiffusersBackend(Backend):
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
             "device": self.device_and_dtype(spec, worker)[0], "worker": self._named(worker),
-            "lora_hashes": self.lora_hashes(loras),
+            "lora_hashes": self.lora_hashes(loras), "cfg_rescale": "guidance_rescale" in kwargs,
+            "cfg_rescale_unused": cfg_rescale_unused,
         })
 
     def preview_decoder_file(self, spec: ModelSpec) -> ModelFile | None:
@@ -689,6 +696,13 @@ def set_freeu(pipe: Any, values: dict[str, float] | None) -> None:
         for name in FREEU_ATTRIBUTES:
             if name in vars(block):
                 delattr(block, name)
+
+
+def takes_argument(pipe: Any, name: str) -> bool:
+    """Whether the pipeline's call takes the argument `name` (not every diffusers pipeline has every option)."""
+    import inspect
+
+    return name in inspect.signature(type(pipe).__call__).parameters
 
 
 def derived(pipe: Any, auto_class: str, **components: Any) -> Any:

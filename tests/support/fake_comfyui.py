@@ -94,7 +94,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
                  "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU", "ThresholdMask",
-                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma"}
+                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma", "RescaleCFG"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -109,7 +109,8 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "ImageUpscaleWithModel": ["IMAGE"], "ImageScale": ["IMAGE"], "CLIPSetLastLayer": ["CLIP"],
                 "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
                 "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"], "ThresholdMask": ["MASK"],
-                "LatentCompositeMasked": ["LATENT"], "AddNoise": ["LATENT"], "SetFirstSigma": ["SIGMAS"]}
+                "LatentCompositeMasked": ["LATENT"], "AddNoise": ["LATENT"], "SetFirstSigma": ["SIGMAS"],
+                "RescaleCFG": ["MODEL"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
@@ -117,7 +118,7 @@ REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model"
                    "ConditioningSetTimestepRange": ("conditioning", "start", "end"),
                    "ConditioningCombine": ("conditioning_1", "conditioning_2"),
                    "ConditioningConcat": ("conditioning_to", "conditioning_from"),
-                   "FreeU": ("model", "b1", "b2", "s1", "s2"),
+                   "FreeU": ("model", "b1", "b2", "s1", "s2"), "RescaleCFG": ("model", "multiplier"),
                    "LoadImage": ("image",), "VAEEncode": ("pixels", "vae"), "LoadImageMask": ("image", "channel"),
                    "SetLatentNoiseMask": ("samples", "mask"), "ControlNetLoader": ("control_net_name",),
                    "ThresholdMask": ("mask", "value"),
@@ -589,6 +590,9 @@ class FakeComfyUI:
                                                      "channel": _combo(MASK_CHANNELS)}, ["MASK"]),
             "SetLatentNoiseMask": entry("SetLatentNoiseMask", {"samples": ["LATENT", {}], "mask": ["MASK", {}]},
                                         ["LATENT"]),
+            "RescaleCFG": entry("RescaleCFG", {"model": ["MODEL"], "multiplier": [  # 0.3.64's nodes_model_advanced
+                "FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01}]}, ["MODEL"],
+                category="advanced/model"),
             # A1111's latent noise / latent nothing (0.3.64's comfy_extras nodes_mask and nodes_custom_sampler)
             "ThresholdMask": entry("ThresholdMask", {"mask": ["MASK"], "value": [
                 "FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}]}, ["MASK"], category="mask"),

@@ -37,7 +37,7 @@ def test_a_server_path_is_never_opened(controlnet_app, tmp_path):
     control_picture().save(secret)
     data = [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "a fox", "tinyCanny", "canny", 1, 0, 1, 100,
             200, "", 64, 64, 2, None, 1, "auto", "auto", "euler", "None", 1, None, "auto", None, 0.75, "just resize", 1,
-            False]
+            False, 0.0]
     answer = httpx.post(controlnet_app.url + "gradio_api/call/controlnet", json={"data": data}, timeout=30)
     assert answer.status_code == 422, answer.text
     assert "a path on the server is never opened" in answer.json()["error"]

@@ -112,7 +112,7 @@ def test_values_given_as_a_list():
     ((("steps", "1, 2"), ("sampler", " , ")), "The Y axis (Sampler) has no values: enter names separated by commas."),
     ((("colour", "red"),), "Unknown X axis type 'colour'; axis types: Seed, Steps, Guidance scale, Sampler, Model, "
                            "LoRA weight, Denoising strength, Clip skip, Variation seed, Variation strength, "
-                           "Prompt S/R (or Nothing)."),
+                           "Prompt S/R, CFG rescale (or Nothing)."),
     ((("steps", "2, 200"),), "Steps on the X axis must be a whole number from 1 to 150 (got 200)."),
     ((("steps", "2"), ("guidance", "7, sixty")), "Guidance scale on the Y axis must be a number (got 'sixty')."),
     ((("steps", "2"), ("seed", "-2")), "Seed on the Y axis must be -1 (random) or a whole number from 0 to"),
