@@ -138,9 +138,10 @@ def main() -> None:
                     # the session's runner streams it (its inputs are gr.State: the client fills them in).
                     # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
                     form = [PROMPT, "", [], "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, 1,
-                            -1, 0, False, 0.0, "auto", None, 0.75, "just resize", True, 1.0, 0.5, 0, "Lanczos", None, 0.75, 4,
-                            "original", "whole picture", 32, 0, 0, 0, 0, None, "none", "canny", 1.0, 0.0, 1.0, 100, 200,
-                            "none"]
+                            -1, 0, False, 0.0, "auto", None, 0.75, "just resize", True,
+                            1.0, 0.5, 0, "Lanczos", "same", "", "",  # the hires fix
+                            None, 0.75, 4, "original", "whole picture", 32, 0, 0, 0, 0,  # inpaint
+                            None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]
                     added = http.post(f"{url}gradio_api/run/predict",
                                       json={"data": form, "fn_index": add_fn, "session_hash": c.session_hash,
                                             "event_data": None, "trigger_id": None})

@@ -37,7 +37,7 @@ from .png_info import png_info
 from .token_count import TokenCount, TokenCounter
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
-from .prompt_syntax import BadTag, take_lora_tags
+from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
 from .request import AUTO, GenerationRequest
 from .prompt_schedule import FIRST_PASS_STEPS
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
@@ -299,6 +299,11 @@ class AIModelManager:
         "None"); InvalidRequest for an unknown style."""
         return self.styles.apply(style, prompt, negative_prompt)
 
+    def styled_hires(self, style: Any, hires_prompt: str, hires_negative_prompt: str) -> tuple[str, str]:
+        """A hires pass's own prompt and negative prompt with the styles applied, each only when given (empty: the
+        first pass's, styled already); InvalidRequest for an unknown style."""
+        return self.styles.apply_to_given(style, hires_prompt or "", hires_negative_prompt or "")
+
     def prompt_tokens(self, text: str, steps: Any, style: Any = None, *, negative: bool = False) -> TokenCount:
         """A1111's token counter: the CLIP tokens of a prompt (a negative prompt with `negative`) with the styles
         `style` names applied, over a `steps`-step pass, and the 75-token chunks they fill (engine/token_count.py)."""
@@ -445,6 +450,8 @@ class AIModelManager:
                            only_masked_padding: int = P.ONLY_MASKED_PADDING.default, outpaint: Any = None,
                            hires_scale: float = P.HIRES_SCALE.default, hires_strength: float = P.HIRES_STRENGTH.default,
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
+                           hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
+                           hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
                            variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                            cfg_rescale: float = P.CFG_RESCALE.default,
@@ -474,7 +481,9 @@ class AIModelManager:
         image's pixels exactly (engine/inpaint.py).
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
-        over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix".
+        over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix". Its own
+        `hires_sampler` ("same": the sampler), `hires_prompt` (its own LoRA tags and wildcards) and
+        `hires_negative_prompt` (empty: the first pass's) are A1111's.
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
@@ -500,6 +509,7 @@ class AIModelManager:
             masked_content=masked_content,
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
+            hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
             clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
             cfg_rescale=cfg_rescale, control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
@@ -531,9 +541,10 @@ class AIModelManager:
         checks = checks or self._checks()
         if not _is_template(req):
             return req.validated(self.router.names(), rng=rng, **checks)
-        checked = replace(req, prompt=TEMPLATE_STANDIN, negative_prompt="").validated(self.router.names(), rng=rng,
-                                                                                       **checks)
-        return replace(checked, prompt=req.prompt, negative_prompt=req.negative_prompt)
+        checked = replace(req, prompt=TEMPLATE_STANDIN, negative_prompt="", hires_prompt="",
+                          hires_negative_prompt="").validated(self.router.names(), rng=rng, **checks)
+        return replace(checked, prompt=req.prompt, negative_prompt=req.negative_prompt, hires_prompt=req.hires_prompt,
+                       hires_negative_prompt=req.hires_negative_prompt)
 
     def _checks(self) -> dict[str, Any]:
         """What `GenerationRequest.validated` checks a request against besides the backends: limits, upscalers."""
@@ -556,7 +567,9 @@ class AIModelManager:
         expanded = []
         for image in batch:
             prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
+            hires = self.wildcards.expand(req.hires_prompt, req.hires_negative_prompt, image.seed)  # its own picks
             one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
+                          hires_prompt=hires.prompt, hires_negative_prompt=hires.negative_prompt,
                           variation_seed=image.variation_seed, batch_count=1,
                           extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
             expanded.append(replace(one.validated(self.router.names(), **checks),
@@ -596,7 +609,7 @@ class AIModelManager:
             yield Fallback(why, to_backend=upscaled_on)
         second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
                          num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0,
-                         extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps})
+                         extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps}, **hires_pass(req))
         async for item in self._produce(second, cancel, previews):
             if isinstance(item, Progress):
                 item = replace(item, stage=HIRES_STAGE)
@@ -679,6 +692,9 @@ class AIModelManager:
             hires_scale=req.hires_scale if req.hires_scale > 1 else None,
             hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires_scale > 1 else None,
             hires_upscaler=req.hires_upscaler if req.hires_scale > 1 else None,
+            hires_sampler=req.hires_sampler if req.hires_scale > 1 and req.hires_sampler != P.SAME_SAMPLER else None,
+            hires_prompt=with_lora_tags(req.hires_prompt, req.hires_loras or ()) if req.hires_prompt else None,
+            hires_negative_prompt=req.hires_negative_prompt or None,
             first_pass_size=(req.width, req.height) if req.hires_scale > 1 else None,
             mask_blur=req.mask_blur if req.inpaints else None,
             inpaint_area=req.inpaint_area if req.inpaints else None,
@@ -935,6 +951,19 @@ def _license_of(target: Target, model_id: str | None) -> str:
     return target.model.license
 
 
+def hires_pass(req: GenerationRequest) -> dict[str, Any]:
+    """What the hires pass of `req` changes besides its size, steps and strength: A1111's hires prompt (with its own
+    LoRAs), hires negative prompt and hires sampler, where given."""
+    changed: dict[str, Any] = {}
+    if req.hires_prompt:
+        changed.update(prompt=req.hires_prompt, loras=req.hires_loras)
+    if req.hires_negative_prompt:
+        changed["negative_prompt"] = req.hires_negative_prompt
+    if req.hires_sampler != P.SAME_SAMPLER:
+        changed["sampler"] = req.hires_sampler
+    return changed
+
+
 def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str = "") -> dict[str, Any]:
     """A model as the status tab and the model dropdown list it."""
     sampling = ", ".join(what for what, marked in (("v-prediction", spec.v_prediction), ("zero terminal SNR",
@@ -951,7 +980,8 @@ def _is_template(req: GenerationRequest) -> bool:
     """Whether a prompt of `req` (or of the seed-travel keyframe it leads to) has {...} options or __wildcards__."""
     travel = req.extra.get(INTERPOLATE) or {}
     return any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
-                                               travel.get("negative_prompt_b")))
+                                               travel.get("negative_prompt_b"), req.hires_prompt,
+                                               req.hires_negative_prompt))
 
 
 def _without_lora_tags(text: str) -> str:

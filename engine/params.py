@@ -291,6 +291,14 @@ HIRES_STEPS = Param("hires_steps", "int", 0, "Hires steps", "Steps of the hires 
                     minimum=0, maximum=150, step=1, a1111_key="Hires steps")
 HIRES_UPSCALER = Param("hires_upscaler", "choice", "Lanczos", "Hires upscaler", "How the image is enlarged between "
                        "the two passes.", a1111_key="Hires upscaler")
+SAME_SAMPLER = "same"  # the hires pass samples as the first did
+HIRES_SAMPLER = Param("hires_sampler", "choice", SAME_SAMPLER, "Hires sampler",
+                      "The hires pass's sampler; same: the first pass's.", a1111_key="Hires sampler")
+HIRES_PROMPT = Param("hires_prompt", "text", "", "Hires prompt", "The hires pass's prompt, with its own LoRA tags and "
+                     "wildcards (the chosen styles apply to it too); empty: the prompt.", a1111_key="Hires prompt")
+HIRES_NEGATIVE_PROMPT = Param("hires_negative_prompt", "text", "", "Hires negative prompt",
+                              "The hires pass's negative prompt; empty: the negative prompt.",
+                              a1111_key="Hires negative prompt")
 CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text encoder to its last layer, 2 stops "
                   "one layer early (many anime models want 2). For SD 1.x models; others say they ignore it.",
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
@@ -390,7 +398,8 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 # In the order of the public signatures (generate_image, the /generate_image endpoint).
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
-                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE)
+                             CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE, HIRES_SAMPLER,
+                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

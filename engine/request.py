@@ -48,6 +48,10 @@ class GenerationRequest:
     hires_strength: float = P.HIRES_STRENGTH.default
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
+    hires_sampler: str = P.HIRES_SAMPLER.default  # "same": the sampler's
+    hires_prompt: str = P.HIRES_PROMPT.default  # empty: the prompt's (after validation: its LoRA tags taken out)
+    hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default
+    hires_loras: Any = None  # after validation with a hires prompt: the hires pass's LoRAs (`loras` and its tags)
     clip_skip: int = P.CLIP_SKIP.default  # A1111's: 1 the text encoder's last layer, 2 the one before...
     variation_seed: int | None = None  # A1111's variation seed (None or -1: random); used when the strength is above 0
     variation_strength: float = P.VARIATION_STRENGTH.default
@@ -79,10 +83,12 @@ class GenerationRequest:
             for param in (P.WIDTH, P.HEIGHT):
                 values[param.name] = param.default if values.get(param.name) is None else values[param.name]
         for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.MASKED_CONTENT, P.INPAINT_AREA, P.HIRES_UPSCALER,
-                      P.CONTROLNET_MODULE):
+                      P.HIRES_SAMPLER, P.CONTROLNET_MODULE):
             if param.name in values:
                 values[param.name] = values[param.name] or param.default
         values["negative_prompt"] = values.get("negative_prompt") or ""
+        for param in (P.HIRES_PROMPT, P.HIRES_NEGATIVE_PROMPT):
+            values[param.name] = values.get(param.name) or ""
         values["loras"] = values.get("loras") or ()
         return cls(prompt=prompt, **values, extra=dict(extra or {}))
 
@@ -109,11 +115,25 @@ class GenerationRequest:
         problem = P.PROMPT.problem(prompt)
         if problem:  # nothing but tags
             raise InvalidRequest(problem)
-        loras = combined_loras([*(LoraUse(str(n).strip(), float(w if w is not None else 1.0))
-                                  for n, w in P.lora_uses(self.loras)), *tagged])
+        named = [LoraUse(str(n).strip(), float(w if w is not None else 1.0)) for n, w in P.lora_uses(self.loras)]
+        loras = combined_loras([*named, *tagged])
         problem = P.LORAS.problem(list(loras))
         if problem:
             raise InvalidRequest(problem)
+        hires: dict[str, Any] = {"hires_prompt": "", "hires_negative_prompt": "", "hires_loras": None}
+        if float(self.hires_scale) > 1:  # the hires pass's own prompts (A1111's), its LoRAs from its own tags
+            hires["hires_negative_prompt"] = self.hires_negative_prompt.strip()
+            if self.hires_prompt.strip():
+                try:
+                    hires_prompt, hires_tagged = take_lora_tags(self.hires_prompt)
+                except BadTag as err:
+                    raise InvalidRequest(str(err)) from None
+                hires_loras = combined_loras([*named, *hires_tagged])
+                problem = P.LORAS.problem(list(hires_loras)) or (None if hires_prompt.strip() else
+                                                                 "The hires prompt holds nothing but LoRA tags.")
+                if problem:
+                    raise InvalidRequest(problem)
+                hires.update(hires_prompt=hires_prompt.strip(), hires_loras=hires_loras)
         vae = (self.vae or "").strip()
         init_image = mask = None
         outpaint = tuple(int(n) for n in P.outpaint_amounts(self.outpaint))
@@ -137,6 +157,8 @@ class GenerationRequest:
                        user_workflow=chosen_workflow(self.user_workflow), vae=None if vae.lower() in ("", AUTO) else vae,
                        init_image=init_image, mask=mask, outpaint=outpaint,
                        hires_upscaler=upscaler_named(self.hires_upscaler, upscalers) or self.hires_upscaler,
+                       hires_sampler=self.hires_sampler if self.hires_sampler == P.SAME_SAMPLER else
+                       sampler_key(self.hires_sampler), **hires,
                        mask_blur=int(self.mask_blur),
                        only_masked_padding=int(self.only_masked_padding), strength=float(self.strength), hires_scale=float(self.hires_scale),
                        hires_strength=float(self.hires_strength), hires_steps=int(self.hires_steps), negative_prompt=self.negative_prompt or "",
@@ -177,7 +199,7 @@ class GenerationRequest:
 
 
 _FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__
-                    if name not in ("prompt", "extra", "prompt_template", "negative_template"))
+                    if name not in ("prompt", "extra", "prompt_template", "negative_template", "hires_loras"))
 
 
 def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
@@ -202,6 +224,15 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
         return ["The hires fix is for text to image; for an init image, set the width and height you want."]
     if upscaler_named(req.hires_upscaler, upscalers) is None:
         return [unknown_upscaler(req.hires_upscaler, upscalers)]
+    problems = [problem for param, value in ((P.HIRES_PROMPT, req.hires_prompt),
+                                             (P.HIRES_NEGATIVE_PROMPT, req.hires_negative_prompt))
+                if (problem := param.problem(value))]
+    problems += limits.prompt_problems([("hires prompt", req.hires_prompt),
+                                        ("hires negative prompt", req.hires_negative_prompt)])
+    if req.hires_sampler != P.SAME_SAMPLER:
+        problems += [problem] if (problem := sampler_problem(req.hires_sampler, P.HIRES_SAMPLER.label)) else []
+    if problems:
+        return problems
     if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
         return []  # the base values' own sentences say what is wrong
     width, height = hires_size(int(req.width), int(req.height), float(req.hires_scale), P.WIDTH.multiple_of or 8)

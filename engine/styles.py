@@ -78,6 +78,15 @@ def apply_styles(styles: Sequence[Style], prompt: str, negative: str) -> tuple[s
     return prompt, negative
 
 
+def apply_styles_to_given(styles: Sequence[Style], prompt: str, negative: str) -> tuple[str, str]:
+    """Each of the texts that is given (not empty) with the styles applied, the other left empty: a hires pass's own
+    prompts, as A1111 styles them (an empty one means the first pass's, already styled)."""
+    for style in styles:
+        prompt = merge_prompt(style.prompt, prompt) if style.prompt and prompt.strip() else prompt
+        negative = merge_negative(negative, style.negative) if style.negative and negative.strip() else negative
+    return prompt, negative
+
+
 def chosen_names(value: Any) -> list[str]:
     """The style names a value asks for: one name, a list of names, or none ("None", empty)."""
     names = [value] if isinstance(value, str) else list(value or [])
@@ -161,3 +170,7 @@ class StyleLibrary:
     def apply(self, value: Any, prompt: str, negative: str) -> tuple[str, str]:
         """The prompt and negative prompt with the styles `value` names applied."""
         return apply_styles(self.chosen(value), prompt, negative)
+
+    def apply_to_given(self, value: Any, prompt: str, negative: str) -> tuple[str, str]:
+        """`apply_styles_to_given` with the styles `value` names (a hires pass's own prompts)."""
+        return apply_styles_to_given(self.chosen(value), prompt, negative)

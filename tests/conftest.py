@@ -1,7 +1,9 @@
 """Shared fixtures: the tiny diffusers model (built once per session) and managers around it."""
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -93,5 +95,9 @@ async def comfy_manager(fake, tmp_path, tiny_model_dir):
                         health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0)
     mgr = AIModelManager(settings, hardware=CPU)
     await mgr.initialize_models()
+    monitor = mgr.backends["comfyui"].monitor
+    deadline = time.monotonic() + 10  # a busy machine may answer the first read of the models late: the next poll
+    while not any(st.models is not None for st in monitor.snapshot().values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     yield mgr
     mgr.shutdown()

@@ -51,6 +51,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              variation_seed: int = P.VARIATION_SEED.default,
                              variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                              cfg_rescale: float = P.CFG_RESCALE.default,
+                             hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
+                             hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -60,7 +62,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         the prompt does the same. `style` names a prompt style, or lists several applied in order (as /status
         lists them: the app's and yours). `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
-        `hires_strength` over `hires_steps`, 0 meaning the same steps). `clip_skip` is A1111's Clip skip (2: the
+        `hires_strength` over `hires_steps`, 0 meaning the same steps; `hires_sampler`, `hires_prompt` and
+        `hires_negative_prompt` its own, where given). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
         image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
@@ -76,11 +79,16 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         values = sized(model, width, height, num_inference_steps if num_inference_steps is not None else steps)
         values[P.GUIDANCE.name] = guidance_scale if guidance_scale is not None else guidance
         styled, negative = styles_applied(style, prompt, negative_prompt)
+        hires_styled, hires_negative = styles_applied(style, hires_prompt, hires_negative_prompt, hires=True)
         return await image_job(request, lambda cancel: manager.generate_image(
             styled if isinstance(prompt, str) else prompt, negative, seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count, loras=loras,
             vae=vae or AUTO, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
             hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
+            hires_sampler=hires_sampler or P.HIRES_SAMPLER.default,
+            hires_prompt=hires_styled if isinstance(hires_prompt, str) or hires_prompt is None else hires_prompt,
+            hires_negative_prompt=hires_negative if isinstance(hires_negative_prompt, str) or
+            hires_negative_prompt is None else hires_negative_prompt,
             variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
             previews=False, owner=getattr(request, "username", None), **values))
 
@@ -89,11 +97,13 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         given = {P.WIDTH.name: width, P.HEIGHT.name: height, P.STEPS.name: steps}
         return {**manager.model_defaults(model), **{k: v for k, v in given.items() if v is not None}}
 
-    def styles_applied(style: Any, prompt: Any, negative_prompt: str | None) -> tuple[str, str]:
+    def styles_applied(style: Any, prompt: Any, negative_prompt: str | None, hires: bool = False) -> tuple[str, str]:
         """The prompt and negative prompt with the named styles applied (a prompt that is no text is the engine's
-        sentence to say); a gr.Error sentence for an unknown style."""
+        sentence to say; `hires`: a hires pass's own, each styled only when given); a gr.Error sentence for an
+        unknown style."""
+        styled = manager.styled_hires if hires else manager.styled
         try:
-            return manager.styled(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
+            return styled(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         except InvalidRequest as err:
             raise gr.Error(str(err), print_exception=False) from None
 

@@ -99,9 +99,10 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
             "only_masked_padding": int(values.get("only_masked_padding") or 0)}
 
 
-def layout_hires_box(upscalers: list[str]) -> dict[str, Any]:
+def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]]) -> dict[str, Any]:
     """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler (one of
-    `upscalers`: Lanczos, then the model upscalers the engine lists)."""
+    `upscalers`: Lanczos, then the model upscalers the engine lists), and A1111's hires sampler (same, or one of
+    `samplers`: (label, key)), hires prompt and hires negative prompt."""
     with gr.Accordion("Hires fix", open=False, elem_id="hires-box") as hires_box:
         with gr.Row():
             hires_scale = gr.Slider(**widget(P.HIRES_SCALE), elem_id="hires-scale")
@@ -110,11 +111,21 @@ def layout_hires_box(upscalers: list[str]) -> dict[str, Any]:
             hires_steps = gr.Slider(**widget(P.HIRES_STEPS), elem_id="hires-steps")
             hires_upscaler = gr.Dropdown(upscalers, value=P.HIRES_UPSCALER.default,
                                          label=P.HIRES_UPSCALER.label, elem_id="hires-upscaler")
+            hires_sampler = gr.Dropdown([(P.SAME_SAMPLER, P.SAME_SAMPLER), *samplers], value=P.SAME_SAMPLER,
+                                        label=P.HIRES_SAMPLER.label, info=P.HIRES_SAMPLER.help,
+                                        elem_id="hires-sampler")
+        hires_prompt = gr.Textbox(label=P.HIRES_PROMPT.label, info=P.HIRES_PROMPT.help, lines=2,
+                                  elem_id="hires-prompt")
+        hires_negative_prompt = gr.Textbox(label=P.HIRES_NEGATIVE_PROMPT.label, info=P.HIRES_NEGATIVE_PROMPT.help,
+                                           lines=1, elem_id="hires-negative-prompt")
     return dict(hires_box=hires_box, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
+                hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
                 hires_upscaler=hires_upscaler)
 
 
-HIRES_INPUTS = ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler")
+HIRES_INPUTS = ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler", "hires_sampler", "hires_prompt",
+                "hires_negative_prompt")
+HIRES_CHOICES = ("hires_upscaler", "hires_sampler", "hires_prompt", "hires_negative_prompt")  # the ones not numbers
 
 
 def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
@@ -127,7 +138,10 @@ def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
     return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
             P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,
             P.HIRES_STEPS.name: params.get(P.HIRES_STEPS.name) or 0,
-            P.HIRES_UPSCALER.name: known or P.HIRES_UPSCALER.default}
+            P.HIRES_UPSCALER.name: known or P.HIRES_UPSCALER.default,
+            P.HIRES_SAMPLER.name: params.get(P.HIRES_SAMPLER.name) or P.SAME_SAMPLER,
+            P.HIRES_PROMPT.name: params.get(P.HIRES_PROMPT.name) or "",
+            P.HIRES_NEGATIVE_PROMPT.name: params.get(P.HIRES_NEGATIVE_PROMPT.name) or ""}
 
 
 def saved_plot(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -239,7 +253,7 @@ def layout_lora_row(loras: list[dict[str, Any]]) -> dict[str, Any]:
 
 def hires_args(args: dict[str, Any]) -> dict[str, Any]:
     """The engine's hires-fix arguments of a queued job (those left empty take the engine's defaults)."""
-    return {k: v for k, v in (args.get("hires") or {}).items() if v is not None}
+    return {k: v for k, v in (args.get("hires") or {}).items() if v is not None and v != ""}
 
 
 def image_to_image_args(args: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from engine.request import AUTO
 from engine.upscale import UPSCALERS, upscaler_named
 from engine.wildcards import escaped
 
-from .image_options import (CONTROLNET_INPUTS, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
+from .image_options import (CONTROLNET_INPUTS, HIRES_CHOICES, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
                             control_map_preview, controlnet_args, hires_args, image_to_image_args, inpaint_args,
                             layout_controlnet_box, layout_hires_box, layout_img2img_box, layout_inpaint_box,
                             layout_lora_row, layout_xyz_box, saved_hires, saved_plot)
@@ -192,7 +192,11 @@ def parameters_text(params: dict[str, Any]) -> str:
     if params.get(P.CFG_RESCALE.name):
         lines.append(f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}")
     if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
-        lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}")
+        lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}"
+                     + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else ""))
+        for param in (P.HIRES_PROMPT, P.HIRES_NEGATIVE_PROMPT):
+            if params.get(param.name):
+                lines.append(f"**{param.label}** {params[param.name]}")
     if params.get(P.UPSCALE_BY.name):  # an upscaled copy: the size above is the one it was made at
         lines.append(f"**Upscaled** ×{params[P.UPSCALE_BY.name]:g} with {params.get(P.UPSCALER.name)}")
     if params.get("controlnet"):
@@ -246,7 +250,7 @@ def job_args(values: dict[str, Any]) -> dict[str, Any]:
     args = {name: values.get(name) for name in FORM_INPUTS[:FORM_INPUTS.index("hires_scale")]}
     args["user_workflow"] = values.get("user_workflow") or P.NO_WORKFLOW
     args["init_image"] = args["init_image"] or None
-    args["hires"] = {name: _number(values.get(name)) if name != "hires_upscaler" else values.get(name)
+    args["hires"] = {name: values.get(name) if name in HIRES_CHOICES else _number(values.get(name))
                      for name in HIRES_INPUTS}
     args["inpaint"] = {name: values.get(name) for name in INPAINT_INPUTS}
     args["controlnet"] = {name: values.get(name) if name in ("control_image", "controlnet", "controlnet_module")
@@ -270,7 +274,8 @@ class ImageTabHandlers:
                 variation_seed: Any, variation_strength: Any, freeu: bool, cfg_rescale: Any, vae: str,
                 init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
-                hires_steps: Any, hires_upscaler: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
+                hires_steps: Any, hires_upscaler: str, hires_sampler: str, hires_prompt: str,
+                hires_negative_prompt: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 masked_content: str, inpaint_area: str, only_masked_padding: Any, outpaint_left: Any,
                 outpaint_right: Any, outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
@@ -328,6 +333,9 @@ class ImageTabHandlers:
         try:  # a plot's styles go on in each cell, after the cell's Prompt S/R
             styled, negative_styled = (args["prompt"] or "", args["negative"] or "") if plot else \
                 self.manager.styled(args["style"], args["prompt"] or "", args["negative"] or "")
+            hires = hires_args(args)  # its own prompts styled too (where given), a plot's as well
+            hires.update(zip((P.HIRES_PROMPT.name, P.HIRES_NEGATIVE_PROMPT.name), self.manager.styled_hires(
+                args["style"], hires.get(P.HIRES_PROMPT.name, ""), hires.get(P.HIRES_NEGATIVE_PROMPT.name, ""))))
             async with self.jobs.job(request) as cancel:
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
@@ -347,7 +355,7 @@ class ImageTabHandlers:
                     freeu=bool(args.get("freeu")), cfg_rescale=float(args.get("cfg_rescale") or 0),
                     user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
-                    **({} if image_input else hires_args(args)),
+                    **({} if image_input else hires),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
                 events = self.manager.stream_xyz_plot(styled, **plot, **image_args, style=args["style"]) if plot \
                     else self.manager.stream_image(styled, batch_count=count, **image_args)
@@ -758,7 +766,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
-            hires = layout_hires_box(upscalers)
+            hires = layout_hires_box(upscalers, samplers)
             controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
             workflow_box = layout_workflow_box(manager.available_workflows())
             xyz = layout_xyz_box()

@@ -335,6 +335,8 @@ class ComfyUIBackend(Backend):
         urls = ", ".join(self.monitor.snapshot())
         if not self.up():
             return f"ComfyUI is unreachable ({urls})."
+        if not self._up_states():  # up, but the first read of its models failed or is under way: the next poll
+            return f"ComfyUI ({urls}) answers, but its installed models have not been read yet; try again in a moment."
         if model is None:
             return None if self.models() else f"No model is installed on ComfyUI ({urls})."
         if self.servers_for(model):

@@ -14,6 +14,7 @@ def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):
     page.locator("#hires-box").get_by_text("Hires fix").click()
     for elem_id, value in (("hires-scale", 2), ("hires-steps", 40)):  # 40 x 0.5 = 20 steps: long enough to be seen
         set_slider(page, elem_id, value)
+    page.locator("#hires-prompt textarea").fill("a castle on a hill at night")  # A1111's hires prompt
     watch_progress(page)
     page.click("#generate")
     wait_progress(page, "Done", 60_000)
@@ -24,7 +25,9 @@ def test_the_hires_pass_says_so_and_doubles_the_size(desktop, local_app):
     # Reuse gives this image again: the size asked for (64) with its hires fix, not 128 without one
     set_slider(page, "hires-scale", 1)
     set_number(page, "width", 512)
+    page.locator("#hires-prompt textarea").fill("")
     send_first_result(page, "reuse-parameters", "loaded into the settings")
     assert page.locator("#width input[type=number]").input_value() == "64"
     assert page.locator("#hires-scale input[type=number]").input_value() == "2"
     assert page.locator("#hires-steps input[type=number]").input_value() == "40"
+    assert page.locator("#hires-prompt textarea").input_value() == "a castle on a hill at night"
