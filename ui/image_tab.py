@@ -50,6 +50,7 @@ OUTPUTS_LIMIT = 60
 OUTPUTS_PAGE_SIZE = 24
 VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
 GENERATE_CONCURRENCY = "generate"
+COMPLETED = "completed"  # set in a job's args when it ran to its end (not stopped, not failed)
 
 
 @dataclass
@@ -266,6 +267,7 @@ class ImageTabHandlers:
         self.jobs = jobs
         self.queue = JobQueue(jobs.limits.waiting_per_session)
         self._stopped_at: dict[str, float] = {}  # when each session last pressed Stop (time.monotonic)
+        self._forever: set[str] = set()  # the sessions with Generate forever on
         self.histories = SessionHistories(HISTORY_LIMIT)
 
     # -- generate ------------------------------------------------------------------------------
@@ -304,20 +306,25 @@ class ImageTabHandlers:
         note = f"Added with {ahead} job{'s' if ahead != 1 else ''} ahead of it."
         return gr.skip(), *self.panel.refresh(self.queue.waiting(session), note)
 
-    async def run_queue(self, history: list[dict[str, Any]] | None, tick: Any, request: gr.Request = None):
+    async def run_queue(self, history: list[dict[str, Any]] | None, tick: Any, forever_tick: Any = 0,
+                        request: gr.Request = None):
         """Run this session's waiting jobs one after another (another runner already doing so: return)."""
         session = _session(request) or ""
         if not self.queue.claim(session):
             return
         history, tick = list(history or []), int(tick or 0)
         done = False
+        again = False
         try:
             while (job := self.queue.next(session)) is not None:
                 tick += 1
                 yield {self.components["queue_tick"]: tick}  # the queue list drops the job now running
                 async for update in self._run_job(job.args, history, request):
                     yield update
+                again = bool(job.args.get(COMPLETED)) and not job.args.get("plot")
             done = True
+            if again and session in self._forever:  # the browser clicks Generate: the form as it is now
+                yield {self.components["forever_tick"]: int(forever_tick or 0) + 1}
         finally:
             if not done:  # the client left or the runner failed: nothing is left to take the waiting jobs
                 self.queue.release(session)
@@ -387,6 +394,8 @@ class ImageTabHandlers:
                             yield update
                 if cancel.is_set():
                     yield {c["progress"]: STOPPED, c["image"]: last_path}
+                else:
+                    args[COMPLETED] = True
         except (TooManyJobs, InvalidRequest) as err:  # too many jobs, a style file gone since the page loaded
             gr.Warning(str(err))
             yield {c["progress"]: failure_line(str(err))}
@@ -443,8 +452,17 @@ class ImageTabHandlers:
         line (this handler writes no progress line: its answer and the stream's may arrive in any order).
         """
         self._stopped_at[_session(request) or ""] = time.monotonic()
+        self._forever.discard(_session(request) or "")
         self.jobs.cancel(_session(request))
-        return None, gallery_items(list(history or []))
+        return None, gallery_items(list(history or [])), False
+
+    def set_forever(self, on: bool, request: gr.Request = None) -> None:
+        """Generate forever on or off for this session (Stop turns it off)."""
+        session = _session(request) or ""
+        if on:
+            self._forever.add(session)
+        else:
+            self._forever.discard(session)
 
     # -- settings helpers ----------------------------------------------------------------------
     def count_tokens(self, negative: bool) -> Callable[[str, Any, Any], str]:
@@ -732,6 +750,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
     last_seed = gr.State(None)
     finished = gr.State(None)  # the last finished image of the running request
     queue_tick = gr.State(0)  # counts the jobs the session's runner took; each change redraws the queue list
+    forever_tick = gr.State(0)  # counts the runner's calls for another Generate (Generate forever)
     picked = gr.State(None)
     saved = gr.State([])
     saved_page = gr.State(1)
@@ -748,6 +767,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                    forever = gr.Checkbox(False, label="Generate forever", elem_id="generate-forever",
+                                          info="Again and again with the form as it is then (Stop ends it).")
             queue_panel = layout_queue_panel(queue_places)
             with gr.Column(elem_classes="gator-counted"):
                 negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, lowres",
@@ -870,7 +891,8 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop,
         progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
-        finished=finished, queue_tick=queue_tick, queue_panel=queue_panel, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
+        finished=finished, queue_tick=queue_tick, forever=forever, forever_tick=forever_tick,
+        queue_panel=queue_panel, picked=picked, saved=saved, picked_info=picked_info, reuse=reuse,
         picked_view=picked_view, picked_image=picked_image, picked_video=picked_video, picked_params=picked_params,
         picked_download=picked_download, delete=delete, confirm_delete=confirm_delete)
     if browse_outputs:
@@ -899,7 +921,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in FORM_INPUTS]
-    outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick")]
+    outputs = [c[name] for name in ("image", "progress", "history", "last_seed", "finished", "queue_tick",
+                                    "forever_tick")]
     # Generate adds the form's values to the session's queue at once; the runner that follows takes the
     # waiting jobs one by one (when one is already taking them, the new one returns at once).
     # Gradio keeps a hidden status tracker (with its "0.0s" timer text) inside every output an event shows
@@ -907,14 +930,15 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     added = gr.on([c["generate"].click, c["prompt"].submit], h.add_job, inputs=form,
                   outputs=[c["progress"], *panel.outputs], show_progress="hidden", show_progress_on=panel.shown_ids,
                   **private)
-    gen_event = added.then(h.run_queue, inputs=[c["history"], c["queue_tick"]], outputs=outputs,
+    gen_event = added.then(h.run_queue, inputs=[c["history"], c["queue_tick"], c["forever_tick"]], outputs=outputs,
                            api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
                            concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     # Plot is a job of the same queue: the X/Y/Z plot box's axes, then the form
     plotted = c["plot"].click(h.add_plot, inputs=[*(c[name] for name in PLOT_INPUTS), *form],
                               outputs=[c["progress"], *panel.outputs], show_progress="hidden",
                               show_progress_on=panel.shown_ids, **private)
-    plotted.then(h.run_queue, inputs=[c["history"], c["queue_tick"]], outputs=outputs, api_visibility="private",
+    plotted.then(h.run_queue, inputs=[c["history"], c["queue_tick"], c["forever_tick"]], outputs=outputs,
+                 api_visibility="private",
                  show_progress="hidden", show_progress_on=c["finished"], concurrency_limit=4,
                  concurrency_id=GENERATE_CONCURRENCY)
     # each finished job: its Done line, details, gallery and download (State changes reach the browser only
@@ -929,7 +953,11 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                      show_progress="hidden", show_progress_on=panel.shown_ids, **private)
     panel.clear.click(h.clear_queue, outputs=panel.outputs, show_progress="hidden",
                       show_progress_on=panel.shown_ids, **private)
-    c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"]], **private)
+    c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"], c["forever"]], **private)
+    # A1111's Generate forever: the runner asks for another Generate when the queue runs dry after a finished job,
+    # and the browser clicks it, with the form as it is now
+    c["forever"].change(h.set_forever, inputs=c["forever"], **private)
+    c["forever_tick"].change(None, js="() => { document.querySelector('#generate').click(); }", **private)
 
     for box, counter, negative in (("prompt", "prompt_tokens", False), ("negative", "negative_tokens", True)):
         count_inputs = [c[box], c["steps"], c["style"]]  # A1111 counts the styles in, and a schedule at its steps
