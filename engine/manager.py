@@ -38,7 +38,7 @@ from .token_count import TokenCount, TokenCounter
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
 from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
-from .request import AUTO, GenerationRequest
+from .request import AUTO, HIRES_LORAS, GenerationRequest
 from .prompt_schedule import FIRST_PASS_STEPS
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
@@ -567,15 +567,26 @@ class AIModelManager:
         expanded = []
         for image in batch:
             prompts = self.wildcards.expand(req.prompt, req.negative_prompt, image.seed)
-            hires = self.wildcards.expand(req.hires_prompt, req.hires_negative_prompt, image.seed)  # its own picks
+            hires = self._hires_expanded(req, image.seed)
             one = replace(req, prompt=prompts.prompt, negative_prompt=prompts.negative_prompt, seed=image.seed,
-                          hires_prompt=hires.prompt, hires_negative_prompt=hires.negative_prompt,
+                          hires_prompt=hires[0], hires_negative_prompt=hires[1],
                           variation_seed=image.variation_seed, batch_count=1,
                           extra={**req.extra, **({INTERPOLATE: travel} if travel else {})})
             expanded.append(replace(one.validated(self.router.names(), **checks),
                                     prompt_template=prompts.prompt_template,
                                     negative_template=prompts.negative_template))
         return expanded
+
+    def _hires_expanded(self, req: GenerationRequest, seed: int) -> tuple[str, str]:
+        """The hires prompts of `req` with their wildcards and options filled in for `seed` (empty without the hires
+        fix); InvalidRequest naming the hires prompts when they cannot be."""
+        if not _hires_on(req) or not (req.hires_prompt or req.hires_negative_prompt):
+            return "", ""
+        try:
+            filled = self.wildcards.expand(req.hires_prompt, req.hires_negative_prompt, seed)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"In the hires prompts: {err}") from None
+        return filled.prompt, filled.negative_prompt
 
     async def _one_image(self, req: GenerationRequest, cancel: Any, previews: bool,
                          started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
@@ -614,7 +625,8 @@ class AIModelManager:
             if isinstance(item, Progress):
                 item = replace(item, stage=HIRES_STAGE)
             elif isinstance(item, _Made):
-                item = _Made(item.produced, item.target, base.reason or item.reason)
+                info = _both_passes(base.produced.info, item.produced.info, req)
+                item = _Made(replace(item.produced, info=info), item.target, base.reason or item.reason)
             yield item
 
     async def _enlarge(self, image: Any, width: int, height: int, upscaler: str, cancel: Any = None, *,
@@ -758,8 +770,8 @@ class AIModelManager:
         end Done with the grid's result (saved as its own PNG, the cells' results in `batch`), or Failed.
 
         Each axis is a type (seed, steps, guidance, sampler, model, lora_weight, strength, clip_skip,
-        variation_seed, variation_strength, prompt_sr, by these names, their labels or A1111's; Nothing leaves it
-        out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", quoted names with commas; or a
+        variation_seed, variation_strength, prompt_sr, cfg_rescale, by these names, their labels or A1111's;
+        Nothing leaves it out) and its values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", quoted names with commas; or a
         list). `style` (a name or a list) is applied in each cell after its Prompt S/R. `image` takes
         `stream_image`'s arguments, which every cell shares; the plot makes one image per cell (no batch count).
         Every problem is a sentence before any work: an axis with no values, an unknown axis type, a value its
@@ -795,6 +807,9 @@ class AIModelManager:
                   "loras": [{"name": use.name, "weight": use.weight} for use in req.loras]}
         if plot.searches_written_prompt():  # Prompt S/R: each cell reads the tags of its replaced prompt itself
             shared.update(prompt=asked.prompt, loras=image.get(P.LORAS.name) or [])
+        elif req.hires_loras is not None:  # the hires pass keeps its own LoRAs, not the first prompt's tags
+            shared.update(hires_prompt=req.hires_prompt, extra={**(image.get("extra") or {}), HIRES_LORAS: [
+                {"name": use.name, "weight": use.weight} for use in req.hires_loras]})
 
         def cell(**arguments: Any) -> AsyncIterator[Event]:
             if styles:
@@ -951,6 +966,18 @@ def _license_of(target: Target, model_id: str | None) -> str:
     return target.model.license
 
 
+def _both_passes(first: dict[str, Any], second: dict[str, Any], req: GenerationRequest) -> dict[str, Any]:
+    """The hires result's info (the second pass's) with what the first pass did too: the hashes of both passes'
+    LoRAs, and CFG rescale when only the first pass could use it (said in a warning)."""
+    hashes = [pair for info in (first, second) for pair in (info.get("lora_hashes") or "").split(", ") if pair]
+    info = {**second, "lora_hashes": ", ".join(dict.fromkeys(hashes)) or None}
+    if first.get("cfg_rescale") and not second.get("cfg_rescale"):
+        why = second.get("cfg_rescale_unused") or "its backend cannot rescale the guidance"
+        info.update(cfg_rescale=True, warnings=[*second.get("warnings", []), f"{P.CFG_RESCALE.label} "
+                                                f"{req.cfg_rescale:g} was used in the first pass only: {why}."])
+    return info
+
+
 def hires_pass(req: GenerationRequest) -> dict[str, Any]:
     """What the hires pass of `req` changes besides its size, steps and strength: A1111's hires prompt (with its own
     LoRAs), hires negative prompt and hires sampler, where given."""
@@ -979,9 +1006,14 @@ def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str =
 def _is_template(req: GenerationRequest) -> bool:
     """Whether a prompt of `req` (or of the seed-travel keyframe it leads to) has {...} options or __wildcards__."""
     travel = req.extra.get(INTERPOLATE) or {}
+    hires = (req.hires_prompt, req.hires_negative_prompt) if _hires_on(req) else ()
     return any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
-                                               travel.get("negative_prompt_b"), req.hires_prompt,
-                                               req.hires_negative_prompt))
+                                               travel.get("negative_prompt_b"), *hires))
+
+
+def _hires_on(req: GenerationRequest) -> bool:
+    """Whether `req` asks for the hires fix (its own prompts matter only then)."""
+    return P.is_number(req.hires_scale) and req.hires_scale > 1
 
 
 def _without_lora_tags(text: str) -> str:

@@ -19,7 +19,7 @@ from .controlnet import NONE
 from .errors import InvalidRequest
 from .backends.comfyui import our_sampler
 from .outputs import read_parameters
-from .request import sampler_key
+from .request import sampler_key, sampler_problem
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ def png_info(path: str | Path) -> dict[str, Any]:
         params = read_parameters(path)
         if isinstance(params.get("sampler"), str):  # A1111 writes its label ("DPM++ 2M Karras")
             params["sampler"] = sampler_key(params["sampler"])
+        if isinstance(params.get(P.HIRES_SAMPLER.name), str):  # likewise; one this app lacks: the first pass's
+            known = sampler_key(params[P.HIRES_SAMPLER.name])
+            params[P.HIRES_SAMPLER.name] = known if sampler_problem(known) is None else P.SAME_SAMPLER
         return {**params, "source": "gator" if "gator" in text else "a1111"} if params else {}
     if "prompt" in text:
         try:

@@ -60,7 +60,7 @@ def with_lora_tags(prompt: str, loras: list[dict] | tuple = ()) -> str:
 ROUND, SQUARE = 1.1, 1 / 1.1
 _ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
 BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)  # A1111: what follows starts a new 75-token chunk
-_BREAK_MARK = -1.0  # a fragment weight that marks a BREAK, as in A1111's parse_prompt_attention
+BREAK_MARK = -1.0  # a fragment weight that marks a BREAK, as in A1111's parse_prompt_attention
 
 
 def attention_fragments(text: str) -> list[tuple[str, float]]:
@@ -72,7 +72,7 @@ def attention_fragments(text: str) -> list[tuple[str, float]]:
 
     def multiply(start: int, factor: float) -> None:
         for fragment in out[start:]:
-            if fragment[1] != _BREAK_MARK:  # a BREAK inside brackets still breaks
+            if fragment[1] != BREAK_MARK:  # a BREAK inside brackets still breaks
                 fragment[1] *= factor
 
     for match in _ATTENTION.finditer(text):
@@ -92,7 +92,7 @@ def attention_fragments(text: str) -> list[tuple[str, float]]:
         else:
             for number, part in enumerate(BREAK.split(token)):
                 if number:
-                    out.append(["BREAK", _BREAK_MARK])
+                    out.append(["BREAK", BREAK_MARK])
                 out.append([part, 1.0])
     for start in round_starts:
         multiply(start, ROUND)
@@ -100,9 +100,9 @@ def attention_fragments(text: str) -> list[tuple[str, float]]:
         multiply(start, SQUARE)
     merged: list[tuple[str, float]] = []
     for fragment, weight in out:
-        if merged and merged[-1][1] == weight and weight != _BREAK_MARK:
+        if merged and merged[-1][1] == weight and weight != BREAK_MARK:
             merged[-1] = (merged[-1][0] + fragment, weight)
-        elif fragment or weight == _BREAK_MARK:
+        elif fragment or weight == BREAK_MARK:
             merged.append((fragment, weight))
     return merged
 
@@ -112,7 +112,7 @@ def attention_chunks(text: str) -> list[list[tuple[str, float]]]:
     one: their weight applies on both sides); empty parts are left out, one part at least."""
     chunks: list[list[tuple[str, float]]] = [[]]
     for fragment, weight in attention_fragments(text):
-        if weight == _BREAK_MARK:
+        if weight == BREAK_MARK:
             chunks.append([])
         else:
             chunks[-1].append((fragment, weight))

@@ -128,7 +128,10 @@ class GenerationRequest:
                     hires_prompt, hires_tagged = take_lora_tags(self.hires_prompt)
                 except BadTag as err:
                     raise InvalidRequest(str(err)) from None
-                hires_loras = combined_loras([*named, *hires_tagged])
+                given = self.extra.get(HIRES_LORAS)  # an X/Y/Z plot's cell: the hires pass's LoRAs as worked out
+                hires_named = named if given is None else [LoraUse(str(n).strip(), float(w if w is not None else 1.0))
+                                                           for n, w in P.lora_uses(given)]
+                hires_loras = combined_loras([*hires_named, *hires_tagged])
                 problem = P.LORAS.problem(list(hires_loras)) or (None if hires_prompt.strip() else
                                                                  "The hires prompt holds nothing but LoRA tags.")
                 if problem:
@@ -198,6 +201,8 @@ class GenerationRequest:
         return replace(self, seed=P.seed_after(self.seed, index), batch_count=1)
 
 
+HIRES_LORAS = "hires_loras"  # a request's extra: the hires pass's LoRAs, given apart from `loras` (a plot's cells)
+
 _FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__
                     if name not in ("prompt", "extra", "prompt_template", "negative_template", "hires_loras"))
 
@@ -229,8 +234,9 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
                 if (problem := param.problem(value))]
     problems += limits.prompt_problems([("hires prompt", req.hires_prompt),
                                         ("hires negative prompt", req.hires_negative_prompt)])
-    if req.hires_sampler != P.SAME_SAMPLER:
-        problems += [problem] if (problem := sampler_problem(req.hires_sampler, P.HIRES_SAMPLER.label)) else []
+    if req.hires_sampler != P.SAME_SAMPLER and sampler_problem(req.hires_sampler) is not None:
+        problems.append(f"{P.HIRES_SAMPLER.label} must be {P.SAME_SAMPLER} or one of {', '.join(load_samplers())} "
+                        f"(got {req.hires_sampler!r}).")
     if problems:
         return problems
     if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):

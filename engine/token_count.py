@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .prompt_schedule import step_ranges
-from .prompt_syntax import BadTag, attention_fragments, take_lora_tags
+from .prompt_syntax import BREAK_MARK, LORA_TAG, attention_fragments
 
 logger = logging.getLogger(__name__)
 
 CHUNK_TOKENS = 75  # CLIP's 77 places less its start and end marks
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack default
-_BREAK_MARK = -1.0  # attention_fragments' weight for a BREAK
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,7 @@ class TokenCounter:
 
     def count(self, prompt: str, steps: int, embeddings: Mapping[str, int] | None = None) -> TokenCount:
         """The count of `prompt` for a `steps`-step pass; `embeddings` maps an embedding's name to its vectors."""
-        try:
-            text, _ = take_lora_tags(prompt or "")
-        except BadTag:
-            text = prompt or ""
+        text = LORA_TAG.sub("", prompt or "")  # as A1111's extra_networks.parse_prompt: the tags out, nothing else
         try:
             texts = sorted({part.text for part in step_ranges(text, steps)})
         except Exception:  # a prompt being typed: "[a:b" is counted as it stands
@@ -91,27 +87,33 @@ class TokenCounter:
             counted += CHUNK_TOKENS
             chunk, last_comma = [], -1
 
+        def make_room(comma: bool) -> None:
+            """Before a token (or an embedding) goes in: a full chunk moves its words after its last comma (up to
+            COMMA_BACKTRACK back) to the next chunk, or else closes."""
+            nonlocal chunk, last_comma
+            if comma:
+                last_comma = len(chunk)
+            elif len(chunk) == CHUNK_TOKENS and last_comma != -1 and len(chunk) - last_comma <= COMMA_BACKTRACK:
+                moved = chunk[last_comma + 1:]
+                chunk = chunk[:last_comma + 1]
+                close()
+                chunk = moved
+            if len(chunk) == CHUNK_TOKENS:
+                close()
+
         word_lists = iter(words)
         for piece in pieces:
             if piece is None:  # BREAK
                 close()
                 continue
             if isinstance(piece, int):  # an embedding: kept whole in one chunk
+                make_room(False)
                 if len(chunk) + piece > CHUNK_TOKENS:
                     close()
                 chunk.extend([-1] * piece)
                 continue
             for token in next(word_lists):
-                if token == self._comma:
-                    last_comma = len(chunk)
-                elif len(chunk) == CHUNK_TOKENS and last_comma != -1 and \
-                        len(chunk) - last_comma <= COMMA_BACKTRACK:
-                    moved = chunk[last_comma + 1:]
-                    chunk = chunk[:last_comma + 1]
-                    close()
-                    chunk = moved
-                if len(chunk) == CHUNK_TOKENS:
-                    close()
+                make_room(token == self._comma)
                 chunk.append(token)
         return counted + len(chunk)
 
@@ -121,7 +123,7 @@ def _pieces(fragments: list[tuple[str, float]], embeddings: Mapping[str, int]) -
     pattern = _names_pattern(embeddings)
     pieces: list[str | int | None] = []
     for text, weight in fragments:
-        if weight == _BREAK_MARK:
+        if weight == BREAK_MARK:
             pieces.append(None)
             continue
         start = 0

@@ -87,8 +87,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
             hires_sampler=hires_sampler or P.HIRES_SAMPLER.default,
             hires_prompt=hires_styled if isinstance(hires_prompt, str) or hires_prompt is None else hires_prompt,
-            hires_negative_prompt=hires_negative if isinstance(hires_negative_prompt, str) or
-            hires_negative_prompt is None else hires_negative_prompt,
+            hires_negative_prompt=hires_negative,
             variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
             previews=False, owner=getattr(request, "username", None), **values))
 
@@ -102,6 +101,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         sentence to say; `hires`: a hires pass's own, each styled only when given); a gr.Error sentence for an
         unknown style."""
         styled = manager.styled_hires if hires else manager.styled
+        if not isinstance(negative_prompt, (str, type(None))):  # the engine's sentence says what it must be
+            return prompt if isinstance(prompt, str) else "", negative_prompt
         try:
             return styled(style, prompt if isinstance(prompt, str) else "", negative_prompt or "")
         except InvalidRequest as err:
@@ -132,8 +133,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                        cfg_rescale: float = P.CFG_RESCALE.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
-        sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength or prompt_sr (A1111's
-        Prompt S/R: the first value searched in the prompts, each value put in its place), by these names or
+        sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength, cfg_rescale or prompt_sr
+        (A1111's Prompt S/R: the first value searched in the prompts, each value put in its place), by these names or
         A1111's; Nothing leaves an axis out) over its
         values (A1111's text: "1, 2, 3", "1-10 (+3)", "10-20 [3]", "\"a name, with a comma\""). The rest as
         /generate_image, shared by every cell (one seed for all when -1). Returns the grid PNG (X labels above,

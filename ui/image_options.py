@@ -133,7 +133,8 @@ def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
     image's denoising strength, as A1111 records it), or off (upscale 1) for an image made without one. An
     upscaler this app lacks becomes Lanczos."""
     if not params.get(P.HIRES_SCALE.name):
-        return {P.HIRES_SCALE.name: 1.0}
+        return {P.HIRES_SCALE.name: 1.0, P.HIRES_SAMPLER.name: P.SAME_SAMPLER, P.HIRES_PROMPT.name: "",
+                P.HIRES_NEGATIVE_PROMPT.name: ""}
     known = upscaler_named(params.get(P.HIRES_UPSCALER.name), upscalers)
     return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
             P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,

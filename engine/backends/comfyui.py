@@ -614,7 +614,7 @@ class ComfyUIBackend(Backend):
                                                          "clip_skip": clip_skip_for(model, request.clip_skip),
                                                          "freeu": bool(request.freeu and freeu_for(model)),
                                                          "cfg_rescale": _rescales_cfg(request, model),
-                                                         "cfg_rescale_unused": GUIDANCE_DISTILLED})
+                                                         "cfg_rescale_unused": NO_RESCALE.get(model.family)})
                         yield event
                 return
             except BackendUnavailable as exc:
@@ -795,12 +795,13 @@ def _quoted(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-GUIDANCE_DISTILLED = "FLUX samples without classifier-free guidance (its guidance is distilled into the model)"
+NO_RESCALE = {"flux": "FLUX samples without classifier-free guidance (its guidance is distilled into the model)",
+              "sd3": "ComfyUI's RescaleCFG is made for noise- and v-prediction models, and SD 3 is a flow model"}
 
 
 def _rescales_cfg(request: GenerationRequest, model: ModelSpec) -> bool:
-    """Whether the graph gets a RescaleCFG: asked for, and the model samples with classifier-free guidance."""
-    return bool(request.cfg_rescale) and model.family != "flux"
+    """Whether the graph gets a RescaleCFG: asked for, and a model its formula is for (not in NO_RESCALE)."""
+    return bool(request.cfg_rescale) and model.family not in NO_RESCALE
 
 
 def _guidance(request: GenerationRequest, model: ModelSpec) -> float:

@@ -47,7 +47,7 @@ async def test_a_hires_prompt_brings_its_own_lora_tags_and_wildcards(manager):
 
 
 async def test_bad_hires_values_are_sentences(manager):
-    for extra, needle in ((dict(hires_sampler="nope"), "Hires sampler must be one of euler"),
+    for extra, needle in ((dict(hires_sampler="nope"), "Hires sampler must be same or one of euler"),
                           (dict(hires_prompt="<lora:x:1>"), "The hires prompt holds nothing but LoRA tags."),
                           (dict(hires_prompt=5), "The hires prompt must be text.")):
         bad = await manager.generate_image("a fox", **{**HIRES, **extra})
@@ -71,3 +71,46 @@ async def test_on_comfyui_the_second_graph_has_the_hires_prompt_and_sampler(comf
 
     assert texts(first) == ["", "a lighthouse"] and texts(second) == ["a tower at night", "fog"]
     assert sampler(first) == ("euler", "normal") and sampler(second) == ("dpmpp_2m", "karras")
+
+
+async def test_hires_prompts_matter_only_with_the_hires_fix_on(manager):
+    off = await manager.generate_image("a fox", hires_prompt="a {broken", hires_sampler="nope",
+                                       **{**HIRES, "hires_scale": 1.0})
+    assert off.status == "success" and off.hires_prompt is None, off.error
+    on = await manager.generate_image("a fox", hires_prompt="a __no_such_list__", **HIRES)
+    assert on.status == "error" and on.error.startswith("In the hires prompts: No wildcard named"), on.error
+
+
+async def test_cfg_rescale_used_by_the_first_pass_only_is_recorded_and_said(manager):
+    result = await manager.generate_image("a fox", cfg_rescale=0.7, **HIRES)  # SD 1.5 img2img has no rescale
+    assert result.status == "success" and result.cfg_rescale == 0.7, result.error
+    assert result.warnings == ["CFG rescale 0.7 was used in the first pass only: diffusers' "
+                               "StableDiffusionImg2ImgPipeline has no guidance_rescale."]
+    assert read_parameters(result.path)["cfg_rescale"] == 0.7
+
+
+def test_both_passes_lora_hashes_are_recorded():
+    from engine.manager import _both_passes
+
+    first = {"lora_hashes": "detail: 0123456789ab"}
+    second = {"lora_hashes": "detail: 0123456789ab, style: ba9876543210", "warnings": []}
+    request = GenerationRequest.from_arguments("a fox", **HIRES)
+    assert _both_passes(first, second, request)["lora_hashes"] == "detail: 0123456789ab, style: ba9876543210"
+    assert _both_passes({"lora_hashes": "a: 1"}, {"lora_hashes": None}, request)["lora_hashes"] == "a: 1"
+
+
+async def test_in_a_plot_the_hires_pass_keeps_its_own_loras(settings, tiny_model_dir, started_managers):
+    from diffusers import UNet2DConditionModel
+
+    from tests.support.tiny_lora import write_tiny_lora
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet")
+    write_tiny_lora(settings.models_dir / "Lora" / "tinyDetail.safetensors", unet, seed=1)
+    write_tiny_lora(settings.models_dir / "Lora" / "tinyStyle.safetensors", unet, seed=2)
+    manager = await started_managers.start(settings)
+    grid = await manager.xyz_plot("a fox <lora:tinyDetail:0.8>", "steps", "2, 3",
+                                  hires_prompt="a dog <lora:tinyStyle:0.5>", **{**HIRES, "num_inference_steps": 2})
+    assert grid.status == "success", grid.error
+    for cell in grid.batch:  # not the first prompt's tinyDetail as well, nor a doubled weight
+        assert cell["hires_prompt"] == "a dog <lora:tinyStyle:0.5>", cell["hires_prompt"]
+        assert cell["loras"] == [{"name": "tinyDetail", "weight": 0.8}]

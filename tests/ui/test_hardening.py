@@ -231,6 +231,7 @@ def raw_call(url: str, data) -> tuple[int, str]:
     ([["a", "list"]] + GOOD_CALL[1:], "The prompt must be text, not a list."),
     ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}] + GOOD_CALL[1:], "The prompt must be text, not a file."),
     (["a cat", 7] + GOOD_CALL[2:], "The negative prompt must be text, not a number."),
+    (GOOD_CALL[:25] + [5] + GOOD_CALL[26:], "The hires negative prompt must be text, not a number."),
 ])
 def test_malformed_api_calls_get_a_sentence(local_app, data, sentence):
     status, text = raw_call(local_app.url, data)

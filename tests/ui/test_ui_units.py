@@ -145,7 +145,8 @@ def test_status_renders_servers_and_switches():
 
 
 def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
-    assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0}  # made without: off again
+    assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0, "hires_sampler": "same",  # made without:
+                                                       "hires_prompt": "", "hires_negative_prompt": ""}  # off again
     saved = {"hires_scale": 2.0, "strength": 0.4, "hires_steps": 6, "hires_upscaler": "4x_Tiny"}
     assert saved_hires(saved, ["Lanczos", "4x_tiny"]) == {"hires_scale": 2.0, "hires_strength": 0.4,
                                                            "hires_steps": 6, "hires_upscaler": "4x_tiny",

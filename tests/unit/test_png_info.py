@@ -43,6 +43,17 @@ def test_an_a1111_png(tmp_path):
     assert (info["width"], info["height"], info["model"], info["strength"]) == (512, 768, "dreamshaper_8", 0.4)
 
 
+def test_an_a1111_hires_fix_with_its_own_sampler_and_prompt(tmp_path):
+    text = A1111_TEXT + (', Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, Hires sampler: DPM++ 2M Karras, '
+                         'Hires prompt: "a castle, at night", Hires negative prompt: fog')
+    info = png_info(png_with(tmp_path / "hires.png", parameters=text))
+    assert (info["hires_sampler"], info["hires_prompt"], info["hires_negative_prompt"]) == (
+        "dpmpp_2m_karras", "a castle, at night", "fog")  # A1111's label, as our sampler key
+    lacking = png_info(png_with(tmp_path / "lacking.png", parameters=text.replace("DPM++ 2M Karras, Hires prompt",
+                                                                                  "Restart, Hires prompt")))
+    assert lacking["hires_sampler"] == "same"  # one this app lacks: the first pass's
+
+
 def test_a_comfyui_png(tmp_path):
     graph = bind(load_template("checkpoint_generic"), {"prompt": "a red fox", "negative_prompt": "blurry",
                                                        "seed": 77, "steps": 18, "width": 640, "height": 512,

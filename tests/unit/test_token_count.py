@@ -54,6 +54,11 @@ def test_prompt_editing_counts_its_longest_text_and_a_half_typed_one_as_written(
     assert counter.count("[a cat:a dog", 20).tokens == 5  # "[" is not a token: a cat : a dog
 
 
+def test_only_the_lora_tags_go_and_an_embedding_meets_the_comma_backtrack_too(counter):
+    assert counter.count("red cat, " * 25, 20).label == "75/75"  # the last comma stays, as A1111 counts it
+    assert counter.count("a, " * 37 + "a my_style b", 20, {"my_style": 8}).label == "85/150"
+
+
 def test_chunk_limit_is_a_multiple_of_75():
     assert [chunk_limit(n) for n in (0, 1, 75, 76, 150, 151)] == [75, 75, 75, 150, 150, 225]
     assert CHUNK_TOKENS == 75
