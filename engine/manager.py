@@ -304,12 +304,18 @@ class AIModelManager:
         first pass's, styled already); InvalidRequest for an unknown style."""
         return self.styles.apply_to_given(style, hires_prompt or "", hires_negative_prompt or "")
 
-    def prompt_tokens(self, text: str, steps: Any, style: Any = None, *, negative: bool = False) -> TokenCount:
-        """A1111's token counter: the CLIP tokens of a prompt (a negative prompt with `negative`) with the styles
-        `style` names applied, over a `steps`-step pass, and the 75-token chunks they fill (engine/token_count.py)."""
+    def prompt_tokens(self, text: str, steps: Any, style: Any = None, *, negative: bool = False,
+                      hires: bool = False) -> TokenCount:
+        """A1111's token counter: the CLIP tokens of a prompt (a negative prompt with `negative`; a hires pass's own
+        with `hires`) with the styles `style` names applied, over a `steps`-step pass, and the 75-token chunks they
+        fill (engine/token_count.py)."""
         try:  # a negative prompt's styles go on whatever the prompt (apply_styles skips an empty one)
-            text = self.styled(style, "any prompt", text or "")[1] if negative else \
-                self.styled(style, text or "", "")[0]
+            if hires:
+                text = self.styled_hires(style, "" if negative else text, text if negative else "")[int(negative)]
+            elif negative:
+                text = self.styled(style, "any prompt", text or "")[1]
+            else:
+                text = self.styled(style, text or "", "")[0]
         except InvalidRequest:  # an unknown style: the text as written
             pass
         try:

@@ -19,6 +19,7 @@ from engine.upscale import upscaler_named
 from engine.xyz_plot import AXIS_NAMES, axis_choices, axis_type
 
 from .models import controlnet_choices, lora_choices
+from .token_counter import layout_token_counter
 from .widgets import widget
 
 
@@ -114,12 +115,18 @@ def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]]) -> d
             hires_sampler = gr.Dropdown([(P.SAME_SAMPLER, P.SAME_SAMPLER), *samplers], value=P.SAME_SAMPLER,
                                         label=P.HIRES_SAMPLER.label, info=P.HIRES_SAMPLER.help,
                                         elem_id="hires-sampler")
-        hires_prompt = gr.Textbox(label=P.HIRES_PROMPT.label, info=P.HIRES_PROMPT.help, lines=2,
-                                  elem_id="hires-prompt")
-        hires_negative_prompt = gr.Textbox(label=P.HIRES_NEGATIVE_PROMPT.label, info=P.HIRES_NEGATIVE_PROMPT.help,
-                                           lines=1, elem_id="hires-negative-prompt")
+        with gr.Column(elem_classes="gator-counted"):
+            hires_prompt = gr.Textbox(label=P.HIRES_PROMPT.label, info=P.HIRES_PROMPT.help, lines=2,
+                                      elem_id="hires-prompt")
+            hires_prompt_tokens = layout_token_counter("hires-prompt-tokens")
+        with gr.Column(elem_classes="gator-counted"):
+            hires_negative_prompt = gr.Textbox(label=P.HIRES_NEGATIVE_PROMPT.label,
+                                               info=P.HIRES_NEGATIVE_PROMPT.help, lines=1,
+                                               elem_id="hires-negative-prompt")
+            hires_negative_prompt_tokens = layout_token_counter("hires-negative-prompt-tokens")
     return dict(hires_box=hires_box, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
+                hires_prompt_tokens=hires_prompt_tokens, hires_negative_prompt_tokens=hires_negative_prompt_tokens,
                 hires_upscaler=hires_upscaler)
 
 

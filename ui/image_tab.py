@@ -465,10 +465,11 @@ class ImageTabHandlers:
             self._forever.discard(session)
 
     # -- settings helpers ----------------------------------------------------------------------
-    def count_tokens(self, negative: bool) -> Callable[[str, Any, Any], str]:
-        """The token counter of the prompt box (`negative`: the negative prompt's): its markup for the text."""
+    def count_tokens(self, negative: bool, hires: bool = False) -> Callable[[str, Any, Any], str]:
+        """The token counter of a prompt box (`negative`: a negative prompt's; `hires`: the hires pass's own): its
+        markup for the text."""
         def count(text: str, steps: Any, style: Any) -> str:
-            return counter_html(self.manager.prompt_tokens(text, steps, style, negative=negative))
+            return counter_html(self.manager.prompt_tokens(text, steps, style, negative=negative, hires=hires))
         return count
 
     def on_model(self, model: str):
@@ -959,11 +960,12 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["forever"].change(h.set_forever, inputs=c["forever"], **private)
     c["forever_tick"].change(None, js="() => { document.querySelector('#generate').click(); }", **private)
 
-    for box, counter, negative in (("prompt", "prompt_tokens", False), ("negative", "negative_tokens", True)):
+    for box, negative, hires in (("prompt", False, False), ("negative", True, False), ("hires_prompt", False, True),
+                                 ("hires_negative_prompt", True, True)):
         count_inputs = [c[box], c["steps"], c["style"]]  # A1111 counts the styles in, and a schedule at its steps
         for trigger in (c[box].change, c["steps"].change, c["style"].change):
-            trigger(h.count_tokens(negative), inputs=count_inputs, outputs=c[counter], show_progress="hidden",
-                    trigger_mode="always_last", **private)
+            trigger(h.count_tokens(negative, hires), inputs=count_inputs, outputs=c[f"{box}_tokens"],
+                    show_progress="hidden", trigger_mode="always_last", **private)
     c["model"].input(h.on_model, inputs=c["model"], outputs=[c["steps"], c["guidance"]], **private)
     c["aspect"].input(h.on_aspect, inputs=[c["aspect"], c["width"], c["height"]], outputs=[c["width"], c["height"]],
                       **private)

@@ -39,9 +39,7 @@ def queue_job(page, prompt: str, seed: int, steps: int = 2) -> None:
 def test_clicks_during_a_run_queue_jobs_that_each_keep_their_form_and_each_land_in_history(desktop, local_app):
     page = desktop
     open_app(page, local_app.url)
-    fill_image_form(page, "a lighthouse", width=128, height=128, steps=150, seed=11)  # running while two more queue
-    page.click("#generate")
-    wait_step(page, 2)
+    start_long_job(page, "a lighthouse", seed=11)  # running while two more queue
     watch_text(page, "job-queue-header")
     queue_job(page, "a harbour crane at dusk", 12)
     wait_text(page, "job-queue-header", "1 waiting")

@@ -62,3 +62,17 @@ def test_the_chosen_styles_are_counted_in(ui_page, local_app):
     pick_style(page, style)
     wait_count(page, "prompt-tokens", expected[0])
     wait_count(page, "negative-tokens", expected[1])
+
+
+@needs_chromium
+def test_the_hires_prompts_have_counters_and_empty_ones_count_nothing(ui_page, local_app):
+    page = ui_page
+    open_app(page, local_app.url)
+    page.locator("#hires-box").get_by_text("Hires fix").click()
+    page.locator("#hires-prompt textarea").fill("a red fox in the snow")
+    wait_count(page, "hires-prompt-tokens", "6/75")
+    style = local_app.manager.available_styles()[1]
+    pick_style(page, style)  # an empty hires negative prompt is the negative prompt's: no style tokens of its own
+    page.wait_for_timeout(500)
+    assert counter(page, "hires-negative-prompt-tokens").inner_text() == "0/75"
+    assert counter(page, "hires-prompt-tokens").inner_text() != "6/75"  # the style goes on the hires prompt too
