@@ -36,6 +36,7 @@ from .base import INTERPOLATE, VARIATION, Backend, BackendContext, BackendState,
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
+from .guidance_rescale import rescaled_guidance
 from .masked_latents import masked_latents
 from .scheduler_choice import set_scheduler
 from .lora_adapters import LoraFile
@@ -560,11 +561,16 @@ class DiffusersBackend(Backend):
         else:
             run = derived(pipe, "AutoPipelineForText2Image", **with_controlnet) if with_controlnet else pipe
             kwargs.update(width=req.width, height=req.height)
-        cfg_rescale_unused = None
-        if req.cfg_rescale and takes_argument(run, "guidance_rescale"):
+        cfg_rescale_unused, through_unet = None, 0.0
+        if req.cfg_rescale and guidance <= 1:
+            cfg_rescale_unused = "a guidance scale of 1 or less samples without classifier-free guidance"
+        elif req.cfg_rescale and takes_argument(run, "guidance_rescale"):
             kwargs["guidance_rescale"] = req.cfg_rescale
-        elif req.cfg_rescale:
-            cfg_rescale_unused = f"diffusers' {type(run).__name__} has no guidance_rescale"
+        elif req.cfg_rescale and worker.compiler.wanted:  # a hook would cost the compiled graphs
+            cfg_rescale_unused = f"diffusers' {type(run).__name__} has no guidance_rescale, and this device's UNet " \
+                                 "is compiled (GATOR_COMPILE=off to use it)"
+        elif req.cfg_rescale:  # the same rescale through the UNet's output (engine/backends/guidance_rescale.py)
+            through_unet = req.cfg_rescale
         if with_controlnet:  # the map at the size drawn; text to image takes it as `image`, the others beside theirs
             kwargs.update({"image" if req.init_image is None else "control_image": control_map(req),
                            "controlnet_conditioning_scale": req.controlnet_weight,
@@ -616,14 +622,15 @@ class DiffusersBackend(Backend):
             return schedule.swap(_pipe, index, tensors) if schedule is not None else tensors
 
         started = time.perf_counter()
-        with masked_latents(run, req.masked_content if req.mask is not None else ORIGINAL, req.mask, req.seed):
+        with masked_latents(run, req.masked_content if req.mask is not None else ORIGINAL, req.mask, req.seed), \
+                rescaled_guidance(run, through_unet, guidance):
             image = run(callback_on_step_end=on_step, **kwargs).images[0]
         if step_previews is not None:
             show(step_previews.flush())
         return Produced(image=image, info={
             "guidance": guidance, "warnings": warnings, "generation_s": time.perf_counter() - started,
             "device": self.device_and_dtype(spec, worker)[0], "worker": self._named(worker),
-            "lora_hashes": self.lora_hashes(loras), "cfg_rescale": "guidance_rescale" in kwargs,
+            "lora_hashes": self.lora_hashes(loras), "cfg_rescale": "guidance_rescale" in kwargs or bool(through_unet),
             "cfg_rescale_unused": cfg_rescale_unused,
         })
 

@@ -1,12 +1,15 @@
 """CFG rescale (Lin et al.: what v-prediction models need against strong guidance's overexposure) on both backends:
-locally diffusers' guidance_rescale where the pipeline has it (it changes the image; a pipeline without it says so),
+locally diffusers' guidance_rescale where the pipeline has it, the same rescale through the UNet's output where it
+has not (the two give the same image),
 on ComfyUI a core RescaleCFG node between the model (after LoRAs and FreeU) and the sampler, none for FLUX (which
 says why); recorded in the PNG, read back as a number, and an X/Y/Z axis."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 
+from engine.backends.guidance_rescale import rescaled_guidance
 from engine.outputs import read_parameters
 from engine.workflows import use_freeu, use_rescale_cfg
 from tests.integration.test_comfyui_img2img import by_class, flux_custom_graph, sd_graph
@@ -26,13 +29,29 @@ async def test_local_cfg_rescale_changes_the_image_and_is_recorded(manager):
     assert "CFG rescale" not in Image.open(plain.path).text["parameters"]
 
 
-async def test_a_pipeline_without_it_says_so_and_a_bad_value_is_a_sentence(manager):
-    first = await manager.generate_image("a fox", model="tiny", **SIZE)
-    redrawn = await manager.generate_image("a fox", model="tiny", init_image=first.image, strength=0.5,
-                                           cfg_rescale=0.7, **SIZE)
-    assert redrawn.status == "success" and redrawn.cfg_rescale is None, redrawn.error
-    assert redrawn.warnings == ["CFG rescale 0.7 was not used: diffusers' StableDiffusionImg2ImgPipeline has no "
-                                "guidance_rescale."]
+async def test_a_pipeline_without_guidance_rescale_gets_it_through_the_unet(manager):
+    first = await manager.generate_image("a fox", model="tiny", **SIZE)  # SD 1.5 img2img has no guidance_rescale
+    plain = await manager.generate_image("a fox", model="tiny", init_image=first.image, strength=0.6, **SIZE)
+    redrawn = await manager.generate_image("a fox", model="tiny", init_image=first.image, strength=0.6,
+                                           cfg_rescale=1.0, **SIZE)
+    assert redrawn.status == "success" and redrawn.cfg_rescale == 1.0 and redrawn.warnings == [], redrawn.error
+    assert np.abs(np.asarray(plain.image).astype(int) - np.asarray(redrawn.image)).mean() > 1
+    # the same rescale as diffusers' own: text to image both ways gives the same image
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    call = dict(prompt="a fox", negative_prompt="zzz qqq", width=64, height=64, num_inference_steps=4,
+                guidance_scale=20, output_type="np")
+    native = pipe(generator=torch.Generator("cpu").manual_seed(1), guidance_rescale=0.7, **call).images[0]
+    with rescaled_guidance(pipe, 0.7, 20):
+        hooked = pipe(generator=torch.Generator("cpu").manual_seed(1), **call).images[0]
+    unhooked = pipe(generator=torch.Generator("cpu").manual_seed(1), **call).images[0]
+    assert np.allclose(native, hooked, atol=1e-5) and not np.allclose(native, unhooked, atol=1e-3)
+
+
+async def test_no_classifier_free_guidance_no_rescale_and_a_bad_value_is_a_sentence(manager):
+    unguided = await manager.generate_image("a fox", model="tiny", cfg_rescale=0.7, **{**SIZE, "guidance_scale": 1})
+    assert unguided.status == "success" and unguided.cfg_rescale is None, unguided.error
+    assert unguided.warnings == ["CFG rescale 0.7 was not used: a guidance scale of 1 or less samples without "
+                                 "classifier-free guidance."]
     wrong = await manager.generate_image("a fox", model="tiny", cfg_rescale=1.5, **SIZE)
     assert wrong.status == "error" and "CFG rescale must be between 0 and 1" in wrong.error, wrong.error
 

@@ -81,12 +81,17 @@ async def test_hires_prompts_matter_only_with_the_hires_fix_on(manager):
     assert on.status == "error" and on.error.startswith("In the hires prompts: No wildcard named"), on.error
 
 
-async def test_cfg_rescale_used_by_the_first_pass_only_is_recorded_and_said(manager):
-    result = await manager.generate_image("a fox", cfg_rescale=0.7, **HIRES)  # SD 1.5 img2img has no rescale
-    assert result.status == "success" and result.cfg_rescale == 0.7, result.error
-    assert result.warnings == ["CFG rescale 0.7 was used in the first pass only: diffusers' "
-                               "StableDiffusionImg2ImgPipeline has no guidance_rescale."]
+async def test_cfg_rescale_of_both_passes_is_recorded_and_one_pass_only_said(manager):
+    result = await manager.generate_image("a fox", cfg_rescale=0.7, **HIRES)  # the hires pass: through the UNet
+    assert result.status == "success" and result.cfg_rescale == 0.7 and result.warnings == [], result.error
     assert read_parameters(result.path)["cfg_rescale"] == 0.7
+    from engine.manager import _both_passes
+
+    request = GenerationRequest.from_arguments("a fox", cfg_rescale=0.7, **HIRES)
+    info = _both_passes({"cfg_rescale": True}, {"cfg_rescale": False, "cfg_rescale_unused": "a compiled UNet",
+                                                "warnings": []}, request)
+    assert info["cfg_rescale"] is True
+    assert info["warnings"] == ["CFG rescale 0.7 was used in the first pass only: a compiled UNet."]
 
 
 def test_both_passes_lora_hashes_are_recorded():
