@@ -172,11 +172,20 @@ def comfyui_chunks(text: str, embeddings: Iterable[str] = ()) -> tuple[str, ...]
     return tuple(_comfyui_written(fragments) for fragments in attention_chunks(_with_embeddings(text, embeddings)))
 
 
+def embedding_names(names: Iterable[str], not_after: str = "") -> re.Pattern | None:
+    """A pattern finding any of `names` as a whole word of a prompt, as A1111 finds an embedding's trigger: not inside
+    a longer word or hyphenated name (nor right after a character of `not_after`), the longest name first; None for
+    no names."""
+    ordered = sorted(set(names), key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile(rf"(?<![\w{re.escape(not_after)}-])(?:{'|'.join(map(re.escape, ordered))})(?![\w-])")
+
+
 def _with_embeddings(text: str, embeddings: Iterable[str]) -> str:
     """`text` with each embedding's bare name written as ComfyUI's `embedding:name`."""
-    for name in sorted(set(embeddings), key=len, reverse=True):
-        text = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w-])", f"embedding:{name}", text)
-    return text
+    pattern = embedding_names(embeddings, not_after=":")  # one written already stays as it is
+    return pattern.sub(lambda found: f"embedding:{found.group(0)}", text) if pattern else text
 
 
 def _comfyui_written(fragments: list[tuple[str, float]]) -> str:

@@ -115,7 +115,7 @@ class GenerationRequest:
         problem = P.PROMPT.problem(prompt)
         if problem:  # nothing but tags
             raise InvalidRequest(problem)
-        named = [LoraUse(str(n).strip(), float(w if w is not None else 1.0)) for n, w in P.lora_uses(self.loras)]
+        named = lora_list(self.loras)
         loras = combined_loras([*named, *tagged])
         problem = P.LORAS.problem(list(loras))
         if problem:
@@ -129,8 +129,7 @@ class GenerationRequest:
                 except BadTag as err:
                     raise InvalidRequest(str(err)) from None
                 given = self.extra.get(HIRES_LORAS)  # an X/Y/Z plot's cell: the hires pass's LoRAs as worked out
-                hires_named = named if given is None else [LoraUse(str(n).strip(), float(w if w is not None else 1.0))
-                                                           for n, w in P.lora_uses(given)]
+                hires_named = named if given is None else lora_list(given)
                 hires_loras = combined_loras([*hires_named, *hires_tagged])
                 problem = P.LORAS.problem(list(hires_loras)) or (None if hires_prompt.strip() else
                                                                  "The hires prompt holds nothing but LoRA tags.")
@@ -205,6 +204,11 @@ HIRES_LORAS = "hires_loras"  # a request's extra: the hires pass's LoRAs, given 
 
 _FIELDS = frozenset(name for name in GenerationRequest.__dataclass_fields__
                     if name not in ("prompt", "extra", "prompt_template", "negative_template", "hires_loras"))
+
+
+def lora_list(value: Any) -> list[LoraUse]:
+    """The LoRAs a `loras` value names (see params.lora_uses), the weight 1 where none is given."""
+    return [LoraUse(str(n).strip(), float(w if w is not None else 1.0)) for n, w in P.lora_uses(value)]
 
 
 def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:

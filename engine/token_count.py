@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .prompt_schedule import step_ranges
-from .prompt_syntax import BREAK_MARK, LORA_TAG, attention_fragments
+from .prompt_syntax import BREAK_MARK, LORA_TAG, attention_fragments, embedding_names
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class TokenCounter:
 
 def _pieces(fragments: list[tuple[str, float]], embeddings: Mapping[str, int]) -> list[str | int | None]:
     """The fragments' text split around embedding names: text (str), an embedding's vectors (int), BREAK (None)."""
-    pattern = _names_pattern(embeddings)
+    pattern = embedding_names(embeddings)  # as the local backend finds them in a prompt
     pieces: list[str | int | None] = []
     for text, weight in fragments:
         if weight == BREAK_MARK:
@@ -134,10 +133,3 @@ def _pieces(fragments: list[tuple[str, float]], embeddings: Mapping[str, int]) -
         pieces.append(text[start:])
     return pieces
 
-
-def _names_pattern(embeddings: Mapping[str, int]) -> re.Pattern | None:
-    """The embedding names as whole words (the longest first), as the local backend finds them in a prompt."""
-    if not embeddings:
-        return None
-    names = sorted(embeddings, key=len, reverse=True)
-    return re.compile(rf"(?<![\w-])(?:{'|'.join(map(re.escape, names))})(?![\w-])")

@@ -4,11 +4,11 @@ the prompt (or the negative prompt) is its trigger. Each file is loaded into the
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from ..errors import first_line
 from ..model_files import ModelFile, UnreadableModel, read_header
+from ..prompt_syntax import embedding_names
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 def named_in(files: list[ModelFile], *texts: str) -> list[ModelFile]:
     """The embedding files whose name appears as a word in any of `texts`."""
     joined = "\n".join(t for t in texts if t)
-    return [f for f in files if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", joined)]
+    return [f for f in files if embedding_names([f.name]).search(joined)]
 
 
 def vector_count(entry: ModelFile) -> int:
