@@ -50,7 +50,7 @@ def test_a_painted_mask_redraws_only_what_was_painted(desktop, local_app):
     page.locator("#masked-content").get_by_text("fill", exact=True).click()  # A1111's: the colours around it
     page.click("#generate")
     wait_progress(page, "Done", 60_000)
-    assert wait_until(lambda: history_count(page) == 2, 10)
+    assert wait_until(lambda: history_count(page) == 2, 30)  # the gallery redraw can lag on a busy machine
     newest = max(local_app.output_dir.rglob("*.png"), key=lambda p: p.stat().st_mtime)
     assert "Masked content: fill" in Image.open(newest).text["parameters"]
     result = np.asarray(newest_png(local_app)).astype(int)
