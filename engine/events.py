@@ -45,6 +45,15 @@ class PlotCell:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """Skip ended image `number` of `total` (of a batch, or a plot's cells) unfinished and unsaved; the job goes on
+    with the next one."""
+
+    number: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Fallback:
     """The first-choice backend failed; the request continues on another one."""
 
@@ -67,7 +76,7 @@ class Failed:
     result: Any = None
 
 
-Event = Union[Queued, Started, Progress, PlotCell, Fallback, Done, Failed]
+Event = Union[Queued, Started, Progress, PlotCell, Skipped, Fallback, Done, Failed]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
 from .config import PRESETS_DIR, Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
-from .events import Done, Event, Failed, Fallback, Produced, Progress
+from .events import Done, Event, Failed, Fallback, Produced, Progress, Skipped
 from .controlnet import CANNY
 from .inpaint import ONLY_MASKED, prepare_inpaint
 from .input_images import read_input_image
@@ -35,6 +35,7 @@ from . import params as P
 from .params import ALIASES
 from .png_info import png_info
 from .token_count import TokenCount, TokenCounter
+from .skipping import image_switch, was_skipped
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
 from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
@@ -467,12 +468,14 @@ class AIModelManager:
                            controlnet_start: float = P.CONTROLNET_START.default,
                            controlnet_end: float = P.CONTROLNET_END.default, canny_low: int = P.CANNY_LOW.default,
                            canny_high: int = P.CANNY_HIGH.default, user_workflow: str | None = P.USER_WORKFLOW.default,
-                           cancel: asyncio.Event | None = None,
+                           cancel: asyncio.Event | None = None, skip: asyncio.Event | None = None,
                            extra: dict[str, Any] | None = None, previews: bool = True,
                            owner: str | None = None, **aliases: Any) -> AsyncIterator[Event]:
         """Generate images as a stream of events: per image Started, Progress..., (Fallback), Done; or Failed.
 
         A batch (`batch_count` > 1) is that many images one after another, each with the previous seed + 1.
+        `cancel` set (Stop) ends the request; `skip` set (Skip) ends only the image being made, with Skipped, and
+        the batch goes on (engine/skipping.py).
         `steps` and `guidance` are accepted for num_inference_steps and guidance_scale. `owner` (a login) saves
         the images under outputs/<owner>/ instead of the outputs folder itself. `loras` lists LoRAs by name
         and weight ([{"name": ..., "weight": ...}], or "name:weight"); `<lora:name:weight>` prompt tags add to it.
@@ -524,10 +527,17 @@ class AIModelManager:
         try:
             batch = await asyncio.to_thread(self._batch_requests, req)  # every image's request checked before any work
             req = batch[0]
-            for image_req in batch:
-                async with aclosing(self._one_image(image_req, cancel, previews, started_at, owner)) as events:
-                    async for event in events:
-                        yield event
+            for number, image_req in enumerate(batch, start=1):
+                switch = image_switch(cancel, skip)
+                try:
+                    async with aclosing(self._one_image(image_req, switch, previews, started_at, owner)) as events:
+                        async for event in events:
+                            yield event
+                except GenerationCancelled:
+                    if not was_skipped(cancel, skip):
+                        raise
+                    logger.info("Image %d of %d skipped", number, len(batch))
+                    yield Skipped(number, len(batch))
                 started_at = time.perf_counter()
         except GenerationCancelled as err:
             logger.info("Image request cancelled: %s", err)
@@ -751,25 +761,30 @@ class AIModelManager:
                              model: str | None = None, backend: str = P.BACKEND.default,
                              **kwargs: Any) -> ImageResult:
         """Generate one image (or a batch) and return its result (status "success" or "error", never raises).
-        For a batch, the first image's result lists every image's result in `batch`."""
+        For a batch, the first image's result lists every image's result in `batch` (skipped images have none)."""
         results: list[ImageResult] = []
         failed: ImageResult | None = None
+        skipped = 0
         async for event in self.stream_image(prompt, negative_prompt, width, height, num_inference_steps,
                                              guidance_scale, seed, model, backend, **kwargs):
             if isinstance(event, Done):
                 results.append(event.result)
             elif isinstance(event, Failed):
                 failed = event.result or error_result(event.error)
+            elif isinstance(event, Skipped):
+                skipped += 1
             elif isinstance(event, Fallback):
                 logger.info("Fallback: %s", event.reason)
-        final = failed or (results[0] if results else error_result("No result."))
+        nothing = "Skipped: no image was finished." if skipped else "No result."
+        final = failed or (results[0] if results else error_result(nothing))
         if len(results) > 1 or (failed and results):
             final = replace(final, batch=results)  # a copy: the batch's first result is not its own item
         return final
 
     async def stream_xyz_plot(self, prompt: str, x_type: str = P.NO_AXIS, x_values: Any = "",
                               y_type: str = P.NO_AXIS, y_values: Any = "", z_type: str = P.NO_AXIS,
-                              z_values: Any = "", *, cancel: asyncio.Event | None = None, previews: bool = True,
+                              z_values: Any = "", *, cancel: asyncio.Event | None = None,
+                              skip: asyncio.Event | None = None, previews: bool = True,
                               owner: str | None = None, rng: Any = None, **image: Any) -> AsyncIterator[Event]:
         """An X/Y/Z plot (engine/xyz_plot.py) as a stream of events: per cell PlotCell ("Cell 3/4"), then the cell's
         own events as `stream_image` yields them (Started, Progress..., Fallback, Done with its saved image); at the
@@ -824,7 +839,7 @@ class AIModelManager:
             return self.stream_image(**arguments)
 
         async with aclosing(stream_plot(cell, plot, shared, self.settings.output_dir, owner=owner,
-                                        cancel=cancel, previews=previews)) as events:
+                                        cancel=cancel, skip=skip, previews=previews)) as events:
             async for event in events:
                 yield event
 

@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from . import params as P
 from .errors import InvalidRequest
-from .events import Done, Event, Failed, PlotCell
+from .events import Done, Event, Failed, PlotCell, Skipped
 from .limits import Limits
 from .outputs import save_image
 from .registry import load_samplers
@@ -400,64 +400,76 @@ def _value_problems(axis: Axis, model_problem: Callable[[str], str | None]) -> l
 
 # -- the stream ---------------------------------------------------------------------------------------
 async def stream_plot(stream_image: StreamImage, plot: Plot, arguments: dict[str, Any], output_dir: Path, *,
-                      owner: str | None = None, cancel: asyncio.Event | None = None,
+                      owner: str | None = None, cancel: asyncio.Event | None = None, skip: asyncio.Event | None = None,
                       previews: bool = True) -> AsyncIterator[Event]:
     """Every cell through `stream_image` (PlotCell, then the cell's own events and its Done), then the grid saved
     as its own PNG and a Done whose result is the grid's with the cells' results in `batch`. A cell that fails or
-    is stopped ends the plot with its Failed (the cells made before it stay saved; no grid is written)."""
+    is stopped ends the plot with its Failed (the cells made before it stay saved; no grid is written). A cell
+    that `skip` ends (Skipped) stays blank in the grid, as in A1111, and the plot goes on."""
     started = time.perf_counter()
-    results: list[ImageResult] = []
+    cells: list[ImageResult | None] = []  # each cell's result, None where it was skipped
     for cell in plot.cells():
         if cancel is not None and cancel.is_set():
-            yield _failed("Cancelled: the plot stopped before its next cell.", results)
+            yield _failed("Cancelled: the plot stopped before its next cell.", cells)
             return
         yield PlotCell(cell.number, plot.count, cell.label)
-        async with aclosing(stream_image(**cell.arguments(arguments), cancel=cancel, previews=previews,
+        async with aclosing(stream_image(**cell.arguments(arguments), cancel=cancel, skip=skip, previews=previews,
                                          owner=owner)) as events:
             async for event in events:
                 if isinstance(event, Done):
-                    results.append(event.result)
+                    cells.append(event.result)
+                elif isinstance(event, Skipped):
+                    cells.append(None)
+                    event = Skipped(cell.number, plot.count)
                 elif isinstance(event, Failed):
                     error = event.error if event.error.startswith("Cancelled") else \
                         f"Cell {cell.number}/{plot.count} ({cell.label}): {event.error}"
-                    yield _failed(error, results, event.result)
+                    yield _failed(error, cells, event.result)
                     return
                 yield event
     if cancel is not None and cancel.is_set():
-        yield _failed("Cancelled: the plot stopped before its grid was drawn.", results)
+        yield _failed("Cancelled: the plot stopped before its grid was drawn.", cells)
         return
-    grid = await asyncio.to_thread(draw_grid, plot, [result.image for result in results])
-    first = results[0]
-    record = replace(first, plot=plot.record(), server=None, prompt_id=None, comfyui_workflow=None,
-                     fallback_reason=None, warnings=_warnings(plot, results))
+    results = [result for result in cells if result is not None]
+    if not results:
+        yield _failed("Skipped: every cell of the plot was skipped, so there is no grid.", cells)
+        return
+    grid = await asyncio.to_thread(draw_grid, plot, [result.image if result else None for result in cells])
+    record = replace(results[0], plot=plot.record(), server=None, prompt_id=None, comfyui_workflow=None,
+                     fallback_reason=None, warnings=_warnings(plot, cells))
     path = await asyncio.to_thread(save_image, grid, record.parameters(), output_dir, owner, GRID_SUFFIX)
     logger.info("X/Y/Z plot: %d images and their grid %s", len(results), path)
     yield Done(replace(record, image=grid, path=str(path), batch=results,
                        timings={"total_s": round(time.perf_counter() - started, 4)}))
 
 
-def _failed(error: str, results: list[ImageResult], result: ImageResult | None = None) -> Failed:
+def _failed(error: str, cells: list[ImageResult | None], result: ImageResult | None = None) -> Failed:
     """The plot's end without a grid: the sentence, and the cells made so far in the result's `batch`."""
     base = result if isinstance(result, ImageResult) else ImageResult(status="error", error=error)
-    return Failed(error, replace(base, error=error, batch=list(results)))
+    return Failed(error, replace(base, error=error, batch=[made for made in cells if made is not None]))
 
 
-def _warnings(plot: Plot, results: Iterable[ImageResult]) -> list[str]:
-    """The cells' warnings once each, and which cells fell back to another backend."""
+def _warnings(plot: Plot, cells: Iterable[ImageResult | None]) -> list[str]:
+    """The cells' warnings once each, which cells fell back to another backend, and which were skipped."""
     out: list[str] = []
-    for cell, result in zip(plot.cells(), results):
-        found = list(result.warnings)
-        if result.fallback_reason:
-            found.append(f"Cell {cell.number} ({cell.label}) was made on {result.backend}: {result.fallback_reason}")
+    for cell, result in zip(plot.cells(), cells):
+        if result is None:
+            found = [f"Cell {cell.number} ({cell.label}) was skipped: it is blank in the grid."]
+        else:
+            found = list(result.warnings)
+            if result.fallback_reason:
+                found.append(f"Cell {cell.number} ({cell.label}) was made on {result.backend}: "
+                             f"{result.fallback_reason}")
         out += [warning for warning in found if warning not in out]
     return out
 
 
 # -- the grid -----------------------------------------------------------------------------------------
-def draw_grid(plot: Plot, images: Sequence[Image.Image]) -> Image.Image:
+def draw_grid(plot: Plot, images: Sequence[Image.Image | None]) -> Image.Image:
     """The labelled grid: X labels above the cells, Y labels on their left, and one such grid per Z value side by
-    side, each under its Z label. Cells take the first image's size; labels are at least MIN_LABEL_PX high."""
-    width, height = images[0].size
+    side, each under its Z label. Cells take the first image's size (a None cell, skipped, stays blank); labels are
+    at least MIN_LABEL_PX high."""
+    width, height = next(image for image in images if image is not None).size
     size = max(MIN_LABEL_PX, (width + height) // 25)
     face, pad, line = text_font(size), max(4, size // 2), round(size * 1.25)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -482,9 +494,10 @@ def draw_grid(plot: Plot, images: Sequence[Image.Image]) -> Image.Image:
     for cell, image in zip(plot.cells(), images):
         ix, iy, iz = cell.place
         origin = iz * (sub_width + gap)
-        if image.size != (width, height):
+        if image is not None and image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)
-        canvas.paste(image.convert("RGB"), (origin + left + ix * width, title + top + iy * height))
+        if image is not None:
+            canvas.paste(image.convert("RGB"), (origin + left + ix * width, title + top + iy * height))
         if ix == 0 and iy == 0 and z_lines:
             _centred(draw, z_lines[iz], (origin, 0, origin + sub_width, title), face, line)
         if iy == 0 and x_lines:

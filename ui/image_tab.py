@@ -18,7 +18,7 @@ import gradio as gr
 
 from engine import params as P
 from engine.errors import InvalidRequest
-from engine.events import Done, Failed, Progress
+from engine.events import Done, Failed, Progress, Skipped
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.png_info import png_info
@@ -344,6 +344,7 @@ class ImageTabHandlers:
             hires.update(zip((P.HIRES_PROMPT.name, P.HIRES_NEGATIVE_PROMPT.name), self.manager.styled_hires(
                 args["style"], hires.get(P.HIRES_PROMPT.name, ""), hires.get(P.HIRES_NEGATIVE_PROMPT.name, ""))))
             async with self.jobs.job(request) as cancel:
+                skip = self.jobs.skip_switch(cancel)
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
                 inpainting = inpaint_args(args["inpaint"])  # the inpaint box's picture first, then image to image
@@ -355,7 +356,7 @@ class ImageTabHandlers:
                     num_inference_steps=_number(args["steps"]),
                     guidance_scale=float(args["guidance"]) if args["guidance"] is not None else None,
                     seed=P.seed_input(args["seed"]), model=args["model"] or AUTO, backend=args["backend"] or AUTO,
-                    sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel,
+                    sampler=args["sampler"] or P.SAMPLER.default, vae=args["vae"] or AUTO, cancel=cancel, skip=skip,
                     clip_skip=P.CLIP_SKIP.default if args.get("clip_skip") is None else _number(args["clip_skip"]),
                     variation_seed=P.seed_input(args.get("variation_seed")),
                     variation_strength=args.get("variation_strength") or P.VARIATION_STRENGTH.default,
@@ -378,6 +379,10 @@ class ImageTabHandlers:
                         yield {c["image"]: result["path"], c["history"]: list(history),
                                c["last_seed"]: result.get("seed"), c["finished"]: finished}
                         index, last_path = index + 1, result["path"]
+                        presenter = Presenter(label=batch_label(index, count))
+                    elif isinstance(event, Skipped):  # the next image (or cell) follows; no noisy preview stays
+                        yield {c["progress"]: line, c["image"]: last_path}
+                        index += 1
                         presenter = Presenter(label=batch_label(index, count))
                     elif isinstance(event, Failed):  # no noisy preview stays: the last finished image, or none
                         yield {c["progress"]: line, c["finished"]: None, c["image"]: last_path}
@@ -455,6 +460,11 @@ class ImageTabHandlers:
         self._forever.discard(_session(request) or "")
         self.jobs.cancel(_session(request))
         return None, gallery_items(list(history or [])), False
+
+    def skip(self, request: gr.Request = None) -> None:
+        """Skip the image being made (A1111's Skip): it ends unsaved and the batch or plot goes on with the next;
+        the run's own stream writes the line."""
+        self.jobs.skip(_session(request))
 
     def set_forever(self, on: bool, request: gr.Request = None) -> None:
         """Generate forever on or off for this session (Stop turns it off)."""
@@ -767,7 +777,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                     prompt_tokens = layout_token_counter("prompt-tokens")
                 with gr.Column(scale=1, min_width=120):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                    with gr.Row():
+                        stop = gr.Button("Stop", variant="stop", min_width=0, elem_id="stop")
+                        skip = gr.Button("Skip", variant="secondary", min_width=0, elem_id="skip")
                     forever = gr.Checkbox(False, label="Generate forever", elem_id="generate-forever",
                                           info="Again and again with the form as it is then (Stop ends it).")
             queue_panel = layout_queue_panel(queue_places)
@@ -889,7 +901,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, freeu=freeu,
         cfg_rescale=cfg_rescale,
         variation_seed=variation_seed,
-        variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop,
+        variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop, skip=skip,
         progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
         finished=finished, queue_tick=queue_tick, forever=forever, forever_tick=forever_tick,
@@ -955,6 +967,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     panel.clear.click(h.clear_queue, outputs=panel.outputs, show_progress="hidden",
                       show_progress_on=panel.shown_ids, **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"], c["forever"]], **private)
+    c["skip"].click(h.skip, **private)
     # A1111's Generate forever: the runner asks for another Generate when the queue runs dry after a finished job,
     # and the browser clicks it, with the form as it is now
     c["forever"].change(h.set_forever, inputs=c["forever"], **private)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Started
+from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Skipped, Started
 from engine.video import VideoProgress
 
 STOPPED = "Stopped."
@@ -113,6 +113,8 @@ class Presenter:
             return _line(self.label, event.stage, f"Step {event.step}/{event.total}", self.where)
         if isinstance(event, Done):
             return self._done(event.result)
+        if isinstance(event, Skipped):
+            return _line(self.label, "skipped" + (", on to the next" if event.number < event.total else ""))
         if isinstance(event, Failed):
             if is_stopped(event):
                 return f"{STOPPED} {event.error.removeprefix('Cancelled:').strip()}".strip()

@@ -1,4 +1,4 @@
-"""The jobs each client has in flight: how many it may have, the Stop switch of each, and whether its
+"""The jobs each client has in flight: how many it may have, the Stop and Skip switches of each, and whether its
 client is still there to receive the result.
 
 A client is a browser session or API client (Gradio's session), a login, and an IP address; each has a
@@ -75,6 +75,7 @@ class Jobs:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._skips: dict[asyncio.Event, asyncio.Event] = {}  # each running job's Skip switch, by its cancel switch
         self._demo: Any = None  # the Gradio app whose queue is watched, once attached
 
     def attach(self, demo: Any) -> None:
@@ -99,6 +100,7 @@ class Jobs:
         session = keys.get("session", "")
         with self._lock:
             self._events[session].add(cancel)
+            self._skips[cancel] = asyncio.Event()
         watcher = asyncio.create_task(self._watch(session, cancel)) if self._demo is not None and session else None
         try:
             yield cancel
@@ -108,6 +110,7 @@ class Jobs:
             with self._lock:
                 self._counts.subtract(counted)
                 self._counts += Counter()  # drop zero counts
+                self._skips.pop(cancel, None)
                 events = self._events.get(session)
                 if events is not None:
                     events.discard(cancel)
@@ -121,6 +124,20 @@ class Jobs:
         for event in events:
             event.set()
         return len(events)
+
+    def skip_switch(self, cancel: asyncio.Event) -> asyncio.Event | None:
+        """The Skip switch of the running job whose cancel switch is `cancel` (None once it ended)."""
+        with self._lock:
+            return self._skips.get(cancel)
+
+    def skip(self, session: str | None) -> int:
+        """Set the Skip switch of every running job of `session` (its Skip button: the image being made ends, the
+        batch goes on); returns how many jobs were asked to skip."""
+        with self._lock:
+            skips = [self._skips[cancel] for cancel in self._events.get(session or "", ()) if cancel in self._skips]
+        for skip in skips:
+            skip.set()
+        return len(skips)
 
     def running(self, session: str | None) -> int:
         with self._lock:

@@ -94,6 +94,19 @@ async def _jobs_have_per_session_stop_switches_and_limits():
         pass
 
 
+def test_skip_sets_only_its_sessions_skip_switches_and_not_their_stop():
+    run_coroutine(_skip_sets_only_its_sessions_skip_switches())
+
+
+async def _skip_sets_only_its_sessions_skip_switches():
+    jobs = Jobs(JobLimits(per_session=2, per_login=3, per_ip=4))
+    async with jobs.job(FakeClient("a")) as a, jobs.job(FakeClient("b")) as b:
+        assert jobs.skip("a") == 1 and jobs.skip("nobody") == 0
+        assert jobs.skip_switch(a).is_set() and not jobs.skip_switch(b).is_set()
+        assert not a.is_set()  # Skip is not Stop: the job goes on
+    assert jobs.skip_switch(a) is None and jobs.skip("a") == 0  # the ended job's switch is gone
+
+
 def test_badge_escapes_and_marks_the_backend():
     html = badge_html({"backend": "comfyui", "label": "ComfyUI · <FLUX>", "reason": ""})
     assert 'data-backend="comfyui"' in html and "&lt;FLUX&gt;" in html

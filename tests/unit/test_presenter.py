@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Started
+from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Skipped, Started
 from engine.video import VideoProgress, stream_video
 from ui.presenter import STOPPED, Presenter, batch_label, is_stopped
 
@@ -47,6 +47,15 @@ def test_a_batch_labels_each_line():
     p.line(Started("diffusers", "Tiny demo model"))
     assert p.line(Progress(5, 60)) == "Image 2/3 · Step 5/60 · diffusers · Tiny demo model"
     assert p.line(Done({"backend": "diffusers", "model": "Tiny", "seed": 9})).startswith("Image 2/3 · Done")
+
+
+def test_skipped_says_whether_the_job_goes_on():
+    assert Presenter(label=batch_label(0, 3)).line(Skipped(1, 3)) == "Image 1/3 · skipped, on to the next"
+    assert Presenter(label=batch_label(2, 3)).line(Skipped(3, 3)) == "Image 3/3 · skipped"
+    cell = Presenter()
+    cell.line(PlotCell(2, 4, "Steps: 40, Seed: 1"))
+    assert cell.line(Skipped(2, 4)) == "Cell 2/4 · skipped, on to the next"
+    assert Presenter().line(Skipped(1, 1)) == "Skipped"
 
 
 def test_stopped_and_failed():
