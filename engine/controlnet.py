@@ -117,7 +117,7 @@ def read_a1111_entry(pairs: list[tuple[str, str]]) -> dict:
         if name == P.CONTROLNET.name:
             value = value.rsplit(" [", 1)[0] if value.endswith("]") else value
         try:
-            out[name] = int(float(value)) if param.kind == "int" else float(value) if param.kind == "float" else value
+            out[name] = param.from_text(value)
         except ValueError:
             logger.info("Unreadable %s in a ControlNet entry: %r", key, value)
     return out

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,19 +113,39 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     stem += f"-{_slug(suffix)}" if suffix else ""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stem}.png"
-        n = 1
-        while path.exists():
-            path = folder / f"{stem}-{n}.png"
-            n += 1
-        tmp = path.with_suffix(".png.part")
-        tmp.write_bytes(png)
-        tmp.replace(path)
+        path = _written_under_a_free_name(folder, stem, png)
     except OSError as err:
         logger.error("Could not save an image in %s: %s", folder, err)
         raise output_error("The image", err) from err
     logger.info("Saved %s", path)
     return path
+
+
+def _written_under_a_free_name(folder: Path, stem: str, data: bytes) -> Path:
+    """`data` in folder/stem.png, or stem-1.png, stem-2.png... when taken. Written whole to a private partial file
+    first, then hard-linked to the name: a link fails rather than replaces a name another save (another thread or
+    process, the same second, seed and prompt) took meanwhile, and nobody sees a half-written image. On a file
+    system without hard links the first free name is taken by a rename."""
+    handle, partial = tempfile.mkstemp(prefix=f".{stem[:40]}-", suffix=".png.part", dir=folder)
+    tmp = Path(partial)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        n = 0
+        while True:
+            path = folder / (f"{stem}-{n}.png" if n else f"{stem}.png")
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here (some network or FAT file systems)
+                if not path.exists():
+                    tmp.replace(path)
+                    return path
+            n += 1
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # "Key: value" pairs; a value in quotes may hold commas and colons (A1111's `ControlNet 0: "Module: canny, ..."`)
@@ -145,17 +166,19 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, Any] = {"prompt": "\n".join(prompt_lines), "negative_prompt": "\n".join(negative_lines)}
     keys = P.a1111_keys()
-    casts = {"int": int, "seed": int, "pixels": int, "float": float, "bool": lambda text: text.lower() == "true"}
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), _unquoted(value.strip())
-        if key == CONTROLNET_KEY:
-            result.update(read_a1111_entry(_PAIR.findall(value)))
-        elif key == "Size":
-            w, _, h = value.partition("x")
-            result["width"], result["height"] = int(w), int(h)
-        elif key in keys:
-            param = P.BY_NAME[keys[key]]
-            result[param.name] = casts.get(param.kind, str)(value)
+        try:
+            if key == CONTROLNET_KEY:
+                result.update(read_a1111_entry(_PAIR.findall(value)))
+            elif key == "Size":
+                w, _, h = value.partition("x")
+                result.update(width=P.WIDTH.from_text(w), height=P.HEIGHT.from_text(h))
+            elif key in keys:
+                param = P.BY_NAME[keys[key]]
+                result[param.name] = param.from_text(value)
+        except ValueError:  # one odd value (another tool's, or edited by hand) is left out, not the whole text
+            logger.info("Unreadable %r in a PNG's parameters: %r", key, value)
     return result
 
 
@@ -179,9 +202,11 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     if JSON_CHUNK in text:
         try:
             saved = json.loads(text[JSON_CHUNK])
-            return {P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}
         except json.JSONDecodeError:
-            logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
+            saved = None
+        if isinstance(saved, dict):
+            return {P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}
+        logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
     if "parameters" in text:
         return parse_a1111_parameters(text["parameters"])
     return {}

@@ -40,6 +40,25 @@ class Param:
         check = _CHECKS.get(self.kind)
         return check(self, value, subject) if check else None
 
+    def from_text(self, text: str) -> Any:
+        """`text`, a value of a PNG's settings line ("Steps: 20"), as this parameter's value: a whole number for
+        int, pixels and seed ("2.0" is 2), a number for float, True for "true" of a bool, else the text itself.
+        ValueError when it is not one ("1.5" for a whole number, "abc" for a number)."""
+        text = text.strip()
+        if self.kind in ("int", "pixels", "seed"):
+            try:
+                return int(text)
+            except ValueError:
+                number = float(text)
+                if not number.is_integer():
+                    raise ValueError(f"{text!r} is not a whole number") from None
+                return int(number)
+        if self.kind == "float":
+            return float(text)
+        if self.kind == "bool":
+            return text.lower() == "true"
+        return text
+
     def empty_hint(self) -> str:
         """What to enter in an empty field: "a number of pixels", "a whole number from 1 to 150"."""
         return EMPTY_HINTS[self.kind].format(minimum=number_text(self.minimum), maximum=number_text(self.maximum))

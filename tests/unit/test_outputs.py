@@ -192,3 +192,42 @@ async def test_manager_sweeps_once_at_start_and_says_so(settings, caplog):
 
 async def test_a_clean_folder_gives_no_notice(manager):
     assert not any("interrupted run" in n for n in manager.status()["notices"])
+
+
+def one_second(monkeypatch) -> None:
+    """Every save names its file as at 12:00:00 (the clock a file's name begins with)."""
+    import time
+
+    real = time.strftime
+    monkeypatch.setattr("engine.outputs.time.strftime",
+                        lambda form, *when: "120000" if form == "%H%M%S" else real(form, *when))
+
+
+def test_saves_at_the_same_moment_with_the_same_name_each_keep_their_own_file(tmp_path, monkeypatch):
+    """Parallel requests with one prompt and seed, saved in the same second: every image gets its own name, none is
+    replaced or lost, and no partial file stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    one_second(monkeypatch)
+
+    colours = [(i * 20, 0, 0) for i in range(12)]
+    params = {"prompt": "a cat", "seed": 1, "width": 8, "height": 8}
+    with ThreadPoolExecutor(6) as pool:
+        paths = list(pool.map(lambda colour: save_image(Image.new("RGB", (8, 8), colour), params, tmp_path),
+                              colours))
+    assert len(set(paths)) == len(colours)
+    assert sorted(Image.open(p).getpixel((0, 0)) for p in paths) == sorted(colours)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+def test_a_save_where_hard_links_are_refused_still_takes_a_free_name(tmp_path, monkeypatch):
+    one_second(monkeypatch)
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    first = save_image(Image.new("RGB", (8, 8), "red"), {"prompt": "a cat", "seed": 1}, tmp_path)
+    monkeypatch.setattr(os, "link", refuse)  # a file system without hard links (FAT, some network shares)
+    second = save_image(Image.new("RGB", (8, 8), "blue"), {"prompt": "a cat", "seed": 1}, tmp_path)
+    assert second.name == "120000-1-a-cat-1.png" and Image.open(first).getpixel((0, 0)) == (255, 0, 0)
+    assert Image.open(second).getpixel((0, 0)) == (0, 0, 255)

@@ -65,6 +65,22 @@ def test_a_comfyui_png(tmp_path):
                     "height": 512, "model": "juggernautXL_v9.safetensors"}
 
 
+def test_an_odd_value_is_left_out_and_the_rest_is_read(tmp_path):
+    text = ("a castle\nSteps: 28, Sampler: Euler, CFG scale: six, Seed: 99999999999999999999, Size: 512, "
+            "Clip skip: 2.0, Denoising strength: 0.4, Hires steps: 1.5, "
+            'ControlNet 0: "Module: canny, Model: edges, Weight: heavy, Guidance Start: 0.1"')
+    info = png_info(png_with(tmp_path / "odd.png", parameters=text))
+    assert {k: v for k, v in info.items() if k not in ("prompt", "negative_prompt", "source", "sampler")} == {
+        "num_inference_steps": 28, "seed": 99999999999999999999, "clip_skip": 2, "strength": 0.4,
+        "controlnet_module": "canny", "controlnet": "edges", "controlnet_start": 0.1}
+
+
+def test_a_gator_chunk_that_is_no_object_falls_back_to_the_a1111_text(tmp_path):
+    for chunk in ("[1, 2]", "{not json"):
+        info = png_info(png_with(tmp_path / "odd.png", gator=chunk, parameters=A1111_TEXT))
+        assert info["source"] == "gator" and info["seed"] == 1234 and info["width"] == 512
+
+
 def test_a_plain_png_has_none_and_a_text_file_is_a_sentence(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     assert png_info(tmp_path / "plain.png") == {}
