@@ -58,7 +58,8 @@ def with_lora_tags(prompt: str, loras: list[dict] | tuple = ()) -> str:
 
 
 ROUND, SQUARE = 1.1, 1 / 1.1
-_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
+# A1111's parse_prompt_attention pattern, with a weight that is a number ("(cat:1.2.3)" is text, not an error)
+_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|]|[^\\()\[\]:]+|:")
 BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)  # A1111: what follows starts a new 75-token chunk
 BREAK_MARK = -1.0  # a fragment weight that marks a BREAK, as in A1111's parse_prompt_attention
 

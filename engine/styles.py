@@ -88,7 +88,10 @@ def apply_styles_to_given(styles: Sequence[Style], prompt: str, negative: str) -
 
 
 def chosen_names(value: Any) -> list[str]:
-    """The style names a value asks for: one name, a list of names, or none ("None", empty)."""
+    """The style names a value asks for: one name, a list of names, or none ("None", empty); InvalidRequest for
+    anything else (a number)."""
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        raise InvalidRequest("Style must be a style's name or a list of names.")
     names = [value] if isinstance(value, str) else list(value or [])
     return [str(name).strip() for name in names if str(name).strip() and str(name).strip() != NO_STYLE]
 

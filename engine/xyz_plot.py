@@ -144,6 +144,8 @@ class TooManyValues(ValueError):
 def _number(text: str, whole: bool) -> int | float:
     """A number as written ("5" an int, "5.5" a float); a whole axis takes "5.0" as 5."""
     text = text.replace(" ", "")
+    if text.lstrip("+-").isdigit():  # exactly, however long ("99999999999999999999" is no float's 1e20)
+        return int(text)
     value = float(text)
     return int(value) if value.is_integer() and (whole or text.lstrip("+-").isdigit()) else value
 

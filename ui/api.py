@@ -353,7 +353,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
             "inpaint": endpoint_spec(inpaint), "xyz_plot": endpoint_spec(xyz_plot),
-            "inpaint": endpoint_spec(inpaint), "controlnet": endpoint_spec(controlnet),
+            "controlnet": endpoint_spec(controlnet),
             "comfyui_workflow": endpoint_spec(comfyui_workflow),
             "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),
             "generate_video": endpoint_spec(generate_video)}

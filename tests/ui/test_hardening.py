@@ -243,6 +243,10 @@ def test_a_well_formed_raw_call_still_works(local_app):
     assert status == 200 and "event: complete" in text and ".png" in text
     status, text = raw_call(local_app.url, ["a cat", "", "64"] + GOOD_CALL[3:])
     assert status == 200 and "Width must be a whole number of pixels (got '64')." in text  # the engine's sentence
+    status, text = raw_call(local_app.url, GOOD_CALL[:10] + [5] + GOOD_CALL[11:])  # a style that is a number
+    assert status == 200 and "Style must be a style's name or a list of names." in text, text
+    status, text = raw_call(local_app.url, ["a (cat:1.2.3)"] + GOOD_CALL[1:])  # a mistyped weight is text
+    assert status == 200 and "event: complete" in text and ".png" in text, text
 
 
 def test_no_log_line_prints_a_whole_prompt(app_process):

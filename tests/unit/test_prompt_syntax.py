@@ -48,6 +48,9 @@ def test_written_back_as_a1111_writes_them_and_the_picker_edits_in_place():
     ("a \\(literal\\) cat", [("a (literal) cat", 1.0)]),
     ("(unclosed", [("unclosed", 1.1)]),
     ("plain, t-shirt", [("plain, t-shirt", 1.0)]),
+    ("(cat:.5)", [("cat", 0.5)]),
+    ("a (cat:1.2.3)", [("a ", 1.0), ("cat:1.2.3", 1.1)]),  # a mistyped weight is text, never an error
+    ("(cat:1..2) (dog:.)", [("cat:1..2", 1.1), (" ", 1.0), ("dog:.", 1.1)]),
 ])
 def test_attention_is_read_as_a1111_reads_it(prompt, fragments):
     got = attention_fragments(prompt)

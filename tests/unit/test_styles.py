@@ -46,6 +46,9 @@ def test_a1111s_merge_and_several_styles_in_order():
     assert apply_styles([frame], " ", "x") == (" ", "x")  # an empty prompt stays empty: the engine says so
     assert chosen_names("None") == [] and chosen_names(["Moody", " ", "Film grain"]) == ["Moody", "Film grain"]
     assert chosen_names("Cinematic") == ["Cinematic"] and chosen_names(None) == []
+    for odd in (5, 2.5, {"name": "Moody"}, True):  # an API caller's mistake: a sentence, not a TypeError
+        with pytest.raises(InvalidRequest, match="Style must be a style's name or a list of names"):
+            chosen_names(odd)
 
 
 def test_the_apps_and_the_users_styles(tmp_path):

@@ -116,6 +116,7 @@ def test_values_given_as_a_list():
     ((("steps", "2, 200"),), "Steps on the X axis must be a whole number from 1 to 150 (got 200)."),
     ((("steps", "2"), ("guidance", "7, sixty")), "Guidance scale on the Y axis must be a number (got 'sixty')."),
     ((("steps", "2"), ("seed", "-2")), "Seed on the Y axis must be -1 (random) or a whole number from 0 to"),
+    ((("seed", "1, 99999999999999999999"),), "(got 99999999999999999999)."),  # the number as written
     ((("lora_weight", "5"),), "LoRA weight on the X axis must be between -4 and 4 (got 5)."),
     ((("strength", "1.5"),), "Denoising strength on the X axis must be between 0 and 1 (got 1.5)."),
     ((("sampler", "euler, bogus"),), "Sampler on the X axis must be one of euler, euler_a"),
