@@ -277,13 +277,14 @@ def parse_workflow(name: str, text: str | bytes) -> UserWorkflow:
 
 
 def load_workflow(name: str, directory: Path | None) -> UserWorkflow:
-    """The workflow `name` from `directory`; WorkflowError with a sentence when it is missing or unusable."""
-    if not name or name != workflow_name(name) or directory is None:
-        raise WorkflowError(f"{name!r} is not a workflow in the workflows folder.")
-    path = Path(directory) / f"{name}.json"
-    if not path.is_file():
-        known = ", ".join(list_workflows(directory)) or "none"
-        raise WorkflowError(f"The workflow {name!r} is not in {directory} (workflows there: {known}).")
+    """The workflow `name`, one that list_workflows(directory) lists (a file put there by hand keeps its own name,
+    "sdxl (copy)"; nothing outside the folder is ever named); WorkflowError with a sentence when it is missing or
+    unusable."""
+    listed = list_workflows(directory)
+    if not isinstance(name, str) or name not in listed:
+        known = ", ".join(listed) or "none"
+        raise WorkflowError(f"The workflow {name!r} is not in the workflows folder (workflows there: {known}).")
+    path = Path(str(directory)) / f"{name}.json"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

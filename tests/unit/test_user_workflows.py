@@ -128,8 +128,19 @@ def test_ui_format_and_bad_json_are_sentences(tmp_path):
         parse_workflow("nodes", json.dumps({"1": {"inputs": {}}}))
     with pytest.raises(WorkflowError, match="not in"):
         load_workflow("absent", tmp_path)
-    with pytest.raises(WorkflowError, match="not a workflow"):
-        load_workflow("../etc/passwd", tmp_path)
+    for outside in ("../etc/passwd", "/etc/passwd", "", None):
+        with pytest.raises(WorkflowError, match="is not in the workflows folder"):
+            load_workflow(outside, tmp_path)
+
+
+def test_a_file_put_in_the_folder_by_hand_loads_under_its_own_name(tmp_path):
+    text = (FOLDER / "sd15_default.json").read_text()
+    names = ["sdxl (copy)", "flux+lora", "Café", "workflow_api (1)"]
+    for name in names:
+        (tmp_path / f"{name}.json").write_text(text)
+    assert sorted(list_workflows(tmp_path)) == sorted(names)
+    for name in names:  # a browser's second download, accents: listed, so usable
+        assert load_workflow(name, tmp_path).graph == graph_of("sd15_default")
 
 
 def test_an_upload_is_checked_then_saved_under_its_file_name(tmp_path):
