@@ -172,6 +172,15 @@ class ComfyUIBackend(Backend):
         if self.monitor is not None:
             self.monitor.stop()
 
+    def rescan(self) -> None:
+        """Rescan: every server's installed models read again now (a checkpoint just put in ComfyUI's folder), not
+        at the monitor's next scheduled read."""
+        if self.monitor is None:
+            return
+        for url in list(self.monitor.urls):
+            self.monitor.refresh_models(url)
+        self.monitor.poll_now()
+
     def add_server(self, url: str) -> bool:
         """A ComfyUI the app started joins the pool (polled like the configured ones)."""
         if self.monitor is None:

@@ -92,6 +92,13 @@ async def test_a_rescan_finds_a_new_checkpoint(a1111):
     assert any(m["id"] == "freshMix" and m["available"] for m in models)
 
 
+async def test_a_rescan_reads_comfyuis_models_again_at_once(comfy_manager, fake):
+    assert "comfyui:freshMix.safetensors" not in {m["id"] for m in comfy_manager.available_models()}
+    fake.checkpoints.append("freshMix.safetensors")  # put in ComfyUI's folder: listed by Rescan, not 30 s later
+    models = {m["id"]: m for m in await comfy_manager.rescan_models()}
+    assert models["comfyui:freshMix.safetensors"]["available"]
+
+
 async def test_a_checkpoint_both_backends_have_is_one_entry_either_can_run(fake, tmp_path, tiny_model_dir):
     """The user's tiny-sd15.safetensors is also installed on the (fake) ComfyUI server: one entry, named by
     its plain file name; auto runs it on ComfyUI and keeps the same local model as the fallback."""
