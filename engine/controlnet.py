@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import params as P
+from .file_hashes import without_hash
 from .input_images import fit
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def read_a1111_entry(pairs: list[tuple[str, str]]) -> dict:
         param = P.BY_NAME[name]
         value = value.strip()
         if name == P.CONTROLNET.name:
-            value = value.rsplit(" [", 1)[0] if value.endswith("]") else value
+            value = without_hash(value)
         try:
             out[name] = param.from_text(value)
         except ValueError:

@@ -23,6 +23,12 @@ LORA_HASH_DIGITS = 12  # A1111's "Lora hashes" entries: the first 12 of the tens
 CHUNK_BYTES = 1 << 20
 
 
+def without_hash(title: str) -> str:
+    """A model's name from A1111's title of it, "name [hash]" ("control_canny [e3fe7712]" -> "control_canny")."""
+    title = title.strip()
+    return title.rsplit(" [", 1)[0] if title.endswith("]") and " [" in title else title
+
+
 def short_hash(sha256: str | None, digits: int = MODEL_HASH_DIGITS) -> str | None:
     """The first `digits` hex digits of a full SHA-256 (None stays None)."""
     return sha256[:digits] if sha256 else None

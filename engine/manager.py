@@ -459,6 +459,7 @@ class AIModelManager:
                            hires_steps: int = P.HIRES_STEPS.default, hires_upscaler: str = P.HIRES_UPSCALER.default,
                            hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
                            hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
+                           hires_checkpoint: str = P.HIRES_CHECKPOINT.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
                            variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                            cfg_rescale: float = P.CFG_RESCALE.default,
@@ -491,8 +492,9 @@ class AIModelManager:
         Width and height left as None are otherwise the parameter schema's defaults. `hires_scale` above 1 is
         A1111's hires fix: made at width x height, upscaled (`hires_upscaler`) and redrawn with `hires_strength`
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix". Its own
-        `hires_sampler` ("same": the sampler), `hires_prompt` (its own LoRA tags and wildcards) and
-        `hires_negative_prompt` (empty: the first pass's) are A1111's.
+        `hires_sampler` ("same": the sampler), `hires_prompt` (its own LoRA tags and wildcards),
+        `hires_negative_prompt` (empty: the first pass's) and `hires_checkpoint` (a model to redraw with; "Use same
+        checkpoint": the first pass's) are A1111's.
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
@@ -519,7 +521,7 @@ class AIModelManager:
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
-            clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
+            hires_checkpoint=hires_checkpoint, clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
             cfg_rescale=cfg_rescale, control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
@@ -564,7 +566,8 @@ class AIModelManager:
 
     def _checks(self) -> dict[str, Any]:
         """What `GenerationRequest.validated` checks a request against besides the backends: limits, upscalers."""
-        return dict(limits=self.settings.limits, upscalers=self.available_upscalers())
+        return dict(limits=self.settings.limits, upscalers=self.available_upscalers(),
+                    unknown_model=self.router.unknown_model)
 
     def _batch_requests(self, req: GenerationRequest) -> list[GenerationRequest]:
         """The validated request of each image of the batch (GenerationRequest.for_image); a template's prompts are
@@ -723,6 +726,7 @@ class AIModelManager:
             hires_sampler=req.hires_sampler if req.hires_scale > 1 and req.hires_sampler != P.SAME_SAMPLER else None,
             hires_prompt=with_lora_tags(req.hires_prompt, req.hires_loras or ()) if req.hires_prompt else None,
             hires_negative_prompt=req.hires_negative_prompt or None,
+            hires_checkpoint=info.get("hires_checkpoint"),
             first_pass_size=(req.width, req.height) if req.hires_scale > 1 else None,
             mask_blur=req.mask_blur if req.inpaints else None,
             inpaint_area=req.inpaint_area if req.inpaints else None,
@@ -989,9 +993,14 @@ def _license_of(target: Target, model_id: str | None) -> str:
 
 def _both_passes(first: dict[str, Any], second: dict[str, Any], req: GenerationRequest) -> dict[str, Any]:
     """The hires result's info (the second pass's) with what the first pass did too: the hashes of both passes'
-    LoRAs, and CFG rescale when only the first pass could use it (said in a warning)."""
+    LoRAs, the first pass's model when a hires checkpoint redrew it (that one as `hires_checkpoint`, both licenses),
+    and CFG rescale when only the first pass could use it (said in a warning)."""
     hashes = [pair for info in (first, second) for pair in (info.get("lora_hashes") or "").split(", ") if pair]
     info = {**second, "lora_hashes": ", ".join(dict.fromkeys(hashes)) or None}
+    if first.get("model_id") != second.get("model_id"):  # a hires checkpoint: the model is the first pass's, as A1111
+        licenses = dict.fromkeys(license for license in (first.get("license"), second.get("license")) if license)
+        info.update({key: first.get(key) for key in ("model", "model_id", "model_hash")},
+                    license="; ".join(licenses) or None, hires_checkpoint=second.get("model_id"))
     if first.get("cfg_rescale") and not second.get("cfg_rescale"):
         why = second.get("cfg_rescale_unused") or "its backend cannot rescale the guidance"
         info.update(cfg_rescale=True, warnings=[*second.get("warnings", []), f"{P.CFG_RESCALE.label} "
@@ -1001,7 +1010,7 @@ def _both_passes(first: dict[str, Any], second: dict[str, Any], req: GenerationR
 
 def hires_pass(req: GenerationRequest) -> dict[str, Any]:
     """What the hires pass of `req` changes besides its size, steps and strength: A1111's hires prompt (with its own
-    LoRAs), hires negative prompt and hires sampler, where given."""
+    LoRAs), hires negative prompt, hires sampler and hires checkpoint, where given."""
     changed: dict[str, Any] = {}
     if req.hires_prompt:
         changed.update(prompt=req.hires_prompt, loras=req.hires_loras)
@@ -1009,6 +1018,8 @@ def hires_pass(req: GenerationRequest) -> dict[str, Any]:
         changed["negative_prompt"] = req.hires_negative_prompt
     if req.hires_sampler != P.SAME_SAMPLER:
         changed["sampler"] = req.hires_sampler
+    if req.hires_checkpoint:
+        changed["model"] = req.hires_checkpoint
     return changed
 
 

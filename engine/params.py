@@ -318,6 +318,10 @@ HIRES_PROMPT = Param("hires_prompt", "text", "", "Hires prompt", "The hires pass
 HIRES_NEGATIVE_PROMPT = Param("hires_negative_prompt", "text", "", "Hires negative prompt",
                               "The hires pass's negative prompt; empty: the negative prompt.",
                               a1111_key="Hires negative prompt")
+SAME_CHECKPOINT = "Use same checkpoint"  # A1111's words: the hires pass redraws with the first pass's model
+HIRES_CHECKPOINT = Param("hires_checkpoint", "choice", SAME_CHECKPOINT, "Hires checkpoint",
+                         "The model the hires pass redraws with (a detail model after a composition model); "
+                         f"{SAME_CHECKPOINT}: the first pass's.", a1111_key="Hires checkpoint")
 CLIP_SKIP = Param("clip_skip", "int", 1, "Clip skip", "1 uses the prompt's text encoder to its last layer, 2 stops "
                   "one layer early (many anime models want 2). For SD 1.x models; others say they ignore it.",
                   minimum=1, maximum=12, step=1, a1111_key="Clip skip")
@@ -418,7 +422,7 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
                              CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE, HIRES_SAMPLER,
-                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT)
+                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT, HIRES_CHECKPOINT)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

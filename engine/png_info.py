@@ -17,6 +17,7 @@ from . import params as P
 from .comfyui import file_stem
 from .controlnet import NONE
 from .errors import InvalidRequest
+from .file_hashes import without_hash
 from .backends.comfyui import our_sampler
 from .outputs import read_parameters
 from .request import sampler_key, sampler_problem
@@ -40,6 +41,8 @@ def png_info(path: str | Path) -> dict[str, Any]:
         params = read_parameters(path)
         if isinstance(params.get("sampler"), str):  # A1111 writes its label ("DPM++ 2M Karras")
             params["sampler"] = sampler_key(params["sampler"])
+        if isinstance(params.get(P.HIRES_CHECKPOINT.name), str):  # A1111 writes "name [hash]"
+            params[P.HIRES_CHECKPOINT.name] = without_hash(params[P.HIRES_CHECKPOINT.name])
         if isinstance(params.get(P.HIRES_SAMPLER.name), str):  # likewise; one this app lacks: the first pass's
             known = sampler_key(params[P.HIRES_SAMPLER.name])
             params[P.HIRES_SAMPLER.name] = known if sampler_problem(known) is None else P.SAME_SAMPLER

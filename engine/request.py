@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import params as P
 from .controlnet import CANNY, controlnet_problems
@@ -51,6 +51,7 @@ class GenerationRequest:
     hires_sampler: str = P.HIRES_SAMPLER.default  # "same": the sampler's
     hires_prompt: str = P.HIRES_PROMPT.default  # empty: the prompt's (after validation: its LoRA tags taken out)
     hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default
+    hires_checkpoint: str = P.HIRES_CHECKPOINT.default  # "Use same checkpoint": the model's (after validation: None)
     hires_loras: Any = None  # after validation with a hires prompt: the hires pass's LoRAs (`loras` and its tags)
     clip_skip: int = P.CLIP_SKIP.default  # A1111's: 1 the text encoder's last layer, 2 the one before...
     variation_seed: int | None = None  # A1111's variation seed (None or -1: random); used when the strength is above 0
@@ -83,7 +84,7 @@ class GenerationRequest:
             for param in (P.WIDTH, P.HEIGHT):
                 values[param.name] = param.default if values.get(param.name) is None else values[param.name]
         for param in (P.BACKEND, P.SAMPLER, P.RESIZE_MODE, P.MASKED_CONTENT, P.INPAINT_AREA, P.HIRES_UPSCALER,
-                      P.HIRES_SAMPLER, P.CONTROLNET_MODULE):
+                      P.HIRES_SAMPLER, P.HIRES_CHECKPOINT, P.CONTROLNET_MODULE):
             if param.name in values:
                 values[param.name] = values[param.name] or param.default
         values["negative_prompt"] = values.get("negative_prompt") or ""
@@ -93,19 +94,21 @@ class GenerationRequest:
         return cls(prompt=prompt, **values, extra=dict(extra or {}))
 
     def validated(self, backends: Sequence[str] = (), rng: random.Random | None = None,
-                  limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS) -> "GenerationRequest":
+                  limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS,
+                  unknown_model: Callable[[str], str | None] | None = None) -> "GenerationRequest":
         """A copy with a concrete seed and cast values, or InvalidRequest naming every problem.
 
         `backends` are the backend names a request may ask for (besides auto); `limits` the work it may ask for;
-        `upscalers` the upscaler names the hires fix may use (its name comes back spelled as listed there).
+        `upscalers` the upscaler names the hires fix may use (its name comes back spelled as listed there);
+        `unknown_model` the sentence for a model name nobody has (Router.unknown_model), for the hires checkpoint.
         With an init image, a width or height left as None comes from the image (see `output_size`).
         """
         if self.init_image is not None and (self.width is None or self.height is None):
             image = read_input_image(self.init_image, limits or Limits())
             width, height = output_size(image, self.width, self.height, P.WIDTH.multiple_of or 8)
             return replace(self, init_image=image, width=width, height=height).validated(backends, rng, limits,
-                                                                                        upscalers)
-        problems = validation_errors(self, backends, limits or Limits(), upscalers)
+                                                                                        upscalers, unknown_model)
+        problems = validation_errors(self, backends, limits or Limits(), upscalers, unknown_model)
         if problems:
             raise InvalidRequest(" ".join(problems))
         try:
@@ -120,9 +123,11 @@ class GenerationRequest:
         problem = P.LORAS.problem(list(loras))
         if problem:
             raise InvalidRequest(problem)
-        hires: dict[str, Any] = {"hires_prompt": "", "hires_negative_prompt": "", "hires_loras": None}
+        hires: dict[str, Any] = {"hires_prompt": "", "hires_negative_prompt": "", "hires_loras": None,
+                                 "hires_checkpoint": None}
         if float(self.hires_scale) > 1:  # the hires pass's own prompts (A1111's), its LoRAs from its own tags
             hires["hires_negative_prompt"] = self.hires_negative_prompt.strip()
+            hires["hires_checkpoint"] = chosen_checkpoint(self.hires_checkpoint)
             if self.hires_prompt.strip():
                 try:
                     hires_prompt, hires_tagged = take_lora_tags(self.hires_prompt)
@@ -222,8 +227,17 @@ def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
     return tuple(use for use in weights.values() if use.weight != 0)
 
 
-def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[str] = UPSCALERS) -> list[str]:
-    """Sentences for the hires fix's values (its upscaler one of `upscalers`) and its second pass's size and work."""
+def chosen_checkpoint(value: Any) -> str | None:
+    """The model a hires checkpoint value names; None for the first pass's own (empty, "Use same checkpoint", "same",
+    "auto", any case)."""
+    name = value.strip() if isinstance(value, str) else ""
+    return None if name.lower() in ("", P.SAME_CHECKPOINT.lower(), P.SAME_SAMPLER, AUTO) else name
+
+
+def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[str] = UPSCALERS,
+                   unknown_model: Callable[[str], str | None] | None = None) -> list[str]:
+    """Sentences for the hires fix's values (its upscaler one of `upscalers`, its checkpoint one `unknown_model`
+    knows) and its second pass's size and work."""
     problems = [problem for param, value in ((P.HIRES_SCALE, req.hires_scale), (P.HIRES_STRENGTH, req.hires_strength),
                                              (P.HIRES_STEPS, req.hires_steps))
                 if (problem := param.problem(value))]
@@ -241,6 +255,12 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
     if req.hires_sampler != P.SAME_SAMPLER and sampler_problem(req.hires_sampler) is not None:
         problems.append(f"{P.HIRES_SAMPLER.label} must be {P.SAME_SAMPLER} or one of {', '.join(load_samplers())} "
                         f"(got {req.hires_sampler!r}).")
+    if not isinstance(req.hires_checkpoint, (str, type(None))):
+        problems.append(f"{P.HIRES_CHECKPOINT.label} must be a model's name (or {P.SAME_CHECKPOINT}).")
+    elif unknown_model is not None and chosen_checkpoint(req.hires_checkpoint) is not None:
+        unknown = unknown_model(chosen_checkpoint(req.hires_checkpoint))
+        if unknown:
+            problems.append(f"{P.HIRES_CHECKPOINT.label}: {unknown}")
     if problems:
         return problems
     if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
@@ -329,7 +349,8 @@ def sampler_problem(name: Any, subject: str = P.SAMPLER.label) -> str | None:
 
 
 def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
-                      limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS) -> list[str]:
+                      limits: Limits | None = None, upscalers: Sequence[str] = UPSCALERS,
+                      unknown_model: Callable[[str], str | None] | None = None) -> list[str]:
     """Every problem with `req`, each as a sentence; empty when the request is fine."""
     limits = limits or Limits()
     problems = limits.prompt_problems([("prompt", req.prompt), ("negative prompt", req.negative_prompt)])
@@ -357,7 +378,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
         problems.append("The model must be a model name.")
     if req.vae is not None and not isinstance(req.vae, str):
         problems.append("The VAE must be a VAE's name (or auto).")
-    problems += hires_problems(req, limits, upscalers)
+    problems += hires_problems(req, limits, upscalers, unknown_model)
     problems += inpaint_problems(req, limits)
     problems += controlnet_problems(req)
     problems += workflow_problems(req)

@@ -16,8 +16,8 @@ from .params import RESULT_ALIASES
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "masked_content", "inpaint_area",
-                "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "hires_sampler", "hires_prompt",
-                "hires_negative_prompt", "clip_skip",
+                "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "hires_checkpoint",
+                "hires_sampler", "hires_prompt", "hires_negative_prompt", "clip_skip",
                 "variation_seed", "variation_strength", "freeu", "cfg_rescale", "controlnet", "controlnet_module",
                 "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
                 "model_id", "model_hash", "lora_hashes", "model_license", "backend", "server", "prompt_id",
@@ -52,6 +52,7 @@ class ImageResult:
     hires_sampler: str | None = None  # the hires pass's own (None: the sampler's)
     hires_prompt: str | None = None  # the hires pass's own, with its LoRA tags (None: the prompt)
     hires_negative_prompt: str | None = None
+    hires_checkpoint: str | None = None  # the model id the hires pass redrew with, when not the first pass's
     clip_skip: int | None = None  # A1111's Clip skip when one was used (None: the text encoder's last layer)
     variation_seed: int | None = None  # A1111's variation seed and strength, when one was mixed in (None: none)
     variation_strength: float | None = None

@@ -53,6 +53,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              cfg_rescale: float = P.CFG_RESCALE.default,
                              hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
                              hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
+                             hires_checkpoint: str = P.HIRES_CHECKPOINT.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -62,8 +63,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         the prompt does the same. `style` names a prompt style, or lists several applied in order (as /status
         lists them: the app's and yours). `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
-        `hires_strength` over `hires_steps`, 0 meaning the same steps; `hires_sampler`, `hires_prompt` and
-        `hires_negative_prompt` its own, where given). `clip_skip` is A1111's Clip skip (2: the
+        `hires_strength` over `hires_steps`, 0 meaning the same steps; `hires_sampler`, `hires_prompt`,
+        `hires_negative_prompt` and `hires_checkpoint` (a model's id as /status lists them) its own, where given). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
         image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
@@ -87,7 +88,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             hires_upscaler=hires_upscaler, clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed),
             hires_sampler=hires_sampler or P.HIRES_SAMPLER.default,
             hires_prompt=hires_styled if isinstance(hires_prompt, str) or hires_prompt is None else hires_prompt,
-            hires_negative_prompt=hires_negative,
+            hires_negative_prompt=hires_negative, hires_checkpoint=hires_checkpoint or P.HIRES_CHECKPOINT.default,
             variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
             previews=False, owner=getattr(request, "username", None), **values))
 

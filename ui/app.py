@@ -14,7 +14,8 @@ from .api_guard import ApiArguments
 from .badge import SHOW_MODELS_JS, badge_html
 from .file_guard import OwnFilesOnly
 from .image_tab import build_image_tab
-from .models import choices_key, controlnet_choices, lora_choices, model_choices, vae_choices
+from .models import (choices_key, controlnet_choices, hires_checkpoint_choices, lora_choices, model_choices,
+                     vae_choices)
 from .sessions import Jobs
 from .shortcuts import SHORTCUTS_JS
 from .status_tab import build_status_tab
@@ -54,11 +55,12 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             try:
                 status = read_status()
             except Exception as err:  # a transient engine error must not break the page
-                return (*(gr.skip(),) * 9, last if last else {"error": str(err)})
+                return (*(gr.skip(),) * 10, last if last else {"error": str(err)})
             active = status.get("active") or {}
             badge_key = f"{active.get('backend')}|{active.get('label')}|{active.get('reason')}"
             choices = model_choices(status.get("models") or [])
             models_key = choices_key(choices)
+            hires_checkpoints = hires_checkpoint_choices(status.get("models") or [])
             loras = lora_choices(status.get("loras") or [])
             loras_key = choices_key(loras)
             vaes = vae_choices(status.get("vaes") or [])
@@ -71,12 +73,13 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             styles_key = choices_key(styles)
             badge_out = badge_html(active) if badge_key != last.get("badge") else gr.skip()
             model_out = gr.update(choices=choices) if models_key != last.get("models") else gr.skip()
+            hires_out = gr.update(choices=hires_checkpoints) if models_key != last.get("models") else gr.skip()
             lora_out = gr.update(choices=loras) if loras_key != last.get("loras") else gr.skip()
             vae_out = gr.update(choices=vaes) if vaes_key != last.get("vaes") else gr.skip()
             upscalers_out = gr.update(choices=upscalers) if upscalers_key != last.get("upscalers") else gr.skip()
             controlnet_out = gr.update(choices=controlnets) if controlnets_key != last.get("controlnets") else gr.skip()
             style_out = gr.update(choices=styles) if styles_key != last.get("styles") else gr.skip()
-            return (badge_out, model_out, model_out, lora_out, vae_out, upscalers_out, upscalers_out, controlnet_out,
+            return (badge_out, model_out, model_out, hires_out, lora_out, vae_out, upscalers_out, upscalers_out, controlnet_out,
                     style_out, {"badge": badge_key, "models": models_key, "loras": loras_key, "vaes": vaes_key,
                                 "upscalers": upscalers_key, "controlnets": controlnets_key, "styles": styles_key})
 
@@ -85,7 +88,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             return (*tick(last), render_status())
 
         timer = gr.Timer(BADGE_REFRESH_S)
-        model_lists = [image_tab.model, video_model, image_tab.lora, image_tab.vae, *image_tab.upscalers,
+        model_lists = [image_tab.model, video_model, image_tab.hires_checkpoint, image_tab.lora, image_tab.vae, *image_tab.upscalers,
                        image_tab.controlnet, image_tab.style]
         timer.tick(tick, inputs=seen, outputs=[badge, *model_lists, seen], queue=False,
                    api_visibility="private", show_progress="hidden")

@@ -100,10 +100,12 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
             "only_masked_padding": int(values.get("only_masked_padding") or 0)}
 
 
-def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]]) -> dict[str, Any]:
+def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]],
+                     checkpoints: list[tuple[str, str]]) -> dict[str, Any]:
     """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler (one of
-    `upscalers`: Lanczos, then the model upscalers the engine lists), and A1111's hires sampler (same, or one of
-    `samplers`: (label, key)), hires prompt and hires negative prompt."""
+    `upscalers`: Lanczos, then the model upscalers the engine lists), and A1111's hires checkpoint (one of
+    `checkpoints`, hires_checkpoint_choices), hires sampler (same, or one of `samplers`: (label, key)), hires prompt
+    and hires negative prompt."""
     with gr.Accordion("Hires fix", open=False, elem_id="hires-box") as hires_box:
         with gr.Row():
             hires_scale = gr.Slider(**widget(P.HIRES_SCALE), elem_id="hires-scale")
@@ -115,6 +117,9 @@ def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]]) -> d
             hires_sampler = gr.Dropdown([(P.SAME_SAMPLER, P.SAME_SAMPLER), *samplers], value=P.SAME_SAMPLER,
                                         label=P.HIRES_SAMPLER.label, info=P.HIRES_SAMPLER.help,
                                         elem_id="hires-sampler")
+        hires_checkpoint = gr.Dropdown(checkpoints, value=P.SAME_CHECKPOINT, label=P.HIRES_CHECKPOINT.label,
+                                       info=P.HIRES_CHECKPOINT.help, allow_custom_value=True,
+                                       elem_id="hires-checkpoint")
         with gr.Column(elem_classes="gator-counted"):
             hires_prompt = gr.Textbox(label=P.HIRES_PROMPT.label, info=P.HIRES_PROMPT.help, lines=2,
                                       elem_id="hires-prompt")
@@ -126,13 +131,15 @@ def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]]) -> d
             hires_negative_prompt_tokens = layout_token_counter("hires-negative-prompt-tokens")
     return dict(hires_box=hires_box, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
+                hires_checkpoint=hires_checkpoint,
                 hires_prompt_tokens=hires_prompt_tokens, hires_negative_prompt_tokens=hires_negative_prompt_tokens,
                 hires_upscaler=hires_upscaler)
 
 
 HIRES_INPUTS = ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler", "hires_sampler", "hires_prompt",
-                "hires_negative_prompt")
-HIRES_CHOICES = ("hires_upscaler", "hires_sampler", "hires_prompt", "hires_negative_prompt")  # the ones not numbers
+                "hires_negative_prompt", "hires_checkpoint")
+HIRES_CHOICES = ("hires_upscaler", "hires_sampler", "hires_prompt", "hires_negative_prompt",
+                 "hires_checkpoint")  # the ones not numbers
 
 
 def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
@@ -141,7 +148,7 @@ def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
     upscaler this app lacks becomes Lanczos."""
     if not params.get(P.HIRES_SCALE.name):
         return {P.HIRES_SCALE.name: 1.0, P.HIRES_SAMPLER.name: P.SAME_SAMPLER, P.HIRES_PROMPT.name: "",
-                P.HIRES_NEGATIVE_PROMPT.name: ""}
+                P.HIRES_NEGATIVE_PROMPT.name: "", P.HIRES_CHECKPOINT.name: P.SAME_CHECKPOINT}
     known = upscaler_named(params.get(P.HIRES_UPSCALER.name), upscalers)
     return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
             P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,
@@ -149,7 +156,8 @@ def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
             P.HIRES_UPSCALER.name: known or P.HIRES_UPSCALER.default,
             P.HIRES_SAMPLER.name: params.get(P.HIRES_SAMPLER.name) or P.SAME_SAMPLER,
             P.HIRES_PROMPT.name: params.get(P.HIRES_PROMPT.name) or "",
-            P.HIRES_NEGATIVE_PROMPT.name: params.get(P.HIRES_NEGATIVE_PROMPT.name) or ""}
+            P.HIRES_NEGATIVE_PROMPT.name: params.get(P.HIRES_NEGATIVE_PROMPT.name) or "",
+            P.HIRES_CHECKPOINT.name: params.get(P.HIRES_CHECKPOINT.name) or P.SAME_CHECKPOINT}
 
 
 def saved_plot(params: dict[str, Any]) -> dict[str, Any] | None:

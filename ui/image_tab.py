@@ -32,7 +32,7 @@ from .image_options import (CONTROLNET_INPUTS, HIRES_CHOICES, HIRES_INPUTS, INPA
                             layout_controlnet_box, layout_hires_box, layout_img2img_box, layout_inpaint_box,
                             layout_lora_row, layout_xyz_box, saved_hires, saved_plot)
 from .job_queue import JobQueue, QueueFull
-from .models import model_choices, vae_choices
+from .models import hires_checkpoint_choices, model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
 from .presets import CUSTOM_SIZE, aspect_ratios, quality_presets, size_for_aspect
 from .preview import display_preview
@@ -58,6 +58,7 @@ class ImageTab:
     """The components other parts of the app touch (the badge timer refreshes the model list)."""
 
     model: gr.Dropdown
+    hires_checkpoint: gr.Dropdown  # the models too, after "Use same checkpoint"
     lora: gr.Dropdown
     vae: gr.Dropdown
     upscalers: tuple[gr.Dropdown, gr.Dropdown]  # the picked image's Upscaler and the Hires upscaler
@@ -194,7 +195,9 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}")
     if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
         lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}"
-                     + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else ""))
+                     + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else "")
+                     + (f", checkpoint {params[P.HIRES_CHECKPOINT.name]}" if params.get(P.HIRES_CHECKPOINT.name)
+                        else ""))
         for param in (P.HIRES_PROMPT, P.HIRES_NEGATIVE_PROMPT):
             if params.get(param.name):
                 lines.append(f"**{param.label}** {params[param.name]}")
@@ -277,7 +280,7 @@ class ImageTabHandlers:
                 init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, hires_sampler: str, hires_prompt: str,
-                hires_negative_prompt: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
+                hires_negative_prompt: str, hires_checkpoint: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 masked_content: str, inpaint_area: str, only_masked_padding: Any, outpaint_left: Any,
                 outpaint_right: Any, outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
@@ -652,6 +655,10 @@ class ImageTabHandlers:
         upscalers = self.manager.available_upscalers()
         hires = saved_hires(params, upscalers)  # off again for an image without one
         update.update({c[key]: value for key, value in hires.items()})
+        checkpoint = hires[P.HIRES_CHECKPOINT.name]
+        if checkpoint != P.SAME_CHECKPOINT and not self.manager.knows_model(str(checkpoint)):
+            update[c["hires_checkpoint"]] = P.SAME_CHECKPOINT
+            found += f"; its hires checkpoint {checkpoint} is not here: {P.SAME_CHECKPOINT} instead"
         asked = params.get(P.HIRES_UPSCALER.name)
         unknown = len(hires) > 1 and bool(asked) and upscaler_named(asked, upscalers) is None
         if len(hires) > 1:
@@ -800,7 +807,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 backend = gr.Radio(manager.backend_choices(), **widget(P.BACKEND), elem_id="backend")
             img2img = layout_img2img_box()
             inpaint = layout_inpaint_box()
-            hires = layout_hires_box(upscalers, samplers)
+            hires = layout_hires_box(upscalers, samplers, hires_checkpoint_choices(status_models))
             controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
             workflow_box = layout_workflow_box(manager.available_workflows())
             xyz = layout_xyz_box()
@@ -1036,7 +1043,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
             None, js="() => { document.querySelector('#generate').click(); }")
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
-    return ImageTab(model=c["model"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
+    return ImageTab(model=c["model"], hires_checkpoint=c["hires_checkpoint"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
                     controlnet=c["controlnet"], style=c["style"], generate_event=gen_event,
                     forget_session=h.forget_session)
 

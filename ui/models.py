@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.params import NO_CONTROLNET
+from engine.params import NO_CONTROLNET, SAME_CHECKPOINT
 from engine.request import AUTO
 
 
@@ -19,6 +19,11 @@ def model_choices(models: list[dict[str, Any]]) -> list[tuple[str, str]]:
         choices.append((f"{m.get('label') or m['id']} · {m.get('backend_label') or m.get('backend')} · "
                         f"{license_text(m.get('license'))}", str(m["id"])))
     return choices
+
+
+def hires_checkpoint_choices(models: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, id) pairs for the hires checkpoint: the first pass's own ("Use same checkpoint"), then the models."""
+    return [(SAME_CHECKPOINT, SAME_CHECKPOINT), *model_choices(models)[1:]]
 
 
 def license_text(license: str | None) -> str:

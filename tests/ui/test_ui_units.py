@@ -159,16 +159,20 @@ def test_status_renders_servers_and_switches():
 
 def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
     assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0, "hires_sampler": "same",  # made without:
-                                                       "hires_prompt": "", "hires_negative_prompt": ""}  # off again
+                                                       "hires_prompt": "", "hires_negative_prompt": "",  # off again
+                                                       "hires_checkpoint": "Use same checkpoint"}
     saved = {"hires_scale": 2.0, "strength": 0.4, "hires_steps": 6, "hires_upscaler": "4x_Tiny"}
     assert saved_hires(saved, ["Lanczos", "4x_tiny"]) == {"hires_scale": 2.0, "hires_strength": 0.4,
                                                            "hires_steps": 6, "hires_upscaler": "4x_tiny",
                                                            "hires_sampler": "same", "hires_prompt": "",
-                                                           "hires_negative_prompt": ""}
-    own = {**saved, "hires_sampler": "ddim", "hires_prompt": "a cat <lora:x:0.5>", "hires_negative_prompt": "fog"}
+                                                           "hires_negative_prompt": "",
+                                                           "hires_checkpoint": "Use same checkpoint"}
+    own = {**saved, "hires_sampler": "ddim", "hires_prompt": "a cat <lora:x:0.5>", "hires_negative_prompt": "fog",
+           "hires_checkpoint": "detailXL"}
     assert {k: v for k, v in saved_hires(own, ["Lanczos"]).items() if k.startswith("hires_") and k[6:] in (
-        "sampler", "prompt", "negative_prompt")} == {"hires_sampler": "ddim", "hires_prompt": "a cat <lora:x:0.5>",
-                                                    "hires_negative_prompt": "fog"}
+        "sampler", "prompt", "negative_prompt", "checkpoint")} == {
+        "hires_sampler": "ddim", "hires_prompt": "a cat <lora:x:0.5>", "hires_negative_prompt": "fog",
+        "hires_checkpoint": "detailXL"}
     assert saved_hires(saved, ["Lanczos"])["hires_upscaler"] == "Lanczos"  # an upscaler this app lacks
 
 
