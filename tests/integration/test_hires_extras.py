@@ -119,3 +119,10 @@ async def test_in_a_plot_the_hires_pass_keeps_its_own_loras(settings, tiny_model
     for cell in grid.batch:  # not the first prompt's tinyDetail as well, nor a doubled weight
         assert cell["hires_prompt"] == "a dog <lora:tinyStyle:0.5>", cell["hires_prompt"]
         assert cell["loras"] == [{"name": "tinyDetail", "weight": 0.8}]
+    template = await manager.xyz_plot("a fox <lora:tinyDetail:0.8>", "steps", "2, 3",
+                                      hires_prompt="a {dog|cat} <lora:tinyStyle:0.5>",
+                                      **{**HIRES, "num_inference_steps": 2})
+    assert template.status == "success", template.error
+    for cell in template.batch:  # a hires prompt with options: filled in per cell, its own LoRAs still its own
+        assert cell["hires_prompt"] in ("a dog <lora:tinyStyle:0.5>", "a cat <lora:tinyStyle:0.5>"), cell
+        assert cell["loras"] == [{"name": "tinyDetail", "weight": 0.8}]
