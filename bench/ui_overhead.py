@@ -132,13 +132,13 @@ def main() -> None:
                 def app_stream(c=client):
                     # Generate as the browser runs it: one POST puts the form (prompt, negative, style, model,
                     # backend, width, height, steps, guidance, seed, sampler, batch, clip skip, variation seed and
-                    # strength, FreeU, CFG rescale, vae, then image to image, hires
+                    # strength, FreeU, CFG rescale, tiling, vae, then image to image, hires
                     # fix, inpaint (masked content included) and ControlNet settings left off) into the session's queue
                     # (a queue=False event; gradio_client's predict would add its own ~50 ms polling), then
                     # the session's runner streams it (its inputs are gr.State: the client fills them in).
                     # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
                     form = [PROMPT, "", [], "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, 1,
-                            -1, 0, False, 0.0, "auto", None, 0.75, "just resize", True,
+                            -1, 0, False, 0.0, False, "auto", None, 0.75, "just resize", True,
                             1.0, 0.5, 0, "Lanczos", "same", "", "", "Use same checkpoint",  # the hires fix
                             None, 0.75, 4, "original", "whole picture", 32, 0, 0, 0, 0,  # inpaint
                             None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]

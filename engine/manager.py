@@ -462,7 +462,7 @@ class AIModelManager:
                            hires_checkpoint: str = P.HIRES_CHECKPOINT.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
                            variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
-                           cfg_rescale: float = P.CFG_RESCALE.default,
+                           cfg_rescale: float = P.CFG_RESCALE.default, tiling: bool = P.TILING.default,
                            control_image: Any = None, controlnet: str | None = P.CONTROLNET.default,
                            controlnet_module: str = P.CONTROLNET_MODULE.default,
                            controlnet_weight: float = P.CONTROLNET_WEIGHT.default,
@@ -501,7 +501,8 @@ class AIModelManager:
         (None or -1: random; a batch keeps the seed and steps this one); text to image on this machine only.
         `freeu` turns FreeU on, with the model family's values (presets/families.yaml; FLUX and user workflows:
         not used, and the result says so). `cfg_rescale` above 0 rescales the guided prediction toward the spread of
-        the prompt's own (0.7 suits v-prediction models); a pipeline without it says so.
+        the prompt's own (0.7 suits v-prediction models); a pipeline without it says so. `tiling` makes a seamless
+        image that tiles as a texture (A1111's Tiling; on this machine: the router plans it there).
         `controlnet` names a ControlNet (available_controlnets(); None or "none": none) that `control_image` (a PIL
         image or a file path) steers: fitted to the output as the init image is, turned into a map by
         `controlnet_module` (canny with `canny_low` / `canny_high`, lineart_standard, none), at `controlnet_weight`
@@ -522,7 +523,7 @@ class AIModelManager:
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
             hires_checkpoint=hires_checkpoint, clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
-            cfg_rescale=cfg_rescale, control_image=control_image, controlnet=controlnet,
+            cfg_rescale=cfg_rescale, tiling=tiling, control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
@@ -739,7 +740,7 @@ class AIModelManager:
             clip_skip=info["clip_skip"] if info.get("clip_skip", 1) > 1 else None,
             variation_seed=req.variation_seed if req.varies else None,
             variation_strength=req.variation_strength if req.varies else None,
-            freeu=True if info.get("freeu") else None,
+            freeu=True if info.get("freeu") else None, tiling=True if info.get("tiling") else None,
             cfg_rescale=req.cfg_rescale if info.get("cfg_rescale") else None,
             model_license=info.get("license") or _license_of(target, info.get("model_id")), backend=target.backend,
             server=info.get("server"), prompt_id=info.get("prompt_id"), comfyui_workflow=info.get("workflow"),

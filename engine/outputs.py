@@ -59,7 +59,7 @@ def _slug(text: str, limit: int = 40) -> str:
 
 COMFYUI_CHUNK = "prompt"  # ComfyUI's text chunk: the API-format graph (engine/png_info.py reads it)
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model_hash", "model",
-               "variation_seed", "variation_strength", "vae", "strength", "clip_skip", "freeu", "cfg_rescale",
+               "variation_seed", "variation_strength", "vae", "strength", "clip_skip", "freeu", "cfg_rescale", "tiling",
                "lora_hashes", "mask_blur", "masked_content", "inpaint_area", "only_masked_padding", "outpaint",
                "hires_scale", "hires_steps", "hires_upscaler", "hires_checkpoint", "hires_sampler", "hires_prompt", "hires_negative_prompt",
                "backend", "user_workflow", "upscale_by", "upscaler",

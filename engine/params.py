@@ -344,6 +344,9 @@ CFG_RESCALE = Param("cfg_rescale", "float", 0.0, "CFG rescale",
                     "Pulls the guided prediction back to the spread of the prompt's own, against the washed-out, "
                     "overexposed look strong guidance gives v-prediction models: 0 is off, 0.7 the usual value for "
                     "them ({minimum} to {maximum}).", minimum=0.0, maximum=1.0, step=0.05, a1111_key="CFG rescale")
+# A1111's Tiling: a seamless image that tiles as a texture (engine/backends/tiling.py)
+TILING = Param("tiling", "bool", False, "Tiling", "A seamless image: its right edge continues its left and its bottom "
+               "its top, so it tiles as a texture. Made on this machine.", a1111_key="Tiling")
 
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
@@ -422,7 +425,7 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
                              CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE, HIRES_SAMPLER,
-                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT, HIRES_CHECKPOINT)
+                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT, HIRES_CHECKPOINT, TILING)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

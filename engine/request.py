@@ -58,6 +58,7 @@ class GenerationRequest:
     variation_strength: float = P.VARIATION_STRENGTH.default
     freeu: bool = P.FREEU.default  # FreeU with the model family's values
     cfg_rescale: float = P.CFG_RESCALE.default  # 0: off
+    tiling: bool = P.TILING.default  # A1111's Tiling: a seamless image (on this machine)
     control_image: Any = None  # ControlNet: a PIL image or a trusted path; after validation RGB, capped, not yet fitted
     controlnet: str | None = None  # a ControlNet's name; None or "none": no ControlNet (after validation: None then)
     controlnet_module: str = P.CONTROLNET_MODULE.default  # the preprocessor (engine/controlnet.py)
@@ -361,7 +362,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
                (P.SEED, req.seed), (P.BATCH_COUNT, req.batch_count), (P.LORAS, req.loras),
                (P.CLIP_SKIP, req.clip_skip), (P.VARIATION_SEED, req.variation_seed),
                (P.VARIATION_STRENGTH, req.variation_strength), (P.FREEU, req.freeu),
-               (P.CFG_RESCALE, req.cfg_rescale))
+               (P.CFG_RESCALE, req.cfg_rescale), (P.TILING, req.tiling))
     for param, value in checked:
         problem = param.problem(value)
         if problem:

@@ -18,7 +18,7 @@ SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_s
                 "sampler", "loras", "vae", "strength", "mask_blur", "masked_content", "inpaint_area",
                 "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "hires_checkpoint",
                 "hires_sampler", "hires_prompt", "hires_negative_prompt", "clip_skip",
-                "variation_seed", "variation_strength", "freeu", "cfg_rescale", "controlnet", "controlnet_module",
+                "variation_seed", "variation_strength", "freeu", "cfg_rescale", "tiling", "controlnet", "controlnet_module",
                 "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
                 "model_id", "model_hash", "lora_hashes", "model_license", "backend", "server", "prompt_id",
                 "comfyui_workflow", "user_workflow", "fallback_reason", "plot", "prompt_template", "negative_template")
@@ -58,6 +58,7 @@ class ImageResult:
     variation_strength: float | None = None
     freeu: bool | None = None  # True when FreeU was used (None: not)
     cfg_rescale: float | None = None  # the CFG rescale used (None: none)
+    tiling: bool | None = None  # True for a seamless image (None: an ordinary one)
     first_pass_size: tuple[int, int] | None = None  # the hires fix's first pass (width, height); the image is larger
     controlnet: str | None = None  # the ControlNet's name (None: none); its preprocessor, weight and steps below
     controlnet_module: str | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .backends import auto_order
-from .backends.base import INTERPOLATE, USER_WORKFLOW, VARIATION, Backend, Target
+from .backends.base import INTERPOLATE, TILING, USER_WORKFLOW, VARIATION, Backend, Target
 from .errors import BackendUnavailable, InvalidRequest
 from .registry import ModelSpec
 from .request import GenerationRequest
@@ -181,9 +181,11 @@ def _logged(plan: Plan) -> Plan:
 
 FEATURES = {INTERPOLATE: "seed-travel in-betweens",  # what a request's `extra` may ask of a backend
             USER_WORKFLOW: "your own ComfyUI workflows",  # ... what its user_workflow asks
-            VARIATION: "variation seeds"}  # ... and its variation strength
+            VARIATION: "variation seeds",  # ... its variation strength
+            TILING: "seamless (tiling) images"}  # ... and its tiling
 
 
 def _needed_features(req: GenerationRequest) -> frozenset[str]:
     needs = {name for name in (INTERPOLATE,) if req.extra.get(name)}
-    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()) | ({VARIATION} if req.varies else set()))
+    return frozenset(needs | ({USER_WORKFLOW} if req.user_workflow else set()) | ({VARIATION} if req.varies else set())
+                     | ({TILING} if req.tiling else set()))

@@ -53,7 +53,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                              cfg_rescale: float = P.CFG_RESCALE.default,
                              hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
                              hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
-                             hires_checkpoint: str = P.HIRES_CHECKPOINT.default,
+                             hires_checkpoint: str = P.HIRES_CHECKPOINT.default, tiling: bool = P.TILING.default,
                              steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
@@ -69,7 +69,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
         image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
         values; others ignore it and say so). `cfg_rescale` (0 to 1; 0.7 for v-prediction models) rescales the
-        guided prediction toward the prompt's own spread (where a pipeline cannot, the result says so).
+        guided prediction toward the prompt's own spread (where a pipeline cannot, the result says so). `tiling` makes
+        a seamless image that tiles as a texture (A1111's Tiling; made on this machine).
 
         Returns the (first) PNG (with its parameters in text chunks) and a dict with the request's names
         (prompt, negative_prompt, width, height, num_inference_steps, guidance_scale, seed, sampler) and
@@ -89,7 +90,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             hires_sampler=hires_sampler or P.HIRES_SAMPLER.default,
             hires_prompt=hires_styled if isinstance(hires_prompt, str) or hires_prompt is None else hires_prompt,
             hires_negative_prompt=hires_negative, hires_checkpoint=hires_checkpoint or P.HIRES_CHECKPOINT.default,
-            variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
+            tiling=tiling, variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
             previews=False, owner=getattr(request, "username", None), **values))
 
     def sized(model: str, width: int | None, height: int | None, steps: int | None) -> dict:
@@ -132,7 +133,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                        vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                        variation_seed: int = P.VARIATION_SEED.default,
                        variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
-                       cfg_rescale: float = P.CFG_RESCALE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+                       cfg_rescale: float = P.CFG_RESCALE.default, tiling: bool = P.TILING.default,
+                       request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's X/Y/Z plot: one image per cell, each axis varying one parameter (x_type: seed, steps, guidance,
         sampler, model, lora_weight, strength, clip_skip, variation_seed, variation_strength, cfg_rescale or prompt_sr
         (A1111's Prompt S/R: the first value searched in the prompts, each value put in its place), by these names or
@@ -147,7 +149,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             negative_prompt=negative_prompt or "", seed=P.seed_input(seed), model=model or AUTO,
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
             clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
-            freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel, previews=False,
+            freeu=freeu, cfg_rescale=cfg_rescale, tiling=tiling, cancel=cancel, previews=False,
             owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
@@ -159,7 +161,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                       batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
                       vae: str = P.VAE.default, clip_skip: int = P.CLIP_SKIP.default,
                       freeu: bool = P.FREEU.default, cfg_rescale: float = P.CFG_RESCALE.default,
-                      request: gr.Request = None) -> tuple[FileData, dict]:
+                      tiling: bool = P.TILING.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """Image-to-image: `init_image` (an uploaded file: gradio_client's `handle_file(path)`) redrawn after
         `prompt`. `strength` is A1111's denoising strength (0 keeps the image, 1 draws anew); width and height
         left empty keep the init image's size, otherwise `resize_mode` (just resize, crop and resize, resize
@@ -168,8 +170,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                             height=height, guidance_scale=guidance_scale, seed=P.seed_input(seed), model=model or AUTO,
                             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, batch_count=batch_count,
                             loras=loras, vae=vae or AUTO, clip_skip=clip_skip, freeu=freeu, cfg_rescale=cfg_rescale,
-                            strength=strength,
-                            resize_mode=resize_mode)
+                            tiling=tiling, strength=strength, resize_mode=resize_mode)
 
     async def inpaint(init_image: FileData, mask: FileData | None, prompt: str,
                       negative_prompt: str = P.NEGATIVE_PROMPT.default, strength: float = P.STRENGTH.default,

@@ -131,6 +131,7 @@ def details_markdown(result: dict[str, Any]) -> str:
         + ([f"**Clip skip** {result['clip_skip']}"] if result.get("clip_skip") else []) \
         + ([f"**Variation** {variation_text(result)}"] if result.get("variation_strength") else []) \
         + (["**FreeU** on"] if result.get("freeu") else []) \
+        + (["**Tiling** on"] if result.get("tiling") else []) \
         + ([f"**CFG rescale** {result['cfg_rescale']:g}"] if result.get("cfg_rescale") else []) \
         + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
         + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
@@ -191,6 +192,8 @@ def parameters_text(params: dict[str, Any]) -> str:
         lines.append(f"**Variation** {variation_text(params)}")
     if params.get(P.FREEU.name):
         lines.append("**FreeU** on")
+    if params.get(P.TILING.name):
+        lines.append("**Tiling** on")
     if params.get(P.CFG_RESCALE.name):
         lines.append(f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}")
     if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
@@ -241,8 +244,8 @@ SOURCES = {"gator": "this app's parameters", "a1111": "the A1111 parameters text
 
 # The form's values a job keeps, in the order Generate and Plot send them (after Plot's axes).
 FORM_INPUTS = ("prompt", "negative", "style", "model", "backend", "width", "height", "steps", "guidance", "seed",
-               "sampler", "batch", "clip_skip", "variation_seed", "variation_strength", "freeu", "cfg_rescale", "vae",
-               "init_image",
+               "sampler", "batch", "clip_skip", "variation_seed", "variation_strength", "freeu", "cfg_rescale", "tiling",
+               "vae", "init_image",
                "strength",
                "resize_mode", "init_size",
                *HIRES_INPUTS, *INPAINT_INPUTS, *CONTROLNET_INPUTS, "user_workflow")
@@ -276,7 +279,7 @@ class ImageTabHandlers:
     # -- generate ------------------------------------------------------------------------------
     def add_job(self, prompt: str, negative: str, style: str, model: str, backend: str, width: Any, height: Any,
                 steps: Any, guidance: Any, seed: Any, sampler: str, batch: Any, clip_skip: Any,
-                variation_seed: Any, variation_strength: Any, freeu: bool, cfg_rescale: Any, vae: str,
+                variation_seed: Any, variation_strength: Any, freeu: bool, cfg_rescale: Any, tiling: bool, vae: str,
                 init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, hires_sampler: str, hires_prompt: str,
@@ -364,6 +367,7 @@ class ImageTabHandlers:
                     variation_seed=P.seed_input(args.get("variation_seed")),
                     variation_strength=args.get("variation_strength") or P.VARIATION_STRENGTH.default,
                     freeu=bool(args.get("freeu")), cfg_rescale=float(args.get("cfg_rescale") or 0),
+                    tiling=bool(args.get("tiling")),
                     user_workflow=args.get("user_workflow") or P.NO_WORKFLOW,
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires),
@@ -625,7 +629,7 @@ class ImageTabHandlers:
         update: dict[Any, Any] = {c["style"]: [], c["aspect"]: CUSTOM_SIZE,  # what an image records
                                   c["clip_skip"]: P.CLIP_SKIP.default,  # none of, it used none of
                                   c["variation_strength"]: P.VARIATION_STRENGTH.default, c["freeu"]: P.FREEU.default,
-                                  c["cfg_rescale"]: P.CFG_RESCALE.default}
+                                  c["cfg_rescale"]: P.CFG_RESCALE.default, c["tiling"]: P.TILING.default}
         for param, component in self.param_components.items():
             if params.get(param) is not None:
                 update[component] = params[param]
@@ -832,7 +836,9 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             with gr.Row():
                 clip_skip = gr.Slider(**widget(P.CLIP_SKIP), elem_id="clip-skip")
                 cfg_rescale = gr.Slider(**widget(P.CFG_RESCALE), elem_id="cfg-rescale")
-            freeu = gr.Checkbox(**widget(P.FREEU), elem_id="freeu")
+            with gr.Row():
+                freeu = gr.Checkbox(**widget(P.FREEU), elem_id="freeu")
+                tiling = gr.Checkbox(**widget(P.TILING), elem_id="tiling")
             with gr.Accordion("Variation seed", open=False, elem_id="variation-box") as variation_box:
                 with gr.Row():
                     variation_seed = gr.Number(**number_box(P.VARIATION_SEED), precision=0, elem_id="variation-seed")
@@ -905,7 +911,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         png_info_image=png_info_image, png_info_text=png_info_text,
         png_info_send=png_info_send,
         width=width, height=height, steps=steps, guidance=guidance, seed=seed, random_seed=random_seed,
-        reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, freeu=freeu,
+        reuse_seed=reuse_seed, sampler=sampler, batch=batch, clip_skip=clip_skip, freeu=freeu, tiling=tiling,
         cfg_rescale=cfg_rescale,
         variation_seed=variation_seed,
         variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop, skip=skip,
@@ -937,7 +943,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                           P.GUIDANCE.name: c["guidance"], P.SEED.name: c["seed"], P.SAMPLER.name: c["sampler"],
                           P.CLIP_SKIP.name: c["clip_skip"], P.VARIATION_SEED.name: c["variation_seed"],
                           P.VARIATION_STRENGTH.name: c["variation_strength"], P.FREEU.name: c["freeu"],
-                          P.CFG_RESCALE.name: c["cfg_rescale"]}
+                          P.CFG_RESCALE.name: c["cfg_rescale"], P.TILING.name: c["tiling"]}
     private = {"queue": False, "api_visibility": "private"}
     h.panel = panel = c["queue_panel"]
     form = [c[name] for name in FORM_INPUTS]
@@ -1015,7 +1021,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                               outputs=deleted, api_visibility="private")
     reused = [c[name] for name in ("prompt", "negative", "style", "model", "aspect", "width", "height", "steps",
                                    "guidance", "seed", "sampler", "clip_skip", "variation_seed",
-                                   "variation_strength", "variation_box", "freeu", "cfg_rescale", "vae",
+                                   "variation_strength", "variation_box", "freeu", "cfg_rescale", "tiling", "vae",
                                    *CONTROLNET_INPUTS[1:],
                                    "controlnet_box", *HIRES_INPUTS, "hires_box", *PLOT_INPUTS, "xyz_box",
                                    "user_workflow", "workflow_box", "picked_info")]

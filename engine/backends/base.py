@@ -23,6 +23,7 @@ OnChange = Callable[[str, str], None]  # (what happened, why): the status tab's 
 INTERPOLATE = "interpolate"  # a feature: seed-travel in-betweens (a request's extra["interpolate"])
 USER_WORKFLOW = "user_workflow"  # a feature: the user's own ComfyUI workflow (a request's user_workflow)
 VARIATION = "variation"  # a feature: a variation seed's noise mixed in (a request's variation_strength above 0)
+TILING = "tiling"  # a feature: a seamless image (a request's tiling)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from ..tiny_model import ensure_tiny_model
 from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
-from .base import INTERPOLATE, VARIATION, Backend, BackendContext, BackendState, Target
+from .base import INTERPOLATE, TILING, VARIATION, Backend, BackendContext, BackendState, Target
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
@@ -42,6 +42,7 @@ from .scheduler_choice import set_scheduler
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
+from .tiling import seamless
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class DiffusersBackend(Backend):
     label = "diffusers"
     priority = 0
     local = True
-    features = frozenset({INTERPOLATE, VARIATION})
+    features = frozenset({INTERPOLATE, VARIATION, TILING})
 
     def __init__(self, hardware: Hardware, allow_downloads: bool = False, *, models_dir: Any = None,
                  tiny_dir: Any = None, model_roots: list[Any] | None = None, pipeline_configs: Any = None,
@@ -526,10 +527,14 @@ class DiffusersBackend(Backend):
             warnings.append(f"Clip skip {clip_skip} is more than the tiny demo model's {layers} text encoder "
                             f"layers; it used {layers}.")
             clip_skip = layers
-        with clip_skipped(pipe, clip_skip):  # every prompt encoding of this image (plain, weighted, seed travel)
+        tiling = bool(req.tiling) and not worker.compiler.wanted  # circular padding would cost the compiled graphs
+        if req.tiling and not tiling:
+            warnings.append("Tiling was not used: this device runs a compiled UNet, traced with zero padding "
+                            "(GATOR_COMPILE=off to use it).")
+        with clip_skipped(pipe, clip_skip), seamless(pipe, on=tiling):  # every encoding of this image; its convs
             produced = self._generate_on(pipe, req, spec, loras, warnings, push, stopped, previews, worker)
         return Produced(produced.image, {**produced.info, "clip_skip": clip_skip, "freeu": bool(freeu),
-                                         "freeu_unused": freeu_unused})
+                                         "freeu_unused": freeu_unused, "tiling": tiling})
 
     def _generate_on(self, pipe: Any, req: GenerationRequest, spec: ModelSpec, loras: list[LoraFile],
                      warnings: list[str], push, stopped, previews: bool, worker: DeviceWorker) -> Produced:

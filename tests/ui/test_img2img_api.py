@@ -26,7 +26,7 @@ def test_a_server_path_is_never_opened(local_app, tmp_path):
     secret = tmp_path / "secret.png"
     Image.new("RGB", (64, 64), (1, 2, 3)).save(secret)
     data = [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "a fox", "", 0.5, "just resize", None,
-            None, 2, None, 1, "auto", "auto", "euler", "None", 1, None, "auto", 1, False, 0.0]
+            None, 2, None, 1, "auto", "auto", "euler", "None", 1, None, "auto", 1, False, 0.0, False]
     answer = httpx.post(local_app.url + "gradio_api/call/img2img", json={"data": data}, timeout=30)
     assert answer.status_code == 422, answer.text
     assert "a path on the server is never opened" in answer.json()["error"]
