@@ -4,6 +4,7 @@ file in another login's outputs folder (and for files saved before logins, unles
 from __future__ import annotations
 
 import json
+import re
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Callable
@@ -11,7 +12,9 @@ from urllib.parse import unquote
 
 from engine.outputs import owner_folder
 
-FILE_ROUTES = ("/gradio_api/file=", "/file=")
+# Gradio serves a file by its path on `file=<path>` and on the older `file/<path>`, under /gradio_api or not (and
+# under the path the app is mounted at): the path after the first of these is the file asked for.
+FILE_ROUTE = re.compile(r"/file[=/]")
 
 
 class OwnFilesOnly:
@@ -24,8 +27,8 @@ class OwnFilesOnly:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         path = scope.get("path", "") if scope.get("type") == "http" else ""
-        route = next((r for r in FILE_ROUTES if path.startswith(r)), None)
-        if route is None or self._allowed(scope, unquote(path[len(route):])):
+        route = FILE_ROUTE.search(path)
+        if route is None or self._allowed(scope, unquote(path[route.end():])):
             await self.app(scope, receive, send)
             return
         body = json.dumps({"error": "This file belongs to another login."}).encode()

@@ -203,7 +203,9 @@ def test_a_login_cannot_download_another_login_s_file_by_its_path(login_app):
     assert f"/cy/{day()}/" in path
     cy, bob, root = session("cy", "c5"), session("bob", "b2"), session("root", "r3")
     assert cy.get(f"gradio_api/file={path}").status_code == 200
-    refused = bob.get(f"gradio_api/file={path}")
-    assert refused.status_code == 403 and refused.json()["error"] == "This file belongs to another login."
+    for route in ("gradio_api/file=", "file=", "gradio_api/file/", "gradio_api/file//", "file/"):  # every route
+        refused = bob.get(f"{route}{path}")
+        assert refused.status_code == 403 and refused.json()["error"] == "This file belongs to another login.", route
+    assert cy.get(f"gradio_api/file/{path}").status_code == 200
     assert root.get(f"gradio_api/file={path}").status_code == 200  # an admin sees everyone's
     assert httpx.get(f"{url}gradio_api/file={path}", timeout=30).status_code in (401, 403)  # nobody logged in
