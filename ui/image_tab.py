@@ -38,7 +38,7 @@ from .presets import CUSTOM_SIZE, aspect_ratios, quality_presets, size_for_aspec
 from .preview import display_preview
 from .queue_panel import layout_queue_panel
 from .session_history import SessionHistories
-from .sessions import Jobs, TooManyJobs
+from .sessions import IMAGE_JOB, Jobs, TooManyJobs
 from .token_counter import counter_html, layout_token_counter
 from .widgets import number_box, widget
 from .workflow_box import layout_workflow_box, wire_workflow_box
@@ -349,7 +349,7 @@ class ImageTabHandlers:
             hires = hires_args(args)  # its own prompts styled too (where given), a plot's as well
             hires.update(zip((P.HIRES_PROMPT.name, P.HIRES_NEGATIVE_PROMPT.name), self.manager.styled_hires(
                 args["style"], hires.get(P.HIRES_PROMPT.name, ""), hires.get(P.HIRES_NEGATIVE_PROMPT.name, ""))))
-            async with self.jobs.job(request) as cancel:
+            async with self.jobs.job(request, IMAGE_JOB) as cancel:
                 skip = self.jobs.skip_switch(cancel)
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))
@@ -465,13 +465,13 @@ class ImageTabHandlers:
         """
         self._stopped_at[_session(request) or ""] = time.monotonic()
         self._forever.discard(_session(request) or "")
-        self.jobs.cancel(_session(request))
+        self.jobs.cancel(_session(request), IMAGE_JOB)
         return None, gallery_items(list(history or [])), False
 
     def skip(self, request: gr.Request = None) -> None:
         """Skip the image being made (A1111's Skip): it ends unsaved and the batch or plot goes on with the next;
         the run's own stream writes the line."""
-        self.jobs.skip(_session(request))
+        self.jobs.skip(_session(request), IMAGE_JOB)
 
     def set_forever(self, on: bool, request: gr.Request = None) -> None:
         """Generate forever on or off for this session (Stop turns it off)."""

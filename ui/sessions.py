@@ -20,6 +20,9 @@ from typing import Any, AsyncIterator
 logger = logging.getLogger(__name__)
 
 
+IMAGE_JOB, VIDEO_JOB, API_JOB = "image", "video", "api"  # a job's kind: whose Stop (and Skip) reaches it
+
+
 class TooManyJobs(Exception):
     """The client already has as many jobs as it may; `str(err)` is the sentence to show."""
 
@@ -76,6 +79,7 @@ class Jobs:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._skips: dict[asyncio.Event, asyncio.Event] = {}  # each running job's Skip switch, by its cancel switch
+        self._kinds: dict[asyncio.Event, str] = {}  # each running job's kind (IMAGE_JOB, VIDEO_JOB, API_JOB)
         self._demo: Any = None  # the Gradio app whose queue is watched, once attached
 
     def attach(self, demo: Any) -> None:
@@ -83,24 +87,27 @@ class Jobs:
         self._demo = demo
 
     @asynccontextmanager
-    async def job(self, request: Any) -> AsyncIterator[asyncio.Event]:
-        """A job for the client of `request`: its cancel switch (Stop and a vanished client set it).
+    async def job(self, request: Any, kind: str = API_JOB) -> AsyncIterator[asyncio.Event]:
+        """A job for the client of `request`: its cancel switch (its tab's Stop and a vanished client set it).
+        `kind` ("image", "video", "api") is what a tab's Stop and Skip look at: the Image tab's Stop leaves the
+        same browser tab's video render alone.
 
         Raises TooManyJobs when the client is at one of its limits.
         """
         keys = client_keys(request)
         limits = {"session": self.limits.per_session, "login": self.limits.per_login, "ip": self.limits.per_ip}
-        counted = [(kind, value) for kind, value in keys.items()]
+        counted = list(keys.items())  # (who, value): "session", "login", "ip"
         with self._lock:
-            for kind, value in counted:
-                if limits[kind] and self._counts[(kind, value)] >= limits[kind]:
-                    raise TooManyJobs(_too_many(kind, limits[kind]))
+            for who, value in counted:
+                if limits[who] and self._counts[(who, value)] >= limits[who]:
+                    raise TooManyJobs(_too_many(who, limits[who]))
             self._counts.update(counted)
         cancel = asyncio.Event()
         session = keys.get("session", "")
         with self._lock:
             self._events[session].add(cancel)
             self._skips[cancel] = asyncio.Event()
+            self._kinds[cancel] = kind
         watcher = asyncio.create_task(self._watch(session, cancel)) if self._demo is not None and session else None
         try:
             yield cancel
@@ -111,16 +118,19 @@ class Jobs:
                 self._counts.subtract(counted)
                 self._counts += Counter()  # drop zero counts
                 self._skips.pop(cancel, None)
+                self._kinds.pop(cancel, None)
                 events = self._events.get(session)
                 if events is not None:
                     events.discard(cancel)
                     if not events:
                         del self._events[session]
 
-    def cancel(self, session: str | None) -> int:
-        """Set every cancel switch of `session` (its Stop button); returns how many jobs were asked to stop."""
+    def cancel(self, session: str | None, kind: str | None = None) -> int:
+        """Set the cancel switch of every job of `session` (of that `kind` only, when given: a tab's Stop button);
+        returns how many jobs were asked to stop."""
         with self._lock:
-            events = list(self._events.get(session or "", ()))
+            events = [event for event in self._events.get(session or "", ())
+                      if kind is None or self._kinds.get(event) == kind]
         for event in events:
             event.set()
         return len(events)
@@ -130,11 +140,12 @@ class Jobs:
         with self._lock:
             return self._skips.get(cancel)
 
-    def skip(self, session: str | None) -> int:
-        """Set the Skip switch of every running job of `session` (its Skip button: the image being made ends, the
-        batch goes on); returns how many jobs were asked to skip."""
+    def skip(self, session: str | None, kind: str = IMAGE_JOB) -> int:
+        """Set the Skip switch of every running job of `session` of that `kind` (the Image tab's Skip: the image
+        being made ends, the batch goes on); returns how many jobs were asked to skip."""
         with self._lock:
-            skips = [self._skips[cancel] for cancel in self._events.get(session or "", ()) if cancel in self._skips]
+            skips = [self._skips[cancel] for cancel in self._events.get(session or "", ())
+                     if cancel in self._skips and self._kinds.get(cancel) == kind]
         for skip in skips:
             skip.set()
         return len(skips)

@@ -29,7 +29,7 @@ from .presenter import Presenter, failure_line, is_stopped, unexpected_failure
 from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
-from .sessions import Jobs, TooManyJobs
+from .sessions import VIDEO_JOB, Jobs, TooManyJobs
 from .widgets import number_box, preset_box, widget
 
 logger = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ class VideoTabHandlers:
         yield {c["progress"]: f"Starting{source}…", c["video"]: None, c["mp4"]: hidden, c["gif"]: hidden,
                c["storyboard"]: hidden, c["keyframes"]: [], c["details"]: ""}
         try:
-            async with self.jobs.job(request) as cancel:
+            async with self.jobs.job(request, VIDEO_JOB) as cancel:
                 events = self.manager.stream_video(use_ai_generation=bool(use_ai), make_gif=bool(make_gif),
                                                    cancel=cancel, owner=getattr(request, "username", None), **kwargs)
                 try:
@@ -396,7 +396,7 @@ class VideoTabHandlers:
     async def stop(self, request: gr.Request = None) -> None:
         """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
         (this handler writes no progress line: its answer and the stream's may arrive in any order)."""
-        self.jobs.cancel(getattr(request, "session_hash", None))
+        self.jobs.cancel(getattr(request, "session_hash", None), VIDEO_JOB)
 
 
 def build_video_tab(manager: AIModelManager, jobs: Jobs) -> gr.Dropdown:

@@ -17,7 +17,7 @@ from ui.presets import aspect_ratios, quality_presets, size_for_aspect
 from ui.preview import display_preview
 from ui.serialize import api_safe
 from ui.session_history import SessionHistories
-from ui.sessions import JobLimits, Jobs, TooManyJobs
+from ui.sessions import IMAGE_JOB, VIDEO_JOB, JobLimits, Jobs, TooManyJobs
 from ui.status_tab import render_status
 from tests.ui.conftest import run_coroutine
 
@@ -100,11 +100,25 @@ def test_skip_sets_only_its_sessions_skip_switches_and_not_their_stop():
 
 async def _skip_sets_only_its_sessions_skip_switches():
     jobs = Jobs(JobLimits(per_session=2, per_login=3, per_ip=4))
-    async with jobs.job(FakeClient("a")) as a, jobs.job(FakeClient("b")) as b:
+    async with jobs.job(FakeClient("a"), IMAGE_JOB) as a, jobs.job(FakeClient("b"), IMAGE_JOB) as b:
         assert jobs.skip("a") == 1 and jobs.skip("nobody") == 0
         assert jobs.skip_switch(a).is_set() and not jobs.skip_switch(b).is_set()
         assert not a.is_set()  # Skip is not Stop: the job goes on
     assert jobs.skip_switch(a) is None and jobs.skip("a") == 0  # the ended job's switch is gone
+
+
+def test_a_tabs_stop_reaches_only_its_own_kind_of_job():
+    run_coroutine(_a_tabs_stop_reaches_only_its_own_kind_of_job())
+
+
+async def _a_tabs_stop_reaches_only_its_own_kind_of_job():
+    jobs = Jobs(JobLimits(per_session=3, per_login=3, per_ip=4))
+    async with jobs.job(FakeClient("a"), IMAGE_JOB) as image, jobs.job(FakeClient("a"), VIDEO_JOB) as video:
+        assert jobs.skip("a") == 1 and not jobs.skip_switch(video).is_set()  # Skip is the Image tab's
+        assert jobs.cancel("a", IMAGE_JOB) == 1 and image.is_set() and not video.is_set()  # the render goes on
+        assert jobs.cancel("a", VIDEO_JOB) == 1 and video.is_set()
+    async with jobs.job(FakeClient("a"), IMAGE_JOB) as image, jobs.job(FakeClient("a"), VIDEO_JOB) as video:
+        assert jobs.cancel("a") == 2 and image.is_set() and video.is_set()  # a client gone: every one of its jobs
 
 
 def test_badge_escapes_and_marks_the_backend():
