@@ -19,12 +19,15 @@ class Limits:
     max_prompt_chars: int = 5000  # GATOR_MAX_PROMPT_CHARS: a prompt or negative prompt
     max_video_pixel_steps: int = 2**32  # GATOR_MAX_VIDEO_PIXEL_STEPS: keyframes × width × height × steps
     max_video_pixels: int = 2**35  # GATOR_MAX_VIDEO_PIXELS: frames × width × height of the video (34 billion)
+    max_video_keyframe_pixels: int = 2**29  # GATOR_MAX_VIDEO_KEYFRAME_PIXELS: the pictures a render holds until it
+    # encodes (keyframes or title cards, and seed-travel in-betweens) × width × height (537 million: about 3 GB)
     max_storyboard_chars: int = 256 * 1024  # GATOR_MAX_STORYBOARD_CHARS: storyboard YAML/JSON text or file
     max_input_pixels: int = 4096 * 4096  # GATOR_MAX_INPUT_PIXELS: an image a request starts from (img2img)
     max_grid_images: int = 64  # GATOR_MAX_GRID_IMAGES: the cells of one X/Y/Z plot
 
     ENV = {"max_pixel_steps": "GATOR_MAX_PIXEL_STEPS", "max_prompt_chars": "GATOR_MAX_PROMPT_CHARS",
            "max_video_pixel_steps": "GATOR_MAX_VIDEO_PIXEL_STEPS", "max_video_pixels": "GATOR_MAX_VIDEO_PIXELS",
+           "max_video_keyframe_pixels": "GATOR_MAX_VIDEO_KEYFRAME_PIXELS",
            "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS", "max_input_pixels": "GATOR_MAX_INPUT_PIXELS",
            "max_grid_images": "GATOR_MAX_GRID_IMAGES"}
 
@@ -84,14 +87,23 @@ class Limits:
                 f"({self.ENV['max_pixel_steps']}). Use fewer values, a smaller size or fewer steps.")
 
     def video_problems(self, keyframes: int, width: int, height: int, steps: int, frames: int,
-                       ai_keyframes: bool) -> list[str]:
-        """Sentences for a video over its keyframe budget or its frame budget."""
+                       ai_keyframes: bool, inbetweens: int = 0) -> list[str]:
+        """Sentences for a video over its keyframe budget (its `keyframes` and seed-travel `inbetweens`, made with AI
+        or not), over what it holds until it encodes, or over its frame budget."""
         out = []
-        work = keyframes * width * height * steps
+        pictures = keyframes + inbetweens
+        counted = f"{keyframes} keyframes" + (f" + {inbetweens} seed-travel in-betweens" if inbetweens else "")
+        work = pictures * width * height * steps
         if ai_keyframes and self.max_video_pixel_steps and work > self.max_video_pixel_steps:
-            out.append(f"This video is too large: {keyframes} keyframes × {width}×{height} pixels × {steps} steps = "
+            out.append(f"This video is too large: {counted} × {width}×{height} pixels × {steps} steps = "
                        f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_video_pixel_steps)} "
-                       f"({self.ENV['max_video_pixel_steps']}). Use fewer scenes, a smaller size or fewer steps.")
+                       f"({self.ENV['max_video_pixel_steps']}). Use fewer scenes, a smaller size or fewer steps"
+                       + (", or crossfades instead of seed travel." if inbetweens else "."))
+        held = pictures * width * height
+        if self.max_video_keyframe_pixels and held > self.max_video_keyframe_pixels:
+            out.append(f"This video is too large: {counted} × {width}×{height} pixels = {_millions(held)} pixels "
+                       f"held until it is encoded; the limit is {_millions(self.max_video_keyframe_pixels)} "
+                       f"({self.ENV['max_video_keyframe_pixels']}). Use fewer scenes or a smaller size.")
         pixels = frames * width * height
         if self.max_video_pixels and pixels > self.max_video_pixels:
             out.append(f"This video is too large: {frames:,} frames × {width}×{height} pixels = {_millions(pixels)} "

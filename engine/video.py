@@ -266,7 +266,7 @@ class _Render:
     async def keyframes(self) -> AsyncIterator[Event | VideoProgress]:
         board, total = self.board, len(self.board.scenes)
         counts = board.frame_counts()
-        self.planned = total + (self._travel_estimate(counts) if self.use_ai else 0)
+        self.planned = total + (travel_estimate(board, counts) if self.use_ai else 0)
         start = 0
         for i, scene in enumerate(board.scenes):
             self.check_cancel(f"before scene {i + 1}")
@@ -300,12 +300,6 @@ class _Render:
             self.images.append(image)
             self.made += 1
             yield Progress(step=self.made, total=self.planned, preview=image, backend=info["backend"])
-
-    def _travel_estimate(self, counts: list[int]) -> int:
-        """In-betweens seed travel will need if every transition can travel (the Progress total)."""
-        most = int(self.board.preset.get("max_travel_inbetweens", 0))
-        return sum(min(most, transition_frame_count(counts[i], s.transition_duration, float(self.board.fps)))
-                   for i, s in enumerate(self.board.scenes[:-1]) if s.transition == "seed_travel")
 
     def _save_card(self, image: Image.Image, path: Path) -> None:
         try:
@@ -591,12 +585,22 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
         yield Failed(message, _finish_failed(job, "error", message, started))
 
 
+def travel_estimate(board: Storyboard, counts: list[int]) -> int:
+    """In-betweens seed travel will need if every transition can travel (the Progress total, and the budget's)."""
+    most = int(board.preset.get("max_travel_inbetweens", 0))
+    return sum(min(most, transition_frame_count(counts[i], s.transition_duration, float(board.fps)))
+               for i, s in enumerate(board.scenes[:-1]) if s.transition == "seed_travel")
+
+
 def _over_budget(board: Storyboard, limits: Limits, use_ai: bool) -> list[str]:
-    """Sentences for a (validated) storyboard that asks for more work than `limits` allow."""
+    """Sentences for a (validated) storyboard that asks for more work than `limits` allow (seed-travel in-betweens
+    counted in, as many as the preset allows)."""
     texts = [(f"scene {n}'s {name}", text) for n, scene in enumerate(board.scenes, start=1)
              for name, text in (("prompt", scene.prompt), ("negative prompt", scene.negative_prompt))]
+    counts = board.frame_counts()
     return limits.prompt_problems(texts) + limits.video_problems(
-        len(board.scenes), int(board.width), int(board.height), int(board.steps), sum(board.frame_counts()), use_ai)
+        len(board.scenes), int(board.width), int(board.height), int(board.steps), sum(counts), use_ai,
+        travel_estimate(board, counts) if use_ai else 0)
 
 
 def _finish_failed(job: _Render, status: str, message: str, started: float) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from PIL import Image
 
 from engine.config import PROJECT_ROOT, Settings
 from engine.events import Done, Failed, Fallback, Progress
+from engine.limits import Limits
 from engine.outputs import read_parameters
 from engine.storyboard import Scene, Storyboard
 from engine.video import VideoProgress, generate_video, render_storyboard, stream_video
@@ -223,6 +225,36 @@ async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs
     events = await events_of(stream_video(images, tmp_path, **kwargs))
     assert len(events) == 1 and isinstance(events[0], Failed) and events[0].error == result["error"]
     assert images.calls == 0 and not any(tmp_path.iterdir())
+
+
+async def test_seed_travel_in_betweens_count_in_the_video_budget(tmp_path):
+    """Two "high" scenes with seed travel: 2 keyframes within the budget, with their in-betweens (as many as the
+    preset allows) not."""
+    scenes = [{"prompt": "a fox", "duration": 2, "transition": "seed_travel", "transition_duration": 1.5},
+              {"prompt": "a harbour", "duration": 2}]
+    size = dict(quality="high", width=1024, height=576, steps=30, fps=12)
+    two_keyframes = Limits(max_video_pixel_steps=2 * 1024 * 576 * 30)
+    images = CountingImages()
+    result = await generate_video(images, Settings(output_dir=tmp_path), storyboard={"scenes": scenes},
+                                  limits=two_keyframes, **size)
+    assert result["status"] == "error" and images.calls == 0
+    assert re.search(r"2 keyframes \+ [1-9]\d* seed-travel in-betweens × 1024×576 pixels × 30 steps", result["error"]), \
+        result["error"]
+    assert "or crossfades instead of seed travel" in result["error"]
+    crossfade = [{**scenes[0], "transition": "crossfade"}, scenes[1]]  # no in-betweens: within the budget
+    result = await generate_video(images, Settings(output_dir=tmp_path), storyboard={"scenes": crossfade},
+                                  limits=two_keyframes, **size)
+    assert images.calls == 1 and "too large" not in result["error"], result["error"]
+
+
+async def test_title_cards_are_capped_by_what_a_render_holds_until_it_encodes(tmp_path):
+    scenes = [{"prompt": f"card {n}", "duration": 0.1} for n in range(40)]
+    small = Limits(max_video_keyframe_pixels=39 * 256 * 256)
+    result = await generate_video(None, Settings(output_dir=tmp_path), storyboard={"scenes": scenes}, limits=small,
+                                  use_ai_generation=False, width=256, height=256, fps=10)
+    assert result["status"] == "error" and not any(tmp_path.iterdir())
+    assert "40 keyframes × 256×256 pixels = 2.6 million pixels held until it is encoded" in result["error"]
+    assert "GATOR_MAX_VIDEO_KEYFRAME_PIXELS" in result["error"]
 
 
 async def test_storyboard_file_and_overrides(tmp_path):
