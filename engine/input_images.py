@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidRequest
@@ -33,7 +34,20 @@ def read_input_image(value: Any, limits: Limits, what: str = "init image") -> Im
     problem = limits.input_image_problem(image.width, image.height, what)
     if problem:
         raise InvalidRequest(problem)
-    return ImageOps.exif_transpose(image).convert("RGB")
+    return eight_bit(ImageOps.exif_transpose(image)).convert("RGB")
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit greyscale image (a depth map's "I;16", "I" or "F") as 8-bit greyscale, its range scaled
+    (Pillow's own convert would clip every value above 255 to white); any other image as it is."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            top = 1.0 if values.max(initial=0) <= 1 else 255.0 if values.max(initial=0) <= 255 else values.max()
+        else:
+            top = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
+        return Image.fromarray(np.clip(np.round(values * 255.0 / top), 0, 255).astype(np.uint8), "L")
+    return image
 
 
 def output_size(image: Image.Image, width: int | None, height: int | None, multiple: int) -> tuple[int, int]:
