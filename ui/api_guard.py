@@ -10,7 +10,10 @@ from typing import Any, Callable
 
 from gradio.data_classes import FileData
 
-CALL_PATH = re.compile(r"^/gradio_api/call/([A-Za-z0-9_]+)/?$")
+# Gradio's routes for a call by name: the values in order ("data": [...]) on call/, run/ and api/, by their names
+# (an object of arguments) on call/v2/
+CALL_PATH = re.compile(r"^/gradio_api/(?:call|run|api)/([A-Za-z0-9_]+)/?$")
+NAMED_CALL_PATH = re.compile(r"^/gradio_api/call/v2/([A-Za-z0-9_]+)/?$")
 JOIN_PATH = "/gradio_api/queue/join"
 MAX_BODY = 64 * 1024 * 1024  # larger bodies go to Gradio untouched (its own limits apply)
 
@@ -55,12 +58,35 @@ def problem_with(api_name: str, spec: list[tuple[str, str]], data: Any) -> tuple
     if len(data) != len(spec):
         return "data", f"/{api_name} takes {len(spec)} values in this order: {names}; got {len(data)}."
     for (name, kind), value in zip(spec, data):
-        what = name.replace("_", " ")
-        if kind == TEXT and value is not None and not isinstance(value, str):
-            return name, f"The {what} must be text, not {_kind(value)}."
-        if (kind == FILE or (kind == OPTIONAL_FILE and value is not None)) and uploaded_path(value) is None:
-            return name, (f"The {what} must be a file uploaded with the call (gradio_client: handle_file(path)); "
-                          "a path on the server is never opened.")
+        problem = _value_problem(name, kind, value)
+        if problem:
+            return name, problem
+    return None
+
+
+def named_problem_with(api_name: str, spec: list[tuple[str, str]], arguments: Any) -> tuple[str, str] | None:
+    """As `problem_with`, for values given by name (Gradio's call/v2 route): an object of some of the names."""
+    names = ", ".join(name for name, _ in spec)
+    if not isinstance(arguments, dict):
+        return "data", f"/{api_name} takes an object of named values ({names})."
+    kinds = dict(spec)
+    for name, value in arguments.items():
+        if name not in kinds:
+            return str(name), f"/{api_name} has no value named {str(name)!r}; its values: {names}."
+        problem = _value_problem(name, kinds[name], value)
+        if problem:
+            return name, problem
+    return None
+
+
+def _value_problem(name: str, kind: str, value: Any) -> str | None:
+    """The sentence for one value of the wrong kind (text that is not text, a file that was not uploaded)."""
+    what = name.replace("_", " ")
+    if kind == TEXT and value is not None and not isinstance(value, str):
+        return f"The {what} must be text, not {_kind(value)}."
+    if (kind == FILE or (kind == OPTIONAL_FILE and value is not None)) and uploaded_path(value) is None:
+        return (f"The {what} must be a file uploaded with the call (gradio_client: handle_file(path)); a path on the "
+                "server is never opened.")
     return None
 
 
@@ -86,8 +112,10 @@ class ApiArguments:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         path = scope.get("path", "")
-        call = CALL_PATH.match(path) if scope.get("type") == "http" and scope.get("method") == "POST" else None
-        if call is None and not (scope.get("type") == "http" and scope.get("method") == "POST" and path == JOIN_PATH):
+        posted = scope.get("type") == "http" and scope.get("method") == "POST"
+        named = NAMED_CALL_PATH.match(path) if posted else None
+        call = (CALL_PATH.match(path) if posted else None) or named
+        if call is None and not (posted and path == JOIN_PATH):
             await self.app(scope, receive, send)
             return
         body, more = b"", True
@@ -95,7 +123,7 @@ class ApiArguments:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        problem = self._problem(call.group(1) if call else None, body) if not more else None
+        problem = self._problem(call.group(1) if call else None, body, named is not None) if not more else None
         if problem:
             name, sentence = problem  # "detail" as gradio_client reads a validation failure
             payload = json.dumps({"error": sentence, "detail": [{"__type__": "validate", "is_valid": False,
@@ -116,11 +144,14 @@ class ApiArguments:
 
         await self.app(scope, replay, send)
 
-    def _problem(self, api_name: str | None, body: bytes) -> tuple[str, str] | None:
+    def _problem(self, api_name: str | None, body: bytes, named: bool = False) -> tuple[str, str] | None:
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
             return None  # Gradio answers malformed JSON itself
+        if named:
+            spec = self.specs.get(api_name or "")
+            return named_problem_with(api_name, spec, payload) if spec is not None else None
         if not isinstance(payload, dict):
             return None
         if api_name is None:

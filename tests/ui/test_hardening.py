@@ -240,6 +240,25 @@ def test_malformed_api_calls_get_a_sentence(local_app, data, sentence):
     assert status == 422 and sentence in text, (status, text)
 
 
+def test_every_call_route_checks_its_values(local_app, tmp_path):
+    """Gradio takes a call on call/, run/ and api/ (values in order) and on call/v2/ (values by name): each gets the
+    same sentence, and a server path is never opened on any of them."""
+    secret = {"path": str(tmp_path / "secret.png"), "meta": {"_type": "gradio.FileData"}}
+    for route in ("run", "api"):
+        answer = httpx.post(f"{local_app.url}gradio_api/{route}/png_info", json={"data": [secret]}, timeout=30)
+        assert answer.status_code == 422 and "a path on the server is never opened" in answer.json()["error"], route
+    for arguments, sentence in (({"image": secret}, "a path on the server is never opened"),
+                                ({"prompt": 5}, "The prompt must be text, not a number."),
+                                ({"prompt": "a cat", "colour": "red"}, "/generate_image has no value named 'colour'"),
+                                (["a cat"], "/generate_image takes an object of named values")):
+        api = "png_info" if "image" in arguments else "generate_image"
+        answer = httpx.post(f"{local_app.url}gradio_api/call/v2/{api}", json=arguments, timeout=30)
+        assert answer.status_code == 422 and sentence in answer.json()["error"], (arguments, answer.text)
+    answer = httpx.post(f"{local_app.url}gradio_api/call/v2/generate_image", json={"prompt": "a cat", "width": 64,
+                                                                                 "height": 64, "steps": 1}, timeout=30)
+    assert answer.status_code == 200 and "event_id" in answer.json(), answer.text  # a good named call still runs
+
+
 def test_a_well_formed_raw_call_still_works(local_app):
     status, text = raw_call(local_app.url, GOOD_CALL)
     assert status == 200 and "event: complete" in text and ".png" in text
