@@ -295,6 +295,13 @@ class AIModelManager:
         """The prompt styles by name, "None" first, then the app's and the user's (engine/styles.py)."""
         return self.styles.names()
 
+    def save_style(self, name: str, prompt: str, negative_prompt: str) -> str:
+        """Save the prompt and negative prompt as the style `name` (A1111's Save style; the styles folder's
+        styles.csv, replacing one of that name there); the sentence saying so. InvalidRequest or OutputError with a
+        sentence when it cannot."""
+        saved = self.styles.save(name, prompt, negative_prompt)
+        return f"Saved the style {saved.name!r}: it is in the Styles box now."
+
     def styled(self, style: Any, prompt: str, negative_prompt: str) -> tuple[str, str]:
         """The prompt and negative prompt with the styles `style` names applied in order (one name, a list, or
         "None"); InvalidRequest for an unknown style."""

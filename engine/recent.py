@@ -22,3 +22,7 @@ class Recent(Generic[T]):
         if made is None or time.monotonic() - made[0] >= LISTING_TTL_S:
             made = self._made = (time.monotonic(), self._compute())
         return made[1]
+
+    def forget(self) -> None:
+        """Compute the value again at the next `get` (what it reads has just changed)."""
+        self._made = None

@@ -9,11 +9,13 @@ The user's styles are read where AUTOMATIC1111 and Fooocus keep theirs, in any m
 or Fooocus install): A1111's `styles*.csv` (columns name, prompt, negative_prompt) at the folder's top, Fooocus's
 `sdxl_styles/*.json` (a list of {"name", "prompt", "negative_prompt"}); and every `.csv`, `.json` or `.yaml` in the
 styles folder (GATOR_STYLES_DIR, else <GATOR_MODELS_DIR>/styles, else styles/). A user's style with the name of one
-of the app's takes its place.
+of the app's takes its place. A style saved from the app (A1111's "Save style") goes into that folder's styles.csv,
+in A1111's columns, replacing one of the same name there.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, OutputError, os_reason
 from .recent import Recent
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ def _read(path: Path) -> list[Style]:
     ValueError with the reason for a file of another shape."""
     text, suffix = path.read_text(encoding="utf-8-sig"), path.suffix.lower()
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted prompt keeps its line breaks
         if text.strip() and "name" not in (reader.fieldnames or []):
             raise ValueError("its first line must name the columns name, prompt, negative_prompt")
         rows = list(reader)
@@ -119,6 +121,10 @@ def _read(path: Path) -> list[Style]:
         raise ValueError("a style file in YAML maps each name to its prompt and negative")
     return [Style(str(name), str((spec or {}).get("prompt") or ""), str((spec or {}).get("negative") or ""),
                   str(path)) for name, spec in entries.items() if str(name) != NO_STYLE]
+
+
+SAVED_STYLES = "styles.csv"  # in the styles folder: the styles saved from the app, in A1111's columns
+STYLE_NAME_CHARS = 100
 
 
 class StyleLibrary:
@@ -160,6 +166,41 @@ class StyleLibrary:
     def problems(self) -> list[str]:
         """A sentence per style file that could not be read."""
         return list(self._load()[1])
+
+    def save(self, name: Any, prompt: Any, negative: Any) -> Style:
+        """Save a style (A1111's Save style) into the styles folder's styles.csv, replacing one of that name there; it
+        is offered at once. InvalidRequest for a name or texts it cannot take, OutputError when the file cannot be
+        written."""
+        name = name.strip() if isinstance(name, str) else ""
+        if not name or name == NO_STYLE or len(name) > STYLE_NAME_CHARS or any(c in name for c in "\r\n"):
+            raise InvalidRequest(f"A style needs a name of 1 to {STYLE_NAME_CHARS} characters on one line, other "
+                                 f"than {NO_STYLE}.")
+        if not isinstance(prompt, str) or not isinstance(negative, str) or not (prompt.strip() or negative.strip()):
+            raise InvalidRequest("A style needs a prompt or a negative prompt: write them in the prompt boxes, then "
+                                 "save them as a style.")
+        if self.styles_dir is None:
+            raise InvalidRequest("No styles folder is set (GATOR_STYLES_DIR).")
+        path = Path(self.styles_dir) / SAVED_STYLES
+        try:
+            kept = [style for style in (_read(path) if path.is_file() else []) if style.name != name]
+        except (OSError, ValueError, KeyError, csv.Error) as err:
+            raise InvalidRequest(f"The style file {path} could not be read ({err}), so nothing was saved.") from None
+        saved = Style(name, prompt.strip(), negative.strip(), str(path))
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["name", "prompt", "negative_prompt"])
+        writer.writerows([style.name, style.prompt, style.negative] for style in [*kept, saved])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.part")
+            partial.write_text(text.getvalue(), encoding="utf-8")
+            partial.replace(path)
+        except OSError as err:
+            logger.error("Could not save the style %r in %s: %s", name, path, err)
+            raise OutputError(f"The style could not be saved in the styles folder ({os_reason(err)}).") from err
+        self._read.forget()
+        logger.info("Saved the style %r in %s", name, path)
+        return saved
 
     def chosen(self, value: Any) -> list[Style]:
         """The styles `value` names (see `chosen_names`); InvalidRequest naming an unknown one."""

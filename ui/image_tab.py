@@ -17,7 +17,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import params as P
-from engine.errors import InvalidRequest
+from engine.errors import GatorError, InvalidRequest
 from engine.events import Done, Failed, Progress, Skipped
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
@@ -46,6 +46,7 @@ from .workflow_box import layout_workflow_box, wire_workflow_box
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
+STYLES_ADMINS_ONLY = "Only an admin login (--admin) can save styles on this server: they are everyone's."
 OUTPUTS_LIMIT = 60
 OUTPUTS_PAGE_SIZE = 24
 VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
@@ -473,6 +474,18 @@ class ImageTabHandlers:
         the run's own stream writes the line."""
         self.jobs.skip(_session(request), IMAGE_JOB)
 
+    def save_style(self, name: str, prompt: str, negative: str, request: gr.Request = None):
+        """Save as style: the prompt and negative prompt become the style `name`, offered in the Styles box at once.
+        With logins only an admin may (the styles are everyone's)."""
+        username = getattr(request, "username", None)
+        if username and username not in self.manager.admins:
+            return STYLES_ADMINS_ONLY, gr.skip()
+        try:
+            note = self.manager.save_style(name, prompt or "", negative or "")
+        except GatorError as err:
+            return str(err), gr.skip()
+        return note, gr.update(choices=self.manager.available_styles()[1:])
+
     def set_forever(self, on: bool, request: gr.Request = None) -> None:
         """Generate forever on or off for this session (Stop turns it off)."""
         session = _session(request) or ""
@@ -805,6 +818,13 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                                       elem_id="quality")
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
                                   label=P.VAE.label, elem_id="vae")  # "auto (built in)": the checkpoint's own
+            with gr.Accordion("Save as style", open=False, elem_id="save-style-box"):  # A1111's Save style
+                with gr.Row(equal_height=True):
+                    style_name = gr.Textbox(label="Style name", max_lines=1, scale=3, elem_id="style-name",
+                                            info="The prompt and negative prompt above become a style of that name "
+                                                 "(in the styles folder's styles.csv; one of that name is replaced).")
+                    save_style = gr.Button("Save style", scale=1, min_width=120, elem_id="save-style")
+                style_note = gr.Markdown("", elem_id="style-note")
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
                                     allow_custom_value=True, min_width=240, elem_id="model")  # wraps on phones
@@ -915,6 +935,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         cfg_rescale=cfg_rescale,
         variation_seed=variation_seed,
         variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop, skip=skip,
+        style_name=style_name, save_style=save_style, style_note=style_note,
         progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
         finished=finished, queue_tick=queue_tick, forever=forever, forever_tick=forever_tick,
@@ -981,6 +1002,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                       show_progress_on=panel.shown_ids, **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"], c["forever"]], **private)
     c["skip"].click(h.skip, **private)
+    c["save_style"].click(h.save_style, inputs=[c["style_name"], c["prompt"], c["negative"]],
+                          outputs=[c["style_note"], c["style"]], **private)
     # A1111's Generate forever: the runner asks for another Generate when the queue runs dry after a finished job,
     # and the browser clicks it, with the form as it is now
     c["forever"].change(h.set_forever, inputs=c["forever"], **private)

@@ -116,3 +116,23 @@ def test_a_finished_image_shown_after_stop_leaves_the_stopped_line_alone():
     assert handlers.show_finished(later, [], request)[0] == "Done in 0.4 s"
     other = SimpleNamespace(session_hash="tab-2", username=None, client=None)
     assert handlers.show_finished(first, [], other)[0] == "Image 1/3 · Done in 0.4 s"  # another tab's Stop is its own
+
+
+def test_with_logins_only_an_admin_saves_a_style(settings):
+    from types import SimpleNamespace
+
+    from engine.manager import AIModelManager
+    from ui.image_tab import STYLES_ADMINS_ONLY, ImageTabHandlers
+    from ui.sessions import Jobs
+
+    manager = AIModelManager(settings, admins=["root"])
+    handlers = ImageTabHandlers(manager=manager, jobs=Jobs())
+
+    def as_user(name):
+        return SimpleNamespace(session_hash=f"tab-{name}", username=name, client=None)
+
+    note, _ = handlers.save_style("Shared", "{prompt}, gold", "", as_user("bob"))
+    assert note == STYLES_ADMINS_ONLY and "Shared" not in manager.available_styles()
+    note, choices = handlers.save_style("Shared", "{prompt}, gold", "", as_user("root"))
+    assert note == "Saved the style 'Shared': it is in the Styles box now." and "Shared" in manager.available_styles()
+    assert "Shared" in choices["choices"]  # the Styles box offers it at once

@@ -86,3 +86,25 @@ def test_the_api_takes_a_name_or_a_list_and_says_what_is_unknown(styles_app):
         client.predict("a fox", style="Vaporwave", api_name="/generate_image", **SMALL)
     status = client.predict(api_name="/status")
     assert "Moody" in status["styles"] and "Cinematic" in status["styles"] and "None" not in status["styles"]
+
+
+@needs_chromium
+def test_save_as_style_offers_the_prompt_as_a_style_at_once(ui_page, styles_app):
+    page = ui_page
+    open_app(page, styles_app.url)
+    page.locator("#prompt textarea").fill("{prompt}, neon glow, rain")
+    page.locator("#negative-prompt textarea").fill("sunny")
+    page.locator("#save-style-box").get_by_text("Save as style").click()
+    page.locator("#style-name input").fill("Neon night")
+    page.click("#save-style")
+    assert wait_until(lambda: "Saved the style 'Neon night'" in page.locator("#style-note").inner_text(), 10)
+    pick_style(page, "Neon night")  # offered without a reload
+    fill_image_form(page, "a fox", steps=1, seed=3)
+    page.locator("#negative-prompt textarea").fill("")
+    page.click("#generate")
+    wait_progress(page, "Done")
+    saved = read_parameters(re.search(r"Saved to (\S+\.png)", page.locator("#result-details").inner_text()).group(1))
+    assert (saved["prompt"], saved["negative_prompt"]) == ("a fox, neon glow, rain", "sunny")
+    page.locator("#style-name input").fill("")
+    page.click("#save-style")
+    assert wait_until(lambda: "A style needs a name" in page.locator("#style-note").inner_text(), 10)

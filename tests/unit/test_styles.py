@@ -4,6 +4,7 @@ folder), a user's style taking the place of the app's of that name, a broken fil
 sentence."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -82,3 +83,32 @@ def test_a_broken_file_is_a_notice_and_new_files_show_up(tmp_path, monkeypatch):
     assert len(problems) == 5, problems
     for name in ("broken.json", "listed.yaml", "flat.yaml", "Shout.JSON", "headless.csv"):
         assert any(f"{name} could not be read" in problem for problem in problems), (name, problems)
+
+
+def test_save_style_writes_a1111s_csv_in_the_styles_folder_and_offers_it_at_once(tmp_path):
+    found = library(tmp_path)
+    assert "My look" not in found.names()  # read once: a save must not wait for the listing to grow old
+    found.save("My look", '{prompt}, "quoted", with commas,\nand a second line', "blurry, lowres")
+    assert "My look" in found.names()
+    assert found.apply("My look", "a fox", "") == ('a fox, "quoted", with commas,\nand a second line', "blurry, lowres")
+    found.save("Second", "pastel", "")
+    found.save("My look", "{prompt}, at night", "")  # the same name again: replaced, not a second row
+    saved = tmp_path / "styles" / "styles.csv"
+    rows = list(csv.reader(saved.read_text(encoding="utf-8").splitlines()))
+    assert rows == [["name", "prompt", "negative_prompt"], ["Second", "pastel", ""],
+                    ["My look", "{prompt}, at night", ""]]
+    assert found.apply("My look", "a fox", "") == ("a fox, at night", "")
+    assert not [p for p in saved.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_save_style_refuses_what_it_cannot_take_with_a_sentence(tmp_path):
+    found = library(tmp_path)
+    for name in ("", "   ", "None", "two\nlines", "x" * 101, 5):
+        with pytest.raises(InvalidRequest, match="A style needs a name of 1 to 100 characters"):
+            found.save(name, "a prompt", "")
+    with pytest.raises(InvalidRequest, match="A style needs a prompt or a negative prompt"):
+        found.save("Empty", "  ", "")
+    (tmp_path / "styles" / "styles.csv").write_text("prompt;negative\nfoo;bar\n", encoding="utf-8")
+    with pytest.raises(InvalidRequest, match="could not be read"):  # someone's own file: never overwritten
+        found.save("New", "a prompt", "")
+    assert (tmp_path / "styles" / "styles.csv").read_text(encoding="utf-8") == "prompt;negative\nfoo;bar\n"
