@@ -43,10 +43,11 @@ class LoraAdapters:
                 pipe.disable_lora()
                 self._active = False
             return
+        self._active = True  # from the first load on: diffusers turns each LoRA on as it loads it, so one loaded
+        # before another fails is on too, and the next request without LoRAs must switch it off
         names = [self._load(pipe, lora, model_label) for lora in loras]
         pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
         pipe.enable_lora()
-        self._active = True
         self._trim(pipe, keep=set(names))
 
     def _load(self, pipe: Any, lora: LoraFile, model_label: str) -> str:

@@ -87,3 +87,12 @@ async def test_bad_loras_are_sentences_and_the_app_goes_on(lora_manager):
     assert too_strong.status == "error" and "between -4 and 4" in too_strong.error
     fine = await manager.generate_image("a fox <lora:tinyDetail:0.8>", model="tiny", **SIZE)
     assert fine.status == "success", fine.error
+
+
+async def test_a_lora_loaded_before_another_fails_is_off_for_the_next_request(lora_manager):
+    manager = lora_manager
+    plain = pixels(await manager.generate_image("a fox", model="tiny", **SIZE))
+    failed = await manager.generate_image("a fox <lora:tinyDetail:1> <lora:xlPixels:1>", model="tiny", **SIZE)
+    assert failed.status == "error" and "xlPixels does not fit" in failed.error, failed.error
+    after = pixels(await manager.generate_image("a fox", model="tiny", **SIZE))
+    assert np.array_equal(plain, after)  # tinyDetail, loaded first, does not draw into it
