@@ -4,6 +4,7 @@ the prompt (or the negative prompt) is its trigger. Each file is loaded into the
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ..errors import first_line
@@ -48,6 +49,9 @@ class Embeddings:
         for entry in files:
             if self._loaded.get(entry.name) == entry.stamp:
                 continue
+            if entry.name in self._loaded:  # the file changed since it was loaded: its old vectors go first
+                self._unload(pipe, entry.name)
+                del self._loaded[entry.name]
             if entry.family and family and entry.family != family:
                 warnings.append(f"The embedding {entry.name} is for another model family; {model_label} read "
                                 "its name as a plain word.")
@@ -61,6 +65,19 @@ class Embeddings:
                 continue
             self._loaded[entry.name] = entry.stamp
         return warnings
+
+    @staticmethod
+    def _unload(pipe: Any, name: str) -> None:
+        """Take the embedding `name` out of every text encoder of `pipe` (its tokens: name, name_1, name_2...)."""
+        for tokenizer, encoder in ((getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
+                                   (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None))):
+            if tokenizer is None or encoder is None:
+                continue
+            tokens = [added.content for added in tokenizer.added_tokens_decoder.values()
+                      if not added.special and re.fullmatch(rf"{re.escape(name)}(?:_\d+)?", added.content)]
+            if tokens:
+                pipe.unload_textual_inversion(tokens=tokens, tokenizer=tokenizer, text_encoder=encoder)
+        logger.info("Unloaded embedding %s (its file changed)", name)
 
     @staticmethod
     def _load(pipe: Any, entry: ModelFile) -> None:

@@ -3,11 +3,15 @@ changes the image, weight 1 is the plain prompt, an embedding's name in the prom
 embedding that does not fit is a warning, never a failure."""
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from engine.manager import AIModelManager
+from tests.conftest import CPU
 
 SIZE = dict(width=64, height=64, num_inference_steps=3, seed=5, model="tiny")
 
@@ -50,6 +54,25 @@ async def test_an_embeddings_name_in_the_prompt_triggers_it(manager, settings):
     assert np.array_equal(plain, fresh)
     _, warnings = await image(manager, "a fox", negative_prompt="sd15Hands")
     assert any("The embedding sd15Hands does not fit Tiny demo model" in w for w in warnings), warnings
+
+
+async def test_an_updated_embedding_file_is_used_after_a_rescan(manager, settings, tmp_path):
+    path = settings.models_dir / "embeddings" / "tinyStyle.safetensors"
+    write_embedding(path, width=32, seed=0)
+    await manager.rescan_models()
+    first, _ = await image(manager, "a tinyStyle fox")
+    write_embedding(path, width=32, vectors=3, seed=7)  # the user trains it again: new vectors, one more of them
+    os.utime(path, (path.stat().st_mtime + 5,) * 2)  # a later modification time, as a new save gives
+    await manager.rescan_models()
+    second, warnings = await image(manager, "a tinyStyle fox")
+    assert warnings == [] and not np.array_equal(first, second)
+    fresh = AIModelManager(replace(settings, output_dir=tmp_path / "fresh"), hardware=CPU)  # only the new file
+    await fresh.initialize_models()
+    try:
+        only_new, _ = await image(fresh, "a tinyStyle fox")
+    finally:
+        fresh.shutdown()
+    assert np.array_equal(second, only_new)  # the new vectors, and nothing of the old ones
 
 
 async def test_comfyui_gets_the_same_weights_in_its_own_syntax(comfy_manager, fake):
