@@ -415,15 +415,16 @@ class DiffusersBackend(Backend):
                 pipe = cls.from_pretrained(source.location, **kwargs)
             else:
                 pipe = cls.from_pretrained(source.location, local_files_only=True, **kwargs)
-        except Exception as err:
-            if source.kind == "single_file":  # remembered until the file changes: no retry on every request
+        except Exception as err:  # remembered (a file until it changes, a folder until a rescan): never a reload
+            if source.kind == "single_file":  # on every request
                 sentence = (f"{Path(source.location).name} could not be loaded as a {family_of(spec.family).label} "
                             f"checkpoint ({first_line(err)}).")
                 self._failed[_stamp(source.location)] = sentence
-                self.weights[spec.id] = Missing(sentence)
-                self.notices.append(sentence)
-                raise BackendUnavailable(sentence) from err
-            raise BackendUnavailable(f"Could not load {spec.label} from {source.location}: {err}") from err
+            else:
+                sentence = f"{spec.label} could not be loaded from {Path(source.location).name} ({first_line(err)})."
+            self.weights[spec.id] = Missing(sentence)
+            self.notices.append(sentence)
+            raise BackendUnavailable(sentence) from err
         if hasattr(pipe, "safety_checker") and getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None
         if needs_offload(spec, worker.hardware):

@@ -76,6 +76,37 @@ async def test_a_failed_load_is_remembered_until_the_file_changes(a1111):
     assert entry(manager, "myMix_v2")["available"]
 
 
+async def test_a_broken_model_folder_is_tried_once_until_a_rescan(settings, tiny_model_dir, tmp_path):
+    """A diffusers folder whose UNet weights are missing (an interrupted copy): tried once, then said without
+    another load on each request; a rescan tries it again."""
+    import shutil
+
+    folder = settings.models_dir / "stable-diffusion-v1-5"
+    shutil.copytree(tiny_model_dir, folder)
+    for weights in (folder / "unet").glob("*.safetensors"):
+        weights.unlink()
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        backend = manager.backends["diffusers"]
+        for _ in range(2):
+            result = await manager.generate_image("a fox", model="stable-diffusion-v1-5", width=64, height=64,
+                                                  num_inference_steps=1, seed=1)
+            assert result["status"] == "success" and result["model"] == "Tiny demo model", result
+            assert any(w.startswith("Stable Diffusion 1.5 could not be loaded from stable-diffusion-v1-5 (")
+                       for w in result["warnings"]), result["warnings"]
+            assert backend.loads == 1  # the tiny model, loaded once: the broken folder is not tried again
+        listed = entry(manager, "stable-diffusion-v1-5")
+        assert not listed["available"] and listed["note"].startswith("Stable Diffusion 1.5 could not be loaded")
+        await manager.rescan_models()  # the user may have mended it: offered again, and tried on the next request
+        assert entry(manager, "stable-diffusion-v1-5")["available"]
+        await manager.generate_image("a fox", model="stable-diffusion-v1-5", width=64, height=64,
+                                     num_inference_steps=1, seed=1)
+        assert backend.loads == 2 and backend.loaded_model == "tiny"  # tried (still broken): the tiny model again
+    finally:
+        manager.shutdown()
+
+
 async def test_auto_mode_never_fails_on_a_bad_checkpoint(a1111):
     manager, _ = a1111
     result = await manager.generate_image("a fox", width=64, height=64, num_inference_steps=2, seed=1)
