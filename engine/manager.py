@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from .backends import Backend, BackendContext, build_backends
-from .backends.base import INTERPOLATE, Target
+from .backends.base import INTERPOLATE, MODEL_FILES_LEFT_OUT, Target
 from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
 from .config import PRESETS_DIR, Settings
 from .downloads import Downloads
@@ -722,6 +722,8 @@ class AIModelManager:
                       started_at: float, owner: str | None = None) -> ImageResult:
         """The typed result, saved with its parameters (before anyone sees it)."""
         info, image = produced.info, produced.image
+        if info.get(MODEL_FILES_LEFT_OUT):  # a stand-in model ran without them: the image records none
+            req = req.without_model_files()
         result = ImageResult(
             status="success", prompt=req.prompt, negative_prompt=req.negative_prompt, width=image.width,
             height=image.height, num_inference_steps=req.num_inference_steps,

@@ -198,6 +198,18 @@ class GenerationRequest:
         """True (after validation) for inpaint or outpaint: a mask, or pixels to add (engine/inpaint.py)."""
         return self.mask is not None or any(self.outpaint)
 
+    def model_files(self) -> list[str]:
+        """The files made for its model the request names, in words ("LoRA detail", "VAE kl-f8"): what a model
+        standing in for it cannot load."""
+        loras = ", ".join(use.name for use in self.loras or ())
+        return [f"{what} {names}" for what, names in (("LoRAs" if len(self.loras or ()) > 1 else "LoRA", loras),
+                                                      ("VAE", self.vae or ""), ("ControlNet", self.controlnet or ""))
+                if names]
+
+    def without_model_files(self) -> "GenerationRequest":
+        """This request without its LoRAs, VAE and ControlNet: what a model standing in for the one asked runs."""
+        return replace(self, loras=(), hires_loras=None, vae=None, controlnet=None, control_image=None)
+
     def for_image(self, index: int) -> "GenerationRequest":
         """The request of image `index` of the batch, a batch of one: its own seed, or with a variation seed (as in
         A1111) the same seed and its own variation seed, so the batch is variations of one image."""

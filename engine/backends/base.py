@@ -24,6 +24,8 @@ INTERPOLATE = "interpolate"  # a feature: seed-travel in-betweens (a request's e
 USER_WORKFLOW = "user_workflow"  # a feature: the user's own ComfyUI workflow (a request's user_workflow)
 VARIATION = "variation"  # a feature: a variation seed's noise mixed in (a request's variation_strength above 0)
 TILING = "tiling"  # a feature: a seamless image (a request's tiling)
+MODEL_FILES_LEFT_OUT = "model_files_left_out"  # a Produced info key: a stand-in model ran without the request's
+# LoRAs, VAE and ControlNet (made for the model asked for), so the image records none
 
 
 @dataclass(frozen=True)

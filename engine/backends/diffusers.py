@@ -26,13 +26,14 @@ from ..model_files import (CHECKPOINT, CONTROLNET, EMBEDDING, KIND_LABELS, LORA,
                            UPSCALER, VAE, ModelFile, ModelFolders)
 from ..registry import (Hardware, ModelSpec, builtin_model, catalogue_for, clip_skip_for, family_of, find_model,
                         fits, freeu_for, needs_offload)
-from ..request import GenerationRequest
+from ..request import AUTO, GenerationRequest
 from ..single_file import load_single_file
 from ..tiny_model import ensure_tiny_model
 from ..upscale import upscaler_named
 from ..weights import Missing, WeightSource, locate_weights
 from . import register_backend
-from .base import INTERPOLATE, TILING, VARIATION, Backend, BackendContext, BackendState, Target
+from .base import (INTERPOLATE, MODEL_FILES_LEFT_OUT, TILING, VARIATION, Backend, BackendContext, BackendState,
+                   Target)
 from .clip_layers import clip_skipped, encoder_layer_count
 from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
@@ -47,6 +48,7 @@ from .tiling import seamless
 logger = logging.getLogger(__name__)
 
 _END = object()
+STAND_IN_NOTE = "Left out for the tiny demo model: the {files} (made for the model asked for)."
 KIND_HOMES = {LORA: "Lora/ or loras/", CONTROLNET: "ControlNet/ or controlnet/"}  # where a missing kind's files go
 
 
@@ -444,12 +446,18 @@ class DiffusersBackend(Backend):
         """Started, Queued (when waiting), Progress per step, then Produced. Real weights that fail to load
         are replaced by the tiny model (a warning in the result). Raises on failure or cancel."""
         spec, warnings = target.model, list(target.warnings)
+        stand_in = spec.builtin and self._asks_another_model(req)
         yield Started(backend=self.name, model=spec.label)
         while True:
             try:
-                async for item in self._run(req, spec, self.weights[spec.id], cancel, previews):
+                left_out = req.model_files() if stand_in else []
+                if left_out and STAND_IN_NOTE.format(files=" and ".join(left_out)) not in warnings:
+                    warnings.append(STAND_IN_NOTE.format(files=" and ".join(left_out)))
+                run = req.without_model_files() if left_out else req
+                async for item in self._run(run, spec, self.weights[spec.id], cancel, previews):
                     if isinstance(item, Produced):
-                        item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id, "license": spec.license,
+                        item = Produced(item.image, {**item.info, "model": spec.label, "model_id": spec.id,
+                                                     "license": spec.license, MODEL_FILES_LEFT_OUT: bool(left_out),
                                                      "model_hash": self.model_hash(spec),
                                                      "server": item.info.get("worker"),
                                                      "warnings": warnings + list(item.info.get("warnings", []))})
@@ -459,7 +467,12 @@ class DiffusersBackend(Backend):
                 if spec.builtin or (spec.id in self.user_models and bool(req.model) and self.find(req.model) == spec):
                     raise  # the user's own file, named: its sentence, not another model's picture
                 warnings.append(f"{err} Used the tiny demo model instead.")
-                spec = builtin_model()
+                spec, stand_in = builtin_model(), True
+
+    def _asks_another_model(self, req: GenerationRequest) -> bool:
+        """Whether `req` names a model other than the tiny demo model (one this backend lacks, or cannot load)."""
+        asked = (req.model or "").strip()
+        return bool(asked) and asked.lower() != AUTO and self.find(asked) != builtin_model()
 
     async def _run(self, req: GenerationRequest, spec: ModelSpec, source: WeightSource,
                    cancel: Any, previews: bool) -> AsyncIterator[Event | Produced]:

@@ -8,10 +8,11 @@ import time
 from dataclasses import replace
 
 import pytest
+from PIL import Image
 
 from engine.manager import AIModelManager
 from engine.registry import Hardware
-from tests.unit.test_model_files import KOHYA_SD15, SD15, SDXL, write
+from tests.unit.test_model_files import KOHYA_SD15, KOHYA_SDXL, SD15, SDXL, write
 
 CPU = Hardware("cpu", "CPU", 0.0, 64.0)
 
@@ -113,6 +114,22 @@ async def test_auto_mode_never_fails_on_a_bad_checkpoint(a1111):
     assert result["status"] == "success", result  # bigXL (auto's pick) fails to load: the tiny model, said so
     assert result["model"] == "Tiny demo model"
     assert any("bigXL.safetensors could not be loaded" in w for w in result["warnings"]), result["warnings"]
+
+
+async def test_the_tiny_model_standing_in_leaves_out_the_files_made_for_the_model_asked(a1111):
+    """A LoRA for the model that could not be used is left out (the tiny model cannot load it), said, and not recorded
+    as used; the reason the model could not be used stays the first warning."""
+    manager, install = a1111
+    write(install / "models/Lora/xlDetail.safetensors", KOHYA_SDXL)
+    await manager.rescan_models()
+    for lora, asked in (("xlDetail", {}), ("detail", {"model": "sdxl-1.0"})):  # auto's pick (bigXL) fails to load;
+        result = await manager.generate_image(f"a fox <lora:{lora}:0.8>", width=64, height=64,  # a catalogue model
+                                              num_inference_steps=1, seed=1, **asked)  # not installed
+        assert result["status"] == "success" and result["model"] == "Tiny demo model", result
+        assert "Used the tiny demo model instead." in result["warnings"][0], result["warnings"]
+        assert f"Left out for the tiny demo model: the LoRA {lora} (made for the model asked for)." in \
+            result["warnings"], result["warnings"]
+        assert result["loras"] == [] and "<lora:" not in Image.open(result["path"]).text["parameters"]
 
 
 async def test_a_rescan_finds_a_new_checkpoint(a1111):
