@@ -45,6 +45,16 @@ class PlotCell:
 
 
 @dataclass(frozen=True)
+class ListLine:
+    """A prompt list begins its prompt `number` of `total` (counting the list's prompts, not its empty lines, from 1);
+    `label` is the prompt. Its own events follow, ending in its Done (a Done per image of its batch)."""
+
+    number: int
+    total: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Skipped:
     """Skip ended image `number` of `total` (of a batch, or a plot's cells) unfinished and unsaved; the job goes on
     with the next one."""
@@ -76,7 +86,7 @@ class Failed:
     result: Any = None
 
 
-Event = Union[Queued, Started, Progress, PlotCell, Skipped, Fallback, Done, Failed]
+Event = Union[Queued, Started, Progress, PlotCell, ListLine, Skipped, Fallback, Done, Failed]
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ class Limits:
     max_storyboard_chars: int = 256 * 1024  # GATOR_MAX_STORYBOARD_CHARS: storyboard YAML/JSON text or file
     max_input_pixels: int = 4096 * 4096  # GATOR_MAX_INPUT_PIXELS: an image a request starts from (img2img)
     max_grid_images: int = 64  # GATOR_MAX_GRID_IMAGES: the cells of one X/Y/Z plot
+    max_prompt_lines: int = 100  # GATOR_MAX_PROMPT_LINES: the prompts of one prompt list
 
     ENV = {"max_pixel_steps": "GATOR_MAX_PIXEL_STEPS", "max_prompt_chars": "GATOR_MAX_PROMPT_CHARS",
            "max_video_pixel_steps": "GATOR_MAX_VIDEO_PIXEL_STEPS", "max_video_pixels": "GATOR_MAX_VIDEO_PIXELS",
            "max_video_keyframe_pixels": "GATOR_MAX_VIDEO_KEYFRAME_PIXELS",
            "max_storyboard_chars": "GATOR_MAX_STORYBOARD_CHARS", "max_input_pixels": "GATOR_MAX_INPUT_PIXELS",
-           "max_grid_images": "GATOR_MAX_GRID_IMAGES"}
+           "max_grid_images": "GATOR_MAX_GRID_IMAGES", "max_prompt_lines": "GATOR_MAX_PROMPT_LINES"}
 
     @classmethod
     def from_env(cls) -> "Limits":

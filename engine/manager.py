@@ -23,7 +23,7 @@ from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
 from .config import PRESETS_DIR, Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
-from .events import Done, Event, Failed, Fallback, Produced, Progress, Skipped
+from .events import Done, Event, Failed, Fallback, ListLine, Produced, Progress, Skipped
 from .controlnet import CANNY
 from .inpaint import ONLY_MASKED, prepare_inpaint
 from .input_images import read_input_image
@@ -38,6 +38,7 @@ from .token_count import TokenCount, TokenCounter
 from .skipping import image_switch, was_skipped
 from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
                        local_devices, probe_hardware)
+from .prompt_list import END as LIST_END, PromptLine, read_lines
 from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
 from .request import AUTO, HIRES_LORAS, GenerationRequest
 from .prompt_schedule import FIRST_PASS_STEPS
@@ -869,6 +870,67 @@ class AIModelManager:
             elif isinstance(event, Failed):
                 final = event.result or error_result(event.error)
         return final
+
+    async def stream_prompt_list(self, prompts: Any, prompt: str = "", *, position: str = LIST_END,
+                                 iterate_seed: bool = False, same_seed: bool = False,
+                                 cancel: asyncio.Event | None = None, skip: asyncio.Event | None = None,
+                                 previews: bool = True, owner: str | None = None, rng: Any = None,
+                                 **image: Any) -> AsyncIterator[Event]:
+        """A1111's "Prompts from file or textbox" (engine/prompt_list.py) as a stream of events: per prompt ListLine
+        ("Prompt 2/5"), then the line's own events as `stream_image` yields them (a Done per image). `prompts` holds a
+        prompt, or A1111's `--prompt ... --steps ...` form, per line; each goes at the `position` ("start" or "end") of
+        `prompt`, and `image` takes `stream_image`'s other arguments, which every line shares (a line's options replace
+        them for that line; `style` applies to each). Every line is read and checked before any work, a problem a
+        sentence naming its line (Failed); a line that fails at run time ends the list with its sentence (the images
+        made before it stay saved). `iterate_seed` and `same_seed` are A1111's seed options; `rng` draws the seeds."""
+        await self.initialize_models()
+        image = {ALIASES.get(name, name): value for name, value in image.items()}
+        style = image.pop("style", None)
+        try:
+            lines = read_lines(prompts, prompt or "", image.pop(P.NEGATIVE_PROMPT.name, "") or "", image.pop("seed", None),
+                               position=position, iterate_seed=iterate_seed, same_seed=same_seed,
+                               limit=self.settings.limits.max_prompt_lines, rng=rng)
+            runs = [await asyncio.to_thread(self._list_line, line, image, style, rng) for line in lines]
+        except GatorError as err:
+            yield Failed(str(err), error_result(str(err)))
+            return
+        for number, (line, arguments) in enumerate(zip(lines, runs), start=1):
+            yield ListLine(number, len(lines), line.label)
+            async with aclosing(self.stream_image(**arguments, cancel=cancel, skip=skip, previews=previews,
+                                                  owner=owner)) as events:
+                async for event in events:
+                    if isinstance(event, Failed) and not event.error.startswith("Cancelled"):
+                        event = Failed(f"Line {line.number}: {event.error}", event.result)
+                    yield event
+                    if isinstance(event, Failed):
+                        return
+
+    def _list_line(self, line: PromptLine, image: dict[str, Any], style: Any, rng: Any) -> dict[str, Any]:
+        """A prompt list line's `stream_image` arguments, its styles applied; InvalidRequest naming the line when its
+        request is not one `stream_image` would take."""
+        arguments = {**image, **line.arguments}
+        try:
+            arguments["prompt"], arguments[P.NEGATIVE_PROMPT.name] = self.styles.apply(
+                arguments.pop("style", style), arguments["prompt"], arguments.get(P.NEGATIVE_PROMPT.name) or "")
+            req = GenerationRequest.from_arguments(arguments["prompt"],
+                                                   **{k: v for k, v in arguments.items() if k != "prompt"})
+            checked = self._validated(req, rng)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"Line {line.number}: {err}") from None
+        return {**arguments, "seed": checked.seed}  # a random seed drawn now: the line's images keep it
+
+    async def prompt_list(self, prompts: Any, prompt: str = "", **kwargs: Any) -> ImageResult:
+        """`stream_prompt_list` drained: the first image's result with every line's images in `batch`, or status
+        "error" with a sentence (the images made before it in `batch`); never raises for bad input."""
+        results: list[ImageResult] = []
+        failed: ImageResult | None = None
+        async for event in self.stream_prompt_list(prompts, prompt, **kwargs):
+            if isinstance(event, Done):
+                results.append(event.result)
+            elif isinstance(event, Failed):
+                failed = replace(event.result or error_result(event.error), error=event.error)
+        final = failed or (results[0] if results else error_result("No result."))
+        return replace(final, batch=results) if results else final
 
     async def stream_video(self, prompt: Any = None, video_type: str = "multi_frame", quality: str = "high",
                            use_ai_generation: bool = True, owner: str | None = None,

@@ -16,6 +16,7 @@ from engine import params as P
 from engine.errors import InvalidRequest
 from engine.manager import AIModelManager
 from engine.png_info import png_info as read_png_info
+from engine.prompt_list import END as LIST_END
 from engine.request import AUTO
 from engine.result import ImageResult
 from engine.styles import NO_STYLE
@@ -150,6 +151,28 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
             backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, loras=loras, vae=vae or AUTO,
             clip_skip=clip_skip, variation_seed=P.seed_input(variation_seed), variation_strength=variation_strength,
             freeu=freeu, cfg_rescale=cfg_rescale, tiling=tiling, cancel=cancel, previews=False,
+            owner=getattr(request, "username", None), **values))
+
+    async def prompt_list(prompts: str, prompt: str = "", position: str = LIST_END, iterate_seed: bool = False,
+                          same_seed: bool = False, negative_prompt: str = P.NEGATIVE_PROMPT.default,
+                          width: int | None = None, height: int | None = None,
+                          num_inference_steps: int | None = None, guidance_scale: float | None = P.GUIDANCE.default,
+                          seed: int = P.SEED.default, model: str = P.MODEL.default, backend: str = P.BACKEND.default,
+                          sampler: str = P.SAMPLER.default, style: str | list[str] = NO_STYLE,
+                          batch_count: int = P.BATCH_COUNT.default, loras: list[dict] | None = None,
+                          vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
+        """A1111's "Prompts from file or textbox": an image (or `batch_count` images) per line of `prompts`, a line a
+        prompt or A1111's `--prompt "..." --steps 20 --seed 5 ...` form (its options for that line only), each put at
+        the `position` ("start" or "end") of `prompt`. `iterate_seed` adds one to the seed per line; `same_seed` draws
+        one random seed for every line. The rest as /generate_image, shared by every line. Every line is checked
+        before any work (a problem names its line). Returns the first image's PNG and its dict, whose "batch" lists
+        every image's dict in order."""
+        values = {**sized(model, width, height, num_inference_steps), P.GUIDANCE.name: guidance_scale}
+        return await image_job(request, lambda cancel: manager.prompt_list(
+            prompts, prompt or "", position=position or LIST_END, iterate_seed=bool(iterate_seed),
+            same_seed=bool(same_seed), negative_prompt=negative_prompt or "", seed=P.seed_input(seed),
+            model=model or AUTO, backend=backend or AUTO, sampler=sampler or P.SAMPLER.default, style=style,
+            batch_count=batch_count, loras=loras, vae=vae or AUTO, cancel=cancel, previews=False,
             owner=getattr(request, "username", None), **values))
 
     async def img2img(init_image: FileData, prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default,
@@ -347,6 +370,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(img2img, api_name="img2img", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(inpaint, api_name="inpaint", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(xyz_plot, api_name="xyz_plot", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    gr.api(prompt_list, api_name="prompt_list", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(controlnet, api_name="controlnet", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(comfyui_workflow, api_name="comfyui_workflow", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
@@ -355,6 +379,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
     gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")
     return {"generate_image": endpoint_spec(generate_image), "img2img": endpoint_spec(img2img),
             "inpaint": endpoint_spec(inpaint), "xyz_plot": endpoint_spec(xyz_plot),
+            "prompt_list": endpoint_spec(prompt_list),
             "controlnet": endpoint_spec(controlnet),
             "comfyui_workflow": endpoint_spec(comfyui_workflow),
             "png_info": endpoint_spec(png_info), "upscale": endpoint_spec(upscale),

@@ -14,6 +14,7 @@ from engine.errors import InvalidRequest
 from engine.inpaint import INPAINT_AREAS, MASKED_CONTENTS
 from engine.input_images import RESIZE_MODES, read_input_image
 from engine.limits import Limits
+from engine.prompt_list import END as LIST_END, START as LIST_START
 from engine.prompt_syntax import DEFAULT_WEIGHT, LORA_TAG, LoraUse
 from engine.upscale import upscaler_named
 from engine.xyz_plot import AXIS_NAMES, axis_choices, axis_type
@@ -198,6 +199,31 @@ def layout_xyz_box() -> dict[str, Any]:
                                                 if axis == "X" else None, scale=3, elem_id=f"xyz-{axis.lower()}-values")
         plot = gr.Button("Plot", variant="primary", size="sm", elem_id="xyz-plot")
     return dict(**boxes, plot=plot, xyz_box=xyz_box)
+
+
+LIST_INPUTS = ("prompt_list", "list_position", "iterate_seed", "same_seed")
+
+
+def layout_prompt_list_box() -> dict[str, Any]:
+    """Prompts from file or textbox (A1111's script), closed until opened: a prompt (or A1111's `--prompt ...
+    --steps ...` form) per line, where each goes in the form's prompt, A1111's two seed options, and Generate from
+    the list, which runs the form once per line like Generate."""
+    with gr.Accordion("Prompts from file or textbox", open=False, elem_id="prompt-list-box") as prompt_list_box:
+        prompt_list = gr.Textbox(label="Prompts, one per line", lines=4, elem_id="prompt-list",
+                                 placeholder='a red fox in the snow\n--prompt "a harbour at dawn" --steps 30 --n_iter 2',
+                                 info="Each line makes its own image (a batch with --n_iter); A1111's --prompt, "
+                                      "--negative_prompt, --steps, --cfg_scale, --seed, --width, --height, "
+                                      "--sampler_name... set that line's values.")
+        with gr.Row(equal_height=True):
+            list_position = gr.Radio([("the start", LIST_START), ("the end", LIST_END)], value=LIST_END,
+                                     label="Each line goes at the … of the prompt above", elem_id="list-position")
+            iterate_seed = gr.Checkbox(False, label="Iterate seed every line", elem_id="iterate-seed")
+            same_seed = gr.Checkbox(False, label="Use same random seed for all lines", elem_id="same-seed")
+        from_list = gr.Button("Generate from the list", variant="primary", size="sm", elem_id="generate-list")
+        prompt_list_file = gr.File(label="Or open a text file of prompts", file_types=[".txt"], type="filepath",
+                                   elem_id="prompt-list-file")
+    return dict(prompt_list=prompt_list, list_position=list_position, iterate_seed=iterate_seed, same_seed=same_seed,
+                from_list=from_list, prompt_list_file=prompt_list_file, prompt_list_box=prompt_list_box)
 
 
 def layout_controlnet_box(controlnets: list[dict[str, Any]]) -> dict[str, Any]:

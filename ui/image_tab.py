@@ -25,12 +25,14 @@ from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
 from engine.request import AUTO
 from engine.upscale import UPSCALERS, upscaler_named
+from engine.prompt_list import END as LIST_END
 from engine.wildcards import escaped
 
-from .image_options import (CONTROLNET_INPUTS, HIRES_CHOICES, HIRES_INPUTS, INPAINT_INPUTS, PLOT_INPUTS, add_lora_tag,
-                            control_map_preview, controlnet_args, hires_args, image_to_image_args, inpaint_args,
-                            layout_controlnet_box, layout_hires_box, layout_img2img_box, layout_inpaint_box,
-                            layout_lora_row, layout_xyz_box, saved_hires, saved_plot)
+from .image_options import (CONTROLNET_INPUTS, HIRES_CHOICES, HIRES_INPUTS, INPAINT_INPUTS, LIST_INPUTS, PLOT_INPUTS,
+                            add_lora_tag, control_map_preview, controlnet_args, hires_args, image_to_image_args,
+                            inpaint_args, layout_controlnet_box, layout_hires_box, layout_img2img_box,
+                            layout_inpaint_box, layout_lora_row, layout_prompt_list_box, layout_xyz_box, saved_hires,
+                            saved_plot)
 from .job_queue import JobQueue, QueueFull
 from .models import hires_checkpoint_choices, model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -46,6 +48,7 @@ from .workflow_box import layout_workflow_box, wire_workflow_box
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
+PROMPT_FILE_CHARS = 256 * 1024  # a text file of prompts opened into the list box
 STYLES_ADMINS_ONLY = "Only an admin login (--admin) can save styles on this server: they are everyone's."
 OUTPUTS_LIMIT = 60
 OUTPUTS_PAGE_SIZE = 24
@@ -126,16 +129,7 @@ def details_markdown(result: dict[str, Any]) -> str:
         f"**Guidance** {result.get('guidance_scale')} · **Sampler** {result.get('sampler')}",
         f"Saved to `{result.get('path')}`",
     ]
-    extras = ([f"**LoRAs** {lora_text(result['loras'])}"] if result.get("loras") else []) \
-        + ([f"**VAE** {result['vae']}"] if result.get("vae") else []) \
-        + ([f"**Denoising strength** {result['strength']:g}"] if result.get("strength") is not None else []) \
-        + ([f"**Clip skip** {result['clip_skip']}"] if result.get("clip_skip") else []) \
-        + ([f"**Variation** {variation_text(result)}"] if result.get("variation_strength") else []) \
-        + (["**FreeU** on"] if result.get("freeu") else []) \
-        + (["**Tiling** on"] if result.get("tiling") else []) \
-        + ([f"**CFG rescale** {result['cfg_rescale']:g}"] if result.get("cfg_rescale") else []) \
-        + ([f"**ControlNet** {controlnet_text(result)}"] if result.get("controlnet") else []) \
-        + ([f"**ComfyUI workflow** {result['user_workflow']}"] if result.get("user_workflow") else [])
+    extras = setting_notes(result)
     if extras:
         lines.insert(2, " · ".join(extras))
     lines[2:2] = template_lines(result)
@@ -183,37 +177,37 @@ def parameters_text(params: dict[str, Any]) -> str:
                  f"**Steps** {params.get('num_inference_steps')} · **Guidance** {params.get('guidance_scale')} · "
                  f"**Sampler** {params.get('sampler')}")
     lines.append(f"**Model** {params.get('model') or params.get('model_id')} · **Backend** {params.get('backend')}")
-    if params.get("loras"):
-        lines.append(f"**LoRAs** {lora_text(params['loras'])}")
-    if params.get("vae"):
-        lines.append(f"**VAE** {params['vae']}")
-    if params.get(P.CLIP_SKIP.name):
-        lines.append(f"**Clip skip** {params[P.CLIP_SKIP.name]}")
-    if params.get(P.VARIATION_STRENGTH.name):
-        lines.append(f"**Variation** {variation_text(params)}")
-    if params.get(P.FREEU.name):
-        lines.append("**FreeU** on")
-    if params.get(P.TILING.name):
-        lines.append("**Tiling** on")
-    if params.get(P.CFG_RESCALE.name):
-        lines.append(f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}")
-    if params.get(P.HIRES_SCALE.name):  # the size above is the first pass's, as A1111 records it
-        lines.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}"
-                     + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else "")
-                     + (f", checkpoint {params[P.HIRES_CHECKPOINT.name]}" if params.get(P.HIRES_CHECKPOINT.name)
-                        else ""))
-        for param in (P.HIRES_PROMPT, P.HIRES_NEGATIVE_PROMPT):
-            if params.get(param.name):
-                lines.append(f"**{param.label}** {params[param.name]}")
-    if params.get(P.UPSCALE_BY.name):  # an upscaled copy: the size above is the one it was made at
-        lines.append(f"**Upscaled** ×{params[P.UPSCALE_BY.name]:g} with {params.get(P.UPSCALER.name)}")
-    if params.get("controlnet"):
-        lines.append(f"**ControlNet** {controlnet_text(params)}")
-    if params.get(P.USER_WORKFLOW.name):
-        lines.append(f"**ComfyUI workflow** {params[P.USER_WORKFLOW.name]}")
+    lines += setting_notes(params)
     if params.get("plot"):
         lines.append(f"**X/Y/Z plot** {plot_text(params['plot'])} (the values above are its first cell's)")
     return "\n\n".join(lines)
+
+
+def setting_notes(params: dict[str, Any]) -> list[str]:
+    """The settings an image was made with beyond its prompt, seed, size, steps, guidance, sampler and model, one note
+    each ("**FreeU** on", "**Hires fix** ×2 with Lanczos"): what a result's details and a picked image's parameters
+    both show, from a result or from a PNG's parameters. A hires image's size is its first pass's, as A1111 records
+    it; an upscaled copy's the size it was made at."""
+    notes = [f"**LoRAs** {lora_text(params['loras'])}"] if params.get("loras") else []
+    notes += [f"**VAE** {params['vae']}"] if params.get("vae") else []
+    notes += [f"**Denoising strength** {params['strength']:g}"] if params.get("strength") is not None else []
+    notes += [f"**Clip skip** {params[P.CLIP_SKIP.name]}"] if params.get(P.CLIP_SKIP.name) else []
+    notes += [f"**Variation** {variation_text(params)}"] if params.get(P.VARIATION_STRENGTH.name) else []
+    notes += ["**FreeU** on"] if params.get(P.FREEU.name) else []
+    notes += ["**Tiling** on"] if params.get(P.TILING.name) else []
+    notes += [f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}"] if params.get(P.CFG_RESCALE.name) else []
+    if params.get(P.HIRES_SCALE.name):
+        notes.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}"
+                     + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else "")
+                     + (f", checkpoint {params[P.HIRES_CHECKPOINT.name]}" if params.get(P.HIRES_CHECKPOINT.name)
+                        else ""))
+        notes += [f"**{param.label}** {params[param.name]}" for param in (P.HIRES_PROMPT, P.HIRES_NEGATIVE_PROMPT)
+                  if params.get(param.name)]
+    if params.get(P.UPSCALE_BY.name):
+        notes.append(f"**Upscaled** ×{params[P.UPSCALE_BY.name]:g} with {params.get(P.UPSCALER.name)}")
+    notes += [f"**ControlNet** {controlnet_text(params)}"] if params.get("controlnet") else []
+    notes += [f"**ComfyUI workflow** {params[P.USER_WORKFLOW.name]}"] if params.get(P.USER_WORKFLOW.name) else []
+    return notes
 
 
 def variation_text(params: dict[str, Any]) -> str:
@@ -301,6 +295,29 @@ class ImageTabHandlers:
                             z_type=z_type, z_values=z_values or "")
         return self._enqueue(args, request)
 
+    def add_list(self, request: gr.Request, prompts: str, position: str, iterate_seed: bool, same_seed: bool,
+                 *form: Any):
+        """Generate from the list: a job like Generate's (the form's values in FORM_INPUTS' order) that makes an
+        image per line of the prompt list."""
+        args = job_args(dict(zip(FORM_INPUTS, form)))
+        args["prompt_list"] = dict(prompts=prompts or "", position=position or LIST_END,
+                                   iterate_seed=bool(iterate_seed), same_seed=bool(same_seed))
+        return self._enqueue(args, request)
+
+    @staticmethod
+    def open_prompt_list(path: str | None):
+        """A text file of prompts into the list box (a line each), or a sentence when it is not one."""
+        if not path:
+            return gr.skip(), gr.skip()
+        try:
+            with open(path, encoding="utf-8-sig") as file:
+                text = file.read(PROMPT_FILE_CHARS + 1)
+        except (OSError, UnicodeDecodeError):
+            return gr.skip(), "That file could not be read as text: use a .txt file with a prompt per line."
+        if len(text) > PROMPT_FILE_CHARS:
+            return gr.skip(), f"That file is longer than {PROMPT_FILE_CHARS:,} characters: split it."
+        return text, f"{len([line for line in text.splitlines() if line.strip()])} prompts read from the file."
+
     def _enqueue(self, args: dict[str, Any], request: gr.Request | None):
         """A job into this session's queue; the progress line and the queue list after it."""
         session = _session(request) or ""
@@ -328,7 +345,7 @@ class ImageTabHandlers:
                 yield {self.components["queue_tick"]: tick}  # the queue list drops the job now running
                 async for update in self._run_job(job.args, history, request):
                     yield update
-                again = bool(job.args.get(COMPLETED)) and not job.args.get("plot")
+                again = bool(job.args.get(COMPLETED)) and not job.args.get("plot") and not job.args.get("prompt_list")
             done = True
             if again and session in self._forever:  # the browser clicks Generate: the form as it is now
                 yield {self.components["forever_tick"]: int(forever_tick or 0) + 1}
@@ -341,9 +358,9 @@ class ImageTabHandlers:
         """Stream one job: previews and a progress line per step, then each final image into `history`."""
         c = self.components
         yield {c["finished"]: None}
-        batch, plot = args["batch"], args.get("plot")
+        batch, plot, listed = args["batch"], args.get("plot"), args.get("prompt_list")
         count = _number(batch) if batch not in (None, "") else 1
-        count = count if isinstance(count, int) and not plot else 1  # a plot: one image per cell
+        count = count if isinstance(count, int) and not plot and not listed else 1  # a plot, a list: labelled apart
         try:  # a plot's styles go on in each cell, after the cell's Prompt S/R
             styled, negative_styled = (args["prompt"] or "", args["negative"] or "") if plot else \
                 self.manager.styled(args["style"], args["prompt"] or "", args["negative"] or "")
@@ -373,8 +390,16 @@ class ImageTabHandlers:
                     **image_input, **controlnet_args(args["controlnet"]),
                     **({} if image_input else hires),
                     owner=getattr(request, "username", None))  # with --auth, saved under the login
-                events = self.manager.stream_xyz_plot(styled, **plot, **image_args, style=args["style"]) if plot \
-                    else self.manager.stream_image(styled, batch_count=count, **image_args)
+                if plot:
+                    events = self.manager.stream_xyz_plot(styled, **plot, **image_args, style=args["style"])
+                elif listed:  # each line styled by the engine, after its own options
+                    events = self.manager.stream_prompt_list(
+                        listed["prompts"], args["prompt"] or "", position=listed["position"],
+                        iterate_seed=listed["iterate_seed"], same_seed=listed["same_seed"], style=args["style"],
+                        batch_count=_number(batch) if batch not in (None, "") else 1,
+                        **{**image_args, "negative_prompt": args["negative"] or ""})
+                else:
+                    events = self.manager.stream_image(styled, batch_count=count, **image_args)
                 async for event in events:
                     line = presenter.line(event)
                     if isinstance(event, Done):
@@ -835,6 +860,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
             controlnet_box = layout_controlnet_box(manager.available_controlnets() if manager.initialized else [])
             workflow_box = layout_workflow_box(manager.available_workflows())
             xyz = layout_xyz_box()
+            prompt_list_box = layout_prompt_list_box()
             lora_row = layout_lora_row(manager.available_loras() if manager.initialized else [])
             with gr.Row():
                 aspect = gr.Dropdown([CUSTOM_SIZE, *aspect_ratios()], value=CUSTOM_SIZE, label="Aspect ratio",
@@ -924,7 +950,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
     components = dict(
         prompt=prompt, negative=negative, prompt_tokens=prompt_tokens, negative_tokens=negative_tokens, style=style,
         quality=quality, model=model, backend=backend, aspect=aspect,
-        **img2img, **inpaint, **hires, **controlnet_box, **workflow_box, **xyz, **lora_row, vae=vae,
+        **img2img, **inpaint, **hires, **controlnet_box, **workflow_box, **xyz, **prompt_list_box, **lora_row, vae=vae,
         send_to_img2img=send_to_img2img, send_to_inpaint=send_to_inpaint, vary_subtle=vary_subtle,
         vary_strong=vary_strong, upscale=upscale, upscaler=upscaler,
         upscale_by=upscale_by,
@@ -988,6 +1014,15 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                  api_visibility="private",
                  show_progress="hidden", show_progress_on=c["finished"], concurrency_limit=4,
                  concurrency_id=GENERATE_CONCURRENCY)
+    # Generate from the list likewise: the list box's values, then the form
+    listed = c["from_list"].click(h.add_list, inputs=[*(c[name] for name in LIST_INPUTS), *form],
+                                  outputs=[c["progress"], *panel.outputs], show_progress="hidden",
+                                  show_progress_on=panel.shown_ids, **private)
+    listed.then(h.run_queue, inputs=[c["history"], c["queue_tick"], c["forever_tick"]], outputs=outputs,
+                api_visibility="private", show_progress="hidden", show_progress_on=c["finished"],
+                concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
+    c["prompt_list_file"].upload(h.open_prompt_list, inputs=c["prompt_list_file"],
+                                 outputs=[c["prompt_list"], c["progress"]], **private)
     # each finished job: its Done line, details, gallery and download (State changes reach the browser only
     # from queued events, so the runner's own outputs stay the step stream's few)
     c["finished"].change(h.show_finished, inputs=[c["finished"], c["history"]],

@@ -32,6 +32,10 @@ class QueuedJob:
         if len(prompt) > SUMMARY_CHARS:
             prompt = prompt[:SUMMARY_CHARS - 1].rstrip() + "…"
         size = f"{self.args.get('width')}x{self.args.get('height')}"
+        listed = self.args.get("prompt_list")
+        if listed:
+            count = len([line for line in str(listed.get("prompts") or "").splitlines() if line.strip()])
+            return f"Prompt list of {count} line{'s' if count != 1 else ''} · {size} · {self.args.get('steps')} steps"
         return ("X/Y/Z plot · " if self.args.get("plot") else "") + f"{prompt} · {size} · {self.args.get('steps')} steps"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Skipped, Started
+from engine.events import Done, Failed, Fallback, ListLine, PlotCell, Progress, Queued, Skipped, Started
 from engine.video import VideoProgress
 
 STOPPED = "Stopped."
@@ -25,9 +25,9 @@ def batch_label(index: int, count: int) -> str:
     return f"Image {index + 1}/{count}" if count > 1 else ""
 
 
-def cell_label(event: PlotCell) -> str:
-    """The label of an X/Y/Z plot's cell: "Cell 3/4"."""
-    return f"Cell {event.number}/{event.total}"
+def cell_label(event: PlotCell | ListLine) -> str:
+    """The label of an X/Y/Z plot's cell ("Cell 3/4") or of a prompt list's prompt ("Prompt 2/5")."""
+    return f"{'Prompt' if isinstance(event, ListLine) else 'Cell'} {event.number}/{event.total}"
 
 
 def is_stopped(event: Failed) -> bool:
@@ -81,7 +81,7 @@ class Presenter:
         After a Fallback the line keeps its reason until the next backend's steps pass the highest step
         shown, so the step counter of one image never goes backwards."""
         self.note(event)
-        if isinstance(event, PlotCell):  # a new image: its lines lead with the cell, its steps count from 1
+        if isinstance(event, (PlotCell, ListLine)):  # a new image: its lines lead with the cell, steps count from 1
             self.label, self.stage, self.reached, self.held, self.fallback = cell_label(event), "", 0, False, None
             return _line(self.label, event.label)
         if isinstance(event, Queued):

@@ -301,3 +301,20 @@ def test_share_without_auth_warns_and_a_failed_share_keeps_serving(caplog):
     serve(_FakeDemo(share_url="https://x.gradio.live"), SimpleNamespace(host="h", port=1, share=True,
                                                                         auth_pairs=[("u", "p")]), {}, block=False)
     assert "consider --auth" not in caplog.text and "Could not create" not in caplog.text
+
+
+def test_a_results_details_and_a_picked_images_parameters_note_the_same_settings():
+    from ui.image_tab import details_markdown, parameters_text, setting_notes
+
+    made = {"seed": 1, "model": "Tiny demo model", "model_id": "tiny", "backend": "diffusers", "width": 64,
+            "height": 64, "num_inference_steps": 4, "guidance_scale": 7.0, "sampler": "euler", "path": "/o/1.png",
+            "prompt": "a fox", "loras": [{"name": "detail", "weight": 0.5}], "strength": 0.4, "hires_scale": 2.0,
+            "hires_upscaler": "Lanczos", "hires_checkpoint": "detailXL", "hires_prompt": "a fox, sharp",
+            "tiling": True, "freeu": True, "cfg_rescale": 0.7, "clip_skip": 2}
+    notes = setting_notes(made)
+    assert notes == ["**LoRAs** detail (0.5)", "**Denoising strength** 0.4", "**Clip skip** 2", "**FreeU** on",
+                     "**Tiling** on", "**CFG rescale** 0.7", "**Hires fix** ×2 with Lanczos, checkpoint detailXL",
+                     "**Hires prompt** a fox, sharp"]
+    assert " · ".join(notes) in details_markdown(made)  # one line of the result's details
+    assert all(f"\n\n{note}" in parameters_text(made) for note in notes)  # a line each for a picked image
+    assert setting_notes({"seed": 1}) == []

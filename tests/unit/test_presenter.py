@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from engine.events import Done, Failed, Fallback, PlotCell, Progress, Queued, Skipped, Started
+from engine.events import Done, Failed, Fallback, ListLine, PlotCell, Progress, Queued, Skipped, Started
 from engine.video import VideoProgress, stream_video
 from ui.presenter import STOPPED, Presenter, batch_label, is_stopped
 
@@ -38,6 +38,13 @@ def test_a_plot_labels_each_cells_lines_and_counts_its_steps_from_one():
     assert p.line(Progress(1, 3)) == "Cell 2/4 · Step 1/3 · diffusers · Tiny demo model"  # not held below step 2
     grid = Done({"plot": {"x_type": "Steps"}, "batch": [{}] * 4, "timings": {"total_s": 2.26}})
     assert Presenter().line(grid) == "X/Y/Z plot done: 4 images and their grid in 2.3 s"
+
+
+def test_a_prompt_list_labels_each_lines_images():
+    p = Presenter()
+    assert p.line(ListLine(2, 5, "oil painting a red fox")) == "Prompt 2/5 · oil painting a red fox"
+    p.line(Started("diffusers", "Tiny demo model"))
+    assert p.line(Progress(1, 3)) == "Prompt 2/5 · Step 1/3 · diffusers · Tiny demo model"
 
 
 def test_a_batch_labels_each_line():
