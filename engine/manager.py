@@ -530,8 +530,9 @@ class AIModelManager:
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
-            hires_checkpoint=hires_checkpoint, clip_skip=clip_skip, variation_seed=variation_seed, variation_strength=variation_strength, freeu=freeu,
-            cfg_rescale=cfg_rescale, tiling=tiling, control_image=control_image, controlnet=controlnet,
+            hires_checkpoint=hires_checkpoint, clip_skip=clip_skip, variation_seed=variation_seed,
+            variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, tiling=tiling,
+            control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
             controlnet_weight=controlnet_weight, controlnet_start=controlnet_start, controlnet_end=controlnet_end,
             canny_low=canny_low, canny_high=canny_high, user_workflow=user_workflow, extra=extra, **aliases)
@@ -887,8 +888,8 @@ class AIModelManager:
         image = {ALIASES.get(name, name): value for name, value in image.items()}
         style = image.pop("style", None)
         try:
-            lines = read_lines(prompts, prompt or "", image.pop(P.NEGATIVE_PROMPT.name, "") or "", image.pop("seed", None),
-                               position=position, iterate_seed=iterate_seed, same_seed=same_seed,
+            lines = read_lines(prompts, prompt or "", image.pop(P.NEGATIVE_PROMPT.name, "") or "",
+                               image.pop("seed", None), position=position, iterate_seed=iterate_seed, same_seed=same_seed,
                                limit=self.settings.limits.max_prompt_lines, rng=rng)
             runs = [await asyncio.to_thread(self._list_line, line, image, style, rng) for line in lines]
         except GatorError as err:
