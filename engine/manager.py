@@ -506,7 +506,8 @@ class AIModelManager:
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
-        (None or -1: random; a batch keeps the seed and steps this one); text to image on this machine only.
+        (None or -1: random; a batch keeps the seed and steps this one); text to image and image to image (the noise
+        added to the init image), on this machine only.
         `freeu` turns FreeU on, with the model family's values (presets/families.yaml; FLUX and user workflows:
         not used, and the result says so). `cfg_rescale` above 0 rescales the guided prediction toward the spread of
         the prompt's own (0.7 suits v-prediction models); a pipeline without it says so. `tiling` makes a seamless

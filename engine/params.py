@@ -331,7 +331,7 @@ VARIATION_SEED = Param("variation_seed", "seed", RANDOM_SEED, "Variation seed",
                        optional=True)
 VARIATION_STRENGTH = Param("variation_strength", "float", 0.0, "Variation strength",
                            "0: the seed's own image, 1: the variation seed's, 0.1 to 0.3: small variations. Text to "
-                           "image on this machine.",
+                           "image and image to image, on this machine.",
                            minimum=0.0, maximum=1.0, step=0.01, a1111_key="Variation seed strength")
 
 # FreeU (ComfyUI's core FreeU node, diffusers' enable_freeu): the UNet's backbone and skip features re-weighted while it

@@ -395,9 +395,9 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
     problems += inpaint_problems(req, limits)
     problems += controlnet_problems(req)
     problems += workflow_problems(req)
-    if req.varies and req.init_image is not None:
-        problems.append(f"{P.VARIATION_SEED.label} works with text to image (and its hires fix): set "
-                        f"{P.VARIATION_STRENGTH.label} to 0 for image to image or inpaint.")
+    if req.varies and (req.mask is not None or any(n for n in _outpaint_or_none(req.outpaint))):
+        problems.append(f"{P.VARIATION_SEED.label} works with text to image (and its hires fix) and image to image: "
+                        f"set {P.VARIATION_STRENGTH.label} to 0 for inpaint or outpaint.")
     if req.init_image is not None:
         problem = P.STRENGTH.problem(req.strength)
         if problem:

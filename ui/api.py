@@ -67,8 +67,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
         `hires_strength` over `hires_steps`, 0 meaning the same steps; `hires_sampler`, `hires_prompt`,
         `hires_negative_prompt` and `hires_checkpoint` (a model's id as /status lists them) its own, where given). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
-        above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; text to
-        image on this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
+        above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; made on
+        this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
         values; others ignore it and say so). `cfg_rescale` (0 to 1; 0.7 for v-prediction models) rescales the
         guided prediction toward the prompt's own spread (where a pipeline cannot, the result says so). `tiling` makes
         a seamless image that tiles as a texture (A1111's Tiling; made on this machine).

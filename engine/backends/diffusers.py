@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
@@ -44,6 +45,7 @@ from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
 from .tiling import seamless
+from .varied_noise import noise_moved_toward
 
 logger = logging.getLogger(__name__)
 
@@ -620,8 +622,10 @@ class DiffusersBackend(Backend):
         else:
             warnings += self._truncation_warnings(pipe, req)
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
-        if req.varies and req.init_image is None and not interpolate:  # a hires pass redraws the varied image
+        if req.varies and req.init_image is None and not interpolate:
             kwargs["latents"] = mixed_noise(pipe, req, req.variation_seed, req.variation_strength)
+        # image to image: the noise added to the init image is varied (a hires pass redraws the varied first image)
+        varied_init = req.varies and req.init_image is not None and FIRST_PASS_STEPS not in req.extra
 
         step_previews = StepPreviews(spec.family, decode=self._preview_decoder(spec, worker)) if previews else None
 
@@ -642,7 +646,9 @@ class DiffusersBackend(Backend):
 
         started = time.perf_counter()
         with masked_latents(run, req.masked_content if req.mask is not None else ORIGINAL, req.mask, req.seed), \
-                rescaled_guidance(run, through_unet, guidance):
+                rescaled_guidance(run, through_unet, guidance), \
+                noise_moved_toward(run.scheduler, req.variation_seed, req.variation_strength, slerp) \
+                if varied_init else nullcontext():
             image = run(callback_on_step_end=on_step, **kwargs).images[0]
         if step_previews is not None:
             show(step_previews.flush())

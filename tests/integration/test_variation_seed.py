@@ -1,6 +1,7 @@
 """A1111's variation seed on the tiny model: strength 0 is the seed's own image and 1 the variation seed's, in
 between a variation of the first; a batch steps both seeds; the PNG records it as A1111 writes it; auto mode runs it
-on this machine even with ComfyUI up, a forced ComfyUI or an init image is a sentence; an X/Y/Z axis varies it."""
+on this machine even with ComfyUI up, a forced ComfyUI or inpaint is a sentence; image to image varies the noise it adds
+to the init image; an X/Y/Z axis varies it."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,10 +45,36 @@ async def test_a_batch_steps_both_seeds_and_minus_one_draws_one(manager):
     assert drawn.status == "success" and isinstance(drawn.variation_seed, int) and drawn.variation_seed >= 0
 
 
+async def test_image_to_image_varies_the_noise_it_adds_to_the_init_image(manager):
+    image = Image.fromarray((np.indices((64, 64)).sum(0) % 256).astype(np.uint8)).convert("RGB")
+    run = dict(seed=5, init_image=image, strength=0.8, **SMALL)
+
+    async def made(**variation):
+        result = await manager.generate_image("a lighthouse", **run, **variation)
+        assert result.status == "success", result.error
+        return result
+
+    plain, barely = await made(), await made(variation_seed=9, variation_strength=0.001)
+    varied, again, other = (await made(variation_seed=9, variation_strength=0.5),
+                            await made(variation_seed=9, variation_strength=0.5),
+                            await made(variation_seed=10, variation_strength=0.5))
+    pixels = [np.asarray(r.image).astype(int) for r in (plain, barely, varied, again, other)]
+    assert np.abs(pixels[1] - pixels[0]).max() <= 2  # a strength near 0: the seed's own noise
+    assert np.abs(pixels[2] - pixels[0]).mean() > 1 and np.array_equal(pixels[2], pixels[3])
+    assert np.abs(pixels[4] - pixels[2]).mean() > 1  # another variation seed, another variation
+    assert (varied.variation_seed, varied.variation_strength) == (9, 0.5)
+    assert "Variation seed: 9, Variation seed strength: 0.5" in Image.open(varied.path).text["parameters"]
+    after = await made()  # the scheduler's own noise again
+    assert np.array_equal(np.asarray(after.image), np.asarray(plain.image))
+
+
 async def test_what_cannot_use_it_is_a_sentence(manager):
     image = Image.new("RGB", (64, 64), "white")
-    result = await manager.generate_image("a lighthouse", seed=5, variation_strength=0.3, init_image=image, **SMALL)
-    assert result.status == "error" and "Variation seed works with text to image" in result.error
+    mask = Image.new("L", (64, 64), 255)
+    result = await manager.generate_image("a lighthouse", seed=5, variation_strength=0.3, init_image=image, mask=mask,
+                                          **SMALL)
+    assert result.status == "error" and "Variation seed works with text to image (and its hires fix) and image to " \
+                                        "image: set Variation strength to 0 for inpaint or outpaint." in result.error
     result = await manager.generate_image("a lighthouse", seed=5, variation_strength=0.3, user_workflow="mine.json",
                                           **SMALL)
     assert result.status == "error" and "a variation seed cannot be added to it" in result.error
@@ -87,8 +114,8 @@ async def test_a_strength_axis_is_checked_before_any_cell_and_keeps_the_grid_on_
     assert [cell.backend for cell in plot.batch] == ["diffusers", "diffusers"]  # the 0 cell too: one baseline
     image = Image.new("RGB", (64, 64), "white")
     refused = await comfy_manager.xyz_plot("a cat", "Var. strength", "0, 0.5", seed=3, init_image=image,
-                                           num_inference_steps=2)
-    assert refused.status == "error" and "Variation seed works with text to image" in refused.error
+                                           mask=Image.new("L", (64, 64), 255), num_inference_steps=2)
+    assert refused.status == "error" and "set Variation strength to 0 for inpaint" in refused.error
     assert not refused.batch  # nothing was made before the sentence
     forced = await comfy_manager.xyz_plot("a cat", "Var. strength", "0, 0.5", seed=3, backend="comfyui",
                                           width=64, height=64, num_inference_steps=2)
