@@ -1071,7 +1071,9 @@ def _both_passes(first: dict[str, Any], second: dict[str, Any], req: GenerationR
     and CFG rescale when only the first pass could use it (said in a warning)."""
     hashes = [pair for info in (first, second) for pair in (info.get("lora_hashes") or "").split(", ") if pair]
     info = {**second, "lora_hashes": ", ".join(dict.fromkeys(hashes)) or None}
-    if first.get("model_id") != second.get("model_id"):  # a hires checkpoint: the model is the first pass's, as A1111
+    # a hires checkpoint redrew it: the model recorded is the first pass's, as A1111 records it (a pass that merely
+    # fell back to another backend's model is recorded as made there, as any fallback is)
+    if req.hires_checkpoint and first.get("model_id") != second.get("model_id"):
         licenses = dict.fromkeys(license for license in (first.get("license"), second.get("license")) if license)
         info.update({key: first.get(key) for key in ("model", "model_id", "model_hash")},
                     license="; ".join(licenses) or None, hires_checkpoint=second.get("model_id"))

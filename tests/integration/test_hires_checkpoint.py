@@ -65,3 +65,22 @@ async def test_on_comfyui_the_second_graph_loads_the_hires_checkpoint(comfy_mana
     assert (checkpoint(first), checkpoint(second)) == ("tiny-sd15.safetensors", "detail-sd15.safetensors")
     assert result.model_id == "comfyui:tiny-sd15.safetensors"
     assert result.hires_checkpoint == "comfyui:detail-sd15.safetensors"
+
+
+async def test_a_hires_pass_that_falls_back_records_no_hires_checkpoint(comfy_manager, fake):
+    """The second pass fails on ComfyUI and the local model redraws it: that is a fallback, not a hires checkpoint the
+    user chose (Reuse must not bring one back)."""
+    from engine.events import Done
+    from ui.image_options import saved_hires
+
+    armed, done = False, None
+    async for event in comfy_manager.stream_image("a lighthouse", **{**HIRES, "model": None, "hires_steps": 2}):
+        if isinstance(event, Progress) and not armed:
+            fake.fail_next_execution()  # the next graph to run, the hires pass's, fails
+            armed = True
+        if isinstance(event, Done):
+            done = event.result
+    assert done is not None and done.backend == "diffusers" and done.fallback_reason, done
+    assert done.hires_checkpoint is None and "Hires checkpoint" not in Image.open(done.path).text["parameters"]
+    reused = saved_hires(png_info(done.path), comfy_manager.available_upscalers())
+    assert reused["hires_checkpoint"] == "Use same checkpoint"
