@@ -121,6 +121,15 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what an ordinary file gets here (read once, at start: umask is process-wide)
+
+
 def _written_under_a_free_name(folder: Path, stem: str, data: bytes) -> Path:
     """`data` in folder/stem.png, or stem-1.png, stem-2.png... when taken. Written whole to a private partial file
     first, then hard-linked to the name: a link fails rather than replaces a name another save (another thread or
@@ -129,6 +138,8 @@ def _written_under_a_free_name(folder: Path, stem: str, data: bytes) -> Path:
     handle, partial = tempfile.mkstemp(prefix=f".{stem[:40]}-", suffix=".png.part", dir=folder)
     tmp = Path(partial)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's file is the owner's only: an image is as readable as any file written
+            os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         n = 0

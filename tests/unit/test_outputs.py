@@ -216,6 +216,9 @@ def test_saves_at_the_same_moment_with_the_same_name_each_keep_their_own_file(tm
         paths = list(pool.map(lambda colour: save_image(Image.new("RGB", (8, 8), colour), params, tmp_path),
                               colours))
     assert len(set(paths)) == len(colours)
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    assert {p.stat().st_mode & 0o777 for p in paths} == {ordinary.stat().st_mode & 0o777}  # readable as any file
     assert sorted(Image.open(p).getpixel((0, 0)) for p in paths) == sorted(colours)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
 
