@@ -4,7 +4,6 @@ the prompt (or the negative prompt) is its trigger. Each file is loaded into the
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from ..errors import first_line
@@ -40,22 +39,24 @@ class Embeddings:
     def __init__(self) -> None:
         self._pipe_id: int | None = None
         self._loaded: dict[str, tuple[str, int, float]] = {}  # token -> the file stamp it came from
+        self._tokens: dict[str, list[str]] = {}  # token -> every token its vectors were added under (name, name_1...)
 
     def apply(self, pipe: Any, files: list[ModelFile], family: str, model_label: str) -> list[str]:
         """Load every file in `files` not loaded yet; returns a warning per one that cannot be used."""
         if id(pipe) != self._pipe_id:
-            self._pipe_id, self._loaded = id(pipe), {}
+            self._pipe_id, self._loaded, self._tokens = id(pipe), {}, {}
         warnings = []
         for entry in files:
             if self._loaded.get(entry.name) == entry.stamp:
                 continue
             if entry.name in self._loaded:  # the file changed since it was loaded: its old vectors go first
-                self._unload(pipe, entry.name)
+                self._unload(pipe, self._tokens.pop(entry.name, [entry.name]))
                 del self._loaded[entry.name]
             if entry.family and family and entry.family != family:
                 warnings.append(f"The embedding {entry.name} is for another model family; {model_label} read "
                                 "its name as a plain word.")
                 continue
+            added = set(pipe.tokenizer.get_added_vocab())
             try:
                 self._load(pipe, entry)
             except Exception as err:
@@ -64,20 +65,20 @@ class Embeddings:
                                 "its name was read as a plain word.")
                 continue
             self._loaded[entry.name] = entry.stamp
+            self._tokens[entry.name] = sorted(set(pipe.tokenizer.get_added_vocab()) - added)
         return warnings
 
     @staticmethod
-    def _unload(pipe: Any, name: str) -> None:
-        """Take the embedding `name` out of every text encoder of `pipe` (its tokens: name, name_1, name_2...)."""
+    def _unload(pipe: Any, tokens: list[str]) -> None:
+        """Take an embedding's `tokens` (those its load added) out of every text encoder of `pipe`."""
         for tokenizer, encoder in ((getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
                                    (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None))):
             if tokenizer is None or encoder is None:
                 continue
-            tokens = [added.content for added in tokenizer.added_tokens_decoder.values()
-                      if not added.special and re.fullmatch(rf"{re.escape(name)}(?:_\d+)?", added.content)]
-            if tokens:
-                pipe.unload_textual_inversion(tokens=tokens, tokenizer=tokenizer, text_encoder=encoder)
-        logger.info("Unloaded embedding %s (its file changed)", name)
+            present = [token for token in tokens if token in tokenizer.get_added_vocab()]
+            if present:
+                pipe.unload_textual_inversion(tokens=present, tokenizer=tokenizer, text_encoder=encoder)
+        logger.info("Unloaded embedding %s (its file changed)", tokens[0] if tokens else "?")
 
     @staticmethod
     def _load(pipe: Any, entry: ModelFile) -> None:

@@ -75,6 +75,23 @@ async def test_an_updated_embedding_file_is_used_after_a_rescan(manager, setting
     assert np.array_equal(second, only_new)  # the new vectors, and nothing of the old ones
 
 
+async def test_reloading_an_embedding_leaves_one_named_like_its_extra_tokens_alone(manager, settings):
+    """Reloading "look" takes out only the tokens its own load added, never those of another embedding "look_2"."""
+    folder = settings.models_dir / "embeddings"
+    write_embedding(folder / "look.safetensors", width=32, vectors=1, seed=1)
+    write_embedding(folder / "look_2.safetensors", width=32, vectors=1, seed=2)
+    await manager.rescan_models()
+    look_2, _ = await image(manager, "a look_2 fox")
+    await image(manager, "a look fox")
+    path = folder / "look.safetensors"
+    write_embedding(path, width=32, vectors=1, seed=9)
+    os.utime(path, (path.stat().st_mtime + 5,) * 2)
+    await manager.rescan_models()
+    await image(manager, "a look fox")  # reloads look
+    again, warnings = await image(manager, "a look_2 fox")
+    assert warnings == [] and np.array_equal(look_2, again)
+
+
 async def test_comfyui_gets_the_same_weights_in_its_own_syntax(comfy_manager, fake):
     result = await comfy_manager.generate_image("a (fox:1.5) in [snow]", negative_prompt="(blurry)", backend="comfyui",
                                                 width=64, height=64, num_inference_steps=2, seed=1)
