@@ -890,7 +890,8 @@ class AIModelManager:
         style = image.pop("style", None)
         try:
             lines = read_lines(prompts, prompt or "", image.pop(P.NEGATIVE_PROMPT.name, "") or "",
-                               image.pop("seed", None), position=position, iterate_seed=iterate_seed, same_seed=same_seed,
+                               image.pop("seed", None), position=position, iterate_seed=iterate_seed,
+                               same_seed=same_seed, batch_count=image.get(P.BATCH_COUNT.name, 1),
                                limit=self.settings.limits.max_prompt_lines, rng=rng)
             runs = [await asyncio.to_thread(self._list_line, line, image, style, rng) for line in lines]
         except GatorError as err:
@@ -917,6 +918,9 @@ class AIModelManager:
             req = GenerationRequest.from_arguments(arguments["prompt"],
                                                    **{k: v for k, v in arguments.items() if k != "prompt"})
             checked = self._validated(req, rng)
+            unknown = self.router.unknown_model(checked.model or AUTO)
+            if unknown:
+                raise InvalidRequest(unknown)
         except InvalidRequest as err:
             raise InvalidRequest(f"Line {line.number}: {err}") from None
         return {**arguments, "seed": checked.seed}  # a random seed drawn now: the line's images keep it

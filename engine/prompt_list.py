@@ -46,10 +46,12 @@ class PromptLine:
 
 
 def read_lines(text: Any, prompt: str, negative_prompt: str, seed: Any, *, position: str = END,
-               iterate_seed: bool = False, same_seed: bool = False, limit: int = 0,
+               iterate_seed: bool = False, same_seed: bool = False, batch_count: Any = 1, limit: int = 0,
                rng: random.Random | None = None) -> list[PromptLine]:
     """The lines of `text` as requests' arguments (the form's `prompt`, `negative_prompt` and `seed` folded in as
-    described above); InvalidRequest naming the line of every problem it can see before the requests are checked."""
+    described above; with `iterate_seed` each line starts past the seeds of the images of the lines before it, each
+    line making `batch_count` or its own --n_iter); InvalidRequest naming the line of every problem it can see before
+    the requests are checked."""
     if not isinstance(text, str):
         raise InvalidRequest("The prompts must be text, one prompt per line.")
     if position not in POSITIONS:
@@ -60,8 +62,8 @@ def read_lines(text: Any, prompt: str, negative_prompt: str, seed: Any, *, posit
     if limit and len(lines) > limit:
         raise InvalidRequest(f"The list has {len(lines)} prompts; the limit is {limit} (GATOR_MAX_PROMPT_LINES).")
     drawn = P.concrete_seed(seed, rng) if same_seed or iterate_seed else None
-    out, problems = [], []
-    for place, (number, line) in enumerate(lines):
+    out, problems, made = [], [], 0  # made: the images of the lines before, for iterate_seed
+    for number, line in lines:
         try:
             given = _options(line) if line.startswith("--") else {"prompt": line}
         except ValueError as err:
@@ -71,7 +73,9 @@ def read_lines(text: Any, prompt: str, negative_prompt: str, seed: Any, *, posit
         joined = " ".join(part for part in ((asked, prompt) if position == START else (prompt, asked)) if part)
         arguments = {"prompt": joined, "negative_prompt": negative_prompt, **given}
         if "seed" not in given:
-            arguments["seed"] = seed if drawn is None else P.seed_after(drawn, place if iterate_seed else 0)
+            arguments["seed"] = seed if drawn is None else P.seed_after(drawn, made if iterate_seed else 0)
+        count = given.get(P.BATCH_COUNT.name, batch_count)
+        made += count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
         out.append(PromptLine(number, line, arguments))
     if problems:
         raise InvalidRequest(" ".join(problems))

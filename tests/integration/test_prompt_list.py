@@ -42,6 +42,8 @@ def test_a1111s_seed_options():
     stepping = [line.arguments["seed"] for line in read_lines("a\nb", "", "", -1, iterate_seed=True, rng=rng)]
     assert stepping[1] == stepping[0] + 1
     assert read_lines("--prompt a --seed 3\nb", "", "", 7, iterate_seed=True)[0].arguments["seed"] == 3
+    batches = read_lines("a\nb\n--prompt c --n_iter 3\nd", "", "", 7, iterate_seed=True, batch_count=2)
+    assert [line.arguments["seed"] for line in batches] == [7, 9, 11, 14]  # never a seed an earlier line used
 
 
 @pytest.mark.parametrize("text, sentence", [
@@ -81,6 +83,9 @@ async def test_every_line_is_checked_before_any_work(manager):
                                                           "", **SMALL)]
     assert len(events) == 1 and isinstance(events[0], Failed), events
     assert "Line 2: Steps must be a whole number from 1 to 150 (got 999)." in events[0].error
+    assert not list(manager.output_dir.rglob("*.png"))
+    unknown = [e async for e in manager.stream_prompt_list("a fox\n--prompt b --sd_model nowhere", "", **SMALL)]
+    assert len(unknown) == 1 and unknown[0].error.startswith("Line 2: Unknown model 'nowhere'."), unknown
     assert not list(manager.output_dir.rglob("*.png"))
     bad_style = await manager.prompt_list("a fox", style="Nope", **SMALL)
     assert bad_style.status == "error" and bad_style.error.startswith("Line 1: Unknown style 'Nope'")
