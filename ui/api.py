@@ -163,9 +163,9 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[st
                           vae: str = P.VAE.default, request: gr.Request = None) -> tuple[FileData, dict]:
         """A1111's "Prompts from file or textbox": an image (or `batch_count` images) per line of `prompts`, a line a
         prompt or A1111's `--prompt "..." --steps 20 --seed 5 ...` form (its options for that line only), each put at
-        the `position` ("start" or "end") of `prompt`. `iterate_seed` starts each line past the seeds the lines before it used; `same_seed` draws
-        one random seed for every line. The rest as /generate_image, shared by every line. Every line is checked
-        before any work (a problem names its line). Returns the first image's PNG and its dict, whose "batch" lists
+        the `position` ("start" or "end") of `prompt`. `iterate_seed` starts each line past the seeds the lines
+        before it used; `same_seed` draws one random seed for every line. The rest as /generate_image, shared by every
+        line. Every line is checked before any work (a problem names its line). Returns the first image's PNG and its dict, whose "batch" lists
         every image's dict in order."""
         values = {**sized(model, width, height, num_inference_steps), P.GUIDANCE.name: guidance_scale}
         return await image_job(request, lambda cancel: manager.prompt_list(
