@@ -98,17 +98,29 @@ def chosen_names(value: Any) -> list[str]:
     return [str(name).strip() for name in names if str(name).strip() and str(name).strip() != NO_STYLE]
 
 
+CSV_COLUMNS = ("name", "prompt", "negative_prompt")  # A1111's styles.csv
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A style CSV's columns (A1111's three first, then any others it has) and its rows; ValueError for a file
+    without a name column."""
+    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))  # quoted line breaks kept
+    rows = list(reader)
+    fields = list(reader.fieldnames or [])
+    if fields and "name" not in fields:
+        raise ValueError("its first line must name the columns name, prompt, negative_prompt")
+    return [*CSV_COLUMNS, *(field for field in fields if field not in CSV_COLUMNS)], rows
+
+
 def _read(path: Path) -> list[Style]:
     """The styles of one file (A1111's CSV, a JSON list as Fooocus's, or a YAML mapping as presets/styles.yaml);
     ValueError with the reason for a file of another shape."""
-    text, suffix = path.read_text(encoding="utf-8-sig"), path.suffix.lower()
+    suffix = path.suffix.lower()
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted prompt keeps its line breaks
-        if text.strip() and "name" not in (reader.fieldnames or []):
-            raise ValueError("its first line must name the columns name, prompt, negative_prompt")
-        rows = list(reader)
+        _, rows = _csv_rows(path)
         return [Style(str(row["name"]).strip(), str(row.get("prompt") or ""), str(row.get("negative_prompt") or ""),
                       str(path)) for row in rows if str(row.get("name") or "").strip()]
+    text = path.read_text(encoding="utf-8-sig")
     if suffix == ".json":
         entries = json.loads(text)
         if not isinstance(entries, list):
@@ -142,7 +154,14 @@ class StyleLibrary:
         for root in self.model_roots:
             if root.is_dir():
                 found += sorted(root.glob(A1111_FILES)) + sorted(root.glob(FOOOCUS_FILES))
+        saved = self.saved_file()
+        if saved is not None and saved in found:  # read last: a style saved here wins over one of that name elsewhere
+            found = [path for path in found if path != saved] + [saved]
         return found
+
+    def saved_file(self) -> Path | None:
+        """Where Save style writes: the styles folder's styles.csv (None without a styles folder)."""
+        return Path(self.styles_dir) / SAVED_STYLES if self.styles_dir is not None else None
 
     def _load(self) -> tuple[dict[str, Style], list[str]]:
         return self._read.get()
@@ -178,18 +197,20 @@ class StyleLibrary:
         if not isinstance(prompt, str) or not isinstance(negative, str) or not (prompt.strip() or negative.strip()):
             raise InvalidRequest("A style needs a prompt or a negative prompt: write them in the prompt boxes, then "
                                  "save them as a style.")
-        if self.styles_dir is None:
+        path = self.saved_file()
+        if path is None:
             raise InvalidRequest("No styles folder is set (GATOR_STYLES_DIR).")
-        path = Path(self.styles_dir) / SAVED_STYLES
-        try:
-            kept = [style for style in (_read(path) if path.is_file() else []) if style.name != name]
-        except (OSError, ValueError, KeyError, csv.Error) as err:
+        try:  # the file's rows as they are (any other columns of theirs kept), less the one of that name
+            columns, rows = _csv_rows(path) if path.is_file() else (list(CSV_COLUMNS), [])
+        except (OSError, ValueError, csv.Error) as err:
             raise InvalidRequest(f"The style file {path} could not be read ({err}), so nothing was saved.") from None
         saved = Style(name, prompt.strip(), negative.strip(), str(path))
+        rows = [row for row in rows if str(row.get("name") or "").strip() != name]
+        rows.append({"name": saved.name, "prompt": saved.prompt, "negative_prompt": saved.negative})
         text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["name", "prompt", "negative_prompt"])
-        writer.writerows([style.name, style.prompt, style.negative] for style in [*kept, saved])
+        writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.part")

@@ -112,3 +112,15 @@ def test_save_style_refuses_what_it_cannot_take_with_a_sentence(tmp_path):
     with pytest.raises(InvalidRequest, match="could not be read"):  # someone's own file: never overwritten
         found.save("New", "a prompt", "")
     assert (tmp_path / "styles" / "styles.csv").read_text(encoding="utf-8") == "prompt;negative\nfoo;bar\n"
+
+
+def test_a_saved_style_wins_over_one_of_that_name_elsewhere_and_other_columns_are_kept(tmp_path):
+    found = library(tmp_path)  # an A1111 styles.csv with "Moody", read after the styles folder's own files
+    found.save("Moody", "{prompt}, moody, rain", "")
+    assert found.apply("Moody", "a fox", "") == ("a fox, moody, rain", "")  # re-saved: the saved text applies
+    saved = tmp_path / "styles" / "styles.csv"
+    saved.write_text('name,prompt,negative_prompt,description\nKeep,"k {prompt}",,"my notes"\n', encoding="utf-8")
+    found.save("New", "n", "")
+    rows = list(csv.DictReader(saved.read_text(encoding="utf-8").splitlines()))
+    assert rows == [{"name": "Keep", "prompt": "k {prompt}", "negative_prompt": "", "description": "my notes"},
+                    {"name": "New", "prompt": "n", "negative_prompt": "", "description": ""}]
