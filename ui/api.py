@@ -21,7 +21,7 @@ from engine.request import AUTO
 from engine.result import ImageResult
 from engine.styles import NO_STYLE
 
-from .api_guard import endpoint_spec, uploaded_path
+from .api_guard import EndpointValue, endpoint_spec, uploaded_path
 from .image_tab import GENERATE_CONCURRENCY
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
@@ -37,7 +37,7 @@ def upload(value: object, what: str) -> str:
     return path
 
 
-def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[tuple[str, str]]]:
+def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[EndpointValue]]:
     """Add the endpoints to the current gr.Blocks; returns each one's values (for ui/api_guard.py)."""
 
     async def generate_image(prompt: str, negative_prompt: str = P.NEGATIVE_PROMPT.default, width: int | None = None,

@@ -6,7 +6,7 @@ import inspect
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from gradio.data_classes import FileData
 
@@ -36,9 +36,17 @@ def uploaded_path(value: Any) -> str | None:
 TEXT, FILE, OPTIONAL_FILE, ANY = "text", "file", "optional file", "any"
 
 
-def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, str]]:
-    """(name, kind: text, file, optional file (a file or None) or any) of each value an endpoint function takes,
-    in order (the gr.Request left out)."""
+class EndpointValue(NamedTuple):
+    """One value an endpoint takes: its name, its kind (text, file, optional file: a file or None, or any), and
+    whether a call must give it (it has no default)."""
+
+    name: str
+    kind: str
+    required: bool
+
+
+def endpoint_spec(fn: Callable[..., Any]) -> list[EndpointValue]:
+    """Each value an endpoint function takes, in order (the gr.Request left out)."""
     spec = []
     for name, param in inspect.signature(fn).parameters.items():
         if name == "request":
@@ -46,30 +54,34 @@ def endpoint_spec(fn: Callable[..., Any]) -> list[tuple[str, str]]:
         annotation = param.annotation
         kind = TEXT if annotation in (str, "str") else FILE if annotation in (FileData, "FileData") else \
             OPTIONAL_FILE if annotation in (FileData | None, "FileData | None") else ANY
-        spec.append((name, kind))
+        spec.append(EndpointValue(name, kind, param.default is inspect.Parameter.empty))
     return spec
 
 
-def problem_with(api_name: str, spec: list[tuple[str, str]], data: Any) -> tuple[str, str] | None:
+def problem_with(api_name: str, spec: list[EndpointValue], data: Any) -> tuple[str, str] | None:
     """(the value, a sentence) saying what is wrong with the values `data` for endpoint `api_name`, or None."""
-    names = ", ".join(name for name, _ in spec)
+    names = ", ".join(value.name for value in spec)
     if not isinstance(data, list):
         return "data", f"/{api_name} takes a list of values ({names})."
     if len(data) != len(spec):
         return "data", f"/{api_name} takes {len(spec)} values in this order: {names}; got {len(data)}."
-    for (name, kind), value in zip(spec, data):
-        problem = _value_problem(name, kind, value)
+    for expected, value in zip(spec, data):
+        problem = _value_problem(expected.name, expected.kind, value)
         if problem:
-            return name, problem
+            return expected.name, problem
     return None
 
 
-def named_problem_with(api_name: str, spec: list[tuple[str, str]], arguments: Any) -> tuple[str, str] | None:
-    """As `problem_with`, for values given by name (Gradio's call/v2 route): an object of some of the names."""
-    names = ", ".join(name for name, _ in spec)
+def named_problem_with(api_name: str, spec: list[EndpointValue], arguments: Any) -> tuple[str, str] | None:
+    """As `problem_with`, for values given by name (Gradio's call/v2 route): an object of the names, every required
+    one among them."""
+    names = ", ".join(value.name for value in spec)
     if not isinstance(arguments, dict):
         return "data", f"/{api_name} takes an object of named values ({names})."
-    kinds = dict(spec)
+    missing = [value.name for value in spec if value.required and value.name not in arguments]
+    if missing:
+        return missing[0], f"/{api_name} needs a value named {missing[0]!r}; its values: {names}."
+    kinds = {value.name: value.kind for value in spec}
     for name, value in arguments.items():
         if name not in kinds:
             return str(name), f"/{api_name} has no value named {str(name)!r}; its values: {names}."
@@ -104,7 +116,7 @@ class ApiArguments:
     """ASGI middleware: checks calls of the endpoints in `specs` ({api_name: endpoint_spec(fn)}); `fn_names`
     maps Gradio's fn_index to an api_name for queue joins."""
 
-    def __init__(self, app: Any, specs: dict[str, list[tuple[str, str]]],
+    def __init__(self, app: Any, specs: dict[str, list[EndpointValue]],
                  fn_names: Callable[[], dict[int, str]]) -> None:
         self.app = app
         self.specs = specs

@@ -250,7 +250,8 @@ def test_every_call_route_checks_its_values(local_app, tmp_path):
     for arguments, sentence in (({"image": secret}, "a path on the server is never opened"),
                                 ({"prompt": 5}, "The prompt must be text, not a number."),
                                 ({"prompt": "a cat", "colour": "red"}, "/generate_image has no value named 'colour'"),
-                                (["a cat"], "/generate_image takes an object of named values")):
+                                (["a cat"], "/generate_image takes an object of named values"),
+                                ({"width": 64}, "/generate_image needs a value named 'prompt'")):
         api = "png_info" if "image" in arguments else "generate_image"
         answer = httpx.post(f"{local_app.url}gradio_api/call/v2/{api}", json=arguments, timeout=30)
         assert answer.status_code == 422 and sentence in answer.json()["error"], (arguments, answer.text)
