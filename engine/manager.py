@@ -29,6 +29,7 @@ from .inpaint import ONLY_MASKED, prepare_inpaint
 from .input_images import read_input_image
 from .limits import Limits
 from .logs import keep_log_lines_short
+from .merge import ADD_DIFFERENCE, METHOD_LABELS, WEIGHTED_SUM, merge_name_problem, merged_file
 from .outputs import SweepReport, delete_output as remove_output, save_image, saved_images as find_saved_images, \
     saved_outputs as find_saved_outputs, sweep_leftovers
 from . import params as P
@@ -45,6 +46,7 @@ from .prompt_schedule import FIRST_PASS_STEPS
 from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
 from .router import Router
+from .weights import WeightSource
 from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
 from .styles import StyleLibrary, apply_styles
 from .wildcards import Wildcards, has_variants
@@ -143,6 +145,50 @@ class AIModelManager:
         for backend in self.backends.values():
             await asyncio.to_thread(backend.rescan)
         return self.available_models()
+
+    # -- the checkpoint merger (engine/merge.py) ------------------------------------------------
+    def mergeable_checkpoints(self) -> list[str]:
+        """The ids of the checkpoints on this machine the merger can take (single files)."""
+        local = self.router.last_resort
+        return [spec.id for spec in local.models() if self._checkpoint_file(spec.id, quiet=True) is not None]
+
+    async def merge_checkpoints(self, primary: str, secondary: str, multiplier: float, name: str, *,
+                                method: str = WEIGHTED_SUM, tertiary: str | None = None,
+                                half: bool = False) -> str:
+        """A1111's Checkpoint merger: the checkpoints (ids of `mergeable_checkpoints`) merged into <name>.safetensors
+        in the models folder (weighted sum, or add difference with `tertiary`), then listed; the sentence saying so.
+        InvalidRequest or OutputError with a sentence when it cannot (nothing is written then)."""
+        await self.initialize_models()
+        problem = merge_name_problem(name) or P.MERGE_MULTIPLIER.problem(multiplier)
+        if problem:
+            raise InvalidRequest(problem)
+        if not self.settings.models_dir:
+            raise InvalidRequest("Set a models folder (GATOR_MODELS_DIR) for the merged checkpoint to be saved in.")
+        asked = [primary, secondary, *([tertiary] if method == ADD_DIFFERENCE else [])]
+        files = [self._checkpoint_file(model_id or "") for model_id in asked]
+        families = {spec.family for model_id in asked if (spec := self.router.last_resort.find(model_id))}
+        if len(families) > 1:
+            raise InvalidRequest(f"{', '.join(asked)} are of different model families "
+                                 f"({', '.join(sorted(family_of(f).label for f in families))}): they cannot be merged.")
+        target = Path(self.settings.models_dir) / f"{name.strip()}.safetensors"
+        await asyncio.to_thread(merged_file, files[0], files[1], float(multiplier), target, method=method,
+                                tertiary=files[2] if len(files) > 2 else None, half=bool(half))
+        await self.rescan_models()
+        return (f"Merged {' and '.join(asked)} ({METHOD_LABELS[method].lower()}, multiplier {float(multiplier):g}) "
+                f"into {target.name}: it is in the model list as {target.stem}.")
+
+    def _checkpoint_file(self, model_id: str, quiet: bool = False) -> Path | None:
+        """The single file of checkpoint `model_id` on this machine; InvalidRequest naming the ones there are (None
+        with `quiet`) for anything else."""
+        local = self.router.last_resort
+        spec = local.find(model_id)
+        source = getattr(local, "weights", {}).get(spec.id) if spec is not None else None
+        if isinstance(source, WeightSource) and source.kind == "single_file":
+            return Path(source.location)
+        if quiet:
+            return None
+        there = ", ".join(self.mergeable_checkpoints()) or "none (put .safetensors checkpoints in the models folder)"
+        raise InvalidRequest(f"{model_id!r} is not a checkpoint file on this machine; the merger takes these: {there}.")
 
     # -- downloads (engine/downloads.py) -------------------------------------------------------
     def start_download(self, model_id: str) -> None:

@@ -348,6 +348,10 @@ CFG_RESCALE = Param("cfg_rescale", "float", 0.0, "CFG rescale",
 TILING = Param("tiling", "bool", False, "Tiling", "A seamless image: its right edge continues its left and its bottom "
                "its top, so it tiles as a texture. Made on this machine.", a1111_key="Tiling")
 
+# A1111's Checkpoint merger (engine/merge.py): how much of B (weighted sum) or of B − C (add difference)
+MERGE_MULTIPLIER = Param("multiplier", "float", 0.3, "Multiplier (M)", "Weighted sum: A × (1 − M) + B × M; add "
+                         "difference: A + (B − C) × M ({minimum} to {maximum}).", minimum=0.0, maximum=1.0, step=0.05)
+
 UPSCALE_BY = Param("upscale_by", "float", 2.0, "Upscale by", "How many times larger the upscaled image is.",
                    minimum=1.0, maximum=4.0, step=0.05, a1111_key="Postprocess upscale by")
 UPSCALER = Param("upscaler", "choice", "Lanczos", "Upscaler", "How the image is enlarged.",

@@ -14,6 +14,7 @@ from .api_guard import ApiArguments
 from .badge import SHOW_MODELS_JS, badge_html
 from .file_guard import OwnFilesOnly
 from .image_tab import build_image_tab
+from .merger_panel import build_merger_panel
 from .models import (choices_key, controlnet_choices, hires_checkpoint_choices, lora_choices, model_choices,
                      vae_choices)
 from .sessions import Jobs
@@ -48,6 +49,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             with gr.Tab("System status", id="status", elem_id="tab-status"):
                 status_view, render_status = build_status_tab(read_status, manager.rescan_models, downloads=manager,
                                                               managed=manager if manager.settings.comfyui_dir else None)
+                build_merger_panel(manager)
 
         def tick(last: dict[str, Any] | None):
             """Badge and model list from the monitor's snapshot; unchanged parts are skipped."""

@@ -136,3 +136,20 @@ def test_with_logins_only_an_admin_saves_a_style(settings):
     note, choices = handlers.save_style("Shared", "{prompt}, gold", "", as_user("root"))
     assert note == "Saved the style 'Shared': it is in the Styles box now." and "Shared" in manager.available_styles()
     assert "Shared" in choices["choices"]  # the Styles box offers it at once
+
+
+def test_with_logins_only_an_admin_merges_checkpoints(settings):
+    from types import SimpleNamespace
+
+    from engine.manager import AIModelManager
+    from tests.ui.conftest import run_coroutine
+    from ui.merger_panel import MERGE_ADMINS_ONLY, MergerHandlers
+
+    manager = AIModelManager(settings, admins=["root"])
+    handlers = MergerHandlers(manager)
+    bob = SimpleNamespace(session_hash="tab-bob", username="bob", client=None)
+    note, *_ = run_coroutine(handlers.merge("a", "b", None, "mix", 0.5, "weighted_sum", False, bob))
+    assert note == MERGE_ADMINS_ONLY
+    root = SimpleNamespace(session_hash="tab-root", username="root", client=None)
+    note, *_ = run_coroutine(handlers.merge("a", "b", None, "mix", 0.5, "weighted_sum", False, root))
+    assert note.startswith("'a' is not a checkpoint file on this machine")  # an admin's request reaches the merger
