@@ -37,8 +37,8 @@ from .params import ALIASES
 from .png_info import png_info
 from .token_count import TokenCount, TokenCounter
 from .skipping import image_switch, was_skipped
-from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_families,
-                       local_devices, probe_hardware)
+from .registry import (Hardware, ModelSpec, builtin_model, capped, cuda_device_count, family_of, load_catalogue,
+                       load_families, local_devices, probe_hardware)
 from .prompt_list import END as LIST_END, PromptLine, read_lines
 from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
 from .request import AUTO, HIRES_LORAS, GenerationRequest
@@ -171,11 +171,21 @@ class AIModelManager:
             raise InvalidRequest(f"{', '.join(asked)} are of different model families "
                                  f"({', '.join(sorted(family_of(f).label for f in families))}): they cannot be merged.")
         target = Path(self.settings.models_dir) / f"{name.strip()}.safetensors"
+        if self._model_name_taken(name.strip()):
+            raise InvalidRequest(f"A model named {name.strip()} is already listed (names are matched without case): "
+                                 "choose another name.")
         await asyncio.to_thread(merged_file, files[0], files[1], float(multiplier), target, method=method,
                                 tertiary=files[2] if len(files) > 2 else None, half=bool(half))
         await self.rescan_models()
         return (f"Merged {' and '.join(asked)} ({METHOD_LABELS[method].lower()}, multiplier {float(multiplier):g}) "
                 f"into {target.name}: it is in the model list as {target.stem}.")
+
+    def _model_name_taken(self, name: str) -> bool:
+        """Whether a new checkpoint file `name`.safetensors would share a name with a model listed now, or take the
+        file name a catalogue model looks for."""
+        file_name = f"{name}.safetensors".lower()
+        return name.lower() == AUTO or self.router.unknown_model(name) is None or any(
+            (spec.single_file or "").lower() == file_name for spec in load_catalogue())
 
     def _checkpoint_file(self, model_id: str, quiet: bool = False) -> Path | None:
         """The single file of checkpoint `model_id` on this machine; InvalidRequest naming the ones there are (None

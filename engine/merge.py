@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
-from .errors import GenerationCancelled, InvalidRequest, OutputError, os_reason
+from .errors import GenerationCancelled, InvalidRequest, OutputError, first_line, os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def merged_file(primary: Path, secondary: Path, multiplier: float, target: Path,
     a sentence for inputs it cannot merge, OutputError when the file cannot be written, GenerationCancelled once
     `stopped()` is true (nothing is left behind)."""
     import torch
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
 
     if method not in METHODS:
@@ -77,9 +77,10 @@ def merged_file(primary: Path, secondary: Path, multiplier: float, target: Path,
         os.link(partial, target)  # never over a file that appeared meanwhile
     except FileExistsError:
         raise InvalidRequest(f"A file named {target.name} is already there: choose another name.") from None
-    except OSError as err:
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own error
         logger.error("Could not write the merged checkpoint %s: %s", target, err)
-        raise OutputError(f"The merged checkpoint could not be written ({os_reason(err)}).") from err
+        reason = os_reason(err) if isinstance(err, OSError) else first_line(err, 120)
+        raise OutputError(f"The merged checkpoint could not be written ({reason}).") from err
     finally:
         partial.unlink(missing_ok=True)
     logger.info("Merged %s into %s", ", ".join(path.name for path in sources), target)

@@ -4,13 +4,15 @@ merged a sentence with nothing written."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, OutputError
 from tests.support.ldm_checkpoint import cached_checkpoint
 
 RUN = dict(width=64, height=64, num_inference_steps=1, seed=2)
@@ -72,12 +74,36 @@ async def test_what_cannot_be_merged_is_a_sentence_and_nothing_is_written(mergin
              (dict(primary="baseXL", secondary="tiny", multiplier=0.5, name="x3"), "'tiny' is not a checkpoint file"),
              (dict(primary="baseXL", secondary="otherXL", multiplier=1.5, name="x4"), "Multiplier (M) must be between"),
              (dict(primary="baseXL", secondary="otherXL", multiplier=0.5, name="../x5"), "needs a name of 1 to 100"),
-             (dict(primary="baseXL", secondary="otherXL", multiplier=0.5, name="baseXL"), "A file named "
-                                                                                          "baseXL.safetensors is "),
+             (dict(primary="baseXL", secondary="otherXL", multiplier=0.5, name="BASExl"), "A model named BASExl is "
+                                                                                          "already listed"),
+             (dict(primary="baseXL", secondary="otherXL", multiplier=0.5, name="sd_xl_base_1.0"),  # SDXL 1.0's file
+              "A model named sd_xl_base_1.0 is already listed"),
              (dict(primary="baseXL", secondary="otherXL", multiplier=0.5, name="x6", method="add_difference"),
               "'' is not a checkpoint file")]
     for kwargs, sentence in cases:
         with pytest.raises(InvalidRequest) as err:
             await manager.merge_checkpoints(**kwargs)
         assert sentence in str(err.value), (kwargs, str(err.value))
-    assert sorted(p.name for p in folder.iterdir()) == before  # no partial file, no half-written checkpoint
+    (folder / "Stable-diffusion").mkdir()
+    shutil.copy(folder / "otherXL.safetensors", folder / "Stable-diffusion" / "deepXL.safetensors")
+    await manager.rescan_models()
+    with pytest.raises(InvalidRequest, match="A model named deepXL is already listed"):  # in a subfolder
+        await manager.merge_checkpoints("baseXL", "otherXL", 0.5, "deepXL")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "Stable-diffusion"])  # no partial file
+
+
+async def test_a_write_that_fails_is_a_sentence_and_leaves_nothing(merging):
+    import resource
+
+    manager, folder = merging
+    before = sorted(p.name for p in folder.iterdir())
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 1024 * 1024, limit[1]))
+    try:
+        with pytest.raises(OutputError, match="The merged checkpoint could not be written"):
+            await manager.merge_checkpoints("baseXL", "otherXL", 0.5, "bigXL")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert sorted(p.name for p in folder.iterdir()) == before

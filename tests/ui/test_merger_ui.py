@@ -45,4 +45,4 @@ def test_two_checkpoints_merge_into_one_the_model_list_offers(desktop, merger_ap
     assert wait_until(lambda: any(m["id"] == "bothXL" and m["available"]
                                   for m in merger_app.manager.available_models()), 10)
     page.click("#merge")  # the same name again: a sentence, nothing overwritten
-    wait_text(page, "merge-note", "A file named bothXL.safetensors is already there: choose another name.")
+    wait_text(page, "merge-note", "A model named bothXL is already listed (names are matched without case)")
