@@ -104,7 +104,8 @@ CSV_COLUMNS = ("name", "prompt", "negative_prompt")  # A1111's styles.csv
 def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """A style CSV's columns (A1111's three first, then any others it has) and its rows; ValueError for a file
     without a name column."""
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))  # quoted line breaks kept
+    text = path.read_text(encoding="utf-8-sig").lstrip("\r\n")  # blank lines before the header are no header
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted prompt keeps its line breaks
     rows = list(reader)
     fields = list(reader.fieldnames or [])
     if fields and "name" not in fields:
@@ -202,6 +203,8 @@ class StyleLibrary:
             raise InvalidRequest("No styles folder is set (GATOR_STYLES_DIR).")
         try:  # the file's rows as they are (any other columns of theirs kept), less the one of that name
             columns, rows = _csv_rows(path) if path.is_file() else (list(CSV_COLUMNS), [])
+            if any(None in row for row in rows):  # rewriting would cut the values beyond its columns
+                raise ValueError("a row has more values than the file has columns: put a text with commas in quotes")
         except (OSError, ValueError, csv.Error) as err:
             raise InvalidRequest(f"The style file {path} could not be read ({err}), so nothing was saved.") from None
         saved = Style(name, prompt.strip(), negative.strip(), str(path))
@@ -210,7 +213,7 @@ class StyleLibrary:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: value for key, value in row.items() if key in columns} for row in rows)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.part")

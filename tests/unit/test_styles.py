@@ -124,3 +124,17 @@ def test_a_saved_style_wins_over_one_of_that_name_elsewhere_and_other_columns_ar
     rows = list(csv.DictReader(saved.read_text(encoding="utf-8").splitlines()))
     assert rows == [{"name": "Keep", "prompt": "k {prompt}", "negative_prompt": "", "description": "my notes"},
                     {"name": "New", "prompt": "n", "negative_prompt": "", "description": ""}]
+
+
+def test_a_styles_csv_row_with_an_unquoted_comma_still_reads_and_is_never_cut_by_a_save(tmp_path):
+    found = library(tmp_path)
+    saved = tmp_path / "styles" / "styles.csv"
+    text = "name,prompt,negative_prompt\nLoose,{prompt} loose,blurry, lowres\n"
+    saved.write_text(text, encoding="utf-8")
+    assert found.apply("Loose", "a fox", "") == ("a fox loose", "blurry")  # read as A1111's csv module reads it
+    with pytest.raises(InvalidRequest, match="a row has more values than the file has columns"):
+        found.save("New", "n", "")
+    assert saved.read_text(encoding="utf-8") == text
+    (tmp_path / "styles" / "styles.csv").write_text("\nname,prompt,negative_prompt\nA,a,\n", encoding="utf-8")
+    found.save("B", "b", "")  # a blank first line: read past, and the file written whole
+    assert [row["name"] for row in csv.DictReader(saved.read_text(encoding="utf-8").splitlines())] == ["A", "B"]
