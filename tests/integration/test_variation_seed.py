@@ -66,6 +66,11 @@ async def test_image_to_image_varies_the_noise_it_adds_to_the_init_image(manager
     assert "Variation seed: 9, Variation seed strength: 0.5" in Image.open(varied.path).text["parameters"]
     after = await made()  # the scheduler's own noise again
     assert np.array_equal(np.asarray(after.image), np.asarray(plain.image))
+    whole = await made(variation_seed=9, variation_strength=1.0)  # all the way: the variation seed's own noise
+    seed_9 = await manager.generate_image("a lighthouse", **{**run, "seed": 9})
+    near, far = (np.abs(np.asarray(whole.image).astype(int) - np.asarray(other.image).astype(int)).mean()
+                 for other in (seed_9, plain))
+    assert near < far / 2, (near, far)  # seed 9's image to image but for the init image's latent sample (seed 5's)
 
 
 async def test_what_cannot_use_it_is_a_sentence(manager):
