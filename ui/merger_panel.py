@@ -9,6 +9,7 @@ import gradio as gr
 
 from engine import params as P
 from engine.errors import GatorError
+from engine.manager import AIModelManager
 from engine.merge import METHOD_LABELS, METHODS, WEIGHTED_SUM
 
 from .widgets import widget
@@ -19,7 +20,7 @@ MERGE_ADMINS_ONLY = "Only an admin login (--admin) can merge checkpoints on this
 class MergerHandlers:
     """The panel's handlers, bound to the manager."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: AIModelManager) -> None:
         self.manager = manager
 
     def choices(self):
@@ -41,7 +42,7 @@ class MergerHandlers:
         return (note, *self.choices())
 
 
-def build_merger_panel(manager: Any) -> None:
+def build_merger_panel(manager: AIModelManager) -> None:
     """The Checkpoint merger, closed until opened (its boxes list the checkpoints when it opens)."""
     h = MergerHandlers(manager)
     with gr.Accordion("Checkpoint merger", open=False, elem_id="merger-box") as box:
