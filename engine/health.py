@@ -99,6 +99,7 @@ class HealthMonitor:
         # context); keep-alive is off so every poll opens a fresh connection and sees a dead server at once.
         self._hedges = ThreadPoolExecutor(max_workers=2 * max(4, len(self.urls)), thread_name_prefix="health")
         self._clients = {u: self._new_client() for u in self.urls}
+        self._started = False  # start() was called and stop() not since
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(timeout=self.timeout_s, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
@@ -115,6 +116,7 @@ class HealthMonitor:
         if self.running:
             return self
         self._stop.clear()
+        self._started = True  # servers added from now on get a thread too, even when none was configured
         self._threads = [threading.Thread(target=self._loop, args=(u,), name=f"comfyui-health {u}", daemon=True)
                          for u in self.urls]
         for t in self._threads:
@@ -131,7 +133,7 @@ class HealthMonitor:
             self._states[url] = ServerState(url)
             self._poll_locks[url] = threading.Lock()
             self._clients[url] = self._new_client()
-            start = self.running and not self._stop.is_set()
+            start = self._started and not self._stop.is_set()
         if start:
             thread = threading.Thread(target=self._loop, args=(url,), name=f"comfyui-health {url}", daemon=True)
             self._threads.append(thread)
@@ -153,6 +155,7 @@ class HealthMonitor:
     def stop(self, timeout: float | None = None) -> None:
         """Ask the threads to end and wait for them (each ends after at most its poll in flight)."""
         self._stop.set()
+        self._started = False
         for t in self._threads:
             t.join(timeout if timeout is not None else self.timeout_s * 6 + 1)
         self._threads = []

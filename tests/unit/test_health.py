@@ -262,3 +262,16 @@ def test_an_answer_to_a_poll_begun_before_a_failure_was_seen_is_not_counted(fake
     assert monitor.state(fake.url).up is False and [h[2] for h in monitor.history] == [True, False]
     monkeypatch.setattr(monitor, "_poll", real_poll)
     assert monitor.poll_now()[fake.url].up is True  # a poll begun after it: the server is back
+
+
+def test_a_server_added_to_a_monitor_started_with_none_is_polled(fake):
+    """COMFYUI_API_URL empty and COMFYUI_DIR set: the ComfyUI the app starts is the only server, added after start."""
+    monitor = HealthMonitor([], interval_s=0.05, timeout_s=1.0).start()
+    try:
+        monitor.add_server(fake.url)
+        deadline = time.monotonic() + 5
+        while monitor.snapshot()[fake.url.rstrip("/")].up is not True and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert monitor.snapshot()[fake.url.rstrip("/")].up is True
+    finally:
+        monitor.stop()
