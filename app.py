@@ -13,9 +13,12 @@ from engine.config import Settings  # noqa: E402
 from ui.app import build_demo, launch_options  # noqa: E402
 from ui.launcher import parse_args, serve, settings_overrides, stop_on_sigterm  # noqa: E402
 
-logging.basicConfig(level=os.environ.get("GATOR_LOG_LEVEL", "INFO"),
+LOG_LEVEL = (os.environ.get("GATOR_LOG_LEVEL") or "INFO").strip().upper()  # "debug" as well as "DEBUG"
+logging.basicConfig(level=LOG_LEVEL if isinstance(logging.getLevelName(LOG_LEVEL), int) else "INFO",
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logger = logging.getLogger("gator.app")
+if not isinstance(logging.getLevelName(LOG_LEVEL), int):
+    logger.warning("GATOR_LOG_LEVEL %r is no log level (DEBUG, INFO, WARNING, ERROR): INFO it is.", LOG_LEVEL)
 
 
 def _use_zerogpu(manager: AIModelManager) -> bool:
@@ -31,7 +34,11 @@ def _use_zerogpu(manager: AIModelManager) -> bool:
 
 args = parse_args()
 stop_on_sigterm()  # from here on SIGTERM ends the app as Ctrl+C does (a started ComfyUI is stopped)
-manager = AIModelManager(Settings.from_env(**settings_overrides(args)), admins=args.admins)
+try:
+    settings = Settings.from_env(**settings_overrides(args))
+except ValueError as err:  # a setting the app cannot take: its sentence, not a traceback
+    raise SystemExit(f"Gator Studio cannot start: {err}") from None
+manager = AIModelManager(settings, admins=args.admins)
 asyncio.run(manager.initialize_models())
 _use_zerogpu(manager)
 demo = build_demo(manager, browse_outputs=not args.share)

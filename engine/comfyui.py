@@ -157,7 +157,8 @@ def combo_options(spec: Any) -> list[str]:
         if isinstance(spec[0], list):
             return [str(x) for x in spec[0]]
         if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
-            return [str(x) for x in spec[1].get("options", [])]
+            options = spec[1].get("options")
+            return [str(x) for x in options] if isinstance(options, list) else []
     return []
 
 

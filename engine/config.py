@@ -31,8 +31,13 @@ def parse_server_urls(raw: str) -> list[str]:
         if not part:
             continue
         parsed = urlparse(part)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"COMFYUI_API_URL entries must be http(s) URLs, got {part!r}.")
+        try:
+            port_ok = parsed.port is None or parsed.port > 0  # reading the port checks it ("8l88" is none)
+        except ValueError:
+            port_ok = False
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
+            raise ValueError(f"COMFYUI_API_URL entries must be http(s) URLs with a host and a port number, "
+                             f"got {part!r}.")
         urls.append(part.rstrip("/"))
     return urls
 
@@ -52,6 +57,22 @@ def devices_problem(setting: str) -> str | None:
 def user_cache_dir(name: str) -> Path:
     """`name` in the app's folder of the user's cache: ~/.cache/gator-studio/`name` (XDG_CACHE_HOME respected)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gator-studio" / name
+
+
+def env_number(name: str, default: float | None, *, above_zero: bool = False) -> float | None:
+    """The number environment variable `name` holds (empty or unset: `default`); ValueError with a sentence naming
+    the variable for anything else (not a number, NaN, or with `above_zero` 0 or less)."""
+    text = (os.environ.get(name) or "").strip()
+    if not text:
+        return default
+    sentence = f"{name} must be a number{' above 0' if above_zero else ''} (got {text!r})."
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(sentence) from None
+    if value != value or value in (float("inf"), float("-inf")) or (above_zero and value <= 0):
+        raise ValueError(sentence)
+    return value
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -120,8 +141,8 @@ class Settings:
             cloud_model=(env.get("GATOR_CLOUD_MODEL") or "black-forest-labs/FLUX.1-schnell").strip(),
             cloud_base_url=(env.get("GATOR_CLOUD_BASE_URL") or "").strip().rstrip("/") or None,
             cloud_token=(env.get("HF_TOKEN") or "").strip() or None,
-            cloud_timeout_s=float(env.get("GATOR_CLOUD_TIMEOUT", 120.0)),
-            cloud_max_wait_s=float(env.get("GATOR_CLOUD_MAX_WAIT", 10.0)),
+            cloud_timeout_s=env_number("GATOR_CLOUD_TIMEOUT", 120.0, above_zero=True),
+            cloud_max_wait_s=env_number("GATOR_CLOUD_MAX_WAIT", 10.0),
             prefer=(env.get("GATOR_PREFER") or "").strip().lower(),
             output_dir=Path(env.get("GATOR_OUTPUT_DIR") or PROJECT_ROOT / "outputs"),
             models_dir=Path(env["GATOR_MODELS_DIR"]) if env.get("GATOR_MODELS_DIR") else None,
@@ -131,9 +152,9 @@ class Settings:
             model_folders=tuple(Path(p) for p in env.get("GATOR_MODEL_FOLDERS", "").split(os.pathsep) if p.strip()),
             pipeline_configs=Path(env["GATOR_PIPELINE_CONFIGS"]) if env.get("GATOR_PIPELINE_CONFIGS") else None,
             tiny_model_dir=Path(env["GATOR_TINY_MODEL_DIR"]) if env.get("GATOR_TINY_MODEL_DIR") else None,
-            health_interval_s=float(env.get("GATOR_HEALTH_INTERVAL", 2.0)),
-            health_timeout_s=float(env.get("GATOR_HEALTH_TIMEOUT", 2.0)),
-            comfyui_timeout_s=float(env.get("GATOR_COMFYUI_TIMEOUT", 600.0)),
+            health_interval_s=env_number("GATOR_HEALTH_INTERVAL", 2.0, above_zero=True),
+            health_timeout_s=env_number("GATOR_HEALTH_TIMEOUT", 2.0, above_zero=True),
+            comfyui_timeout_s=env_number("GATOR_COMFYUI_TIMEOUT", 600.0, above_zero=True),
             enable_comfyui=_env_bool("GATOR_ENABLE_COMFYUI", True),
             allow_downloads=_env_bool("GATOR_ALLOW_DOWNLOADS"),
             hf_endpoint=(env.get("HF_ENDPOINT") or "").strip().rstrip("/") or None,
@@ -143,7 +164,7 @@ class Settings:
             compile_scope=(env.get("GATOR_COMPILE_SCOPE") or "unet").strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             previews=(env.get("GATOR_PREVIEWS") or "auto").strip().lower(),
-            gpu_memory_gb=float(env["GATOR_GPU_MEMORY_GB"]) if env.get("GATOR_GPU_MEMORY_GB") else None,
+            gpu_memory_gb=env_number("GATOR_GPU_MEMORY_GB", None, above_zero=True),
             devices=(env.get("GATOR_DEVICES") or "").strip().lower(),
         )
         settings = replace(settings, **overrides) if overrides else settings

@@ -34,7 +34,17 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> "Limits":
-        values = {name: int(float(os.environ[var])) for name, var in cls.ENV.items() if os.environ.get(var)}
+        values = {}
+        for name, var in cls.ENV.items():
+            text = (os.environ.get(var) or "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = int(float(text))
+            except (ValueError, OverflowError):
+                raise ValueError(f"{var} must be a whole number, 0 to turn the limit off (got {text!r}).") from None
+            if values[name] < 0:
+                raise ValueError(f"{var} must be a whole number, 0 to turn the limit off (got {text!r}).")
         return cls(**values)
 
     def prompt_problems(self, texts: Iterable[tuple[str, Any]]) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import os
 import subprocess
 import sys
 import time
@@ -48,3 +49,13 @@ def test_sigterm_stops_the_app_and_the_comfyui_it_started(run_app, tmp_path):
     assert app.wait(timeout=30) == 0  # a clean exit: the server closed, the clean-up ran
     assert wait_until(lambda: not comfyui.is_running() or comfyui.status() == psutil.STATUS_ZOMBIE, 5), log.read_text()
     assert "Stopping (signal 15)" in log.read_text()
+
+
+def test_a_setting_the_app_cannot_take_is_a_sentence_at_start(tmp_path):
+    env = {**os.environ, "GATOR_HEALTH_TIMEOUT": "2s", "GATOR_OUTPUT_DIR": str(tmp_path / "out"),
+           "GATOR_ENABLE_COMFYUI": "0"}
+    out = subprocess.run([sys.executable, "app.py", "--port", "7997"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode != 0
+    assert "Gator Studio cannot start: GATOR_HEALTH_TIMEOUT must be a number above 0 (got '2s')." in out.stderr
+    assert "Traceback" not in out.stderr
