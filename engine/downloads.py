@@ -421,15 +421,23 @@ class Downloads:
             if have and response.status_code != 206:  # the server ignored the Range: start again
                 have = 0
                 job.state.resumed_from = 0
+            overrun = False
             with partial.open("r+b" if have else "wb") as handle:
                 handle.seek(have)
                 handle.truncate()
                 for chunk in response.iter_bytes():
                     if job.cancel.is_set():
                         raise _Cancelled()
+                    if size is not None and have + len(chunk) > size:  # never more than was announced on disk
+                        overrun = True
+                        break
                     handle.write(chunk)
                     have += len(chunk)
                     job.progress(have)
+        if overrun:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(f"The server sent more than the {human_bytes(size or 0)} it announced, so the "
+                                "partial file was deleted; press Download to try again.")
         return have
 
     @staticmethod

@@ -304,3 +304,47 @@ def test_a_full_disk_mid_download_is_a_sentence_without_a_path(make_manager, hub
     assert state.status == "failed" and state.error == ("No space left in the models folder after 1000 B of 2.0 MiB. "
                                                         "Free some space, then press Download to resume."), state.error
     assert not (tmp_path / "models" / SD15_FILE).exists()
+
+
+def test_a_server_that_sends_more_than_it_announced_is_cut_off_and_leaves_no_file(make_manager, tmp_path):
+    """A mirror (HF_ENDPOINT) announcing 1000 bytes and sending 25 MiB: never more than announced on disk."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Endless(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def headers_for(self, length: int | None) -> None:
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", "a" * 40)
+            self.send_header("ETag", '"' + "b" * 40 + '"')
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+
+        def do_HEAD(self):
+            self.headers_for(1000)
+
+        def do_GET(self):
+            self.headers_for(None)  # no length: the body runs until the connection closes
+            try:
+                for _ in range(400):
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        manager = make_manager(hf_endpoint=f"http://127.0.0.1:{server.server_port}")
+        manager.start_download(SD15)
+        state = manager.downloads.wait(SD15, timeout=30)
+    finally:
+        server.shutdown()
+    assert state.status == "failed" and "The server sent more than the 1000 B it announced" in state.error
+    assert partials(tmp_path / "models") == [] and not (tmp_path / "models" / "v1-5-pruned-emaonly.safetensors").exists()
