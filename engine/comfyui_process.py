@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
-from .errors import GatorError
+from .errors import GatorError, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +213,19 @@ class ManagedInstance:
             self._change(f"Managed ComfyUI ({self.name}) restarting", f"after crash {self.crashes}")
 
     def _launch(self, port: int) -> subprocess.Popen | None:
-        """Spawn the child on `port` in its own process group; None once stopping."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.log_path.exists() and self.log_path.stat().st_size > LOG_ROTATE_BYTES:
-            self.log_path.replace(self.log_path.with_suffix(".log.1"))
+        """Spawn the child on `port` in its own process group; None once stopping, or when its log cannot be written
+        (stopped, with a sentence naming the log folder)."""
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.log_path.exists() and self.log_path.stat().st_size > LOG_ROTATE_BYTES:
+                self.log_path.replace(self.log_path.with_suffix(".log.1"))
+        except OSError as err:
+            with self._lock:
+                self.state, self.message = STOPPED, (f"ComfyUI ({self.name}) was not started: its log folder "
+                                                     f"{self.log_path.parent} cannot be written ({os_reason(err)}).")
+            log.error("%s", self.message)
+            self._change(f"Managed ComfyUI ({self.name}) not started", self.message)
+            return None
         command = [str(self.python), "main.py", "--listen", "127.0.0.1", "--port", str(port)]
         command += ["--cpu"] if self.cpu else []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

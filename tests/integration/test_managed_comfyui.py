@@ -192,3 +192,25 @@ async def test_a_folder_that_is_not_an_install_is_a_sentence(managers, tmp_path)
     assert "has no main.py" in mgr.managed_comfyui_state()["note"]
     with pytest.raises(ManagedComfyUIError, match="has no main.py"):
         mgr.start_managed_comfyui()
+
+
+def test_a_log_folder_that_cannot_be_written_is_a_sentence_not_a_silent_stop(tmp_path):
+    from engine.comfyui_process import ManagedInstance
+    from tests.support.comfyui_folder import make_comfyui_folder
+
+    folder = make_comfyui_folder(tmp_path / "ComfyUI")
+    (tmp_path / "a-file").write_text("not a folder")
+    events: list = []
+    instance = ManagedInstance(folder, folder / "venv/bin/python", gpu=None, cpu=True,
+                               log_path=tmp_path / "a-file" / "logs" / "comfyui.log",
+                               on_change=lambda what, why: events.append((what, why)), join_pool=lambda url: None,
+                               leave_pool=lambda url: None, timing=Timing(poll_s=0.05, grace_s=2))
+    instance.start()
+    try:
+        assert polled_until(lambda: instance.snapshot()["state"] == STOPPED and instance.snapshot()["message"], 10)
+    finally:
+        instance.stop()
+    snapshot = instance.snapshot()
+    assert snapshot["message"].endswith("was not started: its log folder " + str(tmp_path / "a-file" / "logs")
+                                        + " cannot be written (not a directory).") and snapshot["pid"] is None
+    assert any(what.endswith("not started") for what, _ in events)  # in the switch log too
