@@ -36,6 +36,8 @@ from .comfyui_answers import ObjectInfo, PromptQueueInfo, SystemStats, Unexpecte
 
 log = logging.getLogger(__name__)
 
+ANSWER_BYTES = 64 * 1024 * 1024  # more than any status, queue or model-list answer of a real ComfyUI
+
 Callback = Callable[[str, "ServerState", "ServerState"], None]
 
 
@@ -276,12 +278,12 @@ class HealthMonitor:
         Raises the first request's error when both fail, with `hedged_failure` set on it.
         """
         client = self._clients[url]
-        first = self._hedges.submit(client.get, url + "/system_stats")
+        first = self._hedges.submit(whole_answer, client, url + "/system_stats", self.timeout_s)
         try:
             return first.result(timeout=self.timeout_s / 2)
         except FutureTimeout:
             pass
-        second = self._hedges.submit(client.get, url + "/system_stats", timeout=self.timeout_s / 2)
+        second = self._hedges.submit(whole_answer, client, url + "/system_stats", self.timeout_s / 2)
         errors: list[BaseException] = []
         for done in as_completed([first, second]):
             try:
@@ -314,7 +316,7 @@ class HealthMonitor:
         latency = (time.perf_counter() - t0) * 1000
         poll = _Poll(True, f"answered in {latency:.0f} ms", latency_ms=latency, stats=stats)
         try:
-            resp = client.get(url + "/prompt")
+            resp = whole_answer(client, url + "/prompt", self.timeout_s)
             resp.raise_for_status()
             poll.queue_remaining = _checked(PromptQueueInfo, resp, url, "/prompt").exec_info.queue_remaining
         except (UnexpectedAnswer, httpx.HTTPError) as exc:  # every poll: not worth a warning each time
@@ -323,11 +325,11 @@ class HealthMonitor:
             try:
                 infos: dict[str, Any] = {}
                 for node_class in MODEL_INPUTS:
-                    r = client.get(f"{url}/object_info/{node_class}")
+                    r = whole_answer(client, f"{url}/object_info/{node_class}", self.timeout_s)
                     r.raise_for_status()
                     infos.update(_checked(ObjectInfo, r, url, f"/object_info/{node_class}", raw=True))
                 poll.models = installed_models_from_object_info(infos)
-                poll.models.embeddings = _embeddings(client, url)
+                poll.models.embeddings = _embeddings(client, url, self.timeout_s)
             except UnexpectedAnswer as exc:
                 log.warning("could not read installed models of %s: %s", url, exc)
             except httpx.HTTPError as exc:
@@ -375,10 +377,26 @@ class HealthMonitor:
                 log.exception("health subscriber %r failed", cb)
 
 
-def _embeddings(client: httpx.Client, url: str) -> list[str]:
+def whole_answer(client: httpx.Client, url: str, within_s: float) -> httpx.Response:
+    """GET `url`, its whole answer within `within_s` seconds (httpx's own timeout is per read: a server that trickles
+    a byte at a time would hold a poll for ever); httpx.ReadTimeout after that, or past ANSWER_BYTES."""
+    end = time.monotonic() + within_s
+    with client.stream("GET", url, timeout=within_s) as response:
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if time.monotonic() > end or len(body) > ANSWER_BYTES:
+                raise httpx.ReadTimeout(f"no whole answer from {url} within {within_s:g} s", request=response.request)
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding",
+                                                                                      "content-length",
+                                                                                      "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
+
+
+def _embeddings(client: httpx.Client, url: str, within_s: float) -> list[str]:
     """GET /embeddings: the server's embedding names (none when it has no such route or answers oddly)."""
     try:
-        resp = client.get(f"{url}/embeddings")
+        resp = whole_answer(client, f"{url}/embeddings", within_s)
         resp.raise_for_status()
         return list(_checked(list[str], resp, url, "/embeddings"))
     except (UnexpectedAnswer, httpx.HTTPError) as exc:

@@ -275,3 +275,40 @@ def test_a_server_added_to_a_monitor_started_with_none_is_polled(fake):
         assert monitor.snapshot()[fake.url.rstrip("/")].up is True
     finally:
         monitor.stop()
+
+
+def test_a_server_that_trickles_its_answer_times_out_instead_of_holding_the_poll():
+    """Headers at once, then a byte every 0.3 s: httpx's per-read timeout never fires, the poll's own deadline does."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Trickle(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monitor = HealthMonitor([url], timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        state = monitor.poll_now()[url]
+        assert time.monotonic() - started < 5  # held about one timeout, not for ever
+        assert state.up is not True and "no answer within 1 s" in (state.last_error or ""), state
+    finally:
+        monitor.stop()
+        server.shutdown()
