@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 import httpx
 
 from .errors import GatorError, os_reason
+from .health import whole_answer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def answering(urls: Iterable[str], timeout_s: float = 2.0) -> str | None:
     for url in urls:
         try:
             with httpx.Client(timeout=timeout_s, trust_env=False) as client:
-                if client.get(url.rstrip("/") + "/system_stats").status_code == 200:
+                if whole_answer(client, url.rstrip("/") + "/system_stats", timeout_s).status_code == 200:
                     return url
         except httpx.HTTPError:
             continue
@@ -259,7 +260,7 @@ class ManagedInstance:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while not self._stopping.is_set() and not _exited(proc):
                 try:
-                    if client.get(url + "/system_stats").status_code == 200 and not _exited(proc):
+                    if whole_answer(client, url + "/system_stats", 2.0).status_code == 200 and not _exited(proc):
                         break
                 except httpx.HTTPError:
                     pass

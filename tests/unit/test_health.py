@@ -277,8 +277,9 @@ def test_a_server_added_to_a_monitor_started_with_none_is_polled(fake):
         monitor.stop()
 
 
-def test_a_server_that_trickles_its_answer_times_out_instead_of_holding_the_poll():
-    """Headers at once, then a byte every 0.3 s: httpx's per-read timeout never fires, the poll's own deadline does."""
+@pytest.fixture
+def trickling_url():
+    """A server that sends its headers at once, then a byte every 0.3 s: httpx's per-read timeout never fires."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Trickle(BaseHTTPRequestHandler):
@@ -302,13 +303,23 @@ def test_a_server_that_trickles_its_answer_times_out_instead_of_holding_the_poll
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    monitor = HealthMonitor([url], timeout_s=1.0)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_server_that_trickles_its_answer_times_out_instead_of_holding_the_poll(trickling_url):
+    monitor = HealthMonitor([trickling_url], timeout_s=1.0)
     try:
         started = time.monotonic()
-        state = monitor.poll_now()[url]
+        state = monitor.poll_now()[trickling_url]
         assert time.monotonic() - started < 5  # held about one timeout, not for ever
         assert state.up is not True and "no answer within 1 s" in (state.last_error or ""), state
     finally:
         monitor.stop()
-        server.shutdown()
+
+
+def test_the_managed_comfyuis_readiness_check_does_not_wait_on_a_trickle_either(trickling_url):
+    from engine.comfyui_process import answering
+
+    started = time.monotonic()
+    assert answering([trickling_url], timeout_s=1.0) is None and time.monotonic() - started < 5
