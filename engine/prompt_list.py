@@ -4,8 +4,8 @@ A line is a prompt, or A1111's command-line form of one request: `--prompt "a re
 --steps 20 --cfg_scale 7 --seed 5 --width 512 --height 512 --sampler_name "DPM++ 2M Karras" --n_iter 2`. A line's
 prompt goes at the start or at the end of the form's prompt (joined by a space, as A1111 joins them), and the options
 it names replace the form's values for that line only. Seeds as A1111's script: a random seed (-1) draws one for each
-line, or one for all lines ("use same random seed"); "iterate seed" adds one per line. Every line is read and checked
-before any work; a problem is a sentence naming its line.
+line, or one for all lines ("use same random seed"); "iterate seed" starts each line past the seeds the lines before
+it used. Every line is read and checked before any work; a problem is a sentence naming its line.
 """
 from __future__ import annotations
 
