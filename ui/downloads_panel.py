@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import gradio as gr
 
+from .login import not_an_admin
 from .serialize import html_text as _e
 
 class DownloadControls(Protocol):
@@ -145,7 +146,7 @@ def row_buttons(state: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str,
 def download_refusal(username: str | None, admins: Any) -> str:
     """Why this visitor may not allow, start or cancel downloads ("" when they may): with logins (--auth), only
     the admins (--admin) may; without logins, whoever reaches the app may."""
-    return ADMINS_ONLY if username and username not in (admins or ()) else ""
+    return ADMINS_ONLY if not_an_admin(username, admins) else ""
 
 
 @dataclass

@@ -33,6 +33,7 @@ from .image_options import (CONTROLNET_INPUTS, HIRES_CHOICES, HIRES_INPUTS, INPA
                             inpaint_args, layout_controlnet_box, layout_hires_box, layout_img2img_box,
                             layout_inpaint_box, layout_lora_row, layout_prompt_list_box, layout_xyz_box, saved_hires,
                             saved_plot)
+from .login import not_an_admin
 from .job_queue import JobQueue, QueueFull
 from .models import hires_checkpoint_choices, model_choices, vae_choices
 from .presenter import STOPPED, Presenter, batch_label, failure_line, is_stopped, unexpected_failure
@@ -502,8 +503,7 @@ class ImageTabHandlers:
     def save_style(self, name: str, prompt: str, negative: str, request: gr.Request = None):
         """Save as style: the prompt and negative prompt become the style `name`, offered in the Styles box at once.
         With logins only an admin may (the styles are everyone's)."""
-        username = getattr(request, "username", None)
-        if username and username not in self.manager.admins:
+        if not_an_admin(getattr(request, "username", None), self.manager.admins):
             return STYLES_ADMINS_ONLY, gr.skip()
         try:
             note = self.manager.save_style(name, prompt or "", negative or "")

@@ -10,7 +10,7 @@ import time
 from collections import defaultdict, deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 logger = logging.getLogger("gator.login")
 
@@ -108,3 +108,9 @@ class LoginGuard:
 def _keys(username: str, address: str | None = None) -> list[str]:
     """The counts an attempt goes into: its login's, and its address's when known."""
     return [f"login:{username}", *([f"address:{address}"] if address else [])]
+
+
+def not_an_admin(username: str | None, admins: Iterable[str] | None) -> bool:
+    """Whether this visitor may not change what every login shares (downloads, styles, checkpoints, the managed
+    ComfyUI): with logins (--auth) only the admins (--admin) may; without logins, whoever reaches the app may."""
+    return bool(username) and username not in (admins or ())

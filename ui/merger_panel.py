@@ -12,6 +12,7 @@ from engine.errors import GatorError
 from engine.manager import AIModelManager
 from engine.merge import METHOD_LABELS, METHODS, WEIGHTED_SUM
 
+from .login import not_an_admin
 from .widgets import widget
 
 MERGE_ADMINS_ONLY = "Only an admin login (--admin) can merge checkpoints on this server: the models folder is everyone's."
@@ -31,8 +32,7 @@ class MergerHandlers:
     async def merge(self, primary: str | None, secondary: str | None, tertiary: str | None, name: str,
                     multiplier: Any, method: str, half: bool, request: gr.Request = None):
         """Merge, then the sentence and the boxes' choices (the new checkpoint among them)."""
-        username = getattr(request, "username", None)
-        if username and username not in self.manager.admins:
+        if not_an_admin(getattr(request, "username", None), self.manager.admins):
             return (MERGE_ADMINS_ONLY, *(gr.skip(),) * 3)
         try:
             note = await self.manager.merge_checkpoints(primary or "", secondary or "", multiplier, name or "",

@@ -17,6 +17,7 @@ from engine.errors import GatorError
 
 from .downloads_panel import (DownloadControls, DownloadRow, allow_visible, download_refusal, render_download_intro,
                               render_download_row, row_buttons, slug)
+from .login import not_an_admin
 from .models import license_text
 from .serialize import html_text as _e, jsonable
 
@@ -390,7 +391,7 @@ def build_status_tab(read_status: Callable[[], dict[str, Any]],
     def managed_action(action: Callable[[], None], what: str) -> Callable[..., list[Any]]:
         def run(request: gr.Request = None) -> list[Any]:
             username = getattr(request, "username", None)
-            refusal = MANAGED_ADMINS_ONLY if username and username not in (managed.admins or ()) else ""
+            refusal = MANAGED_ADMINS_ONLY if not_an_admin(username, managed.admins) else ""
             return [message(outcome(action, what, refusal), "managed"), *refresh_all()]
         return run
 
