@@ -37,6 +37,7 @@ from .comfyui_answers import ObjectInfo, PromptQueueInfo, SystemStats, Unexpecte
 log = logging.getLogger(__name__)
 
 ANSWER_BYTES = 64 * 1024 * 1024  # more than any status, queue or model-list answer of a real ComfyUI
+MODEL_LIST_S = 10.0  # the longest a model list (/object_info, /embeddings) may take, whole: longer than a status
 
 Callback = Callable[[str, "ServerState", "ServerState"], None]
 
@@ -325,11 +326,11 @@ class HealthMonitor:
             try:
                 infos: dict[str, Any] = {}
                 for node_class in MODEL_INPUTS:
-                    r = whole_answer(client, f"{url}/object_info/{node_class}", self.timeout_s)
+                    r = whole_answer(client, f"{url}/object_info/{node_class}", max(self.timeout_s, MODEL_LIST_S))
                     r.raise_for_status()
                     infos.update(_checked(ObjectInfo, r, url, f"/object_info/{node_class}", raw=True))
                 poll.models = installed_models_from_object_info(infos)
-                poll.models.embeddings = _embeddings(client, url, self.timeout_s)
+                poll.models.embeddings = _embeddings(client, url, max(self.timeout_s, MODEL_LIST_S))
             except UnexpectedAnswer as exc:
                 log.warning("could not read installed models of %s: %s", url, exc)
             except httpx.HTTPError as exc:
@@ -381,7 +382,7 @@ def whole_answer(client: httpx.Client, url: str, within_s: float) -> httpx.Respo
     """GET `url`, its whole answer within `within_s` seconds (httpx's own timeout is per read: a server that trickles
     a byte at a time would hold a poll for ever); httpx.ReadTimeout after that, or past ANSWER_BYTES."""
     end = time.monotonic() + within_s
-    with client.stream("GET", url, timeout=within_s) as response:
+    with client.stream("GET", url) as response:  # each read within the client's own timeout, as a plain GET
         body = bytearray()
         for chunk in response.iter_bytes():
             body += chunk
