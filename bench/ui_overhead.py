@@ -139,7 +139,7 @@ def main() -> None:
                     # job.result() waits on the job's future; iterating the Job instead polls every 1 ms.
                     form = [PROMPT, "", [], "auto", "auto", size, size, steps, GUIDANCE, SEED, "euler", 1, 1,
                             -1, 0, False, 0.0, False, "auto", None, 0.75, "just resize", True,
-                            1.0, 0.5, 0, "Lanczos", "same", "", "", "Use same checkpoint",  # the hires fix
+                            1.0, 0.5, 0, "Lanczos", "same", "", "", "Use same checkpoint", 0, 0,  # the hires fix
                             None, 0.75, 4, "original", "whole picture", 32, 0, 0, 0, 0,  # inpaint
                             None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]
                     added = http.post(f"{url}gradio_api/run/predict",

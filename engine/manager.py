@@ -43,7 +43,7 @@ from .prompt_list import END as LIST_END, PromptLine, read_lines
 from .prompt_syntax import BadTag, take_lora_tags, with_lora_tags
 from .request import AUTO, HIRES_LORAS, GenerationRequest
 from .prompt_schedule import FIRST_PASS_STEPS
-from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, hires_size, lanczos, unknown_upscaler, upscaler_named
+from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, cropped_to_shape, lanczos, unknown_upscaler, upscaler_named
 from .result import ImageResult, error_result
 from .router import Router
 from .weights import WeightSource
@@ -524,6 +524,8 @@ class AIModelManager:
                            hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
                            hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
                            hires_checkpoint: str = P.HIRES_CHECKPOINT.default,
+                           hires_resize_width: int = P.HIRES_RESIZE_WIDTH.default,
+                           hires_resize_height: int = P.HIRES_RESIZE_HEIGHT.default,
                            clip_skip: int = P.CLIP_SKIP.default, variation_seed: int | None = None,
                            variation_strength: float = P.VARIATION_STRENGTH.default, freeu: bool = P.FREEU.default,
                            cfg_rescale: float = P.CFG_RESCALE.default, tiling: bool = P.TILING.default,
@@ -558,7 +560,9 @@ class AIModelManager:
         over `hires_steps` (0: num_inference_steps); its steps come as Progress with stage "Hires fix". Its own
         `hires_sampler` ("same": the sampler), `hires_prompt` (its own LoRA tags and wildcards),
         `hires_negative_prompt` (empty: the first pass's) and `hires_checkpoint` (a model to redraw with; "Use same
-        checkpoint": the first pass's) are A1111's.
+        checkpoint": the first pass's) are A1111's. `hires_resize_width` / `hires_resize_height` (A1111's "Resize
+        width/height to", 0: unset) make it that size instead of upscaling by `hires_scale`: a side left 0 follows
+        the other in the image's shape, and with both the first pass is cropped at the centre to their shape.
         `clip_skip` is A1111's Clip skip (2: the prompt's text encoder stops one layer early), for the model families
         presets/families.yaml marks (SD 1.x); elsewhere it is not used, and the result says so.
         `variation_strength` above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s
@@ -587,7 +591,8 @@ class AIModelManager:
             only_masked_padding=only_masked_padding, outpaint=outpaint, hires_scale=hires_scale,
             hires_strength=hires_strength, hires_steps=hires_steps, hires_upscaler=hires_upscaler,
             hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
-            hires_checkpoint=hires_checkpoint, clip_skip=clip_skip, variation_seed=variation_seed,
+            hires_checkpoint=hires_checkpoint, hires_resize_width=hires_resize_width,
+            hires_resize_height=hires_resize_height, clip_skip=clip_skip, variation_seed=variation_seed,
             variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, tiling=tiling,
             control_image=control_image, controlnet=controlnet,
             controlnet_module=controlnet_module,
@@ -666,7 +671,7 @@ class AIModelManager:
     def _hires_expanded(self, req: GenerationRequest, seed: int) -> tuple[str, str]:
         """The hires prompts of `req` with their wildcards and options filled in for `seed` (empty without the hires
         fix); InvalidRequest naming the hires prompts when they cannot be."""
-        if not _hires_on(req) or not (req.hires_prompt or req.hires_negative_prompt):
+        if not req.hires or not (req.hires_prompt or req.hires_negative_prompt):
             return "", ""
         try:
             filled = self.wildcards.expand(req.hires_prompt, req.hires_negative_prompt, seed)
@@ -678,7 +683,7 @@ class AIModelManager:
                          started_at: float, owner: str | None = None) -> AsyncIterator[Event]:
         """One image: its events, then Done with the saved result (the hires fix in two passes, inpaint composited)."""
         made: _Made | None = None
-        passes = self._hires_fix if req.hires_scale > 1 else self._inpaint if req.inpaints else self._produce
+        passes = self._hires_fix if req.hires else self._inpaint if req.inpaints else self._produce
         async for item in passes(req, cancel, previews):
             if isinstance(item, _Made):
                 made = item
@@ -688,24 +693,28 @@ class AIModelManager:
             yield Done(await self._finish(req, made.produced, made.target, made.reason, started_at, owner))
 
     async def _hires_fix(self, req: GenerationRequest, cancel: Any, previews: bool) -> AsyncIterator[Any]:
-        """A1111's hires fix: the image at width x height, upscaled, then redrawn as image to image at the larger
-        size with the hires strength and steps; one stream, the second pass's steps marked "Hires fix"."""
+        """A1111's hires fix: the image at width x height, upscaled (to the resize size, cropped at the centre to its
+        shape, when one is set), then redrawn as image to image at the larger size with the hires strength and
+        steps; one stream, the second pass's steps marked "Hires fix"."""
         base: _Made | None = None
-        async for item in self._produce(replace(req, hires_scale=1.0), cancel, previews):
+        first = replace(req, hires_scale=1.0, hires_resize_width=0, hires_resize_height=0)
+        async for item in self._produce(first, cancel, previews):
             if isinstance(item, _Made):
                 base = item
             else:
                 yield item
         if base is None:
             return
-        width, height = hires_size(req.width, req.height, req.hires_scale, P.WIDTH.multiple_of or 8)
+        width, height = req.hires_output_size()
+        kept = await asyncio.to_thread(cropped_to_shape, base.produced.image, width, height)
         forced = self.backends.get(req.backend)
-        larger, upscaled_on, why = await self._enlarge(base.produced.image, width, height, req.hires_upscaler, cancel,
+        larger, upscaled_on, why = await self._enlarge(kept, width, height, req.hires_upscaler, cancel,
                                                        local_first=True, local_only=forced is not None and forced.local)
         if why:
             yield Fallback(why, to_backend=upscaled_on)
         second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
                          num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0,
+                         hires_resize_width=0, hires_resize_height=0,
                          extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps}, **hires_pass(req))
         async for item in self._produce(second, cancel, previews):
             if isinstance(item, Progress):
@@ -788,15 +797,15 @@ class AIModelManager:
             height=image.height, num_inference_steps=req.num_inference_steps,
             guidance_scale=info.get("guidance", req.guidance_scale), seed=req.seed, sampler=req.sampler,
             loras=[{"name": use.name, "weight": use.weight} for use in req.loras], vae=req.vae,
-            strength=req.hires_strength if req.hires_scale > 1 else req.strength if req.init_image is not None else None,
-            hires_scale=req.hires_scale if req.hires_scale > 1 else None,
-            hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires_scale > 1 else None,
-            hires_upscaler=req.hires_upscaler if req.hires_scale > 1 else None,
-            hires_sampler=req.hires_sampler if req.hires_scale > 1 and req.hires_sampler != P.SAME_SAMPLER else None,
+            strength=req.hires_strength if req.hires else req.strength if req.init_image is not None else None,
+            **_hires_size_fields(req),
+            hires_steps=(req.hires_steps or req.num_inference_steps) if req.hires else None,
+            hires_upscaler=req.hires_upscaler if req.hires else None,
+            hires_sampler=req.hires_sampler if req.hires and req.hires_sampler != P.SAME_SAMPLER else None,
             hires_prompt=with_lora_tags(req.hires_prompt, req.hires_loras or ()) if req.hires_prompt else None,
             hires_negative_prompt=req.hires_negative_prompt or None,
             hires_checkpoint=info.get("hires_checkpoint"),
-            first_pass_size=(req.width, req.height) if req.hires_scale > 1 else None,
+            first_pass_size=(req.width, req.height) if req.hires else None,
             mask_blur=req.mask_blur if req.inpaints else None,
             inpaint_area=req.inpaint_area if req.inpaints else None,
             masked_content=req.masked_content if req.inpaints else None,
@@ -1174,14 +1183,20 @@ def _model_entry(spec: ModelSpec, backend: Backend, available: bool, note: str =
 def _is_template(req: GenerationRequest) -> bool:
     """Whether a prompt of `req` (or of the seed-travel keyframe it leads to) has {...} options or __wildcards__."""
     travel = req.extra.get(INTERPOLATE) or {}
-    hires = (req.hires_prompt, req.hires_negative_prompt) if _hires_on(req) else ()
+    hires = (req.hires_prompt, req.hires_negative_prompt) if req.hires else ()
     return any(has_variants(text) for text in (req.prompt, req.negative_prompt, travel.get("prompt_b"),
                                                travel.get("negative_prompt_b"), *hires))
 
 
-def _hires_on(req: GenerationRequest) -> bool:
-    """Whether `req` asks for the hires fix (its own prompts matter only then)."""
-    return P.is_number(req.hires_scale) and req.hires_scale > 1
+def _hires_size_fields(req: GenerationRequest) -> dict[str, Any]:
+    """How a result records the hires fix's size, as A1111 does: its resize size when one was set (the other side
+    as worked out), else its upscale; None for each without a hires fix."""
+    if not req.hires:
+        return dict(hires_scale=None, hires_resize_width=None, hires_resize_height=None)
+    if not req.hires_resize_width and not req.hires_resize_height:
+        return dict(hires_scale=req.hires_scale, hires_resize_width=None, hires_resize_height=None)
+    width, height = req.hires_output_size()
+    return dict(hires_scale=None, hires_resize_width=width, hires_resize_height=height)
 
 
 def _without_lora_tags(text: str) -> str:

@@ -61,7 +61,7 @@ COMFYUI_CHUNK = "prompt"  # ComfyUI's text chunk: the API-format graph (engine/p
 A1111_ORDER = ("num_inference_steps", "sampler", "guidance_scale", "seed", "size", "model_hash", "model",
                "variation_seed", "variation_strength", "vae", "strength", "clip_skip", "freeu", "cfg_rescale", "tiling",
                "lora_hashes", "mask_blur", "masked_content", "inpaint_area", "only_masked_padding", "outpaint",
-               "hires_scale", "hires_steps", "hires_upscaler", "hires_checkpoint", "hires_sampler", "hires_prompt", "hires_negative_prompt",
+               "hires_scale", "hires_resize", "hires_steps", "hires_upscaler", "hires_checkpoint", "hires_sampler", "hires_prompt", "hires_negative_prompt",
                "backend", "user_workflow", "upscale_by", "upscaler",
                "model_license", "prompt_template", "negative_template")
 
@@ -76,6 +76,9 @@ def a1111_parameters(params: dict[str, Any]) -> str:
     for name in A1111_ORDER:
         if name == "size":
             pairs.append(("Size", f"{params.get('width')}x{params.get('height')}"))
+        elif name == "hires_resize":  # "Hires resize: 1024x1536", as A1111 writes its resize width and height
+            resize = (params.get(P.HIRES_RESIZE_WIDTH.name), params.get(P.HIRES_RESIZE_HEIGHT.name))
+            pairs.append((P.HIRES_RESIZE_KEY, f"{resize[0]}x{resize[1]}" if all(resize) else None))
         elif name == P.OUTPAINT.name:  # "Outpaint: right 64 down 32", read back by params.outpaint_amounts
             pairs.append((P.OUTPAINT.a1111_key, P.outpaint_text(params.get(name))))
         else:
@@ -182,9 +185,10 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         try:
             if key == CONTROLNET_KEY:
                 result.update(read_a1111_entry(_PAIR.findall(value)))
-            elif key == "Size":
+            elif key in ("Size", P.HIRES_RESIZE_KEY):
                 w, _, h = value.partition("x")
-                result.update(width=P.WIDTH.from_text(w), height=P.HEIGHT.from_text(h))
+                sides = (P.WIDTH, P.HEIGHT) if key == "Size" else (P.HIRES_RESIZE_WIDTH, P.HIRES_RESIZE_HEIGHT)
+                result.update({sides[0].name: sides[0].from_text(w), sides[1].name: sides[1].from_text(h)})
             elif key in keys:
                 param = P.BY_NAME[keys[key]]
                 result[param.name] = param.from_text(value)

@@ -303,6 +303,15 @@ IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE, MASK_BLUR, MASKE
 HIRES_SCALE = Param("hires_scale", "float", 1.0, "Hires upscale",
                     "Hires fix: above 1, the image is made at width x height, upscaled by this and redrawn.",
                     minimum=1.0, maximum=4.0, step=0.05, a1111_key="Hires upscale")
+HIRES_RESIZE_HELP = ("Hires fix: the final {side} instead of upscaling by Hires upscale (A1111's \"Resize {side} to\"); "
+                     "0: from the other side and the image's shape. With both set the image is enlarged to cover them "
+                     "and cropped at the centre.")
+HIRES_RESIZE_WIDTH = Param("hires_resize_width", "pixels", 0, "Resize width to", HIRES_RESIZE_HELP.format(side="width"),
+                           minimum=0, maximum=WIDTH.maximum, step=8, multiple_of=WIDTH.multiple_of)
+HIRES_RESIZE_HEIGHT = Param("hires_resize_height", "pixels", 0, "Resize height to",
+                            HIRES_RESIZE_HELP.format(side="height"), minimum=0, maximum=HEIGHT.maximum, step=8,
+                            multiple_of=HEIGHT.multiple_of)
+HIRES_RESIZE_KEY = "Hires resize"  # A1111's one settings-line entry for both: "Hires resize: 1024x1536"
 HIRES_STRENGTH = Param("hires_strength", "float", 0.5, "Hires denoising strength",
                        "How much the hires pass redraws the upscaled image: 0 keeps it, 1 draws anew.",
                        minimum=0.0, maximum=1.0, step=0.01)
@@ -429,7 +438,8 @@ USER_WORKFLOW = Param("user_workflow", "choice", NO_WORKFLOW, "ComfyUI workflow"
 PARAMS: tuple[Param, ...] = (PROMPT, NEGATIVE_PROMPT, WIDTH, HEIGHT, STEPS, GUIDANCE, SEED, MODEL, BACKEND, SAMPLER,
                              BATCH_COUNT, LORAS, VAE, HIRES_SCALE, HIRES_STRENGTH, HIRES_STEPS, HIRES_UPSCALER,
                              CLIP_SKIP, VARIATION_SEED, VARIATION_STRENGTH, FREEU, CFG_RESCALE, HIRES_SAMPLER,
-                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT, HIRES_CHECKPOINT, TILING)
+                             HIRES_PROMPT, HIRES_NEGATIVE_PROMPT, HIRES_CHECKPOINT, TILING, HIRES_RESIZE_WIDTH,
+                             HIRES_RESIZE_HEIGHT)
 BY_NAME = {p.name: p for p in (*PARAMS, *IMAGE_INPUT_PARAMS, *POSTPROCESS_PARAMS, *RESULT_PARAMS, LORA_WEIGHT,
                                *PLOT_PARAMS, *CONTROLNET_PARAMS, USER_WORKFLOW)}
 ALIASES = {alias: p.name for p in PARAMS for alias in p.aliases}

@@ -11,7 +11,7 @@ from .errors import InvalidRequest
 from .inpaint import INPAINT_AREAS, MASKED_CONTENTS, fitted_mask
 from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
-from .upscale import UPSCALERS, hires_size, unknown_upscaler, upscaler_named
+from .upscale import UPSCALERS, hires_target, unknown_upscaler, upscaler_named
 from .prompt_syntax import BadTag, LoraUse, take_lora_tags
 from .registry import load_samplers
 
@@ -45,6 +45,8 @@ class GenerationRequest:
     only_masked_padding: int = P.ONLY_MASKED_PADDING.default
     outpaint: Any = None  # pixels to add per side (see params.outpaint_amounts); after validation (left, right, up, down)
     hires_scale: float = P.HIRES_SCALE.default  # above 1: the hires fix (made at width x height, then redrawn)
+    hires_resize_width: int = P.HIRES_RESIZE_WIDTH.default  # A1111's "Resize width/height to": the hires fix to
+    hires_resize_height: int = P.HIRES_RESIZE_HEIGHT.default  # that size instead of by hires_scale (0: unset)
     hires_strength: float = P.HIRES_STRENGTH.default
     hires_steps: int = P.HIRES_STEPS.default  # 0: the same as num_inference_steps
     hires_upscaler: str = P.HIRES_UPSCALER.default
@@ -126,7 +128,7 @@ class GenerationRequest:
             raise InvalidRequest(problem)
         hires: dict[str, Any] = {"hires_prompt": "", "hires_negative_prompt": "", "hires_loras": None,
                                  "hires_checkpoint": None}
-        if float(self.hires_scale) > 1:  # the hires pass's own prompts (A1111's), its LoRAs from its own tags
+        if self.hires:  # the hires pass's own prompts (A1111's), its LoRAs from its own tags
             hires["hires_negative_prompt"] = self.hires_negative_prompt.strip()
             hires["hires_checkpoint"] = chosen_checkpoint(self.hires_checkpoint)
             if self.hires_prompt.strip():
@@ -169,6 +171,7 @@ class GenerationRequest:
                        sampler_key(self.hires_sampler), **hires,
                        mask_blur=int(self.mask_blur),
                        only_masked_padding=int(self.only_masked_padding), strength=float(self.strength), hires_scale=float(self.hires_scale),
+                       hires_resize_width=int(self.hires_resize_width), hires_resize_height=int(self.hires_resize_height),
                        hires_strength=float(self.hires_strength), hires_steps=int(self.hires_steps), negative_prompt=self.negative_prompt or "",
                        seed=P.concrete_seed(self.seed, rng), sampler=sampler_key(self.sampler),
                        width=int(self.width), height=int(self.height),
@@ -177,6 +180,17 @@ class GenerationRequest:
                        model=(self.model or "").strip() or None, batch_count=int(self.batch_count),
                        clip_skip=int(self.clip_skip), variation_strength=float(self.variation_strength),
                        variation_seed=P.concrete_seed(self.variation_seed, rng) if self.varies else None)
+
+    @property
+    def hires(self) -> bool:
+        """True when the hires fix runs: an upscale above 1 or a resize size (any value validation would refuse is
+        read as unset, so its sentence, not a guess, answers)."""
+        return hires_wanted(self.hires_scale, self.hires_resize_width, self.hires_resize_height)
+
+    def hires_output_size(self) -> tuple[int, int]:
+        """The hires fix's output size (after validation): by the resize size when one is set, else by the scale."""
+        return hires_target(self.width, self.height, self.hires_scale, self.hires_resize_width,
+                            self.hires_resize_height, P.WIDTH.multiple_of or 8)
 
     @property
     def varies(self) -> bool:
@@ -240,6 +254,12 @@ def combined_loras(uses: Sequence[LoraUse]) -> tuple[LoraUse, ...]:
     return tuple(use for use in weights.values() if use.weight != 0)
 
 
+def hires_wanted(scale: Any, resize_width: Any, resize_height: Any) -> bool:
+    """True when these hires values ask for the hires fix: an upscale above 1, or a resize width or height above 0."""
+    return (P.is_number(scale) and scale > 1) or any(P.is_whole(side) and side > 0
+                                                      for side in (resize_width, resize_height))
+
+
 def chosen_checkpoint(value: Any) -> str | None:
     """The model a hires checkpoint value names; None for the first pass's own (empty, "Use same checkpoint", "same",
     "auto", any case)."""
@@ -252,9 +272,11 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
     """Sentences for the hires fix's values (its upscaler one of `upscalers`, its checkpoint one `unknown_model`
     knows) and its second pass's size and work."""
     problems = [problem for param, value in ((P.HIRES_SCALE, req.hires_scale), (P.HIRES_STRENGTH, req.hires_strength),
-                                             (P.HIRES_STEPS, req.hires_steps))
+                                             (P.HIRES_STEPS, req.hires_steps),
+                                             (P.HIRES_RESIZE_WIDTH, req.hires_resize_width),
+                                             (P.HIRES_RESIZE_HEIGHT, req.hires_resize_height))
                 if (problem := param.problem(value))]
-    if problems or float(req.hires_scale) <= 1:
+    if problems or not req.hires:
         return problems
     if req.init_image is not None:
         return ["The hires fix is for text to image; for an init image, set the width and height you want."]
@@ -278,10 +300,11 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
         return problems
     if not all(P.is_whole(v) for v in (req.width, req.height, req.num_inference_steps, req.batch_count)):
         return []  # the base values' own sentences say what is wrong
-    width, height = hires_size(int(req.width), int(req.height), float(req.hires_scale), P.WIDTH.multiple_of or 8)
+    width, height = hires_target(int(req.width), int(req.height), float(req.hires_scale), int(req.hires_resize_width),
+                                 int(req.hires_resize_height), P.WIDTH.multiple_of or 8)
     if max(width, height) > P.WIDTH.maximum:
         return [f"The hires fix would make {width}×{height} pixels; the largest side is {P.WIDTH.maximum:g}. Use a "
-                "smaller size or Hires upscale."]
+                "smaller size, Hires upscale or Resize width/height to."]
     steps = int(req.hires_steps) or int(req.num_inference_steps)
     problem = limits.image_problem(width, height, steps, int(req.batch_count))
     return [problem.replace("This request", "The hires pass")] if problem else []
@@ -326,7 +349,7 @@ def workflow_problems(req: GenerationRequest) -> list[str]:
         return [f"{P.USER_WORKFLOW.label} must be a workflow's name (or {P.NO_WORKFLOW})."]
     if chosen_workflow(req.user_workflow) is None:
         return []
-    unused = [what for what, used in (("the hires fix", P.is_number(req.hires_scale) and req.hires_scale > 1),
+    unused = [what for what, used in (("the hires fix", req.hires),
                                       ("a mask or outpaint", req.mask is not None or any(
                                           n for n in _outpaint_or_none(req.outpaint))),
                                       ("a ControlNet", req.control_image is not None),

@@ -16,7 +16,7 @@ from .params import RESULT_ALIASES
 # What the PNG's parameters carry besides the request's own values.
 SAVED_FIELDS = ("prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed",
                 "sampler", "loras", "vae", "strength", "mask_blur", "masked_content", "inpaint_area",
-                "only_masked_padding", "outpaint", "hires_scale", "hires_steps", "hires_upscaler", "hires_checkpoint",
+                "only_masked_padding", "outpaint", "hires_scale", "hires_resize_width", "hires_resize_height", "hires_steps", "hires_upscaler", "hires_checkpoint",
                 "hires_sampler", "hires_prompt", "hires_negative_prompt", "clip_skip",
                 "variation_seed", "variation_strength", "freeu", "cfg_rescale", "tiling", "controlnet", "controlnet_module",
                 "controlnet_weight", "controlnet_start", "controlnet_end", "canny_low", "canny_high", "model",
@@ -46,7 +46,9 @@ class ImageResult:
     inpaint_area: str | None = None
     only_masked_padding: int | None = None  # only for inpaint area "only masked"
     outpaint: dict[str, int] | None = None  # pixels added per side ({"left", "right", "up", "down"}; None: none)
-    hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix)
+    hires_scale: float | None = None  # the hires fix's upscale (None: no hires fix, or one by its resize size)
+    hires_resize_width: int | None = None  # the hires fix's resize size (A1111's "Hires resize"), when one was set
+    hires_resize_height: int | None = None
     hires_steps: int | None = None
     hires_upscaler: str | None = None
     hires_sampler: str | None = None  # the hires pass's own (None: the sampler's)

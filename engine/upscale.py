@@ -19,6 +19,34 @@ def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[in
     return int(width * scale) // multiple * multiple, int(height * scale) // multiple * multiple
 
 
+def hires_target(width: int, height: int, scale: float, resize_width: int, resize_height: int,
+                 multiple: int) -> tuple[int, int]:
+    """The hires fix's output size. Without a resize size: width and height times `scale` (`hires_size`). With
+    A1111's "Resize width/height to": that size, a side left 0 following the other in the first pass's shape; each
+    rounded down to a multiple (the image is cropped to its shape first, `cropped_to_shape`)."""
+    if not resize_width and not resize_height:
+        return hires_size(width, height, scale, multiple)
+    if not resize_height:
+        resize_height = resize_width * height // width
+    elif not resize_width:
+        resize_width = resize_height * width // height
+    return max(multiple, resize_width // multiple * multiple), max(multiple, resize_height // multiple * multiple)
+
+
+def cropped_to_shape(image: Image.Image, width: int, height: int) -> Image.Image:
+    """`image` cropped at the centre to the shape of width x height (unchanged when it has it): what A1111's hires
+    fix keeps of the first pass when "Resize width/height to" asks for another shape."""
+    if image.width * height > image.height * width:  # wider than asked: keep the middle columns
+        kept = max(1, round(image.height * width / height))
+        left = (image.width - kept) // 2
+        return image.crop((left, 0, left + kept, image.height))
+    if image.width * height < image.height * width:  # taller: keep the middle rows
+        kept = max(1, round(image.width * height / width))
+        top = (image.height - kept) // 2
+        return image.crop((0, top, image.width, top + kept))
+    return image
+
+
 def lanczos(image: Image.Image, width: int, height: int) -> Image.Image:
     """`image` resized to width x height with Lanczos."""
     return image.resize((width, height), Image.Resampling.LANCZOS)

@@ -55,7 +55,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[Endpoint
                              hires_sampler: str = P.HIRES_SAMPLER.default, hires_prompt: str = P.HIRES_PROMPT.default,
                              hires_negative_prompt: str = P.HIRES_NEGATIVE_PROMPT.default,
                              hires_checkpoint: str = P.HIRES_CHECKPOINT.default, tiling: bool = P.TILING.default,
-                             steps: int | None = None, guidance: float | None = None,
+                             hires_resize_width: int = P.HIRES_RESIZE_WIDTH.default,
+                             hires_resize_height: int = P.HIRES_RESIZE_HEIGHT.default, steps: int | None = None, guidance: float | None = None,
                              request: gr.Request = None) -> tuple[FileData, dict]:
         """Generate one image, or `batch_count` images (seeds seed, seed + 1, ...). Width, height, steps and
         guidance left empty use the chosen model's defaults; the names and limits are engine/params.py's
@@ -65,7 +66,9 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[Endpoint
         lists them: the app's and yours). `vae` names a VAE file (as /status lists them) to decode with, or auto.
         `hires_scale` above 1 is A1111's hires fix (made at width x height, upscaled, redrawn with
         `hires_strength` over `hires_steps`, 0 meaning the same steps; `hires_sampler`, `hires_prompt`,
-        `hires_negative_prompt` and `hires_checkpoint` (a model's id as /status lists them) its own, where given). `clip_skip` is A1111's Clip skip (2: the
+        `hires_negative_prompt` and `hires_checkpoint` (a model's id as /status lists them) its own, where given);
+        `hires_resize_width` / `hires_resize_height` (A1111's "Resize width/height to", 0: unset) make it that size
+        instead (a side left 0 follows the other; both crop the first pass at the centre). `clip_skip` is A1111's Clip skip (2: the
         text encoder stops one layer early) for SD 1.x models (others ignore it and say so). `variation_strength`
         above 0 is A1111's variation seed: the starting noise moved toward `variation_seed`'s (-1: random; made on
         this machine, even when ComfyUI is up). `freeu` turns FreeU on (SD 1.x, SD 2.x, SDXL; the family's
@@ -91,6 +94,7 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[Endpoint
             hires_sampler=hires_sampler or P.HIRES_SAMPLER.default,
             hires_prompt=hires_styled if isinstance(hires_prompt, str) or hires_prompt is None else hires_prompt,
             hires_negative_prompt=hires_negative, hires_checkpoint=hires_checkpoint or P.HIRES_CHECKPOINT.default,
+            hires_resize_width=hires_resize_width or 0, hires_resize_height=hires_resize_height or 0,
             tiling=tiling, variation_strength=variation_strength, freeu=freeu, cfg_rescale=cfg_rescale, cancel=cancel,
             previews=False, owner=getattr(request, "username", None), **values))
 

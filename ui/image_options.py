@@ -103,7 +103,7 @@ def inpaint_args(values: dict[str, Any]) -> dict[str, Any]:
 
 def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]],
                      checkpoints: list[tuple[str, str]]) -> dict[str, Any]:
-    """Hires fix, closed until opened: upscale, its denoising strength and steps, the upscaler (one of
+    """Hires fix, closed until opened: upscale (or A1111's resize width and height), its denoising strength and steps, the upscaler (one of
     `upscalers`: Lanczos, then the model upscalers the engine lists), and A1111's hires checkpoint (one of
     `checkpoints`, hires_checkpoint_choices), hires sampler (same, or one of `samplers`: (label, key)), hires prompt
     and hires negative prompt."""
@@ -111,6 +111,9 @@ def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]],
         with gr.Row():
             hires_scale = gr.Slider(**widget(P.HIRES_SCALE), elem_id="hires-scale")
             hires_strength = gr.Slider(**widget(P.HIRES_STRENGTH), elem_id="hires-strength")
+        with gr.Row():
+            hires_resize_width = gr.Slider(**widget(P.HIRES_RESIZE_WIDTH), elem_id="hires-resize-width")
+            hires_resize_height = gr.Slider(**widget(P.HIRES_RESIZE_HEIGHT), elem_id="hires-resize-height")
         with gr.Row():
             hires_steps = gr.Slider(**widget(P.HIRES_STEPS), elem_id="hires-steps")
             hires_upscaler = gr.Dropdown(upscalers, value=P.HIRES_UPSCALER.default,
@@ -132,26 +135,28 @@ def layout_hires_box(upscalers: list[str], samplers: list[tuple[str, str]],
             hires_negative_prompt_tokens = layout_token_counter("hires-negative-prompt-tokens")
     return dict(hires_box=hires_box, hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps,
                 hires_sampler=hires_sampler, hires_prompt=hires_prompt, hires_negative_prompt=hires_negative_prompt,
-                hires_checkpoint=hires_checkpoint,
-                hires_prompt_tokens=hires_prompt_tokens, hires_negative_prompt_tokens=hires_negative_prompt_tokens,
+                hires_checkpoint=hires_checkpoint, hires_resize_width=hires_resize_width,
+                hires_resize_height=hires_resize_height, hires_prompt_tokens=hires_prompt_tokens, hires_negative_prompt_tokens=hires_negative_prompt_tokens,
                 hires_upscaler=hires_upscaler)
 
 
 HIRES_INPUTS = ("hires_scale", "hires_strength", "hires_steps", "hires_upscaler", "hires_sampler", "hires_prompt",
-                "hires_negative_prompt", "hires_checkpoint")
+                "hires_negative_prompt", "hires_checkpoint", "hires_resize_width", "hires_resize_height")
 HIRES_CHOICES = ("hires_upscaler", "hires_sampler", "hires_prompt", "hires_negative_prompt",
                  "hires_checkpoint")  # the ones not numbers
 
 
 def saved_hires(params: dict[str, Any], upscalers: list[str]) -> dict[str, Any]:
     """The hires box's values from an image's saved parameters: its hires fix (the pass's strength is the
-    image's denoising strength, as A1111 records it), or off (upscale 1) for an image made without one. An
-    upscaler this app lacks becomes Lanczos."""
-    if not params.get(P.HIRES_SCALE.name):
-        return {P.HIRES_SCALE.name: 1.0, P.HIRES_SAMPLER.name: P.SAME_SAMPLER, P.HIRES_PROMPT.name: "",
-                P.HIRES_NEGATIVE_PROMPT.name: "", P.HIRES_CHECKPOINT.name: P.SAME_CHECKPOINT}
+    image's denoising strength, as A1111 records it), or off (upscale 1, no resize size) for an image made without
+    one. An upscaler this app lacks becomes Lanczos."""
+    sizes = (P.HIRES_SCALE, P.HIRES_RESIZE_WIDTH, P.HIRES_RESIZE_HEIGHT)
+    if not any(params.get(param.name) for param in sizes):
+        return {P.HIRES_SCALE.name: 1.0, P.HIRES_RESIZE_WIDTH.name: 0, P.HIRES_RESIZE_HEIGHT.name: 0,
+                P.HIRES_SAMPLER.name: P.SAME_SAMPLER, P.HIRES_PROMPT.name: "", P.HIRES_NEGATIVE_PROMPT.name: "",
+                P.HIRES_CHECKPOINT.name: P.SAME_CHECKPOINT}
     known = upscaler_named(params.get(P.HIRES_UPSCALER.name), upscalers)
-    return {P.HIRES_SCALE.name: params[P.HIRES_SCALE.name],
+    return {**{param.name: params.get(param.name) or param.default for param in sizes},
             P.HIRES_STRENGTH.name: params.get(P.STRENGTH.name) or P.HIRES_STRENGTH.default,
             P.HIRES_STEPS.name: params.get(P.HIRES_STEPS.name) or 0,
             P.HIRES_UPSCALER.name: known or P.HIRES_UPSCALER.default,

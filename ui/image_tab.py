@@ -197,8 +197,10 @@ def setting_notes(params: dict[str, Any]) -> list[str]:
     notes += ["**FreeU** on"] if params.get(P.FREEU.name) else []
     notes += ["**Tiling** on"] if params.get(P.TILING.name) else []
     notes += [f"**CFG rescale** {params[P.CFG_RESCALE.name]:g}"] if params.get(P.CFG_RESCALE.name) else []
-    if params.get(P.HIRES_SCALE.name):
-        notes.append(f"**Hires fix** ×{params[P.HIRES_SCALE.name]:g} with {params.get(P.HIRES_UPSCALER.name)}"
+    resize = [params.get(param.name) or 0 for param in (P.HIRES_RESIZE_WIDTH, P.HIRES_RESIZE_HEIGHT)]
+    if params.get(P.HIRES_SCALE.name) or any(resize):
+        size = f"to {resize[0] or 'auto'}×{resize[1] or 'auto'}" if any(resize) else f"×{params[P.HIRES_SCALE.name]:g}"
+        notes.append(f"**Hires fix** {size} with {params.get(P.HIRES_UPSCALER.name)}"
                      + (f", sampler {params[P.HIRES_SAMPLER.name]}" if params.get(P.HIRES_SAMPLER.name) else "")
                      + (f", checkpoint {params[P.HIRES_CHECKPOINT.name]}" if params.get(P.HIRES_CHECKPOINT.name)
                         else ""))
@@ -279,7 +281,8 @@ class ImageTabHandlers:
                 init_image: str | None,
                 strength: Any, resize_mode: str, init_size: bool, hires_scale: Any, hires_strength: Any,
                 hires_steps: Any, hires_upscaler: str, hires_sampler: str, hires_prompt: str,
-                hires_negative_prompt: str, hires_checkpoint: str, mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
+                hires_negative_prompt: str, hires_checkpoint: str, hires_resize_width: Any, hires_resize_height: Any,
+                mask_editor: Any, inpaint_strength: Any, mask_blur: Any,
                 masked_content: str, inpaint_area: str, only_masked_padding: Any, outpaint_left: Any,
                 outpaint_right: Any, outpaint_up: Any, outpaint_down: Any, control_image: str | None, controlnet: str,
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
@@ -702,8 +705,10 @@ class ImageTabHandlers:
             update[c["hires_checkpoint"]] = P.SAME_CHECKPOINT
             found += f"; its hires checkpoint {checkpoint} is not here: {P.SAME_CHECKPOINT} instead"
         asked = params.get(P.HIRES_UPSCALER.name)
-        unknown = len(hires) > 1 and bool(asked) and upscaler_named(asked, upscalers) is None
-        if len(hires) > 1:
+        hires_on = hires[P.HIRES_SCALE.name] > 1 or any(hires[param.name] for param in (P.HIRES_RESIZE_WIDTH,
+                                                                                       P.HIRES_RESIZE_HEIGHT))
+        unknown = hires_on and bool(asked) and upscaler_named(asked, upscalers) is None
+        if hires_on:
             update[c["hires_box"]] = gr.update(open=True)
         plot = saved_plot(params)
         if plot:  # a grid: its axes back into the X/Y/Z box, for Plot

@@ -98,13 +98,13 @@ def join_generate_image(url: str, session: str, **kwargs) -> None:
              "backend", "sampler", "style", "batch_count", "loras", "vae", "hires_scale", "hires_strength",
              "hires_steps", "hires_upscaler", "clip_skip", "variation_seed", "variation_strength", "freeu",
              "cfg_rescale", "hires_sampler", "hires_prompt", "hires_negative_prompt", "hires_checkpoint", "tiling",
-             "steps", "guidance"]
+             "hires_resize_width", "hires_resize_height", "steps", "guidance"]
     defaults = {"negative_prompt": "", "seed": -1, "model": "auto", "backend": "auto", "sampler": "euler",
                 "style": "None", "batch_count": 1, "vae": "auto", "hires_scale": 1.0, "hires_strength": 0.5,
                 "hires_steps": 0, "hires_upscaler": "Lanczos", "clip_skip": 1, "variation_seed": -1,
                 "variation_strength": 0, "freeu": False, "cfg_rescale": 0.0, "hires_sampler": "same",
                 "hires_prompt": "", "hires_negative_prompt": "", "hires_checkpoint": "Use same checkpoint",
-                "tiling": False}
+                "tiling": False, "hires_resize_width": 0, "hires_resize_height": 0}
     data = [kwargs.get(name, defaults.get(name)) for name in names]
     answer = httpx.post(url + "gradio_api/queue/join", timeout=10,
                         json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
@@ -210,7 +210,7 @@ def test_a_full_disk_at_start_leaves_the_app_running_and_says_why(run_app, small
 # -- malformed API calls get a sentence ---------------------------------------------------------------
 
 GOOD_CALL = ["a cat", "", 64, 64, 2, None, 1, "auto", "auto", "euler", "None", 1, None, "auto", 1.0, 0.5, 0, "Lanczos",
-             1, -1, 0, False, 0.0, "same", "", "", "Use same checkpoint", False, None, None]
+             1, -1, 0, False, 0.0, "same", "", "", "Use same checkpoint", False, 0, 0, None, None]
 
 
 def raw_call(url: str, data) -> tuple[int, str]:
@@ -224,12 +224,12 @@ def raw_call(url: str, data) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("data,sentence", [
-    (GOOD_CALL[:7], "/generate_image takes 30 values in this order: prompt, negative_prompt, width, height, "
+    (GOOD_CALL[:7], "/generate_image takes 32 values in this order: prompt, negative_prompt, width, height, "
                     "num_inference_steps, guidance_scale, seed, model, backend, sampler, style, batch_count, loras, "
                     "vae, hires_scale, hires_strength, hires_steps, hires_upscaler, clip_skip, variation_seed, "
                     "variation_strength, freeu, cfg_rescale, hires_sampler, hires_prompt, hires_negative_prompt, "
-                    "hires_checkpoint, tiling, steps, guidance; got 7."),
-    (GOOD_CALL + ["extra"], "/generate_image takes 30 values"),
+                    "hires_checkpoint, tiling, hires_resize_width, hires_resize_height, steps, guidance; got 7."),
+    (GOOD_CALL + ["extra"], "/generate_image takes 32 values"),
     ([["a", "list"]] + GOOD_CALL[1:], "The prompt must be text, not a list."),
     ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}] + GOOD_CALL[1:], "The prompt must be text, not a file."),
     (["a cat", 7] + GOOD_CALL[2:], "The negative prompt must be text, not a number."),

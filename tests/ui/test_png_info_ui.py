@@ -27,6 +27,13 @@ def test_a_dropped_a1111_png_fills_the_form(desktop, local_app, tmp_path):
     assert page.locator("#width input").input_value() == "512"
 
 
+def opened_png_info(page, url: str):
+    """The app at `url` with its PNG info box open; the box's file input."""
+    open_app(page, url)
+    page.locator("#png-info-box").get_by_text("PNG info").click()
+    return page.locator("#png-info-image input[type=file]")
+
+
 HIRES_TEXT = ("a castle\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.5, "
               "Hires upscale: 2, Hires upscaler: Lanczos, Hires checkpoint: {checkpoint}")
 
@@ -34,9 +41,7 @@ HIRES_TEXT = ("a castle\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 
 @needs_chromium
 def test_send_to_image_sets_the_hires_checkpoint_or_says_it_is_not_here(desktop, local_app, tmp_path):
     page = desktop
-    open_app(page, local_app.url)
-    page.locator("#png-info-box").get_by_text("PNG info").click()
-    drop = page.locator("#png-info-image input[type=file]")
+    drop = opened_png_info(page, local_app.url)
     checkpoint = page.locator("#hires-checkpoint input")
     drop.set_input_files(str(png_with(tmp_path / "here.png", parameters=HIRES_TEXT.format(checkpoint="tiny [0a1b]"))))
     wait_text(page, "png-info-text", "checkpoint tiny")  # A1111's "name [hash]" read as the name
@@ -49,6 +54,26 @@ def test_send_to_image_sets_the_hires_checkpoint_or_says_it_is_not_here(desktop,
     note = wait_text(page, "png-info-text", "loaded into the settings")
     assert "its hires checkpoint farXL is not here: Use same checkpoint instead" in note
     assert checkpoint.input_value() == "Use same checkpoint"
+
+
+@needs_chromium
+def test_send_to_image_sets_a1111s_hires_resize_size_and_then_turns_it_off(desktop, local_app, tmp_path):
+    page = desktop
+    drop = opened_png_info(page, local_app.url)
+    resized = ("a castle\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x96, Denoising strength: 0.5, "
+               "Hires resize: 128x128, Hires upscaler: Lanczos")
+    drop.set_input_files(str(png_with(tmp_path / "resized.png", parameters=resized)))
+    wait_text(page, "png-info-text", "Hires fix to 128×128")
+    page.click("#png-info-send")
+    wait_text(page, "png-info-text", "loaded into the settings")
+    assert page.locator("#hires-resize-width input[type=number]").input_value() == "128"
+    assert page.locator("#hires-resize-height input[type=number]").input_value() == "128"
+    assert page.locator("#hires-scale input[type=number]").input_value() == "1"
+    drop.set_input_files(str(png_with(tmp_path / "plain.png", parameters=A1111_TEXT)))
+    wait_text(page, "png-info-text", "a castle on a hill")
+    page.click("#png-info-send")
+    wait_text(page, "png-info-text", "Parameters of plain.png loaded")
+    assert page.locator("#hires-resize-width input[type=number]").input_value() == "0"  # an image without: off
 
 
 def test_the_api_reads_a_comfyui_png(local_app, tmp_path):

@@ -174,9 +174,14 @@ def test_status_renders_servers_and_switches():
 def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
     assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0, "hires_sampler": "same",  # made without:
                                                        "hires_prompt": "", "hires_negative_prompt": "",  # off again
-                                                       "hires_checkpoint": "Use same checkpoint"}
+                                                       "hires_checkpoint": "Use same checkpoint",
+                                                       "hires_resize_width": 0, "hires_resize_height": 0}
     saved = {"hires_scale": 2.0, "strength": 0.4, "hires_steps": 6, "hires_upscaler": "4x_Tiny"}
+    resized = saved_hires({**saved, "hires_scale": None, "hires_resize_width": 128, "hires_resize_height": 96},
+                          ["Lanczos"])  # made to a resize size: that size back, the upscale at its default
+    assert (resized["hires_scale"], resized["hires_resize_width"], resized["hires_resize_height"]) == (1.0, 128, 96)
     assert saved_hires(saved, ["Lanczos", "4x_tiny"]) == {"hires_scale": 2.0, "hires_strength": 0.4,
+                                                           "hires_resize_width": 0, "hires_resize_height": 0,
                                                            "hires_steps": 6, "hires_upscaler": "4x_tiny",
                                                            "hires_sampler": "same", "hires_prompt": "",
                                                            "hires_negative_prompt": "",
