@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import params as P
 from .controlnet import a1111_entry, read_a1111_entry
+from .embedded_text import PARAMETERS, embedded_texts
 from .errors import output_error
 from .png_encoding import encode_png
 from .prompt_syntax import with_lora_tags
@@ -108,7 +109,7 @@ def save_image(image: Image.Image, params: dict[str, Any], output_dir: Path, own
     Raises OutputError with a clear sentence when the folder cannot be written.
     """
     folder = day_folder(owner_folder(output_dir, owner))
-    texts = {"parameters": a1111_parameters(params), JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)}
+    texts = {PARAMETERS: a1111_parameters(params), JSON_CHUNK: json.dumps(params, default=str, ensure_ascii=False)}
     if graph is not None:
         texts[COMFYUI_CHUNK] = json.dumps(graph, ensure_ascii=False)
     png = encode_png(image, texts)
@@ -164,13 +165,16 @@ def _written_under_a_free_name(folder: Path, stem: str, data: bytes) -> Path:
 
 # "Key: value" pairs; a value in quotes may hold commas and colons (A1111's `ControlNet 0: "Module: canny, ..."`)
 _PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9 ]*?):\s*("(?:\\.|[^\\"])*"|[^,]+)')
+SCHEDULE_TYPE_KEY = "Schedule type"  # A1111 1.9+ writes the scheduler apart: "Sampler: DPM++ 2M, Schedule type: Karras"
 CONTROLNET_KEY = "ControlNet 0"  # sd-webui-controlnet's first unit (the only one this app uses)
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:
     """Parse an A1111 `parameters` text back into prompt, negative_prompt and the settings line."""
     lines = text.strip("\n").split("\n")
-    settings_line = lines[-1] if len(lines) > 1 and _PAIR.match(lines[-1]) and "Steps:" in lines[-1] else ""
+    last = lines[-1]  # the settings line: after a prompt, or alone when the prompt was empty (A1111: 3 pairs or more)
+    is_settings = _PAIR.match(last) and "Steps:" in last and (len(lines) > 1 or len(_PAIR.findall(last)) >= 3)
+    settings_line = last if is_settings else ""
     body = lines[:-1] if settings_line else lines
     prompt_lines, negative_lines, in_negative = [], [], False
     for line in body:
@@ -180,6 +184,7 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, Any] = {"prompt": "\n".join(prompt_lines), "negative_prompt": "\n".join(negative_lines)}
     keys = P.a1111_keys()
+    schedule = ""
     for key, value in _PAIR.findall(settings_line):
         key, value = key.strip(), _unquoted(value.strip())
         try:
@@ -189,11 +194,15 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
                 w, _, h = value.partition("x")
                 sides = (P.WIDTH, P.HEIGHT) if key == "Size" else (P.HIRES_RESIZE_WIDTH, P.HIRES_RESIZE_HEIGHT)
                 result.update({sides[0].name: sides[0].from_text(w), sides[1].name: sides[1].from_text(h)})
+            elif key == SCHEDULE_TYPE_KEY:
+                schedule = value
             elif key in keys:
                 param = P.BY_NAME[keys[key]]
                 result[param.name] = param.from_text(value)
         except ValueError:  # one odd value (another tool's, or edited by hand) is left out, not the whole text
             logger.info("Unreadable %r in a PNG's parameters: %r", key, value)
+    if schedule and schedule.lower() != "automatic" and isinstance(result.get(P.SAMPLER.name), str):
+        result[P.SAMPLER.name] = f"{result[P.SAMPLER.name]} {schedule}"  # "DPM++ 2M" + "Karras": a sampler's label
     return result
 
 
@@ -208,22 +217,26 @@ def _unquoted(value: str) -> str:
 
 
 def read_parameters(path: str | Path) -> dict[str, Any]:
-    """Generation parameters saved in a PNG: the JSON chunk when present, else the A1111 text.
+    """Generation parameters saved in an image: the JSON chunk when present, else the A1111 text (a PNG's chunk or
+    a JPEG's or WebP's EXIF UserComment).
 
-    Returns {} for an image with no parameters.
+    Returns {} for an image with no parameters; raises UnreadableImage (an OSError) for a file that is none.
     """
-    with Image.open(path) as img:
-        text = dict(getattr(img, "text", {}) or {})
+    return parameters_from_texts(embedded_texts(path), path)
+
+
+def parameters_from_texts(text: dict[str, str], path: str | Path = "an image") -> dict[str, Any]:
+    """`read_parameters` of an image's texts (embedded_text.embedded_texts); `path` names it in the log."""
     if JSON_CHUNK in text:
         try:
             saved = json.loads(text[JSON_CHUNK])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON, or nested beyond reason
             saved = None
         if isinstance(saved, dict):
             return {P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}
         logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
-    if "parameters" in text:
-        return parse_a1111_parameters(text["parameters"])
+    if PARAMETERS in text:
+        return parse_a1111_parameters(text[PARAMETERS])
     return {}
 
 

@@ -11,15 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from PIL import Image, UnidentifiedImageError
-
 from . import params as P
 from .comfyui import file_stem
 from .controlnet import NONE
 from .errors import InvalidRequest
 from .file_hashes import without_hash
 from .backends.comfyui import our_sampler
-from .outputs import read_parameters
+from .embedded_text import PARAMETERS, UnreadableImage, embedded_texts
+from .outputs import COMFYUI_CHUNK, JSON_CHUNK, parameters_from_texts
 from .request import sampler_key, sampler_problem
 
 logger = logging.getLogger(__name__)
@@ -31,31 +30,35 @@ CONTROLNET_APPLY_CLASSES = ("ControlNetApplyAdvanced",)  # outputs positive, neg
 def png_info(path: str | Path) -> dict[str, Any]:
     """The parameters `path` carries ({} when none), with "source": gator, a1111 or comfyui workflow.
 
-    Raises InvalidRequest with a sentence when the file is not an image."""
+    Raises InvalidRequest with a sentence when the file is not an image or its texts cannot be read."""
     try:
-        with Image.open(path) as image:
-            text = dict(getattr(image, "text", {}) or {})
-    except (OSError, UnidentifiedImageError):
-        raise InvalidRequest("That file is not an image this app can read (PNG, JPEG or WebP).") from None
-    if "gator" in text or "parameters" in text:
-        params = read_parameters(path)
-        if isinstance(params.get("sampler"), str):  # A1111 writes its label ("DPM++ 2M Karras")
-            params["sampler"] = sampler_key(params["sampler"])
-        if isinstance(params.get(P.HIRES_CHECKPOINT.name), str):  # A1111 writes "name [hash]"
-            params[P.HIRES_CHECKPOINT.name] = without_hash(params[P.HIRES_CHECKPOINT.name])
-        if isinstance(params.get(P.HIRES_SAMPLER.name), str):  # likewise; one this app lacks: the first pass's
-            known = sampler_key(params[P.HIRES_SAMPLER.name])
-            params[P.HIRES_SAMPLER.name] = known if sampler_problem(known) is None else P.SAME_SAMPLER
-        return {**params, "source": "gator" if "gator" in text else "a1111"} if params else {}
-    if "prompt" in text:
+        text = embedded_texts(path)
+    except UnreadableImage as err:
+        raise InvalidRequest(str(err)) from None
+    if JSON_CHUNK in text or PARAMETERS in text:
+        return _saved_parameters(text, path)
+    if COMFYUI_CHUNK in text:
         try:
-            graph = json.loads(text["prompt"])
-        except json.JSONDecodeError:
+            graph = json.loads(text[COMFYUI_CHUNK])
+        except (json.JSONDecodeError, RecursionError):
             logger.info("Unreadable ComfyUI prompt chunk in %s", path)
             return {}
         params = comfyui_parameters(graph) if isinstance(graph, dict) else {}
         return {**params, "source": "comfyui workflow"} if params else {}
     return {}
+
+
+def _saved_parameters(text: dict[str, str], path: str | Path) -> dict[str, Any]:
+    """The parameters of an image this app or A1111 made (its `text`), under this app's names ({} for none)."""
+    params = parameters_from_texts(text, path)
+    if isinstance(params.get("sampler"), str):  # A1111 writes its label ("DPM++ 2M Karras")
+        params["sampler"] = sampler_key(params["sampler"])
+    if isinstance(params.get(P.HIRES_CHECKPOINT.name), str):  # A1111 writes "name [hash]"
+        params[P.HIRES_CHECKPOINT.name] = without_hash(params[P.HIRES_CHECKPOINT.name])
+    if isinstance(params.get(P.HIRES_SAMPLER.name), str):  # likewise; one this app lacks: the first pass's
+        known = sampler_key(params[P.HIRES_SAMPLER.name])
+        params[P.HIRES_SAMPLER.name] = known if sampler_problem(known) is None else P.SAME_SAMPLER
+    return {**params, "source": "gator" if JSON_CHUNK in text else "a1111"} if params else {}
 
 
 def comfyui_parameters(graph: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,7 +68,7 @@ def comfyui_parameters(graph: Mapping[str, Any]) -> dict[str, Any]:
                     and node.get("class_type") in SAMPLER_CLASSES), None)
     if sampler is None:
         return {}
-    inputs = sampler.get("inputs") or {}
+    inputs = _inputs(sampler)
     out: dict[str, Any] = {}
     for ours, theirs in (("seed", "seed"), ("seed", "noise_seed"), ("num_inference_steps", "steps"),
                          ("guidance_scale", "cfg")):
@@ -79,7 +82,7 @@ def comfyui_parameters(graph: Mapping[str, Any]) -> dict[str, Any]:
             out[ours] = text
     latent = _node(graph, inputs.get("latent_image"))
     if latent is not None:
-        size = latent.get("inputs") or {}
+        size = _inputs(latent)
         if isinstance(size.get("width"), int) and isinstance(size.get("height"), int):
             out["width"], out["height"] = size["width"], size["height"]
     model = _upstream(graph, inputs.get("model"), "ckpt_name") or _upstream(graph, inputs.get("model"), "unet_name")
@@ -94,9 +97,9 @@ def _controlnet_of(graph: Mapping[str, Any], link: Any) -> dict[str, Any]:
     node = _node(graph, link)
     if node is None or node.get("class_type") not in CONTROLNET_APPLY_CLASSES:
         return {}
-    inputs = node.get("inputs") or {}
+    inputs = _inputs(node)
     loader = _node(graph, inputs.get("control_net")) or {}
-    name = (loader.get("inputs") or {}).get("control_net_name")
+    name = _inputs(loader).get("control_net_name")
     if not isinstance(name, str):
         return {}
     out: dict[str, Any] = {P.CONTROLNET.name: file_stem(name), P.CONTROLNET_MODULE.name: NONE}
@@ -105,6 +108,12 @@ def _controlnet_of(graph: Mapping[str, Any], link: Any) -> dict[str, Any]:
         if isinstance(inputs.get(theirs), (int, float)) and not isinstance(inputs.get(theirs), bool):
             out[ours.name] = float(inputs[theirs])
     return out
+
+
+def _inputs(node: dict[str, Any]) -> dict[str, Any]:
+    """A node's inputs ({} when the graph gives something else)."""
+    inputs = node.get("inputs")
+    return inputs if isinstance(inputs, dict) else {}
 
 
 def _node(graph: Mapping[str, Any], link: Any) -> dict[str, Any] | None:
@@ -118,7 +127,7 @@ def _text_of(graph: Mapping[str, Any], link: Any, depth: int = 8) -> str | None:
     node and the like)."""
     node = _node(graph, link)
     while node is not None and depth > 0:
-        inputs = node.get("inputs") or {}
+        inputs = _inputs(node)
         if isinstance(inputs.get("text"), str):
             return inputs["text"]
         if node.get("class_type") in CONTROLNET_APPLY_CLASSES:  # output 0 carries its positive, 1 its negative
@@ -133,7 +142,7 @@ def _upstream(graph: Mapping[str, Any], link: Any, key: str, depth: int = 16) ->
     """`key` of the first node up the `model` links that has it (the loader behind LoRAs and samplings)."""
     node = _node(graph, link)
     while node is not None and depth > 0:
-        inputs = node.get("inputs") or {}
+        inputs = _inputs(node)
         if isinstance(inputs.get(key), str):
             return inputs[key]
         node, depth = _node(graph, inputs.get("model")), depth - 1

@@ -17,13 +17,14 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import params as P
+from engine.controlnet import MODULES
 from engine.errors import GatorError, InvalidRequest
 from engine.events import Done, Failed, Progress, Skipped
 from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
-from engine.request import AUTO
+from engine.request import AUTO, sampler_problem
 from engine.upscale import UPSCALERS, upscaler_named
 from engine.prompt_list import END as LIST_END
 from engine.wildcards import escaped
@@ -715,10 +716,28 @@ class ImageTabHandlers:
             update.update({c[key]: value for key, value in plot.items()})
             update[c["xyz_box"]] = gr.update(open=True)
         missing = self._reuse_workflow(params.get(P.USER_WORKFLOW.name), update)
+        missing += self._reuse_choices(params, update)
         if unknown:
             missing += f"; its hires upscaler {asked} is not here: {hires[P.HIRES_UPSCALER.name]} instead"
         update[note] = f"Parameters of {name} loaded into the settings{found}{missing}."
         return update
+
+    def _reuse_choices(self, params: dict[str, Any], update: dict[Any, Any]) -> str:
+        """The image's sampler, VAE and ControlNet preprocessor back only where this app has them (a value a
+        dropdown lacks would leave the form unable to generate): the default for each other, and the end of the
+        sentence saying so."""
+        c = self.components
+        lacking = ""
+        for param, component, known, default in (
+                (P.SAMPLER, "sampler", sampler_problem(params.get(P.SAMPLER.name)) is None, P.SAMPLER.default),
+                (P.VAE, "vae", params.get(P.VAE.name) in self.manager.available_vaes(), AUTO),
+                (P.CONTROLNET_MODULE, "controlnet_module", params.get(P.CONTROLNET_MODULE.name) in MODULES,
+                 P.CONTROLNET_MODULE.default)):
+            value = params.get(param.name)
+            if value and value != default and not known:
+                update[c[component]] = default
+                lacking += f"; its {param.label.lower()} {value} is not here: {default} instead"
+        return lacking
 
     def _reuse_workflow(self, workflow: Any, update: dict[Any, Any]) -> str:
         """The image's own ComfyUI workflow back into the workflow box (none for an image made without one); the

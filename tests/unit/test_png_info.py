@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import resource
+import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -87,3 +90,63 @@ def test_a_plain_png_has_none_and_a_text_file_is_a_sentence(tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(InvalidRequest, match="not an image"):
         png_info(tmp_path / "notes.png")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_claiming(path, width: int, height: int, *chunks: bytes):
+    """A PNG of a few hundred bytes whose header says width x height (its pixel data is a stub)."""
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    pixels = _chunk(b"IDAT", zlib.compress(bytes(range(256)) * 8))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + b"".join(chunks) + pixels + _chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_png_is_read_without_decoding_its_pixels(tmp_path):
+    claimed = _png_claiming(tmp_path / "big.png", 9000, 9000, _chunk(b"tEXt", b"parameters\0" + A1111_TEXT.encode()))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    info = png_info(claimed)  # 81 million pixels: decoding would take about 240 MB
+    assert info["seed"] == 1234 and info["source"] == "a1111"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # kB: nothing near a decode
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(claimed.read_bytes()[:-30])  # cut inside its pixels: the texts before them still read
+    assert png_info(truncated)["seed"] == 1234
+
+
+@pytest.mark.parametrize("chunks, needle", [
+    ((_chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (2 << 20))),), "broken or too large"),  # 2 MB inflated
+    ((), "too large to read"),  # past Pillow's decompression-bomb limit
+])
+def test_hostile_pngs_are_sentences(tmp_path, chunks, needle):
+    size = (20000, 20000) if not chunks else (8, 8)
+    with pytest.raises(InvalidRequest, match=needle):
+        png_info(_png_claiming(tmp_path / "odd.png", *size, *chunks))
+
+
+def test_nested_or_odd_json_is_no_parameters_rather_than_a_crash(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    assert png_info(png_with(tmp_path / "deep.png", prompt=deep)) == {}
+    assert png_info(png_with(tmp_path / "ours.png", gator=deep, parameters=A1111_TEXT))["seed"] == 1234  # the text
+    odd = {"1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "seed": 3}}, "2": {"inputs": "oops"},
+           "3": {"class_type": "KSampler", "inputs": [1, 2]}}
+    assert png_info(png_with(tmp_path / "odd.png", prompt=json.dumps(odd)))["seed"] == 3
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "webp"])
+def test_a1111_jpeg_and_webp_carry_their_parameters_in_exif(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x8769] = {0x9286: b"UNICODE\0" + A1111_TEXT.encode("utf-16-be")}  # as A1111 (piexif) writes it
+    path = tmp_path / f"a1111.{suffix}"
+    Image.new("RGB", (8, 8)).save(path, exif=exif)
+    info = png_info(path)
+    assert info["source"] == "a1111" and info["seed"] == 1234 and info["prompt"].startswith("a castle")
+
+
+def test_a1111s_schedule_type_and_an_empty_prompt(tmp_path):
+    text = "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 512x512"
+    info = png_info(png_with(tmp_path / "a.png", parameters=text))  # A1111 1.9+, and no prompt at all
+    assert (info["prompt"], info["sampler"], info["seed"]) == ("", "dpmpp_2m_karras", 5)
+    automatic = png_info(png_with(tmp_path / "b.png", parameters="a cat\n" + text.replace("Karras", "Automatic")))
+    assert automatic["sampler"] == "dpmpp_2m" and automatic["prompt"] == "a cat"
