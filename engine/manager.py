@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
+from PIL import Image
+
 from .backends import Backend, BackendContext, build_backends
 from .backends.base import INTERPOLATE, MODEL_FILES_LEFT_OUT, Target
 from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
@@ -697,6 +699,10 @@ class AIModelManager:
         shape, when one is set), then redrawn as image to image at the larger size with the hires strength and
         steps; one stream, the second pass's steps marked "Hires fix"."""
         base: _Made | None = None
+        forced = self.backends.get(req.backend)
+        if forced is not None:  # it makes both passes: one that cannot redraw an image says so before any work
+            self.router.plan(replace(req, init_image=Image.new("RGB", req.hires_output_size()), hires_scale=1.0,
+                                     hires_resize_width=0, hires_resize_height=0))
         first = replace(req, hires_scale=1.0, hires_resize_width=0, hires_resize_height=0)
         async for item in self._produce(first, cancel, previews):
             if isinstance(item, _Made):
@@ -707,7 +713,6 @@ class AIModelManager:
             return
         width, height = req.hires_output_size()
         kept = await asyncio.to_thread(cropped_to_shape, base.produced.image, width, height)
-        forced = self.backends.get(req.backend)
         larger, upscaled_on, why = await self._enlarge(kept, width, height, req.hires_upscaler, cancel,
                                                        local_first=True, local_only=forced is not None and forced.local)
         if why:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import time
 from dataclasses import replace
@@ -138,34 +139,48 @@ class CloudBackend(Backend):
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
         if self.base_url:  # the endpoint is the model: the client posts there in the HF Inference API's format
-            client, model = InferenceClient(base_url=self.base_url, token=self.token, timeout=self.timeout_s), None
+            # without HF_TOKEN no token goes there: not the one `hf auth login` saved for Hugging Face itself (the
+            # client's headers override its own)
+            no_saved_token = {} if self.token else {"authorization": ""}
+            client = InferenceClient(base_url=self.base_url, token=self.token, timeout=self.timeout_s,
+                                     headers=no_saved_token)
+            model = None
         else:
             client = InferenceClient(provider=self.provider, token=self.token, timeout=self.timeout_s)
             model = self.model.hub_id or self.model.id
         where = self.base_url or self.provider
         try:
-            return client.text_to_image(request.prompt, negative_prompt=request.negative_prompt or None,
-                                        width=request.width, height=request.height,
-                                        num_inference_steps=request.num_inference_steps,
-                                        guidance_scale=request.guidance_scale, seed=request.seed, model=model)
+            image = client.text_to_image(request.prompt, negative_prompt=request.negative_prompt or None,
+                                         width=request.width, height=request.height,
+                                         num_inference_steps=request.num_inference_steps,
+                                         guidance_scale=request.guidance_scale, seed=request.seed, model=model)
+            image.load()  # Pillow reads lazily: a truncated or oversized answer fails here, not later
+            return image
         except InferenceTimeoutError:
             raise BackendUnavailable(f"The cloud provider ({where}) did not answer within {self.timeout_s:g} s "
                                      "(GATOR_CLOUD_TIMEOUT).") from None
         except HfHubHTTPError as err:
             raise self._refusal(err.response, where) from None
-        except UnidentifiedImageError:
+        except (UnidentifiedImageError, Image.DecompressionBombError):
             raise BackendUnavailable(f"The cloud provider ({where}) answered with something that is not an "
                                      "image.") from None
         except Exception as err:  # a connection that fails: the HTTP client's own errors (httpx)
             if type(err).__module__.split(".")[0].startswith("httpx"):
                 raise BackendUnavailable(f"Could not reach the cloud provider ({where}): {err}.") from None
+            if isinstance(err, OSError):  # Pillow's own for an image cut short
+                raise BackendUnavailable(f"The cloud provider ({where}) answered with an image that cannot be "
+                                         f"read ({err}).") from None
             raise
 
     def _refusal(self, response: Any, where: str) -> Exception:
         """The sentence (or a short wait) for an HTTP error the provider sent."""
         status = response.status_code
         body = _json(response)
-        message = str(body.get("error") or "").strip() if isinstance(body, dict) else ""
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error.get("message") if isinstance(error, dict) else error  # {"error": {"message": ..., "code": ...}}
+        message = str(error or "").strip()
+        if self.token:  # a provider that echoes the request's header must not show the token to every user
+            message = message.replace(self.token, "(HF_TOKEN)")
         if status in (401, 403):
             return BackendUnavailable(f"The cloud provider ({where}) refused the token ({status}): set HF_TOKEN to a "
                                       "Hugging Face token allowed to call Inference Providers.")
@@ -252,7 +267,7 @@ def _seconds(value: Any) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _duration(seconds: float) -> str:

@@ -135,6 +135,54 @@ async def test_each_refusal_is_a_sentence(tmp_path, tiny_model_dir, script, sent
             manager.shutdown()
 
 
+async def test_what_the_provider_says_is_shown_without_the_token(tmp_path, tiny_model_dir):
+    nested = Answer("error", 500, {"error": {"message": f"bad header Bearer {TOKEN}", "code": 5}})
+    endless = Answer("error", 429, {"error": "slow down"}, {"Retry-After": "inf"})
+    with FakeInference(nested, endless) as fake:
+        manager = await started(cloud_settings(tmp_path, tiny_model_dir, fake.url))
+        try:
+            first = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
+            assert first.error == f"The cloud provider ({fake.url}) refused the request (500): bad header Bearer " \
+                                  "(HF_TOKEN)."
+            second = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
+            assert second.error.endswith("is limiting requests (429); try again later.")
+        finally:
+            manager.shutdown()
+
+
+async def test_an_image_cut_short_falls_back_to_this_machine(tmp_path, tiny_model_dir):
+    with FakeInference(Answer("truncated")) as fake:
+        manager = await started(cloud_settings(tmp_path, tiny_model_dir, fake.url, prefer="cloud"))
+        try:
+            result = await manager.generate_image("a heron", width=64, height=64, num_inference_steps=2)
+            assert result.backend == "diffusers" and "an image that cannot be read" in result.fallback_reason
+        finally:
+            manager.shutdown()
+
+
+async def test_a_forced_cloud_refuses_the_hires_fix_before_anything_is_sent(tmp_path, tiny_model_dir):
+    with FakeInference() as fake:
+        manager = await started(cloud_settings(tmp_path, tiny_model_dir, fake.url))
+        try:
+            result = await manager.generate_image("a heron", width=64, height=64, backend="cloud", hires_scale=2.0)
+            assert result.status == "error" and "text to image only" in result.error and "hires fix" in result.error
+            assert fake.requests == []  # the first pass was never paid for
+        finally:
+            manager.shutdown()
+
+
+async def test_an_endpoint_of_your_own_never_gets_the_saved_hugging_face_token(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_saved_login")  # what huggingface_hub would send by itself
+    with FakeInference() as fake:
+        manager = await started(replace(cloud_settings(tmp_path, tiny_model_dir, fake.url), cloud_token=None))
+        try:
+            result = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
+            assert result.status == "success", result.error
+            assert [sent["authorization"] for sent in fake.requests] == [""]
+        finally:
+            manager.shutdown()
+
+
 @pytest.mark.parametrize("first", [rate_limited(0.2), loading(0.2)], ids=["429", "503"])
 async def test_a_short_wait_is_retried_once(tmp_path, tiny_model_dir, first):
     with FakeInference(first, IMAGE) as fake:

@@ -22,7 +22,7 @@ COLOUR = (20, 140, 220)
 
 @dataclass
 class Answer:
-    """One scripted answer: `kind` image | error | html | slow; `status`, `headers` and `body` for errors."""
+    """One scripted answer: `kind` image | truncated | error | html | slow; `status`, `headers` and `body` for errors."""
 
     kind: str = "image"
     status: int = 200
@@ -86,6 +86,10 @@ class FakeInference:
                     out = io.BytesIO()
                     Image.new("RGB", size, COLOUR).save(out, format="PNG")
                     self._send(200, out.getvalue(), "image/png")
+                elif answer.kind == "truncated":  # a PNG cut off inside its pixels
+                    out = io.BytesIO()
+                    Image.effect_noise((64, 64), 50).convert("RGB").save(out, format="PNG")
+                    self._send(200, out.getvalue()[:-200], "image/png")
                 elif answer.kind == "html":
                     self._send(200, b"<html><body>Service paused</body></html>", "text/html")
                 else:
