@@ -74,6 +74,17 @@ def _one_of(names: Sequence[str]) -> str:
     return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else "".join(shown)
 
 
+def _unknown_fields(mapping: dict[Any, Any], known: Iterable[str]) -> str | None:
+    """The keys of `mapping` that are not field names, as "x, 1. Known fields: ..."; None when there are none."""
+    names = sorted(known)
+    unknown = sorted(key if isinstance(key, str) else json.dumps(key, default=str)
+                     for key in mapping if not isinstance(key, str) or key not in names)
+    if not unknown:
+        return None
+    text_only = "" if all(isinstance(key, str) for key in mapping) else " Field names are text."
+    return f"{', '.join(unknown)}. Known fields: {', '.join(names)}.{text_only}"
+
+
 def _policy_problem(policy: Any) -> str | None:
     if policy in SEED_POLICIES:
         return None
@@ -161,10 +172,9 @@ class Storyboard:
         if not isinstance(data, dict):
             raise InvalidRequest("A storyboard must be a mapping with a 'scenes' list.")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - set(IGNORED_KEYS))
+        unknown = _unknown_fields({k: v for k, v in data.items() if k not in IGNORED_KEYS}, known)
         if unknown:
-            raise InvalidRequest(f"Unknown storyboard field(s): {', '.join(unknown)}. "
-                                 f"Known fields: {', '.join(sorted(known))}.")
+            raise InvalidRequest(f"Unknown storyboard field(s): {unknown}")
         raw_scenes = data.get("scenes")
         if not isinstance(raw_scenes, list):
             raise InvalidRequest("A storyboard needs a 'scenes' list (one entry per scene).")
@@ -175,13 +185,19 @@ class Storyboard:
                 item = {"prompt": item}
             if not isinstance(item, dict):
                 raise InvalidRequest(f"Scene {number} must be a prompt or a mapping with a 'prompt'.")
-            bad = sorted(set(item) - scene_fields)
-            if bad:
-                raise InvalidRequest(f"Scene {number} has unknown field(s): {', '.join(bad)}. "
-                                     f"Known fields: {', '.join(sorted(scene_fields))}.")
+            unknown = _unknown_fields(item, scene_fields)
+            if unknown:
+                raise InvalidRequest(f"Scene {number} has unknown field(s): {unknown}")
             scenes.append(Scene(**{"prompt": "", **item}))
         settings = {k: v for k, v in data.items() if k in known and k != "scenes"}
         return cls(scenes=scenes, **settings)
+
+    def with_seeds(self, seeds: Sequence[int]) -> "Storyboard":
+        """A copy whose resolve_seeds gives exactly `seeds` (drawn random seeds written out), under the same policy:
+        per_scene sets each scene's seed, fixed and increment the base seed."""
+        if self.seed_policy == "per_scene":
+            return replace(self, scenes=[replace(s, seed=seed) for s, seed in zip(self.scenes, seeds)])
+        return replace(self, scenes=[replace(s) for s in self.scenes], seed=seeds[0] if seeds else self.seed)
 
     def with_overrides(self, **overrides: Any) -> "Storyboard":
         """A copy with these settings replaced (any field but scenes); the original is left alone.
@@ -243,7 +259,9 @@ class Storyboard:
     # -- settings ------------------------------------------------------------------------------
     @property
     def preset(self) -> dict[str, Any]:
-        return quality_presets().get(self.quality, quality_presets()[DEFAULT_QUALITY])
+        presets = quality_presets()
+        name = self.quality if isinstance(self.quality, str) else DEFAULT_QUALITY  # problems() names a bad one
+        return presets.get(name, presets[DEFAULT_QUALITY])
 
     def resolved(self) -> "Storyboard":
         """A copy with fps, size and steps filled in from the quality preset where they were None."""
@@ -274,7 +292,7 @@ class Storyboard:
     def problems(self) -> list[str]:
         """Every problem with this storyboard, each as a sentence; empty when it can be rendered."""
         out: list[str] = []
-        if self.quality not in quality_presets():
+        if not isinstance(self.quality, str) or self.quality not in quality_presets():
             out.append(f"Quality must be one of {', '.join(quality_presets())} (got {self.quality!r}).")
         if problem := _policy_problem(self.seed_policy):
             out.append(problem)
@@ -288,6 +306,8 @@ class Storyboard:
                                         SEED.problem(self.seed, "The storyboard seed")) if problem]
         if not isinstance(self.title, str):
             out.append("The title must be text.")
+        if self.model is not None and not isinstance(self.model, str):
+            out.append("The model must be a model name.")
         if not self.scenes:
             out.append("The storyboard has no scenes: add at least one scene with a prompt.")
             return out

@@ -38,3 +38,21 @@ def wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, max_width: float) -> l
                 line = line[cut:]
         lines.append(line)
     return lines
+
+
+ELLIPSIS = "…"
+
+
+def ellipsized(draw: ImageDraw.ImageDraw, text: str, font: Any, max_width: float) -> str:
+    """`text` cut at its end until it and an ellipsis after it fit in `max_width`: a line that goes on."""
+    text = text.rstrip()
+    while text and draw.textlength(text + ELLIPSIS, font=font) > max_width:
+        share = max_width / draw.textlength(text + ELLIPSIS, font=font)  # cut in proportion: few measurements
+        text = text[:min(len(text) - 1, int(len(text) * share))].rstrip()
+    return text + ELLIPSIS
+
+
+def one_line(draw: ImageDraw.ImageDraw, text: str, font: Any, max_width: float) -> str:
+    """`text` on one line no wider than `max_width`: whole when it fits, else ellipsized."""
+    text = " ".join(text.split())
+    return text if draw.textlength(text, font=font) <= max_width else ellipsized(draw, text, font, max_width)

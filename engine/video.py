@@ -30,7 +30,7 @@ from .events import Done, Event, Failed, Fallback, Progress, Queued, Started
 from .limits import Limits
 from .outputs import owner_folder
 from .storyboard import Storyboard
-from .text_drawing import font as text_font, wrap as wrap_text
+from .text_drawing import ellipsized, font as text_font, one_line, wrap as wrap_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ VIDEO_TYPES = ("multi_frame", "storyboard")  # how a text prompt is read: one sc
 MACRO_BLOCK = 16
 ENCODE_CHUNK = 24  # frames handed to ffmpeg per thread hop (progress and cancel granularity)
 GIF_MAX_SIDE = 512
+GIF_MIN_DELAY_CS = 2  # browsers play a GIF frame delay under 2 centiseconds (20 ms) as 100 ms
 DISK_FULL_BYTES = 1024 * 1024  # less free space than this after a failed write: the disk was full
 TITLE_CARD = "title_card"
 
@@ -148,7 +149,8 @@ def title_card(prompt: str, number: int, total: int, width: int, height: int, *,
     margin = max(4, width // 16)
     header = f"Scene {number} / {total}" + (f" · {title}" if title else "")
     header_font = text_font(max(8, height // 14), bold=True)
-    draw.text((margin, margin), header, font=header_font, fill=(255, 255, 255))
+    draw.text((margin, margin), one_line(draw, header, header_font, width - 2 * margin), font=header_font,
+              fill=(255, 255, 255))
     body_top = margin + int(header_font.size * 1.6) if hasattr(header_font, "size") else margin * 3
     footer_font = text_font(max(7, height // 20))
     footer_h = int(getattr(footer_font, "size", 10) * 1.6) if detail else 0
@@ -163,7 +165,7 @@ def title_card(prompt: str, number: int, total: int, width: int, height: int, *,
         size = max(8, int(size * 0.85))
     fits = max(1, room // line_h)
     if len(lines) > fits:  # still too long at the smallest size: end with an ellipsis
-        lines = lines[:fits - 1] + [lines[fits - 1][: max(1, len(lines[fits - 1]) - 1)] + "…"]
+        lines = lines[:fits - 1] + [ellipsized(draw, lines[fits - 1], font, width - 2 * margin)]
     for n, line in enumerate(lines):
         draw.text((margin, body_top + n * line_h), line, font=font, fill=(255, 255, 255),
                   stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
@@ -237,7 +239,8 @@ class _Render:
         board = self.board
         return {
             "status": status, "error": error,
-            "video": None, "gif": None, "storyboard_path": str(self.json_path),
+            "video": str(self.video_path) if self.video_path else None, "gif": None,
+            "storyboard_path": str(self.json_path),
             "keyframes": [s["path"] for s in self.scenes if s.get("path")],
             "backends": [s["backend"] for s in self.scenes],
             "inbetweens": [p for t in self.transitions for p in t["inbetweens"]],
@@ -249,6 +252,10 @@ class _Render:
             "timings": dict(self.timings),
             **extra,
         }
+
+    def kept(self) -> str:
+        """The sentence saying what a stopped or failed render keeps: its keyframes, and the mp4 once written."""
+        return f"Kept {len(self.scenes)} keyframe(s)" + (" and the mp4." if self.video_path else ".")
 
     def save_json(self, result: dict[str, Any]) -> None:
         """The storyboard (resolved) plus what this render made, beside the video."""
@@ -290,8 +297,8 @@ class _Render:
                 self.warnings += [f"Scene {i + 1}: {w}" for w in done.get("warnings") or []]
             else:
                 detail = f"{scene.duration:g} s" + (f" · {scene.transition} →" if i < total - 1 else "")
-                image = title_card(scene.prompt, i + 1, total, board.width, board.height, detail=detail,
-                                   title=board.title)
+                image = await asyncio.to_thread(title_card, scene.prompt, i + 1, total, board.width,
+                                                board.height, detail=detail, title=board.title)
                 path = self.folder / f"{self.stem}-cards" / f"scene-{i + 1:02d}.png"
                 await asyncio.to_thread(self._save_card, image, path)
                 info.update(backend=TITLE_CARD, model=None, model_id=None, path=str(path), fallback_reason=None)
@@ -444,17 +451,25 @@ class _Render:
         self.video_path = final
 
     async def gif(self, specs: list[FrameSpec], pixels: list[np.ndarray]) -> AsyncIterator[VideoProgress]:
-        """The same timeline as a looping GIF, at most GIF_MAX_SIDE px on its long side."""
+        """The same timeline as a looping GIF, at most GIF_MAX_SIDE px on its long side; a cancel removes the
+        partial file."""
         self.check_cancel("before the GIF")
         path = self.folder / f"{self.stem}.gif"
-        yield VideoProgress("gif", 0, len(specs), "Writing the GIF")
+        shown, delays_ms = gif_schedule(len(specs), float(self.board.fps))
+
+        def frames() -> Iterator[np.ndarray]:  # runs in the writer's thread: Stop ends it between frames
+            for index in shown:
+                self.check_cancel("while writing the GIF")
+                yield render_frame(specs[index], pixels)
+
+        yield VideoProgress("gif", 0, len(shown), "Writing the GIF")
         try:
-            await asyncio.to_thread(write_gif, path, (render_frame(s, pixels) for s in specs), float(self.board.fps))
+            await asyncio.to_thread(write_gif, path, frames(), delays_ms)
         except OSError as err:
             logger.error("Writing %s failed: %s", path, err)
             raise output_error("The GIF", err) from err
         self.gif_path = path
-        yield VideoProgress("gif", len(specs), len(specs), "Writing the GIF")
+        yield VideoProgress("gif", len(shown), len(shown), "Writing the GIF")
 
 
 def _disk_full(folder: Path, err: BaseException) -> bool:
@@ -479,8 +494,26 @@ def _close_quietly(writer: Any) -> None:
         logger.debug("ffmpeg writer did not close cleanly", exc_info=True)
 
 
-def write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
-    """A looping GIF of `frames`, scaled down to GIF_MAX_SIDE px on the long side."""
+def gif_schedule(count: int, fps: float) -> tuple[list[int], list[int]]:
+    """Which of `count` frames at `fps` a GIF shows, and each one's delay in ms.
+
+    GIF delays are whole centiseconds: each comes from the running total, so the GIF lasts as long as the
+    video. Above 50 fps a frame starting under GIF_MIN_DELAY_CS after the last one shown is left out.
+    """
+    starts = [math.floor(i * 100 / fps + 0.5) for i in range(count + 1)]  # centiseconds; the last is the end
+    shown = [0] if count else []
+    for i in range(1, count):
+        if starts[i] - starts[shown[-1]] >= GIF_MIN_DELAY_CS:
+            shown.append(i)
+    if len(shown) > 1 and starts[count] - starts[shown[-1]] < GIF_MIN_DELAY_CS:
+        shown.pop()  # the last frame would flash too briefly: the one before it holds to the end
+    ends = [starts[i] for i in shown[1:]] + [starts[count]]
+    return shown, [10 * (end - starts[i]) for i, end in zip(shown, ends)]
+
+
+def write_gif(path: Path, frames: Iterable[np.ndarray], delays_ms: list[int]) -> Path:
+    """A looping GIF of `frames`, each shown for its delay, scaled down to GIF_MAX_SIDE px on the long side;
+    nothing is left behind when `frames` raises (a cancel)."""
     def images() -> Iterator[Image.Image]:
         for frame in frames:
             image = Image.fromarray(frame)
@@ -491,10 +524,14 @@ def write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
             yield image
 
     sequence = images()
-    first = next(sequence)
     part = path.with_suffix(".part.gif")
-    first.save(part, format="GIF", save_all=True, append_images=sequence, duration=round(1000 / fps), loop=0)
-    part.replace(path)
+    try:
+        first = next(sequence)
+        first.save(part, format="GIF", save_all=True, append_images=sequence, duration=delays_ms, loop=0)
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -534,9 +571,10 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
         return
     folder = owner_folder(output_dir, owner) / datetime.now().strftime("%Y-%m-%d")
     label = board.title or board.scenes[0].prompt
-    job = _Render(board=board, stream_image=stream_image, folder=folder, stem=_new_stem(folder, label),
-                  seeds=board.resolve_seeds(rng), use_ai=use_ai_generation, cancel=cancel, video_type=video_type,
-                  can_interpolate=can_interpolate)
+    seeds = board.resolve_seeds(rng)
+    job = _Render(board=board.with_seeds(seeds), stream_image=stream_image, folder=folder,
+                  stem=_new_stem(folder, label), seeds=seeds, use_ai=use_ai_generation, cancel=cancel,
+                  video_type=video_type, can_interpolate=can_interpolate)
     phase = "keyframes"
     try:
         job.save_json(job.result("rendering"))
@@ -571,13 +609,13 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
                     job.timings["total_s"])
         yield Done(result)
     except GenerationCancelled as err:
-        message = f"Cancelled: {err} Kept {len(job.scenes)} keyframe(s)."
+        message = f"Cancelled: {err} {job.kept()}"
         yield Failed(message, _finish_failed(job, "cancelled", message, started))
     except asyncio.CancelledError:  # the consuming task was cancelled: record what was made, then go
         _finish_failed(job, "cancelled", f"Cancelled during {phase}.", started)
         raise
     except GatorError as err:
-        message = str(err) + (f" Kept {len(job.scenes)} keyframe(s)." if job.scenes else "")
+        message = str(err) + (f" {job.kept()}" if job.scenes else "")
         yield Failed(message, _finish_failed(job, "error", message, started))
     except Exception as err:  # anything unexpected still ends as a sentence
         logger.exception("Video render failed during %s", phase)

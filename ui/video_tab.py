@@ -7,6 +7,7 @@ thumbnail, the progress line from ui/presenter.py). Bad input ends as the engine
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import random
 import tempfile
@@ -183,6 +184,21 @@ def selection_text(rows: list[list[str]], selected: int | None) -> str:
     return f"Selected: **{scene_caption(selected + 1, rows[selected][PROMPT] or '(no prompt yet)', 60)}**"
 
 
+def read_text_head(path: Path, max_chars: int) -> str:
+    """A UTF-8 file's text, read only as far as needed to tell whether it holds more than `max_chars` characters
+    (0: all of it); a character cut off where the read stops is dropped.
+
+    Raises OSError, and UnicodeDecodeError for bytes that are not UTF-8.
+    """
+    # UTF-8 spends at most 4 bytes on a character: a text cut at 4 × (max_chars + 1) bytes still holds
+    # more than max_chars whole characters, so the length check sees it is too long
+    most = 4 * (max_chars + 1) if max_chars else -1
+    with path.open("rb") as file:
+        data = file.read(most)
+    cut_off = len(data) == most
+    return codecs.getincrementaldecoder("utf-8")().decode(data, final=not cut_off)
+
+
 def save_storyboard_file(board: dict[str, Any]) -> Path:
     """The storyboard as YAML in a fresh temporary folder (Gradio serves it from there)."""
     folder = Path(tempfile.mkdtemp(prefix="gator-storyboard-"))
@@ -264,13 +280,10 @@ class VideoTabHandlers:
         path = getattr(upload, "name", upload)
         if not path:
             return gr.skip(), "Failed: No file was uploaded."
-        limit = self.manager.limits.max_storyboard_chars
         try:
-            data = Path(path).read_bytes()[:4 * limit + 1]
+            text = read_text_head(Path(path), self.manager.limits.max_storyboard_chars)
         except OSError:
             return gr.skip(), "Failed: The uploaded file could not be read; upload it again."
-        try:
-            text = data.decode("utf-8")
         except UnicodeDecodeError:
             return gr.skip(), "Failed: The uploaded file is not UTF-8 text; upload a .yaml or .json storyboard."
         too_long = self.manager.limits.storyboard_problem(text)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -19,7 +20,7 @@ from engine.events import Done, Failed, Fallback, Progress
 from engine.limits import Limits
 from engine.outputs import read_parameters
 from engine.storyboard import Scene, Storyboard
-from engine.video import VideoProgress, generate_video, render_storyboard, stream_video
+from engine.video import VideoProgress, generate_video, render_storyboard, stream_video, title_card
 
 SMALL = dict(width=64, height=64, steps=2, quality="draft")
 
@@ -73,7 +74,7 @@ async def test_mp4_frame_count_and_duration_match_the_storyboard(tmp_path):
     assert video.parent.parent == tmp_path and video.suffix == ".mp4"
     saved = Path(result["storyboard_path"])
     assert saved.parent == video.parent and saved.stem == video.stem
-    assert Storyboard.load(saved) == sb.validate()
+    assert Storyboard.load(saved) == sb.validate().with_seeds(result["seeds"])
     assert json.loads(saved.read_text())["render"]["video"] == result["video"]
 
 
@@ -121,6 +122,69 @@ async def test_gif_has_every_frame(tmp_path):
         assert sum(durations) == pytest.approx(1000, abs=40) and gif.info["loop"] == 0
         assert gif.n_frames >= 1 + 1 + 2  # scene 1, scene 2 and the crossfade's own frames
     assert [e.phase for e in events if isinstance(e, VideoProgress)][-1] == "gif"
+
+
+async def test_gif_delays_play_at_the_videos_speed_in_browsers(tmp_path):
+    # at 60 fps a frame lasts 1.67 cs; GIF delays are whole centiseconds and browsers play one under 2 cs as 10
+    for fps in (60, 24):
+        sb = cards(Scene("one", duration=1, transition="crossfade"), Scene("two", duration=1), fps=fps)
+        result = (await events_of(render_storyboard(sb, None, tmp_path / str(fps), use_ai_generation=False,
+                                                    make_gif=True)))[-1].result
+        with Image.open(result["gif"]) as gif:
+            durations = []
+            for index in range(gif.n_frames):
+                gif.seek(index)
+                durations.append(gif.info["duration"])
+        assert sum(durations) == 2000, (fps, durations)
+        assert all(d >= 20 and d % 10 == 0 for d in durations), (fps, durations)
+        assert gif.n_frames >= 1 + 1 + 10  # the crossfade still moves in many steps
+
+
+async def test_stop_while_writing_the_gif_leaves_no_partial_gif(tmp_path):
+    cancel = asyncio.Event()
+    sb = cards(Scene("one", duration=1, transition="crossfade"), Scene("two", duration=1), fps=8)
+    events = []
+    async for event in render_storyboard(sb, None, tmp_path, use_ai_generation=False, make_gif=True, cancel=cancel):
+        events.append(event)
+        if isinstance(event, VideoProgress) and event.phase == "gif" and event.done == 0:
+            cancel.set()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.error.startswith("Cancelled: Stopped while writing the GIF.")
+    assert failed.result["status"] == "cancelled" and failed.result["gif"] is None
+    assert not list(tmp_path.rglob("*.gif")) and not list(tmp_path.rglob("*.part*"))
+    assert Path(failed.result["video"]).is_file() and "the mp4" in failed.error  # the finished mp4 is kept
+
+
+async def test_title_cards_are_drawn_off_the_event_loop(tmp_path, monkeypatch):
+    loop_thread = threading.get_ident()
+    threads = []
+
+    def recording_title_card(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return title_card(*args, **kwargs)
+
+    monkeypatch.setattr("engine.video.title_card", recording_title_card)
+    sb = cards(Scene("one", duration=0.5), Scene("two", duration=0.5), fps=4)
+    assert isinstance((await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False)))[-1], Done)
+    assert len(threads) == 2 and loop_thread not in threads
+
+
+def test_a_very_long_title_is_cut_on_the_card():
+    card = title_card("a fox", 1, 1, 1920, 1080, title="harbour " * 8000)  # once too large a text image to draw
+    assert card.size == (1920, 1080)
+    header = np.asarray(card.crop((0, 0, 1920, 180)), np.float32)
+    assert (header > 250).all(axis=2).any()  # the header is drawn in white
+
+
+async def test_the_saved_storyboard_repeats_the_videos_seeds(tmp_path):
+    for policy in ("increment", "fixed", "per_scene"):
+        sb = cards(Scene("one", duration=0.5), Scene("two", duration=0.5), Scene("three", duration=0.5), fps=4,
+                   seed_policy=policy)  # random seeds: drawn for this render
+        result = (await events_of(render_storyboard(sb, None, tmp_path, use_ai_generation=False)))[-1].result
+        saved = Storyboard.load(Path(result["storyboard_path"]))
+        assert saved.seed_policy == policy and saved.resolve_seeds() == result["seeds"], policy
+        again = (await events_of(render_storyboard(saved, None, tmp_path, use_ai_generation=False)))[-1].result
+        assert again["seeds"] == result["seeds"], policy
 
 
 def test_title_card_mode_needs_no_model(tmp_path):
@@ -214,6 +278,10 @@ class CountingImages:
     (dict(storyboard={"scenes": []}), "no scenes"),
     (dict(storyboard="scenes: [a, b"), "not valid YAML"),
     (dict(prompt=["a fox"], frames=3), "Unknown video option(s): frames"),
+    (dict(storyboard="1: x\nscenes: [a]"), "Unknown storyboard field(s): 1. Known fields:"),
+    (dict(storyboard="scenes: [{prompt: a, 5: b}]"), "Scene 1 has unknown field(s): 5. Known fields:"),
+    (dict(storyboard="quality: [a]\nscenes: [a]"), "Quality must be one of draft, standard, high (got ['a'])"),
+    (dict(storyboard="model: {x: 1}\nscenes: [a]"), "The model must be a model name."),
 ])
 async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs, expected):
     images = CountingImages()

@@ -3,16 +3,19 @@ streaming in scene by scene, the mp4 playing in Chromium and the three downloads
 from __future__ import annotations
 
 import random
+import tracemalloc
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from engine.limits import Limits
 from engine.storyboard import Storyboard, scene_seeds
 from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, set_number_settled, wait_progress,
                                wait_text)
 from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
                             rows_of, scenes_of)
-from ui.video_tab import EXAMPLE_YAML, scene_prompts, table_request, table_storyboard
+from ui.video_tab import EXAMPLE_YAML, VideoTabHandlers, scene_prompts, table_request, table_storyboard
 
 
 # -- the scene table as data (no browser) ------------------------------------------------------------
@@ -117,6 +120,44 @@ def test_yaml_round_trips_through_the_table():
     per_scene = Storyboard.from_dict({"seed_policy": "per_scene", "scenes": [{"prompt": "x", "seed": 5},
                                                                              {"prompt": "y", "seed": -1}]})
     assert [r[4] for r in rows_from_storyboard(per_scene)] == ["5", ""]
+
+
+def opener(max_chars: int) -> VideoTabHandlers:
+    """The tab's handlers with only the storyboard limit behind them (open_file needs nothing else)."""
+    manager = SimpleNamespace(limits=Limits(max_storyboard_chars=max_chars))
+    handlers = VideoTabHandlers(manager, None)
+    handlers.components = {}
+    return handlers
+
+
+def test_an_opened_file_is_read_only_as_far_as_the_limit(tmp_path):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as file:
+        file.truncate(64 * 1024 * 1024)  # 64 MB, sparse
+    tracemalloc.start()
+    try:
+        text, message = opener(1000).open_file(str(big))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message.startswith("Failed: The storyboard is too long:") and "the limit is 1,000" in message
+    assert peak < 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("character", ["港", "🦊"])  # 3 and 4 bytes in UTF-8
+def test_a_long_file_cut_inside_a_character_is_too_long_not_garbled(tmp_path, character):
+    path = tmp_path / "board.yaml"
+    path.write_text("title: x\nscenes:\n" + f"  - {character * 7}\n" * 40, encoding="utf-8")
+    text, message = opener(100).open_file(str(path))
+    assert message.startswith("Failed: The storyboard is too long:") and "the limit is 100" in message, message
+    exact = tmp_path / "exact.yaml"
+    exact.write_text(character * 100, encoding="utf-8")  # as many characters as the limit: opened whole
+    text, message = opener(100).open_file(str(exact))
+    assert text == character * 100 and message.startswith("Storyboard file opened")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"scenes: [a]\n\xff\xfe" + b"x" * 1000)  # not UTF-8, and cut off after the limit
+    assert opener(100).open_file(str(binary))[1] == ("Failed: The uploaded file is not UTF-8 text; upload a .yaml or "
+                                                     ".json storyboard.")
 
 
 # -- in the browser ------------------------------------------------------------------------------------

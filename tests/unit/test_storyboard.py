@@ -10,7 +10,7 @@ import pytest
 from engine.errors import InvalidRequest
 from engine.params import MAX_SEED
 from engine.storyboard import Scene, Storyboard, frame_counts, quality_presets, scene_seeds
-from engine.video import FrameSpec, build_timeline, render_frame, transition_frame_count, video_size
+from engine.video import FrameSpec, build_timeline, gif_schedule, render_frame, transition_frame_count, video_size
 
 
 def board(*prompts: str, **kwargs) -> Storyboard:
@@ -47,6 +47,9 @@ def error_of(sb: Storyboard) -> str:
     (Storyboard(scenes=[Scene("a", seed=-5)]), "Scene 1's seed must be -1 (random)"),
     (Storyboard(scenes=[Scene("a", duration=0.05)], fps=8), "shorter than one frame at 8 fps"),
     (Storyboard(scenes=[Scene("a", transition_duration=-1)]), "transition duration must be between 0 and 10"),
+    (board(quality=["draft"]), "Quality must be one of draft, standard, high (got ['draft'])"),
+    (board(quality={"draft": 1}), "Quality must be one of draft, standard, high (got {'draft': 1})"),
+    (board(model=["tiny"]), "The model must be a model name."),
 ])
 def test_bad_storyboards_name_the_problem(sb, expected):
     assert expected in error_of(sb)
@@ -125,11 +128,22 @@ def test_saved_render_section_is_ignored_on_load(tmp_path):
     ({"scenes": [{"prompt": "a", "duraton": 2}]}, "Scene 1 has unknown field(s): duraton"),
     ({"scenes": ["a"], "frames_per_second": 8}, "Unknown storyboard field(s): frames_per_second"),
     ({"scenes": [3]}, "Scene 1 must be a prompt or a mapping"),
+    ({1: "x", "scenes": ["a"]}, "Unknown storyboard field(s): 1. Known fields: fps,"),
+    ({1: "x", "foo": "y", "scenes": ["a"]}, "Unknown storyboard field(s): 1, foo. Known fields:"),
+    ({None: 1, "scenes": ["a"]}, "Unknown storyboard field(s): null. Known fields:"),
+    ({True: 1, "scenes": ["a"]}, "Unknown storyboard field(s): true. Known fields:"),
+    ({"scenes": [{"prompt": "a", 5: "b", "z": "c"}]}, "Scene 1 has unknown field(s): 5, z. Known fields: duration,"),
 ])
 def test_malformed_files_say_what_is_wrong(data, expected):
     with pytest.raises(InvalidRequest, match=None) as info:
         Storyboard.from_dict(data)
     assert expected in str(info.value)
+
+
+def test_field_names_that_are_not_text_are_named_in_a_sentence():
+    with pytest.raises(InvalidRequest) as info:
+        Storyboard.parse("1: x\nscenes: [a]")
+    assert str(info.value).endswith(" Field names are text.")
 
 
 def test_unreadable_files_are_invalid_requests(tmp_path):
@@ -195,6 +209,17 @@ def test_scene_seeds_is_the_one_policy_rule():
         scene_seeds("chaos", 7, [None])
 
 
+@pytest.mark.parametrize("policy, base, own", [("fixed", None, [None] * 3), ("increment", -1, [None] * 3),
+                                               ("increment", MAX_SEED, [None] * 3), ("per_scene", 4, [5, None, -1])])
+def test_with_seeds_writes_out_the_seeds_a_render_used(policy, base, own):
+    sb = Storyboard(scenes=[Scene(p, seed=s) for p, s in zip("abc", own)], seed_policy=policy, seed=base)
+    seeds = sb.resolve_seeds(random.Random(7))
+    written = sb.with_seeds(seeds)
+    assert written.resolve_seeds() == seeds and written.seed_policy == policy
+    assert Storyboard.parse(written.dumps("json")).resolve_seeds() == seeds
+    assert [s.seed for s in sb.scenes] == own and sb.seed == base  # the original is left alone
+
+
 # -- frame arithmetic and the timeline ----------------------------------------------------------
 def test_frame_counts_sum_to_the_total_duration():
     assert frame_counts([1.0, 2.0, 0.5], 8) == [8, 16, 4]
@@ -236,6 +261,16 @@ def test_seed_travel_anchors_replace_the_blend():
     assert middle[2] == FrameSpec(2)
     assert (middle[0].a, middle[0].b) == (0, 2) and middle[0].alpha == pytest.approx(1 / 3)
     assert (middle[4].a, middle[4].b) == (2, 1) and middle[4].alpha == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("count, fps", [(48, 24), (100, 50), (120, 60), (7, 60), (31, 30), (1, 60), (90, 45)])
+def test_gif_delays_are_whole_centiseconds_of_at_least_two(count, fps):
+    shown, delays = gif_schedule(count, fps)
+    assert sum(delays) == 10 * round(count * 100 / fps)  # the GIF lasts as long as the video
+    assert all(d >= 20 and d % 10 == 0 for d in delays) and len(shown) == len(delays)
+    assert shown[0] == 0 and shown == sorted(set(shown))
+    if fps <= 50:
+        assert shown == list(range(count))  # frames are only left out above 50 fps
 
 
 def test_video_size_is_a_multiple_of_16():
