@@ -105,9 +105,12 @@ def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """A style CSV's columns (A1111's three first, then any others it has) and its rows; ValueError for a file
     without a name column."""
     text = path.read_text(encoding="utf-8-sig").lstrip("\r\n")  # blank lines before the header are no header
-    reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted prompt keeps its line breaks
-    rows = list(reader)
+    # as A1111 reads it: a space after a comma is not part of the value; a quoted prompt keeps its line breaks
+    reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+    rows = [row for row in reader if not str(row.get("name") or "").startswith("#")]  # "# ..." rows are comments
     fields = list(reader.fieldnames or [])
+    if "text" in fields and "prompt" not in fields:  # A1111's first styles.csv: name, text
+        rows = [{**row, "prompt": row.get("text") or ""} for row in rows]
     if fields and "name" not in fields:
         raise ValueError("its first line must name the columns name, prompt, negative_prompt")
     return [*CSV_COLUMNS, *(field for field in fields if field not in CSV_COLUMNS)], rows

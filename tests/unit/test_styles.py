@@ -138,3 +138,15 @@ def test_a_styles_csv_row_with_an_unquoted_comma_still_reads_and_is_never_cut_by
     (tmp_path / "styles" / "styles.csv").write_text("\nname,prompt,negative_prompt\nA,a,\n", encoding="utf-8")
     found.save("B", "b", "")  # a blank first line: read past, and the file written whole
     assert [row["name"] for row in csv.DictReader(saved.read_text(encoding="utf-8").splitlines())] == ["A", "B"]
+
+
+def test_a_styles_csv_is_read_as_a1111_reads_it(tmp_path):
+    own = tmp_path / "styles"
+    own.mkdir()
+    (own / "spaced.csv").write_text('name, prompt, negative_prompt\nCine, "cinematic {prompt}, grain", "blurry, lowres"\n'
+                                    '# a comment, "not a style",\n', encoding="utf-8")
+    (own / "old.csv").write_text('name,text\nOld,"{prompt}, vintage"\n', encoding="utf-8")  # A1111's first columns
+    found = StyleLibrary(PRESETS_DIR / "styles.yaml", own)
+    assert found.problems() == [] and "# a comment" not in found.names()
+    assert found.apply("Cine", "a fox", "") == ("cinematic a fox, grain", "blurry, lowres")  # no space kept, no value lost
+    assert found.apply("Old", "a fox", "") == ("a fox, vintage", "")
