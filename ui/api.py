@@ -25,7 +25,7 @@ from .api_guard import EndpointValue, endpoint_spec, uploaded_path
 from .image_tab import GENERATE_CONCURRENCY
 from .serialize import api_safe, jsonable
 from .video_tab import video_request
-from .sessions import Jobs, TooManyJobs
+from .sessions import RENDER_CONCURRENCY, RENDERS_AT_ONCE, Jobs, TooManyJobs
 
 
 def upload(value: object, what: str) -> str:
@@ -377,7 +377,8 @@ def register_api(manager: AIModelManager, jobs: Jobs) -> dict[str, list[Endpoint
     gr.api(prompt_list, api_name="prompt_list", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(controlnet, api_name="controlnet", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     gr.api(comfyui_workflow, api_name="comfyui_workflow", concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
-    gr.api(generate_video, api_name="generate_video", concurrency_limit=2, concurrency_id="generate_video")
+    gr.api(generate_video, api_name="generate_video", concurrency_limit=RENDERS_AT_ONCE,
+           concurrency_id=RENDER_CONCURRENCY)
     gr.api(status, api_name="status", queue=False)
     gr.api(png_info, api_name="png_info", queue=False)
     gr.api(upscale, api_name="upscale", concurrency_limit=2, concurrency_id="upscale")

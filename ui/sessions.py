@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 IMAGE_JOB, VIDEO_JOB, API_JOB = "image", "video", "api"  # a job's kind: whose Stop (and Skip) reaches it
+RENDER_CONCURRENCY = "generate_video"  # the queue the Video tab's Render and /generate_video share
+RENDERS_AT_ONCE = 2  # renders that run at the same time (all sessions); a further one waits for a slot
 
 
 class TooManyJobs(Exception):

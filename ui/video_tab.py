@@ -11,6 +11,7 @@ import codecs
 import logging
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,11 @@ from engine.storyboard import DEFAULT_DURATION_S, FPS, TRANSITION_DURATION, Stor
 from engine.storyboard import quality_presets as video_quality_presets
 
 from .models import model_choices
-from .presenter import Presenter, failure_line, is_stopped, unexpected_failure
+from .presenter import STOPPED, Presenter, failure_line, is_stopped, unexpected_failure
 from .preview import display_preview
 from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
                           rows_from_storyboard, rows_of, scenes_of)
-from .sessions import VIDEO_JOB, Jobs, TooManyJobs
+from .sessions import RENDER_CONCURRENCY, RENDERS_AT_ONCE, VIDEO_JOB, Jobs, TooManyJobs
 from .widgets import number_box, preset_box, widget
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,8 @@ class VideoTabHandlers:
         self.manager = manager
         self.jobs = jobs
         self.components: dict[str, Any] = {}
+        self._asked_at: dict[str, float] = {}  # when each session last pressed Render (time.monotonic)
+        self._stopped_at: dict[str, float] = {}  # ... and Stop: a render still waiting for a slot never starts
 
     # -- the scene table ---------------------------------------------------------------------------
     @staticmethod
@@ -318,6 +321,10 @@ class VideoTabHandlers:
                      title: str, use_ai: bool, make_gif: bool, request: gr.Request = None):
         """Stream a render: the progress line, step previews and each keyframe, then the video or the error."""
         c = self.components
+        session = getattr(request, "session_hash", None) or ""
+        if self._stopped_at.get(session, 0.0) > self._asked_at.get(session, float("inf")):
+            yield {c["progress"]: f"{STOPPED} The render was stopped before it started."}
+            return
         try:
             kwargs = table_request(table, negative, storyboard_yaml, quality, transition_duration, width, height,
                                    fps, steps, seed, seed_policy, model, title)
@@ -406,10 +413,19 @@ class VideoTabHandlers:
             gr.Warning(final.error)
         return {c["progress"]: presenter.line(final), c["storyboard"]: saved_board}
 
+    def ask(self, request: gr.Request = None) -> str:
+        """Render pressed: noted at once (before the render waits for one of the RENDERS_AT_ONCE slots), with a
+        line that says it is waiting until the render's own first line replaces it."""
+        self._asked_at[getattr(request, "session_hash", None) or ""] = time.monotonic()
+        return f"Waiting for a free render slot ({RENDERS_AT_ONCE} renders run at once)…"
+
     async def stop(self, request: gr.Request = None) -> None:
         """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
-        (this handler writes no progress line: its answer and the stream's may arrive in any order)."""
-        self.jobs.cancel(getattr(request, "session_hash", None), VIDEO_JOB)
+        (this handler writes no progress line: its answer and the stream's may arrive in any order). A render
+        still waiting for a slot stops as it starts."""
+        session = getattr(request, "session_hash", None)
+        self._stopped_at[session or ""] = time.monotonic()
+        self.jobs.cancel(session, VIDEO_JOB)
 
 
 def build_video_tab(manager: AIModelManager, jobs: Jobs) -> gr.Dropdown:
@@ -550,9 +566,9 @@ def wire_video_tab(h: VideoTabHandlers) -> None:
     c["upload"].upload(h.open_file, inputs=c["upload"], outputs=[c["yaml"], progress], **private)
     form = [table, c["negative"], c["yaml"], *settings]
     c["save"].click(h.save, inputs=form, outputs=[progress, c["saved"]], **private)
-    c["render"].click(h.render, inputs=[*form, c["use_ai"], c["make_gif"]],
-                      outputs=[c[key] for key in ("progress", "preview", "video", "mp4", "gif", "storyboard",
-                                                  "keyframes", "details")],
-                      api_visibility="private", show_progress="hidden", show_progress_on=selected,
-                      concurrency_limit=2, concurrency_id="generate_video")
+    c["render"].click(h.ask, outputs=progress, **private).then(
+        h.render, inputs=[*form, c["use_ai"], c["make_gif"]],
+        outputs=[c[key] for key in ("progress", "preview", "video", "mp4", "gif", "storyboard", "keyframes", "details")],
+        api_visibility="private", show_progress="hidden", show_progress_on=selected,
+        concurrency_limit=RENDERS_AT_ONCE, concurrency_id=RENDER_CONCURRENCY)
     c["stop"].click(h.stop, **private)

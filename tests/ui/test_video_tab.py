@@ -15,6 +15,7 @@ from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_nu
                                wait_text)
 from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
                             rows_of, scenes_of)
+from ui.sessions import JobLimits, Jobs
 from ui.video_tab import EXAMPLE_YAML, VideoTabHandlers, scene_prompts, table_request, table_storyboard
 
 
@@ -128,6 +129,22 @@ def opener(max_chars: int) -> VideoTabHandlers:
     handlers = VideoTabHandlers(manager, None)
     handlers.components = {}
     return handlers
+
+
+async def test_stop_reaches_a_render_still_waiting_for_a_slot():
+    handlers = VideoTabHandlers(SimpleNamespace(), Jobs(JobLimits()))  # a render that started would need a manager
+    handlers.components = type("Names", (dict,), {"__missing__": lambda self, key: key})()  # each by its name
+    me, other = SimpleNamespace(session_hash="me"), SimpleNamespace(session_hash="other")
+    assert "Waiting for a free render slot" in handlers.ask(me)
+    handlers.ask(other)
+    await handlers.stop(me)  # pressed while its render waits behind two others
+    form = (None, "", "", "draft", 0.5, 64, 64, 4, 2, -1, "increment", "auto", "", False, False)
+    updates = [update async for update in handlers.render(*form, request=me)]
+    assert updates == [{"progress": "Stopped. The render was stopped before it started."}]
+    going_on = handlers.render(*form, request=other)
+    first = await going_on.__anext__()  # the other session's render is not stopped: it starts
+    await going_on.aclose()
+    assert "Stopped" not in first["progress"]
 
 
 def test_an_opened_file_is_read_only_as_far_as_the_limit(tmp_path):
