@@ -32,9 +32,9 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def rows_of(value: Any) -> list[Row]:
+def rows_of(value: Any, keep_empty: bool = False) -> list[Row]:
     """The table's value (list of lists, a {"data": ...} mapping or a pandas frame) as rows of five texts;
-    rows with every cell empty are left out."""
+    rows with every cell empty are left out (kept with `keep_empty`)."""
     if value is None:
         return []
     if hasattr(value, "values") and hasattr(value, "columns"):  # pandas
@@ -45,9 +45,19 @@ def rows_of(value: Any) -> list[Row]:
     for raw in value or []:
         cells = [_text(c) for c in list(raw)[:len(HEADERS)]]
         cells += [""] * (len(HEADERS) - len(cells))
-        if any(cells):
+        if keep_empty or any(cells):
             rows.append(cells)
     return rows
+
+
+def clicked_scene(value: Any, index: Any) -> int | None:
+    """The scene (an index into rows_of(value)) a click on the table picked: `index` is the clicked row's place in
+    the table's value, empty rows included (sorted in the browser or not); None for an empty row."""
+    raw = rows_of(value, keep_empty=True)
+    at = index[0] if isinstance(index, (list, tuple)) and index else index
+    if not isinstance(at, int) or not 0 <= at < len(raw) or not any(raw[at]):
+        return None
+    return sum(1 for row in raw[:at] if any(row))  # its place among the scenes (empty rows are none)
 
 
 def new_row(prompt: str = "", seconds: Any = DEFAULT_SECONDS, transition: str = DEFAULT_TRANSITION) -> Row:

@@ -29,8 +29,8 @@ from engine.storyboard import quality_presets as video_quality_presets
 from .models import model_choices
 from .presenter import STOPPED, Presenter, failure_line, is_stopped, unexpected_failure
 from .preview import display_preview
-from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts,
-                          rows_from_storyboard, rows_of, scenes_of)
+from .scene_table import (HEADERS, PROMPT, add_row, apply_seed_policy, clicked_scene, move_row, remove_row,
+                          rows_from_prompts, rows_from_storyboard, rows_of, scenes_of)
 from .sessions import RENDER_CONCURRENCY, RENDERS_AT_ONCE, VIDEO_JOB, Jobs, TooManyJobs
 from .widgets import number_box, preset_box, widget
 
@@ -226,11 +226,8 @@ class VideoTabHandlers:
     # -- the scene table ---------------------------------------------------------------------------
     @staticmethod
     def select(table: Any, evt: gr.SelectData):
-        rows = rows_of(table)
-        index = evt.index
-        row = index[0] if isinstance(index, (list, tuple)) else index
-        selected = row if isinstance(row, int) and 0 <= row < len(rows) else None
-        return selected, selection_text(rows, selected)
+        selected = clicked_scene(table, evt.index)
+        return selected, selection_text(rows_of(table), selected)
 
     @staticmethod
     def add(table: Any, selected: Any):

@@ -13,8 +13,8 @@ from engine.limits import Limits
 from engine.storyboard import Storyboard, scene_seeds
 from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, set_number_settled, wait_progress,
                                wait_text)
-from ui.scene_table import (add_row, apply_seed_policy, move_row, remove_row, rows_from_prompts, rows_from_storyboard,
-                            rows_of, scenes_of)
+from ui.scene_table import (add_row, apply_seed_policy, clicked_scene, move_row, remove_row, rows_from_prompts,
+                            rows_from_storyboard, rows_of, scenes_of)
 from ui.sessions import JobLimits, Jobs
 from ui.video_tab import EXAMPLE_YAML, VideoTabHandlers, scene_prompts, table_request, table_storyboard
 
@@ -41,6 +41,12 @@ def test_table_rows_edit_and_reorder():
     removed, sel = remove_row(rows, None)
     assert [r[0] for r in removed] == ["one", "two"] and sel is None
     assert remove_row([], 0) == ([], None)
+
+
+def test_a_click_picks_the_scene_it_is_on_with_empty_rows_between():
+    table = [["a", "", "2", "cut", ""], ["", "", "", "", ""], ["c", "", "2", "cut", ""], ["d", "", "2", "cut", ""]]
+    assert [clicked_scene(table, [row, 0]) for row in range(4)] == [0, None, 1, 2]  # "c" is the second scene
+    assert clicked_scene(table, [9, 0]) is None and clicked_scene(table, None) is None
 
 
 def test_table_becomes_the_engines_storyboard():
