@@ -17,7 +17,7 @@ import struct
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import aiohttp
@@ -53,10 +53,12 @@ FILE_KEYS: dict[str, str] = {"ckpt_name": "checkpoints", "unet_name": "unets", "
                              "clip_name1": "clips", "clip_name2": "clips", "vae_name": "vaes", "lora_name": "loras",
                              "control_net_name": "controlnets"}
 NOT_FILES = {"pixel_space"}  # VAELoader offers this built-in choice beside real files
+SAVE_IMAGE_CLASS = "SaveImage"  # the stock node that writes a picture to the output folder
 
 
 class ComfyUIValidationError(BackendUnavailable):
-    """ComfyUI refused the workflow (HTTP 400), typically because a model file is not installed."""
+    """ComfyUI refused the workflow, typically because a model file is not installed: HTTP 400, or a 200 whose
+    node_errors name the outputs it dropped while queueing the others."""
 
     def __init__(self, message: str, *, node_errors: Mapping[str, Any] | None = None,
                  error: Mapping[str, Any] | None = None, missing_files: list[str] | None = None) -> None:
@@ -333,11 +335,15 @@ class ComfyUIClient:
         except (ValueError, UnicodeDecodeError):
             text = body.decode("utf-8", "replace").strip()[:200]
             raise ComfyUIValidationError(f"ComfyUI cannot run this workflow: {text or 'HTTP 400'}.") from None
-        self._check(PromptRefused, data, "answer to POST /prompt (HTTP 400)")
+        raise self._refusal(data, "answer to POST /prompt (HTTP 400)")
+
+    def _refusal(self, data: Any, what: str) -> ComfyUIValidationError:
+        """The validation error a /prompt answer with node_errors (checked as a refusal) stands for."""
+        self._check(PromptRefused, data, what)
         sentence, missing = describe_validation_error(data)
         error = data.get("error") if isinstance(data.get("error"), dict) else {"message": data.get("error")}
-        raise ComfyUIValidationError(sentence, node_errors=data.get("node_errors") or {}, error=error,
-                                     missing_files=missing)
+        return ComfyUIValidationError(sentence, node_errors=data.get("node_errors") or {}, error=error,
+                                      missing_files=missing)
 
     # ------------------------------------------------------------------ simple calls
     async def system_stats(self) -> dict[str, Any]:
@@ -410,16 +416,20 @@ class ComfyUIClient:
         return name
 
     async def submit(self, graph: Mapping[str, Any], client_id: str) -> str:
-        """POST /prompt; returns the prompt id or raises ComfyUIValidationError on HTTP 400."""
+        """POST /prompt; returns the prompt id or raises ComfyUIValidationError when the server refuses the graph or
+        any of its outputs (a prompt queued without some outputs is deleted first)."""
         async with self._session() as s:
             return await self._submit(s, graph, client_id)
 
     async def _submit(self, session: aiohttp.ClientSession, graph: Mapping[str, Any], client_id: str) -> str:
         data = await self._request(session, "POST", "/prompt", json_body={"prompt": graph, "client_id": client_id})
         accepted: PromptAccepted = self._check(PromptAccepted, data, "answer to POST /prompt")
-        if accepted.node_errors:
-            log.warning("ComfyUI %s queued %s with node errors: %s", self.base_url, accepted.prompt_id,
-                        str(accepted.node_errors)[:200])
+        if accepted.node_errors:  # only the outputs that validated were queued: not the graph that was sent
+            await self._abandon(session, accepted.prompt_id)
+            refusal = self._refusal(data, "answer to POST /prompt")
+            log.warning("ComfyUI %s queued %s without the outputs that failed validation; deleted it: %s",
+                        self.base_url, accepted.prompt_id, refusal)
+            raise refusal
         return accepted.prompt_id
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
@@ -459,8 +469,11 @@ class ComfyUIClient:
             await self._cancel(s, prompt_id)
 
     # ------------------------------------------------------------------ the job
-    async def run(self, graph: Mapping[str, Any], cancel: Any = None) -> AsyncIterator[Progress | Produced]:
-        """Queue `graph` and yield Progress per sampler step, then one Produced per output image.
+    async def run(self, graph: Mapping[str, Any], cancel: Any = None,
+                  expected: Sequence[str] = ()) -> AsyncIterator[Progress | Produced]:
+        """Queue `graph` and yield Progress per sampler step, then one Produced: the first image of the output node
+        the caller expects (`chosen_output`: the first of `expected` that made one, else the graph's first
+        SaveImage...). Only that image is downloaded; when the graph made others, its info's "warnings" says so.
 
         `cancel` is anything with `is_set()` (asyncio.Event or threading.Event); once set, the job is
         deleted or interrupted on the server and GenerationCancelled is raised.
@@ -490,10 +503,15 @@ class ComfyUIClient:
                 async with aclosing(self._follow(ws, session, run, cancel, deadline)) as steps:
                     async for progress in steps:
                         yield progress
-                entry = await self._wait_history(session, run)
-                for ref in _image_refs(entry):
-                    image = await self._view(session, ref)
-                    yield Produced(image=image, info={"prompt_id": run.prompt_id, "server": self.base_url, **ref})
+                images = _images_by_node(await self._wait_history(session, run))
+                node = chosen_output(images, graph, expected)
+                ref = images[node][0]
+                info: dict[str, Any] = {"prompt_id": run.prompt_id, "server": self.base_url, **ref, "node": node}
+                left_out = _left_out(images, graph, node)
+                if left_out:
+                    log.info("ComfyUI %s: %s", self.base_url, left_out)
+                    info["warnings"] = [left_out]
+                yield Produced(image=await self._view(session, ref), info=info)
                 finished = True
             except (GeneratorExit, asyncio.CancelledError):
                 if run is not None and not run.done:
@@ -676,7 +694,7 @@ class ComfyUIClient:
                 if kind in ("execution_error", "execution_interrupted"):
                     self._on_text(run, json.dumps({"type": kind, "data": data}))
             raise BackendUnavailable(f"ComfyUI at {self.base_url} reports the job failed.")
-        if not _image_refs(entry):
+        if not _images_by_node(entry):
             raise BackendUnavailable(f"ComfyUI at {self.base_url} finished the job without producing an image.")
         return entry
 
@@ -724,13 +742,45 @@ def _is_set(cancel: Any) -> bool:
     return cancel is not None and bool(cancel.is_set())
 
 
-def _image_refs(entry: HistoryEntry) -> list[dict[str, str]]:
-    """Every saved image of a /history entry ({filename, subfolder, type, node}); previews only if nothing was saved."""
-    refs: list[dict[str, str]] = []
+def _images_by_node(entry: HistoryEntry) -> dict[str, list[dict[str, str]]]:
+    """Every image of a /history entry ({filename, subfolder, type}, in the order the node made them) by node id."""
+    images: dict[str, list[dict[str, str]]] = {}
     for node_id, output in entry.outputs.items():
-        for image in output.images:
-            if image.filename:
-                refs.append({"filename": image.filename, "subfolder": image.subfolder, "type": image.type or "output",
-                             "node": str(node_id)})
-    saved = [r for r in refs if r["type"] == "output"]
-    return saved or refs
+        refs = [{"filename": image.filename, "subfolder": image.subfolder, "type": image.type or "output"}
+                for image in output.images if image.filename]
+        if refs:
+            images[str(node_id)] = refs
+    return images
+
+
+def chosen_output(images: Mapping[str, list[dict[str, str]]], graph: Mapping[str, Any],
+                  expected: Sequence[str] = ()) -> str:
+    """The node whose image a run keeps (`images`: a run's images by node, not empty): the first of `expected` that
+    made one, else the graph's first SaveImage (by node id) that did, else the first node (by id) that saved a file,
+    else the first that made a preview. A server lists its outputs in no fixed order, so order is never read there."""
+    saves = sorted((n for n, node in graph.items() if isinstance(node, Mapping)
+                    and node.get("class_type") == SAVE_IMAGE_CLASS), key=_node_sort_key)
+    found = next((n for n in [*expected, *saves] if n in images), None)
+    if found is not None:
+        return found
+    by_id = sorted(images, key=_node_sort_key)
+    return next((n for n in by_id if any(ref["type"] == "output" for ref in images[n])), by_id[0])
+
+
+def _left_out(images: Mapping[str, list[dict[str, str]]], graph: Mapping[str, Any], kept: str) -> str | None:
+    """The warning for the saved images a run made beside the one kept from node `kept` (previews count only when
+    nothing was saved); None when there are none."""
+    saved = {n: [r for r in refs if r["type"] == "output"] for n, refs in images.items()}
+    images = {n: refs for n, refs in saved.items() if refs} if any(saved.values()) else images
+    total = sum(len(refs) for refs in images.values())
+    if total <= 1:
+        return None
+
+    def named(node_id: str) -> str:
+        node = graph.get(node_id)
+        class_type = node.get("class_type") if isinstance(node, Mapping) else None
+        return f"node {node_id} {class_type}" if class_type else f"node {node_id}"
+
+    made = ", ".join(f"{named(n)}: {len(images[n])}" for n in sorted(images, key=_node_sort_key))
+    return (f"The ComfyUI graph made {total} images ({made}); the first of {named(kept)} is this result, the "
+            "others were left out.")

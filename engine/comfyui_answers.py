@@ -51,7 +51,7 @@ class PromptAccepted(Answer):
 
     prompt_id: Annotated[str, Field(min_length=1)]
     number: Any = None  # only logged
-    node_errors: Any = None  # only logged
+    node_errors: Any = None  # not empty: some outputs failed validation and were left out (read as a refusal)
 
 
 class RefusalError(Answer):

@@ -8,17 +8,23 @@ FluxGuidance's guidance), sampler_name, scheduler and denoise; the size on the l
 EmptySD3LatentImage, EmptyHunyuanLatent..., and ModelSamplingFlux's); the checkpoint loader (ckpt_name or
 unet_name) behind the sampler's model; LoadImage for image-to-image. Each binding is a list of (node id, input
 name) paths, as in the app's own templates (engine/workflows.py `bind` assigns them); everything else in the file is
-sent as it is.
+sent as it is. The result is the image of an output node downstream of that sampler (`result_nodes`).
+
+The folder's files are listed by file name; a name that reads as "none" (which chooses no workflow) is listed with
+" workflow" after it. An upload keeps the letters of any script in its name and never replaces a different workflow
+of the same name: it is saved as "name (2)".
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from .comfyui import FILE_KEYS, NOT_FILES, SAVE_IMAGE_CLASS
 from .params import NO_WORKFLOW
 from .workflows import WorkflowError, WorkflowTemplate, _is_link, bind, template_from_dict
 
@@ -29,6 +35,9 @@ SEED_INPUTS = ("seed", "noise_seed")
 ZEROED_CLASS = "ConditioningZeroOut"  # a negative made by zeroing the positive (FLUX): no text of its own
 LOAD_IMAGE_CLASS = "LoadImage"
 MAX_DEPTH = 32  # links followed upstream at most (a graph is a DAG; this only guards against a malformed one)
+MAX_NESTING = 64  # levels of lists and objects in a node (an export has a handful; Python's stack is finite)
+NAME_PUNCTUATION = "._ -"  # kept in an uploaded file's name, beside letters, marks and digits of any script
+RESERVED_SUFFIX = " workflow"  # after a file name that reads as "none"
 # What each binding is called in the summary, in the order shown.
 LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "seed": "Seed", "steps": "Steps",
           "cfg": "CFG scale", "guidance": "Guidance", "sampler_name": "Sampler", "scheduler": "Scheduler",
@@ -43,6 +52,7 @@ class UserWorkflow:
     name: str
     template: WorkflowTemplate
     sampler: str  # the sampler node's id
+    renamed_from: str | None = None  # an upload saved under another name than its file's (one was taken)
 
     @property
     def graph(self) -> dict[str, Any]:
@@ -59,6 +69,30 @@ class UserWorkflow:
     def node_classes(self) -> list[str]:
         """Every node class the graph uses, sorted."""
         return sorted({str(node.get("class_type")) for node in self.graph.values()})
+
+    def loaded_files(self, replaced: Iterable[str] = ()) -> list[tuple[str, str, str]]:
+        """(node id, input, file) of every model file its loaders name (ckpt_name, vae_name, lora_name...), by node
+        id; without those of the bindings in `replaced` (a chosen model's files go there)."""
+        skip = {path for key in replaced for path in self.bindings.get(key, [])}
+        return [(node_id, name, value) for node_id, node in sorted(self.graph.items(), key=lambda i: _id_key(i[0]))
+                for name, value in node["inputs"].items()
+                if name in FILE_KEYS and isinstance(value, str) and value not in NOT_FILES
+                and (node_id, name) not in skip]
+
+    def result_nodes(self) -> list[str]:
+        """The nodes whose image is the result, best first: those downstream of the bound sampler that feed no other
+        node (SaveImage, PreviewImage, a custom save node), SaveImage first, then the last stage first (the most
+        nodes upstream: a second pass's save before the first pass's), then by node id."""
+        consumers: dict[str, set[str]] = {}
+        producers: dict[str, set[str]] = {}
+        for node_id, node in self.graph.items():
+            for value in node["inputs"].values():
+                if _is_link(value) and str(value[0]) in self.graph:
+                    consumers.setdefault(str(value[0]), set()).add(node_id)
+                    producers.setdefault(node_id, set()).add(str(value[0]))
+        ends = [n for n in _reachable(self.sampler, consumers) if not consumers.get(n)]
+        return sorted(ends, key=lambda n: (self.graph[n]["class_type"] != SAVE_IMAGE_CLASS,
+                                           -len(_reachable(n, producers)), _id_key(n)))
 
     def bound(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A fresh graph with `values` (binding name -> value; None and names it lacks are skipped) in place."""
@@ -79,11 +113,35 @@ class UserWorkflow:
             if literal:
                 kept.append(f"node {node_id} {node['class_type']}: "
                             + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)[:60]}" for k, v in literal.items()))
-        return {"name": self.name, "binds": binds, "kept": kept, "nodes": self.node_classes()}
+        summary = {"name": self.name, "binds": binds, "kept": kept, "nodes": self.node_classes()}
+        return {**summary, "renamed_from": self.renamed_from} if self.renamed_from else summary
 
 
 def _id_key(node_id: str) -> tuple[int, Any]:
     return (0, int(node_id)) if str(node_id).isdigit() else (1, str(node_id))
+
+
+def _reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:
+    """The nodes reached from `start` along `edges` (node -> next nodes), `start` excluded."""
+    seen: set[str] = set()
+    todo = list(edges.get(start, ()))
+    while todo:
+        node_id = todo.pop()
+        if node_id not in seen:
+            seen.add(node_id)
+            todo.extend(edges.get(node_id, ()))
+    seen.discard(start)
+    return seen
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists and objects `value` has (read level by level, never recursively)."""
+    depth, level = 0, [value]
+    while level:
+        level = [item for v in level if isinstance(v, (list, dict))
+                 for item in (v.values() if isinstance(v, dict) else v)]
+        depth += 1 if level else 0
+    return depth
 
 
 def _node(graph: Mapping[str, Any], link: Any) -> tuple[str, dict[str, Any]] | None:
@@ -249,29 +307,70 @@ def _checked_graph(name: str, data: Any) -> dict[str, Any]:
                 or not isinstance(node.get("inputs"), Mapping):
             raise WorkflowError(f"The workflow {name!r} is not a ComfyUI API-format graph: node {node_id} needs a "
                                 "class_type and an inputs object.")
+        if _nesting(node) > MAX_NESTING:
+            raise WorkflowError(f"The workflow {name!r} is not a ComfyUI API-format graph: node {node_id} is nested "
+                                f"more than {MAX_NESTING} levels deep.")
     return {str(k): dict(v) for k, v in data.items()}
 
 
 # ---------------------------------------------------------------------------- the workflows folder
 def workflow_name(filename: str) -> str:
-    """The name a workflow file is listed under: its file name without folders and `.json`, made safe."""
+    """The name an uploaded workflow is saved under: its file name without folders and `.json` (Unicode NFC), letters,
+    marks and digits of any script and NAME_PUNCTUATION kept, each run of other characters made "-"; a name that
+    reads as "none" gets RESERVED_SUFFIX."""
     stem = Path(str(filename).replace("\\", "/")).name
-    stem = stem[:-5] if stem.lower().endswith(".json") else stem
-    return re.sub(r"[^A-Za-z0-9._ -]+", "-", stem).strip(" .-") or "workflow"
+    stem = unicodedata.normalize("NFC", stem[:-5] if stem.lower().endswith(".json") else stem)
+    marked = "".join(c if c in NAME_PUNCTUATION or unicodedata.category(c)[0] in "LMN" else "\0" for c in stem)
+    return _usable(re.sub("\0+", "-", marked).strip(" .-") or "workflow")
+
+
+def _usable(name: str) -> str:
+    """`name`, or `name` + RESERVED_SUFFIX when a request would read it as choosing no workflow."""
+    return name + RESERVED_SUFFIX if name.strip().lower() in ("", NO_WORKFLOW) else name
+
+
+def _unique(name: str, taken: Iterable[str]) -> str:
+    """`name`, or "name (2)", "name (3)"... the first that `taken` lacks (in any case)."""
+    taken = {t.lower() for t in taken}
+    found, number = name, 2
+    while found.lower() in taken:
+        found, number = f"{name} ({number})", number + 1
+    return found
+
+
+def _listed_files(directory: Path | None) -> dict[str, Path]:
+    """Each *.json file of `directory` by the name it is listed under: its file name without `.json`, made usable
+    (`_usable`) and unique when it reads as "none"; {} when the folder does not exist."""
+    if directory is None or not Path(directory).is_dir():
+        return {}
+    files = sorted((p for p in Path(directory).glob("*.json") if p.is_file()), key=lambda p: p.stem.lower())
+    listed: dict[str, Path] = {p.stem: p for p in files if _usable(p.stem) == p.stem}
+    for path in files:
+        if _usable(path.stem) != path.stem:
+            listed[_unique(_usable(path.stem), [*listed, *(p.stem for p in files)])] = path
+    return listed
 
 
 def list_workflows(directory: Path | None) -> list[str]:
-    """The workflow names in `directory` (its *.json files), sorted; [] when it does not exist."""
-    if directory is None or not Path(directory).is_dir():
-        return []
-    return sorted((p.stem for p in Path(directory).glob("*.json") if p.is_file()), key=str.lower)
+    """The workflow names in `directory` (its *.json files, see `_listed_files`), sorted; [] when it does not
+    exist."""
+    return sorted(_listed_files(directory), key=str.lower)
 
 
 def parse_workflow(name: str, text: str | bytes) -> UserWorkflow:
-    """A workflow from a file's text; WorkflowError with a sentence when it is not JSON or lacks an input."""
+    """A workflow from a file's text or bytes (UTF-8, -16 or -32, with or without a byte order mark); WorkflowError
+    with a sentence when it is not JSON or lacks an input."""
+    if isinstance(text, str):
+        text = text.removeprefix("\ufeff")
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(f"The workflow {name!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02X} at "
+                            f"position {exc.start}): save it as UTF-8, as ComfyUI exports it.") from None
+    except RecursionError:
+        raise WorkflowError(f"The workflow {name!r} is not a ComfyUI API-format graph: it is nested too deeply to "
+                            "read.") from None
+    except ValueError as exc:
         raise WorkflowError(f"The workflow {name!r} is not JSON ({exc}).") from None
     return find_inputs(name, data)
 
@@ -280,30 +379,43 @@ def load_workflow(name: str, directory: Path | None) -> UserWorkflow:
     """The workflow `name`, one that list_workflows(directory) lists (a file put there by hand keeps its own name,
     "sdxl (copy)"; nothing outside the folder is ever named); WorkflowError with a sentence when it is missing or
     unusable."""
-    listed = list_workflows(directory)
+    listed = _listed_files(directory)
     if not isinstance(name, str) or name not in listed:
-        known = ", ".join(listed) or "none"
+        known = ", ".join(sorted(listed, key=str.lower)) or "none"
         raise WorkflowError(f"The workflow {name!r} is not in the workflows folder (workflows there: {known}).")
-    path = Path(str(directory)) / f"{name}.json"
     try:
-        text = path.read_text(encoding="utf-8")
+        data = listed[name].read_bytes()
     except OSError as exc:
-        raise WorkflowError(f"The workflow {name!r} could not be read: {exc}.") from None
-    return parse_workflow(name, text)
+        raise WorkflowError(f"The workflow {name!r} could not be read: {exc.strerror or exc}.") from None
+    return parse_workflow(name, data)
 
 
 def save_workflow(directory: Path, filename: str, text: str | bytes) -> UserWorkflow:
-    """Check an uploaded workflow and write it into `directory` as <name>.json (replacing one of that name)."""
+    """Check an uploaded workflow and write it into `directory` as <name>.json (`workflow_name`). A different
+    workflow already listed under that name is kept: the upload becomes "name (2)" (`renamed_from` says so); the
+    same graph again is not written twice."""
     name = workflow_name(filename)
     workflow = parse_workflow(name, text)
+    listed = _listed_files(directory)
+    if name in listed and _graph_in(listed[name]) == workflow.graph:
+        return workflow
+    saved = _unique(name, [*listed, *(p.stem for p in listed.values())])
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / f"{name}.json").write_text(json.dumps(workflow.graph, indent=2, ensure_ascii=False),
-                                                       encoding="utf-8")
+        with open(Path(directory) / f"{saved}.json", "x", encoding="utf-8") as file:  # never over another file
+            file.write(json.dumps(workflow.graph, indent=2, ensure_ascii=False))
     except OSError as exc:
-        raise WorkflowError(f"The workflow could not be saved in {directory}: {exc}.") from None
-    log.info("Saved workflow %s in %s", name, directory)
-    return workflow
+        raise WorkflowError(f"The workflow could not be saved in {directory}: {exc.strerror or exc}.") from None
+    log.info("Saved workflow %s in %s%s", saved, directory, f" ({name!r} is taken)" if saved != name else "")
+    return replace(workflow, name=saved, renamed_from=name) if saved != name else workflow
+
+
+def _graph_in(path: Path) -> Any:
+    """The JSON in `path`, or None when it cannot be read as JSON."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def missing_nodes(classes: list[str], known: Mapping[str, bool]) -> list[str]:

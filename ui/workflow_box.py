@@ -20,7 +20,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """A workflow's summary (manager.workflow_summary) as Markdown: its bound inputs, then what stays as in the file."""
     if summary.get("error"):
         return f"**Cannot use this workflow:** {summary['error']}"
-    lines = [f"**{summary['name']}** runs on ComfyUI only. These controls go into it:"]
+    lines = [f"Saved as **{summary['name']}**: another workflow is named {summary['renamed_from']}."] \
+        if summary.get("renamed_from") else []
+    lines.append(f"**{summary['name']}** runs on ComfyUI only. These controls go into it:")
     lines += [f"- **{label}** → {where}" for label, where in summary["binds"].items()]
     lines.append("As in the file (read-only):")
     lines += [f"- `{line}`" for line in summary["kept"]] or ["- nothing else"]

@@ -11,10 +11,11 @@ mask too and adds SetLatentNoiseMask (the engine composites the result back: eng
 runs only on a server whose ControlNetLoader lists it, uploads the control map (engine/controlnet.py) and splices
 ControlNetApplyAdvanced between the prompts and the sampler. A request naming the user's own workflow (the workflows
 folder: engine/user_workflows.py) runs that graph with the request's values in its bound inputs and the rest as in
-the file, on a server whose /object_info has every node class it uses (else a sentence naming the missing ones and
-the server; it never runs elsewhere). A model upscale (ESRGAN family, an UpscaleModelLoader
-file) uploads the image and runs presets/workflows/postprocess/upscale_with_model.json. Nothing here touches the
-network except the job itself.
+the file, on a server that has the model files its loaders name (and the LoRAs and VAE asked for) and whose
+/object_info has every node class it uses (else a sentence naming what is missing and where); a server that dies or
+lacks a file hands it to the next, and it never runs on this machine. A model upscale (ESRGAN family, an
+UpscaleModelLoader file) uploads the image and runs presets/workflows/postprocess/upscale_with_model.json. Nothing
+here touches the network except the job itself.
 """
 from __future__ import annotations
 
@@ -646,25 +647,39 @@ class ComfyUIBackend(Backend):
                                  "add an init image.")
         return workflow
 
-    def _workflow_servers(self, request: GenerationRequest, model: ModelSpec | None, exclude: Iterable[str] = ()) \
-            -> list[str]:
-        """Up servers for a user workflow: with the model chosen (any, for auto), the LoRAs and the VAE."""
+    def _workflow_lacks(self, request: GenerationRequest, workflow: UserWorkflow, model: ModelSpec | None,
+                        installed: InstalledModels | None) -> list[str]:
+        """What a server with `installed` lacks of what a user workflow needs, each named: the model chosen (None:
+        auto), the request's LoRAs and VAE, and the model files the workflow's own loaders name (but those the chosen
+        model's files replace); [] when it has everything."""
+        if installed is None:
+            return ["a list of its installed models (not read yet)"]
+        variant = self.variant_for(model, installed) if model is not None else None
+        lacks = [model.label] if model is not None and variant is None else []
+        lacks += [f'the LoRA "{use.name}"' for use in request.loras if installed.lora_file(use.name) is None]
+        if request.vae and match_file(request.vae, installed.vaes) is None:
+            lacks.append(f"the VAE {request.vae!r}")
+        lacks += [f'{file} ({workflow.graph[node_id]["class_type"]} "{name}" on node {node_id})'
+                  for node_id, name, file in workflow.loaded_files(variant.files if variant else ())
+                  if not installed.has_files({name: file})]
+        return lacks
+
+    def _workflow_servers(self, request: GenerationRequest, workflow: UserWorkflow, model: ModelSpec | None,
+                          exclude: Iterable[str] = ()) -> list[str]:
+        """Up servers with everything a user workflow needs (`_workflow_lacks`), in configured order."""
         skip = set(exclude)
-        if model is not None:
-            return [u for u in self.servers_for(model, request.loras, request.vae) if u not in skip]
-        return [st.url for st in self._up_states() if st.url not in skip
-                and self.lora_files(request.loras, st.models) is not None
-                and (request.vae is None or match_file(request.vae, st.models.vaes) is not None)]
+        return [st.url for st in self._up_states()
+                if st.url not in skip and not self._workflow_lacks(request, workflow, model, st.models)]
 
     def _plan_workflow(self, request: GenerationRequest, model: ModelSpec | None) -> Target:
         """The server for a user workflow (its nodes are checked there when it runs); `detail` is (the workflow, the
         model chosen: None for auto, which runs the model the file loads)."""
         workflow = self._user_workflow(request)
-        servers = self._workflow_servers(request, model)
+        servers = self._workflow_servers(request, workflow, model)
         if not servers:
-            if model is not None:
+            if model is not None and not self.servers_for(model, request.loras):
                 raise BackendUnavailable(self._unavailable(model, request.loras))
-            raise BackendUnavailable(self.why_not(None) or "No running ComfyUI server has the LoRAs or VAE asked for.")
+            raise BackendUnavailable(self.why_not(None) or self._none_has(request, workflow, model))
         warnings: tuple[str, ...] = ()
         if model is not None and not any(workflow.binds(k) for k in self._model_files(model, servers[0])):
             warnings = (f"The workflow {workflow.name!r} has no checkpoint loader for {model.label}: it ran with the "
@@ -675,6 +690,12 @@ class ComfyUIBackend(Backend):
                                               else workflow.name))  # auto: the model the file loads
         return Target(self.name, shown, server=self._least_loaded(servers), detail=(workflow, model),
                       warnings=warnings)
+
+    def _none_has(self, request: GenerationRequest, workflow: UserWorkflow, model: ModelSpec | None) -> str:
+        """The sentence for no up server having what a user workflow needs, naming what each lacks."""
+        lacks = "; ".join(f"{st.url} lacks {', '.join(self._workflow_lacks(request, workflow, model, st.models))}"
+                          for st in self._up_states())
+        return f"No running ComfyUI server has everything the workflow {workflow.name!r} needs: {lacks}."
 
     def _model_files(self, model: ModelSpec, url: str) -> dict[str, str]:
         variant = self.variant_for(model, self.monitor.state(url).models)
@@ -714,14 +735,16 @@ class ComfyUIBackend(Backend):
 
     async def _stream_workflow(self, request: GenerationRequest, target: Target,
                                cancel: Any = None) -> AsyncIterator[Event | Produced]:
-        """Run a user workflow on the planned server, or the next one with every node class it uses."""
+        """Run a user workflow on the planned server; the next server with everything it needs takes it when one
+        lacks a node class or a file (its lists changed since the plan), refuses a model file, or dies before the
+        image (counted against it, as for the app's own graphs). The image kept is that of its `result_nodes`."""
         workflow, chosen = target.detail
         tried: list[str] = []
         lacking: list[str] = []
         url: str | None = target.server
         while True:
             if url is None:
-                others = self._workflow_servers(request, chosen, exclude=tried)
+                others = self._workflow_servers(request, workflow, chosen, exclude=tried)
                 url = self._least_loaded(others) if others else None
             if url is None:
                 why = " ".join(lacking) or self._unavailable(target.model, request.loras)
@@ -742,8 +765,13 @@ class ComfyUIBackend(Backend):
                 url = None
                 continue
             installed = self.monitor.state(url).models
+            lacks = self._workflow_lacks(request, workflow, chosen, installed)
+            if lacks:  # its lists changed since the plan
+                lacking.append(f"ComfyUI at {url} no longer has {', '.join(lacks)}.")
+                url = None
+                continue
             loras = self.lora_files(request.loras, installed) or ()
-            vae_file = match_file(request.vae, installed.vaes) if request.vae and installed else None
+            vae_file = match_file(request.vae, installed.vaes) if request.vae else None
             try:
                 image_name = await client.upload_image(request.init_image, "init") \
                     if request.init_image is not None else None
@@ -752,14 +780,15 @@ class ComfyUIBackend(Backend):
                 url = None
                 continue
             files = self._model_files(chosen, url) if chosen is not None else {}
-            graph = self.workflow_graph(request, workflow, files, loras, vae_file,
-                                        installed.embeddings if installed else (), image_name)
+            graph = self.workflow_graph(request, workflow, files, loras, vae_file, installed.embeddings, image_name)
+            produced = False
             job = self._job_started(url)
             try:
                 yield Started(backend=self.name, model=target.model.label, server=url)
-                async with aclosing(client.run(graph, cancel)) as events:
+                async with aclosing(client.run(graph, cancel, workflow.result_nodes())) as events:
                     async for event in events:
                         if isinstance(event, Produced):
+                            produced = True
                             event = replace(event, info={
                                 **event.info, "model": target.model.label, "model_id": target.model.id,
                                 "workflow": workflow.name, "user_workflow": workflow.name, "graph": graph,
@@ -769,6 +798,17 @@ class ComfyUIBackend(Backend):
                                 "warnings": [*event.info.get("warnings", []), *target.warnings]})
                         yield event
                 return
+            except ComfyUIValidationError as exc:
+                if produced or not exc.missing_files:
+                    raise
+                self.monitor.refresh_models(url)  # it lacks a file its list had: the next server may have it
+                lacking.append(f"{str(exc).rstrip('.')} (ComfyUI at {url}).")
+                url = None
+            except BackendUnavailable as exc:
+                if produced:
+                    raise
+                lacking.append(self._job_failed(url, exc))
+                url = None
             finally:
                 job.ended = time.time()
 

@@ -138,3 +138,46 @@ def test_the_manager_lists_summarizes_and_saves_uploads(manager, tmp_path):
     assert added["name"] == "mine" and "mine" in manager.available_workflows()
     refused = manager.add_workflow("ui.json", json.dumps({"nodes": [], "links": []}))
     assert "UI format" in refused["error"] and "ui" not in manager.available_workflows()
+
+
+def add_workflow_file(tmp_path: Path, name: str, graph: dict) -> None:
+    (tmp_path / "workflows" / f"{name}.json").write_text(json.dumps(graph))
+
+
+async def test_a_graph_queued_without_its_result_is_an_error_not_another_picture(manager, fake, tmp_path):
+    """The checkpoint went missing after the server's lists were read: ComfyUI queues only the PreviewImage of the
+    init image (it validates) and answers 200 with the SaveImage branch's node_errors. The prompt is deleted and the
+    request fails with the sentence a 400 gives, never the preview of the input as the result."""
+    graph = original("sd15_img2img")
+    graph["50"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
+    add_workflow_file(tmp_path, "img2img_preview", graph)
+    fake.checkpoints = []
+    fake.node_delay_s = 0.1  # the preview job is still queued or running when the client answers the 200
+    result = await manager.generate_image("wings", init_image=Image.new("RGB", (96, 64), (0, 200, 0)), strength=0.4,
+                                          steps=2, seed=1, user_workflow="img2img_preview")
+    assert result.status == "error"
+    assert 'ComfyUI cannot run this workflow: tiny-sd15.safetensors is not installed (CheckpointLoaderSimple ' \
+           '"ckpt_name" on node 1)' in result.error
+    queued = fake.prompt_ids[-1]
+    assert queued in fake.deletes or {"prompt_id": queued} in fake.interrupts
+    assert fake.view_requests == []
+
+
+async def test_the_result_is_the_bound_samplers_image_and_only_it_is_downloaded(manager, fake, tmp_path):
+    """Two branches saved by two SaveImage nodes, the bound one with a batch of 2: the result is the first image of
+    the SaveImage downstream of the bound sampler (node 9: the request's size), the only one fetched; a warning says
+    what was left out."""
+    graph = original("sd15_default")
+    graph["5"]["inputs"]["batch_size"] = 2
+    graph["13"] = copy.deepcopy(graph["3"])
+    graph["13"]["inputs"].update(latent_image=["15", 0], positive=["16", 0])
+    graph["15"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 320, "height": 320, "batch_size": 1}}
+    graph["16"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a castle", "clip": ["4", 1]}}
+    graph["18"] = {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["4", 2]}}
+    graph["19"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "second", "images": ["18", 0]}}
+    add_workflow_file(tmp_path, "two_saves", graph)
+    result = await manager.generate_image("a fox", width=256, height=192, steps=2, seed=42, user_workflow="two_saves")
+    assert result.status == "success", result.error
+    assert (result.width, result.height) == (256, 192) and fake.view_requests == ["ComfyUI_00001_.png"]
+    assert "The ComfyUI graph made 3 images (node 9 SaveImage: 2, node 19 SaveImage: 1); the first of node 9 " \
+           "SaveImage is this result, the others were left out." in result.warnings

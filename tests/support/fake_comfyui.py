@@ -23,6 +23,11 @@ tests and a Gradio app in the same process can all talk to it.
         fake.answer_next("/upload/image", b"", method="POST", status=400)  # refuse the next upload (a bare 400)
         fake.prompts, fake.view_requests, ...           # what clients did
 
+Validation, as 0.3.64's validate_prompt: only the nodes an output (SaveImage, PreviewImage) depends on are checked; an
+output fed by a node with errors is dropped and the others are queued, answered 200 with those node_errors (each
+naming its dependent_outputs); a 400 only when no output validates. SaveImage saves one file per image of its batch
+(the batch_size of the empty latent it depends on), each branch of a graph at its own latent's size and seed.
+
 Image-to-image: a graph whose sampler starts from VAEEncode of a LoadImage of an uploaded file renders that
 image (cropped, as the VAE crops, to a multiple of 8) blended with the usual picture by the sampler's denoise
 (KSampler's, or the BasicScheduler's behind its sigmas): denoise 0 gives the uploaded image back.
@@ -661,7 +666,9 @@ class FakeComfyUI:
 
     # ---------------------------------------------------------------- HTTP: prompts and queue
     def _validate(self, prompt: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """(error, node_errors) as ComfyUI's validate_prompt reports them; (None, {}) when valid."""
+        """(error, node_errors) as ComfyUI's validate_prompt reports them: only the nodes some output depends on are
+        checked, each node with errors lists the outputs that depend on it (`dependent_outputs`), and `error` is None
+        while at least one output validates: those outputs are queued and the rest dropped (a 200 with node_errors)."""
         if not isinstance(prompt, dict):
             return ({"type": "invalid_prompt", "message": "Cannot execute because the prompt is not an object.",
                      "details": "", "extra_info": {}}, {})
@@ -685,7 +692,11 @@ class FakeComfyUI:
                  "control_net_name": self.controlnets}
         infos = self._object_infos()
         node_errors: dict[str, Any] = {}
+        upstream = {out: set(_execution_order(prompt, [out])) for out in outputs}
         for nid, node in prompt.items():
+            dependent = [out for out in outputs if nid in upstream[out]]
+            if not dependent:  # no output needs it: never validated
+                continue
             inputs = node.get("inputs") or {}
             required = REQUIRED_INPUTS.get(node["class_type"], ())
             errors = [_missing_input(name) for name in required if name not in inputs]
@@ -697,10 +708,10 @@ class FakeComfyUI:
             if node["class_type"] in ("LoadImage", "LoadImageMask") and isinstance(image, str) and image not in self.uploads:
                 errors.append(_custom_validation_failed("image", f"Invalid image file: {image}"))
             if errors:
-                node_errors[nid] = {"errors": errors, "dependent_outputs": outputs, "class_type": node["class_type"]}
-        if node_errors:
+                node_errors[nid] = {"errors": errors, "dependent_outputs": dependent, "class_type": node["class_type"]}
+        if set(outputs) <= _dropped_outputs(node_errors):
             return _validation_error(), node_errors
-        return None, {}
+        return None, node_errors
 
     async def _post_prompt(self, request: web.Request) -> web.Response:
         try:
@@ -722,13 +733,15 @@ class FakeComfyUI:
         extra = dict(body.get("extra_data") or {})
         if body.get("client_id"):
             extra["client_id"] = body["client_id"]
-        outputs = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
+        dropped = _dropped_outputs(node_errors)
+        outputs = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")
+                   and nid not in dropped]
         self._pending.append(_Job(number, prompt_id, prompt, extra, outputs))
         self._pending.sort(key=lambda j: j.number)
         self.prompt_ids.append(prompt_id)
         await self._broadcast_status()
         self._wake.set()
-        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     async def _upload_image(self, request: web.Request) -> web.Response:
         """As ComfyUI's image_upload: multipart `image` (the file), `subfolder`, `overwrite` ("true"/"1": replace a
@@ -921,7 +934,7 @@ class FakeComfyUI:
     async def _step_messages(self, job: _Job, sid: str | None, nid: str, step: int, total: int) -> None:
         pid = job.prompt_id
         progress = {"value": step, "max": total, "prompt_id": pid, "node": nid}
-        width, height, _ = _image_params(job.prompt, job.start)
+        width, height, _ = _image_params(job.prompt, job.start, of=nid)
         image = _preview_jpeg(step, total, self.preview_size, width, height)
         meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
                 "real_node_id": nid, "image_type": "image/jpeg"}
@@ -939,15 +952,19 @@ class FakeComfyUI:
                 pass
 
     def _save_images(self, job: _Job, nid: str) -> list[dict[str, str]]:
+        """One file per image of the batch the node gets (its empty latent's batch_size), as SaveImage writes them."""
+        return [self._save_image(job, nid, index) for index in range(_batch_size(job.prompt, nid))]
+
+    def _save_image(self, job: _Job, nid: str, index: int) -> dict[str, str]:
         prompt = job.prompt
         prefix = str(prompt[nid]["inputs"].get("filename_prefix", "ComfyUI"))
         type_ = "output" if prompt[nid]["class_type"] == "SaveImage" else "temp"
         subfolder, _, base = prefix.rpartition("/")
-        width, height, seed = _image_params(prompt, job.start)
+        width, height, seed = _image_params(prompt, job.start, of=nid)
         n = self._file_counter.get(prefix, 0) + 1
         self._file_counter[prefix] = n
         filename = f"{base}_{n:05d}_.png"
-        hue = (zlib.crc32(f"{seed}".encode()) % 360) / 360.0
+        hue = (zlib.crc32(f"{seed}".encode() if index == 0 else f"{seed}/{index}".encode()) % 360) / 360.0
         hue_shift, value_shift = _lora_shift(prompt, job.outputs)
         value = min(1.0, max(0.2, 0.9 + value_shift))
         r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb((hue + hue_shift) % 1.0, 0.6, value))
@@ -966,7 +983,7 @@ class FakeComfyUI:
         buf = io.BytesIO()
         img.save(buf, format="PNG", pnginfo=info)
         self._files[(filename, subfolder, type_)] = buf.getvalue()
-        return [{"filename": filename, "subfolder": subfolder, "type": type_}]
+        return {"filename": filename, "subfolder": subfolder, "type": type_}
 
 
 # -------------------------------------------------------------------- helpers
@@ -979,6 +996,11 @@ def _with_prompt_id(value: Any, prompt_id: str | None) -> Any:
     if isinstance(value, list):
         return [_with_prompt_id(v, prompt_id) for v in value]
     return prompt_id if value == PROMPT_ID else value
+
+
+def _dropped_outputs(node_errors: dict[str, Any]) -> set[str]:
+    """The outputs validation failed for (those some node with errors feeds)."""
+    return {out for entry in node_errors.values() for out in entry["dependent_outputs"]}
 
 
 def _validation_error() -> dict[str, Any]:
@@ -1226,11 +1248,13 @@ def _out_of_range(kind: str, message: str, name: str, spec: list, value: Any) ->
             "extra_info": {"input_name": name, "input_config": spec, "received_value": value}}
 
 
-def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[int, int, int]:
-    """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from."""
+def _image_params(prompt: dict[str, Any], start: _Start | None = None, of: str | None = None) -> tuple[int, int, int]:
+    """(width, height, seed) of the picture: the empty latent's size, or the size of the image it `start`s from; with
+    `of`, of the picture node `of` gets (from the nodes it depends on: one branch of a graph with several)."""
     width, height = start.image.size if start is not None else (512, 512)
     seed = 0
-    for node in prompt.values():
+    nodes = [prompt[nid] for nid in _execution_order(prompt, [of])] if of is not None else list(prompt.values())
+    for node in nodes:
         inputs = node.get("inputs") or {}
         if node.get("class_type") in ("EmptyLatentImage", "EmptySD3LatentImage"):
             width, height = int(inputs.get("width", 512)), int(inputs.get("height", 512))
@@ -1238,6 +1262,13 @@ def _image_params(prompt: dict[str, Any], start: _Start | None = None) -> tuple[
             if isinstance(inputs.get(key), int):
                 seed = inputs[key]
     return width, height, seed
+
+
+def _batch_size(prompt: dict[str, Any], nid: str) -> int:
+    """How many images node `nid` gets: the batch_size of the empty latent it depends on (1 without one)."""
+    sizes = [prompt[n]["inputs"].get("batch_size") for n in _execution_order(prompt, [nid])
+             if prompt[n].get("class_type") in ("EmptyLatentImage", "EmptySD3LatentImage")]
+    return next((int(size) for size in sizes if isinstance(size, int) and size > 0), 1)
 
 
 def _preview_jpeg(step: int, total: int, size: int, width: int | None = None, height: int | None = None) -> bytes:

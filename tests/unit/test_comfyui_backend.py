@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import threading
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +16,13 @@ from engine.config import Settings
 from engine.errors import BackendUnavailable, GenerationCancelled
 from engine.events import Progress, Produced, Started
 from engine.health import HealthMonitor
+from engine.prompt_syntax import LoraUse
 from engine.request import GenerationRequest
 from engine.workflows import bind, load_template
 from tests.support.fake_comfyui import FakeComfyUI
 
 TINY = "comfyui:tiny-sd15.safetensors"
+WORKFLOWS = Path(__file__).parents[1] / "support" / "workflows"
 
 
 @pytest.fixture
@@ -28,6 +34,24 @@ def pool():
         backend = ComfyUIBackend(settings, monitor, request_timeout_s=1.0, stall_s=1.0)
         monitor.poll_now()
         yield {a.url: a, b.url: b}, monitor, backend, (a, b)
+
+
+@pytest.fixture
+def workflow_pool(tmp_path):
+    """Two fake servers and a backend whose workflows folder holds the test exports and "needs_other", a copy of
+    sd15_default that loads other.safetensors (installed on b only)."""
+    shutil.copytree(WORKFLOWS, tmp_path / "workflows")
+    graph = json.loads((WORKFLOWS / "sd15_default.json").read_text())
+    graph["4"]["inputs"]["ckpt_name"] = "other.safetensors"
+    (tmp_path / "workflows" / "needs_other.json").write_text(json.dumps(graph))
+    with FakeComfyUI(step_delay_s=0.005) as a, \
+            FakeComfyUI(step_delay_s=0.005, checkpoints=["tiny-sd15.safetensors", "other.safetensors"]) as b:
+        settings = Settings(comfyui_urls=[a.url, b.url], comfyui_timeout_s=10,
+                            workflows_dir_override=tmp_path / "workflows")
+        monitor = HealthMonitor.from_settings(settings, down_after=1)
+        backend = ComfyUIBackend(settings, monitor, request_timeout_s=1.0, stall_s=1.0)
+        monitor.poll_now()
+        yield monitor, backend, (a, b)
 
 
 def request(**kw) -> GenerationRequest:
@@ -223,18 +247,25 @@ async def test_stream_flux_guidance_goes_to_flux_guidance(pool):
 @pytest.mark.asyncio
 async def test_failover_when_server_stops_mid_run(pool):
     fakes, monitor, backend, (a, b) = pool
+    req = request(num_inference_steps=10)
+    await stop_the_first_server_mid_run(fakes, monitor, backend, req, planned(backend, req, TINY))
+
+
+async def stop_the_first_server_mid_run(fakes: dict, monitor: HealthMonitor, backend: ComfyUIBackend,
+                                        req: GenerationRequest, target) -> None:
+    """Stream `target`, stopping its server at the first step: the next server finishes it and the monitor was
+    told of the failure."""
     for f in fakes.values():
         f.step_delay_s = 0.03
     events = []
-    req = request(num_inference_steps=10)
-    async for event in backend.stream(req, planned(backend, req, TINY)):
+    async for event in backend.stream(req, target):
         events.append(event)
         if isinstance(event, Progress) and len([e for e in events if isinstance(e, Started)]) == 1:
             await asyncio.to_thread(fakes[events[0].server].stop)
     starts = [e for e in events if isinstance(e, Started)]
     assert len(starts) == 2 and starts[0].server != starts[1].server
     assert isinstance(events[-1], Produced) and events[-1].info["server"] == starts[1].server
-    assert monitor.state(starts[0].server).up is False  # the failure was reported to the monitor
+    assert monitor.state(starts[0].server).up is False
 
 
 @pytest.mark.asyncio
@@ -309,3 +340,50 @@ async def test_in_flight_counts_and_abandoned_job_is_stopped(pool):
     assert busy.interrupts == [{"prompt_id": busy.prompt_ids[-1]}]
     assert await asyncio.to_thread(busy.wait_idle, 1.0)
     assert {pick(backend, TINY) for _ in range(2)} == {a.url, b.url}
+
+
+# ---------------------------------------------------------------------------- the user's own workflows in a pool
+@pytest.mark.asyncio
+async def test_a_workflow_moves_to_another_server_when_its_server_dies(workflow_pool):
+    monitor, backend, (a, b) = workflow_pool
+    req = request(num_inference_steps=10, user_workflow="sd15_default")
+    await stop_the_first_server_mid_run({a.url: a, b.url: b}, monitor, backend, req, backend.plan(req, None))
+
+
+@pytest.mark.asyncio
+async def test_auto_model_runs_a_workflow_where_its_own_files_are(workflow_pool):
+    monitor, backend, (a, b) = workflow_pool
+    req = request(user_workflow="needs_other")
+    assert {backend.plan(req, None).server for _ in range(4)} == {b.url}
+    a.checkpoints.append("other.safetensors")  # a lists it when the lists are read, and has lost it when it runs
+    monitor.refresh_models(a.url)
+    monitor.poll_now()
+    a.checkpoints.remove("other.safetensors")
+    events = [e async for e in backend.stream(req, replace(backend.plan(req, None), server=a.url))]
+    assert [e.server for e in events if isinstance(e, Started)] == [a.url, b.url]
+    assert isinstance(events[-1], Produced) and events[-1].info["server"] == b.url
+    b.stop()
+    monitor.poll_now()
+    with pytest.raises(BackendUnavailable, match=r"No running ComfyUI server has everything the workflow "
+                                                 r"'needs_other' needs: .* lacks other.safetensors "
+                                                 r"\(CheckpointLoaderSimple \"ckpt_name\" on node 4\)"):
+        backend.plan(req, None)
+
+
+@pytest.mark.asyncio
+async def test_a_lora_gone_at_run_time_sends_the_workflow_to_the_next_server(workflow_pool):
+    monitor, backend, (a, b) = workflow_pool
+    req = request(user_workflow="sd15_default", loras=(LoraUse("detail_tweaker", 0.8),))
+    target = replace(backend.plan(req, None), server=a.url)
+    a.loras = []  # removed after the plan; the lists are read again before the job starts
+    monitor.refresh_models(a.url)
+    monitor.poll_now()
+    events = [e async for e in backend.stream(req, target)]
+    assert [e.server for e in events if isinstance(e, Started)] == [b.url] and a.prompts == []
+    assert any(n["class_type"] == "LoraLoader" for n in b.prompts[-1].values())
+    b.loras = []
+    monitor.refresh_models(b.url)
+    monitor.poll_now()
+    with pytest.raises(BackendUnavailable, match=f'ComfyUI at {a.url} no longer has the LoRA "detail_tweaker"'):
+        [e async for e in backend.stream(req, target)]
+    assert len(b.prompts) == 1  # never run without it

@@ -61,6 +61,14 @@ def sd_graph(steps: int = 4, size: int = 64, prompt: str = "a photo of a cat", s
         "steps": steps, "width": size, "height": size, "seed": seed, "filename_prefix": "test"})
 
 
+def with_bad_preview(graph: dict) -> dict:
+    """`graph` with a PreviewImage (node 51) of its picture scaled by a method ComfyUI does not have (node 50)."""
+    graph["50"] = {"class_type": "ImageScale", "inputs": {"image": ["8", 0], "upscale_method": "sharpest",
+                                                          "width": 32, "height": 32, "crop": "disabled"}}
+    graph["51"] = {"class_type": "PreviewImage", "inputs": {"images": ["50", 0]}}
+    return graph
+
+
 @pytest.fixture
 def fake():
     with FakeComfyUI(step_delay_s=0.005) as server:
@@ -320,6 +328,54 @@ async def test_interrupted_by_someone_else(fake):
     with pytest.raises(BackendUnavailable, match=r"interrupted the job"):
         async for _ in ComfyUIClient(fake.url).run(sd_graph(steps=20)):
             await ComfyUIClient(fake.url).interrupt()
+
+
+@pytest.mark.asyncio
+async def test_the_fake_runs_the_outputs_that_validate_and_reports_the_others(fake):
+    """As ComfyUI's validate_prompt and post_prompt: an output fed by a node with errors is dropped, the others are
+    queued, and the answer is a 200 whose node_errors name the node and the output that depends on it."""
+    import aiohttp
+    graph = with_bad_preview(sd_graph(steps=2))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(fake.url + "/prompt", json={"prompt": graph, "client_id": "x"}) as r:
+            body = await r.json()
+        assert r.status == 200 and set(body["node_errors"]) == {"50"}
+        assert body["node_errors"]["50"]["dependent_outputs"] == ["51"]
+        assert await asyncio.to_thread(fake.wait_idle, 5.0)
+        async with s.get(f"{fake.url}/history/{body['prompt_id']}") as r:
+            assert list((await r.json())[body["prompt_id"]]["outputs"]) == ["9"]
+
+
+@pytest.mark.asyncio
+async def test_a_prompt_queued_without_some_outputs_is_deleted_and_refused(fake):
+    """A 200 with node_errors queued a graph other than the one sent: the client deletes or interrupts it and raises
+    the validation error a 400 gives, never an image of the outputs that happened to validate."""
+    with pytest.raises(ComfyUIValidationError,
+                       match=r"ComfyUI cannot run this workflow: 'sharpest' is not an accepted value \(ImageScale "
+                             r"\"upscale_method\" on node 50\)") as err:
+        await collect(ComfyUIClient(fake.url), with_bad_preview(sd_graph(steps=20)))
+    assert set(err.value.node_errors) == {"50"}
+    queued = fake.prompt_ids[-1]
+    assert queued in fake.deletes or {"prompt_id": queued} in fake.interrupts
+    assert fake.view_requests == []
+
+
+@pytest.mark.asyncio
+async def test_only_the_expected_output_is_downloaded_and_the_others_are_a_warning(fake):
+    """Two SaveImage nodes with a batch of 2 each: one Produced, of the first SaveImage by node id unless the caller
+    expects another node, downloaded alone; the result's warning counts what was left out."""
+    graph = sd_graph(steps=1)
+    graph["5"]["inputs"]["batch_size"] = 2
+    graph["19"] = {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "other"}}
+    produced = [e for e in await collect(ComfyUIClient(fake.url), graph) if isinstance(e, Produced)]
+    assert len(produced) == 1 and produced[0].info["node"] == "9"
+    assert fake.view_requests == ["test_00001_.png"]
+    assert produced[0].info["warnings"] == [
+        "The ComfyUI graph made 4 images (node 9 SaveImage: 2, node 19 SaveImage: 2); the first of node 9 SaveImage "
+        "is this result, the others were left out."]
+    produced = [e async for e in ComfyUIClient(fake.url).run(graph, expected=["19"]) if isinstance(e, Produced)]
+    assert len(produced) == 1 and produced[0].info["node"] == "19"
+    assert fake.view_requests[1:] == ["other_00003_.png"]
 
 
 # ---------------------------------------------------------------------------- cancel

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.request import chosen_workflow
 from engine.user_workflows import find_inputs, list_workflows, load_workflow, parse_workflow, save_workflow
 from engine.workflows import WorkflowError
 
@@ -105,6 +106,28 @@ def test_a_second_sampler_of_a_two_pass_graph_is_not_the_one_bound():
     assert w.sampler == "3" and w.bindings["width"] == [("5", "width")]
 
 
+def test_the_result_is_a_save_downstream_of_the_bound_sampler_the_last_stage_first():
+    graph = graph_of("sd15_default")  # first pass: 3 -> 8 -> SaveImage 9
+    graph["20"] = {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
+                                                            "width": 1024, "height": 1024, "crop": "disabled"}}
+    graph["21"] = {"class_type": "KSampler", "inputs": {**graph["3"]["inputs"], "latent_image": ["20", 0]}}
+    graph["22"] = {"class_type": "VAEDecode", "inputs": {"samples": ["21", 0], "vae": ["4", 2]}}
+    graph["23"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "hires", "images": ["22", 0]}}
+    graph["2"] = {"class_type": "PreviewImage", "inputs": {"images": ["22", 0]}}
+    graph["30"] = {"class_type": "LoadImage", "inputs": {"image": "other.png"}}  # not the sampler's: never the result
+    graph["31"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "input", "images": ["30", 0]}}
+    w = find_inputs("two pass", graph)
+    assert w.sampler == "3" and w.result_nodes() == ["23", "9", "2"]
+
+
+def test_the_model_files_its_loaders_name_but_those_a_chosen_model_replaces():
+    w = load_workflow("flux_custom_sampler", FOLDER)
+    assert w.loaded_files() == [("10", "vae_name", "ae.safetensors"), ("11", "clip_name1", "t5xxl_fp16.safetensors"),
+                                ("11", "clip_name2", "clip_l.safetensors"),
+                                ("12", "unet_name", "flux1-dev.safetensors")]
+    assert w.loaded_files(["unet_name"]) == w.loaded_files()[:3]  # the chosen model's file goes there
+
+
 @pytest.mark.parametrize("change, missing", [
     (lambda g: g.pop("3"), "has no sampler"),
     (lambda g: g["3"]["inputs"].update(latent_image=["8", 0]), "no empty latent"),
@@ -151,3 +174,43 @@ def test_an_upload_is_checked_then_saved_under_its_file_name(tmp_path):
     with pytest.raises(WorkflowError):
         save_workflow(tmp_path / "wf", "bad.json", "[]")
     assert list_workflows(tmp_path / "wf") == ["My flow -API"]
+
+
+def test_other_encodings_a_byte_order_mark_and_deep_nesting(tmp_path):
+    graph = graph_of("sd15_default")
+    graph["6"]["inputs"]["text"] = "café"
+    (tmp_path / "latin1.json").write_bytes(json.dumps(graph, ensure_ascii=False).encode("cp1252"))
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(graph, ensure_ascii=False).encode())
+    with pytest.raises(WorkflowError, match=r"The workflow 'latin1' is not UTF-8 text \(byte 0xE9 at position \d+\): "
+                                            "save it as UTF-8"):
+        load_workflow("latin1", tmp_path)
+    assert load_workflow("bom", tmp_path).graph["6"]["inputs"]["text"] == "café"
+    assert parse_workflow("bom", "\ufeff" + json.dumps(graph)).graph == graph  # an upload read as text
+    with pytest.raises(WorkflowError, match="'deep' is not a ComfyUI API-format graph: it is nested too deeply"):
+        parse_workflow("deep", "[" * 100_000 + "]" * 100_000)
+    graph["6"]["inputs"]["extra"] = json.loads("[" * 500 + "]" * 500)  # readable, but past any graph's depth
+    with pytest.raises(WorkflowError, match="node 6 is nested more than 64 levels deep"):
+        parse_workflow("deep", json.dumps(graph))
+
+
+def test_a_file_named_none_is_listed_and_saved_under_a_name_that_can_be_chosen(tmp_path):
+    text = (FOLDER / "sd15_default.json").read_text()
+    (tmp_path / "None.json").write_text(text)
+    assert list_workflows(tmp_path) == ["None workflow"] and chosen_workflow("None workflow") == "None workflow"
+    assert load_workflow("None workflow", tmp_path).graph == graph_of("sd15_default")
+    saved = save_workflow(tmp_path / "uploads", "none.json", text)
+    assert saved.name == "none workflow" and list_workflows(tmp_path / "uploads") == ["none workflow"]
+
+
+def test_upload_names_keep_every_script_and_never_replace_another_workflow(tmp_path):
+    first, second = graph_of("sd15_default"), graph_of("sd15_default")
+    second["6"]["inputs"]["text"] = "SECOND"
+    assert save_workflow(tmp_path, "портрет.json", json.dumps(first)).name == "портрет"
+    assert save_workflow(tmp_path, "风景.json", json.dumps(second)).name == "风景"
+    assert save_workflow(tmp_path, "Cafe\u0301 (copy).json", json.dumps(first)).name == "Café -copy"  # NFC
+    again = save_workflow(tmp_path, "портрет.json", json.dumps(second))
+    assert again.name == "портрет (2)" and again.summary()["renamed_from"] == "портрет"
+    assert load_workflow("портрет", tmp_path).graph == first
+    assert load_workflow("портрет (2)", tmp_path).graph == second
+    assert save_workflow(tmp_path, "портрет.json", json.dumps(first)).name == "портрет"  # the same: not again
+    assert list_workflows(tmp_path) == ["Café -copy", "портрет", "портрет (2)", "风景"]
