@@ -310,6 +310,12 @@ def _checked_graph(name: str, data: Any) -> dict[str, Any]:
         if _nesting(node) > MAX_NESTING:
             raise WorkflowError(f"The workflow {name!r} is not a ComfyUI API-format graph: node {node_id} is nested "
                                 f"more than {MAX_NESTING} levels deep.")
+    nodes = {str(k) for k in data}
+    for node_id, node in data.items():  # a link to a node the file lacks: the server's own answer is cryptic
+        for input_name, value in node["inputs"].items():
+            if _is_link(value) and isinstance(value[0], (str, int)) and str(value[0]) not in nodes:
+                raise WorkflowError(f"The workflow {name!r} is incomplete: node {node_id} {node['class_type']} takes "
+                                    f"{input_name!r} from node {value[0]}, which the file does not have.")
     return {str(k): dict(v) for k, v in data.items()}
 
 

@@ -22,6 +22,7 @@ from .shortcuts import SHORTCUTS_JS
 from .status_tab import build_status_tab
 from .theme import CSS, LOGO_SVG, theme
 from .video_tab import build_video_tab
+from .workflow_box import workflow_choices
 
 BADGE_REFRESH_S = 1.0
 # Room for many clients: each client's extra jobs are refused as soon as they are dequeued (ui/sessions.py).
@@ -57,7 +58,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             try:
                 status = read_status()
             except Exception as err:  # a transient engine error must not break the page
-                return (*(gr.skip(),) * 10, last if last else {"error": str(err)})
+                return (*(gr.skip(),) * 11, last if last else {"error": str(err)})
             active = status.get("active") or {}
             badge_key = f"{active.get('backend')}|{active.get('label')}|{active.get('reason')}"
             choices = model_choices(status.get("models") or [])
@@ -73,6 +74,8 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             controlnets_key = choices_key(controlnets)
             styles = [(name, name) for name in status.get("styles") or []]  # a style file added while it runs
             styles_key = choices_key(styles)
+            workflows = [(name, name) for name in workflow_choices(status.get("workflows") or [])]  # put in by hand
+            workflows_key = choices_key(workflows)
             badge_out = badge_html(active) if badge_key != last.get("badge") else gr.skip()
             model_out = gr.update(choices=choices) if models_key != last.get("models") else gr.skip()
             hires_out = gr.update(choices=hires_checkpoints) if models_key != last.get("models") else gr.skip()
@@ -81,9 +84,12 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
             upscalers_out = gr.update(choices=upscalers) if upscalers_key != last.get("upscalers") else gr.skip()
             controlnet_out = gr.update(choices=controlnets) if controlnets_key != last.get("controlnets") else gr.skip()
             style_out = gr.update(choices=styles) if styles_key != last.get("styles") else gr.skip()
+            workflow_out = gr.update(choices=workflows) if workflows_key != last.get("workflows") else gr.skip()
             return (badge_out, model_out, model_out, hires_out, lora_out, vae_out, upscalers_out, upscalers_out, controlnet_out,
-                    style_out, {"badge": badge_key, "models": models_key, "loras": loras_key, "vaes": vaes_key,
-                                "upscalers": upscalers_key, "controlnets": controlnets_key, "styles": styles_key})
+                    style_out, workflow_out,
+                    {"badge": badge_key, "models": models_key, "loras": loras_key, "vaes": vaes_key,
+                     "upscalers": upscalers_key, "controlnets": controlnets_key, "styles": styles_key,
+                     "workflows": workflows_key})
 
         async def on_load(last: dict[str, Any] | None):
             await manager.initialize_models()
@@ -91,7 +97,7 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
 
         timer = gr.Timer(BADGE_REFRESH_S)
         model_lists = [image_tab.model, video_model, image_tab.hires_checkpoint, image_tab.lora, image_tab.vae, *image_tab.upscalers,
-                       image_tab.controlnet, image_tab.style]
+                       image_tab.controlnet, image_tab.style, image_tab.user_workflow]
         timer.tick(tick, inputs=seen, outputs=[badge, *model_lists, seen], queue=False,
                    api_visibility="private", show_progress="hidden")
         demo.load(on_load, inputs=seen, outputs=[badge, *model_lists, seen, status_view],

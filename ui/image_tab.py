@@ -70,6 +70,7 @@ class ImageTab:
     upscalers: tuple[gr.Dropdown, gr.Dropdown]  # the picked image's Upscaler and the Hires upscaler
     controlnet: gr.Dropdown
     style: gr.Dropdown
+    user_workflow: gr.Dropdown  # "none", then the workflows folder's files
     generate_event: Any
     forget_session: Callable[..., None]  # for demo.unload: a closed tab's waiting jobs go
 
@@ -1132,7 +1133,8 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["send_to_inpaint"].click(h.send_to_inpaint, inputs=c["picked"],
                                outputs=[c["mask_editor"], c["inpaint_box"], c["picked_info"]], **private)
     return ImageTab(model=c["model"], hires_checkpoint=c["hires_checkpoint"], lora=c["lora"], vae=c["vae"], upscalers=(c["upscaler"], c["hires_upscaler"]),
-                    controlnet=c["controlnet"], style=c["style"], generate_event=gen_event,
+                    controlnet=c["controlnet"], style=c["style"], user_workflow=c["user_workflow"],
+                    generate_event=gen_event,
                     forget_session=h.forget_session)
 
 

@@ -684,6 +684,9 @@ class ComfyUIBackend(Backend):
         if model is not None and not any(workflow.binds(k) for k in self._model_files(model, servers[0])):
             warnings = (f"The workflow {workflow.name!r} has no checkpoint loader for {model.label}: it ran with the "
                         "model its file loads.",)
+        if not workflow.binds("seed"):  # its sampler's seed is linked from another node: the file decides it
+            warnings += (f"The workflow {workflow.name!r} takes no seed from the app (its sampler's seed comes from "
+                         "another node): the seed recorded is not the one used, and a batch repeats its picture.",)
         loader = next((paths[0] for key, paths in workflow.bindings.items() if key in ("ckpt_name", "unet_name")),
                       None)
         shown = model or checkpoint_model(str(workflow.graph[loader[0]]["inputs"][loader[1]] if loader

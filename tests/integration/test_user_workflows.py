@@ -128,6 +128,20 @@ async def test_unknown_workflow_and_hires_are_sentences(manager):
     assert hires.status == "error" and "the hires fix cannot be added to it" in hires.error
 
 
+async def test_a_seed_the_file_links_from_another_node_is_said_on_the_result(manager, fake, tmp_path):
+    graph = original("sd15_default")
+    graph["20"] = {"class_type": "PrimitiveInt", "inputs": {"value": 7}}  # as seed nodes of custom packs do
+    graph["3"]["inputs"]["seed"] = ["20", 0]
+    (tmp_path / "workflows" / "linked_seed.json").write_text(json.dumps(graph))
+    result = await manager.generate_image("a fox", width=128, height=128, steps=2, seed=100,
+                                          user_workflow="linked_seed")
+    assert result.status == "success", result.error
+    assert any("takes no seed from the app" in warning for warning in result.warnings), result.warnings
+    bound = await manager.generate_image("a fox", width=128, height=128, steps=2, seed=100,
+                                         user_workflow="sd15_default")
+    assert not any("seed" in warning for warning in bound.warnings)
+
+
 def test_the_manager_lists_summarizes_and_saves_uploads(manager, tmp_path):
     assert "sd15_default" in manager.available_workflows()
     summary = manager.workflow_summary("flux_custom_sampler")

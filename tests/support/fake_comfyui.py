@@ -99,7 +99,7 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
                  "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU", "ThresholdMask",
-                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma", "RescaleCFG"}
+                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma", "RescaleCFG", "PrimitiveInt"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -115,7 +115,7 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
                 "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"], "ThresholdMask": ["MASK"],
                 "LatentCompositeMasked": ["LATENT"], "AddNoise": ["LATENT"], "SetFirstSigma": ["SIGMAS"],
-                "RescaleCFG": ["MODEL"]}
+                "RescaleCFG": ["MODEL"], "PrimitiveInt": ["INT"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),

@@ -68,3 +68,14 @@ def test_choose_a_workflow_generate_and_the_details_show_it(desktop, workflow_ap
                                                         num_inference_steps=2, seed=3, api_name="/comfyui_workflow")
     assert info["user_workflow"] == "sd15_default" and fake.prompts[-1]["6"]["inputs"]["text"] == "a fox by API"
     assert Path(path).exists()
+
+
+def test_a_file_put_in_the_folder_by_hand_is_offered_without_a_restart(desktop, workflow_app):
+    app, _ = workflow_app
+    page = desktop
+    open_app(page, app.url)
+    page.locator("#workflow-box").get_by_text("ComfyUI workflow").first.click()
+    shutil.copy(FOLDER / "sd15_default.json", app.manager.settings.workflows_dir / "by_hand.json")
+    page.wait_for_timeout(3000)  # the status tick (every second) that refreshes the lists
+    choose(page, "user-workflow", "by_hand")
+    wait_text(page, "workflow-summary", "node 6 CLIPTextEncode.text")

@@ -102,6 +102,7 @@ def test_a_second_sampler_of_a_two_pass_graph_is_not_the_one_bound():
                                                          "denoise": 0.5}}
     graph["1"] = graph.pop("8")
     graph["1"]["inputs"]["samples"] = ["21", 0]
+    graph["9"]["inputs"]["images"] = ["1", 0]
     w = find_inputs("two pass", graph)
     assert w.sampler == "3" and w.bindings["width"] == [("5", "width")]
 
@@ -129,7 +130,7 @@ def test_the_model_files_its_loaders_name_but_those_a_chosen_model_replaces():
 
 
 @pytest.mark.parametrize("change, missing", [
-    (lambda g: g.pop("3"), "has no sampler"),
+    (lambda g: g["3"].update(class_type="MySampler"), "has no sampler"),
     (lambda g: g["3"]["inputs"].update(latent_image=["8", 0]), "no empty latent"),
     (lambda g: g["3"]["inputs"].update(positive=["4", 1]), "no CLIPTextEncode text"),
 ])
@@ -139,6 +140,13 @@ def test_a_workflow_lacking_something_essential_is_a_sentence(change, missing):
     with pytest.raises(WorkflowError, match=missing) as err:
         find_inputs("mine", graph)
     assert "'mine'" in str(err.value)
+
+
+def test_a_link_to_a_node_the_file_lacks_is_a_sentence_naming_both():
+    graph = graph_of("sd15_default")
+    graph["8"]["inputs"]["samples"] = ["99", 0]  # VAEDecode from a node that is not there
+    with pytest.raises(WorkflowError, match="node 8 VAEDecode takes 'samples' from node 99, which the file does not"):
+        parse_workflow("cut", json.dumps(graph))
 
 
 def test_ui_format_and_bad_json_are_sentences(tmp_path):
