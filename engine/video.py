@@ -559,6 +559,10 @@ async def render_storyboard(storyboard: Storyboard | dict[str, Any], stream_imag
     try:
         if isinstance(storyboard, dict):
             storyboard = Storyboard.from_dict(storyboard)
+        flags = [f"{name} must be true or false (got {value!r})." for name, value in
+                 (("use_ai_generation", use_ai_generation), ("make_gif", make_gif)) if not isinstance(value, bool)]
+        if flags:  # "no" would read as true
+            raise InvalidRequest(" ".join(flags))
         board = storyboard.validate()
         over = _over_budget(board, limits or Limits(), use_ai_generation)
         if over:
@@ -702,7 +706,8 @@ async def stream_video(stream_image: StreamImage | None, output_dir: str | Path,
     one Failed(sentence, result) before anything is generated.
     """
     try:
-        text = storyboard if isinstance(storyboard, str) else prompt if isinstance(prompt, str) else ""
+        text = storyboard if isinstance(storyboard, str) else prompt if isinstance(prompt, str) else \
+            "\n".join(p for p in prompt if isinstance(p, str)) if isinstance(prompt, (list, tuple)) else ""
         too_long = (limits or Limits()).storyboard_problem(text)
         if too_long:
             raise InvalidRequest(too_long)

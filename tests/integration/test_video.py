@@ -13,6 +13,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from engine.config import PROJECT_ROOT, Settings
@@ -282,6 +283,8 @@ class CountingImages:
     (dict(storyboard="scenes: [{prompt: a, 5: b}]"), "Scene 1 has unknown field(s): 5. Known fields:"),
     (dict(storyboard="quality: [a]\nscenes: [a]"), "Quality must be one of draft, standard, high (got ['a'])"),
     (dict(storyboard="model: {x: 1}\nscenes: [a]"), "The model must be a model name."),
+    (dict(prompt=["a fox"], use_ai_generation="no"), "use_ai_generation must be true or false (got 'no')"),
+    (dict(prompt=["a fox"], make_gif=1), "make_gif must be true or false (got 1)"),
 ])
 async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs, expected):
     images = CountingImages()
@@ -293,6 +296,15 @@ async def test_bad_input_is_a_clear_error_before_any_generation(tmp_path, kwargs
     events = await events_of(stream_video(images, tmp_path, **kwargs))
     assert len(events) == 1 and isinstance(events[0], Failed) and events[0].error == result["error"]
     assert images.calls == 0 and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["list", "YAML"])
+async def test_the_storyboard_text_limit_counts_prompts_as_well_as_yaml(tmp_path, as_text):
+    prompts = ["a fox in the snow " * 4] * 20  # about 1,500 characters of prompts
+    given = dict(storyboard=yaml.safe_dump({"scenes": prompts})) if as_text else dict(prompt=prompts)
+    images = CountingImages()
+    events = await events_of(stream_video(images, tmp_path, limits=Limits(max_storyboard_chars=1000), **given))
+    assert len(events) == 1 and events[0].error.startswith("The storyboard is too long:") and images.calls == 0
 
 
 async def test_seed_travel_in_betweens_count_in_the_video_budget(tmp_path):
