@@ -195,20 +195,20 @@ class ManagedInstance:
                              "the port was taken meanwhile; trying another port")
                 port = None
                 continue
-            if up_since is not None and time.monotonic() - up_since >= self.timing.steady_s:
-                self.crashes = 0
-            self.crashes += 1
-            delay = min(self.timing.backoff_cap_s, self.timing.backoff_start_s * 2 ** (self.crashes - 1))
+            steady = up_since is not None and time.monotonic() - up_since >= self.timing.steady_s
+            crashes = 1 if steady else self.crashes + 1
+            delay = min(self.timing.backoff_cap_s, self.timing.backoff_start_s * 2 ** (crashes - 1))
             last = (read_tail(self.log_path, 1, self._log_start) or [""])[-1]
             when = "" if up_since is not None else " before it answered"
             sentence = (f"ComfyUI ({self.name}) exited with code {code}{when}; restarting in {delay:g} s "
-                        f"(crash {self.crashes})." + (f" Its last log line: {last}" if last else ""))
-            with self._lock:
+                        f"(crash {crashes})." + (f" Its last log line: {last}" if last else ""))
+            log.warning("%s", sentence)
+            self._change(f"Managed ComfyUI ({self.name}) crashed", f"exit code {code}; restarting in {delay:g} s")
+            with self._lock:  # the count last: whoever sees it sees the crash's row and sentence too
                 self.state, self.message, self.exit_code = RESTARTING, sentence, code
                 self.restart_at = time.monotonic() + delay
                 self.pid = None
-            log.warning("%s", sentence)
-            self._change(f"Managed ComfyUI ({self.name}) crashed", f"exit code {code}; restarting in {delay:g} s")
+                self.crashes = crashes
             if self._stopping.wait(delay):
                 break
             self._change(f"Managed ComfyUI ({self.name}) restarting", f"after crash {self.crashes}")
