@@ -233,11 +233,24 @@ def parameters_from_texts(text: dict[str, str], path: str | Path = "an image") -
         except (json.JSONDecodeError, RecursionError):  # not JSON, or nested beyond reason
             saved = None
         if isinstance(saved, dict):
-            return {P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}
+            return _of_their_types({P.RESULT_ALIASES.get(k, k): v for k, v in saved.items()}, path)
         logger.warning("Unreadable %s chunk in %s; using the A1111 text.", JSON_CHUNK, path)
     if PARAMETERS in text:
         return parse_a1111_parameters(text[PARAMETERS])
     return {}
+
+
+def _of_their_types(saved: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """`saved` without the values that are not of their parameter's type (a file edited by hand or made elsewhere:
+    "Clip skip" as text, a plot that is not a mapping), each logged: one odd value is left out, not the image."""
+    kept: dict[str, Any] = {}
+    for name, value in saved.items():
+        param = P.BY_NAME.get(name)
+        if (param is not None and not param.holds(value)) or (name == "plot" and not isinstance(value, (dict, type(None)))):
+            logger.info("Left out %s=%r of %s: not a %s value", name, value, path, param.kind if param else "plot")
+            continue
+        kept[name] = value
+    return kept
 
 
 # -- the outputs folder as a whole --------------------------------------------------------------

@@ -59,6 +59,11 @@ class Param:
             return text.lower() == "true"
         return text
 
+    def holds(self, value: Any) -> bool:
+        """True when `value` is of this parameter's type, whatever its limits (None: not set): what a value saved in
+        an image must be before a form or a request takes it."""
+        return value is None or _HOLDS.get(self.kind, lambda _: True)(value)
+
     def empty_hint(self) -> str:
         """What to enter in an empty field: "a number of pixels", "a whole number from 1 to 150"."""
         return EMPTY_HINTS[self.kind].format(minimum=number_text(self.minimum), maximum=number_text(self.maximum))
@@ -80,6 +85,17 @@ class Param:
 # What to enter in an empty field, by kind (a sentence's end: "Width is empty: enter a number of pixels.").
 EMPTY_HINTS = {"pixels": "a number of pixels", "int": "a whole number from {minimum} to {maximum}",
                "float": "a number from {minimum} to {maximum}"}
+
+
+def _holds_loras(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(use, dict) and isinstance(use.get("name"), str) for use in value)
+
+
+_HOLDS: dict[str, Callable[[Any], bool]] = {  # each kind's type (Param.holds); limits are Param.problem's
+    "text": lambda v: isinstance(v, str), "prompt": lambda v: isinstance(v, str), "choice": lambda v: isinstance(v, str),
+    "int": lambda v: is_whole(v), "pixels": lambda v: is_whole(v), "seed": lambda v: is_whole(v),
+    "float": lambda v: is_number(v), "bool": lambda v: isinstance(v, bool), "loras": _holds_loras,
+    "outpaint": lambda v: isinstance(v, (dict, list))}
 
 
 def is_empty(value: Any) -> bool:

@@ -150,3 +150,10 @@ def test_a1111s_schedule_type_and_an_empty_prompt(tmp_path):
     assert (info["prompt"], info["sampler"], info["seed"]) == ("", "dpmpp_2m_karras", 5)
     automatic = png_info(png_with(tmp_path / "b.png", parameters="a cat\n" + text.replace("Karras", "Automatic")))
     assert automatic["sampler"] == "dpmpp_2m" and automatic["prompt"] == "a cat"
+
+
+def test_values_of_the_wrong_type_in_our_chunk_are_left_out_one_by_one(tmp_path):
+    odd = {"prompt": "a fox", "seed": 12, "sampler": ["euler"], "strength": "x", "plot": "p", "loras": "abc",
+           "clip_skip": "2", "width": 64.5, "freeu": "yes", "hires_scale": None}
+    info = png_info(png_with(tmp_path / "odd.png", gator=json.dumps(odd)))
+    assert {k: v for k, v in info.items() if k != "source"} == {"prompt": "a fox", "seed": 12, "hires_scale": None}
