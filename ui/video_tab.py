@@ -215,6 +215,17 @@ def board_settings(board: Storyboard) -> dict[str, Any]:
             "model": board.model or AUTO, "title": board.title or ""}
 
 
+def left_out_by_table(board: Storyboard) -> list[str]:
+    """What of a loaded storyboard the table and the form cannot hold, each said (empty when nothing)."""
+    lost = [f"its guidance scale {board.guidance_scale:g} (the table renders with the model's own)"] \
+        if board.guidance_scale is not None else []
+    lengths = sorted({scene.transition_duration for scene in board.scenes[:-1]})
+    if len(lengths) > 1:
+        lost.append(f"its transition lengths per scene ({', '.join(f'{n:g} s' for n in lengths)}: the table uses "
+                    f"{board.scenes[0].transition_duration:g} s for every scene)")
+    return lost
+
+
 class VideoTabHandlers:
     def __init__(self, manager: AIModelManager, jobs: Jobs) -> None:
         self.manager = manager
@@ -267,10 +278,12 @@ class VideoTabHandlers:
         except InvalidRequest as err:
             return {c["progress"]: f"Nothing loaded: {err}"}
         rows = rows_from_storyboard(board)
+        lost = left_out_by_table(board)
+        keep = f" The table cannot hold {' or '.join(lost)}: render from the YAML box to keep it." if lost else ""
         update: dict[Any, Any] = {c["table"]: rows, c["selected"]: None, c["selection"]: selection_text(rows, None),
-                                  c["yaml"]: "",
+                                  c["yaml"]: "", c["negative"]: "",  # the scenes carry their own negative prompts
                                   c["progress"]: f"Loaded {len(rows)} scene(s) into the table; the YAML box is "
-                                                 "cleared so the table is what renders."}
+                                                 f"cleared so the table is what renders.{keep}"}
         for key, value in board_settings(board).items():
             update[c[key]] = value
         return update
@@ -559,7 +572,8 @@ def wire_video_tab(h: VideoTabHandlers) -> None:
     c["example"].click(lambda: EXAMPLE_YAML, outputs=c["yaml"], **private)
     settings = [c[key] for key in ("quality", "transition_duration", "width", "height", "fps", "steps", "seed",
                                    "seed_policy", "model", "title")]
-    c["load"].click(h.load_yaml, inputs=c["yaml"], outputs=[*edit_outputs, c["yaml"], progress, *settings], **private)
+    c["load"].click(h.load_yaml, inputs=c["yaml"], outputs=[*edit_outputs, c["yaml"], c["negative"], progress, *settings],
+                    **private)
     c["upload"].upload(h.open_file, inputs=c["upload"], outputs=[c["yaml"], progress], **private)
     form = [table, c["negative"], c["yaml"], *settings]
     c["save"].click(h.save, inputs=form, outputs=[progress, c["saved"]], **private)

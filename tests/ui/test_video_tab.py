@@ -129,6 +129,19 @@ def test_yaml_round_trips_through_the_table():
     assert [r[4] for r in rows_from_storyboard(per_scene)] == ["5", ""]
 
 
+def test_loading_says_what_the_table_cannot_hold_and_clears_the_negative_box():
+    handlers = VideoTabHandlers(SimpleNamespace(), None)
+    handlers.components = type("Names", (dict,), {"__missing__": lambda self, key: key})()
+    board = ("guidance_scale: 6.5\nscenes:\n  - {prompt: a, transition: crossfade, transition_duration: 0.25}\n"
+             "  - {prompt: b, transition: crossfade, transition_duration: 1.5}\n  - {prompt: c}\n")
+    update = handlers.load_yaml(board)
+    assert update["negative"] == "" and len(update["table"]) == 3
+    assert "cannot hold its guidance scale 6.5" in update["progress"]
+    assert "transition lengths per scene (0.25 s, 1.5 s: the table uses 0.25 s" in update["progress"]
+    plain = handlers.load_yaml(EXAMPLE_YAML)
+    assert "cannot hold" not in plain["progress"]
+
+
 def opener(max_chars: int) -> VideoTabHandlers:
     """The tab's handlers with only the storyboard limit behind them (open_file needs nothing else)."""
     manager = SimpleNamespace(limits=Limits(max_storyboard_chars=max_chars))
