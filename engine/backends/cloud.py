@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import logging
+import math
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
 
 from PIL import Image, UnidentifiedImageError
@@ -263,10 +265,15 @@ def _json(response: Any) -> Any:
 
 
 def _seconds(value: Any) -> float | None:
+    """A wait in seconds: a number, or an HTTP date (Retry-After may be either); None for anything else."""
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        return None
+        try:
+            seconds = (parsedate_to_datetime(str(value)) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = max(0.0, seconds)  # a date already past: now
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 

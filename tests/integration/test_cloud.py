@@ -3,6 +3,8 @@ off by default with nothing sent, the last fallback or the first choice, and eac
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,9 @@ async def test_each_refusal_is_a_sentence(tmp_path, tiny_model_dir, script, sent
 async def test_what_the_provider_says_is_shown_without_the_token(tmp_path, tiny_model_dir):
     nested = Answer("error", 500, {"error": {"message": f"bad header Bearer {TOKEN}", "code": 5}})
     endless = Answer("error", 429, {"error": "slow down"}, {"Retry-After": "inf"})
-    with FakeInference(nested, endless) as fake:
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=330), usegmt=True)
+    dated = Answer("error", 429, {"error": "slow down"}, {"Retry-After": later})  # an HTTP date, as RFC 9110 allows
+    with FakeInference(nested, endless, dated) as fake:
         manager = await started(cloud_settings(tmp_path, tiny_model_dir, fake.url))
         try:
             first = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
@@ -146,6 +150,8 @@ async def test_what_the_provider_says_is_shown_without_the_token(tmp_path, tiny_
                                   "(HF_TOKEN)."
             second = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
             assert second.error.endswith("is limiting requests (429); try again later.")
+            third = await manager.generate_image("a heron", width=64, height=64, backend="cloud")
+            assert third.error.endswith("is limiting requests (429); try again in 5 minutes."), third.error
         finally:
             manager.shutdown()
 
