@@ -223,18 +223,19 @@ class _Expander:
             if "$$" in body.split("|", 1)[0]:  # "{2$$ and $$a|b}": a separator of its own
                 separator, body = body.split("$$", 1)
         options = _split_options(body)
+        weights: list[float] = []
         if count:
             whole = WILDCARD.fullmatch(options[0].strip()) if len(options) == 1 else None
-            if whole:  # "{2$$__color__}": several different lines of one wildcard
-                options = [option if weight == 1.0 else f"{weight:g}::{option}"
-                           for option, weight in self.lines_of(whole.group(1))]
+            if whole:  # "{2$$__color__}": several different lines of one wildcard, with the weights it gives them
+                entries = self.lines_of(whole.group(1))  # (a text file's line "3::x" is text, as in __color__)
+                options, weights = [option.strip() for option, _ in entries], [weight for _, weight in entries]
             low = int(count.group(1)) if count.group(1) else 1
             high = int(count.group(3)) if count.group(3) else len(options) if count.group(2) else low
-        weights = []
-        for position, option in enumerate(options):
-            weight = WEIGHT.match(option)
-            weights.append(float(weight.group(1)) if weight else 1.0)
-            options[position] = (option[weight.end():] if weight else option).strip()
+        if not weights:  # "{2::a|b}": each option's own weight
+            for position, option in enumerate(options):
+                weight = WEIGHT.match(option)
+                weights.append(float(weight.group(1)) if weight else 1.0)
+                options[position] = (option[weight.end():] if weight else option).strip()
         wanted = min(self.rng.randint(min(low, high), max(low, high)), len(options))
         picked: list[str] = []
         pool = [(option, weight) for option, weight in zip(options, weights) if weight > 0]  # 0: never picked

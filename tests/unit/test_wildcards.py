@@ -127,3 +127,11 @@ def test_yaml_and_json_files_hold_many_wildcards_as_dynamic_prompts_reads_them(f
     assert {prompt_for(wildcards, "__packs/hair/*__", seed) for seed in range(60)} == {"bob", "pixie", "braid"}
     two = prompt_for(wildcards, "{2$$__packs/hair/short__}", 3)
     assert sorted(two.split(", ")) == ["bob", "pixie"]
+
+
+def test_a_text_files_line_reads_the_same_alone_and_in_a_count(folder):
+    (folder / "odd.txt").write_text("apple\n3::heavy\n")  # a text file's line is text, weight marks and all
+    wildcards = Wildcards([folder])
+    alone = {prompt_for(wildcards, "__odd__", seed) for seed in range(40)}
+    counted = {prompt_for(wildcards, "{1$$__odd__}", seed) for seed in range(40)}
+    assert alone == counted == {"apple", "3::heavy"}
