@@ -361,6 +361,12 @@ class AIModelManager:
         saved = self.styles.save(name, prompt, negative_prompt)
         return f"Saved the style {saved.name!r}: it is in the Styles box now."
 
+    def delete_style(self, name: str) -> str:
+        """Delete the style `name` from the styles folder's styles.csv (where Save style writes); the sentence saying
+        so. InvalidRequest or OutputError with a sentence when it cannot."""
+        deleted = self.styles.delete(name)
+        return f"Deleted the style {deleted!r}: it is no longer in the Styles box."
+
     def styled(self, style: Any, prompt: str, negative_prompt: str) -> tuple[str, str]:
         """The prompt and negative prompt with the styles `style` names applied in order (one name, a list, or
         "None"); InvalidRequest for an unknown style."""

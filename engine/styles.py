@@ -201,18 +201,49 @@ class StyleLibrary:
         if not isinstance(prompt, str) or not isinstance(negative, str) or not (prompt.strip() or negative.strip()):
             raise InvalidRequest("A style needs a prompt or a negative prompt: write them in the prompt boxes, then "
                                  "save them as a style.")
+        path, columns, rows = self._saved_rows("nothing was saved")
+        saved = Style(name, prompt.strip(), negative.strip(), str(path))
+        rows = [row for row in rows if str(row.get("name") or "").strip() != name]
+        rows.append({"name": saved.name, "prompt": saved.prompt, "negative_prompt": saved.negative})
+        self._write(path, columns, rows, "The style could not be saved in the styles folder")
+        self._read.forget()
+        logger.info("Saved the style %r in %s", name, path)
+        return saved
+
+    def delete(self, name: Any) -> str:
+        """Delete a style saved in the styles folder's styles.csv (A1111's style editor); its name. InvalidRequest
+        for a name that is not there (a style of the app's or of another file says where it is), OutputError when the
+        file cannot be written."""
+        name = name.strip() if isinstance(name, str) else ""
+        path, columns, rows = self._saved_rows("nothing was deleted")
+        kept = [row for row in rows if str(row.get("name") or "").strip() != name]
+        if len(kept) == len(rows):
+            elsewhere = self._load()[0].get(name)
+            where = f": it comes from {elsewhere.source}, which the app does not change" if elsewhere else ""
+            raise InvalidRequest(f"There is no style {name!r} in {path}{where}.")
+        self._write(path, columns, kept, "The style could not be deleted from the styles folder")
+        self._read.forget()
+        logger.info("Deleted the style %r from %s", name, path)
+        return name
+
+    def _saved_rows(self, otherwise: str) -> tuple[Path, list[str], list[dict[str, str]]]:
+        """The styles folder's styles.csv, its columns and its rows as they are (any other columns of theirs kept);
+        InvalidRequest ending with `otherwise` when it cannot be read or rewritten whole."""
         path = self.saved_file()
         if path is None:
             raise InvalidRequest("No styles folder is set (GATOR_STYLES_DIR).")
-        try:  # the file's rows as they are (any other columns of theirs kept), less the one of that name
+        try:
             columns, rows = _csv_rows(path) if path.is_file() else (list(CSV_COLUMNS), [])
             if any(None in row for row in rows):  # rewriting would cut the values beyond its columns
                 raise ValueError("a row has more values than the file has columns: put a text with commas in quotes")
         except (OSError, ValueError, csv.Error) as err:
-            raise InvalidRequest(f"The style file {path} could not be read ({err}), so nothing was saved.") from None
-        saved = Style(name, prompt.strip(), negative.strip(), str(path))
-        rows = [row for row in rows if str(row.get("name") or "").strip() != name]
-        rows.append({"name": saved.name, "prompt": saved.prompt, "negative_prompt": saved.negative})
+            raise InvalidRequest(f"The style file {path} could not be read ({err}), so {otherwise}.") from None
+        return path, columns, rows
+
+    @staticmethod
+    def _write(path: Path, columns: list[str], rows: list[dict[str, str]], failed: str) -> None:
+        """`rows` as the whole of `path` (written to a partial file, then put in its place); OutputError starting
+        with `failed` when it cannot be."""
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
@@ -223,11 +254,8 @@ class StyleLibrary:
             partial.write_text(text.getvalue(), encoding="utf-8")
             partial.replace(path)
         except OSError as err:
-            logger.error("Could not save the style %r in %s: %s", name, path, err)
-            raise OutputError(f"The style could not be saved in the styles folder ({os_reason(err)}).") from err
-        self._read.forget()
-        logger.info("Saved the style %r in %s", name, path)
-        return saved
+            logger.error("Could not write %s: %s", path, err)
+            raise OutputError(f"{failed} ({os_reason(err)}).") from err
 
     def chosen(self, value: Any) -> list[Style]:
         """The styles `value` names (see `chosen_names`); InvalidRequest naming an unknown one."""

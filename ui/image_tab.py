@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
 PROMPT_FILE_CHARS = 256 * 1024  # a text file of prompts opened into the list box
-STYLES_ADMINS_ONLY = "Only an admin login (--admin) can save styles on this server: they are everyone's."
+STYLES_ADMINS_ONLY = "Only an admin login (--admin) can save or delete styles on this server: they are everyone's."
 OUTPUTS_LIMIT = 60
 OUTPUTS_PAGE_SIZE = 24
 VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
@@ -516,6 +516,17 @@ class ImageTabHandlers:
             return str(err), gr.skip()
         return note, gr.update(choices=self.manager.available_styles()[1:])
 
+    def delete_style(self, name: str, request: gr.Request = None):
+        """Delete style: the style `name` leaves the styles folder's styles.csv and the Styles box (admins only with
+        logins, as Save style)."""
+        if not_an_admin(getattr(request, "username", None), self.manager.admins):
+            return STYLES_ADMINS_ONLY, gr.skip()
+        try:
+            note = self.manager.delete_style(name)
+        except GatorError as err:
+            return str(err), gr.skip()
+        return note, gr.update(choices=self.manager.available_styles()[1:])
+
     def set_forever(self, on: bool, request: gr.Request = None) -> None:
         """Generate forever on or off for this session (Stop turns it off)."""
         session = _session(request) or ""
@@ -872,8 +883,11 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 with gr.Row(equal_height=True):
                     style_name = gr.Textbox(label="Style name", max_lines=1, scale=3, elem_id="style-name",
                                             info="The prompt and negative prompt above become a style of that name "
-                                                 "(in the styles folder's styles.csv; one of that name is replaced).")
+                                                 "(in the styles folder's styles.csv; one of that name is replaced); "
+                                                 "Delete style removes the style of that name from it.")
                     save_style = gr.Button("Save style", scale=1, min_width=120, elem_id="save-style")
+                    delete_style = gr.Button("Delete style", scale=1, min_width=120, variant="stop",
+                                             elem_id="delete-style")
                 style_note = gr.Markdown("", elem_id="style-note")
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
@@ -986,7 +1000,7 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
         cfg_rescale=cfg_rescale,
         variation_seed=variation_seed,
         variation_strength=variation_strength, variation_box=variation_box, generate=generate, stop=stop, skip=skip,
-        style_name=style_name, save_style=save_style, style_note=style_note,
+        style_name=style_name, save_style=save_style, delete_style=delete_style, style_note=style_note,
         progress=progress,
         image=image, download=download, details=details, gallery=gallery, history=history, last_seed=last_seed,
         finished=finished, queue_tick=queue_tick, forever=forever, forever_tick=forever_tick,
@@ -1064,6 +1078,7 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
     c["skip"].click(h.skip, **private)
     c["save_style"].click(h.save_style, inputs=[c["style_name"], c["prompt"], c["negative"]],
                           outputs=[c["style_note"], c["style"]], **private)
+    c["delete_style"].click(h.delete_style, inputs=c["style_name"], outputs=[c["style_note"], c["style"]], **private)
     # A1111's Generate forever: the runner asks for another Generate when the queue runs dry after a finished job,
     # and the browser clicks it, with the form as it is now
     c["forever"].change(h.set_forever, inputs=c["forever"], **private)

@@ -108,3 +108,9 @@ def test_save_as_style_offers_the_prompt_as_a_style_at_once(ui_page, styles_app)
     page.locator("#style-name input").fill("")
     page.click("#save-style")
     assert wait_until(lambda: "A style needs a name" in page.locator("#style-note").inner_text(), 10)
+    page.locator("#style-name input").fill("Neon night")
+    page.click("#delete-style")  # A1111's style editor: the style leaves the file and the box
+    assert wait_until(lambda: "Deleted the style 'Neon night'" in page.locator("#style-note").inner_text(), 10)
+    page.locator("#style input").click()
+    page.locator("#style").get_by_role("option", name="Moody", exact=True).wait_for()  # the list is open
+    assert page.locator("#style").get_by_role("option", name="Neon night", exact=True).count() == 0

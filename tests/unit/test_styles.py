@@ -150,3 +150,17 @@ def test_a_styles_csv_is_read_as_a1111_reads_it(tmp_path):
     assert found.problems() == [] and "# a comment" not in found.names()
     assert found.apply("Cine", "a fox", "") == ("cinematic a fox, grain", "blurry, lowres")  # no space kept, no value lost
     assert found.apply("Old", "a fox", "") == ("a fox, vintage", "")
+
+
+def test_delete_style_removes_a_saved_style_and_says_where_another_one_lives(tmp_path):
+    found = library(tmp_path)
+    found.save("My look", "{prompt}, at night", "")
+    found.save("Second", "pastel", "")
+    assert found.delete("My look") == "My look"
+    assert "My look" not in found.names() and "Second" in found.names()
+    rows = list(csv.reader((tmp_path / "styles" / "styles.csv").read_text(encoding="utf-8").splitlines()))
+    assert rows == [["name", "prompt", "negative_prompt"], ["Second", "pastel", ""]]
+    with pytest.raises(InvalidRequest, match="no style 'Moody' in .*styles.csv: it comes from .*stable-diffusion-webui"):
+        found.delete("Moody")  # an A1111 install's own file is never changed
+    with pytest.raises(InvalidRequest, match="no style 'Nowhere'"):
+        found.delete("Nowhere")
