@@ -115,14 +115,28 @@ def test_a_huge_png_is_read_without_decoding_its_pixels(tmp_path):
     assert png_info(truncated)["seed"] == 1234
 
 
-@pytest.mark.parametrize("chunks, needle", [
-    ((_chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (2 << 20))),), "broken or too large"),  # 2 MB inflated
-    ((), "too large to read"),  # past Pillow's decompression-bomb limit
-])
-def test_hostile_pngs_are_sentences(tmp_path, chunks, needle):
-    size = (20000, 20000) if not chunks else (8, 8)
-    with pytest.raises(InvalidRequest, match=needle):
-        png_info(_png_claiming(tmp_path / "odd.png", *size, *chunks))
+def test_hostile_pngs_are_sentences_or_nothing(tmp_path):
+    inflating = _chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (2 << 20)))  # 2 MB of text from 2 kB
+    with pytest.raises(InvalidRequest, match="broken or too large"):
+        png_info(_png_claiming(tmp_path / "bomb.png", 8, 8, inflating))
+    assert png_info(_png_claiming(tmp_path / "huge.png", 20000, 20000)) == {}  # past Pillow's limit: no texts, no cost
+    with pytest.raises(InvalidRequest, match="not an image"):
+        png_info(_text_file(tmp_path / "notes.png"))
+
+
+def _text_file(path):
+    path.write_text("just some notes")
+    return path
+
+
+def test_texts_after_the_image_data_are_read_too(tmp_path):
+    late = _chunk(b"tEXt", b"parameters\0" + A1111_TEXT.encode())
+    path = _png_claiming(tmp_path / "late.png", 8, 8, _chunk(b"tEXt", b"Software\0paint"))
+    data = path.read_bytes()
+    path.write_bytes(data[:-12] + late + data[-12:])  # before IEND, after IDAT
+    assert png_info(path)["seed"] == 1234
+    utf8 = _chunk(b"iTXt", b"parameters\0\1\0\0\0" + zlib.compress("a caf\u00e9\nSteps: 2, Seed: 9".encode()))
+    assert png_info(_png_claiming(tmp_path / "itxt.png", 8, 8, utf8))["prompt"] == "a caf\u00e9"  # compressed UTF-8
 
 
 def test_nested_or_odd_json_is_no_parameters_rather_than_a_crash(tmp_path):
