@@ -107,10 +107,8 @@ def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     text = path.read_text(encoding="utf-8-sig").lstrip("\r\n")  # blank lines before the header are no header
     # as A1111 reads it: a space after a comma is not part of the value; a quoted prompt keeps its line breaks
     reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
-    rows = [row for row in reader if not str(row.get("name") or "").startswith("#")]  # "# ..." rows are comments
+    rows = list(reader)  # every row, comments too: a save rewrites the file with them
     fields = list(reader.fieldnames or [])
-    if "text" in fields and "prompt" not in fields:  # A1111's first styles.csv: name, text
-        rows = [{**row, "prompt": row.get("text") or ""} for row in rows]
     if fields and "name" not in fields:
         raise ValueError("its first line must name the columns name, prompt, negative_prompt")
     return [*CSV_COLUMNS, *(field for field in fields if field not in CSV_COLUMNS)], rows
@@ -121,9 +119,10 @@ def _read(path: Path) -> list[Style]:
     ValueError with the reason for a file of another shape."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        _, rows = _csv_rows(path)
-        return [Style(str(row["name"]).strip(), str(row.get("prompt") or ""), str(row.get("negative_prompt") or ""),
-                      str(path)) for row in rows if str(row.get("name") or "").strip()]
+        _, rows = _csv_rows(path)  # "# ..." rows are comments; A1111's first files had a "text" column, no "prompt"
+        return [Style(str(row["name"]).strip(), str(row.get("prompt") or row.get("text") or ""),
+                      str(row.get("negative_prompt") or ""), str(path))
+                for row in rows if str(row.get("name") or "").strip() and not str(row["name"]).startswith("#")]
     text = path.read_text(encoding="utf-8-sig")
     if suffix == ".json":
         entries = json.loads(text)

@@ -150,6 +150,10 @@ def test_a_styles_csv_is_read_as_a1111_reads_it(tmp_path):
     assert found.problems() == [] and "# a comment" not in found.names()
     assert found.apply("Cine", "a fox", "") == ("cinematic a fox, grain", "blurry, lowres")  # no space kept, no value lost
     assert found.apply("Old", "a fox", "") == ("a fox, vintage", "")
+    (own / "styles.csv").write_text('name,text\nq,"{prompt}, q"\n# kept, "a note"\n', encoding="utf-8")
+    found.save("r", "an r", "")  # a save rewrites the file: its comment and its old-column styles stay as they were
+    text = (own / "styles.csv").read_text(encoding="utf-8")
+    assert '# kept' in text and found.apply("q", "a fox", "") == ("a fox, q", "") and "# kept" not in found.names()
 
 
 def test_delete_style_removes_a_saved_style_and_says_where_another_one_lives(tmp_path):
