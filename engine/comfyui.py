@@ -419,18 +419,27 @@ class ComfyUIClient:
         """POST /prompt; returns the prompt id or raises ComfyUIValidationError when the server refuses the graph or
         any of its outputs (a prompt queued without some outputs is deleted first)."""
         async with self._session() as s:
-            return await self._submit(s, graph, client_id)
+            return (await self._submit(s, graph, client_id))[0]
 
-    async def _submit(self, session: aiohttp.ClientSession, graph: Mapping[str, Any], client_id: str) -> str:
+    async def _submit(self, session: aiohttp.ClientSession, graph: Mapping[str, Any], client_id: str,
+                      expected: Sequence[str] = ()) -> tuple[str, str | None]:
+        """(the prompt id, a warning when outputs other than the first `expected` one were dropped)."""
         data = await self._request(session, "POST", "/prompt", json_body={"prompt": graph, "client_id": client_id})
         accepted: PromptAccepted = self._check(PromptAccepted, data, "answer to POST /prompt")
+        dropped = {str(out) for entry in accepted.node_errors.values() if isinstance(entry, Mapping)
+                   for out in entry.get("dependent_outputs") or ()}
+        if accepted.node_errors and expected and str(expected[0]) not in dropped:  # the result's output still runs
+            sentence, _ = describe_validation_error(data)
+            log.info("ComfyUI %s queued %s without outputs %s: %s", self.base_url, accepted.prompt_id,
+                     sorted(dropped), sentence)
+            return accepted.prompt_id, f"ComfyUI left out output(s) {', '.join(sorted(dropped))} of the graph: {sentence}"
         if accepted.node_errors:  # only the outputs that validated were queued: not the graph that was sent
             await self._abandon(session, accepted.prompt_id)
             refusal = self._refusal(data, "answer to POST /prompt")
             log.warning("ComfyUI %s queued %s without the outputs that failed validation; deleted it: %s",
                         self.base_url, accepted.prompt_id, refusal)
             raise refusal
-        return accepted.prompt_id
+        return accepted.prompt_id, None
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The /history entry of one prompt (checked), or None while the server has none."""
@@ -498,7 +507,8 @@ class ComfyUIClient:
                     raise self._unreachable(exc, "the websocket handshake") from exc
                 if _is_set(cancel):
                     raise GenerationCancelled("Generation cancelled.")
-                run = _Run(await self._submit(session, graph, client_id))
+                prompt_id, partial = await self._submit(session, graph, client_id, expected)
+                run = _Run(prompt_id)
                 log.info("ComfyUI %s queued prompt %s", self.base_url, run.prompt_id)
                 async with aclosing(self._follow(ws, session, run, cancel, deadline)) as steps:
                     async for progress in steps:
@@ -510,7 +520,7 @@ class ComfyUIClient:
                 left_out = _left_out(images, graph, node)
                 if left_out:
                     log.info("ComfyUI %s: %s", self.base_url, left_out)
-                    info["warnings"] = [left_out]
+                info["warnings"] = [warning for warning in (partial, left_out) if warning]
                 yield Produced(image=await self._view(session, ref), info=info)
                 finished = True
             except (GeneratorExit, asyncio.CancelledError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .comfyui import FILE_KEYS, NOT_FILES, SAVE_IMAGE_CLASS
+from .comfyui import FILE_KEYS, MODEL_INPUTS, NOT_FILES, SAVE_IMAGE_CLASS
 from .params import NO_WORKFLOW
 from .workflows import WorkflowError, WorkflowTemplate, _is_link, bind, template_from_dict
 
@@ -38,6 +38,7 @@ MAX_DEPTH = 32  # links followed upstream at most (a graph is a DAG; this only g
 MAX_NESTING = 64  # levels of lists and objects in a node (an export has a handful; Python's stack is finite)
 NAME_PUNCTUATION = "._ -"  # kept in an uploaded file's name, beside letters, marks and digits of any script
 RESERVED_SUFFIX = " workflow"  # after a file name that reads as "none"
+NAME_BYTES = 255  # a file name's longest, in UTF-8 bytes, on common file systems (ext4, APFS, NTFS's in characters)
 # What each binding is called in the summary, in the order shown.
 LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "seed": "Seed", "steps": "Steps",
           "cfg": "CFG scale", "guidance": "Guidance", "sampler_name": "Sampler", "scheduler": "Scheduler",
@@ -71,18 +72,30 @@ class UserWorkflow:
         return sorted({str(node.get("class_type")) for node in self.graph.values()})
 
     def loaded_files(self, replaced: Iterable[str] = ()) -> list[tuple[str, str, str]]:
-        """(node id, input, file) of every model file its loaders name (ckpt_name, vae_name, lora_name...), by node
-        id; without those of the bindings in `replaced` (a chosen model's files go there)."""
+        """(node id, input, file) of every model file the stock loaders behind its result name (MODEL_INPUTS:
+        CheckpointLoaderSimple's ckpt_name, VAELoader's vae_name...), by node id; without those of the bindings in
+        `replaced` (a chosen model's files go there). A loader no result depends on, or a custom node's input of a like
+        name (CLIPVisionLoader's clip_name), is the server's to judge, as ComfyUI validates only what outputs need."""
         skip = {path for key in replaced for path in self.bindings.get(key, [])}
+        _, producers = self._links()
+        needed = {n for end in self.result_nodes() for n in (end, *_reachable(end, producers))}
         return [(node_id, name, value) for node_id, node in sorted(self.graph.items(), key=lambda i: _id_key(i[0]))
+                if node_id in needed
                 for name, value in node["inputs"].items()
-                if name in FILE_KEYS and isinstance(value, str) and value not in NOT_FILES
-                and (node_id, name) not in skip]
+                if name in MODEL_INPUTS.get(node["class_type"], {}) and name in FILE_KEYS and isinstance(value, str)
+                and value not in NOT_FILES and (node_id, name) not in skip]
 
     def result_nodes(self) -> list[str]:
         """The nodes whose image is the result, best first: those downstream of the bound sampler that feed no other
         node (SaveImage, PreviewImage, a custom save node), SaveImage first, then the last stage first (the most
         nodes upstream: a second pass's save before the first pass's), then by node id."""
+        consumers, producers = self._links()
+        ends = [n for n in _reachable(self.sampler, consumers) if not consumers.get(n)]
+        return sorted(ends, key=lambda n: (self.graph[n]["class_type"] != SAVE_IMAGE_CLASS,
+                                           -len(_reachable(n, producers)), _id_key(n)))
+
+    def _links(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """Each node's consumers and each node's producers, by the graph's links."""
         consumers: dict[str, set[str]] = {}
         producers: dict[str, set[str]] = {}
         for node_id, node in self.graph.items():
@@ -90,9 +103,7 @@ class UserWorkflow:
                 if _is_link(value) and str(value[0]) in self.graph:
                     consumers.setdefault(str(value[0]), set()).add(node_id)
                     producers.setdefault(node_id, set()).add(str(value[0]))
-        ends = [n for n in _reachable(self.sampler, consumers) if not consumers.get(n)]
-        return sorted(ends, key=lambda n: (self.graph[n]["class_type"] != SAVE_IMAGE_CLASS,
-                                           -len(_reachable(n, producers)), _id_key(n)))
+        return consumers, producers
 
     def bound(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A fresh graph with `values` (binding name -> value; None and names it lacks are skipped) in place."""
@@ -327,7 +338,10 @@ def workflow_name(filename: str) -> str:
     stem = Path(str(filename).replace("\\", "/")).name
     stem = unicodedata.normalize("NFC", stem[:-5] if stem.lower().endswith(".json") else stem)
     marked = "".join(c if c in NAME_PUNCTUATION or unicodedata.category(c)[0] in "LMN" else "\0" for c in stem)
-    return _usable(re.sub("\0+", "-", marked).strip(" .-") or "workflow")
+    name = re.sub("\0+", "-", marked).strip(" .-")
+    while len(f"{name} (99).json".encode()) > NAME_BYTES:  # a file system's limit, with room for a number
+        name = name[:-1].rstrip(" .-")
+    return _usable(name or "workflow")
 
 
 def _usable(name: str) -> str:

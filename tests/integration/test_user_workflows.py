@@ -177,6 +177,16 @@ async def test_a_graph_queued_without_its_result_is_an_error_not_another_picture
     assert fake.view_requests == []
 
 
+async def test_a_side_output_comfyui_leaves_out_is_a_warning_when_the_result_still_runs(manager, fake, tmp_path):
+    graph = original("sd15_default")
+    graph["60"] = {"class_type": "LoadImage", "inputs": {"image": "gone.png"}}  # a side branch the server refuses
+    graph["61"] = {"class_type": "PreviewImage", "inputs": {"images": ["60", 0]}}
+    add_workflow_file(tmp_path, "side_preview", graph)
+    result = await manager.generate_image("a fox", width=128, height=128, steps=2, seed=1, user_workflow="side_preview")
+    assert result.status == "success", result.error
+    assert any(w.startswith("ComfyUI left out output(s) 61 of the graph") for w in result.warnings), result.warnings
+
+
 async def test_the_result_is_the_bound_samplers_image_and_only_it_is_downloaded(manager, fake, tmp_path):
     """Two branches saved by two SaveImage nodes, the bound one with a batch of 2: the result is the first image of
     the SaveImage downstream of the bound sampler (node 9: the request's size), the only one fetched; a warning says

@@ -127,6 +127,13 @@ def test_the_model_files_its_loaders_name_but_those_a_chosen_model_replaces():
                                 ("11", "clip_name2", "clip_l.safetensors"),
                                 ("12", "unet_name", "flux1-dev.safetensors")]
     assert w.loaded_files(["unet_name"]) == w.loaded_files()[:3]  # the chosen model's file goes there
+    graph = graph_of("sd15_default")
+    graph["30"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "vit-h.safetensors"}}  # not a text encoder
+    graph["31"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "old_experiment.safetensors"}}
+    graph["32"] = {"class_type": "IPAdapterApply", "inputs": {"clip_vision": ["30", 0], "model": ["4", 0]}}
+    graph["3"]["inputs"]["model"] = ["32", 0]
+    files = parse_workflow("vision", json.dumps(graph)).loaded_files()
+    assert files == [("4", "ckpt_name", graph["4"]["inputs"]["ckpt_name"])]  # 31 feeds nothing; 30 is not a CLIP
 
 
 @pytest.mark.parametrize("change, missing", [
@@ -222,3 +229,5 @@ def test_upload_names_keep_every_script_and_never_replace_another_workflow(tmp_p
     assert load_workflow("портрет (2)", tmp_path).graph == second
     assert save_workflow(tmp_path, "портрет.json", json.dumps(first)).name == "портрет"  # the same: not again
     assert list_workflows(tmp_path) == ["Café -copy", "портрет", "портрет (2)", "风景"]
+    long = save_workflow(tmp_path, "风" * 120 + ".json", json.dumps(first))  # 360 bytes: past a file name's 255
+    assert long.name == "风" * 81 and load_workflow(long.name, tmp_path).graph == first
