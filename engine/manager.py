@@ -28,7 +28,7 @@ from .errors import BackendUnavailable, GatorError, GenerationCancelled, Invalid
 from .events import Done, Event, Failed, Fallback, ListLine, Produced, Progress, Skipped
 from .controlnet import CANNY
 from .inpaint import ONLY_MASKED, prepare_inpaint
-from .input_images import read_input_image
+from .input_images import fit, read_input_image
 from .limits import Limits
 from .logs import keep_log_lines_short
 from .merge import ADD_DIFFERENCE, METHOD_LABELS, WEIGHTED_SUM, merge_name_problem, merged_file
@@ -49,6 +49,7 @@ from .upscale import HIRES_STAGE, LANCZOS, UPSCALERS, cropped_to_shape, lanczos,
 from .result import ImageResult, error_result
 from .router import Router
 from .weights import WeightSource
+from .comfyui import file_stem
 from .user_workflows import list_workflows, load_workflow, save_workflow, workflow_name
 from .styles import StyleLibrary, apply_styles
 from .wildcards import Wildcards, has_variants
@@ -319,6 +320,13 @@ class AIModelManager:
         """Every VAE a request can name now (besides auto), once per name."""
         names = {name.lower(): name for backend in self.backends.values() for name in backend.vaes()}
         return sorted(names.values(), key=str.lower)
+
+    def vae_named(self, name: Any) -> str | None:
+        """The VAE of available_vaes that `name` means (any case, with or without its file's extension, as A1111
+        writes it); None for one this app lacks."""
+        given = name.strip().lower() if isinstance(name, str) else ""
+        return next((vae for vae in self.available_vaes() if given and vae.lower() in (given, file_stem(given))),
+                    None)
 
     def available_upscalers(self) -> list[str]:
         """Every upscaler a request can name now: Lanczos first, then each backend's model upscalers (ESRGAN family,
@@ -723,9 +731,14 @@ class AIModelManager:
                                                        local_first=True, local_only=forced is not None and forced.local)
         if why:
             yield Fallback(why, to_backend=upscaled_on)
+        control = {}
+        if req.uses_controlnet and kept is not base.produced.image:  # its map cropped as the picture was
+            control = dict(control_image=await asyncio.to_thread(
+                lambda: cropped_to_shape(fit(req.control_image, req.width, req.height, req.resize_mode), width,
+                                         height)))
         second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
                          num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0,
-                         hires_resize_width=0, hires_resize_height=0,
+                         hires_resize_width=0, hires_resize_height=0, **control,
                          extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps}, **hires_pass(req))
         async for item in self._produce(second, cancel, previews):
             if isinstance(item, Progress):

@@ -305,6 +305,9 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
     if max(width, height) > P.WIDTH.maximum:
         return [f"The hires fix would make {width}×{height} pixels; the largest side is {P.WIDTH.maximum:g}. Use a "
                 "smaller size, Hires upscale or Resize width/height to."]
+    if min(width, height) < P.WIDTH.minimum:
+        return [f"The hires fix would make {width}×{height} pixels; the smallest side is {P.WIDTH.minimum:g}. Use a "
+                "larger Resize width/height to."]
     steps = int(req.hires_steps) or int(req.num_inference_steps)
     problem = limits.image_problem(width, height, steps, int(req.batch_count))
     return [problem.replace("This request", "The hires pass")] if problem else []

@@ -740,9 +740,12 @@ class ImageTabHandlers:
         sentence saying so."""
         c = self.components
         lacking = ""
+        vae = self.manager.vae_named(params.get(P.VAE.name))
+        if vae:  # listed by the name this app gives it (A1111 writes the file's)
+            update[c["vae"]] = vae
         for param, component, known, default in (
                 (P.SAMPLER, "sampler", sampler_problem(params.get(P.SAMPLER.name)) is None, P.SAMPLER.default),
-                (P.VAE, "vae", params.get(P.VAE.name) in self.manager.available_vaes(), AUTO),
+                (P.VAE, "vae", vae is not None, AUTO),
                 (P.CONTROLNET_MODULE, "controlnet_module", params.get(P.CONTROLNET_MODULE.name) in MODULES,
                  P.CONTROLNET_MODULE.default)):
             value = params.get(param.name)

@@ -173,3 +173,24 @@ async def test_a_huge_control_image_is_refused_with_the_cap(settings, tiny_model
         assert "GATOR_MAX_INPUT_PIXELS" in result.error
     finally:
         manager.shutdown()
+
+
+async def test_a_hires_resize_to_another_shape_crops_the_control_map_as_it_crops_the_picture(cn_manager, monkeypatch):
+    import engine.backends.diffusers as local
+
+    maps = []
+    made = local.control_map
+    monkeypatch.setattr(local, "control_map", lambda req: maps.append(made(req)) or maps[-1])  # each pass's map, seen
+    control = Image.new("RGB", (64, 96), "black")
+    ImageDraw.Draw(control).rectangle((0, 20, 63, 27), fill="white")  # a bar at rows 20-27 of 96
+    result = await cn_manager.generate_image("a fox", width=64, height=96, num_inference_steps=2, seed=3, model="tiny",
+                                             control_image=control, controlnet_module="none", hires_resize_width=128,
+                                             hires_resize_height=128, **UNIT)
+    assert result.status == "success" and (result.width, result.height) == (128, 128), result.error
+
+    def bar(image: Image.Image) -> tuple[int, int]:
+        rows = np.where(np.asarray(image.convert("L")).mean(axis=1) > 60)[0]
+        return int(rows.min()), int(rows.max())
+
+    # the first pass is cropped to rows 16-79 and doubled: the bar moves to rows 8-23, in the picture and in its map
+    assert bar(maps[0]) == (20, 27) and bar(maps[-1]) == (8, 23)

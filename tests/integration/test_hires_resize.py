@@ -81,7 +81,10 @@ async def test_impossible_resize_sizes_are_sentences(manager):
     for extra, needle in ((dict(hires_resize_width=100), "Resize width to must be a multiple of 8"),
                           (dict(hires_resize_height=-8), "Resize height to must be between 0 and 2048"),
                           (dict(hires_resize_width="wide"), "Resize width to must be a whole number of pixels"),
-                          (dict(width=1024, height=1536, hires_resize_width=2000), "the largest side is 2048")):
+                          (dict(width=1024, height=1536, hires_resize_width=2000), "the largest side is 2048"),
+                          (dict(width=2048, height=64, hires_resize_width=64), "would make 64×8 pixels; the smallest "
+                                                                               "side is 64"),
+                          (dict(hires_resize_height=8), "the smallest side is 64")):
         bad = await manager.generate_image("a lighthouse", **{**FIRST, **extra})
         assert bad.status == "error" and needle in bad.error, (extra, bad.error)
 

@@ -34,6 +34,8 @@ def pixels(result) -> np.ndarray:
 async def test_a_vae_file_decodes_instead_of_the_checkpoints_own(vae_manager):
     manager = vae_manager
     assert manager.available_vaes() == ["tinyBright", "wrongShape"]
+    assert [manager.vae_named(name) for name in ("tinybright.safetensors", "TINYBRIGHT", "vae-ft-mse", None)] == \
+        ["tinyBright", "tinyBright", None, None]  # as A1111 writes it (the file's name) or as typed; one not here
     own = pixels(await manager.generate_image("a fox", **SIZE))
     bright = await manager.generate_image("a fox", vae="tinyBright", **SIZE)
     assert pixels(bright).mean() > own.mean() + 20  # the shifted decoder brightens the very same latents
