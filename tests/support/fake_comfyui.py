@@ -1301,6 +1301,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                + ", ".join(DEFAULT_CONTROLNETS) + ")")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # as ComfyUI: no line per request in its log
     fake = FakeComfyUI(port=args.port, host=args.listen, step_delay_s=args.step_delay, preview_size=args.preview_size,
                        checkpoints=args.checkpoint or ["tiny-sd15.safetensors"],
                        loras=args.lora or list(DEFAULT_LORAS), upscale_models=args.upscale_model,
