@@ -319,9 +319,8 @@ IMAGE_INPUT_PARAMS: tuple[Param, ...] = (STRENGTH, RESIZE_MODE, MASK_BLUR, MASKE
 HIRES_SCALE = Param("hires_scale", "float", 1.0, "Hires upscale",
                     "Hires fix: above 1, the image is made at width x height, upscaled by this and redrawn.",
                     minimum=1.0, maximum=4.0, step=0.05, a1111_key="Hires upscale")
-HIRES_RESIZE_HELP = ("Hires fix: the final {side} instead of upscaling by Hires upscale (A1111's \"Resize {side} to\"); "
-                     "0: from the other side and the image's shape. With both set the image is enlarged to cover them "
-                     "and cropped at the centre.")
+HIRES_RESIZE_HELP = ("The final {side} instead of Hires upscale; 0: it follows the other side. With both set, the "
+                     "picture is cropped at the centre to their shape.")
 HIRES_RESIZE_WIDTH = Param("hires_resize_width", "pixels", 0, "Resize width to", HIRES_RESIZE_HELP.format(side="width"),
                            minimum=0, maximum=WIDTH.maximum, step=8, multiple_of=WIDTH.multiple_of)
 HIRES_RESIZE_HEIGHT = Param("hires_resize_height", "pixels", 0, "Resize height to",

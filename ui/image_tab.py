@@ -883,14 +883,13 @@ def layout_image_tab(manager: AIModelManager, *, browse_outputs: bool = True, qu
                 vae = gr.Dropdown(vae_choices(manager.available_vaes() if manager.initialized else []), value=AUTO,
                                   label=P.VAE.label, elem_id="vae")  # "auto (built in)": the checkpoint's own
             with gr.Accordion("Save as style", open=False, elem_id="save-style-box"):  # A1111's Save style
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     style_name = gr.Textbox(label="Style name", max_lines=1, scale=3, elem_id="style-name",
-                                            info="The prompt and negative prompt above become a style of that name "
-                                                 "(in the styles folder's styles.csv; one of that name is replaced); "
-                                                 "Delete style removes the style of that name from it.")
-                    save_style = gr.Button("Save style", scale=1, min_width=120, elem_id="save-style")
-                    delete_style = gr.Button("Delete style", scale=1, min_width=120, variant="stop",
-                                             elem_id="delete-style")
+                                            info="Save: the prompts above become this style in the styles folder's "
+                                                 "styles.csv (replacing one of that name). Delete: it leaves the file.")
+                    with gr.Column(scale=1, min_width=120):
+                        save_style = gr.Button("Save style", elem_id="save-style")
+                        delete_style = gr.Button("Delete style", variant="stop", elem_id="delete-style")
                 style_note = gr.Markdown("", elem_id="style-note")
             with gr.Row():
                 model = gr.Dropdown(model_choices(status_models), value=AUTO, label="Model",
