@@ -713,11 +713,10 @@ class AIModelManager:
         shape, when one is set), then redrawn as image to image at the larger size with the hires strength and
         steps; one stream, the second pass's steps marked "Hires fix"."""
         base: _Made | None = None
+        first, (width, height) = req.without_hires(), req.hires_output_size()
         forced = self.backends.get(req.backend)
         if forced is not None:  # it makes both passes: one that cannot redraw an image says so before any work
-            self.router.plan(replace(req, init_image=Image.new("RGB", req.hires_output_size()), hires_scale=1.0,
-                                     hires_resize_width=0, hires_resize_height=0))
-        first = replace(req, hires_scale=1.0, hires_resize_width=0, hires_resize_height=0)
+            self.router.plan(replace(first, init_image=Image.new("RGB", (width, height))))
         async for item in self._produce(first, cancel, previews):
             if isinstance(item, _Made):
                 base = item
@@ -725,7 +724,6 @@ class AIModelManager:
                 yield item
         if base is None:
             return
-        width, height = req.hires_output_size()
         kept = await asyncio.to_thread(cropped_to_shape, base.produced.image, width, height)
         larger, upscaled_on, why = await self._enlarge(kept, width, height, req.hires_upscaler, cancel,
                                                        local_first=True, local_only=forced is not None and forced.local)
@@ -736,9 +734,8 @@ class AIModelManager:
             control = dict(control_image=await asyncio.to_thread(
                 lambda: cropped_to_shape(fit(req.control_image, req.width, req.height, req.resize_mode), width,
                                          height)))
-        second = replace(req, init_image=larger, width=width, height=height, strength=req.hires_strength,
-                         num_inference_steps=req.hires_steps or req.num_inference_steps, hires_scale=1.0,
-                         hires_resize_width=0, hires_resize_height=0, **control,
+        second = replace(first, init_image=larger, width=width, height=height, strength=req.hires_strength,
+                         num_inference_steps=req.hires_steps or req.num_inference_steps, **control,
                          extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps}, **hires_pass(req))
         async for item in self._produce(second, cancel, previews):
             if isinstance(item, Progress):

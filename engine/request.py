@@ -187,6 +187,10 @@ class GenerationRequest:
         read as unset, so its sentence, not a guess, answers)."""
         return hires_wanted(self.hires_scale, self.hires_resize_width, self.hires_resize_height)
 
+    def without_hires(self) -> "GenerationRequest":
+        """This request as one pass of the hires fix runs it: no upscale and no resize size."""
+        return replace(self, hires_scale=1.0, hires_resize_width=0, hires_resize_height=0)
+
     def hires_output_size(self) -> tuple[int, int]:
         """The hires fix's output size (after validation): by the resize size when one is set, else by the scale."""
         return hires_target(self.width, self.height, self.hires_scale, self.hires_resize_width,
