@@ -24,7 +24,7 @@ from engine.manager import AIModelManager
 from engine.outputs import VIDEO_SUFFIXES, DeleteRefused, read_parameters
 from engine.png_info import png_info
 from engine.prompt_syntax import with_lora_tags
-from engine.request import AUTO, sampler_problem
+from engine.request import AUTO, hires_wanted, sampler_problem
 from engine.upscale import UPSCALERS, upscaler_named
 from engine.prompt_list import END as LIST_END
 from engine.wildcards import escaped
@@ -506,23 +506,20 @@ class ImageTabHandlers:
         self.jobs.skip(_session(request), IMAGE_JOB)
 
     def save_style(self, name: str, prompt: str, negative: str, request: gr.Request = None):
-        """Save as style: the prompt and negative prompt become the style `name`, offered in the Styles box at once.
-        With logins only an admin may (the styles are everyone's)."""
-        if not_an_admin(getattr(request, "username", None), self.manager.admins):
-            return STYLES_ADMINS_ONLY, gr.skip()
-        try:
-            note = self.manager.save_style(name, prompt or "", negative or "")
-        except GatorError as err:
-            return str(err), gr.skip()
-        return note, gr.update(choices=self.manager.available_styles()[1:])
+        """Save as style: the prompt and negative prompt become the style `name`, offered in the Styles box at once."""
+        return self._change_styles(lambda: self.manager.save_style(name, prompt or "", negative or ""), request)
 
     def delete_style(self, name: str, request: gr.Request = None):
-        """Delete style: the style `name` leaves the styles folder's styles.csv and the Styles box (admins only with
-        logins, as Save style)."""
+        """Delete style: the style `name` leaves the styles folder's styles.csv and the Styles box."""
+        return self._change_styles(lambda: self.manager.delete_style(name), request)
+
+    def _change_styles(self, change: Callable[[], str], request: gr.Request | None):
+        """`change` the styles (with logins only an admin may: they are everyone's); its sentence, and the Styles
+        box's choices as they are now."""
         if not_an_admin(getattr(request, "username", None), self.manager.admins):
             return STYLES_ADMINS_ONLY, gr.skip()
         try:
-            note = self.manager.delete_style(name)
+            note = change()
         except GatorError as err:
             return str(err), gr.skip()
         return note, gr.update(choices=self.manager.available_styles()[1:])
@@ -718,8 +715,8 @@ class ImageTabHandlers:
             update[c["hires_checkpoint"]] = P.SAME_CHECKPOINT
             found += f"; its hires checkpoint {checkpoint} is not here: {P.SAME_CHECKPOINT} instead"
         asked = params.get(P.HIRES_UPSCALER.name)
-        hires_on = hires[P.HIRES_SCALE.name] > 1 or any(hires[param.name] for param in (P.HIRES_RESIZE_WIDTH,
-                                                                                       P.HIRES_RESIZE_HEIGHT))
+        hires_on = hires_wanted(*(hires[param.name] for param in (P.HIRES_SCALE, P.HIRES_RESIZE_WIDTH,
+                                                                  P.HIRES_RESIZE_HEIGHT)))
         unknown = hires_on and bool(asked) and upscaler_named(asked, upscalers) is None
         if hires_on:
             update[c["hires_box"]] = gr.update(open=True)
