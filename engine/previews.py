@@ -39,15 +39,23 @@ def unpack_flux_latents(latents: torch.Tensor, height: int, width: int, vae_scal
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, packed_c // 4, h, w)
 
 
+@lru_cache(maxsize=None)
+def _latent_format_on(family: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`latent_format` on a device, copied there once: a copy from ordinary host memory to a GPU waits for all
+    the GPU's queued work, so a copy per step would stall every step."""
+    factors, bias = latent_format(family)
+    return factors.to(device), bias.to(device)
+
+
 def _projected(latents: torch.Tensor, family: str) -> torch.Tensor:
     """The first latent of a batch [B, C, h, w] as RGB bytes [h, w, 3], on the latents' own device."""
     import torch
 
-    factors, bias = latent_format(family)
     x = latents[0].detach().to(torch.float32)
+    factors, bias = _latent_format_on(family, x.device)
     if x.shape[0] != factors.shape[0]:
         raise ValueError(f"{family} previews expect {factors.shape[0]} latent channels, got {x.shape[0]}.")
-    rgb = torch.einsum("chw,cr->hwr", x, factors.to(x.device)) + bias.to(x.device)
+    rgb = torch.einsum("chw,cr->hwr", x, factors) + bias
     return ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
 
 
