@@ -211,6 +211,7 @@ class UNetCompiler:
                 running = torch._dynamo.run(compiling)  # per thread: a request never compiles, whatever else runs
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, GRAPHS_PER_FUNCTION)
             eager.to(memory_format=torch.channels_last)
+            trace_before_requests()
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return
@@ -295,6 +296,20 @@ class UNetCompiler:
         with self._lock:
             return {"mode": self.mode, "scope": self.scope, "status": self.state.status, "model": self.state.model,
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
+
+
+def trace_before_requests() -> None:
+    """Do now, before requests run beside a compiler thread, the one `torch.fx.symbolic_trace` Inductor makes per
+    process (a placeholder module for its loop bodies, made at its first code generation). While fx traces it swaps
+    `nn.Module.__call__` for every thread, and a request's eager UNet called meanwhile failed with "module is not
+    installed as a submodule" (seen on an H100: a request during a compilation, and a new size's request after a
+    restart whose first size came from the cache, so the first code generation ran beside it)."""
+    try:
+        from torch._inductor.loop_body import InterpreterShim
+
+        InterpreterShim._dummy_gm()  # cached by torch: made once per process
+    except (ImportError, AttributeError):  # another torch: no such placeholder to make ahead
+        logger.debug("This torch has no Inductor loop-body placeholder to trace ahead.")
 
 
 def _zeros_for(unet: Any, key: tuple) -> tuple[Any, Any, Any, dict | None]:

@@ -279,3 +279,49 @@ def test_requests_on_one_worker_never_stop_anothers_compilation(tiny_model_dir, 
     GRAPH_CALLS["compiled"] = 0
     draw(second, 96)
     assert GRAPH_CALLS["compiled"] == 2 * per_step
+
+
+SWAP_PROBE = """
+import json, sys
+from pathlib import Path
+import torch
+from diffusers import StableDiffusionPipeline
+from engine.compiled import CompileOptions, UNetCompiler
+
+if sys.argv[3] == "attach":
+    pipe = StableDiffusionPipeline.from_pretrained(sys.argv[1], local_files_only=True, safety_checker=None)
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=Path(sys.argv[2])), "cpu", backend="eager")
+    compiler.attach(pipe, "tiny", native_size=64)
+failing = []  # fx traces whose module-call swap breaks other threads: fx's own Tracer.call_module (make_fx's passes
+trace = torch.fx.Tracer.trace  # the call through, harmlessly)
+
+def watched(self, root, concrete_args=None):
+    if type(self).call_module is torch.fx.Tracer.call_module:
+        failing.append(type(self).__name__)
+    return trace(self, root, concrete_args)
+
+torch.fx.Tracer.trace = watched
+with torch._inductor.config.patch(fx_graph_cache=False):  # code generated now, as for a size not in the cache
+    torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="inductor")(torch.ones(8))
+print(json.dumps(failing))
+"""
+
+
+def test_the_fx_trace_that_breaks_other_threads_is_made_before_requests_run(tiny_model_dir, tmp_path):
+    """Inductor's first code generation in a process traces a placeholder with torch.fx, which swaps
+    nn.Module.__call__ for every thread while it runs: a request's eager UNet then failed on an H100. Attaching a
+    compiler does that trace first, before any request runs beside a compilation; without it the swap is seen."""
+    import json
+    import subprocess
+    import sys
+
+    def failing_traces(when: str) -> list[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
+        done = subprocess.run([sys.executable, "-c", SWAP_PROBE, str(tiny_model_dir), str(tmp_path / "cache"), when],
+                              capture_output=True, text=True, timeout=240, env=clean,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert failing_traces("no compiler") == ["Tracer"]  # what a request beside the first code generation met
+    assert failing_traces("attach") == []
