@@ -639,7 +639,7 @@ class DiffusersBackend(Backend):
             if step_previews is None:
                 push(Progress(step=index + 1, total=total, preview=None, backend=self.name))
             else:  # on a GPU a step's preview is read during the next step: no device sync per step
-                show(step_previews.add(index + 1, tensors["latents"]))
+                show(step_previews.add(index + 1, tensors["latents"], last=index + 1 >= total))
                 if index + 1 >= total:
                     show(step_previews.flush())
             return schedule.swap(_pipe, index, tensors) if schedule is not None else tensors
