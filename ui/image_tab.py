@@ -57,6 +57,7 @@ OUTPUTS_PAGE_SIZE = 24
 VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
 GENERATE_CONCURRENCY = "generate"
 COMPLETED = "completed"  # set in a job's args when it ran to its end (not stopped, not failed)
+FOREVER_CLICK_S = 10.0  # Generate forever's ask for a Generate is answered by the page's click within this
 
 
 @dataclass
@@ -274,6 +275,7 @@ class ImageTabHandlers:
         self.queue = JobQueue(jobs.limits.waiting_per_session)
         self._stopped_at: dict[str, float] = {}  # when each session last pressed Stop (time.monotonic)
         self._forever: set[str] = set()  # the sessions with Generate forever on
+        self._asked_again: dict[str, float] = {}  # when Generate forever last asked a session's page for a Generate
         self.histories = SessionHistories(HISTORY_LIMIT)
 
     # -- generate ------------------------------------------------------------------------------
@@ -290,8 +292,19 @@ class ImageTabHandlers:
                 controlnet_module: str, controlnet_weight: Any, controlnet_start: Any, controlnet_end: Any,
                 canny_low: Any, canny_high: Any, user_workflow: str, request: gr.Request = None):
         """Generate: the form's values join this session's queue; the runner started after it takes them (with
-        an init image, image to image)."""
+        an init image, image to image). Generate forever's click that a Stop overtook adds nothing."""
+        session = _session(request) or ""
+        if self._overtaken_by_stop(session):
+            return gr.skip(), *self.panel.refresh(self.queue.waiting(session))
         return self._enqueue(job_args(locals()), request)  # job_args reads the form's names only
+
+    def _overtaken_by_stop(self, session: str) -> bool:
+        """Whether this Generate is the one Generate forever asked the page for, with Stop pressed after the ask
+        (the click was on its way: without this, one more image came after Stop)."""
+        asked = self._asked_again.pop(session, None)
+        if asked is None or time.monotonic() - asked > FOREVER_CLICK_S:
+            return False
+        return self._stopped_at.get(session, 0.0) > asked
 
     def add_plot(self, request: gr.Request, x_type: str, x_values: str, y_type: str, y_values: str, z_type: str,
                  z_values: str, *form: Any):
@@ -354,6 +367,7 @@ class ImageTabHandlers:
                 again = bool(job.args.get(COMPLETED)) and not job.args.get("plot") and not job.args.get("prompt_list")
             done = True
             if again and session in self._forever:  # the browser clicks Generate: the form as it is now
+                self._asked_again[session] = time.monotonic()
                 yield {self.components["forever_tick"]: int(forever_tick or 0) + 1}
         finally:
             if not done:  # the client left or the runner failed: nothing is left to take the waiting jobs
@@ -475,6 +489,7 @@ class ImageTabHandlers:
         """The tab was closed: its waiting jobs go (a running one is cancelled when its stream drops)."""
         self.queue.clear(_session(request) or "")
         self._stopped_at.pop(_session(request) or "", None)
+        self._asked_again.pop(_session(request) or "", None)
         self.histories.forget(_session(request) or "")
 
     def show_finished(self, finished: dict[str, Any] | None, history: list[dict[str, Any]] | None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,30 @@ def test_with_logins_only_an_admin_merges_checkpoints(settings):
     root = SimpleNamespace(session_hash="tab-root", username="root", client=None)
     note, *_ = run_coroutine(handlers.merge("a", "b", None, "mix", 0.5, "weighted_sum", False, root))
     assert note.startswith("'a' is not a checkpoint file on this machine")  # an admin's request reaches the merger
+
+
+def test_generate_forevers_click_that_stop_overtook_adds_nothing():
+    """Generate forever asks the page for another Generate when a job ends; a Stop pressed while that click is on
+    its way used to let one more image through. That click now adds nothing; the next Generate is taken."""
+    from types import SimpleNamespace
+
+    from tests.ui.conftest import run_coroutine
+    from ui.image_tab import ImageTabHandlers
+    from ui.sessions import Jobs
+
+    handlers = ImageTabHandlers(manager=None, jobs=Jobs())
+    handlers.panel = SimpleNamespace(refresh=lambda waiting, note="": (len(waiting), note))
+    request = SimpleNamespace(session_hash="tab-1", username=None, client=None)
+    form = dict(zip(FORM_INPUTS, range(len(FORM_INPUTS))))
+
+    def generate():
+        return handlers.add_job(**form, request=request)
+
+    handlers.set_forever(True, request)
+    handlers._asked_again["tab-1"] = time.monotonic()  # as the runner does when a job ends with the box on
+    assert generate()[0] == "Starting…"  # the click arrived before any Stop: the next image
+    handlers.queue.clear("tab-1")
+    handlers._asked_again["tab-1"] = time.monotonic()
+    run_coroutine(handlers.stop([], request))  # Stop pressed; the click was already on its way
+    assert generate()[1] == 0  # nothing added: the progress line keeps "Stopped"
+    assert generate()[0] == "Starting…"  # the user's own Generate after that is taken
