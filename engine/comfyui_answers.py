@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from functools import lru_cache
 from typing import Annotated, Any, Mapping, TypeVar
 
@@ -37,6 +38,17 @@ def _whole_number(value: Any) -> Any:
 
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def _progress_count(value: Any) -> Any:
+    """A progress bar's value or total: any finite number not below 0, counted in whole steps (a custom node's
+    `ProgressBar.update_absolute` may report 2.5 of 10)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise PydanticCustomError("shape", "must be a number of steps")
+    return math.floor(value)
+
+
+ProgressCount = Annotated[int, BeforeValidator(_progress_count)]
 
 
 class Answer(BaseModel):
@@ -205,8 +217,8 @@ class FeatureFlags(Answer):
 
 
 class ProgressData(WsScoped):
-    value: WholeNumber
-    max: WholeNumber
+    value: ProgressCount
+    max: ProgressCount
     node: str | None = None
 
 

@@ -644,11 +644,21 @@ async def test_wrong_shaped_history_entry_fails_the_job(fake):
 async def test_wrong_shaped_message_for_our_job_stops_it(fake):
     fake.step_delay_s = 0.05
     fake.send_after_step(1, {"type": "progress", "data": {"value": 1, "max": [20], "prompt_id": PROMPT_ID}})
-    with pytest.raises(UnexpectedAnswer, match=r'sent an unexpected "progress" message: max must be a whole number '
-                                               r"\(got a list of 1\)\."):
+    with pytest.raises(UnexpectedAnswer, match=r'sent an unexpected "progress" message: max must be a number of '
+                                               r"steps \(got a list of 1\)\."):
         await collect(ComfyUIClient(fake.url), sd_graph(steps=20))
     assert {"prompt_id": fake.prompt_ids[-1]} in fake.interrupts  # the job was stopped on the server
     assert await asyncio.to_thread(fake.wait_idle, 2.0)
+
+
+@pytest.mark.asyncio
+async def test_a_fractional_progress_counts_whole_steps(fake):
+    """A custom node's progress bar may report 2.5 of 10 (`ProgressBar.update_absolute`): the job goes on and the
+    step shown is the whole steps done."""
+    fake.send_after_step(1, {"type": "progress", "data": {"value": 1.5, "max": 4.0, "prompt_id": PROMPT_ID}})
+    events = await collect(ComfyUIClient(fake.url), sd_graph(steps=2))
+    assert isinstance(events[-1], Produced)
+    assert (1, 4) in [(e.step, e.total) for e in events if isinstance(e, Progress)]
 
 
 @pytest.mark.asyncio
