@@ -231,8 +231,8 @@ class VideoTabHandlers:
         self.manager = manager
         self.jobs = jobs
         self.components: dict[str, Any] = {}
-        self._asked_at: dict[str, float] = {}  # when each session last pressed Render (time.monotonic)
-        self._stopped_at: dict[str, float] = {}  # ... and Stop: a render still waiting for a slot never starts
+        self._stopped_at: dict[str, float] = {}  # when each session last pressed Stop (time.monotonic): a render
+        # asked for before then and still waiting for a slot never starts
 
     # -- the scene table ---------------------------------------------------------------------------
     @staticmethod
@@ -328,11 +328,12 @@ class VideoTabHandlers:
     # -- rendering ---------------------------------------------------------------------------------
     async def render(self, table: Any, negative: str, storyboard_yaml: str, quality: str, transition_duration: Any,
                      width: Any, height: Any, fps: Any, steps: Any, seed: Any, seed_policy: str, model: str,
-                     title: str, use_ai: bool, make_gif: bool, request: gr.Request = None):
-        """Stream a render: the progress line, step previews and each keyframe, then the video or the error."""
+                     title: str, use_ai: bool, make_gif: bool, asked: Any = None, request: gr.Request = None):
+        """Stream a render: the progress line, step previews and each keyframe, then the video or the error.
+        `asked` is when its Render was pressed (`ask`): a Stop pressed after that, while it waited, stops it."""
         c = self.components
         session = getattr(request, "session_hash", None) or ""
-        if self._stopped_at.get(session, 0.0) > self._asked_at.get(session, float("inf")):
+        if isinstance(asked, (int, float)) and self._stopped_at.get(session, 0.0) > asked:
             yield {c["progress"]: f"{STOPPED} The render was stopped before it started."}
             return
         try:
@@ -423,11 +424,12 @@ class VideoTabHandlers:
             gr.Warning(final.error)
         return {c["progress"]: presenter.line(final), c["storyboard"]: saved_board}
 
-    def ask(self, request: gr.Request = None) -> str:
-        """Render pressed: noted at once (before the render waits for one of the RENDERS_AT_ONCE slots), with a
-        line that says it is waiting until the render's own first line replaces it."""
-        self._asked_at[getattr(request, "session_hash", None) or ""] = time.monotonic()
-        return f"Waiting for a free render slot ({RENDERS_AT_ONCE} renders run at once)…"
+    @staticmethod
+    def ask() -> tuple[str, float]:
+        """Render pressed: a line that says it is waiting for one of the RENDERS_AT_ONCE slots (until the render's
+        own first line replaces it), and when it was pressed, which that render is given (a second Render
+        pressed meanwhile has its own)."""
+        return f"Waiting for a free render slot ({RENDERS_AT_ONCE} renders run at once)…", time.monotonic()
 
     async def stop(self, request: gr.Request = None) -> None:
         """Ask this session's render to stop; its own stream then says "Stopped" after its last step line
@@ -462,6 +464,7 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                                  show_row_numbers=True, wrap=True, max_height=420,
                                  column_widths=["205px", "100px", "80px", "100px", "70px"], elem_id="video-scenes")
             selected = gr.State(None)
+            asked = gr.State(None)  # when this page's Render was last pressed (VideoTabHandlers.ask)
             with gr.Row(elem_id="video-scene-buttons"):
                 add = gr.Button("+ Add scene", size="sm", min_width=60, elem_id="video-add-scene")
                 remove = gr.Button("− Remove scene", size="sm", min_width=60, elem_id="video-remove-scene")
@@ -540,7 +543,7 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                                    elem_id="video-keyframes")
             details = gr.Markdown("", elem_id="video-details")
 
-    return {"table": table, "selected": selected, "add": add, "remove": remove, "up": up, "down": down,
+    return {"table": table, "selected": selected, "asked": asked, "add": add, "remove": remove, "up": up, "down": down,
             "selection": selection, "paste_text": paste_text, "paste_seconds": paste_seconds,
             "paste_transition": paste_transition, "paste_replace": paste_replace, "paste_append": paste_append,
             "negative": negative, "quality": quality, "transition_duration": transition_duration, "use_ai": use_ai,
@@ -577,8 +580,8 @@ def wire_video_tab(h: VideoTabHandlers) -> None:
     c["upload"].upload(h.open_file, inputs=c["upload"], outputs=[c["yaml"], progress], **private)
     form = [table, c["negative"], c["yaml"], *settings]
     c["save"].click(h.save, inputs=form, outputs=[progress, c["saved"]], **private)
-    c["render"].click(h.ask, outputs=progress, **private).then(
-        h.render, inputs=[*form, c["use_ai"], c["make_gif"]],
+    c["render"].click(h.ask, outputs=[progress, c["asked"]], **private).then(
+        h.render, inputs=[*form, c["use_ai"], c["make_gif"], c["asked"]],
         outputs=[c[key] for key in ("progress", "preview", "video", "mp4", "gif", "storyboard", "keyframes", "details")],
         api_visibility="private", show_progress="hidden", show_progress_on=selected,
         concurrency_limit=RENDERS_AT_ONCE, concurrency_id=RENDER_CONCURRENCY)

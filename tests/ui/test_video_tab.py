@@ -154,16 +154,19 @@ async def test_stop_reaches_a_render_still_waiting_for_a_slot():
     handlers = VideoTabHandlers(SimpleNamespace(), Jobs(JobLimits()))  # a render that started would need a manager
     handlers.components = type("Names", (dict,), {"__missing__": lambda self, key: key})()  # each by its name
     me, other = SimpleNamespace(session_hash="me"), SimpleNamespace(session_hash="other")
-    assert "Waiting for a free render slot" in handlers.ask(me)
-    handlers.ask(other)
+    line, mine = handlers.ask()
+    assert "Waiting for a free render slot" in line
+    _, others = handlers.ask()
     await handlers.stop(me)  # pressed while its render waits behind two others
+    _, again = handlers.ask()  # Render pressed again at once: a render of its own, not stopped
     form = (None, "", "", "draft", 0.5, 64, 64, 4, 2, -1, "increment", "auto", "", False, False)
-    updates = [update async for update in handlers.render(*form, request=me)]
-    assert updates == [{"progress": "Stopped. The render was stopped before it started."}]
-    going_on = handlers.render(*form, request=other)
-    first = await going_on.__anext__()  # the other session's render is not stopped: it starts
-    await going_on.aclose()
-    assert "Stopped" not in first["progress"]
+    updates = [update async for update in handlers.render(*form, mine, request=me)]
+    assert updates == [{"progress": "Stopped. The render was stopped before it started."}]  # though asked again
+    for asked, who in ((others, other), (again, me)):  # another session's render, and the one asked after Stop
+        going_on = handlers.render(*form, asked, request=who)
+        first = await going_on.__anext__()
+        await going_on.aclose()
+        assert "Stopped" not in first["progress"]
 
 
 def test_an_opened_file_is_read_only_as_far_as_the_limit(tmp_path):
