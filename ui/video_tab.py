@@ -457,7 +457,7 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
-            table = gr.Dataframe(value=[], headers=HEADERS, datatype="str", type="array", column_count=len(HEADERS),
+            table = gr.Dataframe(value=[], headers=HEADERS, datatype="str", type="array", column_count=(len(HEADERS), "fixed"),
                                  interactive=True,
                                  label="Scenes (transition: cut, crossfade or seed travel to the next scene; "
                                        "seed empty or -1: from the seed policy)",
