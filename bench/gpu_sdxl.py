@@ -181,6 +181,7 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     the main run) and times load start -> first compiled image; "memory_cap" makes one image under
     GATOR_GPU_MEMORY_GB with compilation off."""
     device = "cuda" if torch.cuda.is_available() and not args.small else "cpu"
+    imports_s = time.time() - args.spawned_at if args.spawned_at else None  # the process start: Python, imports
     started = time.perf_counter()
     manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
                                    compile_scope=args.compile_scope,
@@ -188,8 +189,13 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
                                    gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
     local = manager.router.last_resort
     local.pool[0].compiler.backend = args.compile_backend
+    manager_s = time.perf_counter() - started
     pipe = local.pipeline(find_model(SDXL_ID), local.weights[SDXL_ID])
     out: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2),
+                           "load_parts_s": {"process start and imports": round(imports_s, 2) if imports_s else None,
+                                            "engine start (backends, hardware probe)": round(manager_s, 2),
+                                            "pipeline load (and compiler attach)":
+                                                round(time.perf_counter() - started - manager_s, 2)},
                            "offloaded": bool(getattr(pipe, "_offload_gpu_id", None) is not None
                                              or getattr(pipe, "_all_hooks", None))}
     if mode == "warm_restart":
@@ -222,7 +228,8 @@ def run_probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode, "--work", str(work),
                "--size", str(args.size), "--steps", str(args.steps), "--compile-backend", args.compile_backend,
                "--compile-scope", args.compile_scope,
-               "--memory-cap-gb", str(args.memory_cap_gb)] + (["--small"] if args.small else [])
+               "--memory-cap-gb", str(args.memory_cap_gb), "--spawned-at", repr(time.time())] \
+        + (["--small"] if args.small else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
@@ -246,6 +253,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("gpu_sdxl.json"))
     parser.add_argument("--probe", choices=("warm_restart", "memory_cap"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)  # the probe's parent, at its launch
     args = parser.parse_args()
     args.small = args.small or not torch.cuda.is_available()
     args.size = args.size or (64 if args.small else 1024)
