@@ -464,7 +464,10 @@ def layout_video_tab(manager: AIModelManager) -> dict[str, Any]:
                                  show_row_numbers=True, wrap=True, max_height=420,
                                  column_widths=["205px", "100px", "80px", "100px", "70px"], elem_id="video-scenes")
             selected = gr.State(None)
-            asked = gr.State(None)  # when this page's Render was last pressed (VideoTabHandlers.ask)
+            # when this page's Render was last pressed (VideoTabHandlers.ask): a hidden box, not a State, since the
+            # page sends a box's value with the render's request while a State is read when the render starts
+            # (after a second click may have changed it)
+            asked = gr.Number(None, visible=False, elem_id="video-asked")
             with gr.Row(elem_id="video-scene-buttons"):
                 add = gr.Button("+ Add scene", size="sm", min_width=60, elem_id="video-add-scene")
                 remove = gr.Button("− Remove scene", size="sm", min_width=60, elem_id="video-remove-scene")

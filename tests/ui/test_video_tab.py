@@ -441,3 +441,31 @@ def test_stop_ends_a_video_render(ui_page, local_app):
     fill_image_form(page, "after the stop", steps=2, seed=1)
     page.click("#generate")
     wait_progress(page, "Done", timeout_ms=5_000)
+
+
+def test_stop_reaches_a_waiting_render_though_render_is_pressed_again(new_page, local_app):
+    """Both render slots busy (two other tabs): Render waits; Stop, then Render pressed again at once. The waiting
+    render still stops as it starts: it keeps the time of its own click, which the page sends with it (a State
+    would be read when it starts, with the second click's later time, and it ran)."""
+    pages = [new_page(own_context=True) for _ in range(3)]
+    for page in pages:
+        open_video_tab(page, local_app.url)
+        paste_prompts(page, "scene one\nscene two")
+        small_settings(page, steps=150)
+    *busy, me = pages
+    for page in busy:
+        page.click("#video-render")
+    for page in busy:
+        page.wait_for_function("() => /step [1-9]/.test(document.querySelector('#video-progress').innerText)",
+                               timeout=60_000)
+    me.click("#video-render")
+    me.wait_for_function("() => document.querySelector('#video-progress').innerText.includes('Waiting for a free')")
+    me.click("#video-stop")
+    me.wait_for_timeout(300)
+    me.click("#video-render")
+    me.wait_for_timeout(300)
+    for page in busy:
+        page.click("#video-stop")
+    me.wait_for_function("() => !document.querySelector('#video-progress').innerText.includes('Waiting for a free')",
+                         timeout=30_000)
+    assert video_progress(me) == "Stopped. The render was stopped before it started."
