@@ -41,11 +41,11 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 def _progress_count(value: Any) -> Any:
-    """A progress bar's value or total: any finite number not below 0, counted in whole steps (a custom node's
+    """A progress bar's value or total: any finite number, counted in whole steps from 0 (a custom node's
     `ProgressBar.update_absolute` may report 2.5 of 10)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise PydanticCustomError("shape", "must be a number of steps")
-    return math.floor(value)
+    return max(0, math.floor(value))
 
 
 ProgressCount = Annotated[int, BeforeValidator(_progress_count)]

@@ -193,6 +193,8 @@ class UNetCompiler:
         self._eager: Any = None
         if self.wanted and cache_dir is not None:
             use_compile_cache(cache_dir)
+        if self.wanted:  # made when the worker is, before any request of any worker runs
+            trace_before_requests()
 
     def attach(self, pipe: Any, model: str, native_size: int) -> None:
         """Route `pipe`'s UNet through a ShapeRouter and start compiling it, with CFG, for the sizes asked for
@@ -211,7 +213,6 @@ class UNetCompiler:
                 running = torch._dynamo.run(compiling)  # per thread: a request never compiles, whatever else runs
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, GRAPHS_PER_FUNCTION)
             eager.to(memory_format=torch.channels_last)
-            trace_before_requests()
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return

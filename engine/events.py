@@ -25,7 +25,8 @@ class Started:
 
 @dataclass(frozen=True)
 class Progress:
-    """One denoising step finished; `preview` is a small RGB image of the current latents."""
+    """One denoising step finished; `preview` is a small RGB image of the current latents, or None (previews off, or
+    a step between two of a preview decoder's, which come at most every DECODED_PREVIEW_PERIOD_S)."""
 
     step: int
     total: int

@@ -309,8 +309,9 @@ print(json.dumps(failing))
 
 def test_the_fx_trace_that_breaks_other_threads_is_made_before_requests_run(tiny_model_dir, tmp_path):
     """Inductor's first code generation in a process traces a placeholder with torch.fx, which swaps
-    nn.Module.__call__ for every thread while it runs: a request's eager UNet then failed on an H100. Attaching a
-    compiler does that trace first, before any request runs beside a compilation; without it the swap is seen."""
+    nn.Module.__call__ for every thread while it runs: a request's eager UNet then failed on an H100. A compiler
+    makes that trace when it is made (with its worker, before any request), so no compilation makes it beside a
+    request; without one the trace is seen."""
     import json
     import subprocess
     import sys
