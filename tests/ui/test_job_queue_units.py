@@ -156,28 +156,38 @@ def test_with_logins_only_an_admin_merges_checkpoints(settings):
     assert note.startswith("'a' is not a checkpoint file on this machine")  # an admin's request reaches the merger
 
 
-def test_generate_forevers_click_that_stop_overtook_adds_nothing():
-    """Generate forever asks the page for another Generate when a job ends; a Stop pressed while that click is on
-    its way used to let one more image through. That click now adds nothing; the next Generate is taken."""
+FORM = ["a fox", "", [], "auto", "auto", 64, 64, 1, 5.0, 7, "euler", 1, 1, -1, 0, False, 0.0, False, "auto", None,
+        0.75, "just resize", True, 1.0, 0.5, 0, "Lanczos", "same", "", "", "Use same checkpoint", 0, 0,  # the hires fix
+        None, 0.75, 4, "original", "whole picture", 32, 0, 0, 0, 0,  # inpaint
+        None, "none", "canny", 1.0, 0.0, 1.0, 100, 200, "none"]  # ControlNet, the user workflow
+
+
+def test_generate_forevers_click_that_stop_overtook_adds_nothing(settings):
+    """Generate forever: when a job ends the runner asks the page for another Generate; a Stop pressed while that
+    click was on its way let one more image through. That click now adds nothing; the next Generate is taken."""
     from types import SimpleNamespace
 
+    from engine.manager import AIModelManager
     from tests.ui.conftest import run_coroutine
     from ui.image_tab import ImageTabHandlers
     from ui.sessions import Jobs
 
-    handlers = ImageTabHandlers(manager=None, jobs=Jobs())
+    handlers = ImageTabHandlers(manager=AIModelManager(settings), jobs=Jobs())
+    handlers.components = type("Names", (dict,), {"__missing__": lambda self, key: key})()  # each by its name
     handlers.panel = SimpleNamespace(refresh=lambda waiting, note="": (len(waiting), note))
     request = SimpleNamespace(session_hash="tab-1", username=None, client=None)
-    form = dict(zip(FORM_INPUTS, range(len(FORM_INPUTS))))
 
-    def generate():
-        return handlers.add_job(**form, request=request)
+    async def run_one_job() -> list:
+        return [update async for update in handlers.run_queue([], 0, 0, request=request)]
 
     handlers.set_forever(True, request)
-    handlers._asked_again["tab-1"] = time.monotonic()  # as the runner does when a job ends with the box on
-    assert generate()[0] == "Starting…"  # the click arrived before any Stop: the next image
-    handlers.queue.clear("tab-1")
-    handlers._asked_again["tab-1"] = time.monotonic()
-    run_coroutine(handlers.stop([], request))  # Stop pressed; the click was already on its way
-    assert generate()[1] == 0  # nothing added: the progress line keeps "Stopped"
-    assert generate()[0] == "Starting…"  # the user's own Generate after that is taken
+    assert handlers.add_job(*FORM, request=request)[0] == "Starting…"
+    updates = run_coroutine(run_one_job())
+    assert any(update.get("finished") for update in updates)  # the image was made
+    assert updates[-1] == {"forever_tick": 1}  # the runner asked the page for another Generate
+    assert handlers.add_job(*FORM, request=request)[0] == "Starting…"  # that click, before any Stop: taken
+    updates = run_coroutine(run_one_job())
+    assert updates[-1] == {"forever_tick": 1}
+    run_coroutine(handlers.stop([], request))  # Stop pressed while the page's click was on its way
+    assert handlers.add_job(*FORM, request=request)[1] == 0  # nothing added: the progress line keeps "Stopped"
+    assert handlers.add_job(*FORM, request=request)[0] == "Starting…"  # the user's own Generate after that
