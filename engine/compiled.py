@@ -201,18 +201,9 @@ class UNetCompiler:
         (`sizes`) or else `native_size`."""
         if not self.wanted or getattr(pipe, "unet", None) is None or isinstance(pipe.unet, ShapeRouter):
             return
-        import torch
-
         eager = pipe.unet
-        try:  # `compiling` compiles what it is called with (the background thread); `running` only runs graphs
-            if self.scope == "blocks":
-                regional = RegionalUNet(eager, self.backend)
-                compiling, running = regional.compiling, regional.running
-            else:
-                compiling = torch.compile(eager, backend=self.backend, dynamic=False)
-                running = torch._dynamo.run(compiling)  # per thread: a request never compiles, whatever else runs
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, GRAPHS_PER_FUNCTION)
-            eager.to(memory_format=torch.channels_last)
+        try:
+            compiling, running = compiled_functions(eager, self.scope, self.backend)
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return
@@ -244,8 +235,6 @@ class UNetCompiler:
             threading.Thread(target=self._work, args=(generation,), name="unet-compile", daemon=True).start()
 
     def _work(self, generation: int) -> None:
-        import torch
-
         while True:
             with self._lock:
                 if generation != self._generation or not self._queue:
@@ -262,12 +251,7 @@ class UNetCompiler:
             interval = sys.getswitchinterval()
             sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)  # requests running meanwhile get the GIL back soon
             try:
-                sample, timestep, text, added = _zeros_for(eager, key)
-                with torch.no_grad():  # called as diffusers' pipelines call it (no_grad, keywords), so theirs match
-                    compiled(sample, timestep, encoder_hidden_states=text, timestep_cond=None,
-                             cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False)
-                if eager.device.type == "cuda":
-                    torch.cuda.synchronize()
+                compile_shape(compiled, eager, key)
             except Exception as err:
                 logger.warning("Compiling the UNet for %s failed; it runs eagerly: %s", shape_label(key), err)
                 with self._lock:
@@ -297,6 +281,36 @@ class UNetCompiler:
         with self._lock:
             return {"mode": self.mode, "scope": self.scope, "status": self.state.status, "model": self.state.model,
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
+
+
+def compiled_functions(eager: Any, scope: str, backend: Any) -> tuple[Callable, Callable]:
+    """(compiling, running) for `eager` (made channels_last): `compiling` compiles what it is called with (the
+    background thread), `running` only runs graphs made already (a request: it never compiles, whatever else runs).
+    Raises where torch.compile cannot be used."""
+    import torch
+
+    if scope == "blocks":
+        regional = RegionalUNet(eager, backend)
+        compiling, running = regional.compiling, regional.running
+    else:
+        compiling = torch.compile(eager, backend=backend, dynamic=False)
+        running = torch._dynamo.run(compiling)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, GRAPHS_PER_FUNCTION)
+    eager.to(memory_format=torch.channels_last)
+    return compiling, running
+
+
+def compile_shape(compiling: Callable, eager: Any, key: tuple) -> None:
+    """Compile `key`'s shapes: `compiling` called on zeros as diffusers' pipelines call a UNet (no_grad, keywords),
+    so the graph's guards match their calls."""
+    import torch
+
+    sample, timestep, text, added = _zeros_for(eager, key)
+    with torch.no_grad():
+        compiling(sample, timestep, encoder_hidden_states=text, timestep_cond=None, cross_attention_kwargs=None,
+                  added_cond_kwargs=added, return_dict=False)
+    if eager.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def trace_before_requests() -> None:
