@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from engine.compiled import COMPILE_SCOPES  # noqa: E402
+from engine.compiled import COMPILE_PROCESSES, COMPILE_SCOPES  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.manager import AIModelManager  # noqa: E402
 from engine.registry import find_model, probe_hardware  # noqa: E402
@@ -184,7 +184,7 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     imports_s = time.time() - args.spawned_at if args.spawned_at else None  # the process start: Python, imports
     started = time.perf_counter()
     manager, loop = engine_manager(work, compile_mode="on" if mode == "warm_restart" else "off",
-                                   compile_scope=args.compile_scope,
+                                   compile_scope=args.compile_scope, compile_process=args.compile_process,
                                    compile_sizes=f"{args.size}x{args.size}",  # the size the main run compiled
                                    gpu_memory_gb=args.memory_cap_gb if mode == "memory_cap" else None)
     local = manager.router.last_resort
@@ -227,7 +227,7 @@ def run_probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]
     """`probe` in a child process (a cold start, its own GPU memory); its JSON answer."""
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode, "--work", str(work),
                "--size", str(args.size), "--steps", str(args.steps), "--compile-backend", args.compile_backend,
-               "--compile-scope", args.compile_scope,
+               "--compile-scope", args.compile_scope, "--compile-process", args.compile_process,
                "--memory-cap-gb", str(args.memory_cap_gb), "--spawned-at", repr(time.time())] \
         + (["--small"] if args.small else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a dry run)")
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="unet",
                         help="what the engine compiles: the whole UNet or only its repeated transformer blocks")
+    parser.add_argument("--compile-process", choices=COMPILE_PROCESSES, default="inline",
+                        help="where the engine generates the compiled code: this process, or a child process")
     parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="the memory_cap section's GPU memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled and warm_restart sections")
     parser.add_argument("--out", type=Path, default=Path("gpu_sdxl.json"))
@@ -273,7 +275,7 @@ def main() -> None:
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                               "torch": torch.__version__, "size": size, "steps": steps, "repeat": repeat,
                               "guidance": 7.0, "dtype": str(dtype).replace("torch.", ""), "small": small,
-                              "compile_scope": args.compile_scope,
+                              "compile_scope": args.compile_scope, "compile_process": args.compile_process,
                               "sections": list(wanted), "variants": {}, "errors": {}}
 
     def save() -> None:
@@ -357,7 +359,8 @@ def main() -> None:
     def compiled_section() -> None:
         from engine.compiled import UNetCompiler
 
-        options = replace(manager.settings.compile_options, mode="on", scope=args.compile_scope)
+        options = replace(manager.settings.compile_options, mode="on", scope=args.compile_scope,
+                          process=args.compile_process)
         local.pool[0].compiler = UNetCompiler(options, device, backend=args.compile_backend)
         started = time.perf_counter()
         local.pool[0].compiler.attach(pipe, spec.label, size)
@@ -409,7 +412,7 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"<!-- {report['device']}, torch {report['torch']}, {report['dtype']}, SDXL "
           f"{report['unet_parameters'] / 1e9:.2f} B UNet parameters{' (small stand-in)' if report['small'] else ''}, "
           f"{report['size']}x{report['size']}, {report['steps']} Euler steps, CFG 7, {report['repeat']} interleaved "
-          f"rounds; compile scope {report['compile_scope']}; built+saved in {report['build_and_save_s']} s, "
+          f"rounds; compile scope {report['compile_scope']}, process {report.get('compile_process', 'inline')}; built+saved in {report['build_and_save_s']} s, "
           f"loaded by the engine in {report['load_s']} s -->")
     print("| variant | median (s) | vs raw diffusers |")
     print("| --- | --- | --- |")

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .compile_child import compile_in_child
 from .regional_compile import RegionalUNet
 
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "on", "off")
 COMPILE_SCOPES = ("unet", "blocks")  # the whole UNet; only its repeated transformer blocks
+COMPILE_PROCESSES = ("inline", "child")  # where code is generated: this process, or a child that fills the cache
 MAX_COMPILED_SHAPES = 4  # static graphs per model: the native size and the first other sizes asked for
 # Graphs one compiled function may keep (torch's default is 8): the UNet's forward, or a transformer block's, is one
 # function for every model and worker, so it holds each worker's sizes for each model family loaded, and per size up
@@ -65,13 +67,15 @@ def parse_compile_sizes(text: str) -> tuple[Size, ...]:
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """How local UNets are compiled: GATOR_COMPILE (mode), GATOR_COMPILE_SCOPE (scope), the cache folder, and
-    GATOR_COMPILE_SIZES (sizes compiled at load; none: the model's native size)."""
+    """How local UNets are compiled: GATOR_COMPILE (mode), GATOR_COMPILE_SCOPE (scope), the cache folder,
+    GATOR_COMPILE_SIZES (sizes compiled at load; none: the model's native size) and GATOR_COMPILE_PROCESS (process:
+    "child" generates the code in a child process, engine/compile_child.py)."""
 
     mode: str = "off"
     scope: str = "unet"
     cache_dir: Path | None = None
     sizes: tuple[Size, ...] = ()
+    process: str = "inline"
 
 
 def compile_wanted(mode: str, device: str) -> bool:
@@ -179,6 +183,10 @@ class UNetCompiler:
     def __init__(self, options: CompileOptions, device: str, backend: Any = "inductor") -> None:
         if options.scope not in COMPILE_SCOPES:
             raise ValueError(f"The compile scope must be one of {', '.join(COMPILE_SCOPES)} (got {options.scope!r}).")
+        if options.process not in COMPILE_PROCESSES:
+            raise ValueError(f"The compile process must be one of {', '.join(COMPILE_PROCESSES)} "
+                             f"(got {options.process!r}).")
+        self.process = options.process
         self.wanted = compile_wanted(options.mode, device)
         self.mode, self.scope, self.device, self.backend = options.mode, options.scope, device, backend
         self.sizes = options.sizes  # compiled when a model loads; none given: the model's native size
@@ -248,6 +256,11 @@ class UNetCompiler:
                 self.state.status, self.state.compiling, self.state.started = "compiling", shape_label(key), \
                     time.monotonic()
             started = time.perf_counter()
+            if self.process == "child":  # the code made there, without this process's GIL; then found in the cache
+                why_not = compile_in_child(eager, [key], self.scope, self.backend)
+                if why_not:
+                    logger.info("Compiling the UNet for %s in this process: a child could not (%s).",
+                                shape_label(key), why_not)
             interval = sys.getswitchinterval()
             sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)  # requests running meanwhile get the GIL back soon
             try:
@@ -279,7 +292,8 @@ class UNetCompiler:
     def snapshot(self) -> dict[str, Any]:
         """The status tab's view: mode, status, model and a one-line description."""
         with self._lock:
-            return {"mode": self.mode, "scope": self.scope, "status": self.state.status, "model": self.state.model,
+            return {"mode": self.mode, "scope": self.scope, "process": self.process, "status": self.state.status,
+                    "model": self.state.model,
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
 
 

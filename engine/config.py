@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .compiled import COMPILE_MODES, COMPILE_SCOPES, CompileOptions, parse_compile_sizes
+from .compiled import COMPILE_MODES, COMPILE_PROCESSES, COMPILE_SCOPES, CompileOptions, parse_compile_sizes
 from .limits import Limits
 from .precision import dtype_problem
 
@@ -121,6 +121,7 @@ class Settings:
     compile_mode: str = "auto"  # GATOR_COMPILE / --compile: auto (on for CUDA GPUs), on, off (engine/compiled.py)
     compile_sizes: str = ""  # GATOR_COMPILE_SIZES: "1024x1024,832x1216" compiled at load; empty: the model's native size
     compile_scope: str = "unet"  # GATOR_COMPILE_SCOPE: unet (the whole UNet) or blocks (its repeated transformer blocks)
+    compile_process: str = "inline"  # GATOR_COMPILE_PROCESS: inline (this process) or child (engine/compile_child.py)
     dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
     previews: str = "auto"  # GATOR_PREVIEWS: one of PREVIEW_METHODS
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
@@ -162,6 +163,7 @@ class Settings:
             compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
             compile_sizes=(env.get("GATOR_COMPILE_SIZES") or "").strip(),
             compile_scope=(env.get("GATOR_COMPILE_SCOPE") or "unet").strip().lower(),
+            compile_process=(env.get("GATOR_COMPILE_PROCESS") or "inline").strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             previews=(env.get("GATOR_PREVIEWS") or "auto").strip().lower(),
             gpu_memory_gb=env_number("GATOR_GPU_MEMORY_GB", None, above_zero=True),
@@ -173,6 +175,9 @@ class Settings:
         if settings.compile_scope not in COMPILE_SCOPES:
             raise ValueError(f"GATOR_COMPILE_SCOPE must be one of {', '.join(COMPILE_SCOPES)} "
                              f"(got {settings.compile_scope!r}).")
+        if settings.compile_process not in COMPILE_PROCESSES:
+            raise ValueError(f"GATOR_COMPILE_PROCESS must be one of {', '.join(COMPILE_PROCESSES)} "
+                             f"(got {settings.compile_process!r}).")
         if settings.previews not in PREVIEW_METHODS:
             raise ValueError(f"GATOR_PREVIEWS must be one of {', '.join(PREVIEW_METHODS)} (got {settings.previews!r}).")
         problem = dtype_problem(settings.dtype) or devices_problem(settings.devices)
@@ -215,7 +220,7 @@ class Settings:
     def compile_options(self) -> CompileOptions:
         """How local UNets are compiled (engine/compiled.py)."""
         return CompileOptions(mode=self.compile_mode, scope=self.compile_scope, cache_dir=self.compile_cache_dir,
-                              sizes=parse_compile_sizes(self.compile_sizes))
+                              sizes=parse_compile_sizes(self.compile_sizes), process=self.compile_process)
 
     @property
     def compile_cache_dir(self) -> Path:

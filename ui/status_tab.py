@@ -47,12 +47,13 @@ def _ago(epoch: Any) -> str:
 
 
 def _compile_line(compiled: dict[str, Any]) -> str:
-    """"auto: off", or "on, blocks: ready: 1024x1024 (12 s)" (mode, scope while compiling is on, summary)."""
+    """"auto: off", or "on, blocks, child: ready: 1024x1024 (12 s)" (mode; scope, and the process where it is a
+    child, while compiling is on; summary)."""
     if not compiled:
         return "–"
     mode = compiled.get("mode", "off")
     if compiled.get("status", "off") != "off" and compiled.get("scope"):
-        mode = f"{mode}, {compiled['scope']}"
+        mode = f"{mode}, {compiled['scope']}" + (", child" if compiled.get("process") == "child" else "")
     return f"{mode}: {compiled.get('summary', 'off')}"
 
 

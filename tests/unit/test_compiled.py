@@ -326,3 +326,23 @@ def test_the_fx_trace_that_breaks_other_threads_is_made_before_requests_run(tiny
 
     assert failing_traces("no compiler") == ["Tracer"]  # what a request beside the first code generation met
     assert failing_traces("attach") == []
+
+
+def test_a_child_process_makes_the_code_and_the_compiler_finds_it_in_the_cache(tiny_model_dir, tmp_path):
+    """GATOR_COMPILE_PROCESS=child: the code is generated in a child process (tracing there never holds this
+    process's GIL against running requests); the compiler then finds every graph in the cache, makes none, and
+    draws what eager drew. Inductor, the backend with a cache; the regional scope keeps it short."""
+    from torch._dynamo.utils import counters
+
+    pipe = tiny_pipe(tiny_model_dir)
+    before = draw(pipe)
+    made, found = counters["inductor"]["fxgraph_cache_miss"], counters["inductor"]["fxgraph_cache_hit"]
+    compiler = UNetCompiler(CompileOptions("on", scope="blocks", cache_dir=tmp_path / "cache", process="child"),
+                            "cpu", backend="inductor")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready", 600), compiler.snapshot()
+    assert counters["inductor"]["fxgraph_cache_miss"] == made  # no code generated in this process
+    assert counters["inductor"]["fxgraph_cache_hit"] > found
+    assert np.abs(draw(pipe).astype(int) - before).max() <= 2
+    with pytest.raises(ValueError, match="GATOR_COMPILE_PROCESS must be one of inline, child"):
+        Settings.from_env(compile_process="thread")
