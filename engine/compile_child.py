@@ -11,6 +11,7 @@ generating code, the long part.
 """
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import logging
@@ -63,17 +64,34 @@ def compile_in_child(unet: Any, keys: list[tuple], scope: str, backend: Any,
     if too_big:
         return too_big
     spec = json.dumps(child_spec(unet, keys, scope, backend))
-    try:  # waiting here holds no GIL: requests run on meanwhile
-        done = subprocess.run([sys.executable, "-m", "engine.compile_child"], input=spec, capture_output=True,
-                              text=True, timeout=timeout_s, cwd=PROJECT_ROOT, env=dict(os.environ))
-    except subprocess.TimeoutExpired:
-        return f"it took over {timeout_s:.0f} s"
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "engine.compile_child"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+                                 env=dict(os.environ))
     except OSError as err:
         return f"it could not start ({err})"
-    if done.returncode:
-        lines = done.stderr.strip().splitlines()
-        return f"it failed ({lines[-1][:200] if lines else f'exit status {done.returncode}'})"
+    _children.add(child)
+    try:  # waiting here holds no GIL: requests run on meanwhile
+        _out, errors = child.communicate(spec, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return f"it took over {timeout_s:.0f} s"
+    finally:
+        _children.discard(child)
+    if child.returncode:
+        lines = errors.strip().splitlines()
+        return f"it failed ({lines[-1][:200] if lines else f'exit status {child.returncode}'})"
     return None
+
+
+_children: set[subprocess.Popen] = set()  # compiling now: ended with this process (they hold GPU memory)
+
+
+@atexit.register
+def _end_children() -> None:
+    for child in list(_children):
+        child.kill()
 
 
 def _plain(value: Any) -> Any:
