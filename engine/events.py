@@ -21,6 +21,7 @@ class Started:
     backend: str  # the backend's name (engine/backends/)
     model: str
     server: str | None = None
+    stage: str = ""  # the pass it begins, where a request has several ("Hires fix"); "" for the first or only one
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .comfyui_process import ManagedComfyUI, ManagedComfyUIError
 from .config import PRESETS_DIR, Settings
 from .downloads import Downloads
 from .errors import BackendUnavailable, GatorError, GenerationCancelled, InvalidRequest
-from .events import Done, Event, Failed, Fallback, ListLine, Produced, Progress, Skipped
+from .events import Done, Event, Failed, Fallback, ListLine, Produced, Progress, Skipped, Started
 from .controlnet import CANNY
 from .inpaint import ONLY_MASKED, prepare_inpaint
 from .input_images import fit, read_input_image
@@ -738,7 +738,7 @@ class AIModelManager:
                          num_inference_steps=req.hires_steps or req.num_inference_steps, **control,
                          extra={**req.extra, FIRST_PASS_STEPS: req.num_inference_steps}, **hires_pass(req))
         async for item in self._produce(second, cancel, previews):
-            if isinstance(item, Progress):
+            if isinstance(item, (Progress, Started)):
                 item = replace(item, stage=HIRES_STAGE)
             elif isinstance(item, _Made):
                 info = _both_passes(base.produced.info, item.produced.info, req)

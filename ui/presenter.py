@@ -90,9 +90,11 @@ class Presenter:
         if isinstance(event, Started):
             if self.fallback is not None:
                 return self._fallback_line(self.where)
+            if event.stage != self.stage:  # the next pass of the same image (the hires fix), not a takeover
+                self.stage, self.reached, self.held = event.stage, 0, False
             again = self.reached > 0  # the same image again: another server took it over
             self.held = self.held or again
-            return _line(self.label, f"Started on {self.where}" + (" again" if again else ""))
+            return _line(self.label, event.stage, f"Started on {self.where}" + (" again" if again else ""))
         if isinstance(event, Fallback):
             self.fallback, self.held = event.reason, True
             return self._fallback_line(event.to_backend)

@@ -29,6 +29,20 @@ def test_an_image_run_line_by_line():
     assert p.line(object()) is None
 
 
+def test_the_hires_pass_starts_without_claiming_a_takeover():
+    """The hires fix's second pass begins with its own Started: "Hires fix · Started on ...", counting its steps
+    from 1; "again" is for another server taking over the same pass."""
+    p = Presenter()
+    p.line(Started("diffusers", "Tiny demo model"))
+    assert p.line(Progress(4, 4, backend="diffusers")) == "Step 4/4 · diffusers · Tiny demo model"
+    assert p.line(Started("diffusers", "Tiny demo model", stage="Hires fix")) == \
+        "Hires fix · Started on diffusers · Tiny demo model"
+    assert p.line(Progress(1, 2, backend="diffusers", stage="Hires fix")) == \
+        "Hires fix · Step 1/2 · diffusers · Tiny demo model"
+    assert p.line(Started("diffusers", "Tiny demo model", stage="Hires fix")) == \
+        "Hires fix · Started on diffusers · Tiny demo model again"  # the same pass over: a takeover
+
+
 def test_a_plot_labels_each_cells_lines_and_counts_its_steps_from_one():
     p = Presenter()
     assert p.line(PlotCell(1, 4, "Steps: 2, Seed: 1")) == "Cell 1/4 · Steps: 2, Seed: 1"
