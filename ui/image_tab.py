@@ -520,24 +520,29 @@ class ImageTabHandlers:
         the run's own stream writes the line."""
         self.jobs.skip(_session(request), IMAGE_JOB)
 
-    def save_style(self, name: str, prompt: str, negative: str, request: gr.Request = None):
+    def save_style(self, name: str, prompt: str, negative: str, selected: list[str] | None = None,
+                   request: gr.Request = None):
         """Save as style: the prompt and negative prompt become the style `name`, offered in the Styles box at once."""
-        return self._change_styles(lambda: self.manager.save_style(name, prompt or "", negative or ""), request)
+        return self._change_styles(lambda: self.manager.save_style(name, prompt or "", negative or ""), selected,
+                                   request)
 
-    def delete_style(self, name: str, request: gr.Request = None):
-        """Delete style: the style `name` leaves the styles folder's styles.csv and the Styles box."""
-        return self._change_styles(lambda: self.manager.delete_style(name), request)
+    def delete_style(self, name: str, selected: list[str] | None = None, request: gr.Request = None):
+        """Delete style: the style `name` leaves the styles folder's styles.csv, the Styles box's choices and what
+        is selected there."""
+        return self._change_styles(lambda: self.manager.delete_style(name), selected, request)
 
-    def _change_styles(self, change: Callable[[], str], request: gr.Request | None):
+    def _change_styles(self, change: Callable[[], str], selected: list[str] | None, request: gr.Request | None):
         """`change` the styles (with logins only an admin may: they are everyone's); its sentence, and the Styles
-        box's choices as they are now."""
+        box's choices as they are now, with `selected` less any style gone (a value not among the choices made
+        every Generate fail)."""
         if not_an_admin(getattr(request, "username", None), self.manager.admins):
             return STYLES_ADMINS_ONLY, gr.skip()
         try:
             note = change()
         except GatorError as err:
             return str(err), gr.skip()
-        return note, gr.update(choices=self.manager.available_styles()[1:])
+        choices = self.manager.available_styles()[1:]
+        return note, gr.update(choices=choices, value=[name for name in selected or [] if name in choices])
 
     def set_forever(self, on: bool, request: gr.Request = None) -> None:
         """Generate forever on or off for this session (Stop turns it off)."""
@@ -1090,9 +1095,10 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                       show_progress_on=panel.shown_ids, **private)
     c["stop"].click(h.stop, inputs=c["history"], outputs=[c["finished"], c["gallery"], c["forever"]], **private)
     c["skip"].click(h.skip, **private)
-    c["save_style"].click(h.save_style, inputs=[c["style_name"], c["prompt"], c["negative"]],
+    c["save_style"].click(h.save_style, inputs=[c["style_name"], c["prompt"], c["negative"], c["style"]],
                           outputs=[c["style_note"], c["style"]], **private)
-    c["delete_style"].click(h.delete_style, inputs=c["style_name"], outputs=[c["style_note"], c["style"]], **private)
+    c["delete_style"].click(h.delete_style, inputs=[c["style_name"], c["style"]],
+                            outputs=[c["style_note"], c["style"]], **private)
     # A1111's Generate forever: the runner asks for another Generate when the queue runs dry after a finished job,
     # and the browser clicks it, with the form as it is now
     c["forever"].change(h.set_forever, inputs=c["forever"], **private)

@@ -132,11 +132,13 @@ def test_with_logins_only_an_admin_saves_a_style(settings):
     def as_user(name):
         return SimpleNamespace(session_hash=f"tab-{name}", username=name, client=None)
 
-    note, _ = handlers.save_style("Shared", "{prompt}, gold", "", as_user("bob"))
+    note, _ = handlers.save_style("Shared", "{prompt}, gold", "", [], as_user("bob"))
     assert note == STYLES_ADMINS_ONLY and "Shared" not in manager.available_styles()
-    note, choices = handlers.save_style("Shared", "{prompt}, gold", "", as_user("root"))
+    note, choices = handlers.save_style("Shared", "{prompt}, gold", "", ["Shared"], as_user("root"))
     assert note == "Saved the style 'Shared': it is in the Styles box now." and "Shared" in manager.available_styles()
     assert "Shared" in choices["choices"]  # the Styles box offers it at once
+    note, box = handlers.delete_style("Shared", ["Shared"], as_user("root"))  # deleted while selected
+    assert "Shared" not in box["choices"] and box["value"] == []  # a value left behind failed every Generate
 
 
 def test_with_logins_only_an_admin_merges_checkpoints(settings):

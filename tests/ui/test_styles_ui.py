@@ -114,3 +114,9 @@ def test_save_as_style_offers_the_prompt_as_a_style_at_once(ui_page, styles_app)
     page.locator("#style input").click()
     page.locator("#style").get_by_role("option", name="Moody", exact=True).wait_for()  # the list is open
     assert page.locator("#style").get_by_role("option", name="Neon night", exact=True).count() == 0
+    page.keyboard.press("Escape")
+    before = page.locator("#result-details").inner_text()
+    page.click("#generate")  # it was still selected: it leaves the selection too (left there, Generate failed)
+    assert wait_until(lambda: page.locator("#result-details").inner_text() != before, 30)
+    saved = read_parameters(re.search(r"Saved to (\S+\.png)", page.locator("#result-details").inner_text()).group(1))
+    assert saved["prompt"] == "a fox"
