@@ -57,6 +57,7 @@ OUTPUTS_PAGE_SIZE = 24
 VARY_SUBTLE, VARY_STRONG = 0.5, 0.85  # Fooocus's Vary (subtle) and Vary (strong): the denoising strength they redraw at
 GENERATE_CONCURRENCY = "generate"
 COMPLETED = "completed"  # set in a job's args when it ran to its end (not stopped, not failed)
+STARTING_AT = "starting_at"  # set in a job's args when it joined an idle queue: its Generate said "Starting…"
 FOREVER_CLICK_S = 10.0  # Generate forever's ask for a Generate is answered by the page's click within this
 
 
@@ -340,8 +341,8 @@ class ImageTabHandlers:
     def _enqueue(self, args: dict[str, Any], request: gr.Request | None):
         """A job into this session's queue; the progress line and the queue list after it."""
         session = _session(request) or ""
-        try:
-            ahead = self.queue.add(session, args)
+        try:  # first in line, a Stop from now on is for this job (behind others, for the one running)
+            ahead = self.queue.add(session, args, when_first={STARTING_AT: time.monotonic()})
         except QueueFull as err:
             return gr.skip(), *self.panel.refresh(self.queue.waiting(session), f"Not added: {err}")
         if ahead == 0:  # nothing runs: the runner starts it now
@@ -388,6 +389,8 @@ class ImageTabHandlers:
             hires.update(zip((P.HIRES_PROMPT.name, P.HIRES_NEGATIVE_PROMPT.name), self.manager.styled_hires(
                 args["style"], hires.get(P.HIRES_PROMPT.name, ""), hires.get(P.HIRES_NEGATIVE_PROMPT.name, ""))))
             async with self.jobs.job(request, IMAGE_JOB) as cancel:
+                if self._stopped_at.get(_session(request) or "", 0.0) > args.get(STARTING_AT, float("inf")):
+                    cancel.set()  # Stop pressed after its Generate, before the runner took it up: it stops at once
                 skip = self.jobs.skip_switch(cancel)
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
                 presenter = Presenter(label=batch_label(index, count))

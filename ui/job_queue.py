@@ -51,8 +51,9 @@ class JobQueue:
         self._running: set[str] = set()
         self._ids = itertools.count(1)
 
-    def add(self, session: str, args: dict[str, Any]) -> int:
-        """Queue a job; returns how many jobs are ahead of it (the running one included).
+    def add(self, session: str, args: dict[str, Any], when_first: dict[str, Any] | None = None) -> int:
+        """Queue a job (its args copied, with `when_first` added when no job runs or waits before it); returns how
+        many jobs are ahead of it (the running one included).
 
         Raises QueueFull when the session's list is at its limit.
         """
@@ -61,8 +62,9 @@ class JobQueue:
             if len(waiting) >= self.limit:
                 raise QueueFull(f"The queue already holds {self.limit} job{'s' if self.limit != 1 else ''}; "
                                 "wait for one to start, or cancel one, before adding another.")
-            waiting.append(QueuedJob(next(self._ids), dict(args)))
-            return len(waiting) - 1 + (session in self._running)
+            ahead = len(waiting) + (session in self._running)
+            waiting.append(QueuedJob(next(self._ids), {**args, **(when_first or {})} if ahead == 0 else dict(args)))
+            return ahead
 
     def claim(self, session: str) -> bool:
         """Become the session's runner; False when it already has one (that runner will take the jobs)."""

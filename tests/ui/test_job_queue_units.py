@@ -16,8 +16,11 @@ def test_jobs_wait_in_order_and_report_how_many_are_ahead():
     assert queue.add("s", {"prompt": "a"}) == 0  # nothing runs yet: it starts at once
     assert queue.claim("s")
     assert queue.next("s").args["prompt"] == "a"
-    assert queue.add("s", {"prompt": "b"}) == 1  # the running job is ahead of it
+    assert queue.add("s", {"prompt": "b"}, when_first={"first": True}) == 1  # the running job is ahead of it
     assert queue.add("s", {"prompt": "c"}) == 2
+    assert queue.add("other", {"prompt": "y"}, when_first={"first": True}) == 0
+    assert queue.waiting("other")[0].args["first"] and "first" not in queue.waiting("s")[0].args
+    queue.clear("other")
     assert queue.add("other", {"prompt": "x"}) == 0  # sessions do not share a queue
     assert [job.args["prompt"] for job in queue.waiting("s")] == ["b", "c"]
     assert not queue.claim("s")  # a second runner for the session returns at once
@@ -166,7 +169,8 @@ FORM = ["a fox", "", [], "auto", "auto", 64, 64, 1, 5.0, 7, "euler", 1, 1, -1, 0
 
 def test_generate_forevers_click_that_stop_overtook_adds_nothing(settings):
     """Generate forever: when a job ends the runner asks the page for another Generate; a Stop pressed while that
-    click was on its way let one more image through. That click now adds nothing; the next Generate is taken."""
+    click was on its way let one more image through. That click now adds nothing; the next Generate is taken. And
+    a job that Stop finds said "Starting…" but not yet taken up by the runner stops at once."""
     from types import SimpleNamespace
 
     from engine.manager import AIModelManager
@@ -193,3 +197,7 @@ def test_generate_forevers_click_that_stop_overtook_adds_nothing(settings):
     run_coroutine(handlers.stop([], request))  # Stop pressed while the page's click was on its way
     assert handlers.add_job(*FORM, request=request)[1] == 0  # nothing added: the progress line keeps "Stopped"
     assert handlers.add_job(*FORM, request=request)[0] == "Starting…"  # the user's own Generate after that
+    run_coroutine(handlers.stop([], request))  # Stop again, before the runner took that job up
+    updates = run_coroutine(run_one_job())
+    assert not any(update.get("finished") for update in updates)  # it stopped at once: no image after Stop
+    assert any("Stopped" in str(update.get("progress", "")) for update in updates)
