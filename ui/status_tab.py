@@ -129,8 +129,9 @@ def _render_top(status: dict[str, Any]) -> str:
     """Active backend, backends, servers, this machine and the Models section (up to its table)."""
     active = status.get("active") or {}
     label = str(active.get("label") or "").removesuffix(str(active.get("hint") or "")) or None
+    reason = str(active.get("reason") or "")
     out = [f'<h3>Active backend</h3><p id="status-active"><b>{_e(label)}</b>'
-           + (f" — {_e(active.get('reason'))}" if active.get("reason") else "") + "</p>"]
+           + (f" — {_e(reason)}" if reason and reason not in (label or "") else "") + "</p>"]  # said once
     if status.get("normal_path"):
         out.append(f'<p id="status-normal-path">{_e(status["normal_path"])}</p>')
 

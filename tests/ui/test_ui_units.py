@@ -169,6 +169,9 @@ def test_status_renders_servers_and_switches():
                    "SD 1.5 weights not found"):
         assert needle in html
     assert "No server configured" in render_status({"servers": []})
+    assert html.count("ComfyUI unreachable") == 1  # the label says it already: not repeated after it
+    said_apart = render_status({"active": {"label": "no model can run now", "reason": "the GPU is out of memory"}})
+    assert "— the GPU is out of memory" in said_apart
 
 
 def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
