@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
@@ -332,7 +332,9 @@ class _Render:
                     yield VideoProgress("denoising", event.step, event.total, label, event.preview)
                 elif isinstance(event, Fallback):
                     yield Fallback(f"{label}: {event.reason}", event.to_backend)
-                elif isinstance(event, (Queued, Started)):
+                elif isinstance(event, Started):  # "Scene 2/3 · Started on ...": which keyframe it begins
+                    yield replace(event, stage=label)
+                elif isinstance(event, Queued):
                     yield event
         except Exception as err:  # a generator that raises instead of ending in Failed
             logger.exception("%s: image generation raised", label)

@@ -91,7 +91,8 @@ def test_stopped_and_failed():
 
 def test_a_video_run_line_by_line():
     p = Presenter(video=True)
-    p.line(Started("diffusers", "Tiny demo model"))
+    assert p.line(Started("diffusers", "Tiny demo model", stage="Scene 2/3")) == \
+        "Scene 2/3 · Started on diffusers · Tiny demo model"  # which keyframe begins, between scenes too
     step = p.line(VideoProgress("denoising", 3, 150, "Scene 2/3"))
     assert step == "Scene 2/3 · step 3/150 · diffusers · Tiny demo model"
     assert re.search(r"step [3-9]/150", step)  # what the browser's Stop test waits for
