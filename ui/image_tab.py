@@ -428,12 +428,16 @@ class ImageTabHandlers:
                     if isinstance(event, Done):
                         result = event.result
                         history[:] = self.histories.add(_session(request) or "", history_entry(result), history)
-                        finished = {"details": details_markdown(result), "path": result["path"]}
-                        # the final image and its Done line now, in the stream's order; details, gallery and
-                        # download follow when `finished` changes (outputs left out of the step stream keep each
-                        # step cheap)
-                        yield {c["progress"]: line, c["image"]: result["path"], c["history"]: list(history),
-                               c["last_seed"]: result.get("seed"), c["finished"]: finished}
+                        more = index + 1 < count  # another image of the batch follows
+                        finished = {"line": None if more else line, "details": details_markdown(result),
+                                    "path": result["path"], "at": time.monotonic()}
+                        # the final image now; its details, gallery and download (and the last image's Done
+                        # line) follow when `finished` changes (outputs left out of the step stream keep each step
+                        # cheap). An image with another after it has its Done line in the stream: coming later,
+                        # it could follow the next image's first line
+                        update = {c["image"]: result["path"], c["history"]: list(history),
+                                  c["last_seed"]: result.get("seed"), c["finished"]: finished}
+                        yield {**update, c["progress"]: line} if more else update
                         index, last_path = index + 1, result["path"]
                         presenter = Presenter(label=batch_label(index, count))
                     elif isinstance(event, Skipped):  # the next image (or cell) follows; no noisy preview stays
@@ -495,14 +499,16 @@ class ImageTabHandlers:
         self._asked_again.pop(_session(request) or "", None)
         self.histories.forget(_session(request) or "")
 
-    @staticmethod
-    def show_finished(finished: dict[str, Any] | None, history: list[dict[str, Any]] | None):
-        """After each finished image: its details, gallery and download (its Done line came with the stream: this
-        update can arrive after the next image's first line, or after "Stopped", on a busy machine)."""
+    def show_finished(self, finished: dict[str, Any] | None, history: list[dict[str, Any]] | None,
+                      request: gr.Request = None):
+        """After each finished image: its Done line, details, gallery and download. The line is left alone when
+        Stop was pressed after the image was done (this update can arrive after the run's "Stopped" on a busy
+        machine, and must not replace it), and when another image of the batch followed (the stream had it)."""
         if not finished:
-            return gr.skip(), gr.skip(), gr.skip()
-        return (finished["details"], gallery_items(list(history or [])),
-                gr.update(value=finished["path"], visible=True))
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        stopped_since = self._stopped_at.get(_session(request) or "", 0.0) > finished.get("at", 0.0)
+        return (gr.skip() if stopped_since or finished["line"] is None else finished["line"], finished["details"],
+                gallery_items(list(history or [])), gr.update(value=finished["path"], visible=True))
 
     async def stop(self, history: list[dict[str, Any]] | None, request: gr.Request = None):
         """Ask this session's running job to stop and show the images it finished (waiting jobs go on; Clear
@@ -1082,10 +1088,10 @@ def wire_image_tab(h: ImageTabHandlers, *, browse_outputs: bool = True) -> Image
                 concurrency_limit=4, concurrency_id=GENERATE_CONCURRENCY)
     c["prompt_list_file"].upload(h.open_prompt_list, inputs=c["prompt_list_file"],
                                  outputs=[c["prompt_list"], c["progress"]], **private)
-    # each finished job: its details, gallery and download (State changes reach the browser only from queued
-    # events, so the runner's own outputs stay the step stream's few)
+    # each finished job: its Done line, details, gallery and download (State changes reach the browser only
+    # from queued events, so the runner's own outputs stay the step stream's few)
     c["finished"].change(h.show_finished, inputs=[c["finished"], c["history"]],
-                         outputs=[c["details"], c["gallery"], c["download"]], show_progress="hidden",
+                         outputs=[c["progress"], c["details"], c["gallery"], c["download"]], show_progress="hidden",
                          show_progress_on=c["finished"], **private)
     c["queue_tick"].change(h.show_queue, outputs=panel.outputs, show_progress="hidden",
                            show_progress_on=panel.shown_ids, **private)

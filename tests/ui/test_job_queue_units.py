@@ -97,14 +97,32 @@ def test_a_plot_job_keeps_the_form_as_generate_does_and_says_it_is_a_plot():
     assert plot.summary() == "X/Y/Z plot · a fox · 64x64 · 2 steps"
 
 
-def test_a_finished_image_brings_its_details_but_never_the_progress_line():
-    """On a busy machine an image's details can arrive after the next image's first line, or after "Stopped": the
-    Done line comes with the step stream, in its order, and the finished image's update leaves the line alone."""
-    from ui.image_tab import ImageTabHandlers
+def test_a_finished_image_shown_after_stop_leaves_the_stopped_line_alone():
+    """On a busy machine an image's Done update can arrive after the run's "Stopped": it then brings the details,
+    gallery and download, but not its Done line (pressing Stop is what the user last asked for)."""
+    import time
+    from types import SimpleNamespace
 
-    finished = {"details": "Seed 9", "path": "/x/1.png"}
-    details, gallery, download = ImageTabHandlers.show_finished(finished, [])
-    assert details == "Seed 9" and gallery == [] and download["value"] == "/x/1.png"
+    import gradio as gr
+
+    from tests.ui.conftest import run_coroutine
+    from ui.image_tab import ImageTabHandlers
+    from ui.sessions import Jobs
+
+    handlers = ImageTabHandlers(manager=None, jobs=Jobs())
+    request = SimpleNamespace(session_hash="tab-1", username=None, client=None)
+    first = {"line": "Image 1/3 · Done in 0.4 s", "details": "Seed 9", "path": "/x/1.png", "at": time.monotonic()}
+    assert handlers.show_finished(first, [], request)[0] == "Image 1/3 · Done in 0.4 s"
+    run_coroutine(handlers.stop([], request))  # (a browser test may hold this thread's event loop)
+    line, details, _gallery, _download = handlers.show_finished(first, [], request)  # arriving late
+    assert isinstance(line, type(gr.skip())) and details == "Seed 9"
+    later = {**first, "line": "Done in 0.4 s", "at": time.monotonic()}  # an image finished after that Stop
+    assert handlers.show_finished(later, [], request)[0] == "Done in 0.4 s"
+    other = SimpleNamespace(session_hash="tab-2", username=None, client=None)
+    assert handlers.show_finished(first, [], other)[0] == "Image 1/3 · Done in 0.4 s"  # another tab's Stop is its own
+    followed = {**first, "line": None}  # image 1 of 3: its line came with the stream, before image 2's first line
+    line, details, _gallery, _download = handlers.show_finished(followed, [], other)
+    assert isinstance(line, type(gr.skip())) and details == "Seed 9"
 
 
 def test_with_logins_only_an_admin_saves_a_style(settings):

@@ -455,9 +455,9 @@ def test_stop_reaches_a_waiting_render_though_render_is_pressed_again(new_page, 
     *busy, me = pages
     for page in busy:
         page.click("#video-render")
-    for page in busy:
-        page.wait_for_function("() => /step [1-9]/.test(document.querySelector('#video-progress').innerText)",
-                               timeout=60_000)
+    for page in busy:  # each holds a slot: its render's own lines replaced "Waiting for a free render slot"
+        page.wait_for_function("() => /Scene|step|Started/.test(document.querySelector('#video-progress').innerText)",
+                               timeout=120_000)
     me.click("#video-render")
     me.wait_for_function("() => document.querySelector('#video-progress').innerText.includes('Waiting for a free')")
     me.click("#video-stop")
@@ -467,5 +467,5 @@ def test_stop_reaches_a_waiting_render_though_render_is_pressed_again(new_page, 
     for page in busy:
         page.click("#video-stop")
     me.wait_for_function("() => !document.querySelector('#video-progress').innerText.includes('Waiting for a free')",
-                         timeout=30_000)
+                         timeout=60_000)
     assert video_progress(me) == "Stopped. The render was stopped before it started."
