@@ -69,7 +69,7 @@ CASES = {
     "queue item without an id": (queue({"queue_running": [[3]], "queue_pending": []}),
                                  "queue_running[0] must be a list [number, prompt_id, ...]"),
     "progress not a number": (ws({"type": "progress", "data": {"value": "two", "max": 2, "prompt_id": PROMPT_ID}}),
-                              "\"progress\" message: value must be a whole number (got \"two\")"),
+                              "\"progress\" message: value must be a number of steps (got \"two\")"),
     "executing without node": (ws({"type": "executing", "data": {"prompt_id": PROMPT_ID}}),
                                "\"executing\" message: node is missing"),
 }
