@@ -12,7 +12,7 @@ import yaml
 from engine.limits import Limits
 from engine.storyboard import Storyboard, scene_seeds
 from tests.ui.conftest import (fill_image_form, needs_chromium, open_app, set_number, set_number_settled, wait_progress,
-                               wait_text)
+                               wait_text, wait_until)
 from ui.scene_table import (add_row, apply_seed_policy, clicked_scene, move_row, remove_row, rows_from_prompts,
                             rows_from_storyboard, rows_of, scenes_of)
 from ui.sessions import JobLimits, Jobs
@@ -222,6 +222,16 @@ def set_cell(page, row: int, col: int, text: str) -> None:
                            arg=[row, col, text])
 
 
+def select_scene(page, row: int, says: str) -> None:
+    """Click a scene's prompt cell until the selection line names it (a click right after an edit can land while
+    the table is still taking the edit, and select nothing)."""
+    for _ in range(4):
+        cell(page, row, 0).click()
+        if wait_until(lambda: says in page.locator("#video-selection").inner_text(), 5):
+            return
+    raise AssertionError(f"the selection never said {says!r}: {page.locator('#video-selection').inner_text()!r}")
+
+
 def table_prompts(page) -> list[str]:
     return page.evaluate("""() => [...document.querySelectorAll('#video-scenes [role=gridcell][data-col="0"] span[data-editable]')]
         .map(c => c.innerText.trim())""")
@@ -292,17 +302,14 @@ def test_scene_table_edit_reorder_render_and_download(ui_page, local_app):
     assert page.locator("#video-scenes th .cell-menu-button").count() == 0  # delete one, nor to sort the story
     set_cell(page, 1, 3, "cut")
     # select charlie, move it up; then select alpha and move it down
-    cell(page, 2, 0).click()
-    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('3. charlie')")
+    select_scene(page, 2, "3. charlie")
     click_and_wait_rows(page, "#video-move-up", ["alpha", "charlie", "bravo"])
-    cell(page, 0, 0).click()
-    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('1. alpha')")
+    select_scene(page, 0, "1. alpha")
     click_and_wait_rows(page, "#video-move-down", ["charlie", "alpha", "bravo"])
     # a scene added after the selection, then removed again
     click_and_wait_rows(page, "#video-add-scene", ["charlie", "alpha", "", "bravo"])
     set_cell(page, 2, 0, "delta")
-    cell(page, 2, 0).click()
-    page.wait_for_function("() => document.querySelector('#video-selection').innerText.includes('3. delta')")
+    select_scene(page, 2, "3. delta")
     click_and_wait_rows(page, "#video-remove-scene", ["charlie", "alpha", "bravo"])
 
     small_settings(page)
