@@ -412,7 +412,8 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"<!-- {report['device']}, torch {report['torch']}, {report['dtype']}, SDXL "
           f"{report['unet_parameters'] / 1e9:.2f} B UNet parameters{' (small stand-in)' if report['small'] else ''}, "
           f"{report['size']}x{report['size']}, {report['steps']} Euler steps, CFG 7, {report['repeat']} interleaved "
-          f"rounds; compile scope {report['compile_scope']}, process {report.get('compile_process', 'inline')}; built+saved in {report['build_and_save_s']} s, "
+          f"rounds; compile scope {report['compile_scope']}, process {report['compile_process']}; "
+          f"built+saved in {report['build_and_save_s']} s, "
           f"loaded by the engine in {report['load_s']} s -->")
     print("| variant | median (s) | vs raw diffusers |")
     print("| --- | --- | --- |")

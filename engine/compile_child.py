@@ -14,14 +14,11 @@ from __future__ import annotations
 import atexit
 import importlib
 import json
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 1800.0  # a cold compilation of SDXL's whole UNet took 115-144 s on an H100; a slow CPU far longer

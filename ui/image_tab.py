@@ -305,7 +305,11 @@ class ImageTabHandlers:
         asked = self._asked_again.pop(session, None)
         if asked is None or time.monotonic() - asked > FOREVER_CLICK_S:
             return False
-        return self._stopped_at.get(session, 0.0) > asked
+        return self._stopped_after(session, asked)
+
+    def _stopped_after(self, session: str, moment: float) -> bool:
+        """Whether this session pressed Stop after `moment` (time.monotonic)."""
+        return self._stopped_at.get(session, 0.0) > moment
 
     def add_plot(self, request: gr.Request, x_type: str, x_values: str, y_type: str, y_values: str, z_type: str,
                  z_values: str, *form: Any):
@@ -389,7 +393,7 @@ class ImageTabHandlers:
             hires.update(zip((P.HIRES_PROMPT.name, P.HIRES_NEGATIVE_PROMPT.name), self.manager.styled_hires(
                 args["style"], hires.get(P.HIRES_PROMPT.name, ""), hires.get(P.HIRES_NEGATIVE_PROMPT.name, ""))))
             async with self.jobs.job(request, IMAGE_JOB) as cancel:
-                if self._stopped_at.get(_session(request) or "", 0.0) > args.get(STARTING_AT, float("inf")):
+                if self._stopped_after(_session(request) or "", args.get(STARTING_AT, float("inf"))):
                     cancel.set()  # Stop pressed after its Generate, before the runner took it up: it stops at once
                 skip = self.jobs.skip_switch(cancel)
                 index, last_path = 0, None  # the run's last finished image, shown again after a Stop
@@ -506,7 +510,7 @@ class ImageTabHandlers:
         machine, and must not replace it), and when another image of the batch followed (the stream had it)."""
         if not finished:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        stopped_since = self._stopped_at.get(_session(request) or "", 0.0) > finished.get("at", 0.0)
+        stopped_since = self._stopped_after(_session(request) or "", finished.get("at", 0.0))
         return (gr.skip() if stopped_since or finished["line"] is None else finished["line"], finished["details"],
                 gallery_items(list(history or [])), gr.update(value=finished["path"], visible=True))
 
