@@ -61,9 +61,27 @@ def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
     manager = AIModelManager(settings, hardware=CPU)
     run_coroutine(manager.initialize_models())
     demo = build_demo(manager, browse_outputs=browse_outputs)
+    # Gradio's own readiness check (`_frontend`) gives the first page 3 s, once, and then refuses to start; on a
+    # loaded CI machine the page can take longer, so the app is waited for here with a longer limit instead
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, ssr_mode=False,
-                            quiet=True, **launch_options(manager, demo))
+                            quiet=True, _frontend=False, **launch_options(manager, demo))
+    wait_until_served(url)
     return RunningApp(url=url, manager=manager, demo=demo, output_dir=Path(settings.output_dir))
+
+
+def wait_until_served(url: str, limit_s: float = 90.0) -> None:
+    """Wait until the app's page answers at `url`; fail the test with the last error after `limit_s`."""
+    deadline, last_error = time.monotonic() + limit_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=10)
+            if answer.status_code in (200, 401):
+                return
+            last_error = f"HTTP {answer.status_code}"
+        except httpx.HTTPError as error:
+            last_error = repr(error)
+        time.sleep(0.1)
+    pytest.fail(f"the app did not answer on {url} within {limit_s:.0f} s: {last_error}")
 
 
 def stop_app(app: RunningApp) -> None:
