@@ -59,9 +59,11 @@ class _Cancelled(Exception):
     pass
 
 
-def human_bytes(n: float | None) -> str:
-    """1.2 GiB, 350.0 MiB, 12.0 KiB, 800 B."""
-    if n is None:
+def human_bytes(nbytes: Any) -> str:
+    """1.2 GiB, 350.0 MiB, 12.0 KiB, 800 B; "?" for what is not a number."""
+    try:
+        n = float(nbytes)
+    except (TypeError, ValueError):
         return "?"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if abs(n) >= size:

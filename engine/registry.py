@@ -115,8 +115,8 @@ class Hardware:
 
     def describe(self) -> str:
         if self.device == "cpu":
-            return f"CPU, {self.ram_gb:.0f} GiB RAM"
-        return f"{self.device_name} ({self.vram_gb:.0f} GiB), {self.ram_gb:.0f} GiB RAM"
+            return f"CPU, {self.ram_gb:.1f} GiB RAM"
+        return f"{self.device_name} ({self.vram_gb:.1f} GiB), {self.ram_gb:.1f} GiB RAM"
 
 
 def _ram_gb() -> float:

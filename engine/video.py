@@ -244,7 +244,8 @@ class _Render:
             "keyframes": [s["path"] for s in self.scenes if s.get("path")],
             "backends": [s["backend"] for s in self.scenes],
             "inbetweens": [p for t in self.transitions for p in t["inbetweens"]],
-            "frames": 0, "duration_s": round(board.total_duration, 4), "fps": board.fps,
+            # frames and duration_s are what the video holds (none until it is encoded); planned_duration_s the ask
+            "frames": 0, "duration_s": 0.0, "planned_duration_s": round(board.total_duration, 4), "fps": board.fps,
             "width": board.width, "height": board.height,
             "scenes": [dict(s) for s in self.scenes], "transitions": [dict(t) for t in self.transitions],
             "seeds": list(self.seeds), "quality": board.quality, "seed_policy": board.seed_policy,

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import gradio as gr
 
+from engine.downloads import human_bytes
+
 from .login import not_an_admin
 from .serialize import html_text as _e
 
@@ -34,17 +36,6 @@ ADMINS_ONLY = "Only an admin login (--admin) can download models on this server.
 def slug(model_id: str) -> str:
     """An element-id-safe form of a model id: "sdxl-1.0" -> "sdxl-1-0"."""
     return re.sub(r"[^a-z0-9]+", "-", str(model_id).lower()).strip("-")
-
-
-def _size(nbytes: Any) -> str:
-    try:
-        n = float(nbytes)
-    except (TypeError, ValueError):
-        return "?"
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
 
 
 def _duration(seconds: Any) -> str:
@@ -96,7 +87,7 @@ def render_download_row(entry: dict[str, Any], model: dict[str, Any] | None = No
     head = (f"<b>{_e(entry.get('label'))}</b> <code>{_e(entry.get('filename'))}</code> from "
             f"<code>{_e(entry.get('repo_id'))}</code>" + (f", {_e(size)}" if size else ""))
     done, total = entry.get("done_bytes") or 0, entry.get("total_bytes")
-    of_total = f"{_size(done)} of {_size(total)}" if total else _size(done)
+    of_total = f"{human_bytes(done)} of {human_bytes(total)}" if total else human_bytes(done)
     if status in ("installed", "done"):
         where = entry.get("installed_at") or "models folder"
         line = (f'<span class="gator-up">Downloaded</span> into the {_e(where)}; listed above and used now.'
@@ -106,11 +97,11 @@ def render_download_row(entry: dict[str, Any], model: dict[str, Any] | None = No
         if status == "downloading":
             parts = [of_total + (f" ({entry['percent']:.0f}%)" if entry.get("percent") is not None else "")]
             if entry.get("speed_bps"):
-                parts.append(f"{_size(entry['speed_bps'])}/s")
+                parts.append(f"{human_bytes(entry['speed_bps'])}/s")
             if entry.get("eta_s") is not None and entry.get("speed_bps"):
                 parts.append(f"about {_duration(entry['eta_s'])} left")
             if entry.get("resumed_from"):
-                parts.append(f"resumed from {_size(entry['resumed_from'])}")
+                parts.append(f"resumed from {human_bytes(entry['resumed_from'])}")
             text = " · ".join(parts)
         else:
             text = words.get(status, status)
@@ -119,9 +110,9 @@ def render_download_row(entry: dict[str, Any], model: dict[str, Any] | None = No
     elif status == "failed":
         line = f'<span class="gator-down">Failed:</span> {_e(entry.get("error"))}'
     elif status == "cancelled":
-        line = f"Cancelled with {_e(_size(done))} here; Download resumes it." if done else "Cancelled."
+        line = f"Cancelled with {_e(human_bytes(done))} here; Download resumes it." if done else "Cancelled."
     elif status == "partial":
-        line = f"Partly downloaded: {_e(_size(done))} here; Download resumes it."
+        line = f"Partly downloaded: {_e(human_bytes(done))} here; Download resumes it."
     else:
         line = "Not downloaded" + (" (the Models table says why it is missing)." if model and not
                                    model.get("available") else ".")

@@ -34,6 +34,13 @@ def _gib(nbytes: Any) -> str:
         return "–"
 
 
+def _backend_name(backend: dict[str, Any]) -> str:
+    """The backend's label, and its API name (`prefer=`) beside it where the two differ ("ComfyUI comfyui" reads
+    as a stutter only when they are one word)."""
+    label, name = str(backend.get("label") or ""), str(backend.get("name") or "")
+    return f"<b>{_e(label)}</b>" + (f" <code>{_e(name)}</code>" if name.lower() != label.lower() else "")
+
+
 def _ago(epoch: Any) -> str:
     try:
         seconds = max(0.0, time.time() - float(epoch))
@@ -138,7 +145,7 @@ def _render_top(status: dict[str, Any]) -> str:
     backends = status.get("backends") or []
     out.append("<h3>Backends</h3>")
     out.append(_table(["backend", "state", "summary", "models now"], [[
-        f"<b>{_e(b.get('label'))}</b> <code>{_e(b.get('name'))}</code>",
+        _backend_name(b),
         _state(b.get("ready")) if b.get("enabled") else '<span class="gator-unknown">disabled</span>',
         _e(b.get("summary")), _e(len(b.get("models") or [])),
     ] for b in backends], "status-backends"))

@@ -348,3 +348,11 @@ def test_a_server_that_sends_more_than_it_announced_is_cut_off_and_leaves_no_fil
         server.shutdown()
     assert state.status == "failed" and "The server sent more than the 1000 B it announced" in state.error
     assert partials(tmp_path / "models") == [] and not (tmp_path / "models" / "v1-5-pruned-emaonly.safetensors").exists()
+
+
+def test_sizes_read_in_the_largest_unit_and_a_missing_size_as_a_question_mark():
+    from engine.downloads import human_bytes
+
+    assert [human_bytes(n) for n in (800, 12 * 1024, 350 * 1024**2, 1.2 * 1024**3)] == [
+        "800 B", "12.0 KiB", "350.0 MiB", "1.2 GiB"]
+    assert human_bytes(None) == human_bytes("lots") == "?"

@@ -58,6 +58,7 @@ async def test_mp4_frame_count_and_duration_match_the_storyboard(tmp_path):
     frames, secs = imageio_ffmpeg.count_frames_and_secs(result["video"])
     assert frames == result["frames"] == round(3.25 * 8) == 26
     assert secs == pytest.approx(3.25, abs=1 / 8) and result["duration_s"] == pytest.approx(3.25)
+    assert result["planned_duration_s"] == 3.25
     assert [s["frames"] for s in result["scenes"]] == [12, 8, 6]
     assert [s["start_frame"] for s in result["scenes"]] == [0, 12, 20]
     assert result["backends"] == ["title_card"] * 3 and result["fps"] == 8
@@ -364,6 +365,7 @@ async def test_cancel_keeps_the_keyframes_made(tmp_path):
     assert isinstance(failed, Failed) and failed.error.startswith("Cancelled")
     result = failed.result
     assert result["status"] == "cancelled" and result["video"] is None
+    assert (result["frames"], result["duration_s"], result["planned_duration_s"]) == (0, 0.0, 2.5)  # no video made
     assert [Path(p).name for p in result["keyframes"]] == ["scene-01.png", "scene-02.png"]
     assert all(Path(p).is_file() for p in result["keyframes"])
     assert not list(tmp_path.rglob("*.mp4"))

@@ -174,6 +174,15 @@ def test_status_renders_servers_and_switches():
     assert "— the GPU is out of memory" in said_apart
 
 
+def test_status_names_each_backend_once_and_its_api_name_where_it_differs():
+    html = render_status({"backends": [
+        {"name": "diffusers", "label": "diffusers", "enabled": True, "ready": True, "summary": "cpu", "models": []},
+        {"name": "comfyui", "label": "ComfyUI", "enabled": True, "ready": False, "summary": "", "models": []},
+        {"name": "cloud", "label": "Cloud (fal)", "enabled": True, "ready": True, "summary": "", "models": []}]})
+    assert "<b>diffusers</b> <code>" not in html and "<b>ComfyUI</b> <code>" not in html
+    assert "<b>Cloud (fal)</b> <code>cloud</code>" in html  # `prefer=cloud` is not what its label says
+
+
 def test_saved_hires_settings_come_back_or_turn_the_hires_fix_off():
     assert saved_hires({"width": 64}, ["Lanczos"]) == {"hires_scale": 1.0, "hires_sampler": "same",  # made without:
                                                        "hires_prompt": "", "hires_negative_prompt": "",  # off again

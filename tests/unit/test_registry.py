@@ -90,3 +90,10 @@ async def test_broken_weights_fall_back_to_tiny_with_a_warning(settings, tiny_mo
     assert result["model_id"] == "tiny"
     assert any(w.startswith("Stable Diffusion 1.5 could not be loaded from stable-diffusion-v1-5 (")
                for w in result["warnings"]), result["warnings"]
+
+
+def test_the_hardware_line_gives_memory_as_the_status_table_does():
+    """One tenth of a GiB, like the status tab's RAM column (a 23.47 GiB machine read 23 in one and 23.5 in the other)."""
+    assert Hardware(device="cpu", device_name="cpu", vram_gb=0.0, ram_gb=23.47).describe() == "CPU, 23.5 GiB RAM"
+    assert (Hardware(device="cuda", device_name="H100", vram_gb=79.19, ram_gb=125.8).describe()
+            == "H100 (79.2 GiB), 125.8 GiB RAM")
