@@ -27,10 +27,11 @@ CHILD_TIMEOUT_S = 1800.0  # a cold compilation of SDXL's whole UNet took 115-144
 CHILD_MEMORY_FACTOR = 3.0
 
 
-def child_spec(unet: Any, keys: list[tuple], scope: str, backend: str) -> dict[str, Any]:
+def child_spec(unet: Any, keys: list[tuple], scope: str, backend: str,
+               graphs_dir: Path | None = None) -> dict[str, Any]:
     """What the child needs to build and compile `unet` as the compiler would: JSON-ready."""
     parameter = next(unet.parameters())
-    return {"module": type(unet).__module__, "class": type(unet).__qualname__, "config": _plain(dict(unet.config)),
+    return {"graphs_dir": str(graphs_dir) if graphs_dir is not None else None,"module": type(unet).__module__, "class": type(unet).__qualname__, "config": _plain(dict(unet.config)),
             "device": str(parameter.device), "dtype": str(parameter.dtype).replace("torch.", ""),
             "requires_grad": parameter.requires_grad, "scope": scope, "backend": backend,
             "keys": [[list(sample), list(text), dtype] for sample, text, dtype in keys]}
@@ -51,7 +52,7 @@ def child_fits(unet: Any) -> str | None:
     return None
 
 
-def compile_in_child(unet: Any, keys: list[tuple], scope: str, backend: Any,
+def compile_in_child(unet: Any, keys: list[tuple], scope: str, backend: Any, graphs_dir: Path | None = None,
                      timeout_s: float = CHILD_TIMEOUT_S) -> str | None:
     """Compile `unet` for `keys` in a child process, filling the compile cache; None when it did, else the sentence
     why not (the caller then compiles in this process, as without a child)."""
@@ -60,7 +61,7 @@ def compile_in_child(unet: Any, keys: list[tuple], scope: str, backend: Any,
     too_big = child_fits(unet)
     if too_big:
         return too_big
-    spec = json.dumps(child_spec(unet, keys, scope, backend))
+    spec = json.dumps(child_spec(unet, keys, scope, backend, graphs_dir))
     try:
         child = subprocess.Popen([sys.executable, "-m", "engine.compile_child"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
@@ -103,12 +104,14 @@ def _plain(value: Any) -> Any:
 def build_unet(spec: dict[str, Any]) -> Any:
     """The UNet `spec` describes, on its device with unset weights."""
     import torch
+    from diffusers.configuration_utils import FrozenDict
 
     cls = getattr(importlib.import_module(spec["module"]), spec["class"])
     config = {k: v for k, v in spec["config"].items() if not k.startswith("_")}
     with torch.device("meta"):
         unet = cls.from_config(config)
     unet = unet.to_empty(device=spec["device"]).to(dtype=getattr(torch, spec["dtype"])).eval()
+    unet._internal_dict = FrozenDict(spec["config"])  # the whole config, "_" keys too: a saved graph's guards read it
     return unet.requires_grad_(spec["requires_grad"])  # channels_last: as `compiled_functions` makes every UNet
 
 
@@ -119,7 +122,8 @@ def main() -> None:
     spec = json.loads(sys.stdin.read())
     unet = build_unet(spec)
     trace_before_requests()
-    compiling, _running = compiled_functions(unet, spec["scope"], spec["backend"])
+    graphs_dir = Path(spec["graphs_dir"]) if spec.get("graphs_dir") else None
+    compiling, _running = compiled_functions(unet, spec["scope"], spec["backend"], graphs_dir)
     for sample, text, dtype in spec["keys"]:
         compile_shape(compiling, unet, (tuple(sample), tuple(text), dtype))
     sys.stdout.flush()

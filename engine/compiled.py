@@ -34,6 +34,7 @@ MAX_COMPILED_SHAPES = 4  # static graphs per model: the native size and the firs
 # function for every model and worker, so it holds each worker's sizes for each model family loaded, and per size up
 # to four block shapes (SD 1.x's four levels). Past the limit torch would run new shapes eagerly for good.
 GRAPHS_PER_FUNCTION = 64
+GRAPHS_FOLDER = "graphs"  # under the compile cache: the whole UNet's saved graphs (engine/precompiled.py)
 PROMPT_TOKENS = 77  # CLIP's context: the text-embedding length of an ordinary prompt
 # Python's thread switch interval while a compilation runs (default 5 ms). Tracing holds the GIL for long
 # stretches; a request running eagerly meanwhile waits up to one interval each time it needs the GIL back,
@@ -147,6 +148,16 @@ def shape_label(key: tuple) -> str:
     return f"{width * 8}x{height * 8}"
 
 
+def has_hooks(unet: Any) -> bool:
+    """Whether forward hooks are on `unet` itself (CFG rescale's, engine/backends/guidance_rescale.py) or on every
+    module: compiled graphs ignore hooks added after they were made (torch skips guards on hooks), so such a call
+    runs eagerly."""
+    from torch.nn.modules import module
+
+    return bool(unet._forward_hooks or unet._forward_pre_hooks or module._global_forward_hooks
+                or module._global_forward_pre_hooks)
+
+
 class ShapeRouter:
     """Stands in for a pipeline's UNet: each call goes to the compiled graphs when its input shapes are compiled
     and no compilation runs (`run_compiled`: graphs made already, never a compilation), else to the eager UNet.
@@ -161,7 +172,9 @@ class ShapeRouter:
         sample = args[0] if args else kwargs["sample"]
         text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
         key = shape_key(sample, text)
-        if self._ready(key):  # a call the graph was not made for (a LoRA's layers...) runs eagerly, never recompiles
+        # the graphs of a shape made already; a call they were not made for (a LoRA's layers...) runs eagerly and
+        # never recompiles, and so does a call with hooks on the UNet (graphs ignore them)
+        if self._ready(key) and not has_hooks(self._eager):
             if args and not sample.is_contiguous():  # the graph was made for contiguous latents (guards on strides)
                 args = (sample.contiguous(), *args[1:])
             elif not args and not sample.is_contiguous():
@@ -191,6 +204,7 @@ class UNetCompiler:
         self.mode, self.scope, self.device, self.backend = options.mode, options.scope, device, backend
         self.sizes = options.sizes  # compiled when a model loads; none given: the model's native size
         cache_dir = options.cache_dir
+        self.graphs_dir = cache_dir / GRAPHS_FOLDER if cache_dir is not None else None
         self.state = CompileState(status="waiting" if self.wanted else "off")
         self._lock = threading.Lock()
         self._queue: list[tuple] = []
@@ -211,7 +225,7 @@ class UNetCompiler:
             return
         eager = pipe.unet
         try:
-            compiling, running = compiled_functions(eager, self.scope, self.backend)
+            compiling, running = compiled_functions(eager, self.scope, self.backend, self.graphs_dir)
         except Exception as err:  # no compiler here: eager, with a sentence on the status tab
             self._failed(model, err)
             return
@@ -257,7 +271,7 @@ class UNetCompiler:
                     time.monotonic()
             started = time.perf_counter()
             if self.process == "child":  # the code made there, without this process's GIL; then found in the cache
-                why_not = compile_in_child(eager, [key], self.scope, self.backend)
+                why_not = compile_in_child(eager, [key], self.scope, self.backend, self.graphs_dir)
                 if why_not:
                     logger.info("Compiling the UNet for %s in this process: a child could not (%s).",
                                 shape_label(key), why_not)
@@ -297,15 +311,22 @@ class UNetCompiler:
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
 
 
-def compiled_functions(eager: Any, scope: str, backend: Any) -> tuple[Callable, Callable]:
+def compiled_functions(eager: Any, scope: str, backend: Any,
+                       graphs_dir: Path | None = None) -> tuple[Callable, Callable]:
     """(compiling, running) for `eager` (made channels_last): `compiling` compiles what it is called with (the
     background thread), `running` only runs graphs made already (a request: it never compiles, whatever else runs).
-    Raises where torch.compile cannot be used."""
+    With `graphs_dir`, the whole UNet's graphs are saved there and loaded on a restart where this torch can
+    (engine/precompiled.py). Raises where torch.compile cannot be used."""
     import torch
+
+    from .precompiled import PrecompiledUNet, precompile_supported
 
     if scope == "blocks":
         regional = RegionalUNet(eager, backend)
         compiling, running = regional.compiling, regional.running
+    elif graphs_dir is not None and precompile_supported(backend):
+        precompiled = PrecompiledUNet(eager, graphs_dir, backend)
+        compiling, running = precompiled.compiling, precompiled.running
     else:
         compiling = torch.compile(eager, backend=backend, dynamic=False)
         running = torch._dynamo.run(compiling)

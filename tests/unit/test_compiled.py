@@ -5,6 +5,7 @@ as eager, and a sentence with eager generation where torch.compile cannot be use
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from dataclasses import replace
 import time
@@ -19,6 +20,7 @@ from engine.compiled import (COMPILE_SCOPES, MAX_COMPILED_SHAPES, CompileOptions
                              compile_wanted, parse_compile_sizes)
 from engine.config import Settings
 from engine.precision import chosen_dtype
+from engine.precompiled import GRAPH_SUFFIX, precompile_supported
 from engine.regional_compile import repeated_blocks
 
 
@@ -346,3 +348,163 @@ def test_a_child_process_makes_the_code_and_the_compiler_finds_it_in_the_cache(t
     assert np.abs(draw(pipe).astype(int) - before).max() <= 2
     with pytest.raises(ValueError, match="GATOR_COMPILE_PROCESS must be one of inline, child"):
         Settings.from_env(compile_process="thread")
+
+
+PRECOMPILE_PROBE = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import torch
+from torch._dynamo.utils import counters
+from diffusers import StableDiffusionPipeline
+from engine.compiled import CompileOptions, UNetCompiler
+
+pipe = StableDiffusionPipeline.from_pretrained(sys.argv[1], local_files_only=True, safety_checker=None)
+pipe.set_progress_bar_config(disable=True)
+draw = lambda: np.asarray(pipe("a fox", num_inference_steps=2, width=64, height=64, guidance_scale=5.0,
+                               generator=torch.Generator("cpu").manual_seed(3)).images[0])
+eager = draw()
+compiler = UNetCompiler(CompileOptions("on", cache_dir=Path(sys.argv[2]), process=sys.argv[3]), "cpu",
+                        backend="inductor")
+compiler.attach(pipe, "tiny", native_size=64)
+deadline = time.monotonic() + 600
+while compiler.snapshot()["status"] not in ("ready", "failed") and time.monotonic() < deadline:
+    time.sleep(0.05)
+traced = counters["stats"]["unique_graphs"]
+calls = {"eager": 0}
+unet = pipe.unet._eager
+called = type(unet).__call__  # counted on the class: a hook on the UNet itself would change what its guards see
+
+
+def counted(self, *args, **kwargs):
+    calls["eager"] += 1
+    return called(self, *args, **kwargs)
+
+
+type(unet).__call__ = counted
+compiled = draw()
+result = {"status": compiler.snapshot()["summary"], "traced": traced, "eager_calls": calls["eager"],
+          "differs_by": int(np.abs(compiled.astype(int) - eager).max()),
+          "graphs": sorted(p.name for p in (Path(sys.argv[2]) / "graphs").glob("*"))}
+print(json.dumps(result))
+"""
+
+
+def precompile_in_a_fresh_process(tiny_model_dir, folder, process: str = "inline") -> dict:
+    import json
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
+    done = subprocess.run([sys.executable, "-c", PRECOMPILE_PROBE, str(tiny_model_dir), str(folder), process],
+                          capture_output=True, text=True, timeout=900, env=clean,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not precompile_supported("inductor"), reason="this torch cannot save a compiled graph")
+def test_a_restart_loads_the_saved_unet_graph_without_tracing_it_again(tiny_model_dir, tmp_path):
+    """With Inductor, in fresh processes: the whole UNet's graph is saved beside Inductor's cache; a second process
+    (a restart) loads it: Dynamo traces nothing, the steps run on the graph (the eager UNet is never called) and the
+    picture is eager's. A child compiler (GATOR_COMPILE_PROCESS=child) saves the graph too, for its parent to load:
+    the parent traces nothing."""
+    first = precompile_in_a_fresh_process(tiny_model_dir, tmp_path / "cache")
+    assert first["status"].startswith("ready: 64x64") and first["traced"] >= 1, first
+    assert len(first["graphs"]) == 1 and first["graphs"][0].endswith(GRAPH_SUFFIX)
+    assert first["eager_calls"] == 0 and first["differs_by"] <= 2
+    again = precompile_in_a_fresh_process(tiny_model_dir, tmp_path / "cache")
+    assert again["traced"] == 0, again  # loaded, not traced
+    assert again["eager_calls"] == 0 and again["differs_by"] <= 2 and again["graphs"] == first["graphs"]
+    shutil.rmtree(tmp_path / "cache" / "graphs")  # (Inductor's code stays: the child's trace is the check)
+    child = precompile_in_a_fresh_process(tiny_model_dir, tmp_path / "cache", "child")
+    assert child["traced"] == 0 and child["eager_calls"] == 0 and child["graphs"] == first["graphs"], child
+
+
+def test_the_whole_unet_graph_is_saved_and_the_next_compiler_loads_it(tiny_model_dir, tmp_path, monkeypatch):
+    """aot_eager (AOTAutograd without code generation: seconds) through the compiler as a model load uses it: the
+    graph lands in the cache folder; a second pipeline's compiler (a restart, in this process; other weights) loads
+    it instead of tracing, runs its steps on it and draws its own eager picture; a LoRA's layers fail its guards
+    and run eagerly."""
+    from torch._dynamo.utils import counters
+
+    from tests.support.tiny_lora import write_tiny_lora
+
+    first = tiny_pipe(tiny_model_dir)
+    before = draw(first)
+    options = CompileOptions("on", cache_dir=tmp_path / "cache")
+    compiler = UNetCompiler(options, "cpu", backend="aot_eager")
+    compiler.attach(first, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    saved = list((tmp_path / "cache" / "graphs").glob(f"*{GRAPH_SUFFIX}"))
+    assert len(saved) == 1 and np.abs(draw(first).astype(int) - before).max() <= 2
+
+    second = tiny_pipe(tiny_model_dir)  # other weights (another checkpoint of the architecture): the same graph
+    with torch.no_grad():
+        for parameter in second.unet.parameters():
+            parameter.mul_(0.9)
+    before = draw(second)
+    traced = counters["stats"]["unique_graphs"]
+    again = UNetCompiler(options, "cpu", backend="aot_eager")
+    again.attach(second, "tiny", native_size=64)
+    assert wait_for(lambda: again.snapshot()["status"] == "ready"), again.snapshot()
+    assert counters["stats"]["unique_graphs"] == traced  # loaded: nothing traced
+    eager_calls, called = {"count": 0}, type(second.unet._eager).__call__
+
+    def counted(self, *args, **kwargs):  # on the class: a hook on the UNet would send its calls eagerly
+        eager_calls["count"] += 1
+        return called(self, *args, **kwargs)
+    monkeypatch.setattr(type(second.unet._eager), "__call__", counted)
+    assert np.abs(draw(second).astype(int) - before).max() <= 2
+    assert eager_calls["count"] == 0  # both steps ran on the loaded graph
+
+    lora = write_tiny_lora(tmp_path / "detail.safetensors", second.unet._eager, strength=2.0)
+    second.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="detail")
+    eager_calls["count"] = 0
+    assert np.abs(draw(second).astype(int) - before).mean() > 1  # the LoRA's picture
+    assert eager_calls["count"] == 2  # its layers fail the graph's guards: both steps ran eagerly
+
+
+def test_a_shape_torch_cannot_precompile_is_compiled_without_a_saved_graph(tiny_model_dir, tmp_path, caplog):
+    """A graph break (here a hook's) stops the ahead-of-time compile, which needs one graph: the shape is compiled
+    as without saving, requests run on that, and the log says a restart compiles it again."""
+    pipe = tiny_pipe(tiny_model_dir)
+    before = draw(pipe)
+    pipe.unet.conv_in.register_forward_pre_hook(lambda *_: torch._dynamo.graph_break())
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend="aot_eager")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    assert not list((tmp_path / "cache").rglob(f"*{GRAPH_SUFFIX}"))
+    assert "could not be precompiled for 64x64" in caplog.text and "a restart compiles it again" in caplog.text
+    precompiled = pipe.unet._run_compiled.__self__  # the router's compiled side: count its runs of the fallback
+    runs, run = {"count": 0}, precompiled._traced_running
+
+    def counted(*args, **kwargs):
+        runs["count"] += 1
+        return run(*args, **kwargs)
+    precompiled._traced_running = counted
+    assert np.abs(draw(pipe).astype(int) - before).max() <= 2
+    assert runs["count"] == 2  # both steps ran on what was compiled
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", counting_backend], ids=["saved graph", "torch.compile"])
+def test_a_hook_on_a_compiled_unet_is_honoured(tiny_model_dir, tmp_path, backend):
+    """CFG rescale reaches the UNet's output through a forward hook (engine/backends/guidance_rescale.py); compiled
+    graphs ignore hooks added after they were made, so a call with a hook on the UNet runs eagerly and the hook
+    acts (here one that halves the prediction, which shows plainly in the picture), with either kind of graph."""
+    def halved(_module, _args, output):
+        return (output[0] * 0.5, *output[1:])
+
+    plain = tiny_pipe(tiny_model_dir)
+    handle = plain.unet.register_forward_hook(halved)
+    expected = draw(plain)
+    handle.remove()
+    pipe = tiny_pipe(tiny_model_dir)
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend=backend)
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    unhooked = draw(pipe)
+    handle = pipe.unet.register_forward_hook(halved)
+    assert np.abs(draw(pipe).astype(int) - expected).max() <= 2
+    handle.remove()
+    assert np.abs(unhooked.astype(int) - expected).mean() > 1  # (the hook shows in the picture)
