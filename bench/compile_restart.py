@@ -38,15 +38,16 @@ torch.manual_seed(0)
 with torch.device(device):
     unet = UNet2DConditionModel.from_config(config).to(dtype=getattr(torch, dtype)).eval().requires_grad_(False)
 trace_before_requests()
-compiling, running = compiled_functions(unet, "unet", "inductor", Path(cache) / "graphs" if kind == "saved" else None)
+compiling, running = compiled_functions(unet, "unet", "inductor", Path(cache) / "graphs" if kind == "saved" else None,
+                                        save_graphs=kind == "saved")  # its own UNet, as a child compiler has
 key = ((2, unet.config.in_channels, int(size) // 8, int(size) // 8), (2, 77, unet.config.cross_attention_dim),
        str(unet.dtype))
 ready_s = time.perf_counter() - started
 began = time.perf_counter()
 compile_shape(compiling, unet, key)
 compile_s = time.perf_counter() - began
-from engine.compiled import _zeros_for
-sample, timestep, text, added = _zeros_for(unet, key)
+from engine.compiled import zeros_for
+sample, timestep, text, added = zeros_for(unet, key)
 steps = []
 with torch.no_grad():
     for _ in range(5):

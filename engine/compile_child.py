@@ -31,10 +31,11 @@ def child_spec(unet: Any, keys: list[tuple], scope: str, backend: str,
                graphs_dir: Path | None = None) -> dict[str, Any]:
     """What the child needs to build and compile `unet` as the compiler would: JSON-ready."""
     parameter = next(unet.parameters())
-    return {"graphs_dir": str(graphs_dir) if graphs_dir is not None else None,"module": type(unet).__module__, "class": type(unet).__qualname__, "config": _plain(dict(unet.config)),
+    return {"module": type(unet).__module__, "class": type(unet).__qualname__, "config": _plain(dict(unet.config)),
             "device": str(parameter.device), "dtype": str(parameter.dtype).replace("torch.", ""),
             "requires_grad": parameter.requires_grad, "scope": scope, "backend": backend,
-            "keys": [[list(sample), list(text), dtype] for sample, text, dtype in keys]}
+            "keys": [[list(sample), list(text), dtype] for sample, text, dtype in keys],
+            "graphs_dir": str(graphs_dir) if graphs_dir is not None else None}
 
 
 def child_fits(unet: Any) -> str | None:
@@ -123,7 +124,7 @@ def main() -> None:
     unet = build_unet(spec)
     trace_before_requests()
     graphs_dir = Path(spec["graphs_dir"]) if spec.get("graphs_dir") else None
-    compiling, _running = compiled_functions(unet, spec["scope"], spec["backend"], graphs_dir)
+    compiling, _running = compiled_functions(unet, spec["scope"], spec["backend"], graphs_dir, save_graphs=True)
     for sample, text, dtype in spec["keys"]:
         compile_shape(compiling, unet, (tuple(sample), tuple(text), dtype))
     sys.stdout.flush()

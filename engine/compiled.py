@@ -142,6 +142,13 @@ def shape_key(sample: Any, encoder_hidden_states: Any) -> tuple:
     return tuple(sample.shape), tuple(encoder_hidden_states.shape), str(sample.dtype)
 
 
+def call_key(args: tuple, kwargs: dict) -> tuple:
+    """`shape_key` of a UNet call, its latents and text embeddings given by position or by keyword."""
+    sample = args[0] if args else kwargs["sample"]
+    text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
+    return shape_key(sample, text)
+
+
 def shape_label(key: tuple) -> str:
     """"1024x1024" for a key of latents [2, 4, 128, 128] (the latent factor 8)."""
     (_, _, height, width), _, _ = key
@@ -170,8 +177,7 @@ class ShapeRouter:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The UNet's call, passed on exactly as made (a graph's guards check how arguments were given)."""
         sample = args[0] if args else kwargs["sample"]
-        text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
-        key = shape_key(sample, text)
+        key = call_key(args, kwargs)
         # the graphs of a shape made already; a call they were not made for (a LoRA's layers...) runs eagerly and
         # never recompiles, and so does a call with hooks on the UNet (graphs ignore them)
         if self._ready(key) and not has_hooks(self._eager):
@@ -204,7 +210,9 @@ class UNetCompiler:
         self.mode, self.scope, self.device, self.backend = options.mode, options.scope, device, backend
         self.sizes = options.sizes  # compiled when a model loads; none given: the model's native size
         cache_dir = options.cache_dir
-        self.graphs_dir = cache_dir / GRAPHS_FOLDER if cache_dir is not None else None
+        # saved graphs only where a child traces its own UNet copy: an inline trace shares the UNet with requests
+        # that change it for one call (tiling's padding, FreeU, a LoRA), and a graph saved from that would outlive it
+        self.graphs_dir = cache_dir / GRAPHS_FOLDER if cache_dir is not None and self.process == "child" else None
         self.state = CompileState(status="waiting" if self.wanted else "off")
         self._lock = threading.Lock()
         self._queue: list[tuple] = []
@@ -270,7 +278,8 @@ class UNetCompiler:
                 self.state.status, self.state.compiling, self.state.started = "compiling", shape_label(key), \
                     time.monotonic()
             started = time.perf_counter()
-            if self.process == "child":  # the code made there, without this process's GIL; then found in the cache
+            if self.process == "child" and not graph_saved(self.graphs_dir, eager, key, self.scope, self.backend):
+                # the code made there, without this process's GIL; then found in the cache (or its graph loaded)
                 why_not = compile_in_child(eager, [key], self.scope, self.backend, self.graphs_dir)
                 if why_not:
                     logger.info("Compiling the UNet for %s in this process: a child could not (%s).",
@@ -311,12 +320,13 @@ class UNetCompiler:
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
 
 
-def compiled_functions(eager: Any, scope: str, backend: Any,
-                       graphs_dir: Path | None = None) -> tuple[Callable, Callable]:
+def compiled_functions(eager: Any, scope: str, backend: Any, graphs_dir: Path | None = None,
+                       save_graphs: bool = False) -> tuple[Callable, Callable]:
     """(compiling, running) for `eager` (made channels_last): `compiling` compiles what it is called with (the
     background thread), `running` only runs graphs made already (a request: it never compiles, whatever else runs).
-    With `graphs_dir`, the whole UNet's graphs are saved there and loaded on a restart where this torch can
-    (engine/precompiled.py). Raises where torch.compile cannot be used."""
+    With `graphs_dir`, the whole UNet's graphs saved there are loaded instead of traced where this torch can
+    (engine/precompiled.py), and with `save_graphs` those it compiles are saved there (a child compiler's own
+    UNet copy). Raises where torch.compile cannot be used."""
     import torch
 
     from .precompiled import PrecompiledUNet, precompile_supported
@@ -325,7 +335,7 @@ def compiled_functions(eager: Any, scope: str, backend: Any,
         regional = RegionalUNet(eager, backend)
         compiling, running = regional.compiling, regional.running
     elif graphs_dir is not None and precompile_supported(backend):
-        precompiled = PrecompiledUNet(eager, graphs_dir, backend)
+        precompiled = PrecompiledUNet(eager, graphs_dir, backend, save=save_graphs)
         compiling, running = precompiled.compiling, precompiled.running
     else:
         compiling = torch.compile(eager, backend=backend, dynamic=False)
@@ -335,12 +345,20 @@ def compiled_functions(eager: Any, scope: str, backend: Any,
     return compiling, running
 
 
+def graph_saved(graphs_dir: Path | None, eager: Any, key: tuple, scope: str, backend: Any) -> bool:
+    """Whether `key`'s whole-UNet graph is saved in `graphs_dir` already (a restart: no child needed to load it)."""
+    from .precompiled import graph_path, precompile_supported
+
+    return bool(graphs_dir is not None and scope == "unet" and precompile_supported(backend)
+                and graph_path(graphs_dir, eager, key, backend).is_file())
+
+
 def compile_shape(compiling: Callable, eager: Any, key: tuple) -> None:
     """Compile `key`'s shapes: `compiling` called on zeros as diffusers' pipelines call a UNet (no_grad, keywords),
     so the graph's guards match their calls."""
     import torch
 
-    sample, timestep, text, added = _zeros_for(eager, key)
+    sample, timestep, text, added = zeros_for(eager, key)
     with torch.no_grad():
         compiling(sample, timestep, encoder_hidden_states=text, timestep_cond=None, cross_attention_kwargs=None,
                   added_cond_kwargs=added, return_dict=False)
@@ -362,7 +380,7 @@ def trace_before_requests() -> None:
         logger.debug("This torch has no Inductor loop-body placeholder to trace ahead.")
 
 
-def _zeros_for(unet: Any, key: tuple) -> tuple[Any, Any, Any, dict | None]:
+def zeros_for(unet: Any, key: tuple) -> tuple[Any, Any, Any, dict | None]:
     """UNet inputs of `key`'s shapes: zero latents, a timestep, zero text embeddings, SDXL's added inputs."""
     import torch
 

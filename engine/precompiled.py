@@ -17,10 +17,11 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from .compiled import shape_key, shape_label
+from .compiled import call_key, shape_label
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +30,11 @@ PRECOMPILE_BACKENDS = ("inductor", "aot_eager")  # backends whose output can be 
 # AOTAutograd without code generation, for checks that need no speed)
 
 
-def unet_call(unet: Any, sample: Any, timestep: Any, **kwargs: Any) -> Any:
-    """The function compiled: the UNet called as a pipeline calls it. Module-level, so a saved graph can name it
-    and the UNet stays an input (its weights are read at each call, never saved)."""
-    return unet(sample, timestep, **kwargs)
+def unet_call(unet: Any, *args: Any, **kwargs: Any) -> Any:
+    """The function compiled: the UNet called as the caller called it (a graph's guards check how arguments were
+    given). Module-level, so a saved graph can name it and the UNet stays an input (its weights are read at each
+    call, never saved)."""
+    return unet(*args, **kwargs)
 
 
 def precompile_supported(backend: Any) -> bool:
@@ -54,6 +56,7 @@ def precompile_supported(backend: Any) -> bool:
 
 def graph_path(folder: Path, unet: Any, key: tuple, backend: str) -> Path:
     """Where `unet`'s graph for the input shapes `key` is kept (see the module's docstring for what names it)."""
+    import diffusers
     import torch
 
     parameter = next(unet.parameters())
@@ -62,7 +65,7 @@ def graph_path(folder: Path, unet: Any, key: tuple, backend: str) -> Path:
     identity = {"class": f"{type(unet).__module__}.{type(unet).__qualname__}",
                 "config": {k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
                 "dtype": str(parameter.dtype), "device": device_name, "key": key, "backend": backend,
-                "torch": torch.__version__}
+                "torch": torch.__version__, "diffusers": diffusers.__version__, "python": sys.version_info[:2]}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return folder / f"{digest}{GRAPH_SUFFIX}"
 
@@ -79,28 +82,28 @@ def _serializable_guards(entries: list[Any]) -> list[bool]:
 
 
 class PrecompiledUNet:
-    """The UNet's graphs by input shape: `compiling(...)` loads the call's graph from `folder`, or compiles and saves
-    it, and runs it; `running(...)` runs a graph made already whose guards accept the call, else the eager UNet.
-    Where torch cannot precompile a shape (a graph break, say), it is compiled as without saving (`torch.compile`)
-    and a restart compiles it again."""
+    """The UNet's graphs by input shape: `compiling(...)` loads the call's graph from `folder`, or (with `save`)
+    compiles and saves it, and runs it; `running(...)` runs a graph made already whose guards accept the call, else the eager UNet.
+    A shape with no graph to load (or, with `save`, one torch cannot precompile: a graph break, say) is compiled
+    with `torch.compile`, and a restart compiles it again."""
 
-    def __init__(self, unet: Any, folder: Path, backend: str) -> None:
+    def __init__(self, unet: Any, folder: Path, backend: str, save: bool = False) -> None:
         import torch
 
         torch._dynamo.config.enable_aot_compile = True
-        self.unet, self.folder, self.backend = unet, folder, backend
+        self.unet, self.folder, self.backend, self.save = unet, folder, backend, save
         self._precompiler = torch.compile(unet_call, backend=backend, fullgraph=True, dynamic=False,
                                           options={"guard_filter_fn": _serializable_guards})
         self._traced = torch.compile(unet, backend=backend, dynamic=False)
         self._traced_running = torch._dynamo.run(self._traced)
         self._graphs: dict[tuple, Any] = {}  # shapes with a saved (or savable) graph
         self._traced_shapes: set[tuple] = set()  # shapes compiled without one
-        self.loaded: list[tuple] = []  # the shapes whose graph came from the folder
 
     def compiling(self, *args: Any, **kwargs: Any) -> Any:
-        key = shape_key(args[0], kwargs["encoder_hidden_states"])
+        key = call_key(args, kwargs)
         graph = key not in self._traced_shapes and (
-            self._graphs.get(key) or self._load(key, args, kwargs) or self._precompile(key, args, kwargs))
+            self._graphs.get(key) or self._load(key, args, kwargs)
+            or (self.save and self._precompile(key, args, kwargs)))
         if not graph:
             self._traced_shapes.add(key)
             return self._traced(*args, **kwargs)
@@ -108,9 +111,7 @@ class PrecompiledUNet:
         return graph(self.unet, *args, **kwargs)
 
     def running(self, *args: Any, **kwargs: Any) -> Any:
-        sample = args[0] if args else kwargs["sample"]
-        text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
-        key = shape_key(sample, text)
+        key = call_key(args, kwargs)
         graph = self._graphs.get(key)
         if graph is not None:
             if graph.guard_check(self.unet, *args, **kwargs):
@@ -137,7 +138,6 @@ class PrecompiledUNet:
             logger.info("The saved UNet graph %s does not fit this UNet (%s); compiling it again.", path.name,
                         _refusal(graph, (self.unet, *args), kwargs))
             return None
-        self.loaded.append(key)
         logger.info("Loaded the saved UNet graph for %s (no trace needed).", shape_label(key))
         return _unchecked(graph)
 
