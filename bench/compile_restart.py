@@ -95,7 +95,8 @@ def main() -> None:
 
     print(f"{args.family} UNet, {args.size}x{args.size}, {args.device} {args.dtype}; medians of {args.restarts} "
           f"restarts, each a fresh process ({time.strftime('%Y-%m-%d')})")
-    print(row("kind", "cold compile (s)", "restart: compile or load, with its first step (s)", "process start to UNet built (s)",
+    print(row("kind", "cold compile (s)", "restart: compile or load, with its first step (s)",
+              "process start to UNet built (s)",
               "one compiled step after, median of 5 (s)"))
     print(row(*["---"] * 5))
     for kind, label in KINDS.items():

@@ -5,11 +5,14 @@ A cached compilation (Inductor's code found on disk) still traces the whole UNet
 guards. A saved graph holds the traced program, its guards and the backend's code: loading it skips the trace
 (bench/compile_restart.py measures both). The weights are inputs of the graph, not part of it, so one file serves
 every checkpoint of an architecture: the file's name is a digest of the UNet's class and config, dtype, device,
-input shapes, compile backend and torch version.
+input shapes, compile backend and the torch, diffusers and Python versions.
 
-Used for the whole-UNet scope where this torch has `aot_compile` (`precompile_supported`); other scopes compile as
-before, and so does a shape torch cannot precompile. A call the graph's guards refuse (a LoRA's layers) runs
-eagerly.
+Graphs are saved only by a child compiler (GATOR_COMPILE_PROCESS=child, engine/compile_child.py), which traces a
+UNet copy of its own: an inline trace shares the UNet with requests that change it for one call (tiling's padding,
+FreeU, a LoRA), and a graph traced while one did would be saved wrong and outlive the process. A compiler loads a
+saved graph wherever one fits. Used for the whole-UNet scope where this torch has `aot_compile`
+(`precompile_supported`); other scopes compile as before, and so does a shape torch cannot precompile. A call the
+graph's guards refuse (a LoRA's layers) runs eagerly.
 """
 from __future__ import annotations
 
@@ -65,7 +68,8 @@ def graph_path(folder: Path, unet: Any, key: tuple, backend: str) -> Path:
     identity = {"class": f"{type(unet).__module__}.{type(unet).__qualname__}",
                 "config": {k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
                 "dtype": str(parameter.dtype), "device": device_name, "key": key, "backend": backend,
-                "torch": torch.__version__, "diffusers": diffusers.__version__, "python": sys.version_info[:2]}
+                "torch_version": torch.__version__, "diffusers_version": diffusers.__version__,
+                "python_version": sys.version_info[:2]}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return folder / f"{digest}{GRAPH_SUFFIX}"
 
@@ -83,9 +87,9 @@ def _serializable_guards(entries: list[Any]) -> list[bool]:
 
 class PrecompiledUNet:
     """The UNet's graphs by input shape: `compiling(...)` loads the call's graph from `folder`, or (with `save`)
-    compiles and saves it, and runs it; `running(...)` runs a graph made already whose guards accept the call, else the eager UNet.
-    A shape with no graph to load (or, with `save`, one torch cannot precompile: a graph break, say) is compiled
-    with `torch.compile`, and a restart compiles it again."""
+    compiles and saves it, and runs it; `running(...)` runs a graph made already whose guards accept the call, else
+    the eager UNet. A shape with no graph to load (or, with `save`, one torch cannot precompile: a graph break,
+    say) is compiled with `torch.compile`, and a restart compiles it again."""
 
     def __init__(self, unet: Any, folder: Path, backend: str, save: bool = False) -> None:
         import torch
@@ -131,11 +135,11 @@ class PrecompiledUNet:
         try:
             with path.open("rb") as file:
                 graph = torch.compiler.load_compiled_function(file)
-        except Exception as err:  # another torch's file, or a damaged one: compiled again and replaced
-            logger.info("The saved UNet graph %s could not be loaded (%s); compiling it again.", path.name, err)
+        except Exception as err:  # a damaged file, or one torch no longer reads: compiled as without one
+            logger.info("The saved UNet graph %s could not be loaded (%s); compiling the UNet instead.", path.name, err)
             return None
         if not graph.guard_check(self.unet, *args, **kwargs):
-            logger.info("The saved UNet graph %s does not fit this UNet (%s); compiling it again.", path.name,
+            logger.info("The saved UNet graph %s does not fit this UNet (%s); compiling the UNet instead.", path.name,
                         _refusal(graph, (self.unet, *args), kwargs))
             return None
         logger.info("Loaded the saved UNet graph for %s (no trace needed).", shape_label(key))

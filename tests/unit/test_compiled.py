@@ -429,8 +429,9 @@ def save_graph(unet, folder: Path, size: int = 64) -> None:
 
 def test_a_saved_unet_graph_is_loaded_by_the_next_compiler(tiny_model_dir, tmp_path, monkeypatch):
     """aot_eager (AOTAutograd without code generation: seconds). An inline compiler saves no graph. A graph saved
-    as a child saves it is loaded by a compiler of another pipeline (other weights: another checkpoint of the architecture) instead of traced; its
-    steps run on it and draw that pipeline's own eager picture; a LoRA's layers fail its guards and run eagerly."""
+    as a child saves it is loaded by a compiler of another pipeline (other weights: another checkpoint of the
+    architecture) instead of traced; its steps run on it and draw that pipeline's own eager picture; a LoRA's layers
+    fail its guards and run eagerly."""
     from torch._dynamo.utils import counters
 
     from tests.support.tiny_lora import write_tiny_lora
