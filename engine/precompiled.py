@@ -16,10 +16,10 @@ graph's guards refuse (a LoRA's layers) runs eagerly.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,8 @@ class PrecompiledUNet:
         except Exception as err:
             logger.warning("The compiled UNet graph could not be saved in %s (%s); a restart compiles it again.",
                            self.folder, err)
-            _remove(path)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         return _unchecked(graph)
 
 
@@ -181,11 +182,4 @@ def _unchecked(graph: Any) -> Any:
     refuse), `compiling` calls it with the arguments it was made or checked for."""
     graph.disable_guard_check()
     return graph
-
-
-def _remove(path: Path) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
