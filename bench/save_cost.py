@@ -1,5 +1,5 @@
 """What saving a result costs: Pillow's default PNG writer (what the app used before) vs engine/png_encoding.py
-(OpenCV's libpng, zlib level 1, RLE, Sub filter), both with the same `parameters` and `gator` text chunks, on a
+(the Sub filter, ISA-L's deflate at level 1), both with the same `parameters` and `gator` text chunks, on a
 photo-like image (smooth gradients plus noise, as real outputs compress) at 512 and 1024 px; interleaved, medians.
 Run: .venv/bin/python bench/save_cost.py [--repeat 9]
 """

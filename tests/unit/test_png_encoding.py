@@ -4,6 +4,7 @@ Pillow's default writes."""
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -52,3 +53,22 @@ def test_saved_images_keep_their_parameters(tmp_path):
                                            "height": 64}, tmp_path)
     assert read_parameters(path)["prompt"] == "ein Fuchs über dem Fluss" and read_parameters(path)["seed"] == 7
     assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (1, 5)])
+def test_tiny_images_round_trip_through_two_decoders(size):
+    import cv2
+
+    image = photo_like(*size)
+    png = encode_png(image, {"parameters": "tiny"})
+    with Image.open(io.BytesIO(png)) as back:
+        assert np.array_equal(np.asarray(back), np.asarray(image))
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)  # libpng checks the CRCs as well
+    assert np.array_equal(decoded.reshape(size[1], size[0], 3)[:, :, ::-1], np.asarray(image))
+
+
+def test_without_isal_pillow_writes_the_same_pixels_and_texts(monkeypatch):
+    monkeypatch.setitem(sys.modules, "isal", None)  # import isal raises ImportError, as on a machine without it
+    image = photo_like(48, 32)
+    with Image.open(io.BytesIO(encode_png(image, {"parameters": "a fox"}))) as back:
+        assert np.array_equal(np.asarray(back), np.asarray(image)) and back.text["parameters"] == "a fox"
