@@ -21,8 +21,11 @@ from __future__ import annotations
 import argparse
 import atexit
 import asyncio
+import cProfile
 import json
+import logging
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from engine.compiled import COMPILE_PROCESSES, COMPILE_SCOPES  # noqa: E402
+from engine.compiled import COMPILE_PROCESSES, COMPILE_SCOPES, DEFAULT_COMPILE_PROCESS  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.manager import AIModelManager  # noqa: E402
 from engine.registry import find_model, probe_hardware  # noqa: E402
@@ -190,7 +193,14 @@ def probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     local = manager.router.last_resort
     local.pool[0].compiler.backend = args.compile_backend
     manager_s = time.perf_counter() - started
+    profile = cProfile.Profile() if args.profile_load and mode == "warm_restart" else None
+    if profile:
+        profile.enable()
     pipe = local.pipeline(find_model(SDXL_ID), local.weights[SDXL_ID])
+    if profile:
+        profile.disable()
+        with args.profile_load.open("w") as file:
+            pstats.Stats(profile, stream=file).sort_stats("cumulative").print_stats(60)
     out: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2),
                            "load_parts_s": {"process start and imports": round(imports_s, 2) if imports_s else None,
                                             "engine start (backends, hardware probe)": round(manager_s, 2),
@@ -229,8 +239,12 @@ def run_probe(work: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]
                "--size", str(args.size), "--steps", str(args.steps), "--compile-backend", args.compile_backend,
                "--compile-scope", args.compile_scope, "--compile-process", args.compile_process,
                "--memory-cap-gb", str(args.memory_cap_gb), "--spawned-at", repr(time.time())] \
-        + (["--small"] if args.small else [])
+        + (["--small"] if args.small else []) \
+        + (["--profile-load", str(args.profile_load)] if args.profile_load else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    for line in done.stderr.splitlines():  # the probe's engine log (a loaded or traced graph, say), for the record
+        if " engine." in line:
+            print(f"[{mode}] {line}", file=sys.stderr)
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -248,15 +262,19 @@ def main() -> None:
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a dry run)")
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="unet",
                         help="what the engine compiles: the whole UNet or only its repeated transformer blocks")
-    parser.add_argument("--compile-process", choices=COMPILE_PROCESSES, default="inline",
+    parser.add_argument("--compile-process", choices=COMPILE_PROCESSES, default=DEFAULT_COMPILE_PROCESS,
                         help="where the engine generates the compiled code: this process, or a child process")
     parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="the memory_cap section's GPU memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled and warm_restart sections")
     parser.add_argument("--out", type=Path, default=Path("gpu_sdxl.json"))
+    parser.add_argument("--profile-load", type=Path, help="write a profile of the restart's pipeline load here")
     parser.add_argument("--probe", choices=("warm_restart", "memory_cap"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)  # the probe's parent, at its launch
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING,  # ms since the process started: the restart's parts
+                        format="%(relativeCreated)7.0fms %(threadName)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("engine").setLevel(logging.INFO)  # what the engine did: compiled, loaded, fell back
     args.small = args.small or not torch.cuda.is_available()
     args.size = args.size or (64 if args.small else 1024)
     args.steps = args.steps or (2 if args.small else 30)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .compiled import COMPILE_MODES, COMPILE_PROCESSES, COMPILE_SCOPES, CompileOptions, parse_compile_sizes
+from .compiled import (COMPILE_MODES, COMPILE_PROCESSES, COMPILE_SCOPES, DEFAULT_COMPILE_PROCESS, CompileOptions,
+                       parse_compile_sizes)
 from .limits import Limits
 from .precision import dtype_problem
 
@@ -121,7 +122,7 @@ class Settings:
     compile_mode: str = "auto"  # GATOR_COMPILE / --compile: auto (on for CUDA GPUs), on, off (engine/compiled.py)
     compile_sizes: str = ""  # GATOR_COMPILE_SIZES: "1024x1024,832x1216" compiled at load; empty: the model's native size
     compile_scope: str = "unet"  # GATOR_COMPILE_SCOPE: unet (the whole UNet) or blocks (its repeated transformer blocks)
-    compile_process: str = "inline"  # GATOR_COMPILE_PROCESS: inline (this process) or child (engine/compile_child.py)
+    compile_process: str = DEFAULT_COMPILE_PROCESS  # GATOR_COMPILE_PROCESS: child (engine/compile_child.py) or inline
     dtype: str = "auto"  # GATOR_DTYPE: auto (float16 on GPUs, float32 on the CPU), float16, bfloat16, float32
     previews: str = "auto"  # GATOR_PREVIEWS: one of PREVIEW_METHODS
     # GATOR_GPU_MEMORY_GB: the GPU memory this app may use (a share of a bigger card); models that do not fit it
@@ -163,7 +164,7 @@ class Settings:
             compile_mode=(env.get("GATOR_COMPILE") or "auto").strip().lower(),
             compile_sizes=(env.get("GATOR_COMPILE_SIZES") or "").strip(),
             compile_scope=(env.get("GATOR_COMPILE_SCOPE") or "unet").strip().lower(),
-            compile_process=(env.get("GATOR_COMPILE_PROCESS") or "inline").strip().lower(),
+            compile_process=(env.get("GATOR_COMPILE_PROCESS") or DEFAULT_COMPILE_PROCESS).strip().lower(),
             dtype=(env.get("GATOR_DTYPE") or "auto").strip().lower(),
             previews=(env.get("GATOR_PREVIEWS") or "auto").strip().lower(),
             gpu_memory_gb=env_number("GATOR_GPU_MEMORY_GB", None, above_zero=True),

@@ -91,7 +91,7 @@ def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp
     per_step = 1 if scope == "unet" else len(repeated_blocks(eager))
     before = draw(pipe)
     GRAPHS_MADE["count"] = 0
-    compiler = UNetCompiler(CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache"), "cpu",
+    compiler = UNetCompiler(CompileOptions("on", process="inline", scope=scope, cache_dir=tmp_path / "cache"), "cpu",
                             backend=counting_backend)
     compiler.attach(pipe, "tiny", native_size=64)
     assert isinstance(pipe.unet, ShapeRouter) and pipe.unet.config.in_channels == eager.config.in_channels
@@ -129,7 +129,8 @@ def test_compiled_in_the_background_used_for_its_shapes_only(tiny_model_dir, tmp
 def test_without_a_working_compiler_generation_stays_eager_and_says_why(tiny_model_dir, tmp_path):
     pipe = tiny_pipe(tiny_model_dir)
     before = draw(pipe)
-    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend="no-such-backend")
+    compiler = UNetCompiler(CompileOptions("on", process="inline", cache_dir=tmp_path / "cache"), "cpu",
+                            backend="no-such-backend")
     compiler.attach(pipe, "tiny", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "failed"), compiler.snapshot()
     assert "the UNet runs eagerly" in compiler.snapshot()["summary"]
@@ -138,7 +139,7 @@ def test_without_a_working_compiler_generation_stays_eager_and_says_why(tiny_mod
 
 def test_off_leaves_the_pipeline_alone(tiny_model_dir, tmp_path):
     pipe = tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler(CompileOptions("auto", cache_dir=tmp_path / "cache"), "cpu")
+    compiler = UNetCompiler(CompileOptions("auto", process="inline", cache_dir=tmp_path / "cache"), "cpu")
     compiler.attach(pipe, "tiny", native_size=64)
     assert not isinstance(pipe.unet, ShapeRouter) and compiler.snapshot()["status"] == "off"
 
@@ -148,7 +149,8 @@ def test_a_lora_loads_into_a_routed_unet_and_changes_the_picture(tiny_model_dir,
     from tests.support.tiny_lora import write_tiny_lora
 
     pipe = tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler(CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache"), "cpu", backend="eager")
+    compiler = UNetCompiler(CompileOptions("on", process="inline", scope=scope, cache_dir=tmp_path / "cache"), "cpu",
+                            backend="eager")
     compiler.attach(pipe, "tiny", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready")
     before = draw(pipe)
@@ -174,7 +176,8 @@ def test_a_model_loaded_while_the_last_one_compiles_is_compiled_too(tiny_model_d
         return graph.forward
 
     first, second = tiny_pipe(tiny_model_dir), tiny_pipe(tiny_model_dir)
-    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend=slow_backend)
+    compiler = UNetCompiler(CompileOptions("on", process="inline", cache_dir=tmp_path / "cache"), "cpu",
+                            backend=slow_backend)
     compiler.attach(first, "first", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "compiling", 10)
     compiler.attach(second, "second", native_size=64)  # the first one's compilation is still running
@@ -228,7 +231,7 @@ def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_pat
 def test_the_sizes_asked_for_are_compiled_at_load_instead_of_the_native_one(tiny_model_dir, tmp_path, monkeypatch):
     pipe = tiny_pipe(tiny_model_dir)
     sizes = parse_compile_sizes(" 96x64, 64x64,96x64")
-    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache", sizes=sizes), "cpu",
+    compiler = UNetCompiler(CompileOptions("on", process="inline", cache_dir=tmp_path / "cache", sizes=sizes), "cpu",
                             backend=counting_backend)
     compiler.attach(pipe, "tiny", native_size=512)
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
@@ -258,7 +261,7 @@ def test_requests_on_one_worker_never_stop_anothers_compilation(tiny_model_dir, 
 
     torch._dynamo.reset()  # graphs earlier tests made (with other backends) would serve these calls
     first, second = tiny_pipe(tiny_model_dir), tiny_pipe(tiny_model_dir)
-    options = CompileOptions("on", scope=scope, cache_dir=tmp_path / "cache")
+    options = CompileOptions("on", process="inline", scope=scope, cache_dir=tmp_path / "cache")
     worker_a = UNetCompiler(options, "cpu", backend=counting_backend)
     worker_a.attach(first, "tiny", native_size=64)
     assert wait_for(lambda: worker_a.snapshot()["status"] == "ready")
@@ -291,7 +294,7 @@ from engine.compiled import CompileOptions, UNetCompiler
 
 if sys.argv[3] == "attach":
     pipe = StableDiffusionPipeline.from_pretrained(sys.argv[1], local_files_only=True, safety_checker=None)
-    compiler = UNetCompiler(CompileOptions("on", cache_dir=Path(sys.argv[2])), "cpu", backend="eager")
+    compiler = UNetCompiler(CompileOptions("on", process="inline", cache_dir=Path(sys.argv[2])), "cpu", backend="eager")
     compiler.attach(pipe, "tiny", native_size=64)
 failing = []  # fx traces whose module-call swap breaks other threads: fx's own Tracer.call_module (make_fx's passes
 trace = torch.fx.Tracer.trace  # the call through, harmlessly)
@@ -437,7 +440,8 @@ def test_a_saved_unet_graph_is_loaded_by_the_next_compiler(tiny_model_dir, tmp_p
     from tests.support.tiny_lora import write_tiny_lora
 
     first = tiny_pipe(tiny_model_dir)
-    inline = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache"), "cpu", backend="aot_eager")
+    inline = UNetCompiler(CompileOptions("on", process="inline", cache_dir=tmp_path / "cache"), "cpu",
+                          backend="aot_eager")
     inline.attach(first, "tiny", native_size=64)
     assert wait_for(lambda: inline.snapshot()["status"] == "ready"), inline.snapshot()
     assert not list(tmp_path.rglob(f"*{GRAPH_SUFFIX}"))  # an inline compiler shares its UNet with requests: no save
@@ -512,7 +516,7 @@ def test_a_hook_on_a_compiled_unet_is_honoured(tiny_model_dir, tmp_path, kind, m
         save_graph(pipe.unet, tmp_path / "cache" / "graphs")
         options, backend = CompileOptions("on", cache_dir=tmp_path / "cache", process="child"), "aot_eager"
     else:
-        options, backend = CompileOptions("on", cache_dir=tmp_path / "cache"), counting_backend
+        options, backend = CompileOptions("on", process="inline", cache_dir=tmp_path / "cache"), counting_backend
     compiler = UNetCompiler(options, "cpu", backend=backend)
     compiler.attach(pipe, "tiny", native_size=64)
     assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
