@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 # 1024 px SDXL step costs 7 ms of GPU time, 9-17 % of a step; twice a second it is about 1.4 % of the image.
 # The projection costs 0.2 ms and previews every step.
 DECODED_PREVIEW_PERIOD_S = 0.5
+# A GPU preview's copy is waited for only when more than this many are in flight: the CPU may queue that many steps
+# ahead of the GPU, which absorbs its jitter where it queues a step about as fast as the GPU runs one (a compiled
+# SDXL step on a slow CPU: previews cost 0.09-0.35 s of a 1.5 s image with one step of lag, BENCHMARKS.md run 6).
+PREVIEW_LAG_STEPS = 2
 
 if TYPE_CHECKING:  # torch is imported where latents exist, so engine imports stay light
     import torch
@@ -76,21 +80,24 @@ def latents_to_preview(latents: torch.Tensor, family: str) -> Image.Image:
 
 class StepPreviews:
     """Step previews that never make a GPU wait. On a CUDA device each step's latents are projected there and
-    copied to pinned host memory without blocking; that copy is read a step later, when it has long finished,
-    and the last one when `flush` is called (after the last step). Elsewhere (`deferred` False: the CPU, where
-    nothing runs ahead) each preview is ready at once. With the projection every step gets its preview; with a
-    decoder, a step less than `period_s` after the last decoded one gets none (its image is None), the last step
-    always one. In order."""
+    copied to pinned host memory without blocking; a copy is read once it has finished (checked without waiting),
+    and waited for only when more than PREVIEW_LAG_STEPS are still in flight, or at `flush` (after the last step).
+    So the CPU may queue that many steps ahead of the GPU, and a preview arrives a step or two late. Elsewhere
+    (`deferred` False: the CPU, where nothing runs ahead) each preview is ready at once. With the projection every
+    step gets its preview; with a decoder, a step less than `period_s` after the last decoded one gets none (its
+    image is None), the last step always one. In order."""
 
     def __init__(self, family: str, deferred: bool | None = None, decode: Any = None,
-                 period_s: float = DECODED_PREVIEW_PERIOD_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 period_s: float = DECODED_PREVIEW_PERIOD_S, clock: Callable[[], float] = time.monotonic,
+                 make_event: Callable[[], Any] | None = None) -> None:
         self.family = family
         self.deferred = deferred
         self.decode = decode  # latents -> RGB bytes on their device (a TAESD decoder); None: the linear projection
         self.period_s, self._clock = period_s, clock  # a decoder's previews: at most one per period
+        self._make_event = make_event  # marks a copy's end on the device's stream; None: torch.cuda.Event on GPUs
         self._decoded_at: float | None = None
-        self._pending: list[tuple[int, torch.Tensor, object]] = []
-        self._buffers: list[torch.Tensor] = []  # two pinned host buffers, used in turn (allocating one syncs)
+        self._pending: list[tuple[int, torch.Tensor | None, Any]] = []  # (step, host copy or none, event)
+        self._buffers: list[torch.Tensor] = []  # pinned host buffers, used in turn (allocating one syncs)
         self._turn = 0
 
     def add(self, step: int, latents: torch.Tensor, last: bool = False) -> list[tuple[int, Image.Image | None]]:
@@ -102,21 +109,38 @@ class StepPreviews:
         if self.decode is not None:
             now = self._clock()
             if not last and self._decoded_at is not None and now - self._decoded_at < self.period_s:
-                return [*self.flush(), (step, None)]
+                self._pending.append((step, None, None))  # no preview for this step, after those in flight
+                return self._finished()
             self._decoded_at = now
         rgb = self._decoded(latents) if self.decode is not None else _projected(latents, self.family)
         if not deferred:
             return [*self.flush(), (step, _image(rgb.cpu()))]
-        if not self._buffers or self._buffers[0].shape != rgb.shape:
-            self._buffers = [torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda) for _ in range(2)]
+        if len(self._buffers) != PREVIEW_LAG_STEPS + 1 or self._buffers[0].shape != rgb.shape:
+            # one more buffer than copies in flight: the one reused next has always been read
+            self._buffers = [torch.empty(rgb.shape, dtype=rgb.dtype, pin_memory=rgb.is_cuda)
+                             for _ in range(PREVIEW_LAG_STEPS + 1)]
         host = self._buffers[self._turn]
-        self._turn = 1 - self._turn
+        self._turn = (self._turn + 1) % len(self._buffers)
         host.copy_(rgb, non_blocking=True)
-        done = torch.cuda.Event() if rgb.is_cuda else None
+        make_event = self._make_event or (torch.cuda.Event if rgb.is_cuda else None)
+        done = make_event() if make_event is not None else None
         if done is not None:
             done.record()
-        ready = self.flush()
         self._pending.append((step, host, done))
+        return self._finished()
+
+    def _finished(self, wait: bool = False) -> list[tuple[int, Image.Image | None]]:
+        """The previews whose copies have finished, in order, waiting for those beyond PREVIEW_LAG_STEPS (`wait`:
+        for every one)."""
+        ready = []
+        while self._pending:
+            step, host, done = self._pending[0]
+            if done is not None and not wait and len(self._pending) <= PREVIEW_LAG_STEPS and not done.query():
+                break
+            if done is not None:
+                done.synchronize()
+            ready.append((step, None if host is None else _image(host)))
+            self._pending.pop(0)
         return ready
 
     def _decoded(self, latents: torch.Tensor) -> torch.Tensor:
@@ -129,12 +153,6 @@ class StepPreviews:
             self.decode = None
             return _projected(latents, self.family)
 
-    def flush(self) -> list[tuple[int, Image.Image]]:
+    def flush(self) -> list[tuple[int, Image.Image | None]]:
         """Every started preview, waiting for its copy (done by then, or at the end of a run)."""
-        ready = []
-        for step, host, done in self._pending:
-            if done is not None:
-                done.synchronize()
-            ready.append((step, _image(host)))
-        self._pending.clear()
-        return ready
+        return self._finished(wait=True)

@@ -638,7 +638,7 @@ class DiffusersBackend(Backend):
                 raise GenerationCancelled(f"Stopped at step {index + 1}/{total}.")
             if step_previews is None:
                 push(Progress(step=index + 1, total=total, preview=None, backend=self.name))
-            else:  # on a GPU a step's preview is read during the next step: no device sync per step
+            else:  # on a GPU a step's preview is read once its copy has finished: no device sync per step
                 show(step_previews.add(index + 1, tensors["latents"], last=index + 1 >= total))
                 if index + 1 >= total:
                     show(step_previews.flush())

@@ -53,21 +53,70 @@ def test_projection_copies_its_factors_to_the_latents_device_once_not_per_step()
             assert _projected(latents, "sd15").shape == (8, 8, 3)
     assert counted.copies <= 2  # the factors and the bias, once (none once cached by an earlier test)
 
-def test_deferred_previews_arrive_a_step_later_each_once_and_in_order():
+class StreamClock:
+    """A stand-in for the GPU's stream: events are recorded in order and finish when `run_to` says the stream got
+    past them; `synchronize` on one that has not is counted as a wait (and finishes it, as the GPU would)."""
+
+    def __init__(self):
+        self.recorded, self.finished, self.waits = 0, 0, 0
+
+    def run_to(self, count: int) -> None:
+        self.finished = max(self.finished, count)
+
+    def event(self):
+        clock = self
+
+        class Event:
+            def record(self):
+                clock.recorded += 1
+                self.number = clock.recorded
+
+            def query(self):
+                return clock.finished >= self.number
+
+            def synchronize(self):
+                if not self.query():
+                    clock.waits += 1
+                    clock.run_to(self.number)
+
+        return Event()
+
+
+def test_deferred_previews_wait_only_beyond_the_lag_each_once_and_in_order():
     import numpy as np
 
-    from engine.previews import StepPreviews
+    from engine.previews import PREVIEW_LAG_STEPS, StepPreviews
 
-    latents = [torch.randn(1, 4, 6, 5, generator=torch.Generator().manual_seed(n)) for n in range(5)]
-    previews = StepPreviews("sdxl", deferred=True)  # as on a GPU: the copy of step k is read at step k + 1
-    arrived = [[step for step, _ in previews.add(n + 1, x)] for n, x in enumerate(latents)]
-    assert arrived == [[], [1], [2], [3], [4]]
+    assert PREVIEW_LAG_STEPS == 2  # the steps below are written for it
+    latents = [torch.randn(1, 4, 6, 5, generator=torch.Generator().manual_seed(n)) for n in range(6)]
+    stream = StreamClock()
+    previews = StepPreviews("sdxl", deferred=True, make_event=stream.event)  # as on a GPU far behind the CPU
+    arrived = [[step for step, _ in previews.add(n + 1, x)] for n, x in enumerate(latents[:4])]
+    assert arrived == [[], [], [1], [2]] and stream.waits == 2  # the third copy in flight waits for the first
+    stream.run_to(4)  # the GPU caught up: what finished comes at once, without waiting
+    assert [step for step, _ in previews.add(5, latents[4])] == [3, 4] and stream.waits == 2
+    assert [step for step, _ in previews.add(6, latents[5])] == []
     last = previews.flush()
-    assert [step for step, _ in last] == [5] and previews.flush() == []
-    assert np.array_equal(np.asarray(last[0][1]), np.asarray(latents_to_preview(latents[4], "sdxl")))
+    assert [step for step, _ in last] == [5, 6] and previews.flush() == [] and stream.waits == 4
+    assert np.array_equal(np.asarray(last[-1][1]), np.asarray(latents_to_preview(latents[5], "sdxl")))
 
     at_once = StepPreviews("sdxl")  # CPU latents: ready in the step that made them
     assert [step for step, _ in at_once.add(1, latents[0])] == [1] and at_once.flush() == []
+
+
+def test_a_skipped_decoder_step_keeps_its_place_behind_copies_in_flight():
+    from engine.previews import StepPreviews
+
+    stream, now = StreamClock(), [0.0]
+    previews = StepPreviews("sd15", deferred=True, decode=lambda x: torch.zeros(3, 3, 3, dtype=torch.uint8),
+                            period_s=0.5, clock=lambda: now[0], make_event=stream.event)
+    latents = torch.zeros(1, 4, 3, 3)
+    assert previews.add(1, latents) == []  # decoded; its copy in flight
+    assert previews.add(2, latents) == []  # within the period: no preview, but not before step 1's
+    stream.run_to(1)
+    now[0] = 1.0  # a period later: decoded again, its copy in flight
+    assert [(step, image is None) for step, image in previews.add(3, latents)] == [(1, False), (2, True)]
+    assert [(step, image is None) for step, image in previews.flush()] == [(3, False)]
 
 
 def test_a_decoders_previews_come_at_most_once_a_period_and_always_for_the_last_step(tmp_path):
