@@ -11,7 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from engine import AIModelManager  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from ui.app import build_demo, launch_options  # noqa: E402
-from ui.launcher import parse_args, serve, settings_overrides, stop_on_sigterm  # noqa: E402
+from ui.launcher import NotServed, parse_args, serve, settings_overrides, stop_on_sigterm  # noqa: E402
 
 LOG_LEVEL = (os.environ.get("GATOR_LOG_LEVEL") or "INFO").strip().upper()  # "debug" as well as "DEBUG"
 logging.basicConfig(level=LOG_LEVEL if isinstance(logging.getLevelName(LOG_LEVEL), int) else "INFO",
@@ -49,5 +49,7 @@ if __name__ == "__main__":
         serve(demo, args, launch_options(manager, demo))
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM before the server was fully up: a clean stop all the same
         pass
+    except NotServed as err:
+        raise SystemExit(f"Gator Studio cannot start: {err}") from None
     finally:
         manager.shutdown()

@@ -2,19 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import signal
 import threading
+import time
+import urllib.error
+import urllib.request
 from typing import Any, Sequence
 
 from engine.backends import prefer_choices
 from engine.compiled import COMPILE_MODES
+from engine.errors import first_line
 from starlette.middleware import Middleware
 
 from .login import ClientAddress, LoginGuard
 
 logger = logging.getLogger("gator.app")
+# How long the app waits for its own page to answer after launch. Gradio's own check gives it one 3 s try, and a
+# loaded machine (a small cloud CPU, a model loading beside it) can take longer: Gradio then refuses to start.
+PAGE_WAIT_S = 60.0
+
+
+PROXY_HINT = "let requests to localhost bypass any proxy (NO_PROXY=127.0.0.1,localhost)"
+
+
+class NotServed(RuntimeError):
+    """The app could not serve its page on this machine (the sentence says what to check)."""
 
 
 def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
@@ -129,14 +144,45 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
         app_kwargs = dict(launch_options.get("app_kwargs") or {})
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ClientAddress)]
         launch_options = {**launch_options, "app_kwargs": app_kwargs}
-    result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                         auth_message="Gator Studio: please log in." if args.auth_pairs else None,
-                         prevent_thread_lock=True, ssr_mode=False, **launch_options)
+    own_check = "_frontend" in inspect.signature(demo.launch).parameters  # else Gradio's single 3 s try
+    try:
+        result = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                             auth_message="Gator Studio: please log in." if args.auth_pairs else None,
+                             prevent_thread_lock=True, ssr_mode=False, **({"_frontend": False} if own_check else {}),
+                             **launch_options)
+    except Exception as err:  # a port in use, a proxy that swallows localhost: a sentence, not a traceback
+        raise NotServed(f"The app could not start serving on {args.host}:{args.port} ({first_line(err)}). Choose "
+                        f"another port with --port if it is taken, and {PROXY_HINT}.") from err
+    if own_check and not args.share:
+        problem = page_problem(demo.local_url, PAGE_WAIT_S)
+        if problem:
+            demo.close()
+            raise NotServed(f"The app's page at {demo.local_url} did not answer within {PAGE_WAIT_S:g} s "
+                            f"({problem}). {PROXY_HINT[0].upper()}{PROXY_HINT[1:]}, or run with --share.")
     if share_failed(demo, args):
         logger.warning("Could not create a share link (no internet?); still serving locally at %s", demo.local_url)
     if block:
         demo.block_thread()
     return result
+
+
+def page_problem(url: str, limit_s: float) -> str | None:
+    """None once `url` answers (a page, a login, a redirect), tried until `limit_s` has passed; else what the last
+    try got."""
+    deadline, problem = time.monotonic() + limit_s, "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+                return None
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # the login page's guard
+                return None
+            problem = f"HTTP {err.code}"
+        except (urllib.error.URLError, OSError) as err:
+            problem = str(getattr(err, "reason", err))
+        if time.monotonic() >= deadline:
+            return problem
+        time.sleep(0.2)
 
 
 def stop_on_sigterm() -> None:

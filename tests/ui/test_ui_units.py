@@ -320,6 +320,84 @@ def test_share_without_auth_warns_and_a_failed_share_keeps_serving(caplog):
     assert "consider --auth" not in caplog.text and "Could not create" not in caplog.text
 
 
+class _CheckedDemo(_FakeDemo):
+    """A demo whose launch, like Gradio's, can skip Gradio's own 3 s check of the page (`_frontend`)."""
+
+    def __init__(self, local_url):
+        super().__init__(share_url=None)
+        self.local_url, self.closed = local_url, False
+
+    def launch(self, _frontend=True, **kwargs):
+        return super().launch(_frontend=_frontend, **kwargs)
+
+    def close(self):
+        self.closed = True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_page_slower_than_gradios_3_s_check_still_starts_the_app():
+    import http.server
+    import threading
+    import time
+
+    port = _free_port()
+    server_box = {}
+
+    def serve_late():  # the page answers only after Gradio's single 3 s try would have given up
+        time.sleep(3.5)
+        server_box["server"] = http.server.ThreadingHTTPServer(("127.0.0.1", port),
+                                                               http.server.SimpleHTTPRequestHandler)
+        server_box["server"].serve_forever()
+
+    threading.Thread(target=serve_late, daemon=True).start()
+    demo = _CheckedDemo(f"http://127.0.0.1:{port}/")
+    started = time.monotonic()
+    try:
+        serve(demo, SimpleNamespace(host="127.0.0.1", port=port, share=False, auth_pairs=None), {}, block=False)
+    finally:
+        time.sleep(0.1)
+        if "server" in server_box:
+            server_box["server"].shutdown()
+    assert demo.launched["_frontend"] is False and not demo.closed and time.monotonic() - started >= 3.5
+
+
+def test_a_page_that_never_answers_stops_the_app_with_a_sentence(monkeypatch):
+    from ui import launcher
+
+    monkeypatch.setattr(launcher, "PAGE_WAIT_S", 0.5)
+    demo = _CheckedDemo(f"http://127.0.0.1:{_free_port()}/")  # nothing listens there
+    with pytest.raises(launcher.NotServed, match=r"did not answer within 0.5 s .*NO_PROXY=127\.0\.0\.1") as caught:
+        serve(demo, SimpleNamespace(host="127.0.0.1", port=1, share=False, auth_pairs=None), {}, block=False)
+    assert demo.local_url in str(caught.value) and demo.closed
+
+
+def test_a_launch_that_fails_says_what_to_check_instead_of_a_traceback():
+    from ui import launcher
+
+    class TakenPort(_CheckedDemo):
+        def launch(self, _frontend=True, **kwargs):
+            raise OSError("Cannot find empty port in range: 7860-7860.")
+
+    with pytest.raises(launcher.NotServed, match=r"on 127\.0\.0\.1:7860 \(Cannot find empty port .*--port"):
+        serve(TakenPort("http://127.0.0.1:7860/"), SimpleNamespace(host="127.0.0.1", port=7860, share=False,
+                                                                   auth_pairs=None), {}, block=False)
+
+
+def test_the_installed_gradio_lets_the_app_check_its_page_itself():
+    import inspect
+
+    import gradio as gr
+
+    assert "_frontend" in inspect.signature(gr.Blocks.launch).parameters  # else Gradio's 3 s check stays
+
+
 def test_a_results_details_and_a_picked_images_parameters_note_the_same_settings():
     from ui.image_tab import details_markdown, parameters_text, setting_notes
 
