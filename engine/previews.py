@@ -124,7 +124,9 @@ class StepPreviews:
         host.copy_(rgb, non_blocking=True)
         make_event = self._make_event or (torch.cuda.Event if rgb.is_cuda else None)
         done = make_event() if make_event is not None else None
-        if done is not None:
+        if done is not None and rgb.is_cuda:  # on the stream the copy went to: the latents' GPU, maybe not the first
+            done.record(torch.cuda.current_stream(rgb.device))
+        elif done is not None:
             done.record()
         self._pending.append((step, host, done))
         return self._finished()
