@@ -127,6 +127,7 @@ class CompileState:
     started: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    inline_reason: str = ""  # why the last shape was compiled in this process when a child was asked for
 
     def describe(self) -> str:
         """One line: "compiling 1024x1024 (42 s so far); ready: 768x768"."""
@@ -287,6 +288,8 @@ class UNetCompiler:
                 if why_not:
                     logger.info("Compiling the UNet for %s in this process: a child could not (%s).",
                                 shape_label(key), why_not)
+                with self._lock:
+                    self.state.inline_reason = why_not or ""
             interval = sys.getswitchinterval()
             sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)  # requests running meanwhile get the GIL back soon
             try:
@@ -318,8 +321,9 @@ class UNetCompiler:
     def snapshot(self) -> dict[str, Any]:
         """The status tab's view: mode, status, model and a one-line description."""
         with self._lock:
-            return {"mode": self.mode, "scope": self.scope, "process": self.process, "status": self.state.status,
-                    "model": self.state.model,
+            return {"mode": self.mode, "scope": self.scope, "status": self.state.status, "model": self.state.model,
+                    "process": "inline" if self.state.inline_reason else self.process,  # the one used last
+                    "inline_reason": self.state.inline_reason,
                     "shapes": list(self.state.shapes), "summary": self.state.describe()}
 
 

@@ -55,12 +55,15 @@ def _ago(epoch: Any) -> str:
 
 def _compile_line(compiled: dict[str, Any]) -> str:
     """"auto: off", or "on, blocks, child: ready: 1024x1024 (12 s)" (mode; scope, and the process where it is a
-    child, while compiling is on; summary)."""
+    child or a child could not compile it, while compiling is on; summary)."""
     if not compiled:
         return "–"
     mode = compiled.get("mode", "off")
     if compiled.get("status", "off") != "off" and compiled.get("scope"):
-        mode = f"{mode}, {compiled['scope']}" + (", child" if compiled.get("process") == "child" else "")
+        process = ", child" if compiled.get("process") == "child" else ""
+        if compiled.get("inline_reason"):
+            process = f", in this process (a child could not: {compiled['inline_reason']})"
+        mode = f"{mode}, {compiled['scope']}{process}"
     return f"{mode}: {compiled.get('summary', 'off')}"
 
 

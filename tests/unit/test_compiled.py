@@ -352,6 +352,24 @@ def test_a_child_process_makes_the_code_and_the_compiler_finds_it_in_the_cache(t
         Settings.from_env(compile_process="thread")
 
 
+def test_a_child_that_cannot_compile_leaves_it_to_this_process_and_the_status_tab_says_so(tiny_model_dir, tmp_path):
+    """A compile backend given as a function of this process cannot go to a child: the UNet is compiled here, and
+    the status tab names the process used and why, not the one asked for."""
+    from ui.status_tab import render_status
+
+    def this_process_backend(graph, example_inputs):
+        return graph.forward
+
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache", process="child"), "cpu",
+                            backend=this_process_backend)
+    compiler.attach(tiny_pipe(tiny_model_dir), "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    snapshot = compiler.snapshot()
+    assert snapshot["process"] == "inline" and "a function of this process" in snapshot["inline_reason"]
+    line = render_status({"compile": snapshot})
+    assert "in this process (a child could not: the compile backend is a function" in line
+
+
 PRECOMPILE_PROBE = """
 import json, sys, time
 from pathlib import Path
