@@ -72,3 +72,18 @@ def test_without_isal_pillow_writes_the_same_pixels_and_texts(monkeypatch):
     image = photo_like(48, 32)
     with Image.open(io.BytesIO(encode_png(image, {"parameters": "a fox"}))) as back:
         assert np.array_equal(np.asarray(back), np.asarray(image)) and back.text["parameters"] == "a fox"
+
+
+def test_a_long_stream_is_split_into_several_idat_chunks(monkeypatch):
+    import cv2
+
+    from engine import png_encoding
+
+    monkeypatch.setattr(png_encoding, "IDAT_BYTES", 1000)
+    image = photo_like(64, 48)
+    png = encode_png(image, {"parameters": "split"})
+    assert png.count(b"IDAT") > 5
+    with Image.open(io.BytesIO(png)) as back:
+        assert np.array_equal(np.asarray(back), np.asarray(image)) and back.text["parameters"] == "split"
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decoded[:, :, ::-1], np.asarray(image))
