@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
 import os
@@ -150,9 +151,12 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
                              auth_message="Gator Studio: please log in." if args.auth_pairs else None,
                              prevent_thread_lock=True, ssr_mode=False, **({"_frontend": False} if own_check else {}),
                              **launch_options)
-    except Exception as err:  # a port in use, a proxy that swallows localhost: a sentence, not a traceback
-        raise NotServed(f"The app could not start serving on {args.host}:{args.port} ({first_line(err)}). Choose "
-                        f"another port with --port if it is taken, and {PROXY_HINT}.") from err
+    except Exception as err:  # a port in use, a proxy that refuses localhost: a sentence, not a traceback
+        with contextlib.suppress(Exception):  # a server started before the failure lets its port go
+            demo.close()
+        hint = "Choose another port with --port" if isinstance(err, OSError) else PROXY_HINT[0].upper() + PROXY_HINT[1:]
+        raise NotServed(f"The app could not start serving on {args.host}:{args.port} ({first_line(err)}). "
+                        f"{hint}.") from err
     if own_check and not args.share:
         problem = page_problem(demo.local_url, PAGE_WAIT_S)
         if problem:

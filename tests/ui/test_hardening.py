@@ -75,13 +75,14 @@ def test_a_flood_from_one_client_is_refused_and_another_client_is_served(local_a
     one_job_s = time.monotonic() - started
     jobs = [flood.submit("flood", width=64, height=64, num_inference_steps=30, seed=n, api_name="/generate_image")
             for n in range(16)]
+    another = Client(local_app.url, verbose=False)
     time.sleep(0.5)
     started = time.monotonic()
-    _, info = Client(local_app.url, verbose=False).predict("another client", width=64, height=64,
-                                                           num_inference_steps=2, api_name="/generate_image")
+    _, info = another.predict("another client", width=64, height=64, num_inference_steps=2,
+                              api_name="/generate_image")
     waited_s = time.monotonic() - started
-    # served after at most the flood's two admitted jobs, not behind all sixteen (6 job-lengths of slack for load)
-    assert info["status"] == "success" and waited_s < 8 * one_job_s, (waited_s, one_job_s)
+    # served after at most the flood's two admitted jobs, not behind all sixteen (slack for a loaded machine)
+    assert info["status"] == "success" and waited_s < 8 * one_job_s + 2, (waited_s, one_job_s)
     outcomes = []
     for job in jobs:
         try:

@@ -385,9 +385,22 @@ def test_a_launch_that_fails_says_what_to_check_instead_of_a_traceback():
         def launch(self, _frontend=True, **kwargs):
             raise OSError("Cannot find empty port in range: 7860-7860.")
 
-    with pytest.raises(launcher.NotServed, match=r"on 127\.0\.0\.1:7860 \(Cannot find empty port .*--port"):
-        serve(TakenPort("http://127.0.0.1:7860/"), SimpleNamespace(host="127.0.0.1", port=7860, share=False,
-                                                                   auth_pairs=None), {}, block=False)
+    class ConnectError(Exception):  # as httpx's: not an OSError
+        pass
+
+    class RefusedByProxy(_CheckedDemo):
+        def launch(self, _frontend=True, **kwargs):
+            raise ConnectError("[Errno 111] Connection refused")  # Gradio's own request, sent to a dead proxy
+
+    args = SimpleNamespace(host="127.0.0.1", port=7860, share=False, auth_pairs=None)
+    taken = TakenPort("http://127.0.0.1:7860/")
+    with pytest.raises(launcher.NotServed, match=r"on 127\.0\.0\.1:7860 \(Cannot find empty port .*--port\.$"):
+        serve(taken, args, {}, block=False)
+    refused = RefusedByProxy("http://127.0.0.1:7860/")
+    with pytest.raises(launcher.NotServed,
+                       match=r"\(\[Errno 111\] Connection refused\)\. Let requests to localhost bypass"):
+        serve(refused, args, {}, block=False)
+    assert taken.closed and refused.closed
 
 
 def test_the_installed_gradio_lets_the_app_check_its_page_itself():
