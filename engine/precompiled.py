@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiled import call_key, shape_label
+from .errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +136,12 @@ class PrecompiledUNet:
         try:
             with path.open("rb") as file:
                 graph = torch.compiler.load_compiled_function(file)
-        except Exception as err:  # a damaged file, or one torch no longer reads: compiled as without one
-            logger.info("The saved UNet graph %s could not be loaded (%s); compiling the UNet instead.", path.name, err)
+        except Exception as err:  # a damaged file, or one torch no longer reads: compiled as without one, and
+            # removed, so that the next start's child compiler saves a good one instead of it failing each start
+            logger.info("The saved UNet graph %s could not be loaded (%s); compiling the UNet instead, and the file "
+                        "is removed (the next start saves a new one).", path.name, first_line(err))
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
         if not graph.guard_check(self.unet, *args, **kwargs):
             logger.info("The saved UNet graph %s does not fit this UNet (%s); compiling the UNet instead.", path.name,

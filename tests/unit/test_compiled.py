@@ -4,6 +4,7 @@ the shapes it was made for and only those (a new size runs eagerly and is compil
 as eager, and a sentence with eager generation where torch.compile cannot be used."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import replace
@@ -490,6 +491,25 @@ def test_a_saved_unet_graph_is_loaded_by_the_next_compiler(tiny_model_dir, tmp_p
     second.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="detail")
     assert np.abs(draw(second).astype(int) - before).mean() > 1  # the LoRA's picture
     assert eager_calls["count"] == 2  # its layers fail the graph's guards: both steps ran eagerly
+
+
+@pytest.mark.skipif(not precompile_supported("aot_eager"), reason="this torch cannot save a compiled graph")
+def test_a_damaged_saved_graph_is_compiled_around_and_removed(tiny_model_dir, tmp_path, caplog):
+    """A saved graph that cannot be read (cut short by a full disk, say) does not cost the compiled UNet: it is
+    compiled as without one, draws eager's picture, and the file goes, so the next start's child saves a good one
+    instead of every start failing on it."""
+    caplog.set_level(logging.INFO, logger="engine.precompiled")
+    pipe = tiny_pipe(tiny_model_dir)
+    save_graph(pipe.unet, tmp_path / "cache" / "graphs")
+    [saved] = (tmp_path / "cache" / "graphs").glob(f"*{GRAPH_SUFFIX}")
+    saved.write_bytes(saved.read_bytes()[:200])
+    before = draw(pipe)
+    compiler = UNetCompiler(CompileOptions("on", cache_dir=tmp_path / "cache", process="child"), "cpu",
+                            backend="aot_eager")
+    compiler.attach(pipe, "tiny", native_size=64)
+    assert wait_for(lambda: compiler.snapshot()["status"] == "ready"), compiler.snapshot()
+    assert np.abs(draw(pipe).astype(int) - before).max() <= 2
+    assert not saved.exists() and "could not be loaded" in caplog.text and "the file is removed" in caplog.text
 
 
 def test_a_shape_torch_cannot_precompile_is_compiled_without_a_saved_graph(tiny_model_dir, tmp_path, caplog):
