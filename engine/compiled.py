@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 COMPILE_MODES = ("auto", "on", "off")
 COMPILE_SCOPES = ("unet", "blocks")  # the whole UNet; only its repeated transformer blocks
 COMPILE_PROCESSES = ("inline", "child")  # where code is generated: this process, or a child that fills the cache
-# a child by default: requests beside it run at full speed (an inline trace holds the GIL: a 2.2 s image took 34 s
-# on an H100), and only a child saves the whole-UNet graphs a restart loads (BENCHMARKS.md, run 5)
+# a child by default: requests beside it keep close to their speed (an inline trace holds the GIL: a 2.2 s image
+# took 34 s on an H100), and only a child saves the whole-UNet graphs a restart loads (BENCHMARKS.md, runs 5 and 6)
 DEFAULT_COMPILE_PROCESS = "child"
 MAX_COMPILED_SHAPES = 4  # static graphs per model: the native size and the first other sizes asked for
 # Graphs one compiled function may keep (torch's default is 8): the UNet's forward, or a transformer block's, is one

@@ -4,8 +4,8 @@ At 1024x1024 this encodes a photo-like image about fifteen times faster than Pil
 adaptive filters) at about the same size (bench/save_cost.py): the Sub filter keeps the size, and ISA-L's deflate
 is several times faster than zlib's at its fastest level. The file is the plain PNG layout: signature, IHDR, the
 `parameters` / `gator` texts as Pillow's `PngInfo.add_text` writes them (tEXt when the text is Latin-1, iTXt
-(UTF-8) otherwise), the IDAT chunks, IEND. Images of other modes than RGB, RGBA and L, or a machine without `isal`, are
-written by Pillow.
+(UTF-8) otherwise), the IDAT chunks, IEND. Images of other modes than RGB, RGBA and L, or a machine without
+`isal`, are written by Pillow.
 """
 from __future__ import annotations
 
