@@ -24,9 +24,7 @@ logger = logging.getLogger("gator.app")
 # How long the app waits for its own page to answer after launch. Gradio's own check gives it one 3 s try, and a
 # loaded machine (a small cloud CPU, a model loading beside it) can take longer: Gradio then refuses to start.
 PAGE_WAIT_S = 60.0
-
-
-PROXY_HINT = "let requests to localhost bypass any proxy (NO_PROXY=127.0.0.1,localhost)"
+PROXY_HINT = "Let requests to localhost bypass any proxy (NO_PROXY=127.0.0.1,localhost)"
 
 
 class NotServed(RuntimeError):
@@ -154,7 +152,7 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
     except Exception as err:  # a port in use, a proxy that refuses localhost: a sentence, not a traceback
         with contextlib.suppress(Exception):  # a server started before the failure lets its port go
             demo.close()
-        hint = "Choose another port with --port" if isinstance(err, OSError) else PROXY_HINT[0].upper() + PROXY_HINT[1:]
+        hint = "Choose another port with --port" if isinstance(err, OSError) else PROXY_HINT
         raise NotServed(f"The app could not start serving on {args.host}:{args.port} ({first_line(err)}). "
                         f"{hint}.") from err
     if own_check and not args.share:
@@ -162,7 +160,7 @@ def serve(demo: Any, args: argparse.Namespace, launch_options: dict[str, Any], *
         if problem:
             demo.close()
             raise NotServed(f"The app's page at {demo.local_url} did not answer within {PAGE_WAIT_S:g} s "
-                            f"({problem}). {PROXY_HINT[0].upper()}{PROXY_HINT[1:]}, or run with --share.")
+                            f"({problem}). {PROXY_HINT}, or run with --share.")
     if share_failed(demo, args):
         logger.warning("Could not create a share link (no internet?); still serving locally at %s", demo.local_url)
     if block:
