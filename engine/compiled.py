@@ -282,14 +282,15 @@ class UNetCompiler:
                 self.state.status, self.state.compiling, self.state.started = "compiling", shape_label(key), \
                     time.monotonic()
             started = time.perf_counter()
+            why_not = None
             if self.process == "child" and not graph_saved(self.graphs_dir, eager, key, self.scope, self.backend):
                 # the code made there, without this process's GIL; then found in the cache (or its graph loaded)
                 why_not = compile_in_child(eager, [key], self.scope, self.backend, self.graphs_dir)
                 if why_not:
                     logger.info("Compiling the UNet for %s in this process: a child could not (%s).",
                                 shape_label(key), why_not)
-                with self._lock:
-                    self.state.inline_reason = why_not or ""
+            with self._lock:  # this shape's: a graph loaded after a shape compiled here clears it
+                self.state.inline_reason = why_not or ""
             interval = sys.getswitchinterval()
             sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)  # requests running meanwhile get the GIL back soon
             try:
