@@ -70,18 +70,13 @@ def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
 
 
 def wait_until_served(url: str, limit_s: float = 90.0) -> None:
-    """Wait until the app's page answers at `url`; fail the test with the last error after `limit_s`."""
-    deadline, last_error = time.monotonic() + limit_s, "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(url, timeout=10)
-            if answer.status_code in (200, 401):
-                return
-            last_error = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as error:
-            last_error = repr(error)
-        time.sleep(0.1)
-    pytest.fail(f"the app did not answer on {url} within {limit_s:.0f} s: {last_error}")
+    """Wait until the app's page answers at `url` (as the app's own launcher does); fail the test with the last
+    error after `limit_s`."""
+    from ui.launcher import page_problem
+
+    problem = page_problem(url, limit_s)
+    if problem:
+        pytest.fail(f"the app did not answer on {url} within {limit_s:.0f} s: {problem}")
 
 
 def stop_app(app: RunningApp) -> None:
