@@ -41,10 +41,11 @@ if [ "${1:-}" = "test" ]; then
     echo "Browser tests need Debian's chromium: apt-get install -y chromium" >&2
   fi
   if [ $# -eq 0 ]; then
-    # The whole suite: the engine's tests in one process (several of them time what they test), then the browser
-    # suite in two (each a Chromium and apps of its own, test files kept together): one leaves a core idle as it waits.
+    # The whole suite: the engine's tests, then the browser suite (each a Chromium and apps of its own, test files
+    # kept together), each in two processes: one alone leaves a core idle while its test waits. Tests that time what
+    # they test allow for the other process.
     status=0
-    "$PY" -m pytest --ignore=tests/ui || status=$?
+    "$PY" -m pytest --ignore=tests/ui --numprocesses 2 || status=$?
     "$PY" -m pytest tests/ui --numprocesses 2 --dist loadfile || status=$?
     exit "$status"
   fi

@@ -9,55 +9,47 @@ import time
 
 from PIL import Image
 
-from engine.config import Settings
 from engine.file_hashes import TENSOR_DATA
-from engine.manager import AIModelManager
 from engine.outputs import read_parameters
-from tests.conftest import CPU
 from tests.integration.test_loras_local import lora_manager  # noqa: F401  (LoRAs made for the tiny model)
 from tests.support.ldm_checkpoint import cached_checkpoint
 
 SMALL = dict(width=64, height=64, num_inference_steps=2, seed=5)
 
 
-def checkpoint_settings(tmp_path, tiny_model_dir, name: str):
-    """Settings over a models folder holding an SD 1.5 checkpoint `name`.safetensors; its file and Model hash."""
+def models_with_checkpoint(tmp_path, name: str):
+    """A models folder holding a (small SDXL) checkpoint `name`.safetensors; the folder, the file and its Model
+    hash. A copy, not a link: the hash is the file's own."""
     models = tmp_path / "models"
     models.mkdir()
     checkpoint = models / f"{name}.safetensors"
-    shutil.copy(cached_checkpoint("sd15"), checkpoint)
-    expected = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "out",
-                        tiny_model_dir=tiny_model_dir, models_dir=models)
-    return settings, checkpoint, expected
+    shutil.copy(cached_checkpoint("sdxl-small"), checkpoint)
+    return models, checkpoint, hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
 
 
-async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, tiny_model_dir):
-    settings, checkpoint, expected = checkpoint_settings(tmp_path, tiny_model_dir, "hashed_one")
-    manager = AIModelManager(settings, hardware=CPU)
-    await manager.initialize_models()
-    try:
-        await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)  # the load starts the hashing
-        hashes = manager.backends["diffusers"].hashes
-        deadline = time.monotonic() + 60
-        while hashes.known(checkpoint) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        result = await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)
-        assert result.model_hash == expected, result.error
-        assert f"Model hash: {expected}, Model: " in Image.open(result.path).text["parameters"]  # A1111's order
-        assert read_parameters(result.path)["model_hash"] == expected
-        tiny = await manager.generate_image("a lighthouse", model="tiny", **SMALL)
-        assert tiny.model_hash is None and "Model hash" not in Image.open(tiny.path).text["parameters"]
-    finally:
-        manager.shutdown()
+def wait_for_hash(manager, checkpoint) -> None:
+    hashes = manager.backends["diffusers"].hashes
+    deadline = time.monotonic() + 60
+    while hashes.known(checkpoint) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
 
-    restarted = AIModelManager(settings, hardware=CPU)  # the hash is remembered: the first image has it
-    await restarted.initialize_models()
-    try:
-        first = await restarted.generate_image("a lighthouse", model="hashed_one", **SMALL)
-        assert first.model_hash == expected, first.error
-    finally:
-        restarted.shutdown()
+
+async def test_a_checkpoint_png_carries_its_model_hash(tmp_path, small_sdxl_manager):
+    models, checkpoint, expected = models_with_checkpoint(tmp_path, "hashed_one")
+    manager = await small_sdxl_manager(models)
+    await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)  # the load starts the hashing
+    wait_for_hash(manager, checkpoint)
+    result = await manager.generate_image("a lighthouse", model="hashed_one", **SMALL)
+    assert result.model_hash == expected, result.error
+    assert f"Model hash: {expected}, Model: " in Image.open(result.path).text["parameters"]  # A1111's order
+    assert read_parameters(result.path)["model_hash"] == expected
+    tiny = await manager.generate_image("a lighthouse", model="tiny", **SMALL)
+    assert tiny.model_hash is None and "Model hash" not in Image.open(tiny.path).text["parameters"]
+    manager.shutdown()
+
+    restarted = await small_sdxl_manager(models)  # the hash is remembered: the first image has it
+    first = await restarted.generate_image("a lighthouse", model="hashed_one", **SMALL)
+    assert first.model_hash == expected, first.error
 
 
 def _tensor_data_hash(path) -> str:
@@ -84,23 +76,16 @@ async def test_a_lora_png_carries_a1111s_lora_hashes(lora_manager):
     assert plain.lora_hashes is None and "Lora hashes" not in Image.open(plain.path).text["parameters"]
 
 
-async def test_a_checkpoint_is_found_by_its_model_hash(tmp_path, tiny_model_dir):
+async def test_a_checkpoint_is_found_by_its_model_hash(tmp_path, small_sdxl_manager):
     """As A1111 does for an image whose checkpoint has another name here: its "Model hash" finds the file, once this
     app has hashed it (when it first loaded; remembered across restarts). Nothing unknown or too short matches."""
-    settings, checkpoint, expected = checkpoint_settings(tmp_path, tiny_model_dir, "renamed_here")
-    manager = AIModelManager(settings, hardware=CPU)
-    await manager.initialize_models()
-    try:
-        assert manager.model_with_hash(expected) is None  # not hashed yet: nothing is read to answer
-        await manager.generate_image("a lighthouse", model="renamed_here", **SMALL)
-        hashes = manager.backends["diffusers"].hashes
-        deadline = time.monotonic() + 60
-        while hashes.known(checkpoint) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert manager.model_with_hash(expected) == "renamed_here"
-        assert manager.model_with_hash(expected.upper() + " ") == "renamed_here"
-        assert manager.model_with_hash("0123456789") is None and manager.model_with_hash(expected[:6]) is None
-        assert manager.model_with_hash(None) is None
-        assert manager.knows_model("renamed_here") and not manager.knows_model("someone_elses_name")
-    finally:
-        manager.shutdown()
+    models, checkpoint, expected = models_with_checkpoint(tmp_path, "renamed_here")
+    manager = await small_sdxl_manager(models)
+    assert manager.model_with_hash(expected) is None  # not hashed yet: nothing is read to answer
+    await manager.generate_image("a lighthouse", model="renamed_here", **SMALL)
+    wait_for_hash(manager, checkpoint)
+    assert manager.model_with_hash(expected) == "renamed_here"
+    assert manager.model_with_hash(expected.upper() + " ") == "renamed_here"
+    assert manager.model_with_hash("0123456789") is None and manager.model_with_hash(expected[:6]) is None
+    assert manager.model_with_hash(None) is None
+    assert manager.knows_model("renamed_here") and not manager.knows_model("someone_elses_name")

@@ -42,25 +42,19 @@ def test_an_unknown_preference_is_a_sentence(settings):
     assert auto_order([]) == []
 
 
-async def test_catalogue_and_checkpoint_licenses_reach_the_model_list_and_the_png(tmp_path, tiny_model_dir):
+async def test_catalogue_and_checkpoint_licenses_reach_the_model_list_and_the_png(tmp_path, small_sdxl_manager):
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copy(cached_checkpoint("sd15"), models / "plain_one.safetensors")
-    save_file(load_file(cached_checkpoint("sd15")), models / "labelled_one.safetensors",
+    shutil.copy(cached_checkpoint("sdxl-small"), models / "plain_one.safetensors")
+    save_file(load_file(cached_checkpoint("sdxl-small")), models / "labelled_one.safetensors",
               metadata={"modelspec.license": "CreativeML Open RAIL-M"})
     assert inspect(models / "labelled_one.safetensors").license == "CreativeML Open RAIL-M"
     assert inspect(models / "plain_one.safetensors").license is None
-    settings = Settings(comfyui_urls=[], enable_comfyui=False, output_dir=tmp_path / "out",
-                        tiny_model_dir=tiny_model_dir, models_dir=models)
-    manager = AIModelManager(settings, hardware=CPU)
-    await manager.initialize_models()
-    try:
-        licenses = {m["id"]: m["license"] for m in manager.available_models()}
-        assert licenses["plain_one"] == "unknown" and licenses["labelled_one"] == "CreativeML Open RAIL-M"
-        assert licenses["sdxl-1.0"] == "CreativeML Open RAIL++-M"  # listed as missing, with its license
-        result = await manager.generate_image("a lighthouse", width=64, height=64, num_inference_steps=2,
-                                              model="plain_one")
-        assert result.model_license == "unknown", result.error
-        assert "Model license: unknown" in open(result.path, "rb").read().decode("latin-1")
-    finally:
-        manager.shutdown()
+    manager = await small_sdxl_manager(models)
+    licenses = {m["id"]: m["license"] for m in manager.available_models()}
+    assert licenses["plain_one"] == "unknown" and licenses["labelled_one"] == "CreativeML Open RAIL-M"
+    assert licenses["sdxl-1.0"] == "CreativeML Open RAIL++-M"  # listed as missing, with its license
+    result = await manager.generate_image("a lighthouse", width=64, height=64, num_inference_steps=2,
+                                          model="plain_one")
+    assert result.model_license == "unknown", result.error
+    assert "Model license: unknown" in open(result.path, "rb").read().decode("latin-1")

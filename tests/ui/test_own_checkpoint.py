@@ -107,22 +107,22 @@ def test_an_sdxl_shaped_checkpoint_is_listed_and_generated_through_the_api_and_t
 
 
 def test_an_a1111_png_finds_the_checkpoint_by_its_model_hash(app_url, desktop, tmp_path):
-    """An A1111 image made with this very file under another name: Send to Image picks dreamMix_v7 by the image's
+    """An A1111 image made with this very file under another name: Send to Image picks tinyXL_v1 by the image's
     Model hash, as A1111 does, once the app has hashed the file (when it first loads; a background read)."""
-    digest = sha256_of(cached_checkpoint("sd15"))[:10]
+    digest = sha256_of(cached_checkpoint("sdxl-small"))[:10]
     png = png_with(tmp_path / "theirs.png", parameters=f"a harbour at dawn\nSteps: 2, Sampler: Euler, CFG scale: 7, "
                                                        f"Seed: 4, Size: 64x64, Model hash: {digest}, "
                                                        "Model: harbourMix_final")
     page = desktop
-    generate_with(page, app_url, "dreamMix_v7")  # loaded at least once: hashed
+    generate_with(page, app_url, "tinyXL_v1")  # loaded at least once: hashed
     page.locator("#png-info-box").get_by_text("PNG info").click()
     page.locator("#png-info-image input[type=file]").set_input_files(str(png))
     wait_text(page, "png-info-text", "Read from the A1111 parameters text")
-    for _ in range(12):  # the hash of a 2 GB file may still be on its way
+    for _ in range(12):  # the hash may still be on its way
         page.click("#png-info-send")
         text = wait_text(page, "png-info-text", "loaded into the settings")
-        if "is here as dreamMix_v7" in text:
+        if "is here as tinyXL_v1" in text:
             break
         page.wait_for_timeout(2_000)
-    assert "its model harbourMix_final is here as dreamMix_v7 (the same Model hash)" in text
-    assert "dreamMix_v7" in page.locator("#model input").input_value()
+    assert "its model harbourMix_final is here as tinyXL_v1 (the same Model hash)" in text
+    assert "tinyXL_v1" in page.locator("#model input").input_value()

@@ -196,21 +196,22 @@ from torch._inductor.runtime.cache_dir_utils import cache_dir
 from engine.compiled import use_compile_cache
 
 use_compile_cache(Path(sys.argv[1]))
-double = torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="inductor")
-double(torch.ones(8))
+if sys.argv[2] == "compile":
+    torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="inductor")(torch.ones(8))
 print(json.dumps({"cache_dir": cache_dir(), "hits": counters["inductor"]["fxgraph_cache_hit"],
                   "misses": counters["inductor"]["fxgraph_cache_miss"]}))
 """
 
 
-def compile_in_a_fresh_process(folder, **env):
+def compile_in_a_fresh_process(folder, compile_code: bool = True, **env):
     import json
     import subprocess
     import sys
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}  # (set by earlier tests)
-    done = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(folder)], capture_output=True, text=True,
-                          timeout=240, env={**clean, **env}, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(folder), "compile" if compile_code else "choose"],
+                          capture_output=True, text=True, timeout=240, env={**clean, **env},
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -226,7 +227,8 @@ def test_the_compile_cache_is_kept_in_our_folder_and_a_restart_reuses_it(tmp_pat
     again = compile_in_a_fresh_process(folder)
     assert again["hits"] >= 1 and again["misses"] == 0  # the restart compiled nothing
     chosen = tmp_path / "users-own"
-    assert compile_in_a_fresh_process(folder, TORCHINDUCTOR_CACHE_DIR=str(chosen))["cache_dir"] == str(chosen)
+    assert compile_in_a_fresh_process(folder, compile_code=False, TORCHINDUCTOR_CACHE_DIR=str(chosen))["cache_dir"] \
+        == str(chosen)
 
 
 def test_the_sizes_asked_for_are_compiled_at_load_instead_of_the_native_one(tiny_model_dir, tmp_path, monkeypatch):
