@@ -156,6 +156,25 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
+def compared(samples: dict[str, list[float]], beside: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each variant's median and fastest time, and its ratio to the raw run it was interleaved with (`beside`;
+    "raw" otherwise): median over median, fastest over fastest, and for interleaved variants the median of the
+    per-round ratios (a round's variants ran back to back, so a slow spell of a shared machine mostly cancels)."""
+    table: dict[str, dict[str, Any]] = {}
+    for name, values in samples.items():
+        reference = beside.get(name, "raw")
+        entry: dict[str, Any] = {"median_s": median(values), "fastest_s": round(min(values), 4),
+                                 "samples_s": [round(x, 4) for x in values], "beside": reference}
+        base = samples.get(reference)
+        if base:
+            entry["vs_raw"] = round(statistics.median(values) / statistics.median(base), 3)
+            entry["vs_raw_fastest"] = round(min(values) / min(base), 3)
+            if name in beside and len(base) == len(values):
+                entry["vs_raw_paired"] = round(statistics.median(v / b for v, b in zip(values, base)), 3)
+        table[name] = entry
+    return table
+
+
 def engine_manager(work: Path, **settings: Any) -> tuple[AIModelManager, asyncio.AbstractEventLoop]:
     """An initialized manager over work/models (no ComfyUI), on this machine's hardware (and GPU memory cap)."""
     options = dict(comfyui_urls=[], enable_comfyui=False, output_dir=work / "outputs", models_dir=work / "models",
@@ -296,6 +315,8 @@ def main() -> None:
                               "compile_scope": args.compile_scope, "compile_process": args.compile_process,
                               "sections": list(wanted), "variants": {}, "errors": {}}
 
+    beside: dict[str, str] = {}  # each interleaved variant's raw reference, the run it alternated with
+
     def save() -> None:
         args.out.write_text(json.dumps(report, indent=2))
 
@@ -350,6 +371,7 @@ def main() -> None:
         samples = interleaved({"raw": raw, "engine, previews on": lambda: engine(True),
                                "engine, previews off": lambda: engine(False)}, repeat, device)
         report["variants"].update(samples)
+        beside.update(dict.fromkeys(samples, "raw"))
         if device == "cuda":
             report["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
 
@@ -388,7 +410,9 @@ def main() -> None:
         report["compile_cold_s"] = round(time.perf_counter() - started, 1)
         samples = interleaved({"raw (eager UNet)": raw_eager, "engine compiled, previews on": lambda: engine(True),
                                "engine compiled, previews off": lambda: engine(False)}, repeat, device)
-        report["variants"].update({"raw, again beside the compiled runs": samples.pop("raw (eager UNet)"), **samples})
+        again = "raw, again beside the compiled runs"
+        report["variants"].update({again: samples.pop("raw (eager UNet)"), **samples})
+        beside.update(dict.fromkeys([again, *samples], again))
         report["compile_state"] = local.pool[0].compiler.snapshot()
 
     section("eager", eager_section)
@@ -412,14 +436,11 @@ def main() -> None:
     section("memory_cap", lambda: report.__setitem__("memory_cap", run_probe(work, "memory_cap", args)))
     section("warm_restart", lambda: report.__setitem__("warm_restart", run_probe(work, "warm_restart", args)))
 
-    samples = report["variants"]
-    base = statistics.median(samples["raw"]) if samples.get("raw") else None
-    report["variants"] = {name: {"median_s": median(v), "samples_s": [round(x, 4) for x in v],
-                                 "vs_raw": round(statistics.median(v) / base, 3) if base else None}
-                          for name, v in samples.items()}
+    report["variants"] = compared(report["variants"], beside)
     report["unet_tflop_per_step"] = round(flops / 1e12, 3)
-    if base:
-        step_s = base / steps  # an upper bound per step: the whole image over its steps (text encode, VAE included)
+    if "raw" in report["variants"]:
+        # an upper bound per step: the whole image over its steps (text encode, VAE included)
+        step_s = report["variants"]["raw"]["median_s"] / steps
         report["achieved_tflops_upper_bound_step_time"] = round(flops / step_s / 1e12, 1)
     save()
     print_table(report)
@@ -433,10 +454,11 @@ def print_table(report: dict[str, Any]) -> None:
           f"rounds; compile scope {report['compile_scope']}, process {report['compile_process']}; "
           f"built+saved in {report['build_and_save_s']} s, "
           f"loaded by the engine in {report['load_s']} s -->")
-    print("| variant | median (s) | vs raw diffusers |")
+    print("| variant | median / fastest (s) | vs the raw run beside it: medians / fastest / per round |")
     print("| --- | --- | --- |")
     for name, v in report["variants"].items():
-        print(f"| {name} | {v['median_s']} | {v['vs_raw']:.3f}x |" if v["vs_raw"] else f"| {name} | {v['median_s']} | |")
+        ratios = " / ".join(f"{v[key]:.3f}x" if key in v else "-" for key in ("vs_raw", "vs_raw_fastest", "vs_raw_paired"))
+        print(f"| {name} | {v['median_s']} / {v['fastest_s']} | {ratios} ({v['beside']}) |")
     for key in ("request_while_compiling_s", "compile_cold_s", "compile_state", "dtype_raw_s", "vae_decode_s", "warm_restart",
                 "memory_cap", "peak_allocated_gib", "unet_tflop_per_step", "achieved_tflops_upper_bound_step_time",
                 "errors"):
