@@ -457,7 +457,8 @@ def print_table(report: dict[str, Any]) -> None:
     print("| variant | median / fastest (s) | vs the raw run beside it: medians / fastest / per round |")
     print("| --- | --- | --- |")
     for name, v in report["variants"].items():
-        ratios = " / ".join(f"{v[key]:.3f}x" if key in v else "-" for key in ("vs_raw", "vs_raw_fastest", "vs_raw_paired"))
+        ratios = " / ".join(f"{v[key]:.3f}x" if key in v else "-"
+                            for key in ("vs_raw", "vs_raw_fastest", "vs_raw_paired"))
         print(f"| {name} | {v['median_s']} / {v['fastest_s']} | {ratios} ({v['beside']}) |")
     for key in ("request_while_compiling_s", "compile_cold_s", "compile_state", "dtype_raw_s", "vae_decode_s", "warm_restart",
                 "memory_cap", "peak_allocated_gib", "unet_tflop_per_step", "achieved_tflops_upper_bound_step_time",

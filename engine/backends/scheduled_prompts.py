@@ -1,6 +1,7 @@
 """A1111's prompt editing on the local backend: each run of steps (engine/prompt_schedule.py) gets its own prompt
 embeddings, encoded once before the first step and handed to the pipeline by its step callback (diffusers lets a
-callback replace `prompt_embeds`, and SDXL's pooled `add_text_embeds`, for the steps that follow)."""
+callback replace `prompt_embeds` for the steps that follow; SDXL's pooled `add_text_embeds` is overwritten in place,
+since not every SDXL pipeline takes it back from the callback: the ControlNet inpaint one keeps its own)."""
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,10 @@ class ScheduledPrompts:
         self.plain = plain  # the (prompt, negative) texts encoded by the pipeline's own encoder (cut at its limit)
 
     def first_inputs(self) -> dict[str, Any]:
-        """The pipeline keyword arguments for the first step."""
-        return dict(self.segments[0].inputs)
+        """The pipeline keyword arguments for the first step; the pooled embeddings are copies, so that `swap`'s
+        in-place write can never reach the stored ones (a text met again later in the schedule)."""
+        return {name: value.clone() if name in POOLED and value is not None else value
+                for name, value in self.segments[0].inputs.items()}
 
     def tensor_inputs(self, pipe: Any) -> list[str]:
         """What the step callback must be given to swap embeddings in `pipe`."""
@@ -54,7 +57,7 @@ class ScheduledPrompts:
 
         tensors["prompt_embeds"] = joined("negative_prompt_embeds", "prompt_embeds", tensors["prompt_embeds"])
         if "add_text_embeds" in tensors and "pooled_prompt_embeds" in inputs:
-            tensors["add_text_embeds"] = joined(*POOLED[::-1], tensors["add_text_embeds"])
+            tensors["add_text_embeds"].copy_(joined(*POOLED[::-1], tensors["add_text_embeds"]))
         return tensors
 
     def _segment(self, index: int) -> _Segment:

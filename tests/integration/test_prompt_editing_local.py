@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from engine.manager import AIModelManager
 
@@ -105,32 +106,53 @@ async def test_break_encodes_each_part_in_its_own_chunk(manager):
     assert torch.allclose(watch.seen[3][:, :77], text_embedding(pipe, "a cat"), atol=1e-5)
 
 
-async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, small_sdxl_manager):
-    """A small SDXL checkpoint: the pooled text embedding (SDXL's add_text_embeds) follows the schedule as well."""
-    from tests.support.ldm_checkpoint import cached_checkpoint
-
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / "tinyXL.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
-    manager = await small_sdxl_manager(folder)
-    await image(manager, "a fox", model="tinyXL", num_inference_steps=1)
+async def sdxl_texts_by_step(manager: AIModelManager, prompt: str, texts: tuple[str, ...], **request):
+    """Which of `texts` the UNet of the small SDXL `tinyXL` was given at each step of `prompt`, its token and its
+    pooled embeddings both (SDXL's add_text_embeds); and the result."""
     pipe = manager.backends["diffusers"].pool[0].pipe
-    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
     encoded = {text: pipe.encode_prompt(prompt=text, device=pipe._execution_device, num_images_per_prompt=1,
-                                        do_classifier_free_guidance=False) for text in ("a fox", "a cat")}
+                                        do_classifier_free_guidance=False) for text in texts}
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def record(_module, args, kwargs):
         states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
-        seen.append((states.chunk(2)[1].clone(), kwargs["added_cond_kwargs"]["text_embeds"].chunk(2)[1].clone()))
+        seen.append((states.chunk(2)[-1].clone(), kwargs["added_cond_kwargs"]["text_embeds"].chunk(2)[-1].clone()))
     handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
-    await image(manager, "a [fox:cat:1]", model="tinyXL", num_inference_steps=3)
-    handle.remove()
+    try:
+        result = await manager.generate_image(prompt, model="tinyXL", width=64, height=64, seed=1, **request)
+    finally:
+        handle.remove()
+    assert result.status == "success", result.error
 
     def which(states: torch.Tensor, pooled: torch.Tensor) -> str:
-        return next(text for text, (embeds, _, pooled_text, _) in encoded.items()
-                    if torch.allclose(states, embeds, atol=1e-4) and torch.allclose(pooled, pooled_text, atol=1e-4))
-    assert [which(*step) for step in seen] == ["a fox", "a fox", "a cat"]
+        return next((text for text, (embeds, _, pooled_text, _) in encoded.items()
+                     if torch.allclose(states, embeds, atol=1e-4) and torch.allclose(pooled, pooled_text, atol=1e-4)),
+                    "neither")
+    return [which(*step) for step in seen], result
+
+
+async def tiny_sdxl(tmp_path, small_sdxl_manager) -> AIModelManager:
+    """A manager over the small SDXL checkpoint `tinyXL`, loaded."""
+    from tests.support.ldm_checkpoint import cached_checkpoint
+
+    folder = tmp_path / "models"
+    folder.mkdir(exist_ok=True)
+    (folder / "tinyXL.safetensors").symlink_to(cached_checkpoint("sdxl-small"))
+    manager = await small_sdxl_manager(folder)
+    await image(manager, "a fox", model="tinyXL", num_inference_steps=1)
+    return manager
+
+
+async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, small_sdxl_manager):
+    """A small SDXL checkpoint: the pooled text embedding (SDXL's add_text_embeds) follows the schedule as well."""
+    manager = await tiny_sdxl(tmp_path, small_sdxl_manager)
+    assert type(manager.backends["diffusers"].pool[0].pipe).__name__ == "StableDiffusionXLPipeline"
+    guided, _ = await sdxl_texts_by_step(manager, "a [fox:cat:1]", ("a fox", "a cat"), num_inference_steps=3)
+    assert guided == ["a fox", "a fox", "a cat"]
+    # without guidance the pipeline's pooled tensor is the one it is given: a text met again is still its own
+    unguided, _ = await sdxl_texts_by_step(manager, "a [fox|cat]", ("a fox", "a cat"), num_inference_steps=4,
+                                           guidance_scale=1.0)
+    assert unguided == ["a fox", "a fox", "a cat", "a fox"]  # as A1111 counts: a step ends at its number
 
     broken = await manager.generate_image("a fox BREAK snow", model="tinyXL", width=64, height=64,
                                           num_inference_steps=1, seed=1)
@@ -138,6 +160,30 @@ async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, small_sdxl_
     long = await manager.generate_image("a [fox:cat:1], " + "very detailed, " * 40, model="tinyXL", width=64,
                                         height=64, num_inference_steps=2, seed=1)  # a plain text past 77 tokens
     assert long.status == "success" and any("75-token limit" in w for w in long.warnings), long.warnings
+
+
+async def test_sdxl_controlnet_inpaint_follows_the_schedule_with_its_pooled_embeddings(tmp_path, small_sdxl_manager):
+    """diffusers' SDXL ControlNet inpaint pipeline does not take a pooled embedding back from the step callback (its
+    other SDXL pipelines do): the engine swaps it in place, so it follows the schedule there too."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from tests.support.ldm_checkpoint import small_sdxl_configs
+
+    (tmp_path / "models" / "ControlNet").mkdir(parents=True)
+    controlnet = ControlNetModel.from_unet(UNet2DConditionModel.from_config(small_sdxl_configs()["unet"]))
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()},
+              str(tmp_path / "models" / "ControlNet" / "tinyXLCanny.safetensors"))
+    manager = await tiny_sdxl(tmp_path, small_sdxl_manager)
+    mask = Image.new("L", (64, 64))
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)
+    picture = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(picture).ellipse((12, 12, 52, 52), outline="black", width=3)
+    steps, result = await sdxl_texts_by_step(manager, "a [fox:cat:1]", ("a fox", "a cat"), num_inference_steps=4,
+                                             init_image=picture, mask=mask, mask_blur=0, control_image=picture,
+                                             controlnet="tinyXLCanny")  # strength 0.75: 3 of the 4 steps run
+    assert steps == ["a fox", "a fox", "a cat"]
+    assert result.controlnet == "tinyXLCanny"  # steered, and inpainted: the unmasked half is the picture's own
+    assert np.array_equal(np.asarray(result.image)[:, 32:], np.asarray(picture)[:, 32:])
 
 
 async def test_a_seed_travel_in_between_blends_the_prompts_as_they_end(manager):
