@@ -26,12 +26,13 @@ from typing import Any, Iterable, Mapping
 
 from .comfyui import FILE_KEYS, MODEL_INPUTS, NOT_FILES, SAVE_IMAGE_CLASS
 from .params import NO_WORKFLOW
-from .workflows import WorkflowError, WorkflowTemplate, _is_link, bind, template_from_dict
+from .workflows import WorkflowError, WorkflowTemplate, is_link, bind, template_from_dict
 
 log = logging.getLogger(__name__)
 
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 SEED_INPUTS = ("seed", "noise_seed")
+FLOW_NODE_CLASSES = frozenset({"FluxGuidance", "ModelSamplingFlux"})  # a graph with these samples FLUX's flow
 ZEROED_CLASS = "ConditioningZeroOut"  # a negative made by zeroing the positive (FLUX): no text of its own
 LOAD_IMAGE_CLASS = "LoadImage"
 MAX_DEPTH = 32  # links followed upstream at most (a graph is a DAG; this only guards against a malformed one)
@@ -67,6 +68,14 @@ class UserWorkflow:
         """True when the workflow has a place for `key` ("negative_prompt", "image", "ckpt_name"...)."""
         return bool(self.template.bindings.get(key))
 
+    def sampling_family(self, chosen: str | None) -> str:
+        """The model family whose noise schedule the sampler follows (where a prompt edit's steps fall): the chosen
+        model's; for the model the file loads, FLUX where the graph has FLUX's own nodes, else SD's (one schedule
+        for SD 1.5 and SDXL)."""
+        if chosen:
+            return chosen
+        return "flux" if FLOW_NODE_CLASSES.intersection(self.node_classes()) else "sd15"
+
     def node_classes(self) -> list[str]:
         """Every node class the graph uses, sorted."""
         return sorted({str(node.get("class_type")) for node in self.graph.values()})
@@ -100,7 +109,7 @@ class UserWorkflow:
         producers: dict[str, set[str]] = {}
         for node_id, node in self.graph.items():
             for value in node["inputs"].values():
-                if _is_link(value) and str(value[0]) in self.graph:
+                if is_link(value) and str(value[0]) in self.graph:
                     consumers.setdefault(str(value[0]), set()).add(node_id)
                     producers.setdefault(node_id, set()).add(str(value[0]))
         return consumers, producers
@@ -120,7 +129,7 @@ class UserWorkflow:
                 binds[label] = ", ".join(f"node {n} {self.graph[n]['class_type']}.{i}" for n, i in paths)
         kept = []
         for node_id, node in sorted(self.graph.items(), key=lambda item: _id_key(item[0])):
-            literal = {k: v for k, v in node["inputs"].items() if not _is_link(v) and (node_id, k) not in bound_paths}
+            literal = {k: v for k, v in node["inputs"].items() if not is_link(v) and (node_id, k) not in bound_paths}
             if literal:
                 kept.append(f"node {node_id} {node['class_type']}: "
                             + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)[:60]}" for k, v in literal.items()))
@@ -157,14 +166,14 @@ def _nesting(value: Any) -> int:
 
 def _node(graph: Mapping[str, Any], link: Any) -> tuple[str, dict[str, Any]] | None:
     """(id, node) a link points at; None for a literal or a dangling link."""
-    if _is_link(link) and str(link[0]) in graph:
+    if is_link(link) and str(link[0]) in graph:
         return str(link[0]), graph[str(link[0])]
     return None
 
 
 def _literal(node: Mapping[str, Any], name: str) -> bool:
     """True when the node's input `name` is a value (not a link) that a request may replace."""
-    return name in node.get("inputs", {}) and not _is_link(node["inputs"][name])
+    return name in node.get("inputs", {}) and not is_link(node["inputs"][name])
 
 
 def _upstream(graph: Mapping[str, Any], link: Any, through: tuple[str, ...], wanted: Any) -> tuple[str, dict] | None:
@@ -177,7 +186,7 @@ def _upstream(graph: Mapping[str, Any], link: Any, through: tuple[str, ...], wan
         if wanted(found[1]):
             return found
         inputs = found[1].get("inputs", {})
-        link = next((inputs[name] for name in through if _is_link(inputs.get(name))), None)
+        link = next((inputs[name] for name in through if is_link(inputs.get(name))), None)
     return None
 
 
@@ -199,7 +208,7 @@ def _conditioning(graph: Mapping[str, Any], link: Any, side: str) -> tuple[str |
             return node_id, guidance, False
         if "guidance" in inputs and guidance is None and _literal(node, "guidance"):
             guidance = node_id
-        link = inputs.get(side) if _is_link(inputs.get(side)) else inputs.get("conditioning")
+        link = inputs.get(side) if is_link(inputs.get(side)) else inputs.get("conditioning")
     return None, guidance, False
 
 
@@ -220,7 +229,7 @@ def _sampler_parts(graph: Mapping[str, Any], sampler_id: str) -> dict[str, Any]:
         if part == "guider":
             positive = part_inputs.get("positive", part_inputs.get("conditioning"))
             negative = part_inputs.get("negative")
-        if _is_link(part_inputs.get("model")) and not _is_link(model):
+        if is_link(part_inputs.get("model")) and not is_link(model):
             model = part_inputs["model"]
     return {"places": places, "positive": positive, "negative": negative, "model": model}
 
@@ -235,13 +244,13 @@ def _first_literal(graph: Mapping[str, Any], places: list[str], names: tuple[str
 
 def _is_empty_latent(node: Mapping[str, Any]) -> bool:
     return "Latent" in str(node.get("class_type")) and _literal(node, "width") and _literal(node, "height") \
-        and not any(_is_link(v) for v in node.get("inputs", {}).values())
+        and not any(is_link(v) for v in node.get("inputs", {}).values())
 
 
 def _latent_start(graph: Mapping[str, Any], link: Any) -> tuple[str | None, str | None, str | None]:
     """(empty latent id, VAEEncode id, LoadImage id) a sampler's latent_image starts from, through nodes that take
     `samples` (RepeatLatentBatch, SetLatentNoiseMask...)."""
-    start = _upstream(graph, link, ("samples",), lambda n: _is_empty_latent(n) or _is_link(n["inputs"].get("pixels"))
+    start = _upstream(graph, link, ("samples",), lambda n: _is_empty_latent(n) or is_link(n["inputs"].get("pixels"))
                       or n.get("class_type") in SAMPLER_CLASSES)
     if start is None or start[1].get("class_type") in SAMPLER_CLASSES:
         return None, None, None
@@ -288,7 +297,7 @@ def find_inputs(name: str, graph: Mapping[str, Any]) -> UserWorkflow:
     if latent is not None:
         sizes = [latent] + [nid for nid, node in graph.items()  # ModelSamplingFlux and the like take the size too
                             if nid != latent and _literal(node, "width") and _literal(node, "height")
-                            and _is_link(node["inputs"].get("model"))]
+                            and is_link(node["inputs"].get("model"))]
         bindings["width"] = [(nid, "width") for nid in sizes]
         bindings["height"] = [(nid, "height") for nid in sizes]
     if load_image is not None:
@@ -324,7 +333,7 @@ def _checked_graph(name: str, data: Any) -> dict[str, Any]:
     nodes = {str(k) for k in data}
     for node_id, node in data.items():  # a link to a node the file lacks: the server's own answer is cryptic
         for input_name, value in node["inputs"].items():
-            if _is_link(value) and isinstance(value[0], (str, int)) and str(value[0]) not in nodes:
+            if is_link(value) and isinstance(value[0], (str, int)) and str(value[0]) not in nodes:
                 raise WorkflowError(f"The workflow {name!r} is incomplete: node {node_id} {node['class_type']} takes "
                                     f"{input_name!r} from node {value[0]}, which the file does not have.")
     return {str(k): dict(v) for k, v in data.items()}

@@ -140,7 +140,7 @@ def use_vae(graph: Mapping[str, Any], vae_file: str) -> dict[str, Any]:
     node_id = str(_next_id(out))
     out[node_id] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_file}}
     for node in list(out.values()):
-        if _is_link(node.get("inputs", {}).get("vae")):
+        if is_link(node.get("inputs", {}).get("vae")):
             node["inputs"]["vae"] = [node_id, 0]
     return out
 
@@ -149,14 +149,14 @@ def use_vae(graph: Mapping[str, Any], vae_file: str) -> dict[str, Any]:
 LORA_CLASS = "LoraLoader"  # inputs model, clip, lora_name, strength_model, strength_clip; outputs MODEL, CLIP
 
 
-def _is_link(value: Any) -> bool:
+def is_link(value: Any) -> bool:
     """True for an API-format link: [source node id, output index]."""
     return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and not isinstance(value[1], bool)
 
 
 def _links_to(value: Any, source: tuple[str, int]) -> bool:
     """True when `value` is a link to output `source` (node id, output index)."""
-    return _is_link(value) and (str(value[0]), value[1]) == source
+    return is_link(value) and (str(value[0]), value[1]) == source
 
 
 def _rewire(graph: Mapping[str, Any], source: tuple[str, int], link: list, only: Sequence[str] | None = None) -> None:
@@ -185,10 +185,10 @@ def source_of(graph: Mapping[str, Any], input_name: str) -> tuple[str, int] | No
     for node in graph.values():
         link = node.get("inputs", {}).get(input_name)
         seen: set[str] = set()
-        while _is_link(link) and str(link[0]) in graph and str(link[0]) not in seen:
+        while is_link(link) and str(link[0]) in graph and str(link[0]) not in seen:
             seen.add(str(link[0]))
             upstream = graph[str(link[0])].get("inputs", {}).get(input_name)
-            if not _is_link(upstream):
+            if not is_link(upstream):
                 roots.add((str(link[0]), link[1]))
                 break
             link = upstream
@@ -357,7 +357,7 @@ def _start_from(graph: Mapping[str, Any], image_name: str, mask_name: str | None
         out[noise_mask_id] = {"class_type": NOISE_MASK_CLASS, "inputs": {"samples": [encode_id, 0],
                                                                          "mask": [mask_id, 0]}}
     replaced = out[latent[0]]["class_type"]
-    links = (v for node in out.values() for v in node.get("inputs", {}).values() if _is_link(v))
+    links = (v for node in out.values() for v in node.get("inputs", {}).values() if is_link(v))
     if not keep_empty_latent and not any(str(link[0]) == latent[0] for link in links):  # nothing reads it: it goes
         del out[latent[0]]
     log.debug("init image %s (mask %s): %s (node %s) replaced by %s -> %s, denoise %g", image_name, mask_name,
@@ -372,7 +372,7 @@ def _denoise_inputs(graph: Mapping[str, Any], sampler_id: str) -> dict[str, Any]
     if "denoise" in node["inputs"]:
         return node["inputs"]
     sigmas = node["inputs"].get("sigmas")
-    scheduler = graph.get(str(sigmas[0])) if _is_link(sigmas) else None
+    scheduler = graph.get(str(sigmas[0])) if is_link(sigmas) else None
     if scheduler is not None and "denoise" in scheduler.get("inputs", {}):
         return scheduler["inputs"]
     raise WorkflowError(f"the sampler {node['class_type']} (node {sampler_id}) has no denoise to start from an "
@@ -394,7 +394,7 @@ def use_controlnet(graph: Mapping[str, Any], controlnet_file: str, image_name: s
     WorkflowError when no sampler takes positive and negative conditioning (a FLUX guider graph)."""
     out = copy.deepcopy(dict(graph))
     samplers = [node["inputs"] for node in out.values()
-                if _is_link(node.get("inputs", {}).get("positive")) and _is_link(node.get("inputs", {}).get("negative"))]
+                if is_link(node.get("inputs", {}).get("positive")) and is_link(node.get("inputs", {}).get("negative"))]
     if not samplers:
         raise WorkflowError("the graph has no sampler with positive and negative conditioning to apply a ControlNet "
                             "to.")
@@ -503,7 +503,7 @@ def _model_patched(graph: Mapping[str, Any], class_type: str, values: Mapping[st
     model and `values`), one per distinct model link."""
     out = copy.deepcopy(dict(graph))
     takers = [node["inputs"] for node in out.values()
-              if node.get("class_type") in MODEL_TAKERS and _is_link(node.get("inputs", {}).get("model"))]
+              if node.get("class_type") in MODEL_TAKERS and is_link(node.get("inputs", {}).get("model"))]
     if not takers:
         raise WorkflowError(f"the graph has no sampler taking a model to apply {what} to.")
     patched: dict[tuple[str, int], str] = {}

@@ -44,8 +44,8 @@ from ..registry import ModelSpec, clip_skip_for, family_of, find_model, freeu_fo
 from ..request import GenerationRequest, sampler_key
 from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
-from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind,
-                         load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
+from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, is_link, add_loras,
+                         bind, load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
                          use_prompt_parts, use_rescale_cfg, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
@@ -455,16 +455,16 @@ class ComfyUIBackend(Backend):
                 graph = use_inpaint(graph, init_image, mask, request.strength, request.masked_content, request.seed)
             elif init_image is not None:
                 graph = use_init_image(graph, init_image, request.strength)
-            return self._prompt_parts(graph, template, request, model, embeddings)
+            return self._prompt_parts(graph, template, request, model.family, embeddings)
         except WorkflowError as exc:
             raise BackendUnavailable(f"The ComfyUI workflow for {model.label} is broken: {exc}") from exc
 
     @staticmethod
     def _prompt_parts(graph: dict[str, Any], template: WorkflowTemplate, request: GenerationRequest,
-                      model: ModelSpec | None, embeddings: Iterable[str]) -> dict[str, Any]:
+                      family: str, embeddings: Iterable[str]) -> dict[str, Any]:
         """A1111's prompt editing ([from:to:when], [a|b]) and BREAK: each text of a prompt that changes between steps
-        limited to its steps by ConditioningSetTimestepRange, at the shares of the sampler's own schedule; the parts
-        of a text between BREAKs encoded each and joined (see workflows.use_prompt_parts)."""
+        limited to its steps by ConditioningSetTimestepRange, at the shares of the sampler's own schedule (that of
+        `family`'s models); the parts of a text between BREAKs encoded each and joined (workflows.use_prompt_parts)."""
         texts = {key: getattr(request, key) or "" for key in ("prompt", "negative_prompt")}
         shares: list[float] | None = None
         for key, text in texts.items():
@@ -473,14 +473,11 @@ class ComfyUIBackend(Backend):
                 continue
             if graph[paths[0][0]].get("class_type") != ENCODE_TEXT_CLASS:  # a text node of its own kind (smZ...):
                 continue  # the prompt goes to it as written
-            if not is_scheduled(text) or model is None or not template.bindings.get("steps"):
+            if not is_scheduled(text) or not template.bindings.get("steps"):
                 graph = use_prompt_parts(graph, paths[0][0], [(comfyui_chunks(text, embeddings), 0.0, 1.0)])
                 continue
             if shares is None:
-                sampler = graph[template.bindings["steps"][0][0]]["inputs"]
-                shares = step_shares(model.family, str(sampler.get("scheduler", "normal")),
-                                     request.num_inference_steps, float(sampler.get("denoise", 1.0)),
-                                     str(sampler.get("sampler_name", "")))
+                shares = _sampled_shares(graph, template, family, request.num_inference_steps)
             ranges = step_ranges(text, len(shares), request.extra.get(FIRST_PASS_STEPS))
             graph = use_prompt_parts(graph, paths[0][0], [(comfyui_chunks(part, embeddings), start, end)
                                                           for part, start, end in timestep_ranges(ranges, shares)])
@@ -706,14 +703,12 @@ class ComfyUIBackend(Backend):
 
     def workflow_graph(self, request: GenerationRequest, workflow: UserWorkflow, model_files: dict[str, str],
                        loras: LoraFiles = (), vae_file: str | None = None, embeddings: Iterable[str] = (),
-                       init_image: str | None = None) -> dict[str, Any]:
+                       init_image: str | None = None, family: str | None = None) -> dict[str, Any]:
         """The user's graph with the request's values in its bound inputs (prompts, seed, steps, guidance or cfg,
         sampler and scheduler, size, the model's file where it has that loader, the uploaded `init_image` in its
-        LoadImage with the strength as denoise, or LoadImage -> VAEEncode added when it has none); LoRAs and a VAE
-        file as for the app's own graphs. Everything else stays as in the file."""
-        if is_scheduled(request.prompt) or is_scheduled(request.negative_prompt or ""):
-            raise InvalidRequest(f"The workflow {workflow.name!r} cannot take a prompt that changes during sampling "
-                                 f"([from:to:when] or [a|b]); the app's own graphs can, or write the prompt out.")
+        LoadImage with the strength as denoise, or LoadImage -> VAEEncode added when it has none); LoRAs, a VAE
+        file, prompt edits and BREAK as for the app's own graphs, a prompt edit's steps on the schedule of `family`
+        (the chosen model's; None: the model the file loads). Everything else stays as in the file."""
         sampler, scheduler = comfy_sampler(request.sampler)
         values: dict[str, Any] = {
             "prompt": for_comfyui(request.prompt, embeddings),
@@ -731,7 +726,8 @@ class ComfyUIBackend(Backend):
             graph = use_vae(graph, vae_file) if vae_file else graph
             if init_image is not None and not workflow.binds("image"):
                 graph = use_init_image(graph, init_image, request.strength)
-            graph = self._prompt_parts(graph, workflow.template, request, None, embeddings)  # BREAK
+            graph = self._prompt_parts(graph, workflow.template, request, workflow.sampling_family(family),
+                                       embeddings)
         except WorkflowError as exc:
             raise InvalidRequest(f"The workflow {workflow.name!r} cannot take this request: {exc}") from None
         return graph
@@ -783,7 +779,8 @@ class ComfyUIBackend(Backend):
                 url = None
                 continue
             files = self._model_files(chosen, url) if chosen is not None else {}
-            graph = self.workflow_graph(request, workflow, files, loras, vae_file, installed.embeddings, image_name)
+            graph = self.workflow_graph(request, workflow, files, loras, vae_file, installed.embeddings, image_name,
+                                        chosen.family if chosen is not None else None)
             produced = False
             job = self._job_started(url)
             try:
@@ -849,6 +846,22 @@ def _quoted(names: Iterable[str]) -> str:
 
 NO_RESCALE = {"flux": "FLUX samples without classifier-free guidance (its guidance is distilled into the model)",
               "sd3": "ComfyUI's RescaleCFG is made for noise- and v-prediction models, and SD 3 is a flow model"}
+
+
+def _sampled_shares(graph: dict[str, Any], template: WorkflowTemplate, family: str, steps: int) -> list[float]:
+    """The 0-1 share of each step the graph's sampler runs: the schedule set on the node holding its steps (KSampler,
+    KSamplerAdvanced, or a custom sampler's BasicScheduler; the sampler's name from KSamplerSelect there), only the
+    steps KSamplerAdvanced's start_at_step and end_at_step let run."""
+    def setting(inputs: dict[str, Any], name: str, default: Any) -> Any:
+        value = inputs.get(name, default)
+        return default if is_link(value) else value
+
+    inputs = graph[template.bindings["steps"][0][0]]["inputs"]
+    named = template.bindings.get("sampler_name")
+    sampler_name = setting(graph[named[0][0]]["inputs"], named[0][1], "") if named else ""
+    shares = step_shares(family, str(setting(inputs, "scheduler", "normal")), steps,
+                         float(setting(inputs, "denoise", 1.0)), str(setting(inputs, "sampler_name", sampler_name)))
+    return shares[int(setting(inputs, "start_at_step", 0)):int(setting(inputs, "end_at_step", len(shares)))]
 
 
 def _rescales_cfg(request: GenerationRequest, model: ModelSpec) -> bool:

@@ -3,7 +3,7 @@ CLIPTextEncode per distinct text, each limited to its steps by ConditioningSetTi
 ConditioningCombine in front of whatever took the prompt (the sampler, FLUX's guidance); the boundaries lie halfway
 between the shares of the steps either side on the sampler's schedule (checked against ComfyUI's own scheduler code
 in engine/timestep_ranges.py's tests). A1111's BREAK: each part its own CLIPTextEncode, joined by ConditioningConcat.
-Your own workflow takes BREAK; a prompt edit there is a sentence."""
+Your own workflow takes both, on its sampler's own schedule."""
 from __future__ import annotations
 
 import shutil
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.manager import AIModelManager
+from engine.timestep_ranges import step_shares
 from tests.conftest import CPU
 from tests.integration.test_fallback import wait_until
 
@@ -109,7 +110,7 @@ async def test_break_parts_are_encoded_each_and_concatenated(comfy_manager, fake
                                                                         ("a cat BREAK snow", 0.5, 1.0)]
 
 
-async def test_your_own_workflow_takes_break_and_a_scheduled_prompt_is_a_sentence(fake, tmp_path, tiny_model_dir):
+async def test_your_own_workflow_takes_break_and_prompt_editing(fake, tmp_path, tiny_model_dir):
     shutil.copytree(Path(__file__).parents[1] / "support" / "workflows", tmp_path / "workflows")
     settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
                         health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0,
@@ -117,9 +118,14 @@ async def test_your_own_workflow_takes_break_and_a_scheduled_prompt_is_a_sentenc
     manager = AIModelManager(settings, hardware=CPU)
     await manager.initialize_models()
     try:
-        result = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow="sd15_default")
-        assert result.status == "error" and "cannot take a prompt that changes during sampling" in result.error
-        assert "Traceback" not in result.error
+        edited = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow="sd15_default")
+        assert edited.status == "success", edited.error
+        graph = fake.prompts[-1]
+        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        shares = step_shares("sd15", sampler["scheduler"], 4)  # steps 0-2 see "cat", step 3 "dog"
+        middle = round((shares[2] + shares[3]) / 2, 6)
+        assert conditioning_parts(graph, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
+        assert edited.prompt == "a [cat:dog:2]"  # recorded as written
         broken = await manager.generate_image("a cat BREAK in snow", steps=2, user_workflow="sd15_default")
         assert broken.status == "success", broken.error  # BREAK works there: the prompt's node is known
         graph = fake.prompts[-1]
@@ -127,6 +133,38 @@ async def test_your_own_workflow_takes_break_and_a_scheduled_prompt_is_a_sentenc
         assert text_of(graph, sampler["positive"]) == "a cat BREAK in snow"
     finally:
         manager.shutdown()
+
+
+def workflow_file(name: str) -> dict:
+    import json
+
+    return json.loads((Path(__file__).parents[1] / "support" / "workflows" / f"{name}.json").read_text())
+
+
+def test_a_prompt_edit_in_your_own_workflow_falls_on_its_samplers_own_schedule(comfy_manager):
+    """A FLUX workflow with a custom sampler: the steps on FLUX's shifted schedule (BasicScheduler's, the model the
+    file loads told by FLUX's own nodes), before the FluxGuidance; KSamplerAdvanced starting at a later step: only
+    the steps it runs count."""
+    from engine.request import GenerationRequest
+    from engine.user_workflows import find_inputs
+
+    backend = comfy_manager.backends["comfyui"]
+    request = GenerationRequest.from_arguments("a [cat:dog:2]", num_inference_steps=4, seed=1)
+    flux = backend.workflow_graph(request, find_inputs("flux", workflow_file("flux_custom_sampler")), {})
+    shares = step_shares("flux", flux["17"]["inputs"]["scheduler"], 4)
+    middle = round((shares[2] + shares[3]) / 2, 6)
+    assert middle != round((step_shares("sd15", "simple", 4)[2] + step_shares("sd15", "simple", 4)[3]) / 2, 6)
+    assert conditioning_parts(flux, flux["26"]["inputs"]["conditioning"]) == [("a cat", 0.0, middle),
+                                                                               ("a dog", middle, 1.0)]
+
+    graph = workflow_file("sdxl_advanced")
+    graph["10"]["inputs"]["start_at_step"] = 1  # steps 1-3 of 4 run
+    request = GenerationRequest.from_arguments("a [cat:dog:1]", num_inference_steps=4, seed=1)
+    advanced = backend.workflow_graph(request, find_inputs("advanced", graph), {}, family="sdxl")
+    sampler = advanced["10"]["inputs"]
+    shares = step_shares("sdxl", sampler["scheduler"], 4)[1:]  # of the steps it runs, 0-1 see "cat", 2 "dog"
+    middle = round((shares[1] + shares[2]) / 2, 6)
+    assert conditioning_parts(advanced, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
 
 
 async def test_a_text_node_of_its_own_kind_gets_the_prompt_as_written(comfy_manager):
