@@ -42,9 +42,9 @@ if [ "${1:-}" = "test" ]; then
   fi
   if [ $# -eq 0 ]; then
     # The whole suite: the engine's tests, then the browser suite (each a Chromium and apps of its own, test files
-    # kept together), each in two processes: one alone leaves a core idle while its test waits. Tests that time what
-    # they test allow for the other process. Each process's torch gets its share of the cores: more threads than
-    # cores made both suites slower (15 % for the browser's, 10 % for the engine's, on 2 cores).
+    # kept together), each in two processes: one alone leaves a core idle while its test waits (the bounds of the
+    # tests that time what they test leave room for the other). Each process's torch gets its share of the cores:
+    # more threads than cores made both suites slower (15 % for the browser's, 10 % for the engine's, on 2 cores).
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) > 3 ? $(nproc) / 2 : 1 ))}"
     status=0
     "$PY" -m pytest --ignore=tests/ui --numprocesses 2 || status=$?

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from .comfyui import FILE_KEYS, MODEL_INPUTS, NOT_FILES, SAVE_IMAGE_CLASS
 from .params import NO_WORKFLOW
-from .workflows import WorkflowError, WorkflowTemplate, is_link, bind, template_from_dict
+from .workflows import WorkflowError, WorkflowTemplate, bind, is_link, template_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,14 @@ class UserWorkflow:
         """True when the workflow has a place for `key` ("negative_prompt", "image", "ckpt_name"...)."""
         return bool(self.template.bindings.get(key))
 
+    def loads(self, model_files: Mapping[str, str]) -> bool:
+        """Whether the workflow has a loader that takes one of a model's files (`ckpt_name`, `unet_name`...)."""
+        return any(self.binds(key) for key in model_files)
+
     def sampling_family(self, chosen: str | None) -> str:
-        """The model family whose noise schedule the sampler follows (where a prompt edit's steps fall): the chosen
-        model's; for the model the file loads, FLUX where the graph has FLUX's own nodes, else SD's (one schedule
-        for SD 1.5 and SDXL)."""
+        """The model family whose noise schedule the sampler follows (where a prompt edit's steps fall): `chosen`, the
+        family of a chosen model the workflow loads; for the model the file loads (None), FLUX where the graph has
+        FLUX's own nodes, else SD's (one schedule for SD 1.5 and SDXL)."""
         if chosen:
             return chosen
         return "flux" if FLOW_NODE_CLASSES.intersection(self.node_classes()) else "sd15"

@@ -44,8 +44,8 @@ from ..registry import ModelSpec, clip_skip_for, family_of, find_model, freeu_fo
 from ..request import GenerationRequest, sampler_key
 from ..timestep_ranges import step_shares, timestep_ranges
 from ..user_workflows import UserWorkflow, load_workflow
-from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, is_link, add_loras,
-                         bind, load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
+from ..workflows import (ENCODE_TEXT_CLASS, POSTPROCESS_DIR, WorkflowError, WorkflowTemplate, add_loras, bind,
+                         is_link, load_template, use_clip_skip, use_controlnet, use_freeu, use_init_image, use_inpaint,
                          use_prompt_parts, use_rescale_cfg, use_vae)
 from . import register_backend
 from .base import USER_WORKFLOW, Backend, BackendContext, BackendState, Target
@@ -678,7 +678,7 @@ class ComfyUIBackend(Backend):
                 raise BackendUnavailable(self._unavailable(model, request.loras))
             raise BackendUnavailable(self.why_not(None) or self._none_has(request, workflow, model))
         warnings: tuple[str, ...] = ()
-        if model is not None and not any(workflow.binds(k) for k in self._model_files(model, servers[0])):
+        if model is not None and not workflow.loads(self._model_files(model, servers[0])):
             warnings = (f"The workflow {workflow.name!r} has no checkpoint loader for {model.label}: it ran with the "
                         "model its file loads.",)
         if not workflow.binds("seed"):  # its sampler's seed is linked from another node: the file decides it
@@ -709,6 +709,11 @@ class ComfyUIBackend(Backend):
         LoadImage with the strength as denoise, or LoadImage -> VAEEncode added when it has none); LoRAs, a VAE
         file, prompt edits and BREAK as for the app's own graphs, a prompt edit's steps on the schedule of `family`
         (the chosen model's; None: the model the file loads). Everything else stays as in the file."""
+        edits = is_scheduled(request.prompt) or is_scheduled(request.negative_prompt or "")
+        if edits and not workflow.binds("steps"):
+            raise InvalidRequest(f"The workflow {workflow.name!r} cannot take a prompt that changes during sampling "
+                                 "([from:to:when] or [a|b]): its sampler's steps come from another node, so the app "
+                                 "cannot tell where a step falls. Write the prompt out, or set the steps in the file.")
         sampler, scheduler = comfy_sampler(request.sampler)
         values: dict[str, Any] = {
             "prompt": for_comfyui(request.prompt, embeddings),
@@ -780,7 +785,7 @@ class ComfyUIBackend(Backend):
                 continue
             files = self._model_files(chosen, url) if chosen is not None else {}
             graph = self.workflow_graph(request, workflow, files, loras, vae_file, installed.embeddings, image_name,
-                                        chosen.family if chosen is not None else None)
+                                        chosen.family if chosen is not None and workflow.loads(files) else None)
             produced = False
             job = self._job_started(url)
             try:
@@ -850,18 +855,17 @@ NO_RESCALE = {"flux": "FLUX samples without classifier-free guidance (its guidan
 
 def _sampled_shares(graph: dict[str, Any], template: WorkflowTemplate, family: str, steps: int) -> list[float]:
     """The 0-1 share of each step the graph's sampler runs: the schedule set on the node holding its steps (KSampler,
-    KSamplerAdvanced, or a custom sampler's BasicScheduler; the sampler's name from KSamplerSelect there), only the
-    steps KSamplerAdvanced's start_at_step and end_at_step let run."""
-    def setting(inputs: dict[str, Any], name: str, default: Any) -> Any:
+    KSamplerAdvanced, or a custom sampler's BasicScheduler, which drops no sigma for any sampler as KSampler does),
+    only the steps KSamplerAdvanced's start_at_step and end_at_step let run."""
+    inputs = graph[template.bindings["steps"][0][0]]["inputs"]
+
+    def setting(name: str, default: Any) -> Any:
         value = inputs.get(name, default)
         return default if is_link(value) else value
 
-    inputs = graph[template.bindings["steps"][0][0]]["inputs"]
-    named = template.bindings.get("sampler_name")
-    sampler_name = setting(graph[named[0][0]]["inputs"], named[0][1], "") if named else ""
-    shares = step_shares(family, str(setting(inputs, "scheduler", "normal")), steps,
-                         float(setting(inputs, "denoise", 1.0)), str(setting(inputs, "sampler_name", sampler_name)))
-    return shares[int(setting(inputs, "start_at_step", 0)):int(setting(inputs, "end_at_step", len(shares)))]
+    shares = step_shares(family, str(setting("scheduler", "normal")), steps, float(setting("denoise", 1.0)),
+                         str(setting("sampler_name", "")))
+    return shares[int(setting("start_at_step", 0)):int(setting("end_at_step", len(shares)))]
 
 
 def _rescales_cfg(request: GenerationRequest, model: ModelSpec) -> bool:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from engine.config import Settings
+from engine.errors import InvalidRequest
 from engine.manager import AIModelManager
 from engine.timestep_ranges import step_shares
 from tests.conftest import CPU
@@ -126,6 +129,20 @@ async def test_your_own_workflow_takes_break_and_prompt_editing(fake, tmp_path, 
         middle = round((shares[2] + shares[3]) / 2, 6)
         assert conditioning_parts(graph, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
         assert edited.prompt == "a [cat:dog:2]"  # recorded as written
+        # a FLUX model chosen for a workflow that cannot load it runs the file's SD model: SD's schedule, not FLUX's
+        fake.install_flux()
+        monitor = manager.backends["comfyui"].monitor
+        monitor.refresh_models(fake.url)
+        monitor.poll_now()
+        other = await manager.generate_image("a [cat:dog:2]", steps=4, sampler="dpmpp_2m_karras", model="flux.1-dev",
+                                             user_workflow="sd15_default")
+        assert other.status == "success" and any("no checkpoint loader" in w for w in other.warnings), other.error
+        graph = fake.prompts[-1]
+        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        shares = step_shares("sd15", "karras", 4)
+        middle = round((shares[2] + shares[3]) / 2, 6)
+        assert middle != round(sum(step_shares("flux", "karras", 4)[2:4]) / 2, 6)
+        assert conditioning_parts(graph, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
         broken = await manager.generate_image("a cat BREAK in snow", steps=2, user_workflow="sd15_default")
         assert broken.status == "success", broken.error  # BREAK works there: the prompt's node is known
         graph = fake.prompts[-1]
@@ -149,11 +166,13 @@ def test_a_prompt_edit_in_your_own_workflow_falls_on_its_samplers_own_schedule(c
     from engine.user_workflows import find_inputs
 
     backend = comfy_manager.backends["comfyui"]
-    request = GenerationRequest.from_arguments("a [cat:dog:2]", num_inference_steps=4, seed=1)
+    request = GenerationRequest.from_arguments("a [cat:dog:2]", num_inference_steps=4, seed=1,
+                                               sampler="uni_pc_karras")  # KSampler would drop a sigma, not this one
     flux = backend.workflow_graph(request, find_inputs("flux", workflow_file("flux_custom_sampler")), {})
-    shares = step_shares("flux", flux["17"]["inputs"]["scheduler"], 4)
+    assert flux["17"]["inputs"]["scheduler"] == "karras" and flux["16"]["inputs"]["sampler_name"] == "uni_pc"
+    shares = step_shares("flux", "karras", 4)
     middle = round((shares[2] + shares[3]) / 2, 6)
-    assert middle != round((step_shares("sd15", "simple", 4)[2] + step_shares("sd15", "simple", 4)[3]) / 2, 6)
+    assert abs(middle - sum(step_shares("sd15", "karras", 4)[2:4]) / 2) > 0.05  # FLUX's schedule, not SD's
     assert conditioning_parts(flux, flux["26"]["inputs"]["conditioning"]) == [("a cat", 0.0, middle),
                                                                                ("a dog", middle, 1.0)]
 
@@ -165,6 +184,13 @@ def test_a_prompt_edit_in_your_own_workflow_falls_on_its_samplers_own_schedule(c
     shares = step_shares("sdxl", sampler["scheduler"], 4)[1:]  # of the steps it runs, 0-1 see "cat", 2 "dog"
     middle = round((shares[1] + shares[2]) / 2, 6)
     assert conditioning_parts(advanced, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
+
+    graph = workflow_file("sd15_default")
+    graph["3"]["inputs"]["steps"] = ["4", 0]  # linked: the app cannot tell where a step falls
+    linked = find_inputs("linked", graph)
+    assert not linked.binds("steps")
+    with pytest.raises(InvalidRequest, match="its sampler's steps come from another node"):
+        backend.workflow_graph(request, linked, {})
 
 
 async def test_a_text_node_of_its_own_kind_gets_the_prompt_as_written(comfy_manager):

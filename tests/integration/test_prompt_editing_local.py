@@ -149,7 +149,7 @@ async def test_sdxl_gets_its_pooled_embeddings_swapped_too(tmp_path, small_sdxl_
     assert type(manager.backends["diffusers"].pool[0].pipe).__name__ == "StableDiffusionXLPipeline"
     guided, _ = await sdxl_texts_by_step(manager, "a [fox:cat:1]", ("a fox", "a cat"), num_inference_steps=3)
     assert guided == ["a fox", "a fox", "a cat"]
-    # without guidance the pipeline's pooled tensor is the one it is given: a text met again is still its own
+    # without guidance (no CFG batch to split): each text's pooled embedding, a text met again as it was
     unguided, _ = await sdxl_texts_by_step(manager, "a [fox|cat]", ("a fox", "a cat"), num_inference_steps=4,
                                            guidance_scale=1.0)
     assert unguided == ["a fox", "a fox", "a cat", "a fox"]  # as A1111 counts: a step ends at its number
