@@ -124,7 +124,7 @@ async def test_your_own_workflow_takes_break_and_prompt_editing(fake, tmp_path, 
         edited = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow="sd15_default")
         assert edited.status == "success", edited.error
         graph = fake.prompts[-1]
-        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        sampler = sampler_of(graph)
         shares = step_shares("sd15", sampler["scheduler"], 4)  # steps 0-2 see "cat", step 3 "dog"
         middle = round((shares[2] + shares[3]) / 2, 6)
         assert conditioning_parts(graph, sampler["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
@@ -138,7 +138,7 @@ async def test_your_own_workflow_takes_break_and_prompt_editing(fake, tmp_path, 
                                              user_workflow="sd15_default")
         assert other.status == "success" and any("no checkpoint loader" in w for w in other.warnings), other.error
         graph = fake.prompts[-1]
-        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        sampler = sampler_of(graph)
         shares = step_shares("sd15", "karras", 4)
         middle = round((shares[2] + shares[3]) / 2, 6)
         assert middle != round(sum(step_shares("flux", "karras", 4)[2:4]) / 2, 6)
@@ -146,7 +146,7 @@ async def test_your_own_workflow_takes_break_and_prompt_editing(fake, tmp_path, 
         broken = await manager.generate_image("a cat BREAK in snow", steps=2, user_workflow="sd15_default")
         assert broken.status == "success", broken.error  # BREAK works there: the prompt's node is known
         graph = fake.prompts[-1]
-        sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+        sampler = sampler_of(graph)
         assert text_of(graph, sampler["positive"]) == "a cat BREAK in snow"
     finally:
         manager.shutdown()
