@@ -530,7 +530,7 @@ class DiffusersBackend(Backend):
         worker.vae_choice.apply(pipe, vae.path if vae else None, vae.stamp if vae else None, spec.label)
         named = named_in(self.folders.files(EMBEDDING), req.prompt, req.negative_prompt)
         warnings: list[str] = worker.embeddings.apply(pipe, named, spec.family, spec.label)
-        set_scheduler(pipe, req.sampler, spec)
+        set_scheduler(pipe, req.sampler, spec, req.num_inference_steps)
         freeu = freeu_for(spec) if req.freeu else None
         freeu_unused = None
         if freeu and worker.compiler.wanted:  # the compiled graphs are traced without it: they would never run again

@@ -6,6 +6,7 @@ Karras' sigmas) stays with the next (DPM++ 2M).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -30,12 +31,24 @@ def model_sampling(spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
-def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec) -> None:
-    """Give `pipe` the scheduler of `sampler` (a samplers.yaml key) for the model `spec`, unless it already has it."""
+def distilled_schedule(scheduler_class: type, steps: int) -> dict[str, Any]:
+    """For a distilled model's scheduler (LCM's, made for a 50-step schedule, which diffusers will not sample with
+    more steps): a schedule as long as the request, as A1111's and ComfyUI's LCM samplers take any step count;
+    {} for the others, and for LCM at 50 steps or fewer."""
+    original = inspect.signature(scheduler_class.__init__).parameters.get("original_inference_steps")
+    if original is None or steps <= original.default:
+        return {}
+    return {"original_inference_steps": steps}
+
+
+def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec, steps: int) -> None:
+    """Give `pipe` the scheduler of `sampler` (a samplers.yaml key) for the model `spec` and a request of `steps`,
+    unless it already has it."""
     import diffusers
 
     entry = load_samplers()[sampler]["diffusers"]
-    settings = {**model_sampling(spec), **entry.get("options", {})}
+    scheduler_class = getattr(diffusers, entry["class"])
+    settings = {**model_sampling(spec), **entry.get("options", {}), **distilled_schedule(scheduler_class, steps)}
     choice = (entry["class"], tuple(sorted(settings.items())))
     if getattr(pipe, _CHOSEN, None) == choice:
         return
@@ -43,6 +56,6 @@ def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec) -> None:
     if loaded is None:
         loaded = dict(pipe.scheduler.config)
         setattr(pipe, _LOADED_CONFIG, loaded)
-    pipe.scheduler = getattr(diffusers, entry["class"]).from_config(loaded, **settings)
+    pipe.scheduler = scheduler_class.from_config(loaded, **settings)
     setattr(pipe, _CHOSEN, choice)
     logger.debug("Scheduler %s for %s (%s)", entry["class"], spec.label, settings or "as loaded")

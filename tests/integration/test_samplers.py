@@ -1,0 +1,98 @@
+"""Every sampler of presets/samplers.yaml. Locally: its diffusers scheduler (class and options), one UNet call and one
+preview per step, the same picture for the same seed (the SDE samplers draw their noise from it) and a picture of its
+own; LCM past the 50 steps it was distilled for. On ComfyUI: a sampler_name and scheduler ComfyUI 0.3.64 lists (the
+fake's lists are the real server's), read back as the same sampler. A1111's PNG labels come back as ours."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from PIL import Image
+
+from engine.backends.comfyui import comfy_sampler, our_sampler
+from engine.events import Progress
+from engine.outputs import parse_a1111_parameters
+from engine.registry import load_samplers
+from engine.request import sampler_key
+from tests.support.fake_comfyui import SAMPLERS as COMFY_SAMPLER_NAMES, SCHEDULERS as COMFY_SCHEDULERS
+
+SAMPLERS = load_samplers()
+RUN = dict(width=64, height=64, num_inference_steps=4, seed=3)
+LONG = {**RUN, "num_inference_steps": 16}  # diffusers' 3rd-order DPM++ runs as 2nd order below 15 steps
+
+
+def fingerprint(image: Image.Image) -> str:
+    return hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
+
+
+async def test_each_sampler_takes_one_model_call_and_one_preview_per_step(manager):
+    assert (await manager.generate_image("a fox", **RUN)).status == "success"  # the pipeline, loaded
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    calls: list[int] = []
+    hook = pipe.unet.register_forward_pre_hook(lambda *_: calls.append(1))
+    made: dict[str, str] = {}
+    try:
+        for key, entry in SAMPLERS.items():
+            calls.clear()
+            events = [event async for event in manager.stream_image("a fox in snow", sampler=entry["label"], **LONG)]
+            result = events[-1].result
+            assert result.status == "success" and result.sampler == key, (key, result.error)
+            assert len(calls) == LONG["num_inference_steps"], (key, len(calls))  # classifier-free guidance batched
+            assert [e.step for e in events if isinstance(e, Progress)] == list(range(1, 17)), key
+            assert all(e.preview is not None for e in events if isinstance(e, Progress)), key
+            scheduler = manager.backends["diffusers"].pool[0].pipe.scheduler
+            assert type(scheduler).__name__ == entry["diffusers"]["class"], key
+            for option, value in entry["diffusers"].get("options", {}).items():
+                assert scheduler.config[option] == value, (key, option)
+            again = await manager.generate_image("a fox in snow", sampler=key, **LONG)
+            assert fingerprint(again.image) == fingerprint(result.image), key  # seeded, SDE noise included
+            made[key] = fingerprint(result.image)
+    finally:
+        hook.remove()
+    twins = {key: [other for other in made if other != key and made[other] == made[key]] for key in made}
+    assert len(set(made.values())) == len(SAMPLERS), {key: same for key, same in twins.items() if same}  # each sampler's own picture: no two mapped alike
+
+
+async def test_lcm_takes_more_steps_than_its_distilled_schedule(manager):
+    events = [event async for event in manager.stream_image("a fox", sampler="LCM", **{**RUN,
+                                                                                      "num_inference_steps": 60})]
+    result = events[-1].result
+    assert result.status == "success", result.error
+    assert [e.step for e in events if isinstance(e, Progress)] == list(range(1, 61))
+    scheduler = manager.backends["diffusers"].pool[0].pipe.scheduler
+    assert scheduler.config.original_inference_steps == 60 and len(scheduler.timesteps) == 60
+    assert len(set(scheduler.timesteps.tolist())) == 60  # 60 distinct noise levels, none repeated
+    short = await manager.generate_image("a fox", sampler="lcm", **RUN)  # within 50: LCM's own schedule again
+    assert short.status == "success"
+    assert manager.backends["diffusers"].pool[0].pipe.scheduler.config.original_inference_steps == 50
+    moved = await manager.generate_image("a fox", sampler="lcm", init_image=result.image, strength=0.5,
+                                         **{**RUN, "num_inference_steps": 80})
+    assert moved.status == "success", moved.error  # image to image: 40 of 80 steps
+
+
+def test_each_sampler_is_one_comfyui_knows_and_reads_back_as_itself():
+    for key, entry in SAMPLERS.items():
+        name, scheduler = comfy_sampler(entry["label"])
+        assert name in COMFY_SAMPLER_NAMES and (scheduler is None or scheduler in COMFY_SCHEDULERS), key
+        assert (name, scheduler) == comfy_sampler(key)
+        assert our_sampler(name, scheduler or "normal") == key
+
+
+def test_a1111_labels_with_a_schedule_type_read_as_our_samplers():
+    for text, key in (("Sampler: DPM++ 2M SDE, Schedule type: Karras", "dpmpp_2m_sde_karras"),
+                      ("Sampler: DPM++ 3M SDE, Schedule type: Karras", "dpmpp_3m_sde_karras"),
+                      ("Sampler: Euler, Schedule type: Karras", "euler_karras"),
+                      ("Sampler: UniPC, Schedule type: Automatic", "unipc"),
+                      ("Sampler: LCM", "lcm"), ("Sampler: DPM++ 2M SDE Karras", "dpmpp_2m_sde_karras")):
+        params = parse_a1111_parameters(f"a fox\nSteps: 20, {text}, CFG scale: 7, Seed: 1, Size: 512x512")
+        assert sampler_key(params["sampler"]) == key, text
+
+
+async def test_a_new_sampler_on_comfyui_is_its_sampler_and_scheduler(comfy_manager, fake):
+    result = await comfy_manager.generate_image("a fox", sampler="DPM++ 2M SDE Karras", backend="comfyui", **RUN)
+    assert result.status == "success" and result.sampler == "dpmpp_2m_sde_karras", result.error
+    (sampler,) = [node["inputs"] for node in fake.prompts[-1].values() if node["class_type"] == "KSampler"]
+    assert (sampler["sampler_name"], sampler["scheduler"]) == ("dpmpp_2m_sde", "karras")
+    result = await comfy_manager.generate_image("a fox", sampler="LCM", backend="comfyui", **RUN)
+    (sampler,) = [node["inputs"] for node in fake.prompts[-1].values() if node["class_type"] == "KSampler"]
+    assert result.status == "success" and (sampler["sampler_name"], sampler["scheduler"]) == ("lcm", "sgm_uniform")
