@@ -1,7 +1,7 @@
 """Every sampler of presets/samplers.yaml. Locally: its diffusers scheduler (class and options), one UNet call and one
 preview per step, the same picture for the same seed (the SDE samplers draw their noise from it) and a picture of its
 own; LCM past the 50 steps it was distilled for. On ComfyUI: a sampler_name and scheduler ComfyUI 0.3.64 lists (the
-fake's lists are the real server's), read back as the same sampler. A1111's PNG labels come back as ours."""
+fake's lists are the real server's), read back as the same sampler, with a prompt edit switching inside its run. A1111's PNG labels come back as ours."""
 from __future__ import annotations
 
 import hashlib
@@ -96,3 +96,13 @@ async def test_a_new_sampler_on_comfyui_is_its_sampler_and_scheduler(comfy_manag
     result = await comfy_manager.generate_image("a fox", sampler="LCM", backend="comfyui", **RUN)
     (sampler,) = [node["inputs"] for node in fake.prompts[-1].values() if node["class_type"] == "KSampler"]
     assert result.status == "success" and (sampler["sampler_name"], sampler["scheduler"]) == ("lcm", "sgm_uniform")
+
+
+async def test_prompt_editing_places_its_switch_on_each_samplers_comfyui_schedule(comfy_manager, fake):
+    for key in SAMPLERS:
+        result = await comfy_manager.generate_image("a [fox:cat:0.5] in snow", sampler=key, backend="comfyui", **RUN)
+        assert result.status == "success", (key, result.error)
+        ranges = sorted((node["inputs"]["start"], node["inputs"]["end"]) for node in fake.prompts[-1].values()
+                        if node["class_type"] == "ConditioningSetTimestepRange")
+        assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[1][1] == 1, (key, ranges)
+        assert ranges[0][1] == ranges[1][0] and 0 < ranges[0][1] < 1, (key, ranges)  # one switch, inside the run
