@@ -1,7 +1,8 @@
 """Every sampler of presets/samplers.yaml. Locally: its diffusers scheduler (class and options), one UNet call and one
 preview per step, the same picture for the same seed (the SDE samplers draw their noise from it) and a picture of its
 own; LCM past the 50 steps it was distilled for. On ComfyUI: a sampler_name and scheduler ComfyUI 0.3.64 lists (the
-fake's lists are the real server's), read back as the same sampler, with a prompt edit switching inside its run. A1111's PNG labels come back as ours."""
+fake's lists are the real server's), read back as the same sampler, with a prompt edit switching inside its run.
+A1111's PNG labels come back as ours."""
 from __future__ import annotations
 
 import hashlib
