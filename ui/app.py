@@ -27,16 +27,22 @@ from .workflow_box import workflow_choices
 BADGE_REFRESH_S = 1.0
 # Room for many clients: each client's extra jobs are refused as soon as they are dequeued (ui/sessions.py).
 QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 512}
+# Gradio keeps a copy of every picture it shows (each step preview, each result) in its cache folder
+# (GRADIO_TEMP_DIR, else <temp>/gradio); the copies are swept every hour once a day old, and all at shutdown
+# (the originals stay in the outputs folder). (sweep every, delete when older than), in seconds.
+CACHE_SWEEP = (3600, 24 * 3600)
 
 
-def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: str = "Gator Studio") -> gr.Blocks:
-    """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load)."""
+def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: str = "Gator Studio",
+               cache_sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
+    """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load);
+    `cache_sweep` is how often Gradio's copies of pictures shown are swept, and their age when they go."""
     jobs = Jobs()
 
     def read_status() -> dict[str, Any]:
         return manager.status()
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=cache_sweep) as demo:
         seen = gr.State({})
         with gr.Row(elem_id="gator-header"):
             gr.HTML(f"<h1>{LOGO_SVG}<span>{title}</span></h1>", elem_id="gator-title", padding=False)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ import httpx
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Each test process has a Gradio cache of its own: an app deletes its copies when it stops, and another process's
+# app showing a picture of the same bytes (the same path in a shared cache) would lose its copy then.
+GRADIO_CACHE = Path(tempfile.mkdtemp(prefix="gator-test-gradio-"))
+os.environ["GRADIO_TEMP_DIR"] = str(GRADIO_CACHE)
 
 from engine.config import Settings  # noqa: E402
 from engine.manager import AIModelManager  # noqa: E402
@@ -55,12 +61,12 @@ def run_coroutine(coroutine: Any) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def start_app(settings: Settings, *, browse_outputs: bool = True) -> RunningApp:
+def start_app(settings: Settings, *, browse_outputs: bool = True, **demo_options: Any) -> RunningApp:
     from ui.app import build_demo, launch_options
 
     manager = AIModelManager(settings, hardware=CPU)
     run_coroutine(manager.initialize_models())
-    demo = build_demo(manager, browse_outputs=browse_outputs)
+    demo = build_demo(manager, browse_outputs=browse_outputs, **demo_options)
     # Gradio's own readiness check (`_frontend`) gives the first page 3 s, once, and then refuses to start; on a
     # loaded CI machine the page can take longer, so the app is waited for here with a longer limit instead
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, ssr_mode=False,
@@ -82,6 +88,13 @@ def wait_until_served(url: str, limit_s: float = 90.0) -> None:
 def stop_app(app: RunningApp) -> None:
     app.demo.close()
     app.manager.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gradio_cache() -> Iterator[Path]:
+    """This test process's Gradio cache folder, removed when its tests end."""
+    yield GRADIO_CACHE
+    shutil.rmtree(GRADIO_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
