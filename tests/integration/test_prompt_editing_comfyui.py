@@ -208,3 +208,50 @@ async def test_a_text_node_of_its_own_kind_gets_the_prompt_as_written(comfy_mana
     sent = comfy_manager.backends["comfyui"].workflow_graph(request, workflow, {})
     assert sent["6"]["inputs"]["text"] == "a (cat:1.2) BREAK snow"
     assert not any(node["class_type"] == "ConditioningConcat" for node in sent.values())
+
+
+def custom_sampler_workflows() -> dict[str, dict]:
+    """sd15_default with its KSampler ("3") swapped for a custom sampler, as ComfyUI's own examples wire them:
+    SamplerCustomAdvanced with a CFGGuider, and SamplerCustom; both on BasicScheduler's Karras schedule."""
+    base = workflow_file("sd15_default")
+    base["11"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    base["12"] = {"class_type": "BasicScheduler", "inputs": {"scheduler": "karras", "steps": 20, "denoise": 1,
+                                                             "model": ["4", 0]}}
+    texts = {"positive": ["6", 0], "negative": ["7", 0]}
+    guided = {**base, "10": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+              "13": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], **texts, "cfg": 7}},
+              "3": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                  "noise": ["10", 0], "guider": ["13", 0], "sampler": ["11", 0], "sigmas": ["12", 0],
+                  "latent_image": ["5", 0]}}}
+    plain = {**base, "3": {"class_type": "SamplerCustom", "inputs": {
+        "model": ["4", 0], "add_noise": True, "noise_seed": 5, "cfg": 7, **texts, "sampler": ["11", 0],
+        "sigmas": ["12", 0], "latent_image": ["5", 0]}}}
+    return {"sd15_cfg_guider": guided, "sd15_sampler_custom": plain}
+
+
+async def test_your_own_custom_sampler_workflow_takes_prompt_editing(fake, tmp_path, tiny_model_dir):
+    """SD 1.5 with a custom sampler (checked on a real ComfyUI 0.3.64 too): the switch on BasicScheduler's schedule,
+    which drops no sigma; the texts reach the CFGGuider, or SamplerCustom itself."""
+    import json
+
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    for name, graph in custom_sampler_workflows().items():
+        (workflows / f"{name}.json").write_text(json.dumps(graph))
+    settings = Settings(comfyui_urls=[fake.url], output_dir=tmp_path / "outputs", tiny_model_dir=tiny_model_dir,
+                        health_interval_s=0.2, health_timeout_s=0.5, comfyui_timeout_s=3.0,
+                        workflows_dir_override=workflows)
+    manager = AIModelManager(settings, hardware=CPU)
+    await manager.initialize_models()
+    try:
+        shares = step_shares("sd15", "karras", 4)  # steps 0-2 see "cat", step 3 "dog"
+        middle = round((shares[2] + shares[3]) / 2, 6)
+        for name, texts_at in (("sd15_cfg_guider", "13"), ("sd15_sampler_custom", "3")):
+            made = await manager.generate_image("a [cat:dog:2]", steps=4, user_workflow=name)
+            assert made.status == "success", (name, made.error)
+            graph = fake.prompts[-1]
+            assert graph["12"]["inputs"]["steps"] == 4 and graph["12"]["inputs"]["scheduler"] == "karras", name
+            texts = graph[texts_at]["inputs"]
+            assert conditioning_parts(graph, texts["positive"]) == [("a cat", 0.0, middle), ("a dog", middle, 1.0)]
+    finally:
+        manager.shutdown()

@@ -99,7 +99,8 @@ KNOWN_CLASSES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage",
                  "LoadImageMask", "SetLatentNoiseMask", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale",
                  "ControlNetLoader", "ControlNetApplyAdvanced", "KSamplerAdvanced", "CLIPSetLastLayer",
                  "ConditioningSetTimestepRange", "ConditioningCombine", "ConditioningConcat", "FreeU", "ThresholdMask",
-                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma", "RescaleCFG", "PrimitiveInt"}
+                 "LatentCompositeMasked", "AddNoise", "SetFirstSigma", "RescaleCFG", "PrimitiveInt", "CFGGuider",
+                 "SamplerCustom"}
 # What each node class returns (nodes.py RETURN_TYPES), for the type check of the links into a declared input.
 OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
                 "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "KSamplerAdvanced": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": [],
@@ -115,7 +116,8 @@ OUTPUT_TYPES = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEnc
                 "ConditioningSetTimestepRange": ["CONDITIONING"], "ConditioningCombine": ["CONDITIONING"],
                 "ConditioningConcat": ["CONDITIONING"], "FreeU": ["MODEL"], "ThresholdMask": ["MASK"],
                 "LatentCompositeMasked": ["LATENT"], "AddNoise": ["LATENT"], "SetFirstSigma": ["SIGMAS"],
-                "RescaleCFG": ["MODEL"], "PrimitiveInt": ["INT"]}
+                "RescaleCFG": ["MODEL"], "PrimitiveInt": ["INT"], "CFGGuider": ["GUIDER"],
+                "SamplerCustom": ["LATENT", "LATENT"]}
 DEFAULT_CONTROLNETS = ["control_v11p_sd15_canny.safetensors"]
 # Inputs a node cannot run without, checked like ComfyUI's validate_inputs ("required_input_missing").
 REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model", "strength_clip"),
@@ -132,7 +134,11 @@ REQUIRED_INPUTS = {"LoraLoader": ("model", "clip", "lora_name", "strength_model"
                    "ControlNetApplyAdvanced": ("positive", "negative", "control_net", "image", "strength",
                                                "start_percent", "end_percent"),
                    "UpscaleModelLoader": ("model_name",), "ImageUpscaleWithModel": ("upscale_model", "image"),
-                   "ImageScale": ("image", "upscale_method", "width", "height", "crop")}
+                   "ImageScale": ("image", "upscale_method", "width", "height", "crop"),
+                   "CFGGuider": ("model", "positive", "negative", "cfg"),
+                   "SamplerCustom": ("model", "add_noise", "noise_seed", "cfg", "positive", "negative", "sampler",
+                                     "sigmas", "latent_image")}
+CFG_INPUT = ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}]  # CFGGuider's, SamplerCustom's
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]  # LoadImageMask's channel list
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]  # ImageScale's, and PIL's filter for each
 RESAMPLE = {"nearest-exact": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
@@ -141,7 +147,7 @@ CROP_METHODS = ["disabled", "center"]
 MAX_RESOLUTION = 16384
 UPSCALE_TILE, UPSCALE_OVERLAP = 512, 32  # ImageUpscaleWithModel's tiling
 LATENT_MULTIPLE = 8  # the VAE crops the pixels it encodes to a multiple of this (centred)
-SAMPLER_CLASSES = {"KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced"}
+SAMPLER_CLASSES = {"KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced", "SamplerCustom"}
 # The node classes of a stock 0.3.64 (recorded GET /object_info's keys): GET /object_info/{class} answers an entry for
 # each (the fake's own, with inputs, for those it runs; a bare one for the rest) and {} for any other (a custom node).
 NODE_NAMES = frozenset(json.loads((Path(__file__).with_name("comfyui_node_names.json")).read_text()))
@@ -609,6 +615,16 @@ class FakeComfyUI:
             "AddNoise": entry("AddNoise", {"model": ["MODEL"], "noise": ["NOISE"], "sigmas": ["SIGMAS"],
                                            "latent_image": ["LATENT"]}, ["LATENT"],
                               category="_for_testing/custom_sampling/noise"),
+            # 0.3.64's comfy_extras/nodes_custom_sampler.py
+            "CFGGuider": entry("CFGGuider", {"model": ["MODEL"], "positive": ["CONDITIONING"],
+                                             "negative": ["CONDITIONING"], "cfg": CFG_INPUT}, ["GUIDER"],
+                               category="sampling/custom_sampling/guiders"),
+            "SamplerCustom": entry("SamplerCustom", {
+                "model": ["MODEL"], "add_noise": ["BOOLEAN", {"default": True}],
+                "noise_seed": ["INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True}],
+                "cfg": CFG_INPUT, "positive": ["CONDITIONING"], "negative": ["CONDITIONING"], "sampler": ["SAMPLER"],
+                "sigmas": ["SIGMAS"], "latent_image": ["LATENT"]}, ["LATENT", "LATENT"],
+                category="sampling/custom_sampling"),
             "SetFirstSigma": entry("SetFirstSigma", {"sigmas": ["SIGMAS"], "sigma": [
                 "FLOAT", {"default": 136.0, "min": 0.0, "max": 20000.0, "step": 0.001, "round": False}]},
                 ["SIGMAS"], category="sampling/custom_sampling/sigmas"),
