@@ -40,7 +40,7 @@ from .device_workers import DeviceWorker, WorkerPool
 from .embeddings import named_in, vector_count
 from .guidance_rescale import rescaled_guidance
 from .masked_latents import masked_latents
-from .scheduler_choice import set_scheduler
+from .scheduler_choice import seed_scheduler_noise, set_scheduler
 from .lora_adapters import LoraFile
 from .prompt_weights import is_weighted, plain_inputs, weighted_inputs
 from .scheduled_prompts import scheduled_prompts, settled
@@ -634,16 +634,23 @@ class DiffusersBackend(Backend):
                 push(Progress(step=step, total=total, preview=preview, backend=self.name))
 
         def on_step(_pipe, index: int, _timestep, tensors: dict) -> dict:
+            # a second-order scheduler (Heun, DPM2, DPM++ SDE) calls back twice a step, once mid-step (as the
+            # pipelines count their progress); its last step is a single call
+            order = _pipe.scheduler.order
+            step = (index + order) // order
             if stopped():
-                raise GenerationCancelled(f"Stopped at step {index + 1}/{total}.")
+                raise GenerationCancelled(f"Stopped at step {step}/{total}.")
+            if (index + 1) % order and step < total:
+                return tensors
             if step_previews is None:
-                push(Progress(step=index + 1, total=total, preview=None, backend=self.name))
+                push(Progress(step=step, total=total, preview=None, backend=self.name))
             else:  # on a GPU a step's preview is read once its copy has finished: no device sync per step
-                show(step_previews.add(index + 1, tensors["latents"], last=index + 1 >= total))
-                if index + 1 >= total:
+                show(step_previews.add(step, tensors["latents"], last=step >= total))
+                if step >= total:
                     show(step_previews.flush())
-            return schedule.swap(_pipe, index, tensors) if schedule is not None else tensors
+            return schedule.swap(_pipe, step - 1, tensors) if schedule is not None else tensors
 
+        seed_scheduler_noise(run.scheduler, req.seed)
         started = time.perf_counter()
         with masked_latents(run, req.masked_content if req.mask is not None else ORIGINAL, req.mask, req.seed), \
                 rescaled_guidance(run, through_unet, guidance), \

@@ -59,3 +59,10 @@ def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec, steps: int) -> None:
     pipe.scheduler = scheduler_class.from_config(loaded, **settings)
     setattr(pipe, _CHOSEN, choice)
     logger.debug("Scheduler %s for %s (%s)", entry["class"], spec.label, settings or "as loaded")
+
+
+def seed_scheduler_noise(scheduler: Any, seed: int) -> None:
+    """A scheduler that draws its noise itself rather than from the pipeline's generator (DPM++ SDE's Brownian tree,
+    otherwise seeded at random) draws it from `seed`, so a seed makes the same picture again."""
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = seed

@@ -61,6 +61,16 @@ async def test_each_step_gets_the_embeddings_of_its_own_text(manager):
     assert watch.texts(names) == ["a cat", "a cat", "a cat", "a"]
 
 
+async def test_a_second_order_sampler_switches_between_whole_steps(manager):
+    """Heun calls the model twice a step (once at its last): both calls of a step see that step's text."""
+    await image(manager, "a cat")
+    pipe = manager.backends["diffusers"].pool[0].pipe
+    names = {text: text_embedding(pipe, text) for text in ("a cat", "a dog")}
+    watch = UNetInputs(pipe)
+    await image(manager, "a [cat:dog:1]", sampler="heun")  # steps 0 and 1 "cat", 2 and 3 "dog"
+    assert watch.texts(names) == ["a cat"] * 4 + ["a dog"] * 3
+
+
 async def test_a_schedule_that_never_switches_is_its_text(manager):
     dog = await image(manager, "a dog")
     assert np.array_equal(await image(manager, "a [cat:dog:0]"), dog)  # switched before the first step

@@ -1,8 +1,8 @@
-"""Every sampler of presets/samplers.yaml. Locally: its diffusers scheduler (class and options), one UNet call and one
-preview per step, the same picture for the same seed (the SDE samplers draw their noise from it) and a picture of its
-own; LCM past the 50 steps it was distilled for. On ComfyUI: a sampler_name and scheduler ComfyUI 0.3.64 lists (the
-fake's lists are the real server's), read back as the same sampler, with a prompt edit switching inside its run.
-A1111's PNG labels come back as ours."""
+"""Every sampler of presets/samplers.yaml. Locally: its diffusers scheduler (class and options), one UNet call a step
+(two for a second-order one, Heun's, but its last) and one preview per step, the same picture for the same seed (the
+SDE samplers draw their noise from it) and a picture of its own; LCM past the 50 steps it was distilled for. On
+ComfyUI: a sampler_name and scheduler ComfyUI 0.3.64 lists (the fake's lists are the real server's), read back as the
+same sampler, with a prompt edit switching inside its run. A1111's PNG labels come back as ours."""
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +26,7 @@ def fingerprint(image: Image.Image) -> str:
     return hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
 
 
-async def test_each_sampler_takes_one_model_call_and_one_preview_per_step(manager):
+async def test_each_sampler_takes_its_model_calls_and_one_preview_per_step(manager):
     assert (await manager.generate_image("a fox", **RUN)).status == "success"  # the pipeline, loaded
     pipe = manager.backends["diffusers"].pool[0].pipe
     calls: list[int] = []
@@ -38,10 +38,11 @@ async def test_each_sampler_takes_one_model_call_and_one_preview_per_step(manage
             events = [event async for event in manager.stream_image("a fox in snow", sampler=entry["label"], **LONG)]
             result = events[-1].result
             assert result.status == "success" and result.sampler == key, (key, result.error)
-            assert len(calls) == LONG["num_inference_steps"], (key, len(calls))  # classifier-free guidance batched
+            scheduler = manager.backends["diffusers"].pool[0].pipe.scheduler
+            model_calls = LONG["num_inference_steps"] * scheduler.order - (scheduler.order - 1)  # Heun's last: one
+            assert len(calls) == model_calls, (key, len(calls))  # classifier-free guidance batched
             assert [e.step for e in events if isinstance(e, Progress)] == list(range(1, 17)), key
             assert all(e.preview is not None for e in events if isinstance(e, Progress)), key
-            scheduler = manager.backends["diffusers"].pool[0].pipe.scheduler
             assert type(scheduler).__name__ == entry["diffusers"]["class"], key
             for option, value in entry["diffusers"].get("options", {}).items():
                 assert scheduler.config[option] == value, (key, option)
@@ -84,7 +85,10 @@ def test_a1111_labels_with_a_schedule_type_read_as_our_samplers():
                       ("Sampler: DPM++ 3M SDE, Schedule type: Karras", "dpmpp_3m_sde_karras"),
                       ("Sampler: Euler, Schedule type: Karras", "euler_karras"),
                       ("Sampler: UniPC, Schedule type: Automatic", "unipc"),
-                      ("Sampler: LCM", "lcm"), ("Sampler: DPM++ 2M SDE Karras", "dpmpp_2m_sde_karras")):
+                      ("Sampler: LCM", "lcm"), ("Sampler: DPM++ 2M SDE Karras", "dpmpp_2m_sde_karras"),
+                      ("Sampler: DPM++ SDE, Schedule type: Karras", "dpmpp_sde_karras"), ("Sampler: Heun", "heun"),
+                      ("Sampler: DPM2 a Karras", "dpm2_a_karras"), ("Sampler: LMS, Schedule type: Karras",
+                                                                    "lms_karras")):
         params = parse_a1111_parameters(f"a fox\nSteps: 20, {text}, CFG scale: 7, Seed: 1, Size: 512x512")
         assert sampler_key(params["sampler"]) == key, text
 

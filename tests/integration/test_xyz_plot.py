@@ -98,7 +98,7 @@ async def test_bad_plots_are_sentences_before_any_work(manager):
              (dict(x_type="steps", x_values="1-9", y_type="seed", y_values="1-8"), "This plot would make 72 images"),
              (dict(x_type="angle", x_values="1"), "Unknown X axis type 'angle'"),
              (dict(x_type="steps", x_values="2, 151"), "Steps on the X axis must be a whole number from 1 to 150"),
-             (dict(x_type="sampler", x_values="euler, heun"), "Sampler on the X axis must be one of"),
+             (dict(x_type="sampler", x_values="euler, magic"), "Sampler on the X axis must be one of"),
              (dict(x_type="model", x_values="tiny, nowhere"), "The X axis (Model): Unknown model 'nowhere'"),
              (dict(x_type="lora_weight", x_values="0.5, 1"), "the request's first LoRA, and it has none"),
              (dict(x_type="strength", x_values="0.5, 1"), "The Denoising strength axis needs an init image"),
