@@ -87,6 +87,7 @@ def test_a1111_labels_with_a_schedule_type_read_as_our_samplers():
                       ("Sampler: UniPC, Schedule type: Automatic", "unipc"),
                       ("Sampler: LCM", "lcm"), ("Sampler: DPM++ 2M SDE Karras", "dpmpp_2m_sde_karras"),
                       ("Sampler: DPM++ SDE, Schedule type: Karras", "dpmpp_sde_karras"), ("Sampler: Heun", "heun"),
+                      ("Sampler: DPM++ 2M SDE, Schedule type: Exponential", "dpmpp_2m_sde_exponential"),
                       ("Sampler: DPM2 a Karras", "dpm2_a_karras"), ("Sampler: LMS, Schedule type: Karras",
                                                                     "lms_karras")):
         params = parse_a1111_parameters(f"a fox\nSteps: 20, {text}, CFG scale: 7, Seed: 1, Size: 512x512")
