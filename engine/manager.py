@@ -862,14 +862,17 @@ class AIModelManager:
                              num_inference_steps: int = P.STEPS.default,
                              guidance_scale: float | None = P.GUIDANCE.default, seed: int | None = None,
                              model: str | None = None, backend: str = P.BACKEND.default,
-                             **kwargs: Any) -> ImageResult:
+                             watch: Callable[[Event], None] | None = None, **kwargs: Any) -> ImageResult:
         """Generate one image (or a batch) and return its result (status "success" or "error", never raises).
-        For a batch, the first image's result lists every image's result in `batch` (skipped images have none)."""
+        For a batch, the first image's result lists every image's result in `batch` (skipped images have none).
+        `watch`, when given, sees each event of the stream as it comes (progress for a caller that polls)."""
         results: list[ImageResult] = []
         failed: ImageResult | None = None
         skipped = 0
         async for event in self.stream_image(prompt, negative_prompt, width, height, num_inference_steps,
                                              guidance_scale, seed, model, backend, **kwargs):
+            if watch is not None:
+                watch(event)
             if isinstance(event, Done):
                 results.append(event.result)
             elif isinstance(event, Failed):

@@ -21,6 +21,7 @@ from .embedded_text import PARAMETERS, embedded_texts
 from .errors import output_error
 from .png_encoding import encode_png
 from .prompt_syntax import with_lora_tags
+from .registry import sampler_label
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ def a1111_parameters(params: dict[str, Any]) -> str:
             pairs.append((P.HIRES_RESIZE_KEY, f"{resize[0]}x{resize[1]}" if all(resize) else None))
         elif name == P.OUTPAINT.name:  # "Outpaint: right 64 down 32", read back by params.outpaint_amounts
             pairs.append((P.OUTPAINT.a1111_key, P.outpaint_text(params.get(name))))
+        elif name in (P.SAMPLER.name, P.HIRES_SAMPLER.name):  # A1111's label, as it (and sites reading it) know it
+            pairs.append((P.BY_NAME[name].a1111_key, sampler_label(params.get(name))))
         else:
             pairs.append((P.BY_NAME[name].a1111_key, params.get(name)))
     plot = params.get("plot") or {}  # an X/Y/Z plot's grid: "Script: X/Y/Z plot, X Type: Steps, X Values: ..."

@@ -231,3 +231,8 @@ def catalogue_for(backend: str) -> list[ModelSpec]:
 def load_samplers() -> dict[str, dict[str, Any]]:
     """Sampler names and their meaning per backend (presets/samplers.yaml)."""
     return yaml.safe_load((PRESETS_DIR / "samplers.yaml").read_text())
+
+
+def sampler_label(key: Any) -> Any:
+    """A sampler's A1111 label ("DPM++ 2M Karras") for its samplers.yaml key; anything else as it is."""
+    return load_samplers().get(key, {}).get("label", key) if isinstance(key, str) else key

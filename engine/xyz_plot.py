@@ -38,7 +38,7 @@ from .errors import InvalidRequest
 from .events import Done, Event, Failed, PlotCell, Skipped
 from .limits import Limits
 from .outputs import save_image
-from .registry import load_samplers
+from .registry import sampler_label
 from .request import GenerationRequest, sampler_key, sampler_problem
 from .result import ImageResult
 from .text_drawing import font as text_font, wrap as wrap_text
@@ -214,7 +214,7 @@ class Axis:
         if self.type is None:
             return ""
         if self.type is SAMPLER:
-            return str(load_samplers().get(sampler_key(value), {}).get("label") or value)
+            return str(sampler_label(sampler_key(value)) or value)
         if self.type in (MODEL, PROMPT_SR):
             return str(value)
         return f"{self.type.label}: {value_text(value)}"

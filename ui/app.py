@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 from engine.manager import AIModelManager
 from engine.upscale import UPSCALERS
 
+from .a1111_api import A1111Api
 from .api import register_api
 from .api_guard import ApiArguments
 from .badge import SHOW_MODELS_JS, badge_html
@@ -113,17 +114,18 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
     demo.queue(**QUEUE_OPTIONS)
     jobs.attach(demo)
     demo.gator_api_specs = api_specs  # read by launch_options
+    demo.gator_a1111 = A1111Api(manager, jobs)  # its routes are added by launch_options
     return demo
 
 
 def launch_options(manager: AIModelManager, demo: gr.Blocks) -> dict[str, Any]:
     """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, keyboard shortcuts, the outputs
-    folder, the check that gives malformed API calls a sentence, and (with logins) each login's files kept
-    to that login."""
+    folder, the check that gives malformed API calls a sentence, (with logins) each login's files kept to that
+    login, and A1111's web API (/sdapi/v1)."""
     def fn_names() -> dict[int, str]:
         return {index: fn.api_name for index, fn in demo.fns.items() if getattr(fn, "api_name", None)}
 
     guard = Middleware(ApiArguments, specs=getattr(demo, "gator_api_specs", {}), fn_names=fn_names)
     own_files = Middleware(OwnFilesOnly, output_dir=manager.output_dir, admins=lambda: manager.admins)
     return {"theme": theme(), "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.output_dir)],
-            "app_kwargs": {"middleware": [guard, own_files]}}
+            "app_kwargs": {"middleware": [guard, own_files], "routes": demo.gator_a1111.routes()}}

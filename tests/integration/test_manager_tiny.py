@@ -109,7 +109,7 @@ async def test_metadata_round_trip(manager):
     assert params["guidance_scale"] == 6.5 and params["backend"] == "diffusers"
     text = Image.open(result["path"]).text["parameters"]
     assert "Negative prompt: blurry" in text
-    assert "Steps: 3, Sampler: euler, CFG scale: 6.5, Seed: 99, Size: 64x72, Model: Tiny demo model, Backend: diffusers" in text
+    assert "Steps: 3, Sampler: Euler, CFG scale: 6.5, Seed: 99, Size: 64x72, Model: Tiny demo model, Backend: diffusers" in text
 
 
 async def test_requested_model_without_weights_says_so_and_uses_tiny(manager):

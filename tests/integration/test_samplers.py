@@ -112,3 +112,18 @@ async def test_prompt_editing_places_its_switch_on_each_samplers_comfyui_schedul
                         if node["class_type"] == "ConditioningSetTimestepRange")
         assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[1][1] == 1, (key, ranges)
         assert ranges[0][1] == ranges[1][0] and 0 < ranges[0][1] < 1, (key, ranges)  # one switch, inside the run
+
+
+def test_a1111_api_sampler_and_schedule_type_are_ours():
+    """A1111's API sends the sampler and its schedule type apart; "Automatic" is the sampler's own in A1111 1.9."""
+    from engine.a1111_api import a1111_sampler
+
+    for name, schedule, key in (("DPM++ 2M", "Automatic", "dpmpp_2m_karras"), ("DPM++ 2M", None, "dpmpp_2m_karras"),
+                                ("DPM++ 2M", "Uniform", "dpmpp_2m"), ("DPM++ 2M", "Karras", "dpmpp_2m_karras"),
+                                ("DPM++ 2M SDE", "Automatic", "dpmpp_2m_sde_exponential"),
+                                ("DPM++ 3M SDE", "", "dpmpp_3m_sde_exponential"), ("DPM2 a", None, "dpm2_a_karras"),
+                                ("Euler a", "Automatic", "euler_a"), ("Heun", "Automatic", "heun"),
+                                ("DPM++ 2M Karras", None, "dpmpp_2m_karras"), ("euler", None, "euler"),
+                                ("LMS", "Karras", "lms_karras")):
+        assert a1111_sampler(name, schedule) == key, (name, schedule)
+    assert a1111_sampler("DPM++ 2M", "Polyexponential") == "DPM++ 2M Polyexponential"  # for validation to name

@@ -50,7 +50,7 @@ async def test_a_2x2_grid_of_steps_and_seeds(manager):
         cell = pixels[top + 64 * y:top + 64 * (y + 1), left + 64 * x:left + 64 * (x + 1)]
         assert (cell == np.asarray(Image.open(single.path).convert("RGB"))).all()
     text = image.text["parameters"]
-    assert text.startswith("a lighthouse\nSteps: 2, Sampler: euler") and "Seed: 1, Size: 64x64" in text
+    assert text.startswith("a lighthouse\nSteps: 2, Sampler: Euler") and "Seed: 1, Size: 64x64" in text
     assert text.endswith('Script: X/Y/Z plot, X Type: Steps, X Values: "2,3", Y Type: Seed, Y Values: "1, 2", '
                          'Fixed Y Values: "1, 2"')
     assert read_parameters(grid.path)["plot"]["x_type"] == "Steps"

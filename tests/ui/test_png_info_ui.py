@@ -78,10 +78,10 @@ def test_send_to_image_sets_a1111s_hires_resize_size_and_then_turns_it_off(deskt
 def test_send_to_image_puts_a_default_in_place_of_a_sampler_or_vae_this_app_lacks(desktop, local_app, tmp_path):
     page = desktop
     drop = opened_png_info(page, local_app.url)
-    foreign = ("a castle\nSteps: 4, Sampler: DPM++ SDE Karras, CFG scale: 7, Seed: 5, Size: 64x64, "
+    foreign = ("a castle\nSteps: 4, Sampler: DPM adaptive, CFG scale: 7, Seed: 5, Size: 64x64, "
                "VAE: vae-ft-mse-840000-ema-pruned")
-    note = send_to_image(page, drop, png_with(tmp_path / "foreign.png", parameters=foreign), "DPM++ SDE Karras")
-    assert "its sampler DPM++ SDE Karras is not here: euler instead" in note
+    note = send_to_image(page, drop, png_with(tmp_path / "foreign.png", parameters=foreign), "DPM adaptive")
+    assert "its sampler DPM adaptive is not here: euler instead" in note
     assert "its vae vae-ft-mse-840000-ema-pruned is not here: auto instead" in note
     assert page.locator("#seed input").input_value() == "5"  # the rest is loaded as usual
     page.click("#generate")  # a form the dropdowns accept: Generate runs
