@@ -15,7 +15,8 @@ from typing import Any, Iterable
 class Limits:
     """Per-request limits; 0 turns one off."""
 
-    max_pixel_steps: int = 2**28  # GATOR_MAX_PIXEL_STEPS: width × height × steps × batch count (268 million)
+    max_pixel_steps: int = 2**28  # GATOR_MAX_PIXEL_STEPS: width × height × steps × batch count (268 million;
+    # a second-order sampler's step counts twice)
     max_prompt_chars: int = 5000  # GATOR_MAX_PROMPT_CHARS: a prompt or negative prompt
     max_video_pixel_steps: int = 2**32  # GATOR_MAX_VIDEO_PIXEL_STEPS: keyframes × width × height × steps
     max_video_pixels: int = 2**35  # GATOR_MAX_VIDEO_PIXELS: frames × width × height of the video (34 billion)
@@ -69,13 +70,15 @@ class Limits:
         return (f"The {what} is too large: {width}×{height} = {_millions(width * height)} pixels; the limit is "
                 f"{_millions(self.max_input_pixels)} ({self.ENV['max_input_pixels']}). Scale it down first.")
 
-    def image_problem(self, width: int, height: int, steps: int, count: int) -> str | None:
-        """A sentence when width × height × steps × count is over the budget."""
-        work = width * height * steps * count
+    def image_problem(self, width: int, height: int, steps: int, count: int, model_calls: int = 1) -> str | None:
+        """A sentence when width × height × steps × count is over the budget (each step counted as often as it runs
+        the model: `model_calls`, 2 for a second-order sampler's)."""
+        work = width * height * steps * count * model_calls
         if not self.max_pixel_steps or work <= self.max_pixel_steps:
             return None
         images = f"{count} images" if count > 1 else "1 image"
-        return (f"This request is too large: {width}×{height} pixels × {steps} steps × {images} = "
+        calls = f" × {model_calls} model calls a step" if model_calls > 1 else ""
+        return (f"This request is too large: {width}×{height} pixels × {steps} steps{calls} × {images} = "
                 f"{_millions(work)} pixel-steps; the limit is {_millions(self.max_pixel_steps)} "
                 f"({self.ENV['max_pixel_steps']}). Use a smaller size, fewer steps or a smaller batch.")
 

@@ -233,6 +233,12 @@ def load_samplers() -> dict[str, dict[str, Any]]:
     return yaml.safe_load((PRESETS_DIR / "samplers.yaml").read_text())
 
 
+def sampler_model_calls(key: Any) -> int:
+    """How many times a step of the sampler `key` runs the model (2 for Heun's second-order steps; 1 for the rest
+    and for a name that is no sampler)."""
+    return int(load_samplers().get(key, {}).get("model_calls", 1)) if isinstance(key, str) else 1
+
+
 def sampler_label(key: Any) -> Any:
     """A sampler's A1111 label ("DPM++ 2M Karras") for its samplers.yaml key; anything else as it is."""
     return load_samplers().get(key, {}).get("label", key) if isinstance(key, str) else key

@@ -13,7 +13,7 @@ from .input_images import RESIZE_MODES, fit, output_size, read_input_image
 from .limits import Limits
 from .upscale import UPSCALERS, hires_target, unknown_upscaler, upscaler_named
 from .prompt_syntax import BadTag, LoraUse, take_lora_tags
-from .registry import load_samplers
+from .registry import load_samplers, sampler_model_calls
 
 AUTO = "auto"
 
@@ -313,7 +313,9 @@ def hires_problems(req: GenerationRequest, limits: Limits, upscalers: Sequence[s
         return [f"The hires fix would make {width}×{height} pixels; the smallest side is {P.WIDTH.minimum:g}. Use a "
                 "larger Resize width/height to."]
     steps = int(req.hires_steps) or int(req.num_inference_steps)
-    problem = limits.image_problem(width, height, steps, int(req.batch_count))
+    sampler = req.sampler if req.hires_sampler == P.SAME_SAMPLER else req.hires_sampler
+    problem = limits.image_problem(width, height, steps, int(req.batch_count),
+                                   sampler_model_calls(sampler_key(sampler)))
     return [problem.replace("This request", "The hires pass")] if problem else []
 
 
@@ -340,7 +342,8 @@ def inpaint_problems(req: GenerationRequest, limits: Limits) -> list[str]:
     if max(width, height) > P.WIDTH.maximum:
         return [f"Outpainting would make {width}×{height} pixels; the largest side is {P.WIDTH.maximum:g}. Extend "
                 "less or start from a smaller size."]
-    problem = limits.image_problem(width, height, int(req.num_inference_steps), int(req.batch_count))
+    problem = limits.image_problem(width, height, int(req.num_inference_steps), int(req.batch_count),
+                                   sampler_model_calls(sampler_key(req.sampler)))
     return [problem.replace("This request", "The outpainted image")] if problem else []
 
 
@@ -411,7 +414,7 @@ def validation_errors(req: GenerationRequest, backends: Sequence[str] = (),
             problems.append(problem)
     if not problems:
         problem = limits.image_problem(int(req.width), int(req.height), int(req.num_inference_steps),
-                                       int(req.batch_count))
+                                       int(req.batch_count), sampler_model_calls(sampler_key(req.sampler)))
         if problem:
             problems.append(problem)
     problem = sampler_problem(req.sampler)

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from engine import params as P
 from engine.a1111_api import (a1111_answer, a1111_models, a1111_samplers, a1111_schedulers,
@@ -32,6 +33,7 @@ from engine.events import Done, Failed, Progress, Started
 from engine.file_hashes import without_hash
 from engine.manager import AIModelManager
 
+from .login import reset_client_address, set_client_address
 from .sessions import Jobs, TooManyJobs
 
 logger = logging.getLogger(__name__)
@@ -53,30 +55,55 @@ class CallState:
 
 
 MAX_BODY_BYTES = 256 * 2**20  # a body read whole: an init image and a mask of the largest size, as base64 PNGs
-NOT_JSON, TOO_BIG = object(), object()  # a body that is no JSON; one over MAX_BODY_BYTES (not read further)
+MAX_OPTIONS_BYTES = 2**20  # an options body
+JSON_TYPES = ("application/json",)  # a POST body must say it is JSON: a form a foreign page posts cannot
+NOT_JSON, TOO_BIG, GONE = object(), object(), object()  # no JSON; over the limit (not read further); caller left
 
 
-async def _json(request: Request) -> Any:
-    """The request's JSON body, NOT_JSON, or TOO_BIG."""
+async def _body(request: Request, limit: int) -> Any:
+    """The request's body as bytes, TOO_BIG once it passes `limit` bytes, or GONE when the caller hung up."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return TOO_BIG
-        chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return TOO_BIG
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return GONE
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _parsed(raw: bytes) -> Any:
+    """JSON of `raw`, or NOT_JSON (NaN and Infinity too, which no answer could echo back)."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return NOT_JSON
 
 
-def _unreadable(body: Any) -> JSONResponse | None:
-    """The answer to a body that could not be read (None for one that could)."""
+def _unreadable(body: Any, limit: int) -> JSONResponse | None:
+    """The answer to a body that could not be read or parsed (None for one that could)."""
     if body is TOO_BIG:
-        return _problem(413, f"The request body is over {MAX_BODY_BYTES // 2**20} MiB.")
+        return _problem(413, f"The request body is over {limit / 2**20:g} MiB.")
     if body is NOT_JSON:
         return _problem(422, "The request body must be JSON (A1111's fields).")
+    if body is GONE:
+        return _problem(400, "The caller hung up before its request was read.")
     return None
+
+
+def _not_json_type(request: Request) -> JSONResponse | None:
+    """415 for a POST whose body is not declared JSON (a page of another site could send a plain-text "simple"
+    request without the browser asking this app first); None for a JSON one."""
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared in JSON_TYPES or declared.endswith("+json"):
+        return None
+    return _problem(415, "Send the body as JSON, with the header Content-Type: application/json.")
 
 
 def _problem(status: int, sentence: str, **headers: str) -> JSONResponse:
@@ -96,7 +123,7 @@ class A1111Api:
                  "interrupt": self.interrupt, "skip": self.skip}
         gets = {"sd-models": self.models, "samplers": self.samplers, "schedulers": self.schedulers,
                 "upscalers": self.upscalers, "loras": self.loras, "sd-vae": self.vaes, "prompt-styles": self.styles,
-                "options": self.options, "progress": self.progress}
+                "options": self.options, "progress": self.progress, "latent-upscale-modes": self.latent_modes}
         return [*(APIRoute(f"{PREFIX}/{name}", handler, methods=["POST"]) for name, handler in posts.items()),
                 *(APIRoute(f"{PREFIX}/{name}", handler, methods=["GET"]) for name, handler in gets.items())]
 
@@ -104,7 +131,8 @@ class A1111Api:
     @staticmethod
     async def _login(request: Request) -> str | None:
         """The caller's login ("" without logins); None when logins are on and its Basic auth is not one (the
-        app's own check, so a wrong password counts toward its lock-out as on the login page)."""
+        app's own check, so a wrong password counts toward the login's and the address's lock-out as on the login
+        page)."""
         auth = getattr(request.app, "auth", None)
         if auth is None:
             return ""
@@ -116,23 +144,19 @@ class A1111Api:
         except (binascii.Error, UnicodeDecodeError):
             return None
         if callable(auth):
-            verdict = auth(user, password)
-            return user if (await verdict if inspect.isawaitable(verdict) else verdict) else None
+            address = set_client_address(request.client.host if request.client else None)
+            try:
+                verdict = auth(user, password)
+                return user if (await verdict if inspect.isawaitable(verdict) else verdict) else None
+            finally:
+                reset_client_address(address)
         known = auth.get(user)
-        return user if known is not None and hmac.compare_digest(str(known), password) else None
+        return user if known is not None and hmac.compare_digest(str(known).encode(), password.encode()) else None
 
     @staticmethod
     def _refused() -> JSONResponse:
         return _problem(401, "This app has logins: send one as HTTP Basic auth (A1111's --api-auth user:pass).",
                         **{"WWW-Authenticate": 'Basic realm="Gator Studio"'})
-
-    async def _authorized_body(self, request: Request) -> tuple[str, Any] | JSONResponse:
-        """(login, JSON body) of a POST, or the answer that refuses it (no login; a body too big, or no JSON)."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
-        body = await _json(request)
-        return _unreadable(body) or (login, body)
 
     @staticmethod
     def _caller(request: Request, login: str) -> str:
@@ -141,43 +165,65 @@ class A1111Api:
 
     # -- generating ----------------------------------------------------------------------------------------------
     async def generate(self, request: Request) -> JSONResponse:
-        """POST txt2img / img2img: the images as base64 PNGs (their parameters in them), the request, and `info`."""
-        read = await self._authorized_body(request)
-        if isinstance(read, JSONResponse):
-            return read
-        login, body = read
-        try:
-            if request.url.path.endswith("/img2img") and not (isinstance(body, dict) and "init_images" in body):
-                raise InvalidRequest("img2img needs init_images: a list with one base64-encoded image.")
-            args = generation_arguments(body, self._checkpoints.get(login), self.manager.styled)
-        except InvalidRequest as err:
-            return _problem(422, str(err))
-        model = args.get(P.MODEL.name)
-        args = {**self.manager.model_defaults(model if isinstance(model, str) else None), **args}
-        caller = self._caller(request, login)
+        """POST txt2img / img2img: the images as base64 PNGs (their parameters in them), the request, and `info`.
+        The call is one of its caller's jobs from before its body is read (so the job limits bound what many
+        calls at once may hold), and the body is parsed and its images decoded off the event loop."""
+        login = await self._login(request)
+        if login is None:
+            return self._refused()
+        if (wrong_type := _not_json_type(request)) is not None:
+            return wrong_type
         client = SimpleNamespace(session_hash=None, username=login or None, client=request.client)
         try:
             async with self.jobs.job(client) as cancel:
-                state = CallState(job_count=args.get(P.BATCH_COUNT.name, 1))
-                self._calls.setdefault(caller, []).append((cancel, state))
-                hung_up = asyncio.create_task(self._stop_when_gone(request, cancel))
-                try:
-                    result = await self.manager.generate_image(
-                        **args, cancel=cancel, skip=self.jobs.skip_switch(cancel), owner=login or None,
-                        watch=lambda event: self._follow(state, event))
-                finally:
-                    hung_up.cancel()
-                    self._calls[caller].remove((cancel, state))
-                    if not self._calls[caller]:
-                        del self._calls[caller]
+                raw = await _body(request, MAX_BODY_BYTES)
+                if (unreadable := _unreadable(raw, MAX_BODY_BYTES)) is not None:
+                    return unreadable
+                read = await asyncio.to_thread(self._arguments, request.url.path, raw, login)
+                if isinstance(read, JSONResponse):
+                    return read
+                body, args = read
+                return await self._run(request, login, body, args, cancel)
         except TooManyJobs as err:
             return _problem(429, str(err))
+
+    def _arguments(self, path: str, raw: bytes, login: str) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
+        """(body, generate_image arguments with the model's defaults) of a call's raw body, or its 422 answer."""
+        body = _parsed(raw)
+        if (unreadable := _unreadable(body, MAX_BODY_BYTES)) is not None:
+            return unreadable
+        try:
+            if path.endswith("/img2img") and not (isinstance(body, dict) and "init_images" in body):
+                raise InvalidRequest("img2img needs init_images: a list with one base64-encoded image.")
+            args = generation_arguments(body, self._checkpoints.get(login), self.manager)
+        except InvalidRequest as err:
+            return _problem(422, str(err))
+        model = args.get(P.MODEL.name)
+        return body, {**self.manager.model_defaults(model if isinstance(model, str) else None), **args}
+
+    async def _run(self, request: Request, login: str, body: dict[str, Any], args: dict[str, Any],
+                   cancel: asyncio.Event) -> JSONResponse:
+        """Generate for the call, followed by /progress and stopped by /interrupt, /skip or a hang-up."""
+        caller = self._caller(request, login)
+        state = CallState(job_count=args.get(P.BATCH_COUNT.name, 1))
+        skip = self.jobs.skip_switch(cancel)
+        self._calls.setdefault(caller, []).append((cancel, state))
+        hung_up = asyncio.create_task(self._stop_when_gone(request, cancel))
+        try:
+            result = await self.manager.generate_image(**args, cancel=cancel, skip=skip, owner=login or None,
+                                                       watch=lambda event: self._follow(state, event))
+        finally:
+            hung_up.cancel()
+            self._calls[caller].remove((cancel, state))
+            if not self._calls[caller]:
+                del self._calls[caller]
         if not any(item.status == "success" and item.path for item in (result.batch or [result])):
-            # nothing made: stopped (interrupt, hang-up), the request's own fault when no backend took it (the
+            # nothing made: stopped (interrupt, skip, hang-up), the request's own fault when no backend took it (the
             # engine's sentence says what), else the run failed
-            status = 409 if cancel.is_set() else 500 if result.backend else 422
+            stopped = cancel.is_set() or (skip is not None and skip.is_set())
+            status = 409 if stopped else 500 if result.backend else 422
             return _problem(status, result.error or "The image could not be generated.")
-        return JSONResponse(a1111_answer(result, body))  # an interrupted batch: the images it finished
+        return JSONResponse(await asyncio.to_thread(a1111_answer, result, body))  # interrupted: what it finished
 
     @staticmethod
     def _follow(state: CallState, event: Any) -> None:
@@ -253,10 +299,15 @@ class A1111Api:
     async def set_options(self, request: Request) -> JSONResponse:
         """POST options: sd_model_checkpoint becomes the checkpoint of this login's calls (other options are
         A1111's own settings and are left alone)."""
-        read = await self._authorized_body(request)
-        if isinstance(read, JSONResponse):
-            return read
-        login, body = read
+        login = await self._login(request)
+        if login is None:
+            return self._refused()
+        if (wrong_type := _not_json_type(request)) is not None:
+            return wrong_type
+        raw = await _body(request, MAX_OPTIONS_BYTES)
+        body = raw if (raw is TOO_BIG or raw is GONE) else _parsed(raw)
+        if (unreadable := _unreadable(body, MAX_OPTIONS_BYTES)) is not None:
+            return unreadable
         if not isinstance(body, dict):
             return _problem(422, "The request body must be a JSON object of options.")
         checkpoint = body.get("sd_model_checkpoint")
@@ -294,6 +345,10 @@ class A1111Api:
     async def vaes(self, request: Request) -> JSONResponse:
         return await self._listing(request, lambda: [{"model_name": name, "filename": name}
                                                for name in self.manager.available_vaes()])
+
+    async def latent_modes(self, request: Request) -> JSONResponse:
+        """GET latent-upscale-modes: none (the hires fix's upscalers are /upscalers'; SillyTavern asks for both)."""
+        return await self._listing(request, list)
 
     async def styles(self, request: Request) -> JSONResponse:
         def listed() -> list[dict[str, Any]]:

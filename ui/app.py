@@ -13,6 +13,7 @@ from .a1111_api import A1111Api
 from .api import register_api
 from .api_guard import ApiArguments
 from .badge import SHOW_MODELS_JS, badge_html
+from .cache_sweep import CACHE_SWEEP, cache_lifespan
 from .file_guard import OwnFilesOnly
 from .image_tab import build_image_tab
 from .merger_panel import build_merger_panel
@@ -28,22 +29,19 @@ from .workflow_box import workflow_choices
 BADGE_REFRESH_S = 1.0
 # Room for many clients: each client's extra jobs are refused as soon as they are dequeued (ui/sessions.py).
 QUEUE_OPTIONS = {"default_concurrency_limit": 4, "max_size": 512}
-# Gradio keeps a copy of every picture it shows (each step preview, each result) in its cache folder
-# (GRADIO_TEMP_DIR, else <temp>/gradio); the copies are swept every hour once a day old, and all at shutdown
-# (the originals stay in the outputs folder). (sweep every, delete when older than), in seconds.
-CACHE_SWEEP = (3600, 24 * 3600)
 
 
 def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: str = "Gator Studio",
                cache_sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
     """The Gradio app around an engine `AIModelManager` (initialized or not; it initializes on first load);
-    `cache_sweep` is how often Gradio's copies of pictures shown are swept, and their age when they go."""
+    `cache_sweep` is how often Gradio's copies of pictures shown are swept, and their age when they go
+    (ui/cache_sweep.py)."""
     jobs = Jobs()
 
     def read_status() -> dict[str, Any]:
         return manager.status()
 
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=cache_sweep) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
         seen = gr.State({})
         with gr.Row(elem_id="gator-header"):
             gr.HTML(f"<h1>{LOGO_SVG}<span>{title}</span></h1>", elem_id="gator-title", padding=False)
@@ -115,17 +113,19 @@ def build_demo(manager: AIModelManager, *, browse_outputs: bool = True, title: s
     jobs.attach(demo)
     demo.gator_api_specs = api_specs  # read by launch_options
     demo.gator_a1111 = A1111Api(manager, jobs)  # its routes are added by launch_options
+    demo.gator_cache_lifespan = cache_lifespan(demo, *cache_sweep)  # likewise
     return demo
 
 
 def launch_options(manager: AIModelManager, demo: gr.Blocks) -> dict[str, Any]:
     """Keyword arguments for `demo.launch` that belong to the app: theme, CSS, keyboard shortcuts, the outputs
     folder, the check that gives malformed API calls a sentence, (with logins) each login's files kept to that
-    login, and A1111's web API (/sdapi/v1)."""
+    login, A1111's web API (/sdapi/v1), and the sweep of Gradio's copies of the pictures shown."""
     def fn_names() -> dict[int, str]:
         return {index: fn.api_name for index, fn in demo.fns.items() if getattr(fn, "api_name", None)}
 
     guard = Middleware(ApiArguments, specs=getattr(demo, "gator_api_specs", {}), fn_names=fn_names)
     own_files = Middleware(OwnFilesOnly, output_dir=manager.output_dir, admins=lambda: manager.admins)
     return {"theme": theme(), "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.output_dir)],
-            "app_kwargs": {"middleware": [guard, own_files], "routes": demo.gator_a1111.routes()}}
+            "app_kwargs": {"middleware": [guard, own_files], "routes": demo.gator_a1111.routes(),
+                           "lifespan": demo.gator_cache_lifespan}}

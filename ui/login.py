@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections import defaultdict, deque
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -16,6 +16,16 @@ logger = logging.getLogger("gator.login")
 
 # the address of the client whose login is being checked (Gradio's `auth=` callable is given no request)
 _client_address: ContextVar[str | None] = ContextVar("gator_login_client_address", default=None)
+
+
+def set_client_address(address: str | None) -> Token:
+    """Make `address` the one `LoginGuard.check` counts a failure against (a login checked outside /login, as
+    HTTP Basic auth on /sdapi/v1); hand the token to `reset_client_address` after the check."""
+    return _client_address.set(address or "unknown")
+
+
+def reset_client_address(token: Token) -> None:
+    _client_address.reset(token)
 
 
 class ClientAddress:
@@ -29,11 +39,11 @@ class ClientAddress:
         if scope["type"] != "http" or not scope.get("path", "").rstrip("/").endswith("/login"):
             await self.app(scope, receive, send)
             return
-        token = _client_address.set((scope.get("client") or ("unknown",))[0])
+        token = set_client_address((scope.get("client") or (None,))[0])
         try:
             await self.app(scope, receive, send)
         finally:
-            _client_address.reset(token)
+            reset_client_address(token)
 
 
 @dataclass

@@ -31,14 +31,14 @@ def model_sampling(spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
-def distilled_schedule(scheduler_class: type, steps: int) -> dict[str, Any]:
+def distilled_schedule(scheduler_class: type, steps: int, train_steps: int) -> dict[str, Any]:
     """For a distilled model's scheduler (LCM's, made for a 50-step schedule, which diffusers will not sample with
-    more steps): a schedule as long as the request, as A1111's and ComfyUI's LCM samplers take any step count;
-    {} for the others, and for LCM at 50 steps or fewer."""
+    more steps): more steps are spread over all `train_steps` of the model's schedule, from pure noise, as A1111's
+    and ComfyUI's LCM samplers take any step count; {} for the others, and for LCM at 50 steps or fewer."""
     original = inspect.signature(scheduler_class.__init__).parameters.get("original_inference_steps")
     if original is None or steps <= original.default:
         return {}
-    return {"original_inference_steps": steps}
+    return {"original_inference_steps": max(steps, train_steps)}
 
 
 def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec, steps: int) -> None:
@@ -48,14 +48,15 @@ def set_scheduler(pipe: Any, sampler: str, spec: ModelSpec, steps: int) -> None:
 
     entry = load_samplers()[sampler]["diffusers"]
     scheduler_class = getattr(diffusers, entry["class"])
-    settings = {**model_sampling(spec), **entry.get("options", {}), **distilled_schedule(scheduler_class, steps)}
-    choice = (entry["class"], tuple(sorted(settings.items())))
-    if getattr(pipe, _CHOSEN, None) == choice:
-        return
     loaded = getattr(pipe, _LOADED_CONFIG, None)
     if loaded is None:
         loaded = dict(pipe.scheduler.config)
         setattr(pipe, _LOADED_CONFIG, loaded)
+    settings = {**model_sampling(spec), **entry.get("options", {}),
+                **distilled_schedule(scheduler_class, steps, int(loaded.get("num_train_timesteps", 1000)))}
+    choice = (entry["class"], tuple(sorted(settings.items())))
+    if getattr(pipe, _CHOSEN, None) == choice:
+        return
     pipe.scheduler = scheduler_class.from_config(loaded, **settings)
     setattr(pipe, _CHOSEN, choice)
     logger.debug("Scheduler %s for %s (%s)", entry["class"], spec.label, settings or "as loaded")

@@ -62,8 +62,8 @@ async def test_lcm_takes_more_steps_than_its_distilled_schedule(manager):
     assert result.status == "success", result.error
     assert [e.step for e in events if isinstance(e, Progress)] == list(range(1, 61))
     scheduler = manager.backends["diffusers"].pool[0].pipe.scheduler
-    assert scheduler.config.original_inference_steps == 60 and len(scheduler.timesteps) == 60
-    assert len(set(scheduler.timesteps.tolist())) == 60  # 60 distinct noise levels, none repeated
+    assert len(scheduler.timesteps) == 60 and len(set(scheduler.timesteps.tolist())) == 60  # none repeated
+    assert scheduler.timesteps[0] == scheduler.config.num_train_timesteps - 1  # from pure noise
     short = await manager.generate_image("a fox", sampler="lcm", **RUN)  # within 50: LCM's own schedule again
     assert short.status == "success"
     assert manager.backends["diffusers"].pool[0].pipe.scheduler.config.original_inference_steps == 50
@@ -124,6 +124,21 @@ def test_a1111_api_sampler_and_schedule_type_are_ours():
                                 ("DPM++ 3M SDE", "", "dpmpp_3m_sde_exponential"), ("DPM2 a", None, "dpm2_a_karras"),
                                 ("Euler a", "Automatic", "euler_a"), ("Heun", "Automatic", "heun"),
                                 ("DPM++ 2M Karras", None, "dpmpp_2m_karras"), ("euler", None, "euler"),
-                                ("LMS", "Karras", "lms_karras")):
+                                ("LMS", "Karras", "lms_karras"), ("DPM++ 2M", "automatic", "dpmpp_2m_karras"),
+                                ("DPM++ 2M", "karras", "dpmpp_2m_karras"), ("DPM2", "Automatic", "dpm2_karras"),
+                                ("DPM++ 2M Karras", "Karras", "dpmpp_2m_karras"),
+                                ("DPM++ 2M SDE Karras", "Automatic", "dpmpp_2m_sde_karras")):
         assert a1111_sampler(name, schedule) == key, (name, schedule)
     assert a1111_sampler("DPM++ 2M", "Polyexponential") == "DPM++ 2M Polyexponential"  # for validation to name
+
+
+async def test_a_second_order_samplers_steps_count_twice_in_the_work_budget(manager):
+    """Heun runs the model twice a step: the budget (GATOR_MAX_PIXEL_STEPS) counts it so."""
+    from engine.limits import Limits
+
+    budget = Limits().max_pixel_steps
+    steps = budget // (1024 * 1024) // 2 + 1  # within the budget once, over it twice
+    assert Limits().image_problem(1024, 1024, steps, 1) is None
+    refused = await manager.generate_image("a fox", sampler="heun", width=1024, height=1024,
+                                           num_inference_steps=steps)
+    assert refused.status == "error" and f"× {steps} steps × 2 model calls a step × 1 image" in refused.error

@@ -261,7 +261,9 @@ class AppProcesses:
                        "GATOR_MODELS_DIR": str(self.folder / "models"),
                        "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                        # a share server that cannot answer: no public link is ever made from a test
-                       "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9", **env}
+                       "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9",
+                       "GRADIO_TEMP_DIR": str(self.folder / f"gradio-{port}"),  # its own: it sweeps its copies
+                       **env}
         handle = log.open("w")
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *flags], cwd=ROOT, env=environment,
                                 stdout=handle, stderr=subprocess.STDOUT)

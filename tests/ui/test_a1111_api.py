@@ -39,9 +39,12 @@ def test_the_lists_and_the_options_checkpoint(local_app):
     with api(local_app) as client:
         models = client.get("/sdapi/v1/sd-models").json()
         assert "tiny" in [m["title"] for m in models] and all(m["model_name"] for m in models)
-        samplers = client.get("/sdapi/v1/samplers").json()
-        assert [s["name"] for s in samplers] == [entry["label"] for entry in load_samplers().values()]
-        assert {"Automatic", "Karras", "Exponential"} <= {s["label"] for s in client.get("/sdapi/v1/schedulers").json()}
+        samplers = {s["name"]: s["aliases"] for s in client.get("/sdapi/v1/samplers").json()}  # A1111 1.9's names
+        assert samplers["DPM++ 2M"] == ["dpmpp_2m", "dpmpp_2m_karras"] and samplers["Heun"] == ["heun"]
+        assert sorted(key for keys in samplers.values() for key in keys) == sorted(load_samplers())
+        schedulers = client.get("/sdapi/v1/schedulers").json()
+        assert {"Automatic", "Karras", "Exponential"} <= {s["label"] for s in schedulers}
+        assert client.get("/sdapi/v1/latent-upscale-modes").json() == []  # SillyTavern asks beside /upscalers
         assert "Lanczos" in [u["name"] for u in client.get("/sdapi/v1/upscalers").json()]
         assert client.get("/sdapi/v1/loras").status_code == client.get("/sdapi/v1/sd-vae").status_code == 200
         assert "Cinematic" in [s["name"] for s in client.get("/sdapi/v1/prompt-styles").json()]
@@ -56,7 +59,7 @@ def test_txt2img_answers_a1111s_fields_and_saves_its_pngs(local_app):
     with api(local_app) as client:
         answer = client.post("/sdapi/v1/txt2img", json={
             "prompt": "a fox in snow", "negative_prompt": "blurry", "sampler_name": "DPM++ 2M",
-            "scheduler": "Automatic", "batch_size": 2, "cfg_scale": 6, **SMALL})
+            "scheduler": "automatic", "batch_size": 2, "cfg_scale": 6, **SMALL})  # /schedulers' name, as sent
     assert answer.status_code == 200, answer.text
     body = answer.json()
     info = json.loads(body["info"])
@@ -69,6 +72,21 @@ def test_txt2img_answers_a1111s_fields_and_saves_its_pngs(local_app):
         assert image.size == (64, 64)
         assert image.text["parameters"] == text == embedded_texts(path)["parameters"]
         assert text.startswith("a fox in snow\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M Karras, CFG scale: 6")
+
+
+def test_what_clients_send_as_they_send_it(local_app):
+    """Nulls for empty texts, booleans as text, a sampler label that carries its schedule and the schedule again,
+    CFG scale left out (the model's own), styles reaching the prompt."""
+    with api(local_app) as client:
+        answer = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "a fox", "negative_prompt": None, "tiling": "false", "enable_hr": "false",
+            "sampler_name": "DPM++ 2M Karras", "scheduler": "Karras", "styles": ["Cinematic"], **SMALL})
+    assert answer.status_code == 200, answer.text
+    info = json.loads(answer.json()["info"])
+    tiny = next(m for m in local_app.manager.available_models() if m["id"] == "tiny")
+    assert info["sampler_name"] == "DPM++ 2M Karras" and info["cfg_scale"] == tiny["default_guidance"]
+    assert info["prompt"].startswith("cinematic film still of a fox,")  # the style, as the form applies it
+    assert "Tiling" not in info["infotexts"][0] and "Hires" not in info["infotexts"][0]
 
 
 def test_img2img_and_inpaint_with_a_mask(local_app):
@@ -99,6 +117,7 @@ def test_bad_bodies_are_sentences_and_save_nothing(local_app):
              ({"prompt": "x", "styles": "Cinematic"}, "styles must be a list of style names"),
              ({"prompt": "x", "subseed_strength": "lots"}, "Variation strength"),
              ({"prompt": "x", "override_settings": {"sd_model_checkpoint": "nowhere"}}, "nowhere"),
+             ({"prompt": "x", "sampler_name": "DPM++ 2M Karras", "scheduler": "Exponential"}, "Sampler must be"),
              ([1, 2], "The request body must be a JSON object")]
     with api(local_app) as client:
         for body, sentence in cases:
@@ -106,15 +125,25 @@ def test_bad_bodies_are_sentences_and_save_nothing(local_app):
             assert answer.status_code == 422 and sentence in answer.json()["detail"], (body, answer.text)
         for body, sentence in (({"prompt": "x", "init_images": ["not base64 !"]}, "The init image is not valid base64"),
                                ({"prompt": "x", "init_images": [base64.b64encode(b"text").decode()]},
-                                "The init image is not an image this app can read"),
+                                "The init image is not a PNG, JPEG or WebP image"),
                                ({"prompt": "x"}, "img2img needs init_images"),
+                               ({"prompt": "x", "init_images": [encoded(Image.new("1", (5000, 5000)))]},
+                                "The init image is too large: 5000×5000"),  # refused before its pixels are decoded
                                ({"prompt": "x", "init_images": [encoded(Image.new("RGB", (64, 64)))],
                                  "resize_mode": 7}, "resize_mode must be a whole number from 0 to 3")):
             answer = client.post("/sdapi/v1/img2img", json=body)
             assert answer.status_code == 422 and sentence in answer.json()["detail"], (body, answer.text)
         not_json = client.post("/sdapi/v1/txt2img", content=b"{", headers={"content-type": "application/json"})
         assert not_json.status_code == 422 and "must be JSON" in not_json.json()["detail"]
-        huge = client.post("/sdapi/v1/img2img", content=(b"x" * 2**20 for _ in range(300)))  # streamed, no length
+        not_a_number = client.post("/sdapi/v1/txt2img", content=b'{"prompt": "x", "eta": NaN}',
+                                   headers={"content-type": "application/json"})
+        assert not_a_number.status_code == 422 and "must be JSON" in not_a_number.json()["detail"]
+        for path in ("txt2img", "options"):  # a plain-text post, as another site's page could make without asking
+            posted = client.post(f"/sdapi/v1/{path}", content=json.dumps({"prompt": "x"}).encode(),
+                                 headers={"content-type": "text/plain"})
+            assert posted.status_code == 415 and "Content-Type: application/json" in posted.json()["detail"]
+        huge = client.post("/sdapi/v1/img2img", content=(b"x" * 2**20 for _ in range(300)),  # streamed, no length
+                           headers={"content-type": "application/json"})
         assert huge.status_code == 413 and "over 256 MiB" in huge.json()["detail"]
     assert "Traceback" not in str(cases) and set(local_app.saved_images()) == before
 
