@@ -46,8 +46,9 @@ async def test_each_sampler_takes_its_model_calls_and_one_preview_per_step(manag
             assert type(scheduler).__name__ == entry["diffusers"]["class"], key
             for option, value in entry["diffusers"].get("options", {}).items():
                 assert scheduler.config[option] == value, (key, option)
-            again = await manager.generate_image("a fox in snow", sampler=key, **LONG)
-            assert fingerprint(again.image) == fingerprint(result.image), key  # seeded, SDE noise included
+            if "_a" in key or "sde" in key or key == "lcm":  # one that adds noise as it goes: from the seed
+                again = await manager.generate_image("a fox in snow", sampler=key, **LONG)
+                assert fingerprint(again.image) == fingerprint(result.image), key
             made[key] = fingerprint(result.image)
     finally:
         hook.remove()
