@@ -50,7 +50,7 @@ def a1111_sampler(name: Any, schedule: Any = None) -> str:
     label = str(name or "").strip() or P.SAMPLER.default
     schedule = str(schedule or "").strip()
     samplers = load_samplers()
-    own_label, own_schedule = _schedule_of(label)
+    own_schedule = _schedule_of(label)[1]
     if own_schedule and sampler_key(label) in samplers and schedule.lower() in ("", AUTOMATIC.lower(),
                                                                                 own_schedule.lower()):
         return sampler_key(label)

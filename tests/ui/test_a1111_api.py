@@ -190,14 +190,18 @@ def test_a_caller_that_hangs_up_stops_its_job(local_app):
 def test_with_logins_every_route_asks_for_one_and_images_go_to_its_folder(tmp_path, tiny_model_dir):
     processes = AppProcesses(tmp_path, tiny_model_dir)  # its own: a wrong password counts toward a lock-out
     try:
-        url, _ = processes.start(GATOR_AUTH="cy:c5,dee:d6")
+        url, _ = processes.start(GATOR_AUTH="cy:c5,dee:d6", GATOR_LOGIN_MAX_ADDRESS_FAILURES="2",
+                                 GATOR_LOGIN_LOCKOUT_S="2", GATOR_LOGIN_DELAY_S="0")
         with httpx.Client(base_url=url, timeout=120) as client:
             refused = client.get("/sdapi/v1/sd-models")
             assert refused.status_code == 401 and "HTTP Basic" in refused.json()["detail"]
             assert refused.headers["www-authenticate"].startswith("Basic")
             assert client.post("/sdapi/v1/txt2img", json={"prompt": "x", **SMALL}).status_code == 401
             assert client.get("/sdapi/v1/options", auth=("cy", "wrong")).status_code == 401
-            assert client.get("/sdapi/v1/options", auth=("cy", "d6")).status_code == 401  # dee's password
+            assert client.get("/sdapi/v1/options", auth=("dee", "c5")).status_code == 401  # cy's password
+            # two failures from this address lock it, as on the login page: the right password waits it out
+            assert client.get("/sdapi/v1/options", auth=("cy", "c5")).status_code == 401
+            time.sleep(2.2)
         with httpx.Client(base_url=url, timeout=120, auth=("cy", "c5")) as client:
             assert client.get("/sdapi/v1/sd-models").status_code == 200
             answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a quiet lake", **SMALL})
