@@ -16,7 +16,8 @@ import inspect
 import io
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,6 +53,11 @@ class CallState:
     steps: int = 0
     preview: Any = None
     interrupted: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def eta_s(self, share_done: float) -> float:
+        """Seconds left at this pace, from the share of the call done (A1111's eta_relative); 0 before any."""
+        return (time.monotonic() - self.started) * (1 - share_done) / share_done if share_done > 0 else 0.0
 
 
 MAX_BODY_BYTES = 256 * 2**20  # a body read whole: an init image and a mask of the largest size, as base64 PNGs
@@ -258,7 +264,8 @@ class A1111Api:
             buffer = io.BytesIO()
             state.preview.save(buffer, format="PNG")
             image = base64.b64encode(buffer.getvalue()).decode("ascii")
-        return JSONResponse({"progress": min(done_images / max(state.job_count, 1), 1.0), "eta_relative": 0.0,
+        share_done = min(done_images / max(state.job_count, 1), 1.0)
+        return JSONResponse({"progress": share_done, "eta_relative": state.eta_s(share_done),
                              "state": {"skipped": False, "interrupted": state.interrupted, "job": "txt2img",
                                        "job_count": state.job_count, "job_no": state.job_no,
                                        "sampling_step": state.step, "sampling_steps": state.steps},

@@ -163,6 +163,7 @@ def test_progress_shows_the_callers_run_and_interrupt_stops_it(local_app):
                 break
             time.sleep(0.1)
         assert state["state"]["sampling_steps"] == 150 and 0 < state["progress"] < 1, state
+        assert state["eta_relative"] > 0, state  # seconds left at its pace
         assert picture(state["current_image"]).size[0] > 0  # the step's preview
         assert client.post("/sdapi/v1/interrupt").status_code == 200
         runner.join(60)
