@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -40,6 +40,7 @@ from .sessions import Jobs, TooManyJobs
 logger = logging.getLogger(__name__)
 
 PREFIX = "/sdapi/v1"
+Handler = Callable[[Request, str], Awaitable[JSONResponse]]  # a route's work: (request, the caller's login)
 DISCONNECT_POLL_S = 0.5  # how often a running call looks whether its caller hung up
 
 
@@ -125,13 +126,36 @@ class A1111Api:
         self._calls: dict[str, list[tuple[asyncio.Event, CallState]]] = {}  # each caller's running calls
 
     def routes(self) -> list[APIRoute]:
+        """Every route, each behind the login check (`_guarded`), so none can be added without it."""
+        lists: dict[str, Callable[[], list[dict[str, Any]]]] = {
+            "sd-models": lambda: a1111_models(self.manager.available_models()), "samplers": a1111_samplers,
+            "schedulers": a1111_schedulers,
+            "upscalers": lambda: [{"name": name, "model_name": None, "model_path": None, "model_url": None,
+                                   "scale": None} for name in self.manager.available_upscalers()],
+            "loras": lambda: [{"name": lora["name"], "alias": lora["name"], "path": None, "metadata": {}}
+                              for lora in self.manager.available_loras()],
+            "sd-vae": lambda: [{"model_name": name, "filename": name} for name in self.manager.available_vaes()],
+            "prompt-styles": lambda: [{"name": name, "prompt": None, "negative_prompt": None}
+                                      for name in self.manager.available_styles()[1:]],
+            "latent-upscale-modes": list}  # none: the hires fix's are /upscalers' (SillyTavern asks for both)
         posts = {"txt2img": self.generate, "img2img": self.generate, "options": self.set_options,
                  "interrupt": self.interrupt, "skip": self.skip}
-        gets = {"sd-models": self.models, "samplers": self.samplers, "schedulers": self.schedulers,
-                "upscalers": self.upscalers, "loras": self.loras, "sd-vae": self.vaes, "prompt-styles": self.styles,
-                "options": self.options, "progress": self.progress, "latent-upscale-modes": self.latent_modes}
-        return [*(APIRoute(f"{PREFIX}/{name}", handler, methods=["POST"]) for name, handler in posts.items()),
-                *(APIRoute(f"{PREFIX}/{name}", handler, methods=["GET"]) for name, handler in gets.items())]
+        gets = {"options": self.options, "progress": self.progress,
+                **{name: _listing(make) for name, make in lists.items()}}
+        return [*(APIRoute(f"{PREFIX}/{name}", self._guarded(handler), methods=["POST"])
+                  for name, handler in posts.items()),
+                *(APIRoute(f"{PREFIX}/{name}", self._guarded(handler), methods=["GET"])
+                  for name, handler in gets.items())]
+
+    def _guarded(self, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+        """`handler(request, login)` as a route: called only for a caller who is logged in (always, without
+        logins), else 401."""
+        async def endpoint(request: Request) -> JSONResponse:
+            login = await self._login(request)
+            if login is None:
+                return self._refused()
+            return await handler(request, login)
+        return endpoint
 
     # -- who is calling ------------------------------------------------------------------------------------------
     @staticmethod
@@ -170,13 +194,10 @@ class A1111Api:
         return f"{login}@{host}"
 
     # -- generating ----------------------------------------------------------------------------------------------
-    async def generate(self, request: Request) -> JSONResponse:
+    async def generate(self, request: Request, login: str) -> JSONResponse:
         """POST txt2img / img2img: the images as base64 PNGs (their parameters in them), the request, and `info`.
         The call is one of its caller's jobs from before its body is read (so the job limits bound what many
         calls at once may hold), and the body is parsed and its images decoded off the event loop."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         if (wrong_type := _not_json_type(request)) is not None:
             return wrong_type
         client = SimpleNamespace(session_hash=None, username=login or None, client=request.client)
@@ -246,12 +267,9 @@ class A1111Api:
                 logger.info("An A1111 API caller hung up; its job is stopped.")
                 cancel.set()
 
-    async def progress(self, request: Request) -> JSONResponse:
+    async def progress(self, request: Request, login: str) -> JSONResponse:
         """GET progress: the caller's running call (A1111's fields; the latest step preview as base64 PNG unless
         skip_current_image=true)."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         calls = self._calls.get(self._caller(request, login)) or []
         if not calls:
             return JSONResponse({"progress": 0.0, "eta_relative": 0.0, "state": {
@@ -271,21 +289,15 @@ class A1111Api:
                                        "sampling_step": state.step, "sampling_steps": state.steps},
                              "current_image": image, "textinfo": f"Step {state.step}/{state.steps}"})
 
-    async def interrupt(self, request: Request) -> JSONResponse:
+    async def interrupt(self, request: Request, login: str) -> JSONResponse:
         """POST interrupt: stop the caller's running calls (their finished images stay)."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         for cancel, state in self._calls.get(self._caller(request, login)) or []:
             state.interrupted = True
             cancel.set()
         return JSONResponse(None)
 
-    async def skip(self, request: Request) -> JSONResponse:
+    async def skip(self, request: Request, login: str) -> JSONResponse:
         """POST skip: end the image each of the caller's calls is making; a batch goes on with the next."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         for cancel, _ in self._calls.get(self._caller(request, login)) or []:
             switch = self.jobs.skip_switch(cancel)
             if switch is not None:
@@ -293,22 +305,16 @@ class A1111Api:
         return JSONResponse(None)
 
     # -- options and lists ---------------------------------------------------------------------------------------
-    async def options(self, request: Request) -> JSONResponse:
+    async def options(self, request: Request, login: str) -> JSONResponse:
         """GET options: the checkpoint calls use when they name none (auto: the best one here), and A1111's
         defaults for the rest that tools read."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         return JSONResponse({"sd_model_checkpoint": self._checkpoints.get(login, P.MODEL.default),
                              "sd_vae": "Automatic", "CLIP_stop_at_last_layers": P.CLIP_SKIP.default,
                              "samples_format": "png"})
 
-    async def set_options(self, request: Request) -> JSONResponse:
+    async def set_options(self, request: Request, login: str) -> JSONResponse:
         """POST options: sd_model_checkpoint becomes the checkpoint of this login's calls (other options are
         A1111's own settings and are left alone)."""
-        login = await self._login(request)
-        if login is None:
-            return self._refused()
         if (wrong_type := _not_json_type(request)) is not None:
             return wrong_type
         raw = await _body(request, MAX_OPTIONS_BYTES)
@@ -326,42 +332,12 @@ class A1111Api:
             self._checkpoints[login] = known.get(name.lower(), P.MODEL.default)
         return JSONResponse(None)
 
-    async def _listing(self, request: Request, make: Any) -> JSONResponse:
-        if await self._login(request) is None:
-            return self._refused()
+
+def _listing(make: Callable[[], list[dict[str, Any]]]) -> Handler:
+    """A GET route's handler answering `make()`."""
+    async def listed(_request: Request, _login: str) -> JSONResponse:
         return JSONResponse(make())
-
-    async def models(self, request: Request) -> JSONResponse:
-        return await self._listing(request, lambda: a1111_models(self.manager.available_models()))
-
-    async def samplers(self, request: Request) -> JSONResponse:
-        return await self._listing(request, a1111_samplers)
-
-    async def schedulers(self, request: Request) -> JSONResponse:
-        return await self._listing(request, a1111_schedulers)
-
-    async def upscalers(self, request: Request) -> JSONResponse:
-        return await self._listing(request, lambda: [{"name": name, "model_name": None, "model_path": None,
-                                                "model_url": None, "scale": None}
-                                               for name in self.manager.available_upscalers()])
-
-    async def loras(self, request: Request) -> JSONResponse:
-        return await self._listing(request, lambda: [{"name": lora["name"], "alias": lora["name"], "path": None,
-                                                "metadata": {}} for lora in self.manager.available_loras()])
-
-    async def vaes(self, request: Request) -> JSONResponse:
-        return await self._listing(request, lambda: [{"model_name": name, "filename": name}
-                                               for name in self.manager.available_vaes()])
-
-    async def latent_modes(self, request: Request) -> JSONResponse:
-        """GET latent-upscale-modes: none (the hires fix's upscalers are /upscalers'; SillyTavern asks for both)."""
-        return await self._listing(request, list)
-
-    async def styles(self, request: Request) -> JSONResponse:
-        def listed() -> list[dict[str, Any]]:
-            return [{"name": name, "prompt": None, "negative_prompt": None}
-                    for name in self.manager.available_styles()[1:]]
-        return await self._listing(request, listed)
+    return listed
 
 
 __all__ = ["A1111Api", "PREFIX"]
