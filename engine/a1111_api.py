@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from . import params as P
-from .embedded_text import embedded_texts
+from .embedded_text import PARAMETERS, embedded_texts
 from .errors import InvalidRequest
 from .file_hashes import without_hash
 from .inpaint import FILL, LATENT_NOISE, LATENT_NOTHING, ONLY_MASKED, ORIGINAL, WHOLE_PICTURE
@@ -32,7 +32,6 @@ SCHEDULE_NAMES = ("Karras", "Exponential")  # the schedule types a sampler label
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what a base64 image may be (no other format's decoder is run)
 RESIZE_MODES = (*INPUT_RESIZE_MODES, JUST_RESIZE)  # its resize_mode 0-3 (3, latent upscale: just resize here)
 INPAINTING_FILL = (FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING)  # its inpainting_fill 0-3
-PARAMETERS_CHUNK = "parameters"  # the PNG text A1111 reads
 
 
 def _schedule_of(label: str) -> tuple[str, str]:
@@ -190,7 +189,7 @@ def a1111_answer(result: ImageResult, body: dict[str, Any]) -> dict[str, Any]:
     (their parameters in them), the request as sent, and `info`, a JSON text with the seeds and each image's
     parameters text."""
     made = [item for item in (result.batch or [result]) if item.status == "success" and item.path]
-    infotexts = [embedded_texts(item.path).get(PARAMETERS_CHUNK, "") for item in made]
+    infotexts = [embedded_texts(item.path).get(PARAMETERS, "") for item in made]
     first = made[0]
     info = {"prompt": first.prompt, "negative_prompt": first.negative_prompt, "seed": first.seed,
             "all_prompts": [item.prompt for item in made], "all_seeds": [item.seed for item in made],
